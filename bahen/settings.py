@@ -1,0 +1,103 @@
+"""Where bahen keeps its state and which services it talks to.
+
+Resolution order, later wins: the embedded defaults below, the YAML config file
+(``$BAHEN_HOME/config.yaml``, or ``BAHEN_CONFIG``), then ``BAHEN_*`` environment variables.
+The embedded defaults need no services: a local artifact directory, an in-process EVM, CPU
+training and Prefect's ephemeral API.
+"""
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bahen.errors import BahenError
+
+DEVNET_PASSPHRASE = "bahen-devnet"
+
+
+class SettingsError(BahenError):
+    """The config file or an environment variable cannot be used."""
+
+
+def _home_from_env() -> Path:
+    return Path(os.environ.get("BAHEN_HOME", ".bahen")).resolve()
+
+
+class Settings(BaseSettings):
+    """Everything bahen reads from the machine it runs on."""
+
+    model_config = SettingsConfigDict(env_prefix="BAHEN_", extra="forbid")
+
+    home: Path = Field(default_factory=_home_from_env, description="State directory: keys, orders, local store")
+    store_url: str | None = Field(
+        None, description="Artifact store: a directory, or s3://bucket/prefix (default: HOME/store)"
+    )
+    s3_endpoint_url: str | None = Field(None, description="S3 endpoint, e.g. http://127.0.0.1:9000 for MinIO")
+    s3_region: str | None = Field(None, description="S3 region")
+    chain_rpc_url: str | None = Field(None, description="EVM JSON-RPC endpoint (default: an in-process EVM)")
+    passphrase: SecretStr = Field(
+        SecretStr(DEVNET_PASSPHRASE), description="Keystore passphrase (set your own outside a devnet)"
+    )
+    scrypt_n: int = Field(2**15, ge=2**10, description="Keystore scrypt cost")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Training device")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+    @property
+    def resolved_store_url(self) -> str:
+        """The store URL, defaulting to a directory inside the state directory."""
+        return self.store_url or str(self.home / "store")
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def orders_dir(self) -> Path:
+        return self.home / "orders"
+
+    @property
+    def chain_file(self) -> Path:
+        """Deployed contract addresses of the configured chain."""
+        return self.home / "chain.json"
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads ``config.yaml``; a missing file means "use the defaults"."""
+
+    def __call__(self) -> dict:
+        path = Path(os.environ.get("BAHEN_CONFIG") or _home_from_env() / "config.yaml")
+        if not path.is_file():
+            return {}
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise SettingsError(f"config file {path} is not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise SettingsError(f"config file {path} must be a mapping of settings")
+        return data
+
+    def get_field_value(self, field, field_name):  # required by the base class; __call__ does the work
+        return None, field_name, False
+
+
+def load_settings(**overrides) -> Settings:
+    """Settings for this process, with ``overrides`` taking precedence."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        fields = ", ".join(".".join(map(str, e["loc"])) + f": {e['msg']}" for e in exc.errors())
+        raise SettingsError(f"invalid bahen settings ({fields}); check BAHEN_* variables and config.yaml") from None

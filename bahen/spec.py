@@ -1,0 +1,103 @@
+"""The client's order: what to train, on what, how, and for how much.
+
+One flat pydantic model so the Prefect UI renders it as a form (dropdowns for choices, bounds and
+descriptions on every field) and the CLI reads it from YAML with the same validation.
+"""
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from bahen.errors import BahenError
+
+WEI_PER_ETH = 10**18
+
+
+class OrderSpec(BaseModel):
+    """A training order as the client submits it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: Literal["digits", "mnist"] = Field(
+        "digits", description="Sample dataset: sklearn's 8x8 digits (1,797 images) or MNIST (70,000)"
+    )
+    dataset_path: str | None = Field(
+        None,
+        description="Your own CSV or Parquet file (feature columns x0..x{d-1}, integer column "
+        "'label'); when set it replaces the sample dataset",
+    )
+    model: Literal["mlp", "cnn", "resnet20"] = Field("mlp", description="Model from the registry")
+    optimizer: Literal["sgd", "adamw"] = Field("sgd", description="Optimizer")
+    lr: float = Field(0.05, gt=0, le=10, description="Learning rate")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (ignored by AdamW)")
+    weight_decay: float = Field(0.0, ge=0, le=1, description="Weight decay")
+    lr_schedule: Literal["constant", "cosine"] = Field("constant", description="Learning-rate schedule")
+    batch_size: int = Field(32, ge=1, le=4096, description="Samples per step")
+    epochs: int = Field(2, ge=1, le=100, description="Passes over the training split")
+    seed: int = Field(
+        0, ge=0, lt=2**63, description="Committed seed: initial weights and batch order derive from it"
+    )
+    checkpoint_every: int = Field(10, ge=1, le=100_000, description="Steps between full checkpoints")
+    holdout_fraction: float = Field(
+        0.2, gt=0, le=0.5, description="Share of rows kept back for the validators' holdout score"
+    )
+    profile: Literal["cpu-fp32-exact", "cuda-fp32-deterministic", "cuda-bf16-tolerant"] = Field(
+        "cpu-fp32-exact", description="Determinism profile; sets the tolerance of replayed segments"
+    )
+    workers: int = Field(
+        1, ge=1, le=1, description="Workers training the order (sharding across several is not offered yet)"
+    )
+    validators: int = Field(2, ge=1, le=16, description="Validators scoring the final model")
+    replay_segments: int = Field(
+        2, ge=1, le=64, description="Checkpoint segments re-executed by the verifier"
+    )
+    loss_samples: int = Field(
+        8, ge=1, le=1024, description="Committed batches whose logged loss the verifier recomputes"
+    )
+    budget_eth: float = Field(
+        1.0, gt=0, le=10_000, description="Most the client pays, in ETH; what is not spent is refunded"
+    )
+    deadline_hours: int = Field(24, ge=1, le=24 * 30, description="Hours until the order may be cancelled")
+
+    @model_validator(mode="after")
+    def _dataset_path_exists(self) -> "OrderSpec":
+        if self.dataset_path is not None and not Path(self.dataset_path).is_file():
+            raise ValueError(f"dataset_path {self.dataset_path!r} is not a readable file")
+        return self
+
+    @property
+    def budget_wei(self) -> int:
+        """The budget in wei, from the decimal the client wrote (no binary rounding)."""
+        return int(Decimal(str(self.budget_eth)) * WEI_PER_ETH)
+
+
+class SpecError(BahenError):
+    """An order spec that does not validate; the message names every offending field."""
+
+
+def parse_spec(data: dict, *, source: str = "order spec") -> OrderSpec:
+    """Validate ``data`` as an order, turning pydantic's errors into one readable message."""
+    try:
+        return OrderSpec.model_validate(data or {})
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = ".".join(str(part) for part in err["loc"]) or "(order)"
+            lines.append(f"  {field}: {err['msg']} (got {err.get('input')!r})")
+        raise SpecError(f"{source} is invalid:\n" + "\n".join(lines)) from None
+
+
+def load_spec(path: Path) -> OrderSpec:
+    """Read an order spec from a YAML file."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise SpecError(f"order spec {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"order spec {path} is not valid YAML: {exc}") from None
+    if data is not None and not isinstance(data, dict):
+        raise SpecError(f"order spec {path} must be a mapping of fields, got {type(data).__name__}")
+    return parse_spec(data, source=f"order spec {path}")
