@@ -1,1 +1,1 @@
-
+"""Content-addressed artifacts in DVC's remote layout, in a local directory or on S3."""

@@ -14,3 +14,7 @@ class ArtifactRef(BaseModel, frozen=True):
     md5: str = Field(pattern=r"^[0-9a-f]{32}$", description="DVC address: md5 of the stored bytes")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Commitment: sha256 of the stored bytes")
     size: int = Field(ge=0, description="Stored size in bytes")
+    is_dir: bool = Field(
+        default=False,
+        description="A directory: the stored bytes are its DVC `.dir` listing, kept at `<md5>.dir`",
+    )
