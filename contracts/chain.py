@@ -1,0 +1,165 @@
+"""One adapter over the two chain backends: the in-process EVM (eth-tester + py-evm) and any
+JSON-RPC endpoint (anvil locally). Everything that differs between them lives here: how reverts
+arrive, how time moves, how blocks are mined."""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+import requests
+from eth_account.signers.local import LocalAccount
+from eth_tester import EthereumTester, PyEVMBackend
+from eth_tester.exceptions import TransactionFailed
+from eth_tester.exceptions import ValidationError as TesterValidationError
+from web3 import EthereumTesterProvider, Web3
+from web3.contract.contract import ContractFunction
+from web3.exceptions import ContractLogicError, ProviderConnectionError, Web3RPCError
+from web3.types import TxReceipt
+
+from contracts.errors import ChainError, ChainUnavailableError, ContractRevert, decode_revert
+
+PRIORITY_FEE = 10**9  # 1 gwei tip
+GAS_HEADROOM = 1.2  # estimates are exact for the simulated state; leave room for state drift
+_REVERT_PREFIX = "execution reverted: "
+
+
+class Chain:
+    """A web3 connection plus the devnet controls tests and `bahen up` need."""
+
+    def __init__(self, w3: Web3, *, label: str, tester: EthereumTester | None = None):
+        self.w3 = w3
+        self.label = label
+        self._tester = tester
+        self._chain_id: int | None = None
+
+    @classmethod
+    def in_process(cls) -> Chain:
+        """A fresh in-process EVM with prefunded dev accounts; nothing to start."""
+        tester = EthereumTester(PyEVMBackend())
+        return cls(Web3(EthereumTesterProvider(tester)), label="in-process EVM", tester=tester)
+
+    @classmethod
+    def connect(cls, rpc_url: str) -> Chain:
+        """Connects to a JSON-RPC endpoint; raises ChainUnavailableError when nothing answers."""
+        w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+        chain = cls(w3, label=rpc_url)
+        chain.chain_id  # fail now, with the URL, rather than at the first transaction
+        return chain
+
+    @property
+    def chain_id(self) -> int:
+        if self._chain_id is None:
+            self._chain_id = self._rpc(lambda: self.w3.eth.chain_id)
+        return self._chain_id
+
+    def fund(self, address: str, wei: int) -> None:
+        """Sends `wei` from the node's first prefunded dev account (devnets only)."""
+        accounts = self._rpc(lambda: self.w3.eth.accounts)
+        if not accounts:
+            raise ChainError(f"{self.label} has no prefunded dev account; fund {address} from a wallet instead")
+        tx = {"from": accounts[0], "to": Web3.to_checksum_address(address), "value": wei, "gas": 21_000}
+        self._rpc(lambda: self.w3.eth.wait_for_transaction_receipt(self.w3.eth.send_transaction(tx)))
+
+    def balance(self, address: str) -> int:
+        return self._rpc(lambda: self.w3.eth.get_balance(Web3.to_checksum_address(address)))
+
+    def mine(self, blocks: int = 1) -> None:
+        if self._tester is not None:
+            self._tester.mine_blocks(blocks)
+        else:
+            self._rpc(lambda: self.w3.provider.make_request("anvil_mine", [blocks]))
+
+    def increase_time(self, seconds: int) -> None:
+        """Moves the clock forward and mines a block carrying the new time."""
+        if self._tester is not None:
+            self._tester.time_travel(self.now() + seconds)
+        else:
+            self._rpc(lambda: self.w3.provider.make_request("evm_increaseTime", [seconds]))
+            self._rpc(lambda: self.w3.provider.make_request("evm_mine", []))
+
+    def now(self) -> int:
+        """Timestamp of the latest block."""
+        return self._rpc(lambda: self.w3.eth.get_block("latest")["timestamp"])
+
+    def block_number(self) -> int:
+        return self._rpc(lambda: self.w3.eth.block_number)
+
+    def block_hash(self, number: int) -> bytes:
+        return bytes(self._rpc(lambda: self.w3.eth.get_block(number)["hash"]))
+
+    def call(self, fn: ContractFunction, action: str) -> Any:
+        """Runs a view function; a revert becomes a decoded ContractRevert."""
+        try:
+            return self._rpc(fn.call)
+        except (TransactionFailed, ContractLogicError) as exc:
+            raise _revert(action, exc) from None
+
+    def transact(self, acct: LocalAccount, fn: ContractFunction, action: str, *, value: int = 0) -> TxReceipt:
+        """Simulates, then signs and sends a call with explicit gas and fees, and waits for it.
+
+        The simulation (a gas estimate) surfaces reverts with their data on both backends, so a
+        failing call raises ContractRevert before anything is sent.
+        """
+        params = {"from": acct.address, "value": value}
+        try:
+            gas = int(self._rpc(lambda: fn.estimate_gas(params)) * GAS_HEADROOM) + 10_000
+        except (TransactionFailed, ContractLogicError) as exc:
+            raise _revert(action, exc) from None
+        tx = fn.build_transaction({**params, **self._tx_fields(acct.address, gas)})
+        return self.send_signed(acct, tx, action)
+
+    def deploy(self, acct: LocalAccount, abi: list, bytecode: str, args: list, action: str) -> str:
+        """Deploys a contract and returns its address."""
+        factory = self.w3.eth.contract(abi=abi, bytecode=bytecode)
+        ctor = factory.constructor(*args)
+        try:
+            gas = int(self._rpc(lambda: ctor.estimate_gas({"from": acct.address})) * GAS_HEADROOM) + 10_000
+        except (TransactionFailed, ContractLogicError) as exc:
+            raise _revert(action, exc) from None
+        tx = ctor.build_transaction({"from": acct.address, **self._tx_fields(acct.address, gas)})
+        return self.send_signed(acct, tx, action)["contractAddress"]
+
+    def send_signed(self, acct: LocalAccount, tx: dict, action: str) -> TxReceipt:
+        """Signs and sends a complete transaction; a mined failure raises ContractRevert."""
+        raw = acct.sign_transaction(tx).raw_transaction
+        try:
+            tx_hash = self._rpc(lambda: self.w3.eth.send_raw_transaction(raw))
+        except (TesterValidationError, Web3RPCError) as exc:
+            raise ChainError(f"{action} was refused by {self.label}: {exc}") from None
+        receipt = self._rpc(lambda: self.w3.eth.wait_for_transaction_receipt(tx_hash, poll_latency=0.02))
+        if receipt["status"] != 1:
+            # The state changed between simulation and inclusion; the receipt has no revert data.
+            raise ContractRevert(action, "Reverted", {"tx_hash": "0x" + bytes(tx_hash).hex()})
+        return receipt
+
+    def _tx_fields(self, sender: str, gas: int) -> dict:
+        base_fee = self._rpc(lambda: self.w3.eth.get_block("latest").get("baseFeePerGas", 0))
+        return {
+            "gas": gas,
+            "nonce": self._rpc(lambda: self.w3.eth.get_transaction_count(sender, "pending")),
+            "maxFeePerGas": 2 * base_fee + PRIORITY_FEE,
+            "maxPriorityFeePerGas": PRIORITY_FEE,
+            "chainId": self.chain_id,
+        }
+
+    def _rpc(self, request):
+        try:
+            return request()
+        except (requests.ConnectionError, ProviderConnectionError) as exc:
+            raise ChainUnavailableError(self.label, type(exc).__name__) from None
+
+
+def _revert(action: str, exc: Exception) -> ContractRevert:
+    """Extracts revert data from either backend's exception and decodes it."""
+    if isinstance(exc, ContractLogicError):
+        data = exc.data if isinstance(exc.data, str) else None
+        return decode_revert(action, bytes.fromhex(data[2:]) if data else None)
+    message = exc.args[0] if exc.args else b""
+    if isinstance(message, bytes):
+        return decode_revert(action, message)
+    # eth-tester reports `execution reverted: b'...'`, the repr of the revert data.
+    text = str(message)
+    if text.startswith(_REVERT_PREFIX) and text[len(_REVERT_PREFIX):][:2] in ("b'", 'b"'):
+        return decode_revert(action, ast.literal_eval(text[len(_REVERT_PREFIX):]))
+    return ContractRevert(action, "Reverted", {"reason": text})

@@ -1,0 +1,261 @@
+"""Typed Python client of the bahen contracts: staking, orders, proofs, verdicts, settlement."""
+
+from __future__ import annotations
+
+from eth_abi import encode
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+from web3 import Web3
+from web3.logs import DISCARD
+from web3.types import TxReceipt
+
+from contracts.abi import load_artifact
+from contracts.chain import Chain
+from contracts.errors import ChainError, ChallengeNotReady
+from contracts.models import (
+    Addresses,
+    ChainParams,
+    MemberView,
+    OrderView,
+    Settlement,
+    TaskView,
+    ValidatorView,
+)
+
+STATUSES = ("none", "open", "settled", "cancelled")
+VERDICTS = ("none", "accepted", "rejected")
+ROLES = ("none", "worker", "validator")
+REPORT_KINDS = {0: "verification", 1: "performance"}
+
+
+class UnknownOrderError(ChainError):
+    """The market has no order with this id."""
+
+
+class Bahen:
+    """The deployed StakingRegistry + BahenMarket pair on one chain."""
+
+    def __init__(self, chain: Chain, addresses: Addresses):
+        self.chain = chain
+        self.addresses = addresses
+        w3 = chain.w3
+        self.staking = w3.eth.contract(address=addresses.staking, abi=load_artifact("StakingRegistry").abi)
+        self.market = w3.eth.contract(address=addresses.market, abi=load_artifact("BahenMarket").abi)
+
+    @classmethod
+    def deploy(cls, chain: Chain, deployer: LocalAccount, *, wasp: str, treasury: str, params: ChainParams) -> Bahen:
+        """Deploys the registry and the market, and binds the registry to the market."""
+        registry, market = load_artifact("StakingRegistry"), load_artifact("BahenMarket")
+        registry_args = [params.stake_wei_per_gflop, params.min_validator_stake, params.unbonding_delay, deployer.address]
+        staking = chain.deploy(deployer, registry.abi, registry.bytecode, registry_args, "deploy StakingRegistry")
+        market_args = [staking, _addr(wasp), _addr(treasury), params.slash_bps, params.treasury_bps, deployer.address]
+        market_address = chain.deploy(deployer, market.abi, market.bytecode, market_args, "deploy BahenMarket")
+        bahen = cls(chain, Addresses(chain_id=chain.chain_id, staking=staking, market=market_address))
+        chain.transact(deployer, bahen.staking.functions.bindMarket(market_address), "bind_market")
+        return bahen
+
+    @classmethod
+    def attach(cls, chain: Chain, addresses: Addresses) -> Bahen:
+        """Uses an existing deployment; fails clearly when the chain or the code does not match."""
+        if addresses.chain_id != chain.chain_id:
+            raise ChainError(
+                f"the configured bahen contracts are on chain {addresses.chain_id} but {chain.label} is chain "
+                f"{chain.chain_id}: point rpc_url at the right node or run `bahen chain deploy`"
+            )
+        for name, address in (("StakingRegistry", addresses.staking), ("BahenMarket", addresses.market)):
+            if not chain.w3.eth.get_code(address):
+                raise ChainError(f"no {name} code at {address} on {chain.label}: run `bahen chain deploy`")
+        return cls(chain, addresses)
+
+    def params(self) -> ChainParams:
+        """The economic parameters the contracts were deployed with."""
+        s, m = self.staking.functions, self.market.functions
+        return ChainParams(
+            stake_wei_per_gflop=self.chain.call(s.stakeWeiPerGflop(), "stakeWeiPerGflop"),
+            min_validator_stake=self.chain.call(s.minValidatorStake(), "minValidatorStake"),
+            unbonding_delay=self.chain.call(s.unbondingDelay(), "unbondingDelay"),
+            slash_bps=self.chain.call(m.slashBps(), "slashBps"),
+            treasury_bps=self.chain.call(m.treasuryBps(), "treasuryBps"),
+        )
+
+    # staking
+
+    def register_worker(self, acct: LocalAccount, *, x25519_public: bytes, declared_gflops: int, stake: int) -> str:
+        fn = self.staking.functions.registerWorker(_b32("x25519_public", x25519_public), declared_gflops)
+        return self._send(acct, fn, "register_worker", value=stake)
+
+    def register_validator(self, acct: LocalAccount, *, x25519_public: bytes, stake: int) -> str:
+        fn = self.staking.functions.registerValidator(_b32("x25519_public", x25519_public))
+        return self._send(acct, fn, "register_validator", value=stake)
+
+    def add_stake(self, acct: LocalAccount, *, amount: int) -> str:
+        return self._send(acct, self.staking.functions.addStake(), "add_stake", value=amount)
+
+    def request_unbond(self, acct: LocalAccount, *, amount: int) -> str:
+        """Starts the unbonding delay for `amount` of the caller's stake (refused while it is locked)."""
+        return self._send(acct, self.staking.functions.requestUnbond(amount), "request_unbond")
+
+    def withdraw_unbonded(self, acct: LocalAccount) -> int:
+        """Pays out unbonded stake once the delay is over; returns the wei sent."""
+        receipt = self.chain.transact(acct, self.staking.functions.withdrawUnbonded(), "withdraw_unbonded")
+        events = self.staking.events.UnbondedWithdrawn().process_receipt(receipt, errors=DISCARD)
+        return sum(e["args"]["amount"] for e in events)
+
+    def required_stake(self, declared_gflops: int) -> int:
+        return self.chain.call(self.staking.functions.requiredStake(declared_gflops), "required_stake")
+
+    def stake_of(self, address: str) -> int:
+        return self.member(address).stake
+
+    def member(self, address: str) -> MemberView:
+        m = self.chain.call(self.staking.functions.memberOf(_addr(address)), "member")
+        return MemberView(
+            address=_addr(address), role=ROLES[m[0]], x25519_public=_hex(m[1]), declared_gflops=m[2],
+            unbond_at=m[3], locks=m[4], stake=m[5], unbonding=m[6],
+        )
+
+    # orders
+
+    def open_order(
+        self, acct: LocalAccount, *, order_id: bytes, spec_hash: bytes, escrow: int, deadline: int,
+        fee_estimate: int | None = None,
+    ) -> str:
+        """Opens an order with `escrow` wei; the escrow must cover `fee_estimate` (default: all of it)."""
+        fee = escrow if fee_estimate is None else fee_estimate
+        fn = self.market.functions.openOrder(_b32("order_id", order_id), _b32("spec_hash", spec_hash), fee, deadline)
+        return self._send(acct, fn, "open_order", value=escrow)
+
+    def assign_task(self, acct: LocalAccount, *, order_id: bytes, task: int, worker: str, payment: int) -> str:
+        fn = self.market.functions.assignTask(_b32("order_id", order_id), task, _addr(worker), payment)
+        return self._send(acct, fn, "assign_task")
+
+    def assign_validator(self, acct: LocalAccount, *, order_id: bytes, validator: str, fee: int) -> str:
+        fn = self.market.functions.assignValidator(_b32("order_id", order_id), _addr(validator), fee)
+        return self._send(acct, fn, "assign_validator")
+
+    def cancel_order(self, acct: LocalAccount, *, order_id: bytes) -> str:
+        return self._send(acct, self.market.functions.cancelOrder(_b32("order_id", order_id)), "cancel_order")
+
+    def order(self, order_id: bytes) -> OrderView:
+        """The stored order with its tasks and validators; UnknownOrderError if there is none."""
+        oid = _b32("order_id", order_id)
+        o = self.chain.call(self.market.functions.getOrder(oid), "order")
+        if o[2] == 0:
+            raise UnknownOrderError(
+                f"order {_hex(oid)} does not exist on market {self.addresses.market}: check the order id and the chain config"
+            )
+        tasks = [self._task_view(oid, i) for i in range(o[3])]
+        slots = self.chain.call(self.market.functions.getValidators(oid), "order")
+        return OrderView(
+            order_id=_hex(oid), client=o[0], deadline=o[1], status=STATUSES[o[2]], commits=o[4], verdicts=o[5],
+            spec_hash=_hex(o[6]), escrow=o[7], allocated=o[8], tasks=tasks,
+            validators=[ValidatorView(validator=v[0], reported=v[1], fee=v[2]) for v in slots],
+        )
+
+    def _task_view(self, oid: bytes, task: int) -> TaskView:
+        t = self.chain.call(self.market.functions.getTask(oid, task), "order")
+        return TaskView(
+            task=task, worker=t[0], verdict=VERDICTS[t[1]], commit_block=t[2], payment=t[3],
+            root=_hex(t[4]), reasons_digest=_hex(t[5]),
+        )
+
+    # proofs, reports, verdicts
+
+    def commit_proof(self, acct: LocalAccount, *, order_id: bytes, task: int, root: bytes) -> int:
+        """Commits a proof's Merkle root; returns the block it was committed in."""
+        fn = self.market.functions.commitProof(_b32("order_id", order_id), task, _b32("root", root))
+        return self.chain.transact(acct, fn, "commit_proof")["blockNumber"]
+
+    def challenge_seed(self, order_id: bytes, task: int) -> bytes:
+        """keccak256(abi.encode(hash of the block after the commitment, order id, task)).
+
+        That block did not exist when the worker committed, so the worker could not have known
+        the seed; anyone can recompute it from public chain data.
+        """
+        oid = _b32("order_id", order_id)
+        commit_block = self._task_view(oid, task).commit_block
+        if commit_block == 0:
+            raise ChallengeNotReady(f"task {task} of order {_hex(oid)} has no proof commitment yet: commit first")
+        if self.chain.block_number() <= commit_block:
+            raise ChallengeNotReady(
+                f"challenge seed of order {_hex(oid)} task {task} is not yet available: it derives from block "
+                f"{commit_block + 1}; wait for the next block (or mine one on a devnet)"
+            )
+        seed_block = self.chain.block_hash(commit_block + 1)
+        return keccak(encode(["bytes32", "bytes32", "uint256"], [seed_block, oid, task]))
+
+    def submit_report(
+        self, acct: LocalAccount, *, order_id: bytes, task: int, kind: int, digest: bytes, signature: bytes
+    ) -> str:
+        """Records a validator's signed report digest (kind 0 verification, 1 performance); any sender may relay it."""
+        if kind not in REPORT_KINDS:
+            raise ChainError(f"report kind {kind} is unknown: use 0 (verification) or 1 (performance)")
+        fn = self.market.functions.submitReport(_b32("order_id", order_id), task, kind, _b32("digest", digest), signature)
+        return self._send(acct, fn, "submit_report")
+
+    def report_of(self, order_id: bytes, task: int, kind: int, validator: str) -> bytes:
+        fn = self.market.functions.reportOf(_b32("order_id", order_id), task, kind, _addr(validator))
+        return bytes(self.chain.call(fn, "report_of"))
+
+    def record_verdict(
+        self, acct: LocalAccount, *, order_id: bytes, task: int, accepted: bool, reasons_digest: bytes
+    ) -> str:
+        """Records Wasp's verdict on a task (only the holder of the Wasp role may)."""
+        fn = self.market.functions.recordVerdict(
+            _b32("order_id", order_id), task, accepted, _b32("reasons_digest", reasons_digest)
+        )
+        return self._send(acct, fn, "record_verdict")
+
+    def is_wasp(self, address: str) -> bool:
+        role = self.chain.call(self.market.functions.WASP_ROLE(), "is_wasp")
+        return self.chain.call(self.market.functions.hasRole(role, _addr(address)), "is_wasp")
+
+    # money
+
+    def settle(self, acct: LocalAccount, *, order_id: bytes) -> Settlement:
+        """Credits every party of the order once; a second call reverts AlreadySettled."""
+        oid = _b32("order_id", order_id)
+        receipt = self.chain.transact(acct, self.market.functions.settle(oid), "settle")
+        return self._settlement(oid, receipt)
+
+    def withdraw(self, acct: LocalAccount) -> int:
+        """Pays out everything credited to the caller; returns the wei sent."""
+        receipt = self.chain.transact(acct, self.market.functions.withdraw(), "withdraw")
+        return sum(e["args"]["amount"] for e in self.market.events.Withdrawn().process_receipt(receipt, errors=DISCARD))
+
+    def pending(self, address: str) -> int:
+        return self.chain.call(self.market.functions.pending(_addr(address)), "pending")
+
+    def _settlement(self, oid: bytes, receipt: TxReceipt) -> Settlement:
+        events = self.market.events
+        payouts: dict[str, int] = {}
+        for e in events.Paid().process_receipt(receipt, errors=DISCARD):
+            payouts[e["args"]["account"]] = payouts.get(e["args"]["account"], 0) + e["args"]["amount"]
+        slashed: dict[str, int] = {}
+        for e in events.Slashed().process_receipt(receipt, errors=DISCARD):
+            slashed[e["args"]["worker"]] = slashed.get(e["args"]["worker"], 0) + e["args"]["amount"]
+        (done,) = events.OrderSettled().process_receipt(receipt, errors=DISCARD)
+        return Settlement(
+            order_id=_hex(oid), payouts=payouts, slashed=slashed, refund=done["args"]["refund"],
+            slash_to_client=done["args"]["slashToClient"], slash_to_treasury=done["args"]["slashToTreasury"],
+            tx_hash=_hex(receipt["transactionHash"]), gas_used=receipt["gasUsed"],
+        )
+
+    def _send(self, acct: LocalAccount, fn, action: str, *, value: int = 0) -> str:
+        return _hex(self.chain.transact(acct, fn, action, value=value)["transactionHash"])
+
+
+def _b32(name: str, value: bytes) -> bytes:
+    if not isinstance(value, (bytes, bytearray)) or len(value) != 32:
+        raise ChainError(f"{name} must be 32 bytes, got {value!r:.80}")
+    return bytes(value)
+
+
+def _addr(address: str) -> str:
+    if not Web3.is_address(address):
+        raise ChainError(f"{address!r} is not an Ethereum address")
+    return Web3.to_checksum_address(address)
+
+
+def _hex(value: bytes) -> str:
+    return "0x" + bytes(value).hex()
