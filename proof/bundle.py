@@ -1,0 +1,137 @@
+"""The proof bundle: the worker's Proof of Train as stored artifacts and one Merkle root.
+
+``build_bundle`` stores the step log and the telemetry as Parquet through the caller's ``put``,
+then commits to every artifact with a Merkle tree (``proof.merkle``) whose leaves are the
+artifacts' SHA-256 commitments (of the stored bytes) in this order: the checkpoints by step
+(step 0, the initial weights, first), then the step log, then the telemetry. The caller signs
+``bundle.model_dump(mode="json")`` and commits ``merkle_root`` on chain before any challenge.
+"""
+
+import io
+from collections.abc import Callable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel
+
+from proof.errors import BundleError
+from proof.merkle import inclusion_proof, merkle_root, verify_inclusion
+from proof.recorder import RecordedProof, StepRecord
+from proof.telemetry import TelemetrySample
+from storage.refs import ArtifactRef
+from training.profiles import ProfileInfo
+from training.trainer import TrainSpec
+
+STEP_LOG_SCHEMA = pa.schema(
+    [("step", pa.int64()), ("epoch", pa.int64()), ("batch_digest", pa.string()), ("loss", pa.float64()),
+     ("lr", pa.float64()), ("grad_norm", pa.float64()), ("update_norm", pa.float64()), ("seconds", pa.float64())],
+    metadata={b"bahen.format": b"step-log.v1"},
+)
+TELEMETRY_SCHEMA = pa.schema(
+    [("time", pa.float64()), ("source", pa.string()), ("device", pa.int64()), ("utilization_pct", pa.float64()),
+     ("memory_used_bytes", pa.int64()), ("memory_total_bytes", pa.int64()), ("power_w", pa.float64()),
+     ("temperature_c", pa.float64()), ("sm_clock_mhz", pa.float64())],
+    metadata={b"bahen.format": b"telemetry.v1"},
+)
+
+
+class ProofBundle(BaseModel):
+    """The worker's proof, minus the signature; ``leaves`` are in :func:`artifacts` order."""
+
+    order_id: str
+    task: int
+    spec: TrainSpec
+    profile: ProfileInfo
+    step_log: ArtifactRef
+    telemetry: ArtifactRef
+    checkpoints: list[tuple[int, ArtifactRef]]
+    epoch_digests: list[str]
+    resumes: list[int]
+    merkle_root: str
+    leaves: list[str]
+
+
+def _parquet(rows: list[BaseModel], schema: pa.Schema) -> bytes:
+    columns = {name: [getattr(r, name) for r in rows] for name in schema.names}
+    buffer = io.BytesIO()
+    # No dictionary encoding: float data gains nothing from it (and the file stays simple to read).
+    pq.write_table(pa.table(columns, schema=schema), buffer, use_dictionary=False, compression="zstd")
+    return buffer.getvalue()
+
+
+def _read(data: bytes, schema: pa.Schema, what: str) -> list[dict]:
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise BundleError(f"the {what} is not a Parquet file ({exc}); fetch it again or reject the proof") from exc
+    if (table.schema.metadata or {}).get(b"bahen.format") != schema.metadata[b"bahen.format"]:
+        raise BundleError(f"the {what} lacks the {schema.metadata[b'bahen.format'].decode()} format mark")
+    if not set(schema.names) <= set(table.column_names):
+        raise BundleError(f"the {what} lacks columns {sorted(set(schema.names) - set(table.column_names))}")
+    return table.select(schema.names).to_pylist()
+
+
+def write_step_log(steps: list[StepRecord]) -> bytes:
+    """The step log as Parquet bytes."""
+    return _parquet(steps, STEP_LOG_SCHEMA)
+
+
+def read_step_log(data: bytes) -> list[StepRecord]:
+    """Parse a step log written by :func:`write_step_log`."""
+    return [StepRecord(**row) for row in _read(data, STEP_LOG_SCHEMA, "step log")]
+
+
+def write_telemetry(samples: list[TelemetrySample]) -> bytes:
+    """Telemetry samples as Parquet bytes."""
+    return _parquet(samples, TELEMETRY_SCHEMA)
+
+
+def read_telemetry(data: bytes) -> list[TelemetrySample]:
+    """Parse telemetry written by :func:`write_telemetry`."""
+    return [TelemetrySample(**row) for row in _read(data, TELEMETRY_SCHEMA, "telemetry")]
+
+
+def build_bundle(
+    recorded: RecordedProof, *, order_id: str, task: int, spec: TrainSpec, put: Callable[[str, bytes], ArtifactRef]
+) -> ProofBundle:
+    """Store the step log and telemetry through ``put`` and commit to all artifacts in a Merkle root."""
+    if not recorded.checkpoints or recorded.checkpoints[0][0] != 0:
+        raise BundleError(f"order {order_id} task {task}: the record has no step-0 checkpoint; train with a recorder")
+    step_log = put("step-log.parquet", write_step_log(recorded.steps))
+    telemetry = put("telemetry.parquet", write_telemetry(recorded.telemetry))
+    checkpoints = sorted(recorded.checkpoints, key=lambda c: c[0])
+    leaves = [ref.sha256 for _, ref in checkpoints] + [step_log.sha256, telemetry.sha256]
+    return ProofBundle(
+        order_id=order_id, task=task, spec=spec, profile=recorded.profile, step_log=step_log,
+        telemetry=telemetry, checkpoints=checkpoints, epoch_digests=recorded.epoch_digests,
+        resumes=recorded.resumes, merkle_root=merkle_root([bytes.fromhex(x) for x in leaves]).hex(), leaves=leaves,
+    )
+
+
+def artifacts(bundle: ProofBundle) -> list[ArtifactRef]:
+    """The bundle's artifacts in leaf order: checkpoints by step, step log, telemetry."""
+    return [ref for _, ref in bundle.checkpoints] + [bundle.step_log, bundle.telemetry]
+
+
+def artifact_proof(bundle: ProofBundle, sha256: str) -> tuple[int, list[str]]:
+    """Leaf index and inclusion proof (hex) of the artifact whose stored bytes hash to ``sha256``."""
+    if sha256 not in bundle.leaves:
+        raise BundleError(f"artifact {sha256[:12]}… is not part of order {bundle.order_id} task {bundle.task}'s proof")
+    index = bundle.leaves.index(sha256)
+    proof = inclusion_proof([bytes.fromhex(x) for x in bundle.leaves], index)
+    return index, [p.hex() for p in proof]
+
+
+def verify_artifact(sha256: str, index: int, proof: list[str], root: str, *, size: int) -> bool:
+    """Whether an artifact commitment is leaf ``index`` under the committed ``root`` (hex inputs)."""
+    return verify_inclusion(
+        bytes.fromhex(sha256), index, [bytes.fromhex(p) for p in proof], bytes.fromhex(root), size=size
+    )
+
+
+def check_bundle(bundle: ProofBundle) -> None:
+    """Raise :class:`BundleError` unless the leaves match the artifacts and the root matches the leaves."""
+    if [ref.sha256 for ref in artifacts(bundle)] != bundle.leaves:
+        raise BundleError(f"order {bundle.order_id} task {bundle.task}: the leaves do not list the bundle's artifacts")
+    if merkle_root([bytes.fromhex(x) for x in bundle.leaves]).hex() != bundle.merkle_root:
+        raise BundleError(f"order {bundle.order_id} task {bundle.task}: the Merkle root does not match the leaves")

@@ -1,0 +1,53 @@
+"""A full training checkpoint: everything needed to continue or replay training from a step.
+
+Serialised with ``torch.save`` into memory and loaded with ``weights_only=True``, so reading a
+checkpoint never runs code from it. The resolved training spec travels inside, so a checkpoint
+alone says what it belongs to. ``journal`` is opaque to training: the proof recorder keeps there
+what it needs to rebuild its record after a crash.
+"""
+
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from training.errors import CheckpointError
+
+FORMAT = "bahen.checkpoint.v1"
+
+
+@dataclass
+class Checkpoint:
+    """The state after ``step`` optimizer steps (``epoch`` is the epoch the next step belongs to)."""
+
+    step: int
+    epoch: int
+    model_state: dict[str, torch.Tensor]
+    optimizer_state: dict[str, Any]
+    rng_state: torch.Tensor
+    spec: dict[str, Any]  # TrainSpec.model_dump(mode="json"): the full resolved config
+    journal: dict[str, Any] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        """``torch.save`` bytes; equal states give equal bytes."""
+        buffer = io.BytesIO()
+        torch.save({"format": FORMAT, **self.__dict__}, buffer)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, name: str = "checkpoint") -> "Checkpoint":
+        """Parse checkpoint bytes; :class:`CheckpointError` names ``name`` if they are not one."""
+        try:
+            payload = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+        except Exception as exc:  # torch raises many unrelated types for a damaged archive
+            raise CheckpointError(
+                f"{name} is corrupted or not a bahen checkpoint ({type(exc).__name__}); "
+                "resume from an earlier checkpoint or restart the task"
+            ) from exc
+        if not isinstance(payload, dict) or payload.pop("format", None) != FORMAT:
+            raise CheckpointError(f"{name} is not a {FORMAT} checkpoint; resume from a checkpoint bahen wrote")
+        try:
+            return cls(**payload)
+        except TypeError as exc:
+            raise CheckpointError(f"{name} lacks checkpoint fields ({exc}); it was not written by this bahen") from exc

