@@ -1,0 +1,155 @@
+import hashlib
+import os
+import stat
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from storage.errors import IntegrityError, MissingArtifactError, StoreUnavailableError
+from storage.local import LocalStore
+from storage.refs import ArtifactRef
+from storage.store import ArtifactStore, dvc_key, object_key, open_store
+
+
+@pytest.fixture
+def store(tmp_path) -> LocalStore:
+    return LocalStore(str(tmp_path / "remote"))
+
+
+def test_objects_sit_at_dvc_addresses(store):
+    ref = store.put(b"hello", name="greeting")
+    path = store.root / "files/md5/5d/41402abc4b2a76b9719d911017c592"
+    assert path.read_bytes() == b"hello"
+    assert ref.sha256 == hashlib.sha256(b"hello").hexdigest()
+    assert store.get(ref) == b"hello"
+
+
+def test_open_store_picks_the_local_backend_for_paths_and_file_urls(tmp_path):
+    assert isinstance(open_store(str(tmp_path / "a")), LocalStore)
+    store = open_store(f"file://{tmp_path}/b")
+    assert isinstance(store, ArtifactStore) and store.url == str(tmp_path / "b")
+
+
+def test_chunks_and_bytes_give_the_same_object(store):
+    data = os.urandom(5 << 20)
+    ref = store.put(data, name="a")
+    again = store.put(iter([data[:1000], data[1000:]]), name="b")
+    assert (again.md5, again.sha256, again.size) == (ref.md5, ref.sha256, ref.size)
+    assert b"".join(store.iter_chunks(again, chunk_size=1 << 20)) == data
+
+
+def test_putting_existing_content_changes_nothing(store):
+    ref = store.put(b"once", name="x")
+    path = store.root / object_key(ref)
+    before = path.stat()
+    store.put(b"once", name="x again")
+    after = path.stat()
+    assert (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
+
+
+def test_objects_are_read_only_and_no_temp_files_remain(store):
+    ref = store.put(b"payload", name="x")
+    mode = (store.root / object_key(ref)).stat().st_mode
+    assert not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+    assert [p.name for p in store.root.iterdir()] == ["files"]
+
+
+def test_a_failing_stream_leaves_no_object_and_no_temp_file(store):
+    def chunks():
+        yield b"partial"
+        raise RuntimeError("source died")
+
+    with pytest.raises(RuntimeError):
+        store.put(chunks(), name="x")
+    assert list(store.root.rglob("*")) == []
+
+
+def _tamper(store: LocalStore, ref: ArtifactRef, data: bytes) -> None:
+    path = store.root / object_key(ref)
+    path.chmod(0o644)
+    path.write_bytes(data)
+
+
+def test_replaced_bytes_fail_naming_the_artifact(store):
+    ref = store.put(b"honest bytes", name="order 0xab/checkpoint step 40")
+    _tamper(store, ref, b"forged bytes")
+    with pytest.raises(IntegrityError, match="order 0xab/checkpoint step 40 is tampered") as info:
+        store.get(ref)
+    assert info.value.artifact == "order 0xab/checkpoint step 40"
+    assert "sha256" in str(info.value)
+
+
+@pytest.mark.parametrize("stored", [b"honest", b"honest bytes and more"])
+def test_truncated_or_extended_objects_fail_on_size(store, stored):
+    ref = store.put(b"honest bytes", name="log")
+    _tamper(store, ref, stored)
+    with pytest.raises(IntegrityError, match="log is tampered or truncated"):
+        store.get(ref)
+
+
+def test_streaming_yields_chunks_then_fails_at_the_end(store):
+    ref = store.put(b"a" * 100, name="log")
+    _tamper(store, ref, b"b" * 100)
+    chunks = store.iter_chunks(ref, chunk_size=30)
+    assert next(chunks) == b"b" * 30
+    with pytest.raises(IntegrityError):
+        list(chunks)
+
+
+def test_missing_artifact_is_named(store):
+    ref = ArtifactRef(name="dataset train", md5="0" * 32, sha256="0" * 64, size=1)
+    assert not store.exists(ref)
+    with pytest.raises(MissingArtifactError, match="dataset train is not stored"):
+        store.get(ref)
+
+
+def test_unwritable_root_is_a_store_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreUnavailableError, match="cannot create the store directory"):
+        LocalStore(str(blocker / "remote"))
+
+
+@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=4096))
+def test_round_trip_of_any_bytes(store, data):
+    ref = store.put(data, name="any")
+    assert store.get(ref) == data
+    assert store.exists(ref)
+
+
+def test_directory_listing_matches_dvc_add_byte_for_byte(store):
+    # `dvc add d` of d/a = "a\n", d/b = "bb\n" writes exactly this .dir object (DVC 3.67).
+    entries = {"b": store.put(b"bb\n", name="b"), "a": store.put(b"a\n", name="a")}
+    ref = store.put_dir(entries, name="d")
+    assert ref.is_dir and ref.md5 == "d1655b35b138ce503c2e319110048157"
+    dvc_dir = (store.root / dvc_key(ref.md5, is_dir=True)).read_bytes()
+    assert dvc_dir == (b'[{"md5": "60b725f10c9c85c70d97880dfe8191b3", "relpath": "a"}, '
+                       b'{"md5": "bfcc9da4f2e1d313c63cd0a4ee7604e9", "relpath": "b"}]')
+    listed = store.list_dir(ref)
+    assert {path: r.sha256 for path, r in listed.items()} == {
+        path: r.sha256 for path, r in entries.items()}
+    assert listed["a"].name == "d/a"
+    assert store.exists(ref)
+
+
+def test_directory_listing_tamper_is_detected(store):
+    ref = store.put_dir({"x/y": store.put(b"1", name="1")}, name="dir")
+    path = store.root / object_key(ref)
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes().replace(b"x/y", b"x/z"))
+    with pytest.raises(IntegrityError, match="dir is tampered"):
+        store.list_dir(ref)
+
+
+def test_directory_entries_must_be_stored_and_well_named(store):
+    stored = store.put(b"1", name="one")
+    absent = ArtifactRef(name="ghost", md5="1" * 32, sha256="1" * 64, size=3)
+    with pytest.raises(MissingArtifactError, match="ghost"):
+        store.put_dir({"ghost": absent}, name="d")
+    for bad in ["../up", "/abs", "a//b", "a/./b", ""]:
+        with pytest.raises(ValueError, match="relative POSIX path"):
+            store.put_dir({bad: stored}, name="d")
+    with pytest.raises(ValueError, match="not a directory"):
+        store.list_dir(stored)
