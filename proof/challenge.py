@@ -1,0 +1,88 @@
+"""Commit, then challenge: what the verifier checks is chosen by a seed the worker could not know.
+
+The seed comes from chain data that did not exist when the worker committed its Merkle root (a
+later block's hash), bound to the order, the task and the committed root. Every choice below is a
+pure function of that seed and the public bundle, so anyone can recompute the selection.
+
+The PRF is SHA-256 in counter mode: block ``i`` of stream ``label`` is
+``SHA-256(b"bahen.challenge.v1" ‖ seed ‖ label ‖ i as 8 bytes big-endian)``; each 32-byte block
+yields four 64-bit big-endian words, and a word ``w`` becomes an index below ``n`` by rejection
+sampling (``w`` is kept only when ``w < 2**64 - 2**64 % n``), so indices are exactly uniform.
+"""
+
+import hashlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from proof.bundle import ProofBundle
+    from proof.verifier import VerifyConfig
+
+_DOMAIN = b"bahen.challenge.v1"
+
+
+def challenge_seed(block_hash: bytes, *, order_id: str, task: int, merkle_root: str) -> bytes:
+    """Derive the challenge seed from a block hash produced after the commitment."""
+    material = b"|".join([_DOMAIN, block_hash, order_id.encode(), str(task).encode(), merkle_root.encode()])
+    return hashlib.sha256(material).digest()
+
+
+def _words(seed: bytes, label: str) -> Iterator[int]:
+    counter = 0
+    while True:
+        block = hashlib.sha256(_DOMAIN + seed + label.encode() + counter.to_bytes(8, "big")).digest()
+        for i in range(0, 32, 8):
+            yield int.from_bytes(block[i : i + 8], "big")
+        counter += 1
+
+
+def sample_indices(seed: bytes, label: str, population: int, count: int) -> list[int]:
+    """Draw ``min(count, population)`` distinct indices below ``population``, in draw order."""
+    count = min(count, population)
+    limit = 2**64 - (2**64 % population) if population else 0
+    chosen: list[int] = []
+    seen: set[int] = set()
+    words = _words(seed, label)
+    while len(chosen) < count:
+        word = next(words)
+        if word >= limit:
+            continue
+        index = word % population
+        if index not in seen:
+            seen.add(index)
+            chosen.append(index)
+    return chosen
+
+
+class Challenge(BaseModel, frozen=True):
+    """What one verification checks; recomputable from the seed and the bundle."""
+
+    seed: str = Field(description="Hex of the challenge seed")
+    replay_segments: list[int] = Field(description="Start steps of the randomly chosen segments")
+    loss_steps: list[int] = Field(description="Checkpoint steps whose logged step loss is recomputed")
+    pev_fraction: float = Field(description="Share of each epoch's data evaluated by PEV")
+
+    def pev_sample(self, epoch: int, num_samples: int) -> list[int]:
+        """Dataset indices evaluated for ``epoch`` by probabilistic epoch validation."""
+        count = max(1, round(self.pev_fraction * num_samples))
+        return sorted(sample_indices(bytes.fromhex(self.seed), f"pev/{epoch}", num_samples, count))
+
+
+def derive_challenge(seed: bytes, bundle: "ProofBundle", config: "VerifyConfig") -> Challenge:
+    """Choose the random replay segments, the loss steps and the PEV sampling for ``bundle``.
+
+    Segments are the intervals between consecutive committed checkpoints, named by their start
+    step. The largest-update segments depend on the checkpoints' contents and are chosen by the
+    verifier (``proof.checks.replay.largest_update_segments``), equally recomputable.
+    """
+    starts = sorted(step for step, _ in bundle.checkpoints)[:-1]
+    picks = sample_indices(seed, "replay", len(starts), config.replay_segments)
+    loss_picks = sample_indices(seed, "loss", len(starts), config.loss_samples)
+    return Challenge(
+        seed=seed.hex(),
+        replay_segments=sorted(starts[i] for i in picks),
+        loss_steps=sorted(starts[i] for i in loss_picks),
+        pev_fraction=config.pev_fraction,
+    )

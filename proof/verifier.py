@@ -1,0 +1,131 @@
+"""Checkpoint-sample-verify: check one task's Proof of Train against its commitment and the data.
+
+``verify_proof`` derives the challenge from a seed the worker could not know at commit time,
+fetches every artifact of the bundle once (a missing or tampered one becomes a failed check that
+names it, never an exception), runs each check of `proof.checks.default_checks` and returns the
+report with the verification cost as a fraction of the worker's training compute.
+"""
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from proof.bundle import ProofBundle, artifacts, read_step_log, read_telemetry
+from proof.challenge import derive_challenge
+from proof.checks import default_checks
+from proof.checks.base import CheckContext
+from proof.report import CheckResult, VerificationCost, VerificationReport
+from storage.refs import ArtifactRef
+from training.checkpoint import Checkpoint
+from training.trainer import TrainSpec, steps_per_epoch
+
+
+class VerifyConfig(BaseModel, frozen=True):
+    """How much the verifier samples and how strict it is; part of the order, so it is public."""
+
+    replay_segments: int = Field(default=2, ge=0, description="Random segments replayed")
+    largest_update_segments: int = Field(default=1, ge=0, description="Largest-update segments replayed")
+    loss_samples: int = Field(default=8, ge=0, description="Checkpoints whose logged step loss is recomputed")
+    pev_fraction: float = Field(default=0.02, gt=0, le=1, description="Share of each epoch's data PEV evaluates")
+    pev_z: float = Field(default=4.0, gt=0, description="PEV sampling allowance in standard errors")
+    pev_margin: float = Field(default=0.1, ge=0, description="PEV allowance as a share of the logged epoch mean")
+    loss_rtol: float = Field(default=0.0, ge=0, description="Floor of the loss recomputation tolerance")
+    telemetry_min_samples: int = Field(default=5, ge=1, description="Fewer samples make telemetry inconclusive")
+    telemetry_min_share: float = Field(default=0.25, ge=0, le=1, description="Least share of utilization above mean")
+    telemetry_memory_spread: float = Field(default=0.2, ge=0, description="Most GPU memory variation after the ramp")
+
+
+def load_evidence(ctx: CheckContext, fetch: Callable[[ArtifactRef], bytes]) -> None:
+    """Fetch and parse every artifact of the bundle into ``ctx``; record each failure by name."""
+    b = ctx.bundle
+    readers = [(b.step_log, "steps", read_step_log), (b.telemetry, "telemetry", read_telemetry)]
+    for ref, attr, reader in readers:
+        data = _fetch(ctx, ref, fetch)
+        if data is not None:
+            try:
+                setattr(ctx, attr, reader(data))
+            except Exception as exc:  # any parse failure of worker-supplied bytes is evidence
+                ctx.problems[ref.name] = f"unreadable ({exc})"
+    for step, ref in b.checkpoints:
+        data = _fetch(ctx, ref, fetch)
+        if data is None:
+            continue
+        try:
+            checkpoint = Checkpoint.from_bytes(data, name=ref.name)
+        except Exception as exc:  # see above: a forged checkpoint may break the parser in any way
+            ctx.problems[ref.name] = f"unreadable ({exc})"
+            continue
+        if checkpoint.step != step:
+            ctx.problems[ref.name] = f"holds step {checkpoint.step}, committed as step {step}"
+            continue
+        ctx.checkpoints[step] = checkpoint
+
+
+def _fetch(ctx: CheckContext, ref: ArtifactRef, fetch: Callable[[ArtifactRef], bytes]) -> bytes | None:
+    try:
+        return fetch(ref)
+    except Exception as exc:  # the caller's store decides how a missing or tampered object fails
+        ctx.problems[ref.name] = f"missing or tampered ({type(exc).__name__}: {exc})"
+        return None
+
+
+def _timed(check, ctx: CheckContext) -> CheckResult:
+    started = time.perf_counter()
+    result = check.run(ctx)
+    return result.model_copy(update={"seconds": time.perf_counter() - started})
+
+
+def _cost(checks: list[CheckResult], spec: TrainSpec, num_samples: int, seconds: float) -> VerificationCost:
+    replayed = sum(c.cost_steps for c in checks)
+    forward = sum(c.forward_samples for c in checks)
+    training = 3 * spec.epochs * steps_per_epoch(spec, num_samples) * spec.batch_size
+    return VerificationCost(
+        replayed_steps=replayed,
+        forward_samples=forward,
+        seconds=seconds,
+        fraction_of_training=(3 * replayed * spec.batch_size + forward) / max(training, 1),
+    )
+
+
+def verify_proof(
+    bundle: ProofBundle,
+    *,
+    committed_root: str,
+    challenge_seed: bytes,
+    X: np.ndarray,
+    y: np.ndarray,
+    fetch: Callable[[ArtifactRef], bytes],
+    config: VerifyConfig | None = None,
+    expected_spec: TrainSpec | None = None,
+) -> VerificationReport:
+    """Verify ``bundle`` against the root committed on chain and the task's data.
+
+    ``fetch(ref)`` returns an artifact's decrypted plaintext and raises, naming it, when it is
+    missing or does not match its commitment. ``expected_spec`` is the order's spec; without it
+    the bundle's own spec is trusted. The worker's signature is the caller's to check.
+    """
+    started = time.perf_counter()
+    config = config or VerifyConfig()
+    ctx = CheckContext(
+        bundle=bundle,
+        committed_root=committed_root,
+        challenge=derive_challenge(challenge_seed, bundle, config),
+        config=config,
+        X=X,
+        y=y,
+        expected_spec=expected_spec,
+    )
+    load_evidence(ctx, fetch)
+    results = [_timed(check, ctx) for check in default_checks()]
+    return VerificationReport(
+        order_id=bundle.order_id,
+        task=bundle.task,
+        challenge_seed=challenge_seed.hex(),
+        merkle_root=committed_root,
+        checks=results,
+        passed=all(r.passed for r in results if r.decisive),
+        cost=_cost(results, ctx.spec, len(X), time.perf_counter() - started),
+        artifacts={ref.name: ref.sha256 for ref in artifacts(bundle)},
+    )
