@@ -1,0 +1,1 @@
+from tests.unit.contracts.fixtures import bahen, chain, parties  # noqa: F401

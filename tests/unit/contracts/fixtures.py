@@ -1,0 +1,129 @@
+"""Fixtures and helpers shared by the contract tests on both backends.
+
+Each conftest imports these; the integration conftest overrides `chain` with an anvil connection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+
+from contracts.chain import Chain
+from contracts.client import Bahen
+from contracts.models import ChainParams
+
+ETHER = 10**18
+PARAMS = ChainParams(
+    stake_wei_per_gflop=10**12,
+    min_validator_stake=10**16,
+    unbonding_delay=3600,
+    slash_bps=5_000,
+    treasury_bps=2_000,
+)
+GFLOPS = 1_000
+WORKER_STAKE = PARAMS.stake_wei_per_gflop * GFLOPS
+
+
+def account(name: str) -> LocalAccount:
+    """A deterministic test account, so failures name the same addresses every run."""
+    return Account.from_key(keccak(text=f"bahen test account {name}"))
+
+
+def b32(label: str) -> bytes:
+    return keccak(text=label)
+
+
+def sign_digest(acct: LocalAccount, digest: bytes) -> bytes:
+    """EIP-191 personal-message signature over a 32-byte digest, as privacy/signing.py makes them."""
+    return bytes(Account.sign_message(encode_defunct(primitive=digest), acct.key).signature)
+
+
+@dataclass
+class Parties:
+    deployer: LocalAccount
+    wasp: LocalAccount
+    treasury: LocalAccount
+    client: LocalAccount
+    stranger: LocalAccount
+    workers: list[LocalAccount]
+    validators: list[LocalAccount]
+
+    def all(self) -> list[LocalAccount]:
+        fixed = [self.deployer, self.wasp, self.treasury, self.client, self.stranger]
+        return fixed + self.workers + self.validators
+
+
+def make_parties(chain: Chain, salt: str = "") -> Parties:
+    parties = Parties(
+        deployer=account(f"deployer{salt}"),
+        wasp=account(f"wasp{salt}"),
+        treasury=account(f"treasury{salt}"),
+        client=account(f"client{salt}"),
+        stranger=account(f"stranger{salt}"),
+        workers=[account(f"worker{i}{salt}") for i in range(3)],
+        validators=[account(f"validator{i}{salt}") for i in range(2)],
+    )
+    for acct in parties.all():
+        if chain.balance(acct.address) < 100 * ETHER:
+            chain.fund(acct.address, 1_000 * ETHER)
+    return parties
+
+
+def deploy_staked(chain: Chain, parties: Parties) -> Bahen:
+    """Deploys fresh contracts and registers every worker and validator with enough stake."""
+    bahen = Bahen.deploy(
+        chain, parties.deployer, wasp=parties.wasp.address, treasury=parties.treasury.address, params=PARAMS
+    )
+    for i, worker in enumerate(parties.workers):
+        bahen.register_worker(worker, x25519_public=b32(f"x25519 w{i}"), declared_gflops=GFLOPS, stake=WORKER_STAKE)
+    for i, validator in enumerate(parties.validators):
+        bahen.register_validator(validator, x25519_public=b32(f"x25519 v{i}"), stake=PARAMS.min_validator_stake)
+    return bahen
+
+
+def open_assigned(
+    bahen: Bahen, parties: Parties, order_id: bytes, *, tasks: int = 2, validators: int = 1,
+    escrow: int = ETHER, payment: int = ETHER // 4, fee: int = ETHER // 20, ttl: int = 3_600,
+) -> bytes:
+    """Opens an order and assigns `tasks` tasks (worker i gets task i) and `validators` validators."""
+    deadline = bahen.chain.now() + ttl
+    bahen.open_order(parties.client, order_id=order_id, spec_hash=b32("spec"), escrow=escrow, deadline=deadline)
+    for task in range(tasks):
+        worker = parties.workers[task % len(parties.workers)].address
+        bahen.assign_task(parties.client, order_id=order_id, task=task, worker=worker, payment=payment)
+    for v in parties.validators[:validators]:
+        bahen.assign_validator(parties.client, order_id=order_id, validator=v.address, fee=fee)
+    return order_id
+
+
+def commit_all(bahen: Bahen, parties: Parties, order_id: bytes, tasks: int = 2) -> None:
+    for task in range(tasks):
+        worker = parties.workers[task % len(parties.workers)]
+        bahen.commit_proof(worker, order_id=order_id, task=task, root=b32(f"root {task}"))
+
+
+def report(bahen: Bahen, sender: LocalAccount, signer: LocalAccount, order_id: bytes, task: int, kind: int = 0) -> str:
+    digest = b32(f"report {task} {kind} {signer.address}")
+    return bahen.submit_report(
+        sender, order_id=order_id, task=task, kind=kind, digest=digest, signature=sign_digest(signer, digest)
+    )
+
+
+@pytest.fixture
+def chain():
+    return Chain.in_process()
+
+
+@pytest.fixture
+def parties(chain) -> Parties:
+    return make_parties(chain)
+
+
+@pytest.fixture
+def bahen(chain, parties) -> Bahen:
+    return deploy_staked(chain, parties)
