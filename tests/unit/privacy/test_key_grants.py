@@ -1,0 +1,95 @@
+"""Key grants: wrapping a data key to a recipient's X25519 key for one order."""
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from privacy.errors import ContextMismatchError, TamperedError, WrongKeyError
+from privacy.grants import KeyGrant, grant_key, open_grant
+from privacy.identity import Identity
+from privacy.signing import canonical_json
+from privacy.stream import key_id, new_data_key
+
+ORDER = "0x" + "ab" * 32
+WORKER = Identity.generate("worker-1")
+VALIDATOR = Identity.generate("validator-1")
+
+
+def test_recipient_opens_its_grant():
+    data_key = new_data_key()
+    grant = grant_key(data_key, WORKER.public(), order_id=ORDER)
+    assert grant.recipient == WORKER.address and grant.key_id == key_id(data_key)
+    assert open_grant(grant, WORKER, order_id=ORDER) == data_key
+
+
+def test_grant_survives_json_transport():
+    data_key = new_data_key()
+    grant = KeyGrant.model_validate_json(grant_key(data_key, WORKER.public(), order_id=ORDER).model_dump_json())
+    assert open_grant(grant, WORKER, order_id=ORDER) == data_key
+
+
+def test_grants_of_the_same_key_differ():
+    data_key = new_data_key()
+    first, second = (grant_key(data_key, WORKER.public(), order_id=ORDER) for _ in range(2))
+    assert first.ephemeral_public != second.ephemeral_public and first.wrapped_key != second.wrapped_key
+
+
+def test_grant_follows_the_documented_construction():
+    """An independent opening by the recipient's raw X25519 key, as privacy/README.md specifies."""
+    data_key = new_data_key()
+    grant = grant_key(data_key, VALIDATOR.public(), order_id=ORDER)
+    ephemeral = bytes.fromhex(grant.ephemeral_public)
+    private = X25519PrivateKey.from_private_bytes(VALIDATOR.secrets()[32:])
+    shared = private.exchange(X25519PublicKey.from_public_bytes(ephemeral))
+    wrapping = HKDF(hashes.SHA256(), 32, ephemeral + VALIDATOR.x25519_public, b"bahen/v1/key-grant").derive(shared)
+    context = {
+        "version": 1, "order_id": ORDER, "recipient": VALIDATOR.address,
+        "recipient_x25519": VALIDATOR.x25519_public.hex(), "key_id": key_id(data_key),
+        "ephemeral_public": grant.ephemeral_public,
+    }
+    opened = AESGCM(wrapping).decrypt(bytes.fromhex(grant.nonce), bytes.fromhex(grant.wrapped_key),
+                                      canonical_json(context))
+    assert opened == data_key
+
+
+def test_another_party_cannot_open_a_grant():
+    grant = grant_key(new_data_key(), WORKER.public(), order_id=ORDER)
+    with pytest.raises(WrongKeyError) as caught:
+        open_grant(grant, VALIDATOR, order_id=ORDER)
+    assert WORKER.address in str(caught.value) and "ask the client" in str(caught.value)
+
+
+def test_same_name_with_new_keys_cannot_open_an_old_grant():
+    grant = grant_key(new_data_key(), WORKER.public(), order_id=ORDER)
+    with pytest.raises(WrongKeyError):
+        open_grant(grant, Identity.generate("worker-1"), order_id=ORDER)
+
+
+def test_grant_of_another_order_is_a_context_mismatch():
+    grant = grant_key(new_data_key(), WORKER.public(), order_id=ORDER)
+    with pytest.raises(ContextMismatchError):
+        open_grant(grant, WORKER, order_id="0x" + "cd" * 32)
+
+
+def test_grant_relabelled_for_another_order_is_tampering():
+    grant = grant_key(new_data_key(), WORKER.public(), order_id=ORDER)
+    relabelled = grant.model_copy(update={"order_id": "0x01"})
+    with pytest.raises(TamperedError):
+        open_grant(relabelled, WORKER, order_id="0x01")
+
+
+@pytest.mark.parametrize("field", ["key_id", "ephemeral_public", "nonce", "wrapped_key"])
+def test_altered_fields_are_tampering(field):
+    grant = grant_key(new_data_key(), WORKER.public(), order_id=ORDER)
+    value = getattr(grant, field)
+    altered = grant.model_copy(update={field: ("0" if value[0] != "0" else "1") + value[1:]})
+    with pytest.raises(TamperedError):
+        open_grant(altered, WORKER, order_id=ORDER)
+
+
+def test_unknown_grant_version_is_refused():
+    grant = grant_key(new_data_key(), WORKER.public(), order_id=ORDER)
+    with pytest.raises(TamperedError, match="upgrade"):
+        open_grant(grant.model_copy(update={"version": 2}), WORKER, order_id=ORDER)

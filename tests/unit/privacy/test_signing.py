@@ -1,0 +1,158 @@
+"""Canonical JSON, keccak digests and EIP-191 signatures over them."""
+
+import json
+import math
+
+import pytest
+from eth_keys import keys
+from eth_utils import keccak
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
+from privacy.errors import CanonicalJsonError, SignatureError
+from privacy.identity import Identity
+from privacy.signing import (
+    SignedDocument,
+    canonical_json,
+    digest,
+    recover_signer,
+    sign_digest,
+    sign_document,
+    verify_document,
+)
+
+# The well-known example key of the eth-account documentation.
+PRIVATE_KEY = bytes.fromhex("4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318")
+SIGNER = Identity.from_secrets("wasp", PRIVATE_KEY, bytes(32))
+OTHER = Identity.generate("worker")
+PAYLOAD = {"order_id": "0x01", "merkle_root": "0x" + "11" * 32, "steps": 40, "loss": 0.25}
+CURVE_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+class Report(BaseModel):
+    order_id: str
+    score: float
+    passed: bool
+
+
+def test_canonical_json_known_answers():
+    assert canonical_json(PAYLOAD) == (
+        b'{"loss":0.25,"merkle_root":"0x1111111111111111111111111111111111111111111111111111111111111111",'
+        b'"order_id":"0x01","steps":40}'
+    )
+    assert canonical_json({"b": [1, 2.0, None, True, (3, "x")], "a": "é\n\"\\\x01"}) == (
+        '{"a":"é\\n\\"\\\\\\u0001","b":[1,2.0,null,true,[3,"x"]]}'.encode()
+    )
+    assert canonical_json({"z": {"b": 1, "a": 2}, "big": 2**80, "small": 1e-7}) == (
+        b'{"big":1208925819614629174706176,"small":1e-07,"z":{"a":2,"b":1}}'
+    )
+
+
+def test_pydantic_models_are_their_json_dump():
+    report = Report(order_id="0x01", score=0.5, passed=True)
+    assert canonical_json(report) == b'{"order_id":"0x01","passed":true,"score":0.5}'
+    assert canonical_json({"report": report}) == b'{"report":{"order_id":"0x01","passed":true,"score":0.5}}'
+
+
+@pytest.mark.parametrize("value", [b"raw", {1: "int key"}, math.nan, {"x": math.inf}, object(), "\ud800"])
+def test_values_without_a_canonical_form_are_refused(value):
+    with pytest.raises(CanonicalJsonError):
+        canonical_json(value)
+
+
+def test_digest_is_keccak_of_canonical_json():
+    assert keccak(b"").hex() == "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+    assert digest(PAYLOAD).hex() == "8c56568443433f861c353378129976ebc690308f37678414bf7684f9c16efabb"
+
+
+@settings(max_examples=150, deadline=None)
+@given(value=json_values)
+def test_canonical_json_is_stable_through_parsing_and_key_order(value):
+    encoded = canonical_json(value)
+    assert canonical_json(json.loads(encoded)) == encoded
+    if isinstance(value, dict):
+        assert canonical_json(dict(reversed(list(value.items())))) == encoded
+
+
+def test_signature_is_eip191_over_the_digest_known_answer():
+    payload_digest = digest(PAYLOAD)
+    signature = sign_digest(SIGNER, payload_digest)
+    assert SIGNER.address == "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23"
+    assert signature.hex() == (
+        "37f78567ea0ce7cf12f8f2b2ca0daf53812f6f5be5584425f219d0bd66514a9c"
+        "77a391be90815a895d0fca332c275d15acafe34f13cff37785b14bc741a44be61c"
+    )
+    # What ECDSA.recover(MessageHashUtils.toEthSignedMessageHash(digest), sig) checks on chain.
+    eth_signed = keccak(b"\x19Ethereum Signed Message:\n32" + payload_digest)
+    raw = keys.PrivateKey(PRIVATE_KEY).sign_msg_hash(eth_signed).to_bytes()
+    assert signature == raw[:64] + bytes([raw[64] + 27])
+    assert recover_signer(payload_digest, signature) == SIGNER.address
+
+
+def test_signed_document_round_trips_through_json():
+    doc = SignedDocument.model_validate_json(sign_document(SIGNER, PAYLOAD).model_dump_json())
+    assert verify_document(doc, expected_signer=SIGNER.address.lower()) == SIGNER.address
+    assert doc.digest == "0x" + digest(PAYLOAD).hex()
+
+
+def test_pydantic_payload_is_signed_as_its_dump():
+    doc = sign_document(SIGNER, Report(order_id="0x01", score=0.75, passed=False))
+    assert doc.payload == {"order_id": "0x01", "score": 0.75, "passed": False}
+    assert verify_document(doc) == SIGNER.address
+
+
+@settings(max_examples=25, deadline=None)
+@given(payload=st.dictionaries(st.text(max_size=8), json_values, max_size=5))
+def test_any_json_object_signs_and_verifies(payload):
+    assert verify_document(sign_document(OTHER, payload), expected_signer=OTHER.address) == OTHER.address
+
+
+def test_non_object_payload_is_refused():
+    with pytest.raises(CanonicalJsonError):
+        sign_document(SIGNER, [1, 2])
+
+
+def test_unexpected_signer_is_refused():
+    with pytest.raises(SignatureError, match="not by the expected"):
+        verify_document(sign_document(SIGNER, PAYLOAD), expected_signer=OTHER.address)
+
+
+def test_changed_payload_is_refused():
+    doc = sign_document(SIGNER, PAYLOAD)
+    with pytest.raises(SignatureError, match="payload was changed"):
+        verify_document(doc.model_copy(update={"payload": {**PAYLOAD, "steps": 41}}))
+
+
+def test_payload_and_digest_changed_together_are_refused():
+    changed = {**PAYLOAD, "steps": 41}
+    doc = sign_document(SIGNER, PAYLOAD).model_copy(update={"payload": changed, "digest": "0x" + digest(changed).hex()})
+    with pytest.raises(SignatureError, match="signature is by"):
+        verify_document(doc)
+
+
+def test_claimed_signer_that_did_not_sign_is_refused():
+    doc = sign_document(SIGNER, PAYLOAD).model_copy(update={"signer": OTHER.address})
+    with pytest.raises(SignatureError):
+        verify_document(doc)
+
+
+def test_malleable_and_malformed_signatures_are_refused():
+    payload_digest = digest(PAYLOAD)
+    signature = sign_digest(SIGNER, payload_digest)
+    s = int.from_bytes(signature[32:64], "big")
+    twin = signature[:32] + (CURVE_ORDER - s).to_bytes(32, "big") + bytes([55 - signature[64]])
+    for bad in [twin, signature[:64] + b"\x00", signature[:64], b"\x00" * 65]:
+        with pytest.raises(SignatureError):
+            recover_signer(payload_digest, bad)
+    with pytest.raises(SignatureError):
+        recover_signer(b"short", signature)
+    doc = sign_document(SIGNER, PAYLOAD).model_copy(update={"signature": "0xzz"})
+    with pytest.raises(SignatureError):
+        verify_document(doc)
