@@ -1,0 +1,129 @@
+"""Settlement, cancellation and pull payments: who gets what, exactly once."""
+
+import pytest
+
+from contracts.errors import ContractRevert
+from tests.unit.contracts.fixtures import ETHER, PARAMS, WORKER_STAKE, b32, commit_all, open_assigned, report
+
+OID = b32("order settle")
+PAYMENT, FEE = ETHER // 4, ETHER // 20
+
+
+def _judge(bahen, parties, *verdicts: bool) -> None:
+    for task, accepted in enumerate(verdicts):
+        bahen.record_verdict(parties.wasp, order_id=OID, task=task, accepted=accepted, reasons_digest=b32(f"why {task}"))
+
+
+def _market_balance_matches_credits(bahen, chain, parties) -> None:
+    credited = sum(bahen.pending(a.address) for a in parties.all())
+    open_escrow = sum(o.escrow for o in _open_orders(bahen))
+    assert chain.balance(bahen.addresses.market) == credited + open_escrow
+
+
+def _open_orders(bahen):
+    view = bahen.order(OID)
+    return [view] if view.status == "open" else []
+
+
+def test_settlement_pays_accepted_slashes_rejected_refunds_the_rest(bahen, chain, parties):
+    open_assigned(bahen, parties, OID, tasks=2, validators=2, payment=PAYMENT, fee=FEE)
+    commit_all(bahen, parties, OID, tasks=2)
+    report(bahen, parties.stranger, parties.validators[0], OID, task=0)
+    _judge(bahen, parties, True, False)
+    w0, w1, v0, v1 = parties.workers[0], parties.workers[1], parties.validators[0], parties.validators[1]
+
+    s = bahen.settle(parties.stranger, order_id=OID)
+
+    slashed = WORKER_STAKE * PARAMS.slash_bps // 10_000
+    to_treasury = slashed * PARAMS.treasury_bps // 10_000
+    assert s.payouts == {w0.address: PAYMENT, v0.address: FEE}
+    assert s.slashed == {w1.address: slashed}
+    assert (s.refund, s.slash_to_client, s.slash_to_treasury) == (ETHER - PAYMENT - FEE, slashed - to_treasury, to_treasury)
+    assert bahen.pending(parties.client.address) == s.refund + s.slash_to_client
+    assert bahen.pending(parties.treasury.address) == to_treasury
+    assert (bahen.pending(w0.address), bahen.pending(w1.address)) == (PAYMENT, 0)
+    assert (bahen.pending(v0.address), bahen.pending(v1.address)) == (FEE, 0)
+    assert bahen.stake_of(w1.address) == WORKER_STAKE - slashed
+    assert bahen.stake_of(w0.address) == WORKER_STAKE
+    assert all(bahen.member(a.address).locks == 0 for a in (w0, w1, v0, v1))
+    assert bahen.order(OID).status == "settled"
+    _market_balance_matches_credits(bahen, chain, parties)
+
+
+def test_settle_twice_reverts_and_pays_nothing_more(bahen, parties):
+    open_assigned(bahen, parties, OID, tasks=1, validators=0)
+    commit_all(bahen, parties, OID, tasks=1)
+    _judge(bahen, parties, True)
+    bahen.settle(parties.client, order_id=OID)
+    credits = {a.address: bahen.pending(a.address) for a in parties.all()}
+    with pytest.raises(ContractRevert) as err:
+        bahen.settle(parties.client, order_id=OID)
+    assert str(err.value) == f"settle reverted: AlreadySettled(orderId=0x{OID.hex()})"
+    assert credits == {a.address: bahen.pending(a.address) for a in parties.all()}
+    with pytest.raises(ContractRevert, match="OrderNotOpen"):
+        bahen.commit_proof(parties.workers[0], order_id=OID, task=0, root=b32("r"))
+
+
+def test_settle_waits_for_verdicts_until_the_deadline(bahen, chain, parties):
+    open_assigned(bahen, parties, OID, tasks=2, validators=1, payment=PAYMENT, fee=FEE)
+    commit_all(bahen, parties, OID, tasks=2)
+    report(bahen, parties.client, parties.validators[0], OID, task=1, kind=1)
+    _judge(bahen, parties, True)
+    with pytest.raises(ContractRevert) as err:
+        bahen.settle(parties.client, order_id=OID)
+    assert (err.value.error, err.value.fields) == ("VerdictsPending", {"missing": 1})
+    chain.increase_time(3_601)
+    s = bahen.settle(parties.client, order_id=OID)
+    # the unjudged task is neither paid nor slashed: its payment returns to the client
+    assert s.payouts == {parties.workers[0].address: PAYMENT, parties.validators[0].address: FEE}
+    assert s.slashed == {} and s.refund == ETHER - PAYMENT - FEE
+    assert bahen.stake_of(parties.workers[1].address) == WORKER_STAKE
+
+
+def test_cancel_before_any_commitment_refunds_everything(bahen, chain, parties):
+    open_assigned(bahen, parties, OID, tasks=2, validators=1)
+    with pytest.raises(ContractRevert, match="NotClient"):
+        bahen.cancel_order(parties.stranger, order_id=OID)
+    bahen.cancel_order(parties.client, order_id=OID)
+    assert bahen.order(OID).status == "cancelled"
+    assert bahen.pending(parties.client.address) == ETHER
+    assert all(bahen.member(a.address).locks == 0 for a in parties.workers[:2] + parties.validators[:1])
+    with pytest.raises(ContractRevert, match="OrderNotOpen"):
+        bahen.settle(parties.client, order_id=OID)
+    with pytest.raises(ContractRevert, match="OrderNotOpen"):
+        bahen.cancel_order(parties.client, order_id=OID)
+    _market_balance_matches_credits(bahen, chain, parties)
+
+
+def test_cancel_after_a_commitment_needs_an_expired_unjudged_order(bahen, chain, parties):
+    open_assigned(bahen, parties, OID, tasks=2, validators=0)
+    commit_all(bahen, parties, OID, tasks=1)
+    with pytest.raises(ContractRevert, match="CannotCancel"):
+        bahen.cancel_order(parties.client, order_id=OID)
+    chain.increase_time(3_601)
+    bahen.cancel_order(parties.client, order_id=OID)
+    assert bahen.pending(parties.client.address) == ETHER
+
+
+def test_cancel_after_a_verdict_is_refused(bahen, chain, parties):
+    open_assigned(bahen, parties, OID, tasks=1, validators=0)
+    commit_all(bahen, parties, OID, tasks=1)
+    _judge(bahen, parties, False)
+    chain.increase_time(3_601)
+    with pytest.raises(ContractRevert, match="CannotCancel"):
+        bahen.cancel_order(parties.client, order_id=OID)
+
+
+def test_withdraw_pays_the_exact_credit_once(bahen, chain, parties):
+    open_assigned(bahen, parties, OID, tasks=1, validators=0)
+    bahen.cancel_order(parties.client, order_id=OID)
+    client = parties.client.address
+    before = chain.balance(client)
+    assert bahen.withdraw(parties.client) == ETHER
+    tx = chain.w3.eth.get_block("latest")["transactions"][-1]
+    receipt = chain.w3.eth.get_transaction_receipt(tx)
+    assert chain.balance(client) == before + ETHER - receipt["gasUsed"] * receipt["effectiveGasPrice"]
+    assert bahen.pending(client) == 0 and chain.balance(bahen.addresses.market) == 0
+    with pytest.raises(ContractRevert) as err:
+        bahen.withdraw(parties.client)
+    assert (err.value.error, err.value.fields) == ("NothingToWithdraw", {"account": client})
