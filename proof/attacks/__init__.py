@@ -1,0 +1,96 @@
+"""The dishonest-worker catalogue and the one path every worker, honest or not, runs through.
+
+``run_worker(None, ...)`` is the honest worker; ``run_worker("skipped-steps", ..., intensity=0.1)``
+is the same code path with that attack's hooks and post-processing. Attacks written elsewhere join
+with ``register`` and are run against the verifier unchanged. See ``README.md`` in this folder.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from proof.attacks.base import Attack, Job, Put, UnknownAttackError
+from proof.attacks.fabricated_losses import FabricatedLosses
+from proof.attacks.fabricated_telemetry import FabricatedTelemetry
+from proof.attacks.half_batches import HalfBatches
+from proof.attacks.interpolated_checkpoints import InterpolatedCheckpoints
+from proof.attacks.nonfinite_checkpoint import NonFiniteCheckpoint
+from proof.attacks.omitted_data import OmittedData
+from proof.attacks.pretrained_model import PretrainedModel
+from proof.attacks.proof_after_challenge import ProofAfterChallenge
+from proof.attacks.rescaled_updates import RescaledUpdates
+from proof.attacks.skipped_steps import SkippedSteps
+from proof.attacks.substituted_data import SubstitutedData
+from proof.attacks.withheld_checkpoint import WithheldCheckpoint
+from proof.attacks.wrong_lr import WrongLr
+from proof.attacks.wrong_weight_decay import WrongWeightDecay
+from proof.bundle import ProofBundle, build_bundle
+from proof.recorder import RecordedProof, Recorder
+from proof.telemetry import TelemetrySampler
+from training.trainer import TrainResult, TrainSpec, train
+
+ATTACKS: dict[str, type[Attack]] = {}
+
+
+def register(cls: type[Attack]) -> type[Attack]:
+    """Add an attack class to :data:`ATTACKS` under its ``name`` (usable as a decorator)."""
+    ATTACKS[cls.name] = cls
+    return cls
+
+
+for _cls in (
+    SkippedSteps, RescaledUpdates, HalfBatches, WrongLr, WrongWeightDecay, InterpolatedCheckpoints,
+    PretrainedModel, FabricatedLosses, SubstitutedData, OmittedData, FabricatedTelemetry,
+    ProofAfterChallenge, WithheldCheckpoint, NonFiniteCheckpoint,
+):
+    register(_cls)
+
+
+@dataclass
+class WorkerRun:
+    """A worker's output: the bundle it serves, the root it committed, and what it recorded."""
+
+    bundle: ProofBundle
+    committed_root: str
+    recorded: RecordedProof
+    result: TrainResult
+
+
+def make_attack(name: str | None, intensity: float = 1.0, seed: int = 0) -> Attack:
+    """The attack called ``name`` at ``intensity``, or the honest worker for ``None``."""
+    if name is None:
+        return Attack(intensity, seed)
+    if name not in ATTACKS:
+        raise UnknownAttackError(name, list(ATTACKS))
+    return ATTACKS[name](intensity, seed)
+
+
+def run_worker(
+    attack: str | Attack | None,
+    spec: TrainSpec,
+    X: np.ndarray,
+    y: np.ndarray,
+    put: Put,
+    intensity: float = 1.0,
+    *,
+    order_id: str = "order",
+    seed: int = 0,
+    telemetry: TelemetrySampler | None = None,
+) -> WorkerRun:
+    """Train ``spec`` as a worker running ``attack`` (None: honest) and return its proof.
+
+    ``put(name, plaintext) -> ArtifactRef`` encrypts and stores, as for the honest recorder; the
+    bundle declares the ordered ``spec`` whatever the worker really did. ``seed`` drives the
+    attack's own random choices (where to cheat), not training.
+    """
+    cheat = attack if isinstance(attack, Attack) else make_attack(attack, intensity, seed)
+    job = Job(spec=spec, X=X, y=y, put=put, order_id=order_id)
+    recorder = Recorder(put=put, telemetry=telemetry or TelemetrySampler())
+    result = train(cheat.trained_spec(spec), X, y, recorder=recorder, hooks=cheat.hooks(job))
+    recorded = cheat.tamper(recorder.close(), job)
+    bundle = build_bundle(recorded, order_id=order_id, task=spec.task, spec=spec, put=put)
+    served, root = cheat.commit(bundle, recorded, job)
+    return WorkerRun(bundle=served, committed_root=root, recorded=recorded, result=result)
+
+
+__all__ = ["ATTACKS", "Attack", "Job", "UnknownAttackError", "WorkerRun", "make_attack", "register", "run_worker"]
