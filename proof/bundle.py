@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from proof.errors import BundleError
 from proof.merkle import inclusion_proof, merkle_root, verify_inclusion
@@ -45,6 +45,7 @@ class ProofBundle(BaseModel):
     step_log: ArtifactRef
     telemetry: ArtifactRef
     checkpoints: list[tuple[int, ArtifactRef]]
+    checkpoint_sha256: list[str] = Field(default_factory=list, description="Plaintext SHA-256 per checkpoint")
     epoch_digests: list[str]
     resumes: list[int]
     merkle_root: str
@@ -99,11 +100,14 @@ def build_bundle(
         raise BundleError(f"order {order_id} task {task}: the record has no step-0 checkpoint; train with a recorder")
     step_log = put("step-log.parquet", write_step_log(recorded.steps))
     telemetry = put("telemetry.parquet", write_telemetry(recorded.telemetry))
-    checkpoints = sorted(recorded.checkpoints, key=lambda c: c[0])
+    checkpoints = recorded.checkpoints
+    if [step for step, _ in checkpoints] != sorted({step for step, _ in checkpoints}):
+        raise BundleError(f"order {order_id} task {task}: checkpoints are not in increasing step order")
     leaves = [ref.sha256 for _, ref in checkpoints] + [step_log.sha256, telemetry.sha256]
     return ProofBundle(
         order_id=order_id, task=task, spec=spec, profile=recorded.profile, step_log=step_log,
-        telemetry=telemetry, checkpoints=checkpoints, epoch_digests=recorded.epoch_digests,
+        telemetry=telemetry, checkpoints=checkpoints, checkpoint_sha256=recorded.checkpoint_sha256,
+        epoch_digests=recorded.epoch_digests,
         resumes=recorded.resumes, merkle_root=merkle_root([bytes.fromhex(x) for x in leaves]).hex(), leaves=leaves,
     )
 

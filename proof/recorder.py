@@ -6,14 +6,16 @@ through the caller's ``put(name, plaintext) -> ArtifactRef`` (which encrypts and
 training loop only pays for copying the weights. At most :data:`MAX_PENDING` checkpoints wait at
 once; past that the loop waits, which bounds memory when storage is slower than training.
 
-Crash recovery: each checkpoint's ``journal`` carries the step records since the previous
-checkpoint, the refs and plaintext hashes of all earlier checkpoints, the epoch digests and the
-resumes so far. :meth:`Recorder.resume` reads the last checkpoint and walks back through the
-earlier ones to rebuild the full record, so a resumed run's proof equals an uninterrupted one's
-plus the resume step.
+Crash recovery: after each checkpoint the recorder stores a small JSON *journal* next to it
+(``journal-<step>``): the step records since the previous checkpoint, the refs and plaintext
+hashes of every checkpoint and journal so far, the epoch digests and the resumes. Checkpoints
+themselves stay pure training state, so they are bitwise reproducible. :meth:`Recorder.resume`
+reads the last journal, the earlier journals it lists and the checkpoint it names, and rebuilds
+the record; a resumed run's proof equals an uninterrupted one's plus the resume step.
 """
 
 import hashlib
+import json
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -27,6 +29,7 @@ from training.errors import CheckpointError
 from training.profiles import ProfileInfo
 
 MAX_PENDING = 2
+JOURNAL_FORMAT = "bahen.journal.v1"
 Put = Callable[[str, bytes], ArtifactRef]
 Get = Callable[[ArtifactRef], bytes]
 
@@ -45,10 +48,15 @@ class StepRecord(BaseModel):
 
 
 class RecordedProof(BaseModel):
-    """Everything recorded during one training task; ``checkpoints[0]`` is step 0, the initial weights."""
+    """Everything recorded during one training task; ``checkpoints[0]`` is step 0, the initial weights.
+
+    ``checkpoint_sha256`` holds the SHA-256 of each checkpoint's plaintext, in the same order, so an
+    auditor can check a decryption and a verifier can compare a replayed checkpoint byte for byte.
+    """
 
     steps: list[StepRecord]
     checkpoints: list[tuple[int, ArtifactRef]]
+    checkpoint_sha256: list[str]
     epoch_digests: list[str]
     telemetry: list[TelemetrySample]
     profile: ProfileInfo
@@ -60,8 +68,9 @@ def checkpoint_name(step: int) -> str:
     return f"checkpoint-{step:08d}"
 
 
-def _journal_entry(step: int, ref: ArtifactRef, plain_sha256: str) -> dict:
-    return {"step": step, "ref": ref.model_dump(mode="json"), "plain_sha256": plain_sha256}
+def journal_name(step: int) -> str:
+    """The name the journal written after a checkpoint is stored under."""
+    return f"journal-{step:08d}"
 
 
 class Recorder:
@@ -71,10 +80,10 @@ class Recorder:
         self._put = put
         self._telemetry = telemetry
         self._steps: list[StepRecord] = []
-        self._journaled = 0  # records before this index are already inside a stored checkpoint
+        self._journaled = 0  # records before this index are already inside a stored journal
         self._epoch_digests: dict[int, str] = {}
         self._resumes: list[int] = []
-        self._history: list[dict] = []  # journal entries of stored checkpoints, background thread only
+        self._stored: list[dict] = []  # one entry per stored checkpoint; the background thread appends
         self._profile: ProfileInfo | None = None
         self._restored_step: int | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bahen-checkpoint")
@@ -111,11 +120,15 @@ class Recorder:
         self._raise_failed()
         while len(self._pending) >= MAX_PENDING:
             self._wait_oldest()
-        records = _to_columns(self._steps[self._journaled:])
+        journal = {
+            "format": JOURNAL_FORMAT,
+            "step": checkpoint.step,
+            "records": _to_columns(self._steps[self._journaled:]),
+            "epoch_digests": self._digest_list(),
+            "resumes": list(self._resumes),
+        }
         self._journaled = len(self._steps)
-        journal = {"records": records, "epoch_digests": self._digest_list(), "resumes": list(self._resumes)}
-        future = self._pool.submit(self._write, checkpoint, journal)
-        self._pending.append((checkpoint.step, future))
+        self._pending.append((checkpoint.step, self._pool.submit(self._write, checkpoint, journal)))
 
     def close(self) -> RecordedProof:
         """Wait for pending checkpoint writes, stop telemetry and return the record."""
@@ -129,7 +142,8 @@ class Recorder:
             raise CheckpointError("the recorder was closed before training started; pass it to train()")
         return RecordedProof(
             steps=self._steps,
-            checkpoints=[(e["step"], ArtifactRef(**e["ref"])) for e in self._history],
+            checkpoints=[(e["step"], ArtifactRef(**e["checkpoint"])) for e in self._stored],
+            checkpoint_sha256=[e["checkpoint_sha256"] for e in self._stored],
             epoch_digests=self._digest_list(),
             telemetry=list(telemetry),
             profile=self._profile,
@@ -140,10 +154,17 @@ class Recorder:
         return [self._epoch_digests[e] for e in sorted(self._epoch_digests)]
 
     def _write(self, checkpoint: Checkpoint, journal: dict) -> None:
-        checkpoint.journal = {**journal, "history": list(self._history)}
         data = checkpoint.to_bytes()
-        ref = self._put(checkpoint_name(checkpoint.step), data)
-        self._history.append(_journal_entry(checkpoint.step, ref, hashlib.sha256(data).hexdigest()))
+        entry = {
+            "step": checkpoint.step,
+            "checkpoint": self._put(checkpoint_name(checkpoint.step), data).model_dump(mode="json"),
+            "checkpoint_sha256": hashlib.sha256(data).hexdigest(),
+        }
+        journal["stored"] = [*self._stored, entry]
+        text = json.dumps(journal, sort_keys=True, separators=(",", ":")).encode()
+        entry["journal"] = self._put(journal_name(checkpoint.step), text).model_dump(mode="json")
+        entry["journal_sha256"] = hashlib.sha256(text).hexdigest()
+        self._stored.append(entry)
 
     def _wait_oldest(self) -> None:
         step, future = self._pending.pop(0)
@@ -159,50 +180,65 @@ class Recorder:
 
     @classmethod
     def resume(
-        cls, last: ArtifactRef, *, get: Get, put: Put, telemetry: TelemetrySampler | None = None
+        cls, last_journal: ArtifactRef, *, get: Get, put: Put, telemetry: TelemetrySampler | None = None
     ) -> tuple["Recorder", Checkpoint]:
-        """Rebuild a recorder from the last stored checkpoint and return it with that checkpoint.
+        """Rebuild a recorder from the last stored journal; return it with the checkpoint to resume from.
 
-        ``get(ref) -> plaintext`` fetches and decrypts a stored checkpoint. Every earlier checkpoint
-        is read too (their records make up the step log) and checked against the plaintext hash
-        the later checkpoint recorded. Pass the checkpoint to ``train(..., resume_from=...)``.
+        ``get(ref) -> plaintext`` fetches and decrypts a stored artifact. Every artifact read is
+        checked against the plaintext hash recorded for it. Pass the checkpoint to
+        ``train(..., resume_from=...)`` together with the recorder.
         """
-        checkpoint, plain = _fetch(last, get, expected_sha256=None)
+        journal_bytes = _fetch(last_journal, get, None)
+        journal = _load_journal(journal_bytes, last_journal.name)
+        stored = journal["stored"]
         recorder = cls(put=put, telemetry=telemetry)
-        history = checkpoint.journal.get("history", [])
-        for entry in history:
-            earlier, _ = _fetch(ArtifactRef(**entry["ref"]), get, expected_sha256=entry["plain_sha256"])
-            recorder._steps += _from_columns(earlier.journal.get("records", {}))
-        recorder._steps += _from_columns(checkpoint.journal.get("records", {}))
-        if len(recorder._steps) != checkpoint.step:
+        for entry in stored[:-1]:
+            ref = ArtifactRef(**entry["journal"])
+            recorder._steps += _from_columns(_load_journal(_fetch(ref, get, entry["journal_sha256"]), ref.name)["records"])
+        recorder._steps += _from_columns(journal["records"])
+        last = stored[-1]
+        checkpoint_ref = ArtifactRef(**last["checkpoint"])
+        checkpoint = Checkpoint.from_bytes(_fetch(checkpoint_ref, get, last["checkpoint_sha256"]), name=checkpoint_ref.name)
+        if len(recorder._steps) != checkpoint.step or journal["step"] != checkpoint.step:
             raise CheckpointError(
-                f"{last.name} holds {len(recorder._steps)} step records for step {checkpoint.step}; "
-                "its journal is incomplete, resume from an earlier checkpoint"
+                f"{last_journal.name} and its predecessors hold {len(recorder._steps)} step records for a "
+                f"checkpoint at step {checkpoint.step}; resume from an earlier journal"
             )
         recorder._journaled = len(recorder._steps)
-        recorder._epoch_digests = dict(enumerate(checkpoint.journal.get("epoch_digests", [])))
-        recorder._resumes = list(checkpoint.journal.get("resumes", []))
-        recorder._history = [*history, _journal_entry(checkpoint.step, last, plain)]
+        recorder._epoch_digests = dict(enumerate(journal["epoch_digests"]))
+        recorder._resumes = list(journal["resumes"])
+        last["journal"] = last_journal.model_dump(mode="json")
+        last["journal_sha256"] = hashlib.sha256(journal_bytes).hexdigest()
+        recorder._stored = stored
         recorder._restored_step = checkpoint.step
         return recorder, checkpoint
 
 
-def _fetch(ref: ArtifactRef, get: Get, *, expected_sha256: str | None) -> tuple[Checkpoint, str]:
+def _fetch(ref: ArtifactRef, get: Get, expected_sha256: str | None) -> bytes:
     try:
         data = get(ref)
     except Exception as exc:  # the caller's store decides how a missing object fails
         raise CheckpointUnavailableError(ref.name, exc) from exc
-    digest = hashlib.sha256(data).hexdigest()
-    if expected_sha256 is not None and digest != expected_sha256:
+    if expected_sha256 is not None and hashlib.sha256(data).hexdigest() != expected_sha256:
         raise CheckpointError(
-            f"{ref.name} does not match the plaintext hash a later checkpoint recorded; "
-            "it was altered after it was written, restart the task"
+            f"{ref.name} does not match the plaintext hash recorded when it was written; "
+            "it was altered or replaced, resume from an earlier journal or restart the task"
         )
-    return Checkpoint.from_bytes(data, name=ref.name), digest
+    return data
+
+
+def _load_journal(data: bytes, name: str) -> dict:
+    try:
+        journal = json.loads(data)
+    except ValueError as exc:
+        raise CheckpointError(f"{name} is not a readable journal ({exc}); resume from an earlier journal") from exc
+    if not isinstance(journal, dict) or journal.get("format") != JOURNAL_FORMAT:
+        raise CheckpointError(f"{name} is not a {JOURNAL_FORMAT} journal; pass the journal-<step> artifact")
+    return journal
 
 
 def _to_columns(records: list[StepRecord]) -> dict[str, list]:
-    # Columns, not one dict per record: the field names are stored once per checkpoint.
+    # Columns, not one object per record: the field names are stored once per journal.
     return {name: [getattr(r, name) for r in records] for name in StepRecord.model_fields}
 
 

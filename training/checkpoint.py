@@ -2,12 +2,12 @@
 
 Serialised with ``torch.save`` into memory and loaded with ``weights_only=True``, so reading a
 checkpoint never runs code from it. The resolved training spec travels inside, so a checkpoint
-alone says what it belongs to. ``journal`` is opaque to training: the proof recorder keeps there
-what it needs to rebuild its record after a crash.
+alone says what it belongs to. It holds training state only, nothing timed or random, so under
+an exact profile a replayed checkpoint serialises to the same bytes as the worker's.
 """
 
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -27,7 +27,6 @@ class Checkpoint:
     optimizer_state: dict[str, Any]
     rng_state: torch.Tensor
     spec: dict[str, Any]  # TrainSpec.model_dump(mode="json"): the full resolved config
-    journal: dict[str, Any] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         """``torch.save`` bytes; equal states give equal bytes."""

@@ -18,9 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel
 
-
-class DatasetError(Exception):
-    """A dataset that cannot be used; the message lists what failed."""
+from training.errors import DatasetError
 
 
 class ExpectationOutcome(BaseModel):

@@ -1,0 +1,57 @@
+"""Model registry: seed-derived initialisation, shapes, FLOP counts."""
+
+import pytest
+import torch
+
+from training.errors import UnknownModelError
+from training.models import MODEL_NAMES, build_model, flops_per_sample
+
+SHAPES = {"mlp": ((1, 8, 8), 10), "cnn": ((1, 28, 28), 10), "resnet20": ((3, 32, 32), 10), "gpt": ((32,), 128)}
+
+
+def _equal_states(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_weights_derive_from_seed(name):
+    shape, classes = SHAPES[name]
+    one = build_model(name, input_shape=shape, num_classes=classes, seed=5).state_dict()
+    again = build_model(name, input_shape=shape, num_classes=classes, seed=5).state_dict()
+    other = build_model(name, input_shape=shape, num_classes=classes, seed=6).state_dict()
+    assert _equal_states(one, again)
+    assert not _equal_states(one, other)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_forward_and_loss_shapes(name):
+    shape, classes = SHAPES[name]
+    model = build_model(name, input_shape=shape, num_classes=classes, seed=0)
+    x = torch.randint(0, 128, (4, *shape)).float() if name == "gpt" else torch.rand(4, *shape)
+    y = torch.randint(0, classes, (4,))
+    assert model(x).shape == (4, classes)
+    assert model.loss(x, y).ndim == 0
+
+
+def test_building_leaves_global_rng_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    build_model("cnn", input_shape=(1, 28, 28), num_classes=10, seed=9)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_flops_known_answers():
+    # MLP 64-128-64-10: 2 FLOPs per multiply-add of each linear layer.
+    assert flops_per_sample("mlp", input_shape=(1, 8, 8), num_classes=10) == 2 * (64 * 128 + 128 * 64 + 64 * 10)
+    # CNN on 28x28: conv 1->16 at 28x28, conv 16->32 at 14x14 (3x3 kernels), linear 32*7*7 -> 10.
+    cnn = 2 * (28 * 28 * 16 * 9 + 14 * 14 * 32 * 16 * 9 + 32 * 7 * 7 * 10)
+    assert flops_per_sample("cnn", input_shape=(1, 28, 28), num_classes=10) == cnn
+    # ResNet-20 on CIFAR-sized input is about 41 MMACs (He et al. 2016 report ~41M).
+    resnet = flops_per_sample("resnet20", input_shape=(3, 32, 32), num_classes=10)
+    assert 80e6 < resnet < 84e6
+
+
+def test_unknown_model():
+    with pytest.raises(UnknownModelError, match="registry has mlp, cnn, resnet20, gpt"):
+        build_model("vit", input_shape=(1, 8, 8), num_classes=10, seed=0)

@@ -1,0 +1,30 @@
+"""Determinism profiles."""
+
+import pytest
+import torch
+
+from training.errors import ProfileUnavailableError, UnknownProfileError
+from training.profiles import PROFILE_NAMES, apply_profile, replay_tolerance
+
+
+def test_cpu_exact_profile():
+    info = apply_profile("cpu-fp32-exact")
+    assert info.device == "cpu" and info.threads == 1 and info.replay_tolerance == 0.0
+    assert not info.autocast_bf16 and torch.are_deterministic_algorithms_enabled()
+    assert info.torch_version == torch.__version__ and info.hardware
+
+
+def test_tolerances_grow_with_freedom():
+    tolerances = [replay_tolerance(name) for name in PROFILE_NAMES]
+    assert tolerances == sorted(tolerances) and tolerances[0] == 0.0
+
+
+def test_unknown_profile():
+    with pytest.raises(UnknownProfileError, match="cpu-fp32-exact"):
+        apply_profile("tpu-exact")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on machines without CUDA")
+def test_cuda_profile_without_cuda():
+    with pytest.raises(ProfileUnavailableError, match="no CUDA device"):
+        apply_profile("cuda-fp32-deterministic")
