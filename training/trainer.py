@@ -100,7 +100,9 @@ class _Run:
                 f"checkpoint at step {ckpt.step} belongs to another training spec; resume with the order's spec"
             )
         self.model.load_state_dict(ckpt.model_state)
-        self.optimizer.load_state_dict(ckpt.optimizer_state)
+        # load_state_dict keeps the given tensors as optimizer state: copy, or training would
+        # mutate the checkpoint (a verifier replaying several segments reads it again)
+        self.optimizer.load_state_dict(copy.deepcopy(ckpt.optimizer_state))
         torch.set_rng_state(ckpt.rng_state)
         self.step = ckpt.step
 
