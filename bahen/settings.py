@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     )
     scrypt_n: int = Field(2**15, ge=2**10, description="Keystore scrypt cost")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Training device")
+    worker_attack: str | None = Field(
+        None, description="Make this host's workers cheat with the named attack (demonstrations and benchmarks)"
+    )
+    worker_attack_intensity: float = Field(1.0, gt=0, le=1, description="Share of the work the attack fakes")
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,57 @@
+"""Encrypted and signed artifacts of an order: privacy's envelope over storage's addresses.
+
+Data, checkpoints and logs are stored as ciphertext bound to (order, role); grants, manifests and
+signed reports are public by design (wrapped keys, hashes and signatures) and stored as canonical
+JSON, so an auditor can read them without any key.
+"""
+
+import json
+from typing import TypeVar
+
+from privacy.grants import KeyGrant, grant_key, open_grant
+from privacy.identity import Identity, PublicIdentity
+from privacy.signing import SignedDocument, canonical_json, sign_document, verify_document
+from privacy.stream import EncryptionContext, decrypt_bytes, encrypt_bytes
+from pydantic import BaseModel
+from storage.refs import ArtifactRef
+from storage.store import ArtifactStore
+
+M = TypeVar("M", bound=BaseModel)
+
+PROOF_ROLE = "proof"  # a worker's checkpoints, step log and telemetry, sealed under the order's model key
+
+
+def put_encrypted(store: ArtifactStore, key: bytes, plaintext: bytes, *, order_id: str, role: str, name: str) -> ArtifactRef:
+    """Encrypt ``plaintext`` for (order, role) and store the ciphertext."""
+    ciphertext = encrypt_bytes(key, plaintext, context=EncryptionContext(order_id=order_id, role=role))
+    return store.put(ciphertext, name=name)
+
+
+def get_decrypted(store: ArtifactStore, key: bytes, ref: ArtifactRef, *, order_id: str, role: str) -> bytes:
+    """Fetch, verify the commitment, and decrypt in memory."""
+    return decrypt_bytes(key, store.get(ref), context=EncryptionContext(order_id=order_id, role=role), artifact=ref.name)
+
+
+def put_grant(store: ArtifactStore, data_key: bytes, recipient: PublicIdentity, *, order_id: str, role: str) -> ArtifactRef:
+    """Wrap ``data_key`` to ``recipient`` and store the grant."""
+    grant = grant_key(data_key, recipient, order_id=order_id)
+    return store.put(canonical_json(grant), name=f"order {order_id[:10]}/{role} key grant to {recipient.name}")
+
+
+def open_stored_grant(store: ArtifactStore, ref: ArtifactRef, identity: Identity, *, order_id: str) -> bytes:
+    """Unwrap a stored grant with the recipient's identity."""
+    grant = KeyGrant.model_validate(json.loads(store.get(ref)))
+    return open_grant(grant, identity, order_id=order_id)
+
+
+def put_signed(store: ArtifactStore, signer: Identity, payload: BaseModel, *, name: str) -> tuple[ArtifactRef, SignedDocument]:
+    """Sign ``payload`` as ``signer`` and store the signed document."""
+    doc = sign_document(signer, payload)
+    return store.put(canonical_json(doc), name=name), doc
+
+
+def get_signed(store: ArtifactStore, ref: ArtifactRef, model: type[M], *, expected_signer: str | None = None) -> tuple[M, SignedDocument]:
+    """Fetch a signed document, check its signature (and signer), and parse its payload."""
+    doc = SignedDocument.model_validate(json.loads(store.get(ref)))
+    verify_document(doc, expected_signer=expected_signer)
+    return model.model_validate(doc.payload), doc

@@ -1,0 +1,128 @@
+"""The ``bahen`` command: run orders, inspect them, fetch the trained model.
+
+Expected failures (a bad order, a tampered artifact, an unreachable server…) print one message that
+says what to do and exit with status 1; nothing is left half-written.
+"""
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from bahen.errors import user_errors
+
+# Prefect's ephemeral API: quiet analytics, patience on slow machines. Set before prefect imports.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+console = Console()
+err = Console(stderr=True)
+
+app = typer.Typer(
+    help="bahen: verifiable outsourced training. Clients pay only for training that was provably done, "
+    "on data only the parties they chose can read.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+order_app = typer.Typer(help="Submit and inspect training orders.", no_args_is_help=True)
+model_app = typer.Typer(help="Fetch trained models.", no_args_is_help=True)
+app.add_typer(order_app, name="order")
+app.add_typer(model_app, name="model")
+
+
+def run() -> None:
+    """Entry point: turn expected failures into one readable message."""
+    try:
+        app()
+    except user_errors() as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+
+
+@app.command()
+def demo(
+    dataset: Annotated[str, typer.Option(help="Sample dataset: digits or mnist")] = "digits",
+    model: Annotated[str, typer.Option(help="Registry model: mlp, cnn or resnet20")] = "mlp",
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs")] = 2,
+    attack: Annotated[str | None, typer.Option(help="Make the worker cheat with this attack (see `bahen attacks`)")] = None,
+    intensity: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of the work the attack fakes")] = 1.0,
+    verbose: Annotated[bool, typer.Option(help="Show Prefect's logs")] = False,
+) -> None:
+    """Run one order end to end on the embedded defaults (no services needed) and show its summary."""
+    from bahen.runner import run_order
+    from bahen.spec import parse_spec
+    from bahen.summary import print_summary
+
+    if attack:
+        os.environ["BAHEN_WORKER_ATTACK"] = attack
+        os.environ["BAHEN_WORKER_ATTACK_INTENSITY"] = str(intensity)
+    spec = parse_spec({"dataset": dataset, "model": model, "epochs": epochs}, source="demo options")
+    record = run_order(spec, console=console, verbose=verbose)
+    print_summary(record, console)
+
+
+@order_app.command("submit")
+def order_submit(
+    spec_file: Annotated[Path, typer.Argument(help="Order spec (YAML); fields as in `bahen order schema`")],
+    verbose: Annotated[bool, typer.Option(help="Show Prefect's logs")] = False,
+) -> None:
+    """Run the order described by SPEC_FILE through all seven stages."""
+    from bahen.runner import run_order
+    from bahen.spec import load_spec
+    from bahen.summary import print_summary
+
+    record = run_order(load_spec(spec_file), console=console, verbose=verbose)
+    print_summary(record, console)
+
+
+@order_app.command("schema")
+def order_schema() -> None:
+    """Print the order spec's fields, bounds and descriptions as JSON Schema."""
+    import json
+
+    from bahen.spec import OrderSpec
+
+    console.print_json(json.dumps(OrderSpec.model_json_schema()))
+
+
+@order_app.command("show")
+def order_show(order_id: Annotated[str, typer.Argument(help="Order id (0x…)")]) -> None:
+    """Show an order's stages, verdict, payments and artifact hashes."""
+    from bahen.settings import load_settings
+    from bahen.orders import OrderBook
+    from bahen.summary import print_summary
+
+    print_summary(OrderBook(load_settings().orders_dir).load(order_id), console)
+
+
+@order_app.command("list")
+def order_list() -> None:
+    """List known orders, newest first."""
+    from rich.table import Table
+
+    from bahen.orders import OrderBook
+    from bahen.settings import load_settings
+
+    table = Table("order", "status", "dataset", "model")
+    for record in OrderBook(load_settings().orders_dir).list():
+        table.add_row(record.order_id, record.status, record.spec.dataset, record.spec.model)
+    console.print(table)
+
+
+@model_app.command("get")
+def model_get(
+    order_id: Annotated[str, typer.Argument(help="Order id (0x…)")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the model's state_dict (torch.save format)")],
+) -> None:
+    """Decrypt an order's final model with the client's key grant and write its weights to OUT."""
+    from bahen.delivery import fetch_model
+
+    path = fetch_model(order_id, out)
+    console.print(f"wrote the final model of order {order_id} to {path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

@@ -1,0 +1,39 @@
+"""The client's side of delivery: decrypt the final model with the client's own grant."""
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from training.checkpoint import Checkpoint
+
+from bahen.artifacts import PROOF_ROLE, get_decrypted, open_stored_grant
+from bahen.errors import BahenError
+from bahen.network import keystore_of, store_of
+from bahen.orders import OrderBook
+from bahen.parties import CLIENT
+from bahen.settings import load_settings
+
+
+def fetch_model(order_id: str, out: Path) -> Path:
+    """Write the final model's state_dict of ``order_id`` to ``out`` (atomically)."""
+    settings = load_settings()
+    record = OrderBook(settings.orders_dir).load(order_id)
+    if record.training is None or record.upload is None:
+        raise BahenError(f"order {order_id} has no trained model yet (status: {record.status})")
+    store = store_of(settings)
+    client = keystore_of(settings).load(CLIENT)
+    key = open_stored_grant(store, record.upload.client_grants["model"], client, order_id=order_id)
+    plain = get_decrypted(store, key, record.training.final_model, order_id=order_id, role=PROOF_ROLE)
+    checkpoint = Checkpoint.from_bytes(plain, name=record.training.final_model.name)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        torch.save(checkpoint.model_state, tmp)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out

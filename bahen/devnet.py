@@ -1,0 +1,48 @@
+"""A local network of real parts: contracts deployed, parties funded, workers and validators staked.
+
+Used by the embedded default (an in-process EVM, rebuilt in every process) and by ``bahen up`` /
+``bahen chain deploy`` against anvil. Every party is an identity in the local keystore.
+"""
+
+from contracts.chain import Chain
+from contracts.client import Bahen, ChainParams
+from privacy.identity import Keystore
+
+from bahen.parties import CLIENT, OPERATOR, WASP, validator_name, worker_name
+
+WORKERS = 2
+VALIDATORS = 3
+WORKER_GFLOPS = 1_000  # declared compute of a devnet worker
+FUNDING_WEI = 100 * 10**18
+CLIENT_FUNDING_WEI = 1_000 * 10**18
+
+PARAMS = ChainParams(
+    stake_wei_per_gflop=10**15,  # 1 ETH of stake for a 1 TFLOP/s worker
+    min_validator_stake=10**18,
+    unbonding_delay=7 * 24 * 3600,
+    slash_bps=5_000,  # a rejected worker loses half its stake…
+    treasury_bps=2_000,  # …of which a fifth goes to the treasury, the rest to the client
+)
+
+
+def bootstrap(chain: Chain, keystore: Keystore, *, workers: int = WORKERS, validators: int = VALIDATORS) -> Bahen:
+    """Fund the parties, deploy the contracts and stake the workers and validators."""
+    operator, wasp, client = (keystore.load_or_create(n) for n in (OPERATOR, WASP, CLIENT))
+    for identity in (operator, wasp):
+        chain.fund(identity.address, FUNDING_WEI)
+    chain.fund(client.address, CLIENT_FUNDING_WEI)
+    market = Bahen.deploy(chain, operator.account, wasp=wasp.address, treasury=operator.address, params=PARAMS)
+    for i in range(workers):
+        worker = keystore.load_or_create(worker_name(i))
+        chain.fund(worker.address, FUNDING_WEI)
+        market.register_worker(
+            worker.account, x25519_public=worker.x25519_public, declared_gflops=WORKER_GFLOPS,
+            stake=market.required_stake(WORKER_GFLOPS),
+        )
+    for i in range(validators):
+        validator = keystore.load_or_create(validator_name(i))
+        chain.fund(validator.address, FUNDING_WEI)
+        market.register_validator(
+            validator.account, x25519_public=validator.x25519_public, stake=PARAMS.min_validator_stake
+        )
+    return market

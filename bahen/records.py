@@ -1,0 +1,155 @@
+"""What each stage hands to the next: references, hashes and numbers, never plaintext or keys.
+
+These are the Prefect task results of an order and the body of its order record, so they stay small
+and JSON-serialisable.
+"""
+
+from pydantic import BaseModel, Field
+from storage.refs import ArtifactRef
+
+from bahen.spec import OrderSpec
+
+
+class Upload(BaseModel):
+    """encrypt_upload: the validated dataset, encrypted and stored, and the client's key grants."""
+
+    order_id: str
+    spec_hash: str
+    client: str
+    rows: int
+    train_rows: int
+    holdout_rows: int
+    input_shape: list[int]
+    num_classes: int
+    expectations: int = Field(description="Expectations evaluated (all passed)")
+    train: ArtifactRef
+    holdout: ArtifactRef
+    client_grants: dict[str, ArtifactRef] = Field(description="Key role -> that key wrapped to the client")
+    manifest: ArtifactRef
+
+
+class Assignment(BaseModel):
+    """A task of the order given to a staked worker."""
+
+    task: int
+    worker: str
+    address: str
+    payment_wei: int
+    grants: dict[str, ArtifactRef]
+
+
+class ValidatorSlot(BaseModel):
+    """A validator of the order and the keys granted to it."""
+
+    name: str
+    address: str
+    fee_wei: int
+    grants: dict[str, ArtifactRef]
+
+
+class Shard(BaseModel):
+    """shard: the order opened on chain with its escrow, tasks assigned."""
+
+    order_id: str
+    train_gflops: float
+    fee_wei: int
+    escrow_wei: int
+    deadline: int
+    assignments: list[Assignment]
+    validators: list[ValidatorSlot]
+
+
+class Training(BaseModel):
+    """train: a worker's signed proof, committed on chain."""
+
+    order_id: str
+    task: int
+    worker: str
+    bundle: ArtifactRef = Field(description="The signed proof manifest")
+    merkle_root: str
+    commit_block: int
+    final_model: ArtifactRef
+    steps: int
+    final_loss: float
+    losses: list[float]
+    seconds: float
+
+
+class Verification(BaseModel):
+    """verify: the signed verification report of one task."""
+
+    order_id: str
+    task: int
+    verifier: str
+    report: ArtifactRef
+    digest: str
+    passed: bool
+    checks: list[dict]
+    cost_fraction: float
+
+
+class Scores(BaseModel):
+    """score: every validator's signed performance report and their robust aggregate."""
+
+    order_id: str
+    reports: dict[str, ArtifactRef]
+    accuracy: dict[str, float]
+    loss: dict[str, float]
+    median_accuracy: float
+    outliers: list[str]
+
+
+class Verdict(BaseModel):
+    """audit: Wasp's decision with its reasons, recorded on chain."""
+
+    order_id: str
+    task: int
+    accepted: bool
+    reasons: list[str]
+    verdict: ArtifactRef
+    digest: str
+
+
+class Settled(BaseModel):
+    """settle: what the contract paid, slashed and refunded."""
+
+    order_id: str
+    payouts_wei: dict[str, int]
+    slashed_wei: dict[str, int]
+    refund_wei: int
+    tx_hash: str
+
+
+class StageTiming(BaseModel):
+    stage: str
+    seconds: float
+
+
+class OrderRecord(BaseModel):
+    """Everything a client sees of an order; kept under ``HOME/orders/<id>.json``."""
+
+    order_id: str
+    spec: OrderSpec
+    status: str
+    timings: list[StageTiming] = []
+    upload: Upload | None = None
+    shard: Shard | None = None
+    training: Training | None = None
+    verification: Verification | None = None
+    scores: Scores | None = None
+    verdict: Verdict | None = None
+    settled: Settled | None = None
+
+    def artifacts(self) -> list[tuple[str, ArtifactRef]]:
+        """The order's main artifacts with a label each, in pipeline order."""
+        found = []
+        if self.upload:
+            found += [("train split", self.upload.train), ("holdout split", self.upload.holdout),
+                      ("dataset manifest", self.upload.manifest)]
+        if self.training:
+            found += [("proof manifest", self.training.bundle), ("final model", self.training.final_model)]
+        if self.verification:
+            found.append(("verification report", self.verification.report))
+        if self.verdict:
+            found.append(("verdict", self.verdict.verdict))
+        return found

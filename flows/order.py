@@ -1,0 +1,30 @@
+"""The client's order, end to end: the table of contents of the pipeline."""
+
+from prefect import flow
+
+from bahen.orders import new_order_id
+from bahen.records import OrderRecord
+from bahen.spec import OrderSpec
+from tasks.audit import audit_task
+from tasks.encrypt_upload import encrypt_upload_task
+from tasks.report import report_task
+from tasks.score import score_task
+from tasks.settle import settle_task
+from tasks.shard import shard_task
+from tasks.train import train_task
+from tasks.verify import verify_task
+
+
+@flow(name="order", flow_run_name="order-{spec.model}-{spec.dataset}", validate_parameters=True)
+def order(spec: OrderSpec = OrderSpec()) -> OrderRecord:
+    """Train ``spec`` on rented compute, verify the proof, score, audit and settle on chain."""
+    order_id = new_order_id()
+    upload = encrypt_upload_task(spec, order_id)
+    shard = shard_task(spec, upload)
+    for assignment in shard.assignments:
+        training = train_task(spec, upload, assignment)
+        verification = verify_task(spec, upload, shard, assignment, training)
+        scores = score_task(spec, upload, shard, training)
+        audit_task(upload, shard, assignment, training, verification, scores)
+    settle_task(upload)
+    return report_task(order_id)

@@ -1,0 +1,50 @@
+"""Validators' performance reports and their robust aggregate.
+
+Each validator scores the final model on the holdout split independently. The aggregate is the
+median, and a validator whose score is far from it (more than ``k`` scaled median absolute
+deviations, with a floor so identical honest scores do not make every rounding an outlier) is
+flagged: one lying or broken validator cannot move the outcome.
+"""
+
+import statistics
+
+from pydantic import BaseModel
+
+# 1.4826 · MAD estimates the standard deviation of normally distributed scores.
+MAD_SCALE = 1.4826
+
+
+class PerformanceReport(BaseModel):
+    """One validator's score of one task's final model."""
+
+    order_id: str
+    task: int
+    validator: str
+    model_sha256: str
+    holdout_sha256: str
+    samples: int
+    accuracy: float
+    loss: float
+    error: str | None = None
+
+
+class Aggregate(BaseModel):
+    median_accuracy: float
+    median_loss: float
+    valid: int
+    outliers: list[str]
+
+
+def aggregate(reports: list[PerformanceReport], *, k: float = 3.0, floor: float = 0.01) -> Aggregate:
+    """Median accuracy and loss over the reports without errors; flag outlying validators."""
+    valid = [r for r in reports if r.error is None]
+    if not valid:
+        return Aggregate(median_accuracy=float("nan"), median_loss=float("nan"), valid=0, outliers=[r.validator for r in reports])
+    accuracies = [r.accuracy for r in valid]
+    median = statistics.median(accuracies)
+    spread = max(MAD_SCALE * statistics.median(abs(a - median) for a in accuracies), floor)
+    outliers = [r.validator for r in valid if abs(r.accuracy - median) > k * spread]
+    outliers += [r.validator for r in reports if r.error is not None]
+    return Aggregate(
+        median_accuracy=median, median_loss=statistics.median(r.loss for r in valid), valid=len(valid), outliers=outliers
+    )

@@ -1,0 +1,94 @@
+"""audit (Wasp-audit) — check every signature and commitment, weigh the reports, record the verdict.
+
+Wasp trusts nothing it did not check: the worker's manifest signature and its root against the
+chain, each report's signer against the order's validators and its digest against the one the
+chain recorded, each score against the committed final model. The rules in ``proof.wasp`` then
+decide; the signed decision is stored and its digest recorded on chain by the Wasp role.
+"""
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from privacy.errors import PrivacyError
+from privacy.signing import digest
+from proof.bundle import ProofBundle
+from proof.report import VerificationReport
+from proof.scoring import PerformanceReport
+from proof.wasp import Decision, Evidence, decide
+from storage.errors import StorageError
+
+from bahen.artifacts import get_signed, put_signed
+from bahen.network import Network
+from bahen.parties import WASP
+from bahen.records import Assignment, Scores, Shard, Training, Upload, Verdict, Verification
+from tasks.runtime import network, order_book, timed
+from tasks.score import REPORT_PERFORMANCE
+from tasks.verify import REPORT_VERIFICATION
+
+UNTRUSTED = (PrivacyError, StorageError, ValueError)
+
+
+def _attested(net: Network, oid: bytes, task: int, kind: int, signer: str, doc_digest: str) -> bool:
+    return net.market.report_of(oid, task, kind, signer) == bytes.fromhex(doc_digest[2:])
+
+
+def gather(upload: Upload, shard: Shard, assignment: Assignment, training: Training,
+           verification: Verification, scores: Scores, net: Network) -> Evidence:
+    """Collect the evidence of one task, checking every signature and on-chain digest."""
+    oid = bytes.fromhex(upload.order_id[2:])
+    validators = {s.address for s in shard.validators}
+    committed = net.market.order(oid).tasks[assignment.task].root.removeprefix("0x")
+    try:
+        bundle, _ = get_signed(net.store, training.bundle, ProofBundle, expected_signer=assignment.address)
+        manifest_signed, root_committed = True, bundle.merkle_root == committed
+        final_model = bundle.checkpoints[-1][1].sha256
+    except UNTRUSTED:
+        manifest_signed = root_committed = False
+        final_model = None
+    report, attested = None, False
+    try:
+        report, doc = get_signed(net.store, verification.report, VerificationReport)
+        attested = doc.signer in validators and _attested(net, oid, assignment.task, REPORT_VERIFICATION, doc.signer, doc.digest)
+    except UNTRUSTED:
+        pass
+    performance, performance_attested = [], 0
+    for slot in shard.validators:
+        try:
+            perf, doc = get_signed(net.store, scores.reports[slot.name], PerformanceReport, expected_signer=slot.address)
+        except (*UNTRUSTED, KeyError):
+            continue
+        if perf.model_sha256 != final_model:
+            continue  # a score of some other model says nothing about this one
+        performance.append(perf)
+        performance_attested += _attested(net, oid, assignment.task, REPORT_PERFORMANCE, slot.address, doc.digest)
+    return Evidence(
+        order_id=upload.order_id, task=assignment.task, num_classes=upload.num_classes,
+        validators_assigned=len(shard.validators), manifest_signed=manifest_signed, root_committed=root_committed,
+        verification=report, verification_attested=attested, performance=performance,
+        performance_attested=performance_attested, claimed_final_loss=training.final_loss,
+    )
+
+
+def audit(upload: Upload, shard: Shard, assignment: Assignment, training: Training,
+          verification: Verification, scores: Scores, net: Network) -> Verdict:
+    """Decide on one task as Wasp and record the verdict on chain."""
+    wasp = net.party(WASP)
+    decision: Decision = decide(gather(upload, shard, assignment, training, verification, scores, net))
+    ref, doc = put_signed(net.store, wasp, decision, name=f"order {upload.order_id[:10]}/task {assignment.task}/verdict")
+    net.market.record_verdict(
+        wasp.account, order_id=bytes.fromhex(upload.order_id[2:]), task=assignment.task,
+        accepted=decision.accepted, reasons_digest=digest(decision),
+    )
+    reasons = [f"{'✓' if r.passed else '✗'} {r.rule}: {r.detail}" for r in decision.reasons]
+    return Verdict(
+        order_id=upload.order_id, task=assignment.task, accepted=decision.accepted, reasons=reasons,
+        verdict=ref, digest=doc.digest,
+    )
+
+
+@task(name="audit", cache_policy=NO_CACHE)
+def audit_task(upload: Upload, shard: Shard, assignment: Assignment, training: Training,
+               verification: Verification, scores: Scores) -> Verdict:
+    """Prefect task: audit as Wasp."""
+    result, seconds = timed(audit, upload, shard, assignment, training, verification, scores, network())
+    order_book().record_stage(upload.order_id, "audit", seconds, "accepted" if result.accepted else "rejected", verdict=result)
+    return result

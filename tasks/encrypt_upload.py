@@ -1,0 +1,123 @@
+"""encrypt_upload — on the client's machine: validate, split, encrypt, store.
+
+The dataset is checked by the Great Expectations suite before anything is written; a failing
+dataset stops the order with the list of failed expectations. The train and holdout splits go to
+the store as Parquet sealed under their own keys (the holdout key never reaches a worker), and a
+signed dataset manifest records plaintext and ciphertext hashes so an auditor can check both.
+"""
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from privacy.signing import digest
+from privacy.stream import new_data_key
+from storage.manifest import ArtifactEntry, Manifest
+from training.datasets import SHAPE_KEY, load_dataset, table_to_arrays
+from training.errors import DatasetError
+from training.validation import count_features, infer_input_shape, num_classes_of, validate_dataset
+
+from bahen.artifacts import put_encrypted, put_grant, put_signed
+from bahen.network import Network
+from bahen.parties import CLIENT
+from bahen.records import OrderRecord, Upload
+from bahen.spec import OrderSpec
+from tasks.runtime import network, order_book, timed
+
+SAMPLE_CLASSES = {"digits": 10, "mnist": 10}
+KEY_ROLES = ("train", "holdout", "model")
+
+
+def read_dataset(spec: OrderSpec) -> tuple[pa.Table, str, int | None]:
+    """The order's table, its name for messages, and its class count when known in advance."""
+    if spec.dataset_path is None:
+        return load_dataset(spec.dataset), spec.dataset, SAMPLE_CLASSES[spec.dataset]
+    path = Path(spec.dataset_path)
+    try:
+        table = pq.read_table(path) if path.suffix == ".parquet" else pa_csv.read_csv(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DatasetError(f"dataset {path} cannot be read as {'Parquet' if path.suffix == '.parquet' else 'CSV'}: {exc}") from None
+    if SHAPE_KEY not in (table.schema.metadata or {}):
+        shape = infer_input_shape(count_features(table))
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), SHAPE_KEY: json.dumps(list(shape)).encode()})
+    return table, str(path), None
+
+
+def split_holdout(table: pa.Table, fraction: float, seed: int) -> tuple[pa.Table, pa.Table]:
+    """Stratified split: in each class, a seeded permutation sends the first ⌈fraction·n⌉ rows to holdout."""
+    labels = table.column("label").to_numpy()
+    rng = np.random.default_rng(seed)
+    holdout = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        holdout[members[: int(np.ceil(fraction * len(members)))]] = True
+    return table.filter(pa.array(~holdout)), table.filter(pa.array(holdout))
+
+
+def to_parquet(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, use_dictionary=False, compression="zstd")
+    return sink.getvalue()
+
+
+def encrypt_upload(spec: OrderSpec, net: Network, *, order_id: str) -> Upload:
+    """Validate the order's dataset, then encrypt and store its splits with grants to the client."""
+    client = net.party(CLIENT)
+    table, name, classes = read_dataset(spec)
+    features = count_features(table)
+    classes = classes or max(num_classes_of(table), 1)
+    report = validate_dataset(table, num_features=features, num_classes=classes, name=name)
+    train, holdout = split_holdout(table, spec.holdout_fraction, spec.seed)
+    keys = {role: new_data_key() for role in KEY_ROLES}
+    plain = {"train": to_parquet(train), "holdout": to_parquet(holdout)}
+    refs = {
+        role: put_encrypted(net.store, keys[role], data, order_id=order_id, role=role, name=f"order {order_id[:10]}/{role} split")
+        for role, data in plain.items()
+    }
+    grants = {role: put_grant(net.store, key, client.public(), order_id=order_id, role=role) for role, key in keys.items()}
+    manifest = Manifest(
+        kind="dataset",
+        order_id=order_id,
+        entries=[ArtifactEntry(role=role, ref=ref) for role, ref in refs.items()]
+        + [ArtifactEntry(role=f"grant/{role}/client", ref=ref) for role, ref in grants.items()],
+        meta={
+            "source": name,
+            "rows": table.num_rows,
+            "schema": table.schema.to_string(show_schema_metadata=False),
+            "plaintext_sha256": {role: hashlib.sha256(data).hexdigest() for role, data in plain.items()},
+            "expectations_evaluated": report.evaluated,
+        },
+    )
+    manifest_ref, _ = put_signed(net.store, client, manifest, name=f"order {order_id[:10]}/dataset manifest")
+    return Upload(
+        order_id=order_id,
+        spec_hash="0x" + digest(spec).hex(),
+        client=client.address,
+        rows=table.num_rows,
+        train_rows=train.num_rows,
+        holdout_rows=holdout.num_rows,
+        input_shape=list(table_to_arrays(train.slice(0, 1))[2]),
+        num_classes=classes,
+        expectations=report.evaluated,
+        train=refs["train"],
+        holdout=refs["holdout"],
+        client_grants=grants,
+        manifest=manifest_ref,
+    )
+
+
+@task(name="encrypt_upload", cache_policy=NO_CACHE)
+def encrypt_upload_task(spec: OrderSpec, order_id: str) -> Upload:
+    """Prefect task: run the stage as the client and open the order's record."""
+    book = order_book()
+    upload, seconds = timed(encrypt_upload, spec, network(), order_id=order_id)
+    book.save(OrderRecord(order_id=order_id, spec=spec, status="uploaded"))
+    book.record_stage(order_id, "encrypt_upload", seconds, "uploaded", upload=upload)
+    return upload

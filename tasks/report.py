@@ -1,0 +1,70 @@
+"""What the client sees of an order in Prefect: a markdown summary with the loss curve.
+
+The loss curve is rendered to PNG and stored in the order's artifact store next to the proof, and
+embedded in the summary as a data URL so the Prefect UI shows it without serving files.
+"""
+
+import base64
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+from prefect import task  # noqa: E402
+from prefect.artifacts import create_markdown_artifact  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+
+from bahen.records import OrderRecord  # noqa: E402
+from tasks.runtime import order_book  # noqa: E402
+
+ETH = 10**18
+
+
+def loss_plot_png(losses: list[float], *, title: str) -> bytes:
+    """A PNG of the per-step training loss."""
+    fig, ax = plt.subplots(figsize=(6, 3), dpi=100)
+    ax.plot(range(len(losses)), losses, linewidth=1)
+    ax.set(xlabel="step", ylabel="loss", title=title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def eth(wei: int) -> str:
+    return f"{wei / ETH:.6f} ETH"
+
+
+def summary_markdown(record: OrderRecord) -> str:
+    """The order's summary: stages and durations, verdict and reasons, payments, artifact hashes."""
+    lines = [f"# Order `{record.order_id}`", "", f"**Status:** {record.status}", "", "## Stages", "",
+             "| stage | seconds |", "|---|---:|"]
+    lines += [f"| {t.stage} | {t.seconds:.2f} |" for t in record.timings]
+    if record.verdict:
+        lines += ["", f"## Verdict: {'accepted' if record.verdict.accepted else 'rejected'}", ""]
+        lines += [f"- {reason}" for reason in record.verdict.reasons]
+    if record.settled:
+        lines += ["", "## Settlement", "", "| party | credited |", "|---|---:|"]
+        lines += [f"| {addr} | {eth(wei)} |" for addr, wei in record.settled.payouts_wei.items()]
+        lines += [f"| {addr} (slashed) | -{eth(wei)} |" for addr, wei in record.settled.slashed_wei.items()]
+        lines += [f"| client refund | {eth(record.settled.refund_wei)} |"]
+    lines += ["", "## Artifacts (sha256 of stored bytes)", ""]
+    for label, ref in record.artifacts():
+        lines.append(f"- {label}: `{ref.sha256}` ({ref.size:,} bytes)")
+    if record.training and record.training.losses:
+        png = loss_plot_png(record.training.losses, title="training loss")
+        lines += ["", "## Loss", "", f"![loss curve](data:image/png;base64,{base64.b64encode(png).decode()})"]
+    return "\n".join(lines)
+
+
+@task(name="report", cache_policy=NO_CACHE)
+def report_task(order_id: str) -> OrderRecord:
+    """Prefect task: publish the order's summary artifact and return its record."""
+    record = order_book().load(order_id)
+    create_markdown_artifact(
+        key=f"order-{order_id[2:14]}", markdown=summary_markdown(record), description=f"Summary of order {order_id}"
+    )
+    return record

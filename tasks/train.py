@@ -1,0 +1,91 @@
+"""train — on a worker: decrypt the shard in memory, train, record the Proof of Train, commit its root.
+
+Every free choice derives from the order (seed, data order, hyperparameters, determinism profile).
+Checkpoints, the step log and telemetry are sealed under the order's model key as they are made;
+the worker signs the proof bundle and commits its Merkle root on chain before any challenge exists.
+"""
+
+import io
+import time
+
+import pyarrow.parquet as pq
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from proof.attacks import run_worker
+from proof.telemetry import TelemetrySampler
+from training.datasets import table_to_arrays
+from training.trainer import TrainSpec
+
+from bahen.artifacts import PROOF_ROLE, get_decrypted, open_stored_grant, put_encrypted, put_signed
+from bahen.network import Network
+from bahen.records import Assignment, Training, Upload
+from bahen.spec import OrderSpec
+from storage.store import ArtifactStore
+from tasks.runtime import network, order_book, timed
+
+TELEMETRY_INTERVAL_S = 0.5
+
+
+def train_spec(spec: OrderSpec, upload: Upload, task: int) -> TrainSpec:
+    """The trainer's view of the order: what the worker may not choose."""
+    return TrainSpec(
+        model=spec.model, input_shape=tuple(upload.input_shape), num_classes=upload.num_classes,
+        optimizer=spec.optimizer, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay,
+        lr_schedule=spec.lr_schedule, batch_size=spec.batch_size, epochs=spec.epochs, seed=spec.seed,
+        task=task, checkpoint_every=spec.checkpoint_every, profile=spec.profile,
+    )
+
+
+def load_split(store: ArtifactStore, key: bytes, upload: Upload, role: str):
+    """Decrypt a split into (X, y) in memory; plaintext never touches disk."""
+    ref = upload.train if role == "train" else upload.holdout
+    table = pq.read_table(io.BytesIO(get_decrypted(store, key, ref, order_id=upload.order_id, role=role)))
+    X, y, _ = table_to_arrays(table)
+    return X, y
+
+
+def proof_writer(store: ArtifactStore, key: bytes, order_id: str, task: int):
+    """The recorder's ``put``: seal under the model key, store, return the reference."""
+    def put(name: str, plaintext: bytes):
+        return put_encrypted(store, key, plaintext, order_id=order_id, role=PROOF_ROLE, name=f"order {order_id[:10]}/task {task}/{name}")
+
+    return put
+
+
+def train(
+    spec: OrderSpec, upload: Upload, assignment: Assignment, net: Network, *,
+    attack: str | None = None, intensity: float = 1.0,
+) -> Training:
+    """Train the assigned task as its worker and commit the proof; ``attack`` runs a dishonest worker."""
+    worker = net.party(assignment.worker)
+    order_id, task = upload.order_id, assignment.task
+    keys = {role: open_stored_grant(net.store, ref, worker, order_id=order_id) for role, ref in assignment.grants.items()}
+    X, y = load_split(net.store, keys["train"], upload, "train")
+    tspec = train_spec(spec, upload, task)
+    put = proof_writer(net.store, keys["model"], order_id, task)
+    start = time.perf_counter()
+    run = run_worker(
+        attack, tspec, X, y, put, intensity, order_id=order_id, seed=int.from_bytes(worker.x25519_public[:4], "big"),
+        telemetry=TelemetrySampler(interval_s=TELEMETRY_INTERVAL_S),
+    )
+    seconds = time.perf_counter() - start
+    bundle_ref, _ = put_signed(net.store, worker, run.bundle, name=f"order {order_id[:10]}/task {task}/proof manifest")
+    block = net.market.commit_proof(
+        worker.account, order_id=bytes.fromhex(order_id[2:]), task=task, root=bytes.fromhex(run.committed_root)
+    )
+    steps = run.recorded.steps
+    return Training(
+        order_id=order_id, task=task, worker=worker.address, bundle=bundle_ref, merkle_root=run.committed_root,
+        commit_block=block, final_model=run.bundle.checkpoints[-1][1], steps=len(steps),
+        final_loss=steps[-1].loss if steps else float("nan"), losses=[s.loss for s in steps], seconds=seconds,
+    )
+
+
+@task(name="train", cache_policy=NO_CACHE)
+def train_task(spec: OrderSpec, upload: Upload, assignment: Assignment) -> Training:
+    """Prefect task: run the stage as the assigned worker (honest unless this host is set to cheat)."""
+    net = network()
+    attack, intensity = net.settings.worker_attack, net.settings.worker_attack_intensity
+    result, seconds = timed(train, spec, upload, assignment, net, attack=attack, intensity=intensity)
+    order_book().record_stage(upload.order_id, "train", seconds, "committed", training=result)
+    return result
