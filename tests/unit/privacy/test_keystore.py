@@ -137,7 +137,8 @@ def test_repr_shows_no_secret():
 
 def test_public_identity_normalises_and_validates():
     identity = Identity.generate("w")
-    public = PublicIdentity(name="w", address=identity.address.lower(), x25519_public="0x" + identity.x25519_public.hex())
+    public = PublicIdentity(name="w", address=identity.address.lower(),
+                            x25519_public="0x" + identity.x25519_public.hex())
     assert public == identity.public()
     with pytest.raises(ValueError):
         PublicIdentity(name="w", address="0x1234", x25519_public=identity.x25519_public.hex())

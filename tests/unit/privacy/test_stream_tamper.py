@@ -124,7 +124,8 @@ def test_wrong_key_is_reported_with_both_key_ids():
     assert "order 0xorder/checkpoint step 40" in str(error)
 
 
-@pytest.mark.parametrize("expected", [EncryptionContext("0xorder", "holdout"), EncryptionContext("0xother", "checkpoint/step-40")])
+@pytest.mark.parametrize("expected", [EncryptionContext("0xorder", "holdout"),
+                                      EncryptionContext("0xother", "checkpoint/step-40")])
 def test_artifact_of_another_order_or_role_is_a_context_mismatch(expected):
     with pytest.raises(ContextMismatchError) as caught:
         _decrypt(SEALED, context=expected)

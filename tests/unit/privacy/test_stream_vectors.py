@@ -3,7 +3,9 @@ of privacy/README.md that must produce the same bytes."""
 
 import hashlib
 import hmac
+import re
 import struct
+from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -22,7 +24,8 @@ VECTOR_BODY = (
 )
 
 
-def _header(chunk_size: int, salt: bytes = SALT, prefix: bytes = PREFIX, context: EncryptionContext = CONTEXT) -> Header:
+def _header(chunk_size: int, salt: bytes = SALT, prefix: bytes = PREFIX,
+            context: EncryptionContext = CONTEXT) -> Header:
     return Header(1, 1, key_id(KEY), chunk_size, salt, prefix, context)
 
 
@@ -85,3 +88,12 @@ def test_header_layout_fields():
     header = read_header(b"".join(seal_stream(KEY, _header(16), [b"x"])))
     assert header == _header(16)
     assert len(header.to_bytes()) == 61
+
+
+def test_readme_vector_is_the_format():
+    """The vector printed in privacy/README.md decrypts, so the document cannot drift from the code."""
+    readme = (Path(__file__).parents[3] / "privacy" / "README.md").read_text()
+    section = readme.split("### Known-answer vector", 1)[1].split("The same key", 1)[0]
+    hex_lines = re.findall(r"\b[0-9a-f]{40,}\b", section)
+    sealed = bytes.fromhex("".join(hex_lines))
+    assert decrypt_bytes(KEY, sealed, context=CONTEXT) == PLAINTEXT
