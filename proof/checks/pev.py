@@ -11,8 +11,8 @@ The statistic is ``excess = sample_loss - logged_mean`` and the check passes whi
 ``excess <= eps`` with ``eps = z * se + margin * logged_mean``:
 
 - ``se`` is the standard error of the sample mean, estimated from the spread of per-chunk means
-  (chunks of one batch), so ``z = 4`` bounds the sampling false-positive rate per epoch by the
-  one-sided normal tail, about 3e-5;
+  (at least eight chunks of at most one batch), so ``z = 4`` bounds the sampling false-positive
+  rate per epoch by the one-sided normal tail, about 3e-5;
 - ``margin`` (default 10%) absorbs that the checkpoint's loss is measured on the epoch's whole
   sample while the log averages losses seen before each update, which on a flat late-training
   curve can sit slightly below the end-of-epoch loss.
@@ -67,7 +67,8 @@ class PevCheck(Check):
         batches = ctx.batches.epoch(epoch)
         used = np.concatenate(batches)
         picks = used[ctx.challenge.pev_sample(epoch, len(used))]
-        size = ctx.spec.batch_size
+        # At least eight chunks (of at most one batch) so the spread of chunk means estimates se.
+        size = max(1, min(ctx.spec.batch_size, math.ceil(len(picks) / 8)))
         chunks = [picks[i : i + size] for i in range(0, len(picks), size)]
         losses = np.array(batch_losses(ctx.spec, ctx.checkpoints[c].model_state, ctx.X, ctx.y, chunks))
         weights = np.array([len(ch) for ch in chunks], dtype=float)

@@ -1,0 +1,67 @@
+import pytest
+
+from proof.attacks import ATTACKS, Attack, UnknownAttackError, register, run_worker
+from proof.verifier import verify_proof
+from training.hooks import TrainHooks
+
+SEED = b"\x07" * 32
+
+
+def _verify(run, data, store):
+    return verify_proof(
+        run.bundle, committed_root=run.committed_root, challenge_seed=SEED, X=data[0], y=data[1], fetch=store.fetch
+    )
+
+
+def test_honest_worker_passes(honest, data, store):
+    report = _verify(honest, data, store)
+    assert report.passed and not report.flagged
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_every_attack_is_caught_at_full_intensity(name, spec, data, store):
+    run = run_worker(name, spec, data[0], data[1], store.put, 1.0, seed=1)
+    report = _verify(run, data, store)
+    if ATTACKS[name].weak_evidence:
+        assert report.passed and report.flagged  # weak evidence flags, it never rejects alone
+    else:
+        assert not report.passed, [c.name for c in report.checks if not c.passed]
+
+
+def test_zero_intensity_is_the_honest_worker(spec, data, store, honest):
+    run = run_worker("skipped-steps", spec, data[0], data[1], store.put, 0.0)
+    assert run.result.final_state.keys() == honest.result.final_state.keys()
+    assert all((run.result.final_state[k] == honest.result.final_state[k]).all() for k in run.result.final_state)
+    assert _verify(run, data, store).passed
+
+
+def test_unknown_attack_is_named():
+    with pytest.raises(UnknownAttackError, match="no attack named 'nope'"):
+        run_worker("nope", None, None, None, None)
+
+
+def test_attacks_written_elsewhere_plug_in(spec, data, store, honest):
+    class _Halve(TrainHooks):
+        def on_record(self, record):
+            return record.model_copy(update={"grad_norm": record.grad_norm / 2})
+
+    @register
+    class HalvedGradNorms(Attack):
+        name = "halved-grad-norms"
+        summary = "logs half the gradient norm"
+
+        def hooks(self, job):
+            return _Halve()
+
+    try:
+        run = run_worker("halved-grad-norms", spec, data[0], data[1], store.put)
+        assert run.recorded.steps[3].grad_norm == honest.recorded.steps[3].grad_norm / 2
+    finally:
+        del ATTACKS["halved-grad-norms"]
+
+
+def test_block_and_count_follow_the_intensity():
+    attack = Attack(0.25, seed=4)
+    block = attack.block(40)
+    assert len(block) == 10 and 0 <= block.start and block.stop <= 40
+    assert Attack(1.0).count(7) == 7 and Attack(0.0).count(7) == 0

@@ -1,0 +1,37 @@
+import math
+
+import torch
+
+from proof.checks.artifacts import ArtifactsCheck, nonfinite_tensors
+
+
+def test_honest_artifacts_pass(context):
+    assert ArtifactsCheck().run(context()).passed
+
+
+def test_missing_artifact_fails_and_is_named(context, store, honest):
+    lost = honest.bundle.checkpoints[2][1]
+
+    def fetch(ref):
+        if ref == lost:
+            raise LookupError("gone")
+        return store.fetch(ref)
+
+    result = ArtifactsCheck().run(context(fetch=fetch))
+    assert not result.passed and result.observed == 1.0
+    assert lost.name in result.detail
+
+
+def test_nonfinite_checkpoint_fails(context, honest):
+    ctx = context()
+    step = honest.bundle.checkpoints[1][0]
+    name = next(iter(ctx.checkpoints[step].model_state))
+    ctx.checkpoints[step].model_state = {**ctx.checkpoints[step].model_state}
+    ctx.checkpoints[step].model_state[name] = ctx.checkpoints[step].model_state[name].clone().fill_(math.inf)
+    result = ArtifactsCheck().run(ctx)
+    assert not result.passed and "non-finite" in result.detail
+
+
+def test_nonfinite_tensors_names_nested_entries():
+    state = {"a": torch.ones(2), "b": {"c": torch.tensor([1.0, math.nan])}, "n": torch.tensor([1])}
+    assert nonfinite_tensors(state) == ["b.c"]

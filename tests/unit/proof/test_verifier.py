@@ -1,0 +1,81 @@
+"""verify_proof end to end on a tiny honest task: the report, its cost, and tampered storage."""
+
+import hashlib
+
+import pytest
+
+from proof.attacks import run_worker
+from proof.report import VerificationReport
+from proof.verifier import VerifyConfig, verify_proof
+from storage.refs import ArtifactRef
+from training.datasets import load_dataset, table_to_arrays
+from training.trainer import TrainSpec
+
+SEED = b"\x2a" * 32
+
+
+class _Store:
+    def __init__(self):
+        self.objects: dict[str, bytes] = {}
+
+    def put(self, name: str, data: bytes) -> ArtifactRef:
+        sha = hashlib.sha256(data).hexdigest()
+        self.objects[sha] = data
+        return ArtifactRef(name=name, md5=hashlib.md5(data).hexdigest(), sha256=sha, size=len(data))
+
+    def fetch(self, ref: ArtifactRef) -> bytes:
+        data = self.objects[ref.sha256]
+        if hashlib.sha256(data).hexdigest() != ref.sha256:
+            raise ValueError(f"{ref.name} does not match its commitment")
+        return data
+
+
+@pytest.fixture(scope="module")
+def job():
+    X, y, shape = table_to_arrays(load_dataset("digits"))
+    spec = TrainSpec(model="mlp", input_shape=shape, num_classes=10, optimizer="adamw", lr=0.01,
+                     batch_size=50, epochs=2, seed=11, checkpoint_every=5, lr_schedule="cosine")
+    store = _Store()
+    return spec, X[:500], y[:500], store, run_worker(None, spec, X[:500], y[:500], store.put)
+
+
+def _verify(job, fetch=None, **kwargs):
+    spec, X, y, store, run = job
+    return verify_proof(run.bundle, committed_root=run.committed_root, challenge_seed=SEED, X=X, y=y,
+                        fetch=fetch or store.fetch, config=VerifyConfig(), **kwargs)
+
+
+def test_honest_report_passes_with_costs_and_artifacts(job):
+    spec, X, y, store, run = job
+    report = _verify(job, expected_spec=spec)
+    assert report.passed, [c for c in report.checks if not c.passed]
+    assert [c.name for c in report.checks][:2] == ["integrity", "artifacts"]
+    assert report.cost.replayed_steps == sum(c.cost_steps for c in report.checks) == 15
+    assert 0 < report.cost.fraction_of_training < 1
+    assert set(report.artifacts.values()) == set(run.bundle.leaves)
+    assert report.merkle_root == run.committed_root and report.challenge_seed == SEED.hex()
+
+
+def test_report_round_trips_as_json(job):
+    report = _verify(job)
+    assert VerificationReport.model_validate_json(report.model_dump_json()) == report
+
+
+def test_tampered_artifact_fails_the_report_without_raising(job):
+    spec, X, y, store, run = job
+    victim = run.bundle.checkpoints[3][1]
+    original = store.objects[victim.sha256]
+    store.objects[victim.sha256] = original[:-1] + bytes([original[-1] ^ 1])
+    try:
+        report = _verify(job)
+    finally:
+        store.objects[victim.sha256] = original
+    assert not report.passed
+    artifacts = next(c for c in report.checks if c.name == "artifacts")
+    assert not artifacts.passed and victim.name in artifacts.detail
+
+
+def test_misreported_spec_is_rejected(job):
+    spec = job[0]
+    report = _verify(job, expected_spec=spec.model_copy(update={"weight_decay": 0.01}))
+    assert not report.passed
