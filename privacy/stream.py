@@ -17,6 +17,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -113,6 +114,8 @@ def decrypt_chunks(
     sealed_size = header.chunk_size + TAG_SIZE
     index = 0
     while True:
+        if index >= _MAX_CHUNKS:
+            raise TamperedError(artifact, f"it holds more than {_MAX_CHUNKS} chunks, which no writer produces")
         sealed = reader.read(sealed_size)
         last = reader.at_eof()
         plaintext = _open_chunk(aead, header, header_bytes, index, sealed, last, artifact)
@@ -219,12 +222,12 @@ def _context_mismatch(header: Header, expected: EncryptionContext, artifact: str
     )
 
 
-def _read_pieces(source, size: int) -> Iterator[bytes]:
+def _read_pieces(source: BinaryIO, size: int) -> Iterator[bytes]:
     while piece := source.read(size):
         yield piece
 
 
-def _read_artifact_pieces(source, artifact: str) -> Iterator[bytes]:
+def _read_artifact_pieces(source: BinaryIO, artifact: str) -> Iterator[bytes]:
     """Read an artifact file as its header, then whole sealed chunks, so no piece is re-cut."""
     first = source.read(4096)
     size = header_size(first, artifact=artifact)
