@@ -7,6 +7,7 @@ an exact profile a replayed checkpoint serialises to the same bytes as the worke
 """
 
 import io
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +30,9 @@ class Checkpoint:
     spec: dict[str, Any]  # TrainSpec.model_dump(mode="json"): the full resolved config
 
     def to_bytes(self) -> bytes:
-        """``torch.save`` bytes; equal states give equal bytes."""
+        """``torch.save`` bytes; equal states give equal bytes, in any process."""
         buffer = io.BytesIO()
-        torch.save({"format": FORMAT, **self.__dict__}, buffer)
+        torch.save(_canonical({"format": FORMAT, **self.__dict__}), buffer)
         return buffer.getvalue()
 
     @classmethod
@@ -50,3 +51,19 @@ class Checkpoint:
             return cls(**payload)
         except TypeError as exc:
             raise CheckpointError(f"{name} lacks checkpoint fields ({exc}); it was not written by this bahen") from exc
+
+
+def _canonical(obj: Any) -> Any:
+    """``obj`` with every string interned.
+
+    Pickle writes a back-reference when the same object recurs, so whether two equal strings are
+    one object or two changes the bytes. State loaded from a checkpoint holds fresh copies of keys
+    like ``"momentum"``; interning makes equal strings one object whatever their history.
+    """
+    if isinstance(obj, str):
+        return sys.intern(obj)
+    if isinstance(obj, dict):
+        return {_canonical(k): _canonical(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_canonical(v) for v in obj)
+    return obj

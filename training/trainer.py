@@ -20,7 +20,7 @@ from proof.recorder import Recorder, StepRecord
 from training.checkpoint import Checkpoint
 from training.errors import CheckpointError, ProfileUnavailableError
 from training.hooks import TrainHooks
-from training.models import Classifier, build_model
+from training.models import Classifier, build_model, init_seed
 from training.order import batch_digest, batch_order, epoch_order_digest
 from training.profiles import ProfileInfo, apply_profile
 
@@ -90,6 +90,9 @@ class _Run:
         self.per_epoch = steps_per_epoch(spec, len(self.X))
         self.total = self.per_epoch * spec.epochs
         self.model = _model(spec).to(self.device)
+        # Any randomness inside training (dropout, augmentation) draws from the committed seed, and the
+        # RNG state stored in checkpoints is then the same in every process.
+        torch.manual_seed(init_seed(spec.seed) ^ spec.task)
         self.optimizer = _optimizer(spec, self.model)
         self.step = 0
         self._epoch, self._batches = -1, []
