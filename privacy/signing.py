@@ -14,7 +14,9 @@ Canonical JSON rules (the digest depends on every one of them):
 * integers: decimal, any size; floats: Python's shortest round-trip ``repr`` (``0.1``, ``1e-07``,
   ``1.0``); NaN and infinities are rejected;
 * ``true``, ``false``, ``null``; tuples are arrays; pydantic models are their
-  ``model_dump(mode="json")``; bytes are rejected (encode them as hex strings first).
+  ``model_dump(mode="json")``, except that a model configured with ``ser_json_inf_nan="strings"``
+  writes its non-finite floats as the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` (measurements
+  such as a failed check's observed value); bytes are rejected (encode them as hex strings first).
 """
 
 import json
@@ -115,6 +117,9 @@ def verify_document(doc: SignedDocument, *, expected_signer: str | None = None) 
 def _normalise(obj: Any) -> Any:
     """``obj`` as plain JSON values, rejecting what has no single canonical form."""
     if isinstance(obj, BaseModel):
+        if obj.model_config.get("ser_json_inf_nan") == "strings":
+            # The model opted in to writing non-finite floats as "NaN" / "Infinity" / "-Infinity".
+            return _normalise(json.loads(obj.model_dump_json()))
         return _normalise(obj.model_dump(mode="json"))
     if isinstance(obj, dict):
         if not all(isinstance(key, str) for key in obj):

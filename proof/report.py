@@ -3,11 +3,17 @@
 The caller signs the report's canonical JSON and hashes it on chain; nothing here is printed.
 """
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+# Observed values may be NaN or infinite (unreadable evidence, diverged replays); signed reports
+# write them as the strings "NaN" / "Infinity" (see privacy.signing.canonical_json).
+MEASURED = ConfigDict(ser_json_inf_nan="strings")
 
 
 class CheckResult(BaseModel, frozen=True):
     """One check's verdict with the number that decided it."""
+
+    model_config = MEASURED
 
     name: str = Field(description="Check name, e.g. 'replay-random'")
     metric: str = Field(description="What `observed` measures, e.g. 'max relative loss error'")
@@ -24,6 +30,8 @@ class CheckResult(BaseModel, frozen=True):
 class VerificationCost(BaseModel, frozen=True):
     """What verification cost, also as a fraction of the worker's training compute."""
 
+    model_config = MEASURED
+
     replayed_steps: int = Field(ge=0)
     forward_samples: int = Field(ge=0, description="Forward-only samples (loss checks, PEV)")
     seconds: float = Field(ge=0.0)
@@ -36,6 +44,8 @@ class VerificationCost(BaseModel, frozen=True):
 
 class VerificationReport(BaseModel, frozen=True):
     """The verifier's signed-by-caller verdict on one task's Proof of Train."""
+
+    model_config = MEASURED
 
     order_id: str
     task: int

@@ -8,14 +8,16 @@ flagged: one lying or broken validator cannot move the outcome.
 
 import statistics
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 # 1.4826 · MAD estimates the standard deviation of normally distributed scores.
 MAD_SCALE = 1.4826
 
 
 class PerformanceReport(BaseModel):
-    """One validator's score of one task's final model."""
+    """One validator's score of one task's final model (NaN scores when it could not evaluate)."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")
 
     order_id: str
     task: int

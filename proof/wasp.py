@@ -7,7 +7,7 @@ verdict. Decisive rules reject on failure; weak rules are reported but never rej
 
 import math
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from proof.report import VerificationReport
 from proof.scoring import PerformanceReport, aggregate
@@ -18,6 +18,8 @@ LOSS_GAP = 3.0  # holdout loss above LOSS_GAP × claimed training loss + 0.5 is 
 
 class Evidence(BaseModel):
     """What Wasp knows about one task, each item already checked against signatures and the chain."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")
 
     order_id: str
     task: int

@@ -156,3 +156,19 @@ def test_malleable_and_malformed_signatures_are_refused():
     doc = sign_document(SIGNER, PAYLOAD).model_copy(update={"signature": "0xzz"})
     with pytest.raises(SignatureError):
         verify_document(doc)
+
+
+def test_models_opting_in_write_non_finite_floats_as_strings():
+    from pydantic import ConfigDict
+
+    class Measured(BaseModel):
+        model_config = ConfigDict(ser_json_inf_nan="strings")
+        observed: float
+
+    class Plain(BaseModel):
+        observed: float
+
+    assert canonical_json(Measured(observed=math.inf)) == b'{"observed":"Infinity"}'
+    assert canonical_json(Measured(observed=math.nan)) == b'{"observed":"NaN"}'
+    with pytest.raises(CanonicalJsonError):
+        canonical_json(Plain(observed=math.inf))
