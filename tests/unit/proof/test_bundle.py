@@ -1,0 +1,91 @@
+"""The proof bundle: Parquet artifacts, Merkle commitment, inclusion proofs for every artifact."""
+
+import hashlib
+import io
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from proof.bundle import (
+    ProofBundle, artifact_proof, artifacts, build_bundle, check_bundle, read_step_log, read_telemetry,
+    verify_artifact, write_step_log,
+)
+from proof.errors import BundleError
+from proof.merkle import merkle_root
+from proof.recorder import Recorder
+from proof.telemetry import TelemetrySampler
+from storage.refs import ArtifactRef
+from training.datasets import load_dataset, table_to_arrays
+from training.trainer import TrainSpec, train
+
+SPEC = TrainSpec(model="mlp", input_shape=(1, 8, 8), num_classes=10, optimizer="adamw", lr=1e-3,
+                 batch_size=128, epochs=2, seed=9, checkpoint_every=5)
+
+
+@pytest.fixture(scope="module")
+def built():
+    objects: dict[str, bytes] = {}
+
+    def put(name: str, data: bytes) -> ArtifactRef:
+        objects[name] = data
+        return ArtifactRef(name=name, md5=hashlib.md5(data).hexdigest(), sha256=hashlib.sha256(data).hexdigest(),
+                           size=len(data))
+
+    X, y, _ = table_to_arrays(load_dataset("digits"))
+    recorder = Recorder(put=put, telemetry=TelemetrySampler(interval_s=0.01, use_nvml=False))
+    train(SPEC, X, y, recorder=recorder)
+    recorded = recorder.close()
+    bundle = build_bundle(recorded, order_id="0xorder", task=0, spec=SPEC, put=put)
+    return bundle, recorded, objects
+
+
+def test_bundle_contents(built):
+    bundle, recorded, objects = built
+    assert read_step_log(objects["step-log.parquet"]) == recorded.steps
+    assert read_telemetry(objects["telemetry.parquet"]) == recorded.telemetry
+    assert bundle.leaves == [ref.sha256 for ref in artifacts(bundle)]
+    assert bundle.leaves[0] == recorded.checkpoints[0][1].sha256 and len(bundle.leaves) == len(recorded.checkpoints) + 2
+    assert bundle.merkle_root == merkle_root([bytes.fromhex(x) for x in bundle.leaves]).hex()
+    check_bundle(bundle)
+
+
+def test_bundle_survives_json(built):
+    bundle, _, _ = built
+    again = ProofBundle.model_validate_json(bundle.model_dump_json())
+    assert again == bundle
+    check_bundle(again)
+
+
+def test_every_artifact_has_an_inclusion_proof(built):
+    bundle, _, _ = built
+    for ref in artifacts(bundle):
+        index, proof = artifact_proof(bundle, ref.sha256)
+        assert verify_artifact(ref.sha256, index, proof, bundle.merkle_root, size=len(bundle.leaves))
+        assert not verify_artifact("00" * 32, index, proof, bundle.merkle_root, size=len(bundle.leaves))
+    with pytest.raises(BundleError, match="not part of order 0xorder"):
+        artifact_proof(bundle, "ab" * 32)
+
+
+def test_tampered_bundle_is_detected(built):
+    bundle, _, _ = built
+    swapped = bundle.model_copy(update={"leaves": [bundle.leaves[1], bundle.leaves[0], *bundle.leaves[2:]]})
+    with pytest.raises(BundleError, match="leaves do not list"):
+        check_bundle(swapped)
+    rerooted = bundle.model_copy(update={"merkle_root": "00" * 32})
+    with pytest.raises(BundleError, match="Merkle root does not match"):
+        check_bundle(rerooted)
+
+
+def test_step_log_is_deterministic(built):
+    _, recorded, objects = built
+    assert write_step_log(recorded.steps) == objects["step-log.parquet"]
+
+
+def test_unreadable_step_log():
+    with pytest.raises(BundleError, match="step log is not a Parquet file"):
+        read_step_log(b"not parquet")
+    foreign = io.BytesIO()
+    pq.write_table(pa.table({"step": [0]}), foreign)
+    with pytest.raises(BundleError, match="step-log.v1 format mark"):
+        read_step_log(foreign.getvalue())

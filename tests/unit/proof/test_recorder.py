@@ -1,0 +1,104 @@
+"""The recorder: background checkpoint storage, storage failures, resume in process, telemetry."""
+
+import hashlib
+import threading
+
+import pytest
+
+from proof.errors import CheckpointWriteError
+from proof.recorder import Recorder, journal_name
+from proof.telemetry import TelemetrySampler
+from storage.refs import ArtifactRef
+from training.checkpoint import Checkpoint
+from training.datasets import load_dataset, table_to_arrays
+from training.errors import CheckpointError
+from training.trainer import TrainSpec, train
+
+SPEC = TrainSpec(model="mlp", input_shape=(1, 8, 8), num_classes=10, optimizer="sgd", lr=0.05,
+                 batch_size=64, epochs=2, seed=3, checkpoint_every=6)
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y, _ = table_to_arrays(load_dataset("digits"))
+    return X, y
+
+
+class Store:
+    def __init__(self, fail_on: str | None = None):
+        self.objects: dict[str, bytes] = {}
+        self.threads: set[str] = set()
+        self.fail_on = fail_on
+
+    def put(self, name: str, data: bytes) -> ArtifactRef:
+        self.threads.add(threading.current_thread().name)
+        if name == self.fail_on:
+            raise ConnectionError("store unreachable")
+        self.objects[name] = data
+        return ArtifactRef(name=name, md5=hashlib.md5(data).hexdigest(), sha256=hashlib.sha256(data).hexdigest(),
+                           size=len(data))
+
+    def get(self, ref: ArtifactRef) -> bytes:
+        return self.objects[ref.name]
+
+
+def test_records_everything_off_the_training_thread(data):
+    store = Store()
+    recorder = Recorder(put=store.put, telemetry=TelemetrySampler(interval_s=0.01, use_nvml=False))
+    train(SPEC, *data, recorder=recorder)
+    proof = recorder.close()
+    assert [s for s, _ in proof.checkpoints] == [0, 6, 12, 18, 24, 30, 36, 42, 48, 54, 56]
+    assert len(proof.steps) == 56 and proof.resumes == [] and len(proof.epoch_digests) == 2
+    assert proof.telemetry and proof.profile.name == "cpu-fp32-exact"
+    assert threading.current_thread().name not in store.threads  # puts ran on the background thread
+    for (step, ref), digest in zip(proof.checkpoints, proof.checkpoint_sha256):
+        assert hashlib.sha256(store.objects[ref.name]).hexdigest() == digest == ref.sha256
+        assert Checkpoint.from_bytes(store.objects[ref.name]).step == step
+
+
+def test_storage_failure_stops_training_with_a_clear_error(data):
+    store = Store(fail_on="checkpoint-00000012")
+    recorder = Recorder(put=store.put)
+    with pytest.raises(CheckpointWriteError, match="storing checkpoint-00000012 failed .*ConnectionError"):
+        train(SPEC, *data, recorder=recorder)
+        recorder.close()
+
+
+def test_resume_in_process_equals_uninterrupted(data):
+    whole_store, part_store = Store(), Store()
+    whole = Recorder(put=whole_store.put)
+    train(SPEC, *data, recorder=whole)
+    expected = whole.close()
+    # Keep what a worker killed right after step 24's journal would have left behind.
+    part_store.objects = {k: v for k, v in whole_store.objects.items() if int(k.split("-")[1]) <= 24}
+    last = part_store.objects[journal_name(24)]
+    ref = ArtifactRef(name=journal_name(24), md5=hashlib.md5(last).hexdigest(),
+                      sha256=hashlib.sha256(last).hexdigest(), size=len(last))
+    recorder, checkpoint = Recorder.resume(ref, get=part_store.get, put=part_store.put)
+    train(SPEC, *data, recorder=recorder, resume_from=checkpoint)
+    resumed = recorder.close()
+    assert resumed.checkpoints == expected.checkpoints and resumed.resumes == [24]
+    assert [s.loss for s in resumed.steps] == [s.loss for s in expected.steps]
+
+
+def test_resume_needs_the_restored_recorder(data):
+    store = Store()
+    recorder = Recorder(put=store.put)
+    train(SPEC, *data, recorder=recorder)
+    recorder.close()
+    checkpoint = Checkpoint.from_bytes(store.objects["checkpoint-00000012"])
+    with pytest.raises(CheckpointError, match="build the recorder with Recorder.resume"):
+        train(SPEC, *data, recorder=Recorder(put=store.put), resume_from=checkpoint)
+
+
+def test_resume_from_a_non_journal(data):
+    store = Store()
+    store.objects["journal-00000006"] = b"\x00garbage"
+    ref = ArtifactRef(name="journal-00000006", md5="0" * 32, sha256="0" * 64, size=8)
+    with pytest.raises(CheckpointError, match="journal-00000006 is not a readable journal"):
+        Recorder.resume(ref, get=store.get, put=store.put)
+
+
+def test_corrupted_checkpoint_bytes():
+    with pytest.raises(CheckpointError, match="step 6 is corrupted or not a bahen checkpoint"):
+        Checkpoint.from_bytes(b"PK\x03\x04 truncated", name="step 6")
