@@ -19,6 +19,7 @@ from training.trainer import TrainSpec
 from bahen.artifacts import PROOF_ROLE, get_decrypted, open_stored_grant, put_encrypted, put_signed
 from bahen.network import Network
 from bahen.records import Assignment, Training, Upload
+from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 from storage.store import ArtifactStore
 from tasks.runtime import network, order_book, timed
@@ -84,8 +85,10 @@ def train(
 @task(name="train", cache_policy=NO_CACHE)
 def train_task(spec: OrderSpec, upload: Upload, assignment: Assignment) -> Training:
     """Prefect task: run the stage as the assigned worker (honest unless this host is set to cheat)."""
-    net = network()
-    attack, intensity = net.settings.worker_attack, net.settings.worker_attack_intensity
-    result, seconds = timed(train, spec, upload, assignment, net, attack=attack, intensity=intensity)
+    settings = load_settings()
+    result, seconds = timed(
+        train, spec, upload, assignment, network(),
+        attack=settings.worker_attack, intensity=settings.worker_attack_intensity,
+    )
     order_book().record_stage(upload.order_id, "train", seconds, "committed", training=result)
     return result

@@ -1,0 +1,52 @@
+"""The order flow end to end on the embedded defaults: real Prefect, real EVM, real training."""
+
+import pytest
+from contracts.errors import ContractRevert
+
+from bahen.network import connect
+from bahen.parties import CLIENT
+from bahen.runner import STAGES
+from bahen.settings import load_settings
+from bahen.spec import OrderSpec
+from flows.order import order
+
+SMALL = OrderSpec(dataset="digits", model="mlp", epochs=1, checkpoint_every=8, batch_size=32)
+
+
+def _paid(record, address):
+    return record.settled.payouts_wei.get(address, 0)
+
+
+def test_honest_order_is_accepted_paid_and_cannot_settle_twice(prefect):
+    record = order(SMALL)
+
+    assert [t.stage for t in record.timings] == list(STAGES)
+    assert record.verification.passed
+    assert all(c["passed"] for c in record.verification.checks if c["decisive"])
+    assert record.scores.median_accuracy > 0.5
+    assert record.verdict.accepted
+    worker = record.shard.assignments[0]
+    assert _paid(record, worker.address) == worker.payment_wei
+    for slot in record.shard.validators:
+        assert _paid(record, slot.address) == slot.fee_wei
+    assert record.settled.slashed_wei == {}
+    assert record.settled.refund_wei == record.shard.escrow_wei - worker.payment_wei - sum(
+        s.fee_wei for s in record.shard.validators
+    )
+
+    net = connect(load_settings())
+    with pytest.raises(ContractRevert) as refused:
+        net.market.settle(net.party(CLIENT).account, order_id=bytes.fromhex(record.order_id[2:]))
+    assert "AlreadySettled" in str(refused.value)
+
+
+def test_worker_that_altered_its_logged_losses_is_rejected_and_not_paid(prefect, cheating_worker):
+    cheating_worker("fabricated-losses")
+    record = order(SMALL)
+
+    assert not record.verification.passed
+    assert not record.verdict.accepted
+    worker = record.shard.assignments[0]
+    assert _paid(record, worker.address) == 0
+    assert record.settled.slashed_wei.get(worker.address, 0) > 0
+    assert any("verification-passed" in r and r.startswith("✗") for r in record.verdict.reasons)
