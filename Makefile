@@ -1,0 +1,30 @@
+# Two entry points: `make demo` runs one order end to end on the embedded defaults,
+# `make test` runs the whole suite. Both install what they need first, and are safe to rerun.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test bench clean
+
+$(STAMP): pyproject.toml constraints.txt package.json package-lock.json
+	test -x $(PY) || python3 -m venv $(VENV)
+	# The CPU wheel first: a bare `torch` requirement would pull a multi-GB CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/bahen demo
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(VENV)/bin/bahen bench all
+
+clean:
+	rm -rf $(VENV) node_modules .bahen
