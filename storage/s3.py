@@ -159,7 +159,12 @@ class S3Store(ArtifactStore):
         starts = range(0, size, self.part_size)
         with ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="s3-part") as pool:
             futures = [pool.submit(upload_part, n, start) for n, start in enumerate(starts, 1)]
-            return [future.result() for future in futures]
+            try:
+                return [future.result() for future in futures]
+            except BaseException:
+                # One part has given up: the others would only retry into the same failure.
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
 
     def _abort(self, key: str, upload_id: str) -> None:
         # Best effort: an upload that is never completed is no object, and a bucket lifecycle

@@ -20,9 +20,6 @@ CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
-    # Never pick up a developer's real profile or config.
-    "AWS_CONFIG_FILE": "/dev/null",
-    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
 }
 
 
@@ -70,6 +67,7 @@ class S3Server:
     env: dict[str, str]
     _listener: _Listener | None = field(repr=False)
     _port: int = field(repr=False)
+    _switch: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def fresh_url(self) -> str:
         """A new, empty prefix in the bucket: ``s3://bucket/<random>``."""
@@ -82,14 +80,16 @@ class S3Server:
 
     def stop(self) -> None:
         """Take the endpoint down: new connections are refused, open ones reset."""
-        if self._listener is not None:
-            self._listener.stop()
-            self._listener = None
+        with self._switch:
+            if self._listener is not None:
+                self._listener.stop()
+                self._listener = None
 
     def start(self) -> None:
         """Bring the endpoint back on the same port; stored objects survive the outage."""
-        if self._listener is None:
-            self._listener = _Listener(self._port)
+        with self._switch:
+            if self._listener is None:
+                self._listener = _Listener(self._port)
 
     def restart_after(self, delay_s: float) -> threading.Timer:
         """Start the endpoint again ``delay_s`` seconds from now, in the background."""
@@ -99,15 +99,19 @@ class S3Server:
 
 
 @pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """One moto S3 server on 127.0.0.1 for the whole test session, with a bucket ready."""
+    # Empty AWS config files, so a developer's real profile never leaks into the tests.
+    empty = tmp_path_factory.mktemp("aws") / "empty"
+    empty.write_text("")
+    env = {**CREDENTIALS, "AWS_CONFIG_FILE": str(empty), "AWS_SHARED_CREDENTIALS_FILE": str(empty)}
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in CREDENTIALS.items():
+        for name, value in env.items():
             patch.setenv(name, value)
         listener = _Listener(0)
         endpoint = f"http://127.0.0.1:{listener.port}"
         server = S3Server(endpoint_url=endpoint, bucket="bahen-test",
-                          url="s3://bahen-test/artifacts", env=dict(CREDENTIALS),
+                          url="s3://bahen-test/artifacts", env=env,
                           _listener=listener, _port=listener.port)
         server.client().create_bucket(Bucket=server.bucket)
         try:

@@ -1,0 +1,57 @@
+"""The S3 endpoint goes down in the middle of a multipart upload."""
+
+import os
+import threading
+
+import pytest
+
+from storage.digest import Digest, iter_views
+from storage.errors import StoreUnavailableError
+from storage.s3 import S3Store
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _stop_after_first_part(store: S3Store, s3_server, restart_after_s: float | None) -> list:
+    """Take the server down as soon as the first part is stored (from inside the upload)."""
+    timers: list = []
+    once = threading.Lock()
+
+    def outage(**_) -> None:
+        with once:  # parts finish on several threads; only the first one pulls the plug
+            if not timers:
+                s3_server.stop()
+                timers.append(s3_server.restart_after(restart_after_s) if restart_after_s else None)
+
+    store.client.meta.events.register("after-call.s3.UploadPart", outage)
+    return timers
+
+
+def test_upload_completes_after_the_server_comes_back(s3_server):
+    store = S3Store(s3_server.fresh_url(), endpoint_url=s3_server.endpoint_url,
+                    part_size=5 << 20, max_concurrency=2, retry_deadline_s=30)
+    data = os.urandom(30 << 20)
+    timers = _stop_after_first_part(store, s3_server, restart_after_s=1.5)
+    try:
+        ref = store.put(data, name="checkpoint step 40")
+    finally:
+        timers[0].join()
+    assert timers, "the outage never happened"
+    assert store.get(ref) == data
+
+
+def test_upload_fails_cleanly_when_the_server_stays_down(s3_server):
+    store = S3Store(s3_server.fresh_url(), endpoint_url=s3_server.endpoint_url,
+                    part_size=5 << 20, max_concurrency=2, max_attempts=1, retry_deadline_s=1)
+    data = os.urandom(30 << 20)
+    timers = _stop_after_first_part(store, s3_server, restart_after_s=None)
+    try:
+        with pytest.raises(StoreUnavailableError, match="cannot reach the S3 endpoint"):
+            store.put(data, name="checkpoint step 40")
+    finally:
+        s3_server.start()
+    assert timers
+    ref = Digest().consume(iter_views(data)).ref("checkpoint step 40")
+    assert not store.exists(ref)
+    listed = s3_server.client().list_objects_v2(Bucket=store.bucket, Prefix=store.prefix)
+    assert listed.get("KeyCount", 0) == 0
