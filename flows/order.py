@@ -1,17 +1,21 @@
-"""The client's order, end to end: the table of contents of the pipeline."""
+"""The client's order, end to end: the table of contents of the pipeline.
+
+Train and score run in this process, or on the ``gpu`` and ``validators`` pools when the order
+runs from its deployment (``flows.dispatch``); a stage that cannot finish there ends the order
+with its escrow refunded.
+"""
 
 from prefect import flow
 
 from bahen.orders import new_order_id
 from bahen.records import OrderRecord
 from bahen.spec import OrderSpec
+from flows.dispatch import dispatcher, ending_on_failure
 from tasks.audit import audit_task
 from tasks.encrypt_upload import encrypt_upload_task
 from tasks.report import report_task
-from tasks.score import score_task
 from tasks.settle import settle_task
 from tasks.shard import shard_task
-from tasks.train import train_task
 from tasks.verify import verify_task
 
 
@@ -21,10 +25,12 @@ def order(spec: OrderSpec = OrderSpec()) -> OrderRecord:
     order_id = new_order_id()
     upload = encrypt_upload_task(spec, order_id)
     shard = shard_task(spec, upload)
-    for assignment in shard.assignments:
-        training = train_task(spec, upload, assignment)
-        verification = verify_task(spec, upload, shard, assignment, training)
-        scores = score_task(spec, upload, shard, training)
-        audit_task(upload, shard, assignment, training, verification, scores)
+    stages = dispatcher()
+    with ending_on_failure(upload):
+        for assignment in shard.assignments:
+            training = stages.train(spec, upload, assignment)
+            verification = verify_task(spec, upload, shard, assignment, training)
+            scores = stages.score(spec, upload, shard, training)
+            audit_task(upload, shard, assignment, training, verification, scores)
     settle_task(upload)
     return report_task(order_id)

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from bahen.network import Network, connect
-from bahen.orders import OrderBook
 from bahen.settings import load_settings
+from tasks.observe import StageBook
 
 T = TypeVar("T")
 
@@ -16,8 +16,9 @@ def network() -> Network:
     return connect(load_settings())
 
 
-def order_book() -> OrderBook:
-    return OrderBook(load_settings().orders_dir)
+def order_book() -> StageBook:
+    """This host's order book; recording a stage emits its ``bahen.order.<stage>`` event."""
+    return StageBook(load_settings().orders_dir)
 
 
 def timed(core: Callable[..., T], *args, **kwargs) -> tuple[T, float]:

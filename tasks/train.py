@@ -7,6 +7,7 @@ the worker signs the proof bundle and commits its Merkle root on chain before an
 
 import io
 import time
+from collections.abc import Callable
 
 import pyarrow.parquet as pq
 from prefect import task
@@ -22,6 +23,7 @@ from bahen.records import Assignment, Training, Upload
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 from storage.store import ArtifactStore
+from tasks.observe import TrainingProgress
 from tasks.runtime import network, order_book, timed
 
 TELEMETRY_INTERVAL_S = 0.5
@@ -45,17 +47,20 @@ def load_split(store: ArtifactStore, key: bytes, upload: Upload, role: str):
     return X, y
 
 
-def proof_writer(store: ArtifactStore, key: bytes, order_id: str, task: int):
-    """The recorder's ``put``: seal under the model key, store, return the reference."""
+def proof_writer(store: ArtifactStore, key: bytes, order_id: str, task: int, on_put: Callable[[str], None] | None = None):
+    """The recorder's ``put``: seal under the model key, store, return the reference (then tell ``on_put``)."""
     def put(name: str, plaintext: bytes):
-        return put_encrypted(store, key, plaintext, order_id=order_id, role=PROOF_ROLE, name=f"order {order_id[:10]}/task {task}/{name}")
+        ref = put_encrypted(store, key, plaintext, order_id=order_id, role=PROOF_ROLE, name=f"order {order_id[:10]}/task {task}/{name}")
+        if on_put is not None:
+            on_put(name)
+        return ref
 
     return put
 
 
 def train(
     spec: OrderSpec, upload: Upload, assignment: Assignment, net: Network, *,
-    attack: str | None = None, intensity: float = 1.0,
+    attack: str | None = None, intensity: float = 1.0, on_put: Callable[[str], None] | None = None,
 ) -> Training:
     """Train the assigned task as its worker and commit the proof; ``attack`` runs a dishonest worker."""
     worker = net.party(assignment.worker)
@@ -63,7 +68,7 @@ def train(
     keys = {role: open_stored_grant(net.store, ref, worker, order_id=order_id) for role, ref in assignment.grants.items()}
     X, y = load_split(net.store, keys["train"], upload, "train")
     tspec = train_spec(spec, upload, task)
-    put = proof_writer(net.store, keys["model"], order_id, task)
+    put = proof_writer(net.store, keys["model"], order_id, task, on_put)
     start = time.perf_counter()
     run = run_worker(
         attack, tspec, X, y, put, intensity, order_id=order_id, seed=int.from_bytes(worker.x25519_public[:4], "big"),
@@ -89,6 +94,7 @@ def train_task(spec: OrderSpec, upload: Upload, assignment: Assignment) -> Train
     result, seconds = timed(
         train, spec, upload, assignment, network(),
         attack=settings.worker_attack, intensity=settings.worker_attack_intensity,
+        on_put=TrainingProgress(upload.order_id, assignment.task, train_spec(spec, upload, assignment.task), upload.train_rows),
     )
     order_book().record_stage(upload.order_id, "train", seconds, "committed", training=result)
     return result

@@ -1,0 +1,47 @@
+"""What Prefect users see while an order runs: an event per stage and a progress bar during training.
+
+Every recorded stage emits ``bahen.order.<stage>`` with the order as its resource, so users can
+attach automations (notify on ``bahen.order.audit`` with status ``rejected``, for instance). The
+training progress artifact advances with each checkpoint the recorder stores.
+"""
+
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.events import emit_event
+from training.trainer import TrainSpec, steps_per_epoch
+
+from bahen.orders import OrderBook
+from bahen.records import OrderRecord
+
+CHECKPOINT_PREFIX = "checkpoint-"
+
+
+def emit_stage_event(record: OrderRecord, stage: str, seconds: float) -> None:
+    """Emit ``bahen.order.<stage>`` for the order's latest state."""
+    emit_event(
+        event=f"bahen.order.{stage}",
+        resource={"prefect.resource.id": f"bahen.order.{record.order_id}", "prefect.resource.name": record.order_id},
+        payload={"status": record.status, "seconds": round(seconds, 3), "model": record.spec.model, "dataset": record.spec.dataset},
+    )
+
+
+class StageBook(OrderBook):
+    """The order book of a Prefect task: recording a stage also emits its event."""
+
+    def record_stage(self, order_id: str, stage: str, seconds: float, status: str, **results) -> OrderRecord:
+        record = super().record_stage(order_id, stage, seconds, status, **results)
+        emit_stage_event(record, stage, seconds)
+        return record
+
+
+class TrainingProgress:
+    """A recorder ``put`` observer: each stored checkpoint moves the order's progress artifact."""
+
+    def __init__(self, order_id: str, task: int, spec: TrainSpec, train_rows: int):
+        self.total = max(1, steps_per_epoch(spec, train_rows) * spec.epochs)
+        self.description = f"Training of order {order_id}, task {task}"
+        self.artifact = create_progress_artifact(0.0, key=f"train-{order_id[2:14]}-{task}", description=self.description)
+
+    def __call__(self, name: str) -> None:
+        if name.startswith(CHECKPOINT_PREFIX):
+            step = int(name.removeprefix(CHECKPOINT_PREFIX))
+            update_progress_artifact(self.artifact, min(100.0, 100.0 * step / self.total), description=self.description)
