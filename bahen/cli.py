@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from bahen.cli_admin import audit_app, bench, chain_app, keys_app
 from bahen.errors import user_errors
 
 # Prefect's ephemeral API: quiet analytics, patience on slow machines. Set before prefect imports.
@@ -26,11 +27,16 @@ app = typer.Typer(
     "on data only the parties they chose can read.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    add_completion=False,
 )
 order_app = typer.Typer(help="Submit and inspect training orders.", no_args_is_help=True)
 model_app = typer.Typer(help="Fetch trained models.", no_args_is_help=True)
 app.add_typer(order_app, name="order")
 app.add_typer(model_app, name="model")
+app.add_typer(keys_app, name="keys")
+app.add_typer(chain_app, name="chain")
+app.add_typer(audit_app, name="audit")
+app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(bench)
 
 
 def run() -> None:
@@ -106,9 +112,10 @@ def order_list() -> None:
     from bahen.orders import OrderBook
     from bahen.settings import load_settings
 
-    table = Table("order", "status", "dataset", "model")
+    table = Table("status", "dataset", "model", "order")
+    table.columns[-1].overflow = "fold"
     for record in OrderBook(load_settings().orders_dir).list():
-        table.add_row(record.order_id, record.status, record.spec.dataset, record.spec.model)
+        table.add_row(record.status, record.spec.dataset, record.spec.model, record.order_id)
     console.print(table)
 
 

@@ -22,7 +22,7 @@ from bahen.network import Network
 from bahen.records import Assignment, Shard, Training, Upload, Verification
 from bahen.spec import OrderSpec
 from tasks.runtime import network, order_book, timed
-from tasks.train import load_split
+from tasks.train import load_split, train_spec
 
 REPORT_VERIFICATION = 0
 SEED_POLLS = 60
@@ -60,6 +60,7 @@ def verify(spec: OrderSpec, upload: Upload, shard: Shard, assignment: Assignment
             bundle, committed_root=committed.removeprefix("0x"), challenge_seed=seed, X=X, y=y,
             fetch=lambda ref: get_decrypted(net.store, keys["model"], ref, order_id=order_id, role=PROOF_ROLE),
             config=VerifyConfig(replay_segments=spec.replay_segments, loss_samples=spec.loss_samples),
+            expected_spec=train_spec(spec, upload, assignment.task),
         )
     ref, doc = put_signed(net.store, verifier, report, name=f"order {order_id[:10]}/task {assignment.task}/verification report")
     net.market.submit_report(

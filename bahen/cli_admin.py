@@ -1,0 +1,118 @@
+"""``bahen keys``, ``bahen chain``, ``bahen audit`` and ``bahen bench``: identities, contracts,
+auditor workspaces and benchmarks."""
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+keys_app = typer.Typer(help="Identities: an Ethereum account and an X25519 key per party.", no_args_is_help=True)
+chain_app = typer.Typer(help="Contracts on the configured EVM chain.", no_args_is_help=True)
+audit_app = typer.Typer(help="Re-check orders from their pinned artifacts.", no_args_is_help=True)
+
+BENCHMARKS = {
+    "crypto": "bench.crypto",
+    "storage": "bench.storage",
+    "pot-overhead": "bench.pot_overhead",
+    "pot": "bench.pot",
+    "gas": "bench.gas",
+}
+# Reduced sizes for `bahen bench all`, so the whole set runs in minutes on two cores.
+QUICK = {
+    "crypto": ["--size", str(256 << 20)],
+    "storage": ["--size", str(256 << 20)],
+    "pot-overhead": [],
+    "pot": ["--job", "digits", "--honest-runs", "10", "--attack-runs", "2"],
+    "gas": [],
+}
+
+
+@keys_app.command("new")
+def keys_new(name: Annotated[str, typer.Argument(help="Party name, e.g. worker-3")]) -> None:
+    """Create an identity in this host's keystore (encrypted under BAHEN_PASSPHRASE)."""
+    from bahen.network import keystore_of
+    from bahen.settings import load_settings
+
+    identity = keystore_of(load_settings()).create(name)
+    console.print(f"{name}: address {identity.address}, x25519 {identity.x25519_public.hex()}")
+
+
+@keys_app.command("show")
+def keys_show() -> None:
+    """List the identities of this host: addresses and public keys only."""
+    from bahen.network import keystore_of
+    from bahen.settings import load_settings
+
+    keystore = keystore_of(load_settings())
+    table = Table("name", "address", "x25519 public key")
+    for name in keystore.names():
+        public = keystore.public(name)
+        table.add_row(name, public.address, public.x25519_public)
+    console.print(table)
+
+
+@chain_app.command("deploy")
+def chain_deploy() -> None:
+    """Deploy the contracts to BAHEN_CHAIN_RPC_URL, fund and stake the local parties, save the addresses."""
+    from contracts.chain import Chain
+
+    from bahen import devnet
+    from bahen.network import keystore_of, save_addresses
+    from bahen.settings import load_settings
+
+    settings = load_settings()
+    if settings.chain_rpc_url is None:
+        raise typer.BadParameter("set BAHEN_CHAIN_RPC_URL (or chain_rpc_url in config.yaml) to the node to deploy on")
+    market = devnet.bootstrap(Chain.connect(settings.chain_rpc_url), keystore_of(settings))
+    save_addresses(settings, market.addresses)
+    console.print(f"deployed on {settings.chain_rpc_url}: {market.addresses.model_dump()}; saved to {settings.chain_file}")
+
+
+@chain_app.command("status")
+def chain_status(order_id: Annotated[str, typer.Argument(help="Order id (0x…)")]) -> None:
+    """Show an order as the contracts record it."""
+    from bahen.network import connect
+    from bahen.settings import load_settings
+
+    view = connect(load_settings()).market.order(bytes.fromhex(order_id.removeprefix("0x")))
+    console.print_json(view.model_dump_json())
+
+
+@audit_app.command("export")
+def audit_export(
+    order_id: Annotated[str, typer.Argument(help="Order id (0x…)")],
+    directory: Annotated[Path, typer.Argument(help="New or empty directory for the DVC workspace")],
+) -> None:
+    """Write a DVC workspace pinning every artifact of the order; `dvc pull` there fetches them, verified."""
+    from bahen.audit import export_order
+
+    path, count = export_order(order_id, directory)
+    console.print(f"pinned {count} artifacts of order {order_id} in {path}; run `dvc pull` there")
+
+
+def bench(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help=f"One of {', '.join(BENCHMARKS)}, or all (reduced sizes)")],
+) -> None:
+    """Run a benchmark; extra arguments go to it (e.g. `bahen bench crypto --size 1073741824`).
+
+    Every figure is a ratio against a baseline measured in the same run; results land as JSON
+    (and Markdown where useful) under bench/results/.
+    """
+    if name == "all":
+        runs = [(module, QUICK[key]) for key, module in BENCHMARKS.items()]
+    elif name in BENCHMARKS:
+        runs = [(BENCHMARKS[name], list(ctx.args))]
+    else:
+        raise typer.BadParameter(f"unknown benchmark {name!r}; choose one of {', '.join(BENCHMARKS)} or all")
+    for module, args in runs:
+        console.rule(module)
+        code = subprocess.call([sys.executable, "-m", module, *args])
+        if code:
+            raise typer.Exit(code)

@@ -1,0 +1,84 @@
+"""Known answers for the robust aggregate of validators' scores and for Wasp's rules."""
+
+import math
+
+import pytest
+
+from proof.report import CheckResult, VerificationCost, VerificationReport
+from proof.scoring import PerformanceReport, aggregate
+from proof.wasp import Evidence, decide
+
+
+def report(validator, accuracy, loss=0.3, error=None):
+    return PerformanceReport(
+        order_id="0x1", task=0, validator=validator, model_sha256="aa", holdout_sha256="bb", samples=100,
+        accuracy=accuracy, loss=loss, error=error,
+    )
+
+
+def test_median_and_mad_outlier():
+    agg = aggregate([report("a", 0.90), report("b", 0.91), report("c", 0.92), report("d", 0.10)])
+    assert agg.median_accuracy == pytest.approx(0.905)
+    assert agg.outliers == ["d"]
+    assert agg.valid == 4
+
+
+def test_identical_scores_have_no_outlier_and_errors_are_outliers():
+    agg = aggregate([report("a", 0.8), report("b", 0.8), report("c", math.nan, error="unreadable model")])
+    assert agg.median_accuracy == 0.8
+    assert agg.outliers == ["c"]
+    assert agg.valid == 2
+
+
+def test_no_valid_report():
+    agg = aggregate([report("a", math.nan, error="x")])
+    assert math.isnan(agg.median_accuracy) and agg.valid == 0
+
+
+def verification(passed=True):
+    check = CheckResult(name="replay-random", metric="distance", threshold=0, observed=0 if passed else 1,
+                        passed=passed, decisive=True, detail="", cost_steps=10, seconds=0.1)
+    return VerificationReport(
+        order_id="0x1", task=0, challenge_seed="00", merkle_root="11", checks=[check], passed=passed,
+        cost=VerificationCost(replayed_steps=10, forward_samples=0, seconds=0.1, fraction_of_training=0.01),
+        artifacts={},
+    )
+
+
+def evidence(**changes):
+    base = dict(
+        order_id="0x1", task=0, num_classes=10, validators_assigned=2, manifest_signed=True, root_committed=True,
+        verification=verification(), verification_attested=True,
+        performance=[report("a", 0.9), report("b", 0.9)], performance_attested=2, claimed_final_loss=0.2,
+    )
+    return Evidence(**{**base, **changes})
+
+
+def test_honest_evidence_is_accepted():
+    decision = decide(evidence())
+    assert decision.accepted
+    assert all(r.passed for r in decision.reasons)
+
+
+@pytest.mark.parametrize(
+    ("changes", "rule"),
+    [
+        ({"manifest_signed": False}, "signed-proof"),
+        ({"root_committed": False}, "committed-root"),
+        ({"verification_attested": False}, "verification-attested"),
+        ({"verification": verification(passed=False)}, "verification-passed"),
+        ({"verification": None}, "verification-passed"),
+        ({"performance_attested": 1}, "score-quorum"),
+        ({"performance": [report("a", 0.15), report("b", 0.15)]}, "beats-chance"),
+    ],
+)
+def test_each_decisive_rule_rejects(changes, rule):
+    decision = decide(evidence(**changes))
+    assert not decision.accepted
+    assert [r.rule for r in decision.reasons if not r.passed] == [rule]
+
+
+def test_weak_rules_flag_but_do_not_reject():
+    decision = decide(evidence(performance=[report("a", 0.9, loss=5.0), report("b", 0.9, loss=5.0)]))
+    assert decision.accepted
+    assert [r.rule for r in decision.reasons if not r.passed] == ["loss-consistent"]

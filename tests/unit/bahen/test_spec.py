@@ -1,0 +1,56 @@
+"""The order spec: bounds, the field named in every refusal, exact wei."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bahen.spec import OrderSpec, SpecError, load_spec, parse_spec
+
+
+def test_defaults_are_a_valid_order():
+    spec = parse_spec({})
+    assert spec.dataset == "digits" and spec.model == "mlp"
+    assert spec.budget_wei == 10**18
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("lr", 0), ("epochs", 0), ("batch_size", 5000), ("model", "transformer"), ("holdout_fraction", 0.9),
+     ("validators", 0), ("budget_eth", -1), ("seed", -3)],
+)
+def test_out_of_bounds_field_is_named(field, value):
+    with pytest.raises(SpecError) as refused:
+        parse_spec({field: value})
+    assert f"  {field}:" in str(refused.value)
+
+
+def test_unknown_field_is_refused():
+    with pytest.raises(SpecError, match="learning_rate"):
+        parse_spec({"learning_rate": 0.1})
+
+
+def test_missing_dataset_file_is_refused(tmp_path):
+    with pytest.raises(SpecError, match="dataset_path"):
+        parse_spec({"dataset_path": str(tmp_path / "absent.csv")})
+
+
+def test_budget_is_converted_to_wei_without_binary_rounding():
+    assert parse_spec({"budget_eth": 0.1}).budget_wei == 10**17
+    assert parse_spec({"budget_eth": 1.000000000000000001}).budget_wei == 10**18  # float has no more digits
+
+
+@given(st.decimals(min_value="0.000001", max_value="10000", places=6))
+def test_budget_wei_matches_the_decimal_written(amount):
+    assert parse_spec({"budget_eth": float(amount)}).budget_wei == int(amount * 10**18)
+
+
+def test_yaml_file_errors_say_which_file(tmp_path):
+    path = tmp_path / "order.yaml"
+    path.write_text("epochs: [1, 2\n")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(path)
+    path.write_text("- 1\n- 2\n")
+    with pytest.raises(SpecError, match="mapping"):
+        load_spec(path)
+    path.write_text("epochs: 3\nmodel: cnn\n")
+    assert load_spec(path) == OrderSpec(epochs=3, model="cnn")

@@ -1,0 +1,68 @@
+"""Stage cores on a real devnet: bad input stops an order before anything is stored or paid."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pytest
+from contracts.client import UnknownOrderError
+from sklearn.datasets import load_digits
+from training.validation import DatasetInvalidError
+
+from bahen.orders import new_order_id
+from bahen.spec import OrderSpec
+from tasks.encrypt_upload import encrypt_upload, split_holdout
+from tasks.shard import BudgetError, shard
+
+
+def digits_csv(path, *, corrupt: bool):
+    d = load_digits()
+    X = (d.data / 16).astype(np.float32)
+    if corrupt:
+        X[5, 3] = np.nan
+        X[9, 0] = 4.0
+    columns = {f"x{i}": X[:, i] for i in range(X.shape[1])} | {"label": d.target}
+    pa_csv.write_csv(pa.table(columns), path)
+    return path
+
+
+def stored_objects(net):
+    return sorted(p for p in (net.settings.home / "store").rglob("*") if p.is_file())
+
+
+def test_dataset_failing_expectations_stores_nothing_and_names_each_failure(net, tmp_path):
+    before = stored_objects(net)
+    spec = OrderSpec(dataset_path=str(digits_csv(tmp_path / "bad.csv", corrupt=True)))
+    with pytest.raises(DatasetInvalidError) as refused:
+        encrypt_upload(spec, net, order_id=new_order_id())
+    message = str(refused.value)
+    assert "feature_nulls" in message and "feature_max" in message
+    assert "nothing was uploaded" in message
+    assert stored_objects(net) == before
+
+
+def test_own_csv_dataset_is_uploaded_encrypted(net, tmp_path):
+    spec = OrderSpec(dataset_path=str(digits_csv(tmp_path / "good.csv", corrupt=False)))
+    upload = encrypt_upload(spec, net, order_id=new_order_id())
+    assert upload.input_shape == [1, 8, 8] and upload.num_classes == 10
+    assert upload.train_rows + upload.holdout_rows == 1797
+    stored = net.store.get(upload.train)
+    assert b"PAR1" not in stored  # Parquet's magic never appears: the split is ciphertext
+
+
+def test_holdout_split_is_stratified_and_seeded():
+    labels = np.repeat(np.arange(4), 25)
+    table = pa.table({"x0": np.zeros(100, np.float32), "label": labels})
+    train, holdout = split_holdout(table, 0.2, seed=7)
+    assert holdout.num_rows == 20 and train.num_rows == 80
+    assert np.bincount(holdout.column("label").to_numpy()).tolist() == [5, 5, 5, 5]
+    again, _ = split_holdout(table, 0.2, seed=7)
+    assert again.equals(train)
+
+
+def test_order_over_budget_is_refused_before_opening(net):
+    spec = OrderSpec(budget_eth=0.000001)
+    upload = encrypt_upload(spec, net, order_id=new_order_id())
+    with pytest.raises(BudgetError, match="raise budget_eth"):
+        shard(spec, upload, net)
+    with pytest.raises(UnknownOrderError):
+        net.market.order(bytes.fromhex(upload.order_id[2:]))
