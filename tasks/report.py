@@ -7,30 +7,27 @@ embedded in the summary as a data URL so the Prefect UI shows it without serving
 import base64
 import io
 
-import matplotlib
+from matplotlib.figure import Figure
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-from prefect import task  # noqa: E402
-from prefect.artifacts import create_markdown_artifact  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-
-from bahen.records import OrderRecord  # noqa: E402
-from tasks.runtime import order_book  # noqa: E402
+from bahen.records import OrderRecord
+from tasks.runtime import order_book
 
 ETH = 10**18
 
 
 def loss_plot_png(losses: list[float], *, title: str) -> bytes:
     """A PNG of the per-step training loss."""
-    fig, ax = plt.subplots(figsize=(6, 3), dpi=100)
+    # The object API draws without pyplot's global state or a GUI backend, safe in task threads.
+    fig = Figure(figsize=(6, 3), dpi=100, layout="tight")
+    ax = fig.add_subplot()
     ax.plot(range(len(losses)), losses, linewidth=1)
     ax.set(xlabel="step", ylabel="loss", title=title)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    plt.close(fig)
     return buf.getvalue()
 
 

@@ -1,7 +1,11 @@
 """The order flow end to end on the embedded defaults: real Prefect, real EVM, real training."""
 
+import asyncio
+import json
+
 import pytest
 from contracts.errors import ContractRevert
+from prefect.client.orchestration import get_client
 
 from bahen.network import connect
 from bahen.parties import CLIENT
@@ -11,6 +15,14 @@ from bahen.spec import OrderSpec
 from flows.order import order
 
 SMALL = OrderSpec(dataset="digits", model="mlp", epochs=1, checkpoint_every=8, batch_size=32)
+
+
+def _artifacts():
+    async def read():
+        async with get_client() as client:
+            return await client.read_artifacts()
+
+    return asyncio.run(read())
 
 
 def _paid(record, address):
@@ -33,6 +45,13 @@ def test_honest_order_is_accepted_paid_and_cannot_settle_twice(prefect):
     assert record.settled.refund_wei == record.shard.escrow_wei - worker.payment_wei - sum(
         s.fee_wei for s in record.shard.validators
     )
+
+    artifacts = {a.key: a for a in _artifacts()}
+    summary = artifacts[f"order-{record.order_id[2:14]}"]
+    assert record.order_id in summary.data and "accepted" in summary.data
+    assert "data:image/png;base64," in summary.data
+    checks = artifacts[f"checks-{record.order_id[2:14]}"]
+    assert {row["name"] for row in json.loads(checks.data)} >= {"integrity", "replay-random", "loss"}
 
     net = connect(load_settings())
     with pytest.raises(ContractRevert) as refused:
