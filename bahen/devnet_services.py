@@ -1,0 +1,227 @@
+"""A local devnet of real services: ``bahen up``, ``bahen down``, ``bahen status``.
+
+``up`` starts anvil and a Prefect server on the chosen ports, deploys and stakes the contracts,
+creates the work pools, applies ``prefect.yaml`` and starts one process worker per pool. Every
+process it starts is recorded in ``HOME/devnet.json`` with its log under ``HOME/logs``, so ``down``
+stops exactly those (workers first, then the server, then the chain). All services share HOME:
+its keystore, order book and artifact store (or the S3 store the config names), and the Prefect
+results directory through which a child flow hands its result to the order.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import requests
+from pydantic import BaseModel
+
+from bahen.errors import BahenError
+from bahen.settings import Settings
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+POOLS = ("control", "gpu", "validators")
+STOP_ORDER = ("worker", "prefect", "anvil")
+
+
+class DevnetError(BahenError):
+    """A devnet service could not start, answer or stop; the message names it and its log."""
+
+
+class Service(BaseModel):
+    """A process the devnet started."""
+
+    name: str
+    kind: str
+    pid: int
+    url: str | None = None
+    log: Path
+
+
+class DevnetState(BaseModel):
+    """What ``bahen up`` started and where it listens."""
+
+    home: Path
+    project_dir: Path
+    prefect_api_url: str
+    chain_rpc_url: str
+    store_url: str
+    s3_endpoint_url: str | None = None
+    services: list[Service] = []
+
+    @property
+    def ui_url(self) -> str:
+        return self.prefect_api_url.removesuffix("/api")
+
+
+class Health(BaseModel):
+    name: str
+    healthy: bool
+    detail: str
+
+
+def state_path(home: Path) -> Path:
+    return home / "devnet.json"
+
+
+def load_state(home: Path) -> DevnetState:
+    """The running devnet of ``home``."""
+    path = state_path(home)
+    if not path.is_file():
+        raise DevnetError(f"no devnet runs from {home} ({path} is missing): start one with `bahen up`")
+    return DevnetState.model_validate_json(path.read_text())
+
+
+def save_state(state: DevnetState) -> None:
+    path = state_path(state.home)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(state.model_dump_json(indent=2))
+    tmp.replace(path)
+
+
+def service_env(state: DevnetState) -> dict[str, str]:
+    """The environment of every process working on the devnet."""
+    env = {
+        **os.environ,
+        "BAHEN_HOME": str(state.home),
+        "BAHEN_CHAIN_RPC_URL": state.chain_rpc_url,
+        "BAHEN_STORE_URL": state.store_url,
+        "BAHEN_PROJECT_DIR": str(state.project_dir),
+        "PREFECT_API_URL": state.prefect_api_url,
+        "PREFECT_HOME": str(state.home / "prefect"),
+        "PREFECT_LOCAL_STORAGE_PATH": str(state.home / "prefect" / "results"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    if state.s3_endpoint_url:
+        env["BAHEN_S3_ENDPOINT_URL"] = state.s3_endpoint_url
+    return env
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def anvil_binary(project_dir: Path) -> Path:
+    """The anvil that npm installed (``npm ci``), or one on PATH."""
+    arch = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(os.uname().machine, os.uname().machine)
+    for candidate in (
+        project_dir / "node_modules" / "@foundry-rs" / f"anvil-{sys.platform}-{arch}" / "bin" / "anvil",
+        project_dir / "node_modules" / ".bin" / "anvil",
+    ):
+        if candidate.exists():
+            return candidate
+    found = subprocess.run(["which", "anvil"], capture_output=True, text=True).stdout.strip()
+    if not found:
+        raise DevnetError(f"anvil is not installed: run `npm ci` in {project_dir} (npm package @foundry-rs/anvil)")
+    return Path(found)
+
+
+def spawn(name: str, kind: str, argv: list[str], env: dict[str, str], home: Path, url: str | None = None) -> Service:
+    """Start a service in its own session (so it outlives this command) with its output in a log."""
+    log = home / "logs" / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    return Service(name=name, kind=kind, pid=proc.pid, url=url, log=log)
+
+
+def log_tail(service: Service, lines: int = 15) -> str:
+    try:
+        return "\n".join(service.log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def alive(service: Service) -> bool:
+    try:
+        return psutil.Process(service.pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def answers(service: Service) -> bool:
+    """Whether the service answers on its URL (a JSON-RPC chain or the Prefect API)."""
+    try:
+        if service.kind == "anvil":
+            body = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
+            return "result" in requests.post(service.url, json=body, timeout=2).json()
+        return requests.get(f"{service.url}/health", timeout=2).ok
+    except (requests.RequestException, ValueError):
+        return False
+
+
+def wait_healthy(service: Service, timeout: float) -> None:
+    """Wait until ``service`` answers; fail with its log tail when it exits or stays silent."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(service):
+            raise DevnetError(f"{service.name} exited while starting; its log {service.log} ends with:\n{log_tail(service)}")
+        if answers(service):
+            return
+        time.sleep(0.5)
+    raise DevnetError(f"{service.name} did not answer at {service.url} within {timeout:.0f} s; see {service.log}:\n{log_tail(service)}")
+
+
+def stop(service: Service, timeout: float = 20.0) -> None:
+    """SIGTERM the service's process group, then SIGKILL what is left after ``timeout``."""
+    if not alive(service):
+        return
+    try:
+        procs = [psutil.Process(service.pid), *psutil.Process(service.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for proc in procs:
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except psutil.NoSuchProcess:
+            pass
+    _, left = psutil.wait_procs(procs, timeout=timeout)
+    for proc in left:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(left, timeout=5)
+
+
+def status(home: Path) -> list[Health]:
+    """Every service of the devnet: running, and answering where it has a URL."""
+    state = load_state(home)
+    report = []
+    for service in state.services:
+        if not alive(service):
+            report.append(Health(name=service.name, healthy=False, detail=f"not running (pid {service.pid}); see {service.log}"))
+        elif service.url and not answers(service):
+            report.append(Health(name=service.name, healthy=False, detail=f"pid {service.pid} does not answer at {service.url}"))
+        else:
+            report.append(Health(name=service.name, healthy=True, detail=f"pid {service.pid}" + (f" at {service.url}" if service.url else "")))
+    return report
+
+
+def down(home: Path) -> list[str]:
+    """Stop every service ``up`` started, workers before the server before the chain."""
+    state = load_state(home)
+    stopped = []
+    for kind in STOP_ORDER:
+        for service in (s for s in state.services if s.kind == kind):
+            stop(service)
+            stopped.append(service.name)
+    state_path(home).unlink()
+    return stopped
+
+
+def settings_for(state: DevnetState, settings: Settings) -> Settings:
+    """This host's settings pointed at the devnet's chain and store."""
+    return settings.model_copy(update={"chain_rpc_url": state.chain_rpc_url, "store_url": state.store_url})
