@@ -1,0 +1,80 @@
+"""Fixtures: a devnet started the way `bahen up` starts it (anvil, a Prefect server on a free loopback
+port, contracts, pools, deployments, one process worker per pool), and one order run on it from the
+API with the payload the UI's run form sends."""
+
+import time
+
+import pytest
+import requests
+
+from bahen.devnet_services import PROJECT_DIR, DevnetError, DevnetState, anvil_binary, down, free_port, state_path
+from bahen.devnet_up import up
+from bahen.settings import load_settings
+from bahen.spec import OrderSpec
+
+UI_SPEC = OrderSpec(dataset="digits", model="mlp", epochs=1, batch_size=32, checkpoint_every=8, validators=2)
+ORDER_TIMEOUT_S = 240
+
+
+def api(state: DevnetState, method: str, path: str, **body):
+    """One call to the devnet's Prefect REST API, as the UI makes it."""
+    response = requests.request(method, f"{state.prefect_api_url}{path}", json=body or None, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def submit_order(state: DevnetState, spec: OrderSpec, **job_variables) -> str:
+    """Create a run of the ``order`` deployment with the UI's payload (every field of the form filled)."""
+    deployment = api(state, "GET", "/deployments/name/order/order")
+    body = {"parameters": {"spec": spec.model_dump(mode="json")}}
+    if job_variables:
+        body["job_variables"] = job_variables
+    return api(state, "POST", f"/deployments/{deployment['id']}/create_flow_run", **body)["id"]
+
+
+def wait_final(state: DevnetState, flow_run_id: str, timeout: float = ORDER_TIMEOUT_S) -> dict:
+    """The flow run once it is in a final state; fails the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = api(state, "GET", f"/flow_runs/{flow_run_id}")
+        if run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            return run
+        time.sleep(1)
+    pytest.fail(f"flow run {flow_run_id} not final after {timeout:.0f} s (state {run['state']['type']})")
+
+
+def runs_of(state: DevnetState, deployment: str) -> list[dict]:
+    """Every flow run of ``deployment`` (flow/deployment), oldest first."""
+    dep = api(state, "GET", f"/deployments/name/{deployment}")
+    runs = api(state, "POST", "/flow_runs/filter", deployments={"id": {"any_": [dep["id"]]}}, sort="EXPECTED_START_TIME_ASC")
+    return runs
+
+
+@pytest.fixture(scope="session")
+def devnet(tmp_path_factory):
+    """A running devnet in a fresh HOME; stopped (workers first) at the end of the session."""
+    home = tmp_path_factory.mktemp("devnet-home")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("BAHEN_HOME", str(home))
+        env.setenv("BAHEN_SCRYPT_N", str(2**12))  # keystore cost: tests need no brute-force resistance
+        env.setenv("PREFECT_WORKER_QUERY_SECONDS", "1")
+        env.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        env.delenv("PREFECT_API_URL", raising=False)
+        try:
+            anvil_binary(PROJECT_DIR)
+        except DevnetError as exc:
+            pytest.skip(str(exc))
+        state = up(load_settings(), prefect_port=free_port(), anvil_port=free_port())
+        try:
+            yield state
+        finally:
+            if state_path(home).is_file():
+                down(home)
+
+
+@pytest.fixture(scope="session")
+def finished_order(devnet) -> str:
+    """The flow run id of an order submitted through the API and run to completion on the devnet."""
+    run = wait_final(devnet, submit_order(devnet, UI_SPEC))
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+    return run["id"]
