@@ -24,8 +24,9 @@ from training.trainer import TrainSpec
 
 STEP_LOG_SCHEMA = pa.schema(
     [("step", pa.int64()), ("epoch", pa.int64()), ("batch_digest", pa.string()), ("loss", pa.float64()),
-     ("lr", pa.float64()), ("grad_norm", pa.float64()), ("update_norm", pa.float64()), ("seconds", pa.float64())],
-    metadata={b"bahen.format": b"step-log.v1"},
+     ("lr", pa.float64()), ("grad_norm", pa.float64()), ("update_norm", pa.float64()), ("seconds", pa.float64()),
+     ("state_sha256", pa.string())],
+    metadata={b"bahen.format": b"step-log.v2"},
 )
 TELEMETRY_SCHEMA = pa.schema(
     [("time", pa.float64()), ("source", pa.string()), ("device", pa.int64()), ("utilization_pct", pa.float64()),

@@ -63,6 +63,7 @@ class Challenge(BaseModel, frozen=True):
     replay_segments: list[int] = Field(description="Start steps of the randomly chosen segments")
     loss_steps: list[int] = Field(description="Checkpoint steps whose logged step loss is recomputed")
     pev_fraction: float = Field(description="Share of each epoch's data evaluated by PEV")
+    spot_steps: list[int] = Field(default_factory=list, description="Steps whose one-step transition is re-executed")
 
     def pev_sample(self, epoch: int, num_samples: int) -> list[int]:
         """Dataset indices evaluated for ``epoch`` by probabilistic epoch validation."""
@@ -71,7 +72,10 @@ class Challenge(BaseModel, frozen=True):
 
 
 def derive_challenge(seed: bytes, bundle: "ProofBundle", config: "VerifyConfig") -> Challenge:
-    """Choose the random replay segments, the loss steps and the PEV sampling for ``bundle``.
+    """Choose the random replay segments, the loss steps, the spot-checked steps and the PEV sampling.
+
+    Spot-checked steps are drawn uniformly without replacement from all steps of the task; the
+    worker answers by revealing the committed states before and after each (``proof.response``).
 
     Segments are the intervals between consecutive committed checkpoints, named by their start
     step. The largest-update segments depend on the checkpoints' contents and are chosen by the
@@ -80,9 +84,11 @@ def derive_challenge(seed: bytes, bundle: "ProofBundle", config: "VerifyConfig")
     starts = sorted(step for step, _ in bundle.checkpoints)[:-1]
     picks = sample_indices(seed, "replay", len(starts), config.replay_segments)
     loss_picks = sample_indices(seed, "loss", len(starts), config.loss_samples)
+    total = max((step for step, _ in bundle.checkpoints), default=0)
     return Challenge(
         seed=seed.hex(),
         replay_segments=sorted(starts[i] for i in picks),
         loss_steps=sorted(starts[i] for i in loss_picks),
         pev_fraction=config.pev_fraction,
+        spot_steps=sorted(sample_indices(seed, "steps", total, config.spot_steps)),
     )

@@ -6,6 +6,11 @@ through the caller's ``put(name, plaintext) -> ArtifactRef`` (which encrypts and
 training loop only pays for copying the weights. At most :data:`MAX_PENDING` checkpoints wait at
 once; past that the loop waits, which bounds memory when storage is slower than training.
 
+Every step's full training state (``training.state``) is hashed on a second background thread,
+and its SHA-256 fills the step record's ``state_sha256``; the state itself is sealed into the
+recorder's :class:`~proof.spool.StateSpool` so the worker can reveal it when challenged. The step
+log is a Merkle leaf, so every per-step digest is committed before any challenge exists.
+
 Crash recovery: after each checkpoint the recorder stores a small JSON *journal* next to it
 (``journal-<step>``): the step records since the previous checkpoint, the refs and plaintext
 hashes of every checkpoint and journal so far, the epoch digests and the resumes. Checkpoints
@@ -19,16 +24,19 @@ import json
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from proof.errors import CheckpointUnavailableError, CheckpointWriteError
+from proof.spool import StateSpool, state_name
 from proof.telemetry import TelemetrySample, TelemetrySampler
 from storage.refs import ArtifactRef
 from training.checkpoint import Checkpoint
 from training.errors import CheckpointError
 from training.profiles import ProfileInfo
+from training.state import EncodedState
 
 MAX_PENDING = 2
+MAX_PENDING_STATES = 32
 JOURNAL_FORMAT = "bahen.journal.v1"
 Put = Callable[[str, bytes], ArtifactRef]
 Get = Callable[[ArtifactRef], bytes]
@@ -45,6 +53,7 @@ class StepRecord(BaseModel):
     grad_norm: float
     update_norm: float
     seconds: float
+    state_sha256: str = Field(default="", description="SHA-256 of the training state after this step")
 
 
 class RecordedProof(BaseModel):
@@ -76,8 +85,9 @@ def journal_name(step: int) -> str:
 class Recorder:
     """Records one training task; pass it to ``training.trainer.train`` and call :meth:`close`."""
 
-    def __init__(self, *, put: Put, telemetry: TelemetrySampler | None = None):
+    def __init__(self, *, put: Put, telemetry: TelemetrySampler | None = None, spool: StateSpool | None = None):
         self._put = put
+        self.spool = spool or StateSpool()
         self._telemetry = telemetry
         self._steps: list[StepRecord] = []
         self._journaled = 0  # records before this index are already inside a stored journal
@@ -88,6 +98,8 @@ class Recorder:
         self._restored_step: int | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bahen-checkpoint")
         self._pending: list[tuple[int, Future]] = []
+        self._state_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bahen-state")
+        self._state_pending: list[tuple[int, Future]] = []
 
     def start(self, profile: ProfileInfo, *, resumed_at: int | None = None) -> None:
         """Begin recording under ``profile``; a resumed run names the checkpoint step it resumed at."""
@@ -106,6 +118,21 @@ class Recorder:
         """Append one step's record."""
         self._steps.append(record)
 
+    def record_state(self, step: int, state: EncodedState) -> None:
+        """Hash and spool the state after ``step`` steps (its tensors must be a private copy)."""
+        while len(self._state_pending) >= MAX_PENDING_STATES:
+            self._settle_oldest_state()
+        self._state_pending.append((step, self._state_pool.submit(self.spool.add, step, state)))
+
+    def _settle_oldest_state(self) -> None:
+        step, future = self._state_pending.pop(0)
+        try:
+            digest = future.result()
+        except Exception as exc:
+            raise CheckpointWriteError(state_name(step), exc) from exc
+        # the state after `step` steps is the outcome of the record of step `step - 1`
+        self._steps[step - 1] = self._steps[step - 1].model_copy(update={"state_sha256": digest})
+
     def record_epoch(self, epoch: int, digest: str) -> None:
         """Record an epoch's order digest; recording it again (after a resume) must agree."""
         known = self._epoch_digests.setdefault(epoch, digest)
@@ -120,6 +147,8 @@ class Recorder:
         self._raise_failed()
         while len(self._pending) >= MAX_PENDING:
             self._wait_oldest()
+        while self._state_pending:
+            self._settle_oldest_state()
         journal = {
             "format": JOURNAL_FORMAT,
             "step": checkpoint.step,
@@ -134,9 +163,12 @@ class Recorder:
         """Wait for pending checkpoint writes, stop telemetry and return the record."""
         telemetry = self._telemetry.stop() if self._telemetry is not None else []
         try:
+            while self._state_pending:
+                self._settle_oldest_state()
             while self._pending:
                 self._wait_oldest()
         finally:
+            self._state_pool.shutdown(wait=True)
             self._pool.shutdown(wait=True)
         if self._profile is None:
             raise CheckpointError("the recorder was closed before training started; pass it to train()")

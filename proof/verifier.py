@@ -16,6 +16,7 @@ from proof.bundle import ProofBundle, artifacts, read_step_log, read_telemetry
 from proof.challenge import derive_challenge
 from proof.checks import default_checks
 from proof.checks.base import CheckContext
+from proof.response import Response
 from proof.report import CheckResult, VerificationCost, VerificationReport
 from storage.refs import ArtifactRef
 from training.checkpoint import Checkpoint
@@ -25,8 +26,12 @@ from training.trainer import TrainSpec, steps_per_epoch
 class VerifyConfig(BaseModel, frozen=True):
     """How much the verifier samples and how strict it is; part of the order, so it is public."""
 
-    replay_segments: int = Field(default=2, ge=0, description="Random segments replayed")
+    replay_segments: int = Field(default=1, ge=0, description="Random segments replayed")
     largest_update_segments: int = Field(default=1, ge=0, description="Largest-update segments replayed")
+    spot_steps: int = Field(
+        default=48, ge=0,
+        description="Steps re-executed one at a time from revealed states; 1 - 0.9^48 > 0.99 catches a 10% cheat",
+    )
     loss_samples: int = Field(default=8, ge=0, description="Checkpoints whose logged step loss is recomputed")
     pev_fraction: float = Field(default=0.02, gt=0, le=1, description="Share of each epoch's data PEV evaluates")
     pev_z: float = Field(default=4.0, gt=0, description="PEV sampling allowance in standard errors")
@@ -61,6 +66,29 @@ def load_evidence(ctx: CheckContext, fetch: Callable[[ArtifactRef], bytes]) -> N
             ctx.problems[ref.name] = f"holds step {checkpoint.step}, committed as step {step}"
             continue
         ctx.checkpoints[step] = checkpoint
+
+
+def load_revealed(ctx: CheckContext, fetch: Callable[[ArtifactRef], bytes]) -> None:
+    """Fetch the states the worker revealed for this challenge into ``ctx``; record why any is unavailable."""
+    from proof.response import revealed_steps
+
+    response = ctx.response
+    if response is None:
+        ctx.state_problems.update({s: "the worker gave no response" for s in revealed_steps(ctx.challenge)})
+        return
+    if response.challenge_seed != ctx.challenge.seed or response.merkle_root != ctx.committed_root:
+        why = "the response answers another challenge or commitment"
+        ctx.state_problems.update({s: why for s in revealed_steps(ctx.challenge)})
+        return
+    for step in revealed_steps(ctx.challenge):
+        ref = response.state_ref(step)
+        if ref is None:
+            ctx.state_problems[step] = "withheld"
+            continue
+        try:
+            ctx.revealed[step] = fetch(ref)
+        except Exception as exc:  # see _fetch
+            ctx.state_problems[step] = f"{ref.name} missing or tampered ({type(exc).__name__}: {exc})"
 
 
 def _fetch(ctx: CheckContext, ref: ArtifactRef, fetch: Callable[[ArtifactRef], bytes]) -> bytes | None:
@@ -99,12 +127,15 @@ def verify_proof(
     fetch: Callable[[ArtifactRef], bytes],
     config: VerifyConfig | None = None,
     expected_spec: TrainSpec | None = None,
+    response: Response | None = None,
 ) -> VerificationReport:
     """Verify ``bundle`` against the root committed on chain and the task's data.
 
     ``fetch(ref)`` returns an artifact's decrypted plaintext and raises, naming it, when it is
     missing or does not match its commitment. ``expected_spec`` is the order's spec; without it
-    the bundle's own spec is trusted. The worker's signature is the caller's to check.
+    the bundle's own spec is trusted. ``response`` is the worker's answer to the challenge (its
+    revealed states); without one every spot-checked step fails. The worker's signatures (on the
+    bundle and the response) are the caller's to check.
     """
     started = time.perf_counter()
     config = config or VerifyConfig()
@@ -116,8 +147,10 @@ def verify_proof(
         X=X,
         y=y,
         expected_spec=expected_spec,
+        response=response,
     )
     load_evidence(ctx, fetch)
+    load_revealed(ctx, fetch)
     results = [_timed(check, ctx) for check in default_checks()]
     return VerificationReport(
         order_id=bundle.order_id,

@@ -23,6 +23,7 @@ from training.hooks import TrainHooks
 from training.models import Classifier, build_model, init_seed
 from training.order import batch_digest, batch_order, epoch_order_digest
 from training.profiles import ProfileInfo, apply_profile
+from training.state import EncodedState, encode_state, spec_json
 
 
 class TrainSpec(BaseModel, frozen=True):
@@ -96,6 +97,7 @@ class _Run:
         self.optimizer = _optimizer(spec, self.model)
         self.step = 0
         self._epoch, self._batches = -1, []
+        self._spec_json = spec_json(spec.model_dump(mode="json"))
 
     def restore(self, ckpt: Checkpoint) -> None:
         if ckpt.spec != self.spec.model_dump(mode="json"):
@@ -121,6 +123,13 @@ class _Run:
             spec=self.spec.model_dump(mode="json"),
         )
 
+    def encode(self) -> EncodedState:
+        """The current state in the per-step encoding (one copy of every tensor)."""
+        return encode_state(
+            self.step, self.step // self.per_epoch, self.model.state_dict(), self.optimizer.state_dict(),
+            torch.get_rng_state(), self._spec_json,
+        )
+
     def batches(self, epoch: int, recorder: Recorder | None) -> list[np.ndarray]:
         if epoch != self._epoch:
             self._epoch = epoch
@@ -133,6 +142,8 @@ class _Run:
         """Run optimizer steps until ``stop``; return the losses of those steps."""
         losses: list[float] = []
         params = [p for p in self.model.parameters() if p.requires_grad]
+        # One flat copy of the weights per step: the update norm is the distance to the previous one.
+        flat = torch.cat([p.detach().reshape(-1) for p in params])
         self.model.train()
         while self.step < stop:
             started = time.perf_counter()
@@ -148,11 +159,10 @@ class _Run:
                 loss = self.model.loss(xb, yb)
             loss.backward()
             grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
-            before = [p.detach().clone() for p in params]
             self.optimizer.step()
             hooks.on_update(self.step, self.model, self.optimizer)
-            torch._foreach_sub_(before, [p.detach() for p in params])
-            update_norm = torch.nn.utils.get_total_norm(before)
+            before, flat = flat, torch.cat([p.detach().reshape(-1) for p in params])
+            update_norm = torch.linalg.vector_norm(flat - before)
             # One host transfer per step for all three numbers.
             loss_v, grad_v, update_v = torch.stack([loss.detach().float(), grad_norm, update_norm]).tolist()
             losses.append(loss_v)
@@ -163,8 +173,10 @@ class _Run:
                 )
                 recorder.record_step(hooks.on_record(record))
             self.step += 1
-            if recorder is not None and (self.step % self.spec.checkpoint_every == 0 or self.step == self.total):
-                recorder.save_checkpoint(hooks.on_checkpoint(self.step, self.snapshot()))
+            if recorder is not None:
+                recorder.record_state(self.step, self.encode())
+                if self.step % self.spec.checkpoint_every == 0 or self.step == self.total:
+                    recorder.save_checkpoint(hooks.on_checkpoint(self.step, self.snapshot()))
         return losses
 
 
@@ -221,6 +233,36 @@ def replay(spec: TrainSpec, X: np.ndarray, y: np.ndarray, *, start: Checkpoint, 
     run.restore(start)
     run.advance(min(start.step + num_steps, run.total), None, TrainHooks())
     return run.snapshot()
+
+
+def replay_states(
+    spec: TrainSpec, X: np.ndarray, y: np.ndarray, starts: list[Checkpoint]
+) -> list[tuple[EncodedState, float]]:
+    """For each start state, run its next training step with this loop; return the state reached and the step's loss.
+
+    One model and optimizer serve every start (each is restored in full), so a verifier spot-checking
+    many steps pays for one setup.
+    """
+    run = _setup(spec, X, y, None)
+    out = []
+    for start in starts:
+        run.restore(start)
+        losses = run.advance(start.step + 1, None, TrainHooks())
+        out.append((run.encode(), losses[0] if losses else float("nan")))
+    return out
+
+
+def replay_to_state(spec: TrainSpec, X: np.ndarray, y: np.ndarray, *, start: Checkpoint, step: int) -> EncodedState:
+    """Re-execute honest steps from ``start`` up to the state after ``step`` steps, in the per-step encoding."""
+    run = _setup(spec, X, y, None)
+    run.restore(start)
+    run.advance(step, None, TrainHooks())
+    return run.encode()
+
+
+def initial_training_state(spec: TrainSpec, X: np.ndarray, y: np.ndarray) -> EncodedState:
+    """The state before step 0 (committed weights, fresh optimizer, seeded RNG), as anyone can rebuild it."""
+    return _setup(spec, X, y, None).encode()
 
 
 def batch_losses(

@@ -5,7 +5,8 @@ is the same code path with that attack's hooks and post-processing. Attacks writ
 with ``register`` and are run against the verifier unchanged. See ``README.md`` in this folder.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,9 +26,15 @@ from proof.attacks.withheld_checkpoint import WithheldCheckpoint
 from proof.attacks.wrong_lr import WrongLr
 from proof.attacks.wrong_weight_decay import WrongWeightDecay
 from proof.bundle import ProofBundle, build_bundle
+from proof.challenge import derive_challenge
 from proof.recorder import RecordedProof, Recorder
+from proof.response import Regenerate, Response, respond
+from proof.spool import StateSpool
 from proof.telemetry import TelemetrySampler
 from training.trainer import TrainResult, TrainSpec, train
+
+if TYPE_CHECKING:
+    from proof.verifier import VerifyConfig
 
 ATTACKS: dict[str, type[Attack]] = {}
 
@@ -48,12 +55,25 @@ for _cls in (
 
 @dataclass
 class WorkerRun:
-    """A worker's output: the bundle it serves, the root it committed, and what it recorded."""
+    """A worker's output: the bundle it serves, the root it committed, what it recorded, and the
+    spool of per-step states it answers challenges from (close it when no challenge can come)."""
 
     bundle: ProofBundle
     committed_root: str
     recorded: RecordedProof
     result: TrainResult
+    spool: StateSpool
+    attack: Attack = field(repr=False)
+    job: Job = field(repr=False)
+
+    def answer(self, seed: bytes, config: "VerifyConfig", *, regenerate: Regenerate | None = None) -> Response:
+        """Reveal the states the challenge from ``seed`` names, as this worker (honest or not) would."""
+        challenge = derive_challenge(seed, self.bundle, config)
+        response = respond(
+            challenge, self.spool, self.job.put, order_id=self.bundle.order_id, task=self.bundle.task,
+            merkle_root=self.committed_root, regenerate=regenerate,
+        )
+        return self.attack.respond(response, challenge, self.job)
 
 
 def make_attack(name: str | None, intensity: float = 1.0, seed: int = 0) -> Attack:
@@ -90,7 +110,9 @@ def run_worker(
     recorded = cheat.tamper(recorder.close(), job)
     bundle = build_bundle(recorded, order_id=order_id, task=spec.task, spec=spec, put=put)
     served, root = cheat.commit(bundle, recorded, job)
-    return WorkerRun(bundle=served, committed_root=root, recorded=recorded, result=result)
+    return WorkerRun(
+        bundle=served, committed_root=root, recorded=recorded, result=result, spool=recorder.spool, attack=cheat, job=job
+    )
 
 
 __all__ = ["ATTACKS", "Attack", "Job", "UnknownAttackError", "WorkerRun", "make_attack", "register", "run_worker"]

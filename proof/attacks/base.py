@@ -7,7 +7,10 @@ post-processing of the recorded proof.
 2. ``train(..., recorder, hooks=attack.hooks(job))`` — the honest loop with the attack's hooks;
 3. ``attack.tamper(recorded, job)`` — rewrite the recorded proof (logs, checkpoints, telemetry);
 4. ``build_bundle(...)`` with the *ordered* spec, then ``attack.commit(bundle, recorded, job)``
-   returns the bundle served to the verifier and the root committed on chain.
+   returns the bundle served to the verifier and the root committed on chain;
+5. once the challenge seed exists, ``proof.response.respond`` reveals the challenged states from
+   the worker's spool and ``attack.respond(response, challenge, job)`` returns what the worker
+   really answers (an adaptive cheater may withhold or replace revealed states).
 
 Intensity is the share of the work the attack cheats on. Step attacks cheat on one contiguous
 block of steps at a random place (the placement that touches the fewest replay segments, so the
@@ -28,8 +31,10 @@ import numpy as np
 import torch
 
 from proof.bundle import ProofBundle
+from proof.challenge import Challenge
 from proof.errors import ProofError
 from proof.recorder import RecordedProof
+from proof.response import Response
 from storage.refs import ArtifactRef
 from training.checkpoint import Checkpoint
 from training.hooks import TrainHooks
@@ -93,6 +98,10 @@ class Attack:
     def commit(self, bundle: ProofBundle, recorded: RecordedProof, job: Job) -> tuple[ProofBundle, str]:
         """The bundle served to verifiers and the root committed on chain."""
         return bundle, bundle.merkle_root
+
+    def respond(self, response: "Response", challenge: "Challenge", job: Job) -> "Response":
+        """The answer to the challenge actually given; the honest worker reveals what it committed."""
+        return response
 
     def count(self, n: int) -> int:
         """``intensity * n`` rounded stochastically."""

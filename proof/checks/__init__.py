@@ -1,7 +1,7 @@
 """Verifier checks, one module each behind `proof.checks.base.Check`.
 
 `default_checks()` is the list `proof.verifier.verify_proof` runs, in order: cheap structural
-checks first, then forward-only recomputation, then replay, then weak telemetry evidence.
+checks first, then forward-only recomputation and one-step spot checks, then replay, then weak telemetry evidence.
 """
 
 from proof.checks.artifacts import ArtifactsCheck
@@ -12,6 +12,7 @@ from proof.checks.integrity import IntegrityCheck
 from proof.checks.loss import LossCheck
 from proof.checks.pev import PevCheck
 from proof.checks.replay import ReplayCheck
+from proof.checks.steps import StateChainCheck, StepSpotCheck
 from proof.checks.telemetry import TelemetryCheck
 
 
@@ -22,7 +23,9 @@ def default_checks() -> list[Check]:
         ArtifactsCheck(),
         InitializationCheck(),
         DataOrderCheck(),
+        StateChainCheck(),
         LossCheck(),
+        StepSpotCheck(),
         PevCheck(),
         ReplayCheck("random"),
         ReplayCheck("largest-update"),

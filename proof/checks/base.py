@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from proof.bundle import ProofBundle
     from proof.challenge import Challenge
     from proof.recorder import StepRecord
+    from proof.response import Response
     from proof.telemetry import TelemetrySample
     from proof.verifier import VerifyConfig
     import torch
@@ -41,6 +42,10 @@ class CheckContext:
     telemetry: "list[TelemetrySample] | None" = None
     checkpoints: "dict[int, Checkpoint]" = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)
+    response: "Response | None" = None
+    revealed: dict[int, bytes] = field(default_factory=dict)  # state step -> plaintext bytes
+    state_problems: dict[int, str] = field(default_factory=dict)  # state step -> why it is unavailable
+    derived: dict[str, object] = field(default_factory=dict)  # values checks compute once and share
 
     @property
     def spec(self) -> "TrainSpec":

@@ -1,0 +1,148 @@
+"""Per-step commitments: the state chain and the step spot check.
+
+The step log commits, for every step ``t``, the SHA-256 of the full training state after it
+(``StepRecord.state_sha256``, in the ``training.state`` encoding). Two checks read it:
+
+- ``state-chain``: every committed checkpoint at step ``c`` encodes to the state digest logged
+  for step ``c`` (so checkpoints and per-step commitments tell one story), and every step has a
+  digest at all;
+- ``spot-steps``: for each challenged step ``t`` the worker revealed the states after ``t`` and
+  ``t + 1`` steps (``proof.response``); they must hash to the committed digests, and one honest
+  step of the trainer from state ``t`` on the committed batch must reach state ``t + 1`` (the
+  same bytes on ``cpu-fp32-exact``; within the profile's replay tolerance, normalised by the
+  step's update, otherwise) with the logged loss. The state before step 0 is rebuilt from the
+  order's seed. A cheat confined to a share ``f`` of the steps escapes ``m`` uniform samples with
+  probability ``(1 - f)^m``, whatever block the cheater chose; each sample costs one step.
+"""
+
+import hashlib
+import math
+
+from proof.checks.base import Check, CheckContext, flatten_state, same_layout
+from proof.checks.loss import loss_tolerance
+from proof.checks.replay import _optimizer_tensors, _relative
+from proof.report import CheckResult
+
+
+def initial_state_bytes(ctx: CheckContext) -> bytes:
+    """The state before step 0, rebuilt from the order's seed (once per verification)."""
+    from training.trainer import initial_training_state
+
+    if "initial" not in ctx.derived:
+        ctx.derived["initial"] = initial_training_state(ctx.spec, ctx.X, ctx.y).to_bytes()
+    return ctx.derived["initial"]
+
+
+def committed_digest(ctx: CheckContext, step: int) -> str | None:
+    """The committed digest of the state after ``step`` steps (state 0: rebuilt from the seed)."""
+    if step == 0:
+        return hashlib.sha256(initial_state_bytes(ctx)).hexdigest()
+    if ctx.steps is None or step > len(ctx.steps) or ctx.steps[step - 1].step != step - 1:
+        return None
+    return ctx.steps[step - 1].state_sha256 or None
+
+
+class StateChainCheck(Check):
+    """Checkpoints agree with the per-step state digests of the step log."""
+
+    name = "state-chain"
+    metric = "steps without a state digest plus checkpoints that disagree with it"
+
+    def run(self, ctx: CheckContext) -> CheckResult:
+        from training.state import checkpoint_state
+
+        if ctx.steps is None:
+            return self.missing([ctx.bundle.step_log.name], ctx)
+        faults = [f"step {r.step} has no state digest" for r in ctx.steps if len(r.state_sha256) != 64][:3]
+        for step, checkpoint in sorted(ctx.checkpoints.items()):
+            if step == 0:
+                continue
+            digest = hashlib.sha256(checkpoint_state(checkpoint).to_bytes()).hexdigest()
+            if digest != committed_digest(ctx, step):
+                faults.append(f"{ctx.checkpoint_name(step)} is not the state committed for step {step}")
+        detail = "; ".join(faults[:5]) or f"{len(ctx.checkpoints)} checkpoints match the per-step commitments"
+        return self.result(threshold=0.0, observed=float(len(faults)), detail=detail)
+
+
+class StepSpotCheck(Check):
+    """Challenged steps re-executed one at a time from the worker's revealed states."""
+
+    name = "spot-steps"
+    metric = "challenged steps whose revealed states or re-executed transition disagree with the commitment"
+
+    def run(self, ctx: CheckContext) -> CheckResult:
+        steps = ctx.challenge.spot_steps
+        if not steps:
+            return self.result(threshold=0.0, observed=0.0, detail="no steps challenged")
+        if ctx.steps is None:
+            return self.missing([ctx.bundle.step_log.name], ctx)
+        faults: dict[int, str] = {}
+        executed = 0
+        for t in steps:
+            try:
+                faults_at, ran = self._check_step(ctx, t)
+            except Exception as exc:  # a forged state may break restoring or stepping in any way
+                faults_at, ran = f"state {t} cannot be restored and stepped ({type(exc).__name__}: {exc})", 0
+            executed += ran
+            if faults_at:
+                faults[t] = faults_at
+        detail = "; ".join(f"step {t}: {why}" for t, why in sorted(faults.items())[:5])
+        return self.result(
+            threshold=0.0, observed=float(len(faults)), cost_steps=executed,
+            detail=detail or f"{len(steps)} challenged steps re-executed and matched their commitments",
+        )
+
+    def _check_step(self, ctx: CheckContext, t: int) -> tuple[str | None, int]:
+        from training.state import decode_state
+        from training.trainer import replay_states
+
+        before, why = _revealed(ctx, t)
+        if before is None:
+            return why, 0
+        after, why = _revealed(ctx, t + 1)
+        if after is None:
+            return why, 0
+        start = decode_state(before, name=f"state {t}")
+        if start.step != t:
+            return f"the revealed state {t} holds step {start.step}", 0
+        state, loss = replay_states(ctx.spec, ctx.X, ctx.y, [start])[0]
+        logged = ctx.steps[t].loss
+        if abs(logged - loss) > loss_tolerance(ctx) * max(abs(loss), 1e-12) or math.isnan(logged):
+            return f"logged loss {logged:.6g}, re-executed {loss:.6g}", 1
+        if hashlib.sha256(state.to_bytes()).hexdigest() == committed_digest(ctx, t + 1):
+            return None, 1
+        error = _transition_error(start, decode_state(after, name=f"state {t + 1}"), decode_state(state.to_bytes()))
+        from training.profiles import replay_tolerance
+
+        if ctx.spec.profile == "cpu-fp32-exact" or not error <= replay_tolerance(ctx.spec.profile):
+            return f"one honest step from state {t} does not reach the committed state {t + 1} (error {error:.3g})", 1
+        return None, 1
+
+
+def _revealed(ctx: CheckContext, step: int) -> tuple[bytes | None, str]:
+    """The revealed bytes of state ``step`` if they match the commitment, else why not."""
+    digest = committed_digest(ctx, step)
+    if digest is None:
+        return None, f"the step log commits no state for step {step}"
+    if step == 0:
+        return initial_state_bytes(ctx), ""
+    if step not in ctx.revealed:
+        return None, f"state {step} was not revealed ({ctx.state_problems.get(step, 'absent from the response')})"
+    data = ctx.revealed[step]
+    if hashlib.sha256(data).hexdigest() != digest:
+        return None, f"the revealed state {step} does not hash to the digest committed for it"
+    return data, ""
+
+
+def _transition_error(start, claim, reached) -> float:
+    """Distance of the reached state to the claimed one, relative to the step's update (as in replay)."""
+    if not same_layout(claim.model_state, reached.model_state):
+        return math.inf
+    w_start, w_claim = flatten_state(start.model_state), flatten_state(claim.model_state)
+    errors = [_relative(flatten_state(reached.model_state), w_claim, w_claim - w_start)]
+    o_reached, o_claim = _optimizer_tensors(reached.optimizer_state), _optimizer_tensors(claim.optimizer_state)
+    if not same_layout(o_reached, o_claim):
+        return math.inf
+    if o_claim:
+        errors.append(_relative(flatten_state(o_reached), flatten_state(o_claim), flatten_state(o_claim)))
+    return max(errors)

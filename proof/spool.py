@@ -1,0 +1,89 @@
+"""The worker's spool of per-step training states, kept until the challenge is answered.
+
+Every state the recorder commits to (one per optimizer step) must be revealable later, when the
+challenge names the steps to spot-check. States are sealed with AES-256-GCM (``privacy.stream``)
+under a key that lives only in this process, so nothing is ever written in plaintext. The first
+``memory_limit`` bytes stay in memory; later states go to files in a private temporary folder
+(written to a temporary name, then renamed). :meth:`StateSpool.close` deletes them all.
+
+The key dies with the process: a worker that crashed and resumed regenerates the states before
+its resume point by replaying from its checkpoints (``proof.response.respond``'s ``regenerate``).
+"""
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from privacy.stream import EncryptionContext, decrypt_bytes, encrypt_bytes, new_data_key
+from proof.errors import ProofError
+from training.state import EncodedState
+
+DEFAULT_MEMORY_LIMIT = 256 * 1024 * 1024
+_CONTEXT = EncryptionContext(order_id="local-spool", role="training-state")
+
+
+class StateNotSpooledError(ProofError):
+    def __init__(self, step: int):
+        super().__init__(
+            f"the state after step {step} is not in this worker's spool (it was closed, or the run resumed "
+            "after it); regenerate it by replaying from the checkpoint before it"
+        )
+
+
+def state_name(step: int) -> str:
+    """The name a revealed state is stored under (the state after ``step`` optimizer steps)."""
+    return f"state-{step:08d}"
+
+
+class StateSpool:
+    """Sealed states by step; thread-safe for one writer and readers of finished steps."""
+
+    def __init__(self, *, memory_limit: int = DEFAULT_MEMORY_LIMIT):
+        self._key = new_data_key()
+        self._memory_limit = memory_limit
+        self._memory: dict[int, bytes] = {}
+        self._in_memory = 0
+        self._files: dict[int, Path] = {}
+        self._directory: Path | None = None
+
+    def add(self, step: int, state: EncodedState) -> str:
+        """Seal and keep the state after ``step`` steps; return the SHA-256 (hex) of its bytes."""
+        data = state.to_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        sealed = encrypt_bytes(self._key, data, context=_CONTEXT)
+        if self._in_memory + len(sealed) <= self._memory_limit:
+            self._memory[step] = sealed
+            self._in_memory += len(sealed)
+            return digest
+        if self._directory is None:
+            self._directory = Path(tempfile.mkdtemp(prefix="bahen-spool-"))
+        path = self._directory / state_name(step)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(sealed)
+        os.replace(tmp, path)
+        self._files[step] = path
+        return digest
+
+    def __contains__(self, step: int) -> bool:
+        return step in self._memory or step in self._files
+
+    def get(self, step: int) -> bytes:
+        """The plaintext bytes of the state after ``step`` steps."""
+        if step in self._memory:
+            sealed = self._memory[step]
+        elif step in self._files:
+            sealed = self._files[step].read_bytes()
+        else:
+            raise StateNotSpooledError(step)
+        return decrypt_bytes(self._key, sealed, context=_CONTEXT, artifact=state_name(step))
+
+    def close(self) -> None:
+        """Forget every state and delete the spool's files."""
+        self._memory.clear()
+        self._files.clear()
+        self._in_memory = 0
+        if self._directory is not None:
+            shutil.rmtree(self._directory, ignore_errors=True)
+            self._directory = None
