@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from bahen.cli_admin import audit_app, bench, chain_app, keys_app
+from bahen.cli_devnet import register as register_devnet
 from bahen.errors import user_errors
 
 # Prefect's ephemeral API: quiet analytics, patience on slow machines. Set before prefect imports.
@@ -37,6 +38,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(chain_app, name="chain")
 app.add_typer(audit_app, name="audit")
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(bench)
+register_devnet(app)
 
 
 def run() -> None:
