@@ -32,7 +32,7 @@ def run_order(spec: OrderSpec, *, console: Console, verbose: bool = False) -> Or
     from flows.order import order
 
     if not verbose:
-        for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", "great_expectations"):
             logging.getLogger(name).setLevel(logging.WARNING)
     book = OrderBook(load_settings().orders_dir)
     started, stop = time.time() - 1, threading.Event()
