@@ -1,0 +1,69 @@
+"""Revert decoding and chain errors: known answers and round trips."""
+
+import pickle
+
+import pytest
+from eth_abi import encode
+from eth_utils import keccak
+from hypothesis import given
+from hypothesis import strategies as st
+
+from contracts.abi import error_table
+from contracts.chain import Chain
+from contracts.errors import ChainUnavailableError, ContractRevert, decode_revert
+
+UINT256 = st.integers(0, 2**256 - 1)
+
+
+def _selector(signature: str) -> bytes:
+    return keccak(text=signature)[:4]
+
+
+def test_selectors_are_the_keccak_of_the_signature():
+    # 0x08c379a0 is Error(string): the selector every EVM tool knows.
+    assert _selector("Error(string)").hex() == "08c379a0"
+    table = error_table()
+    assert table[_selector("InsufficientEscrow(uint256,uint256)")].name == "InsufficientEscrow"
+    assert table[_selector("AccessControlUnauthorizedAccount(address,bytes32)")].name == "AccessControlUnauthorizedAccount"
+    assert table[_selector("StakeLocked(address,uint32)")].name == "StakeLocked"  # registry errors too
+
+
+def test_custom_error_is_decoded_by_name():
+    data = _selector("InsufficientEscrow(uint256,uint256)") + encode(["uint256", "uint256"], [5, 3])
+    err = decode_revert("open_order", data)
+    assert (err.action, err.error, err.args, err.fields) == ("open_order", "InsufficientEscrow", (5, 3), {"required": 5, "sent": 3})
+    assert str(err) == "open_order reverted: InsufficientEscrow(required=5, sent=3)"
+
+
+def test_addresses_and_bytes_are_readable():
+    address = "0x" + "ab" * 20
+    data = _selector("AccessControlUnauthorizedAccount(address,bytes32)") + encode(["address", "bytes32"], [address, b"\x01" * 32])
+    err = decode_revert("record_verdict", data)
+    assert err.fields["account"] == "0xABaBaBaBABabABabAbAbABAbABabababaBaBABaB"
+    assert str(err).endswith(f"neededRole=0x{'01' * 32})")
+
+
+def test_string_panic_empty_and_unknown_reverts():
+    assert str(decode_revert("x", bytes.fromhex("08c379a0") + encode(["string"], ["no"]))) == "x reverted: Error(reason=no)"
+    assert decode_revert("x", bytes.fromhex("4e487b71") + encode(["uint256"], [0x11])).fields == {"code": 0x11}
+    assert str(decode_revert("x", b"")) == "x reverted: Reverted()"
+    assert decode_revert("x", b"\xde\xad\xbe\xef").fields == {"data": "0xdeadbeef"}
+
+
+@given(required=UINT256, available=UINT256)
+def test_decoding_round_trips_any_values(required, available):
+    data = _selector("EscrowExceeded(uint256,uint256)") + encode(["uint256", "uint256"], [required, available])
+    err = decode_revert("assign_task", data)
+    assert err.fields == {"required": required, "available": available}
+
+
+def test_revert_survives_pickling():
+    err = ContractRevert("settle", "AlreadySettled", {"orderId": b"\x01" * 32})
+    again = pickle.loads(pickle.dumps(err))
+    assert (again.error, again.fields, str(again)) == (err.error, err.fields, str(err))
+
+
+def test_unreachable_endpoint_names_the_url_and_what_to_start():
+    with pytest.raises(ChainUnavailableError) as err:
+        Chain.connect("http://127.0.0.1:9")
+    assert "http://127.0.0.1:9" in str(err.value) and "anvil" in str(err.value)
