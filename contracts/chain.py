@@ -64,7 +64,10 @@ class Chain:
         if not accounts:
             raise ChainError(f"{self.label} has no prefunded dev account; fund {address} from a wallet instead")
         tx = {"from": accounts[0], "to": Web3.to_checksum_address(address), "value": wei, "gas": 21_000}
-        self._rpc(lambda: self.w3.eth.wait_for_transaction_receipt(self.w3.eth.send_transaction(tx)))
+        try:
+            self._rpc(lambda: self.w3.eth.wait_for_transaction_receipt(self.w3.eth.send_transaction(tx)))
+        except (TesterValidationError, Web3RPCError) as exc:
+            raise ChainError(f"funding {address} with {wei} wei from {accounts[0]} on {self.label} failed: {exc}") from None
 
     def balance(self, address: str) -> int:
         return self._rpc(lambda: self.w3.eth.get_balance(Web3.to_checksum_address(address)))

@@ -49,7 +49,7 @@ def start_anvil(binary: Path, timeout: float = 30.0) -> tuple[subprocess.Popen, 
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [str(binary), "--host", "127.0.0.1", "--port", str(port), "--silent"],
+        [str(binary), "--host", "127.0.0.1", "--port", str(port), "--silent", "--balance", "1000000"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

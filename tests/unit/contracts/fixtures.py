@@ -69,8 +69,8 @@ def make_parties(chain: Chain, salt: str = "") -> Parties:
         validators=[account(f"validator{i}{salt}") for i in range(2)],
     )
     for acct in parties.all():
-        if chain.balance(acct.address) < 100 * ETHER:
-            chain.fund(acct.address, 1_000 * ETHER)
+        if chain.balance(acct.address) < 20 * ETHER:
+            chain.fund(acct.address, 100 * ETHER)
     return parties
 
 

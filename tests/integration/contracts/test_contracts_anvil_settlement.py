@@ -1,0 +1,7 @@
+"""The settlement tests of the in-process EVM, run against a real anvil node."""
+
+import pytest
+
+from tests.unit.contracts.test_contracts_settlement import *  # noqa: F403
+
+pytestmark = pytest.mark.integration
