@@ -57,7 +57,7 @@ def _kill_host(devnet, name: str) -> None:
     psutil.wait_procs(procs, timeout=10)
 
 
-def test_a_worker_killed_mid_training_is_replaced_and_the_order_paid_once(devnet, finished_order):
+def test_a_worker_killed_mid_training_is_replaced_and_the_order_paid_once(devnet):
     market = _market(devnet)
     before = {r.order_id for r in OrderBook(devnet.home / "orders").list()}
     flow_run = submit_order(devnet, LONG_SPEC, env={"BAHEN_DISPATCH_MODE": "pools", "BAHEN_DISPATCH_STALE_AFTER_S": "45"})
@@ -75,9 +75,9 @@ def test_a_worker_killed_mid_training_is_replaced_and_the_order_paid_once(devnet
     assert run["state"]["type"] == "COMPLETED", run["state"]
 
     [record] = [r for r in OrderBook(devnet.home / "orders").list() if r.order_id not in before]
-    assert record.status == "settled (accepted)"
     trains = [r for r in runs_of(devnet, "train/train") if record.order_id in r["name"]]
     assert [r["state"]["type"] for r in trains] == ["CRASHED", "COMPLETED"]
+    assert record.status == "settled (accepted)"
     worker = record.shard.assignments[0]
     assert record.settled.payouts_wei == {worker.address: worker.payment_wei, **{s.address: s.fee_wei for s in record.shard.validators}}
     view = market.order(bytes.fromhex(record.order_id[2:]))
