@@ -1,0 +1,159 @@
+"""Gas benchmark: every user-facing call of the bahen contracts and a whole order's lifecycle.
+
+Gas is deterministic, so one run suffices; the baseline measured in the same run is a plain ether
+transfer (21,000 gas), and every figure is also given as a multiple of it. The lifecycle opens an
+order with ``tasks`` tasks and ``validators`` validators, commits every proof, has every validator
+submit a verification report per task and one performance report, accepts all tasks but the last
+(which is rejected and slashed), settles, and lets every payee withdraw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_utils import keccak
+
+from contracts.chain import Chain
+from contracts.client import Bahen
+from contracts.models import ChainParams
+
+RESULTS = Path(__file__).with_name("results") / "gas.json"
+ETHER = 10**18
+PARAMS = ChainParams(stake_wei_per_gflop=10**12, min_validator_stake=10**16, unbonding_delay=60)
+GFLOPS = 1_000
+
+
+def _account(name: str):
+    return Account.from_key(keccak(text=f"bahen gas bench {name}"))
+
+
+def _gas_used(chain: Chain, call: Callable[[], object]) -> int:
+    """Gas of every transaction mined while `call` runs (one or more blocks)."""
+    start = chain.block_number()
+    call()
+    total = 0
+    for number in range(start + 1, chain.block_number() + 1):
+        for tx in chain.w3.eth.get_block(number)["transactions"]:
+            total += chain.w3.eth.get_transaction_receipt(tx)["gasUsed"]
+    return total
+
+
+def _sign(acct, digest: bytes) -> bytes:
+    return bytes(Account.sign_message(encode_defunct(primitive=digest), acct.key).signature)
+
+
+class _Recorder:
+    """Measures calls, keeps the first figure per name and the lifecycle total."""
+
+    def __init__(self, chain: Chain):
+        self.chain = chain
+        self.calls: dict[str, int] = {}
+        self.lifecycle = 0
+
+    def __call__(self, name: str, call: Callable[[], object], *, lifecycle: bool = True) -> None:
+        gas = _gas_used(self.chain, call)
+        self.calls.setdefault(name, gas)
+        if lifecycle:
+            self.lifecycle += gas
+
+
+def _lifecycle(chain: Chain, rec: _Recorder, tasks: int, validators: int) -> None:
+    deployer, wasp, treasury, client = (_account(n) for n in ("deployer", "wasp", "treasury", "client"))
+    workers = [_account(f"worker {i}") for i in range(tasks)]
+    checkers = [_account(f"validator {i}") for i in range(validators)]
+    for acct in [deployer, wasp, treasury, client, *workers, *checkers]:
+        chain.fund(acct.address, 10 * ETHER)
+    box: dict[str, Bahen] = {}
+    rec("deploy (registry + market + bind)", lambda: box.setdefault("b", Bahen.deploy(
+        chain, deployer, wasp=wasp.address, treasury=treasury.address, params=PARAMS)), lifecycle=False)
+    b, oid = box["b"], keccak(text="gas bench order")
+    for i, w in enumerate(workers):
+        rec("register_worker", lambda: b.register_worker(w, x25519_public=keccak(text=f"w{i}"),
+                                                         declared_gflops=GFLOPS, stake=b.required_stake(GFLOPS)), lifecycle=False)
+    for i, v in enumerate(checkers):
+        rec("register_validator", lambda: b.register_validator(v, x25519_public=keccak(text=f"v{i}"),
+                                                               stake=PARAMS.min_validator_stake), lifecycle=False)
+    rec("open_order", lambda: b.open_order(client, order_id=oid, spec_hash=keccak(text="spec"), escrow=ETHER,
+                                           deadline=chain.now() + 3_600))
+    for t, w in enumerate(workers):
+        rec("assign_task", lambda: b.assign_task(client, order_id=oid, task=t, worker=w.address, payment=ETHER // (2 * tasks)))
+    for v in checkers:
+        rec("assign_validator", lambda: b.assign_validator(client, order_id=oid, validator=v.address, fee=ETHER // (4 * validators)))
+    for t, w in enumerate(workers):
+        rec("commit_proof", lambda: b.commit_proof(w, order_id=oid, task=t, root=keccak(text=f"root {t}")))
+    for v in checkers:
+        for t in range(tasks):
+            digest = keccak(text=f"verification {t} {v.address}")
+            rec("submit_report", lambda: b.submit_report(v, order_id=oid, task=t, kind=0, digest=digest, signature=_sign(v, digest)))
+        digest = keccak(text=f"performance {v.address}")
+        rec("submit_report", lambda: b.submit_report(v, order_id=oid, task=tasks - 1, kind=1, digest=digest, signature=_sign(v, digest)))
+    for t in range(tasks):
+        name = "record_verdict (accept)" if t < tasks - 1 else "record_verdict (reject)"
+        rec(name, lambda: b.record_verdict(wasp, order_id=oid, task=t, accepted=t < tasks - 1, reasons_digest=keccak(text="r")))
+    rec(f"settle ({tasks} tasks, {validators} validators)", lambda: b.settle(client, order_id=oid))
+    for acct in [client, treasury, *workers[:-1], *checkers]:
+        rec("withdraw", lambda: b.withdraw(acct))
+    _side_calls(chain, rec, b, client, workers[0])
+
+
+def _side_calls(chain: Chain, rec: _Recorder, b: Bahen, client, worker) -> None:
+    """Calls outside the happy lifecycle: cancellation, top-up and unbonding."""
+    oid = keccak(text="gas bench cancelled order")
+    b.open_order(client, order_id=oid, spec_hash=keccak(text="spec"), escrow=ETHER, deadline=chain.now() + 3_600)
+    rec("cancel_order", lambda: b.cancel_order(client, order_id=oid), lifecycle=False)
+    rec("add_stake", lambda: b.add_stake(worker, amount=1), lifecycle=False)
+    rec("request_unbond", lambda: b.request_unbond(worker, amount=1), lifecycle=False)
+    chain.increase_time(PARAMS.unbonding_delay + 1)
+    rec("withdraw_unbonded", lambda: b.withdraw_unbonded(worker), lifecycle=False)
+
+
+def run(rpc_url: str | None = None, tasks: int = 4, validators: int = 2) -> dict:
+    """Measure gas on a fresh in-process EVM (or `rpc_url`); write and return the results."""
+    chain = Chain.connect(rpc_url) if rpc_url else Chain.in_process()
+    payer, payee = _account("baseline payer"), _account("baseline payee")
+    chain.fund(payer.address, ETHER)
+    tx = {"to": payee.address, "value": 1, "gas": 21_000, "nonce": 0, "chainId": chain.chain_id,
+          "maxFeePerGas": 10**11, "maxPriorityFeePerGas": 10**9}
+    baseline = _gas_used(chain, lambda: chain.send_signed(payer, tx, "baseline transfer"))
+    rec = _Recorder(chain)
+    _lifecycle(chain, rec, tasks, validators)
+    results = {
+        "backend": chain.label,
+        "tasks": tasks,
+        "validators": validators,
+        "baseline": {"name": "ether transfer", "gas": baseline},
+        "calls": {name: {"gas": gas, "x_transfer": round(gas / baseline, 2)} for name, gas in rec.calls.items()},
+        "lifecycle": {"gas": rec.lifecycle, "x_transfer": round(rec.lifecycle / baseline, 2),
+                      "per_task": rec.lifecycle // tasks},
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(tmp, RESULTS)
+    return results
+
+
+def _print_table(results: dict) -> None:
+    print(f"gas on {results['backend']} (baseline: ether transfer = {results['baseline']['gas']:,} gas)")
+    print(f"{'call':<40} {'gas':>10} {'x transfer':>11}")
+    for name, row in results["calls"].items():
+        print(f"{name:<40} {row['gas']:>10,} {row['x_transfer']:>11.2f}")
+    life = results["lifecycle"]
+    label = f"whole order ({results['tasks']} tasks, {results['validators']} validators)"
+    print(f"{label:<40} {life['gas']:>10,} {life['x_transfer']:>11.2f}")
+    print(f"{'  per task':<40} {life['per_task']:>10,}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rpc-url", help="JSON-RPC endpoint (default: a fresh in-process EVM)")
+    parser.add_argument("--tasks", type=int, default=4)
+    parser.add_argument("--validators", type=int, default=2)
+    args = parser.parse_args()
+    _print_table(run(args.rpc_url, args.tasks, args.validators))
