@@ -9,6 +9,7 @@ results directory through which a child flow hands its result to the order.
 """
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -122,7 +123,7 @@ def anvil_binary(project_dir: Path) -> Path:
     ):
         if candidate.exists():
             return candidate
-    found = subprocess.run(["which", "anvil"], capture_output=True, text=True).stdout.strip()
+    found = shutil.which("anvil")
     if not found:
         raise DevnetError(f"anvil is not installed: run `npm ci` in {project_dir} (npm package @foundry-rs/anvil)")
     return Path(found)

@@ -10,7 +10,7 @@ cleanly: the child is cancelled and the escrow refunded on chain (:func:`end_ord
 
 import time
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Literal, TypeVar
 from uuid import UUID
 
@@ -80,7 +80,7 @@ def _last_sign_of_life(client, run: FlowRun) -> datetime:
     started = run.start_time or run.state.timestamp
     page = client.read_events(
         filter=EventFilter(
-            occurred=EventOccurredFilter(since=started, until=datetime.now(timezone.utc) + timedelta(minutes=1)),
+            occurred=EventOccurredFilter(since=started, until=datetime.now(UTC) + timedelta(minutes=1)),
             event=EventNameFilter(name=[HEARTBEAT_EVENT]),
             resource=EventResourceFilter(id=[f"prefect.flow-run.{run.id}"]),
         ),
@@ -101,7 +101,7 @@ def wait_for(flow_run_id: UUID, deadline: float, config: DispatchConfig) -> Chil
                 client.set_flow_run_state(run.id, state=cancel, force=True)
                 return ChildOutcome(flow_run_id=run.id, state="TIMED_OUT")
             if config.stale_after_s and run.state and run.state.is_running():
-                silent = datetime.now(timezone.utc) - _last_sign_of_life(client, run)
+                silent = datetime.now(UTC) - _last_sign_of_life(client, run)
                 if silent.total_seconds() > config.stale_after_s:
                     message = f"no heartbeat for {silent.total_seconds():.0f} s: its worker is gone"
                     client.set_flow_run_state(run.id, state=Crashed(message=message), force=True)
