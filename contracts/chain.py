@@ -12,12 +12,19 @@ from eth_account.signers.local import LocalAccount
 from eth_tester import EthereumTester, PyEVMBackend
 from eth_tester.exceptions import TransactionFailed
 from eth_tester.exceptions import ValidationError as TesterValidationError
+from eth_utils.exceptions import ValidationError as EvmValidationError
 from web3 import EthereumTesterProvider, Web3
 from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractLogicError, ProviderConnectionError, Web3RPCError
 from web3.types import TxReceipt
 
-from contracts.errors import ChainError, ChainUnavailableError, ContractRevert, decode_revert
+from contracts.errors import (
+    ChainError,
+    ChainUnavailableError,
+    ContractRevert,
+    InsufficientFundsError,
+    decode_revert,
+)
 
 PRIORITY_FEE = 10**9  # 1 gwei tip
 GAS_HEADROOM = 1.2  # estimates are exact for the simulated state; leave room for state drift
@@ -26,6 +33,8 @@ GAS_HEADROOM = 1.2  # estimates are exact for the simulated state; leave room fo
 IN_PROCESS_GAS = 3_000_000
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 _REVERT_PREFIX = "execution reverted: "
+# How each backend refuses a transaction it will not run (bad nonce, fees, funds).
+_REFUSALS = (TesterValidationError, EvmValidationError, Web3RPCError)
 
 
 class Chain:
@@ -66,7 +75,7 @@ class Chain:
         tx = {"from": accounts[0], "to": Web3.to_checksum_address(address), "value": wei, "gas": 21_000}
         try:
             self._rpc(lambda: self.w3.eth.wait_for_transaction_receipt(self.w3.eth.send_transaction(tx)))
-        except (TesterValidationError, Web3RPCError) as exc:
+        except _REFUSALS as exc:
             raise ChainError(f"funding {address} with {wei} wei from {accounts[0]} on {self.label} failed: {exc}") from None
 
     def balance(self, address: str) -> int:
@@ -106,44 +115,56 @@ class Chain:
     def transact(self, acct: LocalAccount, fn: ContractFunction, action: str, *, value: int = 0) -> TxReceipt:
         """Simulates, then signs and sends a call with explicit gas and fees, and waits for it.
 
-        The simulation (a gas estimate) surfaces reverts with their data on both backends, so a
-        failing call raises ContractRevert before anything is sent.
+        The simulation surfaces reverts with their data on both backends, so a failing call
+        raises ContractRevert before anything is sent.
         """
-        params = {"from": acct.address, "value": value}
-        try:
-            if self._tester is not None:
-                self._rpc(lambda: fn.call(params))
-                gas = IN_PROCESS_GAS
-            else:
-                gas = int(self._rpc(lambda: fn.estimate_gas(params)) * GAS_HEADROOM) + 10_000
-        except (TransactionFailed, ContractLogicError) as exc:
-            raise _revert(action, exc) from None
-        tx = fn.build_transaction({**params, **self._tx_fields(acct.address, gas)})
-        return self.send_signed(acct, tx, action)
+        tx = self._prepare(acct, fn, action, value, fixed_gas=self._tester is not None)
+        return self.send_signed(acct, fn.build_transaction(tx), action)
 
     def deploy(self, acct: LocalAccount, abi: list, bytecode: str, args: list, action: str) -> str:
         """Deploys a contract and returns its address."""
-        factory = self.w3.eth.contract(abi=abi, bytecode=bytecode)
-        ctor = factory.constructor(*args)
-        try:
-            gas = int(self._rpc(lambda: ctor.estimate_gas({"from": acct.address})) * GAS_HEADROOM) + 10_000
-        except (TransactionFailed, ContractLogicError) as exc:
-            raise _revert(action, exc) from None
-        tx = ctor.build_transaction({"from": acct.address, **self._tx_fields(acct.address, gas)})
-        return self.send_signed(acct, tx, action)["contractAddress"]
+        ctor = self.w3.eth.contract(abi=abi, bytecode=bytecode).constructor(*args)
+        tx = self._prepare(acct, ctor, action, 0, fixed_gas=False)
+        return self.send_signed(acct, ctor.build_transaction(tx), action)["contractAddress"]
 
     def send_signed(self, acct: LocalAccount, tx: dict, action: str) -> TxReceipt:
         """Signs and sends a complete transaction; a mined failure raises ContractRevert."""
         raw = acct.sign_transaction(tx).raw_transaction
         try:
             tx_hash = self._rpc(lambda: self.w3.eth.send_raw_transaction(raw))
-        except (TesterValidationError, Web3RPCError) as exc:
-            raise ChainError(f"{action} was refused by {self.label}: {exc}") from None
+        except _REFUSALS as exc:
+            raise self._refused(action, acct.address, tx.get("value", 0), exc) from None
         receipt = self._rpc(lambda: self.w3.eth.wait_for_transaction_receipt(tx_hash, poll_latency=0.02))
         if receipt["status"] != 1:
             # The state changed between simulation and inclusion; the receipt has no revert data.
             raise ContractRevert(action, "Reverted", {"tx_hash": "0x" + bytes(tx_hash).hex()})
         return receipt
+
+    def _prepare(self, acct: LocalAccount, call, action: str, value: int, *, fixed_gas: bool) -> dict:
+        """Transaction fields with explicit gas: a gas estimate, or one simulation plus a fixed limit."""
+        tx = {"from": acct.address, "value": value, **self._fee_fields(acct.address)}
+        try:
+            if fixed_gas:
+                tx["gas"] = IN_PROCESS_GAS
+                self._rpc(lambda: call.call(tx))
+            else:
+                estimate = self._rpc(lambda: call.estimate_gas({"from": acct.address, "value": value}))
+                tx["gas"] = int(estimate * GAS_HEADROOM) + 10_000
+        except (TransactionFailed, ContractLogicError) as exc:
+            raise _revert(action, exc) from None
+        except _REFUSALS as exc:
+            raise self._refused(action, acct.address, value, exc) from None
+        return tx
+
+    def _refused(self, action: str, sender: str, value: int, exc: Exception) -> ChainError:
+        """A node refused a transaction before running it; usually the sender cannot pay."""
+        text = str(exc)
+        if "afford" in text or "nsufficient funds" in text:
+            return InsufficientFundsError(
+                f"{action}: {sender} holds {self.balance(sender)} wei on {self.label}, not enough for "
+                f"{value} wei plus gas; fund the account and retry"
+            )
+        return ChainError(f"{action} was refused by {self.label}: {text}")
 
     def _sender_for_views(self) -> str:
         """A funded sender for eth_call; naming one stops web3 asking for the accounts on every call."""
@@ -152,10 +173,9 @@ class Chain:
             self._view_sender = accounts[0] if accounts else ZERO_ADDRESS
         return self._view_sender
 
-    def _tx_fields(self, sender: str, gas: int) -> dict:
+    def _fee_fields(self, sender: str) -> dict:
         base_fee = self._rpc(lambda: self.w3.eth.get_block("latest").get("baseFeePerGas", 0))
         return {
-            "gas": gas,
             "nonce": self._rpc(lambda: self.w3.eth.get_transaction_count(sender, "pending")),
             "maxFeePerGas": 2 * base_fee + PRIORITY_FEE,
             "maxPriorityFeePerGas": PRIORITY_FEE,

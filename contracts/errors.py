@@ -29,6 +29,10 @@ class ChainUnavailableError(ChainError):
         )
 
 
+class InsufficientFundsError(ChainError):
+    """The sender cannot pay the value and gas of a transaction."""
+
+
 class ChallengeNotReady(ChainError):
     """The challenge seed derives from a block that does not exist yet."""
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from contracts.errors import ChainError, ContractRevert
-from tests.unit.contracts.fixtures import GFLOPS, PARAMS, WORKER_STAKE, b32, open_assigned
+from contracts.errors import ChainError, ContractRevert, InsufficientFundsError
+from tests.unit.contracts.fixtures import GFLOPS, PARAMS, WORKER_STAKE, account, b32, open_assigned
 
 
 def test_registered_members_are_readable(bahen, parties):
@@ -94,3 +94,9 @@ def test_only_the_market_locks_and_slashes(bahen, chain, parties):
         chain.transact(parties.deployer, staking.bindMarket(parties.stranger.address), "bind_market")
     with pytest.raises(ContractRevert, match="OwnableUnauthorizedAccount"):
         chain.transact(parties.stranger, staking.bindMarket(parties.stranger.address), "bind_market")
+
+
+def test_a_sender_that_cannot_pay_is_told_to_fund_it(bahen):
+    poor = account("never funded")
+    with pytest.raises(InsufficientFundsError, match=f"{poor.address} holds 0 wei.*fund the account"):
+        bahen.register_validator(poor, x25519_public=b32("k"), stake=PARAMS.min_validator_stake)
