@@ -44,8 +44,21 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def start_anvil(binary: Path, timeout: float = 30.0) -> tuple[subprocess.Popen, str]:
-    """Starts anvil on a free loopback port and waits until it answers JSON-RPC."""
+def start_anvil(binary: Path, attempts: int = 3) -> tuple[subprocess.Popen, str]:
+    """Starts anvil on a free loopback port; retries when another process took the port first."""
+    for _ in range(attempts - 1):
+        try:
+            return _start_once(binary)
+        except PortTaken:
+            continue
+    return _start_once(binary)
+
+
+class PortTaken(RuntimeError):
+    """anvil exited at start, most likely because the port was taken between probe and bind."""
+
+
+def _start_once(binary: Path, timeout: float = 30.0) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
@@ -56,7 +69,7 @@ def start_anvil(binary: Path, timeout: float = 30.0) -> tuple[subprocess.Popen, 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"anvil exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
+            raise PortTaken(f"anvil exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
         if _healthy(url):
             return proc, url
         time.sleep(0.1)
