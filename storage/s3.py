@@ -28,6 +28,8 @@ from storage.store import ArtifactStore, object_key
 _EXISTS_CODES = {"PreconditionFailed", "412"}
 # Reads byte ranges [start, stop) of the bytes being uploaded; called from several threads.
 Reader = Callable[[int, int], bytes | memoryview]
+# S3's limits on multipart uploads.
+_MIN_PART, _MAX_PARTS = 5 << 20, 10_000
 # How often a read that loses its connection mid-body is resumed before giving up.
 _MAX_RESUMES = 5
 
@@ -49,14 +51,14 @@ class S3Store(ArtifactStore):
 
     def __init__(self, url: str, *, endpoint_url: str | None = None, region: str | None = None,
                  access_key: str | None = None, secret_key: str | None = None,
-                 part_size: int = 64 << 20, max_concurrency: int = 8,
+                 part_size: int = 8 << 20, max_concurrency: int = 10,
                  retention_days: int | None = None,
                  retention_mode: Literal["COMPLIANCE", "GOVERNANCE"] = "COMPLIANCE",
                  max_attempts: int = 5, retry_deadline_s: float = 60.0) -> None:
         self.bucket, self.prefix = split_url(url)
         self.url = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
         self.endpoint_url = endpoint_url
-        self.part_size = max(part_size, 5 << 20)  # S3's minimum part size
+        self.part_size = max(part_size, _MIN_PART)
         self.max_concurrency = max_concurrency
         self.retention_days = retention_days
         self.retention_mode = retention_mode
@@ -128,8 +130,9 @@ class S3Store(ArtifactStore):
 
     def _multipart(self, key: str, size: int, read: Reader) -> None:
         try:
-            upload = self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=key, ChecksumAlgorithm="CRC32", **self._lock_args())
+            upload = with_retries(lambda: self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=key, ChecksumAlgorithm="CRC32", **self._lock_args()),
+                deadline_s=self.retry_deadline_s)
         except ClientError as exc:
             self._raise_lock_error(exc)
             raise
@@ -141,22 +144,26 @@ class S3Store(ArtifactStore):
                 MultipartUpload={"Parts": parts}), deadline_s=self.retry_deadline_s)
         except ClientError as exc:
             self._abort(key, upload_id)
-            if error_code(exc) not in _EXISTS_CODES:
+            # NoSuchUpload after a retried commit: the first attempt landed but its reply was lost.
+            landed = error_code(exc) == "NoSuchUpload" and self._head_size(key) == size
+            if error_code(exc) not in _EXISTS_CODES and not landed:
                 raise
         except BaseException:
             self._abort(key, upload_id)
             raise
 
     def _upload_parts(self, key: str, upload_id: str, size: int, read: Reader) -> list[dict]:
+        part_size = max(self.part_size, -(-size // _MAX_PARTS))
+
         def upload_part(number: int, start: int) -> dict:
-            body = bytes(read(start, min(start + self.part_size, size)))
+            body = bytes(read(start, min(start + part_size, size)))
             reply = with_retries(lambda: self.client.upload_part(
                 Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body,
                 ChecksumAlgorithm="CRC32"), deadline_s=self.retry_deadline_s)
             return {"PartNumber": number, "ETag": reply["ETag"],
                     "ChecksumCRC32": reply["ChecksumCRC32"]}
 
-        starts = range(0, size, self.part_size)
+        starts = range(0, size, part_size)
         with ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="s3-part") as pool:
             futures = [pool.submit(upload_part, n, start) for n, start in enumerate(starts, 1)]
             try:
@@ -175,8 +182,11 @@ class S3Store(ArtifactStore):
             pass
 
     def _stored_size(self, key: str) -> int | None:
+        return self._head_size(self._key(key))
+
+    def _head_size(self, full_key: str) -> int | None:
         try:
-            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            head = self.client.head_object(Bucket=self.bucket, Key=full_key)
         except ClientError as exc:
             if error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
                 return None

@@ -26,8 +26,9 @@ from storage.errors import StoreUnavailableError
 
 T = TypeVar("T")
 
+# ConditionalRequestConflict: a concurrent conditional write to the same key; AWS asks to retry.
 _TRANSIENT_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "Throttling",
-                    "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed"}
+                    "ThrottlingException", "RequestTimeout", "ConditionalRequestConflict"}
 _DENIED_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden",
                  "403", "AllAccessDisabled", "AccountProblem"}
 _CONNECTION_ERRORS = (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError,
