@@ -1,10 +1,8 @@
-"""Fixtures for the storage integration tests."""
+"""Fixtures for the storage integration tests (``s3_server`` comes from ``tests.s3server``)."""
 
 import socket
 
 import pytest
-
-from tests.s3server import s3_server  # noqa: F401  (a fixture, used by name)
 
 
 @pytest.fixture
