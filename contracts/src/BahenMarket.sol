@@ -69,6 +69,8 @@ contract BahenMarket is AccessControl, ReentrancyGuard {
     mapping(bytes32 => ValidatorSlot[]) private _validators;
     mapping(bytes32 => mapping(address => uint256)) private _validatorSlot; // index + 1
     mapping(bytes32 => mapping(uint256 => mapping(uint8 => mapping(address => bytes32)))) private _reports;
+    // A signature covers only the digest, so the same signed digest must not count twice anywhere.
+    mapping(address => mapping(bytes32 => bool)) private _digestUsed;
     mapping(address => uint256) public pending;
 
     event OrderOpened(bytes32 indexed orderId, address indexed client, bytes32 specHash, uint256 escrow, uint64 deadline);
@@ -110,6 +112,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard {
     error InvalidSignature();
     error NotAssignedValidator(address signer);
     error ReportAlreadySubmitted(address validator, uint256 task, uint8 kind);
+    error ReportReplayed(address validator, bytes32 digest);
     error VerdictAlreadyRecorded(uint256 task);
     error VerdictsPending(uint256 missing);
     error CannotCancel(bytes32 orderId);
@@ -204,6 +207,8 @@ contract BahenMarket is AccessControl, ReentrancyGuard {
         uint256 slot = _validatorSlot[orderId][signer];
         if (slot == 0) revert NotAssignedValidator(signer);
         if (_reports[orderId][task][kind][signer] != bytes32(0)) revert ReportAlreadySubmitted(signer, task, kind);
+        if (_digestUsed[signer][digest]) revert ReportReplayed(signer, digest);
+        _digestUsed[signer][digest] = true;
         _reports[orderId][task][kind][signer] = digest;
         _validators[orderId][slot - 1].reported = true;
         emit ReportSubmitted(orderId, task, signer, kind, digest);
@@ -241,12 +246,12 @@ contract BahenMarket is AccessControl, ReentrancyGuard {
         emit OrderSettled(orderId, refund, toClient, toTreasury);
     }
 
-    /// @notice The client takes its escrow back before any commitment, or after the deadline
-    /// when no verdict was recorded.
+    /// @notice The client takes its escrow back before any commitment, or after the deadline;
+    /// once a verdict is recorded only settlement closes the order (it may slash).
     function cancelOrder(bytes32 orderId) external {
         Order storage o = _clientOrder(orderId);
-        bool expiredUnjudged = block.timestamp > o.deadline && o.verdicts == 0;
-        if (o.commits != 0 && !expiredUnjudged) revert CannotCancel(orderId);
+        bool beforeWork = o.commits == 0 || block.timestamp > o.deadline;
+        if (o.verdicts != 0 || !beforeWork) revert CannotCancel(orderId);
         o.status = Status.Cancelled;
         for (uint256 i = 0; i < o.taskCount; i++) {
             staking.unlock(_tasks[orderId][i].worker);

@@ -224,7 +224,7 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             o = self._open(i)
             commits = any(t.committed for t in o.tasks)
             verdicts = any(t.verdict != "none" for t in o.tasks)
-            ok = o.status == "open" and (not commits or (self._past(o) and not verdicts))
+            ok = o.status == "open" and not verdicts and (not commits or self._past(o))
             if _expect(ok, lambda: self.bahen.cancel_order(o.client, order_id=o.oid), "cancel"):
                 o.status = "cancelled"
                 self.locks.subtract([t.worker for t in o.tasks] + list(o.validators))

@@ -127,6 +127,17 @@ def test_reports_are_checked_against_assigned_validators(bahen, chain, parties):
         bad(relay, order_id=OID, task=0, kind=2, digest=digest, signature=sig)
 
 
+def test_a_signed_digest_counts_once_across_orders_and_tasks(bahen, parties):
+    open_assigned(bahen, parties, OID, tasks=2, validators=1)
+    commit_all(bahen, parties, OID, tasks=2)
+    v0, digest = parties.validators[0], b32("one report")
+    signature = sign_digest(v0, digest)
+    bahen.submit_report(parties.stranger, order_id=OID, task=0, kind=0, digest=digest, signature=signature)
+    for task, kind in ((1, 0), (0, 1)):
+        _revert(lambda: bahen.submit_report(parties.stranger, order_id=OID, task=task, kind=kind, digest=digest,
+                                            signature=signature), "ReportReplayed", validator=v0.address)
+
+
 def test_only_the_wasp_records_verdicts(bahen, parties):
     open_assigned(bahen, parties, OID, tasks=2, validators=0)
     bahen.commit_proof(parties.workers[0], order_id=OID, task=0, root=b32("r"))

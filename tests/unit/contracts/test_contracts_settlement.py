@@ -105,9 +105,12 @@ def test_cancel_after_a_commitment_needs_an_expired_unjudged_order(bahen, chain,
     assert bahen.pending(parties.client.address) == ETHER
 
 
-def test_cancel_after_a_verdict_is_refused(bahen, chain, parties):
+@pytest.mark.parametrize("committed", [True, False])
+def test_cancel_after_a_verdict_is_refused(bahen, chain, parties, committed):
+    # a rejected worker must not escape its slash through a cancellation
     open_assigned(bahen, parties, OID, tasks=1, validators=0)
-    commit_all(bahen, parties, OID, tasks=1)
+    if committed:
+        commit_all(bahen, parties, OID, tasks=1)
     _judge(bahen, parties, False)
     chain.increase_time(3_601)
     with pytest.raises(ContractRevert, match="CannotCancel"):
