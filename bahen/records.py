@@ -68,6 +68,7 @@ class Training(BaseModel):
     bundle: ArtifactRef = Field(description="The signed proof manifest")
     merkle_root: str
     commit_block: int
+    response: ArtifactRef | None = Field(default=None, description="The worker's signed answer to the challenge")
     final_model: ArtifactRef
     steps: int
     final_loss: float

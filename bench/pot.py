@@ -8,25 +8,33 @@ compute, the proof storage overhead, and the stake that makes a 1%-intensity att
 
     stake >= gain / p_detect,  gain = intensity x fee   (the share of the work not done)
 
-so ``stake / fee >= intensity / p_detect``. The analytic detection of replay sampling is
-``1 - (1 - f)^m`` for a share ``f`` of forged segments and ``m`` replayed segments.
+so ``stake / fee >= intensity / p_detect``. Each challenge spot-checks ``m`` uniformly drawn steps,
+so a cheat on a share ``f`` of the steps escapes with probability about ``(1 - f)^m``.
+
+Work is shared where sound: every training is verified under several challenge seeds (each with
+the worker's own response), and attacks that train honestly and only rewrite the proof reuse the
+first honest training. Attack cells run in ``--workers`` extra processes beside the honest runs.
 
 Writes ``bench/results/pot.json``, ``pot.md`` and ``pot_detection.png``/``pot_sampling.png``.
-Reduced run: ``python bench/pot.py --job digits --honest-runs 3 --attack-runs 1 --challenges 2 --epochs 2``.
+Reduced run: ``python -m bench.pot --job digits --honest-runs 1 --challenges 2 --epochs 2``.
 """
 
 import argparse
 import hashlib
 import io
 import json
+import math
+import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
 
-from proof.attacks import ATTACKS, run_worker
-from proof.bundle import ProofBundle, artifacts, build_bundle
+from proof.attacks import ATTACKS, Attack, Job, WorkerRun, reuse_training, run_worker
+from proof.bundle import artifacts, build_bundle
 from proof.recorder import Recorder
+from proof.response import replay_regenerator
 from proof.telemetry import TelemetrySampler
 from proof.verifier import VerifyConfig, verify_proof
 from storage.refs import ArtifactRef
@@ -71,8 +79,12 @@ class _Crash(TrainHooks):
         return X, y
 
 
-def honest_resumed(spec: TrainSpec, X, y) -> tuple[ProofBundle, MemoryStore]:
-    """An honest worker that stops mid-task and resumes from its last stored journal."""
+def honest_resumed(spec: TrainSpec, X, y) -> tuple[WorkerRun, MemoryStore]:
+    """An honest worker that stops mid-task and resumes from its last stored journal.
+
+    The resumed process has lost the first process's spool, so it regenerates challenged states
+    before its resume point by replaying from its checkpoints (``regenerate`` of each answer).
+    """
     store = MemoryStore()
     total = spec.epochs * (len(X) // spec.batch_size)
     first = Recorder(put=store.put)
@@ -80,16 +92,26 @@ def honest_resumed(spec: TrainSpec, X, y) -> tuple[ProofBundle, MemoryStore]:
         train(spec, X, y, recorder=first, hooks=_Crash(total // 2 + 1))
     except InterruptedError:
         first.close()
+        first.spool.close()
     last = store.named[max(n for n in store.named if n.startswith("journal-"))]
     recorder, checkpoint = Recorder.resume(last, get=store.fetch, put=store.put, telemetry=TelemetrySampler())
-    train(spec, X, y, recorder=recorder, resume_from=checkpoint)
-    return build_bundle(recorder.close(), order_id="resumed", task=0, spec=spec, put=store.put), store
+    result = train(spec, X, y, recorder=recorder, resume_from=checkpoint)
+    recorded = recorder.close()
+    bundle = build_bundle(recorded, order_id="resumed", task=0, spec=spec, put=store.put)
+    job = Job(spec=spec, X=X, y=y, put=store.put, order_id="resumed")
+    run = WorkerRun(bundle=bundle, committed_root=bundle.merkle_root, recorded=recorded, result=result,
+                    spool=recorder.spool, attack=Attack(), job=job)
+    return run, store
 
 
-def _verdicts(bundle, root, X, y, store, challenges: int, config: VerifyConfig, tag: str) -> list:
-    seeds = [hashlib.sha256(f"{tag}/{c}".encode()).digest() for c in range(challenges)]
-    return [verify_proof(bundle, committed_root=root, challenge_seed=s, X=X, y=y, fetch=store.fetch, config=config)
-            for s in seeds]
+def _verdicts(run: WorkerRun, X, y, store, challenges: int, config: VerifyConfig, tag: str, regenerate=None) -> list:
+    reports = []
+    for c in range(challenges):
+        seed = hashlib.sha256(f"{tag}/{c}".encode()).digest()
+        response = run.answer(seed, config, regenerate=regenerate)
+        reports.append(verify_proof(run.bundle, committed_root=run.committed_root, challenge_seed=seed, X=X, y=y,
+                                    fetch=store.fetch, config=config, response=response))
+    return reports
 
 
 def _model_bytes(state: dict) -> int:
@@ -98,47 +120,89 @@ def _model_bytes(state: dict) -> int:
     return buffer.tell()
 
 
-def _honest(spec, X, y, runs: int, challenges: int, config: VerifyConfig) -> dict:
-    store, reports, overheads, train_s = MemoryStore(), [], [], []
+def _honest(spec, X, y, runs: int, challenges: int, config: VerifyConfig, keep: MemoryStore) -> tuple[dict, WorkerRun]:
+    """Honest trainings (seeds differ) plus one resumed one, each verified under ``challenges`` seeds.
+
+    The first run stays open (its spool too) so that attacks which only tamper with the proof can
+    reuse its training; its artifacts live in ``keep``.
+    """
+    reports, overheads, train_s, first = [], [], [], None
     for r in range(runs):
+        store = keep if r == 0 else MemoryStore()
         run_spec = spec.model_copy(update={"seed": spec.seed + r})
         started = time.perf_counter()
         run = run_worker(None, run_spec, X, y, store.put, order_id=f"honest-{r}")
         train_s.append(time.perf_counter() - started)
-        reports += _verdicts(run.bundle, run.committed_root, X, y, store, challenges, config, f"honest-{r}")
-        proof_bytes = sum(ref.size for ref in artifacts(run.bundle))
-        overheads.append(proof_bytes / _model_bytes(run.result.final_state))
+        reports += _verdicts(run, X, y, store, challenges, config, f"honest-{r}")
+        overheads.append(sum(ref.size for ref in artifacts(run.bundle)) / _model_bytes(run.result.final_state))
+        print(f"[pot] honest run {r}: trained in {train_s[-1]:.0f} s", file=sys.stderr, flush=True)
+        if r == 0:
+            first = run
+        else:
+            run.spool.close()
     resumed, resumed_store = honest_resumed(spec, X, y)
-    reports += _verdicts(resumed, resumed.merkle_root, X, y, resumed_store, challenges, config, "resumed")
-    return {
+    regenerate = replay_regenerator(spec, X, y, resumed.bundle.checkpoints, resumed_store.fetch)
+    reports += _verdicts(resumed, X, y, resumed_store, challenges, config, "resumed", regenerate)
+    resumed.spool.close()
+    summary = {
         "runs": runs + 1,
         "verifications": len(reports),
         "false_positive_rate": sum(not r.passed for r in reports) / len(reports),
+        "failed_checks": sorted({c.name for r in reports for c in r.failed_checks}),
         "flag_rate": sum(r.flagged for r in reports) / len(reports),
         "cost_fraction": max(r.cost.fraction_of_training for r in reports),
         "verify_seconds": sum(r.cost.seconds for r in reports) / len(reports),
         "train_seconds": sum(train_s) / len(train_s),
         "storage_overhead": sum(overheads) / len(overheads),
     }
+    return summary, first
 
 
-def _attack(name, intensity, spec, X, y, runs: int, challenges: int, config: VerifyConfig) -> dict:
-    store, hits, total = MemoryStore(), 0, 0
+def _tamper_only(name: str) -> bool:
+    """Attacks that train honestly and only rewrite the proof: they can reuse an honest training."""
+    cls = ATTACKS[name]
+    return cls.hooks is Attack.hooks and cls.trained_spec is Attack.trained_spec
+
+
+def _attack(name, intensity, spec, X, y, runs: int, challenges: int, config: VerifyConfig,
+            shared: tuple[WorkerRun, MemoryStore] | None = None) -> dict:
+    hits, total, analytic = 0, 0, []
     weak = ATTACKS[name].weak_evidence
+    steps = spec.epochs * (len(X) // spec.batch_size)
     for r in range(runs):
-        run = run_worker(name, spec, X, y, store.put, intensity, order_id=f"{name}-{r}", seed=r)
-        for report in _verdicts(run.bundle, run.committed_root, X, y, store, challenges, config, f"{name}-{r}"):
+        if shared is not None:
+            store = shared[1]
+            run = reuse_training(name, shared[0], intensity, seed=r)
+        else:
+            store = MemoryStore()
+            run = run_worker(name, spec, X, y, store.put, intensity, order_id=f"{name}-{r}", seed=r)
+        for report in _verdicts(run, X, y, store, challenges, config, f"{name}-{r}"):
             hits += report.flagged if weak else not report.passed
             total += 1
-    return {"attack": name, "intensity": intensity, "detected": hits, "trials": total, "rate": hits / total,
-            "evidence": "weak" if weak else "decisive"}
+        cheated = getattr(run.attack, "cheated_steps", None)
+        if cheated is not None and shared is None:  # a block of trained steps, every one of them dishonest
+            analytic.append(spot_detection(steps, len(cheated), config.spot_steps))
+        if shared is None:
+            run.spool.close()
+    print(f"[pot] {name} at {intensity:.0%}: {hits}/{total}", file=sys.stderr, flush=True)
+    row = {"attack": name, "intensity": intensity, "detected": hits, "trials": total, "rate": hits / total,
+           "evidence": "weak" if weak else "decisive", "shared_training": shared is not None}
+    if analytic:
+        row["spot_check_probability"] = sum(analytic) / len(analytic)
+    return row
+
+
+def spot_detection(steps: int, cheated: int, samples: int) -> float:
+    """Probability that ``samples`` distinct uniform steps out of ``steps`` hit one of ``cheated`` steps."""
+    return 1.0 - math.comb(steps - cheated, samples) / math.comb(steps, samples) if samples <= steps else float(cheated > 0)
 
 
 def _stake(rows: list[dict]) -> list[dict]:
     out = []
     for row in rows:
         if row["intensity"] == 0.01:
-            p = row["rate"]
+            p = row.get("spot_check_probability", row["rate"])
+            p = max(p, row["rate"])
             out.append({"attack": row["attack"], "p_detect": p,
                         "stake_per_fee": (0.01 / p) if p > 0 else None})
     return out
@@ -147,47 +211,85 @@ def _stake(rows: list[dict]) -> list[dict]:
 def _sampling(spec: TrainSpec, num_samples: int, config: VerifyConfig) -> dict:
     total = spec.epochs * (num_samples // spec.batch_size)
     segments = -(-total // spec.checkpoint_every)
-    m = config.replay_segments
-    forged = {i: max(1, round(i * segments)) / segments for i in INTENSITIES}
-    return {"segments": segments, "replayed": m + config.largest_update_segments,
-            "analytic_random_detection": {str(i): 1 - (1 - f) ** m for i, f in forged.items()}}
+    m = config.spot_steps
+    return {"steps": total, "segments": segments, "spot_steps": m,
+            "replayed_segments": config.replay_segments + config.largest_update_segments,
+            "analytic_spot_detection": {str(f): 1 - (1 - f) ** m for f in INTENSITIES}}
 
 
-def run(job: str = "mnist", honest_runs: int = 30, attack_runs: int = 4, challenges: int = 5,
-        attacks: list[str] | None = None, intensities: tuple[float, ...] = INTENSITIES,
-        epochs: int | None = None, samples: int | None = None, out_dir: Path = RESULTS) -> dict:
-    """Run the benchmark for ``job``; defaults are the full configuration."""
+def _cell(args: tuple) -> dict:
+    name, intensity, job, epochs, samples, runs, challenges = args
+    spec, X, y = job_data(job, epochs, samples)
+    return _attack(name, intensity, spec, X, y, runs, challenges, VerifyConfig())
+
+
+def job_data(job: str, epochs: int | None = None, samples: int | None = None):
+    """The job's spec and data (``samples`` keeps the first rows, ``epochs`` overrides the epochs)."""
     cfg = dict(JOBS[job])
     X, y, shape = table_to_arrays(load_dataset(cfg.pop("dataset"), "train" if job == "mnist" else "all"))
     X, y = (X[:samples], y[:samples]) if samples else (X, y)
     spec = TrainSpec(input_shape=shape, num_classes=10, seed=1, **{**cfg, "epochs": epochs or cfg["epochs"]})
+    return spec, X, y
+
+
+def run(job: str = "mnist", honest_runs: int = 2, attack_runs: int = 1, challenges: int = 5,
+        attacks: list[str] | None = None, intensities: tuple[float, ...] = INTENSITIES,
+        epochs: int | None = None, samples: int | None = None, workers: int = 1, honest_challenges: int = 10,
+        attack_samples: int | None = None, out_dir: Path = RESULTS) -> dict:
+    """Run the benchmark for ``job``; ``workers`` extra processes train attack cells in parallel.
+
+    Honest trainings are verified under ``honest_challenges`` seeds each, attack trainings under
+    ``challenges``. ``attack_samples`` trains the attacks that change training on the first rows
+    only (a shorter job, for machines where the full catalogue does not fit in time).
+    """
+    spec, X, y = job_data(job, epochs, samples)
     config = VerifyConfig()
     started = time.perf_counter()
-    honest = _honest(spec, X, y, honest_runs, challenges, config)
-    rows = []
-    for name in attacks or sorted(ATTACKS):
-        for intensity in (intensities if ATTACKS[name].uses_intensity else (1.0,)):
-            rows.append(_attack(name, intensity, spec, X, y, attack_runs, challenges, config))
+    cells = [(n, i) for n in attacks or sorted(ATTACKS) for i in (intensities if ATTACKS[n].uses_intensity else (1.0,))]
+    trained = [c for c in cells if not _tamper_only(c[0])]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {c: pool.submit(_cell, (*c, job, epochs, attack_samples or samples, attack_runs, challenges))
+                   for c in trained}
+        keep = MemoryStore()
+        honest, first = _honest(spec, X, y, honest_runs, honest_challenges, config, keep)
+        rows = {c: _attack(*c, spec, X, y, attack_runs, challenges, config, shared=(first, keep))
+                for c in cells if _tamper_only(c[0])}
+        first.spool.close()
+        rows.update({c: f.result() for c, f in futures.items()})
     result = {"job": job, "spec": spec.model_dump(mode="json"), "samples": len(X), "verify_config": config.model_dump(),
-              "honest": honest, "attacks": rows, "stake_at_1pct": _stake(rows),
+              "honest_trainings": honest_runs, "attack_runs": attack_runs, "challenges_per_run": challenges,
+              "honest_challenges_per_run": honest_challenges, "attack_samples": attack_samples or len(X),
+              "honest": honest, "attacks": [rows[c] for c in cells], "stake_at_1pct": _stake(list(rows.values())),
               "sampling": _sampling(spec, len(X), config), "seconds": time.perf_counter() - started}
     write(result, Path(out_dir))
     return result
 
 
 def markdown(result: dict) -> str:
-    """The benchmark's table as Markdown."""
-    h = result["honest"]
-    lines = [f"### PoT benchmark: {result['job']} ({result['spec']['model']}, {result['samples']} samples, "
-             f"{result['sampling']['segments']} segments)", "",
-             f"- honest runs {h['runs']}, verifications {h['verifications']}: false-positive rate "
-             f"{h['false_positive_rate']:.3f} (weak-evidence flags {h['flag_rate']:.3f})",
-             f"- verification cost {h['cost_fraction']:.2%} of training compute (max over verifications)",
-             f"- proof storage {h['storage_overhead']:.1f}x the final model", "",
-             "| attack | evidence | intensity | detected | rate |", "| --- | --- | ---: | ---: | ---: |"]
-    lines += [f"| {r['attack']} | {r['evidence']} | {r['intensity']:.0%} | {r['detected']}/{r['trials']} | {r['rate']:.2f} |"
+    """The benchmark's table as Markdown, with the configuration that produced it."""
+    h, sp, cfg = result["honest"], result["spec"], result["verify_config"]
+    sampling = result["sampling"]
+    lines = [f"### PoT benchmark: {result['job']} ({sp['model']}, {result['samples']} samples, {sp['epochs']} epochs, "
+             f"batch {sp['batch_size']}, {sampling['steps']} steps, checkpoint every {sp['checkpoint_every']})", "",
+             f"- verifier: {cfg['spot_steps']} spot-checked steps, {cfg['replay_segments']} random + "
+             f"{cfg['largest_update_segments']} largest-update segments, {cfg['loss_samples']} loss samples, "
+             f"PEV {cfg['pev_fraction']:.0%} of each epoch",
+             f"- honest: {h['runs']} trainings ({result['honest_trainings']} seeds + 1 resumed), "
+             f"{h['verifications']} verifications: false-positive rate {h['false_positive_rate']:.3f} "
+             f"(weak-evidence flags {h['flag_rate']:.3f})",
+             f"- attacks: {result['attack_runs']} training(s) per attack and intensity on {result['attack_samples']} "
+             f"samples (proof-only attacks reuse the first honest training), {result['challenges_per_run']} challenges each",
+             f"- verification cost {h['cost_fraction']:.2%} of training compute (max over verifications); "
+             f"{h['verify_seconds']:.1f} s per verification against {h['train_seconds']:.0f} s per training",
+             f"- proof storage {h['storage_overhead']:.1f}x the final model; whole benchmark {result['seconds'] / 60:.0f} min", "",
+             "`spot P` is the exact probability that the spot check samples one of the steps the run cheated on "
+             "(1 - C(T-F, m)/C(T, m)), averaged over runs.", "",
+             "| attack | evidence | intensity | detected | rate | spot P |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {r['attack']} | {r['evidence']} | {r['intensity']:.0%} | {r['detected']}/{r['trials']} | {r['rate']:.2f} | "
+              f"{format(r['spot_check_probability'], '.4f') if 'spot_check_probability' in r else '-'} |"
               for r in result["attacks"]]
-    lines += ["", "Stake making a 1%-intensity attack unprofitable: stake >= gain / p_detect = 0.01 x fee / p_detect", "",
+    lines += ["", "Stake making a 1%-intensity attack unprofitable: stake >= gain / p_detect = 0.01 x fee / p_detect "
+              "(p_detect: the larger of the measured rate and spot P)", "",
               "| attack | p_detect | stake / fee |", "| --- | ---: | ---: |"]
     lines += [f"| {s['attack']} | {s['p_detect']:.2f} | "
               f"{'unbounded' if s['stake_per_fee'] is None else format(s['stake_per_fee'], '.3f')} |"
@@ -218,9 +320,10 @@ def write(result: dict, out_dir: Path) -> None:
     fig.savefig(out_dir / "pot_detection.png", dpi=120)
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for f in (0.01, 0.02, 0.05, 0.1):
-        ms = list(range(1, 41))
+        ms = list(range(1, 101))
         ax.plot(ms, [1 - (1 - f) ** m for m in ms], label=f"f = {f:.0%}")
-    ax.set_xlabel("replayed segments m")
+    ax.axvline(result["verify_config"]["spot_steps"], color="grey", linestyle=":")
+    ax.set_xlabel("spot-checked steps m")
     ax.set_ylabel("P(detect) = 1 - (1 - f)^m")
     ax.legend()
     fig.tight_layout()
@@ -231,13 +334,17 @@ def write(result: dict, out_dir: Path) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--job", choices=sorted(JOBS), default="mnist")
-    parser.add_argument("--honest-runs", type=int, default=30)
-    parser.add_argument("--attack-runs", type=int, default=4)
-    parser.add_argument("--challenges", type=int, default=5)
+    parser.add_argument("--honest-runs", type=int, default=2, help="honest trainings (distinct seeds), plus one resumed")
+    parser.add_argument("--attack-runs", type=int, default=1, help="trainings per attack and intensity")
+    parser.add_argument("--challenges", type=int, default=5, help="challenge seeds per attack training")
+    parser.add_argument("--honest-challenges", type=int, default=10, help="challenge seeds per honest training")
     parser.add_argument("--attacks", nargs="*", default=None)
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--samples", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=1, help="processes training attack cells beside the main one")
+    parser.add_argument("--attack-samples", type=int, default=None, help="rows the training-changing attacks use")
     args = parser.parse_args()
     out = run(args.job, args.honest_runs, args.attack_runs, args.challenges, args.attacks,
-              epochs=args.epochs, samples=args.samples)
+              epochs=args.epochs, samples=args.samples, workers=args.workers, honest_challenges=args.honest_challenges,
+              attack_samples=args.attack_samples)
     print(markdown(out))

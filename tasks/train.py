@@ -3,6 +3,8 @@
 Every free choice derives from the order (seed, data order, hyperparameters, determinism profile).
 Checkpoints, the step log and telemetry are sealed under the order's model key as they are made;
 the worker signs the proof bundle and commits its Merkle root on chain before any challenge exists.
+Then it waits for the challenge seed (a block after the commitment), reveals the per-step states
+the challenge names from its spool, and signs and stores that response for the verifier.
 """
 
 import io
@@ -10,10 +12,12 @@ import time
 from collections.abc import Callable
 
 import pyarrow.parquet as pq
+from contracts.errors import ChallengeNotReady
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from proof.attacks import run_worker
 from proof.telemetry import TelemetrySampler
+from proof.verifier import VerifyConfig
 from training.datasets import table_to_arrays
 from training.trainer import TrainSpec
 
@@ -27,6 +31,7 @@ from tasks.observe import TrainingProgress
 from tasks.runtime import network, order_book, timed
 
 TELEMETRY_INTERVAL_S = 0.5
+SEED_POLLS = 60
 
 
 def train_spec(spec: OrderSpec, upload: Upload, task: int) -> TrainSpec:
@@ -37,6 +42,24 @@ def train_spec(spec: OrderSpec, upload: Upload, task: int) -> TrainSpec:
         lr_schedule=spec.lr_schedule, batch_size=spec.batch_size, epochs=spec.epochs, seed=spec.seed,
         task=task, checkpoint_every=spec.checkpoint_every, profile=spec.profile,
     )
+
+
+def verify_config(spec: OrderSpec) -> VerifyConfig:
+    """The verifier's sampling for an order: public, so the worker answers the same challenge it is checked on."""
+    return VerifyConfig(replay_segments=spec.replay_segments, loss_samples=spec.loss_samples)
+
+
+def challenge_seed(net: Network, order_id: bytes, task: int) -> bytes:
+    """The seed from the block after the commitment; on a devnet, mine that block rather than wait."""
+    for _ in range(SEED_POLLS):
+        try:
+            return net.market.challenge_seed(order_id, task)
+        except ChallengeNotReady:
+            if net.settings.chain_rpc_url is None or net.settings.chain_rpc_url.startswith("http://127."):
+                net.chain.mine(1)
+            else:
+                time.sleep(2)
+    return net.market.challenge_seed(order_id, task)
 
 
 def load_split(store: ArtifactStore, key: bytes, upload: Upload, role: str):
@@ -62,7 +85,7 @@ def train(
     spec: OrderSpec, upload: Upload, assignment: Assignment, net: Network, *,
     attack: str | None = None, intensity: float = 1.0, on_put: Callable[[str], None] | None = None,
 ) -> Training:
-    """Train the assigned task as its worker and commit the proof; ``attack`` runs a dishonest worker."""
+    """Train the assigned task as its worker, commit the proof and answer the challenge; ``attack`` runs a dishonest worker."""
     worker = net.party(assignment.worker)
     order_id, task = upload.order_id, assignment.task
     keys = {role: open_stored_grant(net.store, ref, worker, order_id=order_id) for role, ref in assignment.grants.items()}
@@ -76,13 +99,17 @@ def train(
     )
     seconds = time.perf_counter() - start
     bundle_ref, _ = put_signed(net.store, worker, run.bundle, name=f"order {order_id[:10]}/task {task}/proof manifest")
-    block = net.market.commit_proof(
-        worker.account, order_id=bytes.fromhex(order_id[2:]), task=task, root=bytes.fromhex(run.committed_root)
-    )
+    oid = bytes.fromhex(order_id[2:])
+    block = net.market.commit_proof(worker.account, order_id=oid, task=task, root=bytes.fromhex(run.committed_root))
+    try:
+        response = run.answer(challenge_seed(net, oid, task), verify_config(spec))
+    finally:
+        run.spool.close()
+    response_ref, _ = put_signed(net.store, worker, response, name=f"order {order_id[:10]}/task {task}/challenge response")
     steps = run.recorded.steps
     return Training(
         order_id=order_id, task=task, worker=worker.address, bundle=bundle_ref, merkle_root=run.committed_root,
-        commit_block=block, final_model=run.bundle.checkpoints[-1][1], steps=len(steps),
+        commit_block=block, response=response_ref, final_model=run.bundle.checkpoints[-1][1], steps=len(steps),
         final_loss=steps[-1].loss if steps else float("nan"), losses=[s.loss for s in steps], seconds=seconds,
     )
 

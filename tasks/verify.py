@@ -5,16 +5,14 @@ segments and batches would be checked. The verifier decrypts the train split and
 artifacts in memory, runs every check, signs the report and records its digest on chain.
 """
 
-import time
-
-from contracts.errors import ChallengeNotReady
 from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from privacy.errors import PrivacyError
 from proof.bundle import ProofBundle
 from proof.report import CheckResult, VerificationCost, VerificationReport
-from proof.verifier import VerifyConfig, verify_proof
+from proof.response import Response
+from proof.verifier import verify_proof
 from storage.errors import StorageError
 
 from bahen.artifacts import PROOF_ROLE, get_decrypted, get_signed, open_stored_grant, put_signed
@@ -22,23 +20,9 @@ from bahen.network import Network
 from bahen.records import Assignment, Shard, Training, Upload, Verification
 from bahen.spec import OrderSpec
 from tasks.runtime import network, order_book, timed
-from tasks.train import load_split, train_spec
+from tasks.train import challenge_seed, load_split, train_spec, verify_config
 
 REPORT_VERIFICATION = 0
-SEED_POLLS = 60
-
-
-def challenge_seed(net: Network, order_id: bytes, task: int) -> bytes:
-    """The seed from the block after the commitment; on a devnet, mine that block rather than wait."""
-    for _ in range(SEED_POLLS):
-        try:
-            return net.market.challenge_seed(order_id, task)
-        except ChallengeNotReady:
-            if net.settings.chain_rpc_url is None or net.settings.chain_rpc_url.startswith("http://127."):
-                net.chain.mine(1)
-            else:
-                time.sleep(2)
-    return net.market.challenge_seed(order_id, task)
 
 
 def verify(spec: OrderSpec, upload: Upload, shard: Shard, assignment: Assignment, training: Training, net: Network) -> Verification:
@@ -59,8 +43,8 @@ def verify(spec: OrderSpec, upload: Upload, shard: Shard, assignment: Assignment
         report = verify_proof(
             bundle, committed_root=committed.removeprefix("0x"), challenge_seed=seed, X=X, y=y,
             fetch=lambda ref: get_decrypted(net.store, keys["model"], ref, order_id=order_id, role=PROOF_ROLE),
-            config=VerifyConfig(replay_segments=spec.replay_segments, loss_samples=spec.loss_samples),
-            expected_spec=train_spec(spec, upload, assignment.task),
+            config=verify_config(spec), expected_spec=train_spec(spec, upload, assignment.task),
+            response=worker_response(net, training, assignment.address),
         )
     ref, doc = put_signed(net.store, verifier, report, name=f"order {order_id[:10]}/task {assignment.task}/verification report")
     net.market.submit_report(
@@ -71,6 +55,20 @@ def verify(spec: OrderSpec, upload: Upload, shard: Shard, assignment: Assignment
         order_id=order_id, task=assignment.task, verifier=verifier.address, report=ref, digest=doc.digest,
         passed=report.passed, checks=[c.model_dump() for c in report.checks], cost_fraction=report.cost.fraction_of_training,
     )
+
+
+def worker_response(net: Network, training: Training, worker: str) -> Response | None:
+    """The worker's signed challenge response, or None when it gave none or it is not signed by the worker.
+
+    Without a response every spot-checked step fails, naming the states that were not revealed.
+    """
+    if training.response is None:
+        return None
+    try:
+        response, _ = get_signed(net.store, training.response, Response, expected_signer=worker)
+    except (PrivacyError, StorageError, ValueError):
+        return None
+    return response
 
 
 def untrusted_manifest_report(order_id: str, task: int, seed: bytes, root: str, name: str, exc: Exception) -> VerificationReport:

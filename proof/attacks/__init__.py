@@ -115,4 +115,24 @@ def run_worker(
     )
 
 
-__all__ = ["ATTACKS", "Attack", "Job", "UnknownAttackError", "WorkerRun", "make_attack", "register", "run_worker"]
+def reuse_training(attack: str | Attack, honest: WorkerRun, intensity: float = 1.0, *, seed: int = 0) -> WorkerRun:
+    """An attack that trains honestly and only rewrites the proof, applied to an honest worker's training.
+
+    Sound only for attacks that override neither ``hooks`` nor ``trained_spec``: their training is
+    the honest one, so a benchmark can share it. The honest run's spool answers the challenges.
+    """
+    cheat = attack if isinstance(attack, Attack) else make_attack(attack, intensity, seed)
+    if type(cheat).hooks is not Attack.hooks or type(cheat).trained_spec is not Attack.trained_spec:
+        raise ValueError(f"attack {cheat.name!r} changes training; run it with run_worker")
+    job = honest.job
+    recorded = cheat.tamper(honest.recorded, job)
+    bundle = build_bundle(recorded, order_id=job.order_id, task=job.spec.task, spec=job.spec, put=job.put)
+    served, root = cheat.commit(bundle, recorded, job)
+    return WorkerRun(
+        bundle=served, committed_root=root, recorded=recorded, result=honest.result, spool=honest.spool, attack=cheat,
+        job=job,
+    )
+
+
+__all__ = ["ATTACKS", "Attack", "Job", "UnknownAttackError", "WorkerRun", "make_attack", "register", "reuse_training",
+           "run_worker"]

@@ -112,7 +112,8 @@ class Attack:
         """A contiguous block of ``count(total)`` steps at a random position."""
         size = self.count(total)
         start = self.rng.randrange(total - size + 1)
-        return range(start, start + size)
+        self.cheated_steps = range(start, start + size)  # what the benchmark's sampling math counts
+        return self.cheated_steps
 
     def choose(self, items: list) -> list:
         """``count(len(items))`` items at random positions, in their original order."""

@@ -87,5 +87,5 @@ def test_unreadable_step_log():
         read_step_log(b"not parquet")
     foreign = io.BytesIO()
     pq.write_table(pa.table({"step": [0]}), foreign)
-    with pytest.raises(BundleError, match="step-log.v1 format mark"):
+    with pytest.raises(BundleError, match="step-log.v2 format mark"):
         read_step_log(foreign.getvalue())

@@ -41,6 +41,7 @@ def job():
 
 def _verify(job, fetch=None, **kwargs):
     spec, X, y, store, run = job
+    kwargs.setdefault("response", run.answer(SEED, VerifyConfig()))
     return verify_proof(run.bundle, committed_root=run.committed_root, challenge_seed=SEED, X=X, y=y,
                         fetch=fetch or store.fetch, config=VerifyConfig(), **kwargs)
 
@@ -50,8 +51,10 @@ def test_honest_report_passes_with_costs_and_artifacts(job):
     report = _verify(job, expected_spec=spec)
     assert report.passed, [c for c in report.checks if not c.passed]
     assert [c.name for c in report.checks][:2] == ["integrity", "artifacts"]
-    assert report.cost.replayed_steps == sum(c.cost_steps for c in report.checks) == 15
-    assert 0 < report.cost.fraction_of_training < 1
+    # all 20 steps spot-checked (48 samples, 20 steps) plus two 5-step segments replayed
+    assert report.cost.replayed_steps == sum(c.cost_steps for c in report.checks) == 20 + 10
+    # on a 20-step task the spot checks alone exceed the training: cost scales with samples, not steps
+    assert report.cost.fraction_of_training == (3 * 30 * 50 + report.cost.forward_samples) / (3 * 20 * 50)
     assert set(report.artifacts.values()) == set(run.bundle.leaves)
     assert report.merkle_root == run.committed_root and report.challenge_seed == SEED.hex()
 
@@ -79,3 +82,10 @@ def test_misreported_spec_is_rejected(job):
     spec = job[0]
     report = _verify(job, expected_spec=spec.model_copy(update={"weight_decay": 0.01}))
     assert not report.passed
+
+
+def test_missing_response_fails_the_spot_check_naming_steps(job):
+    report = _verify(job, response=None)
+    spot = next(c for c in report.checks if c.name == "spot-steps")
+    assert not report.passed and not spot.passed
+    assert "was not revealed (the worker gave no response)" in spot.detail

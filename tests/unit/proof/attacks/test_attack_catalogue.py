@@ -1,15 +1,17 @@
 import pytest
 
 from proof.attacks import ATTACKS, Attack, UnknownAttackError, register, run_worker
-from proof.verifier import verify_proof
+from proof.verifier import VerifyConfig, verify_proof
 from training.hooks import TrainHooks
 
 SEED = b"\x07" * 32
 
 
 def _verify(run, data, store):
+    response = run.answer(SEED, VerifyConfig())
     return verify_proof(
-        run.bundle, committed_root=run.committed_root, challenge_seed=SEED, X=data[0], y=data[1], fetch=store.fetch
+        run.bundle, committed_root=run.committed_root, challenge_seed=SEED, X=data[0], y=data[1], fetch=store.fetch,
+        response=response,
     )
 
 

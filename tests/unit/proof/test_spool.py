@@ -1,0 +1,36 @@
+"""The worker's state spool: sealed in memory or on disk, read back exactly, deleted on close."""
+
+import pytest
+import torch
+
+from proof.spool import StateNotSpooledError, StateSpool
+from training.state import encode_state
+
+
+def _state(step: int):
+    weights = {"w": torch.full((64,), float(step))}
+    return encode_state(step, 0, weights, {"state": {}, "param_groups": []}, torch.zeros(4, dtype=torch.uint8), "{}")
+
+
+@pytest.mark.parametrize("memory_limit", [10**9, 0])
+def test_states_read_back_exactly(memory_limit):
+    spool = StateSpool(memory_limit=memory_limit)
+    try:
+        digests = {s: spool.add(s, _state(s)) for s in (1, 2, 3)}
+        assert len(set(digests.values())) == 3
+        for s in (1, 2, 3):
+            assert s in spool and spool.get(s) == _state(s).to_bytes()
+    finally:
+        spool.close()
+
+
+def test_spilled_states_are_sealed_and_deleted_on_close():
+    spool = StateSpool(memory_limit=0)
+    spool.add(5, _state(5))
+    directory = spool._directory
+    stored = next(directory.iterdir()).read_bytes()
+    assert b"bahen.state.v1" not in stored and _state(5).payload.numpy().tobytes() not in stored
+    spool.close()
+    assert not directory.exists()
+    with pytest.raises(StateNotSpooledError, match="state after step 5 is not in this worker's spool"):
+        spool.get(5)
