@@ -7,7 +7,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from storage.digest import Digest, iter_views
-from storage.errors import MissingArtifactError, StoreUnavailableError
+from storage.errors import IntegrityError, MissingArtifactError, StoreUnavailableError
 from storage.refs import ArtifactRef
 from storage.store import ArtifactStore, object_key
 
@@ -45,6 +45,10 @@ class LocalStore(ArtifactStore):
             self._link(Path(tmp_name), self.root / object_key(ref))
         finally:
             os.unlink(tmp_name)
+        stored = self._stored_size(object_key(ref))
+        if stored != ref.size:
+            # Same md5, another size: someone replaced the object at this address.
+            raise IntegrityError(name, f"its address already holds {stored} bytes, not {ref.size}")
         return ref
 
     def _temp_file(self) -> tuple[int, str]:

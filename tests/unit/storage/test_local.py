@@ -88,6 +88,13 @@ def test_truncated_or_extended_objects_fail_on_size(store, stored):
         store.get(ref)
 
 
+def test_putting_over_a_replaced_object_of_another_size_is_refused(store):
+    ref = store.put(b"honest bytes", name="log")
+    _tamper(store, ref, b"x")
+    with pytest.raises(IntegrityError, match="already holds 1 bytes"):
+        store.put(b"honest bytes", name="log")
+
+
 def test_streaming_yields_chunks_then_fails_at_the_end(store):
     ref = store.put(b"a" * 100, name="log")
     _tamper(store, ref, b"b" * 100)
