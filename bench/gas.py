@@ -56,11 +56,18 @@ class _Recorder:
         self.calls: dict[str, int] = {}
         self.lifecycle = 0
 
-    def __call__(self, name: str, call: Callable[[], object], *, lifecycle: bool = True) -> None:
+    def __call__(self, name: str, fn: Callable, *args, lifecycle: bool = True, **kwargs):
+        result = None
+
+        def call() -> None:
+            nonlocal result
+            result = fn(*args, **kwargs)
+
         gas = _gas_used(self.chain, call)
         self.calls.setdefault(name, gas)
         if lifecycle:
             self.lifecycle += gas
+        return result
 
 
 def _lifecycle(chain: Chain, rec: _Recorder, tasks: int, validators: int) -> None:
@@ -69,36 +76,36 @@ def _lifecycle(chain: Chain, rec: _Recorder, tasks: int, validators: int) -> Non
     checkers = [_account(f"validator {i}") for i in range(validators)]
     for acct in [deployer, wasp, treasury, client, *workers, *checkers]:
         chain.fund(acct.address, 10 * ETHER)
-    box: dict[str, Bahen] = {}
-    rec("deploy (registry + market + bind)", lambda: box.setdefault("b", Bahen.deploy(
-        chain, deployer, wasp=wasp.address, treasury=treasury.address, params=PARAMS)), lifecycle=False)
-    b, oid = box["b"], keccak(text="gas bench order")
+    b = rec("deploy (registry + market + bind)", Bahen.deploy, chain, deployer, wasp=wasp.address,
+            treasury=treasury.address, params=PARAMS, lifecycle=False)
     for i, w in enumerate(workers):
-        rec("register_worker", lambda: b.register_worker(w, x25519_public=keccak(text=f"w{i}"),
-                                                         declared_gflops=GFLOPS, stake=b.required_stake(GFLOPS)), lifecycle=False)
+        rec("register_worker", b.register_worker, w, x25519_public=keccak(text=f"w{i}"), declared_gflops=GFLOPS,
+            stake=b.required_stake(GFLOPS), lifecycle=False)
     for i, v in enumerate(checkers):
-        rec("register_validator", lambda: b.register_validator(v, x25519_public=keccak(text=f"v{i}"),
-                                                               stake=PARAMS.min_validator_stake), lifecycle=False)
-    rec("open_order", lambda: b.open_order(client, order_id=oid, spec_hash=keccak(text="spec"), escrow=ETHER,
-                                           deadline=chain.now() + 3_600))
+        rec("register_validator", b.register_validator, v, x25519_public=keccak(text=f"v{i}"),
+            stake=PARAMS.min_validator_stake, lifecycle=False)
+    oid = keccak(text="gas bench order")
+    rec("open_order", b.open_order, client, order_id=oid, spec_hash=keccak(text="spec"), escrow=ETHER,
+        deadline=chain.now() + 3_600)
     for t, w in enumerate(workers):
-        rec("assign_task", lambda: b.assign_task(client, order_id=oid, task=t, worker=w.address, payment=ETHER // (2 * tasks)))
+        rec("assign_task", b.assign_task, client, order_id=oid, task=t, worker=w.address, payment=ETHER // (2 * tasks))
     for v in checkers:
-        rec("assign_validator", lambda: b.assign_validator(client, order_id=oid, validator=v.address, fee=ETHER // (4 * validators)))
+        rec("assign_validator", b.assign_validator, client, order_id=oid, validator=v.address,
+            fee=ETHER // (4 * validators))
     for t, w in enumerate(workers):
-        rec("commit_proof", lambda: b.commit_proof(w, order_id=oid, task=t, root=keccak(text=f"root {t}")))
+        rec("commit_proof", b.commit_proof, w, order_id=oid, task=t, root=keccak(text=f"root {t}"))
     for v in checkers:
-        for t in range(tasks):
-            digest = keccak(text=f"verification {t} {v.address}")
-            rec("submit_report", lambda: b.submit_report(v, order_id=oid, task=t, kind=0, digest=digest, signature=_sign(v, digest)))
-        digest = keccak(text=f"performance {v.address}")
-        rec("submit_report", lambda: b.submit_report(v, order_id=oid, task=tasks - 1, kind=1, digest=digest, signature=_sign(v, digest)))
+        for t, kind in [(t, 0) for t in range(tasks)] + [(tasks - 1, 1)]:
+            digest = keccak(text=f"report {t} {kind} {v.address}")
+            rec("submit_report", b.submit_report, v, order_id=oid, task=t, kind=kind, digest=digest,
+                signature=_sign(v, digest))
     for t in range(tasks):
-        name = "record_verdict (accept)" if t < tasks - 1 else "record_verdict (reject)"
-        rec(name, lambda: b.record_verdict(wasp, order_id=oid, task=t, accepted=t < tasks - 1, reasons_digest=keccak(text="r")))
-    rec(f"settle ({tasks} tasks, {validators} validators)", lambda: b.settle(client, order_id=oid))
+        accepted = t < tasks - 1
+        rec(f"record_verdict ({'accept' if accepted else 'reject'})", b.record_verdict, wasp, order_id=oid, task=t,
+            accepted=accepted, reasons_digest=keccak(text="reasons"))
+    rec(f"settle ({tasks} tasks, {validators} validators)", b.settle, client, order_id=oid)
     for acct in [client, treasury, *workers[:-1], *checkers]:
-        rec("withdraw", lambda: b.withdraw(acct))
+        rec("withdraw", b.withdraw, acct)
     _side_calls(chain, rec, b, client, workers[0])
 
 
@@ -106,11 +113,11 @@ def _side_calls(chain: Chain, rec: _Recorder, b: Bahen, client, worker) -> None:
     """Calls outside the happy lifecycle: cancellation, top-up and unbonding."""
     oid = keccak(text="gas bench cancelled order")
     b.open_order(client, order_id=oid, spec_hash=keccak(text="spec"), escrow=ETHER, deadline=chain.now() + 3_600)
-    rec("cancel_order", lambda: b.cancel_order(client, order_id=oid), lifecycle=False)
-    rec("add_stake", lambda: b.add_stake(worker, amount=1), lifecycle=False)
-    rec("request_unbond", lambda: b.request_unbond(worker, amount=1), lifecycle=False)
+    rec("cancel_order", b.cancel_order, client, order_id=oid, lifecycle=False)
+    rec("add_stake", b.add_stake, worker, amount=1, lifecycle=False)
+    rec("request_unbond", b.request_unbond, worker, amount=1, lifecycle=False)
     chain.increase_time(PARAMS.unbonding_delay + 1)
-    rec("withdraw_unbonded", lambda: b.withdraw_unbonded(worker), lifecycle=False)
+    rec("withdraw_unbonded", b.withdraw_unbonded, worker, lifecycle=False)
 
 
 def run(rpc_url: str | None = None, tasks: int = 4, validators: int = 2) -> dict:

@@ -58,7 +58,7 @@ class Chain:
         """Connects to a JSON-RPC endpoint; raises ChainUnavailableError when nothing answers."""
         w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
         chain = cls(w3, label=rpc_url)
-        chain.chain_id  # fail now, with the URL, rather than at the first transaction
+        chain.block_number()  # fail now, with the URL, rather than at the first transaction
         return chain
 
     @property

@@ -2,6 +2,6 @@
 
 import pytest
 
-from tests.unit.contracts.test_contracts_market import *  # noqa: F403
+from tests.unit.contracts.test_contracts_market import *
 
 pytestmark = pytest.mark.integration

@@ -2,6 +2,6 @@
 
 import pytest
 
-from tests.unit.contracts.test_contracts_staking import *  # noqa: F403
+from tests.unit.contracts.test_contracts_staking import *
 
 pytestmark = pytest.mark.integration

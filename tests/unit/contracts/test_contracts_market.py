@@ -1,5 +1,7 @@
 """BahenMarket through the client: orders, assignment, proofs, reports and verdicts."""
 
+from functools import partial
+
 import pytest
 from eth_abi import encode
 from eth_utils import keccak
@@ -134,8 +136,9 @@ def test_a_signed_digest_counts_once_across_orders_and_tasks(bahen, parties):
     signature = sign_digest(v0, digest)
     bahen.submit_report(parties.stranger, order_id=OID, task=0, kind=0, digest=digest, signature=signature)
     for task, kind in ((1, 0), (0, 1)):
-        _revert(lambda: bahen.submit_report(parties.stranger, order_id=OID, task=task, kind=kind, digest=digest,
-                                            signature=signature), "ReportReplayed", validator=v0.address)
+        replay = partial(bahen.submit_report, parties.stranger, order_id=OID, task=task, kind=kind, digest=digest,
+                         signature=signature)
+        _revert(replay, "ReportReplayed", validator=v0.address)
 
 
 def test_only_the_wasp_records_verdicts(bahen, parties):
@@ -147,7 +150,7 @@ def test_only_the_wasp_records_verdicts(bahen, parties):
         return bahen.record_verdict(sender, order_id=OID, task=task, accepted=accepted, reasons_digest=b32("why"))
 
     for intruder in (parties.client, parties.workers[0], parties.deployer):
-        _revert(lambda: verdict(intruder), "AccessControlUnauthorizedAccount", account=intruder.address)
+        _revert(partial(verdict, intruder), "AccessControlUnauthorizedAccount", account=intruder.address)
     _revert(lambda: verdict(parties.wasp, task=1), "NotCommitted", task=1)
     verdict(parties.wasp, task=1, accepted=False)  # a worker that never committed can be rejected
     verdict(parties.wasp)
