@@ -3,6 +3,7 @@ port, contracts, pools, deployments, one process worker per pool), and one order
 API with the payload the UI's run form sends."""
 
 import time
+import uuid
 
 import pytest
 import requests
@@ -14,11 +15,16 @@ from bahen.spec import OrderSpec
 
 UI_SPEC = OrderSpec(dataset="digits", model="mlp", epochs=1, batch_size=32, checkpoint_every=8, validators=2)
 ORDER_TIMEOUT_S = 240
+API_TRIES = 5
 
 
 def api(state: DevnetState, method: str, path: str, **body):
-    """One call to the devnet's Prefect REST API, as the UI makes it."""
-    response = requests.request(method, f"{state.prefect_api_url}{path}", json=body or None, timeout=30)
+    """One call to the devnet's Prefect REST API, as the UI makes it; a busy server (503) is asked again."""
+    for _ in range(API_TRIES):
+        response = requests.request(method, f"{state.prefect_api_url}{path}", json=body or None, timeout=30)
+        if response.status_code != 503:
+            break
+        time.sleep(2)
     response.raise_for_status()
     return response.json()
 
@@ -26,7 +32,8 @@ def api(state: DevnetState, method: str, path: str, **body):
 def submit_order(state: DevnetState, spec: OrderSpec, **job_variables) -> str:
     """Create a run of the ``order`` deployment with the UI's payload (every field of the form filled)."""
     deployment = api(state, "GET", "/deployments/name/order/order")
-    body = {"parameters": {"spec": spec.model_dump(mode="json")}}
+    # the key makes a retried request return the run the first one created
+    body = {"parameters": {"spec": spec.model_dump(mode="json")}, "idempotency_key": str(uuid.uuid4())}
     if job_variables:
         body["job_variables"] = job_variables
     return api(state, "POST", f"/deployments/{deployment['id']}/create_flow_run", **body)["id"]
@@ -41,6 +48,17 @@ def wait_final(state: DevnetState, flow_run_id: str, timeout: float = ORDER_TIME
             return run
         time.sleep(1)
     pytest.fail(f"flow run {flow_run_id} not final after {timeout:.0f} s (state {run['state']['type']})")
+
+
+def wait_events(state: DevnetState, names: set[str], timeout: float = 30) -> set[str]:
+    """The ``bahen.order.*`` events the server has stored, once ``names`` are among them (or at ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = api(state, "POST", "/events/filter", filter={"event": {"prefix": ["bahen.order."]}}, limit=50)["events"]
+        seen = {e["event"] for e in events}
+        if names <= seen or time.monotonic() > deadline:
+            return seen
+        time.sleep(1)
 
 
 def runs_of(state: DevnetState, deployment: str) -> list[dict]:

@@ -14,7 +14,7 @@ from bahen.orders import OrderBook
 from bahen.parties import CLIENT
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
-from tests.integration.prefect.devnet import api, runs_of, submit_order, wait_final
+from tests.integration.prefect.devnet import api, runs_of, submit_order, wait_events, wait_final
 
 pytestmark = pytest.mark.integration
 
@@ -36,8 +36,8 @@ def test_order_from_the_ui_runs_on_the_pools_and_settles_once(devnet, finished_o
     [score] = runs_of(devnet, "score/score")
     assert train["state"]["type"] == score["state"]["type"] == "COMPLETED"
     assert train["parent_task_run_id"] is not None  # a child of the order, keyed by order and task
-    events = api(devnet, "POST", "/events/filter", filter={"event": {"prefix": ["bahen.order."]}}, limit=50)["events"]
-    assert {e["event"] for e in events} >= {f"bahen.order.{s}" for s in ("encrypt_upload", "shard", "train", "score", "settle")}
+    stages = {f"bahen.order.{s}" for s in ("encrypt_upload", "shard", "train", "verify", "score", "audit", "settle")}
+    assert wait_events(devnet, stages) >= stages
     artifacts = {a["type"] for a in api(devnet, "POST", "/artifacts/filter")}
     assert {"markdown", "table", "progress"} <= artifacts
 
