@@ -20,7 +20,11 @@ install: $(STAMP)
 demo: install
 	$(VENV)/bin/bahen demo
 
+# The browser tests drive Debian's Chromium headless.
+CHROMIUM := $(shell command -v chromium)
+
 test: install
+	$(if $(CHROMIUM),,apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium)
 	$(PY) -m pytest
 
 bench: install

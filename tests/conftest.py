@@ -1,3 +1,3 @@
-"""Shared fixtures: the real servers the integration tests start (S3 on loopback, anvil)."""
+"""Shared fixtures: the real servers the tests start (S3 on loopback, anvil, a Prefect devnet)."""
 
-pytest_plugins = ["tests.s3server", "tests.anvil"]
+pytest_plugins = ["tests.s3server", "tests.anvil", "tests.integration.prefect.devnet"]

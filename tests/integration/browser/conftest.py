@@ -1,1 +1,0 @@
-from tests.integration.prefect.devnet import devnet, finished_order  # noqa: F401  (fixtures)
