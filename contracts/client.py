@@ -108,10 +108,15 @@ class Bahen:
         return self.member(address).stake
 
     def member(self, address: str) -> MemberView:
-        m = self.chain.call(self.staking.functions.memberOf(_addr(address)), "member")
+        """A staker's record, and whether the market would accept it for assignment now."""
+        member, s = _addr(address), self.staking.functions
+        m = self.chain.call(s.memberOf(member), "member")
+        role = ROLES[m[0]]
+        check = {"worker": s.isEligibleWorker, "validator": s.isEligibleValidator}.get(role)
         return MemberView(
-            address=_addr(address), role=ROLES[m[0]], x25519_public=_hex(m[1]), declared_gflops=m[2],
+            address=member, role=role, x25519_public=_hex(m[1]), declared_gflops=m[2],
             unbond_at=m[3], locks=m[4], stake=m[5], unbonding=m[6],
+            eligible=check is not None and self.chain.call(check(member), "member"),
         )
 
     # orders

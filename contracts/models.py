@@ -74,6 +74,7 @@ class MemberView(BaseModel):
     unbonding: int
     unbond_at: int
     locks: int
+    eligible: bool = Field(description="may be assigned now: registered, with at least the stake its role requires")
 
 
 class Settlement(BaseModel):

@@ -291,5 +291,7 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
                 member = self.bahen.member(address)
                 assert member.stake == self.stake[address] >= 0
                 assert (member.unbonding, member.locks) == (self.unbonding[address], self.locks[address])
+                floor = WORKER_STAKE if member.role == "worker" else PARAMS.min_validator_stake
+                assert member.eligible == (self.stake[address] >= floor)
 
     return MarketMachine

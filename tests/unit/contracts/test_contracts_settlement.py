@@ -44,6 +44,7 @@ def test_settlement_pays_accepted_slashes_rejected_refunds_the_rest(bahen, chain
     assert (bahen.pending(w0.address), bahen.pending(w1.address)) == (PAYMENT, 0)
     assert (bahen.pending(v0.address), bahen.pending(v1.address)) == (FEE, 0)
     assert bahen.stake_of(w1.address) == WORKER_STAKE - slashed
+    assert not bahen.member(w1.address).eligible  # the slash took it below the stake its compute needs
     assert bahen.stake_of(w0.address) == WORKER_STAKE
     assert all(bahen.member(a.address).locks == 0 for a in (w0, w1, v0, v1))
     assert bahen.order(OID).status == "settled"

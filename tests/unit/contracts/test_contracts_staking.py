@@ -9,10 +9,12 @@ from tests.unit.contracts.fixtures import GFLOPS, PARAMS, WORKER_STAKE, account,
 def test_registered_members_are_readable(bahen, parties):
     worker = bahen.member(parties.workers[0].address)
     assert (worker.role, worker.declared_gflops, worker.stake, worker.locks) == ("worker", GFLOPS, WORKER_STAKE, 0)
+    assert worker.eligible
     assert worker.x25519_public == "0x" + b32("x25519 w0").hex()
     validator = bahen.member(parties.validators[0].address)
-    assert (validator.role, validator.stake) == ("validator", PARAMS.min_validator_stake)
-    assert bahen.member(parties.stranger.address).role == "none"
+    assert (validator.role, validator.stake, validator.eligible) == ("validator", PARAMS.min_validator_stake, True)
+    stranger = bahen.member(parties.stranger.address)
+    assert (stranger.role, stranger.eligible) == ("none", False)
     assert bahen.required_stake(GFLOPS) == WORKER_STAKE
     assert bahen.params() == PARAMS
 
@@ -63,6 +65,7 @@ def test_unbonding_waits_for_the_delay(bahen, chain, parties):
 
 def test_unbonding_below_the_requirement_makes_a_worker_ineligible(bahen, parties):
     bahen.request_unbond(parties.workers[0], amount=1)
+    assert not bahen.member(parties.workers[0].address).eligible
     with pytest.raises(ContractRevert, match="WorkerNotEligible"):
         open_assigned(bahen, parties, b32("order"), tasks=1, validators=0)
 
