@@ -85,15 +85,15 @@ class Chain:
         if self._tester is not None:
             self._tester.mine_blocks(blocks)
         else:
-            self._rpc(lambda: self.w3.provider.make_request("anvil_mine", [blocks]))
+            self._devnet_rpc("anvil_mine", [blocks])
 
     def increase_time(self, seconds: int) -> None:
         """Moves the clock forward and mines a block carrying the new time."""
         if self._tester is not None:
             self._tester.time_travel(self.now() + seconds)
         else:
-            self._rpc(lambda: self.w3.provider.make_request("evm_increaseTime", [seconds]))
-            self._rpc(lambda: self.w3.provider.make_request("evm_mine", []))
+            self._devnet_rpc("evm_increaseTime", [seconds])
+            self._devnet_rpc("evm_mine", [])
 
     def now(self) -> int:
         """Timestamp of the latest block."""
@@ -165,6 +165,15 @@ class Chain:
                 f"{value} wei plus gas; fund the account and retry"
             )
         return ChainError(f"{action} was refused by {self.label}: {text}")
+
+    def _devnet_rpc(self, method: str, params: list) -> Any:
+        """A devnet-only method (anvil's); a node that lacks it is not a devnet."""
+        response = self._rpc(lambda: self.w3.provider.make_request(method, params))
+        if "error" in response:
+            raise ChainError(
+                f"{self.label} refused {method} ({response['error']}): mining and time travel need a devnet such as anvil"
+            )
+        return response.get("result")
 
     def _sender_for_views(self) -> str:
         """A funded sender for eth_call; naming one stops web3 asking for the accounts on every call."""
