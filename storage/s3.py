@@ -20,7 +20,12 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from storage.digest import Digest, iter_views
-from storage.errors import IntegrityError, MissingArtifactError, RetentionUnsupportedError
+from storage.errors import (
+    IntegrityError,
+    MissingArtifactError,
+    RetentionUnsupportedError,
+    StoreUnavailableError,
+)
 from storage.refs import ArtifactRef
 from storage.s3faults import error_code, unavailable, with_retries
 from storage.store import ArtifactStore, object_key
@@ -75,7 +80,7 @@ class S3Store(ArtifactStore):
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _unavailable(self, exc: Exception) -> Exception:
+    def _unavailable(self, exc: Exception) -> StoreUnavailableError:
         return unavailable(exc, url=self.url, endpoint=self.endpoint_url or "AWS default")
 
     def put(self, data: bytes | Iterable[bytes], *, name: str) -> ArtifactRef:
