@@ -76,33 +76,82 @@ def _lifecycle(chain: Chain, rec: _Recorder, tasks: int, validators: int) -> Non
     checkers = [_account(f"validator {i}") for i in range(validators)]
     for acct in [deployer, wasp, treasury, client, *workers, *checkers]:
         chain.fund(acct.address, 10 * ETHER)
-    b = rec("deploy (registry + market + bind)", Bahen.deploy, chain, deployer, wasp=wasp.address,
-            treasury=treasury.address, params=PARAMS, lifecycle=False)
+    b = rec(
+        "deploy (registry + market + bind)",
+        Bahen.deploy,
+        chain,
+        deployer,
+        wasp=wasp.address,
+        treasury=treasury.address,
+        params=PARAMS,
+        lifecycle=False,
+    )
     for i, w in enumerate(workers):
-        rec("register_worker", b.register_worker, w, x25519_public=keccak(text=f"w{i}"), declared_gflops=GFLOPS,
-            stake=b.required_stake(GFLOPS), lifecycle=False)
+        rec(
+            "register_worker",
+            b.register_worker,
+            w,
+            x25519_public=keccak(text=f"w{i}"),
+            declared_gflops=GFLOPS,
+            stake=b.required_stake(GFLOPS),
+            lifecycle=False,
+        )
     for i, v in enumerate(checkers):
-        rec("register_validator", b.register_validator, v, x25519_public=keccak(text=f"v{i}"),
-            stake=PARAMS.min_validator_stake, lifecycle=False)
+        rec(
+            "register_validator",
+            b.register_validator,
+            v,
+            x25519_public=keccak(text=f"v{i}"),
+            stake=PARAMS.min_validator_stake,
+            lifecycle=False,
+        )
     oid = keccak(text="gas bench order")
-    rec("open_order", b.open_order, client, order_id=oid, spec_hash=keccak(text="spec"), escrow=ETHER,
-        deadline=chain.now() + 3_600)
+    rec(
+        "open_order",
+        b.open_order,
+        client,
+        order_id=oid,
+        spec_hash=keccak(text="spec"),
+        escrow=ETHER,
+        deadline=chain.now() + 3_600,
+    )
     for t, w in enumerate(workers):
         rec("assign_task", b.assign_task, client, order_id=oid, task=t, worker=w.address, payment=ETHER // (2 * tasks))
     for v in checkers:
-        rec("assign_validator", b.assign_validator, client, order_id=oid, validator=v.address,
-            fee=ETHER // (4 * validators))
+        rec(
+            "assign_validator",
+            b.assign_validator,
+            client,
+            order_id=oid,
+            validator=v.address,
+            fee=ETHER // (4 * validators),
+        )
     for t, w in enumerate(workers):
         rec("commit_proof", b.commit_proof, w, order_id=oid, task=t, root=keccak(text=f"root {t}"))
     for v in checkers:
         for t, kind in [(t, 0) for t in range(tasks)] + [(tasks - 1, 1)]:
             digest = keccak(text=f"report {t} {kind} {v.address}")
-            rec("submit_report", b.submit_report, v, order_id=oid, task=t, kind=kind, digest=digest,
-                signature=_sign(v, digest))
+            rec(
+                "submit_report",
+                b.submit_report,
+                v,
+                order_id=oid,
+                task=t,
+                kind=kind,
+                digest=digest,
+                signature=_sign(v, digest),
+            )
     for t in range(tasks):
         accepted = t < tasks - 1
-        rec(f"record_verdict ({'accept' if accepted else 'reject'})", b.record_verdict, wasp, order_id=oid, task=t,
-            accepted=accepted, reasons_digest=keccak(text="reasons"))
+        rec(
+            f"record_verdict ({'accept' if accepted else 'reject'})",
+            b.record_verdict,
+            wasp,
+            order_id=oid,
+            task=t,
+            accepted=accepted,
+            reasons_digest=keccak(text="reasons"),
+        )
     rec(f"settle ({tasks} tasks, {validators} validators)", b.settle, client, order_id=oid)
     for acct in [client, treasury, *workers[:-1], *checkers]:
         rec("withdraw", b.withdraw, acct)
@@ -125,8 +174,15 @@ def run(rpc_url: str | None = None, tasks: int = 4, validators: int = 2) -> dict
     chain = Chain.connect(rpc_url) if rpc_url else Chain.in_process()
     payer, payee = _account("baseline payer"), _account("baseline payee")
     chain.fund(payer.address, ETHER)
-    tx = {"to": payee.address, "value": 1, "gas": 21_000, "nonce": 0, "chainId": chain.chain_id,
-          "maxFeePerGas": 10**11, "maxPriorityFeePerGas": 10**9}
+    tx = {
+        "to": payee.address,
+        "value": 1,
+        "gas": 21_000,
+        "nonce": 0,
+        "chainId": chain.chain_id,
+        "maxFeePerGas": 10**11,
+        "maxPriorityFeePerGas": 10**9,
+    }
     baseline = _gas_used(chain, lambda: chain.send_signed(payer, tx, "baseline transfer"))
     rec = _Recorder(chain)
     _lifecycle(chain, rec, tasks, validators)
@@ -136,8 +192,11 @@ def run(rpc_url: str | None = None, tasks: int = 4, validators: int = 2) -> dict
         "validators": validators,
         "baseline": {"name": "ether transfer", "gas": baseline},
         "calls": {name: {"gas": gas, "x_transfer": round(gas / baseline, 2)} for name, gas in rec.calls.items()},
-        "lifecycle": {"gas": rec.lifecycle, "x_transfer": round(rec.lifecycle / baseline, 2),
-                      "per_task": rec.lifecycle // tasks},
+        "lifecycle": {
+            "gas": rec.lifecycle,
+            "x_transfer": round(rec.lifecycle / baseline, 2),
+            "per_task": rec.lifecycle // tasks,
+        },
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     tmp = RESULTS.with_suffix(".json.tmp")

@@ -60,5 +60,5 @@ def _abi_type(param: dict) -> str:
     """Canonical ABI type of a parameter; tuples are spelt out from their components."""
     kind = param["type"]
     if kind.startswith("tuple"):
-        return "(" + ",".join(_abi_type(c) for c in param["components"]) + ")" + kind[len("tuple"):]
+        return "(" + ",".join(_abi_type(c) for c in param["components"]) + ")" + kind[len("tuple") :]
     return kind

@@ -76,7 +76,9 @@ class Chain:
         try:
             self._rpc(lambda: self.w3.eth.wait_for_transaction_receipt(self.w3.eth.send_transaction(tx)))
         except _REFUSALS as exc:
-            raise ChainError(f"funding {address} with {wei} wei from {accounts[0]} on {self.label} failed: {exc}") from None
+            raise ChainError(
+                f"funding {address} with {wei} wei from {accounts[0]} on {self.label} failed: {exc}"
+            ) from None
 
     def balance(self, address: str) -> int:
         return self._rpc(lambda: self.w3.eth.get_balance(Web3.to_checksum_address(address)))
@@ -171,7 +173,8 @@ class Chain:
         response = self._rpc(lambda: self.w3.provider.make_request(method, params))
         if "error" in response:
             raise ChainError(
-                f"{self.label} refused {method} ({response['error']}): mining and time travel need a devnet such as anvil"
+                f"{self.label} refused {method} ({response['error']}): "
+                "mining and time travel need a devnet such as anvil"
             )
         return response.get("result")
 
@@ -208,6 +211,6 @@ def _revert(action: str, exc: Exception) -> ContractRevert:
         return decode_revert(action, message)
     # eth-tester reports `execution reverted: b'...'`, the repr of the revert data.
     text = str(message)
-    if text.startswith(_REVERT_PREFIX) and text[len(_REVERT_PREFIX):][:2] in ("b'", 'b"'):
-        return decode_revert(action, ast.literal_eval(text[len(_REVERT_PREFIX):]))
+    if text.startswith(_REVERT_PREFIX) and text[len(_REVERT_PREFIX) :][:2] in ("b'", 'b"'):
+        return decode_revert(action, ast.literal_eval(text[len(_REVERT_PREFIX) :]))
     return ContractRevert(action, "Reverted", {"reason": text})

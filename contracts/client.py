@@ -46,7 +46,12 @@ class Bahen:
     def deploy(cls, chain: Chain, deployer: LocalAccount, *, wasp: str, treasury: str, params: ChainParams) -> Bahen:
         """Deploys the registry and the market, and binds the registry to the market."""
         registry, market = load_artifact("StakingRegistry"), load_artifact("BahenMarket")
-        registry_args = [params.stake_wei_per_gflop, params.min_validator_stake, params.unbonding_delay, deployer.address]
+        registry_args = [
+            params.stake_wei_per_gflop,
+            params.min_validator_stake,
+            params.unbonding_delay,
+            deployer.address,
+        ]
         staking = chain.deploy(deployer, registry.abi, registry.bytecode, registry_args, "deploy StakingRegistry")
         market_args = [staking, _addr(wasp), _addr(treasury), params.slash_bps, params.treasury_bps, deployer.address]
         market_address = chain.deploy(deployer, market.abi, market.bytecode, market_args, "deploy BahenMarket")
@@ -81,14 +86,17 @@ class Bahen:
     # staking
 
     def register_worker(self, acct: LocalAccount, *, x25519_public: bytes, declared_gflops: int, stake: int) -> str:
+        """Stakes `stake` wei for a worker declaring `declared_gflops`; at least `required_stake` of it."""
         fn = self.staking.functions.registerWorker(_b32("x25519_public", x25519_public), declared_gflops)
         return self._send(acct, fn, "register_worker", value=stake)
 
     def register_validator(self, acct: LocalAccount, *, x25519_public: bytes, stake: int) -> str:
+        """Stakes `stake` wei (at least `min_validator_stake`) for a validator."""
         fn = self.staking.functions.registerValidator(_b32("x25519_public", x25519_public))
         return self._send(acct, fn, "register_validator", value=stake)
 
     def add_stake(self, acct: LocalAccount, *, amount: int) -> str:
+        """Adds stake to a registered member, e.g. to become eligible again after a slash."""
         return self._send(acct, self.staking.functions.addStake(), "add_stake", value=amount)
 
     def request_unbond(self, acct: LocalAccount, *, amount: int) -> str:
@@ -102,9 +110,11 @@ class Bahen:
         return sum(e["args"]["amount"] for e in events)
 
     def required_stake(self, declared_gflops: int) -> int:
+        """Least stake, in wei, of a worker declaring `declared_gflops`."""
         return self.chain.call(self.staking.functions.requiredStake(declared_gflops), "required_stake")
 
     def stake_of(self, address: str) -> int:
+        """Bonded stake of `address` (unbonding stake excluded)."""
         return self.member(address).stake
 
     def member(self, address: str) -> MemberView:
@@ -114,15 +124,27 @@ class Bahen:
         role = ROLES[m[0]]
         check = {"worker": s.isEligibleWorker, "validator": s.isEligibleValidator}.get(role)
         return MemberView(
-            address=member, role=role, x25519_public=_hex(m[1]), declared_gflops=m[2],
-            unbond_at=m[3], locks=m[4], stake=m[5], unbonding=m[6],
+            address=member,
+            role=role,
+            x25519_public=_hex(m[1]),
+            declared_gflops=m[2],
+            unbond_at=m[3],
+            locks=m[4],
+            stake=m[5],
+            unbonding=m[6],
             eligible=check is not None and self.chain.call(check(member), "member"),
         )
 
     # orders
 
     def open_order(
-        self, acct: LocalAccount, *, order_id: bytes, spec_hash: bytes, escrow: int, deadline: int,
+        self,
+        acct: LocalAccount,
+        *,
+        order_id: bytes,
+        spec_hash: bytes,
+        escrow: int,
+        deadline: int,
         fee_estimate: int | None = None,
     ) -> str:
         """Opens an order with `escrow` wei; the escrow must cover `fee_estimate` (default: all of it)."""
@@ -131,14 +153,20 @@ class Bahen:
         return self._send(acct, fn, "open_order", value=escrow)
 
     def assign_task(self, acct: LocalAccount, *, order_id: bytes, task: int, worker: str, payment: int) -> str:
+        """Assigns the order's next task (0, 1, ...) to an eligible worker, reserving `payment` of the escrow."""
         fn = self.market.functions.assignTask(_b32("order_id", order_id), task, _addr(worker), payment)
         return self._send(acct, fn, "assign_task")
 
     def assign_validator(self, acct: LocalAccount, *, order_id: bytes, validator: str, fee: int) -> str:
+        """Assigns an eligible validator to the order, reserving `fee` of the escrow."""
         fn = self.market.functions.assignValidator(_b32("order_id", order_id), _addr(validator), fee)
         return self._send(acct, fn, "assign_validator")
 
     def cancel_order(self, acct: LocalAccount, *, order_id: bytes) -> str:
+        """Credits the whole escrow back to the client.
+
+        Allowed while no verdict is recorded, and either no proof is committed or the deadline passed.
+        """
         return self._send(acct, self.market.functions.cancelOrder(_b32("order_id", order_id)), "cancel_order")
 
     def order(self, order_id: bytes) -> OrderView:
@@ -147,21 +175,35 @@ class Bahen:
         o = self.chain.call(self.market.functions.getOrder(oid), "order")
         if o[2] == 0:
             raise UnknownOrderError(
-                f"order {_hex(oid)} does not exist on market {self.addresses.market}: check the order id and the chain config"
+                f"order {_hex(oid)} does not exist on market {self.addresses.market}: "
+                "check the order id and the chain config"
             )
         tasks = [self._task_view(oid, i) for i in range(o[3])]
         slots = self.chain.call(self.market.functions.getValidators(oid), "order")
         return OrderView(
-            order_id=_hex(oid), client=o[0], deadline=o[1], status=STATUSES[o[2]], commits=o[4], verdicts=o[5],
-            spec_hash=_hex(o[6]), escrow=o[7], allocated=o[8], tasks=tasks,
+            order_id=_hex(oid),
+            client=o[0],
+            deadline=o[1],
+            status=STATUSES[o[2]],
+            commits=o[4],
+            verdicts=o[5],
+            spec_hash=_hex(o[6]),
+            escrow=o[7],
+            allocated=o[8],
+            tasks=tasks,
             validators=[ValidatorView(validator=v[0], reported=v[1], fee=v[2]) for v in slots],
         )
 
     def _task_view(self, oid: bytes, task: int) -> TaskView:
         t = self.chain.call(self.market.functions.getTask(oid, task), "order")
         return TaskView(
-            task=task, worker=t[0], verdict=VERDICTS[t[1]], commit_block=t[2], payment=t[3],
-            root=_hex(t[4]), reasons_digest=_hex(t[5]),
+            task=task,
+            worker=t[0],
+            verdict=VERDICTS[t[1]],
+            commit_block=t[2],
+            payment=t[3],
+            root=_hex(t[4]),
+            reasons_digest=_hex(t[5]),
         )
 
     # proofs, reports, verdicts
@@ -195,10 +237,13 @@ class Bahen:
         """Records a validator's signed report digest (kind 0 verification, 1 performance); any sender may relay it."""
         if kind not in REPORT_KINDS:
             raise ChainError(f"report kind {kind} is unknown: use 0 (verification) or 1 (performance)")
-        fn = self.market.functions.submitReport(_b32("order_id", order_id), task, kind, _b32("digest", digest), signature)
+        fn = self.market.functions.submitReport(
+            _b32("order_id", order_id), task, kind, _b32("digest", digest), signature
+        )
         return self._send(acct, fn, "submit_report")
 
     def report_of(self, order_id: bytes, task: int, kind: int, validator: str) -> bytes:
+        """The report digest a validator submitted for (task, kind); 32 zero bytes if none."""
         fn = self.market.functions.reportOf(_b32("order_id", order_id), task, kind, _addr(validator))
         return bytes(self.chain.call(fn, "report_of"))
 
@@ -212,6 +257,7 @@ class Bahen:
         return self._send(acct, fn, "record_verdict")
 
     def is_wasp(self, address: str) -> bool:
+        """Whether `address` holds the Wasp role (the only writer of verdicts)."""
         role = self.chain.call(self.market.functions.WASP_ROLE(), "is_wasp")
         return self.chain.call(self.market.functions.hasRole(role, _addr(address)), "is_wasp")
 
@@ -229,6 +275,7 @@ class Bahen:
         return sum(e["args"]["amount"] for e in self.market.events.Withdrawn().process_receipt(receipt, errors=DISCARD))
 
     def pending(self, address: str) -> int:
+        """Wei credited to `address` and not yet withdrawn."""
         return self.chain.call(self.market.functions.pending(_addr(address)), "pending")
 
     def _settlement(self, oid: bytes, receipt: TxReceipt) -> Settlement:
@@ -241,9 +288,14 @@ class Bahen:
             slashed[e["args"]["worker"]] = slashed.get(e["args"]["worker"], 0) + e["args"]["amount"]
         (done,) = events.OrderSettled().process_receipt(receipt, errors=DISCARD)
         return Settlement(
-            order_id=_hex(oid), payouts=payouts, slashed=slashed, refund=done["args"]["refund"],
-            slash_to_client=done["args"]["slashToClient"], slash_to_treasury=done["args"]["slashToTreasury"],
-            tx_hash=_hex(receipt["transactionHash"]), gas_used=receipt["gasUsed"],
+            order_id=_hex(oid),
+            payouts=payouts,
+            slashed=slashed,
+            refund=done["args"]["refund"],
+            slash_to_client=done["args"]["slashToClient"],
+            slash_to_treasury=done["args"]["slashToTreasury"],
+            tx_hash=_hex(receipt["transactionHash"]),
+            gas_used=receipt["gasUsed"],
         )
 
     def _send(self, acct: LocalAccount, fn, action: str, *, value: int = 0) -> str:

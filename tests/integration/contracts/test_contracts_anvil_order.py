@@ -38,7 +38,9 @@ def test_whole_order_on_anvil(bahen, chain, parties):
     assert paid == ETHER + slashed
     assert chain.balance(bahen.addresses.market) == 0
 
-    logs = chain.w3.eth.get_logs({"address": bahen.addresses.market, "topics": [None, "0x" + OID.hex()], "fromBlock": 0})
+    logs = chain.w3.eth.get_logs(
+        {"address": bahen.addresses.market, "topics": [None, "0x" + OID.hex()], "fromBlock": 0}
+    )
     names = [_event_name(bahen, log) for log in logs]
     assert names[:1] == ["OrderOpened"] and names[-1] == "OrderSettled"
     assert names.count("ProofCommitted") == 2 and names.count("ReportSubmitted") == 8 and names.count("Slashed") == 1
@@ -53,6 +55,11 @@ def test_invariants_hold_on_anvil(anvil):
     machine = make_machine(lambda: Chain.connect(anvil))
     run_state_machine_as_test(
         machine,
-        settings=settings(max_examples=4, stateful_step_count=25, deadline=None, database=None,
-                          suppress_health_check=[HealthCheck.too_slow]),
+        settings=settings(
+            max_examples=4,
+            stateful_step_count=25,
+            deadline=None,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
     )

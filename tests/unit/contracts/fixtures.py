@@ -87,8 +87,16 @@ def deploy_staked(chain: Chain, parties: Parties) -> Bahen:
 
 
 def open_assigned(
-    bahen: Bahen, parties: Parties, order_id: bytes, *, tasks: int = 2, validators: int = 1,
-    escrow: int = ETHER, payment: int = ETHER // 4, fee: int = ETHER // 20, ttl: int = 3_600,
+    bahen: Bahen,
+    parties: Parties,
+    order_id: bytes,
+    *,
+    tasks: int = 2,
+    validators: int = 1,
+    escrow: int = ETHER,
+    payment: int = ETHER // 4,
+    fee: int = ETHER // 20,
+    ttl: int = 3_600,
 ) -> bytes:
     """Opens an order and assigns `tasks` tasks (worker i gets task i) and `validators` validators."""
     deadline = bahen.chain.now() + ttl

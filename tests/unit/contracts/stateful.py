@@ -117,9 +117,16 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             o, worker = self._open(i), self.parties.workers[w].address
             payment = o.escrow * share // 100
             sender = o.client if by_client else self.parties.wasp
-            ok = (o.status == "open" and by_client and not self._past(o) and self._eligible_worker(worker)
-                  and o.allocated + payment <= o.escrow)
-            call = lambda: self.bahen.assign_task(sender, order_id=o.oid, task=len(o.tasks), worker=worker, payment=payment)
+            ok = (
+                o.status == "open"
+                and by_client
+                and not self._past(o)
+                and self._eligible_worker(worker)
+                and o.allocated + payment <= o.escrow
+            )
+            call = lambda: self.bahen.assign_task(
+                sender, order_id=o.oid, task=len(o.tasks), worker=worker, payment=payment
+            )
             if _expect(ok, call, "assign_task"):
                 o.tasks.append(TaskModel(worker, payment))
                 o.allocated += payment
@@ -130,8 +137,13 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
         def assign_validator(self, i, v, share):
             o, validator = self._open(i), self.parties.validators[v].address
             fee = o.escrow * share // 100
-            ok = (o.status == "open" and not self._past(o) and validator not in o.validators
-                  and self.stake[validator] >= PARAMS.min_validator_stake and o.allocated + fee <= o.escrow)
+            ok = (
+                o.status == "open"
+                and not self._past(o)
+                and validator not in o.validators
+                and self.stake[validator] >= PARAMS.min_validator_stake
+                and o.allocated + fee <= o.escrow
+            )
             call = lambda: self.bahen.assign_validator(o.client, order_id=o.oid, validator=validator, fee=fee)
             if _expect(ok, call, "assign_validator"):
                 o.validators[validator] = [fee, False]
@@ -163,10 +175,20 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             signer = self.parties.validators[v]
             digest = b32(f"report {o.oid.hex()} {index} {kind} {signer.address}")
             key = (o.oid, index, kind, signer.address)
-            ok = (o.status == "open" and o.tasks[index].committed and signer.address in o.validators
-                  and key not in self.reports)
-            call = lambda: self.bahen.submit_report(self.parties.stranger, order_id=o.oid, task=index, kind=kind,
-                                                    digest=digest, signature=sign_digest(signer, digest))
+            ok = (
+                o.status == "open"
+                and o.tasks[index].committed
+                and signer.address in o.validators
+                and key not in self.reports
+            )
+            call = lambda: self.bahen.submit_report(
+                self.parties.stranger,
+                order_id=o.oid,
+                task=index,
+                kind=kind,
+                digest=digest,
+                signature=sign_digest(signer, digest),
+            )
             if _expect(ok, call, "report"):
                 self.reports.add(key)
                 o.validators[signer.address][1] = True
@@ -178,8 +200,9 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             task = o.tasks[index]
             sender = self.parties.wasp if as_wasp else o.client  # a quarter of verdicts come from an intruder
             ok = bool(as_wasp) and o.status == "open" and task.verdict == "none" and (task.committed or not accepted)
-            call = lambda: self.bahen.record_verdict(sender, order_id=o.oid, task=index, accepted=accepted,
-                                                     reasons_digest=b32("why"))
+            call = lambda: self.bahen.record_verdict(
+                sender, order_id=o.oid, task=index, accepted=accepted, reasons_digest=b32("why")
+            )
             if _expect(ok, call, "verdict"):
                 task.verdict = "accepted" if accepted else "rejected"
 

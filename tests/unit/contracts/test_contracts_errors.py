@@ -24,27 +24,39 @@ def test_selectors_are_the_keccak_of_the_signature():
     assert _selector("Error(string)").hex() == "08c379a0"
     table = error_table()
     assert table[_selector("InsufficientEscrow(uint256,uint256)")].name == "InsufficientEscrow"
-    assert table[_selector("AccessControlUnauthorizedAccount(address,bytes32)")].name == "AccessControlUnauthorizedAccount"
+    assert (
+        table[_selector("AccessControlUnauthorizedAccount(address,bytes32)")].name == "AccessControlUnauthorizedAccount"
+    )
     assert table[_selector("StakeLocked(address,uint32)")].name == "StakeLocked"  # registry errors too
 
 
 def test_custom_error_is_decoded_by_name():
     data = _selector("InsufficientEscrow(uint256,uint256)") + encode(["uint256", "uint256"], [5, 3])
     err = decode_revert("open_order", data)
-    assert (err.action, err.error, err.args, err.fields) == ("open_order", "InsufficientEscrow", (5, 3), {"required": 5, "sent": 3})
+    assert (err.action, err.error, err.args, err.fields) == (
+        "open_order",
+        "InsufficientEscrow",
+        (5, 3),
+        {"required": 5, "sent": 3},
+    )
     assert str(err) == "open_order reverted: InsufficientEscrow(required=5, sent=3)"
 
 
 def test_addresses_and_bytes_are_readable():
     address = "0x" + "ab" * 20
-    data = _selector("AccessControlUnauthorizedAccount(address,bytes32)") + encode(["address", "bytes32"], [address, b"\x01" * 32])
+    data = _selector("AccessControlUnauthorizedAccount(address,bytes32)") + encode(
+        ["address", "bytes32"], [address, b"\x01" * 32]
+    )
     err = decode_revert("record_verdict", data)
     assert err.fields["account"] == "0xABaBaBaBABabABabAbAbABAbABabababaBaBABaB"
     assert str(err).endswith(f"neededRole=0x{'01' * 32})")
 
 
 def test_string_panic_empty_and_unknown_reverts():
-    assert str(decode_revert("x", bytes.fromhex("08c379a0") + encode(["string"], ["no"]))) == "x reverted: Error(reason=no)"
+    assert (
+        str(decode_revert("x", bytes.fromhex("08c379a0") + encode(["string"], ["no"])))
+        == "x reverted: Error(reason=no)"
+    )
     assert decode_revert("x", bytes.fromhex("4e487b71") + encode(["uint256"], [0x11])).fields == {"code": 0x11}
     assert str(decode_revert("x", b"")) == "x reverted: Reverted()"
     assert decode_revert("x", b"\xde\xad\xbe\xef").fields == {"data": "0xdeadbeef"}

@@ -26,7 +26,12 @@ def _revert(call, error: str, **fields) -> ContractRevert:
 def test_open_and_assign_are_visible_in_the_order_view(bahen, parties):
     open_assigned(bahen, parties, OID, tasks=2, validators=2)
     view = bahen.order(OID)
-    assert (view.status, view.client, view.escrow, view.allocated) == ("open", parties.client.address, ETHER, ETHER * 6 // 10)
+    assert (view.status, view.client, view.escrow, view.allocated) == (
+        "open",
+        parties.client.address,
+        ETHER,
+        ETHER * 6 // 10,
+    )
     assert [t.worker for t in view.tasks] == [w.address for w in parties.workers[:2]]
     assert [(t.payment, t.verdict, t.commit_block) for t in view.tasks] == [(ETHER // 4, "none", 0)] * 2
     assert [(v.validator, v.fee, v.reported) for v in view.validators] == [
@@ -43,8 +48,14 @@ def test_events_carry_the_indexed_order_id(bahen, chain, parties):
 def test_open_order_reverts(bahen, chain, parties):
     open_order = bahen.open_order
     c, now = parties.client, chain.now()
-    _revert(lambda: open_order(c, order_id=OID, spec_hash=b32("s"), escrow=ETHER, deadline=now + 99, fee_estimate=2 * ETHER),
-            "InsufficientEscrow", required=2 * ETHER, sent=ETHER)
+    _revert(
+        lambda: open_order(
+            c, order_id=OID, spec_hash=b32("s"), escrow=ETHER, deadline=now + 99, fee_estimate=2 * ETHER
+        ),
+        "InsufficientEscrow",
+        required=2 * ETHER,
+        sent=ETHER,
+    )
     _revert(lambda: open_order(c, order_id=OID, spec_hash=b32("s"), escrow=0, deadline=now + 99), "InsufficientEscrow")
     _revert(lambda: open_order(c, order_id=OID, spec_hash=b32("s"), escrow=ETHER, deadline=now - 1), "DeadlineInPast")
     open_order(c, order_id=OID, spec_hash=b32("s"), escrow=ETHER, deadline=now + 99)
@@ -136,8 +147,15 @@ def test_a_signed_digest_counts_once_across_orders_and_tasks(bahen, parties):
     signature = sign_digest(v0, digest)
     bahen.submit_report(parties.stranger, order_id=OID, task=0, kind=0, digest=digest, signature=signature)
     for task, kind in ((1, 0), (0, 1)):
-        replay = partial(bahen.submit_report, parties.stranger, order_id=OID, task=task, kind=kind, digest=digest,
-                         signature=signature)
+        replay = partial(
+            bahen.submit_report,
+            parties.stranger,
+            order_id=OID,
+            task=task,
+            kind=kind,
+            digest=digest,
+            signature=signature,
+        )
         _revert(replay, "ReportReplayed", validator=v0.address)
 
 
@@ -155,7 +173,9 @@ def test_only_the_wasp_records_verdicts(bahen, parties):
     verdict(parties.wasp, task=1, accepted=False)  # a worker that never committed can be rejected
     verdict(parties.wasp)
     _revert(lambda: verdict(parties.wasp), "VerdictAlreadyRecorded", task=0)
-    _revert(lambda: bahen.commit_proof(parties.workers[1], order_id=OID, task=1, root=b32("late")), "VerdictAlreadyRecorded")
+    _revert(
+        lambda: bahen.commit_proof(parties.workers[1], order_id=OID, task=1, root=b32("late")), "VerdictAlreadyRecorded"
+    )
     view = bahen.order(OID)
     assert [t.verdict for t in view.tasks] == ["accepted", "rejected"]
     assert view.tasks[0].reasons_digest == "0x" + b32("why").hex()

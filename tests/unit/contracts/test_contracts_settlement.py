@@ -11,7 +11,9 @@ PAYMENT, FEE = ETHER // 4, ETHER // 20
 
 def _judge(bahen, parties, *verdicts: bool) -> None:
     for task, accepted in enumerate(verdicts):
-        bahen.record_verdict(parties.wasp, order_id=OID, task=task, accepted=accepted, reasons_digest=b32(f"why {task}"))
+        bahen.record_verdict(
+            parties.wasp, order_id=OID, task=task, accepted=accepted, reasons_digest=b32(f"why {task}")
+        )
 
 
 def _market_balance_matches_credits(bahen, chain, parties) -> None:
@@ -38,7 +40,11 @@ def test_settlement_pays_accepted_slashes_rejected_refunds_the_rest(bahen, chain
     to_treasury = slashed * PARAMS.treasury_bps // 10_000
     assert s.payouts == {w0.address: PAYMENT, v0.address: FEE}
     assert s.slashed == {w1.address: slashed}
-    assert (s.refund, s.slash_to_client, s.slash_to_treasury) == (ETHER - PAYMENT - FEE, slashed - to_treasury, to_treasury)
+    assert (s.refund, s.slash_to_client, s.slash_to_treasury) == (
+        ETHER - PAYMENT - FEE,
+        slashed - to_treasury,
+        to_treasury,
+    )
     assert bahen.pending(parties.client.address) == s.refund + s.slash_to_client
     assert bahen.pending(parties.treasury.address) == to_treasury
     assert (bahen.pending(w0.address), bahen.pending(w1.address)) == (PAYMENT, 0)

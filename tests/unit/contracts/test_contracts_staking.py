@@ -24,7 +24,10 @@ def test_worker_stake_must_cover_declared_compute(bahen, parties):
         bahen.register_worker(parties.stranger, x25519_public=b32("k"), declared_gflops=5_000, stake=WORKER_STAKE)
     assert err.value.error == "InsufficientStake"
     assert err.value.fields == {"required": 5_000 * PARAMS.stake_wei_per_gflop, "sent": WORKER_STAKE}
-    assert str(err.value) == f"register_worker reverted: InsufficientStake(required={5 * WORKER_STAKE}, sent={WORKER_STAKE})"
+    assert (
+        str(err.value)
+        == f"register_worker reverted: InsufficientStake(required={5 * WORKER_STAKE}, sent={WORKER_STAKE})"
+    )
 
 
 def test_registration_reverts(bahen, parties):

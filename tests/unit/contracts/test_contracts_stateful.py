@@ -10,7 +10,11 @@ from tests.unit.contracts.stateful import make_machine
 
 def _settings(examples: int) -> settings:
     return settings(
-        max_examples=examples, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None
+        max_examples=examples,
+        stateful_step_count=30,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+        database=None,
     )
 
 
