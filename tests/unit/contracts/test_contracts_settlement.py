@@ -137,3 +137,17 @@ def test_withdraw_pays_the_exact_credit_once(bahen, chain, parties):
     with pytest.raises(ContractRevert) as err:
         bahen.withdraw(parties.client)
     assert (err.value.error, err.value.fields) == ("NothingToWithdraw", {"account": client})
+
+
+@pytest.mark.slow
+def test_the_largest_order_settles_and_conserves_funds(bahen, chain, parties):
+    open_assigned(bahen, parties, OID, tasks=64, validators=2, payment=ETHER // 100, fee=ETHER // 100)
+    with pytest.raises(ContractRevert) as err:
+        bahen.assign_task(parties.client, order_id=OID, task=64, worker=parties.workers[0].address, payment=1)
+    assert (err.value.error, err.value.fields) == ("TooManyTasks", {"limit": 64})
+    _judge(bahen, parties, *([False] * 64))
+    s = bahen.settle(parties.client, order_id=OID)
+    assert set(s.slashed) == {w.address for w in parties.workers}
+    assert s.refund == ETHER and s.slash_to_client + s.slash_to_treasury == sum(s.slashed.values())
+    assert all(bahen.member(w.address).locks == 0 for w in parties.workers)
+    _market_balance_matches_credits(bahen, chain, parties)
