@@ -5,6 +5,8 @@ arrive, how time moves, how blocks are mined."""
 from __future__ import annotations
 
 import ast
+import threading
+from contextlib import nullcontext
 from typing import Any
 
 import requests
@@ -47,6 +49,9 @@ class Chain:
         self._tester = tester
         self._chain_id: int | None = None
         self._view_sender: str | None = None
+        # One sender's transactions go out one at a time (nonce, then inclusion); py-evm is not
+        # thread-safe, so in process every request takes the lock too.
+        self._lock = threading.RLock()
 
     @classmethod
     def in_process(cls) -> Chain:
@@ -75,7 +80,8 @@ class Chain:
             raise ChainError(f"{self.label} has no prefunded dev account; fund {address} from a wallet instead")
         tx = {"from": accounts[0], "to": Web3.to_checksum_address(address), "value": wei, "gas": 21_000}
         try:
-            self._rpc(lambda: self.w3.eth.wait_for_transaction_receipt(self.w3.eth.send_transaction(tx)))
+            with self._lock:
+                self._rpc(lambda: self.w3.eth.wait_for_transaction_receipt(self.w3.eth.send_transaction(tx)))
         except _REFUSALS as exc:
             raise ChainError(
                 f"funding {address} with {wei} wei from {accounts[0]} on {self.label} failed: {exc}"
@@ -86,14 +92,16 @@ class Chain:
 
     def mine(self, blocks: int = 1) -> None:
         if self._tester is not None:
-            self._tester.mine_blocks(blocks)
+            with self._lock:
+                self._tester.mine_blocks(blocks)
         else:
             self._devnet_rpc("anvil_mine", [blocks])
 
     def increase_time(self, seconds: int) -> None:
         """Moves the clock forward and mines a block carrying the new time."""
         if self._tester is not None:
-            self._tester.time_travel(self.now() + seconds)
+            with self._lock:
+                self._tester.time_travel(self.now() + seconds)
         else:
             self._devnet_rpc("evm_increaseTime", [seconds])
             self._devnet_rpc("evm_mine", [])
@@ -121,14 +129,16 @@ class Chain:
         The simulation surfaces reverts with their data on both backends, so a failing call
         raises ContractRevert before anything is sent.
         """
-        tx = self._prepare(acct, fn, action, value, fixed_gas=self._tester is not None)
-        return self.send_signed(acct, fn.build_transaction(tx), action)
+        with self._lock:
+            tx = self._prepare(acct, fn, action, value, fixed_gas=self._tester is not None)
+            return self.send_signed(acct, fn.build_transaction(tx), action)
 
     def deploy(self, acct: LocalAccount, abi: list, bytecode: str, args: list, action: str) -> str:
         """Deploys a contract and returns its address."""
         ctor = self.w3.eth.contract(abi=abi, bytecode=bytecode).constructor(*args)
-        tx = self._prepare(acct, ctor, action, 0, fixed_gas=False)
-        return self.send_signed(acct, ctor.build_transaction(tx), action)["contractAddress"]
+        with self._lock:
+            tx = self._prepare(acct, ctor, action, 0, fixed_gas=False)
+            return self.send_signed(acct, ctor.build_transaction(tx), action)["contractAddress"]
 
     def send_signed(self, acct: LocalAccount, tx: dict, action: str) -> TxReceipt:
         """Signs and sends a complete transaction; a mined failure raises ContractRevert."""
@@ -197,7 +207,8 @@ class Chain:
 
     def _rpc(self, request):
         try:
-            return request()
+            with self._lock if self._tester is not None else nullcontext():
+                return request()
         except (requests.ConnectionError, ProviderConnectionError) as exc:
             raise ChainUnavailableError(self.label, type(exc).__name__) from None
 

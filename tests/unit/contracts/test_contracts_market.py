@@ -1,5 +1,6 @@
 """BahenMarket through the client: orders, assignment, proofs, reports and verdicts."""
 
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import pytest
@@ -197,3 +198,16 @@ def test_attach_checks_chain_and_code(bahen, chain):
     empty = bahen.addresses.model_copy(update={"market": "0x" + "00" * 19 + "01"})
     with pytest.raises(ChainError, match="no BahenMarket code"):
         Bahen.attach(chain, empty)
+
+
+def test_threads_sharing_a_chain_and_a_sender_do_not_collide(bahen, chain, parties):
+    ids = [b32(f"threaded order {i}") for i in range(12)]
+    deadline = chain.now() + 999
+
+    def open_one(order_id: bytes) -> str:
+        return bahen.open_order(parties.client, order_id=order_id, spec_hash=b32("s"), escrow=1_000, deadline=deadline)
+
+    with ThreadPoolExecutor(4) as pool:
+        assert len(set(pool.map(open_one, ids))) == len(ids)
+    assert chain.balance(bahen.addresses.market) == 1_000 * len(ids)
+    assert all(bahen.order(i).status == "open" for i in ids)
