@@ -17,7 +17,7 @@ from eth_tester.exceptions import ValidationError as TesterValidationError
 from eth_utils.exceptions import ValidationError as EvmValidationError
 from web3 import EthereumTesterProvider, Web3
 from web3.contract.contract import ContractFunction
-from web3.exceptions import ContractLogicError, ProviderConnectionError, Web3RPCError
+from web3.exceptions import ContractLogicError, ProviderConnectionError, TimeExhausted, Web3RPCError
 from web3.types import TxReceipt
 
 from contracts.errors import (
@@ -35,6 +35,7 @@ GAS_HEADROOM = 1.2  # estimates are exact for the simulated state; leave room fo
 # call (settling 64 tasks and 32 validators: 2.9-3.4 M gas) and a third of the block gas limit.
 IN_PROCESS_GAS = 10_000_000
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+RECEIPT_TIMEOUT = 120  # seconds to wait for inclusion
 _REVERT_PREFIX = "execution reverted: "
 # How each backend refuses a transaction it will not run (bad nonce, fees, funds).
 _REFUSALS = (TesterValidationError, EvmValidationError, Web3RPCError)
@@ -147,7 +148,15 @@ class Chain:
             tx_hash = self._rpc(lambda: self.w3.eth.send_raw_transaction(raw))
         except _REFUSALS as exc:
             raise self._refused(action, acct.address, tx.get("value", 0), exc) from None
-        receipt = self._rpc(lambda: self.w3.eth.wait_for_transaction_receipt(tx_hash, poll_latency=0.02))
+        try:
+            receipt = self._rpc(
+                lambda: self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT, poll_latency=0.02)
+            )
+        except TimeExhausted:
+            raise ChainError(
+                f"{action}: transaction 0x{bytes(tx_hash).hex()} was not mined on {self.label} within "
+                f"{RECEIPT_TIMEOUT} s; check that the node is producing blocks, then look the hash up"
+            ) from None
         if receipt["status"] != 1:
             # The state changed between simulation and inclusion; the receipt has no revert data.
             raise ContractRevert(action, "Reverted", {"tx_hash": "0x" + bytes(tx_hash).hex()})
