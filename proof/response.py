@@ -70,17 +70,26 @@ def respond(
 
 
 def replay_regenerator(spec, X, y, checkpoints: list[tuple[int, ArtifactRef]], get: Callable[[ArtifactRef], bytes]) -> Regenerate:
-    """A ``regenerate`` that replays from the last stored checkpoint at or before the step.
+    """A ``regenerate`` that replays the checkpoint segment holding the step and keeps its states.
 
-    Under an exact profile the replayed state has the committed bytes; under a tolerant profile it
-    may not, so such a worker keeps its spool across restarts instead.
+    Each segment is replayed at most once (its states go to a private spool), so answering many
+    challenges costs at most one replay of the steps before the resume. Under an exact profile the
+    replayed states have the committed bytes; under a tolerant profile they may not, so such a
+    worker keeps its spool across restarts instead.
     """
     from training.checkpoint import Checkpoint
-    from training.trainer import replay_to_state
+    from training.trainer import replay_segment_states
+
+    cache = StateSpool()
+    steps = sorted(s for s, _ in checkpoints)
 
     def regenerate(step: int) -> bytes:
-        _, ref = max(((s, r) for s, r in checkpoints if s <= step), key=lambda item: item[0])
-        start = Checkpoint.from_bytes(get(ref), name=ref.name)
-        return replay_to_state(spec, X, y, start=start, step=step).to_bytes()
+        if step not in cache:
+            base, ref = max(((s, r) for s, r in checkpoints if s < step), key=lambda item: item[0])
+            stop = next((s for s in steps if s >= step), step)
+            start = Checkpoint.from_bytes(get(ref), name=ref.name)
+            for offset, state in enumerate(replay_segment_states(spec, X, y, start=start, stop=stop), start=base + 1):
+                cache.add(offset, state)
+        return cache.get(step)
 
     return regenerate

@@ -9,6 +9,7 @@ from a checkpoint for a verifier; ``batch_losses`` and ``evaluate`` are forward-
 import copy
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -252,12 +253,15 @@ def replay_states(
     return out
 
 
-def replay_to_state(spec: TrainSpec, X: np.ndarray, y: np.ndarray, *, start: Checkpoint, step: int) -> EncodedState:
-    """Re-execute honest steps from ``start`` up to the state after ``step`` steps, in the per-step encoding."""
+def replay_segment_states(
+    spec: TrainSpec, X: np.ndarray, y: np.ndarray, *, start: Checkpoint, stop: int
+) -> Iterator[EncodedState]:
+    """Re-execute honest steps from ``start`` up to ``stop``, yielding the state after each step."""
     run = _setup(spec, X, y, None)
     run.restore(start)
-    run.advance(step, None, TrainHooks())
-    return run.encode()
+    while run.step < min(stop, run.total):
+        run.advance(run.step + 1, None, TrainHooks())
+        yield run.encode()
 
 
 def initial_training_state(spec: TrainSpec, X: np.ndarray, y: np.ndarray) -> EncodedState:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from proof.spool import StateNotSpooledError, StateSpool
+from proof.spool import SpoolTamperedError, StateNotSpooledError, StateSpool
 from training.state import encode_state
 
 
@@ -34,3 +34,17 @@ def test_spilled_states_are_sealed_and_deleted_on_close():
     assert not directory.exists()
     with pytest.raises(StateNotSpooledError, match="state after step 5 is not in this worker's spool"):
         spool.get(5)
+
+
+def test_altered_spool_file_is_detected():
+    spool = StateSpool(memory_limit=0)
+    try:
+        spool.add(2, _state(2))
+        path = next(spool._directory.iterdir())
+        data = bytearray(path.read_bytes())
+        data[40] ^= 1
+        path.write_bytes(bytes(data))
+        with pytest.raises(SpoolTamperedError, match="state after step 2 fails authentication"):
+            spool.get(2)
+    finally:
+        spool.close()

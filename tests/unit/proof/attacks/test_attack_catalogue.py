@@ -67,3 +67,18 @@ def test_block_and_count_follow_the_intensity():
     block = attack.block(40)
     assert len(block) == 10 and 0 <= block.start and block.stop <= 40
     assert Attack(1.0).count(7) == 7 and Attack(0.0).count(7) == 0
+
+
+def test_response_hook_lets_a_worker_withhold_states(spec, data, store):
+    class Withholding(Attack):
+        name = "withholding-responder"
+
+        def respond(self, response, challenge, job):
+            assert challenge.spot_steps and response.states  # the honest answer was prepared
+            return response.model_copy(update={"states": response.states[1:]})
+
+    run = run_worker(Withholding(), spec, data[0], data[1], store.put)
+    report = _verify(run, data, store)
+    spot = next(c for c in report.checks if c.name == "spot-steps")
+    assert not report.passed and not spot.passed and "was not revealed (withheld)" in spot.detail
+    assert [c.name for c in report.failed_checks] == ["spot-steps"]
