@@ -50,7 +50,10 @@ def estimate(spec: OrderSpec, upload: Upload, pricing: Pricing) -> tuple[float, 
 
 
 def _staked(net: Network, wanted: int, role: str) -> list[tuple[str, PublicIdentity]]:
-    """The first ``wanted`` known parties that the chain lists as staked ``role``s, in index order."""
+    """The first ``wanted`` known parties the chain would accept as ``role`` now, in index order.
+
+    A worker slashed below its required stake is skipped until it stakes again.
+    """
     names = sorted(
         (n for n in net.keystore.names() if n.startswith(f"{role}-") and n.split("-")[1].isdigit()),
         key=lambda n: int(n.split("-")[1]),
@@ -59,7 +62,7 @@ def _staked(net: Network, wanted: int, role: str) -> list[tuple[str, PublicIdent
     for name in names:
         address = net.keystore.public(name).address
         member = net.market.member(address)
-        if member.role == role and member.stake > 0:
+        if member.role == role and member.eligible:
             chosen.append((name, PublicIdentity(name=name, address=address, x25519_public=member.x25519_public)))
         if len(chosen) == wanted:
             return chosen
