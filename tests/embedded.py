@@ -1,4 +1,4 @@
-"""One Prefect test harness and one bahen home for the whole flow test session."""
+"""pytest fixtures: one Prefect test harness and one bahen home (embedded defaults) per session."""
 
 import os
 
