@@ -36,7 +36,8 @@ from training.profiles import ProfileInfo
 from training.state import EncodedState
 
 MAX_PENDING = 2
-MAX_PENDING_STATES = 32
+STATE_BATCH = 16  # states handed to the background thread at once: one hand-off per batch, not per step
+MAX_PENDING_BATCHES = 4
 JOURNAL_FORMAT = "bahen.journal.v1"
 Put = Callable[[str, bytes], ArtifactRef]
 Get = Callable[[ArtifactRef], bytes]
@@ -99,6 +100,7 @@ class Recorder:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bahen-checkpoint")
         self._pending: list[tuple[int, Future]] = []
         self._state_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bahen-state")
+        self._state_batch: list[tuple[int, EncodedState]] = []
         self._state_pending: list[tuple[int, Future]] = []
 
     def start(self, profile: ProfileInfo, *, resumed_at: int | None = None) -> None:
@@ -120,18 +122,35 @@ class Recorder:
 
     def record_state(self, step: int, state: EncodedState) -> None:
         """Hash and spool the state after ``step`` steps (its tensors must be a private copy)."""
-        while len(self._state_pending) >= MAX_PENDING_STATES:
-            self._settle_oldest_state()
-        self._state_pending.append((step, self._state_pool.submit(self.spool.add, step, state)))
+        self._state_batch.append((step, state))
+        if len(self._state_batch) >= STATE_BATCH:
+            self._flush_states()
 
-    def _settle_oldest_state(self) -> None:
-        step, future = self._state_pending.pop(0)
+    def _flush_states(self) -> None:
+        if not self._state_batch:
+            return
+        while len(self._state_pending) >= MAX_PENDING_BATCHES:
+            self._settle_oldest_states()
+        batch, self._state_batch = self._state_batch, []
+        self._state_pending.append((batch[0][0], self._state_pool.submit(self._spool_states, batch)))
+
+    def _spool_states(self, batch: list[tuple[int, EncodedState]]) -> list[tuple[int, str]]:
+        return [(step, self.spool.add(step, state)) for step, state in batch]
+
+    def _settle_oldest_states(self) -> None:
+        first, future = self._state_pending.pop(0)
         try:
-            digest = future.result()
+            digests = future.result()
         except Exception as exc:
-            raise CheckpointWriteError(state_name(step), exc) from exc
-        # the state after `step` steps is the outcome of the record of step `step - 1`
-        self._steps[step - 1] = self._steps[step - 1].model_copy(update={"state_sha256": digest})
+            raise CheckpointWriteError(state_name(first), exc) from exc
+        for step, digest in digests:
+            # the state after `step` steps is the outcome of the record of step `step - 1`
+            self._steps[step - 1] = self._steps[step - 1].model_copy(update={"state_sha256": digest})
+
+    def _settle_states(self) -> None:
+        self._flush_states()
+        while self._state_pending:
+            self._settle_oldest_states()
 
     def record_epoch(self, epoch: int, digest: str) -> None:
         """Record an epoch's order digest; recording it again (after a resume) must agree."""
@@ -147,8 +166,7 @@ class Recorder:
         self._raise_failed()
         while len(self._pending) >= MAX_PENDING:
             self._wait_oldest()
-        while self._state_pending:
-            self._settle_oldest_state()
+        self._settle_states()
         journal = {
             "format": JOURNAL_FORMAT,
             "step": checkpoint.step,
@@ -163,8 +181,7 @@ class Recorder:
         """Wait for pending checkpoint writes, stop telemetry and return the record."""
         telemetry = self._telemetry.stop() if self._telemetry is not None else []
         try:
-            while self._state_pending:
-                self._settle_oldest_state()
+            self._settle_states()
             while self._pending:
                 self._wait_oldest()
         finally:
