@@ -70,7 +70,7 @@ def encode_state(
     header = '{"epoch":%d,"format":"bahen.state.v1","layout":%s,"spec":%s,"step":%d}' % (
         epoch, json.dumps(layout, separators=(",", ":")), spec_json, step)
     body = header.encode()
-    flat = [t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8) for t in tensors]
+    flat = [(t if t.device.type == "cpu" else t.detach().cpu()).reshape(-1).view(torch.uint8) for t in tensors]
     payload = torch.cat(flat) if flat else torch.zeros(0, dtype=torch.uint8)
     return EncodedState(header=MAGIC + len(body).to_bytes(8, "big") + body, payload=payload)
 

@@ -60,6 +60,24 @@ def _relative(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor) -> float:
     return distance / max(float(torch.linalg.vector_norm(scale)), 1e-12) if distance else 0.0
 
 
+def state_distance(start, claim, reached) -> float:
+    """How far a re-executed state is from the claimed one (checkpoints; inf when layouts differ).
+
+    The weights' distance is normalised by the claimed update ``claim - start``, so a small forged
+    update is not hidden by large weights; the optimizer state's by its own size. The larger counts.
+    """
+    if not same_layout(claim.model_state, reached.model_state):
+        return math.inf
+    w_start, w_claim = flatten_state(start.model_state), flatten_state(claim.model_state)
+    errors = [_relative(flatten_state(reached.model_state), w_claim, w_claim - w_start)]
+    o_reached, o_claim = _optimizer_tensors(reached.optimizer_state), _optimizer_tensors(claim.optimizer_state)
+    if not same_layout(o_reached, o_claim):
+        return math.inf
+    if o_claim:
+        errors.append(_relative(flatten_state(o_reached), flatten_state(o_claim), flatten_state(o_claim)))
+    return max(errors)
+
+
 class ReplayCheck(Check):
     """Replays either the challenge's random segments or the largest-update segments."""
 
@@ -111,13 +129,7 @@ class ReplayCheck(Check):
         if not same_layout(start.model_state, claim.model_state):
             return math.inf, 0
         reached, losses = replay_segment(ctx.spec, ctx.X, ctx.y, start, b - a)
-        w_start, w_claim = flatten_state(start.model_state), flatten_state(claim.model_state)
-        errors = [_relative(flatten_state(reached.model_state), w_claim, w_claim - w_start)]
-        o_reached, o_claim = _optimizer_tensors(reached.optimizer_state), _optimizer_tensors(claim.optimizer_state)
-        if not same_layout(o_reached, o_claim):
-            errors.append(math.inf)
-        elif o_claim:
-            errors.append(_relative(flatten_state(o_reached), flatten_state(o_claim), flatten_state(o_claim)))
+        errors = [state_distance(start, claim, reached)]
         logged = {r.step: r.loss for r in ctx.steps or []}
         for step, loss in zip(range(a, b), losses):
             errors.append(abs(logged.get(step, math.nan) - loss) / max(abs(loss), 1e-12))

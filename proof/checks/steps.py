@@ -18,9 +18,9 @@ The step log commits, for every step ``t``, the SHA-256 of the full training sta
 import hashlib
 import math
 
-from proof.checks.base import Check, CheckContext, flatten_state, same_layout
+from proof.checks.base import Check, CheckContext
 from proof.checks.loss import loss_tolerance
-from proof.checks.replay import _optimizer_tensors, _relative
+from proof.checks.replay import state_distance
 from proof.report import CheckResult
 
 
@@ -111,7 +111,7 @@ class StepSpotCheck(Check):
             return f"logged loss {logged:.6g}, re-executed {loss:.6g}", 1
         if hashlib.sha256(state.to_bytes()).hexdigest() == committed_digest(ctx, t + 1):
             return None, 1
-        error = _transition_error(start, decode_state(after, name=f"state {t + 1}"), decode_state(state.to_bytes()))
+        error = state_distance(start, decode_state(after, name=f"state {t + 1}"), decode_state(state.to_bytes()))
         from training.profiles import replay_tolerance
 
         if ctx.spec.profile == "cpu-fp32-exact" or not error <= replay_tolerance(ctx.spec.profile):
@@ -132,17 +132,3 @@ def _revealed(ctx: CheckContext, step: int) -> tuple[bytes | None, str]:
     if hashlib.sha256(data).hexdigest() != digest:
         return None, f"the revealed state {step} does not hash to the digest committed for it"
     return data, ""
-
-
-def _transition_error(start, claim, reached) -> float:
-    """Distance of the reached state to the claimed one, relative to the step's update (as in replay)."""
-    if not same_layout(claim.model_state, reached.model_state):
-        return math.inf
-    w_start, w_claim = flatten_state(start.model_state), flatten_state(claim.model_state)
-    errors = [_relative(flatten_state(reached.model_state), w_claim, w_claim - w_start)]
-    o_reached, o_claim = _optimizer_tensors(reached.optimizer_state), _optimizer_tensors(claim.optimizer_state)
-    if not same_layout(o_reached, o_claim):
-        return math.inf
-    if o_claim:
-        errors.append(_relative(flatten_state(o_reached), flatten_state(o_claim), flatten_state(o_claim)))
-    return max(errors)
