@@ -166,7 +166,12 @@ def _tamper_only(name: str) -> bool:
 
 def _attack(name, intensity, spec, X, y, runs: int, challenges: int, config: VerifyConfig,
             shared: tuple[WorkerRun, MemoryStore] | None = None) -> dict:
-    hits, total, analytic = 0, 0, []
+    """Detection of one attack at one intensity, counted over the runs that did cheat.
+
+    Stochastic rounding makes some low-intensity runs cheat on nothing (1% of 21 checkpoints is
+    0.21 checkpoints); such runs are honest, so they are reported apart and not counted as misses.
+    """
+    hits, total, analytic, idle = 0, 0, [], 0
     weak = ATTACKS[name].weak_evidence
     steps = spec.epochs * (len(X) // spec.batch_size)
     for r in range(runs):
@@ -176,16 +181,20 @@ def _attack(name, intensity, spec, X, y, runs: int, challenges: int, config: Ver
         else:
             store = MemoryStore()
             run = run_worker(name, spec, X, y, store.put, intensity, order_id=f"{name}-{r}", seed=r)
-        for report in _verdicts(run, X, y, store, challenges, config, f"{name}-{r}"):
-            hits += report.flagged if weak else not report.passed
-            total += 1
-        cheated = getattr(run.attack, "cheated_steps", None)
-        if cheated is not None and shared is None:  # a block of trained steps, every one of them dishonest
-            analytic.append(spot_detection(steps, len(cheated), config.spot_steps))
+        if run.attack.cheated == 0:
+            idle += 1
+        else:
+            for report in _verdicts(run, X, y, store, challenges, config, f"{name}-{r}"):
+                hits += report.flagged if weak else not report.passed
+                total += 1
+            cheated = getattr(run.attack, "cheated_steps", None)
+            if cheated is not None and shared is None:  # a block of trained steps, every one of them dishonest
+                analytic.append(spot_detection(steps, len(cheated), config.spot_steps))
         if shared is None:
             run.spool.close()
-    print(f"[pot] {name} at {intensity:.0%}: {hits}/{total}", file=sys.stderr, flush=True)
-    row = {"attack": name, "intensity": intensity, "detected": hits, "trials": total, "rate": hits / total,
+    print(f"[pot] {name} at {intensity:.0%}: {hits}/{total} ({idle} runs cheated on nothing)", file=sys.stderr, flush=True)
+    row = {"attack": name, "intensity": intensity, "detected": hits, "trials": total,
+           "rate": hits / total if total else None, "runs_without_cheating": idle,
            "evidence": "weak" if weak else "decisive", "shared_training": shared is not None}
     if analytic:
         row["spot_check_probability"] = sum(analytic) / len(analytic)
@@ -201,8 +210,10 @@ def _stake(rows: list[dict]) -> list[dict]:
     out = []
     for row in rows:
         if row["intensity"] == 0.01:
-            p = row.get("spot_check_probability", row["rate"])
-            p = max(p, row["rate"])
+            if row["rate"] is None:
+                out.append({"attack": row["attack"], "p_detect": None, "stake_per_fee": None})
+                continue
+            p = max(row.get("spot_check_probability", 0.0), row["rate"])
             out.append({"attack": row["attack"], "p_detect": p,
                         "stake_per_fee": (0.01 / p) if p > 0 else None})
     return out
@@ -285,16 +296,22 @@ def markdown(result: dict) -> str:
              "`spot P` is the exact probability that the spot check samples one of the steps the run cheated on "
              "(1 - C(T-F, m)/C(T, m)), averaged over runs.", "",
              "| attack | evidence | intensity | detected | rate | spot P |", "| --- | --- | ---: | ---: | ---: | ---: |"]
-    lines += [f"| {r['attack']} | {r['evidence']} | {r['intensity']:.0%} | {r['detected']}/{r['trials']} | {r['rate']:.2f} | "
+    lines += [f"| {r['attack']} | {r['evidence']} | {r['intensity']:.0%} | {r['detected']}/{r['trials']} | "
+              f"{'no run cheated' if r['rate'] is None else format(r['rate'], '.2f')} | "
               f"{format(r['spot_check_probability'], '.4f') if 'spot_check_probability' in r else '-'} |"
               for r in result["attacks"]]
     lines += ["", "Stake making a 1%-intensity attack unprofitable: stake >= gain / p_detect = 0.01 x fee / p_detect "
               "(p_detect: the larger of the measured rate and spot P)", "",
               "| attack | p_detect | stake / fee |", "| --- | ---: | ---: |"]
-    lines += [f"| {s['attack']} | {s['p_detect']:.2f} | "
-              f"{'unbounded' if s['stake_per_fee'] is None else format(s['stake_per_fee'], '.3f')} |"
-              for s in result["stake_at_1pct"]]
+    lines += [f"| {s['attack']} | {'-' if s['p_detect'] is None else format(s['p_detect'], '.2f')} | "
+              f"{_stake_text(s)} |" for s in result["stake_at_1pct"]]
     return "\n".join(lines) + "\n"
+
+
+def _stake_text(row: dict) -> str:
+    if row["p_detect"] is None:
+        return "no run cheated at 1%"
+    return "unbounded" if row["stake_per_fee"] is None else format(row["stake_per_fee"], ".3f")
 
 
 def write(result: dict, out_dir: Path) -> None:
@@ -310,7 +327,7 @@ def write(result: dict, out_dir: Path) -> None:
     fig, ax = plt.subplots(figsize=(9, 4))
     names = sorted({r["attack"] for r in result["attacks"]})
     for k, intensity in enumerate(INTENSITIES):
-        rates = [next((r["rate"] for r in result["attacks"] if r["attack"] == n and r["intensity"] == intensity), 0)
+        rates = [next((r["rate"] or 0 for r in result["attacks"] if r["attack"] == n and r["intensity"] == intensity), 0)
                  for n in names]
         ax.bar([i + 0.27 * (k - 1) for i in range(len(names))], rates, width=0.27, label=f"{intensity:.0%}")
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)

@@ -236,21 +236,21 @@ def replay(spec: TrainSpec, X: np.ndarray, y: np.ndarray, *, start: Checkpoint, 
     return run.snapshot()
 
 
-def replay_states(
-    spec: TrainSpec, X: np.ndarray, y: np.ndarray, starts: list[Checkpoint]
-) -> list[tuple[EncodedState, float]]:
-    """For each start state, run its next training step with this loop; return the state reached and the step's loss.
+class Stepper:
+    """Runs single training steps from given states with this loop, for a verifier's spot checks.
 
-    One model and optimizer serve every start (each is restored in full), so a verifier spot-checking
-    many steps pays for one setup.
+    One model, optimizer and data order serve every start state (each is restored in full), so
+    many spot checks pay for one setup and one batch-order computation per epoch.
     """
-    run = _setup(spec, X, y, None)
-    out = []
-    for start in starts:
-        run.restore(start)
-        losses = run.advance(start.step + 1, None, TrainHooks())
-        out.append((run.encode(), losses[0] if losses else float("nan")))
-    return out
+
+    def __init__(self, spec: TrainSpec, X: np.ndarray, y: np.ndarray):
+        self._run = _setup(spec, X, y, None)
+
+    def step(self, start: Checkpoint) -> tuple[EncodedState, float]:
+        """The state after the training step that follows ``start``, and that step's loss."""
+        self._run.restore(start)
+        losses = self._run.advance(start.step + 1, None, TrainHooks())
+        return self._run.encode(), losses[0] if losses else float("nan")
 
 
 def replay_segment_states(

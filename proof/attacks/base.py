@@ -82,6 +82,8 @@ class Attack:
             raise ValueError(f"attack intensity {intensity} must lie in [0, 1]")
         self.intensity = intensity if self.uses_intensity else 1.0
         self.rng = random.Random(f"{self.name}/{seed}")
+        # how many steps, checkpoints or samples the run cheated on; None until the attack drew them
+        self.cheated: int | None = None
 
     def trained_spec(self, spec: TrainSpec) -> TrainSpec:
         """The spec the worker actually trains."""
@@ -104,9 +106,11 @@ class Attack:
         return response
 
     def count(self, n: int) -> int:
-        """``intensity * n`` rounded stochastically."""
+        """``intensity * n`` rounded stochastically; :attr:`cheated` adds up the counts drawn."""
         exact = self.intensity * n
-        return min(n, math.floor(exact) + (self.rng.random() < exact - math.floor(exact)))
+        drawn = min(n, math.floor(exact) + (self.rng.random() < exact - math.floor(exact)))
+        self.cheated = (self.cheated or 0) + drawn
+        return drawn
 
     def block(self, total: int) -> range:
         """A contiguous block of ``count(total)`` steps at a random position."""

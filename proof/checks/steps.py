@@ -76,11 +76,14 @@ class StepSpotCheck(Check):
             return self.result(threshold=0.0, observed=0.0, detail="no steps challenged")
         if ctx.steps is None:
             return self.missing([ctx.bundle.step_log.name], ctx)
+        from training.trainer import Stepper
+
         faults: dict[int, str] = {}
         executed = 0
+        stepper = Stepper(ctx.spec, ctx.X, ctx.y)
         for t in steps:
             try:
-                faults_at, ran = self._check_step(ctx, t)
+                faults_at, ran = self._check_step(ctx, t, stepper)
             except Exception as exc:  # a forged state may break restoring or stepping in any way
                 faults_at, ran = f"state {t} cannot be restored and stepped ({type(exc).__name__}: {exc})", 0
             executed += ran
@@ -92,9 +95,8 @@ class StepSpotCheck(Check):
             detail=detail or f"{len(steps)} challenged steps re-executed and matched their commitments",
         )
 
-    def _check_step(self, ctx: CheckContext, t: int) -> tuple[str | None, int]:
+    def _check_step(self, ctx: CheckContext, t: int, stepper) -> tuple[str | None, int]:
         from training.state import decode_state
-        from training.trainer import replay_states
 
         before, why = _revealed(ctx, t)
         if before is None:
@@ -105,7 +107,7 @@ class StepSpotCheck(Check):
         start = decode_state(before, name=f"state {t}")
         if start.step != t:
             return f"the revealed state {t} holds step {start.step}", 0
-        state, loss = replay_states(ctx.spec, ctx.X, ctx.y, [start])[0]
+        state, loss = stepper.step(start)
         logged = ctx.steps[t].loss
         if abs(logged - loss) > loss_tolerance(ctx) * max(abs(loss), 1e-12) or math.isnan(logged):
             return f"logged loss {logged:.6g}, re-executed {loss:.6g}", 1
