@@ -17,11 +17,15 @@ The step log commits, for every step ``t``, the SHA-256 of the full training sta
 
 import hashlib
 import math
+from typing import TYPE_CHECKING
 
 from proof.checks.base import Check, CheckContext
 from proof.checks.loss import loss_tolerance
 from proof.checks.replay import state_distance
 from proof.report import CheckResult
+
+if TYPE_CHECKING:
+    from training.trainer import Stepper
 
 
 def initial_state_bytes(ctx: CheckContext) -> bytes:
@@ -95,7 +99,9 @@ class StepSpotCheck(Check):
             detail=detail or f"{len(steps)} challenged steps re-executed and matched their commitments",
         )
 
-    def _check_step(self, ctx: CheckContext, t: int, stepper) -> tuple[str | None, int]:
+    def _check_step(self, ctx: CheckContext, t: int, stepper: "Stepper") -> tuple[str | None, int]:
+        """Why step ``t`` fails (None when it passes) and how many steps were executed."""
+        from training.profiles import replay_tolerance
         from training.state import decode_state
 
         before, why = _revealed(ctx, t)
@@ -114,8 +120,6 @@ class StepSpotCheck(Check):
         if hashlib.sha256(state.to_bytes()).hexdigest() == committed_digest(ctx, t + 1):
             return None, 1
         error = state_distance(start, decode_state(after, name=f"state {t + 1}"), decode_state(state.to_bytes()))
-        from training.profiles import replay_tolerance
-
         if ctx.spec.profile == "cpu-fp32-exact" or not error <= replay_tolerance(ctx.spec.profile):
             return f"one honest step from state {t} does not reach the committed state {t + 1} (error {error:.3g})", 1
         return None, 1
