@@ -28,7 +28,7 @@ QUICK = {
     "crypto": ["--size", str(256 << 20)],
     "storage": ["--size", str(256 << 20)],
     "pot-overhead": [],
-    "pot": ["--job", "digits", "--honest-runs", "10", "--attack-runs", "2"],
+    "pot": ["--job", "digits", "--honest-runs", "1", "--attack-runs", "1", "--challenges", "3"],
     "gas": [],
 }
 

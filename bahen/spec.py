@@ -52,7 +52,12 @@ class OrderSpec(BaseModel):
     )
     validators: int = Field(2, ge=1, le=16, description="Validators scoring the final model")
     replay_segments: int = Field(
-        2, ge=1, le=64, description="Checkpoint segments re-executed by the verifier"
+        1, ge=1, le=64, description="Random checkpoint segments re-executed by the verifier"
+    )
+    spot_steps: int = Field(
+        48, ge=0, le=4096,
+        description="Single steps the verifier re-executes from revealed states; 48 catches a worker "
+        "faking 10% of its steps with probability 1 - 0.9^48 > 0.99",
     )
     loss_samples: int = Field(
         8, ge=1, le=1024, description="Committed batches whose logged loss the verifier recomputes"

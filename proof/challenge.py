@@ -1,7 +1,8 @@
 """Commit, then challenge: what the verifier checks is chosen by a seed the worker could not know.
 
-The seed comes from chain data that did not exist when the worker committed its Merkle root (a
-later block's hash), bound to the order, the task and the committed root. Every choice below is a
+The seed comes from chain data that did not exist when the worker committed its Merkle root:
+``keccak256(abi.encode(hash of the block after the commitment, order id, task))``, computed by
+``contracts.client.Bahen.challenge_seed`` from public chain data. Every choice below is a
 pure function of that seed and the public bundle, so anyone can recompute the selection.
 
 The PRF is SHA-256 in counter mode: block ``i`` of stream ``label`` is
@@ -21,12 +22,6 @@ if TYPE_CHECKING:
     from proof.verifier import VerifyConfig
 
 _DOMAIN = b"bahen.challenge.v1"
-
-
-def challenge_seed(block_hash: bytes, *, order_id: str, task: int, merkle_root: str) -> bytes:
-    """Derive the challenge seed from a block hash produced after the commitment."""
-    material = b"|".join([_DOMAIN, block_hash, order_id.encode(), str(task).encode(), merkle_root.encode()])
-    return hashlib.sha256(material).digest()
 
 
 def _words(seed: bytes, label: str) -> Iterator[int]:

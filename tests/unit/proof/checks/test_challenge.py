@@ -3,7 +3,7 @@ import hashlib
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proof.challenge import challenge_seed, derive_challenge, sample_indices
+from proof.challenge import derive_challenge, sample_indices
 from proof.verifier import VerifyConfig
 
 
@@ -28,9 +28,3 @@ def test_challenge_is_recomputable_and_seed_dependent(honest):
     starts = [s for s, _ in honest.bundle.checkpoints][:-1]
     assert len(a.replay_segments) == 2 and set(a.replay_segments) <= set(starts)
     assert len(a.loss_steps) == 3 and set(a.loss_steps) <= set(starts)
-
-
-def test_challenge_seed_binds_the_root():
-    one = challenge_seed(b"\x01" * 32, order_id="o", task=0, merkle_root="aa")
-    assert one != challenge_seed(b"\x01" * 32, order_id="o", task=0, merkle_root="ab")
-    assert len(one) == 32
