@@ -19,6 +19,7 @@ DVC = str(Path(sys.executable).with_name("dvc"))
 
 
 def test_s3_order_is_pulled_by_stock_dvc_with_verify(prefect, s3_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("BAHEN_HOME", str(tmp_path / "home"))  # its own order book, whatever ran before
     monkeypatch.setenv("BAHEN_STORE_URL", s3_server.fresh_url())
     monkeypatch.setenv("BAHEN_S3_ENDPOINT_URL", s3_server.endpoint_url)
     record = order(OrderSpec(dataset="digits", model="mlp", epochs=1, checkpoint_every=16))
