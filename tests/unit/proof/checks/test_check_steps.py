@@ -6,7 +6,7 @@ from proof.checks.steps import StateChainCheck, StepSpotCheck
 from proof.response import Response
 from proof.verifier import VerifyConfig
 
-from .conftest import SEED
+from tests.unit.proof.conftest import SEED
 
 FEW = VerifyConfig(spot_steps=6)
 

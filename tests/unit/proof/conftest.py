@@ -1,4 +1,4 @@
-"""A tiny honest task (MLP on 600 digits, 36 steps) and helpers to check tampered copies of it."""
+"""A tiny honest task (MLP on 600 digits, 36 steps) shared by the check, attack and spot-check tests."""
 
 import hashlib
 
@@ -7,7 +7,7 @@ import pytest
 from proof.attacks import run_worker
 from proof.challenge import derive_challenge
 from proof.checks.base import CheckContext
-from proof.verifier import VerifyConfig, load_evidence
+from proof.verifier import VerifyConfig, load_evidence, load_revealed
 from storage.refs import ArtifactRef
 from training.datasets import load_dataset, table_to_arrays
 from training.trainer import TrainSpec
@@ -60,14 +60,17 @@ def honest(spec, data, store):
 def context(honest, data, store):
     """A fresh context over the honest proof; tests tamper with it before running one check."""
 
-    def build(bundle=None, fetch=None, config=None, expected_spec=None):
+    def build(bundle=None, fetch=None, config=None, expected_spec=None, response="honest", committed_root=None):
         bundle = bundle or honest.bundle
         config = config or VerifyConfig()
+        if response == "honest":
+            response = honest.answer(SEED, config)
         ctx = CheckContext(
-            bundle=bundle, committed_root=honest.committed_root, challenge=derive_challenge(SEED, bundle, config),
-            config=config, X=data[0], y=data[1], expected_spec=expected_spec,
+            bundle=bundle, committed_root=committed_root or honest.committed_root, challenge=derive_challenge(SEED, bundle, config),
+            config=config, X=data[0], y=data[1], expected_spec=expected_spec, response=response,
         )
         load_evidence(ctx, fetch or store.fetch)
+        load_revealed(ctx, fetch or store.fetch)
         return ctx
 
     return build
