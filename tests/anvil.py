@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import platform
-import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -12,28 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parents[1]
-_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
-
-
-def anvil_binary() -> Path | None:
-    """The platform binary npm installed, else the node wrapper, else one on PATH."""
-    system = platform.system().lower()
-    arch = _ARCH.get(platform.machine().lower(), platform.machine().lower())
-    for candidate in (
-        ROOT / "node_modules" / "@foundry-rs" / f"anvil-{system}-{arch}" / "bin" / "anvil",
-        ROOT / "node_modules" / ".bin" / "anvil",
-    ):
-        if candidate.exists():
-            return candidate
-    found = shutil.which("anvil")
-    return Path(found) if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from bahen.devnet_services import PROJECT_DIR, DevnetError, anvil_binary, free_port
 
 
 def _healthy(url: str) -> bool:
@@ -59,7 +35,7 @@ class PortTaken(RuntimeError):
 
 
 def _start_once(binary: Path, timeout: float = 30.0) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [str(binary), "--host", "127.0.0.1", "--port", str(port), "--silent", "--balance", "1000000"],
@@ -91,9 +67,10 @@ def stop_anvil(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="session")
 def anvil():
     """Yields the RPC URL of a fresh anvil node for the test session, and stops it afterwards."""
-    binary = anvil_binary()
-    if binary is None:
-        pytest.skip("anvil is not installed: run `npm ci` in the repository root")
+    try:
+        binary = anvil_binary(PROJECT_DIR)
+    except DevnetError as missing:
+        pytest.skip(str(missing))
     proc, url = start_anvil(binary)
     try:
         yield url
