@@ -27,9 +27,13 @@ class MemoryStore:
         return ArtifactRef(name=name, md5=hashlib.md5(data).hexdigest(), sha256=sha, size=len(data))
 
     def fetch(self, ref: ArtifactRef) -> bytes:
+        """The stored bytes, checked against their commitment as every real store does."""
         if ref.sha256 not in self.objects:
             raise LookupError(f"{ref.name} is not in the store")
-        return self.objects[ref.sha256]
+        data = self.objects[ref.sha256]
+        if hashlib.sha256(data).hexdigest() != ref.sha256:
+            raise ValueError(f"{ref.name} does not match its commitment")
+        return data
 
 
 @pytest.fixture(scope="session")

@@ -1,33 +1,15 @@
 """verify_proof end to end on a tiny honest task: the report, its cost, and tampered storage."""
 
-import hashlib
-
 import pytest
 
 from proof.attacks import run_worker
 from proof.report import VerificationReport
 from proof.verifier import VerifyConfig, verify_proof
-from storage.refs import ArtifactRef
+from tests.unit.proof.conftest import MemoryStore
 from training.datasets import load_dataset, table_to_arrays
 from training.trainer import TrainSpec
 
 SEED = b"\x2a" * 32
-
-
-class _Store:
-    def __init__(self):
-        self.objects: dict[str, bytes] = {}
-
-    def put(self, name: str, data: bytes) -> ArtifactRef:
-        sha = hashlib.sha256(data).hexdigest()
-        self.objects[sha] = data
-        return ArtifactRef(name=name, md5=hashlib.md5(data).hexdigest(), sha256=sha, size=len(data))
-
-    def fetch(self, ref: ArtifactRef) -> bytes:
-        data = self.objects[ref.sha256]
-        if hashlib.sha256(data).hexdigest() != ref.sha256:
-            raise ValueError(f"{ref.name} does not match its commitment")
-        return data
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +17,7 @@ def job():
     X, y, shape = table_to_arrays(load_dataset("digits"))
     spec = TrainSpec(model="mlp", input_shape=shape, num_classes=10, optimizer="adamw", lr=0.01,
                      batch_size=50, epochs=2, seed=11, checkpoint_every=5, lr_schedule="cosine")
-    store = _Store()
+    store = MemoryStore()
     return spec, X[:500], y[:500], store, run_worker(None, spec, X[:500], y[:500], store.put)
 
 
