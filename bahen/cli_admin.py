@@ -26,7 +26,7 @@ BENCHMARKS = {
 # Reduced sizes for `bahen bench all`, so the whole set runs in minutes on two cores.
 QUICK = {
     "crypto": ["--size", str(256 << 20)],
-    "storage": ["--size", str(256 << 20)],
+    "storage": ["--size-mib", "256"],
     "pot-overhead": [],
     "pot": ["--job", "digits", "--honest-runs", "1", "--attack-runs", "1", "--challenges", "3"],
     "gas": [],

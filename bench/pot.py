@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import math
+import multiprocessing
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -120,36 +121,57 @@ def _model_bytes(state: dict) -> int:
     return buffer.tell()
 
 
-def _honest(spec, X, y, runs: int, challenges: int, config: VerifyConfig, keep: MemoryStore) -> tuple[dict, WorkerRun]:
-    """Honest trainings (seeds differ) plus one resumed one, each verified under ``challenges`` seeds.
+def _honest_run(args: tuple) -> dict:
+    """One independent honest training (seed ``spec.seed + r``) verified under ``challenges`` seeds."""
+    job, epochs, samples, profile, r, challenges = args
+    spec, X, y = job_data(job, epochs, samples, profile)
+    run, store, seconds = _train_honest(spec, X, y, r, MemoryStore())
+    reports = _verdicts(run, X, y, store, challenges, VerifyConfig(), f"honest-{r}")
+    run.spool.close()
+    return {"reports": reports, "train_seconds": seconds, "storage_overhead": _storage_overhead(run)}
+
+
+def _train_honest(spec: TrainSpec, X, y, r: int, store: MemoryStore) -> tuple[WorkerRun, MemoryStore, float]:
+    started = time.perf_counter()
+    run = run_worker(None, spec.model_copy(update={"seed": spec.seed + r}), X, y, store.put, order_id=f"honest-{r}")
+    seconds = time.perf_counter() - started
+    print(f"[pot] honest run {r}: trained in {seconds:.0f} s", file=sys.stderr, flush=True)
+    return run, store, seconds
+
+
+def _storage_overhead(run: WorkerRun) -> float:
+    return sum(ref.size for ref in artifacts(run.bundle)) / _model_bytes(run.result.final_state)
+
+
+def _honest(spec, X, y, challenges: int, config: VerifyConfig, keep: MemoryStore, others: list) -> tuple[dict, WorkerRun]:
+    """The first honest training, the ``others`` (futures of :func:`_honest_run`) and a resumed one.
 
     The first run stays open (its spool too) so that attacks which only tamper with the proof can
     reuse its training; its artifacts live in ``keep``.
     """
-    reports, overheads, train_s, first = [], [], [], None
-    for r in range(runs):
-        store = keep if r == 0 else MemoryStore()
-        run_spec = spec.model_copy(update={"seed": spec.seed + r})
-        started = time.perf_counter()
-        run = run_worker(None, run_spec, X, y, store.put, order_id=f"honest-{r}")
-        train_s.append(time.perf_counter() - started)
-        reports += _verdicts(run, X, y, store, challenges, config, f"honest-{r}")
-        overheads.append(sum(ref.size for ref in artifacts(run.bundle)) / _model_bytes(run.result.final_state))
-        print(f"[pot] honest run {r}: trained in {train_s[-1]:.0f} s", file=sys.stderr, flush=True)
-        if r == 0:
-            first = run
-        else:
-            run.spool.close()
+    first, _, seconds = _train_honest(spec, X, y, 0, keep)
+    reports = _verdicts(first, X, y, keep, challenges, config, "honest-0")
+    train_s, overheads = [seconds], [_storage_overhead(first)]
     resumed, resumed_store = honest_resumed(spec, X, y)
     regenerate = replay_regenerator(spec, X, y, resumed.bundle.checkpoints, resumed_store.fetch)
     reports += _verdicts(resumed, X, y, resumed_store, challenges, config, "resumed", regenerate)
     resumed.spool.close()
+    for future in others:
+        done = future.result()
+        reports += done["reports"]
+        train_s.append(done["train_seconds"])
+        overheads.append(done["storage_overhead"])
+    decisive = [c for r in reports for c in r.checks if c.decisive and math.isfinite(c.observed)]
     summary = {
-        "runs": runs + 1,
+        "runs": len(train_s) + 1,
         "verifications": len(reports),
         "false_positive_rate": sum(not r.passed for r in reports) / len(reports),
         "failed_checks": sorted({c.name for r in reports for c in r.failed_checks}),
         "flag_rate": sum(r.flagged for r in reports) / len(reports),
+        # Calibration: the largest value each decisive check measured on honest work, beside its threshold.
+        "max_observed": {name: {"observed": max(c.observed for c in decisive if c.name == name),
+                                "threshold": min(c.threshold for c in decisive if c.name == name)}
+                         for name in sorted({c.name for c in decisive})},
         "cost_fraction": max(r.cost.fraction_of_training for r in reports),
         "verify_seconds": sum(r.cost.seconds for r in reports) / len(reports),
         "train_seconds": sum(train_s) / len(train_s),
@@ -229,40 +251,47 @@ def _sampling(spec: TrainSpec, num_samples: int, config: VerifyConfig) -> dict:
 
 
 def _cell(args: tuple) -> dict:
-    name, intensity, job, epochs, samples, runs, challenges = args
-    spec, X, y = job_data(job, epochs, samples)
+    name, intensity, job, epochs, samples, profile, runs, challenges = args
+    spec, X, y = job_data(job, epochs, samples, profile)
     return _attack(name, intensity, spec, X, y, runs, challenges, VerifyConfig())
 
 
-def job_data(job: str, epochs: int | None = None, samples: int | None = None):
+def job_data(job: str, epochs: int | None = None, samples: int | None = None, profile: str = "cpu-fp32-exact"):
     """The job's spec and data (``samples`` keeps the first rows, ``epochs`` overrides the epochs)."""
     cfg = dict(JOBS[job])
     X, y, shape = table_to_arrays(load_dataset(cfg.pop("dataset"), "train" if job == "mnist" else "all"))
     X, y = (X[:samples], y[:samples]) if samples else (X, y)
-    spec = TrainSpec(input_shape=shape, num_classes=10, seed=1, **{**cfg, "epochs": epochs or cfg["epochs"]})
+    spec = TrainSpec(input_shape=shape, num_classes=10, seed=1, profile=profile,
+                     **{**cfg, "epochs": epochs or cfg["epochs"]})
     return spec, X, y
 
 
 def run(job: str = "mnist", honest_runs: int = 2, attack_runs: int = 1, challenges: int = 5,
         attacks: list[str] | None = None, intensities: tuple[float, ...] = INTENSITIES,
         epochs: int | None = None, samples: int | None = None, workers: int = 1, honest_challenges: int = 10,
-        attack_samples: int | None = None, out_dir: Path = RESULTS) -> dict:
-    """Run the benchmark for ``job``; ``workers`` extra processes train attack cells in parallel.
+        attack_samples: int | None = None, out_dir: Path = RESULTS, profile: str = "cpu-fp32-exact") -> dict:
+    """Run the benchmark for ``job``; ``workers`` extra processes train in parallel.
 
-    Honest trainings are verified under ``honest_challenges`` seeds each, attack trainings under
-    ``challenges``. ``attack_samples`` trains the attacks that change training on the first rows
-    only (a shorter job, for machines where the full catalogue does not fit in time).
+    ``honest_runs`` independent honest trainings (distinct seeds; all but the first in the extra
+    processes) plus one resumed training are verified under ``honest_challenges`` seeds each,
+    attack trainings under ``challenges``. ``attacks=[]`` runs the honest side alone.
+    ``attack_samples`` trains the attacks that change training on the first rows only (a shorter
+    job, for machines where the full catalogue does not fit in time).
     """
-    spec, X, y = job_data(job, epochs, samples)
+    spec, X, y = job_data(job, epochs, samples, profile)
     config = VerifyConfig()
     started = time.perf_counter()
-    cells = [(n, i) for n in attacks or sorted(ATTACKS) for i in (intensities if ATTACKS[n].uses_intensity else (1.0,))]
+    names = sorted(ATTACKS) if attacks is None else attacks
+    cells = [(n, i) for n in names for i in (intensities if ATTACKS[n].uses_intensity else (1.0,))]
     trained = [c for c in cells if not _tamper_only(c[0])]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {c: pool.submit(_cell, (*c, job, epochs, attack_samples or samples, attack_runs, challenges))
+    # Spawned, not forked: a CUDA profile initialises CUDA in this process, which a fork cannot inherit.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        others = [pool.submit(_honest_run, (job, epochs, samples, profile, r, honest_challenges))
+                  for r in range(1, honest_runs)]
+        futures = {c: pool.submit(_cell, (*c, job, epochs, attack_samples or samples, profile, attack_runs, challenges))
                    for c in trained}
         keep = MemoryStore()
-        honest, first = _honest(spec, X, y, honest_runs, honest_challenges, config, keep)
+        honest, first = _honest(spec, X, y, honest_challenges, config, keep, others)
         rows = {c: _attack(*c, spec, X, y, attack_runs, challenges, config, shared=(first, keep))
                 for c in cells if _tamper_only(c[0])}
         first.spool.close()
@@ -282,6 +311,7 @@ def markdown(result: dict) -> str:
     sampling = result["sampling"]
     lines = [f"### PoT benchmark: {result['job']} ({sp['model']}, {result['samples']} samples, {sp['epochs']} epochs, "
              f"batch {sp['batch_size']}, {sampling['steps']} steps, checkpoint every {sp['checkpoint_every']})", "",
+             f"- determinism profile {sp['profile']}",
              f"- verifier: {cfg['spot_steps']} spot-checked steps, {cfg['replay_segments']} random + "
              f"{cfg['largest_update_segments']} largest-update segments, {cfg['loss_samples']} loss samples, "
              f"PEV {cfg['pev_fraction']:.0%} of each epoch",
@@ -300,6 +330,9 @@ def markdown(result: dict) -> str:
               f"{'no run cheated' if r['rate'] is None else format(r['rate'], '.2f')} | "
               f"{format(r['spot_check_probability'], '.4f') if 'spot_check_probability' in r else '-'} |"
               for r in result["attacks"]]
+    lines += ["", "Largest value each decisive check measured on honest work (it passes while observed <= threshold)", "",
+              "| check | max observed | threshold |", "| --- | ---: | ---: |"]
+    lines += [f"| {name} | {v['observed']:.3g} | {v['threshold']:.3g} |" for name, v in h["max_observed"].items()]
     lines += ["", "Stake making a 1%-intensity attack unprofitable: stake >= gain / p_detect = 0.01 x fee / p_detect "
               "(p_detect: the larger of the measured rate and spot P)", "",
               "| attack | p_detect | stake / fee |", "| --- | ---: | ---: |"]
@@ -355,13 +388,15 @@ if __name__ == "__main__":
     parser.add_argument("--attack-runs", type=int, default=1, help="trainings per attack and intensity")
     parser.add_argument("--challenges", type=int, default=5, help="challenge seeds per attack training")
     parser.add_argument("--honest-challenges", type=int, default=10, help="challenge seeds per honest training")
-    parser.add_argument("--attacks", nargs="*", default=None)
+    parser.add_argument("--attacks", nargs="*", default=None, help="attack names (default: all; none given: honest runs only)")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--samples", type=int, default=None)
-    parser.add_argument("--workers", type=int, default=1, help="processes training attack cells beside the main one")
+    parser.add_argument("--workers", type=int, default=1, help="processes training honest runs and attack cells beside the main one")
+    parser.add_argument("--profile", default="cpu-fp32-exact", help="determinism profile of every training")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS, help="where the JSON, Markdown and plots go")
     parser.add_argument("--attack-samples", type=int, default=None, help="rows the training-changing attacks use")
     args = parser.parse_args()
     out = run(args.job, args.honest_runs, args.attack_runs, args.challenges, args.attacks,
               epochs=args.epochs, samples=args.samples, workers=args.workers, honest_challenges=args.honest_challenges,
-              attack_samples=args.attack_samples)
+              attack_samples=args.attack_samples, out_dir=args.out_dir, profile=args.profile)
     print(markdown(out))
