@@ -285,7 +285,10 @@ def run(job: str = "mnist", honest_runs: int = 2, attack_runs: int = 1, challeng
     cells = [(n, i) for n in names for i in (intensities if ATTACKS[n].uses_intensity else (1.0,))]
     trained = [c for c in cells if not _tamper_only(c[0])]
     # Spawned, not forked: a CUDA profile initialises CUDA in this process, which a fork cannot inherit.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    # One intra-op thread per process (cpu-fp32-exact sets it anyway): processes, not threads, share the cores.
+    torch.set_num_threads(1)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=torch.set_num_threads, initargs=(1,)) as pool:
         others = [pool.submit(_honest_run, (job, epochs, samples, profile, r, honest_challenges))
                   for r in range(1, honest_runs)]
         futures = {c: pool.submit(_cell, (*c, job, epochs, attack_samples or samples, profile, attack_runs, challenges))

@@ -70,8 +70,14 @@ def encode_state(
     header = '{"epoch":%d,"format":"bahen.state.v1","layout":%s,"spec":%s,"step":%d}' % (
         epoch, json.dumps(layout, separators=(",", ":")), spec_json, step)
     body = header.encode()
-    flat = [(t if t.device.type == "cpu" else t.detach().cpu()).reshape(-1).view(torch.uint8) for t in tensors]
-    payload = torch.cat(flat) if flat else torch.zeros(0, dtype=torch.uint8)
+    flat = [t.detach().reshape(-1).view(torch.uint8) for t in tensors]
+    device = next((t.device for t in tensors if t.device.type != "cpu"), None)
+    if device is not None:
+        # Gather on the accelerator and cross to the host once: a copy per tensor would wait on
+        # the device once per tensor.
+        payload = torch.cat([f.to(device) for f in flat]).cpu()
+    else:
+        payload = torch.cat(flat) if flat else torch.zeros(0, dtype=torch.uint8)
     return EncodedState(header=MAGIC + len(body).to_bytes(8, "big") + body, payload=payload)
 
 
