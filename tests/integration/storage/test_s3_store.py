@@ -3,6 +3,8 @@
 import datetime as dt
 import hashlib
 import os
+import threading
+import time
 
 import pytest
 from botocore.exceptions import ClientError
@@ -52,29 +54,115 @@ def test_round_trip_single_and_multipart(store, size):
     assert store.exists(ref)
 
 
-def test_a_stream_is_read_once_and_uploaded_in_parts(store):
-    data = os.urandom(11 << 20)
-    pulls = []
+def _chunks(data: bytes, size: int = 1 << 20, pulled: list[int] | None = None):
+    for start in range(0, len(data), size):
+        if pulled is not None:
+            pulled.append(start)
+        yield data[start:start + size]
+
+
+def _keys(s3_server, store: S3Store) -> list[str]:
+    listed = s3_server.client().list_objects_v2(Bucket=store.bucket, Prefix=store.prefix + "/")
+    return [item["Key"] for item in listed.get("Contents", [])]
+
+
+def _open_uploads(s3_server, store: S3Store) -> list[str]:
+    listed = s3_server.client().list_multipart_uploads(Bucket=store.bucket,
+                                                       Prefix=store.prefix + "/")
+    return [upload["Key"] for upload in listed.get("Uploads", [])]
+
+
+def test_a_large_stream_is_read_once_and_lands_at_its_address(store, s3_server):
+    data = os.urandom((11 << 20) + 7)
+    pulled: list[int] = []
+    staged = _count_calls(store, "PutObject")
+    copies = _count_calls(store, "UploadPartCopy")
+    ref = store.put(_chunks(data, pulled=pulled), name="stream")
+    assert len(pulled) == 12
+    assert (ref.md5, ref.sha256, ref.size) == (hashlib.md5(data).hexdigest(),
+                                               hashlib.sha256(data).hexdigest(), len(data))
+    assert len(staged) == len(copies) == 3  # 5 + 5 + 1 MiB parts, each staged and copied once
+    assert _keys(s3_server, store) == [store._key(object_key(ref))]
+    assert _open_uploads(s3_server, store) == []
+    body = s3_server.client().get_object(Bucket=store.bucket, Key=store._key(object_key(ref)))
+    assert body["Body"].read() == data
+
+
+def test_a_stream_of_one_part_is_stored_without_staging(store, s3_server):
+    data = os.urandom(5 << 20)
+    puts, uploads = _count_calls(store, "PutObject"), _count_calls(store, "CreateMultipartUpload")
+    ref = store.put(_chunks(data), name="one part")
+    assert (len(puts), uploads) == (1, [])
+    assert _keys(s3_server, store) == [store._key(object_key(ref))]
+    assert store.get(ref) == data
+
+
+def test_a_stream_is_read_no_faster_than_it_uploads(s3_server):
+    store = S3Store(s3_server.fresh_url(), endpoint_url=s3_server.endpoint_url,
+                    part_size=5 << 20, max_concurrency=2)
+    stored: list[int] = []
+    ahead: list[int] = []
+    # Slow staging writes down, so that an unbounded reader would run far ahead of them.
+    store.client.meta.events.register("before-call.s3.PutObject", lambda **_: time.sleep(0.1))
+    store.client.meta.events.register("after-call.s3.PutObject", lambda **_: stored.append(5))
 
     def chunks():
-        for start in range(0, len(data), 1 << 20):
-            pulls.append(start)
-            yield data[start:start + (1 << 20)]
+        for mib, chunk in enumerate(_chunks(data)):
+            ahead.append(mib - sum(stored))  # MiB read but not yet stored
+            yield chunk
 
-    parts = _count_calls(store, "UploadPart")
-    ref = store.put(chunks(), name="stream")
-    assert len(pulls) == 11 and len(parts) == 3
+    data = os.urandom(60 << 20)
+    ref = store.put(chunks(), name="slowly stored")
+    # Two parts in flight, one being hashed, one being assembled: at most four parts of 5 MiB.
+    assert max(ahead) <= 4 * 5
     assert store.get(ref) == data
 
 
 def test_existing_content_costs_one_head_and_no_upload(store):
     data = os.urandom(6 << 20)
     store.put(data, name="first")
-    puts = _count_calls(store, "PutObject") + _count_calls(store, "CreateMultipartUpload")
+    puts, uploads = _count_calls(store, "PutObject"), _count_calls(store, "CreateMultipartUpload")
     heads = _count_calls(store, "HeadObject")
     again = store.put(data, name="second")
-    assert puts == [] and heads == ["HeadObject"]
+    assert (puts, uploads, heads) == ([], [], ["HeadObject"])
     assert again.name == "second" and store.get(again) == data
+
+
+def test_an_existing_stream_is_staged_then_dropped_without_a_copy(store, s3_server):
+    data = os.urandom(12 << 20)
+    first = store.put(data, name="first")
+    uploads = _count_calls(store, "CreateMultipartUpload")
+    again = store.put(_chunks(data), name="second")
+    assert again == first.model_copy(update={"name": "second"})
+    assert uploads == []
+    assert _keys(s3_server, store) == [store._key(object_key(first))]
+    assert store.get(again) == data
+
+
+def test_a_stream_that_fails_midway_leaves_nothing(store, s3_server):
+    staged = threading.Event()
+    store.client.meta.events.register("after-call.s3.PutObject", lambda **_: staged.set())
+
+    def broken():
+        yield from _chunks(os.urandom(17 << 20))
+        assert staged.wait(timeout=30)  # fail only once a part is stored under staging/
+        raise OSError("disk read failed")
+
+    with pytest.raises(OSError, match="disk read failed"):
+        store.put(broken(), name="broken")
+    assert _keys(s3_server, store) == []
+    assert _open_uploads(s3_server, store) == []
+
+
+def test_a_copy_that_fails_leaves_nothing(store, s3_server):
+    def refuse(**_):
+        raise ClientError({"Error": {"Code": "AccessDenied"}}, "UploadPartCopy")
+
+    store.client.meta.events.register("before-call.s3.UploadPartCopy", refuse)
+    with pytest.raises(StoreUnavailableError, match="denied"):
+        store.put(_chunks(os.urandom(12 << 20)), name="not copied")
+    assert _keys(s3_server, store) == []
+    assert _open_uploads(s3_server, store) == []
 
 
 def test_the_server_refuses_a_second_write_to_an_address(store, s3_server):
@@ -100,11 +188,14 @@ def test_replaced_objects_fail_naming_the_artifact(store, s3_server, forged):
     assert "order 0xab/checkpoint step 40 is tampered or truncated" in str(info.value)
 
 
-def test_putting_over_a_replaced_object_of_another_size_is_refused(store, s3_server):
-    ref = store.put(b"honest bytes", name="log")
+@pytest.mark.parametrize("as_stream", [False, True])
+def test_putting_over_a_replaced_object_of_another_size_is_refused(store, s3_server, as_stream):
+    data = os.urandom(12 << 20)
+    ref = store.put(data, name="log")
     _replace(s3_server, store, ref, b"x")
     with pytest.raises(IntegrityError, match="already holds 1 bytes"):
-        store.put(b"honest bytes", name="log")
+        store.put(_chunks(data) if as_stream else data, name="log")
+    assert _keys(s3_server, store) == [store._key(object_key(ref))]
 
 
 def test_missing_artifact_is_named(store):
