@@ -16,6 +16,7 @@ profile comparing two states is comparing two digests.
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -33,10 +34,25 @@ _DTYPES = {str(t).removeprefix("torch."): t for t in (
 
 @dataclass
 class EncodedState:
-    """A state as two pieces: the header bytes and a private uint8 copy of all tensor bytes."""
+    """A state as its header fields and a private uint8 copy of all tensor bytes.
 
-    header: bytes
+    The header is serialised on first use, so the training thread only walks the state and copies
+    its tensors; the JSON is written by whichever thread hashes the state. Every field is immutable
+    or private, so the bytes do not depend on when that happens.
+    """
+
+    step: int
+    epoch: int
+    layout: Any
+    spec_json: str
     payload: torch.Tensor
+
+    @cached_property
+    def header(self) -> bytes:
+        """Magic, header length and the canonical JSON header."""
+        body = ('{"epoch":%d,"format":"bahen.state.v1","layout":%s,"spec":%s,"step":%d}' % (
+            self.epoch, json.dumps(self.layout, separators=(",", ":")), self.spec_json, self.step)).encode()
+        return MAGIC + len(body).to_bytes(8, "big") + body
 
     def to_bytes(self) -> bytes:
         """The canonical state bytes."""
@@ -67,9 +83,6 @@ def encode_state(
     """
     tensors: list[torch.Tensor] = []
     layout = _walk({"model": model_state, "optimizer": optimizer_state, "rng": rng_state}, tensors)
-    header = '{"epoch":%d,"format":"bahen.state.v1","layout":%s,"spec":%s,"step":%d}' % (
-        epoch, json.dumps(layout, separators=(",", ":")), spec_json, step)
-    body = header.encode()
     flat = [t.detach().reshape(-1).view(torch.uint8) for t in tensors]
     device = next((t.device for t in tensors if t.device.type != "cpu"), None)
     if device is not None:
@@ -78,7 +91,7 @@ def encode_state(
         payload = torch.cat([f.to(device) for f in flat]).cpu()
     else:
         payload = torch.cat(flat) if flat else torch.zeros(0, dtype=torch.uint8)
-    return EncodedState(header=MAGIC + len(body).to_bytes(8, "big") + body, payload=payload)
+    return EncodedState(step=step, epoch=epoch, layout=layout, spec_json=spec_json, payload=payload)
 
 
 def spec_json(spec: dict) -> str:

@@ -159,7 +159,7 @@ class StateKeeper(TrainHooks):
         """Make the step's weight change ``factor`` times what the optimizer did."""
         with torch.no_grad():
             for name, p in model.named_parameters():
-                start = self.before[0][name]
+                start = self.before[0][name].to(p.device)  # the step-0 state is a host checkpoint
                 p.copy_(start + factor * (p - start))
 
 

@@ -13,13 +13,16 @@ class _Substitute(TrainHooks):
         self.gen = torch.Generator().manual_seed(seed)
 
     def on_batch(self, step, indices, X, y):
+        # Drawn on the host (the generator lives there), then moved to the batch's device.
         swap = torch.rand(len(X), generator=self.gen) < self.share
         if not swap.any():
             return X, y
         X, y = X.clone(), y.clone()
         noise = torch.rand((int(swap.sum()), *X.shape[1:]), generator=self.gen) * (self.high - self.low) + self.low
-        X[swap] = noise.to(X.dtype)
-        y[swap] = torch.randint(self.num_classes, (int(swap.sum()),), generator=self.gen)
+        labels = torch.randint(self.num_classes, (int(swap.sum()),), generator=self.gen)
+        swap = swap.to(X.device)
+        X[swap] = noise.to(X.device, X.dtype)
+        y[swap] = labels.to(y.device)
         return X, y
 
 
