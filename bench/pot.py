@@ -320,27 +320,31 @@ def markdown(result: dict) -> str:
              f"PEV {cfg['pev_fraction']:.0%} of each epoch",
              f"- honest: {h['runs']} trainings ({result['honest_trainings']} seeds + 1 resumed), "
              f"{h['verifications']} verifications: false-positive rate {h['false_positive_rate']:.3f} "
-             f"(weak-evidence flags {h['flag_rate']:.3f})",
-             f"- attacks: {result['attack_runs']} training(s) per attack and intensity on {result['attack_samples']} "
-             f"samples (proof-only attacks reuse the first honest training), {result['challenges_per_run']} challenges each",
-             f"- verification cost {h['cost_fraction']:.2%} of training compute (max over verifications); "
-             f"{h['verify_seconds']:.1f} s per verification against {h['train_seconds']:.0f} s per training",
-             f"- proof storage {h['storage_overhead']:.1f}x the final model; whole benchmark {result['seconds'] / 60:.0f} min", "",
-             "`spot P` is the exact probability that the spot check samples one of the steps the run cheated on "
-             "(1 - C(T-F, m)/C(T, m)), averaged over runs.", "",
-             "| attack | evidence | intensity | detected | rate | spot P |", "| --- | --- | ---: | ---: | ---: | ---: |"]
-    lines += [f"| {r['attack']} | {r['evidence']} | {r['intensity']:.0%} | {r['detected']}/{r['trials']} | "
-              f"{'no run cheated' if r['rate'] is None else format(r['rate'], '.2f')} | "
-              f"{format(r['spot_check_probability'], '.4f') if 'spot_check_probability' in r else '-'} |"
-              for r in result["attacks"]]
+             f"(weak-evidence flags {h['flag_rate']:.3f})"]
+    if result["attacks"]:
+        lines.append(f"- attacks: {result['attack_runs']} training(s) per attack and intensity on "
+                     f"{result['attack_samples']} samples (proof-only attacks reuse the first honest training), "
+                     f"{result['challenges_per_run']} challenges each")
+    lines += [f"- verification cost {h['cost_fraction']:.2%} of training compute (max over verifications); "
+              f"{h['verify_seconds']:.1f} s per verification against {h['train_seconds']:.0f} s per training",
+              f"- proof storage {h['storage_overhead']:.1f}x the final model; whole benchmark {result['seconds'] / 60:.0f} min"]
+    if result["attacks"]:
+        lines += ["", "`spot P` is the exact probability that the spot check samples one of the steps the run cheated on "
+                  "(1 - C(T-F, m)/C(T, m)), averaged over runs.", "",
+                  "| attack | evidence | intensity | detected | rate | spot P |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {r['attack']} | {r['evidence']} | {r['intensity']:.0%} | {r['detected']}/{r['trials']} | "
+                  f"{'no run cheated' if r['rate'] is None else format(r['rate'], '.2f')} | "
+                  f"{format(r['spot_check_probability'], '.4f') if 'spot_check_probability' in r else '-'} |"
+                  for r in result["attacks"]]
     lines += ["", "Largest value each decisive check measured on honest work (it passes while observed <= threshold)", "",
               "| check | max observed | threshold |", "| --- | ---: | ---: |"]
     lines += [f"| {name} | {v['observed']:.3g} | {v['threshold']:.3g} |" for name, v in h["max_observed"].items()]
-    lines += ["", "Stake making a 1%-intensity attack unprofitable: stake >= gain / p_detect = 0.01 x fee / p_detect "
-              "(p_detect: the larger of the measured rate and spot P)", "",
-              "| attack | p_detect | stake / fee |", "| --- | ---: | ---: |"]
-    lines += [f"| {s['attack']} | {'-' if s['p_detect'] is None else format(s['p_detect'], '.2f')} | "
-              f"{_stake_text(s)} |" for s in result["stake_at_1pct"]]
+    if result["stake_at_1pct"]:
+        lines += ["", "Stake making a 1%-intensity attack unprofitable: stake >= gain / p_detect = 0.01 x fee / p_detect "
+                  "(p_detect: the larger of the measured rate and spot P)", "",
+                  "| attack | p_detect | stake / fee |", "| --- | ---: | ---: |"]
+        lines += [f"| {s['attack']} | {'-' if s['p_detect'] is None else format(s['p_detect'], '.2f')} | "
+                  f"{_stake_text(s)} |" for s in result["stake_at_1pct"]]
     return "\n".join(lines) + "\n"
 
 
