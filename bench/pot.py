@@ -13,7 +13,8 @@ so a cheat on a share ``f`` of the steps escapes with probability about ``(1 - f
 
 Work is shared where sound: every training is verified under several challenge seeds (each with
 the worker's own response), and attacks that train honestly and only rewrite the proof reuse the
-first honest training. Attack cells run in ``--workers`` extra processes beside the honest runs.
+first honest training. Honest runs after the first and attack cells run in ``--workers`` extra processes;
+``--profile`` picks the determinism profile (a ``cuda-*`` one trains and verifies on the GPU).
 
 Writes ``bench/results/pot.json``, ``pot.md`` and ``pot_detection.png``/``pot_sampling.png``.
 Reduced run: ``python -m bench.pot --job digits --honest-runs 1 --challenges 2 --epochs 2``.
@@ -125,18 +126,19 @@ def _honest_run(args: tuple) -> dict:
     """One independent honest training (seed ``spec.seed + r``) verified under ``challenges`` seeds."""
     job, epochs, samples, profile, r, challenges = args
     spec, X, y = job_data(job, epochs, samples, profile)
-    run, store, seconds = _train_honest(spec, X, y, r, MemoryStore())
+    store = MemoryStore()
+    run, seconds = _train_honest(spec, X, y, r, store)
     reports = _verdicts(run, X, y, store, challenges, VerifyConfig(), f"honest-{r}")
     run.spool.close()
     return {"reports": reports, "train_seconds": seconds, "storage_overhead": _storage_overhead(run)}
 
 
-def _train_honest(spec: TrainSpec, X, y, r: int, store: MemoryStore) -> tuple[WorkerRun, MemoryStore, float]:
+def _train_honest(spec: TrainSpec, X, y, r: int, store: MemoryStore) -> tuple[WorkerRun, float]:
     started = time.perf_counter()
     run = run_worker(None, spec.model_copy(update={"seed": spec.seed + r}), X, y, store.put, order_id=f"honest-{r}")
     seconds = time.perf_counter() - started
     print(f"[pot] honest run {r}: trained in {seconds:.0f} s", file=sys.stderr, flush=True)
-    return run, store, seconds
+    return run, seconds
 
 
 def _storage_overhead(run: WorkerRun) -> float:
@@ -149,7 +151,7 @@ def _honest(spec, X, y, challenges: int, config: VerifyConfig, keep: MemoryStore
     The first run stays open (its spool too) so that attacks which only tamper with the proof can
     reuse its training; its artifacts live in ``keep``.
     """
-    first, _, seconds = _train_honest(spec, X, y, 0, keep)
+    first, seconds = _train_honest(spec, X, y, 0, keep)
     reports = _verdicts(first, X, y, keep, challenges, config, "honest-0")
     train_s, overheads = [seconds], [_storage_overhead(first)]
     resumed, resumed_store = honest_resumed(spec, X, y)
