@@ -55,8 +55,8 @@ class EncodedState:
         return MAGIC + len(body).to_bytes(8, "big") + body
 
     def to_bytes(self) -> bytes:
-        """The canonical state bytes."""
-        return self.header + self.payload.numpy().tobytes()
+        """The canonical state bytes (one copy of the payload)."""
+        return b"".join(self.chunks())
 
     def chunks(self) -> tuple[bytes, memoryview]:
         """The state bytes as two buffers, without joining them (for hashing and sealing)."""
