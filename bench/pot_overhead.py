@@ -7,10 +7,10 @@ background hashing, sealing and storing count) and the wall time. The overhead i
 over pairs of recorded / bare, for CPU time and for wall time: on a shared machine wall time
 mostly measures the neighbours, CPU time measures the work. Under a ``cuda-*`` profile
 (``--profile``) both loops train on the GPU and wall time is the measure: kernels do not show
-in process CPU time. The recorded run hashes and spools
-every step's state, stores a checkpoint (and its journal) every k steps through a put that
-encrypts with AES-256-GCM and writes to a temporary directory, with telemetry on. Reported: the
-overheads, steps/s of each, and the proof's storage relative to the final model.
+in process CPU time. The recorded run hashes and spools every step's state, stores a checkpoint
+(and its journal) every k steps through a put that encrypts with AES-256-GCM and writes to a
+temporary directory, with telemetry on. Reported: the overheads, steps/s of each, and the proof's
+storage relative to the final model.
 """
 
 import argparse
