@@ -30,6 +30,27 @@ def test_large_chunks_hashed_in_two_threads_match_hashlib():
     assert bytes(written) == data
 
 
+def test_md5_lagging_over_many_immutable_chunks_matches_hashlib():
+    data = os.urandom(20 << 20)  # 20 views of 1 MiB: more than MAX_LAG in flight at once
+    ref = Digest().consume(iter_views(data, chunk_size=1 << 20)).ref("lagging")
+    assert ref.md5 == hashlib.md5(data).hexdigest()
+    assert ref.sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_a_producer_may_refill_its_buffer_once_the_next_chunk_is_pulled():
+    buffer, seen = bytearray(8 << 20), []
+
+    def refilled():  # a refill is a fast memset, md5 of the chunk before it a slow 10 ms
+        for i in range(4):
+            buffer[:] = bytes([i]) * len(buffer)
+            seen.append(bytes(buffer))
+            yield buffer
+
+    ref = Digest().consume(iter_views(refilled())).ref("reused")
+    assert ref.md5 == hashlib.md5(b"".join(seen)).hexdigest()
+    assert ref.sha256 == hashlib.sha256(b"".join(seen)).hexdigest()
+
+
 @given(st.lists(st.binary(max_size=300), max_size=20))
 def test_chunking_does_not_change_the_digest(chunks):
     joined = b"".join(chunks)
