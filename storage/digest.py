@@ -44,8 +44,8 @@ class Digest:
         self._sha256 = hashlib.sha256()
         self.size = 0
 
-    def consume(self, chunks: Iterable[memoryview],
-                sink: Callable[[memoryview], object] | None = None) -> "Digest":
+    def consume(self, chunks: Iterable[bytes | bytearray | memoryview],
+                sink: Callable[[bytes | bytearray | memoryview], object] | None = None) -> "Digest":
         """Hash every chunk once, passing it to ``sink`` (a file's write, a spool) as it goes.
 
         A chunk of a mutable buffer is fully hashed and written before the next is pulled, so a
@@ -63,7 +63,7 @@ class Digest:
                 if sink is not None:
                     sink(chunk)
                 self.size += len(chunk)
-                lag = MAX_LAG if isinstance(chunk.obj, bytes) else 0
+                lag = MAX_LAG if _immutable(chunk) else 0
                 while len(pending) > 2 * lag:
                     pending.popleft().result()
             while pending:
@@ -74,3 +74,7 @@ class Digest:
         """The reference of the bytes consumed so far."""
         return ArtifactRef(name=name, md5=self._md5.hexdigest(),
                            sha256=self._sha256.hexdigest(), size=self.size)
+
+
+def _immutable(chunk: bytes | bytearray | memoryview) -> bool:
+    return isinstance(chunk.obj if isinstance(chunk, memoryview) else chunk, bytes)
