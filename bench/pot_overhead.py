@@ -1,16 +1,18 @@
 """Proof-of-Train overhead: training cost with the full recorder against a bare PyTorch loop.
 
-Both loops train the same model on the same data with the same optimizer, batch size and
-determinism profile, in the same process, alternating bare and recorded runs. Each run measures
-the CPU time of the whole process (``time.process_time``: every thread, so the recorder's
-background hashing, sealing and storing count) and the wall time. The overhead is the median
-over pairs of recorded / bare, for CPU time and for wall time: on a shared machine wall time
-mostly measures the neighbours, CPU time measures the work. Under a ``cuda-*`` profile
-(``--profile``) both loops train on the GPU and wall time is the measure: kernels do not show
-in process CPU time. The recorded run hashes and spools every step's state, stores a checkpoint
-(and its journal) every k steps through a put that encrypts with AES-256-GCM and writes to a
-temporary directory, with telemetry on. Reported: the overheads, steps/s of each, and the proof's
-storage relative to the final model.
+Both loops train the same model on the same batches with the same optimizer and determinism
+profile (its numerics included), in the same process and under the same allocator setting
+(``training.allocator``), alternating bare and recorded runs; the first of each pair alternates
+too, so a drift in the machine's speed hits both sides. Each run measures the CPU time of the
+whole process (``time.process_time``: every thread, so the recorder's background hashing and
+storing count) and the wall time. The overhead is the median over pairs of recorded / bare, for
+CPU time and for wall time, with the quartiles of the wall ratio to show the spread: on a shared
+machine wall time partly measures the neighbours. Under a ``cuda-*`` profile (``--profile``)
+both loops train on the GPU and wall time is the measure: kernels do not show in process CPU
+time. The recorded run hashes and spools every step's state, stores a checkpoint (and its
+journal) every k steps through a put that encrypts with AES-256-GCM and writes to a temporary
+directory, with telemetry on. Reported: the overheads, steps/s of each, and the proof's storage
+relative to the final model.
 """
 
 import argparse
@@ -31,9 +33,11 @@ from proof.bundle import build_bundle
 from proof.recorder import Recorder
 from proof.telemetry import TelemetrySampler
 from storage.refs import ArtifactRef
+from training.allocator import tune_allocator
 from training.datasets import load_dataset, table_to_arrays
 from training.models import build_model
-from training.profiles import apply_profile
+from training.order import batch_order
+from training.profiles import apply_profile, profile_numerics
 from training.trainer import TrainSpec, steps_per_epoch, train
 
 DEFAULT_K = 100
@@ -67,27 +71,30 @@ def _synchronize(device: str) -> None:
 
 
 def _bare_loop(spec: TrainSpec, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """A textbook PyTorch loop of the same work; returns (wall seconds, process CPU seconds)."""
+    """A textbook PyTorch loop over the same batches; returns (wall seconds, process CPU seconds).
+
+    The batches are the committed order's, as index tensors made before the clock starts: both
+    loops do the same arithmetic on the same data (how fast a step runs can depend on its data).
+    """
     profile = apply_profile(spec.profile)
     device = profile.device
     model = build_model(spec.model, input_shape=spec.input_shape, num_classes=spec.num_classes, seed=spec.seed)
     model = model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum)
     Xt, yt = torch.as_tensor(X, device=device), torch.as_tensor(y, device=device)
-    per_epoch = steps_per_epoch(spec, len(X))
+    batches = [torch.as_tensor(indices, device=device) for epoch in range(spec.epochs)
+               for indices in batch_order(spec.seed, spec.task, epoch, len(X), spec.batch_size)]
     _synchronize(device)
-    started, cpu = time.perf_counter(), time.process_time()
-    for _ in range(spec.epochs):
-        perm = torch.randperm(len(X), device=device)
-        for b in range(per_epoch):
-            idx = perm[b * spec.batch_size:(b + 1) * spec.batch_size]
+    with profile_numerics(profile):
+        started, cpu = time.perf_counter(), time.process_time()
+        for idx in batches:
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device, dtype=torch.bfloat16, enabled=profile.autocast_bf16):
                 loss = torch.nn.functional.cross_entropy(model(Xt[idx]), yt[idx])
             loss.backward()
             optimizer.step()
-    _synchronize(device)
-    return time.perf_counter() - started, time.process_time() - cpu
+        _synchronize(device)
+        return time.perf_counter() - started, time.process_time() - cpu
 
 
 def _recorded(spec: TrainSpec, X: np.ndarray, y: np.ndarray) -> tuple[float, float, int, int]:
@@ -118,14 +125,21 @@ def _case(name: str, steps: int, k: int, repeats: int, profile: str) -> dict:
     total = steps_per_epoch(spec, len(X)) * epochs
     _bare_loop(spec.model_copy(update={"epochs": 1}), X, y)  # warm-up: allocator, oneDNN kernels
     pairs, stored, model_size = [], 0, 0
-    for _ in range(repeats):
-        bare = _bare_loop(spec, X, y)
-        wall, cpu, stored, model_size = _recorded(spec, X, y)
+    for i in range(repeats):
+        if i % 2 == 0:
+            bare = _bare_loop(spec, X, y)
+            wall, cpu, stored, model_size = _recorded(spec, X, y)
+        else:
+            wall, cpu, stored, model_size = _recorded(spec, X, y)
+            bare = _bare_loop(spec, X, y)
         pairs.append((bare, (wall, cpu)))
+    wall_ratios = [r[0] / b[0] for b, r in pairs]
+    quartiles = statistics.quantiles(wall_ratios, n=4) if repeats > 1 else [wall_ratios[0]] * 3
     return {
         "case": name, "steps": total, "checkpoint_every": k, "repeats": repeats,
         "overhead_cpu": round(statistics.median(r[1] / b[1] for b, r in pairs) - 1, 4),
-        "overhead_wall": round(statistics.median(r[0] / b[0] for b, r in pairs) - 1, 4),
+        "overhead_wall": round(statistics.median(wall_ratios) - 1, 4),
+        "overhead_wall_quartiles": [round(quartiles[0] - 1, 4), round(quartiles[2] - 1, 4)],
         "bare_steps_per_s": round(total / statistics.median(b[0] for b, _ in pairs), 2),
         "recorded_steps_per_s": round(total / statistics.median(r[0] for _, r in pairs), 2),
         "bare_cpu_ms_per_step": round(1000 * statistics.median(b[1] for b, _ in pairs) / total, 3),
@@ -138,7 +152,8 @@ def _case(name: str, steps: int, k: int, repeats: int, profile: str) -> dict:
 def run(steps: int = 400, k: int = DEFAULT_K, repeats: int = 5, cases: tuple[str, ...] = tuple(CASES),
         profile: str = "cpu-fp32-exact", out_dir: Path = RESULTS_DIR) -> dict:
     """Measure every case; write the JSON to ``out_dir`` (one file per profile) and return it."""
-    results = {"benchmark": "pot_overhead", "target_overhead_cnn_mnist": 0.03,
+    allocator_tuned = tune_allocator()  # the trainer sets it too: the bare loop must run under it
+    results = {"benchmark": "pot_overhead", "target_overhead_cnn_mnist": 0.03, "allocator_tuned": allocator_tuned,
                "cases": [_case(name, steps, k, repeats, profile) for name in cases]}
     out_dir.mkdir(parents=True, exist_ok=True)
     name = "pot_overhead.json" if profile == "cpu-fp32-exact" else f"pot_overhead-{profile}.json"
@@ -148,11 +163,12 @@ def run(steps: int = 400, k: int = DEFAULT_K, repeats: int = 5, cases: tuple[str
 
 def _print_table(results: dict) -> None:
     print(f"{'case':<12} {'steps':>6} {'k':>5} {'bare ms/st':>10} {'PoT ms/st':>10} {'CPU ovh':>8} {'wall ovh':>9} "
-          f"{'proof/model':>12}")
+          f"{'wall IQR':>16} {'proof/model':>12}")
     for c in results["cases"]:
+        q1, q3 = c["overhead_wall_quartiles"]
         print(f"{c['case']:<12} {c['steps']:>6} {c['checkpoint_every']:>5} {c['bare_cpu_ms_per_step']:>10.2f} "
               f"{c['recorded_cpu_ms_per_step']:>10.2f} {c['overhead_cpu']:>7.1%} {c['overhead_wall']:>8.1%} "
-              f"{c['proof_to_model']:>11.1f}x")
+              f"{q1:>7.1%}..{q3:<7.1%} {c['proof_to_model']:>11.1f}x")
 
 
 if __name__ == "__main__":

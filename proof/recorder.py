@@ -7,7 +7,7 @@ training loop only pays for copying the weights. At most :data:`MAX_PENDING` che
 once; past that the loop waits, which bounds memory when storage is slower than training.
 
 Every step's full training state (``training.state``) is hashed on a second background thread,
-and its SHA-256 fills the step record's ``state_sha256``; the state itself is sealed into the
+and its SHA-256 fills the step record's ``state_sha256``; the state itself goes into the
 recorder's :class:`~proof.spool.StateSpool` so the worker can reveal it when challenged. The step
 log is a Merkle leaf, so every per-step digest is committed before any challenge exists.
 

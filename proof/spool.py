@@ -1,14 +1,17 @@
 """The worker's spool of per-step training states, kept until the challenge is answered.
 
 Every state the recorder commits to (one per optimizer step) must be revealable later, when the
-challenge names the steps to spot-check. States are sealed with AES-256-GCM under a fresh key
-that lives only in this process, so nothing is ever written in plaintext. Each state is one GCM
-message whose nonce is its step (unique per key: a step is spooled once) and whose associated
-data is its name. The streaming construction of ``privacy.stream`` would cost ten times more per
-state (a key derivation and a header each) and buys nothing for a blob that never leaves this
-process, is read whole and is sealed at every training step. The first
-``memory_limit`` bytes stay in memory; later states go to files in a private temporary folder
-(written to a temporary name, then renamed). :meth:`StateSpool.close` deletes them all.
+challenge names the steps to spot-check. Adding a state hashes its two buffers (header and
+payload) without joining them. The first ``memory_limit`` bytes of states stay in memory as they
+are: the live weights sit in the same memory, and sealing a copy under a key kept beside it would
+protect nothing while costing every training step a pass of AES-GCM and a copy. Later states go
+to files in a private temporary folder (written to a temporary name, then renamed), sealed with
+AES-256-GCM under a fresh key that lives only in this process, so nothing is ever written to disk
+in plaintext. Each file is one GCM message whose nonce is its step (unique per key: a step is
+spooled once) and whose associated data is its name. The streaming construction of
+``privacy.stream`` would cost ten times more per state (a key derivation and a header each) and
+buys nothing for a blob that never leaves this process and is read whole.
+:meth:`StateSpool.close` forgets every state and deletes the files.
 
 The key dies with the process: a worker that crashed and resumed regenerates the states before
 its resume point by replaying from its checkpoints (``proof.response.respond``'s ``regenerate``).
@@ -57,42 +60,41 @@ class StateSpool:
     def __init__(self, *, memory_limit: int = DEFAULT_MEMORY_LIMIT):
         self._aead = AESGCM(new_data_key())
         self._memory_limit = memory_limit
-        self._memory: dict[int, bytes] = {}
+        self._memory: dict[int, EncodedState] = {}
         self._in_memory = 0
         self._files: dict[int, Path] = {}
         self._directory: Path | None = None
 
     def add(self, step: int, state: EncodedState) -> str:
-        """Seal and keep the state after ``step`` steps; return the SHA-256 (hex) of its bytes."""
-        data = state.to_bytes()
-        digest = hashlib.sha256(data).hexdigest()
-        sealed = self._aead.encrypt(_nonce(step), data, state_name(step).encode())
-        if self._in_memory + len(sealed) <= self._memory_limit:
-            self._memory[step] = sealed
-            self._in_memory += len(sealed)
-            return digest
+        """Keep the state after ``step`` steps (a private copy); return the SHA-256 (hex) of its bytes."""
+        header, payload = state.chunks()
+        digest = hashlib.sha256(header)
+        digest.update(payload)
+        size = len(header) + payload.nbytes
+        if self._in_memory + size <= self._memory_limit:
+            self._memory[step] = state
+            self._in_memory += size
+            return digest.hexdigest()
         if self._directory is None:
             self._directory = Path(tempfile.mkdtemp(prefix="bahen-spool-"))
         path = self._directory / state_name(step)
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(sealed)
+        tmp.write_bytes(self._aead.encrypt(_nonce(step), state.to_bytes(), state_name(step).encode()))
         os.replace(tmp, path)
         self._files[step] = path
-        return digest
+        return digest.hexdigest()
 
     def __contains__(self, step: int) -> bool:
         return step in self._memory or step in self._files
 
     def get(self, step: int) -> bytes:
-        """The plaintext bytes of the state after ``step`` steps."""
+        """The bytes of the state after ``step`` steps."""
         if step in self._memory:
-            sealed = self._memory[step]
-        elif step in self._files:
-            sealed = self._files[step].read_bytes()
-        else:
+            return self._memory[step].to_bytes()
+        if step not in self._files:
             raise StateNotSpooledError(step)
         try:
-            return self._aead.decrypt(_nonce(step), sealed, state_name(step).encode())
+            return self._aead.decrypt(_nonce(step), self._files[step].read_bytes(), state_name(step).encode())
         except InvalidTag:
             raise SpoolTamperedError(step) from None
 

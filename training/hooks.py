@@ -6,9 +6,12 @@ some of these methods, so attacks and honest training share one loop and differ 
 attack acts. The trainer calls, in this order per step:
 
 1. ``on_batch(step, indices, X, y) -> (X, y)`` with the committed batch, before the forward pass;
-2. ``on_update(step, model, optimizer)`` right after ``optimizer.step()`` (may edit weights in place);
-3. ``on_record(record) -> record`` before the step record goes to the recorder;
-4. ``on_checkpoint(step, checkpoint) -> checkpoint`` before a checkpoint goes to the recorder.
+2. ``on_update(step, model, optimizer)`` right after ``optimizer.step()`` (may edit weights in
+   place, as ``load_state_dict`` does; a parameter replaced by another tensor is not seen);
+3. ``on_record(record) -> record`` before the step record goes to the recorder; records are made
+   a few steps at a time, in step order, so later steps may already have run;
+4. ``on_checkpoint(step, checkpoint) -> checkpoint`` before a checkpoint goes to the recorder,
+   after the records of every step before it.
 """
 
 import numpy as np

@@ -59,7 +59,7 @@ class EncodedState:
         return b"".join(self.chunks())
 
     def chunks(self) -> tuple[bytes, memoryview]:
-        """The state bytes as two buffers, without joining them (for hashing and sealing)."""
+        """The state bytes as two buffers, without joining them (for hashing)."""
         return self.header, memoryview(self.payload.numpy())
 
 
@@ -81,17 +81,63 @@ def encode_state(
 
     ``spec_json`` is the spec as canonical JSON (see :func:`spec_json`), computed once per run.
     """
-    tensors: list[torch.Tensor] = []
-    layout = _walk({"model": model_state, "optimizer": optimizer_state, "rng": rng_state}, tensors)
-    flat = [t.detach().reshape(-1).view(torch.uint8) for t in tensors]
-    device = next((t.device for t in tensors if t.device.type != "cpu"), None)
-    if device is not None:
-        # Gather on the accelerator and cross to the host once: a copy per tensor would wait on
-        # the device once per tensor.
-        payload = torch.cat([f.to(device) for f in flat]).cpu()
-    else:
-        payload = torch.cat(flat) if flat else torch.zeros(0, dtype=torch.uint8)
-    return EncodedState(step=step, epoch=epoch, layout=layout, spec_json=spec_json, payload=payload)
+    return StateEncoder(model_state, spec_json).encode(step, epoch, optimizer_state, rng_state)
+
+
+class StateEncoder:
+    """Encodes the states of one run after every step, walking the model's part once.
+
+    ``model_state`` must hold views that training updates in place (a module's ``state_dict()``
+    while its parameters are only changed in place), so its layout and byte views stay valid. A
+    step's encoding runs from cold caches right after the step, where each Python-level call costs
+    several times what it costs in a loop of its own; this keeps the calls per step few.
+    """
+
+    def __init__(self, model_state: dict, spec_json: str):
+        self._tensors: list[torch.Tensor] = []
+        self._model_layout = _walk(model_state, self._tensors)
+        self._model_views = _byte_views(self._tensors)
+        self._spec_json = spec_json
+
+    def model_byte_ranges(self, keys: set[str]) -> list[tuple[int, int, torch.dtype]]:
+        """Where the model-state entries named ``keys`` lie in every payload: ``(start, stop, dtype)``.
+
+        The model's tensors come first in the payload; adjacent entries of one dtype are merged.
+        """
+        ranges: list[tuple[int, int, torch.dtype]] = []
+        offset = 0
+        for key, node in self._model_layout["d"]:
+            if not (isinstance(node, dict) and "x" in node):
+                continue  # a value that is not a tensor has no bytes in the payload
+            tensor = self._tensors[node["x"]]
+            size = tensor.numel() * tensor.element_size()
+            if key in keys:
+                if ranges and ranges[-1][1] == offset and ranges[-1][2] == tensor.dtype:
+                    ranges[-1] = (ranges[-1][0], offset + size, tensor.dtype)
+                else:
+                    ranges.append((offset, offset + size, tensor.dtype))
+            offset += size
+        return ranges
+
+    def encode(self, step: int, epoch: int, optimizer_state: dict, rng_state: torch.Tensor) -> EncodedState:
+        """The state with the model's current weights, ``optimizer_state`` and ``rng_state``."""
+        tensors = list(self._tensors)  # the rest are numbered after the model's, as one walk would
+        rest = _walk({"optimizer": optimizer_state, "rng": rng_state}, tensors)
+        layout = {"d": [["model", self._model_layout], *rest["d"]]}
+        views = self._model_views + _byte_views(tensors[len(self._tensors):])
+        device = next((t.device for t in tensors if t.device.type != "cpu"), None)
+        if device is not None:
+            # Gather on the accelerator and cross to the host once: a copy per tensor would wait on
+            # the device once per tensor.
+            payload = torch.cat([v.to(device) for v in views]).cpu()
+        else:
+            payload = torch.cat(views) if views else torch.zeros(0, dtype=torch.uint8)
+        return EncodedState(step=step, epoch=epoch, layout=layout, spec_json=self._spec_json, payload=payload)
+
+
+def _byte_views(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    with torch.no_grad():
+        return [t.reshape(-1).view(torch.uint8) for t in tensors]
 
 
 def spec_json(spec: dict) -> str:

@@ -4,6 +4,7 @@ import hashlib
 import threading
 
 import pytest
+import torch
 
 from proof.errors import CheckpointWriteError
 from proof.recorder import Recorder, journal_name
@@ -54,6 +55,20 @@ def test_records_everything_off_the_training_thread(data):
     for (step, ref), digest in zip(proof.checkpoints, proof.checkpoint_sha256):
         assert hashlib.sha256(store.objects[ref.name]).hexdigest() == digest == ref.sha256
         assert Checkpoint.from_bytes(store.objects[ref.name]).step == step
+
+
+def test_update_norms_are_the_distances_between_consecutive_weights(data):
+    spec = SPEC.model_copy(update={"epochs": 1, "checkpoint_every": 1})
+    store = Store()
+    recorder = Recorder(put=store.put)
+    train(spec, *data, recorder=recorder)
+    proof = recorder.close()
+    weights = [torch.cat([t.reshape(-1) for t in Checkpoint.from_bytes(store.objects[ref.name]).model_state.values()])
+               for _, ref in proof.checkpoints]
+    assert [r.step for r in proof.steps] == list(range(len(weights) - 1))
+    for record, before, after in zip(proof.steps, weights, weights[1:]):
+        assert record.update_norm == pytest.approx(torch.linalg.vector_norm(after - before).item(), rel=1e-6)
+        assert record.grad_norm > 0 and record.state_sha256
 
 
 def test_storage_failure_stops_training_with_a_clear_error(data):

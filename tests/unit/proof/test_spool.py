@@ -1,4 +1,6 @@
-"""The worker's state spool: sealed in memory or on disk, read back exactly, deleted on close."""
+"""The worker's state spool: in memory or sealed on disk, read back exactly, deleted on close."""
+
+import hashlib
 
 import pytest
 import torch
@@ -20,6 +22,7 @@ def test_states_read_back_exactly(memory_limit):
         assert len(set(digests.values())) == 3
         for s in (1, 2, 3):
             assert s in spool and spool.get(s) == _state(s).to_bytes()
+            assert digests[s] == hashlib.sha256(_state(s).to_bytes()).hexdigest()
     finally:
         spool.close()
 
