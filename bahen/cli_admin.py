@@ -1,5 +1,5 @@
-"""``bahen keys``, ``bahen chain``, ``bahen audit`` and ``bahen bench``: identities, contracts,
-auditor workspaces and benchmarks."""
+"""``bahen keys``, ``bahen chain``, ``bahen audit``, ``bahen store`` and ``bahen bench``: identities,
+contracts, auditor workspaces, the artifact store and benchmarks."""
 
 import subprocess
 import sys
@@ -15,6 +15,7 @@ console = Console()
 keys_app = typer.Typer(help="Identities: an Ethereum account and an X25519 key per party.", no_args_is_help=True)
 chain_app = typer.Typer(help="Contracts on the configured EVM chain.", no_args_is_help=True)
 audit_app = typer.Typer(help="Re-check orders from their pinned artifacts.", no_args_is_help=True)
+store_app = typer.Typer(help="The configured artifact store.", no_args_is_help=True)
 
 BENCHMARKS = {
     "crypto": "bench.crypto",
@@ -94,6 +95,28 @@ def audit_export(
 
     path, count = export_order(order_id, directory)
     console.print(f"pinned {count} artifacts of order {order_id} in {path}; run `dvc pull` there")
+
+
+@store_app.command("cleanup-rules")
+def store_cleanup_rules(
+    days: Annotated[int, typer.Option(min=1, help="Days after which leftovers are reclaimed")] = 1,
+) -> None:
+    """Add the S3 lifecycle rules that reclaim what interrupted puts leave.
+
+    Staging objects and incomplete multipart uploads under the store's prefix expire after
+    --days; the bucket's other rules are kept, and running it again replaces only these.
+    """
+    from bahen.errors import BahenError
+    from bahen.network import store_of
+    from bahen.settings import load_settings
+    from storage.s3 import S3Store
+
+    store = store_of(load_settings())
+    if not isinstance(store, S3Store):
+        raise BahenError(f"the store {store.url} is a local directory, which interrupted puts leave clean; "
+                         "lifecycle rules are for an s3:// store (set BAHEN_STORE_URL)")
+    for rule in store.ensure_cleanup_rules(days):
+        console.print(f"{rule['ID']}: objects under {store.bucket}/{rule['Filter']['Prefix']}, after {days} day(s)")
 
 
 def bench(

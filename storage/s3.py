@@ -19,7 +19,8 @@ Every write to an address is conditional (``If-None-Match: *`` on ``PutObject`` 
 ``CompleteMultipartUpload``), so an address is written once; a multipart upload is no object until
 it completes, so an address never holds a partial object, whatever fails. A crash between the
 steps leaves staging objects or an incomplete upload behind, never anything at an address:
-lifecycle rules on ``staging/`` and for incomplete uploads reclaim them.
+lifecycle rules on ``staging/`` and for incomplete uploads reclaim them
+(:meth:`S3Store.ensure_cleanup_rules`, ``bahen store cleanup-rules``).
 """
 
 import datetime as dt
@@ -105,6 +106,40 @@ class S3Store(ArtifactStore):
             return self._put_stream(iter_views(data), name)
         except (BotoCoreError, ClientError) as exc:
             raise self._unavailable(exc) from exc
+
+    def ensure_cleanup_rules(self, days: int = 1) -> list[dict]:
+        """Add the bucket lifecycle rules that reclaim what an interrupted put leaves; return them.
+
+        Two rules, named after the store's prefix so that stores sharing a bucket keep their own:
+        objects under ``<prefix>/staging/`` expire ``days`` after they were written (and so do
+        their noncurrent versions, in a versioned or object-lock bucket), and multipart uploads
+        under ``<prefix>/`` never completed are aborted ``days`` after they began. The bucket's
+        other rules are kept; running it again replaces only these two.
+        """
+        if days < 1:
+            raise ValueError(f"days must be at least 1, not {days}")
+        scope = self.prefix or "(bucket)"
+        ours = [
+            {"ID": f"bahen-staging {scope}", "Status": "Enabled", "Filter": {"Prefix": self._key("staging/")},
+             "Expiration": {"Days": days}, "NoncurrentVersionExpiration": {"NoncurrentDays": days}},
+            {"ID": f"bahen-incomplete-uploads {scope}", "Status": "Enabled", "Filter": {"Prefix": self._key("")},
+             "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": days}},
+        ]
+        try:
+            try:
+                rules = self.client.get_bucket_lifecycle_configuration(Bucket=self.bucket)["Rules"]
+            except ClientError as exc:
+                if error_code(exc) != "NoSuchLifecycleConfiguration":
+                    raise
+                rules = []
+            names = {rule["ID"] for rule in ours}
+            with_retries(lambda: self.client.put_bucket_lifecycle_configuration(
+                Bucket=self.bucket,
+                LifecycleConfiguration={"Rules": [r for r in rules if r.get("ID") not in names] + ours}),
+                deadline_s=self.retry_deadline_s)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._unavailable(exc) from exc
+        return ours
 
     def _put_bytes(self, view: memoryview, name: str) -> ArtifactRef:
         ref = Digest().consume(iter_views(view)).ref(name)

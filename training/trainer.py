@@ -27,7 +27,6 @@ from training.order import batch_digest, batch_order, epoch_order_digest
 from training.profiles import ProfileInfo, apply_profile, profile_numerics
 from training.state import EncodedState, StateEncoder, spec_json
 
-
 RECORD_BATCH = 16  # steps whose records are made together
 
 

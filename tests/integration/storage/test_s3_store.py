@@ -245,3 +245,28 @@ def test_retention_is_set_on_an_object_lock_bucket(s3_server):
     head = s3_server.client().head_object(Bucket="bahen-locked", Key=store._key(object_key(ref)))
     assert head["ObjectLockMode"] == "COMPLIANCE"
     assert (head["ObjectLockRetainUntilDate"] - dt.datetime.now(dt.UTC)).days in (29, 30)
+
+
+def test_cleanup_rules_are_added_beside_the_buckets_own_and_replaced_on_rerun(s3_server):
+    client = s3_server.client()
+    foreign = {"ID": "logs", "Status": "Enabled", "Filter": {"Prefix": "logs/"}, "Expiration": {"Days": 30}}
+    client.put_bucket_lifecycle_configuration(Bucket=s3_server.bucket, LifecycleConfiguration={"Rules": [foreign]})
+    try:
+        store = S3Store(s3_server.fresh_url(), endpoint_url=s3_server.endpoint_url)
+        store.ensure_cleanup_rules(days=1)
+        store.ensure_cleanup_rules(days=3)
+        rules = {r["ID"]: r for r in client.get_bucket_lifecycle_configuration(Bucket=s3_server.bucket)["Rules"]}
+        staging, uploads = rules[f"bahen-staging {store.prefix}"], rules[f"bahen-incomplete-uploads {store.prefix}"]
+        assert set(rules) == {"logs", f"bahen-staging {store.prefix}", f"bahen-incomplete-uploads {store.prefix}"}
+        assert staging["Filter"]["Prefix"] == f"{store.prefix}/staging/" and staging["Expiration"]["Days"] == 3
+        assert uploads["Filter"]["Prefix"] == f"{store.prefix}/"
+        assert uploads["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 3
+        assert rules["logs"]["Expiration"]["Days"] == 30
+    finally:
+        client.delete_bucket_lifecycle(Bucket=s3_server.bucket)
+
+
+def test_cleanup_rules_on_an_unreachable_server_say_so(s3_server):
+    store = S3Store(s3_server.fresh_url(), endpoint_url="http://127.0.0.1:9", max_attempts=1, retry_deadline_s=0.5)
+    with pytest.raises(StoreUnavailableError):
+        store.ensure_cleanup_rules()
