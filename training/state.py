@@ -96,6 +96,9 @@ class StateEncoder:
     def __init__(self, model_state: dict, spec_json: str):
         self._tensors: list[torch.Tensor] = []
         self._model_layout = _walk(model_state, self._tensors)
+        # A non-contiguous tensor's flat "view" is a copy, frozen at this step: such a model is
+        # viewed anew at every encoding.
+        self._live = all(t.is_contiguous() for t in self._tensors)
         self._model_views = _byte_views(self._tensors)
         self._spec_json = spec_json
 
@@ -124,7 +127,8 @@ class StateEncoder:
         tensors = list(self._tensors)  # the rest are numbered after the model's, as one walk would
         rest = _walk({"optimizer": optimizer_state, "rng": rng_state}, tensors)
         layout = {"d": [["model", self._model_layout], *rest["d"]]}
-        views = self._model_views + _byte_views(tensors[len(self._tensors):])
+        model_views = self._model_views if self._live else _byte_views(self._tensors)
+        views = model_views + _byte_views(tensors[len(self._tensors):])
         device = next((t.device for t in tensors if t.device.type != "cpu"), None)
         if device is not None:
             # Gather on the accelerator and cross to the host once: a copy per tensor would wait on

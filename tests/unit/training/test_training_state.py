@@ -3,11 +3,12 @@
 import hashlib
 
 import pytest
+import torch
 
 from proof.recorder import Recorder
 from training.errors import CheckpointError
 from training.hooks import TrainHooks
-from training.state import MAGIC, checkpoint_state, decode_state
+from training.state import MAGIC, StateEncoder, checkpoint_state, decode_state, encode_state
 from training.trainer import Stepper, _setup, initial_training_state, train
 
 
@@ -53,3 +54,15 @@ def test_damaged_state_is_named(digits, mlp_spec, damage):
     bad = {"truncate": data[:-5], "extra": data + b"\0"}.get(damage, damage)
     with pytest.raises(CheckpointError, match="state-00000007 is not a readable bahen state"):
         decode_state(bad, name="state-00000007")
+
+
+def test_the_encoder_follows_in_place_updates_of_contiguous_and_strided_weights():
+    weights = {"w": torch.zeros(3, 4), "t": torch.zeros(4, 3).t()}  # the second is a strided view
+    encoder = StateEncoder(weights, "{}")
+    for step in (1, 2):
+        weights["w"].add_(1.0)
+        weights["t"].add_(2.0)
+        state = encoder.encode(step, 0, {"state": {}, "param_groups": []}, torch.zeros(2, dtype=torch.uint8))
+        fresh = encode_state(step, 0, {k: v.clone() for k, v in weights.items()},
+                             {"state": {}, "param_groups": []}, torch.zeros(2, dtype=torch.uint8), "{}")
+        assert state.to_bytes() == fresh.to_bytes()
