@@ -4,6 +4,7 @@ These are the Prefect task results of an order and the body of its order record,
 and JSON-serialisable.
 """
 
+from proof.telemetry import TelemetrySample
 from pydantic import BaseModel, Field
 from storage.refs import ArtifactRef
 
@@ -74,6 +75,8 @@ class Training(BaseModel):
     final_loss: float
     losses: list[float]
     seconds: float
+    telemetry: list[TelemetrySample] = Field(
+        default_factory=list, description="Hardware samples taken while training, thinned (the proof keeps them all)")
 
 
 class Verification(BaseModel):

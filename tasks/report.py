@@ -1,7 +1,7 @@
-"""What the client sees of an order in Prefect: a markdown summary with the loss curve.
+"""What the client sees of an order in Prefect: a markdown summary with the loss and telemetry plots.
 
-The loss curve is rendered to PNG and stored in the order's artifact store next to the proof, and
-embedded in the summary as a data URL so the Prefect UI shows it without serving files.
+The plots are rendered to PNG and embedded in the summary as data URLs, so the Prefect UI shows
+them without serving files.
 """
 
 import base64
@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from proof.telemetry import TelemetrySample
 
 from bahen.records import OrderRecord
 from tasks.runtime import order_book
@@ -20,12 +21,41 @@ ETH = 10**18
 
 def loss_plot_png(losses: list[float], *, title: str) -> bytes:
     """A PNG of the per-step training loss."""
+    fig, ax = _figure()
+    ax.plot(range(len(losses)), losses, linewidth=1)
+    ax.set(xlabel="step", ylabel="loss", title=title)
+    return _png(fig)
+
+
+def telemetry_plot_png(samples: list[TelemetrySample], *, title: str) -> bytes:
+    """A PNG of utilisation (left axis) and memory in use (right axis) per device over the training."""
+    fig, ax = _figure()
+    memory_ax = ax.twinx()
+    start = min(s.time for s in samples)
+    unit = "GPU" if samples[0].source == "nvml" else "host CPU"
+    for device in sorted({s.device for s in samples}):
+        series = [s for s in samples if s.device == device]
+        seconds = [s.time - start for s in series]
+        name = f"GPU {device}" if unit == "GPU" else "host"
+        ax.plot(seconds, [s.utilization_pct for s in series], linewidth=1, label=f"{name} utilisation")
+        memory_ax.plot(seconds, [s.memory_used_bytes / 2**30 for s in series], linewidth=1, linestyle="--",
+                       label=f"{name} memory")
+    ax.set(xlabel="seconds", ylabel=f"{unit} utilisation (%)", ylim=(0, 105), title=title)
+    memory_ax.set(ylabel="memory in use (GiB)")
+    ax.legend(loc="lower left", fontsize="small")
+    memory_ax.legend(loc="lower right", fontsize="small")
+    return _png(fig)
+
+
+def _figure():
     # The object API draws without pyplot's global state or a GUI backend, safe in task threads.
     fig = Figure(figsize=(6, 3), dpi=100, layout="tight")
     ax = fig.add_subplot()
-    ax.plot(range(len(losses)), losses, linewidth=1)
-    ax.set(xlabel="step", ylabel="loss", title=title)
     ax.grid(alpha=0.3)
+    return fig, ax
+
+
+def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
@@ -54,6 +84,12 @@ def summary_markdown(record: OrderRecord) -> str:
     if record.training and record.training.losses:
         png = loss_plot_png(record.training.losses, title="training loss")
         lines += ["", "## Loss", "", f"![loss curve](data:image/png;base64,{base64.b64encode(png).decode()})"]
+    if record.training and record.training.telemetry:
+        samples = record.training.telemetry
+        png = telemetry_plot_png(samples, title="hardware during training")
+        source = "NVML, per GPU" if samples[0].source == "nvml" else "the OS: the whole host's CPU and memory, no GPU seen"
+        lines += ["", "## Telemetry", "", f"Sampled by the worker through {source}; the proof holds every sample.", "",
+                  f"![telemetry plot](data:image/png;base64,{base64.b64encode(png).decode()})"]
     return "\n".join(lines)
 
 

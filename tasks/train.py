@@ -8,6 +8,7 @@ the challenge names from its spool, and signs and stores that response for the v
 """
 
 import io
+import math
 import time
 from collections.abc import Callable
 
@@ -16,7 +17,7 @@ from contracts.errors import ChainError, ChallengeNotReady
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from proof.attacks import run_worker
-from proof.telemetry import TelemetrySampler
+from proof.telemetry import TelemetrySample, TelemetrySampler
 from proof.verifier import VerifyConfig
 from training.datasets import table_to_arrays
 from training.trainer import TrainSpec
@@ -31,6 +32,7 @@ from tasks.observe import TrainingProgress
 from tasks.runtime import network, order_book, timed
 
 TELEMETRY_INTERVAL_S = 0.5
+RECORD_TELEMETRY_POINTS = 240  # per device in the order record, for its plot; the proof keeps every sample
 SEED_POLLS = 60
 
 
@@ -111,7 +113,16 @@ def train(
         order_id=order_id, task=task, worker=worker.address, bundle=bundle_ref, merkle_root=run.committed_root,
         commit_block=block, response=response_ref, final_model=run.bundle.checkpoints[-1][1], steps=len(steps),
         final_loss=steps[-1].loss if steps else float("nan"), losses=[s.loss for s in steps], seconds=seconds,
+        telemetry=thinned(run.recorded.telemetry, RECORD_TELEMETRY_POINTS),
     )
+
+
+def thinned(samples: list[TelemetrySample], per_device: int) -> list[TelemetrySample]:
+    """At most ``per_device`` evenly spaced samples of each device, in their order."""
+    by_device: dict[int, list[TelemetrySample]] = {}
+    for sample in samples:
+        by_device.setdefault(sample.device, []).append(sample)
+    return [s for series in by_device.values() for s in series[::max(1, math.ceil(len(series) / per_device))]]
 
 
 @task(name="train", cache_policy=NO_CACHE)

@@ -1,0 +1,42 @@
+"""The order summary's telemetry: thinned per device for the record, plotted in the summary."""
+
+from proof.telemetry import TelemetrySample
+from storage.refs import ArtifactRef
+
+from bahen.records import OrderRecord, Training
+from bahen.spec import OrderSpec
+from tasks.report import summary_markdown
+from tasks.train import thinned
+
+
+def _samples(count: int, devices: int = 1, source: str = "nvml") -> list[TelemetrySample]:
+    return [TelemetrySample(time=1000.0 + i, source=source, device=d, utilization_pct=50.0 + d,
+                            memory_used_bytes=(1 + d) << 30, memory_total_bytes=8 << 30)
+            for i in range(count) for d in range(devices)]
+
+
+def test_thinning_keeps_every_device_evenly_and_in_order():
+    kept = thinned(_samples(1000, devices=2), per_device=240)
+    for device in (0, 1):
+        times = [s.time for s in kept if s.device == device]
+        assert 200 <= len(times) <= 240 and times == sorted(times) and times[0] == 1000.0
+    assert thinned(_samples(10), per_device=240) == _samples(10)
+
+
+def _record(telemetry: list[TelemetrySample]) -> OrderRecord:
+    ref = ArtifactRef(name="x", md5="0" * 32, sha256="0" * 64, size=1)
+    training = Training(order_id="0x" + "ab" * 32, task=0, worker="0x" + "11" * 20, bundle=ref, merkle_root="00",
+                        commit_block=1, final_model=ref, steps=3, final_loss=0.5, losses=[1.0, 0.7, 0.5],
+                        seconds=2.0, telemetry=telemetry)
+    return OrderRecord(order_id=training.order_id, spec=OrderSpec(), status="settled", training=training)
+
+
+def test_summary_plots_gpu_and_host_telemetry():
+    gpu = summary_markdown(_record(_samples(5, devices=2)))
+    assert "## Telemetry" in gpu and "NVML, per GPU" in gpu and "![telemetry plot](data:image/png;base64," in gpu
+    host = summary_markdown(_record(_samples(5, source="os")))
+    assert "the whole host's CPU and memory" in host
+
+
+def test_summary_of_a_training_without_telemetry_has_no_telemetry_section():
+    assert "## Telemetry" not in summary_markdown(_record([]))
