@@ -18,6 +18,7 @@ already used.
 """
 
 import ctypes
+import functools
 import platform
 
 MMAP_THRESHOLD = 32 << 20
@@ -25,10 +26,11 @@ TRIM_THRESHOLD = 1 << 30
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's <malloc.h>
 
 
+@functools.cache
 def tune_allocator() -> bool:
     """Fix glibc's mmap and trim thresholds for this process; False where malloc is not glibc's.
 
-    The setting is process-wide and idempotent.
+    The setting is process-wide, so it is made once; later calls return the first answer.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
