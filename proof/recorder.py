@@ -8,8 +8,10 @@ once; past that the loop waits, which bounds memory when storage is slower than 
 
 Every step's full training state (``training.state``) is hashed on a second background thread,
 and its SHA-256 fills the step record's ``state_sha256``; the state itself goes into the
-recorder's :class:`~proof.spool.StateSpool` so the worker can reveal it when challenged. The step
-log is a Merkle leaf, so every per-step digest is committed before any challenge exists.
+recorder's :class:`~proof.spool.StateSpool` so the worker can reveal it when challenged. The same
+thread fills ``update_norm`` with the distance between the weights of the step's state and the
+state before it: both fields are read off the committed states, not written beside them. The
+step log is a Merkle leaf, so every per-step digest is committed before any challenge exists.
 
 Crash recovery: after each checkpoint the recorder stores a small JSON *journal* next to it
 (``journal-<step>``): the step records since the previous checkpoint, the refs and plaintext
@@ -33,7 +35,7 @@ from storage.refs import ArtifactRef
 from training.checkpoint import Checkpoint
 from training.errors import CheckpointError
 from training.profiles import ProfileInfo
-from training.state import EncodedState
+from training.state import EncodedState, update_norm
 
 MAX_PENDING = 2
 STATE_BATCH = 16  # states handed to the background thread at once: one hand-off per batch, not per step
@@ -52,7 +54,7 @@ class StepRecord(BaseModel):
     loss: float
     lr: float
     grad_norm: float
-    update_norm: float
+    update_norm: float = Field(default=0.0, description="L2 distance between the weights before and after this step")
     seconds: float
     state_sha256: str = Field(default="", description="SHA-256 of the training state after this step")
 
@@ -102,15 +104,17 @@ class Recorder:
         self._state_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bahen-state")
         self._state_batch: list[tuple[int, EncodedState]] = []
         self._state_pending: list[tuple[int, Future]] = []
+        self._last_state: EncodedState | None = None  # the state thread's: the state before the next one
 
-    def start(self, profile: ProfileInfo, *, resumed_at: int | None = None) -> None:
-        """Begin recording under ``profile``; a resumed run names the checkpoint step it resumed at."""
+    def start(self, profile: ProfileInfo, state: EncodedState, *, resumed_at: int | None = None) -> None:
+        """Begin recording under ``profile`` from ``state``; a resumed run names the checkpoint step it resumed at."""
         if resumed_at != self._restored_step:
             raise CheckpointError(
                 f"training resumes at step {resumed_at} but the recorder was restored at step "
                 f"{self._restored_step}; build the recorder with Recorder.resume from the same checkpoint"
             )
         self._profile = profile
+        self._last_state = state
         if resumed_at is not None:
             self._resumes.append(resumed_at)
         if self._telemetry is not None:
@@ -134,8 +138,12 @@ class Recorder:
         batch, self._state_batch = self._state_batch, []
         self._state_pending.append((batch[0][0], self._state_pool.submit(self._spool_states, batch)))
 
-    def _spool_states(self, batch: list[tuple[int, EncodedState]]) -> list[tuple[int, str]]:
-        return [(step, self.spool.add(step, state)) for step, state in batch]
+    def _spool_states(self, batch: list[tuple[int, EncodedState]]) -> list[tuple[int, str, float]]:
+        done = []
+        for step, state in batch:
+            done.append((step, self.spool.add(step, state), update_norm(self._last_state, state)))
+            self._last_state = state
+        return done
 
     def _settle_oldest_states(self) -> None:
         first, future = self._state_pending.pop(0)
@@ -143,9 +151,9 @@ class Recorder:
             digests = future.result()
         except Exception as exc:
             raise CheckpointWriteError(state_name(first), exc) from exc
-        for step, digest in digests:
+        for step, digest, norm in digests:
             # the state after `step` steps is the outcome of the record of step `step - 1`
-            self._steps[step - 1] = self._steps[step - 1].model_copy(update={"state_sha256": digest})
+            self._steps[step - 1] = self._steps[step - 1].model_copy(update={"state_sha256": digest, "update_norm": norm})
 
     def _settle_states(self) -> None:
         self._flush_states()

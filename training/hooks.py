@@ -9,7 +9,8 @@ attack acts. The trainer calls, in this order per step:
 2. ``on_update(step, model, optimizer)`` right after ``optimizer.step()`` (may edit weights in
    place, as ``load_state_dict`` does; a parameter replaced by another tensor is not seen);
 3. ``on_record(record) -> record`` before the step record goes to the recorder; records are made
-   a few steps at a time, in step order, so later steps may already have run;
+   a few steps at a time, in step order, so later steps may already have run. The recorder fills
+   ``update_norm`` and ``state_sha256`` afterwards from the states the loop committed;
 4. ``on_checkpoint(step, checkpoint) -> checkpoint`` before a checkpoint goes to the recorder,
    after the records of every step before it.
 """

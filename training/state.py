@@ -38,20 +38,23 @@ class EncodedState:
 
     The header is serialised on first use, so the training thread only walks the state and copies
     its tensors; the JSON is written by whichever thread hashes the state. Every field is immutable
-    or private, so the bytes do not depend on when that happens.
+    or private, so the bytes do not depend on when that happens. ``weight_ranges`` says where the
+    trainable weights lie in the payload, as ``(start, stop, dtype)`` (see :func:`update_norm`).
     """
 
     step: int
     epoch: int
-    layout: Any
+    layout: Any  # the walked tree, or a _RunLayout whose big parts are serialised once per run
     spec_json: str
     payload: torch.Tensor
+    weight_ranges: tuple[tuple[int, int, torch.dtype], ...] = ()
 
     @cached_property
     def header(self) -> bytes:
         """Magic, header length and the canonical JSON header."""
+        layout = self.layout.to_json() if isinstance(self.layout, _RunLayout) else _dumps(self.layout)
         body = ('{"epoch":%d,"format":"bahen.state.v1","layout":%s,"spec":%s,"step":%d}' % (
-            self.epoch, json.dumps(self.layout, separators=(",", ":")), self.spec_json, self.step)).encode()
+            self.epoch, layout, self.spec_json, self.step)).encode()
         return MAGIC + len(body).to_bytes(8, "big") + body
 
     def to_bytes(self) -> bytes:
@@ -61,6 +64,9 @@ class EncodedState:
     def chunks(self) -> tuple[bytes, memoryview]:
         """The state bytes as two buffers, without joining them (for hashing)."""
         return self.header, memoryview(self.payload.numpy())
+
+
+_SCALARS = frozenset({int, float, bool, str, type(None)})  # types a walk leaves as they are
 
 
 def _walk(obj: Any, tensors: list[torch.Tensor]) -> Any:
@@ -81,38 +87,65 @@ def encode_state(
 
     ``spec_json`` is the spec as canonical JSON (see :func:`spec_json`), computed once per run.
     """
-    return StateEncoder(model_state, spec_json).encode(step, epoch, optimizer_state, rng_state)
+    tensors: list[torch.Tensor] = []
+    layout = _walk({"model": model_state, "optimizer": optimizer_state, "rng": rng_state}, tensors)
+    return EncodedState(step=step, epoch=epoch, layout=layout, spec_json=spec_json,
+                        payload=_gather(_byte_views(tensors), _device(tensors)))
+
+
+def update_norm(before: EncodedState, after: EncodedState) -> float:
+    """L2 distance between the trainable weights of two states of one run: the update between them."""
+    diffs = [_typed(after.payload[a:b], dtype) - _typed(before.payload[a:b], dtype)
+             for a, b, dtype in after.weight_ranges]
+    return torch.linalg.vector_norm(torch.cat(diffs)).item() if diffs else 0.0
+
+
+def _typed(raw: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    # Viewing bytes as a wider type needs an aligned start; a copy is aligned.
+    return (raw if raw.storage_offset() % dtype.itemsize == 0 else raw.clone()).view(dtype)
 
 
 class StateEncoder:
-    """Encodes the states of one run after every step, walking the model's part once.
+    """Encodes the states of one run after every step, walking what does not change once.
 
-    ``model_state`` must hold views that training updates in place (a module's ``state_dict()``
-    while its parameters are only changed in place), so its layout and byte views stay valid. A
-    step's encoding runs from cold caches right after the step, where each Python-level call costs
-    several times what it costs in a loop of its own; this keeps the calls per step few.
+    A step's encoding runs from cold caches right after the step, where each Python-level call
+    costs several times what it costs in a loop of its own, and every state stays alive in the
+    spool, so every container made per step adds to what the garbage collector walks. This keeps
+    the calls and containers per step few: the model's part is walked once (``model_state`` must
+    hold views that training updates in place, a module's ``state_dict()`` while its parameters are
+    only changed in place), and the optimizer's per-parameter state is walked again only when its
+    tensors are other objects than at the last walk. torch's optimizers update that state in place
+    and replace it only when it is created or loaded. The bytes equal :func:`encode_state`'s of
+    ``optimizer.state_dict()``, which the encoder reads instead wherever that method has hooks.
+    The model-state entries named in ``trainable`` are the weights each state's ``weight_ranges``
+    locates.
     """
 
-    def __init__(self, model_state: dict, spec_json: str):
-        self._tensors: list[torch.Tensor] = []
-        self._model_layout = _walk(model_state, self._tensors)
-        # A non-contiguous tensor's flat "view" is a copy, frozen at this step: such a model is
-        # viewed anew at every encoding.
-        self._live = all(t.is_contiguous() for t in self._tensors)
-        self._model_views = _byte_views(self._tensors)
+    def __init__(self, model_state: dict, spec_json: str, trainable: frozenset[str] = frozenset()):
+        tensors: list[torch.Tensor] = []
+        self._model_state = model_state
+        self._model = _Part(_walk(model_state, tensors), tensors)
         self._spec_json = spec_json
+        self._weight_ranges = self._model_byte_ranges(trainable)
+        # The optimizer's part: the model's tensors then the per-parameter state's, walked when the
+        # key (the ids of what the state holds) changes; what the ids name is kept alive, so no id
+        # is reused while the key stands.
+        self._optimizer_key: tuple[int, ...] | None = None
+        self._optimizer_objects: list = []
+        self._state = self._model  # until the first walk, which the unset key forces
+        self._packed_params: list[dict] = []
 
-    def model_byte_ranges(self, keys: set[str]) -> list[tuple[int, int, torch.dtype]]:
+    def _model_byte_ranges(self, keys: frozenset[str]) -> tuple[tuple[int, int, torch.dtype], ...]:
         """Where the model-state entries named ``keys`` lie in every payload: ``(start, stop, dtype)``.
 
         The model's tensors come first in the payload; adjacent entries of one dtype are merged.
         """
         ranges: list[tuple[int, int, torch.dtype]] = []
         offset = 0
-        for key, node in self._model_layout["d"]:
+        for key, node in self._model.layout["d"]:
             if not (isinstance(node, dict) and "x" in node):
                 continue  # a value that is not a tensor has no bytes in the payload
-            tensor = self._tensors[node["x"]]
+            tensor = self._model.tensors[node["x"]]
             size = tensor.numel() * tensor.element_size()
             if key in keys:
                 if ranges and ranges[-1][1] == offset and ranges[-1][2] == tensor.dtype:
@@ -120,26 +153,112 @@ class StateEncoder:
                 else:
                     ranges.append((offset, offset + size, tensor.dtype))
             offset += size
-        return ranges
+        return tuple(ranges)
 
-    def encode(self, step: int, epoch: int, optimizer_state: dict, rng_state: torch.Tensor) -> EncodedState:
-        """The state with the model's current weights, ``optimizer_state`` and ``rng_state``."""
-        tensors = list(self._tensors)  # the rest are numbered after the model's, as one walk would
-        rest = _walk({"optimizer": optimizer_state, "rng": rng_state}, tensors)
-        layout = {"d": [["model", self._model_layout], *rest["d"]]}
-        model_views = self._model_views if self._live else _byte_views(self._tensors)
-        views = model_views + _byte_views(tensors[len(self._tensors):])
-        device = next((t.device for t in tensors if t.device.type != "cpu"), None)
-        if device is not None:
-            # Gather on the accelerator and cross to the host once: a copy per tensor would wait on
-            # the device once per tensor.
-            payload = torch.cat([v.to(device) for v in views]).cpu()
-        else:
-            payload = torch.cat(views) if views else torch.zeros(0, dtype=torch.uint8)
-        return EncodedState(step=step, epoch=epoch, layout=layout, spec_json=self._spec_json, payload=payload)
+    def encode(self, step: int, epoch: int, optimizer: torch.optim.Optimizer, rng_state: torch.Tensor) -> EncodedState:
+        """The state with the model's current weights, the optimizer's current state and ``rng_state``."""
+        if _has_state_dict_hooks(optimizer):
+            state = encode_state(step, epoch, self._model_state, optimizer.state_dict(), rng_state, self._spec_json)
+            state.weight_ranges = self._weight_ranges
+            return state
+        key = _optimizer_key(optimizer)
+        if key != self._optimizer_key:
+            self._walk_optimizer(optimizer, key)
+        tensors = list(self._state.tensors)  # the rest are numbered after these, as one walk would
+        groups = [{"d": [*([k, v if type(v) in _SCALARS else _walk(v, tensors)] for k, v in group.items() if k != "params"),
+                         ["params", packed]]}
+                  for group, packed in zip(optimizer.param_groups, self._packed_params)]
+        rng = _walk(rng_state, tensors)
+        layout = _RunLayout(self._model, self._state, groups, rng)
+        extra = tensors[len(self._state.tensors):]
+        return EncodedState(step=step, epoch=epoch, layout=layout, spec_json=self._spec_json,
+                            payload=_gather(self._state.views() + _byte_views(extra), self._state.device),
+                            weight_ranges=self._weight_ranges)
+
+    def _walk_optimizer(self, optimizer: torch.optim.Optimizer, key: tuple[int, ...]) -> None:
+        packed = optimizer.state_dict()
+        tensors = list(self._model.tensors)
+        self._state = _Part(_walk(packed["state"], tensors), tensors)
+        self._packed_params = [{"l": group["params"]} for group in packed["param_groups"]]
+        # A value that is not a tensor (a number, a list) may change without changing its id.
+        tensors_only = all(torch.is_tensor(v) for s in optimizer.state.values() for v in s.values())
+        self._optimizer_key = key if tensors_only else None
+        self._optimizer_objects = _optimizer_objects(optimizer)
+
+
+class _Part:
+    """Tensors walked once, with their layout and byte views (made anew per use where not contiguous)."""
+
+    def __init__(self, layout: Any, tensors: list[torch.Tensor]):
+        self.layout, self.tensors = layout, tensors
+        # A non-contiguous tensor's flat "view" is a copy, frozen when it is made.
+        self._views = _byte_views(tensors) if all(t.is_contiguous() for t in tensors) else None
+        self.device = _device(tensors)
+
+    def views(self) -> list[torch.Tensor]:
+        return self._views if self._views is not None else _byte_views(self.tensors)
+
+    @cached_property
+    def json(self) -> str:
+        """The layout's canonical JSON, written once (by whichever thread first needs it)."""
+        return _dumps(self.layout)
+
+
+@dataclass(frozen=True)
+class _RunLayout:
+    """A live state's layout: the run's walked parts and this step's optimizer groups and RNG state.
+
+    Its JSON is :func:`encode_state`'s layout of the same state, written without serialising the
+    model's and the optimizer state's layouts again for every step.
+    """
+
+    model: _Part
+    state: _Part
+    groups: list
+    rng: dict
+
+    def to_json(self) -> str:
+        return '{"d":[["model",%s],["optimizer",{"d":[["state",%s],["param_groups",{"l":%s}]]}],["rng",%s]]}' % (
+            self.model.json, self.state.json, _dumps(self.groups), _dumps(self.rng))
+
+
+def _dumps(layout: Any) -> str:
+    return json.dumps(layout, separators=(",", ":"))
+
+
+def _optimizer_objects(optimizer: torch.optim.Optimizer) -> list:
+    """Every parameter of the groups, then each parameter with state, its state's keys and values."""
+    return [*(p for group in optimizer.param_groups for p in group["params"]),
+            *(x for p, s in optimizer.state.items() for x in (p, *s, *s.values()))]
+
+
+def _optimizer_key(optimizer: torch.optim.Optimizer) -> tuple[int, ...]:
+    return tuple(map(id, _optimizer_objects(optimizer)))
+
+
+def _has_state_dict_hooks(optimizer: torch.optim.Optimizer) -> bool:
+    return bool(getattr(optimizer, "_optimizer_state_dict_pre_hooks", None)
+                or getattr(optimizer, "_optimizer_state_dict_post_hooks", None))
+
+
+def _device(tensors: list[torch.Tensor]) -> torch.device | None:
+    return next((t.device for t in tensors if t.device.type != "cpu"), None)
+
+
+def _gather(views: list[torch.Tensor], device: torch.device | None) -> torch.Tensor:
+    """One private host copy of ``views`` joined; accelerator tensors are gathered on ``device`` first.
+
+    Gathering on the accelerator and crossing to the host once: a copy per tensor would wait on
+    the device once per tensor.
+    """
+    if device is not None:
+        return torch.cat([v.to(device) for v in views]).cpu()
+    return torch.cat(views) if views else torch.zeros(0, dtype=torch.uint8)
 
 
 def _byte_views(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    if all(t.dtype == torch.uint8 and t.dim() == 1 for t in tensors):
+        return list(tensors)  # bytes already, as the RNG state is: no autograd state to switch
     with torch.no_grad():
         return [t.reshape(-1).view(torch.uint8) for t in tensors]
 

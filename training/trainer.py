@@ -28,6 +28,7 @@ from training.profiles import ProfileInfo, apply_profile, profile_numerics
 from training.state import EncodedState, StateEncoder, spec_json
 
 RECORD_BATCH = 16  # steps whose records are made together
+GRADIENT_BUDGET = 64 << 20  # bytes of gradients kept for the records not made yet
 
 
 class TrainSpec(BaseModel, frozen=True):
@@ -104,9 +105,8 @@ class _Run:
         self.optimizer = _optimizer(spec, self.model)
         self.step = 0
         self._epoch, self._batches = -1, []
-        self._encoder = StateEncoder(self._model_state, spec_json(spec.model_dump(mode="json")))
-        trainable = {name for name, p in self.model.named_parameters() if p.requires_grad}
-        self._weight_ranges = self._encoder.model_byte_ranges(trainable)
+        trainable = frozenset(name for name, p in self.model.named_parameters() if p.requires_grad)
+        self._encoder = StateEncoder(self._model_state, spec_json(spec.model_dump(mode="json")), trainable)
 
     def restore(self, ckpt: Checkpoint) -> None:
         if ckpt.spec != self.spec.model_dump(mode="json"):
@@ -134,8 +134,7 @@ class _Run:
 
     def encode(self) -> EncodedState:
         """The current state in the per-step encoding (one copy of every tensor)."""
-        return self._encoder.encode(self.step, self.step // self.per_epoch, self.optimizer.state_dict(),
-                                    torch.get_rng_state())
+        return self._encoder.encode(self.step, self.step // self.per_epoch, self.optimizer, torch.get_rng_state())
 
     def batches(self, epoch: int, recorder: Recorder | None) -> list[np.ndarray]:
         if epoch != self._epoch:
@@ -153,16 +152,18 @@ class _Run:
     def _train_until(self, stop: int, recorder: Recorder | None, hooks: TrainHooks) -> list[float]:
         """The training loop of :meth:`advance`.
 
-        With a recorder, each step keeps its numbers as tensors and a copy of its state, and the
-        step records are made :data:`RECORD_BATCH` steps at a time: Python code run right after a
-        training step runs from cold caches (a 1 µs hash took 45 µs there), so a record made on
-        its own costs many times what it costs among others. Without a recorder (a verifier's
-        replay) no norms are computed.
+        With a recorder, each step keeps its loss, its gradients and a copy of its state, and the
+        step records are made up to :data:`RECORD_BATCH` steps at a time: Python code run right
+        after a training step runs from cold caches (a 1 µs hash took 45 µs there, a gradient norm
+        90 µs), so a record made on its own costs many times what it costs among others. Keeping
+        the gradients costs no copy: ``zero_grad(set_to_none=True)`` lets the next backward write
+        new ones, and the records are made before :data:`GRADIENT_BUDGET` bytes of them wait.
+        Without a recorder (a verifier's replay) no gradient norms are computed.
         """
         losses: list[float] = []
         params = [p for p in self.model.parameters() if p.requires_grad]
-        # The update norm is the distance between the weights in consecutive states.
-        before = self.encode().payload if recorder is not None else None
+        gradient_bytes = sum(p.numel() * p.element_size() for p in params)
+        batch = max(1, min(RECORD_BATCH, GRADIENT_BUDGET // max(1, gradient_bytes)))
         pending: list[_PendingStep] = []
         self.model.train()
         while self.step < stop:
@@ -178,75 +179,60 @@ class _Run:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.profile.autocast_bf16):
                 loss = self.model.loss(xb, yb)
             loss.backward()
-            grad_norm = _total_norm([p.grad for p in params if p.grad is not None]) if recorder is not None else None
             self.optimizer.step()
             hooks.on_update(self.step, self.model, self.optimizer)
             self.step += 1
             if recorder is None:
                 losses.append(loss.item())
                 continue
-            numbers = torch.stack([loss.detach().float(), grad_norm])
-            pending.append(_PendingStep(self.step - 1, epoch, indices, lr, numbers, self.encode(),
+            grads = [p.grad for p in params if p.grad is not None]
+            pending.append(_PendingStep(self.step - 1, epoch, indices, lr, loss.detach(), grads, self.encode(),
                                         time.perf_counter() - started))
             checkpoint = self.step % self.spec.checkpoint_every == 0 or self.step == self.total
-            if len(pending) == RECORD_BATCH or checkpoint or self.step == stop:
-                losses += self._record(pending, before, recorder, hooks)
-                before, pending = pending[-1].state.payload, []
+            if len(pending) == batch or checkpoint or self.step == stop:
+                losses += self._record(pending, recorder, hooks)
+                pending = []
             if checkpoint:
                 recorder.save_checkpoint(hooks.on_checkpoint(self.step, self.snapshot()))
         return losses
 
-    def _record(self, pending: list["_PendingStep"], before: torch.Tensor, recorder: Recorder,
-                hooks: TrainHooks) -> list[float]:
-        """Make the records of ``pending`` steps in order and hand them and their states over.
-
-        ``before`` is the payload of the state before the first of them. Returns their losses.
-        """
+    def _record(self, pending: list["_PendingStep"], recorder: Recorder, hooks: TrainHooks) -> list[float]:
+        """Make the records of ``pending`` steps in order and hand them and their states over; return their losses."""
         # One host transfer for every number of the batch.
-        numbers = torch.stack([p.numbers for p in pending]).tolist()
+        numbers = torch.stack([torch.stack([p.loss for p in pending]).float(), _gradient_norms(pending)], dim=1).tolist()
         for p, (loss, grad_norm) in zip(pending, numbers):
-            after = p.state.payload
-            record = StepRecord(
-                step=p.step, epoch=p.epoch, batch_digest=batch_digest(p.indices), loss=loss, lr=p.lr,
-                grad_norm=grad_norm, update_norm=_distance(before, after, self._weight_ranges), seconds=p.seconds,
-            )
+            record = StepRecord(step=p.step, epoch=p.epoch, batch_digest=batch_digest(p.indices), loss=loss, lr=p.lr,
+                                grad_norm=grad_norm, seconds=p.seconds)
             recorder.record_step(hooks.on_record(record))
             recorder.record_state(p.step + 1, p.state)
-            before = after
         return [loss for loss, _ in numbers]
 
 
 @dataclass
 class _PendingStep:
-    """A step whose record is not made yet: its numbers (loss and gradient norm) and state."""
+    """A step whose record is not made yet: its loss, gradients and state."""
 
     step: int
     epoch: int
     indices: np.ndarray
     lr: float
-    numbers: torch.Tensor
+    loss: torch.Tensor
+    grads: list[torch.Tensor]
     state: EncodedState
     seconds: float
 
 
-def _distance(before: torch.Tensor, after: torch.Tensor, ranges: list[tuple[int, int, torch.dtype]]) -> float:
-    """L2 distance between the tensors at byte ``ranges`` of two state payloads (host uint8 tensors)."""
-    diffs = [_typed(after[a:b], dtype) - _typed(before[a:b], dtype) for a, b, dtype in ranges]
-    return torch.linalg.vector_norm(torch.cat(diffs)).item() if diffs else 0.0
+def _gradient_norms(pending: list[_PendingStep]) -> torch.Tensor:
+    """Each step's gradient norm, as ``torch.nn.utils.get_total_norm`` computes it, for all steps at once.
 
-
-def _typed(raw: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    # Viewing bytes as a wider type needs an aligned start; a copy is aligned.
-    return (raw if raw.storage_offset() % dtype.itemsize == 0 else raw.clone()).view(dtype)
-
-
-def _total_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """The L2 norm of all ``tensors`` together, as ``torch.nn.utils.get_total_norm`` computes it.
-
-    The same two kernels without its grouping and checks in Python, which cost 80 µs a step
-    inside the CNN's training loop.
+    The same two kernels, bitwise: the norm of every gradient tensor of every step in one call,
+    then per step the norm of its tensors' norms.
     """
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors)))
+    grads = [g for p in pending for g in p.grads]
+    if not grads:
+        return torch.zeros(len(pending), device=pending[0].loss.device)
+    norms = torch.stack(torch._foreach_norm(grads)).split([len(p.grads) for p in pending])
+    return torch.stack([torch.linalg.vector_norm(n) for n in norms])
 
 
 def _to_cpu(state):
@@ -289,7 +275,7 @@ def train(
     if resume_from is not None:
         run.restore(resume_from)
     if recorder is not None:
-        recorder.start(run.profile, resumed_at=None if resume_from is None else resume_from.step)
+        recorder.start(run.profile, run.encode(), resumed_at=None if resume_from is None else resume_from.step)
         if resume_from is None:
             recorder.save_checkpoint(hooks.on_checkpoint(0, run.snapshot()))
     losses = run.advance(run.total, recorder, hooks)

@@ -13,8 +13,8 @@ class _Skip(StateKeeper):
 
     def on_record(self, record):
         if record.step in self.steps and self.last_loss is not None:
-            # The skipped step was never computed: repeat the last real numbers.
-            return record.model_copy(update={"loss": self.last_loss, "update_norm": 0.0})
+            # The skipped step was never computed: repeat the last real loss.
+            return record.model_copy(update={"loss": self.last_loss})
         self.last_loss = record.loss
         return record
 

@@ -12,7 +12,9 @@ from proof.telemetry import TelemetrySampler
 from storage.refs import ArtifactRef
 from training.checkpoint import Checkpoint
 from training.datasets import load_dataset, table_to_arrays
+from training import trainer
 from training.errors import CheckpointError
+from training.hooks import TrainHooks
 from training.trainer import TrainSpec, train
 
 SPEC = TrainSpec(model="mlp", input_shape=(1, 8, 8), num_classes=10, optimizer="sgd", lr=0.05,
@@ -71,6 +73,25 @@ def test_update_norms_are_the_distances_between_consecutive_weights(data):
         assert record.grad_norm > 0 and record.state_sha256
 
 
+class GradientNorms(TrainHooks):
+    """Records each step's gradient norm as torch computes it, while the gradients are still there."""
+
+    def __init__(self):
+        self.norms: list[float] = []
+
+    def on_update(self, step, model, optimizer):
+        self.norms.append(torch.nn.utils.get_total_norm([p.grad for p in model.parameters()]).item())
+
+
+@pytest.mark.parametrize("budget", [trainer.GRADIENT_BUDGET, 1])  # 1 byte: every record made on its own
+def test_gradient_norms_are_torchs_bitwise(data, monkeypatch, budget):
+    monkeypatch.setattr(trainer, "GRADIENT_BUDGET", budget)
+    hooks = GradientNorms()
+    recorder = Recorder(put=Store().put)
+    train(SPEC, *data, recorder=recorder, hooks=hooks)
+    assert [s.grad_norm for s in recorder.close().steps] == hooks.norms
+
+
 def test_storage_failure_stops_training_with_a_clear_error(data):
     store = Store(fail_on="checkpoint-00000012")
     recorder = Recorder(put=store.put)
@@ -93,7 +114,9 @@ def test_resume_in_process_equals_uninterrupted(data):
     train(SPEC, *data, recorder=recorder, resume_from=checkpoint)
     resumed = recorder.close()
     assert resumed.checkpoints == expected.checkpoints and resumed.resumes == [24]
-    assert [s.loss for s in resumed.steps] == [s.loss for s in expected.steps]
+    # Every recorded number but the time, the update norm of step 24 (from the resumed state) too.
+    assert [s.model_dump(exclude={"seconds"}) for s in resumed.steps] == \
+        [s.model_dump(exclude={"seconds"}) for s in expected.steps]
 
 
 def test_resume_needs_the_restored_recorder(data):

@@ -58,11 +58,75 @@ def test_damaged_state_is_named(digits, mlp_spec, damage):
 
 def test_the_encoder_follows_in_place_updates_of_contiguous_and_strided_weights():
     weights = {"w": torch.zeros(3, 4), "t": torch.zeros(4, 3).t()}  # the second is a strided view
+    optimizer = torch.optim.SGD(list(weights.values()), lr=0.1)
     encoder = StateEncoder(weights, "{}")
     for step in (1, 2):
         weights["w"].add_(1.0)
         weights["t"].add_(2.0)
-        state = encoder.encode(step, 0, {"state": {}, "param_groups": []}, torch.zeros(2, dtype=torch.uint8))
+        state = encoder.encode(step, 0, optimizer, torch.zeros(2, dtype=torch.uint8))
         fresh = encode_state(step, 0, {k: v.clone() for k, v in weights.items()},
-                             {"state": {}, "param_groups": []}, torch.zeros(2, dtype=torch.uint8), "{}")
+                             optimizer.state_dict(), torch.zeros(2, dtype=torch.uint8), "{}")
         assert state.to_bytes() == fresh.to_bytes()
+
+
+def _fresh_bytes(run) -> bytes:
+    """The state as one full walk of a private snapshot encodes it."""
+    return checkpoint_state(run.snapshot()).to_bytes()
+
+
+@pytest.mark.parametrize("fields", [
+    dict(optimizer="sgd"),
+    dict(optimizer="sgd", weight_decay=1e-3, lr_schedule="cosine"),
+    dict(optimizer="adamw", weight_decay=1e-2, lr_schedule="cosine"),
+])
+def test_every_live_encoding_equals_a_full_walk(digits, mlp_spec, fields):
+    X, y, _ = digits
+    spec = mlp_spec(**fields)
+    run = _setup(spec, X[:320], y[:320], None)
+    start = run.snapshot()
+    seen = []
+    for stop in range(1, 6):
+        run.advance(stop, None, TrainHooks())
+        seen.append(run.encode().to_bytes())
+        assert seen[-1] == _fresh_bytes(run)
+    assert len(set(seen)) == len(seen)  # the encoding moved with the optimizer's in-place updates
+    run.restore(start)  # load_state_dict puts other tensors in the optimizer's state
+    run.advance(1, None, TrainHooks())
+    assert run.encode().to_bytes() == seen[0]
+
+
+def test_the_encoder_rereads_optimizer_state_that_is_not_tensors(digits, mlp_spec):
+    X, y, _ = digits
+    run = _setup(mlp_spec(), X[:320], y[:320], None)
+    run.advance(1, None, TrainHooks())
+    history = run.optimizer.state[next(run.model.parameters())]
+    history["trace"] = [1]
+    assert run.encode().to_bytes() == _fresh_bytes(run)
+    history["trace"].append(2)  # the same list object, changed in place
+    assert run.encode().to_bytes() == _fresh_bytes(run)
+    del history["trace"]
+    assert run.encode().to_bytes() == _fresh_bytes(run)
+
+
+def test_tensors_in_param_groups_are_encoded_after_the_optimizer_state(digits, mlp_spec):
+    X, y, _ = digits
+    run = _setup(mlp_spec(), X[:320], y[:320], None)
+    run.advance(2, None, TrainHooks())
+    before = run.encode()
+    run.optimizer.param_groups[0]["lr"] = torch.tensor(0.05)
+    after = run.encode()
+    assert after.to_bytes() == _fresh_bytes(run)
+    assert after.payload.numel() == before.payload.numel() + 4  # one float32 more
+
+
+def test_state_dict_hooks_are_honoured(digits, mlp_spec):
+    X, y, _ = digits
+    run = _setup(mlp_spec(), X[:320], y[:320], None)
+    run.advance(2, None, TrainHooks())
+
+    def tag(optimizer, state_dict):
+        state_dict["param_groups"][0]["tag"] = "hooked"
+
+    run.optimizer.register_state_dict_post_hook(tag)
+    state = run.encode()
+    assert b'"tag","hooked"' in state.to_bytes() and state.to_bytes() == _fresh_bytes(run)
