@@ -6,8 +6,9 @@ profile (its numerics included), in the same process and under the same allocato
 too, so a drift in the machine's speed hits both sides. Each run measures the CPU time of the
 whole process (``time.process_time``: every thread, so the recorder's background hashing and
 storing count) and the wall time. The overhead is the median over pairs of recorded / bare, for
-CPU time and for wall time, with the quartiles of the wall ratio to show the spread: on a shared
-machine wall time partly measures the neighbours. Under a ``cuda-*`` profile (``--profile``)
+CPU time and for wall time, with the quartiles of the wall ratio to show the spread (on a shared
+machine wall time partly measures the neighbours) and a 95% bootstrap interval of its median, which
+says whether a figure near the target is under it or only within the noise. Under a ``cuda-*`` profile (``--profile``)
 both loops train on the GPU and wall time is the measure: kernels do not show in process CPU
 time. The recorded run hashes and spools every step's state, stores a checkpoint (and its
 journal) every k steps through a put that encrypts with AES-256-GCM and writes to a temporary
@@ -135,11 +136,13 @@ def _case(name: str, steps: int, k: int, repeats: int, profile: str) -> dict:
         pairs.append((bare, (wall, cpu)))
     wall_ratios = [r[0] / b[0] for b, r in pairs]
     quartiles = statistics.quantiles(wall_ratios, n=4) if repeats > 1 else [wall_ratios[0]] * 3
+    low, high = _median_interval(wall_ratios)
     return {
         "case": name, "steps": total, "checkpoint_every": k, "repeats": repeats,
         "overhead_cpu": round(statistics.median(r[1] / b[1] for b, r in pairs) - 1, 4),
         "overhead_wall": round(statistics.median(wall_ratios) - 1, 4),
         "overhead_wall_quartiles": [round(quartiles[0] - 1, 4), round(quartiles[2] - 1, 4)],
+        "overhead_wall_ci95": [round(low - 1, 4), round(high - 1, 4)],
         "bare_steps_per_s": round(total / statistics.median(b[0] for b, _ in pairs), 2),
         "recorded_steps_per_s": round(total / statistics.median(r[0] for _, r in pairs), 2),
         "bare_cpu_ms_per_step": round(1000 * statistics.median(b[1] for b, _ in pairs) / total, 3),
@@ -147,6 +150,12 @@ def _case(name: str, steps: int, k: int, repeats: int, profile: str) -> dict:
         "proof_bytes": stored, "model_bytes": model_size, "proof_to_model": round(stored / model_size, 2),
         "profile": profile, "hardware": apply_profile(profile).hardware, "threads": torch.get_num_threads(),
     }
+
+
+def _median_interval(values: list[float], resamples: int = 2000) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the median of ``values`` (seeded: equal values, equal interval)."""
+    medians = np.median(np.random.default_rng(0).choice(values, size=(resamples, len(values))), axis=1)
+    return float(np.quantile(medians, 0.025)), float(np.quantile(medians, 0.975))
 
 
 def run(steps: int = 400, k: int = DEFAULT_K, repeats: int = 5, cases: tuple[str, ...] = tuple(CASES),
@@ -163,12 +172,13 @@ def run(steps: int = 400, k: int = DEFAULT_K, repeats: int = 5, cases: tuple[str
 
 def _print_table(results: dict) -> None:
     print(f"{'case':<12} {'steps':>6} {'k':>5} {'bare ms/st':>10} {'PoT ms/st':>10} {'CPU ovh':>8} {'wall ovh':>9} "
-          f"{'wall IQR':>16} {'proof/model':>12}")
+          f"{'wall IQR':>16} {'median 95% CI':>16} {'proof/model':>12}")
     for c in results["cases"]:
         q1, q3 = c["overhead_wall_quartiles"]
+        low, high = c["overhead_wall_ci95"]
         print(f"{c['case']:<12} {c['steps']:>6} {c['checkpoint_every']:>5} {c['bare_cpu_ms_per_step']:>10.2f} "
               f"{c['recorded_cpu_ms_per_step']:>10.2f} {c['overhead_cpu']:>7.1%} {c['overhead_wall']:>8.1%} "
-              f"{q1:>7.1%}..{q3:<7.1%} {c['proof_to_model']:>11.1f}x")
+              f"{q1:>7.1%}..{q3:<7.1%} {low:>7.1%}..{high:<7.1%} {c['proof_to_model']:>11.1f}x")
 
 
 if __name__ == "__main__":
