@@ -153,7 +153,8 @@ class Recorder:
             raise CheckpointWriteError(state_name(first), exc) from exc
         for step, digest, norm in digests:
             # the state after `step` steps is the outcome of the record of step `step - 1`
-            self._steps[step - 1] = self._steps[step - 1].model_copy(update={"state_sha256": digest, "update_norm": norm})
+            record = self._steps[step - 1]
+            record.state_sha256, record.update_norm = digest, norm
 
     def _settle_states(self) -> None:
         self._flush_states()
