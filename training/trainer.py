@@ -104,7 +104,7 @@ class _Run:
         torch.manual_seed(init_seed(spec.seed) ^ spec.task)
         self.optimizer = _optimizer(spec, self.model)
         self.step = 0
-        self._epoch, self._batches, self._batch_index = -1, [], torch.zeros(0)
+        self._epoch, self._batches = -1, []
         trainable = frozenset(name for name, p in self.model.named_parameters() if p.requires_grad)
         self._encoder = StateEncoder(self._model_state, spec_json(spec.model_dump(mode="json")), trainable)
 
@@ -136,15 +136,15 @@ class _Run:
         """The current state in the per-step encoding (one copy of every tensor)."""
         return self._encoder.encode(self.step, self.step // self.per_epoch, self.optimizer, torch.get_rng_state())
 
-    def batches(self, epoch: int, recorder: Recorder | None) -> tuple[list[np.ndarray], torch.Tensor]:
-        """The epoch's batches, and the same as one index tensor on the device (a row per batch)."""
+    def batches(self, epoch: int, recorder: Recorder | None) -> list[tuple[np.ndarray, torch.Tensor]]:
+        """The epoch's batches, each as its indices and the same on the device, made once per epoch."""
         if epoch != self._epoch:
             self._epoch = epoch
-            self._batches = batch_order(self.spec.seed, self.spec.task, epoch, len(self.X), self.spec.batch_size)
-            self._batch_index = torch.as_tensor(np.stack(self._batches), device=self.device)
+            order = batch_order(self.spec.seed, self.spec.task, epoch, len(self.X), self.spec.batch_size)
+            self._batches = list(zip(order, torch.as_tensor(np.stack(order), device=self.device)))
             if recorder is not None:
-                recorder.record_epoch(epoch, epoch_order_digest(self._batches))
-        return self._batches, self._batch_index
+                recorder.record_epoch(epoch, epoch_order_digest(order))
+        return self._batches
 
     def advance(self, stop: int, recorder: Recorder | None, hooks: TrainHooks) -> list[float]:
         """Run optimizer steps until ``stop`` under the profile's numerics; return their losses."""
@@ -171,8 +171,7 @@ class _Run:
         while self.step < stop:
             started = time.perf_counter()
             epoch = self.step // self.per_epoch
-            batches, index = self.batches(epoch, recorder)
-            indices, idx = batches[self.step % self.per_epoch], index[self.step % self.per_epoch]
+            indices, idx = self.batches(epoch, recorder)[self.step % self.per_epoch]
             xb, yb = hooks.on_batch(self.step, indices, self.X[idx], self.y[idx])
             lr = lr_at(self.spec, self.step, self.total)
             for group in self.optimizer.param_groups:
