@@ -7,13 +7,13 @@ too, so a drift in the machine's speed hits both sides. Each run measures the CP
 whole process (``time.process_time``: every thread, so the recorder's background hashing and
 storing count) and the wall time. The overhead is the median over pairs of recorded / bare, for
 CPU time and for wall time, with the quartiles of the wall ratio to show the spread (on a shared
-machine wall time partly measures the neighbours) and a 95% bootstrap interval of its median, which
-says whether a figure near the target is under it or only within the noise. Under a ``cuda-*`` profile (``--profile``)
-both loops train on the GPU and wall time is the measure: kernels do not show in process CPU
-time. The recorded run hashes and spools every step's state, stores a checkpoint (and its
-journal) every k steps through a put that encrypts with AES-256-GCM and writes to a temporary
-directory, with telemetry on. Reported: the overheads, steps/s of each, and the proof's storage
-relative to the final model.
+machine wall time partly measures the neighbours) and a 95% bootstrap interval of its median,
+which says whether a figure near the target is under it or only within the noise. Under a
+``cuda-*`` profile (``--profile``) both loops train on the GPU and wall time is the measure:
+kernels do not show in process CPU time. The recorded run hashes and spools every step's state,
+stores a checkpoint (and its journal) every k steps through a put that encrypts with AES-256-GCM
+and writes to a temporary directory, with telemetry on. Reported: the overheads, steps/s of each,
+and the proof's storage relative to the final model.
 """
 
 import argparse

@@ -165,8 +165,8 @@ class StateEncoder:
         if key != self._optimizer_key:
             self._walk_optimizer(optimizer, key)
         tensors = list(self._state.tensors)  # the rest are numbered after these, as one walk would
-        groups = [{"d": [*([k, v if type(v) in _SCALARS else _walk(v, tensors)] for k, v in group.items() if k != "params"),
-                         ["params", packed]]}
+        groups = [{"d": [*([k, v if type(v) in _SCALARS else _walk(v, tensors)]
+                           for k, v in group.items() if k != "params"), ["params", packed]]}
                   for group, packed in zip(optimizer.param_groups, self._packed_params)]
         rng = _walk(rng_state, tensors)
         layout = _RunLayout(self._model, self._state, groups, rng)

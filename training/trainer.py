@@ -200,7 +200,8 @@ class _Run:
     def _record(self, pending: list["_PendingStep"], recorder: Recorder, hooks: TrainHooks) -> list[float]:
         """Make the records of ``pending`` steps in order and hand them and their states over; return their losses."""
         # One host transfer for every number of the batch.
-        numbers = torch.stack([torch.stack([p.loss for p in pending]).float(), _gradient_norms(pending)], dim=1).tolist()
+        losses = torch.stack([p.loss for p in pending]).float()
+        numbers = torch.stack([losses, _gradient_norms(pending)], dim=1).tolist()
         for p, (loss, grad_norm) in zip(pending, numbers):
             # Every field is a number or string this loop made: nothing to validate.
             record = StepRecord.model_construct(step=p.step, epoch=p.epoch, batch_digest=batch_digest(p.indices),

@@ -10,9 +10,9 @@ from proof.errors import CheckpointWriteError
 from proof.recorder import Recorder, journal_name
 from proof.telemetry import TelemetrySampler
 from storage.refs import ArtifactRef
+from training import trainer
 from training.checkpoint import Checkpoint
 from training.datasets import load_dataset, table_to_arrays
-from training import trainer
 from training.errors import CheckpointError
 from training.hooks import TrainHooks
 from training.trainer import TrainSpec, train
