@@ -146,12 +146,7 @@ class Recorder:
         return done
 
     def _settle_oldest_states(self) -> None:
-        first, future = self._state_pending.pop(0)
-        try:
-            digests = future.result()
-        except Exception as exc:
-            raise CheckpointWriteError(state_name(first), exc) from exc
-        for step, digest, norm in digests:
+        for step, digest, norm in _state_results(*self._state_pending.pop(0)):
             # the state after `step` steps is the outcome of the record of step `step - 1`
             record = self._steps[step - 1]
             record.state_sha256, record.update_norm = digest, norm
@@ -171,20 +166,24 @@ class Recorder:
             )
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
-        """Queue a checkpoint for storage; its tensors must be a private copy the loop won't touch."""
+        """Queue a checkpoint for storage; its tensors must be a private copy the loop won't touch.
+
+        The loop does not wait for the states before it to be hashed: the checkpoint thread waits
+        for them and fills their digests and update norms into the journal.
+        """
         self._raise_failed()
         while len(self._pending) >= MAX_PENDING:
             self._wait_oldest()
-        self._settle_states()
+        self._flush_states()
         journal = {
             "format": JOURNAL_FORMAT,
             "step": checkpoint.step,
-            "records": _to_columns(self._steps[self._journaled:]),
             "epoch_digests": self._digest_list(),
             "resumes": list(self._resumes),
         }
+        records, hashing = self._steps[self._journaled:], list(self._state_pending)
         self._journaled = len(self._steps)
-        self._pending.append((checkpoint.step, self._pool.submit(self._write, checkpoint, journal)))
+        self._pending.append((checkpoint.step, self._pool.submit(self._write, checkpoint, journal, records, hashing)))
 
     def close(self) -> RecordedProof:
         """Wait for pending checkpoint writes, stop telemetry and return the record."""
@@ -211,7 +210,9 @@ class Recorder:
     def _digest_list(self) -> list[str]:
         return [self._epoch_digests[e] for e in sorted(self._epoch_digests)]
 
-    def _write(self, checkpoint: Checkpoint, journal: dict) -> None:
+    def _write(self, checkpoint: Checkpoint, journal: dict, records: list[StepRecord],
+               hashing: list[tuple[int, Future]]) -> None:
+        journal["records"] = _to_columns(_with_state_outcomes(records, hashing))
         data = checkpoint.to_bytes()
         entry = {
             "step": checkpoint.step,
@@ -229,12 +230,12 @@ class Recorder:
         try:
             future.result()
         except Exception as exc:
-            raise CheckpointWriteError(checkpoint_name(step), exc) from exc
+            raise _write_error(checkpoint_name(step), exc) from exc
 
     def _raise_failed(self) -> None:
         for step, future in self._pending:
             if future.done() and future.exception() is not None:
-                raise CheckpointWriteError(checkpoint_name(step), future.exception())
+                raise _write_error(checkpoint_name(step), future.exception())
 
     @classmethod
     def resume(
@@ -293,6 +294,29 @@ def _load_journal(data: bytes, name: str) -> dict:
     if not isinstance(journal, dict) or journal.get("format") != JOURNAL_FORMAT:
         raise CheckpointError(f"{name} is not a {JOURNAL_FORMAT} journal; pass the journal-<step> artifact")
     return journal
+
+
+def _state_results(first: int, future: Future) -> list[tuple[int, str, float]]:
+    """A batch of the state thread's (step, digest, update norm); a failure names the batch's first state."""
+    try:
+        return future.result()
+    except Exception as exc:
+        raise CheckpointWriteError(state_name(first), exc) from exc
+
+
+def _write_error(name: str, exc: BaseException) -> CheckpointWriteError:
+    """The error of storing ``name``, or the error of a state its journal waited for."""
+    return exc if isinstance(exc, CheckpointWriteError) else CheckpointWriteError(name, exc)
+
+
+def _with_state_outcomes(records: list[StepRecord], hashing: list[tuple[int, Future]]) -> list[StepRecord]:
+    """``records`` with the digests and update norms that the state thread's ``hashing`` batches yield.
+
+    The loop settles the same batches into its own records later; these are copies.
+    """
+    outcomes = {step - 1: {"state_sha256": digest, "update_norm": norm}
+                for first, future in hashing for step, digest, norm in _state_results(first, future)}
+    return [r.model_copy(update=outcomes[r.step]) if r.step in outcomes else r for r in records]
 
 
 def _to_columns(records: list[StepRecord]) -> dict[str, list]:

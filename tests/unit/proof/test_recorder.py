@@ -8,6 +8,7 @@ import torch
 
 from proof.errors import CheckpointWriteError
 from proof.recorder import Recorder, journal_name
+from proof.spool import StateSpool
 from proof.telemetry import TelemetrySampler
 from storage.refs import ArtifactRef
 from training import trainer
@@ -96,6 +97,21 @@ def test_storage_failure_stops_training_with_a_clear_error(data):
     store = Store(fail_on="checkpoint-00000012")
     recorder = Recorder(put=store.put)
     with pytest.raises(CheckpointWriteError, match="storing checkpoint-00000012 failed .*ConnectionError"):
+        train(SPEC, *data, recorder=recorder)
+        recorder.close()
+
+
+class FullDiskSpool(StateSpool):
+    def add(self, step, state):
+        if step == 20:
+            raise OSError(28, "No space left on device")
+        return super().add(step, state)
+
+
+def test_a_state_that_cannot_be_spooled_stops_training_and_is_named(data):
+    # States go to the spool in batches that end at checkpoints (every 6 steps): 19-24 holds 20.
+    recorder = Recorder(put=Store().put, spool=FullDiskSpool())
+    with pytest.raises(CheckpointWriteError, match="storing state-00000019 failed .*No space left on device"):
         train(SPEC, *data, recorder=recorder)
         recorder.close()
 
