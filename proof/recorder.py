@@ -12,6 +12,9 @@ recorder's :class:`~proof.spool.StateSpool` so the worker can reveal it when cha
 thread fills ``update_norm`` with the distance between the weights of the step's state and the
 state before it: both fields are read off the committed states, not written beside them. The
 step log is a Merkle leaf, so every per-step digest is committed before any challenge exists.
+States wait for that thread in batches of at most :data:`STATE_BATCH`, at most
+:data:`MAX_PENDING_BATCHES` batches and :data:`STATE_BUDGET` bytes at once (one state always
+passes); past that the loop waits, so a large model's states do not pile up in memory.
 
 Crash recovery: after each checkpoint the recorder stores a small JSON *journal* next to it
 (``journal-<step>``): the step records since the previous checkpoint, the refs and plaintext
@@ -40,6 +43,7 @@ from training.state import EncodedState, update_norm
 MAX_PENDING = 2
 STATE_BATCH = 16  # states handed to the background thread at once: one hand-off per batch, not per step
 MAX_PENDING_BATCHES = 4
+STATE_BUDGET = 256 << 20  # bytes of states handed to the background thread and not yet spooled
 JOURNAL_FORMAT = "bahen.journal.v1"
 Put = Callable[[str, bytes], ArtifactRef]
 Get = Callable[[ArtifactRef], bytes]
@@ -103,7 +107,8 @@ class Recorder:
         self._pending: list[tuple[int, Future]] = []
         self._state_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bahen-state")
         self._state_batch: list[tuple[int, EncodedState]] = []
-        self._state_pending: list[tuple[int, Future]] = []
+        self._state_batch_bytes = 0
+        self._state_pending: list[tuple[int, Future, int]] = []  # (first step, outcomes, payload bytes)
         self._last_state: EncodedState | None = None  # the state thread's: the state before the next one
 
     def start(self, profile: ProfileInfo, state: EncodedState, *, resumed_at: int | None = None) -> None:
@@ -127,16 +132,21 @@ class Recorder:
     def record_state(self, step: int, state: EncodedState) -> None:
         """Hash and spool the state after ``step`` steps (its tensors must be a private copy)."""
         self._state_batch.append((step, state))
-        if len(self._state_batch) >= STATE_BATCH:
+        self._state_batch_bytes += state.payload.numel() * state.payload.element_size()
+        if len(self._state_batch) >= STATE_BATCH or self._state_batch_bytes >= STATE_BUDGET // MAX_PENDING_BATCHES:
             self._flush_states()
 
     def _flush_states(self) -> None:
         if not self._state_batch:
             return
-        while len(self._state_pending) >= MAX_PENDING_BATCHES:
+        while self._state_pending and (
+            len(self._state_pending) >= MAX_PENDING_BATCHES
+            or sum(size for _, _, size in self._state_pending) + self._state_batch_bytes > STATE_BUDGET
+        ):
             self._settle_oldest_states()
-        batch, self._state_batch = self._state_batch, []
-        self._state_pending.append((batch[0][0], self._state_pool.submit(self._spool_states, batch)))
+        batch, size = self._state_batch, self._state_batch_bytes
+        self._state_batch, self._state_batch_bytes = [], 0
+        self._state_pending.append((batch[0][0], self._state_pool.submit(self._spool_states, batch), size))
 
     def _spool_states(self, batch: list[tuple[int, EncodedState]]) -> list[tuple[int, str, float]]:
         done = []
@@ -146,7 +156,8 @@ class Recorder:
         return done
 
     def _settle_oldest_states(self) -> None:
-        for step, digest, norm in _state_results(*self._state_pending.pop(0)):
+        first, future, _ = self._state_pending.pop(0)
+        for step, digest, norm in _state_results(first, future):
             # the state after `step` steps is the outcome of the record of step `step - 1`
             record = self._steps[step - 1]
             record.state_sha256, record.update_norm = digest, norm
@@ -181,7 +192,8 @@ class Recorder:
             "epoch_digests": self._digest_list(),
             "resumes": list(self._resumes),
         }
-        records, hashing = self._steps[self._journaled:], list(self._state_pending)
+        records = self._steps[self._journaled:]
+        hashing = [(first, future) for first, future, _ in self._state_pending]
         self._journaled = len(self._steps)
         self._pending.append((checkpoint.step, self._pool.submit(self._write, checkpoint, journal, records, hashing)))
 

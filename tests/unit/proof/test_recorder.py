@@ -116,6 +116,60 @@ def test_a_state_that_cannot_be_spooled_stops_training_and_is_named(data):
         recorder.close()
 
 
+class HeldSpool(StateSpool):
+    """Holds the state thread at its first state until released."""
+
+    def __init__(self):
+        super().__init__()
+        self.release = threading.Event()
+
+    def add(self, step, state):
+        self.release.wait()
+        return super().add(step, state)
+
+
+class WatchedRecorder(Recorder):
+    """Counts the states handed over, and notes how many when the loop first waits for the state thread."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.handed, self.state_bytes = 0, 0
+        self.handed_when_waiting: int | None = None
+        self.waiting = threading.Event()
+
+    def record_state(self, step, state):
+        super().record_state(step, state)
+        self.handed += 1
+        self.state_bytes = state.payload.numel()
+
+    def _settle_oldest_states(self):
+        if not self.waiting.is_set():
+            self.handed_when_waiting = self.handed
+            self.waiting.set()
+        super()._settle_oldest_states()
+
+
+def test_states_waiting_for_the_state_thread_stay_within_the_byte_budget(data, monkeypatch):
+    free = WatchedRecorder(put=Store().put)
+    train(SPEC, *data, recorder=free)
+    expected = free.close()
+
+    monkeypatch.setattr("proof.recorder.STATE_BUDGET", 3 * free.state_bytes)
+    spool = HeldSpool()
+    held = WatchedRecorder(put=Store().put, spool=spool)
+    training = threading.Thread(target=train, args=(SPEC, *data), kwargs={"recorder": held})
+    training.start()
+    try:
+        assert held.waiting.wait(timeout=120), "the loop never waited for the held state thread"
+        assert held.handed_when_waiting == 3  # three states fit the budget; the fourth waits
+    finally:
+        spool.release.set()
+        training.join()
+    # every state spooled, none lost or reordered
+    assert [s.model_dump(exclude={"seconds"}) for s in held.close().steps] == \
+        [s.model_dump(exclude={"seconds"}) for s in expected.steps]
+
+
 def test_resume_in_process_equals_uninterrupted(data):
     whole_store, part_store = Store(), Store()
     whole = Recorder(put=whole_store.put)
