@@ -59,11 +59,7 @@ class EncodedState:
 
     def to_bytes(self) -> bytes:
         """The canonical state bytes (one copy of the payload)."""
-        return b"".join(self.chunks())
-
-    def chunks(self) -> tuple[bytes, memoryview]:
-        """The state bytes as two buffers, without joining them (for hashing)."""
-        return self.header, memoryview(self.payload.numpy())
+        return b"".join((self.header, memoryview(self.payload.numpy())))
 
 
 _SCALARS = frozenset({int, float, bool, str, type(None)})  # types a walk leaves as they are

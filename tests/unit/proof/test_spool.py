@@ -1,6 +1,7 @@
 """The worker's state spool: in memory or sealed on disk, read back exactly, deleted on close."""
 
 import hashlib
+import weakref
 
 import pytest
 import torch
@@ -23,6 +24,22 @@ def test_states_read_back_exactly(memory_limit):
         for s in (1, 2, 3):
             assert s in spool and spool.get(s) == _state(s).to_bytes()
             assert digests[s] == hashlib.sha256(_state(s).to_bytes()).hexdigest()
+    finally:
+        spool.close()
+
+
+@pytest.mark.parametrize("memory_limit", [10**9, 0])
+def test_the_spool_keeps_its_own_copy_and_lets_go_of_the_callers_buffer(memory_limit):
+    spool = StateSpool(memory_limit=memory_limit)
+    try:
+        state = _state(7)
+        expected = state.to_bytes()
+        spool.add(7, state)
+        payload = weakref.ref(state.payload)
+        state.payload.zero_()  # the training loop may reuse the memory once the state is spooled
+        del state
+        assert payload() is None
+        assert spool.get(7) == expected
     finally:
         spool.close()
 
