@@ -13,7 +13,10 @@ which says whether a figure near the target is under it or only within the noise
 kernels do not show in process CPU time. The recorded run hashes and spools every step's state,
 stores a checkpoint (and its journal) every k steps through a put that encrypts with AES-256-GCM
 and writes to a temporary directory, with telemetry on. Reported: the overheads, steps/s of each,
-and the proof's storage relative to the final model.
+and the proof's storage relative to the final model. Each run also counts the page faults of the
+training thread per step: the first recorded run of a process is a worker's case (one order per
+process), and memory it touches for the first time shows there as faults, not as a ratio of
+medians.
 """
 
 import argparse
@@ -21,6 +24,7 @@ import hashlib
 import io
 import json
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -71,8 +75,15 @@ def _synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _bare_loop(spec: TrainSpec, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """A textbook PyTorch loop over the same batches; returns (wall seconds, process CPU seconds).
+def _thread_faults() -> int:
+    """Page faults of the calling thread so far (Linux counts them per thread)."""
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+
+
+def _bare_loop(spec: TrainSpec, X: np.ndarray, y: np.ndarray) -> tuple[float, float, int]:
+    """A textbook PyTorch loop over the same batches; returns wall seconds, process CPU seconds, faults.
+
+    Faults are the training thread's page faults.
 
     The batches are the committed order's, as index tensors made before the clock starts: both
     loops do the same arithmetic on the same data (how fast a step runs can depend on its data).
@@ -87,7 +98,7 @@ def _bare_loop(spec: TrainSpec, X: np.ndarray, y: np.ndarray) -> tuple[float, fl
                for indices in batch_order(spec.seed, spec.task, epoch, len(X), spec.batch_size)]
     _synchronize(device)
     with profile_numerics(profile):
-        started, cpu = time.perf_counter(), time.process_time()
+        started, cpu, faults = time.perf_counter(), time.process_time(), _thread_faults()
         for idx in batches:
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device, dtype=torch.bfloat16, enabled=profile.autocast_bf16):
@@ -95,23 +106,24 @@ def _bare_loop(spec: TrainSpec, X: np.ndarray, y: np.ndarray) -> tuple[float, fl
             loss.backward()
             optimizer.step()
         _synchronize(device)
-        return time.perf_counter() - started, time.process_time() - cpu
+        return time.perf_counter() - started, time.process_time() - cpu, _thread_faults() - faults
 
 
-def _recorded(spec: TrainSpec, X: np.ndarray, y: np.ndarray) -> tuple[float, float, int, int]:
-    """Wall and CPU seconds for train + close with the full recorder; proof bytes stored; final model bytes."""
+def _recorded(spec: TrainSpec, X: np.ndarray, y: np.ndarray) -> tuple[float, float, int, int, int]:
+    """Wall and CPU seconds, training-thread faults for train + close with the full recorder; proof and model bytes."""
     with tempfile.TemporaryDirectory() as directory:
         store = EncryptingDirStore(Path(directory))
-        started, cpu = time.perf_counter(), time.process_time()
+        started, cpu, faults = time.perf_counter(), time.process_time(), _thread_faults()
         recorder = Recorder(put=store.put, telemetry=TelemetrySampler(interval_s=1.0))
         result = train(spec, X, y, recorder=recorder)
         recorded = recorder.close()
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
+        faults = _thread_faults() - faults
         recorder.spool.close()
         build_bundle(recorded, order_id="bench", task=0, spec=spec, put=store.put)
         model_bytes = io.BytesIO()
         torch.save(result.final_state, model_bytes)
-        return seconds, cpu_seconds, store.stored_bytes, len(model_bytes.getvalue())
+        return seconds, cpu_seconds, faults, store.stored_bytes, len(model_bytes.getvalue())
 
 
 def _case(name: str, steps: int, k: int, repeats: int, profile: str) -> dict:
@@ -129,11 +141,11 @@ def _case(name: str, steps: int, k: int, repeats: int, profile: str) -> dict:
     for i in range(repeats):
         if i % 2 == 0:
             bare = _bare_loop(spec, X, y)
-            wall, cpu, stored, model_size = _recorded(spec, X, y)
+            wall, cpu, faults, stored, model_size = _recorded(spec, X, y)
         else:
-            wall, cpu, stored, model_size = _recorded(spec, X, y)
+            wall, cpu, faults, stored, model_size = _recorded(spec, X, y)
             bare = _bare_loop(spec, X, y)
-        pairs.append((bare, (wall, cpu)))
+        pairs.append((bare, (wall, cpu, faults)))
     wall_ratios = [r[0] / b[0] for b, r in pairs]
     quartiles = statistics.quantiles(wall_ratios, n=4) if repeats > 1 else [wall_ratios[0]] * 3
     low, high = _median_interval(wall_ratios)
@@ -147,6 +159,9 @@ def _case(name: str, steps: int, k: int, repeats: int, profile: str) -> dict:
         "recorded_steps_per_s": round(total / statistics.median(r[0] for _, r in pairs), 2),
         "bare_cpu_ms_per_step": round(1000 * statistics.median(b[1] for b, _ in pairs) / total, 3),
         "recorded_cpu_ms_per_step": round(1000 * statistics.median(r[1] for _, r in pairs) / total, 3),
+        "bare_faults_per_step": round(statistics.median(b[2] for b, _ in pairs) / total, 2),
+        "recorded_faults_per_step": round(statistics.median(r[2] for _, r in pairs) / total, 2),
+        "recorded_first_run_faults_per_step": round(pairs[0][1][2] / total, 2),
         "proof_bytes": stored, "model_bytes": model_size, "proof_to_model": round(stored / model_size, 2),
         "profile": profile, "hardware": apply_profile(profile).hardware, "threads": torch.get_num_threads(),
     }
@@ -172,13 +187,14 @@ def run(steps: int = 400, k: int = DEFAULT_K, repeats: int = 5, cases: tuple[str
 
 def _print_table(results: dict) -> None:
     print(f"{'case':<12} {'steps':>6} {'k':>5} {'bare ms/st':>10} {'PoT ms/st':>10} {'CPU ovh':>8} {'wall ovh':>9} "
-          f"{'wall IQR':>16} {'median 95% CI':>16} {'proof/model':>12}")
+          f"{'wall IQR':>16} {'median 95% CI':>16} {'proof/model':>12} {'1st-run faults/st':>18}")
     for c in results["cases"]:
         q1, q3 = c["overhead_wall_quartiles"]
         low, high = c["overhead_wall_ci95"]
         print(f"{c['case']:<12} {c['steps']:>6} {c['checkpoint_every']:>5} {c['bare_cpu_ms_per_step']:>10.2f} "
               f"{c['recorded_cpu_ms_per_step']:>10.2f} {c['overhead_cpu']:>7.1%} {c['overhead_wall']:>8.1%} "
-              f"{q1:>7.1%}..{q3:<7.1%} {low:>7.1%}..{high:<7.1%} {c['proof_to_model']:>11.1f}x")
+              f"{q1:>7.1%}..{q3:<7.1%} {low:>7.1%}..{high:<7.1%} {c['proof_to_model']:>11.1f}x "
+              f"{c['recorded_first_run_faults_per_step']:>18.1f}")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import torch
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -63,27 +64,30 @@ class StateSpool:
     def __init__(self, *, memory_limit: int = DEFAULT_MEMORY_LIMIT):
         self._aead = AESGCM(new_data_key())
         self._memory_limit = memory_limit
-        self._memory: dict[int, bytes] = {}
+        self._memory: dict[int, tuple[bytes, torch.Tensor]] = {}  # step: (header, payload)
         self._in_memory = 0
         self._files: dict[int, Path] = {}
         self._directory: Path | None = None
 
     def add(self, step: int, state: EncodedState) -> str:
         """Keep a copy of the state after ``step`` steps; return the SHA-256 (hex) of its bytes."""
-        data = state.to_bytes()
-        digest = hashlib.sha256(data).hexdigest()
-        if self._in_memory + len(data) <= self._memory_limit:
-            self._memory[step] = data
-            self._in_memory += len(data)
-            return digest
+        header, payload = state.header, state.payload
+        digest = hashlib.sha256(header)
+        digest.update(payload.numpy())
+        size = len(header) + payload.nbytes
+        if self._in_memory + size <= self._memory_limit:
+            # torch copies without holding the GIL, which the training thread needs between its ops
+            self._memory[step] = (header, payload.clone())
+            self._in_memory += size
+            return digest.hexdigest()
         if self._directory is None:
             self._directory = Path(tempfile.mkdtemp(prefix="bahen-spool-"))
         path = self._directory / state_name(step)
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(self._aead.encrypt(_nonce(step), data, state_name(step).encode()))
+        tmp.write_bytes(self._aead.encrypt(_nonce(step), state.to_bytes(), state_name(step).encode()))
         os.replace(tmp, path)
         self._files[step] = path
-        return digest
+        return digest.hexdigest()
 
     def __contains__(self, step: int) -> bool:
         return step in self._memory or step in self._files
@@ -91,7 +95,8 @@ class StateSpool:
     def get(self, step: int) -> bytes:
         """The bytes of the state after ``step`` steps."""
         if step in self._memory:
-            return self._memory[step]
+            header, payload = self._memory[step]
+            return b"".join((header, memoryview(payload.numpy())))
         if step not in self._files:
             raise StateNotSpooledError(step)
         try:

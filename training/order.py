@@ -65,6 +65,11 @@ def batch_digest(indices: np.ndarray) -> str:
     return hashlib.sha256(np.asarray(indices, dtype=_BE_I64).tobytes()).hexdigest()
 
 
+def batch_digests(batches: list[np.ndarray]) -> list[str]:
+    """:func:`batch_digest` of each of an epoch's batches (all of one size), converting the indices at once."""
+    return [hashlib.sha256(row).hexdigest() for row in np.asarray(batches, dtype=_BE_I64)]
+
+
 def epoch_order_digest(batches: list[np.ndarray]) -> str:
     """SHA-256 hex committing to an epoch's whole batch order, batch boundaries included."""
     h = hashlib.sha256(b"bahen.epoch.v1")

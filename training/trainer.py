@@ -23,7 +23,7 @@ from training.checkpoint import Checkpoint
 from training.errors import CheckpointError, ProfileUnavailableError
 from training.hooks import TrainHooks
 from training.models import Classifier, build_model, init_seed
-from training.order import batch_digest, batch_order, epoch_order_digest
+from training.order import batch_digests, batch_order, epoch_order_digest
 from training.profiles import ProfileInfo, apply_profile, profile_numerics
 from training.state import EncodedState, StateEncoder, spec_json
 
@@ -136,12 +136,16 @@ class _Run:
         """The current state in the per-step encoding (one copy of every tensor)."""
         return self._encoder.encode(self.step, self.step // self.per_epoch, self.optimizer, torch.get_rng_state())
 
-    def batches(self, epoch: int, recorder: Recorder | None) -> list[tuple[np.ndarray, torch.Tensor]]:
-        """The epoch's batches, each as its indices and the same on the device, made once per epoch."""
+    def batches(self, epoch: int, recorder: Recorder | None) -> list[tuple[np.ndarray, torch.Tensor, str]]:
+        """The epoch's batches, each as its indices, the same on the device and its digest, made once per epoch.
+
+        The digests are made only for a recorder (empty otherwise).
+        """
         if epoch != self._epoch:
             self._epoch = epoch
             order = batch_order(self.spec.seed, self.spec.task, epoch, len(self.X), self.spec.batch_size)
-            self._batches = list(zip(order, torch.as_tensor(np.stack(order), device=self.device)))
+            digests = batch_digests(order) if recorder is not None else [""] * len(order)
+            self._batches = list(zip(order, torch.as_tensor(np.stack(order), device=self.device), digests))
             if recorder is not None:
                 recorder.record_epoch(epoch, epoch_order_digest(order))
         return self._batches
@@ -171,7 +175,7 @@ class _Run:
         while self.step < stop:
             started = time.perf_counter()
             epoch = self.step // self.per_epoch
-            indices, idx = self.batches(epoch, recorder)[self.step % self.per_epoch]
+            indices, idx, digest = self.batches(epoch, recorder)[self.step % self.per_epoch]
             xb, yb = hooks.on_batch(self.step, indices, self.X[idx], self.y[idx])
             lr = lr_at(self.spec, self.step, self.total)
             for group in self.optimizer.param_groups:
@@ -187,7 +191,7 @@ class _Run:
                 losses.append(loss.item())
                 continue
             grads = [p.grad for p in params if p.grad is not None]
-            pending.append(_PendingStep(self.step - 1, epoch, indices, lr, loss.detach(), grads, self.encode(),
+            pending.append(_PendingStep(self.step - 1, epoch, digest, lr, loss.detach(), grads, self.encode(),
                                         time.perf_counter() - started))
             checkpoint = self.step % self.spec.checkpoint_every == 0 or self.step == self.total
             if len(pending) == batch or checkpoint or self.step == stop:
@@ -204,7 +208,7 @@ class _Run:
         numbers = torch.stack([losses, _gradient_norms(pending)], dim=1).tolist()
         for p, (loss, grad_norm) in zip(pending, numbers):
             # Every field is a number or string this loop made: nothing to validate.
-            record = StepRecord.model_construct(step=p.step, epoch=p.epoch, batch_digest=batch_digest(p.indices),
+            record = StepRecord.model_construct(step=p.step, epoch=p.epoch, batch_digest=p.batch_digest,
                                                 loss=loss, lr=p.lr, grad_norm=grad_norm, seconds=p.seconds)
             recorder.record_step(hooks.on_record(record))
             recorder.record_state(p.step + 1, p.state)
@@ -217,7 +221,7 @@ class _PendingStep:
 
     step: int
     epoch: int
-    indices: np.ndarray
+    batch_digest: str
     lr: float
     loss: torch.Tensor
     grads: list[torch.Tensor]

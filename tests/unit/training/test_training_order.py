@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from training.errors import DataOrderError
-from training.order import batch_digest, batch_order, epoch_order_digest, epoch_permutation
+from training.order import batch_digest, batch_digests, batch_order, epoch_order_digest, epoch_permutation
 
 
 def reference_permutation(seed: int, task: int, epoch: int, n: int) -> list[int]:
@@ -33,6 +33,9 @@ def test_known_answer():
     assert batch_digest(np.array([0, 1, 2])) == hashlib.sha256(
         b"".join(i.to_bytes(8, "big") for i in (0, 1, 2))
     ).hexdigest()
+    assert batch_digests(batches) == [
+        hashlib.sha256(b"".join(i.to_bytes(8, "big") for i in batch)).hexdigest() for batch in KNOWN_BATCHES
+    ]
 
 
 @given(
