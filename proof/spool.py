@@ -7,7 +7,7 @@ beside it would protect nothing while costing every training step a pass of AES-
 keeps its own copy of those states, made on the thread that adds them, and not the caller's
 buffer: the training loop then gets the memory of the states it handed over back for the next
 ones, where keeping its buffers would make every step's state copy land on pages the process has
-never touched (about 70 page faults per CNN step on the training thread of a fresh process). Later
+never touched (50 to 80 page faults per CNN step on the training thread of a fresh process). Later
 states go to files in a private temporary folder (written to a temporary name, then renamed),
 sealed with AES-256-GCM under a fresh key that lives only in this process, so nothing is ever
 written to disk in plaintext. Each file is one GCM message whose nonce is its step (unique per
