@@ -132,7 +132,7 @@ class Recorder:
     def record_state(self, step: int, state: EncodedState) -> None:
         """Hash and spool the state after ``step`` steps (its tensors must be a private copy)."""
         self._state_batch.append((step, state))
-        self._state_batch_bytes += state.payload.numel() * state.payload.element_size()
+        self._state_batch_bytes += state.payload.nbytes
         if len(self._state_batch) >= STATE_BATCH or self._state_batch_bytes >= STATE_BUDGET // MAX_PENDING_BATCHES:
             self._flush_states()
 

@@ -137,15 +137,11 @@ class _Run:
         return self._encoder.encode(self.step, self.step // self.per_epoch, self.optimizer, torch.get_rng_state())
 
     def batches(self, epoch: int, recorder: Recorder | None) -> list[tuple[np.ndarray, torch.Tensor, str]]:
-        """The epoch's batches, each as its indices, the same on the device and its digest, made once per epoch.
-
-        The digests are made only for a recorder (empty otherwise).
-        """
+        """The epoch's batches, each as its indices, the same on the device and its digest, made once per epoch."""
         if epoch != self._epoch:
             self._epoch = epoch
             order = batch_order(self.spec.seed, self.spec.task, epoch, len(self.X), self.spec.batch_size)
-            digests = batch_digests(order) if recorder is not None else [""] * len(order)
-            self._batches = list(zip(order, torch.as_tensor(np.stack(order), device=self.device), digests))
+            self._batches = list(zip(order, torch.as_tensor(np.stack(order), device=self.device), batch_digests(order)))
             if recorder is not None:
                 recorder.record_epoch(epoch, epoch_order_digest(order))
         return self._batches
