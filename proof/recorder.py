@@ -38,7 +38,7 @@ from storage.refs import ArtifactRef
 from training.checkpoint import Checkpoint
 from training.errors import CheckpointError
 from training.profiles import ProfileInfo
-from training.state import EncodedState, update_norm
+from training.state import EncodedState, update_norms
 
 MAX_PENDING = 2
 STATE_BATCH = 16  # states handed to the background thread at once: one hand-off per batch, not per step
@@ -149,11 +149,10 @@ class Recorder:
         self._state_pending.append((batch[0][0], self._state_pool.submit(self._spool_states, batch), size))
 
     def _spool_states(self, batch: list[tuple[int, EncodedState]]) -> list[tuple[int, str, float]]:
-        done = []
-        for step, state in batch:
-            done.append((step, self.spool.add(step, state), update_norm(self._last_state, state)))
-            self._last_state = state
-        return done
+        states = [state for _, state in batch]
+        norms = update_norms(self._last_state, states)
+        self._last_state = states[-1]
+        return [(step, digest, norm) for (step, _), digest, norm in zip(batch, self.spool.add_all(batch), norms)]
 
     def _settle_oldest_states(self) -> None:
         first, future, _ = self._state_pending.pop(0)

@@ -71,15 +71,33 @@ class StateSpool:
 
     def add(self, step: int, state: EncodedState) -> str:
         """Keep a copy of the state after ``step`` steps; return the SHA-256 (hex) of its bytes."""
-        header, payload = state.header, state.payload
-        digest = hashlib.sha256(header)
-        digest.update(payload.numpy())
-        size = len(header) + payload.nbytes
-        if self._in_memory + size <= self._memory_limit:
-            # torch copies without holding the GIL, which the training thread needs between its ops
-            self._memory[step] = (header, payload.clone())
-            self._in_memory += size
-            return digest.hexdigest()
+        return self.add_all([(step, state)])[0]
+
+    def add_all(self, states: list[tuple[int, EncodedState]]) -> list[str]:
+        """Keep a copy of each ``(step, state)``; return the SHA-256 (hex) of each state's bytes.
+
+        The states kept in memory are copied together, into one block: one call, in which torch
+        copies without holding the GIL that the training thread needs between its kernels.
+        """
+        digests, kept = [], []
+        for step, state in states:
+            header, payload = state.header, state.payload
+            digest = hashlib.sha256(header)
+            digest.update(payload.numpy())
+            digests.append(digest.hexdigest())
+            size = len(header) + payload.nbytes
+            if self._in_memory + size <= self._memory_limit:
+                kept.append((step, header, payload))
+                self._in_memory += size
+            else:
+                self._seal(step, state)
+        if kept:
+            block = torch.cat([payload for _, _, payload in kept])
+            for (step, header, _), copy in zip(kept, block.split([payload.numel() for _, _, payload in kept])):
+                self._memory[step] = (header, copy)
+        return digests
+
+    def _seal(self, step: int, state: EncodedState) -> None:
         if self._directory is None:
             self._directory = Path(tempfile.mkdtemp(prefix="bahen-spool-"))
         path = self._directory / state_name(step)
@@ -87,7 +105,6 @@ class StateSpool:
         tmp.write_bytes(self._aead.encrypt(_nonce(step), state.to_bytes(), state_name(step).encode()))
         os.replace(tmp, path)
         self._files[step] = path
-        return digest.hexdigest()
 
     def __contains__(self, step: int) -> bool:
         return step in self._memory or step in self._files

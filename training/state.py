@@ -17,7 +17,7 @@ profile comparing two states is comparing two digests.
 import json
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ class EncodedState:
     The header is serialised on first use, so the training thread only walks the state and copies
     its tensors; the JSON is written by whichever thread hashes the state. Every field is immutable
     or private, so the bytes do not depend on when that happens. ``weight_ranges`` says where the
-    trainable weights lie in the payload, as ``(start, stop, dtype)`` (see :func:`update_norm`).
+    trainable weights lie in the payload, as ``(start, stop, dtype)`` (see :func:`update_norms`).
     """
 
     step: int
@@ -89,11 +89,24 @@ def encode_state(
                         payload=_gather(_byte_views(tensors), _device(tensors)))
 
 
-def update_norm(before: EncodedState, after: EncodedState) -> float:
-    """L2 distance between the trainable weights of two states of one run: the update between them."""
-    diffs = [_typed(after.payload[a:b], dtype) - _typed(before.payload[a:b], dtype)
-             for a, b, dtype in after.weight_ranges]
-    return torch.linalg.vector_norm(torch.cat(diffs)).item() if diffs else 0.0
+def update_norms(before: EncodedState, states: list[EncodedState]) -> list[float]:
+    """L2 distance between the trainable weights of each of ``states`` and of the state before it.
+
+    ``before`` is the state before the first; all are states of one run. Each distance is
+    ``vector_norm(cat(after - before for each weight range))``, bitwise, with the subtractions and
+    norms of every state made by one call each: a thread making them holds the GIL for a few calls,
+    not for several per state, and so keeps out of the way of a training loop that needs it between
+    its kernels.
+    """
+    if any(s.weight_ranges != before.weight_ranges for s in states):
+        raise ValueError("update norms need states of one run (their weights lie in different places)")
+    count = len(before.weight_ranges)
+    if not count or not states:
+        return [0.0] * len(states)
+    weights = [[_typed(s.payload[a:b], dtype) for a, b, dtype in before.weight_ranges] for s in (before, *states)]
+    diffs = torch._foreach_sub([w for ws in weights[1:] for w in ws], [w for ws in weights[:-1] for w in ws])
+    per_state = diffs if count == 1 else [torch.cat(diffs[i:i + count]) for i in range(0, len(diffs), count)]
+    return torch.stack(torch._foreach_norm(per_state)).tolist()
 
 
 def _typed(raw: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -130,6 +143,8 @@ class StateEncoder:
         self._optimizer_objects: list = []
         self._state = self._model  # until the first walk, which the unset key forces
         self._packed_params: list[dict] = []
+        self._rng_node: dict = {}
+        self._rng_shape: torch.Size | None = None
 
     def _model_byte_ranges(self, keys: frozenset[str]) -> tuple[tuple[int, int, torch.dtype], ...]:
         """Where the model-state entries named ``keys`` lie in every payload: ``(start, stop, dtype)``.
@@ -164,11 +179,17 @@ class StateEncoder:
         groups = [{"d": [*([k, v if type(v) in _SCALARS else _walk(v, tensors)]
                            for k, v in group.items() if k != "params"), ["params", packed]]}
                   for group, packed in zip(optimizer.param_groups, self._packed_params)]
-        rng = _walk(rng_state, tensors)
-        layout = _RunLayout(self._model, self._state, groups, rng)
-        extra = tensors[len(self._state.tensors):]
-        return EncodedState(step=step, epoch=epoch, layout=layout, spec_json=self._spec_json,
-                            payload=_gather(self._state.views() + _byte_views(extra), self._state.device),
+        plain = len(tensors) == len(self._state.tensors) and rng_state.dtype == torch.uint8 and rng_state.dim() == 1
+        if plain and rng_state.shape == self._rng_shape:
+            # the usual step: a CPU generator's state after the optimizer's, its node walked once
+            rng, views = self._rng_node, [*self._state.views(), rng_state]
+        else:
+            rng = _walk(rng_state, tensors)
+            views = self._state.views() + _byte_views(tensors[len(self._state.tensors):])
+            if plain:
+                self._rng_node, self._rng_shape = rng, rng_state.shape
+        return EncodedState(step=step, epoch=epoch, layout=_RunLayout(self._model, self._state, groups, rng),
+                            spec_json=self._spec_json, payload=_gather(views, self._state.device),
                             weight_ranges=self._weight_ranges)
 
     def _walk_optimizer(self, optimizer: torch.optim.Optimizer, key: tuple[int, ...]) -> None:
@@ -180,6 +201,7 @@ class StateEncoder:
         tensors_only = all(torch.is_tensor(v) for s in optimizer.state.values() for v in s.values())
         self._optimizer_key = key if tensors_only else None
         self._optimizer_objects = _optimizer_objects(optimizer)
+        self._rng_shape = None  # the RNG state's node is numbered after this walk's tensors
 
 
 class _Part:
@@ -200,8 +222,7 @@ class _Part:
         return _dumps(self.layout)
 
 
-@dataclass(frozen=True)
-class _RunLayout:
+class _RunLayout(NamedTuple):
     """A live state's layout: the run's walked parts and this step's optimizer groups and RNG state.
 
     Its JSON is :func:`encode_state`'s layout of the same state, written without serialising the
@@ -218,8 +239,7 @@ class _RunLayout:
             self.model.json, self.state.json, _dumps(self.groups), _dumps(self.rng))
 
 
-def _dumps(layout: Any) -> str:
-    return json.dumps(layout, separators=(",", ":"))
+_dumps = json.JSONEncoder(separators=(",", ":")).encode  # one encoder: json.dumps would build one per call
 
 
 def _optimizer_objects(optimizer: torch.optim.Optimizer) -> list:

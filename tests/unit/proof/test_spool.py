@@ -28,6 +28,18 @@ def test_states_read_back_exactly(memory_limit):
         spool.close()
 
 
+def test_a_batch_straddling_the_memory_limit_reads_back_exactly():
+    size = len(_state(1).to_bytes())
+    spool = StateSpool(memory_limit=2 * size)  # two of the batch stay in memory, the rest is sealed on disk
+    try:
+        digests = spool.add_all([(s, _state(s)) for s in (1, 2, 3, 4)])
+        assert digests == [hashlib.sha256(_state(s).to_bytes()).hexdigest() for s in (1, 2, 3, 4)]
+        assert sorted(spool._memory) == [1, 2] and sorted(spool._files) == [3, 4]
+        assert [spool.get(s) for s in (1, 2, 3, 4)] == [_state(s).to_bytes() for s in (1, 2, 3, 4)]
+    finally:
+        spool.close()
+
+
 @pytest.mark.parametrize("memory_limit", [10**9, 0])
 def test_the_spool_keeps_its_own_copy_and_lets_go_of_the_callers_buffer(memory_limit):
     spool = StateSpool(memory_limit=memory_limit)

@@ -8,7 +8,7 @@ import torch
 from proof.recorder import Recorder
 from training.errors import CheckpointError
 from training.hooks import TrainHooks
-from training.state import MAGIC, StateEncoder, checkpoint_state, decode_state, encode_state
+from training.state import MAGIC, StateEncoder, checkpoint_state, decode_state, encode_state, update_norms
 from training.trainer import Stepper, _setup, initial_training_state, train
 
 
@@ -67,6 +67,38 @@ def test_the_encoder_follows_in_place_updates_of_contiguous_and_strided_weights(
         fresh = encode_state(step, 0, {k: v.clone() for k, v in weights.items()},
                              optimizer.state_dict(), torch.zeros(2, dtype=torch.uint8), "{}")
         assert state.to_bytes() == fresh.to_bytes()
+
+
+def test_update_norms_are_the_distance_of_the_trainable_weights_bitwise():
+    # Trainable float32 and float64 weights around a frozen float32 one and a 3-byte buffer that
+    # leaves the next weight's bytes unaligned in the payload: four ranges, two dtypes.
+    torch.manual_seed(0)
+    model = {"a": torch.randn(5, 3), "b": torch.randn(4, dtype=torch.float64), "frozen": torch.randn(6),
+             "flags": torch.zeros(3, dtype=torch.uint8), "c": torch.randn(7), "d": torch.randn(2, 2)}
+    trainable = frozenset({"a", "b", "c", "d"})
+    optimizer = torch.optim.SGD([model[k] for k in sorted(trainable)], lr=0.1)
+    encoder = StateEncoder(model, "{}", trainable)
+    states, weights = [], []
+    for step in range(4):
+        for value in model.values():
+            value.add_(torch.randn(value.shape, dtype=value.dtype) if value.is_floating_point() else 1)
+        states.append(encoder.encode(step, 0, optimizer, torch.zeros(2, dtype=torch.uint8)))
+        weights.append([model[k].reshape(-1).clone() for k in ("a", "b", "c", "d")])
+    assert len(states[0].weight_ranges) == 3  # a and b differ in dtype; c starts after the frozen weight
+    # each weight's update in its own dtype, then one norm over all of them
+    expected = [torch.linalg.vector_norm(torch.cat([a - b for a, b in zip(after, before)])).item()
+                for before, after in zip(weights, weights[1:])]
+    assert update_norms(states[0], states[1:]) == expected
+    assert update_norms(states[0], []) == []
+
+
+def test_update_norms_refuse_states_of_different_runs():
+    weights = {"w": torch.zeros(4)}
+    optimizer = torch.optim.SGD([weights["w"]], lr=0.1)
+    state = StateEncoder(weights, "{}", frozenset({"w"})).encode(0, 0, optimizer, torch.zeros(2, dtype=torch.uint8))
+    other = StateEncoder(weights, "{}").encode(1, 0, optimizer, torch.zeros(2, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="one run"):
+        update_norms(state, [other])
 
 
 def _fresh_bytes(run) -> bytes:
