@@ -4,8 +4,8 @@ Every state the recorder commits to (one per optimizer step) must be revealable 
 challenge names the steps to spot-check. The first ``memory_limit`` bytes of states stay in
 memory, in the clear: the live weights sit in the same memory, and sealing a copy under a key kept
 beside it would protect nothing while costing every training step a pass of AES-GCM. The spool
-keeps its own copy of those states, made on the thread that adds them, and not the caller's
-buffer: the training loop then gets the memory of the states it handed over back for the next
+keeps its own copy of those states, made on the thread that adds them (one block for each batch
+added at once), and not the caller's buffer: the training loop then gets the memory of the states it handed over back for the next
 ones, where keeping its buffers would make every step's state copy land on pages the process has
 never touched (50 to 80 page faults per CNN step on the training thread of a fresh process). Later
 states go to files in a private temporary folder (written to a temporary name, then renamed),
