@@ -5,9 +5,10 @@ challenge names the steps to spot-check. The first ``memory_limit`` bytes of sta
 memory, in the clear: the live weights sit in the same memory, and sealing a copy under a key kept
 beside it would protect nothing while costing every training step a pass of AES-GCM. The spool
 keeps its own copy of those states, made on the thread that adds them (one block for each batch
-added at once), and not the caller's buffer: the training loop then gets the memory of the states it handed over back for the next
-ones, where keeping its buffers would make every step's state copy land on pages the process has
-never touched (50 to 80 page faults per CNN step on the training thread of a fresh process). Later
+added at once), and not the caller's buffer: the training loop then gets the memory of the states
+it handed over back for the next ones, where keeping its buffers would make every step's state
+copy land on pages the process has never touched (50 to 80 page faults per CNN step on the
+training thread of a fresh process). Later
 states go to files in a private temporary folder (written to a temporary name, then renamed),
 sealed with AES-256-GCM under a fresh key that lives only in this process, so nothing is ever
 written to disk in plaintext. Each file is one GCM message whose nonce is its step (unique per
@@ -79,22 +80,25 @@ class StateSpool:
         The states kept in memory are copied together, into one block: one call, in which torch
         copies without holding the GIL that the training thread needs between its kernels.
         """
-        digests, kept = [], []
+        digests, kept, sealed, in_memory = [], [], [], self._in_memory
         for step, state in states:
             header, payload = state.header, state.payload
             digest = hashlib.sha256(header)
             digest.update(payload.numpy())
             digests.append(digest.hexdigest())
             size = len(header) + payload.nbytes
-            if self._in_memory + size <= self._memory_limit:
+            if in_memory + size <= self._memory_limit:
                 kept.append((step, header, payload))
-                self._in_memory += size
+                in_memory += size
             else:
-                self._seal(step, state)
-        if kept:
+                sealed.append((step, state))
+        if kept:  # kept before any file is written: a failed write leaves the spool's count true
             block = torch.cat([payload for _, _, payload in kept])
             for (step, header, _), copy in zip(kept, block.split([payload.numel() for _, _, payload in kept])):
                 self._memory[step] = (header, copy)
+            self._in_memory = in_memory
+        for step, state in sealed:
+            self._seal(step, state)
         return digests
 
     def _seal(self, step: int, state: EncodedState) -> None:

@@ -40,6 +40,22 @@ def test_a_batch_straddling_the_memory_limit_reads_back_exactly():
         spool.close()
 
 
+class FullDiskSpool(StateSpool):
+    def _seal(self, step, state):
+        raise OSError(28, "No space left on device")
+
+
+def test_a_failed_write_keeps_the_states_that_fit_in_memory():
+    spool = FullDiskSpool(memory_limit=len(_state(1).to_bytes()))
+    try:
+        with pytest.raises(OSError, match="No space left"):
+            spool.add_all([(1, _state(1)), (2, _state(2))])
+        assert 1 in spool and spool.get(1) == _state(1).to_bytes()
+        assert 2 not in spool
+    finally:
+        spool.close()
+
+
 @pytest.mark.parametrize("memory_limit", [10**9, 0])
 def test_the_spool_keeps_its_own_copy_and_lets_go_of_the_callers_buffer(memory_limit):
     spool = StateSpool(memory_limit=memory_limit)
