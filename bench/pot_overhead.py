@@ -17,6 +17,12 @@ and the proof's storage relative to the final model. Each run also counts the pa
 training thread per step, and the first pair's wall overhead is reported on its own: the first
 recorded run of a process is a worker's case (one order per process), and memory it touches for
 the first time shows there, not in a median over pairs.
+
+A probe then separates the cost of the recorder's per-step state copy from the copy itself: the
+bare loop again, copying the weights and optimizer state after every step either into new memory
+kept for a few batches of steps (as the recorder's copies wait for its state thread) or always
+into the same block, each against the bare loop in alternating runs. The copy is the same work in
+both; new memory is not in the core's cache, and writing it evicts the training step's own data.
 """
 
 import argparse
@@ -28,6 +34,7 @@ import resource
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +42,7 @@ import torch
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from proof.bundle import build_bundle
-from proof.recorder import Recorder
+from proof.recorder import STATE_BATCH, Recorder
 from proof.telemetry import TelemetrySampler
 from storage.refs import ArtifactRef
 from training.allocator import tune_allocator
@@ -46,6 +53,7 @@ from training.profiles import apply_profile, profile_numerics
 from training.trainer import TrainSpec, steps_per_epoch, train
 
 DEFAULT_K = 100
+PROBE_KEPT = 3 * STATE_BATCH  # copies the probe keeps: three of the recorder's batches of states
 RESULTS_DIR = Path(__file__).parent / "results"
 CASES = {
     "mlp-digits": dict(model="mlp", dataset="digits", split="all", batch_size=32),
@@ -80,11 +88,14 @@ def _thread_faults() -> int:
     return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
 
 
-def _bare_loop(spec: TrainSpec, X: np.ndarray, y: np.ndarray) -> tuple[float, float, int]:
+def _bare_loop(spec: TrainSpec, X: np.ndarray, y: np.ndarray,
+               after_step: Callable[[torch.nn.Module, torch.optim.Optimizer], None] | None = None,
+               ) -> tuple[float, float, int]:
     """A textbook PyTorch loop over the same batches; returns wall and process CPU seconds, and page faults.
 
     The batches are the committed order's, as index tensors made before the clock starts: both
     loops do the same arithmetic on the same data (how fast a step runs can depend on its data).
+    ``after_step`` (the probe's copies) runs after every optimizer step.
     """
     profile = apply_profile(spec.profile)
     device = profile.device
@@ -103,8 +114,46 @@ def _bare_loop(spec: TrainSpec, X: np.ndarray, y: np.ndarray) -> tuple[float, fl
                 loss = torch.nn.functional.cross_entropy(model(Xt[idx]), yt[idx])
             loss.backward()
             optimizer.step()
+            if after_step is not None:
+                after_step(model, optimizer)
         _synchronize(device)
         return time.perf_counter() - started, time.process_time() - cpu, _thread_faults() - faults
+
+
+class _StateCopies:
+    """After each step, one copy of the weights and optimizer state, like the recorder's per-step copy.
+
+    ``fresh``: each copy goes to new memory and is kept until :data:`PROBE_KEPT` newer ones exist
+    (the recorder's copies wait for its state thread in batches); otherwise every copy overwrites
+    one block, which stays in the core's cache.
+    """
+
+    def __init__(self, fresh: bool):
+        self.fresh, self.kept, self.block = fresh, [], None
+
+    def __call__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        with torch.no_grad():
+            views = [t.reshape(-1).view(torch.uint8) for t in
+                     (*model.parameters(), *(v for s in optimizer.state.values() for v in s.values()))]
+        if self.fresh:
+            self.kept.append(torch.cat(views))
+            del self.kept[:-PROBE_KEPT]
+        else:
+            self.block = torch.cat(views) if self.block is None else torch.cat(views, out=self.block)
+
+
+def _copy_probe(spec: TrainSpec, X: np.ndarray, y: np.ndarray, repeats: int) -> dict:
+    """Wall overhead of the per-step state copy into new memory and into one block, each against the bare loop."""
+    runs: dict[str, list[float]] = {"bare": [], "fresh": [], "same": []}
+    for i in range(repeats):
+        order = ["bare", "fresh", "same"] if i % 2 == 0 else ["same", "fresh", "bare"]
+        for kind in order:
+            hook = None if kind == "bare" else _StateCopies(fresh=kind == "fresh")
+            runs[kind].append(_bare_loop(spec, X, y, after_step=hook)[0])
+    return {
+        f"copy_{kind}_overhead_wall": round(statistics.median(t / b for t, b in zip(runs[kind], runs["bare"])) - 1, 4)
+        for kind in ("fresh", "same")
+    }
 
 
 def _recorded(spec: TrainSpec, X: np.ndarray, y: np.ndarray) -> tuple[float, float, int, int, int]:
@@ -124,7 +173,7 @@ def _recorded(spec: TrainSpec, X: np.ndarray, y: np.ndarray) -> tuple[float, flo
         return seconds, cpu_seconds, faults, store.stored_bytes, len(model_bytes.getvalue())
 
 
-def _case(name: str, steps: int, k: int, repeats: int, profile: str) -> dict:
+def _case(name: str, steps: int, k: int, repeats: int, profile: str, probe_repeats: int) -> dict:
     case = CASES[name]
     X, y, shape = table_to_arrays(load_dataset(case["dataset"], split=case["split"]))
     per_epoch = len(X) // case["batch_size"]
@@ -163,6 +212,7 @@ def _case(name: str, steps: int, k: int, repeats: int, profile: str) -> dict:
         "recorded_first_run_faults_per_step": round(pairs[0][1][2] / total, 2),
         "proof_bytes": stored, "model_bytes": model_size, "proof_to_model": round(stored / model_size, 2),
         "profile": profile, "hardware": apply_profile(profile).hardware, "threads": torch.get_num_threads(),
+        "probe_repeats": probe_repeats, **_copy_probe(spec, X, y, probe_repeats),
     }
 
 
@@ -173,11 +223,11 @@ def _median_interval(values: list[float], resamples: int = 2000) -> tuple[float,
 
 
 def run(steps: int = 400, k: int = DEFAULT_K, repeats: int = 5, cases: tuple[str, ...] = tuple(CASES),
-        profile: str = "cpu-fp32-exact", out_dir: Path = RESULTS_DIR) -> dict:
+        profile: str = "cpu-fp32-exact", out_dir: Path = RESULTS_DIR, probe_repeats: int = 2) -> dict:
     """Measure every case; write the JSON to ``out_dir`` (one file per profile) and return it."""
     allocator_tuned = tune_allocator()  # the trainer sets it too: the bare loop must run under it
     results = {"benchmark": "pot_overhead", "target_overhead_cnn_mnist": 0.03, "allocator_tuned": allocator_tuned,
-               "cases": [_case(name, steps, k, repeats, profile) for name in cases]}
+               "cases": [_case(name, steps, k, repeats, profile, probe_repeats) for name in cases]}
     out_dir.mkdir(parents=True, exist_ok=True)
     name = "pot_overhead.json" if profile == "cpu-fp32-exact" else f"pot_overhead-{profile}.json"
     (out_dir / name).write_text(json.dumps(results, indent=2) + "\n")
@@ -186,14 +236,16 @@ def run(steps: int = 400, k: int = DEFAULT_K, repeats: int = 5, cases: tuple[str
 
 def _print_table(results: dict) -> None:
     print(f"{'case':<12} {'steps':>6} {'k':>5} {'bare ms/st':>10} {'PoT ms/st':>10} {'CPU ovh':>8} {'wall ovh':>9} "
-          f"{'wall IQR':>16} {'median 95% CI':>16} {'proof/model':>12} {'1st-run faults/st':>18}")
+          f"{'wall IQR':>16} {'median 95% CI':>16} {'proof/model':>12} {'1st-run faults/st':>18} "
+          f"{'copy: new mem':>14} {'copy: 1 block':>14}")
     for c in results["cases"]:
         q1, q3 = c["overhead_wall_quartiles"]
         low, high = c["overhead_wall_ci95"]
         print(f"{c['case']:<12} {c['steps']:>6} {c['checkpoint_every']:>5} {c['bare_cpu_ms_per_step']:>10.2f} "
               f"{c['recorded_cpu_ms_per_step']:>10.2f} {c['overhead_cpu']:>7.1%} {c['overhead_wall']:>8.1%} "
               f"{q1:>7.1%}..{q3:<7.1%} {low:>7.1%}..{high:<7.1%} {c['proof_to_model']:>11.1f}x "
-              f"{c['recorded_first_run_faults_per_step']:>18.1f}")
+              f"{c['recorded_first_run_faults_per_step']:>18.1f} {c['copy_fresh_overhead_wall']:>13.1%} "
+              f"{c['copy_same_overhead_wall']:>13.1%}")
 
 
 if __name__ == "__main__":
@@ -203,5 +255,7 @@ if __name__ == "__main__":
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--profile", default="cpu-fp32-exact", help="determinism profile (a cuda-* one trains on the GPU)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--probe-repeats", type=int, default=2, help="alternating runs of the state-copy probe")
     args = parser.parse_args()
-    _print_table(run(args.steps, args.k, args.repeats, profile=args.profile, out_dir=args.out_dir))
+    _print_table(run(args.steps, args.k, args.repeats, profile=args.profile, out_dir=args.out_dir,
+                     probe_repeats=args.probe_repeats))

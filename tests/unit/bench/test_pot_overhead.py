@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from bench import pot_overhead
 
@@ -25,3 +26,22 @@ def test_a_small_run_writes_consistent_results(tmp_path):
     q1, q3 = case["overhead_wall_quartiles"]
     assert low <= case["overhead_wall"] <= high and q1 <= case["overhead_wall"] <= q3
     assert case["proof_bytes"] > case["model_bytes"] > 0  # 5 checkpoints, journals and the bundle
+
+
+def test_the_copy_probe_copies_the_state_into_new_memory_or_one_block():
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    momentum = [optimizer.state[p]["momentum_buffer"] for p in model.parameters()]
+    state = torch.cat([t.detach().reshape(-1) for t in (*model.parameters(), *momentum)])
+    fresh, same = pot_overhead._StateCopies(fresh=True), pot_overhead._StateCopies(fresh=False)
+    for _ in range(pot_overhead.PROBE_KEPT + 5):
+        fresh(model, optimizer)
+        same(model, optimizer)
+    assert len(fresh.kept) == pot_overhead.PROBE_KEPT
+    assert len({copy.data_ptr() for copy in fresh.kept}) == pot_overhead.PROBE_KEPT  # each copy in its own memory
+    block = same.block.data_ptr()
+    same(model, optimizer)
+    assert same.block.data_ptr() == block
+    assert torch.equal(fresh.kept[-1].view(torch.float32), state) and torch.equal(same.block.view(torch.float32), state)
