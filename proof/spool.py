@@ -8,14 +8,13 @@ keeps its own copy of those states, made on the thread that adds them (one block
 added at once), and not the caller's buffer: the training loop then gets the memory of the states
 it handed over back for the next ones, where keeping its buffers would make every step's state
 copy land on pages the process has never touched (50 to 80 page faults per CNN step on the
-training thread of a fresh process). Later
-states go to files in a private temporary folder (written to a temporary name, then renamed),
-sealed with AES-256-GCM under a fresh key that lives only in this process, so nothing is ever
-written to disk in plaintext. Each file is one GCM message whose nonce is its step (unique per
-key: a step is spooled once) and whose associated data is its name. The streaming construction of
-``privacy.stream`` would cost ten times more per state (a key derivation and a header each) and
-buys nothing for a blob that never leaves this process and is read whole.
-:meth:`StateSpool.close` forgets every state and deletes the files.
+training thread of a fresh process). Later states go to files in a private temporary folder
+(written to a temporary name, then renamed), sealed with AES-256-GCM under a fresh key that lives
+only in this process, so nothing is ever written to disk in plaintext. Each file is one GCM
+message whose nonce is its step (unique per key: a step is spooled once) and whose associated data
+is its name. The streaming construction of ``privacy.stream`` would cost ten times more per state
+(a key derivation and a header each) and buys nothing for a blob that never leaves this process
+and is read whole. :meth:`StateSpool.close` forgets every state and deletes the files.
 
 The key dies with the process: a worker that crashed and resumed regenerates the states before
 its resume point by replaying from its checkpoints (``proof.response.respond``'s ``regenerate``).
