@@ -6,17 +6,19 @@ profile (its numerics included), in the same process and under the same allocato
 too, so a drift in the machine's speed hits both sides. Each run measures the CPU time of the
 whole process (``time.process_time``: every thread, so the recorder's background hashing and
 storing count) and the wall time. The overhead is the median over pairs of recorded / bare, for
-CPU time and for wall time, with the quartiles of the wall ratio to show the spread (on a shared
-machine wall time partly measures the neighbours) and a 95% bootstrap interval of its median,
-which says whether a figure near the target is under it or only within the noise. Under a
-``cuda-*`` profile (``--profile``) both loops train on the GPU and wall time is the measure:
-kernels do not show in process CPU time. The recorded run hashes and spools every step's state,
-stores a checkpoint (and its journal) every k steps through a put that encrypts with AES-256-GCM
-and writes to a temporary directory, with telemetry on. Reported: the overheads, steps/s of each,
-and the proof's storage relative to the final model. Each run also counts the page faults of the
-training thread per step, and the first pair's wall overhead is reported on its own: the first
-recorded run of a process is a worker's case (one order per process), and memory it touches for
-the first time shows there, not in a median over pairs.
+CPU time and for wall time, and the recorder's cost per step in µs is the median over pairs of
+recorded − bare: the ratio depends on how long the platform takes for a bare step, the absolute
+cost says what the ratio would be for another step time. The wall ratio comes with its quartiles
+(the spread: on a shared machine wall time partly measures the neighbours) and a 95% bootstrap
+interval of its median, which says whether a figure near the target is under it or only within the
+noise. Under a ``cuda-*`` profile (``--profile``) both loops train on the GPU and wall time is the
+measure: kernels do not show in process CPU time. The recorded run hashes and spools every step's
+state, stores a checkpoint (and its journal) every k steps through a put that encrypts with
+AES-256-GCM and writes to a temporary directory, with telemetry on. Reported: the overheads,
+steps/s of each, and the proof's storage relative to the final model. Each run also counts the
+page faults of the training thread per step, and the first pair's wall overhead is reported on its
+own: the first recorded run of a process is a worker's case (one order per process), and memory it
+touches for the first time shows there, not in a median over pairs.
 
 A probe then separates the cost of the recorder's per-step state copy from the copy itself: the
 bare loop again, copying the weights and optimizer state after every step either into new memory
@@ -203,6 +205,8 @@ def _case(name: str, steps: int, k: int, repeats: int, profile: str, probe_repea
         "overhead_wall_quartiles": [round(quartiles[0] - 1, 4), round(quartiles[2] - 1, 4)],
         "overhead_wall_ci95": [round(low - 1, 4), round(high - 1, 4)],
         "overhead_wall_first_pair": round(wall_ratios[0] - 1, 4),  # the process's first recorded run: one sample
+        "recorder_wall_us_per_step": round(1e6 * statistics.median(r[0] - b[0] for b, r in pairs) / total, 1),
+        "recorder_cpu_us_per_step": round(1e6 * statistics.median(r[1] - b[1] for b, r in pairs) / total, 1),
         "bare_steps_per_s": round(total / statistics.median(b[0] for b, _ in pairs), 2),
         "recorded_steps_per_s": round(total / statistics.median(r[0] for _, r in pairs), 2),
         "bare_cpu_ms_per_step": round(1000 * statistics.median(b[1] for b, _ in pairs) / total, 3),
@@ -236,14 +240,15 @@ def run(steps: int = 400, k: int = DEFAULT_K, repeats: int = 5, cases: tuple[str
 
 def _print_table(results: dict) -> None:
     print(f"{'case':<12} {'steps':>6} {'k':>5} {'bare ms/st':>10} {'PoT ms/st':>10} {'CPU ovh':>8} {'wall ovh':>9} "
-          f"{'wall IQR':>16} {'median 95% CI':>16} {'proof/model':>12} {'1st-run faults/st':>18} "
+          f"{'wall IQR':>16} {'median 95% CI':>16} {'PoT us/st':>10} {'proof/model':>12} {'1st-run faults/st':>18} "
           f"{'copy: new mem':>14} {'copy: 1 block':>14}")
     for c in results["cases"]:
         q1, q3 = c["overhead_wall_quartiles"]
         low, high = c["overhead_wall_ci95"]
         print(f"{c['case']:<12} {c['steps']:>6} {c['checkpoint_every']:>5} {c['bare_cpu_ms_per_step']:>10.2f} "
               f"{c['recorded_cpu_ms_per_step']:>10.2f} {c['overhead_cpu']:>7.1%} {c['overhead_wall']:>8.1%} "
-              f"{q1:>7.1%}..{q3:<7.1%} {low:>7.1%}..{high:<7.1%} {c['proof_to_model']:>11.1f}x "
+              f"{q1:>7.1%}..{q3:<7.1%} {low:>7.1%}..{high:<7.1%} {c['recorder_wall_us_per_step']:>10.0f} "
+              f"{c['proof_to_model']:>11.1f}x "
               f"{c['recorded_first_run_faults_per_step']:>18.1f} {c['copy_fresh_overhead_wall']:>13.1%} "
               f"{c['copy_same_overhead_wall']:>13.1%}")
 

@@ -25,6 +25,7 @@ def test_a_small_run_writes_consistent_results(tmp_path):
     low, high = case["overhead_wall_ci95"]
     q1, q3 = case["overhead_wall_quartiles"]
     assert low <= case["overhead_wall"] <= high and q1 <= case["overhead_wall"] <= q3
+    assert case["recorder_cpu_us_per_step"] > 0  # the recorder's hashing, spooling and storing cost CPU time
     assert case["proof_bytes"] > case["model_bytes"] > 0  # 5 checkpoints, journals and the bundle
 
 
