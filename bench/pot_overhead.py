@@ -20,6 +20,15 @@ page faults of the training thread per step, and the first pair's wall overhead 
 own: the first recorded run of a process is a worker's case (one order per process), and memory it
 touches for the first time shows there, not in a median over pairs.
 
+On a host whose speed drifts by several percent from one run to the next, whole alternating runs
+cannot resolve a 3% target. The interleaved measurement (``--interleaved`` runs) therefore runs
+the bare loop for k steps after every k steps of a recorded run, in the same process and thread,
+and takes the median over blocks of recorded / bare, with its 95% bootstrap interval: each pair of
+blocks runs within seconds, so the drift cancels. It measures the steady state, each recorded
+block holding one checkpoint; the run's start and close are left out (the paired runs count them),
+and the recorder's threads may catch up while a bare block runs, so it assumes, as the 2-core
+machines give it, a core free for them.
+
 A probe then separates the cost of the recorder's per-step state copy from the copy itself: the
 bare loop again, copying the weights and optimizer state after every step either into new memory
 kept for a few batches of steps (as the recorder's copies wait for its state thread) or always
@@ -49,6 +58,7 @@ from proof.telemetry import TelemetrySampler
 from storage.refs import ArtifactRef
 from training.allocator import tune_allocator
 from training.datasets import load_dataset, table_to_arrays
+from training.hooks import TrainHooks
 from training.models import build_model
 from training.order import batch_order
 from training.profiles import apply_profile, profile_numerics
@@ -90,36 +100,83 @@ def _thread_faults() -> int:
     return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
 
 
-def _bare_loop(spec: TrainSpec, X: np.ndarray, y: np.ndarray,
-               after_step: Callable[[torch.nn.Module, torch.optim.Optimizer], None] | None = None,
-               ) -> tuple[float, float, int]:
-    """A textbook PyTorch loop over the same batches; returns wall and process CPU seconds, and page faults.
+class _BareLoop:
+    """A textbook PyTorch loop over the same batches as the recorded run, steppable in blocks.
 
-    The batches are the committed order's, as index tensors made before the clock starts: both
+    The batches are the committed order's, as index tensors made before any clock starts: both
     loops do the same arithmetic on the same data (how fast a step runs can depend on its data).
     ``after_step`` (the probe's copies) runs after every optimizer step.
     """
-    profile = apply_profile(spec.profile)
-    device = profile.device
-    model = build_model(spec.model, input_shape=spec.input_shape, num_classes=spec.num_classes, seed=spec.seed)
-    model = model.to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum)
-    Xt, yt = torch.as_tensor(X, device=device), torch.as_tensor(y, device=device)
-    batches = [torch.as_tensor(indices, device=device) for epoch in range(spec.epochs)
-               for indices in batch_order(spec.seed, spec.task, epoch, len(X), spec.batch_size)]
-    _synchronize(device)
-    with profile_numerics(profile):
-        started, cpu, faults = time.perf_counter(), time.process_time(), _thread_faults()
-        for idx in batches:
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device, dtype=torch.bfloat16, enabled=profile.autocast_bf16):
-                loss = torch.nn.functional.cross_entropy(model(Xt[idx]), yt[idx])
+
+    def __init__(self, spec: TrainSpec, X: np.ndarray, y: np.ndarray,
+                 after_step: Callable[[torch.nn.Module, torch.optim.Optimizer], None] | None = None):
+        self.profile = apply_profile(spec.profile)
+        self.device = self.profile.device
+        model = build_model(spec.model, input_shape=spec.input_shape, num_classes=spec.num_classes, seed=spec.seed)
+        self.model = model.to(self.device)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=spec.lr, momentum=spec.momentum)
+        self.X, self.y = torch.as_tensor(X, device=self.device), torch.as_tensor(y, device=self.device)
+        self.batches = [torch.as_tensor(indices, device=self.device) for epoch in range(spec.epochs)
+                        for indices in batch_order(spec.seed, spec.task, epoch, len(X), spec.batch_size)]
+        self.after_step, self.done = after_step, 0
+        _synchronize(self.device)
+
+    def run(self, steps: int) -> None:
+        """The next ``steps`` steps (the caller sets the profile's numerics and synchronizes)."""
+        for idx in self.batches[self.done:self.done + steps]:
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.profile.autocast_bf16):
+                loss = torch.nn.functional.cross_entropy(self.model(self.X[idx]), self.y[idx])
             loss.backward()
-            optimizer.step()
-            if after_step is not None:
-                after_step(model, optimizer)
-        _synchronize(device)
+            self.optimizer.step()
+            if self.after_step is not None:
+                self.after_step(self.model, self.optimizer)
+        self.done += steps
+
+
+def _bare_loop(spec: TrainSpec, X: np.ndarray, y: np.ndarray,
+               after_step: Callable[[torch.nn.Module, torch.optim.Optimizer], None] | None = None,
+               ) -> tuple[float, float, int]:
+    """The whole bare loop; returns wall and process CPU seconds, and page faults of the training thread."""
+    loop = _BareLoop(spec, X, y, after_step)
+    with profile_numerics(loop.profile):
+        started, cpu, faults = time.perf_counter(), time.process_time(), _thread_faults()
+        loop.run(len(loop.batches))
+        _synchronize(loop.device)
         return time.perf_counter() - started, time.process_time() - cpu, _thread_faults() - faults
+
+
+class _Interleaved(TrainHooks):
+    """Hooks for a recorded run that run the bare loop for ``block`` steps after every ``block`` recorded steps.
+
+    Each recorded block and the bare block after it run within a few seconds of each other, so a
+    drift in the machine's speed, which whole alternating runs feel as noise, cancels out. A
+    recorded block is timed from the end of the bare block before it to the ``on_update`` of its
+    last step, so it holds the recorder's work for ``block`` steps (records and states are made a
+    few steps late, checkpoints every k steps); the run's start and close are not in any block.
+    """
+
+    def __init__(self, bare: _BareLoop, block: int):
+        self.bare, self.block = bare, block
+        self.recorded: list[float] = []
+        self.bare_times: list[float] = []
+        self._mark: float | None = None
+
+    def on_batch(self, step, indices, X, y):
+        if self._mark is None:
+            self._mark = time.perf_counter()
+        return X, y
+
+    def on_update(self, step, model, optimizer):
+        if (step + 1) % self.block:
+            return
+        _synchronize(self.bare.device)
+        started = time.perf_counter()
+        self.recorded.append(started - self._mark)
+        self.bare.run(self.block)
+        _synchronize(self.bare.device)
+        self._mark = time.perf_counter()
+        self.bare_times.append(self._mark - started)
 
 
 class _StateCopies:
@@ -158,6 +215,23 @@ def _copy_probe(spec: TrainSpec, X: np.ndarray, y: np.ndarray, repeats: int) -> 
     }
 
 
+def _interleaved(spec: TrainSpec, X: np.ndarray, y: np.ndarray, runs: int, block: int) -> dict:
+    """Wall overhead from recorded and bare blocks of ``block`` steps run one after the other inside recorded runs."""
+    ratios: list[float] = []
+    for _ in range(runs):
+        hooks = _Interleaved(_BareLoop(spec, X, y), block)
+        with tempfile.TemporaryDirectory() as directory:
+            recorder = Recorder(put=EncryptingDirStore(Path(directory)).put, telemetry=TelemetrySampler(interval_s=1.0))
+            train(spec, X, y, recorder=recorder, hooks=hooks)
+            recorder.close()
+            recorder.spool.close()
+        ratios += [r / b for r, b in zip(hooks.recorded, hooks.bare_times)]
+    low, high = _median_interval(ratios)
+    return {"interleaved_runs": runs, "interleaved_block": block, "interleaved_blocks": len(ratios),
+            "overhead_wall_interleaved": round(statistics.median(ratios) - 1, 4),
+            "overhead_wall_interleaved_ci95": [round(low - 1, 4), round(high - 1, 4)]}
+
+
 def _recorded(spec: TrainSpec, X: np.ndarray, y: np.ndarray) -> tuple[float, float, int, int, int]:
     """Wall and CPU seconds, training-thread faults for train + close with the full recorder; proof and model bytes."""
     with tempfile.TemporaryDirectory() as directory:
@@ -175,7 +249,7 @@ def _recorded(spec: TrainSpec, X: np.ndarray, y: np.ndarray) -> tuple[float, flo
         return seconds, cpu_seconds, faults, store.stored_bytes, len(model_bytes.getvalue())
 
 
-def _case(name: str, steps: int, k: int, repeats: int, profile: str, probe_repeats: int) -> dict:
+def _case(name: str, steps: int, k: int, repeats: int, profile: str, probe_repeats: int, interleaved: int) -> dict:
     case = CASES[name]
     X, y, shape = table_to_arrays(load_dataset(case["dataset"], split=case["split"]))
     per_epoch = len(X) // case["batch_size"]
@@ -216,6 +290,7 @@ def _case(name: str, steps: int, k: int, repeats: int, profile: str, probe_repea
         "recorded_first_run_faults_per_step": round(pairs[0][1][2] / total, 2),
         "proof_bytes": stored, "model_bytes": model_size, "proof_to_model": round(stored / model_size, 2),
         "profile": profile, "hardware": apply_profile(profile).hardware, "threads": torch.get_num_threads(),
+        **_interleaved(spec, X, y, interleaved, k),
         "probe_repeats": probe_repeats, **_copy_probe(spec, X, y, probe_repeats),
     }
 
@@ -227,11 +302,12 @@ def _median_interval(values: list[float], resamples: int = 2000) -> tuple[float,
 
 
 def run(steps: int = 400, k: int = DEFAULT_K, repeats: int = 5, cases: tuple[str, ...] = tuple(CASES),
-        profile: str = "cpu-fp32-exact", out_dir: Path = RESULTS_DIR, probe_repeats: int = 2) -> dict:
+        profile: str = "cpu-fp32-exact", out_dir: Path = RESULTS_DIR, probe_repeats: int = 2,
+        interleaved: int = 2) -> dict:
     """Measure every case; write the JSON to ``out_dir`` (one file per profile) and return it."""
     allocator_tuned = tune_allocator()  # the trainer sets it too: the bare loop must run under it
     results = {"benchmark": "pot_overhead", "target_overhead_cnn_mnist": 0.03, "allocator_tuned": allocator_tuned,
-               "cases": [_case(name, steps, k, repeats, profile, probe_repeats) for name in cases]}
+               "cases": [_case(name, steps, k, repeats, profile, probe_repeats, interleaved) for name in cases]}
     out_dir.mkdir(parents=True, exist_ok=True)
     name = "pot_overhead.json" if profile == "cpu-fp32-exact" else f"pot_overhead-{profile}.json"
     (out_dir / name).write_text(json.dumps(results, indent=2) + "\n")
@@ -240,15 +316,17 @@ def run(steps: int = 400, k: int = DEFAULT_K, repeats: int = 5, cases: tuple[str
 
 def _print_table(results: dict) -> None:
     print(f"{'case':<12} {'steps':>6} {'k':>5} {'bare ms/st':>10} {'PoT ms/st':>10} {'CPU ovh':>8} {'wall ovh':>9} "
-          f"{'wall IQR':>16} {'median 95% CI':>16} {'PoT us/st':>10} {'proof/model':>12} {'1st-run faults/st':>18} "
-          f"{'copy: new mem':>14} {'copy: 1 block':>14}")
+          f"{'wall IQR':>16} {'median 95% CI':>16} {'interleaved (95% CI)':>25} {'PoT us/st':>10} "
+          f"{'proof/model':>12} {'1st-run faults/st':>18} {'copy: new mem':>14} {'copy: 1 block':>14}")
     for c in results["cases"]:
         q1, q3 = c["overhead_wall_quartiles"]
         low, high = c["overhead_wall_ci95"]
+        i_low, i_high = c["overhead_wall_interleaved_ci95"]
+        interleaved = f"{c['overhead_wall_interleaved']:.1%} ({i_low:.1%}..{i_high:.1%})"
         print(f"{c['case']:<12} {c['steps']:>6} {c['checkpoint_every']:>5} {c['bare_cpu_ms_per_step']:>10.2f} "
               f"{c['recorded_cpu_ms_per_step']:>10.2f} {c['overhead_cpu']:>7.1%} {c['overhead_wall']:>8.1%} "
-              f"{q1:>7.1%}..{q3:<7.1%} {low:>7.1%}..{high:<7.1%} {c['recorder_wall_us_per_step']:>10.0f} "
-              f"{c['proof_to_model']:>11.1f}x "
+              f"{q1:>7.1%}..{q3:<7.1%} {low:>7.1%}..{high:<7.1%} {interleaved:>25} "
+              f"{c['recorder_wall_us_per_step']:>10.0f} {c['proof_to_model']:>11.1f}x "
               f"{c['recorded_first_run_faults_per_step']:>18.1f} {c['copy_fresh_overhead_wall']:>13.1%} "
               f"{c['copy_same_overhead_wall']:>13.1%}")
 
@@ -261,6 +339,8 @@ if __name__ == "__main__":
     parser.add_argument("--profile", default="cpu-fp32-exact", help="determinism profile (a cuda-* one trains on the GPU)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--probe-repeats", type=int, default=2, help="alternating runs of the state-copy probe")
+    parser.add_argument("--interleaved", type=int, default=2,
+                        help="recorded runs with a bare block of k steps after every k recorded steps")
     args = parser.parse_args()
     _print_table(run(args.steps, args.k, args.repeats, profile=args.profile, out_dir=args.out_dir,
-                     probe_repeats=args.probe_repeats))
+                     probe_repeats=args.probe_repeats, interleaved=args.interleaved))

@@ -6,6 +6,9 @@ import pytest
 import torch
 
 from bench import pot_overhead
+from proof.recorder import Recorder
+from storage.refs import ArtifactRef
+from training.trainer import TrainSpec, train
 
 
 def test_median_interval_brackets_the_median_and_is_reproducible():
@@ -25,6 +28,9 @@ def test_a_small_run_writes_consistent_results(tmp_path):
     low, high = case["overhead_wall_ci95"]
     q1, q3 = case["overhead_wall_quartiles"]
     assert low <= case["overhead_wall"] <= high and q1 <= case["overhead_wall"] <= q3
+    assert case["interleaved_blocks"] == 2 * (40 // 10)  # two runs (the default) of four blocks of k steps
+    low, high = case["overhead_wall_interleaved_ci95"]
+    assert low <= case["overhead_wall_interleaved"] <= high
     assert case["recorder_cpu_us_per_step"] > 0  # the recorder's hashing, spooling and storing cost CPU time
     assert case["proof_bytes"] > case["model_bytes"] > 0  # 5 checkpoints, journals and the bundle
 
@@ -46,3 +52,28 @@ def test_the_copy_probe_copies_the_state_into_new_memory_or_one_block():
     same(model, optimizer)
     assert same.block.data_ptr() == block
     assert torch.equal(fresh.kept[-1].view(torch.float32), state) and torch.equal(same.block.view(torch.float32), state)
+
+
+def test_interleaved_bare_blocks_run_every_step_once_and_leave_the_recorded_training_alone():
+    X, y, shape = pot_overhead.table_to_arrays(pot_overhead.load_dataset("digits", split="all"))
+    spec = TrainSpec(model="mlp", input_shape=shape, num_classes=10, optimizer="sgd", lr=0.05, batch_size=32,
+                     epochs=1, seed=3, checkpoint_every=7)
+    hooks = pot_overhead._Interleaved(pot_overhead._BareLoop(spec, X, y), block=7)
+    interleaved = _recorded_training(spec, X, y, hooks)
+    alone = _recorded_training(spec, X, y, None)
+    blocks = interleaved.steps // 7
+    assert len(hooks.recorded) == len(hooks.bare_times) == blocks and hooks.bare.done == 7 * blocks
+    assert all(t > 0 for t in hooks.recorded + hooks.bare_times)
+    assert all(torch.equal(interleaved.final_state[k], alone.final_state[k]) for k in alone.final_state)
+
+
+def _recorded_training(spec, X, y, hooks):
+    recorder = Recorder(put=_discard)
+    result = train(spec, X, y, recorder=recorder, hooks=hooks)
+    recorder.close()
+    recorder.spool.close()
+    return result
+
+
+def _discard(name, data):
+    return ArtifactRef(name=name, md5="0" * 32, sha256="0" * 64, size=len(data))
