@@ -215,30 +215,14 @@ def _copy_probe(spec: TrainSpec, X: np.ndarray, y: np.ndarray, repeats: int) -> 
     }
 
 
-def _interleaved(spec: TrainSpec, X: np.ndarray, y: np.ndarray, runs: int, block: int) -> dict:
-    """Wall overhead from recorded and bare blocks of ``block`` steps run one after the other inside recorded runs."""
-    ratios: list[float] = []
-    for _ in range(runs):
-        hooks = _Interleaved(_BareLoop(spec, X, y), block)
-        with tempfile.TemporaryDirectory() as directory:
-            recorder = Recorder(put=EncryptingDirStore(Path(directory)).put, telemetry=TelemetrySampler(interval_s=1.0))
-            train(spec, X, y, recorder=recorder, hooks=hooks)
-            recorder.close()
-            recorder.spool.close()
-        ratios += [r / b for r, b in zip(hooks.recorded, hooks.bare_times)]
-    low, high = _median_interval(ratios)
-    return {"interleaved_runs": runs, "interleaved_block": block, "interleaved_blocks": len(ratios),
-            "overhead_wall_interleaved": round(statistics.median(ratios) - 1, 4),
-            "overhead_wall_interleaved_ci95": [round(low - 1, 4), round(high - 1, 4)]}
-
-
-def _recorded(spec: TrainSpec, X: np.ndarray, y: np.ndarray) -> tuple[float, float, int, int, int]:
+def _recorded(spec: TrainSpec, X: np.ndarray, y: np.ndarray,
+              hooks: TrainHooks | None = None) -> tuple[float, float, int, int, int]:
     """Wall and CPU seconds, training-thread faults for train + close with the full recorder; proof and model bytes."""
     with tempfile.TemporaryDirectory() as directory:
         store = EncryptingDirStore(Path(directory))
         started, cpu, faults = time.perf_counter(), time.process_time(), _thread_faults()
         recorder = Recorder(put=store.put, telemetry=TelemetrySampler(interval_s=1.0))
-        result = train(spec, X, y, recorder=recorder)
+        result = train(spec, X, y, recorder=recorder, hooks=hooks)
         recorded = recorder.close()
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
         faults = _thread_faults() - faults
@@ -247,6 +231,19 @@ def _recorded(spec: TrainSpec, X: np.ndarray, y: np.ndarray) -> tuple[float, flo
         model_bytes = io.BytesIO()
         torch.save(result.final_state, model_bytes)
         return seconds, cpu_seconds, faults, store.stored_bytes, len(model_bytes.getvalue())
+
+
+def _interleaved(spec: TrainSpec, X: np.ndarray, y: np.ndarray, runs: int, block: int) -> dict:
+    """Wall overhead from recorded and bare blocks of ``block`` steps run one after the other inside recorded runs."""
+    ratios: list[float] = []
+    for _ in range(runs):
+        hooks = _Interleaved(_BareLoop(spec, X, y), block)
+        _recorded(spec, X, y, hooks)
+        ratios += [r / b for r, b in zip(hooks.recorded, hooks.bare_times)]
+    low, high = _median_interval(ratios)
+    return {"interleaved_runs": runs, "interleaved_block": block, "interleaved_blocks": len(ratios),
+            "overhead_wall_interleaved": round(statistics.median(ratios) - 1, 4),
+            "overhead_wall_interleaved_ci95": [round(low - 1, 4), round(high - 1, 4)]}
 
 
 def _case(name: str, steps: int, k: int, repeats: int, profile: str, probe_repeats: int, interleaved: int) -> dict:
