@@ -63,6 +63,7 @@ def test_interleaved_bare_blocks_run_every_step_once_and_leave_the_recorded_trai
     alone = _recorded_training(spec, X, y, None)
     blocks = interleaved.steps // 7
     assert len(hooks.recorded) == len(hooks.bare_times) == blocks and hooks.bare.done == 7 * blocks
+    assert hooks.bare.done == len(hooks.bare.batches) == interleaved.steps  # 56 steps: eight whole blocks
     assert all(t > 0 for t in hooks.recorded + hooks.bare_times)
     assert all(torch.equal(interleaved.final_state[k], alone.final_state[k]) for k in alone.final_state)
 
