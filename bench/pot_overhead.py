@@ -25,9 +25,14 @@ cannot resolve a 3% target. The interleaved measurement (``--interleaved`` runs)
 the bare loop for k steps after every k steps of a recorded run, in the same process and thread,
 and takes the median over blocks of recorded / bare, with its 95% bootstrap interval: each pair of
 blocks runs within seconds, so the drift cancels. It measures the steady state, each recorded
-block holding one checkpoint; the run's start and close are left out (the paired runs count them),
-and the recorder's threads may catch up while a bare block runs, so it assumes, as the 2-core
-machines give it, a core free for them.
+block holding one checkpoint; the run's start and close are left out (the paired runs count them).
+The recorder's threads may still be hashing and storing the block's states and checkpoint while
+the bare block after it runs, on a core a worker's loop would leave them too, yet in a worker that
+work shares the machine with training: as many runs again therefore wait, at the end of each
+recorded block, until the recorder's threads have done all they were handed
+(``Recorder.wait_idle``) and count that wait in the block. That drained figure bounds the
+overhead from above (the wait also forgoes the overlap a worker has); the plain one is its lower
+end.
 
 A probe then separates the cost of the recorder's per-step state copy from the copy itself: the
 bare loop again, copying the weights and optimizer state after every step either into new memory
@@ -154,10 +159,11 @@ class _Interleaved(TrainHooks):
     recorded block is timed from the end of the bare block before it to the ``on_update`` of its
     last step, so it holds the recorder's work for ``block`` steps (records and states are made a
     few steps late, checkpoints every k steps); the run's start and close are not in any block.
+    With ``drain`` (a recorder's ``wait_idle``) the block ends when the recorder's threads are idle.
     """
 
-    def __init__(self, bare: _BareLoop, block: int):
-        self.bare, self.block = bare, block
+    def __init__(self, bare: _BareLoop, block: int, drain: Callable[[], None] | None = None):
+        self.bare, self.block, self.drain = bare, block, drain
         self.recorded: list[float] = []
         self.bare_times: list[float] = []
         self._mark: float | None = None
@@ -170,6 +176,8 @@ class _Interleaved(TrainHooks):
     def on_update(self, step, model, optimizer):
         if (step + 1) % self.block:
             return
+        if self.drain is not None:
+            self.drain()
         _synchronize(self.bare.device)
         started = time.perf_counter()
         self.recorded.append(started - self._mark)
@@ -216,13 +224,16 @@ def _copy_probe(spec: TrainSpec, X: np.ndarray, y: np.ndarray, repeats: int) -> 
 
 
 def _recorded(spec: TrainSpec, X: np.ndarray, y: np.ndarray,
-              hooks: TrainHooks | None = None) -> tuple[float, float, int, int, int]:
-    """Wall and CPU seconds, training-thread faults for train + close with the full recorder; proof and model bytes."""
+              hooks: Callable[[Recorder], TrainHooks] | None = None) -> tuple[float, float, int, int, int]:
+    """Wall and CPU seconds, training-thread faults for train + close with the full recorder; proof and model bytes.
+
+    ``hooks`` makes the run's training hooks from its recorder.
+    """
     with tempfile.TemporaryDirectory() as directory:
         store = EncryptingDirStore(Path(directory))
         started, cpu, faults = time.perf_counter(), time.process_time(), _thread_faults()
         recorder = Recorder(put=store.put, telemetry=TelemetrySampler(interval_s=1.0))
-        result = train(spec, X, y, recorder=recorder, hooks=hooks)
+        result = train(spec, X, y, recorder=recorder, hooks=hooks(recorder) if hooks is not None else None)
         recorded = recorder.close()
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
         faults = _thread_faults() - faults
@@ -234,16 +245,33 @@ def _recorded(spec: TrainSpec, X: np.ndarray, y: np.ndarray,
 
 
 def _interleaved(spec: TrainSpec, X: np.ndarray, y: np.ndarray, runs: int, block: int) -> dict:
-    """Wall overhead from recorded and bare blocks of ``block`` steps run one after the other inside recorded runs."""
-    ratios: list[float] = []
-    for _ in range(runs):
-        hooks = _Interleaved(_BareLoop(spec, X, y), block)
-        _recorded(spec, X, y, hooks)
-        ratios += [r / b for r, b in zip(hooks.recorded, hooks.bare_times)]
-    low, high = _median_interval(ratios)
-    return {"interleaved_runs": runs, "interleaved_block": block, "interleaved_blocks": len(ratios),
-            "overhead_wall_interleaved": round(statistics.median(ratios) - 1, 4),
-            "overhead_wall_interleaved_ci95": [round(low - 1, 4), round(high - 1, 4)]}
+    """Wall overhead from recorded and bare blocks of ``block`` steps run one after the other inside recorded runs.
+
+    ``runs`` recorded runs of each kind, alternating: plain, and drained (each recorded block ends
+    when the recorder's threads are idle).
+    """
+    ratios: dict[str, list[float]] = {"interleaved": [], "interleaved_drained": []}
+    for i in range(2 * runs):
+        drained = i % 2 == 1
+        ratios["interleaved_drained" if drained else "interleaved"] += _block_ratios(spec, X, y, block, drained)
+    results = {"interleaved_runs": runs, "interleaved_block": block, "interleaved_blocks": len(ratios["interleaved"])}
+    for kind, values in ratios.items():
+        low, high = _median_interval(values)
+        results[f"overhead_wall_{kind}"] = round(statistics.median(values) - 1, 4)
+        results[f"overhead_wall_{kind}_ci95"] = [round(low - 1, 4), round(high - 1, 4)]
+    return results
+
+
+def _block_ratios(spec: TrainSpec, X: np.ndarray, y: np.ndarray, block: int, drained: bool) -> list[float]:
+    """Recorded / bare time of each pair of blocks of one interleaved recorded run."""
+    made: list[_Interleaved] = []
+
+    def hooks(recorder: Recorder) -> _Interleaved:
+        made.append(_Interleaved(_BareLoop(spec, X, y), block, recorder.wait_idle if drained else None))
+        return made[0]
+
+    _recorded(spec, X, y, hooks)
+    return [r / b for r, b in zip(made[0].recorded, made[0].bare_times)]
 
 
 def _case(name: str, steps: int, k: int, repeats: int, profile: str, probe_repeats: int, interleaved: int) -> dict:
@@ -313,19 +341,24 @@ def run(steps: int = 400, k: int = DEFAULT_K, repeats: int = 5, cases: tuple[str
 
 def _print_table(results: dict) -> None:
     print(f"{'case':<12} {'steps':>6} {'k':>5} {'bare ms/st':>10} {'PoT ms/st':>10} {'CPU ovh':>8} {'wall ovh':>9} "
-          f"{'wall IQR':>16} {'median 95% CI':>16} {'interleaved (95% CI)':>25} {'PoT us/st':>10} "
+          f"{'wall IQR':>16} {'median 95% CI':>16} {'interleaved (95% CI)':>25} "
+          f"{'drained (95% CI)':>25} {'PoT us/st':>10} "
           f"{'proof/model':>12} {'1st-run faults/st':>18} {'copy: new mem':>14} {'copy: 1 block':>14}")
     for c in results["cases"]:
         q1, q3 = c["overhead_wall_quartiles"]
         low, high = c["overhead_wall_ci95"]
-        i_low, i_high = c["overhead_wall_interleaved_ci95"]
-        interleaved = f"{c['overhead_wall_interleaved']:.1%} ({i_low:.1%}..{i_high:.1%})"
         print(f"{c['case']:<12} {c['steps']:>6} {c['checkpoint_every']:>5} {c['bare_cpu_ms_per_step']:>10.2f} "
               f"{c['recorded_cpu_ms_per_step']:>10.2f} {c['overhead_cpu']:>7.1%} {c['overhead_wall']:>8.1%} "
-              f"{q1:>7.1%}..{q3:<7.1%} {low:>7.1%}..{high:<7.1%} {interleaved:>25} "
+              f"{q1:>7.1%}..{q3:<7.1%} {low:>7.1%}..{high:<7.1%} {_with_interval(c, 'interleaved'):>25} "
+              f"{_with_interval(c, 'interleaved_drained'):>25} "
               f"{c['recorder_wall_us_per_step']:>10.0f} {c['proof_to_model']:>11.1f}x "
               f"{c['recorded_first_run_faults_per_step']:>18.1f} {c['copy_fresh_overhead_wall']:>13.1%} "
               f"{c['copy_same_overhead_wall']:>13.1%}")
+
+
+def _with_interval(case: dict, kind: str) -> str:
+    low, high = case[f"overhead_wall_{kind}_ci95"]
+    return f"{case[f'overhead_wall_{kind}']:.1%} ({low:.1%}..{high:.1%})"
 
 
 if __name__ == "__main__":
@@ -337,7 +370,8 @@ if __name__ == "__main__":
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--probe-repeats", type=int, default=2, help="alternating runs of the state-copy probe")
     parser.add_argument("--interleaved", type=int, default=2,
-                        help="recorded runs with a bare block of k steps after every k recorded steps")
+                        help="recorded runs with a bare block of k steps after every k recorded steps, "
+                             "of each kind (plain, and waiting for the recorder's threads before each bare block)")
     args = parser.parse_args()
     _print_table(run(args.steps, args.k, args.repeats, profile=args.profile, out_dir=args.out_dir,
                      probe_repeats=args.probe_repeats, interleaved=args.interleaved))

@@ -27,7 +27,7 @@ the record; a resumed run's proof equals an uninterrupted one's plus the resume 
 import hashlib
 import json
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from pydantic import BaseModel, Field
 
@@ -195,6 +195,14 @@ class Recorder:
         hashing = [(first, future) for first, future, _ in self._state_pending]
         self._journaled = len(self._steps)
         self._pending.append((checkpoint.step, self._pool.submit(self._write, checkpoint, journal, records, hashing)))
+
+    def wait_idle(self) -> None:
+        """Wait until the background threads have done everything handed to them so far.
+
+        States not handed over yet (a batch still filling) stay with the loop, and nothing is
+        settled: a failure still surfaces at the next checkpoint or at :meth:`close`.
+        """
+        wait([future for _, future, _ in self._state_pending] + [future for _, future in self._pending])
 
     def close(self) -> RecordedProof:
         """Wait for pending checkpoint writes, stop telemetry and return the record."""

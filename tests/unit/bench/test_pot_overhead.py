@@ -29,8 +29,9 @@ def test_a_small_run_writes_consistent_results(tmp_path):
     q1, q3 = case["overhead_wall_quartiles"]
     assert low <= case["overhead_wall"] <= high and q1 <= case["overhead_wall"] <= q3
     assert case["interleaved_blocks"] == 2 * (40 // 10)  # two runs (the default) of four blocks of k steps
-    low, high = case["overhead_wall_interleaved_ci95"]
-    assert low <= case["overhead_wall_interleaved"] <= high
+    for kind in ("interleaved", "interleaved_drained"):
+        low, high = case[f"overhead_wall_{kind}_ci95"]
+        assert low <= case[f"overhead_wall_{kind}"] <= high
     assert case["recorder_cpu_us_per_step"] > 0  # the recorder's hashing, spooling and storing cost CPU time
     assert case["proof_bytes"] > case["model_bytes"] > 0  # 5 checkpoints, journals and the bundle
 
@@ -54,14 +55,21 @@ def test_the_copy_probe_copies_the_state_into_new_memory_or_one_block():
     assert torch.equal(fresh.kept[-1].view(torch.float32), state) and torch.equal(same.block.view(torch.float32), state)
 
 
-def test_interleaved_bare_blocks_run_every_step_once_and_leave_the_recorded_training_alone():
+@pytest.mark.parametrize("drained", [False, True])
+def test_interleaved_bare_blocks_run_every_step_once_and_leave_the_recorded_training_alone(drained):
     X, y, shape = pot_overhead.table_to_arrays(pot_overhead.load_dataset("digits", split="all"))
     spec = TrainSpec(model="mlp", input_shape=shape, num_classes=10, optimizer="sgd", lr=0.05, batch_size=32,
                      epochs=1, seed=3, checkpoint_every=7)
-    hooks = pot_overhead._Interleaved(pot_overhead._BareLoop(spec, X, y), block=7)
-    interleaved = _recorded_training(spec, X, y, hooks)
+    made = []
+
+    def interleaved_hooks(recorder):
+        made.append(pot_overhead._Interleaved(pot_overhead._BareLoop(spec, X, y), block=7,
+                                              drain=recorder.wait_idle if drained else None))
+        return made[-1]
+
+    interleaved = _recorded_training(spec, X, y, interleaved_hooks)
     alone = _recorded_training(spec, X, y, None)
-    blocks = interleaved.steps // 7
+    hooks, blocks = made[0], interleaved.steps // 7
     assert len(hooks.recorded) == len(hooks.bare_times) == blocks and hooks.bare.done == 7 * blocks
     assert hooks.bare.done == len(hooks.bare.batches) == interleaved.steps  # 56 steps: eight whole blocks
     assert all(t > 0 for t in hooks.recorded + hooks.bare_times)
@@ -70,7 +78,7 @@ def test_interleaved_bare_blocks_run_every_step_once_and_leave_the_recorded_trai
 
 def _recorded_training(spec, X, y, hooks):
     recorder = Recorder(put=_discard)
-    result = train(spec, X, y, recorder=recorder, hooks=hooks)
+    result = train(spec, X, y, recorder=recorder, hooks=hooks(recorder) if hooks is not None else None)
     recorder.close()
     recorder.spool.close()
     return result

@@ -2,6 +2,7 @@
 
 import hashlib
 import threading
+import time
 
 import pytest
 import torch
@@ -168,6 +169,44 @@ def test_states_waiting_for_the_state_thread_stay_within_the_byte_budget(data, m
     # every state spooled, none lost or reordered
     assert [s.model_dump(exclude={"seconds"}) for s in held.close().steps] == \
         [s.model_dump(exclude={"seconds"}) for s in expected.steps]
+
+
+class SlowSpool(StateSpool):
+    def add_all(self, states):
+        time.sleep(0.05)
+        return super().add_all(states)
+
+
+class SlowStore(Store):
+    def put(self, name, data):
+        time.sleep(0.05)
+        return super().put(name, data)
+
+
+class WaitIdleAt(TrainHooks):
+    """At one step, waits for the recorder's threads and notes what they have stored by then."""
+
+    def __init__(self, recorder, spool, store, step):
+        self.recorder, self.spool, self.store, self.step = recorder, spool, store, step
+        self.spooled: list[int] = []
+        self.stored: set[str] = set()
+
+    def on_update(self, step, model, optimizer):
+        if step == self.step:
+            self.recorder.wait_idle()
+            self.spooled = [s for s in range(1, step + 1) if s in self.spool]
+            self.stored = set(self.store.objects)
+
+
+def test_wait_idle_returns_when_everything_handed_over_is_spooled_and_stored(data):
+    spool, store = SlowSpool(), SlowStore()
+    recorder = Recorder(put=store.put, spool=spool)
+    hooks = WaitIdleAt(recorder, spool, store, step=40)
+    train(SPEC, *data, recorder=recorder, hooks=hooks)
+    recorder.close()
+    # at step 40 the states up to the checkpoint at 36 were handed over, 37-40 not yet
+    assert hooks.spooled == list(range(1, 37))
+    assert {"checkpoint-00000036", "journal-00000036"} <= hooks.stored
 
 
 def test_resume_in_process_equals_uninterrupted(data):
