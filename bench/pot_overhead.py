@@ -26,13 +26,12 @@ the bare loop for k steps after every k steps of a recorded run, in the same pro
 and takes the median over blocks of recorded / bare, with its 95% bootstrap interval: each pair of
 blocks runs within seconds, so the drift cancels. It measures the steady state, each recorded
 block holding one checkpoint; the run's start and close are left out (the paired runs count them).
-The recorder's threads may still be hashing and storing the block's states and checkpoint while
-the bare block after it runs, on a core a worker's loop would leave them too, yet in a worker that
-work shares the machine with training: as many runs again therefore wait, at the end of each
-recorded block, until the recorder's threads have done all they were handed
-(``Recorder.wait_idle``) and count that wait in the block. That drained figure bounds the
-overhead from above (the wait also forgoes the overlap a worker has); the plain one is its lower
-end.
+The recorder's threads may still be hashing and storing a block's states and checkpoint while the
+bare block after it runs. A worker's loop leaves them a core too, but that work is real: as many
+runs again therefore wait, at the end of each recorded block, until the recorder's threads have
+done all they were handed (``Recorder.wait_idle``), and count that wait in the block. In
+expectation the drained figure is the upper end of the steady-state overhead (the wait also
+forgoes the overlap a worker has) and the plain one the lower end.
 
 A probe then separates the cost of the recorder's per-step state copy from the copy itself: the
 bare loop again, copying the weights and optimizer state after every step either into new memory
