@@ -250,9 +250,9 @@ def _interleaved(spec: TrainSpec, X: np.ndarray, y: np.ndarray, runs: int, block
     when the recorder's threads are idle).
     """
     ratios: dict[str, list[float]] = {"interleaved": [], "interleaved_drained": []}
-    for i in range(2 * runs):
-        drained = i % 2 == 1
-        ratios["interleaved_drained" if drained else "interleaved"] += _block_ratios(spec, X, y, block, drained)
+    for _ in range(runs):
+        for kind, values in ratios.items():
+            values += _block_ratios(spec, X, y, block, drained=kind == "interleaved_drained")
     results = {"interleaved_runs": runs, "interleaved_block": block, "interleaved_blocks": len(ratios["interleaved"])}
     for kind, values in ratios.items():
         low, high = _median_interval(values)
