@@ -5,7 +5,8 @@ Used by the embedded default (an in-process EVM, rebuilt in every process) and b
 """
 
 from contracts.chain import Chain
-from contracts.client import Bahen, ChainParams
+from contracts.client import Bahen
+from contracts.economics import chain_params
 from privacy.identity import Keystore
 
 from bahen.parties import CLIENT, OPERATOR, WASP, validator_name, worker_name
@@ -16,13 +17,7 @@ WORKER_GFLOPS = 1_000  # declared compute of a devnet worker
 FUNDING_WEI = 100 * 10**18
 CLIENT_FUNDING_WEI = 1_000 * 10**18
 
-PARAMS = ChainParams(
-    stake_wei_per_gflop=10**15,  # 1 ETH of stake for a 1 TFLOP/s worker
-    min_validator_stake=10**18,
-    unbonding_delay=7 * 24 * 3600,
-    slash_bps=5_000,  # a rejected worker loses half its stake…
-    treasury_bps=2_000,  # …of which a fifth goes to the treasury, the rest to the client
-)
+PARAMS = chain_params("devnet")
 
 
 def bootstrap(chain: Chain, keystore: Keystore, *, workers: int = WORKERS, validators: int = VALIDATORS) -> Bahen:

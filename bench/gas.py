@@ -4,7 +4,8 @@ Gas is deterministic, so one run suffices; the baseline measured in the same run
 transfer (21,000 gas), and every figure is also given as a multiple of it. The lifecycle opens an
 order with ``tasks`` tasks and ``validators`` validators, commits every proof, has every validator
 submit a verification report per task and one performance report, accepts all tasks but the last
-(which is rejected and slashed), settles, and lets every payee withdraw.
+(which is rejected and slashed), waits out the dispute window, settles, and lets every payee
+withdraw. A dispute (open, draw the resolvers, two votes that close it) is measured on its own.
 """
 
 from __future__ import annotations
@@ -21,11 +22,15 @@ from eth_utils import keccak
 
 from contracts.chain import Chain
 from contracts.client import Bahen
-from contracts.models import ChainParams
+from contracts.economics import chain_params
 
 RESULTS = Path(__file__).with_name("results") / "gas.json"
 ETHER = 10**18
-PARAMS = ChainParams(stake_wei_per_gflop=10**12, min_validator_stake=10**16, unbonding_delay=60)
+PARAMS = chain_params().model_copy(
+    update={"stake_wei_per_gflop": 10**14, "min_validator_stake": 10**16, "unbonding_delay": 3_600,
+            "dispute_window": 60, "resolution_period": 60}
+)
+RESOLVERS = 3
 GFLOPS = 1_000
 
 
@@ -73,7 +78,7 @@ class _Recorder:
 def _lifecycle(chain: Chain, rec: _Recorder, tasks: int, validators: int) -> None:
     deployer, wasp, treasury, client = (_account(n) for n in ("deployer", "wasp", "treasury", "client"))
     workers = [_account(f"worker {i}") for i in range(tasks)]
-    checkers = [_account(f"validator {i}") for i in range(validators)]
+    checkers = [_account(f"validator {i}") for i in range(validators + RESOLVERS)]
     for acct in [deployer, wasp, treasury, client, *workers, *checkers]:
         chain.fund(acct.address, 10 * ETHER)
     b = rec(
@@ -105,6 +110,7 @@ def _lifecycle(chain: Chain, rec: _Recorder, tasks: int, validators: int) -> Non
             stake=PARAMS.min_validator_stake,
             lifecycle=False,
         )
+    resolvers, checkers = checkers[validators:], checkers[:validators]
     oid = keccak(text="gas bench order")
     rec(
         "open_order",
@@ -152,10 +158,30 @@ def _lifecycle(chain: Chain, rec: _Recorder, tasks: int, validators: int) -> Non
             accepted=accepted,
             reasons_digest=keccak(text="reasons"),
         )
+    chain.increase_time(PARAMS.dispute_window + 1)
     rec(f"settle ({tasks} tasks, {validators} validators)", b.settle, client, order_id=oid)
     for acct in [client, treasury, *workers[:-1], *checkers]:
         rec("withdraw", b.withdraw, acct)
     _side_calls(chain, rec, b, client, workers[0])
+    _dispute(chain, rec, b, client, wasp, workers[0], checkers[0], resolvers)
+
+
+def _dispute(chain: Chain, rec: _Recorder, b: Bahen, client, wasp, worker, disputer, resolvers) -> None:
+    """A dispute of an accepted task, upheld by the first two resolvers' votes."""
+    oid = keccak(text="gas bench disputed order")
+    b.open_order(client, order_id=oid, spec_hash=keccak(text="spec"), escrow=ETHER, deadline=chain.now() + 3_600)
+    b.assign_task(client, order_id=oid, task=0, worker=worker.address, payment=ETHER // 8)
+    b.commit_proof(worker, order_id=oid, task=0, root=keccak(text="root"))
+    b.record_verdict(wasp, order_id=oid, task=0, accepted=True, reasons_digest=keccak(text="reasons"))
+    rec("open_dispute", b.open_dispute, disputer, order_id=oid, task=0, counter_digest=keccak(text="counter"),
+        bond=PARAMS.dispute_bond, lifecycle=False)
+    chain.mine(1)
+    drawn = rec(f"draw_resolvers ({len(resolvers)} of {len(resolvers)})", b.draw_resolvers, client, order_id=oid,
+                task=0, lifecycle=False)
+    by_address = {r.address: r for r in resolvers}
+    for name, address in zip(("vote_dispute", "vote_dispute (closes it)"), drawn):
+        rec(name, b.vote_dispute, by_address[address], order_id=oid, task=0, uphold=True,
+            report_digest=keccak(text=address), lifecycle=False)
 
 
 def _side_calls(chain: Chain, rec: _Recorder, b: Bahen, client, worker) -> None:

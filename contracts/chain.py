@@ -99,10 +99,11 @@ class Chain:
             self._devnet_rpc("anvil_mine", [blocks])
 
     def increase_time(self, seconds: int) -> None:
-        """Moves the clock forward and mines a block carrying the new time."""
+        """Moves the clock forward and mines a block carrying the new time (`seconds` after the latest)."""
         if self._tester is not None:
             with self._lock:
-                self._tester.time_travel(self.now() + seconds)
+                # eth-tester mines the travelled-to block one second before the time it is given.
+                self._tester.time_travel(self.now() + seconds + 1)
         else:
             self._devnet_rpc("evm_increaseTime", [seconds])
             self._devnet_rpc("evm_mine", [])

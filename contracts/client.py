@@ -15,9 +15,13 @@ from contracts.errors import ChainError, ChallengeNotReady
 from contracts.models import (
     Addresses,
     ChainParams,
+    CreditEvent,
+    DisputeView,
+    Ledger,
     MemberView,
     OrderView,
     Settlement,
+    SlashEvent,
     TaskView,
     ValidatorView,
 )
@@ -25,6 +29,10 @@ from contracts.models import (
 STATUSES = ("none", "open", "settled", "cancelled")
 VERDICTS = ("none", "accepted", "rejected")
 ROLES = ("none", "worker", "validator")
+DISPUTE_STATUSES = ("none", "drawing", "voting", "upheld", "dismissed", "expired")
+CREDITS = (
+    "task payment", "validator fee", "refund", "bounty", "treasury", "resolver fee", "bond returned", "bond forfeited"
+)
 REPORT_KINDS = {0: "verification", 1: "performance"}
 
 
@@ -53,7 +61,7 @@ class Bahen:
             deployer.address,
         ]
         staking = chain.deploy(deployer, registry.abi, registry.bytecode, registry_args, "deploy StakingRegistry")
-        market_args = [staking, _addr(wasp), _addr(treasury), params.slash_bps, params.treasury_bps, deployer.address]
+        market_args = [staking, _addr(wasp), _addr(treasury), params.market_tuple(), deployer.address]
         market_address = chain.deploy(deployer, market.abi, market.bytecode, market_args, "deploy BahenMarket")
         bahen = cls(chain, Addresses(chain_id=chain.chain_id, staking=staking, market=market_address))
         chain.transact(deployer, bahen.staking.functions.bindMarket(market_address), "bind_market")
@@ -74,13 +82,15 @@ class Bahen:
 
     def params(self) -> ChainParams:
         """The economic parameters the contracts were deployed with."""
-        s, m = self.staking.functions, self.market.functions
+        s = self.staking.functions
+        market = self.chain.call(self.market.functions.params(), "params")
+        names = ("slash_bps", "bounty_bps", "stake_coverage_bps", "resolver_count", "dispute_window",
+                 "resolution_period", "dispute_bond", "resolver_fee")
         return ChainParams(
             stake_wei_per_gflop=self.chain.call(s.stakeWeiPerGflop(), "stakeWeiPerGflop"),
             min_validator_stake=self.chain.call(s.minValidatorStake(), "minValidatorStake"),
             unbonding_delay=self.chain.call(s.unbondingDelay(), "unbondingDelay"),
-            slash_bps=self.chain.call(m.slashBps(), "slashBps"),
-            treasury_bps=self.chain.call(m.treasuryBps(), "treasuryBps"),
+            **dict(zip(names, market)),
         )
 
     # staking
@@ -191,7 +201,7 @@ class Bahen:
             escrow=o[7],
             allocated=o[8],
             tasks=tasks,
-            validators=[ValidatorView(validator=v[0], reported=v[1], fee=v[2]) for v in slots],
+            validators=[ValidatorView(validator=v[0], reported=v[1], overturned=v[2], fee=v[3]) for v in slots],
         )
 
     def _task_view(self, oid: bytes, task: int) -> TaskView:
@@ -201,9 +211,11 @@ class Bahen:
             worker=t[0],
             verdict=VERDICTS[t[1]],
             commit_block=t[2],
-            payment=t[3],
-            root=_hex(t[4]),
-            reasons_digest=_hex(t[5]),
+            verdict_at=t[3],
+            payment=t[4],
+            root=_hex(t[5]),
+            reasons_digest=_hex(t[6]),
+            prover=t[7],
         )
 
     # proofs, reports, verdicts
@@ -261,6 +273,46 @@ class Bahen:
         role = self.chain.call(self.market.functions.WASP_ROLE(), "is_wasp")
         return self.chain.call(self.market.functions.hasRole(role, _addr(address)), "is_wasp")
 
+    # disputes
+
+    def open_dispute(self, acct: LocalAccount, *, order_id: bytes, task: int, counter_digest: bytes, bond: int) -> str:
+        """Disputes a task's verdict within its window, locking `bond` wei (exactly the dispute bond)."""
+        fn = self.market.functions.openDispute(_b32("order_id", order_id), task, _b32("counter_digest", counter_digest))
+        return self._send(acct, fn, "open_dispute", value=bond)
+
+    def draw_resolvers(self, acct: LocalAccount, *, order_id: bytes, task: int) -> list[str]:
+        """Draws the dispute's resolvers (any sender); on a devnet, mines the seed block first if needed.
+
+        Returns the drawn validators; empty when the seed block had aged out and the draw re-anchored.
+        """
+        oid = _b32("order_id", order_id)
+        # The seed block must exist before the call is simulated against the latest block.
+        missing = self.dispute(oid, task).anchor_block + 2 - self.chain.block_number()
+        if missing > 0:
+            self.chain.mine(missing)
+        receipt = self.chain.transact(acct, self.market.functions.drawResolvers(oid, task), "draw_resolvers")
+        drawn = self.market.events.ResolversDrawn().process_receipt(receipt, errors=DISCARD)
+        return list(drawn[0]["args"]["resolvers"]) if drawn else []
+
+    def vote_dispute(self, acct: LocalAccount, *, order_id: bytes, task: int, uphold: bool, report_digest: bytes) -> str:
+        """A drawn resolver's vote: `uphold` when its re-verification contradicts the verdict."""
+        fn = self.market.functions.voteDispute(
+            _b32("order_id", order_id), task, uphold, _b32("report_digest", report_digest)
+        )
+        return self._send(acct, fn, "vote_dispute")
+
+    def expire_dispute(self, acct: LocalAccount, *, order_id: bytes, task: int) -> str:
+        """Closes a dispute whose resolvers reached no majority in time (any sender)."""
+        return self._send(acct, self.market.functions.expireDispute(_b32("order_id", order_id), task), "expire_dispute")
+
+    def dispute(self, order_id: bytes, task: int) -> DisputeView:
+        """The dispute of a task's verdict (status "none" when there is none)."""
+        d = self.chain.call(self.market.functions.getDispute(_b32("order_id", order_id), task), "dispute")
+        return DisputeView(
+            disputer=d[0], status=DISPUTE_STATUSES[d[1]], claim_accepted=d[2], votes_uphold=d[3], votes_dismiss=d[4],
+            anchor_block=d[5], resolve_by=d[6], bond=d[7], counter_digest=_hex(d[8]), resolvers=list(d[9]),
+        )
+
     # money
 
     def settle(self, acct: LocalAccount, *, order_id: bytes) -> Settlement:
@@ -278,28 +330,47 @@ class Bahen:
         """Wei credited to `address` and not yet withdrawn."""
         return self.chain.call(self.market.functions.pending(_addr(address)), "pending")
 
+    def ledger(self, order_id: bytes, *, from_block: int = 0) -> Ledger:
+        """Every credit and slash of an order, from its events (disputes and settlement alike)."""
+        oid = _b32("order_id", order_id)
+        events = self.market.events
+        credited = events.Credited().get_logs(from_block=from_block, argument_filters={"orderId": oid})
+        slashed = events.Slashed().get_logs(from_block=from_block, argument_filters={"orderId": oid})
+        return Ledger(order_id=_hex(oid), credits=[_credit(e) for e in credited], slashes=[_slash(e) for e in slashed])
+
     def _settlement(self, oid: bytes, receipt: TxReceipt) -> Settlement:
         events = self.market.events
+        credits = [_credit(e) for e in events.Credited().process_receipt(receipt, errors=DISCARD)]
         payouts: dict[str, int] = {}
-        for e in events.Paid().process_receipt(receipt, errors=DISCARD):
-            payouts[e["args"]["account"]] = payouts.get(e["args"]["account"], 0) + e["args"]["amount"]
+        for c in credits:
+            if c.kind in ("task payment", "validator fee"):
+                payouts[c.account] = payouts.get(c.account, 0) + c.amount
         slashed: dict[str, int] = {}
         for e in events.Slashed().process_receipt(receipt, errors=DISCARD):
-            slashed[e["args"]["worker"]] = slashed.get(e["args"]["worker"], 0) + e["args"]["amount"]
+            slashed[e["args"]["member"]] = slashed.get(e["args"]["member"], 0) + e["args"]["amount"]
         (done,) = events.OrderSettled().process_receipt(receipt, errors=DISCARD)
         return Settlement(
             order_id=_hex(oid),
             payouts=payouts,
             slashed=slashed,
             refund=done["args"]["refund"],
-            slash_to_client=done["args"]["slashToClient"],
-            slash_to_treasury=done["args"]["slashToTreasury"],
+            credits=credits,
             tx_hash=_hex(receipt["transactionHash"]),
             gas_used=receipt["gasUsed"],
         )
 
     def _send(self, acct: LocalAccount, fn, action: str, *, value: int = 0) -> str:
         return _hex(self.chain.transact(acct, fn, action, value=value)["transactionHash"])
+
+
+def _credit(event) -> CreditEvent:
+    args = event["args"]
+    return CreditEvent(account=args["account"], amount=args["amount"], kind=CREDITS[args["kind"]])
+
+
+def _slash(event) -> SlashEvent:
+    args = event["args"]
+    return SlashEvent(member=args["member"], amount=args["amount"], bounty=args["bounty"], to_treasury=args["toTreasury"])
 
 
 def _b32(name: str, value: bytes) -> bytes:

@@ -11,14 +11,42 @@ VerdictName = Literal["none", "accepted", "rejected"]
 RoleName = Literal["none", "worker", "validator"]
 
 
-class ChainParams(BaseModel):
-    """Economic parameters fixed at deployment."""
+DisputeStatus = Literal["none", "drawing", "voting", "upheld", "dismissed", "expired"]
+CreditKind = Literal[
+    "task payment", "validator fee", "refund", "bounty", "treasury", "resolver fee", "bond returned", "bond forfeited"
+]
 
-    stake_wei_per_gflop: int = Field(10**13, ge=0, description="stake a worker holds per declared GFLOP/s")
-    min_validator_stake: int = Field(10**17, ge=0, description="least stake of a validator, in wei")
-    unbonding_delay: int = Field(7 * 24 * 3600, ge=0, description="seconds between unbond request and withdrawal")
-    slash_bps: int = Field(5_000, ge=0, le=10_000, description="share of a rejected worker's stake slashed")
-    treasury_bps: int = Field(2_000, ge=0, le=10_000, description="share of slashed stake sent to the treasury")
+
+class ChainParams(BaseModel):
+    """Economic parameters fixed at deployment (`contracts.economics.chain_params` reads them, with
+    where each number comes from, from contracts/economics.yaml)."""
+
+    stake_wei_per_gflop: int = Field(ge=0, description="stake a worker holds per declared GFLOP/s")
+    min_validator_stake: int = Field(ge=0, description="least stake of a validator, in wei")
+    unbonding_delay: int = Field(
+        ge=0, description="seconds between unbond request and withdrawal; longer than a dispute can take"
+    )
+    slash_bps: int = Field(ge=0, le=10_000, description="share of a faulty member's stake slashed")
+    bounty_bps: int = Field(
+        ge=0, le=10_000, description="share of a slash credited to whoever proved the fault; the rest to the treasury"
+    )
+    stake_coverage_bps: int = Field(
+        ge=0, lt=2**32, description="least worker stake per wei of one task's payment, in basis points"
+    )
+    dispute_window: int = Field(ge=0, lt=2**64, description="seconds after a verdict during which it may be disputed")
+    resolution_period: int = Field(ge=0, lt=2**64, description="seconds the drawn resolvers have to vote")
+    resolver_count: int = Field(ge=1, le=15, description="validators drawn to re-verify a disputed task")
+    dispute_bond: int = Field(ge=0, description="wei a disputer locks")
+    resolver_fee: int = Field(
+        ge=0, description="wei each resolver voting with the majority earns from the losing side's bond"
+    )
+
+    def market_tuple(self) -> tuple:
+        """The market constructor's Params struct, in field order."""
+        return (
+            self.slash_bps, self.bounty_bps, self.stake_coverage_bps, self.resolver_count, self.dispute_window,
+            self.resolution_period, self.dispute_bond, self.resolver_fee,
+        )
 
 
 class Addresses(BaseModel):
@@ -38,13 +66,48 @@ class TaskView(BaseModel):
     commit_block: int = Field(description="block of the proof commitment; 0 before it")
     root: str = Field(description="committed Merkle root, 0x-hex")
     verdict: VerdictName
+    verdict_at: int = Field(description="timestamp of the verdict (0 before it); final a dispute window later")
     reasons_digest: str
+    prover: str = Field(description="a disputer whose dispute was upheld (zero address if none)")
 
 
 class ValidatorView(BaseModel):
     validator: str
     fee: int
     reported: bool
+    overturned: bool = Field(description="signed a verification that a dispute overturned: no fee")
+
+
+class DisputeView(BaseModel):
+    """A dispute of one task's verdict."""
+
+    disputer: str
+    status: DisputeStatus
+    claim_accepted: bool = Field(description="the verdict the disputer says is right")
+    votes_uphold: int
+    votes_dismiss: int
+    anchor_block: int
+    resolve_by: int
+    bond: int
+    counter_digest: str
+    resolvers: list[str]
+
+
+class CreditEvent(BaseModel):
+    """One credit of an order (a `Credited` event)."""
+
+    account: str
+    amount: int
+    kind: CreditKind
+
+
+class SlashEvent(BaseModel):
+    """One slash of an order (a `Slashed` event): the debit of a member's stake and where it went."""
+
+    member: str
+    amount: int
+    bounty: int
+    to_treasury: int
 
 
 class OrderView(BaseModel):
@@ -84,7 +147,17 @@ class Settlement(BaseModel):
     payouts: dict[str, int] = Field(description="accepted workers and reporting validators: wei credited")
     slashed: dict[str, int] = Field(description="rejected workers: wei of stake slashed")
     refund: int = Field(description="unspent escrow credited back to the client")
-    slash_to_client: int
-    slash_to_treasury: int
+    credits: list[CreditEvent] = Field(description="every credit the settlement made, bounties and treasury included")
     tx_hash: str
     gas_used: int
+
+
+class Ledger(BaseModel):
+    """Every credit and debit of an order over its life, from the chain's events."""
+
+    order_id: str
+    credits: list[CreditEvent]
+    slashes: list[SlashEvent]
+
+    def total(self, kind: str) -> int:
+        return sum(c.amount for c in self.credits if c.kind == kind)

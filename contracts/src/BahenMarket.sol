@@ -9,15 +9,20 @@ import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/Messa
 import {StakingRegistry} from "./StakingRegistry.sol";
 
 /// @title BahenMarket
-/// @notice Order book with escrow, proof registry and settlement. A client escrows its payment,
-/// assigns tasks to staked workers and fees to staked validators; workers commit proof roots,
-/// validators' signed report digests are recorded, the Wasp role records verdicts, and settlement
-/// credits pull payments: accepted work and reporting validators are paid, rejected workers are
-/// slashed to the client and the treasury, and the rest of the escrow returns to the client.
+/// @notice Order book with escrow, proof registry, disputes and settlement. A client escrows its
+/// payment, assigns tasks to staked workers and fees to staked validators; workers commit proof
+/// roots, validators' signed report digests are recorded, the Wasp role records work verdicts.
+/// A verdict becomes final once its dispute window has passed: within it, a staked member may
+/// dispute it with a bond, and validators drawn on chain re-verify and vote. Settlement credits
+/// pull payments: accepted work and reporting validators are paid, rejected workers are slashed
+/// (a bounty to whoever proved the fraud, the rest to the treasury; never to the client), and the
+/// rest of the escrow returns to the client.
 contract BahenMarket is AccessControl, ReentrancyGuard {
     bytes32 public constant WASP_ROLE = keccak256("WASP_ROLE");
     uint256 public constant MAX_TASKS = 64;
     uint256 public constant MAX_VALIDATORS = 32;
+    uint256 public constant MAX_RESOLVERS = 15;
+    uint8 private constant VERIFICATION = 0;
 
     enum Status {
         None,
@@ -30,6 +35,38 @@ contract BahenMarket is AccessControl, ReentrancyGuard {
         None,
         Accepted,
         Rejected
+    }
+
+    enum DisputeStatus {
+        None,
+        Drawing,
+        Voting,
+        Upheld,
+        Dismissed,
+        Expired
+    }
+
+    /// @dev Why an account was credited; every credit of an order is one `Credited` event.
+    enum Credit {
+        TaskPayment,
+        ValidatorFee,
+        Refund,
+        Bounty,
+        Treasury,
+        ResolverFee,
+        BondReturned,
+        BondForfeited
+    }
+
+    struct Params {
+        uint16 slashBps; // share of a faulty member's stake slashed
+        uint16 bountyBps; // share of a slash credited to whoever proved the fault
+        uint32 stakeCoverageBps; // least stake of a worker per wei of one task's payment, in bps
+        uint8 resolverCount; // validators drawn to resolve a dispute
+        uint64 disputeWindow; // seconds after a verdict during which it may be disputed
+        uint64 resolutionPeriod; // seconds the drawn resolvers have to vote
+        uint256 disputeBond; // wei a disputer locks
+        uint256 resolverFee; // wei from the losing side's bond for each resolver voting with the majority
     }
 
     struct Order {
@@ -48,21 +85,36 @@ contract BahenMarket is AccessControl, ReentrancyGuard {
         address worker;
         Verdict verdict;
         uint64 commitBlock;
+        uint64 verdictAt;
         uint256 payment;
         bytes32 root;
         bytes32 reasonsDigest;
+        address prover; // a disputer whose dispute was upheld: the bounty of this task's slash is its
     }
 
     struct ValidatorSlot {
         address validator;
         bool reported;
+        bool overturned; // signed a verification that a dispute overturned: forfeits its fee
         uint256 fee;
+    }
+
+    struct Dispute {
+        address disputer;
+        DisputeStatus status;
+        bool claimAccepted; // the verdict the disputer says is right
+        uint8 votesUphold;
+        uint8 votesDismiss;
+        uint64 anchorBlock; // resolvers derive from the hash of the block after it
+        uint64 resolveBy;
+        uint256 bond;
+        bytes32 counterDigest;
+        address[] resolvers;
     }
 
     StakingRegistry public immutable staking;
     address public immutable treasury;
-    uint16 public immutable slashBps;
-    uint16 public immutable treasuryBps;
+    Params private _params;
 
     mapping(bytes32 => Order) private _orders;
     mapping(bytes32 => mapping(uint256 => Task)) private _tasks;
@@ -71,7 +123,10 @@ contract BahenMarket is AccessControl, ReentrancyGuard {
     mapping(bytes32 => mapping(uint256 => mapping(uint8 => mapping(address => bytes32)))) private _reports;
     // A signature covers only the digest, so the same signed digest must not count twice anywhere.
     mapping(address => mapping(bytes32 => bool)) private _digestUsed;
+    mapping(bytes32 => mapping(uint256 => Dispute)) private _disputes;
+    mapping(bytes32 => mapping(uint256 => mapping(address => uint8))) private _votes; // 1 uphold, 2 dismiss
     mapping(address => uint256) public pending;
+    uint256 public bonded; // dispute bonds held, not yet credited
 
     event OrderOpened(bytes32 indexed orderId, address indexed client, bytes32 specHash, uint256 escrow, uint64 deadline);
     event TaskAssigned(bytes32 indexed orderId, uint256 indexed task, address indexed worker, uint256 payment);
@@ -81,13 +136,22 @@ contract BahenMarket is AccessControl, ReentrancyGuard {
         bytes32 indexed orderId, uint256 indexed task, address indexed validator, uint8 kind, bytes32 digest
     );
     event VerdictRecorded(bytes32 indexed orderId, uint256 indexed task, bool accepted, bytes32 reasonsDigest);
-    event Paid(bytes32 indexed orderId, address indexed account, uint256 amount);
-    event Slashed(bytes32 indexed orderId, address indexed worker, uint256 amount, uint256 toClient, uint256 toTreasury);
-    event OrderSettled(bytes32 indexed orderId, uint256 refund, uint256 slashToClient, uint256 slashToTreasury);
+    event DisputeOpened(
+        bytes32 indexed orderId, uint256 indexed task, address indexed disputer, bool claimAccepted, uint256 bond,
+        bytes32 counterDigest
+    );
+    event ResolversDrawn(bytes32 indexed orderId, uint256 indexed task, address[] resolvers, uint64 resolveBy);
+    event DisputeVoted(
+        bytes32 indexed orderId, uint256 indexed task, address indexed resolver, bool uphold, bytes32 reportDigest
+    );
+    event DisputeClosed(bytes32 indexed orderId, uint256 indexed task, DisputeStatus outcome, bool verdictAccepted);
+    event Credited(bytes32 indexed orderId, address indexed account, uint256 amount, Credit kind);
+    event Slashed(bytes32 indexed orderId, address indexed member, uint256 amount, uint256 bounty, uint256 toTreasury);
+    event OrderSettled(bytes32 indexed orderId, uint256 refund);
     event OrderCancelled(bytes32 indexed orderId, uint256 refund);
     event Withdrawn(address indexed account, uint256 amount);
 
-    error InvalidBps(uint256 bps);
+    error InvalidParams(string reason);
     error OrderExists(bytes32 orderId);
     error UnknownOrder(bytes32 orderId);
     error OrderNotOpen(bytes32 orderId, Status status);
@@ -103,6 +167,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard {
     error TaskOutOfOrder(uint256 task, uint256 expected);
     error UnknownTask(uint256 task);
     error WorkerNotEligible(address worker);
+    error StakeBelowCoverage(address worker, uint256 stake, uint256 required);
     error ValidatorNotEligible(address validator);
     error ValidatorAlreadyAssigned(address validator);
     error NotTaskWorker(address caller, address worker);
@@ -115,25 +180,52 @@ contract BahenMarket is AccessControl, ReentrancyGuard {
     error ReportReplayed(address validator, bytes32 digest);
     error VerdictAlreadyRecorded(uint256 task);
     error VerdictsPending(uint256 missing);
+    error NoVerdict(uint256 task);
+    error DisputeWindowOpen(uint256 task, uint64 finalAt);
+    error DisputeWindowClosed(uint256 task, uint64 closedAt);
+    error AlreadyDisputed(uint256 task);
+    error DisputeActive(uint256 task);
+    error NotDisputing(uint256 task, DisputeStatus status);
+    error WrongBond(uint256 required, uint256 sent);
+    error NotStaked(address account);
+    error PartyToOrder(address account);
+    error DrawNotReady(uint64 anchorBlock);
+    error NoResolvers();
+    error NotResolver(address caller);
+    error AlreadyVoted(address resolver);
+    error VotingClosed(uint64 resolveBy, uint256 nowTime);
+    error VotingOpen(uint64 resolveBy, uint256 nowTime);
     error CannotCancel(bytes32 orderId);
     error NothingToWithdraw(address account);
     error UnexpectedSender(address sender);
 
-    constructor(StakingRegistry staking_, address wasp, address treasury_, uint16 slashBps_, uint16 treasuryBps_, address admin)
-    {
-        if (slashBps_ > 10_000) revert InvalidBps(slashBps_);
-        if (treasuryBps_ > 10_000) revert InvalidBps(treasuryBps_);
+    constructor(StakingRegistry staking_, address wasp, address treasury_, Params memory params_, address admin) {
+        if (params_.slashBps > 10_000 || params_.bountyBps > 10_000) revert InvalidParams("bps above 10000");
+        if (params_.resolverCount == 0 || params_.resolverCount > MAX_RESOLVERS) {
+            revert InvalidParams("resolverCount outside 1..15");
+        }
+        if (params_.resolverFee * params_.resolverCount > params_.disputeBond) {
+            revert InvalidParams("resolver fees exceed the dispute bond");
+        }
+        // Stake bound to an order cannot unbond before settlement; past it, a member must not be
+        // able to leave faster than a dispute about its work can run.
+        if (staking_.unbondingDelay() <= uint256(params_.disputeWindow) + params_.resolutionPeriod) {
+            revert InvalidParams("unbonding delay not longer than dispute window plus resolution period");
+        }
         staking = staking_;
         treasury = treasury_;
-        slashBps = slashBps_;
-        treasuryBps = treasuryBps_;
+        _params = params_;
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _grantRole(WASP_ROLE, wasp);
     }
 
-    /// @dev Slashed stake arrives from the registry during settlement; nothing else may pay in.
+    /// @dev Slashed stake arrives from the registry; nothing else may pay in.
     receive() external payable {
         if (msg.sender != address(staking)) revert UnexpectedSender(msg.sender);
+    }
+
+    function params() external view returns (Params memory) {
+        return _params;
     }
 
     /// @notice Opens an order whose escrow is the ether sent; it must cover the fee estimate.
@@ -158,9 +250,14 @@ contract BahenMarket is AccessControl, ReentrancyGuard {
         if (task != o.taskCount) revert TaskOutOfOrder(task, o.taskCount);
         if (task >= MAX_TASKS) revert TooManyTasks(MAX_TASKS);
         if (!staking.isEligibleWorker(worker)) revert WorkerNotEligible(worker);
+        // Cheating must cost more than it earns: at the weakest measured detection rate, the
+        // expected slash of this stake exceeds the share of the payment a cheat could keep.
+        uint256 required = (payment * _params.stakeCoverageBps + 9_999) / 10_000;
+        uint256 stake = staking.memberOf(worker).stake;
+        if (stake < required) revert StakeBelowCoverage(worker, stake, required);
         _reserve(o, payment);
         o.taskCount += 1;
-        _tasks[orderId][task] = Task(worker, Verdict.None, 0, payment, bytes32(0), bytes32(0));
+        _tasks[orderId][task] = Task(worker, Verdict.None, 0, 0, payment, bytes32(0), bytes32(0), address(0));
         staking.lock(worker);
         emit TaskAssigned(orderId, task, worker, payment);
     }
@@ -172,7 +269,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard {
         if (_validators[orderId].length >= MAX_VALIDATORS) revert TooManyValidators(MAX_VALIDATORS);
         if (!staking.isEligibleValidator(validator)) revert ValidatorNotEligible(validator);
         _reserve(o, fee);
-        _validators[orderId].push(ValidatorSlot(validator, false, fee));
+        _validators[orderId].push(ValidatorSlot(validator, false, false, fee));
         _validatorSlot[orderId][validator] = _validators[orderId].length;
         staking.lock(validator);
         emit ValidatorAssigned(orderId, validator, fee);
@@ -223,13 +320,15 @@ contract BahenMarket is AccessControl, ReentrancyGuard {
         if (t.verdict != Verdict.None) revert VerdictAlreadyRecorded(task);
         if (accepted && t.commitBlock == 0) revert NotCommitted(task);
         t.verdict = accepted ? Verdict.Accepted : Verdict.Rejected;
+        t.verdictAt = uint64(block.timestamp);
         t.reasonsDigest = reasonsDigest;
         o.verdicts += 1;
         emit VerdictRecorded(orderId, task, accepted, reasonsDigest);
     }
 
-    /// @notice Credits every party of an order once: when all tasks have verdicts, or after the
-    /// deadline (a task without a verdict is neither paid nor slashed). Callable by anyone.
+    /// @notice Credits every party of an order once: when every task's verdict is final (its dispute
+    /// window passed, no dispute open), or after the deadline, when a task without a verdict is
+    /// neither paid nor slashed. Callable by anyone.
     function settle(bytes32 orderId) external nonReentrant {
         Order storage o = _orders[orderId];
         if (o.status == Status.Settled) revert AlreadySettled(orderId);
@@ -237,13 +336,190 @@ contract BahenMarket is AccessControl, ReentrancyGuard {
         if (o.verdicts < o.taskCount && block.timestamp <= o.deadline) {
             revert VerdictsPending(o.taskCount - o.verdicts);
         }
+        for (uint256 i = 0; i < o.taskCount; i++) {
+            Task storage t = _tasks[orderId][i];
+            if (t.verdict == Verdict.None) continue;
+            DisputeStatus d = _disputes[orderId][i].status;
+            if (d == DisputeStatus.Drawing || d == DisputeStatus.Voting) revert DisputeActive(i);
+            uint64 finalAt = t.verdictAt + _params.disputeWindow;
+            if (d == DisputeStatus.None && block.timestamp <= finalAt) revert DisputeWindowOpen(i, finalAt);
+        }
         o.status = Status.Settled;
-        (uint256 paid, uint256 toClient, uint256 toTreasury) = _settleTasks(orderId, o);
+        uint256 paid = _settleTasks(orderId, o);
         paid += _settleValidators(orderId, false);
         uint256 refund = o.escrow - paid;
-        pending[o.client] += refund + toClient;
-        pending[treasury] += toTreasury;
-        emit OrderSettled(orderId, refund, toClient, toTreasury);
+        _credit(orderId, o.client, refund, Credit.Refund);
+        emit OrderSettled(orderId, refund);
+    }
+
+    /// @notice Disputes a task's verdict within its window, locking exactly `disputeBond`. Any
+    /// staked member may dispute except the order's client; `counterDigest` is the digest of the
+    /// disputer's signed counter-report (in the artifact store). One dispute per task.
+    function openDispute(bytes32 orderId, uint256 task, bytes32 counterDigest) external payable {
+        Order storage o = _openOrder(orderId);
+        Task storage t = _task(orderId, o, task);
+        if (t.verdict == Verdict.None) revert NoVerdict(task);
+        uint64 closesAt = t.verdictAt + _params.disputeWindow;
+        if (block.timestamp > closesAt) revert DisputeWindowClosed(task, closesAt);
+        Dispute storage d = _disputes[orderId][task];
+        if (d.status != DisputeStatus.None) revert AlreadyDisputed(task);
+        if (msg.value != _params.disputeBond) revert WrongBond(_params.disputeBond, msg.value);
+        if (msg.sender == o.client) revert PartyToOrder(msg.sender);
+        if (!staking.isEligibleWorker(msg.sender) && !staking.isEligibleValidator(msg.sender)) {
+            revert NotStaked(msg.sender);
+        }
+        d.disputer = msg.sender;
+        d.status = DisputeStatus.Drawing;
+        d.claimAccepted = t.verdict == Verdict.Rejected;
+        d.anchorBlock = uint64(block.number);
+        d.bond = msg.value;
+        d.counterDigest = counterDigest;
+        bonded += msg.value;
+        emit DisputeOpened(orderId, task, msg.sender, d.claimAccepted, msg.value, counterDigest);
+    }
+
+    /// @notice Draws the dispute's resolvers once the block after the dispute exists: a
+    /// stake-weighted sample, seeded by that block's hash, of eligible validators that are no party
+    /// to the order (not its client, worker, validators or the disputer). Callable by anyone; if
+    /// the seed block is older than 256 blocks the draw re-anchors to the current block.
+    function drawResolvers(bytes32 orderId, uint256 task) external {
+        Order storage o = _openOrder(orderId);
+        Dispute storage d = _disputes[orderId][task];
+        if (d.status != DisputeStatus.Drawing) revert NotDisputing(task, d.status);
+        if (block.number <= d.anchorBlock + 1) revert DrawNotReady(d.anchorBlock);
+        bytes32 hash = blockhash(d.anchorBlock + 1);
+        if (hash == bytes32(0)) {
+            d.anchorBlock = uint64(block.number);
+            return;
+        }
+        address[] memory candidates = staking.validators();
+        uint256[] memory weights = new uint256[](candidates.length);
+        uint256 total;
+        for (uint256 i = 0; i < candidates.length; i++) {
+            address c = candidates[i];
+            if (_partyTo(orderId, o, c) || c == d.disputer || !staking.isEligibleValidator(c)) continue;
+            weights[i] = staking.memberOf(c).stake;
+            total += weights[i];
+        }
+        uint256 seed = uint256(keccak256(abi.encode(hash, orderId, task)));
+        for (uint256 k = 0; k < _params.resolverCount && total != 0; k++) {
+            uint256 r = uint256(keccak256(abi.encode(seed, k))) % total;
+            uint256 i;
+            while (r >= weights[i]) r -= weights[i++];
+            d.resolvers.push(candidates[i]);
+            staking.lock(candidates[i]);
+            total -= weights[i];
+            weights[i] = 0;
+        }
+        if (d.resolvers.length == 0) revert NoResolvers();
+        d.status = DisputeStatus.Voting;
+        d.resolveBy = uint64(block.timestamp) + _params.resolutionPeriod;
+        emit ResolversDrawn(orderId, task, d.resolvers, d.resolveBy);
+    }
+
+    /// @notice A drawn resolver's vote after re-verifying the task: `uphold` when its
+    /// re-verification contradicts the verdict. A majority of the drawn resolvers closes the dispute.
+    function voteDispute(bytes32 orderId, uint256 task, bool uphold, bytes32 reportDigest) external nonReentrant {
+        _openOrder(orderId);
+        Dispute storage d = _disputes[orderId][task];
+        if (d.status != DisputeStatus.Voting) revert NotDisputing(task, d.status);
+        if (block.timestamp > d.resolveBy) revert VotingClosed(d.resolveBy, block.timestamp);
+        if (!_isResolver(d, msg.sender)) revert NotResolver(msg.sender);
+        if (_votes[orderId][task][msg.sender] != 0) revert AlreadyVoted(msg.sender);
+        _votes[orderId][task][msg.sender] = uphold ? 1 : 2;
+        if (uphold) d.votesUphold += 1;
+        else d.votesDismiss += 1;
+        emit DisputeVoted(orderId, task, msg.sender, uphold, reportDigest);
+        uint256 majority = d.resolvers.length / 2 + 1;
+        if (d.votesUphold >= majority) _closeDispute(orderId, task, DisputeStatus.Upheld);
+        else if (d.votesDismiss >= majority) _closeDispute(orderId, task, DisputeStatus.Dismissed);
+    }
+
+    /// @notice Closes a dispute whose resolvers reached no majority in time: the verdict stands,
+    /// voters are paid their fee from the bond and the rest returns to the disputer.
+    function expireDispute(bytes32 orderId, uint256 task) external nonReentrant {
+        _openOrder(orderId);
+        Dispute storage d = _disputes[orderId][task];
+        if (d.status != DisputeStatus.Voting) revert NotDisputing(task, d.status);
+        if (block.timestamp <= d.resolveBy) revert VotingOpen(d.resolveBy, block.timestamp);
+        _closeDispute(orderId, task, DisputeStatus.Expired);
+    }
+
+    function getDispute(bytes32 orderId, uint256 task) external view returns (Dispute memory) {
+        return _disputes[orderId][task];
+    }
+
+    function voteOf(bytes32 orderId, uint256 task, address resolver) external view returns (uint8) {
+        return _votes[orderId][task][resolver];
+    }
+
+    /// @dev Pays the resolvers from the bond, then moves the money the outcome says. Upheld: the
+    /// verdict flips, the rest of the bond returns to the disputer, who earns the bounty of the
+    /// slash it proved (the worker's at settlement, or now the validators' whose verification was
+    /// overturned). Dismissed: the rest of the bond goes to the side that was right (the accused
+    /// worker, or the treasury when the verdict was a rejection).
+    function _closeDispute(bytes32 orderId, uint256 task, DisputeStatus outcome) private {
+        Dispute storage d = _disputes[orderId][task];
+        Task storage t = _tasks[orderId][task];
+        d.status = outcome;
+        uint256 rest = d.bond;
+        bonded -= d.bond;
+        for (uint256 i = 0; i < d.resolvers.length; i++) {
+            address r = d.resolvers[i];
+            staking.unlock(r);
+            uint8 vote = _votes[orderId][task][r];
+            bool paid = outcome == DisputeStatus.Expired
+                ? vote != 0
+                : vote == (outcome == DisputeStatus.Upheld ? 1 : 2);
+            if (paid) {
+                _credit(orderId, r, _params.resolverFee, Credit.ResolverFee);
+                rest -= _params.resolverFee;
+            }
+        }
+        if (outcome == DisputeStatus.Dismissed) {
+            _credit(orderId, t.verdict == Verdict.Accepted ? t.worker : treasury, rest, Credit.BondForfeited);
+        } else {
+            _credit(orderId, d.disputer, rest, Credit.BondReturned);
+        }
+        if (outcome == DisputeStatus.Upheld) {
+            t.prover = d.disputer;
+            if (d.claimAccepted) {
+                t.verdict = Verdict.Accepted;
+                _slashOverturnedVerifiers(orderId, task, d.disputer);
+            } else {
+                t.verdict = Verdict.Rejected;
+            }
+        }
+        emit DisputeClosed(orderId, task, outcome, t.verdict == Verdict.Accepted);
+    }
+
+    /// @dev A rejection overturned by re-verification: every validator whose verification of the
+    /// task is on chain signed a result the resolvers could not reproduce.
+    function _slashOverturnedVerifiers(bytes32 orderId, uint256 task, address disputer) private {
+        ValidatorSlot[] storage slots = _validators[orderId];
+        address[] memory provers = new address[](1);
+        provers[0] = disputer;
+        for (uint256 j = 0; j < slots.length; j++) {
+            if (_reports[orderId][task][VERIFICATION][slots[j].validator] == bytes32(0)) continue;
+            slots[j].overturned = true;
+            _slash(orderId, slots[j].validator, provers);
+        }
+    }
+
+    function _isResolver(Dispute storage d, address account) private view returns (bool) {
+        for (uint256 i = 0; i < d.resolvers.length; i++) {
+            if (d.resolvers[i] == account) return true;
+        }
+        return false;
+    }
+
+    /// @dev Whether `account` is the order's client, one of its workers or one of its validators.
+    function _partyTo(bytes32 orderId, Order storage o, address account) private view returns (bool) {
+        if (account == o.client || _validatorSlot[orderId][account] != 0) return true;
+        for (uint256 i = 0; i < o.taskCount; i++) {
+            if (_tasks[orderId][i].worker == account) return true;
+        }
+        return false;
     }
 
     /// @notice The client takes its escrow back before any commitment, or after the deadline;
@@ -257,7 +533,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard {
             staking.unlock(_tasks[orderId][i].worker);
         }
         _settleValidators(orderId, true);
-        pending[o.client] += o.escrow;
+        _credit(orderId, o.client, o.escrow, Credit.Refund);
         emit OrderCancelled(orderId, o.escrow);
     }
 
@@ -286,38 +562,69 @@ contract BahenMarket is AccessControl, ReentrancyGuard {
         return _reports[orderId][task][kind][validator];
     }
 
-    function _settleTasks(bytes32 orderId, Order storage o)
-        private
-        returns (uint256 paid, uint256 toClient, uint256 toTreasury)
-    {
+    function _settleTasks(bytes32 orderId, Order storage o) private returns (uint256 paid) {
         for (uint256 i = 0; i < o.taskCount; i++) {
             Task storage t = _tasks[orderId][i];
             staking.unlock(t.worker);
             if (t.verdict == Verdict.Accepted) {
-                pending[t.worker] += t.payment;
+                _credit(orderId, t.worker, t.payment, Credit.TaskPayment);
                 paid += t.payment;
-                emit Paid(orderId, t.worker, t.payment);
             } else if (t.verdict == Verdict.Rejected) {
-                uint256 amount = staking.slash(t.worker, slashBps);
-                uint256 share = (amount * treasuryBps) / 10_000;
-                toTreasury += share;
-                toClient += amount - share;
-                emit Slashed(orderId, t.worker, amount, amount - share, share);
+                _slash(orderId, t.worker, _provers(orderId, i, t));
             }
         }
     }
 
-    /// @dev Unlocks validators' stake; unless cancelling, credits those that reported.
+    /// @dev Who proved task `task` fraudulent: an upheld disputer, else the validators whose
+    /// verification report of the task is on chain.
+    function _provers(bytes32 orderId, uint256 task, Task storage t) private view returns (address[] memory provers) {
+        if (t.prover != address(0)) {
+            provers = new address[](1);
+            provers[0] = t.prover;
+            return provers;
+        }
+        ValidatorSlot[] storage slots = _validators[orderId];
+        provers = new address[](slots.length);
+        uint256 n;
+        for (uint256 j = 0; j < slots.length; j++) {
+            if (_reports[orderId][task][VERIFICATION][slots[j].validator] != bytes32(0)) provers[n++] = slots[j].validator;
+        }
+        assembly {
+            mstore(provers, n)
+        }
+    }
+
+    /// @dev Slashes `member`: the bounty shared by `provers` (the treasury's when there are none),
+    /// the rest to the treasury. Never to the client, who must gain nothing from a rejection.
+    function _slash(bytes32 orderId, address member, address[] memory provers) private {
+        uint256 amount = staking.slash(member, _params.slashBps);
+        uint256 bounty = provers.length == 0 ? 0 : (amount * _params.bountyBps) / 10_000;
+        uint256 each = provers.length == 0 ? 0 : bounty / provers.length;
+        for (uint256 j = 0; j < provers.length; j++) {
+            _credit(orderId, provers[j], each, Credit.Bounty);
+        }
+        uint256 toTreasury = amount - each * provers.length;
+        _credit(orderId, treasury, toTreasury, Credit.Treasury);
+        emit Slashed(orderId, member, amount, each * provers.length, toTreasury);
+    }
+
+    /// @dev Unlocks validators' stake; unless cancelling, credits those that reported and whose
+    /// verification no dispute overturned.
     function _settleValidators(bytes32 orderId, bool cancelling) private returns (uint256 paid) {
         ValidatorSlot[] storage slots = _validators[orderId];
         for (uint256 i = 0; i < slots.length; i++) {
             staking.unlock(slots[i].validator);
-            if (!cancelling && slots[i].reported) {
-                pending[slots[i].validator] += slots[i].fee;
+            if (!cancelling && slots[i].reported && !slots[i].overturned) {
+                _credit(orderId, slots[i].validator, slots[i].fee, Credit.ValidatorFee);
                 paid += slots[i].fee;
-                emit Paid(orderId, slots[i].validator, slots[i].fee);
             }
         }
+    }
+
+    function _credit(bytes32 orderId, address account, uint256 amount, Credit kind) private {
+        if (amount == 0) return;
+        pending[account] += amount;
+        emit Credited(orderId, account, amount, kind);
     }
 
     function _reserve(Order storage o, uint256 amount) private {

@@ -32,6 +32,8 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
     address public market;
 
     mapping(address => Member) private _members;
+    // Every validator ever registered, in order: the market draws dispute resolvers from it.
+    address[] private _validators;
 
     event MemberRegistered(address indexed member, Role role, bytes32 x25519, uint64 declaredGflops, uint256 stake);
     event StakeAdded(address indexed member, uint256 amount);
@@ -88,6 +90,7 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
     function registerValidator(bytes32 x25519) external payable {
         if (msg.value < minValidatorStake || msg.value == 0) revert InsufficientStake(minValidatorStake, msg.value);
         _register(Role.Validator, x25519, 0);
+        _validators.push(msg.sender);
     }
 
     function addStake() external payable {
@@ -127,6 +130,11 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
     function isEligibleValidator(address account) external view returns (bool) {
         Member storage m = _members[account];
         return m.role == Role.Validator && m.stake >= minValidatorStake && m.stake > 0;
+    }
+
+    /// @notice Every registered validator, eligible or not, in registration order.
+    function validators() external view returns (address[] memory) {
+        return _validators;
     }
 
     function memberOf(address account) external view returns (Member memory) {

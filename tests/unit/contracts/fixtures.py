@@ -15,16 +15,22 @@ from eth_utils import keccak
 
 from contracts.chain import Chain
 from contracts.client import Bahen
-from contracts.models import ChainParams
+from contracts.economics import chain_params
 
 ETHER = 10**18
-PARAMS = ChainParams(
-    stake_wei_per_gflop=10**12,
-    min_validator_stake=10**16,
-    unbonding_delay=3600,
-    slash_bps=5_000,
-    treasury_bps=2_000,
+# The deployment's economics with a test-sized clock and stakes.
+PARAMS = chain_params().model_copy(
+    update={
+        "stake_wei_per_gflop": 10**14,
+        "min_validator_stake": 10**16,
+        "unbonding_delay": 3_600,
+        "dispute_window": 100,
+        "resolution_period": 100,
+        "dispute_bond": ETHER // 10,
+        "resolver_fee": ETHER // 50,
+    }
 )
+WINDOW = PARAMS.dispute_window + 1  # seconds after which a verdict is final
 GFLOPS = 1_000
 WORKER_STAKE = PARAMS.stake_wei_per_gflop * GFLOPS
 

@@ -3,7 +3,16 @@
 import pytest
 
 from contracts.errors import ContractRevert
-from tests.unit.contracts.fixtures import ETHER, PARAMS, WORKER_STAKE, b32, commit_all, open_assigned, report
+from tests.unit.contracts.fixtures import (
+    ETHER,
+    PARAMS,
+    WINDOW,
+    WORKER_STAKE,
+    b32,
+    commit_all,
+    open_assigned,
+    report,
+)
 
 OID = b32("order settle")
 PAYMENT, FEE = ETHER // 4, ETHER // 20
@@ -30,25 +39,30 @@ def _open_orders(bahen):
 def test_settlement_pays_accepted_slashes_rejected_refunds_the_rest(bahen, chain, parties):
     open_assigned(bahen, parties, OID, tasks=2, validators=2, payment=PAYMENT, fee=FEE)
     commit_all(bahen, parties, OID, tasks=2)
-    report(bahen, parties.stranger, parties.validators[0], OID, task=0)
+    report(bahen, parties.stranger, parties.validators[0], OID, task=1)  # v0 verified task 1
     _judge(bahen, parties, True, False)
+    chain.increase_time(WINDOW)
     w0, w1, v0, v1 = parties.workers[0], parties.workers[1], parties.validators[0], parties.validators[1]
 
     s = bahen.settle(parties.stranger, order_id=OID)
 
     slashed = WORKER_STAKE * PARAMS.slash_bps // 10_000
-    to_treasury = slashed * PARAMS.treasury_bps // 10_000
+    bounty = slashed * PARAMS.bounty_bps // 10_000
     assert s.payouts == {w0.address: PAYMENT, v0.address: FEE}
     assert s.slashed == {w1.address: slashed}
-    assert (s.refund, s.slash_to_client, s.slash_to_treasury) == (
-        ETHER - PAYMENT - FEE,
-        slashed - to_treasury,
-        to_treasury,
-    )
-    assert bahen.pending(parties.client.address) == s.refund + s.slash_to_client
-    assert bahen.pending(parties.treasury.address) == to_treasury
+    assert s.refund == ETHER - PAYMENT - FEE
+    # the verifier that proved the fraud earns the bounty, the treasury the rest, the client nothing
+    assert [(c.account, c.amount, c.kind) for c in s.credits] == [
+        (w0.address, PAYMENT, "task payment"),
+        (v0.address, bounty, "bounty"),
+        (parties.treasury.address, slashed - bounty, "treasury"),
+        (v0.address, FEE, "validator fee"),
+        (parties.client.address, s.refund, "refund"),
+    ]
+    assert bahen.pending(parties.client.address) == s.refund
+    assert bahen.pending(parties.treasury.address) == slashed - bounty
     assert (bahen.pending(w0.address), bahen.pending(w1.address)) == (PAYMENT, 0)
-    assert (bahen.pending(v0.address), bahen.pending(v1.address)) == (FEE, 0)
+    assert (bahen.pending(v0.address), bahen.pending(v1.address)) == (FEE + bounty, 0)
     assert bahen.stake_of(w1.address) == WORKER_STAKE - slashed
     assert not bahen.member(w1.address).eligible  # the slash took it below the stake its compute needs
     assert bahen.stake_of(w0.address) == WORKER_STAKE
@@ -57,10 +71,35 @@ def test_settlement_pays_accepted_slashes_rejected_refunds_the_rest(bahen, chain
     _market_balance_matches_credits(bahen, chain, parties)
 
 
-def test_settle_twice_reverts_and_pays_nothing_more(bahen, parties):
+def test_a_slash_nobody_proved_goes_to_the_treasury_alone(bahen, chain, parties):
+    open_assigned(bahen, parties, OID, tasks=1, validators=1, payment=PAYMENT, fee=FEE)
+    _judge(bahen, parties, False)  # rejected without a commitment: no proof, no verification
+    chain.increase_time(WINDOW)
+    s = bahen.settle(parties.stranger, order_id=OID)
+    slashed = WORKER_STAKE * PARAMS.slash_bps // 10_000
+    assert [(c.account, c.kind) for c in s.credits] == [(parties.treasury.address, "treasury"), (parties.client.address, "refund")]
+    assert bahen.pending(parties.treasury.address) == slashed
+    assert bahen.pending(parties.client.address) == ETHER == s.refund
+
+
+def test_settle_inside_the_dispute_window_reverts(bahen, chain, parties):
     open_assigned(bahen, parties, OID, tasks=1, validators=0)
     commit_all(bahen, parties, OID, tasks=1)
     _judge(bahen, parties, True)
+    final_at = bahen.order(OID).tasks[0].verdict_at + PARAMS.dispute_window
+    with pytest.raises(ContractRevert) as err:
+        bahen.settle(parties.client, order_id=OID)
+    assert (err.value.error, err.value.fields) == ("DisputeWindowOpen", {"task": 0, "finalAt": final_at})
+    chain.increase_time(3_601)  # past the order's deadline too: the window still decides
+    bahen.settle(parties.client, order_id=OID)
+    assert bahen.order(OID).status == "settled"
+
+
+def test_settle_twice_reverts_and_pays_nothing_more(bahen, chain, parties):
+    open_assigned(bahen, parties, OID, tasks=1, validators=0)
+    commit_all(bahen, parties, OID, tasks=1)
+    _judge(bahen, parties, True)
+    chain.increase_time(WINDOW)
     bahen.settle(parties.client, order_id=OID)
     credits = {a.address: bahen.pending(a.address) for a in parties.all()}
     with pytest.raises(ContractRevert) as err:
@@ -79,7 +118,7 @@ def test_settle_waits_for_verdicts_until_the_deadline(bahen, chain, parties):
     with pytest.raises(ContractRevert) as err:
         bahen.settle(parties.client, order_id=OID)
     assert (err.value.error, err.value.fields) == ("VerdictsPending", {"missing": 1})
-    chain.increase_time(3_601)
+    chain.increase_time(3_601)  # past the deadline and past task 0's dispute window
     s = bahen.settle(parties.client, order_id=OID)
     # the unjudged task is neither paid nor slashed: its payment returns to the client
     assert s.payouts == {parties.workers[0].address: PAYMENT, parties.validators[0].address: FEE}
@@ -146,8 +185,9 @@ def test_the_largest_order_settles_and_conserves_funds(bahen, chain, parties):
         bahen.assign_task(parties.client, order_id=OID, task=64, worker=parties.workers[0].address, payment=1)
     assert (err.value.error, err.value.fields) == ("TooManyTasks", {"limit": 64})
     _judge(bahen, parties, *([False] * 64))
+    chain.increase_time(WINDOW)
     s = bahen.settle(parties.client, order_id=OID)
     assert set(s.slashed) == {w.address for w in parties.workers}
-    assert s.refund == ETHER and s.slash_to_client + s.slash_to_treasury == sum(s.slashed.values())
+    assert s.refund == ETHER and sum(c.amount for c in s.credits if c.kind == "treasury") == sum(s.slashed.values())
     assert all(bahen.member(w.address).locks == 0 for w in parties.workers)
     _market_balance_matches_credits(bahen, chain, parties)

@@ -1,0 +1,203 @@
+"""Disputes of a verdict: bonded, resolved by validators drawn on chain, paid by the losing side."""
+
+import pytest
+from eth_abi import encode
+from eth_utils import keccak
+
+from contracts.errors import ContractRevert
+from tests.unit.contracts.fixtures import (
+    ETHER,
+    PARAMS,
+    WINDOW,
+    WORKER_STAKE,
+    account,
+    b32,
+    commit_all,
+    open_assigned,
+    report,
+)
+
+OID = b32("order disputed")
+PAYMENT, FEE = ETHER // 4, ETHER // 20
+BOND, RESOLVER_FEE = PARAMS.dispute_bond, PARAMS.resolver_fee
+POOL = 5  # validators outside the order, from which resolvers are drawn
+
+
+@pytest.fixture
+def pool(bahen, chain):
+    """Staked validators that take no part in the order; resolver i stakes (i + 1) × the minimum."""
+    accounts = [account(f"resolver {i}") for i in range(POOL)]
+    for i, acct in enumerate(accounts):
+        chain.fund(acct.address, 10 * ETHER)
+        bahen.register_validator(acct, x25519_public=b32(f"x25519 r{i}"), stake=(i + 1) * PARAMS.min_validator_stake)
+    return {a.address: a for a in accounts}
+
+
+def _judged(bahen, parties, accepted: bool) -> None:
+    """Task 0 of worker 0 committed, verified by validator 0 (the order's only validator), judged."""
+    open_assigned(bahen, parties, OID, tasks=1, validators=1, payment=PAYMENT, fee=FEE)
+    commit_all(bahen, parties, OID, tasks=1)
+    report(bahen, parties.stranger, parties.validators[0], OID, task=0)
+    bahen.record_verdict(parties.wasp, order_id=OID, task=0, accepted=accepted, reasons_digest=b32("why"))
+
+
+def _dispute(bahen, disputer) -> list[str]:
+    bahen.open_dispute(disputer, order_id=OID, task=0, counter_digest=b32("counter report"), bond=BOND)
+    return bahen.draw_resolvers(disputer, order_id=OID, task=0)
+
+
+def _vote(bahen, pool, resolvers, votes) -> None:
+    for address, uphold in zip(resolvers, votes):
+        bahen.vote_dispute(pool[address], order_id=OID, task=0, uphold=uphold, report_digest=b32(address))
+
+
+def _revert(call, error: str, **fields) -> None:
+    with pytest.raises(ContractRevert) as err:
+        call()
+    assert err.value.error == error, str(err.value)
+    assert {k: err.value.fields[k] for k in fields} == fields, str(err.value)
+
+
+def _conserved(bahen, chain, parties, pool) -> None:
+    """The market holds exactly what it owes: credits, open escrow and dispute bonds."""
+    owed = sum(bahen.pending(a) for a in [p.address for p in parties.all()] + list(pool))
+    view = bahen.order(OID)
+    escrow = view.escrow if view.status == "open" else 0
+    bonded = bahen.chain.call(bahen.market.functions.bonded(), "bonded")
+    assert chain.balance(bahen.addresses.market) == owed + escrow + bonded
+
+
+def test_an_upheld_dispute_rejects_accepted_fraud_and_the_disputer_earns_the_bounty(bahen, chain, parties, pool):
+    _judged(bahen, parties, accepted=True)
+    disputer, worker = parties.validators[1], parties.workers[0]
+    resolvers = _dispute(bahen, disputer)
+    assert bahen.dispute(OID, 0).status == "voting" and len(resolvers) == 3
+    _vote(bahen, pool, resolvers, [True, True])
+    _conserved(bahen, chain, parties, pool)
+
+    d, task = bahen.dispute(OID, 0), bahen.order(OID).tasks[0]
+    assert (d.status, d.votes_uphold, task.verdict, task.prover) == ("upheld", 2, "rejected", disputer.address)
+    assert [bahen.pending(r) for r in resolvers] == [RESOLVER_FEE, RESOLVER_FEE, 0]  # the third never voted
+    assert bahen.pending(disputer.address) == BOND - 2 * RESOLVER_FEE
+    assert all(bahen.member(r).locks == 0 for r in resolvers)
+
+    s = bahen.settle(parties.stranger, order_id=OID)  # a closed dispute makes the verdict final at once
+    slashed = WORKER_STAKE * PARAMS.slash_bps // 10_000
+    bounty = slashed * PARAMS.bounty_bps // 10_000
+    assert s.slashed == {worker.address: slashed}
+    assert bahen.pending(disputer.address) == BOND - 2 * RESOLVER_FEE + bounty
+    assert bahen.pending(parties.client.address) == ETHER - FEE == s.refund  # nothing of the slash
+    assert bahen.pending(worker.address) == 0
+    _conserved(bahen, chain, parties, pool)
+    ledger = bahen.ledger(OID)
+    assert ledger.total("bounty") == bounty and ledger.total("treasury") == slashed - bounty
+    assert ledger.total("resolver fee") == 2 * RESOLVER_FEE and ledger.total("bond returned") == BOND - 2 * RESOLVER_FEE
+    assert [(x.member, x.amount) for x in ledger.slashes] == [(worker.address, slashed)]
+
+
+def test_a_dismissed_dispute_pays_its_bond_to_the_accused_worker(bahen, chain, parties, pool):
+    _judged(bahen, parties, accepted=True)
+    disputer, worker = parties.validators[1], parties.workers[0]
+    resolvers = _dispute(bahen, disputer)
+    _vote(bahen, pool, resolvers, [False, True, False])
+    d = bahen.dispute(OID, 0)
+    assert (d.status, d.votes_uphold, d.votes_dismiss) == ("dismissed", 1, 2)
+    assert [bahen.pending(r) for r in resolvers] == [RESOLVER_FEE, 0, RESOLVER_FEE]  # the minority earns nothing
+    assert bahen.pending(disputer.address) == 0
+    assert bahen.pending(worker.address) == BOND - 2 * RESOLVER_FEE
+    s = bahen.settle(parties.stranger, order_id=OID)
+    assert s.payouts == {worker.address: PAYMENT, parties.validators[0].address: FEE} and s.slashed == {}
+    _conserved(bahen, chain, parties, pool)
+
+
+def test_an_upheld_dispute_of_a_rejection_pays_the_worker_and_slashes_the_verifier(bahen, chain, parties, pool):
+    _judged(bahen, parties, accepted=False)
+    worker, verifier = parties.workers[0], parties.validators[0]
+    resolvers = _dispute(bahen, worker)  # the worker disputes its own rejection
+    _vote(bahen, pool, resolvers, [True, True])
+    assert bahen.order(OID).tasks[0].verdict == "accepted"
+    assert bahen.order(OID).validators[0].overturned
+    slashed = PARAMS.min_validator_stake * PARAMS.slash_bps // 10_000
+    bounty = slashed * PARAMS.bounty_bps // 10_000
+    assert bahen.stake_of(verifier.address) == PARAMS.min_validator_stake - slashed
+    s = bahen.settle(parties.stranger, order_id=OID)
+    assert s.payouts == {worker.address: PAYMENT}  # the overturned verifier forfeits its fee
+    assert s.slashed == {} and s.refund == ETHER - PAYMENT
+    assert bahen.pending(worker.address) == PAYMENT + BOND - 2 * RESOLVER_FEE + bounty
+    assert bahen.stake_of(worker.address) == WORKER_STAKE
+    _conserved(bahen, chain, parties, pool)
+
+
+def test_a_dispute_without_a_majority_expires_and_the_verdict_stands(bahen, chain, parties, pool):
+    _judged(bahen, parties, accepted=True)
+    disputer = parties.validators[1]
+    resolvers = _dispute(bahen, disputer)
+    _vote(bahen, pool, resolvers, [True])
+    _revert(lambda: bahen.expire_dispute(parties.stranger, order_id=OID, task=0), "VotingOpen")
+    _revert(lambda: bahen.settle(parties.stranger, order_id=OID), "DisputeActive", task=0)
+    chain.increase_time(PARAMS.resolution_period + 1)
+    _revert(lambda: _vote(bahen, pool, resolvers[1:], [True]), "VotingClosed")
+    bahen.expire_dispute(parties.stranger, order_id=OID, task=0)
+    assert bahen.dispute(OID, 0).status == "expired" and bahen.order(OID).tasks[0].verdict == "accepted"
+    assert bahen.pending(resolvers[0]) == RESOLVER_FEE
+    assert bahen.pending(disputer.address) == BOND - RESOLVER_FEE
+    bahen.settle(parties.stranger, order_id=OID)
+    _conserved(bahen, chain, parties, pool)
+
+
+def test_dispute_reverts(bahen, chain, parties, pool):
+    open_assigned(bahen, parties, OID, tasks=1, validators=1, payment=PAYMENT, fee=FEE)
+    commit_all(bahen, parties, OID, tasks=1)
+    disputer = parties.validators[1]
+
+    def dispute(sender=disputer, bond=BOND):
+        return bahen.open_dispute(sender, order_id=OID, task=0, counter_digest=b32("c"), bond=bond)
+
+    _revert(dispute, "NoVerdict", task=0)
+    bahen.record_verdict(parties.wasp, order_id=OID, task=0, accepted=True, reasons_digest=b32("why"))
+    _revert(lambda: dispute(bond=BOND - 1), "WrongBond", required=BOND, sent=BOND - 1)
+    _revert(lambda: dispute(sender=parties.client), "PartyToOrder")
+    _revert(lambda: dispute(sender=parties.stranger), "NotStaked")
+    dispute()
+    _revert(dispute, "AlreadyDisputed", task=0)
+    _revert(lambda: bahen.chain.call(bahen.market.functions.drawResolvers(OID, 0), "draw"), "DrawNotReady")
+    resolvers = bahen.draw_resolvers(parties.stranger, order_id=OID, task=0)
+    _revert(lambda: bahen.draw_resolvers(parties.stranger, order_id=OID, task=0), "NotDisputing")
+    vote = lambda acct: bahen.vote_dispute(acct, order_id=OID, task=0, uphold=True, report_digest=b32("r"))
+    _revert(lambda: vote(parties.validators[0]), "NotResolver")
+    vote(pool[resolvers[0]])
+    _revert(lambda: vote(pool[resolvers[0]]), "AlreadyVoted")
+
+
+def test_a_dispute_after_the_window_reverts(bahen, chain, parties, pool):
+    _judged(bahen, parties, accepted=True)
+    chain.increase_time(WINDOW)
+    _revert(lambda: _dispute(bahen, parties.validators[1]), "DisputeWindowClosed", task=0)
+
+
+def _expected_draw(bahen, parties, disputer: str, pool) -> list[str]:
+    """The draw rule recomputed from public chain data, as any auditor would."""
+    d = bahen.dispute(OID, 0)
+    block_hash = bahen.chain.block_hash(d.anchor_block + 1)
+    seed = int.from_bytes(keccak(encode(["bytes32", "bytes32", "uint256"], [block_hash, OID, 0])), "big")
+    excluded = {parties.client.address, parties.workers[0].address, parties.validators[0].address, disputer}
+    weights = {v: bahen.stake_of(v) for v in pool if v not in excluded}
+    drawn = []
+    for k in range(PARAMS.resolver_count):
+        r = int.from_bytes(keccak(encode(["uint256", "uint256"], [seed, k])), "big") % sum(weights.values())
+        for address, weight in weights.items():
+            if r < weight:
+                break
+            r -= weight
+        drawn.append(address)
+        weights[address] = 0
+    return drawn
+
+
+def test_resolvers_follow_the_public_rule_and_exclude_every_party(bahen, chain, parties, pool):
+    _judged(bahen, parties, accepted=True)
+    disputer = parties.validators[1]
+    resolvers = _dispute(bahen, disputer)
+    assert resolvers == _expected_draw(bahen, parties, disputer.address, pool)
+    assert len(set(resolvers)) == 3 and set(resolvers) <= set(pool)
+    assert all(bahen.member(r).locks == 1 for r in resolvers)  # they cannot unbond mid-dispute
