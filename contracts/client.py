@@ -287,9 +287,16 @@ class Bahen:
         """
         oid = _b32("order_id", order_id)
         # The seed block must exist before the call is simulated against the latest block.
-        missing = self.dispute(oid, task).anchor_block + 2 - self.chain.block_number()
+        anchor = self.dispute(oid, task).anchor_block
+        missing = anchor + 2 - self.chain.block_number()
         if missing > 0:
-            self.chain.mine(missing)
+            try:
+                self.chain.mine(missing)
+            except ChainError:
+                raise ChallengeNotReady(
+                    f"the resolvers of order {_hex(oid)} task {task} derive from block {anchor + 1}: "
+                    f"draw again once block {anchor + 2} exists"
+                ) from None
         receipt = self.chain.transact(acct, self.market.functions.drawResolvers(oid, task), "draw_resolvers")
         drawn = self.market.events.ResolversDrawn().process_receipt(receipt, errors=DISCARD)
         return list(drawn[0]["args"]["resolvers"]) if drawn else []

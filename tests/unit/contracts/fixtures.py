@@ -10,12 +10,14 @@ from dataclasses import dataclass
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
+from eth_abi import encode
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
 from contracts.chain import Chain
 from contracts.client import Bahen
 from contracts.economics import chain_params
+from contracts.models import ChainParams
 
 ETHER = 10**18
 # The deployment's economics with a test-sized clock and stakes.
@@ -80,10 +82,10 @@ def make_parties(chain: Chain, salt: str = "") -> Parties:
     return parties
 
 
-def deploy_staked(chain: Chain, parties: Parties) -> Bahen:
+def deploy_staked(chain: Chain, parties: Parties, params: ChainParams = PARAMS) -> Bahen:
     """Deploys fresh contracts and registers every worker and validator with enough stake."""
     bahen = Bahen.deploy(
-        chain, parties.deployer, wasp=parties.wasp.address, treasury=parties.treasury.address, params=PARAMS
+        chain, parties.deployer, wasp=parties.wasp.address, treasury=parties.treasury.address, params=params
     )
     for i, worker in enumerate(parties.workers):
         bahen.register_worker(worker, x25519_public=b32(f"x25519 w{i}"), declared_gflops=GFLOPS, stake=WORKER_STAKE)
@@ -126,6 +128,33 @@ def report(bahen: Bahen, sender: LocalAccount, signer: LocalAccount, order_id: b
     return bahen.submit_report(
         sender, order_id=order_id, task=task, kind=kind, digest=digest, signature=sign_digest(signer, digest)
     )
+
+
+def expected_draw(bahen: Bahen, order_id: bytes, task: int, excluded: set[str]) -> list[str]:
+    """The resolvers of a dispute recomputed from public chain data by the contract's rule: a
+    stake-weighted draw without replacement among eligible validators that are not `excluded`,
+    seeded by the hash of the block after the dispute."""
+    d = bahen.dispute(order_id, task)
+    block_hash = bahen.chain.block_hash(d.anchor_block + 1)
+    seed = int.from_bytes(keccak(encode(["bytes32", "bytes32", "uint256"], [block_hash, order_id, task])), "big")
+    validators = bahen.chain.call(bahen.staking.functions.validators(), "validators")
+    weights = {}
+    for v in validators:
+        member = bahen.member(v)
+        weights[v] = member.stake if member.eligible and v not in excluded else 0
+    drawn = []
+    for k in range(bahen.params().resolver_count):
+        total = sum(weights.values())
+        if total == 0:
+            break
+        r = int.from_bytes(keccak(encode(["uint256", "uint256"], [seed, k])), "big") % total
+        for address, weight in weights.items():
+            if r < weight:
+                break
+            r -= weight
+        drawn.append(address)
+        weights[address] = 0
+    return drawn
 
 
 @pytest.fixture

@@ -1,11 +1,13 @@
-"""A hypothesis state machine over random staking, order and payment sequences.
+"""A hypothesis state machine over random staking, order, dispute and payment sequences.
 
 Every rule predicts from a plain Python model whether the contract must accept or revert the
-call, so a verdict from anyone but the Wasp role, a double settlement or an early withdrawal
-that succeeds fails the test. Funds conservation to the wei is checked after every step; credits
-and stakes (nothing paid twice, no stake below zero) after every step that moves money.
-Time moves in steps far larger than the deadline and delay margins, so predictions never sit on
-a boundary.
+call, so a verdict from anyone but the Wasp role, a settlement inside a dispute window, a double
+settlement or an early withdrawal that succeeds fails the test. Funds conservation to the wei
+(credits, open escrows and dispute bonds against the market's balance) is checked after every
+step; credits and stakes (nothing paid twice, no stake below zero) after every step that moves
+money, and every order's credits equal its escrow plus the stake slashed for it plus its dispute
+bonds once it is closed. Time moves in steps far larger than the deadline, window and delay
+margins, so predictions never sit on a boundary.
 """
 
 from __future__ import annotations
@@ -21,10 +23,34 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from contracts.chain import Chain
 from contracts.errors import ContractRevert
-from tests.unit.contracts.fixtures import ETHER, PARAMS, WORKER_STAKE, b32, deploy_staked, make_parties, sign_digest
+from tests.unit.contracts.fixtures import (
+    ETHER,
+    PARAMS,
+    WORKER_STAKE,
+    account,
+    b32,
+    deploy_staked,
+    expected_draw,
+    make_parties,
+    sign_digest,
+)
 
 TTL = 1_000
 STEPS = (2_000, 4_000)
+# Windows longer than a run of transactions can last, shorter than one step of time.
+MACHINE_PARAMS = PARAMS.model_copy(update={"dispute_window": 1_500, "resolution_period": 1_500, "unbonding_delay": 3_600})
+POOL = 3  # validators that are never assigned to an order: the resolvers' pool
+ACTIVE = ("drawing", "voting")
+
+
+@dataclass
+class DisputeModel:
+    disputer: str
+    claim_accepted: bool
+    status: str = "drawing"
+    resolvers: list[str] = field(default_factory=list)
+    resolve_by: int = 0
+    votes: dict[str, bool] = field(default_factory=dict)
 
 
 @dataclass
@@ -33,6 +59,9 @@ class TaskModel:
     payment: int
     committed: bool = False
     verdict: str = "none"
+    verdict_at: int = 0
+    prover: str | None = None
+    dispute: DisputeModel | None = None
 
 
 @dataclass
@@ -44,7 +73,10 @@ class OrderModel:
     status: str = "open"
     allocated: int = 0
     tasks: list[TaskModel] = field(default_factory=list)
-    validators: dict[str, list] = field(default_factory=dict)  # address -> [fee, reported]
+    validators: dict[str, list] = field(default_factory=dict)  # address -> [fee, reported, overturned]
+    credited: int = 0  # every credit made for this order
+    slashed: int = 0  # stake slashed for this order
+    bonds: int = 0  # dispute bonds locked for this order
 
 
 def _expect(ok: bool, call: Callable, name: str):
@@ -57,6 +89,12 @@ def _expect(ok: bool, call: Callable, name: str):
     return None
 
 
+def eligible_resolvers(bahen, excluded: set[str]) -> list[str]:
+    """The validators a draw may pick: eligible and outside `excluded` (a draw with none reverts)."""
+    validators = bahen.chain.call(bahen.staking.functions.validators(), "validators")
+    return [v for v in validators if v not in excluded and bahen.member(v).eligible]
+
+
 def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
     """Builds the machine class over a chain factory (in-process, or a connection to anvil)."""
 
@@ -65,14 +103,19 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             super().__init__()
             self.chain = new_chain()
             self.parties = make_parties(self.chain)
-            self.bahen = deploy_staked(self.chain, self.parties)
+            self.bahen = deploy_staked(self.chain, self.parties, MACHINE_PARAMS)
             p = self.parties
             for worker in p.workers:  # headroom, so a partial unbond can leave a worker eligible
                 self.bahen.add_stake(worker, amount=WORKER_STAKE)
-            self.members = {a.address: a for a in p.workers + p.validators}
+            self.pool = [account(f"stateful resolver {i}") for i in range(POOL)]
+            for i, acct in enumerate(self.pool):
+                if self.chain.balance(acct.address) < ETHER:
+                    self.chain.fund(acct.address, 10 * ETHER)
+                self.bahen.register_validator(acct, x25519_public=b32(f"pool {i}"), stake=(i + 1) * PARAMS.min_validator_stake)
+            self.members = {a.address: a for a in p.workers + p.validators + self.pool}
             self.stake = {w.address: 2 * WORKER_STAKE for w in p.workers} | {
                 v.address: PARAMS.min_validator_stake for v in p.validators
-            }
+            } | {a.address: (i + 1) * PARAMS.min_validator_stake for i, a in enumerate(self.pool)}
             self.unbonding: Counter = Counter()
             self.unbond_at: dict[str, int] = {}
             self.locks: Counter = Counter()
@@ -117,11 +160,13 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             o, worker = self._open(i), self.parties.workers[w].address
             payment = o.escrow * share // 100
             sender = o.client if by_client else self.parties.wasp
+            covered = self.stake[worker] * 10_000 >= payment * MACHINE_PARAMS.stake_coverage_bps
             ok = (
                 o.status == "open"
                 and by_client
                 and not self._past(o)
                 and self._eligible_worker(worker)
+                and covered
                 and o.allocated + payment <= o.escrow
             )
             call = lambda: self.bahen.assign_task(
@@ -146,7 +191,7 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             )
             call = lambda: self.bahen.assign_validator(o.client, order_id=o.oid, validator=validator, fee=fee)
             if _expect(ok, call, "assign_validator"):
-                o.validators[validator] = [fee, False]
+                o.validators[validator] = [fee, False, False]
                 o.allocated += fee
                 self.locks[validator] += 1
 
@@ -205,41 +250,158 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             )
             if _expect(ok, call, "verdict"):
                 task.verdict = "accepted" if accepted else "rejected"
+                task.verdict_at = self.bahen.order(o.oid).tasks[index].verdict_at
+
+        def _disputed(self, t: int, status: str) -> tuple[OrderModel, int] | None:
+            found = [(o, k) for o in self.orders for k, task in enumerate(o.tasks) if task.dispute and task.dispute.status == status]
+            return found[t % len(found)] if found else None
+
+        @precondition(lambda self: any(t.verdict != "none" for o in self.orders for t in o.tasks))
+        @rule(i=st.integers(0, 50), t=st.integers(0, 50), who=st.integers(0, 6), exact=st.integers(0, 4))
+        def open_dispute(self, i, t, who, exact):
+            o, index = self._pick_task(i, t, lambda task: task.verdict != "none" and task.dispute is None)
+            task = o.tasks[index]
+            p = self.parties
+            disputer = (p.workers + p.validators + [p.client, p.stranger])[who]
+            bond = MACHINE_PARAMS.dispute_bond + (0 if exact else 1)
+            staked = disputer.address in self.stake and self.stake[disputer.address] >= (
+                WORKER_STAKE if disputer in p.workers else PARAMS.min_validator_stake
+            )
+            ok = (
+                o.status == "open"
+                and task.verdict != "none"
+                and self.chain.now() <= task.verdict_at + MACHINE_PARAMS.dispute_window
+                and task.dispute is None
+                and bool(exact)
+                and disputer.address != o.client.address
+                and staked
+            )
+            call = lambda: self.bahen.open_dispute(disputer, order_id=o.oid, task=index, counter_digest=b32(f"c{t}"), bond=bond)
+            if _expect(ok, call, "open_dispute"):
+                task.dispute = DisputeModel(disputer.address, claim_accepted=task.verdict == "rejected")
+                o.bonds += bond
+
+        @precondition(lambda self: self._disputed(0, "drawing"))
+        @rule(t=st.integers(0, 50))
+        def draw(self, t):
+            o, index = self._disputed(t, "drawing")
+            d = o.tasks[index].dispute
+            excluded = {o.client.address, d.disputer, *(task.worker for task in o.tasks), *o.validators}
+            candidates = eligible_resolvers(self.bahen, excluded)
+            call = lambda: self.bahen.draw_resolvers(self.parties.stranger, order_id=o.oid, task=index)
+            drawn = _expect(bool(candidates), call, "draw")
+            if drawn is not None:
+                assert drawn == expected_draw(self.bahen, o.oid, index, excluded)
+                d.status, d.resolvers = "voting", drawn
+                d.resolve_by = self.bahen.dispute(o.oid, index).resolve_by
+                self.locks.update(drawn)
+            self._check_accounts()
+
+        @precondition(lambda self: self._disputed(0, "voting"))
+        @rule(t=st.integers(0, 50), r=st.integers(0, POOL - 1), uphold=st.booleans())
+        def vote(self, t, r, uphold):
+            o, index = self._disputed(t, "voting")
+            d = o.tasks[index].dispute
+            resolver = self.pool[r]
+            ok = self.chain.now() <= d.resolve_by and resolver.address in d.resolvers and resolver.address not in d.votes
+            call = lambda: self.bahen.vote_dispute(resolver, order_id=o.oid, task=index, uphold=uphold, report_digest=b32("v"))
+            if _expect(ok, call, "vote"):
+                d.votes[resolver.address] = uphold
+                majority = len(d.resolvers) // 2 + 1
+                for side, outcome in ((True, "upheld"), (False, "dismissed")):
+                    if sum(v == side for v in d.votes.values()) >= majority:
+                        self._close(o, index, outcome)
+            self._check_accounts()
+
+        @precondition(lambda self: self._disputed(0, "voting"))
+        @rule(t=st.integers(0, 50))
+        def expire(self, t):
+            o, index = self._disputed(t, "voting")
+            ok = self.chain.now() > o.tasks[index].dispute.resolve_by
+            if _expect(ok, lambda: self.bahen.expire_dispute(self.parties.stranger, order_id=o.oid, task=index), "expire"):
+                self._close(o, index, "expired")
+            self._check_accounts()
+
+        def _close(self, o: OrderModel, index: int, outcome: str) -> None:
+            task = o.tasks[index]
+            d = task.dispute
+            d.status = outcome
+            rest = MACHINE_PARAMS.dispute_bond
+            for r in d.resolvers:
+                self.locks[r] -= 1
+                paid = r in d.votes if outcome == "expired" else d.votes.get(r) == (outcome == "upheld")
+                if paid:
+                    self._credit(o, r, MACHINE_PARAMS.resolver_fee)
+                    rest -= MACHINE_PARAMS.resolver_fee
+            if outcome == "dismissed":
+                self._credit(o, task.worker if task.verdict == "accepted" else self.parties.treasury.address, rest)
+            else:
+                self._credit(o, d.disputer, rest)
+            if outcome == "upheld":
+                task.prover = d.disputer
+                if d.claim_accepted:
+                    task.verdict = "accepted"
+                    for v in self._verifiers(o, index):
+                        o.validators[v][2] = True
+                        self._slash(o, v, [d.disputer])
+                else:
+                    task.verdict = "rejected"
+            assert self.bahen.order(o.oid).tasks[index].verdict == task.verdict
 
         @precondition(lambda self: self.orders)
         @rule(i=st.integers(0, 50))
         def settle(self, i):
             o = self._open(i)
             judged = all(t.verdict != "none" for t in o.tasks)
-            ok = o.status == "open" and (judged or self._past(o))
+            final = all(
+                t.verdict == "none"
+                or (t.dispute.status not in ACTIVE if t.dispute else self.chain.now() > t.verdict_at + MACHINE_PARAMS.dispute_window)
+                for t in o.tasks
+            )
+            ok = o.status == "open" and (judged or self._past(o)) and final
             s = _expect(ok, lambda: self.bahen.settle(self.parties.stranger, order_id=o.oid), "settle")
             if s is not None:
-                payouts, slashed, to_client, to_treasury = self._settle_model(o)
+                payouts, slashed = self._settle_model(o)
                 assert (s.payouts, s.slashed) == (dict(payouts), dict(slashed))
-                assert (s.slash_to_client, s.slash_to_treasury) == (to_client, to_treasury)
+                assert not any(c.account == o.client.address and c.kind != "refund" for c in s.credits)
+                # closed: every wei the order took in (escrow, slashed stake, bonds) went out as a credit
+                assert o.credited == o.escrow + o.slashed + o.bonds
             self._check_accounts()
+
+        def _credit(self, o: OrderModel, address: str, amount: int) -> None:
+            self.pending[address] += amount
+            o.credited += amount
+
+        def _slash(self, o: OrderModel, member: str, provers: list[str]) -> int:
+            amount = self.stake[member] * PARAMS.slash_bps // 10_000
+            self.stake[member] -= amount
+            o.slashed += amount
+            each = amount * PARAMS.bounty_bps // 10_000 // len(provers) if provers else 0
+            for prover in provers:
+                self._credit(o, prover, each)
+            self._credit(o, self.parties.treasury.address, amount - each * len(provers))
+            return amount
+
+        def _verifiers(self, o: OrderModel, index: int) -> list[str]:
+            return [v for v in o.validators if (o.oid, index, 0, v) in self.reports]
 
         def _settle_model(self, o: OrderModel):
             o.status = "settled"
-            payouts, slashed, to_client, to_treasury = Counter(), Counter(), 0, 0
-            for t in o.tasks:
+            payouts, slashed = Counter(), Counter()
+            for index, t in enumerate(o.tasks):
                 self.locks[t.worker] -= 1
                 if t.verdict == "accepted":
                     payouts[t.worker] += t.payment
                 elif t.verdict == "rejected":
-                    amount = self.stake[t.worker] * PARAMS.slash_bps // 10_000
-                    self.stake[t.worker] -= amount
-                    share = amount * PARAMS.treasury_bps // 10_000
-                    slashed[t.worker] += amount
-                    to_client, to_treasury = to_client + amount - share, to_treasury + share
-            for v, (fee, reported) in o.validators.items():
+                    slashed[t.worker] += self._slash(o, t.worker, [t.prover] if t.prover else self._verifiers(o, index))
+            for v, (fee, reported, overturned) in o.validators.items():
                 self.locks[v] -= 1
-                if reported:
+                if reported and not overturned:
                     payouts[v] += fee
-            self.pending.update(payouts)
-            self.pending[o.client.address] += o.escrow - sum(payouts.values()) + to_client
-            self.pending[self.parties.treasury.address] += to_treasury
-            return payouts, slashed, to_client, to_treasury
+            for address, amount in payouts.items():
+                self._credit(o, address, amount)
+            self._credit(o, o.client.address, o.escrow - sum(payouts.values()))
+            return payouts, slashed
 
         @precondition(lambda self: self.orders)
         @rule(i=st.integers(0, 50))
@@ -251,13 +413,14 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             if _expect(ok, lambda: self.bahen.cancel_order(o.client, order_id=o.oid), "cancel"):
                 o.status = "cancelled"
                 self.locks.subtract([t.worker for t in o.tasks] + list(o.validators))
-                self.pending[o.client.address] += o.escrow
+                self._credit(o, o.client.address, o.escrow)
             self._check_accounts()
 
         @rule(who=st.integers(0, 9))
         def withdraw(self, who):
-            owed = [a for a in self.parties.all() if self.pending[a.address]]
-            candidates = owed if owed and who % 3 else self.parties.all()
+            everyone = self.parties.all() + self.pool
+            owed = [a for a in everyone if self.pending[a.address]]
+            candidates = owed if owed and who % 3 else everyone
             acct = candidates[who % len(candidates)]
             expected = self.pending[acct.address]
             paid = _expect(expected > 0, lambda: self.bahen.withdraw(acct), "withdraw")
@@ -267,9 +430,9 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
                 self.withdrawn += paid
             self._check_accounts()
 
-        @rule(m=st.integers(0, 4), pct=st.integers(1, 60))
+        @rule(m=st.integers(0, 7), pct=st.integers(1, 60))
         def unbond(self, m, pct):
-            acct = (self.parties.workers + self.parties.validators)[m]
+            acct = list(self.members.values())[m]
             amount = max(1, self.stake[acct.address] * pct // 100)
             ok = self.locks[acct.address] == 0 and amount <= self.stake[acct.address]
             if _expect(ok, lambda: self.bahen.request_unbond(acct, amount=amount), "unbond"):
@@ -279,9 +442,9 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             self._check_accounts()
 
         @precondition(lambda self: any(self.unbonding.values()))
-        @rule(m=st.integers(0, 4))
+        @rule(m=st.integers(0, 7))
         def withdraw_unbonded(self, m):
-            acct = (self.parties.workers + self.parties.validators)[m]
+            acct = list(self.members.values())[m]
             due = self.unbonding[acct.address] > 0 and self.chain.now() >= self.unbond_at.get(acct.address, 0)
             paid = _expect(due, lambda: self.bahen.withdraw_unbonded(acct), "withdraw_unbonded")
             if paid is not None:
@@ -299,7 +462,10 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             market = self.chain.balance(self.bahen.addresses.market)
             staking = self.chain.balance(self.bahen.addresses.staking)
             escrowed = sum(o.escrow for o in self.orders if o.status == "open")
-            assert market == sum(self.pending.values()) + escrowed
+            bonds = sum(
+                MACHINE_PARAMS.dispute_bond for o in self.orders for t in o.tasks if t.dispute and t.dispute.status in ACTIVE
+            )
+            assert market == sum(self.pending.values()) + escrowed + bonds
             assert staking == sum(self.stake.values()) + sum(self.unbonding.values())
             assert market + staking + self.withdrawn == self.deposited
 
@@ -308,7 +474,7 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
 
         def _check_accounts(self):
             """Credits and stakes on chain equal the model: nothing paid twice, no stake below zero."""
-            for acct in self.parties.all():
+            for acct in self.parties.all() + self.pool:
                 assert self.bahen.pending(acct.address) == self.pending[acct.address]
             for address in self.members:
                 member = self.bahen.member(address)

@@ -1,8 +1,6 @@
 """Disputes of a verdict: bonded, resolved by validators drawn on chain, paid by the losing side."""
 
 import pytest
-from eth_abi import encode
-from eth_utils import keccak
 
 from contracts.errors import ContractRevert
 from tests.unit.contracts.fixtures import (
@@ -13,6 +11,7 @@ from tests.unit.contracts.fixtures import (
     account,
     b32,
     commit_all,
+    expected_draw,
     open_assigned,
     report,
 )
@@ -175,29 +174,11 @@ def test_a_dispute_after_the_window_reverts(bahen, chain, parties, pool):
     _revert(lambda: _dispute(bahen, parties.validators[1]), "DisputeWindowClosed", task=0)
 
 
-def _expected_draw(bahen, parties, disputer: str, pool) -> list[str]:
-    """The draw rule recomputed from public chain data, as any auditor would."""
-    d = bahen.dispute(OID, 0)
-    block_hash = bahen.chain.block_hash(d.anchor_block + 1)
-    seed = int.from_bytes(keccak(encode(["bytes32", "bytes32", "uint256"], [block_hash, OID, 0])), "big")
-    excluded = {parties.client.address, parties.workers[0].address, parties.validators[0].address, disputer}
-    weights = {v: bahen.stake_of(v) for v in pool if v not in excluded}
-    drawn = []
-    for k in range(PARAMS.resolver_count):
-        r = int.from_bytes(keccak(encode(["uint256", "uint256"], [seed, k])), "big") % sum(weights.values())
-        for address, weight in weights.items():
-            if r < weight:
-                break
-            r -= weight
-        drawn.append(address)
-        weights[address] = 0
-    return drawn
-
-
 def test_resolvers_follow_the_public_rule_and_exclude_every_party(bahen, chain, parties, pool):
     _judged(bahen, parties, accepted=True)
     disputer = parties.validators[1]
     resolvers = _dispute(bahen, disputer)
-    assert resolvers == _expected_draw(bahen, parties, disputer.address, pool)
+    excluded = {parties.client.address, parties.workers[0].address, parties.validators[0].address, disputer.address}
+    assert resolvers == expected_draw(bahen, OID, 0, excluded)
     assert len(set(resolvers)) == 3 and set(resolvers) <= set(pool)
     assert all(bahen.member(r).locks == 1 for r in resolvers)  # they cannot unbond mid-dispute
