@@ -4,7 +4,9 @@ These are the Prefect task results of an order and the body of its order record,
 and JSON-serialisable.
 """
 
+from contracts.models import CreditEvent, SlashEvent
 from proof.telemetry import TelemetrySample
+from proof.wasp import ModelReport
 from pydantic import BaseModel, Field
 from storage.refs import ArtifactRef
 
@@ -104,12 +106,13 @@ class Scores(BaseModel):
 
 
 class Verdict(BaseModel):
-    """audit: Wasp's decision with its reasons, recorded on chain."""
+    """audit: Wasp's work verdict with its reasons, recorded on chain, and the model report."""
 
     order_id: str
     task: int
     accepted: bool
-    reasons: list[str]
+    reasons: list[str] = Field(description="The work verdict's rules: the Proof of Train, signatures, commitments")
+    model_report: ModelReport = Field(description="The validators' figures: evidence for the client, never a verdict")
     verdict: ArtifactRef
     digest: str
 
@@ -122,6 +125,8 @@ class Settled(BaseModel):
     slashed_wei: dict[str, int]
     refund_wei: int
     tx_hash: str
+    credits: list[CreditEvent] = Field(default_factory=list, description="Every credit of the order, from chain events")
+    slashes: list[SlashEvent] = Field(default_factory=list, description="Every slash of the order, from chain events")
 
 
 class StageTiming(BaseModel):

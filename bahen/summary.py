@@ -24,17 +24,23 @@ def print_summary(record: OrderRecord, console: Console) -> None:
         console.print(f"holdout accuracy: {scores} (median {record.scores.median_accuracy:.4f})")
     if record.verdict:
         colour = "green" if record.verdict.accepted else "red"
-        console.print(f"[bold {colour}]verdict: {'accepted' if record.verdict.accepted else 'rejected'}[/]")
+        console.print(f"[bold {colour}]work verdict: {'accepted' if record.verdict.accepted else 'rejected'}[/]"
+                      " (the Proof of Train alone; it pays or slashes)")
         for reason in record.verdict.reasons:
             console.print(f"  {reason}", highlight=False)
+        report = record.verdict.model_report
+        console.print(f"[bold]model report[/] (evidence for the client, never a slash): median holdout accuracy "
+                      f"{report.median_accuracy:.4f} (chance {report.chance_accuracy:.4f}), loss {report.median_loss:.4f}, "
+                      f"perplexity {report.perplexity:.3f}", highlight=False)
+        for finding in report.findings:
+            console.print(f"  {'✓' if finding.passed else '!'} {finding.rule}: {finding.detail}", highlight=False)
     if record.settled:
-        pay = Table("party", "ETH", title="settlement")
-        for address, wei in record.settled.payouts_wei.items():
-            pay.add_row(f"paid {address}", f"{wei / ETH:.6f}")
-        for address, wei in record.settled.slashed_wei.items():
-            pay.add_row(f"slashed {address}", f"-{wei / ETH:.6f}")
-        pay.add_row("refunded to the client", f"{record.settled.refund_wei / ETH:.6f}")
-        console.print(pay)
+        ledger = Table("account", "kind", "ETH", title="credits and debits (chain events)")
+        for c in record.settled.credits:
+            ledger.add_row(c.account, c.kind, f"{c.amount / ETH:.6f}")
+        for x in record.settled.slashes:
+            ledger.add_row(x.member, "slashed", f"-{x.amount / ETH:.6f}")
+        console.print(ledger)
     artifacts = Table("artifact", "sha256", "bytes", title="artifacts")
     for label, ref in record.artifacts():
         artifacts.add_row(label, ref.sha256, f"{ref.size:,}")

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from bahen.errors import BahenError
 from bahen.records import OrderRecord
-from tasks.audit import gather
+from tasks.audit import explain, gather
 from tasks.runtime import network, order_book
 
 
@@ -47,7 +47,7 @@ def reaudit_task(record: OrderRecord) -> list[AuditCheck]:
         checks.append(AuditCheck(
             order_id=record.order_id, task=assignment.task, accepted=decision.accepted,
             recorded_accepted=record.verdict.accepted, agrees=decision.accepted == record.verdict.accepted,
-            reasons=[f"{'✓' if r.passed else '✗'} {r.rule}: {r.detail}" for r in decision.reasons],
+            reasons=explain(decision.reasons),
         ))
     create_markdown_artifact(
         key=f"reaudit-{record.order_id[2:14]}", description=f"Re-audit of order {record.order_id}",

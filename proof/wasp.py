@@ -1,18 +1,24 @@
-"""Wasp's rules: from signed evidence to an accept/reject verdict with reasons.
+"""Wasp's rules: from signed evidence to a work verdict with reasons, and a model report.
 
 The audit stage gathers the evidence (signatures checked, on-chain digests compared); this module
 only weighs it, so a third-party auditor re-running the rules on the same evidence gets the same
-verdict. Decisive rules reject on failure; weak rules are reported but never reject on their own.
+verdict. Two outcomes, never mixed:
+
+- the **work verdict** answers "was the ordered training done as specified?" from the Proof of
+  Train, the signatures and the commitments alone; it alone pays or slashes;
+- the **model report** (holdout accuracy and loss, perplexity, agreement with the training trace,
+  the validators' quorum) is evidence for the client. Whether the ordered model can learn is the
+  client's choice, so a poor model never costs the worker anything; a holdout loss that contradicts
+  the trace is a reason to verify more, never a rejection by itself.
 """
 
 import math
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from proof.report import VerificationReport
 from proof.scoring import PerformanceReport, aggregate
 
-CHANCE_MULTIPLE = 2.0  # the model must beat chance accuracy at least twice over
 LOSS_GAP = 3.0  # holdout loss above LOSS_GAP × claimed training loss + 0.5 is flagged
 
 
@@ -41,19 +47,29 @@ class Reason(BaseModel):
     detail: str
 
 
+class ModelReport(BaseModel):
+    """What the validators measured of the final model: evidence for the client, never a verdict."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
+    median_accuracy: float
+    median_loss: float
+    perplexity: float = Field(description="exp of the median holdout loss (per prediction)")
+    chance_accuracy: float
+    findings: list[Reason] = Field(description="Observations; none of them decides the work verdict")
+    verify_more: bool = Field(description="The outcome contradicts the training trace: worth more re-execution")
+
+
 class Decision(BaseModel):
     order_id: str
     task: int
     accepted: bool
-    reasons: list[Reason]
+    reasons: list[Reason] = Field(description="The work verdict's rules, every one decisive")
+    model_report: ModelReport
 
 
-def _rules(ev: Evidence) -> list[Reason]:
-    agg = aggregate(ev.performance)
-    quorum = ev.validators_assigned // 2 + 1
-    chance = CHANCE_MULTIPLE / ev.num_classes
+def _work_rules(ev: Evidence) -> list[Reason]:
     failed = [c.name for c in ev.verification.checks if c.decisive and not c.passed] if ev.verification else []
-    loss_bound = LOSS_GAP * ev.claimed_final_loss + 0.5
     return [
         Reason(rule="signed-proof", passed=ev.manifest_signed, decisive=True,
                detail="proof manifest signed by the assigned worker" if ev.manifest_signed else "proof manifest signature invalid or not the worker's"),
@@ -65,21 +81,37 @@ def _rules(ev: Evidence) -> list[Reason]:
         Reason(rule="verification-passed", passed=ev.verification is not None and ev.verification.passed, decisive=True,
                detail="every decisive check passed" if ev.verification and ev.verification.passed
                else f"failed checks: {', '.join(failed) or 'report missing'}"),
+    ]
+
+
+def model_report(ev: Evidence) -> ModelReport:
+    """The validators' figures against chance and against the worker's claimed training loss."""
+    agg = aggregate(ev.performance)
+    quorum = ev.validators_assigned // 2 + 1
+    chance = 1.0 / ev.num_classes
+    loss_bound = LOSS_GAP * ev.claimed_final_loss + 0.5
+    contradicts = not math.isnan(agg.median_loss) and agg.median_loss > loss_bound
+    findings = [
         Reason(rule="score-quorum", passed=ev.performance_attested >= quorum and agg.valid >= quorum, decisive=True,
                detail=f"{min(ev.performance_attested, agg.valid)} attested scores, quorum {quorum} of {ev.validators_assigned}"),
-        Reason(rule="beats-chance", passed=not math.isnan(agg.median_accuracy) and agg.median_accuracy >= chance, decisive=True,
-               detail=f"median holdout accuracy {agg.median_accuracy:.4f}, floor {chance:.4f}"),
-        Reason(rule="loss-consistent", passed=not math.isnan(agg.median_loss) and agg.median_loss <= loss_bound, decisive=False,
+        Reason(rule="above-chance", passed=not math.isnan(agg.median_accuracy) and agg.median_accuracy > chance, decisive=False,
+               detail=f"median holdout accuracy {agg.median_accuracy:.4f}, chance {chance:.4f}"),
+        Reason(rule="loss-consistent", passed=not contradicts, decisive=False,
                detail=f"median holdout loss {agg.median_loss:.4f}, bound {loss_bound:.4f} from the claimed training loss"),
         Reason(rule="validators-agree", passed=not agg.outliers, decisive=False,
                detail=f"outlying validators: {', '.join(agg.outliers)}" if agg.outliers else "no outlying validator"),
     ]
+    perplexity = math.exp(agg.median_loss) if math.isfinite(agg.median_loss) and agg.median_loss < 700 else math.inf
+    return ModelReport(
+        median_accuracy=agg.median_accuracy, median_loss=agg.median_loss, perplexity=perplexity,
+        chance_accuracy=chance, findings=findings, verify_more=contradicts,
+    )
 
 
 def decide(evidence: Evidence) -> Decision:
-    """Accept when every decisive rule passes."""
-    reasons = _rules(evidence)
+    """The work verdict (accept when every rule of the Proof of Train passes) and the model report."""
+    reasons = _work_rules(evidence)
     return Decision(
-        order_id=evidence.order_id, task=evidence.task,
-        accepted=all(r.passed for r in reasons if r.decisive), reasons=reasons,
+        order_id=evidence.order_id, task=evidence.task, accepted=all(r.passed for r in reasons),
+        reasons=reasons, model_report=model_report(evidence),
     )

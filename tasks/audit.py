@@ -13,7 +13,7 @@ from privacy.signing import digest
 from proof.bundle import ProofBundle
 from proof.report import VerificationReport
 from proof.scoring import PerformanceReport
-from proof.wasp import Decision, Evidence, decide
+from proof.wasp import Decision, Evidence, Reason, decide
 from storage.errors import StorageError
 
 from bahen.artifacts import get_signed, put_signed
@@ -78,11 +78,15 @@ def audit(upload: Upload, shard: Shard, assignment: Assignment, training: Traini
         wasp.account, order_id=bytes.fromhex(upload.order_id[2:]), task=assignment.task,
         accepted=decision.accepted, reasons_digest=digest(decision),
     )
-    reasons = [f"{'✓' if r.passed else '✗'} {r.rule}: {r.detail}" for r in decision.reasons]
     return Verdict(
-        order_id=upload.order_id, task=assignment.task, accepted=decision.accepted, reasons=reasons,
-        verdict=ref, digest=doc.digest,
+        order_id=upload.order_id, task=assignment.task, accepted=decision.accepted, reasons=explain(decision.reasons),
+        model_report=decision.model_report, verdict=ref, digest=doc.digest,
     )
+
+
+def explain(reasons: list[Reason]) -> list[str]:
+    """One line per rule: a mark, its name and what it found."""
+    return [f"{'✓' if r.passed else '✗'} {r.rule}: {r.detail}" for r in reasons]
 
 
 @task(name="audit", cache_policy=NO_CACHE)

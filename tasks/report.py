@@ -14,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from proof.telemetry import TelemetrySample
 
 from bahen.records import OrderRecord
+from tasks.audit import explain
 from tasks.runtime import order_book
 
 ETH = 10**18
@@ -71,13 +72,18 @@ def summary_markdown(record: OrderRecord) -> str:
              "| stage | seconds |", "|---|---:|"]
     lines += [f"| {t.stage} | {t.seconds:.2f} |" for t in record.timings]
     if record.verdict:
-        lines += ["", f"## Verdict: {'accepted' if record.verdict.accepted else 'rejected'}", ""]
+        lines += ["", f"## Work verdict: {'accepted' if record.verdict.accepted else 'rejected'}", "",
+                  "Decided by the Proof of Train, the signatures and the commitments alone; it alone pays or slashes.", ""]
         lines += [f"- {reason}" for reason in record.verdict.reasons]
+        report = record.verdict.model_report
+        lines += ["", "## Model report", "", "Evidence for the client: it never slashes.", "",
+                  f"- median holdout accuracy {report.median_accuracy:.4f} (chance {report.chance_accuracy:.4f}), "
+                  f"loss {report.median_loss:.4f}, perplexity {report.perplexity:.3f}"]
+        lines += [f"- {line}" for line in explain(report.findings)]
     if record.settled:
-        lines += ["", "## Settlement", "", "| party | credited |", "|---|---:|"]
-        lines += [f"| {addr} | {eth(wei)} |" for addr, wei in record.settled.payouts_wei.items()]
-        lines += [f"| {addr} (slashed) | -{eth(wei)} |" for addr, wei in record.settled.slashed_wei.items()]
-        lines += [f"| client refund | {eth(record.settled.refund_wei)} |"]
+        lines += ["", "## Credits and debits", "", "| account | kind | ETH |", "|---|---|---:|"]
+        lines += [f"| {c.account} | {c.kind} | {eth(c.amount)} |" for c in record.settled.credits]
+        lines += [f"| {x.member} | slashed | -{eth(x.amount)} |" for x in record.settled.slashes]
     lines += ["", "## Artifacts (sha256 of stored bytes)", ""]
     for label, ref in record.artifacts():
         lines.append(f"- {label}: `{ref.sha256}` ({ref.size:,} bytes)")

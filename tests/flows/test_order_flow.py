@@ -3,6 +3,9 @@
 import asyncio
 import json
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pytest
 from contracts.errors import ContractRevert
 from prefect.client.orchestration import get_client
@@ -69,3 +72,40 @@ def test_worker_that_altered_its_logged_losses_is_rejected_and_not_paid(prefect,
     assert _paid(record, worker.address) == 0
     assert record.settled.slashed_wei.get(worker.address, 0) > 0
     assert any("verification-passed" in r and r.startswith("✗") for r in record.verdict.reasons)
+    # the slash goes to the verifier's bounty and the treasury; the client gets back its escrow only
+    client = record.upload.client
+    assert [c.kind for c in record.settled.credits if c.account == client] == ["refund"]
+    verifier = record.shard.validators[0].address
+    kinds = {(c.account, c.kind) for c in record.settled.credits}
+    assert (verifier, "bounty") in kinds and any(kind == "treasury" for _, kind in kinds)
+    slashed = sum(x.amount for x in record.settled.slashes)
+    assert slashed == sum(c.amount for c in record.settled.credits if c.kind in ("bounty", "treasury"))
+
+
+def _labelled_csv(path, *, classes: int, random_labels: bool):
+    """Digits of the first `classes` classes; with `random_labels`, labels drawn independently of the images."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    keep = y < classes
+    X, y = X[keep] / 16.0, y[keep]
+    if random_labels:
+        y = np.random.default_rng(7).permutation(np.arange(len(y)) % classes)
+    columns = {f"x{i}": X[:, i] for i in range(X.shape[1])} | {"label": y.astype("int64")}
+    pa_csv.write_csv(pa.table(columns), path)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("classes", "random_labels"), [(2, False), (3, True)], ids=["binary", "random-labels"])
+def test_honest_work_is_paid_whatever_the_model_learns(prefect, tmp_path, classes, random_labels):
+    path = _labelled_csv(tmp_path / f"data{classes}.csv", classes=classes, random_labels=random_labels)
+    record = order(OrderSpec(dataset_path=str(path), model="mlp", epochs=1, checkpoint_every=4, batch_size=32))
+
+    assert record.verdict.accepted and record.verification.passed
+    worker = record.shard.assignments[0]
+    assert _paid(record, worker.address) == worker.payment_wei and record.settled.slashed_wei == {}
+    report = record.verdict.model_report
+    assert report.chance_accuracy == pytest.approx(1 / classes)
+    above_chance = next(f for f in report.findings if f.rule == "above-chance")
+    assert above_chance.passed != random_labels  # the report tells the client there was nothing to learn
