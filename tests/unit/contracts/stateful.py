@@ -144,6 +144,8 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             for task in range(tasks):
                 self.assign_task(len(self.orders) - 1, task, 100 // (tasks + 1), by_client=True)
             self.assign_validator(len(self.orders) - 1, 0, 5)
+            self.commit(i=1, t=0)
+            self.verdict(i=1, t=0, accepted=True, as_wasp=1)  # a judged task: disputes can start at once
 
         @rule(escrow=st.integers(1, 3 * ETHER), other_client=st.booleans())
         def open_order(self, escrow, other_client):
@@ -280,6 +282,7 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             if _expect(ok, call, "open_dispute"):
                 task.dispute = DisputeModel(disputer.address, claim_accepted=task.verdict == "rejected")
                 o.bonds += bond
+                self.deposited += bond
 
         @precondition(lambda self: self._disputed(0, "drawing"))
         @rule(t=st.integers(0, 50))
