@@ -163,11 +163,11 @@ def _lifecycle(chain: Chain, rec: _Recorder, tasks: int, validators: int) -> Non
     for acct in [client, treasury, *workers[:-1], *checkers]:
         rec("withdraw", b.withdraw, acct)
     _side_calls(chain, rec, b, client, workers[0])
-    _dispute(chain, rec, b, client, wasp, workers[0], checkers[0], resolvers)
+    _dispute(chain, rec, b, client, wasp, workers[0], checkers[0], checkers[1:] + resolvers)
 
 
-def _dispute(chain: Chain, rec: _Recorder, b: Bahen, client, wasp, worker, disputer, resolvers) -> None:
-    """A dispute of an accepted task, upheld by the first two resolvers' votes."""
+def _dispute(chain: Chain, rec: _Recorder, b: Bahen, client, wasp, worker, disputer, candidates) -> None:
+    """A dispute of an accepted task (no validator assigned), upheld by the first two resolvers' votes."""
     oid = keccak(text="gas bench disputed order")
     b.open_order(client, order_id=oid, spec_hash=keccak(text="spec"), escrow=ETHER, deadline=chain.now() + 3_600)
     b.assign_task(client, order_id=oid, task=0, worker=worker.address, payment=ETHER // 8)
@@ -176,9 +176,9 @@ def _dispute(chain: Chain, rec: _Recorder, b: Bahen, client, wasp, worker, dispu
     rec("open_dispute", b.open_dispute, disputer, order_id=oid, task=0, counter_digest=keccak(text="counter"),
         bond=PARAMS.dispute_bond, lifecycle=False)
     chain.mine(1)
-    drawn = rec(f"draw_resolvers ({len(resolvers)} of {len(resolvers)})", b.draw_resolvers, client, order_id=oid,
-                task=0, lifecycle=False)
-    by_address = {r.address: r for r in resolvers}
+    drawn = rec(f"draw_resolvers ({PARAMS.resolver_count} of {len(candidates)})", b.draw_resolvers, client,
+                order_id=oid, task=0, lifecycle=False)
+    by_address = {r.address: r for r in candidates}
     for name, address in zip(("vote_dispute", "vote_dispute (closes it)"), drawn):
         rec(name, b.vote_dispute, by_address[address], order_id=oid, task=0, uphold=True,
             report_digest=keccak(text=address), lifecycle=False)

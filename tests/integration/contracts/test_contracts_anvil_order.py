@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from contracts.chain import Chain
-from tests.unit.contracts.fixtures import ETHER, PARAMS, WORKER_STAKE, b32, open_assigned, report
+from tests.unit.contracts.fixtures import ETHER, PARAMS, WINDOW, WORKER_STAKE, b32, open_assigned, report
 from tests.unit.contracts.stateful import make_machine
 
 pytestmark = pytest.mark.integration
@@ -26,6 +26,7 @@ def test_whole_order_on_anvil(bahen, chain, parties):
             report(bahen, parties.stranger, validator, OID, task, kind=1)
     bahen.record_verdict(parties.wasp, order_id=OID, task=0, accepted=True, reasons_digest=b32("ok"))
     bahen.record_verdict(parties.wasp, order_id=OID, task=1, accepted=False, reasons_digest=b32("replay mismatch"))
+    chain.increase_time(WINDOW)
 
     settlement = bahen.settle(parties.client, order_id=OID)
 
@@ -44,6 +45,11 @@ def test_whole_order_on_anvil(bahen, chain, parties):
     names = [_event_name(bahen, log) for log in logs]
     assert names[:1] == ["OrderOpened"] and names[-1] == "OrderSettled"
     assert names.count("ProofCommitted") == 2 and names.count("ReportSubmitted") == 8 and names.count("Slashed") == 1
+    # every credit is an event: two payments, two fees, the two verifiers' bounty, the treasury, the refund
+    assert names.count("Credited") == 7
+    ledger = bahen.ledger(OID)
+    assert sum(c.amount for c in ledger.credits) == ETHER + slashed
+    assert not any(c.account == parties.client.address and c.kind != "refund" for c in ledger.credits)
 
 
 def _event_name(bahen, log) -> str:
