@@ -38,6 +38,7 @@ def pinned_artifacts(record: OrderRecord, store: ArtifactStore) -> dict[str, Art
             pins.update({f"grants/{v.name}-{role}.json": ref for role, ref in v.grants.items()})
     if record.training:
         task = record.training.task
+        pins.update({f"grants/task{task}-model-{address}.json": ref for address, ref in record.training.model_grants.items()})
         pins[f"proof/task{task}/manifest.json"] = record.training.bundle
         doc = SignedDocument.model_validate(json.loads(store.get(record.training.bundle)))
         bundle = ProofBundle.model_validate(doc.payload)
@@ -50,6 +51,8 @@ def pinned_artifacts(record: OrderRecord, store: ArtifactStore) -> dict[str, Art
         pins.update({f"reports/score-{name}.json": ref for name, ref in record.scores.reports.items()})
     if record.verdict:
         pins[f"reports/task{record.verdict.task}-verdict.json"] = record.verdict.verdict
+    if record.delivery:
+        pins[f"grants/task{record.delivery.task}-model-client.json"] = record.delivery.grant
     return pins
 
 

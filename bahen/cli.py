@@ -78,7 +78,7 @@ def order_submit(
     spec_file: Annotated[Path, typer.Argument(help="Order spec (YAML); fields as in `bahen order schema`")],
     verbose: Annotated[bool, typer.Option(help="Show Prefect's logs")] = False,
 ) -> None:
-    """Run the order described by SPEC_FILE through all seven stages."""
+    """Run the order described by SPEC_FILE through every stage, from encrypt_upload to deliver."""
     from bahen.runner import run_order
     from bahen.spec import load_spec
     from bahen.summary import print_summary
@@ -127,7 +127,10 @@ def model_get(
     order_id: Annotated[str, typer.Argument(help="Order id (0x…)")],
     out: Annotated[Path, typer.Option("--out", help="Where to write the model's state_dict (torch.save format)")],
 ) -> None:
-    """Decrypt an order's final model with the client's key grant and write its weights to OUT."""
+    """Decrypt an order's final model with the key a validator delivered to the client, and write its weights to OUT.
+
+    The key is delivered only once the order is settled and its work verdict accepted.
+    """
     from bahen.delivery import fetch_model
 
     path = fetch_model(order_id, out)

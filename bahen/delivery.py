@@ -1,4 +1,4 @@
-"""The client's side of delivery: decrypt the final model with the client's own grant."""
+"""The client's side of delivery: decrypt the final model with the grant a validator released to the client."""
 
 import os
 import tempfile
@@ -19,11 +19,14 @@ def fetch_model(order_id: str, out: Path) -> Path:
     """Write the final model's state_dict of ``order_id`` to ``out`` (atomically)."""
     settings = load_settings()
     record = OrderBook(settings.orders_dir).load(order_id)
-    if record.training is None or record.upload is None:
-        raise BahenError(f"order {order_id} has no trained model yet (status: {record.status})")
+    if record.training is None or record.delivery is None:
+        raise BahenError(
+            f"order {order_id} has no delivered model (status: {record.status}): the model key is released to the "
+            "client once the accepted work verdict is final and the order settled; a rejected task's model is never delivered"
+        )
     store = store_of(settings)
     client = keystore_of(settings).load(CLIENT)
-    key = open_stored_grant(store, record.upload.client_grants["model"], client, order_id=order_id)
+    key = open_stored_grant(store, record.delivery.grant, client, order_id=order_id)
     plain = get_decrypted(store, key, record.training.final_model, order_id=order_id, role=PROOF_ROLE)
     checkpoint = Checkpoint.from_bytes(plain, name=record.training.final_model.name)
     out = Path(out)

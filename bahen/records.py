@@ -27,7 +27,9 @@ class Upload(BaseModel):
     expectations: int = Field(description="Expectations evaluated (all passed)")
     train: ArtifactRef
     holdout: ArtifactRef
-    client_grants: dict[str, ArtifactRef] = Field(description="Key role -> that key wrapped to the client")
+    client_grants: dict[str, ArtifactRef] = Field(description="Key role (train, holdout) -> that key wrapped to the client")
+    client_x25519: str = Field(description="The client's X25519 public key (hex), named in the signed dataset manifest: "
+                               "where the model key is delivered")
     manifest: ArtifactRef
 
 
@@ -79,6 +81,9 @@ class Training(BaseModel):
     seconds: float
     telemetry: list[TelemetrySample] = Field(
         default_factory=list, description="Hardware samples taken while training, thinned (the proof keeps them all)")
+    model_grants: dict[str, ArtifactRef] = Field(
+        default_factory=dict, description="Validator address -> the worker's model key wrapped to it (the client gets "
+        "none from the worker: a validator delivers it once the work verdict is final)")
 
 
 class Verification(BaseModel):
@@ -129,6 +134,15 @@ class Settled(BaseModel):
     slashes: list[SlashEvent] = Field(default_factory=list, description="Every slash of the order, from chain events")
 
 
+class Delivery(BaseModel):
+    """deliver: the model key wrapped to the client by a validator, once the accepted verdict was final and settled."""
+
+    order_id: str
+    task: int
+    validator: str = Field(description="The validator that released the key")
+    grant: ArtifactRef = Field(description="The model key wrapped to the client")
+
+
 class StageTiming(BaseModel):
     stage: str
     seconds: float
@@ -148,6 +162,7 @@ class OrderRecord(BaseModel):
     scores: Scores | None = None
     verdict: Verdict | None = None
     settled: Settled | None = None
+    delivery: Delivery | None = None
 
     def artifacts(self) -> list[tuple[str, ArtifactRef]]:
         """The order's main artifacts with a label each, in pipeline order."""

@@ -12,7 +12,7 @@ from bahen.records import OrderRecord
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 
-STAGES = ("encrypt_upload", "shard", "train", "verify", "score", "audit", "settle")
+STAGES = ("encrypt_upload", "shard", "train", "verify", "score", "audit", "settle", "deliver")
 
 
 def _watch(book: OrderBook, started: float, progress: Progress, bar, stop: threading.Event) -> None:
@@ -28,7 +28,7 @@ def _watch(book: OrderBook, started: float, progress: Progress, bar, stop: threa
 
 
 def run_order(spec: OrderSpec, *, console: Console, verbose: bool = False) -> OrderRecord:
-    """Run the ``order`` flow on ``spec`` with a progress bar over its seven stages."""
+    """Run the ``order`` flow on ``spec`` with a progress bar over its stages."""
     from flows.order import order
 
     if not verbose:

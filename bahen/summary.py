@@ -41,6 +41,11 @@ def print_summary(record: OrderRecord, console: Console) -> None:
         for x in record.settled.slashes:
             ledger.add_row(x.member, "slashed", f"-{x.amount / ETH:.6f}")
         console.print(ledger)
+    if record.delivery:
+        console.print(f"model delivered: key released to the client by validator {record.delivery.validator} "
+                      f"(`bahen model get {record.order_id} --out model.pt`)")
+    elif any(t.stage == "deliver" for t in record.timings):
+        console.print("[bold]no model delivered[/]: the work was rejected and its payment refunded")
     artifacts = Table("artifact", "sha256", "bytes", title="artifacts")
     for label, ref in record.artifacts():
         artifacts.add_row(label, ref.sha256, f"{ref.size:,}")

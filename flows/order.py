@@ -12,6 +12,7 @@ from bahen.records import OrderRecord
 from bahen.spec import OrderSpec
 from flows.dispatch import dispatcher, ending_on_failure
 from tasks.audit import audit_task
+from tasks.deliver import deliver_task
 from tasks.encrypt_upload import encrypt_upload_task
 from tasks.report import report_task
 from tasks.settle import settle_task
@@ -21,16 +22,20 @@ from tasks.verify import verify_task
 
 @flow(name="order", flow_run_name="order-{spec.model}-{spec.dataset}", validate_parameters=True)
 def order(spec: OrderSpec = OrderSpec()) -> OrderRecord:
-    """Train ``spec`` on rented compute, verify the proof, score, audit and settle on chain."""
+    """Train ``spec`` on rented compute, verify the proof, score, audit, settle on chain, then deliver the model."""
     order_id = new_order_id()
     upload = encrypt_upload_task(spec, order_id)
     shard = shard_task(spec, upload)
     stages = dispatcher()
+    trainings = []
     with ending_on_failure(upload):
         for assignment in shard.assignments:
             training = stages.train(spec, upload, assignment)
             verification = verify_task(spec, upload, shard, assignment, training)
             scores = stages.score(spec, upload, shard, training)
             audit_task(upload, shard, assignment, training, verification, scores)
+            trainings.append(training)
     settle_task(upload)
+    for training in trainings:
+        deliver_task(upload, shard, training)
     return report_task(order_id)

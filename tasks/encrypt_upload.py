@@ -3,7 +3,8 @@
 The dataset is checked by the Great Expectations suite before anything is written; a failing
 dataset stops the order with the list of failed expectations. The train and holdout splits go to
 the store as Parquet sealed under their own keys (the holdout key never reaches a worker), and a
-signed dataset manifest records plaintext and ciphertext hashes so an auditor can check both.
+signed dataset manifest records plaintext and ciphertext hashes so an auditor can check both, and
+the client's X25519 key, to which the model key is delivered once the work verdict is final.
 """
 
 import hashlib
@@ -32,7 +33,7 @@ from bahen.spec import OrderSpec
 from tasks.runtime import network, order_book, timed
 
 SAMPLE_CLASSES = {"digits": 10, "mnist": 10}
-KEY_ROLES = ("train", "holdout", "model")
+KEY_ROLES = ("train", "holdout")  # the model key is the worker's: the client gets it once the verdict is final
 
 
 def read_dataset(spec: OrderSpec) -> tuple[pa.Table, str, int | None]:
@@ -93,6 +94,7 @@ def encrypt_upload(spec: OrderSpec, net: Network, *, order_id: str) -> Upload:
             "schema": table.schema.to_string(show_schema_metadata=False),
             "plaintext_sha256": {role: hashlib.sha256(data).hexdigest() for role, data in plain.items()},
             "expectations_evaluated": report.evaluated,
+            "client_x25519": client.x25519_public.hex(),
         },
     )
     manifest_ref, _ = put_signed(net.store, client, manifest, name=f"order {order_id[:10]}/dataset manifest")
@@ -109,6 +111,7 @@ def encrypt_upload(spec: OrderSpec, net: Network, *, order_id: str) -> Upload:
         train=refs["train"],
         holdout=refs["holdout"],
         client_grants=grants,
+        client_x25519=client.x25519_public.hex(),
         manifest=manifest_ref,
     )
 

@@ -84,6 +84,12 @@ def summary_markdown(record: OrderRecord) -> str:
         lines += ["", "## Credits and debits", "", "| account | kind | ETH |", "|---|---|---:|"]
         lines += [f"| {c.account} | {c.kind} | {eth(c.amount)} |" for c in record.settled.credits]
         lines += [f"| {x.member} | slashed | -{eth(x.amount)} |" for x in record.settled.slashes]
+    if record.delivery:
+        lines += ["", "## Model delivered", "",
+                  f"The model key was released to the client by validator `{record.delivery.validator}` once the "
+                  f"accepted verdict was final: `bahen model get {record.order_id} --out model.pt`."]
+    elif any(t.stage == "deliver" for t in record.timings):
+        lines += ["", "## No model delivered", "", "The work was rejected and its payment refunded."]
     lines += ["", "## Artifacts (sha256 of stored bytes)", ""]
     for label, ref in record.artifacts():
         lines.append(f"- {label}: `{ref.sha256}` ({ref.size:,} bytes)")

@@ -1,7 +1,8 @@
 """score (validator-score) — every validator scores the final model on the holdout split.
 
-Each validator decrypts the holdout split and the final checkpoint with its own grants, evaluates,
-signs a performance report and records its digest on chain. A validator that cannot read or load
+Each validator decrypts the holdout split and the final checkpoint with its own grants (the client's
+for the split, the worker's for the model), evaluates, signs a performance report and records its
+digest on chain. A validator that cannot read or load
 the model reports the error instead of a score, so one broken artifact cannot stall the order.
 """
 
@@ -22,6 +23,7 @@ from bahen.records import Scores, Shard, Training, Upload, ValidatorSlot
 from bahen.spec import OrderSpec
 from tasks.runtime import network, order_book, timed
 from tasks.train import load_split, train_spec
+from tasks.verify import model_key
 
 REPORT_PERFORMANCE = 1
 
@@ -37,7 +39,8 @@ def score_one(spec: OrderSpec, upload: Upload, training: Training, slot: Validat
         holdout_sha256=upload.holdout.sha256, samples=len(y),
     )
     try:
-        plain = get_decrypted(net.store, keys["model"], training.final_model, order_id=order_id, role=PROOF_ROLE)
+        model = model_key(net, training, validator)
+        plain = get_decrypted(net.store, model, training.final_model, order_id=order_id, role=PROOF_ROLE)
         checkpoint = Checkpoint.from_bytes(plain, name=training.final_model.name)
         metrics = evaluate(train_spec(spec, upload, training.task), checkpoint.model_state, X, y)
     except (PrivacyError, StorageError, TrainingError) as exc:

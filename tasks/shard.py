@@ -3,7 +3,8 @@
 The fee follows the work: forward FLOPs per sample from the model registry, times three for the
 backward pass, times samples and epochs. Workers and validators are matched among the parties
 staked on chain, and each gets the keys it needs wrapped to the X25519 key it published there:
-workers the train and model keys, validators the train, holdout and model keys.
+workers the train key, validators the train and holdout keys. The model key is the worker's own
+(``tasks.train``): the client holds no key to the model before the work verdict is final.
 """
 
 from prefect import task
@@ -20,8 +21,8 @@ from bahen.records import Assignment, Shard, Upload, ValidatorSlot
 from bahen.spec import OrderSpec
 from tasks.runtime import network, order_book, timed
 
-WORKER_KEYS = ("train", "model")
-VALIDATOR_KEYS = ("train", "holdout", "model")
+WORKER_KEYS = ("train",)
+VALIDATOR_KEYS = ("train", "holdout")
 
 
 class Pricing(BaseModel):

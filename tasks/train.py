@@ -1,8 +1,11 @@
 """train — on a worker: decrypt the shard in memory, train, record the Proof of Train, commit its root.
 
 Every free choice derives from the order (seed, data order, hyperparameters, determinism profile).
-Checkpoints, the step log and telemetry are sealed under the order's model key as they are made;
-the worker signs the proof bundle and commits its Merkle root on chain before any challenge exists.
+Checkpoints, the step log and telemetry are sealed as they are made under a model key the worker
+draws for the task; it wraps that key to each of the order's validators (as the chain lists them,
+to the X25519 keys they registered) and to nobody else, so the client can read the model only once
+a validator delivers it after the work verdict is final. The worker signs the proof bundle and
+commits its Merkle root on chain before any challenge exists.
 Then it waits for the challenge seed (a block after the commitment), reveals the per-step states
 the challenge names from its spool, and signs and stores that response for the verifier.
 """
@@ -18,11 +21,13 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from proof.attacks import run_worker
 from proof.telemetry import TelemetrySample, TelemetrySampler
+from privacy.identity import PublicIdentity
+from privacy.stream import new_data_key
 from proof.verifier import VerifyConfig
 from training.datasets import table_to_arrays
 from training.trainer import TrainSpec
 
-from bahen.artifacts import PROOF_ROLE, get_decrypted, open_stored_grant, put_encrypted, put_signed
+from bahen.artifacts import PROOF_ROLE, get_decrypted, open_stored_grant, put_encrypted, put_grant, put_signed
 from bahen.network import Network
 from bahen.records import Assignment, Training, Upload
 from bahen.settings import load_settings
@@ -72,6 +77,16 @@ def load_split(store: ArtifactStore, key: bytes, upload: Upload, role: str):
     return X, y
 
 
+def order_validators(net: Network, order_id: str) -> list[PublicIdentity]:
+    """The order's validators as the chain lists them, with the X25519 keys they registered."""
+    views = net.market.order(bytes.fromhex(order_id[2:])).validators
+    return [
+        PublicIdentity(name=f"validator {v.validator[:10]}", address=v.validator,
+                       x25519_public=net.market.member(v.validator).x25519_public)
+        for v in views
+    ]
+
+
 def proof_writer(store: ArtifactStore, key: bytes, order_id: str, task: int, on_put: Callable[[str], None] | None = None):
     """The recorder's ``put``: seal under the model key, store, return the reference (then tell ``on_put``)."""
     def put(name: str, plaintext: bytes):
@@ -90,10 +105,11 @@ def train(
     """Train the assigned task as its worker, commit the proof and answer the challenge; ``attack`` runs a dishonest worker."""
     worker = net.party(assignment.worker)
     order_id, task = upload.order_id, assignment.task
-    keys = {role: open_stored_grant(net.store, ref, worker, order_id=order_id) for role, ref in assignment.grants.items()}
-    X, y = load_split(net.store, keys["train"], upload, "train")
+    train_key = open_stored_grant(net.store, assignment.grants["train"], worker, order_id=order_id)
+    X, y = load_split(net.store, train_key, upload, "train")
     tspec = train_spec(spec, upload, task)
-    put = proof_writer(net.store, keys["model"], order_id, task, on_put)
+    model_key = new_data_key()
+    put = proof_writer(net.store, model_key, order_id, task, on_put)
     start = time.perf_counter()
     run = run_worker(
         attack, tspec, X, y, put, intensity, order_id=order_id, seed=int.from_bytes(worker.x25519_public[:4], "big"),
@@ -101,6 +117,10 @@ def train(
     )
     seconds = time.perf_counter() - start
     bundle_ref, _ = put_signed(net.store, worker, run.bundle, name=f"order {order_id[:10]}/task {task}/proof manifest")
+    model_grants = {
+        v.address: put_grant(net.store, model_key, v, order_id=order_id, role=f"task {task} model")
+        for v in order_validators(net, order_id)
+    }
     oid = bytes.fromhex(order_id[2:])
     block = net.market.commit_proof(worker.account, order_id=oid, task=task, root=bytes.fromhex(run.committed_root))
     try:
@@ -113,7 +133,7 @@ def train(
         order_id=order_id, task=task, worker=worker.address, bundle=bundle_ref, merkle_root=run.committed_root,
         commit_block=block, response=response_ref, final_model=run.bundle.checkpoints[-1][1], steps=len(steps),
         final_loss=steps[-1].loss if steps else float("nan"), losses=[s.loss for s in steps], seconds=seconds,
-        telemetry=thinned(run.recorded.telemetry, RECORD_TELEMETRY_POINTS),
+        telemetry=thinned(run.recorded.telemetry, RECORD_TELEMETRY_POINTS), model_grants=model_grants,
     )
 
 

@@ -8,7 +8,8 @@ artifacts in memory, runs every check, signs the report and records its digest o
 from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from privacy.errors import PrivacyError
+from privacy.errors import PrivacyError, WrongKeyError
+from privacy.identity import Identity
 from proof.bundle import ProofBundle
 from proof.report import CheckResult, VerificationCost, VerificationReport
 from proof.response import Response
@@ -37,15 +38,22 @@ def verify(spec: OrderSpec, upload: Upload, shard: Shard, assignment: Assignment
     try:
         bundle, _ = get_signed(net.store, training.bundle, ProofBundle, expected_signer=assignment.address)
     except (PrivacyError, StorageError, ValueError) as exc:
-        report = untrusted_manifest_report(order_id, assignment.task, seed, committed, training.bundle.name, exc)
+        report = refused_report(order_id, assignment.task, seed, committed, "manifest-signature", "untrusted manifests",
+                                f"{training.bundle.name}: {exc}")
     else:
-        X, y = load_split(net.store, keys["train"], upload, "train")
-        report = verify_proof(
-            bundle, committed_root=committed.removeprefix("0x"), challenge_seed=seed, X=X, y=y,
-            fetch=lambda ref: get_decrypted(net.store, keys["model"], ref, order_id=order_id, role=PROOF_ROLE),
-            config=verify_config(spec), expected_spec=train_spec(spec, upload, assignment.task),
-            response=worker_response(net, training, assignment.address),
-        )
+        try:
+            model = model_key(net, training, verifier)
+        except (PrivacyError, StorageError) as exc:
+            report = refused_report(order_id, assignment.task, seed, committed, "model-key-grant",
+                                    "unopenable model key grants", str(exc))
+        else:
+            X, y = load_split(net.store, keys["train"], upload, "train")
+            report = verify_proof(
+                bundle, committed_root=committed.removeprefix("0x"), challenge_seed=seed, X=X, y=y,
+                fetch=lambda ref: get_decrypted(net.store, model, ref, order_id=order_id, role=PROOF_ROLE),
+                config=verify_config(spec), expected_spec=train_spec(spec, upload, assignment.task),
+                response=worker_response(net, training, assignment.address),
+            )
     ref, doc = put_signed(net.store, verifier, report, name=f"order {order_id[:10]}/task {assignment.task}/verification report")
     net.market.submit_report(
         verifier.account, order_id=oid, task=assignment.task, kind=REPORT_VERIFICATION,
@@ -71,11 +79,24 @@ def worker_response(net: Network, training: Training, worker: str) -> Response |
     return response
 
 
-def untrusted_manifest_report(order_id: str, task: int, seed: bytes, root: str, name: str, exc: Exception) -> VerificationReport:
-    """A failed report for a proof whose manifest is unreadable or not signed by the assigned worker."""
+def model_key(net: Network, training: Training, validator: Identity) -> bytes:
+    """The worker's model key of the task, from the grant it wrapped to ``validator``.
+
+    Raises :class:`WrongKeyError` when the worker wrapped none to it: a validator that cannot read
+    the proof cannot vouch for it, nor deliver the model.
+    """
+    ref = training.model_grants.get(validator.address)
+    if ref is None:
+        raise WrongKeyError(f"the model key of order {training.order_id}, task {training.task}",
+                            f"the worker wrapped none to {validator.name} ({validator.address})")
+    return open_stored_grant(net.store, ref, validator, order_id=training.order_id)
+
+
+def refused_report(order_id: str, task: int, seed: bytes, root: str, check: str, metric: str, detail: str) -> VerificationReport:
+    """A failed report for a proof that cannot be checked at all: its manifest or its model key is unusable."""
     check = CheckResult(
-        name="manifest-signature", metric="untrusted manifests", threshold=0, observed=1, passed=False,
-        decisive=True, detail=f"{name}: {exc}", cost_steps=0, seconds=0.0,
+        name=check, metric=metric, threshold=0, observed=1, passed=False, decisive=True, detail=detail,
+        cost_steps=0, seconds=0.0,
     )
     return VerificationReport(
         order_id=order_id, task=task, challenge_seed=seed.hex(), merkle_root=root.removeprefix("0x"), checks=[check],

@@ -7,15 +7,29 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pytest
+import torch
 from contracts.errors import ContractRevert
 from prefect.client.orchestration import get_client
 
+from privacy.errors import WrongKeyError
+
+from bahen.artifacts import PROOF_ROLE, get_decrypted, open_stored_grant
+from bahen.delivery import fetch_model
+from bahen.errors import BahenError
 from bahen.network import connect
 from bahen.parties import CLIENT
 from bahen.runner import STAGES
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 from flows.order import order
+from tasks.audit import audit
+from tasks.deliver import NotDeliverable, deliver
+from tasks.encrypt_upload import encrypt_upload
+from tasks.score import score
+from tasks.settle import settle
+from tasks.shard import shard
+from tasks.train import train
+from tasks.verify import verify
 
 SMALL = OrderSpec(dataset="digits", model="mlp", epochs=1, checkpoint_every=8, batch_size=32)
 
@@ -32,7 +46,7 @@ def _paid(record, address):
     return record.settled.payouts_wei.get(address, 0)
 
 
-def test_honest_order_is_accepted_paid_and_cannot_settle_twice(prefect):
+def test_honest_order_is_accepted_paid_and_cannot_settle_twice(prefect, tmp_path):
     record = order(SMALL)
 
     assert [t.stage for t in record.timings] == list(STAGES)
@@ -61,6 +75,11 @@ def test_honest_order_is_accepted_paid_and_cannot_settle_twice(prefect):
         net.market.settle(net.party(CLIENT).account, order_id=bytes.fromhex(record.order_id[2:]))
     assert "AlreadySettled" in str(refused.value)
 
+    assert record.status == "settled (accepted), model delivered"
+    assert record.delivery.validator == record.shard.validators[0].address
+    weights = torch.load(fetch_model(record.order_id, tmp_path / "model.pt"), weights_only=True)
+    assert weights and all(torch.isfinite(t).all() for t in weights.values())
+
 
 def test_worker_that_altered_its_logged_losses_is_rejected_and_not_paid(prefect, cheating_worker):
     cheating_worker("fabricated-losses")
@@ -80,6 +99,35 @@ def test_worker_that_altered_its_logged_losses_is_rejected_and_not_paid(prefect,
     assert (verifier, "bounty") in kinds and any(kind == "treasury" for _, kind in kinds)
     slashed = sum(x.amount for x in record.settled.slashes)
     assert slashed == sum(c.amount for c in record.settled.credits if c.kind in ("bounty", "treasury"))
+    # a rejected task's model is not delivered
+    assert record.delivery is None and record.status == "settled (rejected), no model delivered"
+    with pytest.raises(BahenError, match="no delivered model"):
+        fetch_model(record.order_id, record.order_id + ".pt")
+
+
+def test_the_client_holds_no_key_to_the_model_until_the_verdict_is_final(prefect, bahen_home):
+    net = connect(load_settings())
+    client = net.party(CLIENT)
+    upload = encrypt_upload(SMALL, net, order_id="0x" + "5e" * 32)
+    plan = shard(SMALL, upload, net)
+    [assignment] = plan.assignments
+    training = train(SMALL, upload, assignment, net)
+    # the worker wrapped its model key to the order's validators and to nobody else
+    assert set(training.model_grants) == {slot.address for slot in plan.validators}
+    for ref in upload.client_grants.values():  # the client's own keys open the splits, never the model
+        with pytest.raises(WrongKeyError):
+            get_decrypted(net.store, open_stored_grant(net.store, ref, client, order_id=upload.order_id),
+                          training.final_model, order_id=upload.order_id, role=PROOF_ROLE)
+    verification = verify(SMALL, upload, plan, assignment, training, net)
+    scores = score(SMALL, upload, plan, training, net)
+    assert audit(upload, plan, assignment, training, verification, scores, net).accepted
+    with pytest.raises(NotDeliverable, match="is open on chain"):  # accepted, but inside the dispute window
+        deliver(upload, plan, training, net)
+
+    settle(upload, net)
+    delivery = deliver(upload, plan, training, net)
+    key = open_stored_grant(net.store, delivery.grant, client, order_id=upload.order_id)
+    assert get_decrypted(net.store, key, training.final_model, order_id=upload.order_id, role=PROOF_ROLE)
 
 
 def _labelled_csv(path, *, classes: int, random_labels: bool):

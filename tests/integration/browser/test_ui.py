@@ -59,8 +59,8 @@ def test_finished_order_shows_its_summary_and_checks(browser, devnet, finished_o
     kinds = {a["type"]: a for a in artifacts}
     assert {"markdown", "table"} <= set(kinds), f"artifacts of the order: {sorted(kinds)}"
     summary = render(f"{devnet.ui_url}/artifacts/artifact/{kinds['markdown']['id']}", tmp_path / "summary.png", tmp_path)
-    for text in ("Verdict: accepted", "Settlement", "Artifacts (sha256 of stored bytes)", "loss curve",
-                 "telemetry plot"):
+    for text in ("Work verdict: accepted", "Model report", "it never slashes", "Credits and debits", "task payment",
+                 "Artifacts (sha256 of stored bytes)", "loss curve", "telemetry plot"):
         assert text in summary, f"the order summary lacks {text!r}; screenshot {tmp_path / 'summary.png'}"
     checks = render(f"{devnet.ui_url}/artifacts/artifact/{kinds['table']['id']}", tmp_path / "checks.png", tmp_path)
     for text in ("integrity", "initialization", "threshold", "observed"):

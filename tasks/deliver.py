@@ -1,0 +1,63 @@
+"""deliver — a validator releases the model key to the client once the accepted verdict is final.
+
+The worker wrapped its model key to the order's validators only, so the client cannot read the
+model while a dispute could still change the verdict, and cannot both keep the model and contest
+the payment. Once the order is settled on chain (every verdict past its dispute window) and the
+task accepted, the order's verifier, which opened the key to check the proof, wraps it to the
+X25519 key the client named in its signed dataset manifest. A rejected task's model is never
+delivered: its payment went back to the client.
+"""
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from privacy.identity import PublicIdentity
+from storage.manifest import Manifest
+
+from bahen.artifacts import get_signed, put_grant
+from bahen.errors import BahenError
+from bahen.network import Network
+from bahen.records import Delivery, Shard, Training, Upload
+from tasks.runtime import network, order_book, timed
+from tasks.verify import model_key
+
+
+class NotDeliverable(BahenError):
+    """The chain does not (yet) allow the model of a task to be delivered."""
+
+
+def client_recipient(net: Network, upload: Upload) -> PublicIdentity:
+    """The client's X25519 key as its signed dataset manifest names it."""
+    manifest, _ = get_signed(net.store, upload.manifest, Manifest, expected_signer=upload.client)
+    return PublicIdentity(name="the client", address=upload.client, x25519_public=manifest.meta["client_x25519"])
+
+
+def deliver(upload: Upload, shard: Shard, training: Training, net: Network) -> Delivery:
+    """Wrap the task's model key to the client as the order's verifier, if the chain says the work was paid."""
+    order_id, task = upload.order_id, training.task
+    order = net.market.order(bytes.fromhex(order_id[2:]))
+    if order.status != "settled":
+        raise NotDeliverable(f"order {order_id} is {order.status} on chain: its model key is released once it is "
+                             "settled, after every verdict's dispute window")
+    verdict = order.tasks[task].verdict
+    if verdict != "accepted":
+        raise NotDeliverable(f"task {task} of order {order_id} was {verdict}: its model is not delivered, "
+                             "its payment went back to the client")
+    verifier = net.party(shard.validators[0].name)
+    key = model_key(net, training, verifier)
+    grant = put_grant(net.store, key, client_recipient(net, upload), order_id=order_id, role=f"task {task} model")
+    return Delivery(order_id=order_id, task=task, validator=verifier.address, grant=grant)
+
+
+@task(name="deliver", cache_policy=NO_CACHE)
+def deliver_task(upload: Upload, shard: Shard, training: Training) -> Delivery | None:
+    """Prefect task: release the model key to the client, or record why there is none."""
+    book = order_book()
+    status = book.load(upload.order_id).status
+    try:
+        result, seconds = timed(deliver, upload, shard, training, network())
+    except NotDeliverable as exc:
+        get_run_logger().warning("%s", exc)
+        book.record_stage(upload.order_id, "deliver", 0.0, f"{status}, no model delivered")
+        return None
+    book.record_stage(upload.order_id, "deliver", seconds, f"{status}, model delivered", delivery=result)
+    return result
