@@ -28,7 +28,7 @@ def _market(devnet):
 
 def test_order_from_the_ui_runs_on_the_pools_and_settles_once(devnet, finished_order):
     [record] = [r for r in OrderBook(devnet.home / "orders").list() if r.settled]
-    assert record.status == "settled (accepted)"
+    assert record.status == "settled (accepted), model delivered"
     assert [t.stage for t in record.timings] == ["encrypt_upload", "shard", "train", "verify", "score", "audit", "settle"]
     worker = record.shard.assignments[0]
     assert record.settled.payouts_wei[worker.address] == worker.payment_wei
@@ -77,7 +77,7 @@ def test_a_worker_killed_mid_training_is_replaced_and_the_order_paid_once(devnet
     [record] = [r for r in OrderBook(devnet.home / "orders").list() if r.order_id not in before]
     trains = [r for r in runs_of(devnet, "train/train") if record.order_id in r["name"]]
     assert [r["state"]["type"] for r in trains] == ["CRASHED", "COMPLETED"]
-    assert record.status == "settled (accepted)"
+    assert record.status == "settled (accepted), model delivered"
     worker = record.shard.assignments[0]
     assert record.settled.payouts_wei == {worker.address: worker.payment_wei, **{s.address: s.fee_wei for s in record.shard.validators}}
     view = market.order(bytes.fromhex(record.order_id[2:]))
