@@ -82,8 +82,9 @@ class Training(BaseModel):
     telemetry: list[TelemetrySample] = Field(
         default_factory=list, description="Hardware samples taken while training, thinned (the proof keeps them all)")
     model_grants: dict[str, ArtifactRef] = Field(
-        default_factory=dict, description="Validator address -> the worker's model key wrapped to it (the client gets "
-        "none from the worker: a validator delivers it once the work verdict is final)")
+        default_factory=dict, description="Address of each validator of the order and of the worker -> the worker's "
+        "model key wrapped to it (the client gets none from the worker: a validator delivers it once the work verdict "
+        "is final)")
 
 
 class Verification(BaseModel):

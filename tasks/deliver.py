@@ -3,8 +3,9 @@
 The worker wrapped its model key to the order's validators only, so the client cannot read the
 model while a dispute could still change the verdict, and cannot both keep the model and contest
 the payment. Once the order is settled on chain (every verdict past its dispute window) and the
-task accepted, the order's verifier, which opened the key to check the proof, wraps it to the
-X25519 key the client named in its signed dataset manifest. A rejected task's model is never
+task accepted, a validator of the order that opened the key to check the proof (the first whose
+verification no dispute overturned) wraps it to the X25519 key the client named in its signed
+dataset manifest. A rejected task's model is never
 delivered: its payment went back to the client.
 """
 
@@ -32,7 +33,10 @@ def client_recipient(net: Network, upload: Upload) -> PublicIdentity:
 
 
 def deliver(upload: Upload, shard: Shard, training: Training, net: Network) -> Delivery:
-    """Wrap the task's model key to the client as the order's verifier, if the chain says the work was paid."""
+    """Wrap the task's model key to the client, if the chain says the work was paid.
+
+    The first validator of the order whose verification no dispute overturned delivers it.
+    """
     order_id, task = upload.order_id, training.task
     order = net.market.order(bytes.fromhex(order_id[2:]))
     if order.status != "settled":
@@ -42,10 +46,15 @@ def deliver(upload: Upload, shard: Shard, training: Training, net: Network) -> D
     if verdict != "accepted":
         raise NotDeliverable(f"task {task} of order {order_id} was {verdict}: its model is not delivered, "
                              "its payment went back to the client")
-    verifier = net.party(shard.validators[0].name)
-    key = model_key(net, training, verifier)
+    overturned = {v.validator for v in order.validators if v.overturned}
+    deliverer = next((s for s in shard.validators if s.address not in overturned), None)
+    if deliverer is None:
+        raise NotDeliverable(f"every validator of order {order_id} had its verification overturned: none is trusted "
+                             "to deliver the model")
+    validator = net.party(deliverer.name)
+    key = model_key(net, training, validator)
     grant = put_grant(net.store, key, client_recipient(net, upload), order_id=order_id, role=f"task {task} model")
-    return Delivery(order_id=order_id, task=task, validator=verifier.address, grant=grant)
+    return Delivery(order_id=order_id, task=task, validator=validator.address, grant=grant)
 
 
 @task(name="deliver", cache_policy=NO_CACHE)

@@ -76,6 +76,7 @@ def encrypt_upload(spec: OrderSpec, net: Network, *, order_id: str) -> Upload:
     classes = classes or max(num_classes_of(table), 1)
     report = validate_dataset(table, num_features=features, num_classes=classes, name=name)
     train, holdout = split_holdout(table, spec.holdout_fraction, spec.seed)
+    input_shape = list(table_to_arrays(train.slice(0, 1))[2])
     keys = {role: new_data_key() for role in KEY_ROLES}
     plain = {"train": to_parquet(train), "holdout": to_parquet(holdout)}
     refs = {
@@ -95,6 +96,8 @@ def encrypt_upload(spec: OrderSpec, net: Network, *, order_id: str) -> Upload:
             "plaintext_sha256": {role: hashlib.sha256(data).hexdigest() for role, data in plain.items()},
             "expectations_evaluated": report.evaluated,
             "client_x25519": client.x25519_public.hex(),
+            "input_shape": input_shape,
+            "num_classes": classes,
         },
     )
     manifest_ref, _ = put_signed(net.store, client, manifest, name=f"order {order_id[:10]}/dataset manifest")
@@ -105,7 +108,7 @@ def encrypt_upload(spec: OrderSpec, net: Network, *, order_id: str) -> Upload:
         rows=table.num_rows,
         train_rows=train.num_rows,
         holdout_rows=holdout.num_rows,
-        input_shape=list(table_to_arrays(train.slice(0, 1))[2]),
+        input_shape=input_shape,
         num_classes=classes,
         expectations=report.evaluated,
         train=refs["train"],

@@ -1,13 +1,14 @@
 """settle — the contract pays accepted work, slashes rejected workers and refunds the rest.
 
 Settlement is a single contract call that anyone may make once every task's verdict is final
-(its dispute window has passed); the contract refuses a second one, so a retried flow can never
+(its dispute window has passed and any dispute of it closed); the contract refuses a second one, so a retried flow can never
 pay twice. Payments are credited for each party to withdraw (pull payments).
 """
 
+import contextlib
 import time
 
-from contracts.errors import ChainError
+from contracts.errors import ChainError, ChallengeNotReady
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -18,15 +19,37 @@ from tasks.runtime import network, order_book, timed
 
 
 def wait_for_finality(net: Network, order_id: bytes) -> None:
-    """Wait until every verdict's dispute window has passed; a devnet moves its clock instead."""
+    """Wait until every verdict is final: its dispute window passed, and any dispute of it closed.
+
+    Anyone may move a dispute along, so the settling client does: it draws the resolvers of a
+    dispute still drawing and expires one whose resolvers reached no majority in time. A devnet
+    moves its clock instead of waiting.
+    """
+    client = net.party(CLIENT).account
     window = net.market.params().dispute_window
-    verdicts = [t.verdict_at for t in net.market.order(order_id).tasks if t.verdict != "none"]
-    final_at = max(verdicts, default=0) + window
-    while (now := net.chain.now()) <= final_at:
+    while True:
+        now, final_at, disputed = net.chain.now(), 0, False
+        for t in net.market.order(order_id).tasks:
+            if t.verdict == "none":
+                continue
+            dispute = net.market.dispute(order_id, t.task)
+            if dispute.status == "drawing":
+                disputed = True
+                with contextlib.suppress(ChallengeNotReady):  # the seed block is not mined yet
+                    net.market.draw_resolvers(client, order_id=order_id, task=t.task)
+            elif dispute.status == "voting" and now > dispute.resolve_by:
+                net.market.expire_dispute(client, order_id=order_id, task=t.task)
+            elif dispute.status == "voting":
+                disputed, final_at = True, max(final_at, dispute.resolve_by)
+            elif dispute.status == "none":
+                final_at = max(final_at, t.verdict_at + window)
+        if not disputed and now > final_at:
+            return
+        wait = max(final_at - now, 0) + 1
         try:
-            net.chain.increase_time(final_at - now + 1)  # a devnet skips the window…
+            net.chain.increase_time(wait)  # a devnet skips the wait…
         except ChainError:
-            time.sleep(min(60, final_at - now + 1))  # …a real chain lets it pass
+            time.sleep(min(60, wait))  # …a real chain lets it pass
 
 
 def settle(upload: Upload, net: Network) -> Settled:

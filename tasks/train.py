@@ -117,9 +117,9 @@ def train(
     )
     seconds = time.perf_counter() - start
     bundle_ref, _ = put_signed(net.store, worker, run.bundle, name=f"order {order_id[:10]}/task {task}/proof manifest")
-    model_grants = {
+    model_grants = {  # the worker keeps its own, to dispute a rejection; the client gets none
         v.address: put_grant(net.store, model_key, v, order_id=order_id, role=f"task {task} model")
-        for v in order_validators(net, order_id)
+        for v in [*order_validators(net, order_id), worker.public()]
     }
     oid = bytes.fromhex(order_id[2:])
     block = net.market.commit_proof(worker.account, order_id=oid, task=task, root=bytes.fromhex(run.committed_root))

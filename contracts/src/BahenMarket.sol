@@ -454,10 +454,10 @@ contract BahenMarket is AccessControl, ReentrancyGuard {
     }
 
     /// @dev Pays the resolvers from the bond, then moves the money the outcome says. Upheld: the
-    /// verdict flips, the rest of the bond returns to the disputer, who earns the bounty of the
-    /// slash it proved (the worker's at settlement, or now the validators' whose verification was
-    /// overturned). Dismissed: the rest of the bond goes to the side that was right (the accused
-    /// worker, or the treasury when the verdict was a rejection).
+    /// verdict flips, the rest of the bond returns to the disputer, who earns the bounty of every
+    /// slash it proved: now the validators' whose verification was overturned, and at settlement
+    /// the worker's when the work turned out rejected. Dismissed: the rest of the bond goes to the
+    /// side that was right (the accused worker, or the treasury when the verdict was a rejection).
     function _closeDispute(bytes32 orderId, uint256 task, DisputeStatus outcome) private {
         Dispute storage d = _disputes[orderId][task];
         Task storage t = _tasks[orderId][task];
@@ -483,23 +483,20 @@ contract BahenMarket is AccessControl, ReentrancyGuard {
         }
         if (outcome == DisputeStatus.Upheld) {
             t.prover = d.disputer;
-            if (d.claimAccepted) {
-                t.verdict = Verdict.Accepted;
-                _slashOverturnedVerifiers(orderId, task, d.disputer);
-            } else {
-                t.verdict = Verdict.Rejected;
-            }
+            t.verdict = d.claimAccepted ? Verdict.Accepted : Verdict.Rejected;
+            _slashOverturnedVerifiers(orderId, task, d.disputer);
         }
         emit DisputeClosed(orderId, task, outcome, t.verdict == Verdict.Accepted);
     }
 
-    /// @dev A rejection overturned by re-verification: every validator whose verification of the
-    /// task is on chain signed a result the resolvers could not reproduce.
+    /// @dev A verdict overturned by re-verification: every validator other than the disputer whose
+    /// verification of the task is on chain signed a result the resolvers could not reproduce.
     function _slashOverturnedVerifiers(bytes32 orderId, uint256 task, address disputer) private {
         ValidatorSlot[] storage slots = _validators[orderId];
         address[] memory provers = new address[](1);
         provers[0] = disputer;
         for (uint256 j = 0; j < slots.length; j++) {
+            if (slots[j].validator == disputer) continue;
             if (_reports[orderId][task][VERIFICATION][slots[j].validator] == bytes32(0)) continue;
             slots[j].overturned = true;
             _slash(orderId, slots[j].validator, provers);

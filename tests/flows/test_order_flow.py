@@ -112,8 +112,8 @@ def test_the_client_holds_no_key_to_the_model_until_the_verdict_is_final(prefect
     plan = shard(SMALL, upload, net)
     [assignment] = plan.assignments
     training = train(SMALL, upload, assignment, net)
-    # the worker wrapped its model key to the order's validators and to nobody else
-    assert set(training.model_grants) == {slot.address for slot in plan.validators}
+    # the worker wrapped its model key to the order's validators and to itself, to nobody else
+    assert set(training.model_grants) == {slot.address for slot in plan.validators} | {assignment.address}
     for ref in upload.client_grants.values():  # the client's own keys open the splits, never the model
         with pytest.raises(WrongKeyError):
             get_decrypted(net.store, open_stored_grant(net.store, ref, client, order_id=upload.order_id),

@@ -342,13 +342,11 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
                 self._credit(o, d.disputer, rest)
             if outcome == "upheld":
                 task.prover = d.disputer
-                if d.claim_accepted:
-                    task.verdict = "accepted"
-                    for v in self._verifiers(o, index):
+                task.verdict = "accepted" if d.claim_accepted else "rejected"
+                for v in self._verifiers(o, index):
+                    if v != d.disputer:
                         o.validators[v][2] = True
                         self._slash(o, v, [d.disputer])
-                else:
-                    task.verdict = "rejected"
             assert self.bahen.order(o.oid).tasks[index].verdict == task.verdict
 
         @precondition(lambda self: self.orders)

@@ -66,9 +66,9 @@ def _conserved(bahen, chain, parties, pool) -> None:
     assert chain.balance(bahen.addresses.market) == owed + escrow + bonded
 
 
-def test_an_upheld_dispute_rejects_accepted_fraud_and_the_disputer_earns_the_bounty(bahen, chain, parties, pool):
+def test_an_upheld_dispute_rejects_accepted_fraud_and_the_disputer_earns_every_bounty(bahen, chain, parties, pool):
     _judged(bahen, parties, accepted=True)
-    disputer, worker = parties.validators[1], parties.workers[0]
+    disputer, worker, verifier = parties.validators[1], parties.workers[0], parties.validators[0]
     resolvers = _dispute(bahen, disputer)
     assert bahen.dispute(OID, 0).status == "voting" and len(resolvers) == 3
     _vote(bahen, pool, resolvers, [True, True])
@@ -77,21 +77,27 @@ def test_an_upheld_dispute_rejects_accepted_fraud_and_the_disputer_earns_the_bou
     d, task = bahen.dispute(OID, 0), bahen.order(OID).tasks[0]
     assert (d.status, d.votes_uphold, task.verdict, task.prover) == ("upheld", 2, "rejected", disputer.address)
     assert [bahen.pending(r) for r in resolvers] == [RESOLVER_FEE, RESOLVER_FEE, 0]  # the third never voted
-    assert bahen.pending(disputer.address) == BOND - 2 * RESOLVER_FEE
     assert all(bahen.member(r).locks == 0 for r in resolvers)
+    # the verifier attested a passing verification the resolvers could not reproduce: slashed now
+    assert bahen.order(OID).validators[0].overturned
+    verifier_slash = PARAMS.min_validator_stake * PARAMS.slash_bps // 10_000
+    verifier_bounty = verifier_slash * PARAMS.bounty_bps // 10_000
+    assert bahen.stake_of(verifier.address) == PARAMS.min_validator_stake - verifier_slash
+    assert bahen.pending(disputer.address) == BOND - 2 * RESOLVER_FEE + verifier_bounty
 
     s = bahen.settle(parties.stranger, order_id=OID)  # a closed dispute makes the verdict final at once
     slashed = WORKER_STAKE * PARAMS.slash_bps // 10_000
     bounty = slashed * PARAMS.bounty_bps // 10_000
-    assert s.slashed == {worker.address: slashed}
-    assert bahen.pending(disputer.address) == BOND - 2 * RESOLVER_FEE + bounty
-    assert bahen.pending(parties.client.address) == ETHER - FEE == s.refund  # nothing of the slash
+    assert s.slashed == {worker.address: slashed} and s.payouts == {}  # no fee for the overturned verifier
+    assert bahen.pending(disputer.address) == BOND - 2 * RESOLVER_FEE + verifier_bounty + bounty
+    assert bahen.pending(parties.client.address) == ETHER == s.refund  # its escrow back, nothing of the slashes
     assert bahen.pending(worker.address) == 0
     _conserved(bahen, chain, parties, pool)
     ledger = bahen.ledger(OID)
-    assert ledger.total("bounty") == bounty and ledger.total("treasury") == slashed - bounty
+    assert ledger.total("bounty") == bounty + verifier_bounty
+    assert ledger.total("treasury") == slashed - bounty + verifier_slash - verifier_bounty
     assert ledger.total("resolver fee") == 2 * RESOLVER_FEE and ledger.total("bond returned") == BOND - 2 * RESOLVER_FEE
-    assert [(x.member, x.amount) for x in ledger.slashes] == [(worker.address, slashed)]
+    assert [(x.member, x.amount) for x in ledger.slashes] == [(verifier.address, verifier_slash), (worker.address, slashed)]
 
 
 def test_a_dismissed_dispute_pays_its_bond_to_the_accused_worker(bahen, chain, parties, pool):
@@ -113,7 +119,8 @@ def test_an_upheld_dispute_of_a_rejection_pays_the_worker_and_slashes_the_verifi
     _judged(bahen, parties, accepted=False)
     worker, verifier = parties.workers[0], parties.validators[0]
     resolvers = _dispute(bahen, worker)  # the worker disputes its own rejection
-    _vote(bahen, pool, resolvers, [True, True])
+    outsider = parties.validators[1]  # no party to this order: it may be drawn
+    _vote(bahen, pool | {outsider.address: outsider}, resolvers, [True, True])
     assert bahen.order(OID).tasks[0].verdict == "accepted"
     assert bahen.order(OID).validators[0].overturned
     slashed = PARAMS.min_validator_stake * PARAMS.slash_bps // 10_000

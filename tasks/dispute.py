@@ -1,0 +1,177 @@
+"""dispute — contest a work verdict inside its window; resolve it by re-executing the disputed checks.
+
+A validator of the order or the task's worker, the parties that hold the keys to re-verify the
+task, re-runs the verification on the chain's challenge. If its signed counter-report contradicts
+Wasp's verdict, it opens a dispute with a bond and the counter-report's digest; once the block
+after the dispute exists, the contract draws resolvers among the staked validators that are no
+party to the order, and the disputer wraps the train and model keys to each of them. Each resolver
+checks that the keys and inputs it was handed are the ones the chain and the client's signed
+manifest fix (if not, the disputer's evidence fails and it votes to dismiss), re-runs the same
+verification, signs its report and votes: uphold when it contradicts the verdict. A majority closes
+the dispute on chain; who pays whom is the contract's rule (contracts/README.md).
+"""
+
+from privacy.errors import PrivacyError
+from privacy.identity import Identity, PublicIdentity
+from proof.bundle import ProofBundle
+from proof.response import Response
+from pydantic import BaseModel, Field
+from storage.errors import StorageError
+from storage.refs import ArtifactRef
+
+from bahen.artifacts import PROOF_ROLE, get_decrypted, get_signed, open_stored_grant, put_grant, put_signed
+from bahen.errors import BahenError
+from bahen.network import Network
+from bahen.records import Shard, Training, Upload
+from bahen.spec import OrderSpec
+from tasks.verify import InputMismatch, check_inputs, model_key, reexecute
+
+
+class DisputeError(BahenError):
+    """A dispute that cannot be opened or voted on, with what to do instead."""
+
+
+class DisputeCase(BaseModel):
+    """What a disputer hands its resolvers: the task's public inputs, its counter-report and their keys."""
+
+    spec: OrderSpec
+    upload: Upload
+    training: Training
+    disputer: str
+    counter_report: ArtifactRef = Field(description="the disputer's signed verification report")
+    counter_digest: str
+    grants: dict[str, dict[str, ArtifactRef]] = Field(
+        default_factory=dict, description="resolver address -> key role (train, model) -> the key wrapped to it")
+
+
+class Vote(BaseModel):
+    """One resolver's vote and the signed report behind it."""
+
+    resolver: str
+    uphold: bool
+    reason: str
+    report: ArtifactRef | None = None
+
+
+def disputer_keys(upload: Upload, shard: Shard, training: Training, disputer: Identity, net: Network) -> dict[str, bytes]:
+    """The train and model keys of the task as ``disputer`` holds them: a validator of the order, or the task's worker.
+
+    Only they hold both, so only they can re-verify the task and show the resolvers its evidence.
+    """
+    order_id = upload.order_id
+    grants = [s.grants for s in shard.validators if s.address == disputer.address]
+    grants += [a.grants for a in shard.assignments if a.task == training.task and a.address == disputer.address]
+    if not grants:
+        raise DisputeError(f"{disputer.name} is neither a validator of order {order_id} nor the worker of its task "
+                           f"{training.task}: only they hold the keys to re-verify it")
+    try:
+        return {"train": open_stored_grant(net.store, grants[0]["train"], disputer, order_id=order_id),
+                "model": model_key(net, training, disputer)}
+    except (PrivacyError, StorageError) as exc:
+        raise DisputeError(f"{disputer.name} cannot open the keys of order {order_id} task {training.task}: {exc}") from None
+
+
+def open_dispute(spec: OrderSpec, upload: Upload, shard: Shard, training: Training, disputer: Identity,
+                 net: Network) -> DisputeCase:
+    """Re-verify the task as ``disputer`` and, if its report contradicts the verdict, dispute it with the bond."""
+    keys = disputer_keys(upload, shard, training, disputer, net)
+    oid = bytes.fromhex(upload.order_id[2:])
+    verdict = net.market.order(oid).tasks[training.task].verdict
+    if verdict == "none":
+        raise DisputeError(f"task {training.task} of order {upload.order_id} has no verdict yet: dispute it once Wasp "
+                           "has recorded one")
+    report = reexecute(spec, upload, training, net, train_key=keys["train"], open_model_key=lambda: keys["model"])
+    if report.passed == (verdict == "accepted"):
+        raise DisputeError(f"your re-verification of task {training.task} agrees with its verdict ({verdict}): "
+                           "there is nothing to dispute")
+    ref, doc = put_signed(net.store, disputer, report,
+                          name=f"order {upload.order_id[:10]}/task {training.task}/counter-report by {disputer.name}")
+    net.market.open_dispute(disputer.account, order_id=oid, task=training.task,
+                            counter_digest=bytes.fromhex(doc.digest[2:]), bond=net.market.params().dispute_bond)
+    return DisputeCase(spec=spec, upload=upload, training=training, disputer=disputer.address,
+                       counter_report=ref, counter_digest=doc.digest)
+
+
+def hand_over(case: DisputeCase, shard: Shard, disputer: Identity, net: Network) -> DisputeCase:
+    """Draw the resolvers (once the seed block exists) and wrap the train and model keys to each."""
+    order_id, task = case.upload.order_id, case.training.task
+    resolvers = net.market.draw_resolvers(disputer.account, order_id=bytes.fromhex(order_id[2:]), task=task)
+    if not resolvers:
+        raise DisputeError(f"the seed block of the dispute of order {order_id} task {task} aged out and the draw "
+                           "re-anchored: draw again after the next block")
+    keys = disputer_keys(case.upload, shard, case.training, disputer, net)
+    grants = {}
+    for address in resolvers:
+        public = PublicIdentity(name=f"resolver {address[:10]}", address=address,
+                                x25519_public=net.market.member(address).x25519_public)
+        grants[address] = {role: put_grant(net.store, key, public, order_id=order_id, role=f"task {task} {role} (dispute)")
+                           for role, key in keys.items()}
+    return case.model_copy(update={"grants": grants})
+
+
+class EvidenceGap(DisputeError):
+    """The disputer's case does not hold the task's own inputs, proof, response and keys."""
+
+
+def checked_keys(case: DisputeCase, resolver: Identity, net: Network) -> dict[str, bytes]:
+    """The train and model keys the disputer wrapped to ``resolver``, once the case is shown to be the task's own.
+
+    The proof manifest and the challenge response must be signed by the worker the chain names and
+    answer the committed root; the train key must open the train split, the model key the
+    checkpoints that manifest lists; the inputs must be those the chain and the client's signed
+    manifest fix. Anything else would let a
+    disputer make honest work fail re-execution, so it counts against the disputer.
+    """
+    order_id, task = case.upload.order_id, case.training.task
+    view = net.market.order(bytes.fromhex(order_id[2:])).tasks[task]
+    try:
+        check_inputs(case.spec, case.upload, case.training, net)
+        bundle, _ = get_signed(net.store, case.training.bundle, ProofBundle, expected_signer=view.worker)
+        response = (get_signed(net.store, case.training.response, Response, expected_signer=view.worker)[0]
+                    if case.training.response else None)
+        grants = case.grants.get(resolver.address, {})
+        keys = {role: open_stored_grant(net.store, grants[role], resolver, order_id=order_id)
+                for role in ("train", "model") if role in grants}
+        if len(keys) < 2:
+            raise EvidenceGap(f"the disputer wrapped no train and model keys to {resolver.name}")
+        get_decrypted(net.store, keys["train"], case.upload.train, order_id=order_id, role="train")
+        if bundle.checkpoints:
+            get_decrypted(net.store, keys["model"], bundle.checkpoints[0][1], order_id=order_id, role=PROOF_ROLE)
+    except (InputMismatch, PrivacyError, StorageError, ValueError) as exc:
+        raise EvidenceGap(f"the disputer's case does not hold the task's own evidence: {exc}") from None
+    root = view.root.removeprefix("0x")
+    if (bundle.order_id, bundle.task, bundle.merkle_root) != (order_id, task, root):
+        raise EvidenceGap(f"the case's proof manifest is not the one committed for order {order_id} task {task}")
+    if response is None or (response.order_id, response.task, response.merkle_root) != (order_id, task, root):
+        raise EvidenceGap(f"the case lacks the worker's signed challenge response for order {order_id} task {task}")
+    return keys
+
+
+def resolve(case: DisputeCase, resolver: Identity, net: Network) -> Vote:
+    """Re-verify the disputed task as a drawn resolver and vote on chain.
+
+    A case the resolver cannot check (see :func:`checked_keys`) is voted down: the burden of proof
+    lies with the disputer. Otherwise the vote follows the resolver's own re-verification, against
+    the claim the chain recorded when the dispute opened (never the one the case states).
+    """
+    order_id, task = case.upload.order_id, case.training.task
+    oid = bytes.fromhex(order_id[2:])
+    dispute = net.market.dispute(oid, task)
+    if resolver.address not in dispute.resolvers:
+        raise DisputeError(f"{resolver.name} was not drawn to resolve the dispute of order {order_id} task {task}")
+    try:
+        keys = checked_keys(case, resolver, net)
+    except EvidenceGap as gap:
+        net.market.vote_dispute(resolver.account, order_id=oid, task=task, uphold=False, report_digest=bytes(32))
+        return Vote(resolver=resolver.address, uphold=False, reason=str(gap))
+    report = reexecute(case.spec, case.upload, case.training, net, train_key=keys["train"],
+                       open_model_key=lambda: keys["model"])
+    uphold = report.passed == dispute.claim_accepted
+    ref, doc = put_signed(net.store, resolver, report,
+                          name=f"order {order_id[:10]}/task {task}/dispute report by {resolver.name}")
+    net.market.vote_dispute(resolver.account, order_id=oid, task=task, uphold=uphold,
+                            report_digest=bytes.fromhex(doc.digest[2:]))
+    said = "accepted" if report.passed else "rejected"
+    claimed = "accepted" if dispute.claim_accepted else "rejected"
+    return Vote(resolver=resolver.address, uphold=uphold, report=ref,
+                reason=f"re-verification says {said}, the disputer claims {claimed}")

@@ -1,0 +1,215 @@
+"""Disputes end to end on the embedded chain: a validator of the order re-verifies, disputes with a
+bond, and resolvers drawn among the other validators re-execute the challenge and vote."""
+
+import pytest
+
+from privacy.signing import digest
+
+from bahen.artifacts import open_stored_grant, put_grant, put_signed
+from bahen.devnet import PARAMS
+from bahen.network import connect
+from bahen.parties import validator_name, worker_name
+from bahen.records import Verification
+from bahen.settings import load_settings
+from bahen.spec import OrderSpec
+from tasks.audit import audit
+from tasks.deliver import NotDeliverable, deliver
+from tasks.dispute import DisputeCase, DisputeError, EvidenceGap, checked_keys, hand_over, open_dispute, resolve
+from tasks.encrypt_upload import encrypt_upload
+from tasks.score import score
+from tasks.settle import settle
+from tasks.shard import shard
+from tasks.train import train
+from tasks.verify import REPORT_VERIFICATION, model_key, reexecute, verify
+
+SMALL = OrderSpec(dataset="digits", model="mlp", epochs=1, checkpoint_every=8, batch_size=32)
+OUTSIDERS = range(3, 6)  # validators that are no party to the orders below: the resolvers' pool
+
+
+@pytest.fixture
+def net(bahen_home):
+    """The embedded network with three more validators staked, every member restaked afterwards."""
+    net = connect(load_settings())
+    for i in OUTSIDERS:
+        validator = net.party(validator_name(i))
+        if net.market.member(validator.address).role == "none":
+            net.chain.fund(validator.address, 10 * 10**18)
+            net.market.register_validator(validator.account, x25519_public=validator.x25519_public,
+                                          stake=PARAMS.min_validator_stake)
+    yield net
+    for name in [worker_name(i) for i in range(2)] + [validator_name(i) for i in range(6)]:
+        party = net.party(name)
+        member = net.market.member(party.address)
+        floor = (net.market.required_stake(member.declared_gflops) if member.role == "worker"
+                 else PARAMS.min_validator_stake)
+        if member.role != "none" and member.stake < floor:
+            net.market.add_stake(party.account, amount=floor - member.stake)
+
+
+def _stages(net, order_id, *, attack=None):
+    upload = encrypt_upload(SMALL, net, order_id=order_id)
+    plan = shard(SMALL, upload, net)
+    [assignment] = plan.assignments
+    return upload, plan, assignment, train(SMALL, upload, assignment, net, attack=attack)
+
+
+def _lying_verification(net, upload, plan, assignment, training, *, says_passed: bool):
+    """The order's verifier signs the opposite of what its re-execution found and attests it on chain."""
+    slot = plan.validators[0]
+    verifier = net.party(slot.name)
+    report = reexecute(SMALL, upload, training, net,
+                       train_key=open_stored_grant(net.store, slot.grants["train"], verifier, order_id=upload.order_id),
+                       open_model_key=lambda: model_key(net, training, verifier))
+    assert report.passed != says_passed
+    checks = [c.model_copy(update={"passed": says_passed}) for c in report.checks]
+    lie = report.model_copy(update={"passed": says_passed, "checks": checks})
+    ref, doc = put_signed(net.store, verifier, lie, name="lying report")
+    net.market.submit_report(verifier.account, order_id=bytes.fromhex(upload.order_id[2:]), task=assignment.task,
+                             kind=REPORT_VERIFICATION, digest=bytes.fromhex(doc.digest[2:]),
+                             signature=bytes.fromhex(doc.signature[2:]))
+    return Verification(order_id=upload.order_id, task=assignment.task, verifier=verifier.address, report=ref,
+                        digest=doc.digest, passed=says_passed, checks=[c.model_dump() for c in checks],
+                        cost_fraction=lie.cost.fraction_of_training)
+
+
+def _validator(net, address):
+    return next(net.party(validator_name(i)) for i in range(6) if net.party(validator_name(i)).address == address)
+
+
+def _resolve_all(net, *cases):
+    """Each drawn resolver votes on the case it was handed (the cases in turn) until the dispute closes."""
+    oid = bytes.fromhex(cases[0].upload.order_id[2:])
+    task = cases[0].training.task
+    votes = []
+    for i, address in enumerate(net.market.dispute(oid, task).resolvers):
+        if net.market.dispute(oid, task).status != "voting":
+            break
+        votes.append(resolve(cases[i % len(cases)], _validator(net, address), net))
+    return votes
+
+
+def _credits(net, order_id, account):
+    return [c.kind for c in net.market.ledger(bytes.fromhex(order_id[2:])).credits if c.account == account]
+
+
+def test_a_dispute_overturns_a_verifier_that_vouched_for_fabricated_work(net):
+    upload, plan, assignment, training = _stages(net, "0x" + "d1" * 32, attack="fabricated-losses")
+    verification = _lying_verification(net, upload, plan, assignment, training, says_passed=True)
+    scores = score(SMALL, upload, plan, training, net)
+    assert audit(upload, plan, assignment, training, verification, scores, net).accepted  # Wasp was fooled
+
+    outsider = net.party(validator_name(3))
+    with pytest.raises(DisputeError, match="neither a validator of order"):
+        open_dispute(SMALL, upload, plan, training, outsider, net)
+    disputer = net.party(plan.validators[1].name)
+    case = hand_over(open_dispute(SMALL, upload, plan, training, disputer, net), plan, disputer, net)
+    assert not net.market.dispute(bytes.fromhex(upload.order_id[2:]), 0).claim_accepted
+    drawn = set(case.grants)
+    assert len(drawn) == PARAMS.resolver_count
+    assert not drawn & ({s.address for s in plan.validators} | {assignment.address, upload.client})
+
+    votes = _resolve_all(net, case)
+    assert votes and all(v.uphold for v in votes)
+    oid = bytes.fromhex(upload.order_id[2:])
+    assert net.market.dispute(oid, 0).status == "upheld"
+    assert net.market.order(oid).tasks[0].verdict == "rejected"
+
+    settled = settle(upload, net)
+    assert settled.payouts_wei.get(assignment.address, 0) == 0
+    slashed = {s.member for s in settled.slashes}
+    assert slashed == {assignment.address, plan.validators[0].address}
+    assert "bounty" in _credits(net, upload.order_id, disputer.address)
+    assert "bond returned" in _credits(net, upload.order_id, disputer.address)
+    assert _credits(net, upload.order_id, upload.client) == ["refund"]
+    with pytest.raises(NotDeliverable):
+        deliver(upload, plan, training, net)
+
+
+def test_an_honest_worker_overturns_a_false_rejection_and_is_paid(net):
+    upload, plan, assignment, training = _stages(net, "0x" + "d4" * 32)
+    verification = _lying_verification(net, upload, plan, assignment, training, says_passed=False)
+    scores = score(SMALL, upload, plan, training, net)
+    assert not audit(upload, plan, assignment, training, verification, scores, net).accepted
+
+    worker = net.party(assignment.worker)
+    case = hand_over(open_dispute(SMALL, upload, plan, training, worker, net), plan, worker, net)
+    assert net.market.dispute(bytes.fromhex(upload.order_id[2:]), 0).claim_accepted
+    votes = _resolve_all(net, case)
+    assert votes and all(v.uphold for v in votes)
+    oid = bytes.fromhex(upload.order_id[2:])
+    assert net.market.order(oid).tasks[0].verdict == "accepted"
+
+    settled = settle(upload, net)
+    assert settled.payouts_wei[assignment.address] == assignment.payment_wei
+    assert {s.member for s in settled.slashes} == {plan.validators[0].address}
+    assert {"task payment", "bounty", "bond returned"} <= set(_credits(net, upload.order_id, worker.address))
+    assert deliver(upload, plan, training, net).validator == plan.validators[1].address
+
+
+def test_a_dispute_of_honest_work_is_dismissed_and_its_bond_pays_the_worker(net):
+    upload, plan, assignment, training = _stages(net, "0x" + "d2" * 32)
+    verification = verify(SMALL, upload, plan, assignment, training, net)
+    scores = score(SMALL, upload, plan, training, net)
+    assert audit(upload, plan, assignment, training, verification, scores, net).accepted
+
+    disputer = net.party(plan.validators[1].name)
+    with pytest.raises(DisputeError, match="agrees with its verdict"):
+        open_dispute(SMALL, upload, plan, training, disputer, net)
+    # a disputer that contests anyway, and tries to make the honest work fail re-execution
+    oid = bytes.fromhex(upload.order_id[2:])
+    counter = digest({"claim": "rejected"})
+    net.market.open_dispute(disputer.account, order_id=oid, task=0, counter_digest=counter,
+                            bond=net.market.params().dispute_bond)
+    honest_case = hand_over(
+        DisputeCase(spec=SMALL, upload=upload, training=training, disputer=disputer.address,
+                    counter_report=training.bundle, counter_digest="0x" + counter.hex()),
+        plan, disputer, net)
+    resolver = _validator(net, next(iter(honest_case.grants)))
+    forged = {
+        "a changed spec": honest_case.model_copy(update={"spec": SMALL.model_copy(update={"epochs": 2})}),
+        "no challenge response": honest_case.model_copy(update={"training": training.model_copy(update={"response": None})}),
+        "another split": honest_case.model_copy(update={"upload": upload.model_copy(update={"train": upload.holdout})}),
+        "a wrong model key": honest_case.model_copy(update={"grants": {resolver.address: {
+            "train": honest_case.grants[resolver.address]["train"],
+            "model": put_grant(net.store, bytes(32), resolver.public(), order_id=upload.order_id, role="model")}}}),
+        "a wrong train key": honest_case.model_copy(update={"grants": {resolver.address: {
+            "train": put_grant(net.store, bytes(32), resolver.public(), order_id=upload.order_id, role="train"),
+            "model": honest_case.grants[resolver.address]["model"]}}}),
+        "no keys": honest_case.model_copy(update={"grants": {}}),
+    }
+    for case in forged.values():
+        with pytest.raises(EvidenceGap):
+            checked_keys(case, resolver, net)
+    assert set(checked_keys(honest_case, resolver, net)) == {"train", "model"}
+
+    # the first resolver re-executes the honest case, the second is handed a forged one: both dismiss
+    first, second = _resolve_all(net, honest_case, forged["a changed spec"])
+    assert not first.uphold and first.report is not None
+    assert not second.uphold and second.report is None and "spec hash" in second.reason
+    assert net.market.dispute(oid, 0).status == "dismissed"
+    assert net.market.order(oid).tasks[0].verdict == "accepted"
+
+    settled = settle(upload, net)
+    assert settled.payouts_wei[assignment.address] == assignment.payment_wei
+    assert settled.slashes == []
+    assert "bond forfeited" in _credits(net, upload.order_id, assignment.address)
+    assert _credits(net, upload.order_id, disputer.address) == ["validator fee"]
+    assert deliver(upload, plan, training, net).validator == plan.validators[0].address
+
+
+def test_settlement_draws_an_undrawn_dispute_and_expires_it_once_its_resolvers_are_out_of_time(net):
+    upload, plan, assignment, training = _stages(net, "0x" + "d3" * 32)
+    verification = verify(SMALL, upload, plan, assignment, training, net)
+    scores = score(SMALL, upload, plan, training, net)
+    assert audit(upload, plan, assignment, training, verification, scores, net).accepted
+    oid = bytes.fromhex(upload.order_id[2:])
+    disputer = net.party(plan.validators[1].name)
+    net.market.open_dispute(disputer.account, order_id=oid, task=0, counter_digest=bytes(32),
+                            bond=net.market.params().dispute_bond)
+
+    settled = settle(upload, net)  # the resolvers are drawn, then never vote
+
+    dispute = net.market.dispute(oid, 0)
+    assert dispute.status == "expired" and len(dispute.resolvers) == PARAMS.resolver_count
+    assert settled.payouts_wei[assignment.address] == assignment.payment_wei
+    assert "bond returned" in _credits(net, upload.order_id, disputer.address)
