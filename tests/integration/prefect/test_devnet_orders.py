@@ -12,6 +12,7 @@ from bahen.devnet_up import worker_argv
 from bahen.network import connect
 from bahen.orders import OrderBook
 from bahen.parties import CLIENT
+from bahen.runner import STAGES
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 from tests.integration.prefect.devnet import api, runs_of, submit_order, wait_events, wait_final
@@ -29,14 +30,14 @@ def _market(devnet):
 def test_order_from_the_ui_runs_on_the_pools_and_settles_once(devnet, finished_order):
     [record] = [r for r in OrderBook(devnet.home / "orders").list() if r.settled]
     assert record.status == "settled (accepted), model delivered"
-    assert [t.stage for t in record.timings] == ["encrypt_upload", "shard", "train", "verify", "score", "audit", "settle"]
+    assert [t.stage for t in record.timings] == list(STAGES)
     worker = record.shard.assignments[0]
     assert record.settled.payouts_wei[worker.address] == worker.payment_wei
     [train] = runs_of(devnet, "train/train")
     [score] = runs_of(devnet, "score/score")
     assert train["state"]["type"] == score["state"]["type"] == "COMPLETED"
     assert train["parent_task_run_id"] is not None  # a child of the order, keyed by order and task
-    stages = {f"bahen.order.{s}" for s in ("encrypt_upload", "shard", "train", "verify", "score", "audit", "settle")}
+    stages = {f"bahen.order.{s}" for s in STAGES}
     assert wait_events(devnet, stages) >= stages
     artifacts = {a["type"] for a in api(devnet, "POST", "/artifacts/filter")}
     assert {"markdown", "table", "progress"} <= artifacts
