@@ -112,7 +112,7 @@ def _verdicts(run: WorkerRun, X, y, store, challenges: int, config: VerifyConfig
         seed = hashlib.sha256(f"{tag}/{c}".encode()).digest()
         response = run.answer(seed, config, regenerate=regenerate)
         reports.append(verify_proof(run.bundle, committed_root=run.committed_root, challenge_seed=seed, X=X, y=y,
-                                    fetch=store.fetch, config=config, response=response))
+                                    fetch=store.fetch, config=config, expected_spec=run.job.spec, response=response))
     return reports
 
 

@@ -125,15 +125,15 @@ def verify_proof(
     X: np.ndarray,
     y: np.ndarray,
     fetch: Callable[[ArtifactRef], bytes],
+    expected_spec: TrainSpec,
     config: VerifyConfig | None = None,
-    expected_spec: TrainSpec | None = None,
     response: Response | None = None,
 ) -> VerificationReport:
     """Verify ``bundle`` against the root committed on chain and the task's data.
 
     ``fetch(ref)`` returns an artifact's decrypted plaintext and raises, naming it, when it is
-    missing or does not match its commitment. ``expected_spec`` is the order's spec; without it
-    the bundle's own spec is trusted. ``response`` is the worker's answer to the challenge (its
+    missing or does not match its commitment. ``expected_spec`` is the order's spec: every check
+    reads it, never the spec the bundle names, so a substituted spec fails integrity. ``response`` is the worker's answer to the challenge (its
     revealed states); without one every spot-checked step fails. The worker's signatures (on the
     bundle and the response) are the caller's to check.
     """

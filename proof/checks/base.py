@@ -37,7 +37,7 @@ class CheckContext:
     config: "VerifyConfig"
     X: np.ndarray
     y: np.ndarray
-    expected_spec: "TrainSpec | None" = None
+    expected_spec: "TrainSpec"
     steps: "list[StepRecord] | None" = None
     telemetry: "list[TelemetrySample] | None" = None
     checkpoints: "dict[int, Checkpoint]" = field(default_factory=dict)
@@ -49,8 +49,8 @@ class CheckContext:
 
     @property
     def spec(self) -> "TrainSpec":
-        """The spec the worker was ordered to train (the order's, when the caller gave it)."""
-        return self.expected_spec or self.bundle.spec
+        """The spec the worker was ordered to train: the order's, never the bundle's own."""
+        return self.expected_spec
 
     @property
     def checkpoint_steps(self) -> list[int]:

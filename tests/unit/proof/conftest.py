@@ -65,6 +65,7 @@ def context(honest, data, store):
     """A fresh context over the honest proof; tests tamper with it before running one check."""
 
     def build(bundle=None, fetch=None, config=None, expected_spec=None, response="honest", committed_root=None):
+        expected_spec = expected_spec or honest.job.spec
         bundle = bundle or honest.bundle
         config = config or VerifyConfig()
         if response == "honest":

@@ -24,13 +24,14 @@ def job():
 def _verify(job, fetch=None, **kwargs):
     spec, X, y, store, run = job
     kwargs.setdefault("response", run.answer(SEED, VerifyConfig()))
+    kwargs.setdefault("expected_spec", spec)
     return verify_proof(run.bundle, committed_root=run.committed_root, challenge_seed=SEED, X=X, y=y,
                         fetch=fetch or store.fetch, config=VerifyConfig(), **kwargs)
 
 
 def test_honest_report_passes_with_costs_and_artifacts(job):
     spec, X, y, store, run = job
-    report = _verify(job, expected_spec=spec)
+    report = _verify(job)
     assert report.passed, [c for c in report.checks if not c.passed]
     assert [c.name for c in report.checks][:2] == ["integrity", "artifacts"]
     # all 20 steps spot-checked (48 samples, 20 steps) plus two 5-step segments replayed
@@ -64,6 +65,17 @@ def test_misreported_spec_is_rejected(job):
     spec = job[0]
     report = _verify(job, expected_spec=spec.model_copy(update={"weight_decay": 0.01}))
     assert not report.passed
+
+
+def test_a_bundle_trained_and_named_under_a_spec_the_worker_chose_fails_against_the_orders(job):
+    """The worker trains honestly under another seed and names that spec in its bundle: self-consistent, not ordered."""
+    spec, X, y, store, _ = job
+    chosen = spec.model_copy(update={"seed": spec.seed + 1})
+    run = run_worker(None, chosen, X, y, store.put)
+    assert _verify((chosen, X, y, store, run)).passed  # checked against its own spec, it is flawless
+    report = _verify((spec, X, y, store, run))
+    integrity = next(c for c in report.checks if c.name == "integrity")
+    assert not report.passed and "differs from the order's" in integrity.detail
 
 
 def test_missing_response_fails_the_spot_check_naming_steps(job):

@@ -11,7 +11,7 @@ def _verify(run, data, store):
     response = run.answer(SEED, VerifyConfig())
     return verify_proof(
         run.bundle, committed_root=run.committed_root, challenge_seed=SEED, X=data[0], y=data[1], fetch=store.fetch,
-        response=response,
+        expected_spec=run.job.spec, response=response,
     )
 
 
