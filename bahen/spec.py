@@ -38,7 +38,8 @@ class OrderSpec(BaseModel):
     batch_size: int = Field(32, ge=1, le=4096, description="Samples per step")
     epochs: int = Field(2, ge=1, le=100, description="Passes over the training split")
     seed: int = Field(
-        0, ge=0, lt=2**63, description="Committed seed: initial weights and batch order derive from it"
+        0, ge=0, lt=2**63, description="Client's seed: with the chain, the market contract and the order id it derives the "
+        "training seed of initial weights and batch order"
     )
     checkpoint_every: int = Field(10, ge=1, le=100_000, description="Steps between full checkpoints")
     holdout_fraction: float = Field(

@@ -76,8 +76,9 @@ def load_revealed(ctx: CheckContext, fetch: Callable[[ArtifactRef], bytes]) -> N
     if response is None:
         ctx.state_problems.update({s: "the worker gave no response" for s in revealed_steps(ctx.challenge)})
         return
-    if response.challenge_seed != ctx.challenge.seed or response.merkle_root != ctx.committed_root:
-        why = "the response answers another challenge or commitment"
+    if (response.challenge_seed != ctx.challenge.seed or response.merkle_root != ctx.committed_root
+            or (response.order_id, response.task) != (ctx.bundle.order_id, ctx.bundle.task)):
+        why = "the response answers another challenge, commitment or order"
         ctx.state_problems.update({s: why for s in revealed_steps(ctx.challenge)})
         return
     for step in revealed_steps(ctx.challenge):

@@ -42,7 +42,7 @@ def score_one(spec: OrderSpec, upload: Upload, training: Training, slot: Validat
         model = model_key(net, training, validator)
         plain = get_decrypted(net.store, model, training.final_model, order_id=order_id, role=PROOF_ROLE)
         checkpoint = Checkpoint.from_bytes(plain, name=training.final_model.name)
-        metrics = evaluate(train_spec(spec, upload, training.task), checkpoint.model_state, X, y)
+        metrics = evaluate(train_spec(spec, upload, training.task, net), checkpoint.model_state, X, y)
     except (PrivacyError, StorageError, TrainingError) as exc:
         return PerformanceReport(**base, accuracy=math.nan, loss=math.nan, error=f"{type(exc).__name__}: {exc}")
     if not all(math.isfinite(v) for v in metrics.values()):

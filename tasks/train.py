@@ -10,6 +10,7 @@ Then it waits for the challenge seed (a block after the commitment), reveals the
 the challenge names from its spool, and signs and stores that response for the verifier.
 """
 
+import hashlib
 import io
 import math
 import time
@@ -41,13 +42,30 @@ RECORD_TELEMETRY_POINTS = 240  # per device in the order record, for its plot; t
 SEED_POLLS = 60
 
 
-def train_spec(spec: OrderSpec, upload: Upload, task: int) -> TrainSpec:
-    """The trainer's view of the order: what the worker may not choose."""
+def order_binding(net: Network, order_id: str) -> str:
+    """What names one order everywhere: the chain's id, the market contract and the order id."""
+    return f"{net.chain.chain_id}/{net.market.addresses.market}/{order_id}"
+
+
+def order_seed(binding: str, client_seed: int) -> int:
+    """The training seed of an order: SHA-256 of its binding and the client's seed (63 bits).
+
+    Two orders on the same data with the same client seed train differently, so a proof made for
+    one order can never pass as another's.
+    """
+    digest = hashlib.sha256(b"bahen.seed.v1\n" + binding.encode() + b"\n" + str(client_seed).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def train_spec(spec: OrderSpec, upload: Upload, task: int, net: Network) -> TrainSpec:
+    """The trainer's view of the order: what the worker may not choose, bound to this order."""
+    binding = order_binding(net, upload.order_id)
     return TrainSpec(
         model=spec.model, input_shape=tuple(upload.input_shape), num_classes=upload.num_classes,
         optimizer=spec.optimizer, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay,
-        lr_schedule=spec.lr_schedule, batch_size=spec.batch_size, epochs=spec.epochs, seed=spec.seed,
-        task=task, checkpoint_every=spec.checkpoint_every, profile=spec.profile,
+        lr_schedule=spec.lr_schedule, batch_size=spec.batch_size, epochs=spec.epochs,
+        seed=order_seed(binding, spec.seed), task=task, checkpoint_every=spec.checkpoint_every, profile=spec.profile,
+        order=binding,
     )
 
 
@@ -107,7 +125,7 @@ def train(
     order_id, task = upload.order_id, assignment.task
     train_key = open_stored_grant(net.store, assignment.grants["train"], worker, order_id=order_id)
     X, y = load_split(net.store, train_key, upload, "train")
-    tspec = train_spec(spec, upload, task)
+    tspec = train_spec(spec, upload, task, net)
     model_key = new_data_key()
     put = proof_writer(net.store, model_key, order_id, task, on_put)
     start = time.perf_counter()
@@ -149,10 +167,12 @@ def thinned(samples: list[TelemetrySample], per_device: int) -> list[TelemetrySa
 def train_task(spec: OrderSpec, upload: Upload, assignment: Assignment) -> Training:
     """Prefect task: run the stage as the assigned worker (honest unless this host is set to cheat)."""
     settings = load_settings()
+    net = network()
     result, seconds = timed(
-        train, spec, upload, assignment, network(),
+        train, spec, upload, assignment, net,
         attack=settings.worker_attack, intensity=settings.worker_attack_intensity,
-        on_put=TrainingProgress(upload.order_id, assignment.task, train_spec(spec, upload, assignment.task), upload.train_rows),
+        on_put=TrainingProgress(upload.order_id, assignment.task, train_spec(spec, upload, assignment.task, net),
+                                upload.train_rows),
     )
     order_book().record_stage(upload.order_id, "train", seconds, "committed", training=result)
     return result

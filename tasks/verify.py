@@ -88,7 +88,7 @@ def reexecute(spec: OrderSpec, upload: Upload, training: Training, net: Network,
     return verify_proof(
         bundle, committed_root=committed, challenge_seed=seed, X=X, y=y,
         fetch=lambda ref: get_decrypted(net.store, model, ref, order_id=order_id, role=PROOF_ROLE),
-        config=verify_config(spec), expected_spec=train_spec(spec, upload, task),
+        config=verify_config(spec), expected_spec=train_spec(spec, upload, task, net),
         response=worker_response(net, training, view.worker),
     )
 

@@ -48,6 +48,9 @@ class TrainSpec(BaseModel, frozen=True):
     task: int = Field(default=0, ge=0)
     checkpoint_every: int = Field(ge=1, description="Steps between full checkpoints")
     profile: str = "cpu-fp32-exact"
+    order: str = Field(
+        default="", description="The order this training belongs to (chain id/market/order id in a deployed order); "
+        "part of every committed state and checkpoint, as the spec is")
 
 
 @dataclass

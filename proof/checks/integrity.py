@@ -2,7 +2,8 @@
 
 Counted violations: the bundle's root differs from the committed root; the leaves do not list
 the bundle's artifacts or do not hash to the root; a challenged artifact has no valid inclusion
-proof under the committed root; the spec or profile differs from the order's; the step log does
+proof under the committed root; the spec or profile differs from the order's; the bundle names
+another order or task than the spec under verification; the step log does
 not hold exactly ``epochs x steps_per_epoch`` records with contiguous steps and correct epochs;
 checkpoints are not at step 0, every ``checkpoint_every`` steps and the end; the epoch digest
 count differs from the epoch count; a resume is not at a checkpoint.
@@ -43,6 +44,8 @@ def _shape_faults(ctx: CheckContext) -> list[str]:
     faults = []
     if b.spec != spec:
         faults.append("the bundle's training spec differs from the order's")
+    if b.task != spec.task or (spec.order and spec.order.rsplit("/", 1)[-1] != b.order_id):
+        faults.append(f"the bundle names order {b.order_id} task {b.task}, not the one under verification")
     if b.profile.name != spec.profile:
         faults.append(f"the proof ran under profile {b.profile.name}, the order asks for {spec.profile}")
     per_epoch = len(ctx.batches.epoch(0))

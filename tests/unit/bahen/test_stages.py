@@ -12,6 +12,7 @@ from bahen.orders import new_order_id
 from bahen.spec import OrderSpec
 from tasks.encrypt_upload import encrypt_upload, split_holdout
 from tasks.shard import BudgetError, shard
+from tasks.train import order_seed
 
 
 def digits_csv(path, *, corrupt: bool):
@@ -66,3 +67,11 @@ def test_order_over_budget_is_refused_before_opening(net):
         shard(spec, upload, net)
     with pytest.raises(UnknownOrderError):
         net.market.order(bytes.fromhex(upload.order_id[2:]))
+
+
+def test_the_training_seed_is_bound_to_the_order():
+    binding = "31337/0x5FbDB2315678afecb367f032d93F642f64180aa3/0x" + "ab" * 32
+    assert order_seed(binding, 0) == 619_612_036_350_749_943  # top 63 bits of SHA-256 of the tag, binding and seed
+    other = binding[:-2] + "ac"
+    assert len({order_seed(binding, 0), order_seed(other, 0), order_seed(binding, 1)}) == 3
+    assert all(0 <= order_seed(b, s) < 2**63 for b in (binding, other) for s in (0, -5, 2**40))

@@ -1,8 +1,11 @@
 """verify_proof end to end on a tiny honest task: the report, its cost, and tampered storage."""
 
+import dataclasses
+
 import pytest
 
 from proof.attacks import run_worker
+from proof.bundle import build_bundle
 from proof.report import VerificationReport
 from proof.verifier import VerifyConfig, verify_proof
 from tests.unit.proof.conftest import MemoryStore
@@ -76,6 +79,34 @@ def test_a_bundle_trained_and_named_under_a_spec_the_worker_chose_fails_against_
     report = _verify((spec, X, y, store, run))
     integrity = next(c for c in report.checks if c.name == "integrity")
     assert not report.passed and "differs from the order's" in integrity.detail
+
+
+def test_a_proof_made_for_one_order_fails_as_another_orders(job):
+    """Same data, same client seed: the worker trains order A once and serves it for order B too."""
+    spec, X, y, store, _ = job
+    order_a, order_b = "0x" + "a1" * 32, "0x" + "b2" * 32
+    spec_a = spec.model_copy(update={"order": f"31337/0x{'cd' * 20}/{order_a}", "seed": 101})
+    spec_b = spec.model_copy(update={"order": f"31337/0x{'cd' * 20}/{order_b}", "seed": 202})
+    run = run_worker(None, spec_a, X, y, store.put, order_id=order_a)
+    assert _verify((spec_a, X, y, store, run)).passed
+
+    served = _verify((spec_b, X, y, store, run))  # A's proof as it is
+    integrity = next(c for c in served.checks if c.name == "integrity")
+    assert not served.passed and f"names order {order_a}" in integrity.detail
+
+    relabelled = build_bundle(run.recorded, order_id=order_b, task=0, spec=spec_b, put=store.put)
+    forged = dataclasses.replace(run, bundle=relabelled, committed_root=relabelled.merkle_root)
+    report = _verify((spec_b, X, y, store, forged))  # A's work, re-committed under B's name and spec
+    failed = {c.name for c in report.checks if c.decisive and not c.passed}
+    assert not report.passed and "initialization" in failed
+
+
+def test_a_response_for_another_order_reveals_nothing(job):
+    spec, X, y, store, run = job
+    response = run.answer(SEED, VerifyConfig()).model_copy(update={"order_id": "0x" + "ee" * 32})
+    report = _verify(job, response=response)
+    spot = next(c for c in report.checks if c.name == "spot-steps")
+    assert not report.passed and "another challenge, commitment or order" in spot.detail
 
 
 def test_missing_response_fails_the_spot_check_naming_steps(job):
