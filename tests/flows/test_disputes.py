@@ -53,6 +53,15 @@ def _stages(net, order_id, *, attack=None):
     return upload, plan, assignment, train(SMALL, upload, assignment, net, attack=attack)
 
 
+def _accepted(net, order_id):
+    """An honest order, verified, scored and accepted by Wasp."""
+    upload, plan, assignment, training = _stages(net, order_id)
+    verification = verify(SMALL, upload, plan, assignment, training, net)
+    scores = score(SMALL, upload, plan, training, net)
+    assert audit(upload, plan, assignment, training, verification, scores, net).accepted
+    return upload, plan, assignment, training
+
+
 def _lying_verification(net, upload, plan, assignment, training, *, says_passed: bool):
     """The order's verifier signs the opposite of what its re-execution found and attests it on chain."""
     slot = plan.validators[0]
@@ -147,10 +156,7 @@ def test_an_honest_worker_overturns_a_false_rejection_and_is_paid(net):
 
 
 def test_a_dispute_of_honest_work_is_dismissed_and_its_bond_pays_the_worker(net):
-    upload, plan, assignment, training = _stages(net, "0x" + "d2" * 32)
-    verification = verify(SMALL, upload, plan, assignment, training, net)
-    scores = score(SMALL, upload, plan, training, net)
-    assert audit(upload, plan, assignment, training, verification, scores, net).accepted
+    upload, plan, assignment, training = _accepted(net, "0x" + "d2" * 32)
 
     disputer = net.party(plan.validators[1].name)
     with pytest.raises(DisputeError, match="agrees with its verdict"):
@@ -198,10 +204,7 @@ def test_a_dispute_of_honest_work_is_dismissed_and_its_bond_pays_the_worker(net)
 
 
 def test_settlement_draws_an_undrawn_dispute_and_expires_it_once_its_resolvers_are_out_of_time(net):
-    upload, plan, assignment, training = _stages(net, "0x" + "d3" * 32)
-    verification = verify(SMALL, upload, plan, assignment, training, net)
-    scores = score(SMALL, upload, plan, training, net)
-    assert audit(upload, plan, assignment, training, verification, scores, net).accepted
+    upload, plan, assignment, training = _accepted(net, "0x" + "d3" * 32)
     oid = bytes.fromhex(upload.order_id[2:])
     disputer = net.party(plan.validators[1].name)
     net.market.open_dispute(disputer.account, order_id=oid, task=0, counter_digest=bytes(32),
