@@ -5,8 +5,7 @@ model while a dispute could still change the verdict, and cannot both keep the m
 the payment. Once the order is settled on chain (every verdict past its dispute window) and the
 task accepted, a validator of the order that opened the key to check the proof (the first whose
 verification no dispute overturned) wraps it to the X25519 key the client named in its signed
-dataset manifest. A rejected task's model is never
-delivered: its payment went back to the client.
+dataset manifest. A rejected task's model is never delivered: its payment went back to the client.
 """
 
 from prefect import get_run_logger, task

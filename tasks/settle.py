@@ -1,8 +1,9 @@
 """settle — the contract pays accepted work, slashes rejected workers and refunds the rest.
 
 Settlement is a single contract call that anyone may make once every task's verdict is final
-(its dispute window has passed and any dispute of it closed); the contract refuses a second one, so a retried flow can never
-pay twice. Payments are credited for each party to withdraw (pull payments).
+(its dispute window has passed and any dispute of it closed); the contract refuses a second one,
+so a retried flow can never pay twice. Payments are credited for each party to withdraw (pull
+payments).
 """
 
 import contextlib
