@@ -134,9 +134,9 @@ def verify_proof(
 
     ``fetch(ref)`` returns an artifact's decrypted plaintext and raises, naming it, when it is
     missing or does not match its commitment. ``expected_spec`` is the order's spec: every check
-    reads it, never the spec the bundle names, so a substituted spec fails integrity. ``response`` is the worker's answer to the challenge (its
-    revealed states); without one every spot-checked step fails. The worker's signatures (on the
-    bundle and the response) are the caller's to check.
+    reads it, never the spec the bundle names, so a substituted spec fails integrity. ``response``
+    is the worker's answer to the challenge (its revealed states); without one every spot-checked
+    step fails. The worker's signatures (on the bundle and the response) are the caller's to check.
     """
     started = time.perf_counter()
     config = config or VerifyConfig()
