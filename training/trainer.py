@@ -8,6 +8,7 @@ from a checkpoint for a verifier; ``batch_losses`` and ``evaluate`` are forward-
 
 import copy
 import math
+import reprlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -89,6 +90,105 @@ def _optimizer(spec: TrainSpec, model: torch.nn.Module) -> torch.optim.Optimizer
     return torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
 
 
+def _slots(spec: TrainSpec) -> tuple[str, ...]:
+    """The per-parameter state the order's optimizer keeps once it has stepped (torch's names)."""
+    if spec.optimizer == "adamw":
+        return ("step", "exp_avg", "exp_avg_sq")
+    return ("momentum_buffer",) if spec.momentum else ()
+
+
+class StateForm:
+    """Everything a state of one order's training holds besides the values of its tensors.
+
+    The order fixes it all: the spec, the epoch of each step, the model's tensors by name, shape
+    and dtype, every optimizer setting (the learning rate as the schedule sets it), which
+    per-parameter state the optimizer keeps and its step counters, which equal the step exactly.
+    Only tensor values are the worker's to report, so a restored state takes nothing else from it.
+    """
+
+    def __init__(self, spec: TrainSpec, model: torch.nn.Module, optimizer: torch.optim.Optimizer, per_epoch: int):
+        self.spec, self.per_epoch, self.total = spec, per_epoch, per_epoch * spec.epochs
+        self._spec_json = spec.model_dump(mode="json")
+        self._model = {k: (v.shape, v.dtype) for k, v in model.state_dict().items()}
+        self._params = [(p.shape, p.dtype) for group in optimizer.param_groups for p in group["params"]]
+        self._groups = copy.deepcopy(optimizer.state_dict()["param_groups"])
+        self._slots = _slots(spec)
+        self._rng = torch.get_rng_state().shape
+
+    def param_groups(self, step: int) -> list[dict]:
+        """The optimizer's settings in the state after ``step`` steps (the last step's learning rate)."""
+        lr = self.spec.lr if step == 0 else lr_at(self.spec, step - 1, self.total)
+        return [{**copy.deepcopy(group), "lr": lr} for group in self._groups]
+
+    def fault(self, ckpt: Checkpoint) -> str | None:
+        """Why ``ckpt`` cannot be a state of this order's training (a phrase), or None when it can."""
+        if ckpt.spec != self._spec_json:
+            return "belongs to another training spec"
+        if type(ckpt.step) is not int or not 0 <= ckpt.step <= self.total:
+            return f"claims step {reprlib.repr(ckpt.step)}, outside the run's 0 to {self.total}"
+        if type(ckpt.epoch) is not int or ckpt.epoch != ckpt.step // self.per_epoch:
+            return f"claims epoch {reprlib.repr(ckpt.epoch)}, not {ckpt.step // self.per_epoch}"
+        fault = _tensors_fault("model state", ckpt.model_state, self._model)
+        if fault is None and not (torch.is_tensor(ckpt.rng_state) and ckpt.rng_state.dtype == torch.uint8
+                                  and ckpt.rng_state.shape == self._rng):
+            fault = "holds an RNG state that is not the generator's"
+        return fault or self._optimizer_fault(ckpt.optimizer_state, ckpt.step)
+
+    def _optimizer_fault(self, state: object, step: int) -> str | None:
+        if not isinstance(state, dict) or state.keys() != {"state", "param_groups"}:
+            return "holds no optimizer state in torch's form"
+        groups = state["param_groups"]
+        expected = self.param_groups(step)
+        if not isinstance(groups, list) or len(groups) != len(expected):
+            return f"holds {reprlib.repr(groups)} as optimizer groups, where the order implies {len(expected)}"
+        for i, (group, want) in enumerate(zip(groups, expected)):
+            if not isinstance(group, dict) or group.keys() != want.keys():
+                return f"holds optimizer group {i} with other settings than the order's {sorted(want)}"
+            for key in want:
+                if not _identical(group[key], want[key]):
+                    return f"sets the optimizer's {key!r} to {reprlib.repr(group[key])} where the order implies {want[key]!r}"
+        slots = self._slots if step else ()
+        kept = state["state"]
+        expected_params = set(range(len(self._params))) if slots else set()
+        if not isinstance(kept, dict) or set(kept) != expected_params:
+            implied = f"parameters 0 to {len(self._params) - 1}" if expected_params else "none after step 0"
+            return f"keeps optimizer state for {reprlib.repr(kept if not isinstance(kept, dict) else [*kept])}, " \
+                   f"where the order implies {implied}"
+        for index, values in kept.items():
+            shape, dtype = self._params[index]
+            fault = _tensors_fault(f"optimizer state of parameter {index}", values,
+                                   {k: ((), torch.float32) if k == "step" else (shape, dtype) for k in slots})
+            if fault is not None:
+                return fault
+            if "step" in values and values["step"].item() != step:
+                return f"counts {values['step'].item():g} optimizer steps for parameter {index}, not {step}"
+        return None
+
+
+def _tensors_fault(what: str, tensors: object, expected: dict[str, tuple[torch.Size, torch.dtype]]) -> str | None:
+    """Why ``tensors`` do not hold exactly the ``expected`` names, shapes and dtypes, or None."""
+    if not isinstance(tensors, dict) or tensors.keys() != expected.keys():
+        found = reprlib.repr(sorted(map(str, tensors)) if isinstance(tensors, dict) else tensors)
+        return f"holds {what} {found}, where the order implies {reprlib.repr(sorted(expected))}"
+    for name, (shape, dtype) in expected.items():
+        value = tensors[name]
+        if not torch.is_tensor(value) or value.shape != shape or value.dtype != dtype:
+            found = f"{value.dtype} {tuple(value.shape)}" if torch.is_tensor(value) else type(value).__name__
+            return f"holds {what} {name!r} as {found}, where the order implies {dtype} {tuple(shape)}"
+    return None
+
+
+def _identical(a: object, b: object) -> bool:
+    """Equal values of the same types all the way down (``1 == True == 1.0`` is not enough)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_identical(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(map(_identical, a, b))
+    return a == b
+
+
 class _Run:
     """Model, optimizer and data of one run on one device, and the loop that advances them."""
 
@@ -106,20 +206,27 @@ class _Run:
         # RNG state stored in checkpoints is then the same in every process.
         torch.manual_seed(init_seed(spec.seed) ^ spec.task)
         self.optimizer = _optimizer(spec, self.model)
+        self.form = StateForm(spec, self.model, self.optimizer, self.per_epoch)
         self.step = 0
         self._epoch, self._batches = -1, []
         trainable = frozenset(name for name, p in self.model.named_parameters() if p.requires_grad)
         self._encoder = StateEncoder(self._model_state, spec_json(spec.model_dump(mode="json")), trainable)
 
     def restore(self, ckpt: Checkpoint) -> None:
-        if ckpt.spec != self.spec.model_dump(mode="json"):
-            raise CheckpointError(
-                f"checkpoint at step {ckpt.step} belongs to another training spec; resume with the order's spec"
-            )
+        """Continue from ``ckpt``: its tensors, and everything else as the order implies.
+
+        Raises :class:`CheckpointError` naming the first field of ``ckpt`` that the order does
+        not imply (see :meth:`StateForm.fault`), so a state's settings can never steer a replay.
+        """
+        fault = self.form.fault(ckpt)
+        if fault is not None:
+            raise CheckpointError(f"the state at step {ckpt.step} {fault}, so this order's training never made it")
         self.model.load_state_dict(ckpt.model_state)
         # load_state_dict keeps the given tensors as optimizer state: copy, or training would
         # mutate the checkpoint (a verifier replaying several segments reads it again)
-        self.optimizer.load_state_dict(copy.deepcopy(ckpt.optimizer_state))
+        self.optimizer.load_state_dict(
+            {"state": copy.deepcopy(ckpt.optimizer_state["state"]), "param_groups": self.form.param_groups(ckpt.step)}
+        )
         torch.set_rng_state(ckpt.rng_state)
         self.step = ckpt.step
 
@@ -307,6 +414,11 @@ class Stepper:
     def __init__(self, spec: TrainSpec, X: np.ndarray, y: np.ndarray):
         self._run = _setup(spec, X, y, None)
 
+    @property
+    def form(self) -> StateForm:
+        """What every state of this training holds besides its tensors' values."""
+        return self._run.form
+
     def step(self, start: Checkpoint) -> tuple[EncodedState, float]:
         """The state after the training step that follows ``start``, and that step's loss."""
         self._run.restore(start)
@@ -323,6 +435,12 @@ def replay_segment_states(
     while run.step < min(stop, run.total):
         run.advance(run.step + 1, None, TrainHooks())
         yield run.encode()
+
+
+def state_form(spec: TrainSpec, num_samples: int) -> StateForm:
+    """The form of every state of ``spec``'s training on ``num_samples`` samples (no data needed)."""
+    model = _model(spec)
+    return StateForm(spec, model, _optimizer(spec, model), steps_per_epoch(spec, num_samples))
 
 
 def initial_training_state(spec: TrainSpec, X: np.ndarray, y: np.ndarray) -> EncodedState:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from proof.attacks.base import Attack, Job, Put, UnknownAttackError
+from proof.attacks.carried_settings import CarriedSettings
 from proof.attacks.fabricated_losses import FabricatedLosses
 from proof.attacks.fabricated_telemetry import FabricatedTelemetry
 from proof.attacks.half_batches import HalfBatches
@@ -48,7 +49,7 @@ def register(cls: type[Attack]) -> type[Attack]:
 for _cls in (
     SkippedSteps, RescaledUpdates, HalfBatches, WrongLr, WrongWeightDecay, InterpolatedCheckpoints,
     PretrainedModel, FabricatedLosses, SubstitutedData, OmittedData, FabricatedTelemetry,
-    ProofAfterChallenge, WithheldCheckpoint, NonFiniteCheckpoint,
+    ProofAfterChallenge, WithheldCheckpoint, NonFiniteCheckpoint, CarriedSettings,
 ):
     register(_cls)
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from proof.verifier import VerifyConfig
     import torch
 
-    from training.trainer import Checkpoint, TrainSpec
+    from training.trainer import Checkpoint, StateForm, TrainSpec
 
 
 @dataclass
@@ -61,6 +61,13 @@ class CheckContext:
     def batches(self) -> "EpochBatches":
         """The committed batch order over the verifier's copy of the data."""
         return EpochBatches(self.spec, len(self.X))
+
+    @cached_property
+    def form(self) -> "StateForm":
+        """What every state of the ordered training holds besides its tensors' values."""
+        from training.trainer import state_form
+
+        return state_form(self.spec, len(self.X))
 
     def checkpoint_name(self, step: int) -> str:
         """The artifact name of the committed checkpoint at ``step``."""

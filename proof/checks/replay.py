@@ -1,11 +1,13 @@
 """Segment replay (Proof-of-Learning style): re-run sampled segments and compare with the claim.
 
 A segment runs from one committed checkpoint to the next. The verifier restores the start
-checkpoint, re-executes the segment's steps with the honest trainer and compares:
+checkpoint (its tensors; every setting comes from the order, see `training.trainer.StateForm`,
+and the end checkpoint must have the order's form too), re-executes the segment's steps with the honest trainer and compares:
 
-- the weights reached with the claimed end checkpoint, as ``||w_replay - w_claim|| /
-  ||w_claim - w_start||`` (distance normalised by the segment's update, so a small forged update
-  is not hidden by large weights), and the optimizer state likewise;
+- the state reached with the claimed end checkpoint (`state_distance`): counters exactly, the
+  weights as ``||w_replay - w_claim|| / ||w_claim - w_start||`` (distance normalised by the
+  segment's update, so a small forged update is not hidden by large weights), each kind of
+  optimizer state by its own size;
 - every replayed step's loss with the logged loss (relative error).
 
 The observed value is the worst of these; the threshold is the determinism profile's replay
@@ -45,14 +47,38 @@ def largest_update_segments(ctx: CheckContext, count: int, exclude: list[int]) -
     for a, b in zip(steps, steps[1:]):
         if a in exclude or a not in ctx.checkpoints or b not in ctx.checkpoints:
             continue
-        wa, wb = ctx.checkpoints[a].model_state, ctx.checkpoints[b].model_state
+        wa, wb = _weights(ctx.checkpoints[a].model_state), _weights(ctx.checkpoints[b].model_state)
         size = float(torch.linalg.vector_norm(flatten_state(wb) - flatten_state(wa))) if same_layout(wa, wb) else math.inf
         sizes.append((-size if math.isfinite(size) else -math.inf, a))
     return sorted(a for _, a in sorted(sizes)[:count])
 
 
-def _optimizer_tensors(state: dict) -> dict:
-    return {f"{p}.{k}": v for p, slots in state.get("state", {}).items() for k, v in slots.items() if torch.is_tensor(v)}
+def _weights(model_state: dict) -> dict:
+    """The floating-point tensors of a model state: what training moves by amounts, not by counts."""
+    return {k: v for k, v in model_state.items() if torch.is_tensor(v) and v.is_floating_point()}
+
+
+def _counters(state) -> dict:
+    """The state that re-execution reproduces exactly under every profile.
+
+    The model's integer tensors (batch norm's count of batches), the optimizer's step counters and
+    the RNG state: counted, not computed, so any difference is a forged state, not numerical noise.
+    """
+    counters = {f"model.{k}": v for k, v in state.model_state.items() if torch.is_tensor(v) and not v.is_floating_point()}
+    for p, slots in state.optimizer_state.get("state", {}).items():
+        if torch.is_tensor(slots.get("step")):
+            counters[f"optimizer.{p}.step"] = slots["step"]
+    return {**counters, "rng": state.rng_state}
+
+
+def _moments(state) -> dict[str, dict]:
+    """The optimizer's per-parameter state by kind (each moment, the momentum buffer), counters apart."""
+    kinds: dict[str, dict] = {}
+    for p, slots in state.optimizer_state.get("state", {}).items():
+        for kind, value in slots.items():
+            if kind != "step" and torch.is_tensor(value):
+                kinds.setdefault(kind, {})[p] = value
+    return kinds
 
 
 def _relative(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor) -> float:
@@ -61,20 +87,31 @@ def _relative(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor) -> float:
 
 
 def state_distance(start, claim, reached) -> float:
-    """How far a re-executed state is from the claimed one (checkpoints; inf when layouts differ).
+    """How far a re-executed state is from the claimed one, kind by kind (inf when they cannot be compared).
 
-    The weights' distance is normalised by the claimed update ``claim - start``, so a small forged
-    update is not hidden by large weights; the optimizer state's by its own size. The larger counts.
+    Like is compared with like. Counters and the RNG state must be equal (``inf`` otherwise). The
+    weights' distance is normalised by the claimed update ``claim - start``, so a small forged
+    update is not hidden by large weights; each kind of optimizer state (a moment, a momentum
+    buffer) by its own size, so neither the weights nor the step counters lend it room. The
+    largest relative distance counts.
     """
-    if not same_layout(claim.model_state, reached.model_state):
+    c_counters, r_counters = _counters(claim), _counters(reached)
+    if c_counters.keys() != r_counters.keys() or not all(
+            c_counters[k].shape == r_counters[k].shape and torch.equal(c_counters[k], r_counters[k]) for k in c_counters):
         return math.inf
-    w_start, w_claim = flatten_state(start.model_state), flatten_state(claim.model_state)
-    errors = [_relative(flatten_state(reached.model_state), w_claim, w_claim - w_start)]
-    o_reached, o_claim = _optimizer_tensors(reached.optimizer_state), _optimizer_tensors(claim.optimizer_state)
-    if not same_layout(o_reached, o_claim):
+    w_start, w_claim, w_reached = _weights(start.model_state), _weights(claim.model_state), _weights(reached.model_state)
+    if not same_layout(w_claim, w_reached) or not same_layout(w_claim, w_start):
         return math.inf
-    if o_claim:
-        errors.append(_relative(flatten_state(o_reached), flatten_state(o_claim), flatten_state(o_claim)))
+    flat_claim = flatten_state(w_claim)
+    errors = [_relative(flatten_state(w_reached), flat_claim, flat_claim - flatten_state(w_start))]
+    m_claim, m_reached = _moments(claim), _moments(reached)
+    if m_claim.keys() != m_reached.keys():
+        return math.inf
+    for kind, claimed in m_claim.items():
+        if not same_layout(claimed, m_reached[kind]):
+            return math.inf
+        flat = flatten_state(claimed)
+        errors.append(_relative(flatten_state(m_reached[kind]), flat, flat))
     return max(errors)
 
 
@@ -113,7 +150,7 @@ class ReplayCheck(Check):
             except (CheckpointError, RuntimeError, ValueError, KeyError) as exc:
                 # A checkpoint the honest loop cannot restore (other spec, wrong tensors) is forged.
                 errors[a], steps = math.inf, 0
-                unreplayable.append(f"{ctx.checkpoint_name(a)} cannot be restored ({exc})")
+                unreplayable.append(f"the segment from step {a} cannot be replayed ({exc})")
             replayed += steps
         observed, worst = worst_of(errors)
         detail = f"segments starting at {starts} replayed ({replayed} steps)"
@@ -125,9 +162,12 @@ class ReplayCheck(Check):
         )
 
     def _segment_error(self, ctx: CheckContext, a: int, b: int) -> tuple[float, int]:
+        from training.errors import CheckpointError
+
         start, claim = ctx.checkpoints[a], ctx.checkpoints[b]
-        if not same_layout(start.model_state, claim.model_state):
-            return math.inf, 0
+        fault = ctx.form.fault(claim)
+        if fault is not None:
+            raise CheckpointError(f"{ctx.checkpoint_name(b)} {fault}")
         reached, losses = replay_segment(ctx.spec, ctx.X, ctx.y, start, b - a)
         errors = [state_distance(start, claim, reached)]
         logged = {r.step: r.loss for r in ctx.steps or []}

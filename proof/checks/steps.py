@@ -4,11 +4,13 @@ The step log commits, for every step ``t``, the SHA-256 of the full training sta
 (``StepRecord.state_sha256``, in the ``training.state`` encoding). Two checks read it:
 
 - ``state-chain``: every committed checkpoint at step ``c`` encodes to the state digest logged
-  for step ``c`` (so checkpoints and per-step commitments tell one story), and every step has a
-  digest at all;
+  for step ``c`` (so checkpoints and per-step commitments tell one story) and has the form the
+  order implies (`training.trainer.StateForm`: every setting, counter and tensor shape), and
+  every step has a digest at all;
 - ``spot-steps``: for each challenged step ``t`` the worker revealed the states after ``t`` and
   ``t + 1`` steps (``proof.response``); they must hash to the committed digests, and one honest
-  step of the trainer from state ``t`` on the committed batch must reach state ``t + 1`` (the
+  step of the trainer from state ``t`` (its tensors; everything else from the order, and both
+  states must have the order's form) on the committed batch must reach state ``t + 1`` (the
   same bytes on ``cpu-fp32-exact``; within the profile's replay tolerance, normalised by the
   step's update, otherwise) with the logged loss. The state before step 0 is rebuilt from the
   order's seed. A cheat confined to a share ``f`` of the steps escapes ``m`` uniform samples with
@@ -59,6 +61,9 @@ class StateChainCheck(Check):
             return self.missing([ctx.bundle.step_log.name], ctx)
         faults = [f"step {r.step} has no state digest" for r in ctx.steps if len(r.state_sha256) != 64][:3]
         for step, checkpoint in sorted(ctx.checkpoints.items()):
+            form_fault = ctx.form.fault(checkpoint)
+            if form_fault is not None:
+                faults.append(f"{ctx.checkpoint_name(step)} {form_fault}")
             if step == 0:
                 continue
             digest = hashlib.sha256(checkpoint_state(checkpoint).to_bytes()).hexdigest()
@@ -110,16 +115,18 @@ class StepSpotCheck(Check):
         after, why = _revealed(ctx, t + 1)
         if after is None:
             return why, 0
-        start = decode_state(before, name=f"state {t}")
-        if start.step != t:
-            return f"the revealed state {t} holds step {start.step}", 0
+        start, end = decode_state(before, name=f"state {t}"), decode_state(after, name=f"state {t + 1}")
+        for step, state in ((t, start), (t + 1, end)):
+            fault = f"holds step {state.step}" if state.step != step else stepper.form.fault(state)
+            if fault is not None:
+                return f"the revealed state {step} {fault}", 0
         state, loss = stepper.step(start)
         logged = ctx.steps[t].loss
         if abs(logged - loss) > loss_tolerance(ctx) * max(abs(loss), 1e-12) or math.isnan(logged):
             return f"logged loss {logged:.6g}, re-executed {loss:.6g}", 1
         if hashlib.sha256(state.to_bytes()).hexdigest() == committed_digest(ctx, t + 1):
             return None, 1
-        error = state_distance(start, decode_state(after, name=f"state {t + 1}"), decode_state(state.to_bytes()))
+        error = state_distance(start, end, decode_state(state.to_bytes()))
         if ctx.spec.profile == "cpu-fp32-exact" or not error <= replay_tolerance(ctx.spec.profile):
             return f"one honest step from state {t} does not reach the committed state {t + 1} (error {error:.3g})", 1
         return None, 1

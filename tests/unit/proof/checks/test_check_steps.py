@@ -74,3 +74,21 @@ def test_step_log_without_digests_fails_the_chain(context):
     ctx.steps = [r.model_copy(update={"state_sha256": ""}) for r in ctx.steps]
     result = StateChainCheck().run(ctx)
     assert not result.passed and "step 0 has no state digest" in result.detail
+
+
+def test_settings_carried_in_the_state_are_refused_at_every_state_that_holds_them(spec, data, store, context):
+    # The block's inner steps are honest steps under the worker's own settings: a verifier taking
+    # the settings from the revealed state would reproduce them. It takes them from the order.
+    cheat = run_worker("carried-settings", spec, data[0], data[1], store.put, 0.5, seed=3)
+    block = cheat.attack.cheated_steps
+    ctx = context(bundle=cheat.bundle, config=FEW, response=cheat.answer(SEED, FEW), committed_root=cheat.committed_root)
+    inside = [t for t in ctx.challenge.spot_steps if block.start < t < block.stop - 1]
+    assert inside, "the challenge must land inside the block for this test"
+    spot = StepSpotCheck().run(ctx)
+    assert not spot.passed
+    t = inside[0]
+    assert f"step {t}: the revealed state {t} sets the optimizer's 'momentum' to 0.99 where the order implies 0.9" \
+        in spot.detail
+    chain = StateChainCheck().run(ctx)
+    held = [s for s in ctx.checkpoint_steps if block.start < s < block.stop]
+    assert not chain.passed and f"{ctx.checkpoint_name(held[0])} sets the optimizer's 'momentum' to 0.99" in chain.detail
