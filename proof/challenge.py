@@ -3,7 +3,9 @@
 The seed comes from chain data that did not exist when the worker committed its Merkle root:
 ``keccak256(abi.encode(hash of the block after the commitment, order id, task))``, computed by
 ``contracts.client.Bahen.challenge_seed`` from public chain data. Every choice below is a
-pure function of that seed and the public bundle, so anyone can recompute the selection.
+pure function of that seed and the public bundle, so anyone can recompute the selection; the
+steps chosen by their size (:meth:`Challenge.with_largest_steps`) are a function of the committed
+step log alone, so a worker cannot make a large update and escape its re-execution by luck.
 
 The PRF is SHA-256 in counter mode: block ``i`` of stream ``label`` is
 ``SHA-256(b"bahen.challenge.v1" ‖ seed ‖ label ‖ i as 8 bytes big-endian)``; each 32-byte block
@@ -12,9 +14,10 @@ sampling (``w`` is kept only when ``w < 2**64 - 2**64 % n``), so indices are exa
 """
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
@@ -51,14 +54,50 @@ def sample_indices(seed: bytes, label: str, population: int, count: int) -> list
     return chosen
 
 
+SIZE_WINDOW = 64  # steps around a step whose claimed update sizes its own is compared with
+
+
+def largest_claimed_steps(update_norms: Sequence[float], count: int) -> list[int]:
+    """The ``count`` steps whose claimed update is largest against the steps around them, ties to the earlier.
+
+    A step's score is its claimed update norm over the median claimed norm of the
+    :data:`SIZE_WINDOW` steps centred on it (a claim that is not a finite, non-negative number
+    scores highest). Honest update sizes change slowly over a run (the schedule, the phase of
+    training), so a step that moves the model far more than its neighbours stands out wherever it
+    lies; comparing with all steps instead would only ever pick the first steps of training.
+    """
+    norms = np.asarray(update_norms, dtype=np.float64)
+    if count <= 0 or not len(norms):
+        return []
+    valid = np.isfinite(norms) & (norms >= 0)
+    padded = np.pad(np.where(valid, norms, 0.0), SIZE_WINDOW // 2, mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, SIZE_WINDOW + 1)[:len(norms)]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scores = np.where(valid, norms / np.median(windows, axis=1), np.inf)
+    scores = np.nan_to_num(scores, nan=0.0, posinf=np.inf)  # 0/0: no update among steps that claim none
+    order = sorted(range(len(norms)), key=lambda t: (-scores[t], t))
+    return sorted(order[:count])
+
+
 class Challenge(BaseModel, frozen=True):
-    """What one verification checks; recomputable from the seed and the bundle."""
+    """What one verification checks; recomputable from the seed, the bundle and its step log."""
 
     seed: str = Field(description="Hex of the challenge seed")
     replay_segments: list[int] = Field(description="Start steps of the randomly chosen segments")
     loss_steps: list[int] = Field(description="Checkpoint steps whose logged step loss is recomputed")
     pev_fraction: float = Field(description="Share of each epoch's data evaluated by PEV")
     spot_steps: list[int] = Field(default_factory=list, description="Steps whose one-step transition is re-executed")
+    largest_steps: list[int] = Field(
+        default_factory=list, description="The spot steps chosen by their claimed update size, not by the seed")
+
+    def with_largest_steps(self, update_norms: Sequence[float], count: int) -> "Challenge":
+        """This challenge with the ``count`` steps of :func:`largest_claimed_steps` spot-checked too.
+
+        ``update_norms`` are the step log's claimed update sizes, one per step. Both the worker
+        and the verifier read them from the committed step log, so both derive the same steps.
+        """
+        largest = largest_claimed_steps(update_norms, count)
+        return self.model_copy(update={"largest_steps": largest, "spot_steps": sorted({*self.spot_steps, *largest})})
 
     def pev_sample(self, epoch: int, num_samples: int) -> list[int]:
         """Dataset indices evaluated for ``epoch`` by probabilistic epoch validation."""

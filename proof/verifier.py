@@ -32,6 +32,10 @@ class VerifyConfig(BaseModel, frozen=True):
         default=48, ge=0,
         description="Steps re-executed one at a time from revealed states; 1 - 0.9^48 > 0.99 catches a 10% cheat",
     )
+    largest_steps: int = Field(
+        default=8, ge=0,
+        description="Steps re-executed because their claimed update is the largest against their neighbours'",
+    )
     loss_samples: int = Field(default=8, ge=0, description="Checkpoints whose logged step loss is recomputed")
     pev_fraction: float = Field(default=0.02, gt=0, le=1, description="Share of each epoch's data PEV evaluates")
     pev_z: float = Field(default=4.0, gt=0, description="PEV sampling allowance in standard errors")
@@ -66,6 +70,15 @@ def load_evidence(ctx: CheckContext, fetch: Callable[[ArtifactRef], bytes]) -> N
             ctx.problems[ref.name] = f"holds step {checkpoint.step}, committed as step {step}"
             continue
         ctx.checkpoints[step] = checkpoint
+
+
+def add_largest_steps(ctx: CheckContext) -> None:
+    """Spot-check the steps whose claimed update is largest too (needs the step log in ``ctx``).
+
+    Without a readable step log there are no claims to rank, and the spot check fails anyway.
+    """
+    norms = [r.update_norm for r in ctx.steps or []]
+    ctx.challenge = ctx.challenge.with_largest_steps(norms, ctx.config.largest_steps)
 
 
 def load_revealed(ctx: CheckContext, fetch: Callable[[ArtifactRef], bytes]) -> None:
@@ -151,6 +164,7 @@ def verify_proof(
         response=response,
     )
     load_evidence(ctx, fetch)
+    add_largest_steps(ctx)
     load_revealed(ctx, fetch)
     results = [_timed(check, ctx) for check in default_checks()]
     return VerificationReport(

@@ -110,6 +110,7 @@ class StateForm:
         self.spec, self.per_epoch, self.total = spec, per_epoch, per_epoch * spec.epochs
         self._spec_json = spec.model_dump(mode="json")
         self._model = {k: (v.shape, v.dtype) for k, v in model.state_dict().items()}
+        self.trainable = tuple(name for name, p in model.named_parameters() if p.requires_grad)
         self._params = [(p.shape, p.dtype) for group in optimizer.param_groups for p in group["params"]]
         self._groups = copy.deepcopy(optimizer.state_dict()["param_groups"])
         self._slots = _slots(spec)

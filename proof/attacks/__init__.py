@@ -18,6 +18,7 @@ from proof.attacks.half_batches import HalfBatches
 from proof.attacks.interpolated_checkpoints import InterpolatedCheckpoints
 from proof.attacks.nonfinite_checkpoint import NonFiniteCheckpoint
 from proof.attacks.omitted_data import OmittedData
+from proof.attacks.oversized_steps import OversizedSteps
 from proof.attacks.pretrained_model import PretrainedModel
 from proof.attacks.proof_after_challenge import ProofAfterChallenge
 from proof.attacks.rescaled_updates import RescaledUpdates
@@ -50,6 +51,7 @@ for _cls in (
     SkippedSteps, RescaledUpdates, HalfBatches, WrongLr, WrongWeightDecay, InterpolatedCheckpoints,
     PretrainedModel, FabricatedLosses, SubstitutedData, OmittedData, FabricatedTelemetry,
     ProofAfterChallenge, WithheldCheckpoint, NonFiniteCheckpoint, CarriedSettings,
+    OversizedSteps,
 ):
     register(_cls)
 
@@ -69,7 +71,8 @@ class WorkerRun:
 
     def answer(self, seed: bytes, config: "VerifyConfig", *, regenerate: Regenerate | None = None) -> Response:
         """Reveal the states the challenge from ``seed`` names, as this worker (honest or not) would."""
-        challenge = derive_challenge(seed, self.bundle, config)
+        norms = [r.update_norm for r in self.recorded.steps]
+        challenge = derive_challenge(seed, self.bundle, config).with_largest_steps(norms, config.largest_steps)
         response = respond(
             challenge, self.spool, self.job.put, order_id=self.bundle.order_id, task=self.bundle.task,
             merkle_root=self.committed_root, regenerate=regenerate,

@@ -12,7 +12,7 @@ from proof.checks.integrity import IntegrityCheck
 from proof.checks.loss import LossCheck
 from proof.checks.pev import PevCheck
 from proof.checks.replay import ReplayCheck
-from proof.checks.steps import StateChainCheck, StepSpotCheck
+from proof.checks.steps import StateChainCheck, StepSpotCheck, UpdateSizeCheck
 from proof.checks.telemetry import TelemetryCheck
 
 
@@ -24,6 +24,7 @@ def default_checks() -> list[Check]:
         InitializationCheck(),
         DataOrderCheck(),
         StateChainCheck(),
+        UpdateSizeCheck(),
         LossCheck(),
         StepSpotCheck(),
         PevCheck(),

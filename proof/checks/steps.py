@@ -29,6 +29,9 @@ from proof.report import CheckResult
 if TYPE_CHECKING:
     from training.trainer import Stepper
 
+# Relative slack on update sizes: the worker computes them in float32, the verifier in float64.
+SIZE_RTOL = 1e-4
+
 
 def initial_state_bytes(ctx: CheckContext) -> bytes:
     """The state before step 0, rebuilt from the order's seed (once per verification)."""
@@ -120,6 +123,9 @@ class StepSpotCheck(Check):
             fault = f"holds step {state.step}" if state.step != step else stepper.form.fault(state)
             if fault is not None:
                 return f"the revealed state {step} {fault}", 0
+        moved, claimed = weight_distance(start.model_state, end.model_state, stepper.form.trainable), ctx.steps[t].update_norm
+        if not abs(moved - claimed) <= SIZE_RTOL * moved:
+            return f"the revealed states {t} and {t + 1} lie {moved:.6g} apart; the step log claims {claimed:.6g}", 0
         state, loss = stepper.step(start)
         logged = ctx.steps[t].loss
         if abs(logged - loss) > loss_tolerance(ctx) * max(abs(loss), 1e-12) or math.isnan(logged):
@@ -130,6 +136,46 @@ class StepSpotCheck(Check):
         if ctx.spec.profile == "cpu-fp32-exact" or not error <= replay_tolerance(ctx.spec.profile):
             return f"one honest step from state {t} does not reach the committed state {t + 1} (error {error:.3g})", 1
         return None, 1
+
+
+class UpdateSizeCheck(Check):
+    """No segment moves the weights farther than the update sizes its steps claim.
+
+    The step log commits every step's update size (the distance its weights moved). Between two
+    committed checkpoints the weights cannot move farther than the sum of those sizes (the
+    triangle inequality), so a jump that a worker hides under small claimed sizes shows here,
+    whatever the challenge; one it claims truthfully is among the largest claimed updates, which
+    every challenge re-executes (``Challenge.with_largest_steps``); and a claimed size is checked
+    against the revealed states at every spot-checked step.
+    """
+
+    name = "update-sizes"
+    metric = "segments that moved farther than their steps claim, plus claims that are not sizes"
+
+    def run(self, ctx: CheckContext) -> CheckResult:
+        if ctx.steps is None:
+            return self.missing([ctx.bundle.step_log.name], ctx)
+        claims = [r.update_norm for r in ctx.steps]
+        faults = [f"step {t} claims an update of {n!r}" for t, n in enumerate(claims) if not (math.isfinite(n) and n >= 0)]
+        steps = ctx.checkpoint_steps
+        for a, b in zip(steps, steps[1:]):
+            if a not in ctx.checkpoints or b not in ctx.checkpoints or ctx.form.fault(ctx.checkpoints[b]):
+                continue  # the artifacts and state-chain checks name what is missing or malformed
+            moved = weight_distance(ctx.checkpoints[a].model_state, ctx.checkpoints[b].model_state, ctx.form.trainable)
+            claimed = math.fsum(claims[a:b])
+            if not moved <= claimed * (1 + SIZE_RTOL):
+                faults.append(f"the weights moved {moved:.6g} from step {a} to {b}; its steps claim {claimed:.6g}")
+        detail = "; ".join(faults[:5]) or f"{len(steps) - 1} segments moved no farther than their steps claim"
+        return self.result(threshold=0.0, observed=float(len(faults)), detail=detail)
+
+
+def weight_distance(before: dict, after: dict, names: tuple[str, ...]) -> float:
+    """L2 distance between the trainable weights ``names`` of two model states, in float64."""
+    import torch
+
+    if not names:
+        return 0.0
+    return float(torch.linalg.vector_norm(torch.cat([(after[k].double() - before[k].double()).reshape(-1) for k in names])))
 
 
 def _revealed(ctx: CheckContext, step: int) -> tuple[bytes | None, str]:

@@ -1,10 +1,13 @@
 import hashlib
 
+import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proof.challenge import derive_challenge, sample_indices
+from proof.challenge import derive_challenge, largest_claimed_steps, sample_indices
 from proof.verifier import VerifyConfig
+
+from tests.unit.proof.conftest import SEED
 
 
 def test_sample_indices_known_answer():
@@ -28,3 +31,32 @@ def test_challenge_is_recomputable_and_seed_dependent(honest):
     starts = [s for s, _ in honest.bundle.checkpoints][:-1]
     assert len(a.replay_segments) == 2 and set(a.replay_segments) <= set(starts)
     assert len(a.loss_steps) == 3 and set(a.loss_steps) <= set(starts)
+
+
+def test_largest_claimed_steps_compare_each_step_with_its_neighbours():
+    # updates shrink a hundredfold over the run; one late step claims five times its neighbours
+    norms = list(np.geomspace(10.0, 0.1, 400))
+    norms[300] *= 5
+    assert largest_claimed_steps(norms, 1) == [300]  # not step 0, the largest in absolute terms
+    assert largest_claimed_steps(norms, 0) == [] and largest_claimed_steps([], 3) == []
+
+
+def test_claims_that_are_not_sizes_are_challenged_first():
+    norms = [1.0] * 100
+    norms[40], norms[70], norms[10] = float("nan"), -1.0, 3.0
+    assert largest_claimed_steps(norms, 2) == [40, 70]
+    assert largest_claimed_steps(norms, 3) == [10, 40, 70]
+
+
+def test_ties_go_to_the_earlier_step_and_zero_claims_do_not_break_the_ranking():
+    assert largest_claimed_steps([1.0] * 10, 2) == [0, 1]
+    assert largest_claimed_steps([0.0] * 10 + [1.0], 1) == [10]
+
+
+def test_largest_steps_join_the_spot_steps(honest):
+    config = VerifyConfig(spot_steps=4, largest_steps=2)
+    challenge = derive_challenge(SEED, honest.bundle, config)
+    norms = [r.update_norm for r in honest.recorded.steps]
+    full = challenge.with_largest_steps(norms, config.largest_steps)
+    assert full.largest_steps == largest_claimed_steps(norms, 2) and len(full.largest_steps) == 2
+    assert full.spot_steps == sorted({*challenge.spot_steps, *full.largest_steps})

@@ -2,7 +2,8 @@
 mismatched states and forged checkpoints fail, naming the step."""
 
 from proof.attacks import run_worker
-from proof.checks.steps import StateChainCheck, StepSpotCheck
+from proof.challenge import largest_claimed_steps
+from proof.checks.steps import StateChainCheck, StepSpotCheck, UpdateSizeCheck
 from proof.response import Response
 from proof.verifier import VerifyConfig
 
@@ -92,3 +93,41 @@ def test_settings_carried_in_the_state_are_refused_at_every_state_that_holds_the
     chain = StateChainCheck().run(ctx)
     held = [s for s in ctx.checkpoint_steps if block.start < s < block.stop]
     assert not chain.passed and f"{ctx.checkpoint_name(held[0])} sets the optimizer's 'momentum' to 0.99" in chain.detail
+
+
+def test_a_claimed_update_size_is_checked_against_the_revealed_states(context):
+    ctx = context(config=FEW)
+    t = ctx.challenge.spot_steps[1]
+    ctx.steps[t] = ctx.steps[t].model_copy(update={"update_norm": ctx.steps[t].update_norm * 0.5})
+    result = StepSpotCheck().run(ctx)
+    assert not result.passed and result.observed == 1
+    assert f"step {t}: the revealed states {t} and {t + 1} lie" in result.detail and "the step log claims" in result.detail
+
+
+def test_honest_segments_move_no_farther_than_their_steps_claim(context):
+    result = UpdateSizeCheck().run(context())
+    assert result.passed and result.observed == 0 and "segments moved no farther" in result.detail
+
+
+def test_a_segment_that_moves_farther_than_its_claims_is_named(context):
+    ctx = context()
+    a, b = ctx.checkpoint_steps[2:4]
+    for t in range(a, b):
+        ctx.steps[t] = ctx.steps[t].model_copy(update={"update_norm": ctx.steps[t].update_norm * 0.1})
+    ctx.steps[0] = ctx.steps[0].model_copy(update={"update_norm": float("nan")})
+    result = UpdateSizeCheck().run(ctx)
+    assert not result.passed and result.observed == 3  # the NaN claim leaves its own segment no bound either
+    assert "step 0 claims an update of nan" in result.detail and f"from step {a} to {b}; its steps claim" in result.detail
+
+
+def test_oversized_steps_are_caught_by_their_size_whatever_the_uniform_sample(spec, data, store, context):
+    none = VerifyConfig(spot_steps=0, largest_steps=0, replay_segments=0, largest_update_segments=0)
+    cheat = run_worker("oversized-steps", spec, data[0], data[1], store.put, 0.05, seed=1)
+    pieces = sorted(cheat.attack.cheated_steps)
+    assert pieces
+    ctx = context(bundle=cheat.bundle, config=none, response=cheat.answer(SEED, none), committed_root=cheat.committed_root)
+    sizes = UpdateSizeCheck().run(ctx)
+    assert not sizes.passed  # the small claims do not add up to how far the weights moved
+    # Claimed truthfully, the pieces are the largest claimed updates: re-executed by every challenge.
+    truthful = [r.update_norm * 20 if r.step in cheat.attack.cheated_steps else r.update_norm for r in cheat.recorded.steps]
+    assert largest_claimed_steps(truthful, len(pieces)) == pieces
