@@ -22,8 +22,11 @@ from proof.attacks.oversized_steps import OversizedSteps
 from proof.attacks.pretrained_model import PretrainedModel
 from proof.attacks.proof_after_challenge import ProofAfterChallenge
 from proof.attacks.rescaled_updates import RescaledUpdates
+from proof.attacks.sandbagging import Sandbagging
 from proof.attacks.skipped_steps import SkippedSteps
+from proof.attacks.sub_tolerance_drift import SubToleranceDrift
 from proof.attacks.substituted_data import SubstitutedData
+from proof.attacks.switching_free_rider import SwitchingFreeRider
 from proof.attacks.withheld_checkpoint import WithheldCheckpoint
 from proof.attacks.wrong_lr import WrongLr
 from proof.attacks.wrong_weight_decay import WrongWeightDecay
@@ -51,7 +54,7 @@ for _cls in (
     SkippedSteps, RescaledUpdates, HalfBatches, WrongLr, WrongWeightDecay, InterpolatedCheckpoints,
     PretrainedModel, FabricatedLosses, SubstitutedData, OmittedData, FabricatedTelemetry,
     ProofAfterChallenge, WithheldCheckpoint, NonFiniteCheckpoint, CarriedSettings,
-    OversizedSteps,
+    OversizedSteps, Sandbagging, SwitchingFreeRider, SubToleranceDrift,
 ):
     register(_cls)
 
