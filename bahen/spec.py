@@ -60,6 +60,11 @@ class OrderSpec(BaseModel):
         description="Single steps the verifier re-executes from revealed states; 48 catches a worker "
         "faking 10% of its steps with probability 1 - 0.9^48 > 0.99",
     )
+    largest_steps: int = Field(
+        8, ge=0, le=1024,
+        description="Single steps the verifier re-executes because their logged update is the largest against "
+        "their neighbours': a step that moves the model far is checked whatever the random sample",
+    )
     loss_samples: int = Field(
         8, ge=1, le=1024, description="Committed batches whose logged loss the verifier recomputes"
     )

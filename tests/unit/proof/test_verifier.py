@@ -114,3 +114,14 @@ def test_missing_response_fails_the_spot_check_naming_steps(job):
     spot = next(c for c in report.checks if c.name == "spot-steps")
     assert not report.passed and not spot.passed
     assert "was not revealed (the worker gave no response)" in spot.detail
+
+
+def test_the_verifier_runs_every_check_in_order():
+    # Pinned: a check dropped from the list would otherwise pass unnoticed wherever another check
+    # happens to reject the same attacks.
+    from proof.checks import default_checks
+
+    assert [c.name for c in default_checks()] == [
+        "integrity", "artifacts", "initialization", "data-order", "state-chain", "update-sizes", "loss",
+        "spot-steps", "pev", "replay-random", "replay-largest-update", "telemetry",
+    ]
