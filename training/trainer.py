@@ -210,8 +210,7 @@ class _Run:
         self.form = StateForm(spec, self.model, self.optimizer, self.per_epoch)
         self.step = 0
         self._epoch, self._batches = -1, []
-        trainable = frozenset(name for name, p in self.model.named_parameters() if p.requires_grad)
-        self._encoder = StateEncoder(self._model_state, spec_json(spec.model_dump(mode="json")), trainable)
+        self._encoder = StateEncoder(self._model_state, spec_json(spec.model_dump(mode="json")), frozenset(self.form.trainable))
 
     def restore(self, ckpt: Checkpoint) -> None:
         """Continue from ``ckpt``: its tensors, and everything else as the order implies.

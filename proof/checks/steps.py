@@ -1,7 +1,8 @@
 """Per-step commitments: the state chain and the step spot check.
 
 The step log commits, for every step ``t``, the SHA-256 of the full training state after it
-(``StepRecord.state_sha256``, in the ``training.state`` encoding). Two checks read it:
+(``StepRecord.state_sha256``, in the ``training.state`` encoding) and the size of its update
+(``StepRecord.update_norm``, the distance its trainable weights moved). Three checks read it:
 
 - ``state-chain``: every committed checkpoint at step ``c`` encodes to the state digest logged
   for step ``c`` (so checkpoints and per-step commitments tell one story) and has the form the
@@ -14,7 +15,11 @@ The step log commits, for every step ``t``, the SHA-256 of the full training sta
   same bytes on ``cpu-fp32-exact``; within the profile's replay tolerance, normalised by the
   step's update, otherwise) with the logged loss. The state before step 0 is rebuilt from the
   order's seed. A cheat confined to a share ``f`` of the steps escapes ``m`` uniform samples with
-  probability ``(1 - f)^m``, whatever block the cheater chose; each sample costs one step.
+  probability ``(1 - f)^m``, whatever block the cheater chose; each sample costs one step. The
+  challenged steps include those whose claimed update is largest against their neighbours', and
+  each challenged step's claimed size must match its revealed states;
+- ``update-sizes``: no segment between two checkpoints moves the weights farther than the sizes
+  its steps claim, so a move that is large is either claimed, and re-executed, or caught here.
 """
 
 import hashlib
