@@ -22,6 +22,7 @@ BENCHMARKS = {
     "storage": "bench.storage",
     "pot-overhead": "bench.pot_overhead",
     "pot": "bench.pot",
+    "pot-hiding": "bench.pot_hiding",
     "gas": "bench.gas",
 }
 # Reduced sizes for `bahen bench all`, so the whole set runs in minutes on two cores.
@@ -30,6 +31,7 @@ QUICK = {
     "storage": ["--size-mib", "256"],
     "pot-overhead": [],
     "pot": ["--job", "digits", "--honest-runs", "1", "--attack-runs", "1", "--challenges", "3"],
+    "pot-hiding": ["--job", "digits", "--challenges", "5"],
     "gas": [],
 }
 

@@ -1,7 +1,11 @@
-"""The state chain and the one-step spot check: honest proofs pass; forged steps, withheld or
-mismatched states and forged checkpoints fail, naming the step."""
+"""The state chain, the one-step spot check and the update-size bound: honest proofs pass; forged
+steps, withheld or mismatched states, forged checkpoints and oversized moves fail, naming the step."""
+
+import pytest
+import torch
 
 from proof.attacks import run_worker
+from proof.attacks.hidden_poisoning import HiddenPoisoning, admitted
 from proof.challenge import largest_claimed_steps
 from proof.checks.steps import StateChainCheck, StepSpotCheck, UpdateSizeCheck
 from proof.response import Response
@@ -131,3 +135,28 @@ def test_oversized_steps_are_caught_by_their_size_whatever_the_uniform_sample(sp
     # Claimed truthfully, the pieces are the largest claimed updates: re-executed by every challenge.
     truthful = [r.update_norm * 20 if r.step in cheat.attack.cheated_steps else r.update_norm for r in cheat.recorded.steps]
     assert largest_claimed_steps(truthful, len(pieces)) == pieces
+
+
+def test_a_jump_within_the_size_bound_passes_it_and_is_caught_only_where_sampled(spec, data, store, context):
+    # The adaptive attack on update-sizes: the largest poisoning jump its last segment admits,
+    # hidden in the last step under the honest step's claimed size.
+    attack = HiddenPoisoning()
+    cheat = run_worker(attack, spec, data[0], data[1], store.put)
+    assert attack.jump > 0
+    last = cheat.attack.cheated_steps.start
+    unsampled = VerifyConfig(spot_steps=0, largest_steps=0)
+    ctx = context(bundle=cheat.bundle, config=unsampled, response=cheat.answer(SEED, unsampled),
+                  committed_root=cheat.committed_root)
+    assert UpdateSizeCheck().run(ctx).passed and StateChainCheck().run(ctx).passed
+    every = VerifyConfig(spot_steps=len(cheat.recorded.steps))
+    ctx = context(bundle=cheat.bundle, config=every, response=cheat.answer(SEED, every), committed_root=cheat.committed_root)
+    spot = StepSpotCheck().run(ctx)
+    assert not spot.passed and spot.observed == 1 and f"step {last}:" in spot.detail
+
+
+def test_the_admitted_jump_is_the_largest_the_size_bound_allows():
+    moved = torch.tensor([3.0, 0.0], dtype=torch.float64)
+    cases = {(0.0, 1.0): 4.0, (1.0, 0.0): 2.0, (-1.0, 0.0): 8.0}
+    for u, t in cases.items():
+        assert admitted(moved, 5.0, torch.tensor(u, dtype=torch.float64)) == pytest.approx(t)
+    assert admitted(moved, 2.0, torch.tensor([0.0, 1.0], dtype=torch.float64)) == 0.0
