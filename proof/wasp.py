@@ -20,6 +20,7 @@ from proof.report import VerificationReport
 from proof.scoring import PerformanceReport, aggregate
 
 LOSS_GAP = 3.0  # holdout loss above LOSS_GAP × claimed training loss + 0.5 is flagged
+CHANCE_Z = 3.0  # standard errors of a chance-level holdout score that "above chance" must clear
 
 
 class Evidence(BaseModel):
@@ -89,13 +90,18 @@ def model_report(ev: Evidence) -> ModelReport:
     agg = aggregate(ev.performance)
     quorum = ev.validators_assigned // 2 + 1
     chance = 1.0 / ev.num_classes
+    # A model that learned nothing scores chance plus binomial noise on n holdout samples: "above
+    # chance" must clear that noise, one-sided at CHANCE_Z standard errors (false finding ~1e-3).
+    samples = min((r.samples for r in ev.performance if r.error is None), default=0)
+    clears = chance + CHANCE_Z * math.sqrt(chance * (1 - chance) / samples) if samples else math.inf
     loss_bound = LOSS_GAP * ev.claimed_final_loss + 0.5
     contradicts = not math.isnan(agg.median_loss) and agg.median_loss > loss_bound
     findings = [
         Reason(rule="score-quorum", passed=ev.performance_attested >= quorum and agg.valid >= quorum, decisive=True,
                detail=f"{min(ev.performance_attested, agg.valid)} attested scores, quorum {quorum} of {ev.validators_assigned}"),
-        Reason(rule="above-chance", passed=not math.isnan(agg.median_accuracy) and agg.median_accuracy > chance, decisive=False,
-               detail=f"median holdout accuracy {agg.median_accuracy:.4f}, chance {chance:.4f}"),
+        Reason(rule="above-chance", passed=not math.isnan(agg.median_accuracy) and agg.median_accuracy > clears,
+               decisive=False, detail=f"median holdout accuracy {agg.median_accuracy:.4f} on {samples} samples, chance "
+               f"{chance:.4f}, above chance from {clears:.4f}"),
         Reason(rule="loss-consistent", passed=not contradicts, decisive=False,
                detail=f"median holdout loss {agg.median_loss:.4f}, bound {loss_bound:.4f} from the claimed training loss"),
         Reason(rule="validators-agree", passed=not agg.outliers, decisive=False,

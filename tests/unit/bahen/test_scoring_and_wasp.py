@@ -85,6 +85,10 @@ def test_each_work_rule_rejects(changes, rule):
         ({"num_classes": 2, "performance": [report("a", 0.975), report("b", 0.975)]}, []),
         # random labels: nothing to learn is the client's choice, not the worker's fault
         ({"num_classes": 3, "performance": [report("a", 0.30), report("b", 0.32)]}, ["above-chance"]),
+        # 0.42 on 100 samples of 3 classes is within 3 standard errors of chance (up to 0.4748)...
+        ({"num_classes": 3, "performance": [report("a", 0.42), report("b", 0.42)]}, ["above-chance"]),
+        # ...0.48 is not
+        ({"num_classes": 3, "performance": [report("a", 0.48), report("b", 0.48)]}, []),
         ({"performance_attested": 1}, ["score-quorum"]),
         ({"performance": [report("a", 0.9, error="x"), report("b", 0.9, error="y")]},
          ["score-quorum", "above-chance", "validators-agree"]),
