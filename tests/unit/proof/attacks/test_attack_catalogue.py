@@ -20,6 +20,36 @@ def test_honest_worker_passes(honest, data, store):
     assert report.passed and not report.flagged
 
 
+# The checks each catalogue attack must fail at full intensity on the tiny task (others may fail
+# too): the "caught by" column of proof/attacks/README.md, so a check dropped or weakened shows here
+# even where another check still rejects the same attack.
+CAUGHT_BY = {
+    "carried-settings": {"state-chain", "spot-steps", "replay-random"},
+    "fabricated-losses": {"spot-steps", "loss", "replay-random", "pev"},
+    "fabricated-telemetry": {"telemetry"},
+    "half-batches": {"spot-steps", "replay-random", "loss"},
+    "interpolated-checkpoints": {"state-chain", "update-sizes", "replay-largest-update", "loss"},
+    "nonfinite-checkpoint": {"artifacts", "state-chain"},
+    "omitted-data": {"replay-random", "replay-largest-update"},
+    "oversized-steps": {"update-sizes", "spot-steps", "replay-random"},
+    "pretrained-model": {"replay-random", "replay-largest-update", "loss"},
+    "proof-after-challenge": {"integrity"},
+    "rescaled-updates": {"spot-steps", "replay-random"},
+    "sandbagging": {"spot-steps", "replay-random"},
+    "skipped-steps": {"spot-steps", "replay-random", "loss"},
+    "sub-tolerance-drift": {"spot-steps", "replay-random"},
+    "substituted-data": {"replay-random", "replay-largest-update"},
+    "switching-free-rider": {"spot-steps", "replay-random"},
+    "withheld-checkpoint": {"artifacts"},
+    "wrong-lr": {"spot-steps", "replay-random"},
+    "wrong-weight-decay": {"spot-steps", "replay-random"},
+}
+
+
+def test_every_catalogue_attack_names_the_checks_that_catch_it():
+    assert CAUGHT_BY.keys() == ATTACKS.keys()
+
+
 @pytest.mark.parametrize("name", sorted(ATTACKS))
 def test_every_attack_is_caught_at_full_intensity(name, spec, data, store):
     run = run_worker(name, spec, data[0], data[1], store.put, 1.0, seed=1)
@@ -28,6 +58,8 @@ def test_every_attack_is_caught_at_full_intensity(name, spec, data, store):
         assert report.passed and report.flagged  # weak evidence flags, it never rejects alone
     else:
         assert not report.passed, [c.name for c in report.checks if not c.passed]
+    failed = {c.name for c in report.checks if not c.passed}
+    assert CAUGHT_BY[name] <= failed, f"{name} passed {sorted(CAUGHT_BY[name] - failed)}"
 
 
 def test_zero_intensity_is_the_honest_worker(spec, data, store, honest):
