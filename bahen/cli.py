@@ -65,11 +65,12 @@ def demo(
     from bahen.spec import parse_spec
     from bahen.summary import print_summary
 
-    if attack:
-        os.environ["BAHEN_WORKER_ATTACK"] = attack
-        os.environ["BAHEN_WORKER_ATTACK_INTENSITY"] = str(intensity)
+    from bahen.settings import host_settings
+
     spec = parse_spec({"dataset": dataset, "model": model, "epochs": epochs}, source="demo options")
-    record = run_order(spec, console=console, verbose=verbose)
+    worker = {"worker_attack": attack, "worker_attack_intensity": intensity} if attack else {}
+    with host_settings(**worker):  # the worker's stages run in this process
+        record = run_order(spec, console=console, verbose=verbose)
     print_summary(record, console)
 
 

@@ -7,6 +7,9 @@ training and Prefect's ephemeral API.
 """
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Literal
 
@@ -98,10 +101,29 @@ class _YamlSource(PydanticBaseSettingsSource):
         return None, field_name, False
 
 
-def load_settings(**overrides) -> Settings:
-    """Settings for this process, with ``overrides`` taking precedence."""
+_HOST: ContextVar[dict] = ContextVar("bahen_host_settings", default={})
+
+
+@contextmanager
+def host_settings(**values) -> Iterator[Settings]:
+    """Hold ``values`` as this host's settings for the block, above the config file and the environment.
+
+    For a command that plays a host in its own process (``bahen demo --attack`` runs the worker's
+    stages in the client's process): the stages it runs read them through :func:`load_settings`,
+    and no other process inherits them, as it would an environment variable.
+    """
+    settings = load_settings(**values)  # a bad value fails here, before anything runs
+    token = _HOST.set({**_HOST.get(), **values})
     try:
-        return Settings(**overrides)
+        yield settings
+    finally:
+        _HOST.reset(token)
+
+
+def load_settings(**overrides) -> Settings:
+    """Settings for this process, with ``overrides`` (then :func:`host_settings`) taking precedence."""
+    try:
+        return Settings(**{**_HOST.get(), **overrides})
     except ValidationError as exc:
         fields = ", ".join(".".join(map(str, e["loc"])) + f": {e['msg']}" for e in exc.errors())
         raise SettingsError(f"invalid bahen settings ({fields}); check BAHEN_* variables and config.yaml") from None
