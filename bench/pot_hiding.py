@@ -25,7 +25,9 @@ import torch
 
 from bench.pot import RESULTS, MemoryStore, job_data
 from proof.attacks import run_worker
-from proof.attacks.hidden_poisoning import SOURCE, TARGET, HiddenPoisoning, flatten
+from proof.attacks.hidden_poisoning import SOURCE, TARGET, HiddenPoisoning
+from proof.checks.base import flatten_weights
+from proof.checks.steps import weight_distance
 from proof.verifier import VerifyConfig, verify_proof
 from training.datasets import load_dataset, table_to_arrays
 from training.models import build_model
@@ -53,10 +55,10 @@ def run(job: str, epochs: int | None, challenges: int, out_dir: Path) -> dict:
     states = {s: c.model_state for s, c in attack.capture.checkpoints.items()}
     claims = [r.update_norm for r in cheat.recorded.steps]
     steps = sorted(states)
-    whole = float(torch.linalg.vector_norm(flatten(states[steps[-1]], names) - flatten(states[steps[0]], names)))
+    whole = weight_distance(states[steps[0]], states[steps[-1]], names)
     slack = []
     for a, b in zip(steps, steps[1:]):
-        moved = flatten(states[b], names) - flatten(states[a], names)
+        moved = flatten_weights(states[b], names) - flatten_weights(states[a], names)
         slack.append(math.sqrt(max(0.0, math.fsum(claims[a:b]) ** 2 - float(moved @ moved))) / whole)
     X_test, y_test, _ = table_to_arrays(load_dataset("mnist", "test")) if job == "mnist" else (X, y, None)
     honest_flip, honest_other = _confusion(spec, states[steps[-1]], X_test, y_test)

@@ -21,10 +21,13 @@ import torch
 
 from proof.attacks.base import Attack, Job, store_checkpoint
 from proof.attacks.capture import CaptureCheckpoints
+from proof.checks.base import flatten_weights
 from proof.recorder import RecordedProof
+from proof.verifier import VerifyConfig
 from training.models import build_model
+from training.order import batch_order
 from training.state import checkpoint_state
-from training.trainer import state_form
+from training.trainer import batch_losses, state_form
 
 SOURCE, TARGET = 7, 1
 
@@ -34,11 +37,6 @@ def admitted(moved: torch.Tensor, claimed: float, u: torch.Tensor) -> float:
     du = float(moved @ u)
     disc = du * du - float(moved @ moved) + claimed * claimed
     return max(0.0, -du + math.sqrt(disc)) if disc >= 0 else 0.0
-
-
-def flatten(state: dict, names: tuple[str, ...]) -> torch.Tensor:
-    """The weights ``names`` of a model state as one float64 vector."""
-    return torch.cat([state[k].double().reshape(-1) for k in names])
 
 
 def unflatten(state: dict, names: tuple[str, ...], flat: torch.Tensor) -> dict:
@@ -78,13 +76,13 @@ class HiddenPoisoning(Attack):
         a, end = steps[-2], steps[-1]
         names = state_form(job.spec, len(job.X)).trainable
         start, final = self.capture.checkpoints[a].model_state, self.capture.checkpoints[end].model_state
-        moved = flatten(final, names) - flatten(start, names)
+        moved = flatten_weights(final, names) - flatten_weights(start, names)
         claimed = math.fsum(r.update_norm for r in recorded.steps[a:end])
         u = poison_direction(job.spec, final, names, job.X, job.y)
         self.jump = self._within_pev(job, recorded, final, names, u, admitted(moved, claimed, u))
         self.cheated_steps = range(end - 1, end)
         fake = copy.copy(self.capture.checkpoints[end])
-        fake.model_state = unflatten(final, names, flatten(final, names) + self.jump * u)
+        fake.model_state = unflatten(final, names, flatten_weights(final, names) + self.jump * u)
         self.forged_state = fake.model_state
         refs = dict(recorded.checkpoints)
         refs[end] = store_checkpoint(fake, job)
@@ -100,16 +98,12 @@ class HiddenPoisoning(Attack):
                     longest: float) -> float:
         """The longest jump up to ``longest`` after which the final model's loss on the whole last
         epoch stays within the PEV margin over the logged mean (searched by bisection)."""
-        from proof.verifier import VerifyConfig
-        from training.order import batch_order
-        from training.trainer import batch_losses
-
         spec, per_epoch = job.spec, job.total_steps // job.spec.epochs
         epoch = spec.epochs - 1
         batches = batch_order(spec.seed, spec.task, epoch, len(job.X), spec.batch_size)
         logged = float(np.mean([r.loss for r in recorded.steps[epoch * per_epoch:job.total_steps]]))
         allowed = logged * (1 + VerifyConfig().pev_margin)
-        base = flatten(final, names)
+        base = flatten_weights(final, names)
 
         def passes(t: float) -> bool:
             return float(np.mean(batch_losses(spec, unflatten(final, names, base + t * u), job.X, job.y, batches))) <= allowed

@@ -128,6 +128,13 @@ def flatten_state(state: dict) -> "torch.Tensor":
     return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
 
 
+def flatten_weights(state: dict, names: tuple[str, ...]) -> "torch.Tensor":
+    """The weights ``names`` of a model state, in that order, as one float64 vector."""
+    import torch
+
+    return torch.cat([state[k].double().reshape(-1) for k in names]) if names else torch.zeros(0, dtype=torch.float64)
+
+
 def same_layout(a: dict, b: dict) -> bool:
     """True when two state dicts hold the same keys with the same shapes."""
     return a.keys() == b.keys() and all(getattr(a[k], "shape", None) == getattr(b[k], "shape", None) for k in a)

@@ -26,7 +26,7 @@ import hashlib
 import math
 from typing import TYPE_CHECKING
 
-from proof.checks.base import Check, CheckContext
+from proof.checks.base import Check, CheckContext, flatten_weights
 from proof.checks.loss import loss_tolerance
 from proof.checks.replay import state_distance
 from proof.report import CheckResult
@@ -178,9 +178,7 @@ def weight_distance(before: dict, after: dict, names: tuple[str, ...]) -> float:
     """L2 distance between the trainable weights ``names`` of two model states, in float64."""
     import torch
 
-    if not names:
-        return 0.0
-    return float(torch.linalg.vector_norm(torch.cat([(after[k].double() - before[k].double()).reshape(-1) for k in names])))
+    return float(torch.linalg.vector_norm(flatten_weights(after, names) - flatten_weights(before, names)))
 
 
 def _revealed(ctx: CheckContext, step: int) -> tuple[bytes | None, str]:
