@@ -1,6 +1,7 @@
 """pytest fixtures: one Prefect test harness and one bahen home (embedded defaults) per session."""
 
 import os
+from contextlib import ExitStack
 
 import pytest
 from prefect.testing.utilities import prefect_test_harness
@@ -29,10 +30,12 @@ def prefect(bahen_home):
 
 
 @pytest.fixture
-def cheating_worker(monkeypatch):
-    """Make this host's workers cheat with the attack named by the test."""
-    def configure(attack: str, intensity: float = 1.0) -> None:
-        monkeypatch.setenv("BAHEN_WORKER_ATTACK", attack)
-        monkeypatch.setenv("BAHEN_WORKER_ATTACK_INTENSITY", str(intensity))
+def cheating_worker():
+    """Make this process's workers cheat with the attack named by the test, as ``bahen demo --attack`` does."""
+    from bahen.settings import host_settings
 
-    return configure
+    with ExitStack() as held:
+        def configure(attack: str, intensity: float = 1.0) -> None:
+            held.enter_context(host_settings(worker_attack=attack, worker_attack_intensity=intensity))
+
+        yield configure
