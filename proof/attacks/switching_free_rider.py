@@ -2,6 +2,8 @@
 share of the run, the last real update again at every step (what a free rider that copies a stale
 or a peer's update does to one worker's trail: updates of a real size and direction, no compute)."""
 
+import copy
+
 import torch
 
 from proof.attacks.base import Attack, Job
@@ -26,7 +28,7 @@ class _Copy(TrainHooks):
             params = dict(model.named_parameters())
             if step < self.switch or self.update is None:
                 self.update = {n: p.detach() - self.previous[n].to(p.device) for n, p in params.items()}
-                self.frozen_optimizer = optimizer.state_dict()
+                self.frozen_optimizer = copy.deepcopy(optimizer.state_dict())  # the optimizer updates its tensors in place
             else:  # the step was never computed: the last real update again, the optimizer as it was
                 for n, p in params.items():
                     p.copy_(self.previous[n].to(p.device) + self.update[n])
