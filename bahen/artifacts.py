@@ -5,12 +5,12 @@ signed reports are public by design (wrapped keys, hashes and signatures) and st
 JSON, so an auditor can read them without any key.
 """
 
-import json
 from typing import TypeVar
 
 from privacy.grants import KeyGrant, grant_key, open_grant
 from privacy.identity import Identity, PublicIdentity
-from privacy.signing import SignedDocument, canonical_json, sign_document, verify_document
+from privacy.errors import DocumentError
+from privacy.signing import MAX_DOCUMENT_BYTES, SignedDocument, canonical_json, parse_document, sign_document, verify_document
 from privacy.stream import EncryptionContext, decrypt_bytes, encrypt_bytes
 from pydantic import BaseModel
 from storage.refs import ArtifactRef
@@ -40,7 +40,7 @@ def put_grant(store: ArtifactStore, data_key: bytes, recipient: PublicIdentity, 
 
 def open_stored_grant(store: ArtifactStore, ref: ArtifactRef, identity: Identity, *, order_id: str) -> bytes:
     """Unwrap a stored grant with the recipient's identity."""
-    grant = KeyGrant.model_validate(json.loads(store.get(ref)))
+    grant = parse_document(KeyGrant, get_document(store, ref), what=ref.name)
     return open_grant(grant, identity, order_id=order_id)
 
 
@@ -52,6 +52,14 @@ def put_signed(store: ArtifactStore, signer: Identity, payload: BaseModel, *, na
 
 def get_signed(store: ArtifactStore, ref: ArtifactRef, model: type[M], *, expected_signer: str | None = None) -> tuple[M, SignedDocument]:
     """Fetch a signed document, check its signature (and signer), and parse its payload."""
-    doc = SignedDocument.model_validate(json.loads(store.get(ref)))
+    doc = parse_document(SignedDocument, get_document(store, ref), what=ref.name)
     verify_document(doc, expected_signer=expected_signer)
-    return model.model_validate(doc.payload), doc
+    return parse_document(model, doc.payload, what=f"the payload of {ref.name}"), doc
+
+
+def get_document(store: ArtifactStore, ref: ArtifactRef) -> bytes:
+    """The bytes of a stored document or grant, refused before fetching if ``ref`` says they are too large."""
+    if ref.size > MAX_DOCUMENT_BYTES:
+        raise DocumentError(f"{ref.name} is {ref.size:,} bytes, over the {MAX_DOCUMENT_BYTES:,} a party reads; "
+                            "it was not written by bahen, reject it")
+    return store.get(ref)

@@ -8,12 +8,12 @@ checkpoints, step log and telemetry), the verification and performance reports a
 import json
 from pathlib import Path
 
-from privacy.signing import SignedDocument
 from proof.bundle import ProofBundle
 from storage.export import export_dvc_workspace
 from storage.refs import ArtifactRef
 from storage.store import ArtifactStore
 
+from bahen.artifacts import get_signed
 from bahen.errors import BahenError
 from bahen.network import store_of
 from bahen.orders import OrderBook
@@ -40,8 +40,7 @@ def pinned_artifacts(record: OrderRecord, store: ArtifactStore) -> dict[str, Art
         task = record.training.task
         pins.update({f"grants/task{task}-model-{address}.json": ref for address, ref in record.training.model_grants.items()})
         pins[f"proof/task{task}/manifest.json"] = record.training.bundle
-        doc = SignedDocument.model_validate(json.loads(store.get(record.training.bundle)))
-        bundle = ProofBundle.model_validate(doc.payload)
+        bundle, _ = get_signed(store, record.training.bundle, ProofBundle)
         pins.update({f"proof/task{task}/checkpoint-{step:07d}.enc": ref for step, ref in bundle.checkpoints})
         pins[f"proof/task{task}/step-log.enc"] = bundle.step_log
         pins[f"proof/task{task}/telemetry.enc"] = bundle.telemetry

@@ -4,6 +4,7 @@ One flat pydantic model so the Prefect UI renders it as a form (dropdowns for ch
 descriptions on every field) and the CLI reads it from YAML with the same validation.
 """
 
+import reprlib
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -85,6 +86,11 @@ class OrderSpec(BaseModel):
         return int(Decimal(str(self.budget_eth)) * WEI_PER_ETH)
 
 
+MAX_SPEC_BYTES = 64 << 10
+_SHORT = reprlib.Repr()  # how an error message shows a bad value: short, however large the value
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 2, 60, 60
+
+
 class SpecError(BahenError):
     """An order spec that does not validate; the message names every offending field."""
 
@@ -97,16 +103,39 @@ def parse_spec(data: dict, *, source: str = "order spec") -> OrderSpec:
         lines = []
         for err in exc.errors():
             field = ".".join(str(part) for part in err["loc"]) or "(order)"
-            lines.append(f"  {field}: {err['msg']} (got {err.get('input')!r})")
+            lines.append(f"  {field}: {err['msg']} (got {_SHORT.repr(err.get('input'))})")
         raise SpecError(f"{source} is invalid:\n" + "\n".join(lines)) from None
 
 
+class _SpecLoader(yaml.SafeLoader):
+    """Safe YAML without aliases: an order has no use for them, and nested aliases expand exponentially."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, f"found alias *{event.anchor}: an order spec may not "
+                                              "use aliases, write the value out", event.start_mark)
+        return super().compose_node(parent, index)
+
+
 def load_spec(path: Path) -> OrderSpec:
-    """Read an order spec from a YAML file."""
+    """Read an order spec from a YAML file of at most :data:`MAX_SPEC_BYTES` UTF-8 bytes, without aliases."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        with Path(path).open("rb") as file:
+            raw = file.read(MAX_SPEC_BYTES + 1)
     except FileNotFoundError:
         raise SpecError(f"order spec {path} does not exist") from None
+    except OSError as exc:
+        raise SpecError(f"order spec {path} cannot be read: {exc.strerror}") from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(f"order spec {path} is over {MAX_SPEC_BYTES:,} bytes; an order is a few dozen lines")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"order spec {path} is not UTF-8 text (byte {exc.start} is {raw[exc.start]:#04x}); "
+                        "save it as UTF-8") from None
+    try:
+        data = yaml.load(text, Loader=_SpecLoader)  # _SpecLoader is a SafeLoader
     except yaml.YAMLError as exc:
         raise SpecError(f"order spec {path} is not valid YAML: {exc}") from None
     if data is not None and not isinstance(data, dict):

@@ -60,3 +60,7 @@ class KeystoreError(PrivacyError):
 
 class CanonicalJsonError(PrivacyError, TypeError):
     """A value cannot be written as canonical JSON (bytes, NaN, non-string keys, …)."""
+
+
+class DocumentError(PrivacyError):
+    """Bytes offered as a signed document or a key grant are not one: too large, too deep, not JSON, or lacking fields."""

@@ -21,22 +21,28 @@ Canonical JSON rules (the digest depends on every one of them):
 
 import json
 import math
-from typing import Any
+from typing import Any, TypeVar
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_keys.exceptions import BadSignature, ValidationError
 from eth_utils import is_address, keccak, to_checksum_address
 from pydantic import BaseModel
+from pydantic import ValidationError as InvalidModel
 
-from privacy.errors import CanonicalJsonError, SignatureError
+from privacy.errors import CanonicalJsonError, DocumentError, SignatureError
 from privacy.identity import Identity
+
+M = TypeVar("M", bound=BaseModel)
 
 DIGEST_SIZE = 32
 SIGNATURE_SIZE = 65
 # OpenZeppelin's ECDSA rejects s above half the curve order (malleable twins) and v other than
 # 27/28; rejecting them here too keeps off-chain and on-chain verdicts identical.
 _HALF_ORDER = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
+# The largest document or grant a party parses. The largest bahen writes, a proof manifest, holds a
+# few hundred bytes per checkpoint: 16 MiB is tens of thousands of checkpoints.
+MAX_DOCUMENT_BYTES = 16 * 2**20
 
 
 class SignedDocument(BaseModel):
@@ -46,6 +52,30 @@ class SignedDocument(BaseModel):
     digest: str
     signer: str
     signature: str
+
+
+def parse_document(model: type[M], data: bytes | dict, *, what: str) -> M:
+    """``data``, JSON bytes or a parsed object another party wrote, as ``model``.
+
+    Raises :class:`DocumentError` naming ``what`` and the first problem, and nothing else. Bytes are
+    bounded before anything is built: at most :data:`MAX_DOCUMENT_BYTES`, and nested at most 200
+    deep. pydantic-core's parser stops there whatever Python's recursion limit is set to, while
+    ``json.loads`` under a raised limit (eth-keys raises it to 100,000) overflows the C stack and
+    kills the process on a document of ~70,000 nested brackets.
+    """
+    if isinstance(data, bytes | bytearray) and len(data) > MAX_DOCUMENT_BYTES:
+        raise DocumentError(f"{what} is {len(data):,} bytes, over the {MAX_DOCUMENT_BYTES:,} a party reads; "
+                            "it was not written by bahen, reject it")
+    try:
+        if isinstance(data, bytes | bytearray):
+            return model.model_validate_json(data)
+        return model.model_validate(data)
+    except InvalidModel as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the document"
+        more = f", and {exc.error_count() - 1} more problems" if exc.error_count() > 1 else ""
+        raise DocumentError(f"{what} is not a valid {model.__name__} ({where}: {first['msg']}{more}); "
+                            "reject it or fetch it again") from None
 
 
 def canonical_json(obj: Any) -> bytes:

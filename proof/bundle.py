@@ -9,10 +9,11 @@ artifacts' SHA-256 commitments (of the stored bytes) in this order: the checkpoi
 
 import io
 from collections.abc import Callable
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from proof.errors import BundleError
 from proof.merkle import inclusion_proof, merkle_root, verify_inclusion
@@ -34,6 +35,8 @@ TELEMETRY_SCHEMA = pa.schema(
      ("temperature_c", pa.float64()), ("sm_clock_mhz", pa.float64())],
     metadata={b"bahen.format": b"telemetry.v1"},
 )
+MAX_TABLE_BYTES = 1 << 30  # decoded bytes a step log or telemetry table may declare: ~5 million steps
+R = TypeVar("R", bound=BaseModel)
 
 
 class ProofBundle(BaseModel):
@@ -61,16 +64,30 @@ def _parquet(rows: list[BaseModel], schema: pa.Schema) -> bytes:
     return buffer.getvalue()
 
 
-def _read(data: bytes, schema: pa.Schema, what: str) -> list[dict]:
+def _read(data: bytes, schema: pa.Schema, model: type[R], what: str) -> list[R]:
+    """Rows of a table written by :func:`_parquet`; :class:`BundleError` for anything else, named ``what``."""
     try:
-        table = pq.read_table(io.BytesIO(data))
-    except (pa.ArrowInvalid, OSError) as exc:
+        file = pq.ParquetFile(io.BytesIO(data))
+        declared = sum(file.metadata.row_group(i).total_byte_size for i in range(file.metadata.num_row_groups))
+        if declared > MAX_TABLE_BYTES:
+            raise BundleError(f"the {what} declares {declared:,} bytes of data, over the {MAX_TABLE_BYTES:,} a "
+                              "verifier reads; reject the proof")
+        table = file.read()
+    except (pa.ArrowException, OSError) as exc:
         raise BundleError(f"the {what} is not a Parquet file ({exc}); fetch it again or reject the proof") from exc
     if (table.schema.metadata or {}).get(b"bahen.format") != schema.metadata[b"bahen.format"]:
         raise BundleError(f"the {what} lacks the {schema.metadata[b'bahen.format'].decode()} format mark")
     if not set(schema.names) <= set(table.column_names):
         raise BundleError(f"the {what} lacks columns {sorted(set(schema.names) - set(table.column_names))}")
-    return table.select(schema.names).to_pylist()
+    table = table.select(schema.names)
+    wrong = [f"{field.name} is {field.type}" for field, want in zip(table.schema, schema) if field.type != want.type]
+    if wrong:
+        raise BundleError(f"the {what} has columns of the wrong type ({', '.join(wrong)}); reject the proof")
+    try:
+        return [model(**row) for row in table.to_pylist()]
+    except (pa.ArrowException, UnicodeDecodeError, ValidationError) as exc:
+        raise BundleError(f"the {what} holds values of the wrong type or out of range "
+                          f"({type(exc).__name__}: {str(exc)[:200]}); reject the proof") from exc
 
 
 def write_step_log(steps: list[StepRecord]) -> bytes:
@@ -80,7 +97,7 @@ def write_step_log(steps: list[StepRecord]) -> bytes:
 
 def read_step_log(data: bytes) -> list[StepRecord]:
     """Parse a step log written by :func:`write_step_log`."""
-    return [StepRecord(**row) for row in _read(data, STEP_LOG_SCHEMA, "step log")]
+    return _read(data, STEP_LOG_SCHEMA, StepRecord, "step log")
 
 
 def write_telemetry(samples: list[TelemetrySample]) -> bytes:
@@ -90,7 +107,7 @@ def write_telemetry(samples: list[TelemetrySample]) -> bytes:
 
 def read_telemetry(data: bytes) -> list[TelemetrySample]:
     """Parse telemetry written by :func:`write_telemetry`."""
-    return [TelemetrySample(**row) for row in _read(data, TELEMETRY_SCHEMA, "telemetry")]
+    return _read(data, TELEMETRY_SCHEMA, TelemetrySample, "telemetry")
 
 
 def build_bundle(

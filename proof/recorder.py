@@ -29,7 +29,9 @@ import json
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
-from pydantic import BaseModel, Field
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError
 
 from proof.errors import CheckpointUnavailableError, CheckpointWriteError
 from proof.spool import StateSpool, state_name
@@ -268,25 +270,27 @@ class Recorder:
         """
         journal_bytes = _fetch(last_journal, get, None)
         journal = _load_journal(journal_bytes, last_journal.name)
-        stored = journal["stored"]
         recorder = cls(put=put, telemetry=telemetry)
-        for entry in stored[:-1]:
-            ref = ArtifactRef(**entry["journal"])
-            recorder._steps += _from_columns(_load_journal(_fetch(ref, get, entry["journal_sha256"]), ref.name)["records"])
-        recorder._steps += _from_columns(journal["records"])
-        last = stored[-1]
-        checkpoint_ref = ArtifactRef(**last["checkpoint"])
-        checkpoint = Checkpoint.from_bytes(_fetch(checkpoint_ref, get, last["checkpoint_sha256"]), name=checkpoint_ref.name)
-        if len(recorder._steps) != checkpoint.step or journal["step"] != checkpoint.step:
+        for entry in journal.stored[:-1]:
+            if entry.journal is None or entry.journal_sha256 is None:
+                raise CheckpointError(f"{last_journal.name} lists the checkpoint at step {entry.step} without its "
+                                      "journal; resume from an earlier journal")
+            earlier = _load_journal(_fetch(entry.journal, get, entry.journal_sha256), entry.journal.name)
+            recorder._steps += _from_columns(earlier.records, entry.journal.name)
+        recorder._steps += _from_columns(journal.records, last_journal.name)
+        last = journal.stored[-1]
+        checkpoint = Checkpoint.from_bytes(_fetch(last.checkpoint, get, last.checkpoint_sha256), name=last.checkpoint.name)
+        if len(recorder._steps) != checkpoint.step or journal.step != checkpoint.step:
             raise CheckpointError(
                 f"{last_journal.name} and its predecessors hold {len(recorder._steps)} step records for a "
                 f"checkpoint at step {checkpoint.step}; resume from an earlier journal"
             )
         recorder._journaled = len(recorder._steps)
-        recorder._epoch_digests = dict(enumerate(journal["epoch_digests"]))
-        recorder._resumes = list(journal["resumes"])
-        last["journal"] = last_journal.model_dump(mode="json")
-        last["journal_sha256"] = hashlib.sha256(journal_bytes).hexdigest()
+        recorder._epoch_digests = dict(enumerate(journal.epoch_digests))
+        recorder._resumes = list(journal.resumes)
+        stored = [entry.model_dump(mode="json", exclude_none=True) for entry in journal.stored]
+        stored[-1]["journal"] = last_journal.model_dump(mode="json")
+        stored[-1]["journal_sha256"] = hashlib.sha256(journal_bytes).hexdigest()
         recorder._stored = stored
         recorder._restored_step = checkpoint.step
         return recorder, checkpoint
@@ -305,14 +309,34 @@ def _fetch(ref: ArtifactRef, get: Get, expected_sha256: str | None) -> bytes:
     return data
 
 
-def _load_journal(data: bytes, name: str) -> dict:
+class _StoredEntry(BaseModel, strict=True):
+    """A stored checkpoint as a journal lists it; the journal naming it is absent in its own entry."""
+
+    step: int
+    checkpoint: ArtifactRef
+    checkpoint_sha256: str
+    journal: ArtifactRef | None = None
+    journal_sha256: str | None = None
+
+
+class _Journal(BaseModel):
+    """A journal as :meth:`Recorder.save_checkpoint` writes it; ``records`` are StepRecord columns."""
+
+    format: Literal[JOURNAL_FORMAT]
+    step: int = Field(strict=True)
+    epoch_digests: list[str]
+    resumes: list[int]
+    records: dict[str, list]
+    stored: list[_StoredEntry] = Field(min_length=1)
+
+
+def _load_journal(data: bytes, name: str) -> _Journal:
+    # pydantic-core's parser: nesting stops at 200 levels whatever Python's recursion limit is.
     try:
-        journal = json.loads(data)
-    except ValueError as exc:
-        raise CheckpointError(f"{name} is not a readable journal ({exc}); resume from an earlier journal") from exc
-    if not isinstance(journal, dict) or journal.get("format") != JOURNAL_FORMAT:
-        raise CheckpointError(f"{name} is not a {JOURNAL_FORMAT} journal; pass the journal-<step> artifact")
-    return journal
+        return _Journal.model_validate_json(data)
+    except ValidationError as exc:
+        raise CheckpointError(f"{name} is not a readable journal ({JOURNAL_FORMAT}: {exc.errors()[0]['msg']}); "
+                              "resume from an earlier journal") from None
 
 
 def _state_results(first: int, future: Future) -> list[tuple[int, str, float]]:
@@ -343,6 +367,13 @@ def _to_columns(records: list[StepRecord]) -> dict[str, list]:
     return {name: [getattr(r, name) for r in records] for name in StepRecord.model_fields}
 
 
-def _from_columns(columns: dict[str, list]) -> list[StepRecord]:
-    count = len(columns.get("step", []))
-    return [StepRecord(**{name: values[i] for name, values in columns.items()}) for i in range(count)]
+def _from_columns(columns: dict[str, list], name: str) -> list[StepRecord]:
+    lengths = {len(values) for values in columns.values()}
+    if len(lengths) > 1 or set(columns) != set(StepRecord.model_fields):
+        raise CheckpointError(f"{name}'s step records are not {len(StepRecord.model_fields)} columns of one "
+                              "length; resume from an earlier journal")
+    try:
+        return [StepRecord(**{field: values[i] for field, values in columns.items()}) for i in range(min(lengths))]
+    except ValidationError as exc:
+        raise CheckpointError(f"{name} holds an invalid step record ({exc.errors()[0]['msg']}); "
+                              "resume from an earlier journal") from None

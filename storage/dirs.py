@@ -13,8 +13,24 @@ import json
 import posixpath
 from collections.abc import Mapping
 
+from pydantic import BaseModel, Field, TypeAdapter
+
 from storage.errors import IntegrityError
 from storage.refs import ArtifactRef
+
+
+class _Row(BaseModel, strict=True, extra="forbid"):
+    """One entry of bahen's listing, as :func:`encode_listing` writes it."""
+
+    md5: str
+    relpath: str
+    sha256: str
+    size: int = Field(ge=0)
+
+
+# pydantic-core's parser, not json.loads: it stops at 200 levels of nesting whatever Python's
+# recursion limit is, so a listing nested deep enough to overflow the C stack raises instead.
+_LISTING = TypeAdapter(list[_Row])
 
 
 def check_relpath(relpath: str, directory: str) -> None:
@@ -50,11 +66,12 @@ def decode_listing(data: bytes, ref: ArtifactRef) -> dict[str, ArtifactRef]:
     Entries are named ``<directory name>/<relpath>``.
     """
     try:
-        rows = json.loads(data)
-        entries = {row["relpath"]: ArtifactRef(name=f"{ref.name}/{row['relpath']}", md5=row["md5"],
-                                               sha256=row["sha256"], size=row["size"])
-                   for row in rows}
-    except (ValueError, TypeError, KeyError) as exc:
+        rows = _LISTING.validate_json(data)
+        for row in rows:
+            check_relpath(row.relpath, ref.name)
+        entries = {row.relpath: ArtifactRef(name=f"{ref.name}/{row.relpath}", md5=row.md5, sha256=row.sha256,
+                                            size=row.size) for row in rows}
+    except ValueError as exc:  # pydantic's ValidationError is one
         raise IntegrityError(ref.name, f"its directory listing does not parse ({exc})") from exc
     dvc_md5 = hashlib.md5(encode_dvc(entries), usedforsecurity=False).hexdigest()
     if dvc_md5 != ref.md5:

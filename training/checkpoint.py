@@ -48,9 +48,25 @@ class Checkpoint:
         if not isinstance(payload, dict) or payload.pop("format", None) != FORMAT:
             raise CheckpointError(f"{name} is not a {FORMAT} checkpoint; resume from a checkpoint bahen wrote")
         try:
-            return cls(**payload)
+            checkpoint = cls(**payload)
         except TypeError as exc:
             raise CheckpointError(f"{name} lacks checkpoint fields ({exc}); it was not written by this bahen") from exc
+        checkpoint.check_types(name)
+        return checkpoint
+
+    def check_types(self, name: str) -> None:
+        """Refuse a parsed checkpoint whose fields have other types than training writes (names ``name``)."""
+        wrong = [field for field, ok in (
+            ("step", type(self.step) is int), ("epoch", type(self.epoch) is int),
+            ("model_state", isinstance(self.model_state, dict) and all(
+                isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in self.model_state.items())),
+            ("optimizer_state", isinstance(self.optimizer_state, dict)),
+            ("rng_state", isinstance(self.rng_state, torch.Tensor)),
+            ("spec", isinstance(self.spec, dict)),
+        ) if not ok]
+        if wrong:
+            raise CheckpointError(f"{name} holds fields of the wrong type ({', '.join(wrong)}); "
+                                  "it was not written by this bahen")
 
 
 def _canonical(obj: Any) -> Any:

@@ -23,10 +23,12 @@ from typing import Literal
 
 import numpy as np
 import pyarrow as pa
+from pydantic_core import from_json
 
 from training.errors import DatasetError
 
 SHAPE_KEY = b"bahen.input_shape"
+MAX_FEATURES = 1 << 20  # features per sample a table may declare: a 1024 x 1024 image
 TEXT_WINDOW = 32
 DATASET_NAMES: tuple[str, ...] = ("digits", "mnist", "text")
 
@@ -43,6 +45,19 @@ def arrays_to_table(X: np.ndarray, y: np.ndarray) -> pa.Table:
     return pa.table(columns).replace_schema_metadata(metadata)
 
 
+def _input_shape(value: bytes) -> tuple[int, ...]:
+    """The input shape a table's metadata declares: a JSON list of positive integers."""
+    try:
+        shape = from_json(value)  # pydantic-core's parser: nesting stops at 200 levels
+    except ValueError:
+        shape = None
+    if (not isinstance(shape, list) or not shape or not all(type(d) is int and d > 0 for d in shape)
+            or math.prod(shape) > MAX_FEATURES):
+        raise DatasetError(f"the table's {SHAPE_KEY} metadata is {value[:80]!r}, not a list of positive integers "
+                           f"with at most {MAX_FEATURES:,} features in all; build it with training.datasets.arrays_to_table")
+    return tuple(shape)
+
+
 def table_to_arrays(table: pa.Table) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
     """Features as float32 (n, *input_shape), labels as int64 (n,) and the input shape."""
     metadata = table.schema.metadata or {}
@@ -51,7 +66,7 @@ def table_to_arrays(table: pa.Table) -> tuple[np.ndarray, np.ndarray, tuple[int,
             "table is not in bahen's format: it needs a 'label' column and the schema metadata key "
             "'bahen.input_shape'; build it with training.datasets.arrays_to_table"
         )
-    shape = tuple(int(d) for d in json.loads(metadata[SHAPE_KEY]))
+    shape = _input_shape(metadata[SHAPE_KEY])
     names = [f"x{i}" for i in range(math.prod(shape))]
     missing = [n for n in names if n not in table.column_names]
     if missing:

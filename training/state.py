@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from pydantic_core import from_json
 
 from training.checkpoint import Checkpoint
 from training.errors import CheckpointError
@@ -321,7 +322,8 @@ def decode_state(data: bytes, *, name: str = "state") -> Checkpoint:
             raise ValueError("no bahen.state.v1 mark")
         size = int.from_bytes(data[len(MAGIC):len(MAGIC) + 8], "big")
         start = len(MAGIC) + 8
-        header = json.loads(data[start:start + size])
+        # pydantic-core's parser: nesting stops at 200 levels whatever Python's recursion limit is
+        header = from_json(data[start:start + size], allow_inf_nan=False)
         specs: list[dict] = []
         _tensor_specs(header["layout"], specs)
         specs.sort(key=lambda s: s["x"])
@@ -335,9 +337,11 @@ def decode_state(data: bytes, *, name: str = "state") -> Checkpoint:
         if offset != len(data):
             raise ValueError(f"{len(data) - offset} bytes beyond the declared tensors")
         layout = _rebuild(header["layout"], tensors)
-        return Checkpoint(
+        checkpoint = Checkpoint(
             step=header["step"], epoch=header["epoch"], model_state=layout["model"],
             optimizer_state=layout["optimizer"], rng_state=layout["rng"], spec=header["spec"],
         )
     except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
         raise CheckpointError(f"{name} is not a readable bahen state ({exc}); reveal the state the worker recorded") from exc
+    checkpoint.check_types(name)
+    return checkpoint
