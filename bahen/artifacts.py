@@ -52,9 +52,18 @@ def put_signed(store: ArtifactStore, signer: Identity, payload: BaseModel, *, na
 
 def get_signed(store: ArtifactStore, ref: ArtifactRef, model: type[M], *, expected_signer: str | None = None) -> tuple[M, SignedDocument]:
     """Fetch a signed document, check its signature (and signer), and parse its payload."""
-    doc = parse_document(SignedDocument, get_document(store, ref), what=ref.name)
+    return parse_signed(get_document(store, ref), model, what=ref.name, expected_signer=expected_signer)
+
+
+def parse_signed(data: bytes, model: type[M], *, what: str, expected_signer: str | None = None) -> tuple[M, SignedDocument]:
+    """Parse another party's signed document, check its signature (and signer), and parse its payload.
+
+    Raises only :class:`~privacy.errors.PrivacyError`: :class:`DocumentError` for bytes or a payload
+    of the wrong form, :class:`~privacy.errors.SignatureError` for a bad signature.
+    """
+    doc = parse_document(SignedDocument, data, what=what)
     verify_document(doc, expected_signer=expected_signer)
-    return parse_document(model, doc.payload, what=f"the payload of {ref.name}"), doc
+    return parse_document(model, doc.payload, what=f"the payload of {what}"), doc
 
 
 def get_document(store: ArtifactStore, ref: ArtifactRef) -> bytes:

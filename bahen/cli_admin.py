@@ -24,6 +24,7 @@ BENCHMARKS = {
     "pot": "bench.pot",
     "pot-hiding": "bench.pot_hiding",
     "gas": "bench.gas",
+    "fuzz": "bench.fuzz",
 }
 # Reduced sizes for `bahen bench all`, so the whole set runs in minutes on two cores.
 QUICK = {
@@ -33,6 +34,7 @@ QUICK = {
     "pot": ["--job", "digits", "--honest-runs", "1", "--attack-runs", "1", "--challenges", "3"],
     "pot-hiding": ["--job", "digits", "--challenges", "5"],
     "gas": [],
+    "fuzz": ["--inputs", "2000"],
 }
 
 

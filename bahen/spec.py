@@ -87,6 +87,7 @@ class OrderSpec(BaseModel):
 
 
 MAX_SPEC_BYTES = 64 << 10
+MAX_SPEC_DEPTH = 16
 _SHORT = reprlib.Repr()  # how an error message shows a bad value: short, however large the value
 _SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 2, 60, 60
 
@@ -108,14 +109,29 @@ def parse_spec(data: dict, *, source: str = "order spec") -> OrderSpec:
 
 
 class _SpecLoader(yaml.SafeLoader):
-    """Safe YAML without aliases: an order has no use for them, and nested aliases expand exponentially."""
+    """Safe YAML without aliases and at most :data:`MAX_SPEC_DEPTH` levels deep.
+
+    An order has no use for either: nested aliases expand exponentially, and PyYAML composes
+    nested collections by recursion, so depth is bounded before Python's recursion limit is met.
+    """
+
+    def __init__(self, stream) -> None:
+        super().__init__(stream)
+        self._depth = 0
 
     def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
             raise yaml.composer.ComposerError(None, None, f"found alias *{event.anchor}: an order spec may not "
                                               "use aliases, write the value out", event.start_mark)
-        return super().compose_node(parent, index)
+        if self._depth >= MAX_SPEC_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"values nest more than {MAX_SPEC_DEPTH} levels deep; "
+                                              "an order spec is a flat mapping", event.start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def load_spec(path: Path) -> OrderSpec:

@@ -73,7 +73,7 @@ def _read(data: bytes, schema: pa.Schema, model: type[R], what: str) -> list[R]:
             raise BundleError(f"the {what} declares {declared:,} bytes of data, over the {MAX_TABLE_BYTES:,} a "
                               "verifier reads; reject the proof")
         table = file.read()
-    except (pa.ArrowException, OSError) as exc:
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:  # pyarrow decodes column names as UTF-8
         raise BundleError(f"the {what} is not a Parquet file ({exc}); fetch it again or reject the proof") from exc
     if (table.schema.metadata or {}).get(b"bahen.format") != schema.metadata[b"bahen.format"]:
         raise BundleError(f"the {what} lacks the {schema.metadata[b'bahen.format'].decode()} format mark")

@@ -335,7 +335,9 @@ def _load_journal(data: bytes, name: str) -> _Journal:
     try:
         return _Journal.model_validate_json(data)
     except ValidationError as exc:
-        raise CheckpointError(f"{name} is not a readable journal ({JOURNAL_FORMAT}: {exc.errors()[0]['msg']}); "
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or JOURNAL_FORMAT
+        raise CheckpointError(f"{name} is not a readable journal ({where}: {first['msg']}); "
                               "resume from an earlier journal") from None
 
 

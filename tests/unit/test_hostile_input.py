@@ -1,0 +1,191 @@
+"""Bytes another party wrote are refused with bahen's errors, never a crash or a foreign exception.
+
+Every parser a party runs on another party's bytes is a target of ``bench.fuzz`` (the long
+campaign is ``bahen bench fuzz``). Here each target meets: inputs nested tens of thousands of
+levels deep under the recursion limit that eth-keys sets (in a child process, where a C stack
+overflow is a death, not a lost test run); the committed corpus under ``tests/corpus/<target>``
+(inputs that once escaped); and a short property-based campaign of random mutations.
+"""
+
+import io
+import json
+import multiprocessing
+import random
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bench.fuzz import TARGETS, mutate, outcome, targets
+from privacy.errors import DocumentError
+from proof.bundle import STEP_LOG_SCHEMA, TELEMETRY_SCHEMA, read_step_log, read_telemetry
+from proof.errors import BundleError
+from storage.errors import IntegrityError
+from training.errors import CheckpointError
+
+CORPUS = Path(__file__).parent.parent / "corpus"
+JSON_TARGETS = ("signed-document", "key-grant", "manifest", "directory-listing", "journal")
+DEPTH = 70_000  # ~140 KB: what overflowed the C stack under json.loads
+
+
+def _deep(opener: bytes, closer: bytes) -> bytes:
+    return opener * DEPTH + b"1" + closer * DEPTH
+
+
+def _state_parts() -> tuple[bytes, bytes, bytes]:
+    """The sample state's mark, JSON header and tensor payload."""
+    sample = targets()["state"].sample
+    mark = sample[:sample.index(b"\x00")]  # the mark ends where the 8-byte big-endian header length begins
+    size = int.from_bytes(sample[len(mark):len(mark) + 8], "big")
+    start = len(mark) + 8
+    return mark, sample[start:start + size], sample[start + size:]
+
+
+def _state_with_header(header: bytes, payload: bytes = b"") -> bytes:
+    return _state_parts()[0] + len(header).to_bytes(8, "big") + header + payload
+
+
+def _deep_inputs() -> list[tuple[str, bytes]]:
+    inputs = [(name, _deep(b"[", b"]")) for name in JSON_TARGETS]
+    inputs += [(name, b'{"payload":' + _deep(b'{"a":', b"}") + b"}") for name in ("signed-document", "signed-payload")]
+    inputs += [("journal", b'{"format":"bahen.journal.v1","records":' + _deep(b"[", b"]") + b"}")]
+    inputs += [("state", _state_with_header(b'{"layout":' + _deep(b'{"l":[', b"]}") + b"}"))]
+    return inputs
+
+
+def _parse_all(inputs: list[tuple[str, bytes]], results) -> None:
+    sys.setrecursionlimit(100_000)  # what py_ecc sets when eth-keys loads it: no setting may turn input into a crash
+    results.put([(name, outcome(targets()[name], data)) for name, data in inputs])
+
+
+def test_inputs_nested_tens_of_thousands_deep_are_refused_without_a_crash():
+    targets()
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_parse_all, args=(_deep_inputs(), results))
+    child.start()
+    child.join(timeout=300)
+    assert child.exitcode == 0, f"the parsing process died with exit code {child.exitcode}"
+    outcomes = results.get(timeout=10)
+    assert [o for _, o in outcomes] == ["refused"] * len(outcomes), outcomes
+
+
+@pytest.mark.parametrize("path", sorted(p for p in CORPUS.rglob("*") if p.is_file()), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_the_corpus_is_refused(path):
+    assert outcome(targets()[path.parent.name], path.read_bytes()) == "refused"
+
+
+def test_the_corpus_covers_only_known_targets():
+    assert {p.name for p in CORPUS.iterdir()} <= set(TARGETS)
+
+
+@pytest.mark.parametrize("name", TARGETS)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rng=st.randoms(use_true_random=False))
+def test_mutated_inputs_are_accepted_or_refused_with_bahens_error(name, rng):
+    target = targets()[name]
+    assert outcome(target, mutate(target.sample, rng, text=target.text)) in ("accepted", "refused")
+
+
+def test_every_target_accepts_its_sample():
+    assert {name: outcome(t, t.sample) for name, t in targets().items()} == dict.fromkeys(TARGETS, "accepted")
+
+
+def test_mutation_is_deterministic_in_its_seed_and_changes_the_sample():
+    sample = targets()["manifest"].sample
+    first = [mutate(sample, random.Random(i), text=True) for i in range(20)]
+    assert first == [mutate(sample, random.Random(i), text=True) for i in range(20)]
+    assert sample not in first
+
+
+def _table(schema: pa.Schema, columns: dict) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(pa.table(columns, schema=schema), buffer)
+    return buffer.getvalue()
+
+
+def _step_log_columns(**changes) -> dict:
+    row = {"step": [0], "epoch": [0], "batch_digest": ["d"], "loss": [1.0], "lr": [0.1], "grad_norm": [1.0],
+           "update_norm": [0.1], "seconds": [0.01], "state_sha256": ["s"]}
+    return {**row, **changes}
+
+
+def test_a_step_log_column_of_another_type_is_named():
+    schema = STEP_LOG_SCHEMA.set(0, pa.field("step", pa.string()))
+    with pytest.raises(BundleError, match="step is string"):
+        read_step_log(_table(schema, _step_log_columns(step=["zero"])))
+
+
+def test_a_step_log_with_a_missing_value_is_refused():
+    with pytest.raises(BundleError, match="wrong type or out of range"):
+        read_step_log(_table(STEP_LOG_SCHEMA, _step_log_columns(loss=[None])))
+
+
+def test_a_step_log_declaring_more_data_than_a_verifier_reads_is_refused(monkeypatch):
+    import proof.bundle
+
+    monkeypatch.setattr(proof.bundle, "MAX_TABLE_BYTES", 100)
+    with pytest.raises(BundleError, match="over the 100 a verifier reads"):
+        read_step_log(targets()["step-log"].sample)
+
+
+def test_telemetry_with_a_source_it_does_not_know_is_refused():
+    sample = {"time": [1.0], "source": ["radio"], "device": [0], "utilization_pct": [50.0],
+              "memory_used_bytes": [1], "memory_total_bytes": [2], "power_w": [None], "temperature_c": [None],
+              "sm_clock_mhz": [None]}
+    with pytest.raises(BundleError, match="wrong type or out of range"):
+        read_telemetry(_table(TELEMETRY_SCHEMA, sample))
+
+
+@pytest.mark.parametrize("listing, why", [
+    (b'[{"md5":"0","relpath":1,"sha256":"0","size":1}]', "relpath"),
+    (b'[{"md5":"0","relpath":"a","sha256":"0","size":-1}]', "size"),
+    (b'[{"md5":"0","relpath":"../a","sha256":"0","size":1}]', "relative POSIX path"),
+    (b'{"md5":"0"}', "list"),
+])
+def test_a_listing_of_the_wrong_form_is_named(listing, why):
+    with pytest.raises(IntegrityError, match=why):
+        targets()["directory-listing"].parse(listing)
+
+
+@pytest.mark.parametrize("change, why", [
+    (lambda j: j.pop("stored"), "stored"),
+    (lambda j: j.update(stored=[]), "at least 1"),
+    (lambda j: j.update(step="6"), "integer"),
+    (lambda j: j["records"].update(loss=j["records"]["loss"][:-1]), "columns of one length"),
+    (lambda j: j["records"]["loss"].__setitem__(0, "high"), "invalid step record"),
+    (lambda j: j["stored"][0].pop("journal", None) or j["stored"].insert(0, {**j["stored"][-1]}), "without its journal"),
+])
+def test_a_journal_of_the_wrong_form_is_named(change, why):
+    journal = json.loads(targets()["journal"].sample)
+    change(journal)
+    with pytest.raises(CheckpointError, match=why):
+        targets()["journal"].parse(json.dumps(journal).encode())
+
+
+def test_a_document_over_the_size_a_party_reads_is_refused_before_parsing(monkeypatch):
+    import privacy.signing
+
+    monkeypatch.setattr(privacy.signing, "MAX_DOCUMENT_BYTES", 1000)
+    with pytest.raises(DocumentError, match="over the 1,000 a party reads"):
+        targets()["signed-document"].parse(targets()["signed-document"].sample)
+
+
+def test_a_payload_of_the_wrong_form_names_the_field():
+    target = targets()["signed-payload"]
+    payload = json.loads(target.sample)
+    payload["task"] = "first"
+    with pytest.raises(DocumentError, match="the payload of manifest is not a valid ProofBundle \\(task:"):
+        target.parse(json.dumps(payload).encode())
+
+
+def test_a_state_whose_fields_have_other_types_is_refused():
+    _, header, payload = _state_parts()
+    fields = json.loads(header)
+    fields["step"] = str(fields["step"])
+    with pytest.raises(CheckpointError, match="wrong type \\(step\\)"):
+        targets()["state"].parse(_state_with_header(json.dumps(fields).encode(), payload))
