@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 from pydantic import BaseModel, Field
 
-from proof.bundle import ProofBundle, artifacts, read_step_log, read_telemetry
+from proof.bundle import MAX_TABLE_BYTES, ProofBundle, artifacts, read_step_log, read_telemetry
 from proof.challenge import derive_challenge
 from proof.checks import default_checks
 from proof.checks.base import CheckContext
@@ -51,14 +51,14 @@ def load_evidence(ctx: CheckContext, fetch: Callable[[ArtifactRef], bytes]) -> N
     b = ctx.bundle
     readers = [(b.step_log, "steps", read_step_log), (b.telemetry, "telemetry", read_telemetry)]
     for ref, attr, reader in readers:
-        data = _fetch(ctx, ref, fetch)
+        data = _fetch(ctx, ref, fetch, MAX_TABLE_BYTES)
         if data is not None:
             try:
                 setattr(ctx, attr, reader(data))
             except Exception as exc:  # any parse failure of worker-supplied bytes is evidence
                 ctx.problems[ref.name] = f"unreadable ({exc})"
     for step, ref in b.checkpoints:
-        data = _fetch(ctx, ref, fetch)
+        data = _fetch(ctx, ref, fetch, ctx.form.max_bytes)
         if data is None:
             continue
         try:
@@ -99,13 +99,21 @@ def load_revealed(ctx: CheckContext, fetch: Callable[[ArtifactRef], bytes]) -> N
         if ref is None:
             ctx.state_problems[step] = "withheld"
             continue
+        if ref.size > ctx.form.max_bytes:
+            ctx.state_problems[step] = (f"{ref.name} is {ref.size:,} bytes, over the {ctx.form.max_bytes:,} a state "
+                                        "of this order takes")
+            continue
         try:
             ctx.revealed[step] = fetch(ref)
         except Exception as exc:  # see _fetch
             ctx.state_problems[step] = f"{ref.name} missing or tampered ({type(exc).__name__}: {exc})"
 
 
-def _fetch(ctx: CheckContext, ref: ArtifactRef, fetch: Callable[[ArtifactRef], bytes]) -> bytes | None:
+def _fetch(ctx: CheckContext, ref: ArtifactRef, fetch: Callable[[ArtifactRef], bytes], limit: int) -> bytes | None:
+    """The bytes of ``ref``, or None with the problem recorded; over ``limit`` bytes it is not fetched."""
+    if ref.size > limit:
+        ctx.problems[ref.name] = f"is {ref.size:,} bytes, over the {limit:,} it can take"
+        return None
     try:
         return fetch(ref)
     except Exception as exc:  # the caller's store decides how a missing or tampered object fails

@@ -116,6 +116,18 @@ class StateForm:
         self._slots = _slots(spec)
         self._rng = torch.get_rng_state().shape
 
+    @property
+    def max_bytes(self) -> int:
+        """The most bytes a stored state or checkpoint of this training can take, with ample room.
+
+        Its tensors (weights, one tensor per optimizer slot and parameter, the RNG state) twice
+        over, plus 1 MiB for headers, the spec and encryption: anything larger is not a state of
+        this order, and a verifier refuses it before fetching a byte.
+        """
+        model = sum(shape.numel() * dtype.itemsize for shape, dtype in self._model.values())
+        slots = len(self._slots) * sum(shape.numel() * dtype.itemsize for shape, dtype in self._params)
+        return 2 * (model + slots + self._rng.numel()) + (1 << 20)
+
     def param_groups(self, step: int) -> list[dict]:
         """The optimizer's settings in the state after ``step`` steps (the last step's learning rate)."""
         lr = self.spec.lr if step == 0 else lr_at(self.spec, step - 1, self.total)
@@ -469,8 +481,14 @@ def batch_losses(
 
 
 def evaluate(spec: TrainSpec, model_state: dict[str, torch.Tensor], X: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Mean loss and label accuracy of ``model_state`` on a dataset, in evaluation mode."""
+    """Mean loss and label accuracy of ``model_state`` on a dataset, in evaluation mode.
+
+    :class:`CheckpointError` if ``model_state`` does not hold the ordered model's tensors.
+    """
     run = _setup(spec, X, y, None)
+    fault = _tensors_fault("model state", model_state, {k: (v.shape, v.dtype) for k, v in run.model.state_dict().items()})
+    if fault:
+        raise CheckpointError(f"the model to evaluate {fault}; it is not a model of this order")
     run.model.load_state_dict(model_state)
     run.model.eval()
     loss_sum, correct = 0.0, 0

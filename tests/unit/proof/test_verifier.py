@@ -10,7 +10,7 @@ from proof.report import VerificationReport
 from proof.verifier import VerifyConfig, verify_proof
 from tests.unit.proof.conftest import MemoryStore
 from training.datasets import load_dataset, table_to_arrays
-from training.trainer import TrainSpec
+from training.trainer import TrainSpec, state_form
 
 SEED = b"\x2a" * 32
 
@@ -62,6 +62,40 @@ def test_tampered_artifact_fails_the_report_without_raising(job):
     assert not report.passed
     artifacts = next(c for c in report.checks if c.name == "artifacts")
     assert not artifacts.passed and victim.name in artifacts.detail
+
+
+def test_honest_states_fit_the_bound_that_an_oversized_artifact_is_refused_by_unfetched(job):
+    spec, X, y, store, run = job
+    bound = state_form(spec, len(X)).max_bytes
+    sizes = [ref.size for _, ref in run.bundle.checkpoints]
+    assert bound / 8 < max(sizes) <= bound
+    step, victim = run.bundle.checkpoints[2]
+    huge = victim.model_copy(update={"size": bound + 1})
+    checkpoints = [(s, huge if s == step else ref) for s, ref in run.bundle.checkpoints]
+    fetched = []
+
+    def fetch(ref):
+        fetched.append(ref.name)
+        return store.fetch(ref)
+
+    report = verify_proof(run.bundle.model_copy(update={"checkpoints": checkpoints}), committed_root=run.committed_root,
+                          challenge_seed=SEED, X=X, y=y, fetch=fetch, config=VerifyConfig(), expected_spec=spec,
+                          response=run.answer(SEED, VerifyConfig()))
+    artifacts = next(c for c in report.checks if c.name == "artifacts")
+    assert not artifacts.passed and f"{victim.name}: is {bound + 1:,} bytes, over the {bound:,}" in artifacts.detail
+    assert victim.name not in fetched
+
+
+def test_an_oversized_revealed_state_is_refused_unfetched(job):
+    spec, X, y, store, run = job
+    response = run.answer(SEED, VerifyConfig())
+    bound = state_form(spec, len(X)).max_bytes
+    first, ref = response.states[0]
+    forged = response.model_copy(update={"states": [(first, ref.model_copy(update={"size": bound + 1})),
+                                                    *response.states[1:]]})
+    report = _verify(job, response=forged)
+    spot = next(c for c in report.checks if c.name == "spot-steps")
+    assert not spot.passed and f"over the {bound:,} a state of this order takes" in spot.detail
 
 
 def test_misreported_spec_is_rejected(job):

@@ -11,7 +11,7 @@ import torch
 
 from training.errors import CheckpointError
 from training.state import decode_state
-from training.trainer import Stepper, initial_training_state, replay_segment_states, state_form
+from training.trainer import Stepper, evaluate, initial_training_state, replay_segment_states, state_form
 
 SETTINGS = {
     "sgd with momentum": {"optimizer": "sgd"},
@@ -96,3 +96,12 @@ def test_a_restored_state_takes_its_settings_from_the_order(adamw_state):
     stepper.step(honest)
     groups = stepper._run.optimizer.param_groups
     assert [g["weight_decay"] for g in groups] == [1e-2] and groups[0]["betas"] == (0.9, 0.999)
+
+
+def test_a_model_of_another_form_is_refused_before_evaluation(adamw_state):
+    spec, X, y, honest = adamw_state
+    assert set(evaluate(spec, honest.model_state, X, y)) == {"loss", "accuracy"}
+    first = next(iter(honest.model_state))
+    forged = {**honest.model_state, first: torch.zeros(3)}
+    with pytest.raises(CheckpointError, match=f"the model to evaluate holds model state '{first}' as torch.float32 \\(3,\\)"):
+        evaluate(spec, forged, X, y)
