@@ -2,19 +2,24 @@
 
 An order's public documents (manifests, grants, signed reports, the verdict) name every other
 artifact, so the export walks them: the dataset manifest, the worker's signed proof manifest (its
-checkpoints, step log and telemetry), the verification and performance reports and the verdict.
+checkpoints, step log and telemetry), its signed challenge response and the states it revealed,
+the verification and performance reports and the verdict. :func:`recheck` re-hashes every one of
+them and recomputes every commitment against the chain.
 """
 
-import json
 from pathlib import Path
 
-from proof.bundle import ProofBundle
+from contracts.client import Bahen
+from privacy.signing import digest
+from proof.bundle import ProofBundle, check_bundle
+from proof.response import Response
+from proof.wasp import Decision
 from storage.export import export_dvc_workspace
 from storage.refs import ArtifactRef
 from storage.store import ArtifactStore
 
 from bahen.artifacts import get_signed
-from bahen.errors import BahenError
+from bahen.errors import BahenError, user_errors
 from bahen.network import store_of
 from bahen.orders import OrderBook
 from bahen.records import OrderRecord
@@ -44,6 +49,10 @@ def pinned_artifacts(record: OrderRecord, store: ArtifactStore) -> dict[str, Art
         pins.update({f"proof/task{task}/checkpoint-{step:07d}.enc": ref for step, ref in bundle.checkpoints})
         pins[f"proof/task{task}/step-log.enc"] = bundle.step_log
         pins[f"proof/task{task}/telemetry.enc"] = bundle.telemetry
+        if record.training.response is not None:
+            pins[f"proof/task{task}/response.json"] = record.training.response
+            response, _ = get_signed(store, record.training.response, Response)
+            pins.update({f"proof/task{task}/state-{step:07d}.enc": ref for step, ref in response.states})
     if record.verification:
         pins[f"reports/task{record.verification.task}-verification.json"] = record.verification.report
     if record.scores:
@@ -53,6 +62,76 @@ def pinned_artifacts(record: OrderRecord, store: ArtifactStore) -> dict[str, Art
     if record.delivery:
         pins[f"grants/task{record.delivery.task}-model-client.json"] = record.delivery.grant
     return pins
+
+
+def recheck(record: OrderRecord, store: ArtifactStore, market: Bahen) -> list[str]:
+    """What does not hold when every pinned artifact is re-hashed and every commitment recomputed.
+
+    Each artifact is read back in full and hashed against its reference; the proof manifest and
+    the challenge response must be signed by the order's worker; the Merkle root is recomputed from
+    the manifest's artifacts and must be the root committed on chain, which the response must answer
+    with the chain's challenge seed; the stored verdict must be signed by Wasp's role, and its
+    digest and decision must be what the chain recorded. Empty when everything holds.
+    """
+    try:
+        pins = pinned_artifacts(record, store)
+    except user_errors() as exc:
+        return [f"the order's documents cannot be read: {exc}"]
+    problems = []
+    for path, ref in pins.items():
+        try:
+            store.verify(ref)
+        except user_errors() as exc:
+            problems.append(f"{path}: {exc}")
+    oid = bytes.fromhex(record.order_id[2:])
+    if record.training is not None:
+        problems += _recheck_proof(record, store, market, oid)
+    if record.verdict is not None:
+        problems += _recheck_verdict(record, store, market, oid)
+    return problems
+
+
+def _recheck_proof(record: OrderRecord, store: ArtifactStore, market: Bahen, oid: bytes) -> list[str]:
+    training = record.training
+    committed = market.order(oid).tasks[training.task].root.removeprefix("0x")
+    try:
+        bundle, _ = get_signed(store, training.bundle, ProofBundle, expected_signer=training.worker)
+        check_bundle(bundle)
+    except user_errors() as exc:
+        return [f"proof manifest: {exc}"]
+    problems = []
+    if bundle.merkle_root != committed:
+        problems.append(f"proof manifest: its root {bundle.merkle_root} is not the root {committed} committed on chain")
+    if training.final_model != bundle.checkpoints[-1][1]:
+        problems.append("the order's final model is not the proof's last checkpoint")
+    if training.response is not None:
+        try:
+            response, _ = get_signed(store, training.response, Response, expected_signer=training.worker)
+            seed = market.challenge_seed(oid, training.task).hex()
+        except user_errors() as exc:
+            return [*problems, f"challenge response: {exc}"]
+        if (response.merkle_root, response.challenge_seed) != (committed, seed):
+            problems.append("challenge response: it answers another commitment or challenge than the chain's")
+    return problems
+
+
+def _recheck_verdict(record: OrderRecord, store: ArtifactStore, market: Bahen, oid: bytes) -> list[str]:
+    view = market.order(oid).tasks[record.verdict.task]
+    try:
+        decision, doc = get_signed(store, record.verdict.verdict, Decision)
+    except user_errors() as exc:
+        return [f"verdict: {exc}"]
+    problems = []
+    if decision.accepted != record.verdict.accepted:
+        problems.append(f"verdict: it says {'accepted' if decision.accepted else 'rejected'}, the order's record "
+                        f"{'accepted' if record.verdict.accepted else 'rejected'}")
+    if not market.is_wasp(doc.signer):
+        problems.append(f"verdict: signed by {doc.signer}, which does not hold Wasp's role")
+    if "0x" + digest(decision).hex() != view.reasons_digest.lower():
+        problems.append(f"verdict: its digest is not the {view.reasons_digest} recorded on chain")
+    if ("accepted" if decision.accepted else "rejected") != view.verdict:
+        problems.append(f"verdict: it says {'accepted' if decision.accepted else 'rejected'}, the chain {view.verdict}")
+    return problems
 
 
 def export_order(order_id: str, directory: Path) -> tuple[Path, int]:

@@ -101,6 +101,22 @@ def audit_export(
     console.print(f"pinned {count} artifacts of order {order_id} in {path}; run `dvc pull` there")
 
 
+@audit_app.command("check")
+def audit_check(order_id: Annotated[str, typer.Argument(help="Order id (0x…) of an order with a verdict")]) -> None:
+    """Re-hash every artifact the order pins, recompute every commitment against the chain, re-run Wasp's rules.
+
+    Exits non-zero, naming each artifact or commitment that did not hold, when the re-audit
+    disagrees with the recorded verdict.
+    """
+    from flows.audit import audit
+
+    for check in audit(order_id):
+        console.print(f"task {check.task}: agrees with the recorded verdict "
+                      f"({'accepted' if check.accepted else 'rejected'}); every pinned artifact and commitment re-checked")
+        for reason in check.reasons:
+            console.print(f"  {reason}")
+
+
 @store_app.command("cleanup-rules")
 def store_cleanup_rules(
     days: Annotated[int, typer.Option(min=1, help="Days after which leftovers are reclaimed")] = 1,

@@ -64,6 +64,11 @@ class ArtifactStore(ABC):
         """Return the artifact's bytes after checking their size and sha256 against ``ref``."""
         return b"".join(self.iter_chunks(ref))
 
+    def verify(self, ref: ArtifactRef) -> None:
+        """Re-hash the stored artifact in chunks; IntegrityError or MissingArtifactError if it is not as committed."""
+        for _ in self.iter_chunks(ref):
+            pass
+
     def iter_chunks(self, ref: ArtifactRef, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         """Stream the artifact's bytes; raise IntegrityError at the end if they do not match.
 
