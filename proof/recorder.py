@@ -86,9 +86,12 @@ def checkpoint_name(step: int) -> str:
     return f"checkpoint-{step:08d}"
 
 
+JOURNAL_PREFIX = "journal-"
+
+
 def journal_name(step: int) -> str:
     """The name the journal written after a checkpoint is stored under."""
-    return f"journal-{step:08d}"
+    return f"{JOURNAL_PREFIX}{step:08d}"
 
 
 class Recorder:

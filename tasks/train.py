@@ -20,20 +20,27 @@ import pyarrow.parquet as pq
 from contracts.errors import ChainError, ChallengeNotReady
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from proof.attacks import run_worker
-from proof.telemetry import TelemetrySample, TelemetrySampler
-from privacy.identity import PublicIdentity
+from privacy.identity import Identity, PublicIdentity
 from privacy.stream import new_data_key
+from proof.attacks import run_worker, worker_challenge
+from proof.bundle import ProofBundle, read_step_log, read_telemetry
+from proof.recorder import JOURNAL_PREFIX
+from proof.response import replay_regenerator, respond
+from proof.spool import StateSpool
+from proof.telemetry import TelemetrySample, TelemetrySampler
 from proof.verifier import VerifyConfig
+from storage.refs import ArtifactRef
+from storage.store import ArtifactStore
 from training.datasets import table_to_arrays
 from training.trainer import TrainSpec
 
-from bahen.artifacts import PROOF_ROLE, get_decrypted, open_stored_grant, put_encrypted, put_grant, put_signed
+from bahen.artifacts import PROOF_ROLE, get_decrypted, get_signed, open_stored_grant, put_encrypted, put_grant, put_signed
+from bahen.errors import BahenError
 from bahen.network import Network
 from bahen.records import Assignment, Training, Upload
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
-from storage.store import ArtifactStore
+from bahen.worker_runs import WorkerRunBook, WorkerRunNote
 from tasks.observe import TrainingProgress
 from tasks.runtime import network, order_book, timed
 
@@ -106,10 +113,16 @@ def order_validators(net: Network, order_id: str) -> list[PublicIdentity]:
     ]
 
 
-def proof_writer(store: ArtifactStore, key: bytes, order_id: str, task: int, on_put: Callable[[str], None] | None = None):
-    """The recorder's ``put``: seal under the model key, store, return the reference (then tell ``on_put``)."""
+def proof_writer(store: ArtifactStore, key: bytes, order_id: str, task: int, on_put: Callable[[str], None] | None = None,
+                 on_journal: Callable[[ArtifactRef], None] | None = None):
+    """The recorder's ``put``: seal under the model key, store, return the reference (then tell ``on_put``).
+
+    ``on_journal`` hears of every stored journal first: where a crashed run resumes.
+    """
     def put(name: str, plaintext: bytes):
         ref = put_encrypted(store, key, plaintext, order_id=order_id, role=PROOF_ROLE, name=f"order {order_id[:10]}/task {task}/{name}")
+        if on_journal is not None and name.startswith(JOURNAL_PREFIX):
+            on_journal(ref)
         if on_put is not None:
             on_put(name)
         return ref
@@ -117,42 +130,126 @@ def proof_writer(store: ArtifactStore, key: bytes, order_id: str, task: int, on_
     return put
 
 
+class TaskCommittedError(BahenError):
+    """The task's proof is already committed on chain: training it again could only be refused."""
+
+
+def _check_assignment(net: Network, order_id: str, task: int, worker: str) -> int:
+    """The block of the task's proof commitment (0 if none yet); refuse a task this worker may not train."""
+    view = net.market.order(bytes.fromhex(order_id[2:]))
+    if not 0 <= task < len(view.tasks) or view.tasks[task].worker.lower() != worker.lower():
+        raise BahenError(f"task {task} of order {order_id} is not assigned to {worker} on chain; "
+                         "train only the tasks the chain assigns to you")
+    if view.status != "open":
+        raise BahenError(f"order {order_id} is {view.status} on chain: there is no task to train")
+    return view.tasks[task].commit_block
+
+
 def train(
     spec: OrderSpec, upload: Upload, assignment: Assignment, net: Network, *,
     attack: str | None = None, intensity: float = 1.0, on_put: Callable[[str], None] | None = None,
 ) -> Training:
-    """Train the assigned task as its worker, commit the proof and answer the challenge; ``attack`` runs a dishonest worker."""
+    """Train the assigned task as its worker, commit the proof and answer the challenge; ``attack`` runs a dishonest worker.
+
+    Run again after a crash or a retry, it continues from the worker's run note: from the last
+    journal if the proof is not committed yet (bitwise the training an uninterrupted run makes),
+    or only answers the challenge if it is. A task committed by no run of this host is refused
+    before anything is trained or stored. A dishonest worker (``attack``) always starts over.
+    """
     worker = net.party(assignment.worker)
     order_id, task = upload.order_id, assignment.task
+    committed = _check_assignment(net, order_id, task, worker.address)
+    runs = WorkerRunBook(net.settings.home / "worker-runs")
+    note = runs.load(order_id, task) if attack is None else None
+    if committed and (note is None or note.bundle is None):
+        raise TaskCommittedError(f"task {task} of order {order_id} was committed on chain at block {committed}, "
+                                 "by no unfinished run of this host: its proof is final, there is nothing to train")
     train_key = open_stored_grant(net.store, assignment.grants["train"], worker, order_id=order_id)
     X, y = load_split(net.store, train_key, upload, "train")
     tspec = train_spec(spec, upload, task, net)
-    model_key = new_data_key()
-    put = proof_writer(net.store, model_key, order_id, task, on_put)
+    if note is None:
+        model_key = new_data_key()
+        note = WorkerRunNote(order_id=order_id, task=task, model_grant=put_grant(
+            net.store, model_key, worker.public(), order_id=order_id, role=f"task {task} model"))
+        if attack is None:
+            runs.save(note)
+    else:
+        model_key = open_stored_grant(net.store, note.model_grant, worker, order_id=order_id)
+
+    def get(ref: ArtifactRef) -> bytes:
+        return get_decrypted(net.store, model_key, ref, order_id=order_id, role=PROOF_ROLE)
+
+    oid = bytes.fromhex(order_id[2:])
+    if note.bundle is not None:
+        return _answer_committed(spec, note, model_key, X, y, tspec, worker, net, get)
+    notes = [note]
+
+    def journaled(ref: ArtifactRef) -> None:
+        notes.append(notes[-1].model_copy(update={"last_journal": ref}))
+        if attack is None:
+            runs.save(notes[-1])
+
+    put = proof_writer(net.store, model_key, order_id, task, on_put, journaled)
     start = time.perf_counter()
     run = run_worker(
         attack, tspec, X, y, put, intensity, order_id=order_id, seed=int.from_bytes(worker.x25519_public[:4], "big"),
         telemetry=TelemetrySampler(interval_s=TELEMETRY_INTERVAL_S),
+        resume=None if note.last_journal is None else (note.last_journal, get),
     )
-    seconds = time.perf_counter() - start
+    seconds = note.seconds + time.perf_counter() - start
     bundle_ref, _ = put_signed(net.store, worker, run.bundle, name=f"order {order_id[:10]}/task {task}/proof manifest")
-    model_grants = {  # the worker keeps its own, to dispute a rejection; the client gets none
-        v.address: put_grant(net.store, model_key, v, order_id=order_id, role=f"task {task} model")
-        for v in [*order_validators(net, order_id), worker.public()]
-    }
-    oid = bytes.fromhex(order_id[2:])
+    model_grants = _model_grants(net, model_key, order_id, task, note.model_grant, worker.address)
     block = net.market.commit_proof(worker.account, order_id=oid, task=task, root=bytes.fromhex(run.committed_root))
+    if attack is None:
+        runs.save(notes[-1].model_copy(update={"bundle": bundle_ref, "merkle_root": run.committed_root,
+                                               "commit_block": block, "seconds": seconds}))
     try:
         response = run.answer(challenge_seed(net, oid, task), verify_config(spec))
     finally:
         run.spool.close()
     response_ref, _ = put_signed(net.store, worker, response, name=f"order {order_id[:10]}/task {task}/challenge response")
-    steps = run.recorded.steps
+    runs.drop(order_id, task)
+    return _training(order_id, task, worker.address, bundle_ref, run.committed_root, block, response_ref,
+                     run.bundle.checkpoints[-1][1], run.recorded.steps, seconds, run.recorded.telemetry, model_grants)
+
+
+def _model_grants(net: Network, model_key: bytes, order_id: str, task: int, own: ArtifactRef,
+                  worker: str) -> dict[str, ArtifactRef]:
+    """The model key wrapped to each of the order's validators, and the worker's own (to dispute a rejection)."""
+    return {**{v.address: put_grant(net.store, model_key, v, order_id=order_id, role=f"task {task} model")
+               for v in order_validators(net, order_id)}, worker: own}
+
+
+def _answer_committed(spec: OrderSpec, note: WorkerRunNote, model_key: bytes, X, y, tspec: TrainSpec, worker: Identity,
+                      net: Network, get: Callable[[ArtifactRef], bytes]) -> Training:
+    """Answer the challenge of a proof this host committed before it stopped, replaying the states it names."""
+    order_id, task = note.order_id, note.task
+    bundle, _ = get_signed(net.store, note.bundle, ProofBundle, expected_signer=worker.address)
+    steps = read_step_log(get(bundle.step_log))
+    oid = bytes.fromhex(order_id[2:])
+    challenge = worker_challenge(challenge_seed(net, oid, task), bundle, steps, verify_config(spec))
+    put = proof_writer(net.store, model_key, order_id, task)
+    spool = StateSpool()
+    try:
+        response = respond(challenge, spool, put, order_id=order_id, task=task, merkle_root=note.merkle_root,
+                           regenerate=replay_regenerator(tspec, X, y, bundle.checkpoints, get))
+    finally:
+        spool.close()
+    response_ref, _ = put_signed(net.store, worker, response, name=f"order {order_id[:10]}/task {task}/challenge response")
+    model_grants = _model_grants(net, model_key, order_id, task, note.model_grant, worker.address)
+    WorkerRunBook(net.settings.home / "worker-runs").drop(order_id, task)
+    return _training(order_id, task, worker.address, note.bundle, note.merkle_root, note.commit_block, response_ref,
+                     bundle.checkpoints[-1][1], steps, note.seconds, read_telemetry(get(bundle.telemetry)), model_grants)
+
+
+def _training(order_id: str, task: int, worker: str, bundle: ArtifactRef, root: str, block: int, response: ArtifactRef,
+              final_model: ArtifactRef, steps: list, seconds: float, telemetry: list[TelemetrySample],
+              model_grants: dict[str, ArtifactRef]) -> Training:
     return Training(
-        order_id=order_id, task=task, worker=worker.address, bundle=bundle_ref, merkle_root=run.committed_root,
-        commit_block=block, response=response_ref, final_model=run.bundle.checkpoints[-1][1], steps=len(steps),
-        final_loss=steps[-1].loss if steps else float("nan"), losses=[s.loss for s in steps], seconds=seconds,
-        telemetry=thinned(run.recorded.telemetry, RECORD_TELEMETRY_POINTS), model_grants=model_grants,
+        order_id=order_id, task=task, worker=worker, bundle=bundle, merkle_root=root, commit_block=block,
+        response=response, final_model=final_model, steps=len(steps), final_loss=steps[-1].loss if steps else float("nan"),
+        losses=[s.loss for s in steps], seconds=seconds, telemetry=thinned(telemetry, RECORD_TELEMETRY_POINTS),
+        model_grants=model_grants,
     )
 
 

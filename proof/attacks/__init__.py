@@ -31,11 +31,12 @@ from proof.attacks.withheld_checkpoint import WithheldCheckpoint
 from proof.attacks.wrong_lr import WrongLr
 from proof.attacks.wrong_weight_decay import WrongWeightDecay
 from proof.bundle import ProofBundle, build_bundle
-from proof.challenge import derive_challenge
-from proof.recorder import RecordedProof, Recorder
-from proof.response import Regenerate, Response, respond
+from proof.challenge import Challenge, derive_challenge
+from proof.recorder import Get, RecordedProof, Recorder, StepRecord
+from proof.response import Regenerate, Response, replay_regenerator, respond
 from proof.spool import StateSpool
 from proof.telemetry import TelemetrySampler
+from storage.refs import ArtifactRef
 from training.trainer import TrainResult, TrainSpec, train
 
 if TYPE_CHECKING:
@@ -71,16 +72,22 @@ class WorkerRun:
     spool: StateSpool
     attack: Attack = field(repr=False)
     job: Job = field(repr=False)
+    regenerate: Regenerate | None = field(default=None, repr=False)  # a resumed run's states before the resume
 
     def answer(self, seed: bytes, config: "VerifyConfig", *, regenerate: Regenerate | None = None) -> Response:
         """Reveal the states the challenge from ``seed`` names, as this worker (honest or not) would."""
-        norms = [r.update_norm for r in self.recorded.steps]
-        challenge = derive_challenge(seed, self.bundle, config).with_largest_steps(norms, config.largest_steps)
+        challenge = worker_challenge(seed, self.bundle, self.recorded.steps, config)
         response = respond(
             challenge, self.spool, self.job.put, order_id=self.bundle.order_id, task=self.bundle.task,
-            merkle_root=self.committed_root, regenerate=regenerate,
+            merkle_root=self.committed_root, regenerate=regenerate or self.regenerate,
         )
         return self.attack.respond(response, challenge, self.job)
+
+
+def worker_challenge(seed: bytes, bundle: ProofBundle, steps: list[StepRecord], config: "VerifyConfig") -> Challenge:
+    """The challenge a worker answers: the verifier's, with the steps it claims are largest (from its step log)."""
+    norms = [r.update_norm for r in steps]
+    return derive_challenge(seed, bundle, config).with_largest_steps(norms, config.largest_steps)
 
 
 def make_attack(name: str | None, intensity: float = 1.0, seed: int = 0) -> Attack:
@@ -103,22 +110,33 @@ def run_worker(
     order_id: str = "order",
     seed: int = 0,
     telemetry: TelemetrySampler | None = None,
+    resume: tuple[ArtifactRef, Get] | None = None,
 ) -> WorkerRun:
     """Train ``spec`` as a worker running ``attack`` (None: honest) and return its proof.
 
     ``put(name, plaintext) -> ArtifactRef`` encrypts and stores, as for the honest recorder; the
     bundle declares the ordered ``spec`` whatever the worker really did. ``seed`` drives the
-    attack's own random choices (where to cheat), not training.
+    attack's own random choices (where to cheat), not training. ``resume`` is the last journal a
+    crashed run stored and ``get(ref) -> plaintext``: training continues from its checkpoint, and
+    the states before it, lost with the crashed process's spool, are replayed when challenged.
     """
     cheat = attack if isinstance(attack, Attack) else make_attack(attack, intensity, seed)
     job = Job(spec=spec, X=X, y=y, put=put, order_id=order_id)
-    recorder = Recorder(put=put, telemetry=telemetry or TelemetrySampler())
-    result = train(cheat.trained_spec(spec), X, y, recorder=recorder, hooks=cheat.hooks(job))
+    telemetry = telemetry or TelemetrySampler()
+    if resume is None:
+        recorder, start, regenerate = Recorder(put=put, telemetry=telemetry), None, None
+    else:
+        last_journal, get = resume
+        recorder, start = Recorder.resume(last_journal, get=get, put=put, telemetry=telemetry)
+    result = train(cheat.trained_spec(spec), X, y, recorder=recorder, hooks=cheat.hooks(job), resume_from=start)
     recorded = cheat.tamper(recorder.close(), job)
+    if resume is not None:
+        regenerate = replay_regenerator(spec, X, y, recorded.checkpoints, resume[1])
     bundle = build_bundle(recorded, order_id=order_id, task=spec.task, spec=spec, put=put)
     served, root = cheat.commit(bundle, recorded, job)
     return WorkerRun(
-        bundle=served, committed_root=root, recorded=recorded, result=result, spool=recorder.spool, attack=cheat, job=job
+        bundle=served, committed_root=root, recorded=recorded, result=result, spool=recorder.spool, attack=cheat,
+        job=job, regenerate=regenerate,
     )
 
 
