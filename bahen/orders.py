@@ -1,8 +1,10 @@
 """The client's book of orders: one JSON record per order under ``HOME/orders``."""
 
+import hashlib
 import os
 import secrets
 from pathlib import Path
+from uuid import UUID
 
 from bahen.errors import BahenError
 from bahen.records import OrderRecord, StageTiming
@@ -16,6 +18,14 @@ class UnknownOrderError(BahenError):
 def new_order_id() -> str:
     """A fresh 32-byte order id, hex with 0x: the key of the order on chain and in the store."""
     return "0x" + secrets.token_hex(32)
+
+
+def order_id_of_run(flow_run_id: str | None) -> str:
+    """The order a flow run places: derived from the run's id, so a retry of the run continues the same
+    order (no second escrow); a fresh id outside a flow run."""
+    if flow_run_id is None:
+        return new_order_id()
+    return "0x" + hashlib.sha256(b"bahen.order.v1\n" + UUID(flow_run_id).bytes).hexdigest()
 
 
 class OrderBook:

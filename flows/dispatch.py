@@ -30,7 +30,7 @@ from bahen.orders import OrderBook
 from bahen.parties import CLIENT
 from bahen.records import Assignment, Scores, Shard, Training, Upload
 from bahen.spec import OrderSpec
-from tasks.runtime import network, order_book
+from tasks.runtime import network, order_book, recorded
 from tasks.score import score_task
 from tasks.train import train_task
 
@@ -153,11 +153,15 @@ class Pools:
         self.config = config
 
     def train(self, spec: OrderSpec, upload: Upload, assignment: Assignment) -> Training:
+        if (done := recorded(upload.order_id, "training")) is not None:
+            return done
         params = {"spec": spec, "upload": upload, "assignment": assignment}
         key = f"{upload.order_id}-train-{assignment.task}"
         return dispatch("train/train", params, key=key, result=Training, config=self.config)
 
     def score(self, spec: OrderSpec, upload: Upload, shard: Shard, training: Training) -> Scores:
+        if (done := recorded(upload.order_id, "scores")) is not None:
+            return done
         params = {"spec": spec, "upload": upload, "shard": shard, "training": training}
         key = f"{upload.order_id}-score-{training.task}"
         return dispatch("score/score", params, key=key, result=Scores, config=self.config)

@@ -2,12 +2,14 @@
 
 Train and score run in this process, or on the ``gpu`` and ``validators`` pools when the order
 runs from its deployment (``flows.dispatch``); a stage that cannot finish there ends the order
-with its escrow refunded.
+with its escrow refunded. The order's id derives from the flow run's, and every stage passes
+through when the order's record already holds its result, so retrying the run (the UI's Retry)
+continues the same order from the stage that failed.
 """
 
-from prefect import flow
+from prefect import flow, runtime
 
-from bahen.orders import new_order_id
+from bahen.orders import order_id_of_run
 from bahen.records import OrderRecord
 from bahen.spec import OrderSpec
 from flows.dispatch import dispatcher, ending_on_failure
@@ -23,7 +25,7 @@ from tasks.verify import verify_task
 @flow(name="order", flow_run_name="order-{spec.model}-{spec.dataset}", validate_parameters=True)
 def order(spec: OrderSpec = OrderSpec()) -> OrderRecord:
     """Train ``spec`` on rented compute, verify the proof, score, audit, settle on chain, then deliver the model."""
-    order_id = new_order_id()
+    order_id = order_id_of_run(runtime.flow_run.id)
     upload = encrypt_upload_task(spec, order_id)
     shard = shard_task(spec, upload)
     stages = dispatcher()

@@ -20,7 +20,7 @@ from bahen.artifacts import get_signed, put_signed
 from bahen.network import Network
 from bahen.parties import WASP
 from bahen.records import Assignment, Scores, Shard, Training, Upload, Verdict, Verification
-from tasks.runtime import network, order_book, timed
+from tasks.runtime import network, order_book, recorded, timed
 from tasks.score import REPORT_PERFORMANCE
 from tasks.verify import REPORT_VERIFICATION
 
@@ -93,6 +93,8 @@ def explain(reasons: list[Reason]) -> list[str]:
 def audit_task(upload: Upload, shard: Shard, assignment: Assignment, training: Training,
                verification: Verification, scores: Scores) -> Verdict:
     """Prefect task: audit as Wasp."""
+    if (done := recorded(upload.order_id, "verdict")) is not None:
+        return done
     result, seconds = timed(audit, upload, shard, assignment, training, verification, scores, network())
     order_book().record_stage(upload.order_id, "audit", seconds, "accepted" if result.accepted else "rejected", verdict=result)
     return result

@@ -30,7 +30,7 @@ from bahen.network import Network
 from bahen.parties import CLIENT
 from bahen.records import OrderRecord, Upload
 from bahen.spec import OrderSpec
-from tasks.runtime import network, order_book, timed
+from tasks.runtime import network, order_book, recorded, timed
 
 SAMPLE_CLASSES = {"digits": 10, "mnist": 10}
 KEY_ROLES = ("train", "holdout")  # the model key is the worker's: the client gets it once the verdict is final
@@ -122,6 +122,8 @@ def encrypt_upload(spec: OrderSpec, net: Network, *, order_id: str) -> Upload:
 @task(name="encrypt_upload", cache_policy=NO_CACHE)
 def encrypt_upload_task(spec: OrderSpec, order_id: str) -> Upload:
     """Prefect task: run the stage as the client and open the order's record."""
+    if (done := recorded(order_id, "upload")) is not None:
+        return done
     book = order_book()
     upload, seconds = timed(encrypt_upload, spec, network(), order_id=order_id)
     book.save(OrderRecord(order_id=order_id, spec=spec, status="uploaded"))

@@ -3,9 +3,12 @@ of this host, from its settings (``BAHEN_*`` variables and the config file)."""
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from prefect import get_run_logger
 
 from bahen.network import Network, connect
+from bahen.orders import UnknownOrderError
 from bahen.settings import load_settings
 from tasks.observe import StageBook
 
@@ -26,3 +29,18 @@ def timed(core: Callable[..., T], *args, **kwargs) -> tuple[T, float]:
     start = time.perf_counter()
     result = core(*args, **kwargs)
     return result, time.perf_counter() - start
+
+
+def recorded(order_id: str, stage_result: str) -> Any:
+    """The stage's result if the order's record already holds it, else None.
+
+    A retried run of an order (a Prefect retry, the UI's Retry) passes through the stages that
+    finished and continues with the first that did not: no second upload, escrow or training.
+    """
+    try:
+        result = getattr(order_book().load(order_id), stage_result)
+    except UnknownOrderError:
+        return None
+    if result is not None:
+        get_run_logger().info("order %s already holds its %s: continuing after it", order_id, stage_result)
+    return result

@@ -21,7 +21,7 @@ from bahen.artifacts import PROOF_ROLE, get_decrypted, open_stored_grant, put_si
 from bahen.network import Network
 from bahen.records import Scores, Shard, Training, Upload, ValidatorSlot
 from bahen.spec import OrderSpec
-from tasks.runtime import network, order_book, timed
+from tasks.runtime import network, order_book, recorded, timed
 from tasks.train import load_split, train_spec
 from tasks.verify import model_key
 
@@ -75,6 +75,8 @@ def score(spec: OrderSpec, upload: Upload, shard: Shard, training: Training, net
 @task(name="score", cache_policy=NO_CACHE)
 def score_task(spec: OrderSpec, upload: Upload, shard: Shard, training: Training) -> Scores:
     """Prefect task: score as every validator of the order."""
+    if (done := recorded(upload.order_id, "scores")) is not None:
+        return done
     result, seconds = timed(score, spec, upload, shard, training, network())
     order_book().record_stage(upload.order_id, "score", seconds, "scored", scores=result)
     return result

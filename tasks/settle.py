@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from bahen.network import Network
 from bahen.parties import CLIENT
 from bahen.records import Settled, Upload
-from tasks.runtime import network, order_book, timed
+from tasks.runtime import network, order_book, recorded, timed
 
 
 def wait_for_finality(net: Network, order_id: bytes) -> None:
@@ -68,6 +68,8 @@ def settle(upload: Upload, net: Network) -> Settled:
 @task(name="settle", cache_policy=NO_CACHE)
 def settle_task(upload: Upload) -> Settled:
     """Prefect task: settle on chain and close the order's record."""
+    if (done := recorded(upload.order_id, "settled")) is not None:
+        return done
     result, seconds = timed(settle, upload, network())
     book = order_book()
     status = book.load(upload.order_id).status

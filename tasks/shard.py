@@ -19,7 +19,7 @@ from bahen.network import Network
 from bahen.parties import CLIENT
 from bahen.records import Assignment, Shard, Upload, ValidatorSlot
 from bahen.spec import OrderSpec
-from tasks.runtime import network, order_book, timed
+from tasks.runtime import network, order_book, recorded, timed
 
 WORKER_KEYS = ("train",)
 VALIDATOR_KEYS = ("train", "holdout")
@@ -109,6 +109,8 @@ def shard(spec: OrderSpec, upload: Upload, net: Network, *, pricing: Pricing = P
 @task(name="shard", cache_policy=NO_CACHE)
 def shard_task(spec: OrderSpec, upload: Upload) -> Shard:
     """Prefect task: run the stage as the client."""
+    if (done := recorded(upload.order_id, "shard")) is not None:
+        return done
     result, seconds = timed(shard, spec, upload, network())
     order_book().record_stage(upload.order_id, "shard", seconds, "open", shard=result)
     return result

@@ -42,7 +42,7 @@ from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 from bahen.worker_runs import WorkerRunBook, WorkerRunNote
 from tasks.observe import TrainingProgress
-from tasks.runtime import network, order_book, timed
+from tasks.runtime import network, order_book, recorded, timed
 
 TELEMETRY_INTERVAL_S = 0.5
 RECORD_TELEMETRY_POINTS = 240  # per device in the order record, for its plot; the proof keeps every sample
@@ -264,6 +264,8 @@ def thinned(samples: list[TelemetrySample], per_device: int) -> list[TelemetrySa
 @task(name="train", cache_policy=NO_CACHE)
 def train_task(spec: OrderSpec, upload: Upload, assignment: Assignment) -> Training:
     """Prefect task: run the stage as the assigned worker (honest unless this host is set to cheat)."""
+    if (done := recorded(upload.order_id, "training")) is not None:
+        return done
     settings = load_settings()
     net = network()
     result, seconds = timed(

@@ -27,7 +27,7 @@ from bahen.errors import BahenError
 from bahen.network import Network
 from bahen.records import Assignment, Shard, Training, Upload, Verification
 from bahen.spec import OrderSpec
-from tasks.runtime import network, order_book, timed
+from tasks.runtime import network, order_book, recorded, timed
 from tasks.train import challenge_seed, load_split, train_spec, verify_config
 
 REPORT_VERIFICATION = 0
@@ -155,6 +155,8 @@ def refused_report(order_id: str, task: int, seed: bytes, root: str, check: str,
 @task(name="verify", cache_policy=NO_CACHE)
 def verify_task(spec: OrderSpec, upload: Upload, shard: Shard, assignment: Assignment, training: Training) -> Verification:
     """Prefect task: verify as the order's first validator; publish the checks as a table."""
+    if (done := recorded(upload.order_id, "verification")) is not None:
+        return done
     result, seconds = timed(verify, spec, upload, shard, assignment, training, network())
     order_book().record_stage(upload.order_id, "verify", seconds, "verified", verification=result)
     create_table_artifact(
