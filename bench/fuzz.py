@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from pydantic_core import from_json
 
 from bahen.artifacts import parse_signed
@@ -42,7 +43,7 @@ from storage.errors import StorageError
 from storage.manifest import ArtifactEntry, Manifest
 from storage.refs import ArtifactRef
 from training.checkpoint import Checkpoint
-from training.datasets import load_dataset, table_to_arrays
+from training.datasets import arrays_to_table, load_dataset, read_split, table_to_arrays
 from training.errors import TrainingError
 from training.state import checkpoint_state, decode_state
 from training.trainer import TrainSpec, train
@@ -56,7 +57,7 @@ validators: 2
 budget_eth: 2
 """
 TARGETS = ("signed-document", "signed-payload", "key-grant", "manifest", "directory-listing", "step-log",
-           "telemetry", "journal", "state", "checkpoint", "order-spec")
+           "telemetry", "journal", "state", "checkpoint", "order-spec", "dataset-split")
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,9 @@ class _Objects:
 def targets() -> dict[str, Target]:
     """Every target with its sample, built from a 12-step training of an MLP on 200 digits."""
     X, y, shape = table_to_arrays(load_dataset("digits"))
+    buffer = io.BytesIO()
+    pq.write_table(arrays_to_table(X[:20], y[:20]), buffer)
+    split = buffer.getvalue()
     spec = TrainSpec(model="mlp", input_shape=shape, num_classes=10, optimizer="adamw", lr=0.01,
                      batch_size=32, epochs=2, seed=1, checkpoint_every=6)
     objects = _Objects()
@@ -146,6 +150,7 @@ def targets() -> dict[str, Target]:
         Target("state", state_bytes, decode_state, proof_errors),
         Target("checkpoint", checkpoint_bytes, Checkpoint.from_bytes, proof_errors),
         Target("order-spec", SPEC_YAML, spec_file, (SpecError,), True),
+        Target("dataset-split", split, lambda d: read_split(d, name="split"), (TrainingError,)),
     ]
     assert tuple(t.name for t in found) == TARGETS
     return {t.name: t for t in found}

@@ -67,18 +67,19 @@ def _parquet(rows: list[BaseModel], schema: pa.Schema) -> bytes:
 def _read(data: bytes, schema: pa.Schema, model: type[R], what: str) -> list[R]:
     """Rows of a table written by :func:`_parquet`; :class:`BundleError` for anything else, named ``what``."""
     try:
-        file = pq.ParquetFile(io.BytesIO(data))
+        file = pq.ParquetFile(pa.BufferReader(data))
         declared = sum(file.metadata.row_group(i).total_byte_size for i in range(file.metadata.num_row_groups))
         if declared > MAX_TABLE_BYTES:
             raise BundleError(f"the {what} declares {declared:,} bytes of data, over the {MAX_TABLE_BYTES:,} a "
                               "verifier reads; reject the proof")
-        table = file.read()
-    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:  # pyarrow decodes column names as UTF-8
+        table = file.read(use_threads=False)  # Arrow's reader threads can abort the interpreter at exit
+        names = table.column_names  # pyarrow decodes the names as UTF-8 only when asked
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
         raise BundleError(f"the {what} is not a Parquet file ({exc}); fetch it again or reject the proof") from exc
     if (table.schema.metadata or {}).get(b"bahen.format") != schema.metadata[b"bahen.format"]:
         raise BundleError(f"the {what} lacks the {schema.metadata[b'bahen.format'].decode()} format mark")
-    if not set(schema.names) <= set(table.column_names):
-        raise BundleError(f"the {what} lacks columns {sorted(set(schema.names) - set(table.column_names))}")
+    if not set(schema.names) <= set(names) or len(set(names)) != len(names):
+        raise BundleError(f"the {what} lacks columns {sorted(set(schema.names) - set(names))} or repeats one")
     table = table.select(schema.names)
     wrong = [f"{field.name} is {field.type}" for field, want in zip(table.schema, schema) if field.type != want.type]
     if wrong:

@@ -42,7 +42,9 @@ def read_dataset(spec: OrderSpec) -> tuple[pa.Table, str, int | None]:
         return load_dataset(spec.dataset), spec.dataset, SAMPLE_CLASSES[spec.dataset]
     path = Path(spec.dataset_path)
     try:
-        table = pq.read_table(path) if path.suffix == ".parquet" else pa_csv.read_csv(path)
+        # One thread: Arrow's reader threads can abort the interpreter at exit (apache/arrow#34314)
+        table = (pq.read_table(path, use_threads=False) if path.suffix == ".parquet"
+                 else pa_csv.read_csv(path, read_options=pa_csv.ReadOptions(use_threads=False)))
     except (pa.ArrowInvalid, OSError) as exc:
         raise DatasetError(f"dataset {path} cannot be read as {'Parquet' if path.suffix == '.parquet' else 'CSV'}: {exc}") from None
     if SHAPE_KEY not in (table.schema.metadata or {}):

@@ -11,12 +11,10 @@ the challenge names from its spool, and signs and stores that response for the v
 """
 
 import hashlib
-import io
 import math
 import time
 from collections.abc import Callable
 
-import pyarrow.parquet as pq
 from contracts.errors import ChainError, ChallengeNotReady
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -31,7 +29,7 @@ from proof.telemetry import TelemetrySample, TelemetrySampler
 from proof.verifier import VerifyConfig
 from storage.refs import ArtifactRef
 from storage.store import ArtifactStore
-from training.datasets import table_to_arrays
+from training.datasets import read_split
 from training.trainer import TrainSpec
 
 from bahen.artifacts import PROOF_ROLE, get_decrypted, get_signed, open_stored_grant, put_encrypted, put_grant, put_signed
@@ -98,8 +96,7 @@ def challenge_seed(net: Network, order_id: bytes, task: int) -> bytes:
 def load_split(store: ArtifactStore, key: bytes, upload: Upload, role: str):
     """Decrypt a split into (X, y) in memory; plaintext never touches disk."""
     ref = upload.train if role == "train" else upload.holdout
-    table = pq.read_table(io.BytesIO(get_decrypted(store, key, ref, order_id=upload.order_id, role=role)))
-    X, y, _ = table_to_arrays(table)
+    X, y, _ = read_split(get_decrypted(store, key, ref, order_id=upload.order_id, role=role), name=ref.name)
     return X, y
 
 

@@ -16,6 +16,7 @@ Built-in datasets, all available offline:
 """
 
 import codecs
+import io
 import json
 import math
 from importlib.resources import as_file, files
@@ -23,6 +24,7 @@ from typing import Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 from pydantic_core import from_json
 
 from training.errors import DatasetError
@@ -71,11 +73,31 @@ def table_to_arrays(table: pa.Table) -> tuple[np.ndarray, np.ndarray, tuple[int,
     missing = [n for n in names if n not in table.column_names]
     if missing:
         raise DatasetError(f"table lacks feature columns {missing[:3]}… for input shape {list(shape)}")
+    wrong = [n for n in [*names, "label"] if not pa.types.is_integer(table.schema.field(n).type)
+             and (n == "label" or not pa.types.is_floating(table.schema.field(n).type))]
+    if wrong:
+        raise DatasetError(f"table columns {wrong[:3]} are not numbers (features) or integers (label)")
+    if any(table.column(n).null_count for n in [*names, "label"]):
+        raise DatasetError("table has missing values; fill or drop them before ordering")
     flat = np.empty((table.num_rows, len(names)), dtype=np.float32)
     for i, name in enumerate(names):
         flat[:, i] = table.column(name).to_numpy()
     y = table.column("label").to_numpy().astype(np.int64)
     return flat.reshape(table.num_rows, *shape), y, shape
+
+
+def read_split(data: bytes, *, name: str) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """A split's Parquet bytes (as the client stored them) as :func:`table_to_arrays` gives them.
+
+    :class:`DatasetError` names ``name`` for bytes that are not such a table.
+    """
+    try:
+        # One thread: Arrow's reader threads can abort the interpreter at exit (apache/arrow#34314)
+        return table_to_arrays(pq.read_table(pa.BufferReader(data), use_threads=False))
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:  # pyarrow decodes column names lazily
+        raise DatasetError(f"{name} is not a Parquet table ({type(exc).__name__}: {str(exc)[:200]})") from None
+    except DatasetError as exc:
+        raise DatasetError(f"{name}: {exc}") from None
 
 
 def _digits() -> tuple[np.ndarray, np.ndarray]:
