@@ -100,25 +100,35 @@ def order_schema() -> None:
 
 @order_app.command("show")
 def order_show(order_id: Annotated[str, typer.Argument(help="Order id (0x…)")]) -> None:
-    """Show an order's stages, verdict, payments and artifact hashes."""
-    from bahen.settings import load_settings
+    """Show an order's stages, verdict, payments and artifact hashes, reconciled with the chain."""
     from bahen.orders import OrderBook
+    from bahen.reconcile import reconciled
+    from bahen.settings import load_settings
     from bahen.summary import print_summary
 
-    print_summary(OrderBook(load_settings().orders_dir).load(order_id), console)
+    settings = load_settings()
+    [record], warning = reconciled([OrderBook(settings.orders_dir).load(order_id)], settings)
+    if warning:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    print_summary(record, console)
 
 
 @order_app.command("list")
 def order_list() -> None:
-    """List known orders, newest first."""
+    """List known orders, newest first, reconciled with the chain."""
     from rich.table import Table
 
     from bahen.orders import OrderBook
+    from bahen.reconcile import reconciled
     from bahen.settings import load_settings
 
+    settings = load_settings()
+    records, warning = reconciled(OrderBook(settings.orders_dir).list(), settings)
+    if warning:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     table = Table("status", "dataset", "model", "order")
     table.columns[-1].overflow = "fold"
-    for record in OrderBook(load_settings().orders_dir).list():
+    for record in records:
         table.add_row(record.status, record.spec.dataset, record.spec.model, record.order_id)
     console.print(table)
 

@@ -4,7 +4,7 @@ These are the Prefect task results of an order and the body of its order record,
 and JSON-serialisable.
 """
 
-from contracts.models import CreditEvent, SlashEvent
+from contracts.models import CreditEvent, Ledger, Settlement, SlashEvent
 from proof.telemetry import TelemetrySample
 from proof.wasp import ModelReport
 from pydantic import BaseModel, Field
@@ -133,6 +133,13 @@ class Settled(BaseModel):
     tx_hash: str
     credits: list[CreditEvent] = Field(default_factory=list, description="Every credit of the order, from chain events")
     slashes: list[SlashEvent] = Field(default_factory=list, description="Every slash of the order, from chain events")
+
+    @classmethod
+    def from_chain(cls, settlement: Settlement, ledger: Ledger) -> "Settled":
+        """The record of a settlement and the order's whole ledger, as the chain's events state them."""
+        return cls(order_id=settlement.order_id, payouts_wei=settlement.payouts, slashed_wei=settlement.slashed,
+                   refund_wei=settlement.refund, tx_hash=settlement.tx_hash, credits=ledger.credits,
+                   slashes=ledger.slashes)
 
 
 class Delivery(BaseModel):

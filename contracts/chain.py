@@ -115,6 +115,10 @@ class Chain:
     def block_number(self) -> int:
         return self._rpc(lambda: self.w3.eth.block_number)
 
+    def receipt(self, tx_hash: bytes) -> TxReceipt:
+        """The receipt of a mined transaction."""
+        return self._rpc(lambda: self.w3.eth.get_transaction_receipt(tx_hash))
+
     def block_hash(self, number: int) -> bytes:
         return bytes(self._rpc(lambda: self.w3.eth.get_block(number)["hash"]))
 

@@ -328,6 +328,17 @@ class Bahen:
         receipt = self.chain.transact(acct, self.market.functions.settle(oid), "settle")
         return self._settlement(oid, receipt)
 
+    def settlement_of(self, order_id: bytes) -> Settlement | None:
+        """The order's settlement as its transaction's events recorded it, or None if it is not settled.
+
+        Read from the chain alone, so a client whose process died after settling can recover it.
+        """
+        oid = _b32("order_id", order_id)
+        logs = self.market.events.OrderSettled().get_logs(from_block=0, argument_filters={"orderId": oid})
+        if not logs:
+            return None
+        return self._settlement(oid, self.chain.receipt(logs[0]["transactionHash"]))
+
     def withdraw(self, acct: LocalAccount) -> int:
         """Pays out everything credited to the caller; returns the wei sent."""
         receipt = self.chain.transact(acct, self.market.functions.withdraw(), "withdraw")

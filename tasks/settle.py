@@ -54,15 +54,14 @@ def wait_for_finality(net: Network, order_id: bytes) -> None:
 
 
 def settle(upload: Upload, net: Network) -> Settled:
-    """Settle the order as its client once its verdicts are final."""
+    """Settle the order as its client once its verdicts are final; an order settled before (by a run that
+    died before recording it) is read back from the chain, not settled twice."""
     oid = bytes.fromhex(upload.order_id[2:])
-    wait_for_finality(net, oid)
-    result = net.market.settle(net.party(CLIENT).account, order_id=oid)
-    ledger = net.market.ledger(oid)
-    return Settled(
-        order_id=upload.order_id, payouts_wei=result.payouts, slashed_wei=result.slashed,
-        refund_wei=result.refund, tx_hash=result.tx_hash, credits=ledger.credits, slashes=ledger.slashes,
-    )
+    result = net.market.settlement_of(oid)
+    if result is None:
+        wait_for_finality(net, oid)
+        result = net.market.settle(net.party(CLIENT).account, order_id=oid)
+    return Settled.from_chain(result, net.market.ledger(oid))
 
 
 @task(name="settle", cache_policy=NO_CACHE)
