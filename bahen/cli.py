@@ -42,6 +42,22 @@ app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options"
 register_devnet(app)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        console.print(f"bahen {version('bahen')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print bahen's version and exit")] = False,
+) -> None:
+    """bahen: verifiable outsourced training."""
+
+
 def run() -> None:
     """Entry point: turn expected failures into one readable message."""
     try:
@@ -137,6 +153,7 @@ def order_list() -> None:
 def model_get(
     order_id: Annotated[str, typer.Argument(help="Order id (0x…)")],
     out: Annotated[Path, typer.Option("--out", help="Where to write the model's state_dict (torch.save format)")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists")] = False,
 ) -> None:
     """Decrypt an order's final model with the key a validator delivered to the client, and write its weights to OUT.
 
@@ -144,7 +161,7 @@ def model_get(
     """
     from bahen.delivery import fetch_model
 
-    path = fetch_model(order_id, out)
+    path = fetch_model(order_id, out, overwrite=force)
     console.print(f"wrote the final model of order {order_id} to {path}")
 
 

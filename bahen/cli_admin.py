@@ -25,6 +25,7 @@ BENCHMARKS = {
     "pot-hiding": "bench.pot_hiding",
     "gas": "bench.gas",
     "fuzz": "bench.fuzz",
+    "reliability": "bench.reliability",
 }
 # Reduced sizes for `bahen bench all`, so the whole set runs in minutes on two cores.
 QUICK = {
@@ -35,6 +36,7 @@ QUICK = {
     "pot-hiding": ["--job", "digits", "--challenges", "5"],
     "gas": [],
     "fuzz": ["--inputs", "2000"],
+    "reliability": ["--flips", "3"],
 }
 
 

@@ -15,8 +15,11 @@ from bahen.parties import CLIENT
 from bahen.settings import load_settings
 
 
-def fetch_model(order_id: str, out: Path) -> Path:
-    """Write the final model's state_dict of ``order_id`` to ``out`` (atomically)."""
+def fetch_model(order_id: str, out: Path, *, overwrite: bool = False) -> Path:
+    """Write the final model's state_dict of ``order_id`` to ``out`` (atomically); an existing ``out`` only if ``overwrite``."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise BahenError(f"{out} exists; pass --force to overwrite it, or choose another --out")
     settings = load_settings()
     record = OrderBook(settings.orders_dir).load(order_id)
     if record.training is None or record.delivery is None:
@@ -29,7 +32,6 @@ def fetch_model(order_id: str, out: Path) -> Path:
     key = open_stored_grant(store, record.delivery.grant, client, order_id=order_id)
     plain = get_decrypted(store, key, record.training.final_model, order_id=order_id, role=PROOF_ROLE)
     checkpoint = Checkpoint.from_bytes(plain, name=record.training.final_model.name)
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
     os.close(fd)

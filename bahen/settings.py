@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Literal
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError
@@ -46,7 +45,6 @@ class Settings(BaseSettings):
         SecretStr(DEVNET_PASSPHRASE), description="Keystore passphrase (set your own outside a devnet)"
     )
     scrypt_n: int = Field(2**15, ge=2**10, description="Keystore scrypt cost")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Training device")
     worker_attack: str | None = Field(
         None, description="Make this host's workers cheat with the named attack (demonstrations and benchmarks)"
     )

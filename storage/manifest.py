@@ -11,7 +11,6 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from storage.errors import StorageError
 from storage.refs import ArtifactRef
-from storage.store import ArtifactStore
 
 
 class ManifestError(StorageError):
@@ -78,13 +77,3 @@ class Manifest(BaseModel):
             return cls.model_validate_json(data)
         except ValidationError as exc:
             raise ManifestError(f"not a valid manifest: {exc}") from exc
-
-
-def put_manifest(store: ArtifactStore, manifest: Manifest, *, name: str) -> ArtifactRef:
-    """Store a manifest's canonical bytes as an artifact."""
-    return store.put(manifest.to_bytes(), name=name)
-
-
-def get_manifest(store: ArtifactStore, ref: ArtifactRef) -> Manifest:
-    """Fetch, verify (sha256 and size) and parse a stored manifest."""
-    return Manifest.from_bytes(store.get(ref))

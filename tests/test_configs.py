@@ -49,7 +49,9 @@ def test_deployment_parameters_validate_against_the_flow(name):
     missing = set(schema.get("required", [])) - set(given)
     if not missing:
         flow.validate_parameters(given)
-    assert all(schema["properties"][p] for p in missing)  # each required parameter renders as a form field
+    for parameter in missing:  # each required parameter renders as a titled, typed form field
+        field = schema["properties"][parameter]
+        assert field.get("title") and {"type", "$ref", "allOf", "anyOf"} & set(field), (parameter, field)
 
 
 def test_order_form_has_a_description_for_every_field_and_dropdowns_for_choices():

@@ -3,14 +3,11 @@ import math
 
 import pytest
 
-from storage.local import LocalStore
 from storage.manifest import (
     ArtifactEntry,
     Manifest,
     ManifestError,
     MissingRoleError,
-    get_manifest,
-    put_manifest,
 )
 from storage.refs import ArtifactRef
 
@@ -70,8 +67,3 @@ def test_garbage_is_a_manifest_error():
         Manifest.from_bytes(b'{"kind": "dataset"}')
 
 
-def test_a_manifest_is_an_artifact(tmp_path):
-    store = LocalStore(str(tmp_path))
-    ref = put_manifest(store, _manifest(), name="order 0x01/dataset manifest")
-    assert ref.sha256 == hashlib.sha256(_manifest().to_bytes()).hexdigest()
-    assert get_manifest(store, ref) == _manifest()

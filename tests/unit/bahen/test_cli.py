@@ -1,0 +1,53 @@
+"""The command line: every command's --help, the version, and refusals that lose nothing."""
+
+from importlib.metadata import version
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from bahen.cli import app
+from bahen.errors import BahenError
+
+
+def _commands(group, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], object]:
+    found = {}
+    for name, command in group.commands.items():
+        found[(*path, name)] = command
+        if hasattr(command, "commands"):  # a group of subcommands
+            found.update(_commands(command, (*path, name)))
+    return found
+
+
+COMMANDS = _commands(typer.main.get_command(app))
+
+
+def test_the_command_tree_is_what_the_readme_describes():
+    assert {c[0] for c in COMMANDS} >= {"demo", "order", "model", "keys", "chain", "audit", "store", "bench"}
+    assert ("audit", "check") in COMMANDS and ("model", "get") in COMMANDS
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_explains_itself(command):
+    help_text = COMMANDS[command].help
+    assert help_text and help_text.strip(), f"{' '.join(command)} has no help"
+    result = CliRunner().invoke(app, [*command, "--help"], prog_name="bahen", env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    shown = " ".join(result.output.replace("│", " ").split())
+    assert f"Usage: bahen {' '.join(command)}" in shown
+    assert " ".join(help_text.split("\n\n")[0].split())[:60] in shown
+
+
+def test_the_version_is_the_installed_packages():
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"bahen {version('bahen')}"
+
+
+def test_model_get_refuses_to_overwrite_a_file_without_force(tmp_path):
+    from bahen.delivery import fetch_model
+
+    out = tmp_path / "model.pt"
+    out.write_bytes(b"the client's own file")
+    with pytest.raises(BahenError, match="exists; pass --force to overwrite it"):
+        fetch_model("0x" + "ab" * 32, out)
+    assert out.read_bytes() == b"the client's own file"
