@@ -20,25 +20,33 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def start_anvil(binary: Path, attempts: int = 3) -> tuple[subprocess.Popen, str]:
-    """Starts anvil on a free loopback port; retries when another process took the port first."""
+def start_anvil(binary: Path, attempts: int = 3, *, state: Path | None = None,
+                port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """Starts anvil on a free loopback port (or ``port``); retries when another process took the port first.
+
+    With ``state``, anvil loads its chain from that file at start and writes it back when stopped,
+    as a node with persisted state restarts.
+    """
     for _ in range(attempts - 1):
         try:
-            return _start_once(binary)
+            return _start_once(binary, state=state, port=port)
         except PortTaken:
-            continue
-    return _start_once(binary)
+            if port is not None:
+                time.sleep(0.5)  # the stopped node's port may take a moment to free
+    return _start_once(binary, state=state, port=port)
 
 
 class PortTaken(RuntimeError):
     """anvil exited at start, most likely because the port was taken between probe and bind."""
 
 
-def _start_once(binary: Path, timeout: float = 30.0) -> tuple[subprocess.Popen, str]:
-    port = free_port()
+def _start_once(binary: Path, timeout: float = 30.0, *, state: Path | None = None,
+                port: int | None = None) -> tuple[subprocess.Popen, str]:
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [str(binary), "--host", "127.0.0.1", "--port", str(port), "--silent", "--balance", "1000000"],
+        [str(binary), "--host", "127.0.0.1", "--port", str(port), "--silent", "--balance", "1000000",
+         *(["--state", str(state)] if state else [])],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
