@@ -75,6 +75,11 @@ class Settings(BaseSettings):
         return self.home / "orders"
 
     @property
+    def worker_runs_dir(self) -> Path:
+        """Where this host's workers note the tasks they train (``bahen.worker_runs``)."""
+        return self.home / "worker-runs"
+
+    @property
     def chain_file(self) -> Path:
         """Deployed contract addresses of the configured chain."""
         return self.home / "chain.json"

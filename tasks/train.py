@@ -156,7 +156,7 @@ def train(
     worker = net.party(assignment.worker)
     order_id, task = upload.order_id, assignment.task
     committed = _check_assignment(net, order_id, task, worker.address)
-    runs = WorkerRunBook(net.settings.home / "worker-runs")
+    runs = WorkerRunBook(net.settings.worker_runs_dir)
     note = runs.load(order_id, task) if attack is None else None
     if committed and (note is None or note.bundle is None):
         raise TaskCommittedError(f"task {task} of order {order_id} was committed on chain at block {committed}, "
@@ -179,27 +179,27 @@ def train(
     oid = bytes.fromhex(order_id[2:])
     if note.bundle is not None:
         return _answer_committed(spec, note, model_key, X, y, tspec, worker, net, get)
-    notes = [note]
+    resume = None if note.last_journal is None else (note.last_journal, get)
 
-    def journaled(ref: ArtifactRef) -> None:
-        notes.append(notes[-1].model_copy(update={"last_journal": ref}))
+    def journaled(ref: ArtifactRef) -> None:  # on the recorder's checkpoint thread
+        nonlocal note
+        note = note.model_copy(update={"last_journal": ref})
         if attack is None:
-            runs.save(notes[-1])
+            runs.save(note)
 
     put = proof_writer(net.store, model_key, order_id, task, on_put, journaled)
     start = time.perf_counter()
     run = run_worker(
         attack, tspec, X, y, put, intensity, order_id=order_id, seed=int.from_bytes(worker.x25519_public[:4], "big"),
-        telemetry=TelemetrySampler(interval_s=TELEMETRY_INTERVAL_S),
-        resume=None if note.last_journal is None else (note.last_journal, get),
+        telemetry=TelemetrySampler(interval_s=TELEMETRY_INTERVAL_S), resume=resume,
     )
     seconds = note.seconds + time.perf_counter() - start
     bundle_ref, _ = put_signed(net.store, worker, run.bundle, name=f"order {order_id[:10]}/task {task}/proof manifest")
     model_grants = _model_grants(net, model_key, order_id, task, note.model_grant, worker.address)
     block = net.market.commit_proof(worker.account, order_id=oid, task=task, root=bytes.fromhex(run.committed_root))
     if attack is None:
-        runs.save(notes[-1].model_copy(update={"bundle": bundle_ref, "merkle_root": run.committed_root,
-                                               "commit_block": block, "seconds": seconds}))
+        runs.save(note.model_copy(update={"bundle": bundle_ref, "merkle_root": run.committed_root,
+                                          "commit_block": block, "seconds": seconds}))
     try:
         response = run.answer(challenge_seed(net, oid, task), verify_config(spec))
     finally:
@@ -234,7 +234,7 @@ def _answer_committed(spec: OrderSpec, note: WorkerRunNote, model_key: bytes, X,
         spool.close()
     response_ref, _ = put_signed(net.store, worker, response, name=f"order {order_id[:10]}/task {task}/challenge response")
     model_grants = _model_grants(net, model_key, order_id, task, note.model_grant, worker.address)
-    WorkerRunBook(net.settings.home / "worker-runs").drop(order_id, task)
+    WorkerRunBook(net.settings.worker_runs_dir).drop(order_id, task)
     return _training(order_id, task, worker.address, note.bundle, note.merkle_root, note.commit_block, response_ref,
                      bundle.checkpoints[-1][1], steps, note.seconds, read_telemetry(get(bundle.telemetry)), model_grants)
 

@@ -54,7 +54,7 @@ def _uninterrupted(net, upload, assignment):
 def test_a_crashed_train_run_resumes_from_its_last_journal_bitwise_and_verifies(prefect, bahen_home):
     net = connect(load_settings())
     upload, plan, assignment = _order(net, "7a")
-    runs = WorkerRunBook(bahen_home / "worker-runs")
+    runs = WorkerRunBook(load_settings().worker_runs_dir)
     with pytest.raises(CheckpointWriteError, match="the host died right after storing journal-00000016"):
         train(SMALL, upload, assignment, net, on_put=_dies_after("journal-00000016"))
     assert runs.load(upload.order_id, 0).last_journal.name.endswith("journal-00000016")
@@ -87,7 +87,7 @@ def test_a_run_that_died_after_its_commitment_only_answers_the_challenge(prefect
         patched.setattr("tasks.train.challenge_seed", chain_gone)
         with pytest.raises(ChainError):
             train(SMALL, upload, assignment, net)
-    note = WorkerRunBook(bahen_home / "worker-runs").load(upload.order_id, 0)
+    note = WorkerRunBook(load_settings().worker_runs_dir).load(upload.order_id, 0)
     assert note.bundle is not None and note.commit_block > 0
 
     training = train(SMALL, upload, assignment, net)
