@@ -95,7 +95,7 @@ def run(flips: int, out_dir: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--flips", type=int, default=40, help="Flipped positions per artifact")
+    parser.add_argument("--flips", type=int, default=20, help="Flipped positions per artifact")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     r = run(args.flips, args.out)

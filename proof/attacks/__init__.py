@@ -124,14 +124,12 @@ def run_worker(
     job = Job(spec=spec, X=X, y=y, put=put, order_id=order_id)
     telemetry = telemetry or TelemetrySampler()
     if resume is None:
-        recorder, start, regenerate = Recorder(put=put, telemetry=telemetry), None, None
+        recorder, start = Recorder(put=put, telemetry=telemetry), None
     else:
-        last_journal, get = resume
-        recorder, start = Recorder.resume(last_journal, get=get, put=put, telemetry=telemetry)
+        recorder, start = Recorder.resume(resume[0], get=resume[1], put=put, telemetry=telemetry)
     result = train(cheat.trained_spec(spec), X, y, recorder=recorder, hooks=cheat.hooks(job), resume_from=start)
     recorded = cheat.tamper(recorder.close(), job)
-    if resume is not None:
-        regenerate = replay_regenerator(spec, X, y, recorded.checkpoints, resume[1])
+    regenerate = None if resume is None else replay_regenerator(spec, X, y, recorded.checkpoints, resume[1])
     bundle = build_bundle(recorded, order_id=order_id, task=spec.task, spec=spec, put=put)
     served, root = cheat.commit(bundle, recorded, job)
     return WorkerRun(
