@@ -8,6 +8,7 @@ an exact profile a replayed checkpoint serialises to the same bytes as the worke
 
 import io
 import sys
+import zipfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,7 @@ class Checkpoint:
     @classmethod
     def from_bytes(cls, data: bytes, *, name: str = "checkpoint") -> "Checkpoint":
         """Parse checkpoint bytes; :class:`CheckpointError` names ``name`` if they are not one."""
+        _check_stored(data, name)
         try:
             payload = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
         except Exception as exc:  # torch raises many unrelated types for a damaged archive
@@ -67,6 +69,24 @@ class Checkpoint:
         if wrong:
             raise CheckpointError(f"{name} holds fields of the wrong type ({', '.join(wrong)}); "
                                   "it was not written by this bahen")
+
+
+def _check_stored(data: bytes, name: str) -> None:
+    """Refuse an archive whose members are not stored as ``torch.save`` stores them: uncompressed.
+
+    ``torch.load`` inflates a compressed member in full before it checks the member's size, so a
+    few hundred kilobytes of zeros deflated would cost gigabytes; stored members cost no more
+    memory than the bytes at hand.
+    """
+    try:
+        members = zipfile.ZipFile(io.BytesIO(data)).infolist()
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise CheckpointError(f"{name} is corrupted or not a bahen checkpoint ({type(exc).__name__}); "
+                              "resume from an earlier checkpoint or restart the task") from None
+    compressed = [m.filename for m in members if m.compress_type != zipfile.ZIP_STORED or m.file_size != m.compress_size]
+    if compressed:
+        raise CheckpointError(f"{name} holds compressed members ({', '.join(compressed[:3])}), which torch.save never "
+                              "writes and which could inflate without bound; it was not written by bahen")
 
 
 def _canonical(obj: Any) -> Any:

@@ -189,3 +189,19 @@ def test_a_state_whose_fields_have_other_types_is_refused():
     fields["step"] = str(fields["step"])
     with pytest.raises(CheckpointError, match="wrong type \\(step\\)"):
         targets()["state"].parse(_state_with_header(json.dumps(fields).encode(), payload))
+
+
+def test_a_checkpoint_whose_member_inflates_is_refused_before_torch_reads_it():
+    import zipfile
+
+    sample = zipfile.ZipFile(io.BytesIO(targets()["checkpoint"].sample))
+    bomb, first = io.BytesIO(), next(m.filename for m in sample.infolist() if "/data/" in m.filename)
+    with zipfile.ZipFile(bomb, "w") as archive:
+        for member in sample.infolist():
+            data = sample.read(member.filename)
+            if member.filename == first:
+                data = bytes(50_000_000)  # 50 MB of zeros deflate to 50 KB
+            archive.writestr(member.filename, data, compress_type=zipfile.ZIP_DEFLATED)
+    assert len(bomb.getvalue()) < 1_000_000
+    with pytest.raises(CheckpointError, match="holds compressed members"):
+        targets()["checkpoint"].parse(bomb.getvalue())
