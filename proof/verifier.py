@@ -57,6 +57,12 @@ def load_evidence(ctx: CheckContext, fetch: Callable[[ArtifactRef], bytes]) -> N
                 setattr(ctx, attr, reader(data))
             except Exception as exc:  # any parse failure of worker-supplied bytes is evidence
                 ctx.problems[ref.name] = f"unreadable ({exc})"
+    if len(b.checkpoints) != len(ctx.scheduled_checkpoints):
+        # Each is fetched and parsed below: a bundle listing more than the order schedules would
+        # make the validator pay for every one. The integrity check names the schedule.
+        ctx.problems["checkpoints"] = (f"the proof lists {len(b.checkpoints):,} checkpoints where the order schedules "
+                                       f"{len(ctx.scheduled_checkpoints):,}; none was fetched")
+        return
     for step, ref in b.checkpoints:
         data = _fetch(ctx, ref, fetch, ctx.form.max_bytes)
         if data is None:

@@ -57,6 +57,12 @@ class CheckContext:
         """Committed checkpoint steps in increasing order."""
         return sorted(step for step, _ in self.bundle.checkpoints)
 
+    @property
+    def scheduled_checkpoints(self) -> list[int]:
+        """The checkpoint steps the order schedules: 0, every ``checkpoint_every`` steps, and the last."""
+        total = self.form.total
+        return sorted({*range(0, total, self.spec.checkpoint_every), total})
+
     @cached_property
     def batches(self) -> "EpochBatches":
         """The committed batch order over the verifier's copy of the data."""

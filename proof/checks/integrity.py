@@ -55,7 +55,7 @@ def _shape_faults(ctx: CheckContext) -> list[str]:
             faults.append(f"the step log holds {len(ctx.steps)} records, not steps 0..{total - 1} in order")
         if any(r.epoch != r.step // per_epoch for r in ctx.steps):
             faults.append("step records name the wrong epoch")
-    expected = sorted({*range(0, total, spec.checkpoint_every), total})
+    expected = ctx.scheduled_checkpoints
     if ctx.checkpoint_steps != expected or len(b.checkpoints) != len(expected):
         faults.append(f"checkpoints at {ctx.checkpoint_steps[:6]}… instead of every {spec.checkpoint_every} steps")
     if len(b.epoch_digests) != spec.epochs:

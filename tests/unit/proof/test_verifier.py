@@ -159,3 +159,20 @@ def test_the_verifier_runs_every_check_in_order():
         "integrity", "artifacts", "initialization", "data-order", "state-chain", "update-sizes", "loss",
         "spot-steps", "pev", "replay-random", "replay-largest-update", "telemetry",
     ]
+
+
+def test_a_proof_listing_more_checkpoints_than_the_order_schedules_costs_no_fetch(job):
+    spec, X, y, store, run = job
+    padded = run.bundle.checkpoints + [(step, run.bundle.checkpoints[-1][1]) for step in range(10_000, 10_500)]
+    fetched = []
+
+    def fetch(ref):
+        fetched.append(ref.name)
+        return store.fetch(ref)
+
+    report = verify_proof(run.bundle.model_copy(update={"checkpoints": padded}), committed_root=run.committed_root,
+                          challenge_seed=SEED, X=X, y=y, fetch=fetch, config=VerifyConfig(), expected_spec=spec,
+                          response=run.answer(SEED, VerifyConfig()))
+    artifacts = next(c for c in report.checks if c.name == "artifacts")
+    assert not report.passed and "the proof lists 505 checkpoints where the order schedules 5" in artifacts.detail
+    assert not any("checkpoint" in name for name in fetched)
