@@ -14,8 +14,8 @@ from privacy.errors import PrivacyError
 from proof.scoring import PerformanceReport, aggregate
 from storage.errors import StorageError
 from training.checkpoint import Checkpoint
-from training.errors import TrainingError
-from training.trainer import evaluate
+from training.errors import CheckpointError, TrainingError
+from training.trainer import evaluate, state_form
 
 from bahen.artifacts import PROOF_ROLE, get_decrypted, open_stored_grant, put_signed
 from bahen.network import Network
@@ -38,11 +38,16 @@ def score_one(spec: OrderSpec, upload: Upload, training: Training, slot: Validat
         order_id=order_id, task=training.task, validator=validator.address, model_sha256=training.final_model.sha256,
         holdout_sha256=upload.holdout.sha256, samples=len(y),
     )
+    tspec = train_spec(spec, upload, training.task, net)
     try:
+        bound = state_form(tspec, upload.train_rows).max_bytes
+        if training.final_model.size > bound:
+            raise CheckpointError(f"{training.final_model.name} is {training.final_model.size:,} bytes, over the "
+                                  f"{bound:,} a model of this order takes; it was not fetched")
         model = model_key(net, training, validator)
         plain = get_decrypted(net.store, model, training.final_model, order_id=order_id, role=PROOF_ROLE)
         checkpoint = Checkpoint.from_bytes(plain, name=training.final_model.name)
-        metrics = evaluate(train_spec(spec, upload, training.task, net), checkpoint.model_state, X, y)
+        metrics = evaluate(tspec, checkpoint.model_state, X, y)
     except (PrivacyError, StorageError, TrainingError) as exc:
         return PerformanceReport(**base, accuracy=math.nan, loss=math.nan, error=f"{type(exc).__name__}: {exc}")
     if not all(math.isfinite(v) for v in metrics.values()):

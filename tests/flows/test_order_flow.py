@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import math
 
 import numpy as np
 import pyarrow as pa
@@ -25,7 +26,7 @@ from flows.order import order
 from tasks.audit import audit
 from tasks.deliver import NotDeliverable, deliver
 from tasks.encrypt_upload import encrypt_upload
-from tasks.score import score
+from tasks.score import score, score_one
 from tasks.settle import settle
 from tasks.shard import shard
 from tasks.train import train
@@ -157,3 +158,14 @@ def test_honest_work_is_paid_whatever_the_model_learns(prefect, tmp_path, classe
     assert report.chance_accuracy == pytest.approx(1 / classes)
     above_chance = next(f for f in report.findings if f.rule == "above-chance")
     assert above_chance.passed != random_labels  # the report tells the client there was nothing to learn
+
+
+def test_a_final_model_larger_than_the_order_allows_is_scored_as_an_error_unfetched(prefect, bahen_home):
+    net = connect(load_settings())
+    upload = encrypt_upload(SMALL, net, order_id="0x" + "6e" * 32)
+    plan = shard(SMALL, upload, net)
+    training = train(SMALL, upload, plan.assignments[0], net)
+    huge = training.model_copy(update={"final_model": training.final_model.model_copy(update={"size": 10**12})})
+    for slot in plan.validators:
+        report = score_one(SMALL, upload, huge, slot, net)
+        assert "a model of this order takes; it was not fetched" in report.error and math.isnan(report.accuracy)
