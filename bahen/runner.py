@@ -7,6 +7,7 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from bahen.errors import user_errors
 from bahen.orders import OrderBook
 from bahen.records import OrderRecord
 from bahen.settings import load_settings
@@ -27,6 +28,19 @@ def _watch(book: OrderBook, started: float, progress: Progress, bar, stop: threa
         progress.update(bar, completed=done, description=f"{record.order_id[:10]}… {upcoming}")
 
 
+class _NoTracebackForUserErrors(logging.Filter):
+    """Drop the traceback Prefect logs with a failed run whose error is one a user acts on.
+
+    Its message says what went wrong and what to do, and the command prints it once at the end;
+    seventy lines of frames above it only hide it. Other errors keep their traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], user_errors()):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def run_order(spec: OrderSpec, *, console: Console, verbose: bool = False) -> OrderRecord:
     """Run the ``order`` flow on ``spec`` with a progress bar over its stages."""
     from flows.order import order
@@ -34,6 +48,8 @@ def run_order(spec: OrderSpec, *, console: Console, verbose: bool = False) -> Or
     if not verbose:
         for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", "great_expectations"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        for name in ("prefect.flow_runs", "prefect.task_runs", "prefect.flow_engine", "prefect.task_engine"):
+            logging.getLogger(name).addFilter(_NoTracebackForUserErrors())
     book = OrderBook(load_settings().orders_dir)
     started, stop = time.time() - 1, threading.Event()
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} stages"), TimeElapsedColumn())

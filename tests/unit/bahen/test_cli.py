@@ -51,3 +51,22 @@ def test_model_get_refuses_to_overwrite_a_file_without_force(tmp_path):
     with pytest.raises(BahenError, match="exists; pass --force to overwrite it"):
         fetch_model("0x" + "ab" * 32, out)
     assert out.read_bytes() == b"the client's own file"
+
+
+def test_a_failed_runs_log_drops_the_traceback_of_a_user_error_only():
+    import logging
+
+    from bahen.runner import _NoTracebackForUserErrors
+    from training.errors import DatasetError
+
+    def logged(error: Exception) -> logging.LogRecord:
+        try:
+            raise error
+        except Exception as exc:
+            record = logging.LogRecord("prefect.task_runs", logging.ERROR, __file__, 1, "failed: %r", (exc,),
+                                       exc_info=(type(exc), exc, exc.__traceback__))
+        assert _NoTracebackForUserErrors().filter(record)
+        return record
+
+    assert logged(DatasetError("dataset x failed 2 of 8 expectations")).exc_info is None
+    assert logged(ZeroDivisionError("a bug")).exc_info is not None
