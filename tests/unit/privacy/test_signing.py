@@ -1,7 +1,9 @@
 """Canonical JSON, keccak digests and EIP-191 signatures over them."""
 
+import datetime as dt
 import json
 import math
+import re
 
 import pytest
 from eth_keys import keys
@@ -61,10 +63,26 @@ def test_pydantic_models_are_their_json_dump():
     assert canonical_json({"report": report}) == b'{"report":{"order_id":"0x01","passed":true,"score":0.5}}'
 
 
-@pytest.mark.parametrize("value", [b"raw", {1: "int key"}, math.nan, {"x": math.inf}, object(), "\ud800"])
-def test_values_without_a_canonical_form_are_refused(value):
-    with pytest.raises(CanonicalJsonError):
+@pytest.mark.parametrize("value, message", [
+    (b"raw", "a bytes has no canonical JSON form; convert it (bytes as hex)"),
+    ({1: "int key"}, "canonical JSON object keys are strings; convert the keys first"),
+    (math.nan, "nan has no JSON form; record it as a string or null"),
+    ({"x": math.inf}, "inf has no JSON form; record it as a string or null"),
+    (object(), "a object has no canonical JSON form"),
+    ("\ud800", "a string is not valid Unicode"),
+])
+def test_values_without_a_canonical_form_are_refused_and_named(value, message):
+    with pytest.raises(CanonicalJsonError, match=re.escape(message)):
         canonical_json(value)
+
+
+def test_a_models_fields_are_written_in_json_mode():
+    class Stamped(BaseModel):
+        at: dt.datetime
+        steps: tuple[int, int]
+
+    stamped = Stamped(at=dt.datetime(2026, 12, 4, 7, 0, tzinfo=dt.UTC), steps=(1, 2))
+    assert canonical_json(stamped) == b'{"at":"2026-12-04T07:00:00Z","steps":[1,2]}'
 
 
 def test_digest_is_keccak_of_canonical_json():
@@ -115,7 +133,7 @@ def test_any_json_object_signs_and_verifies(payload):
 
 
 def test_non_object_payload_is_refused():
-    with pytest.raises(CanonicalJsonError):
+    with pytest.raises(CanonicalJsonError, match="a signed payload is a JSON object, not list"):
         sign_document(SIGNER, [1, 2])
 
 
@@ -143,19 +161,35 @@ def test_claimed_signer_that_did_not_sign_is_refused():
         verify_document(doc)
 
 
-def test_malleable_and_malformed_signatures_are_refused():
+def test_malleable_and_malformed_signatures_are_refused_and_named():
     payload_digest = digest(PAYLOAD)
     signature = sign_digest(SIGNER, payload_digest)
     s = int.from_bytes(signature[32:64], "big")
     twin = signature[:32] + (CURVE_ORDER - s).to_bytes(32, "big") + bytes([55 - signature[64]])
-    for bad in [twin, signature[:64] + b"\x00", signature[:64], b"\x00" * 65]:
-        with pytest.raises(SignatureError):
+    canonical = "the signature is not in canonical form (v 27/28, low s), so the contracts would reject it; " \
+                "ask the signer to sign again"
+    for bad, message in [(twin, canonical), (signature[:64] + b"\x00", canonical),
+                         (signature[:64], "a signature is 65 bytes (r ‖ s ‖ v), got 64"),
+                         (b"\x00" * 64 + b"\x1b", "the signature is malformed")]:
+        with pytest.raises(SignatureError, match=re.escape(message)):
             recover_signer(payload_digest, bad)
-    with pytest.raises(SignatureError):
+    with pytest.raises(SignatureError, match="a digest is 32 bytes"):
         recover_signer(b"short", signature)
     doc = sign_document(SIGNER, PAYLOAD).model_copy(update={"signature": "0xzz"})
-    with pytest.raises(SignatureError):
+    with pytest.raises(SignatureError, match="the document's signature is not hex"):
         verify_document(doc)
+    with pytest.raises(SignatureError, match="'nobody' is not an Ethereum address"):
+        verify_document(sign_document(SIGNER, PAYLOAD), expected_signer="nobody")
+
+
+def test_s_at_exactly_half_the_curve_order_is_canonical():
+    # OpenZeppelin refuses s above half the order, not s equal to it: the boundary is not "not canonical".
+    half = (0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0).to_bytes(32, "big")
+    signature = sign_digest(SIGNER, digest(PAYLOAD))
+    try:
+        recover_signer(digest(PAYLOAD), signature[:32] + half + bytes([27]))
+    except SignatureError as refused:
+        assert "not in canonical form" not in str(refused)
 
 
 def test_models_opting_in_write_non_finite_floats_as_strings():

@@ -76,7 +76,20 @@ def test_every_leaf_proves_and_tampering_fails(leaves, data):
         assert not verify_inclusion(leaves[index], index, flipped, root, size=size)
 
 
+def test_every_leaf_of_every_tree_up_to_64_leaves_proves_itself_and_nothing_else():
+    # Exhaustive where the property test samples: the right-edge climbs of every shape of tree.
+    for size in range(1, 65):
+        leaves = [bytes([i]) for i in range(size)]
+        root = merkle_root(leaves)
+        for index in range(size):
+            proof = inclusion_proof(leaves, index)
+            assert verify_inclusion(leaves[index], index, proof, root, size=size), (size, index)
+            assert not verify_inclusion(leaves[index], index, [*proof, root], root, size=size), (size, index)
+            if size > 1:
+                assert not verify_inclusion(leaves[index], (index + 1) % size, proof, root, size=size), (size, index)
+
+
 def test_out_of_range():
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match="leaf 1 is outside a tree of 1 leaves"):
         inclusion_proof([b"a"], 1)
     assert not verify_inclusion(b"a", 1, [], merkle_root([b"a"]), size=1)

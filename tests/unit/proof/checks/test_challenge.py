@@ -1,6 +1,7 @@
 import hashlib
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -14,6 +15,41 @@ def test_sample_indices_known_answer():
     # First word of SHA-256(domain || seed || "x" || 0^8), reduced mod 10, by hand:
     block = hashlib.sha256(b"bahen.challenge.v1" + b"s" + b"x" + bytes(8)).digest()
     assert sample_indices(b"s", "x", 10, 1) == [int.from_bytes(block[:8], "big") % 10]
+
+
+def _reference_indices(seed: bytes, label: str, population: int, count: int) -> list[int]:
+    """The sampler as the module's docstring specifies it, written independently of the module."""
+    limit = 2**64 - 2**64 % population
+    chosen, block = [], 0
+    while len(chosen) < min(count, population):
+        digest = hashlib.sha256(b"bahen.challenge.v1" + seed + label.encode() + block.to_bytes(8, "big")).digest()
+        for word in (int.from_bytes(digest[i:i + 8], "big") for i in (0, 8, 16, 24)):
+            if word < limit and word % population not in chosen and len(chosen) < min(count, population):
+                chosen.append(word % population)
+        block += 1
+    return chosen
+
+
+@pytest.mark.parametrize("label, population, count", [
+    ("steps", 2811, 48), ("replay", 94, 1), ("loss", 94, 2), ("pev/0", 60_000, 1200), ("x", 7, 7),
+    # about half of all words are rejected below 2**63 + 1: the rejection bound is exercised
+    ("steps", 2**63 + 1, 12),
+])
+def test_sample_indices_follow_the_specification(label, population, count):
+    assert sample_indices(SEED, label, population, count) == _reference_indices(SEED, label, population, count)
+
+
+def test_the_challenge_is_the_specified_draws_over_the_committed_checkpoints():
+    class Bundle:
+        checkpoints = [(step, None) for step in (0, 30, 60, 90, 120, 125)]
+
+    config = VerifyConfig(replay_segments=2, loss_samples=3, spot_steps=10)
+    challenge = derive_challenge(SEED, Bundle(), config)
+    starts = [0, 30, 60, 90, 120]
+    assert challenge.replay_segments == sorted(starts[i] for i in _reference_indices(SEED, "replay", 5, 2))
+    assert challenge.loss_steps == sorted(starts[i] for i in _reference_indices(SEED, "loss", 5, 3))
+    assert challenge.spot_steps == sorted(_reference_indices(SEED, "steps", 125, 10))
+    assert challenge.seed == SEED.hex() and challenge.pev_fraction == config.pev_fraction
 
 
 @given(st.binary(min_size=1, max_size=32), st.integers(1, 500), st.integers(0, 600))
@@ -51,6 +87,14 @@ def test_claims_that_are_not_sizes_are_challenged_first():
 def test_ties_go_to_the_earlier_step_and_zero_claims_do_not_break_the_ranking():
     assert largest_claimed_steps([1.0] * 10, 2) == [0, 1]
     assert largest_claimed_steps([0.0] * 10 + [1.0], 1) == [10]
+
+
+def test_a_size_among_claims_that_are_not_sizes_has_no_neighbours_to_hide_behind():
+    # Invalid claims count as no update in their neighbours' medians, so a real size surrounded by
+    # them scores as high as they do and keeps its place by step order.
+    nan = float("nan")
+    assert largest_claimed_steps([nan] * 40 + [2.0] + [nan] * 40, 80) == list(range(80))
+    assert largest_claimed_steps([2.0, 1.0], 1) == [0] and largest_claimed_steps([1.0], 1) == [0]
 
 
 def test_largest_steps_join_the_spot_steps(honest):
