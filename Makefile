@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench mutation clean
 
 $(STAMP): pyproject.toml constraints.txt package.json package-lock.json
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -29,6 +29,11 @@ test: install
 
 bench: install
 	$(VENV)/bin/bahen bench all
+
+# Mutation testing of the security-critical modules ([tool.mutmut] in pyproject.toml); hours on 2 cores.
+mutation: install
+	$(PY) -m pip install -q -c constraints.txt -e ".[mutation]"
+	$(VENV)/bin/mutmut run; $(VENV)/bin/mutmut results
 
 clean:
 	rm -rf $(VENV) node_modules .bahen

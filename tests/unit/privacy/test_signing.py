@@ -72,8 +72,9 @@ def test_pydantic_models_are_their_json_dump():
     ("\ud800", "a string is not valid Unicode"),
 ])
 def test_values_without_a_canonical_form_are_refused_and_named(value, message):
-    with pytest.raises(CanonicalJsonError, match=re.escape(message)):
+    with pytest.raises(CanonicalJsonError, match=re.escape(message)) as refused:
         canonical_json(value)
+    assert str(refused.value).startswith(message)
 
 
 def test_a_models_fields_are_written_in_json_mode():
@@ -206,3 +207,32 @@ def test_models_opting_in_write_non_finite_floats_as_strings():
     assert canonical_json(Measured(observed=math.nan)) == b'{"observed":"NaN"}'
     with pytest.raises(CanonicalJsonError):
         canonical_json(Plain(observed=math.inf))
+
+
+def test_a_document_of_the_wrong_form_is_named_with_its_first_problem_and_how_many_more():
+    from privacy.errors import DocumentError
+    from privacy.signing import parse_document
+
+    def refusal(data) -> str:
+        with pytest.raises(DocumentError) as refused:
+            parse_document(SignedDocument, data, what="the manifest")
+        return str(refused.value)
+
+    assert refusal(b'{"payload": {}, "digest": 1}') == (
+        "the manifest is not a valid SignedDocument (digest: Input should be a valid string, and 2 more problems); "
+        "reject it or fetch it again")
+    assert refusal({"payload": {"a": 1}, "digest": "0x", "signer": "0x"}) == (
+        "the manifest is not a valid SignedDocument (signature: Field required); reject it or fetch it again")
+    assert refusal(b"[1").startswith("the manifest is not a valid SignedDocument (the document: Invalid JSON")
+
+
+def test_a_document_of_exactly_the_largest_size_is_read(monkeypatch):
+    import privacy.signing
+    from privacy.errors import DocumentError
+
+    data = canonical_json(sign_document(SIGNER, PAYLOAD))
+    monkeypatch.setattr(privacy.signing, "MAX_DOCUMENT_BYTES", len(data))
+    assert privacy.signing.parse_document(SignedDocument, data, what="doc").payload == PAYLOAD
+    with pytest.raises(DocumentError, match=f"^doc is {len(data) + 1:,} bytes, over the {len(data):,} a party reads; "
+                                            "it was not written by bahen, reject it$"):
+        privacy.signing.parse_document(SignedDocument, data + b" ", what="doc")

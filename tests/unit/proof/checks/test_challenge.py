@@ -32,24 +32,32 @@ def _reference_indices(seed: bytes, label: str, population: int, count: int) -> 
 
 @pytest.mark.parametrize("label, population, count", [
     ("steps", 2811, 48), ("replay", 94, 1), ("loss", 94, 2), ("pev/0", 60_000, 1200), ("x", 7, 7),
-    # about half of all words are rejected below 2**63 + 1: the rejection bound is exercised
-    ("steps", 2**63 + 1, 12),
+    # about half, then a quarter, of all words are rejected: the rejection bound is exercised
+    ("steps", 2**63 + 1, 12), ("steps", 3 * 2**62, 12),
 ])
 def test_sample_indices_follow_the_specification(label, population, count):
     assert sample_indices(SEED, label, population, count) == _reference_indices(SEED, label, population, count)
 
 
-def test_the_challenge_is_the_specified_draws_over_the_committed_checkpoints():
-    class Bundle:
-        checkpoints = [(step, None) for step in (0, 30, 60, 90, 120, 125)]
+def test_an_empty_population_draws_nothing():
+    assert sample_indices(SEED, "steps", 0, 5) == []
 
-    config = VerifyConfig(replay_segments=2, loss_samples=3, spot_steps=10)
-    challenge = derive_challenge(SEED, Bundle(), config)
-    starts = [0, 30, 60, 90, 120]
-    assert challenge.replay_segments == sorted(starts[i] for i in _reference_indices(SEED, "replay", 5, 2))
-    assert challenge.loss_steps == sorted(starts[i] for i in _reference_indices(SEED, "loss", 5, 3))
-    assert challenge.spot_steps == sorted(_reference_indices(SEED, "steps", 125, 10))
+
+class _Bundle:
+    def __init__(self, steps):
+        self.checkpoints = [(step, None) for step in steps]
+
+
+def test_the_challenge_is_the_specified_draws_over_the_committed_checkpoints():
+    config = VerifyConfig(replay_segments=2, loss_samples=5, spot_steps=10)
+    challenge = derive_challenge(SEED, _Bundle([*range(0, 1200, 30), 1205]), config)
+    starts = list(range(0, 1200, 30))
+    assert challenge.replay_segments == sorted(starts[i] for i in _reference_indices(SEED, "replay", 40, 2))
+    assert challenge.loss_steps == sorted(starts[i] for i in _reference_indices(SEED, "loss", 40, 5))
+    assert challenge.spot_steps == sorted(_reference_indices(SEED, "steps", 1205, 10))
     assert challenge.seed == SEED.hex() and challenge.pev_fraction == config.pev_fraction
+    empty = derive_challenge(SEED, _Bundle([]), config)
+    assert (empty.replay_segments, empty.loss_steps, empty.spot_steps) == ([], [], [])
 
 
 @given(st.binary(min_size=1, max_size=32), st.integers(1, 500), st.integers(0, 600))
@@ -87,6 +95,12 @@ def test_claims_that_are_not_sizes_are_challenged_first():
 def test_ties_go_to_the_earlier_step_and_zero_claims_do_not_break_the_ranking():
     assert largest_claimed_steps([1.0] * 10, 2) == [0, 1]
     assert largest_claimed_steps([0.0] * 10 + [1.0], 1) == [10]
+
+
+def test_a_plateau_as_wide_as_half_the_window_is_its_own_neighbourhood():
+    # A sustained change of update size (a schedule's phase) is no outlier: each step of the plateau
+    # is compared with a window centred on it, which the plateau holds the median of.
+    assert largest_claimed_steps([1.0] * 100 + [3.0] * 33 + [1.0] * 100, 1) == [0]
 
 
 def test_a_size_among_claims_that_are_not_sizes_has_no_neighbours_to_hide_behind():
