@@ -223,7 +223,16 @@ def test_a_document_of_the_wrong_form_is_named_with_its_first_problem_and_how_ma
         "reject it or fetch it again")
     assert refusal({"payload": {"a": 1}, "digest": "0x", "signer": "0x"}) == (
         "the manifest is not a valid SignedDocument (signature: Field required); reject it or fetch it again")
+    assert refusal({"payload": {}, "digest": "0x"}) == (
+        "the manifest is not a valid SignedDocument (signer: Field required, and 1 more problems); "
+        "reject it or fetch it again")
     assert refusal(b"[1").startswith("the manifest is not a valid SignedDocument (the document: Invalid JSON")
+
+    class Nested(BaseModel):
+        report: Report
+
+    with pytest.raises(DocumentError, match=r"\(report\.score: Input should be a valid number"):
+        parse_document(Nested, {"report": {"order_id": "0x01", "score": "high", "passed": True}}, what="the report")
 
 
 def test_a_document_of_exactly_the_largest_size_is_read(monkeypatch):
