@@ -80,7 +80,7 @@ def _check_stored(data: bytes, name: str) -> None:
     """
     try:
         members = zipfile.ZipFile(io.BytesIO(data)).infolist()
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+    except (zipfile.BadZipFile, ValueError, OSError, NotImplementedError) as exc:  # an unsupported zip version
         raise CheckpointError(f"{name} is corrupted or not a bahen checkpoint ({type(exc).__name__}); "
                               "resume from an earlier checkpoint or restart the task") from None
     compressed = [m.filename for m in members if m.compress_type != zipfile.ZIP_STORED or m.file_size != m.compress_size]
