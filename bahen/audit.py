@@ -84,10 +84,13 @@ def recheck(record: OrderRecord, store: ArtifactStore, market: Bahen) -> list[st
         except user_errors() as exc:
             problems.append(f"{path}: {exc}")
     oid = bytes.fromhex(record.order_id[2:])
-    if record.training is not None:
-        problems += _recheck_proof(record, store, market, oid)
-    if record.verdict is not None:
-        problems += _recheck_verdict(record, store, market, oid)
+    try:
+        if record.training is not None:
+            problems += _recheck_proof(record, store, market, oid)
+        if record.verdict is not None:
+            problems += _recheck_verdict(record, store, market, oid)
+    except user_errors() as exc:  # the chain does not know the order, or cannot be asked
+        problems.append(f"chain: {exc}")
     return problems
 
 

@@ -110,8 +110,10 @@ def audit_check(order_id: Annotated[str, typer.Argument(help="Order id (0x…) o
     Exits non-zero, naming each artifact or commitment that did not hold, when the re-audit
     disagrees with the recorded verdict.
     """
+    from bahen.runner import quiet_user_error_tracebacks
     from flows.audit import audit
 
+    quiet_user_error_tracebacks()
     for check in audit(order_id):
         console.print(f"task {check.task}: agrees with the recorded verdict "
                       f"({'accepted' if check.accepted else 'rejected'}); every pinned artifact and commitment re-checked")

@@ -41,6 +41,14 @@ class _NoTracebackForUserErrors(logging.Filter):
         return True
 
 
+def quiet_user_error_tracebacks() -> None:
+    """Log failed runs of this process without the traceback of an error a user acts on."""
+    for name in ("prefect.flow_runs", "prefect.task_runs", "prefect.flow_engine", "prefect.task_engine"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoTracebackForUserErrors) for f in logger.filters):
+            logger.addFilter(_NoTracebackForUserErrors())
+
+
 def run_order(spec: OrderSpec, *, console: Console, verbose: bool = False) -> OrderRecord:
     """Run the ``order`` flow on ``spec`` with a progress bar over its stages."""
     from flows.order import order
@@ -48,8 +56,7 @@ def run_order(spec: OrderSpec, *, console: Console, verbose: bool = False) -> Or
     if not verbose:
         for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", "great_expectations"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        for name in ("prefect.flow_runs", "prefect.task_runs", "prefect.flow_engine", "prefect.task_engine"):
-            logging.getLogger(name).addFilter(_NoTracebackForUserErrors())
+        quiet_user_error_tracebacks()
     book = OrderBook(load_settings().orders_dir)
     started, stop = time.time() - 1, threading.Event()
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} stages"), TimeElapsedColumn())

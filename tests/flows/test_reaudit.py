@@ -89,3 +89,10 @@ def test_the_cli_reports_agreement(settled):
     result = CliRunner().invoke(app, ["audit", "check", settled.order_id])
     assert result.exit_code == 0, result.output
     assert "task 0: agrees with the recorded verdict (accepted)" in result.output
+
+
+def test_an_order_the_chain_does_not_know_is_named_not_raised(settled):
+    net = connect(load_settings())
+    unknown = settled.model_copy(update={"order_id": "0x" + "77" * 32})
+    [problem] = recheck(unknown, net.store, net.market)
+    assert problem.startswith(f"chain: order {unknown.order_id} does not exist on market")
