@@ -145,7 +145,7 @@ def order_list() -> None:
     table = Table("status", "dataset", "model", "order")
     table.columns[-1].overflow = "fold"
     for record in records:
-        table.add_row(record.status, record.spec.dataset, record.spec.model, record.order_id)
+        table.add_row(record.status, record.spec.data_name, record.spec.model, record.order_id)
     console.print(table)
 
 

@@ -81,6 +81,11 @@ class OrderSpec(BaseModel):
         return self
 
     @property
+    def data_name(self) -> str:
+        """The order's data as its client knows it: the sample dataset's name, or the file's."""
+        return Path(self.dataset_path).name if self.dataset_path is not None else self.dataset
+
+    @property
     def budget_wei(self) -> int:
         """The budget in wei, from the decimal the client wrote (no binary rounding)."""
         return int(Decimal(str(self.budget_eth)) * WEI_PER_ETH)

@@ -22,7 +22,7 @@ from tasks.shard import shard_task
 from tasks.verify import verify_task
 
 
-@flow(name="order", flow_run_name="order-{spec.model}-{spec.dataset}", validate_parameters=True)
+@flow(name="order", flow_run_name="order-{spec.model}-{spec.data_name}", validate_parameters=True)
 def order(spec: OrderSpec = OrderSpec()) -> OrderRecord:
     """Train ``spec`` on rented compute, verify the proof, score, audit, settle on chain, then deliver the model."""
     order_id = order_id_of_run(runtime.flow_run.id)

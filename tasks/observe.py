@@ -20,7 +20,7 @@ def emit_stage_event(record: OrderRecord, stage: str, seconds: float) -> None:
     emit_event(
         event=f"bahen.order.{stage}",
         resource={"prefect.resource.id": f"bahen.order.{record.order_id}", "prefect.resource.name": record.order_id},
-        payload={"status": record.status, "seconds": round(seconds, 3), "model": record.spec.model, "dataset": record.spec.dataset},
+        payload={"status": record.status, "seconds": round(seconds, 3), "model": record.spec.model, "dataset": record.spec.data_name},
     )
 
 

@@ -54,3 +54,12 @@ def test_yaml_file_errors_say_which_file(tmp_path):
         load_spec(path)
     path.write_text("epochs: 3\nmodel: cnn\n")
     assert load_spec(path) == OrderSpec(epochs=3, model="cnn")
+
+
+def test_an_order_names_its_data_as_the_client_knows_it(tmp_path):
+    from bahen.spec import OrderSpec
+
+    path = tmp_path / "sensor-readings.csv"
+    path.write_text("x0,label\n0.5,1\n")
+    assert OrderSpec(dataset="mnist").data_name == "mnist"
+    assert OrderSpec(dataset_path=str(path)).data_name == "sensor-readings.csv"
