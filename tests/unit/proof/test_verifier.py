@@ -24,12 +24,23 @@ def job():
     return spec, X[:500], y[:500], store, run_worker(None, spec, X[:500], y[:500], store.put)
 
 
-def _verify(job, fetch=None, **kwargs):
+def _verify(job, fetch=None, bundle=None, **kwargs):
     spec, X, y, store, run = job
     kwargs.setdefault("response", run.answer(SEED, VerifyConfig()))
     kwargs.setdefault("expected_spec", spec)
-    return verify_proof(run.bundle, committed_root=run.committed_root, challenge_seed=SEED, X=X, y=y,
+    return verify_proof(bundle or run.bundle, committed_root=run.committed_root, challenge_seed=SEED, X=X, y=y,
                         fetch=fetch or store.fetch, config=VerifyConfig(), **kwargs)
+
+
+def _verify_counting_fetches(job, checkpoints):
+    """Verify the honest proof with ``checkpoints`` in its place; the report and the names fetched."""
+    fetched = []
+
+    def fetch(ref):
+        fetched.append(ref.name)
+        return job[3].fetch(ref)
+
+    return _verify(job, fetch, job[4].bundle.model_copy(update={"checkpoints": checkpoints})), fetched
 
 
 def test_honest_report_passes_with_costs_and_artifacts(job):
@@ -72,15 +83,7 @@ def test_honest_states_fit_the_bound_that_an_oversized_artifact_is_refused_by_un
     step, victim = run.bundle.checkpoints[2]
     huge = victim.model_copy(update={"size": bound + 1})
     checkpoints = [(s, huge if s == step else ref) for s, ref in run.bundle.checkpoints]
-    fetched = []
-
-    def fetch(ref):
-        fetched.append(ref.name)
-        return store.fetch(ref)
-
-    report = verify_proof(run.bundle.model_copy(update={"checkpoints": checkpoints}), committed_root=run.committed_root,
-                          challenge_seed=SEED, X=X, y=y, fetch=fetch, config=VerifyConfig(), expected_spec=spec,
-                          response=run.answer(SEED, VerifyConfig()))
+    report, fetched = _verify_counting_fetches(job, checkpoints)
     artifacts = next(c for c in report.checks if c.name == "artifacts")
     assert not artifacts.passed and f"{victim.name}: is {bound + 1:,} bytes, over the {bound:,}" in artifacts.detail
     assert victim.name not in fetched
@@ -164,15 +167,7 @@ def test_the_verifier_runs_every_check_in_order():
 def test_a_proof_listing_more_checkpoints_than_the_order_schedules_costs_no_fetch(job):
     spec, X, y, store, run = job
     padded = run.bundle.checkpoints + [(step, run.bundle.checkpoints[-1][1]) for step in range(10_000, 10_500)]
-    fetched = []
-
-    def fetch(ref):
-        fetched.append(ref.name)
-        return store.fetch(ref)
-
-    report = verify_proof(run.bundle.model_copy(update={"checkpoints": padded}), committed_root=run.committed_root,
-                          challenge_seed=SEED, X=X, y=y, fetch=fetch, config=VerifyConfig(), expected_spec=spec,
-                          response=run.answer(SEED, VerifyConfig()))
+    report, fetched = _verify_counting_fetches(job, padded)
     artifacts = next(c for c in report.checks if c.name == "artifacts")
     assert not report.passed and "the proof lists 505 checkpoints where the order schedules 5" in artifacts.detail
     assert not any("checkpoint" in name for name in fetched)
