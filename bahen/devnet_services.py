@@ -22,6 +22,7 @@ import requests
 from pydantic import BaseModel
 
 from bahen.errors import BahenError
+from bahen.jsonfile import save_json
 from bahen.settings import Settings
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -78,10 +79,7 @@ def load_state(home: Path) -> DevnetState:
 
 
 def save_state(state: DevnetState) -> None:
-    path = state_path(state.home)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(state.model_dump_json(indent=2))
-    tmp.replace(path)
+    save_json(state_path(state.home), state)
 
 
 def service_env(state: DevnetState) -> dict[str, str]:

@@ -16,6 +16,7 @@ from privacy.identity import Identity, Keystore
 from storage.store import ArtifactStore, open_store
 
 from bahen import devnet
+from bahen.jsonfile import save_json
 from bahen.settings import Settings
 
 
@@ -88,8 +89,4 @@ def load_addresses(settings: Settings) -> Addresses:
 
 def save_addresses(settings: Settings, addresses: Addresses) -> None:
     """Record where the contracts live, atomically."""
-    path = settings.chain_file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(addresses.model_dump_json(indent=2))
-    tmp.replace(path)
+    save_json(settings.chain_file, addresses)

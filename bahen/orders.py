@@ -1,12 +1,12 @@
 """The client's book of orders: one JSON record per order under ``HOME/orders``."""
 
 import hashlib
-import os
 import secrets
 from pathlib import Path
 from uuid import UUID
 
 from bahen.errors import BahenError
+from bahen.jsonfile import save_json
 from bahen.records import OrderRecord, StageTiming
 
 
@@ -40,11 +40,7 @@ class OrderBook:
         return self.directory / f"{order_id}.json"
 
     def save(self, record: OrderRecord) -> None:
-        path = self._path(record.order_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(record.model_dump_json(indent=2))
-        tmp.replace(path)
+        save_json(self._path(record.order_id), record)
 
     def load(self, order_id: str) -> OrderRecord:
         path = self._path(order_id)

@@ -8,13 +8,13 @@ training resumes), and once the proof is committed, the signed manifest, its roo
 nothing a stranger could use; it is dropped once the challenge is answered.
 """
 
-import os
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 from storage.refs import ArtifactRef
 
 from bahen.errors import BahenError
+from bahen.jsonfile import save_json
 
 
 class WorkerRunNote(BaseModel):
@@ -51,11 +51,7 @@ class WorkerRunBook:
                              "the task from the start") from None
 
     def save(self, note: WorkerRunNote) -> None:
-        path = self._path(note.order_id, note.task)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(note.model_dump_json(indent=2))
-        tmp.replace(path)
+        save_json(self._path(note.order_id, note.task), note)
 
     def drop(self, order_id: str, task: int) -> None:
         self._path(order_id, task).unlink(missing_ok=True)
