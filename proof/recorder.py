@@ -106,6 +106,7 @@ class Recorder:
         self._epoch_digests: dict[int, str] = {}
         self._resumes: list[int] = []
         self._stored: list[dict] = []  # one entry per stored checkpoint; the background thread appends
+        self._write_failed = False  # the background thread's: a checkpoint or journal it could not store
         self._profile: ProfileInfo | None = None
         self._restored_step: int | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bahen-checkpoint")
@@ -235,6 +236,22 @@ class Recorder:
         return [self._epoch_digests[e] for e in sorted(self._epoch_digests)]
 
     def _write(self, checkpoint: Checkpoint, journal: dict, records: list[StepRecord],
+               hashing: list[tuple[int, Future]]) -> None:
+        """Store a checkpoint and its journal; nothing once an earlier one failed.
+
+        A journal lists every checkpoint before it: written after a failed one, it would name a
+        chain with a gap, which no resume could use.
+        """
+        if self._write_failed:
+            raise CheckpointWriteError(checkpoint_name(checkpoint.step),
+                                       RuntimeError("an earlier checkpoint or journal was not stored"))
+        try:
+            self._store(checkpoint, journal, records, hashing)
+        except BaseException:
+            self._write_failed = True
+            raise
+
+    def _store(self, checkpoint: Checkpoint, journal: dict, records: list[StepRecord],
                hashing: list[tuple[int, Future]]) -> None:
         journal["records"] = _to_columns(_with_state_outcomes(records, hashing))
         data = checkpoint.to_bytes()

@@ -249,3 +249,39 @@ def test_resume_from_a_non_journal(data):
 def test_corrupted_checkpoint_bytes():
     with pytest.raises(CheckpointError, match="step 6 is corrupted or not a bahen checkpoint"):
         Checkpoint.from_bytes(b"PK\x03\x04 truncated", name="step 6")
+
+
+class JournalFailsLate(Store):
+    """A store whose put of one journal hangs until the loop is past the next checkpoint, then fails."""
+
+    def __init__(self, failing: str):
+        super().__init__()
+        self.failing, self.release = failing, threading.Event()
+
+    def put(self, name: str, data: bytes) -> ArtifactRef:
+        if name == self.failing:
+            self.release.wait(timeout=60)
+            raise ConnectionError("store unreachable")
+        return super().put(name, data)
+
+
+class ReleaseAt(TrainHooks):
+    def __init__(self, step: int, release: threading.Event):
+        self.step, self.release = step, release
+
+    def on_batch(self, step, indices, X, y):
+        if step == self.step:
+            self.release.set()
+        return X, y
+
+
+def test_no_checkpoint_or_journal_is_stored_after_one_that_failed(data):
+    # Checkpoint 12's write is queued while journal 6's put still hangs: stored after the failure,
+    # journal 12 would list a chain without checkpoint 6, from which no resume could continue.
+    store = JournalFailsLate(journal_name(6))
+    recorder = Recorder(put=store.put)
+    with pytest.raises(CheckpointWriteError, match="storing checkpoint-00000006 failed"):
+        train(SPEC, *data, recorder=recorder, hooks=ReleaseAt(14, store.release))
+    recorder.wait_idle()
+    assert "checkpoint-00000006" in store.objects
+    assert not {"checkpoint-00000012", "journal-00000012"} & set(store.objects)
