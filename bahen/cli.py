@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from bahen.cli_accounts import register as register_accounts
 from bahen.cli_admin import audit_app, bench, chain_app, keys_app, store_app
 from bahen.cli_devnet import register as register_devnet
 from bahen.errors import user_errors
@@ -40,6 +41,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(store_app, name="store")
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(bench)
 register_devnet(app)
+register_accounts(app, order_app)
 
 
 def _print_version(value: bool) -> None:

@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 console = Console()
 
@@ -50,18 +49,16 @@ def keys_new(name: Annotated[str, typer.Argument(help="Party name, e.g. worker-3
     console.print(f"{name}: address {identity.address}, x25519 {identity.x25519_public.hex()}")
 
 
-@keys_app.command("show")
-def keys_show() -> None:
-    """List the identities of this host: addresses and public keys only."""
+@keys_app.command("list")
+def keys_list() -> None:
+    """List the identities of this host, one per line: name, address, X25519 public key (no secrets)."""
     from bahen.network import keystore_of
     from bahen.settings import load_settings
 
     keystore = keystore_of(load_settings())
-    table = Table("name", "address", "x25519 public key")
     for name in keystore.names():
         public = keystore.public(name)
-        table.add_row(name, public.address, public.x25519_public)
-    console.print(table)
+        print(name, public.address, public.x25519_public)
 
 
 @chain_app.command("deploy")

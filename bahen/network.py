@@ -16,8 +16,13 @@ from privacy.identity import Identity, Keystore
 from storage.store import ArtifactStore, open_store
 
 from bahen import devnet
+from bahen.errors import BahenError
 from bahen.jsonfile import save_json
 from bahen.settings import Settings
+
+
+class NoKeyError(BahenError):
+    """This host holds no key of the party that must act."""
 
 
 @dataclass
@@ -36,6 +41,14 @@ class Network:
         if name not in self._identities:
             self._identities[name] = self.keystore.load_or_create(name)
         return self._identities[name]
+
+    def party_at(self, address: str, *, role: str) -> Identity:
+        """The identity of this host whose account is ``address``, to act as ``role`` (named in the error)."""
+        for name in self.keystore.names():
+            if self.keystore.public(name).address.lower() == address.lower():
+                return self.party(name)
+        raise NoKeyError(f"this host ({self.keystore.root}) holds no key of {role} {address}: run the command "
+                         f"on the {role}'s host, with its BAHEN_HOME")
 
 
 _networks: dict[tuple, Network] = {}

@@ -5,9 +5,16 @@ import secrets
 from pathlib import Path
 from uuid import UUID
 
+from datetime import UTC, datetime
+
 from bahen.errors import BahenError
 from bahen.jsonfile import save_json
+from bahen.network import Network
 from bahen.records import OrderRecord, StageTiming
+
+
+class NotCancellableError(BahenError):
+    """The contract would refuse to cancel the order now."""
 
 
 class UnknownOrderError(BahenError):
@@ -34,10 +41,15 @@ class OrderBook:
     def __init__(self, directory: Path):
         self.directory = Path(directory)
 
-    def _path(self, order_id: str) -> Path:
+    @staticmethod
+    def check_id(order_id: str) -> str:
+        """``order_id`` if it is an order id, else a :class:`BahenError` saying what one looks like."""
         if not (order_id.startswith("0x") and len(order_id) == 66 and all(c in "0123456789abcdef" for c in order_id[2:])):
             raise BahenError(f"{order_id!r} is not an order id (0x followed by 64 lowercase hex digits)")
-        return self.directory / f"{order_id}.json"
+        return order_id
+
+    def _path(self, order_id: str) -> Path:
+        return self.directory / f"{self.check_id(order_id)}.json"
 
     def save(self, record: OrderRecord) -> None:
         save_json(self._path(record.order_id), record)
@@ -61,3 +73,30 @@ class OrderBook:
         )
         self.save(record)
         return record
+
+
+def cancel_order(order_id: str, net: Network, book: OrderBook, *, reason: str) -> str:
+    """Cancel ``order_id`` as its client, whose key this host must hold; the escrow is credited back.
+
+    The contract allows it before any proof is committed, or after the deadline while no verdict is
+    recorded; otherwise :class:`NotCancellableError` says why, and nothing is sent. The order's
+    record, when this host keeps one, takes the new status; the status is returned.
+    """
+    oid = bytes.fromhex(book.check_id(order_id)[2:])
+    view = net.market.order(oid)
+    client = net.party_at(view.client, role="client")
+    if view.status != "open":
+        raise NotCancellableError(f"order {order_id} is already {view.status} on chain")
+    if view.verdicts:
+        raise NotCancellableError(f"order {order_id} has a verdict on chain: settle it instead (settlement pays and slashes)")
+    if view.commits and net.chain.now() <= view.deadline:
+        when = datetime.fromtimestamp(view.deadline, UTC).isoformat(timespec="seconds")
+        raise NotCancellableError(f"a worker committed a proof for order {order_id}: it can be cancelled after its "
+                                  f"deadline, {when} (chain time), if no verdict is recorded by then")
+    net.market.cancel_order(client.account, order_id=oid)
+    status = f"cancelled, escrow refunded: {reason}"
+    try:
+        book.save(book.load(order_id).model_copy(update={"status": status}))
+    except UnknownOrderError:
+        pass  # the client placed it from another home: the chain holds all there is
+    return status

@@ -26,8 +26,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bahen.errors import BahenError
 from bahen.network import Network
-from bahen.orders import OrderBook
-from bahen.parties import CLIENT
+from bahen.orders import NotCancellableError, OrderBook, cancel_order
 from bahen.records import Assignment, Scores, Shard, Training, Upload
 from bahen.spec import OrderSpec
 from tasks.runtime import network, order_book, recorded
@@ -186,13 +185,12 @@ def ending_on_failure(upload: Upload):
 def end_order(order_id: str, net: Network, book: OrderBook, *, reason: str) -> str:
     """Cancel the order as its client so the escrow is refunded, and record why; returns the new status.
 
-    The contract allows this before any proof is committed, or after the deadline with no verdict;
-    otherwise it refuses, and the record says when the client can cancel.
+    When the contract would refuse (a proof is committed and the deadline is ahead, or a verdict is
+    recorded), the record says so and when the client can cancel.
     """
     try:
-        net.market.cancel_order(net.party(CLIENT).account, order_id=bytes.fromhex(order_id[2:]))
-        status = f"cancelled, escrow refunded: {reason}"
-    except ContractRevert as exc:
+        return cancel_order(order_id, net, book, reason=reason)
+    except (NotCancellableError, ContractRevert) as exc:
         status = f"ended without settlement ({exc}); cancel after the deadline to refund: {reason}"
     book.save(book.load(order_id).model_copy(update={"status": status}))
     return status
