@@ -97,12 +97,22 @@ def order_submit(
     spec_file: Annotated[Path, typer.Argument(help="Order spec (YAML); fields as in `bahen order schema`")],
     verbose: Annotated[bool, typer.Option(help="Show Prefect's logs")] = False,
 ) -> None:
-    """Run the order described by SPEC_FILE through every stage, from encrypt_upload to deliver."""
-    from bahen.runner import run_order
+    """Run the order described by SPEC_FILE through every stage, from encrypt_upload to deliver.
+
+    With a Prefect server configured (prefect_api_url, as in a `bahen up` party home), the order runs
+    through its `order` deployment and each stage on its party's host; otherwise all in this process.
+    Waits for the end and prints the final status.
+    """
+    from bahen.runner import run_order, submit_order
+    from bahen.settings import load_settings
     from bahen.spec import load_spec
     from bahen.summary import print_summary
 
-    record = run_order(load_spec(spec_file), console=console, verbose=verbose)
+    spec, settings = load_spec(spec_file), load_settings()
+    if settings.prefect_api_url:
+        record = submit_order(spec, settings, console=console)
+    else:
+        record = run_order(spec, console=console, verbose=verbose)
     print_summary(record, console)
 
 

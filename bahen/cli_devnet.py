@@ -1,5 +1,5 @@
-"""``bahen up``, ``bahen down``, ``bahen status`` and ``bahen worker|validator start``: a local devnet of
-real services, and hosts joining it."""
+"""``bahen up``, ``bahen down``, ``bahen status`` and ``bahen worker|validator join|start``, ``bahen wasp
+start``: a local devnet of real services, and hosts joining a network."""
 
 import os
 from pathlib import Path
@@ -11,29 +11,35 @@ from rich.table import Table
 
 console = Console()
 
-worker_app = typer.Typer(help="Run a GPU worker host on the devnet's gpu pool.", no_args_is_help=True)
-validator_app = typer.Typer(help="Run a validator host on the devnet's validators pool.", no_args_is_help=True)
+worker_app = typer.Typer(help="Run a GPU worker host on the network's gpu pool.", no_args_is_help=True)
+validator_app = typer.Typer(help="Run a validator host on the network's validators pool.", no_args_is_help=True)
+wasp_app = typer.Typer(help="Run Wasp, the auditor that records work verdicts, on the wasp pool.", no_args_is_help=True)
 
 
 def up(
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker parties, each with its own home and Prefect worker")] = 2,
+    validators: Annotated[int, typer.Option(min=1, max=64, help="Validator parties, each with its own home and Prefect worker")] = 3,
     prefect_port: Annotated[int, typer.Option(help="Port of the Prefect server (UI and API)")] = 4200,
     anvil_port: Annotated[int, typer.Option(help="Port of the anvil chain")] = 8545,
     project_dir: Annotated[Path | None, typer.Option(help="The bahen checkout holding prefect.yaml")] = None,
-    workers: Annotated[bool, typer.Option(help="Also start one process worker per pool (control, gpu, validators)")] = True,
+    start_workers: Annotated[bool, typer.Option(help="Start each party's Prefect worker")] = True,
 ) -> None:
-    """Start anvil and a Prefect server, deploy the contracts, create the pools, apply the deployments."""
+    """Start anvil and a Prefect server, give every party (client, workers, validators, Wasp) its own home
+    under $BAHEN_HOME/parties, deploy the contracts, stake, create the pools, apply the deployments."""
     from bahen.devnet_services import PROJECT_DIR
     from bahen.devnet_up import up as start
     from bahen.settings import load_settings
 
-    with console.status("starting the devnet (chain, Prefect server, contracts, deployments)…"):
+    with console.status("starting the devnet (chain, Prefect server, party homes, contracts, deployments)…"):
         state = start(load_settings(), prefect_port=prefect_port, anvil_port=anvil_port,
-                      project_dir=project_dir or PROJECT_DIR, workers=workers)
+                      project_dir=project_dir or PROJECT_DIR, workers=workers, validators=validators,
+                      start_workers=start_workers)
     console.print(f"[bold green]devnet up[/] from {state.home}")
     console.print(f"  Prefect UI   {state.ui_url}  (submit an order: Deployments → order → Run → Custom run)")
     console.print(f"  chain        {state.chain_rpc_url}")
     console.print(f"  store        {state.store_url}")
-    console.print(f"  in a shell:  export PREFECT_API_URL={state.prefect_api_url} BAHEN_CHAIN_RPC_URL={state.chain_rpc_url}")
+    console.print(f"  parties      {', '.join(p.name for p in state.parties)}: one home each under {state.home / 'parties'}")
+    console.print(f"  submit:      BAHEN_HOME={state.home / 'parties' / 'client'} bahen order submit order.yaml")
 
 
 def down() -> None:
@@ -59,32 +65,65 @@ def status() -> None:
         raise typer.Exit(1)
 
 
-def _run_worker(pool: str, name: str | None, limit: int | None) -> None:
+def _start(role: str, name: str | None, limit: int | None) -> None:
+    from bahen.devnet_up import join, start_command
+    from bahen.settings import load_settings
+
+    settings = load_settings()
+    identity, _ = join(settings, role, name=name)
+    argv, env = start_command(settings, identity, role, limit)
+    console.print(f"{identity.name} ({identity.address}) is ready; polling {' '.join(argv[argv.index('--pool'):])}")
+    os.execve(argv[0], argv, env)
+
+
+def _join(role: str, name: str | None) -> None:
+    from bahen.accounts import balance_of
     from bahen.devnet_up import join
     from bahen.settings import load_settings
 
-    argv, env, address = join(load_settings(), pool, name=name, limit=limit)
-    console.print(f"{name or 'default party'} ({address}) is staked; polling pool {pool!r}")
-    os.execve(argv[0], argv, env)
+    identity, net = join(load_settings(), role, name=name)
+    stake = balance_of(net, identity.name).stake_wei
+    console.print(f"{identity.name} ({identity.address}) is a staked {role} with {stake / 1e18:.6f} ETH")
+
+
+NAME_HELP = "Identity in this host's keystore (created if missing); default: its only identity, or {role}-0"
+LIMIT_HELP = "Most flow runs at once: the number of GPUs of this host"
+
+
+@worker_app.command("join")
+def worker_join(name: Annotated[str | None, typer.Option(help=NAME_HELP.format(role="worker"))] = None) -> None:
+    """Register and stake this host's worker on the configured chain, unless it is already."""
+    _join("worker", name)
 
 
 @worker_app.command("start")
 def worker_start(
-    pool: Annotated[str, typer.Option(help="Work pool to poll")] = "gpu",
-    name: Annotated[str | None, typer.Option(help="Worker identity in this host's keystore, e.g. worker-2")] = None,
-    limit: Annotated[int | None, typer.Option(help="Most flow runs at once: the number of GPUs of this host")] = None,
+    name: Annotated[str | None, typer.Option(help=NAME_HELP.format(role="worker"))] = None,
+    limit: Annotated[int | None, typer.Option(help=LIMIT_HELP)] = None,
 ) -> None:
-    """Register and stake this worker on chain (if it is not yet), then run a Prefect worker on the pool."""
-    _run_worker(pool, name, limit)
+    """Join as a worker if needed, then run a Prefect worker taking this worker's runs from the gpu pool."""
+    _start("worker", name, limit)
+
+
+@validator_app.command("join")
+def validator_join(name: Annotated[str | None, typer.Option(help=NAME_HELP.format(role="validator"))] = None) -> None:
+    """Register and stake this host's validator on the configured chain, unless it is already."""
+    _join("validator", name)
 
 
 @validator_app.command("start")
 def validator_start(
-    name: Annotated[str | None, typer.Option(help="Validator identity in this host's keystore, e.g. validator-3")] = None,
-    limit: Annotated[int | None, typer.Option(help="Most scoring runs at once")] = None,
+    name: Annotated[str | None, typer.Option(help=NAME_HELP.format(role="validator"))] = None,
+    limit: Annotated[int | None, typer.Option(help="Most runs at once (verifying, scoring, delivering)")] = None,
 ) -> None:
-    """Register and stake this validator on chain (if it is not yet), then run a Prefect worker on `validators`."""
-    _run_worker("validators", name, limit)
+    """Join as a validator if needed, then run a Prefect worker taking this validator's runs from the validators pool."""
+    _start("validator", name, limit)
+
+
+@wasp_app.command("start")
+def wasp_start(name: Annotated[str | None, typer.Option(help="Identity holding the market's Wasp role; default: this home's only one")] = None) -> None:
+    """Run a Prefect worker taking Wasp's audits from the wasp pool (this home must hold the Wasp-role key)."""
+    _start("wasp", name, None)
 
 
 def register(app: typer.Typer) -> None:
@@ -94,3 +133,4 @@ def register(app: typer.Typer) -> None:
     app.command("status")(status)
     app.add_typer(worker_app, name="worker")
     app.add_typer(validator_app, name="validator")
+    app.add_typer(wasp_app, name="wasp")

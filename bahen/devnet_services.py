@@ -1,11 +1,14 @@
 """A local devnet of real services: ``bahen up``, ``bahen down``, ``bahen status``.
 
-``up`` starts anvil and a Prefect server on the chosen ports, deploys and stakes the contracts,
-creates the work pools, applies ``prefect.yaml`` and starts one process worker per pool. Every
-process it starts is recorded in ``HOME/devnet.json`` with its log under ``HOME/logs``, so ``down``
-stops exactly those (workers first, then the server, then the chain). All services share HOME:
-its keystore, order book and artifact store (or the S3 store the config names), and the Prefect
-results directory through which a child flow hands its result to the order.
+``up`` starts anvil and a Prefect server on the chosen ports, provisions one home per party under
+``HOME/parties/<name>`` (its own keystore holding only its identity, and a ``config.yaml`` naming
+the shared services), deploys the contracts as the operator of ``HOME``, stakes the workers and
+validators, creates the work pools, applies ``prefect.yaml`` and starts one Prefect worker per
+party, working from that party's home. Every process it starts is recorded in ``HOME/devnet.json``
+with its log under ``HOME/logs``, so ``down`` stops exactly those (workers first, then the server,
+then the chain). The parties share the artifact store (``HOME/store``, or the S3 store the config
+names) and the Prefect results directory ``HOME/prefect/results``, through which a child flow hands
+its result to the order.
 """
 
 import os
@@ -19,14 +22,14 @@ from pathlib import Path
 
 import psutil
 import requests
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from bahen.errors import BahenError
 from bahen.jsonfile import save_json
 from bahen.settings import Settings
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
-POOLS = ("control", "gpu", "validators")
+POOLS = ("control", "gpu", "validators", "wasp")
 STOP_ORDER = ("worker", "prefect", "anvil")
 
 
@@ -44,6 +47,15 @@ class Service(BaseModel):
     log: Path
 
 
+class PartyHost(BaseModel):
+    """One party of the devnet: its home and the work it polls for."""
+
+    name: str
+    home: Path
+    pool: str
+    queue: str | None = Field(None, description="The work queue of its own runs (its address); None: the whole pool")
+
+
 class DevnetState(BaseModel):
     """What ``bahen up`` started and where it listens."""
 
@@ -54,6 +66,7 @@ class DevnetState(BaseModel):
     store_url: str
     s3_endpoint_url: str | None = None
     services: list[Service] = []
+    parties: list[PartyHost] = []
 
     @property
     def ui_url(self) -> str:
@@ -98,6 +111,20 @@ def service_env(state: DevnetState) -> dict[str, str]:
     if state.s3_endpoint_url:
         env["BAHEN_S3_ENDPOINT_URL"] = state.s3_endpoint_url
     return env
+
+
+def party_env(state: DevnetState, party: PartyHost) -> dict[str, str]:
+    """The environment of a party's processes: its own home (whose config.yaml names the services),
+    no other bahen setting of the shell that started the devnet, and the Prefect server."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BAHEN_")}
+    return env | {
+        "BAHEN_HOME": str(party.home),
+        "BAHEN_PROJECT_DIR": str(state.project_dir),
+        "PREFECT_API_URL": state.prefect_api_url,
+        "PREFECT_HOME": str(party.home / "prefect"),
+        "PREFECT_LOCAL_STORAGE_PATH": str(state.home / "prefect" / "results"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
 
 
 def port_free(port: int) -> bool:

@@ -1,36 +1,65 @@
-"""Bringing a devnet up, and joining it as a worker or validator host.
+"""Bringing a devnet up, and joining a network as a worker, validator or Wasp host.
 
 ``up`` orders its steps so each failure names the part that failed: the ports, the chain, the
 Prefect server, the contracts, the pools and deployments, then the workers. A failed ``up`` stops
 what it had started, so nothing is left running without a ``devnet.json`` to find it by.
 """
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import yaml
 from contracts.chain import Chain
-from privacy.identity import Keystore
+from privacy.identity import Identity
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.exceptions import ObjectAlreadyExists
 
 from bahen import devnet
 from bahen.devnet_services import (
-    POOLS, PROJECT_DIR, DevnetError, DevnetState, anvil_binary, down, load_state, port_free, save_state,
-    service_env, settings_for, spawn, state_path, wait_healthy,
+    POOLS, PROJECT_DIR, DevnetError, DevnetState, PartyHost, anvil_binary, down, party_env, port_free, save_state,
+    service_env, spawn, state_path, wait_healthy,
 )
-from bahen.network import keystore_of, save_addresses
-from bahen.parties import validator_name, worker_name
+from bahen.network import Network, connect, keystore_of, save_addresses
+from bahen.parties import CLIENT, WASP, party_queue, validator_name, worker_name
 from bahen.settings import Settings
 
-ROLE_OF_POOL = {"gpu": "worker", "validators": "validator"}
+POOL_OF_ROLE = {"worker": "gpu", "validator": "validators", "wasp": "wasp"}
 
 
-def worker_argv(pool: str, name: str, limit: int | None) -> list[str]:
-    """A Prefect process worker polling ``pool`` (at most ``limit`` runs at once)."""
+def worker_argv(pool: str, name: str, limit: int | None, queue: str | None = None) -> list[str]:
+    """A Prefect process worker polling ``pool`` (only its work queue ``queue``, if named; at most
+    ``limit`` runs at once)."""
     argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process", "--name", name]
-    return argv + (["--limit", str(limit)] if limit else [])
+    return argv + (["--work-queue", queue] if queue else []) + (["--limit", str(limit)] if limit else [])
+
+
+def party_worker(state: DevnetState, party: PartyHost) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of ``party``'s Prefect worker."""
+    return worker_argv(party.pool, party.name, None, party.queue), party_env(state, party)
+
+
+def provision(state: DevnetState, settings: Settings, *, workers: int, validators: int) -> list[PartyHost]:
+    """One home per party under ``HOME/parties``, its ``config.yaml`` naming the devnet's services.
+
+    Identities are made in each home's own keystore when the devnet is bootstrapped; nothing else
+    of one party is written to another's home.
+    """
+    names = [(CLIENT, "control"), (WASP, "wasp"), *((worker_name(i), "gpu") for i in range(workers)),
+             *((validator_name(i), "validators") for i in range(validators))]
+    config = {"chain_rpc_url": state.chain_rpc_url, "store_url": state.store_url, "prefect_api_url": state.prefect_api_url,
+              "scrypt_n": settings.scrypt_n}
+    if state.s3_endpoint_url:
+        config["s3_endpoint_url"] = state.s3_endpoint_url
+    parties = []
+    for name, pool in names:
+        home = settings.home / "parties" / name
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        parties.append(PartyHost(name=name, home=home, pool=pool))
+    return parties
 
 
 def _start_chain_and_server(settings: Settings, prefect_port: int, anvil_port: int, project_dir: Path) -> DevnetState:
@@ -82,20 +111,32 @@ def apply_deployments(state: DevnetState) -> None:
 
 
 def up(settings: Settings, *, prefect_port: int, anvil_port: int, project_dir: Path = PROJECT_DIR,
-       workers: bool = True) -> DevnetState:
-    """Start the devnet of ``settings.home`` and return what runs where."""
+       workers: int = devnet.WORKERS, validators: int = devnet.VALIDATORS, start_workers: bool = True) -> DevnetState:
+    """Start the devnet of ``settings.home`` with ``workers`` workers and ``validators`` validators, each in
+    its own home, and return what runs where."""
     if state_path(settings.home).is_file():
         raise DevnetError(f"a devnet already runs from {settings.home}: `bahen status` shows it, `bahen down` stops it")
     settings.home.mkdir(parents=True, exist_ok=True)
     try:
         state = _start_chain_and_server(settings, prefect_port, anvil_port, project_dir)
-        market = devnet.bootstrap(Chain.connect(state.chain_rpc_url), keystore_of(settings))
-        save_addresses(settings_for(state, settings), market.addresses)
+        state.parties = provision(state, settings, workers=workers, validators=validators)
+        homes = {p.name: p.home for p in state.parties}
+        market = devnet.bootstrap(
+            Chain.connect(state.chain_rpc_url), keystore_of(settings), workers=workers, validators=validators,
+            keystore_of=lambda name: keystore_of(settings.model_copy(update={"home": homes[name]})),
+        )
+        for home in (settings.home, *homes.values()):
+            save_addresses(settings.model_copy(update={"home": home}), market.addresses)
+        for party in state.parties:
+            if party.pool in ("gpu", "validators"):
+                party.queue = party_queue(keystore_of(settings.model_copy(update={"home": party.home})).public(party.name).address)
+        save_state(state)
         create_pools(state.prefect_api_url)
         apply_deployments(state)
-        if workers:
-            for pool in POOLS:
-                state.services.append(spawn(f"worker-{pool}", "worker", worker_argv(pool, f"{pool}-1", None), service_env(state), settings.home))
+        if start_workers:
+            for party in state.parties:
+                argv, env = party_worker(state, party)
+                state.services.append(spawn(party.name, "worker", argv, env, settings.home))
             save_state(state)
         return state
     except BaseException:
@@ -104,15 +145,11 @@ def up(settings: Settings, *, prefect_port: int, anvil_port: int, project_dir: P
         raise
 
 
-def ensure_staked(state: DevnetState, settings: Settings, keystore: Keystore, role: str, name: str) -> str:
-    """Register and stake ``name`` as a ``role`` on the devnet's chain unless it is already; its address."""
-    from bahen.network import connect
-
-    net = connect(settings_for(state, settings))
-    identity = keystore.load_or_create(name)
+def ensure_staked(net: Network, identity: Identity, role: str) -> None:
+    """Register and stake ``identity`` as a ``role`` on the chain unless it is already (a devnet funds it)."""
     member = net.market.member(identity.address)
     if member.role == role and member.stake > 0:
-        return identity.address
+        return
     net.chain.fund(identity.address, devnet.FUNDING_WEI)
     if role == "worker":
         net.market.register_worker(
@@ -121,17 +158,34 @@ def ensure_staked(state: DevnetState, settings: Settings, keystore: Keystore, ro
         )
     else:
         net.market.register_validator(identity.account, x25519_public=identity.x25519_public, stake=devnet.PARAMS.min_validator_stake)
-    return identity.address
 
 
-def join(settings: Settings, pool: str, *, name: str | None, limit: int | None) -> tuple[list[str], dict[str, str], str]:
-    """Stake this host's party on the devnet's chain; the Prefect worker command and environment to run."""
-    if pool not in ROLE_OF_POOL:
-        raise DevnetError(f"pool {pool!r} has no party to stake: use gpu (workers) or validators")
-    state = load_state(settings.home)
-    role = ROLE_OF_POOL[pool]
-    party = name or (worker_name(0) if role == "worker" else validator_name(0))
-    if not party.startswith(f"{role}-") or not party.split("-", 1)[1].isdigit():
+def join(settings: Settings, role: str, *, name: str | None, stake: bool = True) -> tuple[Identity, Network]:
+    """This host's ``role`` identity on the configured chain, registered and staked if ``stake`` (a worker or
+    validator). ``name`` defaults to the home's only identity, or ``<role>-0`` in an empty home."""
+    if settings.chain_rpc_url is None:
+        raise DevnetError("this host names no chain: set chain_rpc_url in config.yaml (or BAHEN_CHAIN_RPC_URL) to the "
+                          "network's RPC endpoint; an in-process chain has nobody else on it")
+    net = connect(settings)
+    names = net.keystore.names()
+    party = name or (names[0] if len(names) == 1 else None) or (WASP if role == "wasp" else f"{role}-0")
+    if role != "wasp" and not (party.startswith(f"{role}-") and party.split("-", 1)[1].isdigit()):
         raise DevnetError(f"{party!r} is not a {role} name: use {role}-<number>, e.g. {role}-2")
-    address = ensure_staked(state, settings, keystore_of(settings), role, party)
-    return worker_argv(pool, f"{pool}-{party}", limit), service_env(state), address
+    identity = net.party(party)
+    if role == "wasp" and not net.market.is_wasp(identity.address):
+        raise DevnetError(f"{party} ({identity.address}) does not hold the Wasp role of market "
+                          f"{net.market.addresses.market}: run Wasp with the key the contracts were deployed for")
+    if stake and role != "wasp":
+        ensure_staked(net, identity, role)
+    return identity, net
+
+
+def start_command(settings: Settings, identity: Identity, role: str, limit: int | None) -> tuple[list[str], dict[str, str]]:
+    """The Prefect worker that takes ``identity``'s runs from its role's pool, and its environment."""
+    api_url = settings.prefect_api_url or os.environ.get("PREFECT_API_URL")
+    if not api_url:
+        raise DevnetError("this host names no Prefect server: set prefect_api_url in config.yaml (or PREFECT_API_URL)")
+    pool = POOL_OF_ROLE[role]
+    queue = None if role == "wasp" else party_queue(identity.address)
+    env = {**os.environ, "PREFECT_API_URL": api_url, "BAHEN_PROJECT_DIR": os.environ.get("BAHEN_PROJECT_DIR", str(PROJECT_DIR))}
+    return worker_argv(pool, f"{pool}-{identity.name}", limit, queue), env

@@ -50,6 +50,14 @@ class Network:
         raise NoKeyError(f"this host ({self.keystore.root}) holds no key of {role} {address}: run the command "
                          f"on the {role}'s host, with its BAHEN_HOME")
 
+    def wasp(self) -> Identity:
+        """The identity of this host that holds the market's Wasp role."""
+        for name in self.keystore.names():
+            if self.market.is_wasp(self.keystore.public(name).address):
+                return self.party(name)
+        raise NoKeyError(f"this host ({self.keystore.root}) holds no key with the Wasp role of market "
+                         f"{self.market.addresses.market}: audit on Wasp's host, with its BAHEN_HOME")
+
 
 _networks: dict[tuple, Network] = {}
 _lock = threading.Lock()

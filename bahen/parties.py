@@ -1,4 +1,4 @@
-"""Names of the parties in a keystore: one identity per role and index."""
+"""Names of the parties in a keystore (one identity per role and index), and where their work is queued."""
 
 CLIENT = "client"
 WASP = "wasp"
@@ -11,3 +11,8 @@ def worker_name(index: int) -> str:
 
 def validator_name(index: int) -> str:
     return f"validator-{index}"
+
+
+def party_queue(address: str) -> str:
+    """The work queue of one party's runs in its role's pool: its address, lowercase."""
+    return address.lower()

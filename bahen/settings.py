@@ -1,7 +1,8 @@
 """Where bahen keeps its state and which services it talks to.
 
 Resolution order, later wins: the embedded defaults below, the YAML config file
-(``$BAHEN_HOME/config.yaml``, or ``BAHEN_CONFIG``), then ``BAHEN_*`` environment variables.
+(``config.yaml`` in the home, or ``BAHEN_CONFIG``), then ``BAHEN_*`` environment variables, then
+values passed in. The home is ``BAHEN_HOME``, or the one passed in.
 The embedded defaults need no services: a local artifact directory, an in-process EVM, CPU
 training and Prefect's ephemeral API.
 """
@@ -41,6 +42,10 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = Field(None, description="S3 endpoint, e.g. http://127.0.0.1:9000 for MinIO")
     s3_region: str | None = Field(None, description="S3 region")
     chain_rpc_url: str | None = Field(None, description="EVM JSON-RPC endpoint (default: an in-process EVM)")
+    prefect_api_url: str | None = Field(
+        None, description="Prefect server of the network: `bahen order submit` runs the order through its `order` "
+        "deployment, and this host's Prefect workers poll it (default: run the order in this process)"
+    )
     passphrase: SecretStr = Field(
         SecretStr(DEVNET_PASSPHRASE), description="Keystore passphrase (set your own outside a devnet)"
     )
@@ -59,7 +64,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _YamlSource(settings_cls))
+        home = init_settings.init_kwargs.get("home")
+        return (init_settings, env_settings, _YamlSource(settings_cls, None if home is None else Path(home)))
 
     @property
     def resolved_store_url(self) -> str:
@@ -86,10 +92,15 @@ class Settings(BaseSettings):
 
 
 class _YamlSource(PydanticBaseSettingsSource):
-    """Reads ``config.yaml``; a missing file means "use the defaults"."""
+    """Reads ``config.yaml`` of the home the settings name (or ``BAHEN_CONFIG``); a missing file means
+    "use the defaults"."""
+
+    def __init__(self, settings_cls: type[BaseSettings], home: Path | None):
+        super().__init__(settings_cls)
+        self.home = home
 
     def __call__(self) -> dict:
-        path = Path(os.environ.get("BAHEN_CONFIG") or _home_from_env() / "config.yaml")
+        path = Path(os.environ.get("BAHEN_CONFIG") or (self.home or _home_from_env()) / "config.yaml")
         if not path.is_file():
             return {}
         try:

@@ -145,6 +145,11 @@ class Bahen:
             eligible=check is not None and self.chain.call(check(member), "member"),
         )
 
+    def members(self, role: str) -> list[MemberView]:
+        """Every registered ``worker`` or ``validator``, eligible or not, in registration order."""
+        listing = {"worker": self.staking.functions.workers, "validator": self.staking.functions.validators}[role]
+        return [self.member(address) for address in self.chain.call(listing(), f"{role}s")]
+
     # orders
 
     def open_order(

@@ -1,10 +1,11 @@
 """The client's order, end to end: the table of contents of the pipeline.
 
-Train and score run in this process, or on the ``gpu`` and ``validators`` pools when the order
-runs from its deployment (``flows.dispatch``); a stage that cannot finish there ends the order
-with its escrow refunded. The order's id derives from the flow run's, and every stage passes
-through when the order's record already holds its result, so retrying the run (the UI's Retry)
-continues the same order from the stage that failed.
+encrypt_upload, shard and settle run in this process, as the client. Every other stage runs as the
+party that signs it (``tasks.dispatch``): in this process on the embedded devnet, or on that
+party's own host through its pool when the order runs from its deployment; a stage that cannot
+finish there ends the order with its escrow refunded. The order's id derives from the flow run's,
+and every stage passes through when the order's record already holds its result, so retrying the
+run (the UI's Retry) continues the same order from the stage that failed.
 """
 
 from prefect import flow, runtime
@@ -12,14 +13,11 @@ from prefect import flow, runtime
 from bahen.orders import order_id_of_run
 from bahen.records import OrderRecord
 from bahen.spec import OrderSpec
-from flows.dispatch import dispatcher, ending_on_failure
-from tasks.audit import audit_task
-from tasks.deliver import deliver_task
+from tasks.dispatch import Stages, ending_on_failure
 from tasks.encrypt_upload import encrypt_upload_task
 from tasks.report import report_task
 from tasks.settle import settle_task
 from tasks.shard import shard_task
-from tasks.verify import verify_task
 
 
 @flow(name="order", flow_run_name="order-{spec.model}-{spec.data_name}", validate_parameters=True)
@@ -28,16 +26,16 @@ def order(spec: OrderSpec = OrderSpec()) -> OrderRecord:
     order_id = order_id_of_run(runtime.flow_run.id)
     upload = encrypt_upload_task(spec, order_id)
     shard = shard_task(spec, upload)
-    stages = dispatcher()
+    stages = Stages()
     trainings = []
     with ending_on_failure(upload):
         for assignment in shard.assignments:
             training = stages.train(spec, upload, assignment)
-            verification = verify_task(spec, upload, shard, assignment, training)
+            verification = stages.verify(spec, upload, shard, assignment, training)
             scores = stages.score(spec, upload, shard, training)
-            audit_task(upload, shard, assignment, training, verification, scores)
+            stages.audit(upload, shard, assignment, training, verification, scores)
             trainings.append(training)
     settle_task(upload)
     for training in trainings:
-        deliver_task(upload, shard, training)
+        stages.deliver(upload, shard, training)
     return report_task(order_id)

@@ -2,15 +2,15 @@
 
 from prefect import flow
 
-from bahen.records import Scores, Shard, Training, Upload
+from bahen.records import Training, Upload, ValidatorSlot
 from bahen.spec import OrderSpec
-from tasks.score import score_task
+from tasks.score import SignedScore, score_task
 
 
 @flow(
-    name="score", flow_run_name="score-{upload.order_id}-task{training.task}", validate_parameters=True,
+    name="score", flow_run_name="score-{upload.order_id}-task{training.task}-{slot.name}", validate_parameters=True,
     persist_result=True, result_serializer="json",
 )
-def score(spec: OrderSpec, upload: Upload, shard: Shard, training: Training) -> Scores:
-    """Score the final model of ``training`` with every validator of the order and aggregate."""
-    return score_task(spec, upload, shard, training)
+def score(spec: OrderSpec, upload: Upload, training: Training, slot: ValidatorSlot) -> SignedScore:
+    """Score the final model of ``training`` as the validator of ``slot``, sign and attest the report."""
+    return score_task(spec, upload, training, slot)

@@ -18,9 +18,8 @@ from storage.errors import StorageError
 
 from bahen.artifacts import get_signed, put_signed
 from bahen.network import Network
-from bahen.parties import WASP
 from bahen.records import Assignment, Scores, Shard, Training, Upload, Verdict, Verification
-from tasks.runtime import network, order_book, recorded, timed
+from tasks.runtime import network
 from tasks.score import REPORT_PERFORMANCE
 from tasks.verify import REPORT_VERIFICATION
 
@@ -71,7 +70,7 @@ def gather(upload: Upload, shard: Shard, assignment: Assignment, training: Train
 def audit(upload: Upload, shard: Shard, assignment: Assignment, training: Training,
           verification: Verification, scores: Scores, net: Network) -> Verdict:
     """Decide on one task as Wasp and record the verdict on chain."""
-    wasp = net.party(WASP)
+    wasp = net.wasp()
     decision: Decision = decide(gather(upload, shard, assignment, training, verification, scores, net))
     ref, doc = put_signed(net.store, wasp, decision, name=f"order {upload.order_id[:10]}/task {assignment.task}/verdict")
     net.market.record_verdict(
@@ -93,8 +92,4 @@ def explain(reasons: list[Reason]) -> list[str]:
 def audit_task(upload: Upload, shard: Shard, assignment: Assignment, training: Training,
                verification: Verification, scores: Scores) -> Verdict:
     """Prefect task: audit as Wasp."""
-    if (done := recorded(upload.order_id, "verdict")) is not None:
-        return done
-    result, seconds = timed(audit, upload, shard, assignment, training, verification, scores, network())
-    order_book().record_stage(upload.order_id, "audit", seconds, "accepted" if result.accepted else "rejected", verdict=result)
-    return result
+    return audit(upload, shard, assignment, training, verification, scores, network())

@@ -8,7 +8,7 @@ verification no dispute overturned) wraps it to the X25519 key the client named 
 dataset manifest. A rejected task's model is never delivered: its payment went back to the client.
 """
 
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
 from privacy.identity import PublicIdentity
 from storage.manifest import Manifest
@@ -16,8 +16,8 @@ from storage.manifest import Manifest
 from bahen.artifacts import get_signed, put_grant
 from bahen.errors import BahenError
 from bahen.network import Network
-from bahen.records import Delivery, Shard, Training, Upload
-from tasks.runtime import network, order_book, recorded, timed
+from bahen.records import Delivery, Shard, Training, Upload, ValidatorSlot
+from tasks.runtime import network
 from tasks.verify import model_key
 
 
@@ -31,8 +31,8 @@ def client_recipient(net: Network, upload: Upload) -> PublicIdentity:
     return PublicIdentity(name="the client", address=upload.client, x25519_public=manifest.meta["client_x25519"])
 
 
-def deliver(upload: Upload, shard: Shard, training: Training, net: Network) -> Delivery:
-    """Wrap the task's model key to the client, if the chain says the work was paid.
+def deliverer(upload: Upload, shard: Shard, training: Training, net: Network) -> ValidatorSlot:
+    """The validator that releases the task's model key, if the chain says the work was paid.
 
     The first validator of the order whose verification no dispute overturned delivers it.
     """
@@ -46,28 +46,23 @@ def deliver(upload: Upload, shard: Shard, training: Training, net: Network) -> D
         raise NotDeliverable(f"task {task} of order {order_id} was {verdict}: its model is not delivered, "
                              "its payment went back to the client")
     overturned = {v.validator for v in order.validators if v.overturned}
-    deliverer = next((s for s in shard.validators if s.address not in overturned), None)
-    if deliverer is None:
+    slot = next((s for s in shard.validators if s.address not in overturned), None)
+    if slot is None:
         raise NotDeliverable(f"every validator of order {order_id} had its verification overturned: none is trusted "
                              "to deliver the model")
-    validator = net.party(deliverer.name)
+    return slot
+
+
+def deliver(upload: Upload, shard: Shard, training: Training, net: Network) -> Delivery:
+    """As the :func:`deliverer`, wrap the task's model key to the client."""
+    validator = net.party_at(deliverer(upload, shard, training, net).address, role="validator")
     key = model_key(net, training, validator)
-    grant = put_grant(net.store, key, client_recipient(net, upload), order_id=order_id, role=f"task {task} model")
-    return Delivery(order_id=order_id, task=task, validator=validator.address, grant=grant)
+    grant = put_grant(net.store, key, client_recipient(net, upload), order_id=upload.order_id,
+                      role=f"task {training.task} model")
+    return Delivery(order_id=upload.order_id, task=training.task, validator=validator.address, grant=grant)
 
 
 @task(name="deliver", cache_policy=NO_CACHE)
-def deliver_task(upload: Upload, shard: Shard, training: Training) -> Delivery | None:
-    """Prefect task: release the model key to the client, or record why there is none."""
-    if (done := recorded(upload.order_id, "delivery")) is not None:
-        return done
-    book = order_book()
-    status = book.load(upload.order_id).status
-    try:
-        result, seconds = timed(deliver, upload, shard, training, network())
-    except NotDeliverable as exc:
-        get_run_logger().warning("%s", exc)
-        book.record_stage(upload.order_id, "deliver", 0.0, f"{status}, no model delivered")
-        return None
-    book.record_stage(upload.order_id, "deliver", seconds, f"{status}, model delivered", delivery=result)
-    return result
+def deliver_task(upload: Upload, shard: Shard, training: Training) -> Delivery:
+    """Prefect task: release the model key to the client as the order's delivering validator."""
+    return deliver(upload, shard, training, network())

@@ -1,8 +1,8 @@
 """score (validator-score) — every validator scores the final model on the holdout split.
 
-Each validator decrypts the holdout split and the final checkpoint with its own grants (the client's
-for the split, the worker's for the model), evaluates, signs a performance report and records its
-digest on chain. A validator that cannot read or load
+Each validator, in its own process with its own key, decrypts the holdout split and the final
+checkpoint with its own grants (the client's for the split, the worker's for the model), evaluates,
+signs a performance report and records its digest on chain. A validator that cannot read or load
 the model reports the error instead of a score, so one broken artifact cannot stall the order.
 """
 
@@ -12,7 +12,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from privacy.errors import PrivacyError
 from proof.scoring import PerformanceReport, aggregate
+from pydantic import BaseModel, Field
 from storage.errors import StorageError
+from storage.refs import ArtifactRef
 from training.checkpoint import Checkpoint
 from training.errors import CheckpointError, TrainingError
 from training.trainer import evaluate, state_form
@@ -21,7 +23,7 @@ from bahen.artifacts import PROOF_ROLE, get_decrypted, open_stored_grant, put_si
 from bahen.network import Network
 from bahen.records import Scores, Shard, Training, Upload, ValidatorSlot
 from bahen.spec import OrderSpec
-from tasks.runtime import network, order_book, recorded, timed
+from tasks.runtime import network
 from tasks.train import load_split, train_spec
 from tasks.verify import model_key
 
@@ -30,7 +32,7 @@ REPORT_PERFORMANCE = 1
 
 def score_one(spec: OrderSpec, upload: Upload, training: Training, slot: ValidatorSlot, net: Network) -> PerformanceReport:
     """One validator's signed-to-be score of one task's final model."""
-    validator = net.party(slot.name)
+    validator = net.party_at(slot.address, role="validator")
     order_id = upload.order_id
     keys = {role: open_stored_grant(net.store, ref, validator, order_id=order_id) for role, ref in slot.grants.items()}
     X, y = load_split(net.store, keys["holdout"], upload, "holdout")
@@ -55,33 +57,42 @@ def score_one(spec: OrderSpec, upload: Upload, training: Training, slot: Validat
     return PerformanceReport(**base, accuracy=metrics["accuracy"], loss=metrics["loss"])
 
 
-def score(spec: OrderSpec, upload: Upload, shard: Shard, training: Training, net: Network) -> Scores:
-    """Score with every validator, attest each report on chain, aggregate robustly."""
-    reports, refs = [], {}
-    for slot in shard.validators:
-        report = score_one(spec, upload, training, slot, net)
-        validator = net.party(slot.name)
-        ref, doc = put_signed(net.store, validator, report, name=f"order {upload.order_id[:10]}/task {training.task}/score by {slot.name}")
-        net.market.submit_report(
-            validator.account, order_id=bytes.fromhex(upload.order_id[2:]), task=training.task, kind=REPORT_PERFORMANCE,
-            digest=bytes.fromhex(doc.digest[2:]), signature=bytes.fromhex(doc.signature[2:]),
-        )
-        reports.append(report)
-        refs[slot.name] = ref
-    agg = aggregate(reports)
+class SignedScore(BaseModel):
+    """One validator's score of one task, signed, stored and attested on chain: what it hands the order."""
+
+    validator: str = Field(description="The validator's label in the order's shard")
+    report: PerformanceReport
+    ref: ArtifactRef
+
+
+def score_as(spec: OrderSpec, upload: Upload, training: Training, slot: ValidatorSlot, net: Network) -> SignedScore:
+    """Score as the validator of ``slot``, sign the report and record its digest on chain."""
+    report = score_one(spec, upload, training, slot, net)
+    validator = net.party_at(slot.address, role="validator")
+    ref, doc = put_signed(net.store, validator, report, name=f"order {upload.order_id[:10]}/task {training.task}/score by {slot.name}")
+    net.market.submit_report(
+        validator.account, order_id=bytes.fromhex(upload.order_id[2:]), task=training.task, kind=REPORT_PERFORMANCE,
+        digest=bytes.fromhex(doc.digest[2:]), signature=bytes.fromhex(doc.signature[2:]),
+    )
+    return SignedScore(validator=slot.name, report=report, ref=ref)
+
+
+def gathered(order_id: str, scored: list[SignedScore]) -> Scores:
+    """The validators' scores of one task and their robust aggregate."""
+    agg = aggregate([s.report for s in scored])
     return Scores(
-        order_id=upload.order_id, reports=refs,
-        accuracy={s.name: r.accuracy for s, r in zip(shard.validators, reports)},
-        loss={s.name: r.loss for s, r in zip(shard.validators, reports)},
+        order_id=order_id, reports={s.validator: s.ref for s in scored},
+        accuracy={s.validator: s.report.accuracy for s in scored}, loss={s.validator: s.report.loss for s in scored},
         median_accuracy=agg.median_accuracy, outliers=agg.outliers,
     )
 
 
+def score(spec: OrderSpec, upload: Upload, shard: Shard, training: Training, net: Network) -> Scores:
+    """Score with every validator of the order in turn (each with its own key), and aggregate."""
+    return gathered(upload.order_id, [score_as(spec, upload, training, slot, net) for slot in shard.validators])
+
+
 @task(name="score", cache_policy=NO_CACHE)
-def score_task(spec: OrderSpec, upload: Upload, shard: Shard, training: Training) -> Scores:
-    """Prefect task: score as every validator of the order."""
-    if (done := recorded(upload.order_id, "scores")) is not None:
-        return done
-    result, seconds = timed(score, spec, upload, shard, training, network())
-    order_book().record_stage(upload.order_id, "score", seconds, "scored", scores=result)
-    return result
+def score_task(spec: OrderSpec, upload: Upload, training: Training, slot: ValidatorSlot) -> SignedScore:
+    """Prefect task: score as one validator of the order."""
+    return score_as(spec, upload, training, slot, network())

@@ -2,7 +2,7 @@
 
 The fee follows the work: forward FLOPs per sample from the model registry, times three for the
 backward pass, times samples and epochs. Workers and validators are matched among the parties
-staked on chain, and each gets the keys it needs wrapped to the X25519 key it published there:
+staked on chain (read from the registry, never from the client's keystore), and each gets the keys it needs wrapped to the X25519 key it published there:
 workers the train key, validators the train and holdout keys. The model key is the worker's own
 (``tasks.train``): the client holds no key to the model before the work verdict is final.
 """
@@ -50,26 +50,23 @@ def estimate(spec: OrderSpec, upload: Upload, pricing: Pricing) -> tuple[float, 
     return gflops, fee, max(pricing.min_validator_fee_wei, fee * pricing.validator_fee_bps // 10_000)
 
 
-def _staked(net: Network, wanted: int, role: str) -> list[tuple[str, PublicIdentity]]:
-    """The first ``wanted`` known parties the chain would accept as ``role`` now, in index order.
+def matched(net: Network, wanted: int, role: str, *, excluded: set[str]) -> list[tuple[str, PublicIdentity]]:
+    """The first ``wanted`` members the chain would accept as ``role`` now, in registration order.
 
-    A worker slashed below its required stake is skipped until it stakes again.
+    Read from the registry, never from this host's keystore: a member slashed below its required
+    stake is skipped until it stakes again, and no address in ``excluded`` (the client, the order's
+    other parties) is taken. Each is labelled ``<role>-<registration index>``.
     """
-    names = sorted(
-        (n for n in net.keystore.names() if n.startswith(f"{role}-") and n.split("-")[1].isdigit()),
-        key=lambda n: int(n.split("-")[1]),
-    )
     chosen = []
-    for name in names:
-        address = net.keystore.public(name).address
-        member = net.market.member(address)
-        if member.role == role and member.eligible:
-            chosen.append((name, PublicIdentity(name=name, address=address, x25519_public=member.x25519_public)))
+    for index, member in enumerate(net.market.members(role)):
+        if member.eligible and member.address.lower() not in excluded:
+            label = f"{role}-{index}"
+            chosen.append((label, PublicIdentity(name=label, address=member.address, x25519_public=member.x25519_public)))
         if len(chosen) == wanted:
             return chosen
     raise NoCapacityError(
-        f"the order needs {wanted} staked {role}(s), the network has {len(chosen)}: "
-        f"ask fewer in the order or stake more ({'bahen worker join' if role == 'worker' else 'bahen validator join'})"
+        f"the order needs {wanted} staked {role}(s), the network has {len(chosen)} it may take: "
+        f"ask fewer in the order or stake more (`bahen {role} start` on a {role} host)"
     )
 
 
@@ -85,8 +82,9 @@ def shard(spec: OrderSpec, upload: Upload, net: Network, *, pricing: Pricing = P
             f"over its budget of {spec.budget_eth} ETH: raise budget_eth or shrink the job"
         )
     keys = {role: open_stored_grant(net.store, ref, client, order_id=order_id) for role, ref in upload.client_grants.items()}
-    workers = _staked(net, spec.workers, "worker")
-    validators = _staked(net, spec.validators, "validator")
+    excluded = {client.address.lower()}
+    workers = matched(net, spec.workers, "worker", excluded=excluded)
+    validators = matched(net, spec.validators, "validator", excluded=excluded | {p.address.lower() for _, p in workers})
     oid = bytes.fromhex(order_id[2:])
     deadline = net.chain.now() + spec.deadline_hours * 3600
     net.market.open_order(client.account, order_id=oid, spec_hash=bytes.fromhex(upload.spec_hash[2:]), escrow=escrow, deadline=deadline)

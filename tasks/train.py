@@ -40,7 +40,7 @@ from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 from bahen.worker_runs import WorkerRunBook, WorkerRunNote
 from tasks.observe import TrainingProgress
-from tasks.runtime import network, order_book, recorded, timed
+from tasks.runtime import network
 
 TELEMETRY_INTERVAL_S = 0.5
 RECORD_TELEMETRY_POINTS = 240  # per device in the order record, for its plot; the proof keeps every sample
@@ -153,7 +153,7 @@ def train(
     or only answers the challenge if it is. A task committed by no run of this host is refused
     before anything is trained or stored. A dishonest worker (``attack``) always starts over.
     """
-    worker = net.party(assignment.worker)
+    worker = net.party_at(assignment.address, role="worker")
     order_id, task = upload.order_id, assignment.task
     committed = _check_assignment(net, order_id, task, worker.address)
     runs = WorkerRunBook(net.settings.worker_runs_dir)
@@ -261,15 +261,10 @@ def thinned(samples: list[TelemetrySample], per_device: int) -> list[TelemetrySa
 @task(name="train", cache_policy=NO_CACHE)
 def train_task(spec: OrderSpec, upload: Upload, assignment: Assignment) -> Training:
     """Prefect task: run the stage as the assigned worker (honest unless this host is set to cheat)."""
-    if (done := recorded(upload.order_id, "training")) is not None:
-        return done
     settings = load_settings()
     net = network()
-    result, seconds = timed(
-        train, spec, upload, assignment, net,
-        attack=settings.worker_attack, intensity=settings.worker_attack_intensity,
+    return train(
+        spec, upload, assignment, net, attack=settings.worker_attack, intensity=settings.worker_attack_intensity,
         on_put=TrainingProgress(upload.order_id, assignment.task, train_spec(spec, upload, assignment.task, net),
                                 upload.train_rows),
     )
-    order_book().record_stage(upload.order_id, "train", seconds, "committed", training=result)
-    return result

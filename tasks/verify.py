@@ -10,7 +10,6 @@ from collections.abc import Callable
 
 from contracts.models import TaskView
 from prefect import task
-from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from privacy.errors import PrivacyError, WrongKeyError
 from privacy.identity import Identity
@@ -27,7 +26,7 @@ from bahen.errors import BahenError
 from bahen.network import Network
 from bahen.records import Assignment, Shard, Training, Upload, Verification
 from bahen.spec import OrderSpec
-from tasks.runtime import network, order_book, recorded, timed
+from tasks.runtime import network
 from tasks.train import challenge_seed, load_split, train_spec, verify_config
 
 REPORT_VERIFICATION = 0
@@ -96,7 +95,7 @@ def reexecute(spec: OrderSpec, upload: Upload, training: Training, net: Network,
 def verify(spec: OrderSpec, upload: Upload, shard: Shard, assignment: Assignment, training: Training, net: Network) -> Verification:
     """Verify one task's proof as the order's first validator and attest the signed report on chain."""
     slot = shard.validators[0]
-    verifier = net.party(slot.name)
+    verifier = net.party_at(slot.address, role="validator")
     order_id = upload.order_id
     train_key = open_stored_grant(net.store, slot.grants["train"], verifier, order_id=order_id)
     report = reexecute(spec, upload, training, net, train_key=train_key,
@@ -154,14 +153,5 @@ def refused_report(order_id: str, task: int, seed: bytes, root: str, check: str,
 
 @task(name="verify", cache_policy=NO_CACHE)
 def verify_task(spec: OrderSpec, upload: Upload, shard: Shard, assignment: Assignment, training: Training) -> Verification:
-    """Prefect task: verify as the order's first validator; publish the checks as a table."""
-    if (done := recorded(upload.order_id, "verification")) is not None:
-        return done
-    result, seconds = timed(verify, spec, upload, shard, assignment, training, network())
-    order_book().record_stage(upload.order_id, "verify", seconds, "verified", verification=result)
-    create_table_artifact(
-        key=f"checks-{upload.order_id[2:14]}",
-        table=[{k: c[k] for k in ("name", "metric", "threshold", "observed", "passed", "decisive", "detail")} for c in result.checks],
-        description=f"Proof-of-Train checks of order {upload.order_id}, task {assignment.task}",
-    )
-    return result
+    """Prefect task: verify as the order's first validator."""
+    return verify(spec, upload, shard, assignment, training, network())

@@ -15,7 +15,8 @@ from prefect.utilities.callables import parameter_schema
 ROOT = Path(__file__).resolve().parents[1]
 PREFECT_YAML = yaml.safe_load((ROOT / "prefect.yaml").read_text())
 DEPLOYMENTS = {d["name"]: d for d in PREFECT_YAML["deployments"]}
-POOLS = {"order": "control", "train": "gpu", "score": "validators", "audit": "control"}
+POOLS = {"order": "control", "train": "gpu", "verify": "validators", "score": "validators", "deliver": "validators",
+         "wasp": "wasp", "audit": "control"}
 
 
 def load_entrypoint(entrypoint: str) -> Flow:
@@ -23,7 +24,7 @@ def load_entrypoint(entrypoint: str) -> Flow:
     return getattr(importlib.import_module(module), name)
 
 
-def test_the_four_deployments_go_to_their_pools():
+def test_each_deployment_goes_to_the_pool_of_the_party_that_signs_it():
     assert {name: d["work_pool"]["name"] for name, d in DEPLOYMENTS.items()} == POOLS
 
 

@@ -32,7 +32,9 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
     address public market;
 
     mapping(address => Member) private _members;
-    // Every validator ever registered, in order: the market draws dispute resolvers from it.
+    // Every worker and validator ever registered, in order: orders are matched among them and the
+    // market draws dispute resolvers from the validators.
+    address[] private _workers;
     address[] private _validators;
 
     event MemberRegistered(address indexed member, Role role, bytes32 x25519, uint64 declaredGflops, uint256 stake);
@@ -85,6 +87,7 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
         uint256 required = requiredStake(declaredGflops);
         if (msg.value < required || msg.value == 0) revert InsufficientStake(required, msg.value);
         _register(Role.Worker, x25519, declaredGflops);
+        _workers.push(msg.sender);
     }
 
     function registerValidator(bytes32 x25519) external payable {
@@ -130,6 +133,11 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
     function isEligibleValidator(address account) external view returns (bool) {
         Member storage m = _members[account];
         return m.role == Role.Validator && m.stake >= minValidatorStake && m.stake > 0;
+    }
+
+    /// @notice Every registered worker, eligible or not, in registration order.
+    function workers() external view returns (address[] memory) {
+        return _workers;
     }
 
     /// @notice Every registered validator, eligible or not, in registration order.

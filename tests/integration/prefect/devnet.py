@@ -1,6 +1,6 @@
-"""Fixtures: a devnet started the way `bahen up` starts it (anvil, a Prefect server on a free loopback
-port, contracts, pools, deployments, one process worker per pool), and one order run on it from the
-API with the payload the UI's run form sends."""
+"""Fixtures: a devnet started the way `bahen up --workers 2 --validators 2` starts it (anvil, a Prefect
+server on a free loopback port, a home per party, contracts, pools, deployments, one Prefect worker
+per party), and one order run on it from the API with the payload the UI's run form sends."""
 
 import time
 import uuid
@@ -8,7 +8,7 @@ import uuid
 import pytest
 import requests
 
-from bahen.devnet_services import PROJECT_DIR, DevnetError, DevnetState, anvil_binary, down, free_port, state_path
+from bahen.devnet_services import PROJECT_DIR, DevnetError, DevnetState, PartyHost, anvil_binary, down, free_port, state_path
 from bahen.devnet_up import up
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
@@ -82,12 +82,16 @@ def devnet(tmp_path_factory):
             anvil_binary(PROJECT_DIR)
         except DevnetError as exc:
             pytest.skip(str(exc))
-        state = up(load_settings(), prefect_port=free_port(), anvil_port=free_port())
+        state = up(load_settings(), prefect_port=free_port(), anvil_port=free_port(), workers=2, validators=2)
         try:
             yield state
         finally:
             if state_path(home).is_file():
                 down(home)
+
+
+def party(state: DevnetState, name: str) -> PartyHost:
+    return next(p for p in state.parties if p.name == name)
 
 
 @pytest.fixture(scope="session")

@@ -1,21 +1,25 @@
-"""Orders from the UI's API on a real devnet: a Prefect server, process workers on the gpu, validators
-and control pools, anvil and a shared store. Then a gpu worker dies mid-training."""
+"""Orders on a real devnet of separate parties: a Prefect server, anvil, a shared store, and one home and
+one Prefect worker per party (client, two workers, two validators, Wasp). An order from the UI's API
+runs each stage on its signer's worker; the client submits from its own home with the CLI; a
+worker's host dies mid-training."""
 
+import subprocess
+import sys
 import time
 
 import psutil
 import pytest
 from contracts.errors import ContractRevert
 
-from bahen.devnet_services import service_env, settings_for, spawn, stop
-from bahen.devnet_up import worker_argv
-from bahen.network import connect
+from bahen.devnet_services import settings_for, spawn, stop
+from bahen.devnet_up import party_worker
+from bahen.network import connect, keystore_of
 from bahen.orders import OrderBook
-from bahen.parties import CLIENT
+from bahen.parties import CLIENT, OPERATOR, party_queue
 from bahen.runner import STAGES
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
-from tests.integration.prefect.devnet import api, runs_of, submit_order, wait_events, wait_final
+from tests.integration.prefect.devnet import api, party, runs_of, submit_order, wait_events, wait_final
 
 pytestmark = pytest.mark.integration
 
@@ -27,25 +31,65 @@ def _market(devnet):
     return connect(settings_for(devnet, load_settings(home=devnet.home))).market
 
 
-def test_order_from_the_ui_runs_on_the_pools_and_settles_once(devnet, finished_order):
-    [record] = [r for r in OrderBook(devnet.home / "orders").list() if r.settled]
+def _client_book(devnet) -> OrderBook:
+    return OrderBook(party(devnet, CLIENT).home / "orders")
+
+
+def test_every_party_home_holds_exactly_its_own_identity(devnet):
+    for host in devnet.parties:
+        assert keystore_of(load_settings(home=host.home)).names() == [host.name], host.home
+    assert keystore_of(load_settings(home=devnet.home)).names() == [OPERATOR]
+
+
+def test_order_from_the_ui_runs_each_stage_on_its_signers_worker_and_settles_once(devnet, finished_order):
+    [record] = [r for r in _client_book(devnet).list() if r.settled]
     assert record.status == "settled (accepted), model delivered"
     assert [t.stage for t in record.timings] == list(STAGES)
     worker = record.shard.assignments[0]
     assert record.settled.payouts_wei[worker.address] == worker.payment_wei
     [train] = runs_of(devnet, "train/train")
-    [score] = runs_of(devnet, "score/score")
-    assert train["state"]["type"] == score["state"]["type"] == "COMPLETED"
-    assert train["parent_task_run_id"] is not None  # a child of the order, keyed by order and task
+    [verify] = runs_of(devnet, "verify/verify")
+    scores = runs_of(devnet, "score/score")
+    [wasp] = runs_of(devnet, "wasp/wasp")
+    [deliver] = runs_of(devnet, "deliver/deliver")
+    runs = [train, verify, *scores, wasp, deliver]
+    assert [r["state"]["type"] for r in runs] == ["COMPLETED"] * 6
+    assert all(r["parent_task_run_id"] is not None for r in runs)  # children of the order, keyed by order and party
+    assert train["work_queue_name"] == party_queue(worker.address)
+    assert verify["work_queue_name"] == party_queue(record.shard.validators[0].address)
+    assert {r["work_queue_name"] for r in scores} == {party_queue(v.address) for v in record.shard.validators}
+    for host in devnet.parties:  # only the client keeps the order's record
+        assert OrderBook(host.home / "orders").list() == ([] if host.name != CLIENT else _client_book(devnet).list())
     stages = {f"bahen.order.{s}" for s in STAGES}
     assert wait_events(devnet, stages) >= stages
     artifacts = {a["type"] for a in api(devnet, "POST", "/artifacts/filter")}
     assert {"markdown", "table", "progress"} <= artifacts
 
-    market = _market(devnet)
+    client = connect(load_settings(home=party(devnet, CLIENT).home)).party(CLIENT)
     with pytest.raises(ContractRevert, match="AlreadySettled"):
-        market.settle(connect(settings_for(devnet, load_settings(home=devnet.home))).party(CLIENT).account,
-                      order_id=bytes.fromhex(record.order_id[2:]))
+        _market(devnet).settle(client.account, order_id=bytes.fromhex(record.order_id[2:]))
+
+
+def test_the_client_submits_from_its_own_home_and_the_worker_withdraws_its_pay_from_its_own(devnet, finished_order):
+    client, env = party(devnet, CLIENT), party_worker(devnet, party(devnet, CLIENT))[1]
+    spec = client.home / "order.yaml"
+    spec.write_text("dataset: digits\nmodel: mlp\nepochs: 1\nbatch_size: 32\ncheckpoint_every: 8\nvalidators: 2\n")
+    done = subprocess.run([sys.executable, "-m", "bahen.cli", "order", "submit", str(spec)], env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "settled (accepted), model delivered" in done.stdout
+
+    record = _client_book(devnet).list()[0]
+    address = record.shard.assignments[0].address
+    [worker] = [p for p in devnet.parties if keystore_of(load_settings(home=p.home)).public(p.name).address == address]
+    market = _market(devnet)
+    owed = sum(r.settled.payouts_wei.get(address, 0) for r in _client_book(devnet).list() if r.settled)
+    assert owed > 0 and market.pending(address) == owed
+    paid = subprocess.run([sys.executable, "-m", "bahen.cli", "withdraw"], env=party_worker(devnet, worker)[1],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert paid.returncode == 0, paid.stdout + paid.stderr
+    assert f"{worker.name} ({address}) withdrew {owed / 1e18:.6f} ETH of credit" in " ".join(paid.stdout.split())
+    assert market.pending(address) == 0
 
 
 def _kill_host(devnet, name: str) -> None:
@@ -60,14 +104,14 @@ def _kill_host(devnet, name: str) -> None:
 
 def test_a_worker_killed_mid_training_is_replaced_and_the_order_paid_once(devnet):
     market = _market(devnet)
-    before = {r.order_id for r in OrderBook(devnet.home / "orders").list()}
+    before = {r.order_id for r in _client_book(devnet).list()}
     flow_run = submit_order(devnet, LONG_SPEC, env={"BAHEN_DISPATCH_MODE": "pools", "BAHEN_DISPATCH_STALE_AFTER_S": "45"})
     deadline = time.monotonic() + 120
     while not any(r["state"]["type"] == "RUNNING" for r in runs_of(devnet, "train/train")):
         assert time.monotonic() < deadline, "the train run never started"
         time.sleep(0.5)
-    _kill_host(devnet, "worker-gpu")
-    replacement = spawn("worker-gpu-2", "worker", worker_argv("gpu", "gpu-2", None), service_env(devnet), devnet.home)
+    _kill_host(devnet, "worker-0")  # the first staked worker takes an order of one task
+    replacement = spawn("worker-0-again", "worker", *party_worker(devnet, party(devnet, "worker-0")), devnet.home)
     devnet.services.append(replacement)
     try:
         run = wait_final(devnet, flow_run, timeout=300)
@@ -75,7 +119,7 @@ def test_a_worker_killed_mid_training_is_replaced_and_the_order_paid_once(devnet
         stop(replacement)
     assert run["state"]["type"] == "COMPLETED", run["state"]
 
-    [record] = [r for r in OrderBook(devnet.home / "orders").list() if r.order_id not in before]
+    [record] = [r for r in _client_book(devnet).list() if r.order_id not in before]
     trains = [r for r in runs_of(devnet, "train/train") if record.order_id in r["name"]]
     assert [r["state"]["type"] for r in trains] == ["CRASHED", "COMPLETED"]
     assert record.status == "settled (accepted), model delivered"

@@ -4,11 +4,11 @@ import pytest
 
 from bahen.network import connect
 from bahen.orders import OrderBook, new_order_id
-from bahen.parties import CLIENT
+from bahen.parties import CLIENT, party_queue
 from bahen.records import OrderRecord
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
-from flows.dispatch import DispatchConfig, Inline, Pools, dispatcher, end_order, use_pools
+from tasks.dispatch import DispatchConfig, Stages, end_order, use_pools
 
 ESCROW = 10**17
 
@@ -17,7 +17,11 @@ ESCROW = 10**17
 def test_mode_picks_the_stage_runner_and_auto_stays_inline_outside_a_deployment(mode, pools):
     config = DispatchConfig(mode=mode)
     assert use_pools(config) is pools
-    assert isinstance(dispatcher(config), Pools if pools else Inline)
+    assert Stages(config).pools is pools
+
+
+def test_a_partys_runs_go_to_the_queue_named_by_its_address():
+    assert party_queue("0xAbCdEf0123456789aBcDeF0123456789AbCdEf01") == "0xabcdef0123456789abcdef0123456789abcdef01"
 
 
 def test_dispatch_settings_come_from_the_environment(monkeypatch):

@@ -1,0 +1,282 @@
+"""Where the other parties' stages of an order run, and the client's record of what each returned.
+
+The order flow, in the client's process, runs encrypt_upload, shard and settle itself. Every other
+stage is signed by another party: train by the assigned worker, verify, score and deliver by the
+order's validators, the audit by Wasp. Inline, they run in the order's own process (the embedded
+devnet, whose home holds every party's keystore). On the pools, each is a ``run_deployment`` on its
+role's pool: ``gpu`` for training, ``validators`` for verifying, scoring and delivering, ``wasp``
+for the audit. A worker's or validator's run goes to the work queue named by its address, so only
+that party's Prefect worker, on its own host with its own key, takes it; runs are keyed by order,
+task and party so a repeated call never starts a second one.
+
+The dispatcher waits for the child and checks its final state: a failed or crashed child, or a
+running one whose heartbeats stopped (its worker died), is retried under a new key. When the
+attempts are spent or the stage's time is up, the order ends cleanly: the child is cancelled and the
+escrow refunded on chain (:func:`end_order`). Either way the client records each result in its own
+order book, and a retried order passes through the stages its record holds.
+"""
+
+import time
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Literal, TypeVar
+from uuid import UUID
+
+from contracts.errors import ContractRevert
+from prefect import get_client, get_run_logger, runtime, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
+from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
+from prefect.states import Cancelled, Cancelling, Crashed
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bahen.errors import BahenError
+from bahen.network import Network
+from bahen.orders import NotCancellableError, OrderBook, cancel_order
+from bahen.parties import party_queue
+from bahen.records import Assignment, Delivery, Scores, Shard, Training, Upload, Verdict, Verification
+from bahen.spec import OrderSpec
+from tasks.audit import audit_task
+from tasks.deliver import NotDeliverable, deliver_task, deliverer
+from tasks.runtime import network, order_book, recorded
+from tasks.score import SignedScore, gathered, score_task
+from tasks.train import train_task
+from tasks.verify import verify_task
+
+M = TypeVar("M", bound=BaseModel)
+HEARTBEAT_EVENT = "prefect.flow-run.heartbeat"
+
+
+class DispatchConfig(BaseSettings):
+    """How the order flow runs its train and score stages (``BAHEN_DISPATCH_*`` variables)."""
+
+    model_config = SettingsConfigDict(env_prefix="BAHEN_DISPATCH_", extra="ignore")
+
+    mode: Literal["auto", "inline", "pools"] = Field(
+        "auto", description="inline: in the order's process; pools: on the gpu and validators pools; "
+        "auto: pools when the order itself runs from a deployment"
+    )
+    attempts: int = Field(3, ge=1, le=20, description="Runs of one stage before the order is ended")
+    stage_timeout_s: float = Field(6 * 3600, gt=0, description="Most seconds one stage may take, retries included")
+    stale_after_s: float = Field(
+        0, ge=0, description="A running child silent (no heartbeat) this long is treated as crashed; 0 disables. "
+        "Set it above the workers' PREFECT_FLOWS_HEARTBEAT_FREQUENCY (at least 30 s)"
+    )
+    poll_s: float = Field(2.0, gt=0, description="Seconds between looks at a child's state")
+
+
+class StageNotDone(BahenError):
+    """A dispatched stage failed every attempt or ran out of time; the order was ended."""
+
+
+class ChildOutcome(BaseModel):
+    """How one dispatched child ended."""
+
+    flow_run_id: UUID
+    state: str
+    stale: bool = False
+
+
+def use_pools(config: DispatchConfig) -> bool:
+    """Whether train and score go to their work pools."""
+    if config.mode == "auto":
+        return runtime.deployment.id is not None
+    return config.mode == "pools"
+
+
+def _last_sign_of_life(client, run: FlowRun) -> datetime:
+    """The later of the run's start and its newest heartbeat event."""
+    started = run.start_time or run.state.timestamp
+    page = client.read_events(
+        filter=EventFilter(
+            occurred=EventOccurredFilter(since=started, until=datetime.now(UTC) + timedelta(minutes=1)),
+            event=EventNameFilter(name=[HEARTBEAT_EVENT]),
+            resource=EventResourceFilter(id=[f"prefect.flow-run.{run.id}"]),
+        ),
+        limit=50,
+    )
+    return max([started, *(e.occurred for e in page.events)])
+
+
+def wait_for(flow_run_id: UUID, deadline: float, config: DispatchConfig) -> ChildOutcome:
+    """Poll a child until it ends, its worker goes silent, or ``deadline`` (monotonic) passes."""
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(flow_run_id)
+            if run.state and run.state.is_final():
+                return ChildOutcome(flow_run_id=run.id, state=run.state.type.value)
+            if time.monotonic() >= deadline:
+                cancel = Cancelling() if run.state and run.state.is_running() else Cancelled()
+                client.set_flow_run_state(run.id, state=cancel, force=True)
+                return ChildOutcome(flow_run_id=run.id, state="TIMED_OUT")
+            if config.stale_after_s and run.state and run.state.is_running():
+                silent = datetime.now(UTC) - _last_sign_of_life(client, run)
+                if silent.total_seconds() > config.stale_after_s:
+                    message = f"no heartbeat for {silent.total_seconds():.0f} s: its worker is gone"
+                    client.set_flow_run_state(run.id, state=Crashed(message=message), force=True)
+                    return ChildOutcome(flow_run_id=run.id, state="CRASHED", stale=True)
+            time.sleep(config.poll_s)
+
+
+def dispatch(deployment: str, parameters: dict, *, key: str, result: type[M], config: DispatchConfig,
+             queue: str | None = None) -> M:
+    """Run ``deployment`` (in work queue ``queue`` of its pool, if named) until one run completes; return
+    its result as ``result``.
+
+    The first run is keyed ``key``; each retry gets ``key-retry<n>`` so Prefect starts a fresh run
+    instead of returning the failed one.
+    """
+    deadline = time.monotonic() + config.stage_timeout_s
+    outcomes = []
+    for attempt in range(config.attempts):
+        run = run_deployment(
+            deployment, parameters=parameters, timeout=0, work_queue_name=queue,
+            idempotency_key=key if attempt == 0 else f"{key}-retry{attempt}",
+        )
+        outcome = wait_for(run.id, deadline, config)
+        outcomes.append(outcome)
+        if outcome.state == "COMPLETED":
+            with get_client(sync_client=True) as client:
+                state = client.read_flow_run(run.id).state
+            return result.model_validate(state.result())
+        if outcome.state == "TIMED_OUT":
+            break
+    tried = ", ".join(f"{o.flow_run_id} {o.state.lower()}" for o in outcomes)
+    raise StageNotDone(
+        f"{deployment} did not complete for {key} ({tried}): check that workers are polling its work pool "
+        f"(`bahen worker start`), then submit the order again"
+    )
+
+
+class Stages:
+    """Runs the other parties' stages of one order, inline or on their pools, and records each result."""
+
+    def __init__(self, config: DispatchConfig | None = None):
+        self.config = config or DispatchConfig()
+        self.pools = use_pools(self.config)
+
+    def _dispatch(self, deployment: str, parameters: dict, key: str, result: type[M], queue: str | None = None) -> M:
+        return dispatch(deployment, parameters, key=key, result=result, config=self.config, queue=queue)
+
+    @staticmethod
+    def _record(order_id: str, stage: str, started: float, status: str, **result) -> None:
+        order_book().record_stage(order_id, stage, time.perf_counter() - started, status, **result)
+
+    def train(self, spec: OrderSpec, upload: Upload, assignment: Assignment) -> Training:
+        """The assigned worker trains, commits and answers the challenge."""
+        if (done := recorded(upload.order_id, "training")) is not None:
+            return done
+        started = time.perf_counter()
+        if self.pools:
+            training = self._dispatch("train/train", {"spec": spec, "upload": upload, "assignment": assignment},
+                                      f"{upload.order_id}-train-{assignment.task}", Training, party_queue(assignment.address))
+        else:
+            training = train_task(spec, upload, assignment)
+        self._record(upload.order_id, "train", started, "committed", training=training)
+        return training
+
+    def verify(self, spec: OrderSpec, upload: Upload, shard: Shard, assignment: Assignment, training: Training) -> Verification:
+        """The order's first validator checks the proof; the checks are published as a table."""
+        if (done := recorded(upload.order_id, "verification")) is not None:
+            return done
+        started = time.perf_counter()
+        if self.pools:
+            params = {"spec": spec, "upload": upload, "shard": shard, "assignment": assignment, "training": training}
+            verification = self._dispatch("verify/verify", params, f"{upload.order_id}-verify-{assignment.task}",
+                                          Verification, party_queue(shard.validators[0].address))
+        else:
+            verification = verify_task(spec, upload, shard, assignment, training)
+        self._record(upload.order_id, "verify", started, "verified", verification=verification)
+        create_table_artifact(
+            key=f"checks-{upload.order_id[2:14]}",
+            table=[{k: c[k] for k in ("name", "metric", "threshold", "observed", "passed", "decisive", "detail")}
+                   for c in verification.checks],
+            description=f"Proof-of-Train checks of order {upload.order_id}, task {assignment.task}",
+        )
+        return verification
+
+    def score(self, spec: OrderSpec, upload: Upload, shard: Shard, training: Training) -> Scores:
+        """Each validator of the order scores the final model in its own run; the scores are aggregated."""
+        if (done := recorded(upload.order_id, "scores")) is not None:
+            return done
+        started = time.perf_counter()
+        scored = []
+        for slot in shard.validators:
+            if self.pools:
+                params = {"spec": spec, "upload": upload, "training": training, "slot": slot}
+                key = f"{upload.order_id}-score-{training.task}-{slot.address.lower()}"
+                scored.append(self._dispatch("score/score", params, key, SignedScore, party_queue(slot.address)))
+            else:
+                scored.append(score_task(spec, upload, training, slot))
+        scores = gathered(upload.order_id, scored)
+        self._record(upload.order_id, "score", started, "scored", scores=scores)
+        return scores
+
+    def audit(self, upload: Upload, shard: Shard, assignment: Assignment, training: Training,
+              verification: Verification, scores: Scores) -> Verdict:
+        """Wasp weighs the evidence and records the work verdict."""
+        if (done := recorded(upload.order_id, "verdict")) is not None:
+            return done
+        started = time.perf_counter()
+        if self.pools:
+            params = {"upload": upload, "shard": shard, "assignment": assignment, "training": training,
+                      "verification": verification, "scores": scores}
+            verdict = self._dispatch("wasp/wasp", params, f"{upload.order_id}-wasp-{assignment.task}", Verdict)
+        else:
+            verdict = audit_task(upload, shard, assignment, training, verification, scores)
+        self._record(upload.order_id, "audit", started, "accepted" if verdict.accepted else "rejected", verdict=verdict)
+        return verdict
+
+    def deliver(self, upload: Upload, shard: Shard, training: Training) -> Delivery | None:
+        """A validator of the order releases the model key to the client, or the record says why none does."""
+        if (done := recorded(upload.order_id, "delivery")) is not None:
+            return done
+        status = order_book().load(upload.order_id).status
+        started = time.perf_counter()
+        try:
+            slot = deliverer(upload, shard, training, network())
+        except NotDeliverable as exc:
+            get_run_logger().warning("%s", exc)
+            self._record(upload.order_id, "deliver", started, f"{status}, no model delivered")
+            return None
+        if self.pools:
+            params = {"upload": upload, "shard": shard, "training": training}
+            delivery = self._dispatch("deliver/deliver", params, f"{upload.order_id}-deliver-{training.task}",
+                                      Delivery, party_queue(slot.address))
+        else:
+            delivery = deliver_task(upload, shard, training)
+        self._record(upload.order_id, "deliver", started, f"{status}, model delivered", delivery=delivery)
+        return delivery
+
+
+@contextmanager
+def ending_on_failure(upload: Upload):
+    """End the order cleanly when a dispatched stage cannot finish: cancel it on chain, refund the escrow."""
+    try:
+        yield
+    except StageNotDone as exc:
+        end_order_task(upload.order_id, reason=str(exc))
+        raise
+
+
+def end_order(order_id: str, net: Network, book: OrderBook, *, reason: str) -> str:
+    """Cancel the order as its client so the escrow is refunded, and record why; returns the new status.
+
+    When the contract would refuse (a proof is committed and the deadline is ahead, or a verdict is
+    recorded), the record says so and when the client can cancel.
+    """
+    try:
+        return cancel_order(order_id, net, book, reason=reason)
+    except (NotCancellableError, ContractRevert) as exc:
+        status = f"ended without settlement ({exc}); cancel after the deadline to refund: {reason}"
+    book.save(book.load(order_id).model_copy(update={"status": status}))
+    return status
+
+
+@task(name="end_order", cache_policy=NO_CACHE)
+def end_order_task(order_id: str, *, reason: str) -> str:
+    """Prefect task: end an order whose stage could not finish."""
+    return end_order(order_id, network(), order_book(), reason=reason)
