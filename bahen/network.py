@@ -67,7 +67,8 @@ def connect(settings: Settings) -> Network:
     """The network for ``settings``, built once per process.
 
     With no RPC URL configured this is an in-process EVM bootstrapped as a devnet: the contracts
-    deployed and the local worker and validators funded and staked. With an RPC URL, the contract
+    deployed and the local worker and validators funded and staked; a home that holds the contract
+    addresses of a running chain (``chain.json``) is refused instead, never silently replaced. With an RPC URL, the contract
     addresses come from ``HOME/chain.json`` (written by ``bahen chain deploy`` or ``bahen up``).
     """
     key = (str(settings.home), settings.resolved_store_url, settings.s3_endpoint_url, settings.chain_rpc_url)
@@ -89,6 +90,11 @@ def keystore_of(settings: Settings) -> Keystore:
 
 def _build(settings: Settings) -> Network:
     store, keystore = store_of(settings), keystore_of(settings)
+    if settings.chain_rpc_url is None and settings.chain_file.is_file():
+        raise ChainError(
+            f"{settings.home} holds the contract addresses of a running chain ({settings.chain_file}) but names no "
+            "chain_rpc_url: set it in config.yaml (or BAHEN_CHAIN_RPC_URL) rather than act on a fresh in-process chain"
+        )
     if settings.chain_rpc_url is None:
         chain = Chain.in_process()
         market = devnet.bootstrap(chain, keystore)

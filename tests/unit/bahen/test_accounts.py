@@ -132,3 +132,4 @@ def test_unbond_refuses_an_amount_that_is_not_whole_wei(tmp_path):
     assert result.exit_code == 2
     assert "0.0000000000000000001 ETH is not a positive whole number of wei" in " ".join(result.output.replace("│", " ").split())
     assert not (tmp_path / "keys").exists()  # refused before any keystore or chain was touched
+

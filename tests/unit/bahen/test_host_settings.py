@@ -25,3 +25,24 @@ def test_a_bad_host_setting_fails_before_the_block_runs():
     with pytest.raises(SettingsError, match="worker_attack_intensity"):
         with host_settings(worker_attack="wrong-lr", worker_attack_intensity=0.0):
             pytest.fail("the block must not run")
+
+
+def test_a_home_set_up_for_a_running_chain_never_falls_back_to_an_in_process_one(tmp_path):
+    from contracts.errors import ChainError
+
+    from bahen.network import connect
+
+    (tmp_path / "chain.json").write_text("{}")
+    with pytest.raises(ChainError, match="holds the contract addresses of a running chain .* names no chain_rpc_url"):
+        connect(load_settings(home=tmp_path, scrypt_n=2**10))
+    assert not (tmp_path / "keys").exists()
+
+
+def test_the_config_file_read_is_the_named_homes_own(tmp_path, monkeypatch):
+    party, other = tmp_path / "party", tmp_path / "other"
+    for home, url in ((party, "http://party:8545"), (other, "http://other:8545")):
+        home.mkdir()
+        (home / "config.yaml").write_text(f"chain_rpc_url: {url}\nprefect_api_url: {url}/api\n")
+    monkeypatch.setenv("BAHEN_HOME", str(other))
+    assert load_settings(home=party).chain_rpc_url == "http://party:8545"
+    assert load_settings().prefect_api_url == "http://other:8545/api"

@@ -19,6 +19,18 @@ def test_registered_members_are_readable(bahen, parties):
     assert bahen.params() == PARAMS
 
 
+def test_the_registry_lists_each_role_in_registration_order_and_keeps_a_failed_registration_out(bahen, parties):
+    assert [m.address for m in bahen.members("worker")] == [w.address for w in parties.workers]
+    assert [m.address for m in bahen.members("validator")] == [v.address for v in parties.validators]
+    with pytest.raises(ContractRevert, match="InsufficientStake"):
+        bahen.register_worker(parties.stranger, x25519_public=b32("k"), declared_gflops=GFLOPS, stake=WORKER_STAKE - 1)
+    assert len(bahen.members("worker")) == len(parties.workers)
+    bahen.register_worker(parties.stranger, x25519_public=b32("k"), declared_gflops=GFLOPS, stake=WORKER_STAKE)
+    workers = bahen.members("worker")
+    assert workers[-1].address == parties.stranger.address and workers[-1].eligible
+    assert parties.stranger.address not in {m.address for m in bahen.members("validator")}
+
+
 def test_worker_stake_must_cover_declared_compute(bahen, parties):
     with pytest.raises(ContractRevert) as err:
         bahen.register_worker(parties.stranger, x25519_public=b32("k"), declared_gflops=5_000, stake=WORKER_STAKE)

@@ -1,0 +1,74 @@
+"""Each party acts only with its own key, and the order's parties come from the chain's registry.
+
+A host is a network (chain, store) with its own keystore: the embedded devnet's home holds every
+party's keys, a stranger's host holds none of them. Every stage a party signs must refuse to run
+on a host that does not hold that party's key, naming the party, before it stores or sends anything.
+"""
+
+import dataclasses
+
+import pytest
+from privacy.identity import Identity, Keystore
+
+from bahen.network import NoKeyError, connect
+from bahen.parties import CLIENT
+from bahen.settings import load_settings
+from bahen.spec import OrderSpec
+from tasks.audit import audit
+from tasks.encrypt_upload import encrypt_upload
+from tasks.score import score
+from tasks.shard import NoCapacityError, matched, shard
+from tasks.train import train
+from tasks.verify import verify
+
+SMALL = OrderSpec(dataset="digits", model="mlp", epochs=1, checkpoint_every=8, batch_size=32)
+
+
+def _stranger_host(net, tmp_path):
+    """The same chain and store, seen from a host whose keystore holds none of the order's parties."""
+    return dataclasses.replace(net, keystore=Keystore(tmp_path / "stranger-keys", "pass", scrypt_n=2**10), _identities={})
+
+
+def test_matching_reads_the_registry_never_a_keystore_and_never_takes_the_client(prefect, bahen_home):
+    net = connect(load_settings())
+    client = net.party(CLIENT)
+    stake = net.market.required_stake(1_000)
+    net.market.register_worker(client.account, x25519_public=client.x25519_public, declared_gflops=1_000, stake=stake)
+    outsider = Identity.generate("outsider")  # staked on chain, in no keystore of this host
+    net.chain.fund(outsider.address, 10 * stake)
+    net.market.register_worker(outsider.account, x25519_public=outsider.x25519_public, declared_gflops=1_000, stake=stake)
+
+    chosen = matched(net, 3, "worker", excluded={client.address.lower()})
+
+    registry = [m.address for m in net.market.members("worker")]
+    assert [p.address for _, p in chosen] == [registry[0], registry[1], outsider.address]
+    assert [label for label, _ in chosen] == ["worker-0", "worker-1", "worker-3"]  # the client is worker-2
+    assert chosen[2][1].x25519_public == outsider.x25519_public.hex()
+    with pytest.raises(NoCapacityError, match="needs 4 staked worker.*the network has 3 it may take"):
+        matched(net, 4, "worker", excluded={client.address.lower()})
+
+
+def test_a_host_without_the_signers_key_refuses_each_stage_before_acting(prefect, bahen_home, tmp_path):
+    net = connect(load_settings())
+    upload = encrypt_upload(SMALL, net, order_id="0x" + "5e" * 32)
+    plan = shard(SMALL, upload, net)
+    assignment = plan.assignments[0]
+    stranger = _stranger_host(net, tmp_path)
+    oid = bytes.fromhex(upload.order_id[2:])
+
+    with pytest.raises(NoKeyError, match=f"holds no key of worker {assignment.address}: run the command on the worker's host"):
+        train(SMALL, upload, assignment, stranger)
+    assert net.market.order(oid).tasks[0].commit_block == 0 and stranger.keystore.names() == []
+
+    training = train(SMALL, upload, assignment, net)
+    first = plan.validators[0].address
+    with pytest.raises(NoKeyError, match=f"holds no key of validator {first}"):
+        verify(SMALL, upload, plan, assignment, training, stranger)
+    with pytest.raises(NoKeyError, match=f"holds no key of validator {first}"):
+        score(SMALL, upload, plan, training, stranger)
+    verification = verify(SMALL, upload, plan, assignment, training, net)
+    scores = score(SMALL, upload, plan, training, net)
+    with pytest.raises(NoKeyError, match="holds no key with the Wasp role of market"):
+        audit(upload, plan, assignment, training, verification, scores, stranger)
+    assert net.market.order(oid).tasks[0].verdict == "none"
+    assert stranger.keystore.names() == []  # refusing never creates a key
