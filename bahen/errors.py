@@ -1,7 +1,7 @@
 """The root of the errors a user can cause and act on.
 
-Every package raises its own subclasses (privacy, storage, contracts, proof); the CLI and the flows
-print their message, never a traceback.
+Every package has its own root error (privacy, storage, contracts, proof, training), importing
+nothing of bahen's; the CLI and the flows print their message, never a traceback.
 """
 
 
@@ -15,5 +15,6 @@ def user_errors() -> tuple[type[Exception], ...]:
     from privacy.errors import PrivacyError
     from proof.errors import ProofError
     from storage.errors import StorageError
+    from training.errors import TrainingError
 
-    return (BahenError, ChainError, PrivacyError, ProofError, StorageError)
+    return (BahenError, ChainError, PrivacyError, ProofError, StorageError, TrainingError)

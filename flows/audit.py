@@ -7,72 +7,10 @@ and the new decision is compared with the stored signed verdict, which must be t
 recorded. Nothing is written on chain; a re-audit that disagrees ends the run Failed.
 """
 
-from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
-from proof.wasp import decide
-from pydantic import BaseModel, Field
+from prefect import flow
 
-from bahen.audit import recheck
-from bahen.errors import BahenError
-from bahen.records import OrderRecord
-from tasks.audit import explain, gather
-from tasks.runtime import network, order_book
-
-
-class AuditCheck(BaseModel):
-    """One task's re-audit: the decision reached now against the one recorded, and what failed to re-check."""
-
-    order_id: str
-    task: int
-    accepted: bool
-    recorded_accepted: bool
-    agrees: bool
-    reasons: list[str]
-    problems: list[str] = Field(description="Artifacts or commitments that did not re-check; empty when all held")
-
-
-class IncompleteOrderError(BahenError):
-    """The order has no verdict yet, so there is nothing to re-audit."""
-
-
-class ReauditDisagreesError(BahenError):
-    """An artifact or commitment did not re-check, or Wasp's rules now decide otherwise."""
-
-
-@task(name="reaudit", cache_policy=NO_CACHE)
-def reaudit_task(record: OrderRecord) -> list[AuditCheck]:
-    """Gather the evidence of every task again and re-run Wasp's rules."""
-    if record.verdict is None or record.verification is None or record.scores is None or record.training is None:
-        raise IncompleteOrderError(
-            f"order {record.order_id} is {record.status!r} with no verdict: wait for it to be audited, then re-audit"
-        )
-    net = network()
-    problems = recheck(record, net.store, net.market)
-    checks = []
-    for assignment in record.shard.assignments:
-        evidence = gather(record.upload, record.shard, assignment, record.training, record.verification, record.scores, net)
-        decision = decide(evidence)
-        checks.append(AuditCheck(
-            order_id=record.order_id, task=assignment.task, accepted=decision.accepted,
-            recorded_accepted=record.verdict.accepted, reasons=explain(decision.reasons), problems=problems,
-            agrees=not problems and decision.accepted == record.verdict.accepted,
-        ))
-    create_markdown_artifact(
-        key=f"reaudit-{record.order_id[2:14]}", description=f"Re-audit of order {record.order_id}",
-        markdown="\n".join(
-            f"## Task {c.task}: {'agrees' if c.agrees else 'DISAGREES'} with the recorded verdict\n\n"
-            + "\n".join(f"- {r}" for r in c.reasons)
-            + "".join(f"\n- ✗ {p}" for p in c.problems) for c in checks
-        ),
-    )
-    if not all(c.agrees for c in checks):
-        raise ReauditDisagreesError(
-            f"the re-audit of order {record.order_id} disagrees with its recorded verdict: "
-            + "; ".join([*problems, *(f"task {c.task} decides {'accepted' if c.accepted else 'rejected'}"
-                                      for c in checks if c.accepted != c.recorded_accepted)])
-        )
-    return checks
+from tasks.reaudit import AuditCheck, reaudit_task
+from tasks.runtime import order_book
 
 
 @flow(name="audit", flow_run_name="audit-{order_id}", validate_parameters=True)

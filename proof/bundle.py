@@ -17,10 +17,11 @@ from pydantic import BaseModel, Field, ValidationError
 
 from proof.errors import BundleError
 from proof.merkle import inclusion_proof, merkle_root, verify_inclusion
-from proof.recorder import RecordedProof, StepRecord
+from proof.recorder import RecordedProof
 from proof.telemetry import TelemetrySample
 from storage.refs import ArtifactRef
 from training.profiles import ProfileInfo
+from training.steps import StepRecord
 from training.trainer import TrainSpec
 
 STEP_LOG_SCHEMA = pa.schema(

@@ -1,9 +1,7 @@
 """Failures of proof recording and checking that a user can cause, each saying what to do."""
 
-from bahen.errors import BahenError
 
-
-class ProofError(BahenError):
+class ProofError(Exception):
     """Base of every expected proof failure."""
 
 

@@ -41,6 +41,7 @@ from training.checkpoint import Checkpoint
 from training.errors import CheckpointError
 from training.profiles import ProfileInfo
 from training.state import EncodedState, update_norms
+from training.steps import StepRecord
 
 MAX_PENDING = 2
 STATE_BATCH = 16  # states handed to the background thread at once: one hand-off per batch, not per step
@@ -49,20 +50,6 @@ STATE_BUDGET = 256 << 20  # bytes of states handed to the background thread and 
 JOURNAL_FORMAT = "bahen.journal.v1"
 Put = Callable[[str, bytes], ArtifactRef]
 Get = Callable[[ArtifactRef], bytes]
-
-
-class StepRecord(BaseModel):
-    """One optimizer step as the worker recorded it."""
-
-    step: int
-    epoch: int
-    batch_digest: str
-    loss: float
-    lr: float
-    grad_norm: float
-    update_norm: float = Field(default=0.0, description="L2 distance between the weights before and after this step")
-    seconds: float
-    state_sha256: str = Field(default="", description="SHA-256 of the training state after this step")
 
 
 class RecordedProof(BaseModel):

@@ -1,9 +1,7 @@
 """Failures of training that a user can cause, each saying what to do about it."""
 
-from bahen.errors import BahenError
 
-
-class TrainingError(BahenError):
+class TrainingError(Exception):
     """Base of every expected training failure."""
 
 

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from pydantic import BaseModel, Field
 
-from proof.recorder import Recorder, StepRecord
 from training.allocator import tune_allocator
 from training.checkpoint import Checkpoint
 from training.errors import CheckpointError, ProfileUnavailableError
@@ -27,6 +26,7 @@ from training.models import Classifier, build_model, init_seed
 from training.order import batch_digests, batch_order, epoch_order_digest
 from training.profiles import ProfileInfo, apply_profile, profile_numerics
 from training.state import EncodedState, StateEncoder, spec_json
+from training.steps import StepRecord, StepRecorder
 
 RECORD_BATCH = 16  # steps whose records are made together
 GRADIENT_BUDGET = 64 << 20  # bytes of gradients kept for the records not made yet
@@ -258,7 +258,7 @@ class _Run:
         """The current state in the per-step encoding (one copy of every tensor)."""
         return self._encoder.encode(self.step, self.step // self.per_epoch, self.optimizer, torch.get_rng_state())
 
-    def batches(self, epoch: int, recorder: Recorder | None) -> list[tuple[np.ndarray, torch.Tensor, str]]:
+    def batches(self, epoch: int, recorder: StepRecorder | None) -> list[tuple[np.ndarray, torch.Tensor, str]]:
         """The epoch's batches, each as its indices, the same on the device and its digest, made once per epoch."""
         if epoch != self._epoch:
             self._epoch = epoch
@@ -268,12 +268,12 @@ class _Run:
                 recorder.record_epoch(epoch, epoch_order_digest(order))
         return self._batches
 
-    def advance(self, stop: int, recorder: Recorder | None, hooks: TrainHooks) -> list[float]:
+    def advance(self, stop: int, recorder: StepRecorder | None, hooks: TrainHooks) -> list[float]:
         """Run optimizer steps until ``stop`` under the profile's numerics; return their losses."""
         with profile_numerics(self.profile):
             return self._train_until(stop, recorder, hooks)
 
-    def _train_until(self, stop: int, recorder: Recorder | None, hooks: TrainHooks) -> list[float]:
+    def _train_until(self, stop: int, recorder: StepRecorder | None, hooks: TrainHooks) -> list[float]:
         """The training loop of :meth:`advance`.
 
         With a recorder, each step keeps its loss, its gradients and a copy of its state, and the
@@ -319,7 +319,7 @@ class _Run:
                 recorder.save_checkpoint(hooks.on_checkpoint(self.step, self.snapshot()))
         return losses
 
-    def _record(self, pending: list["_PendingStep"], recorder: Recorder, hooks: TrainHooks) -> list[float]:
+    def _record(self, pending: list["_PendingStep"], recorder: StepRecorder, hooks: TrainHooks) -> list[float]:
         """Make the records of ``pending`` steps in order and hand them and their states over; return their losses."""
         # One host transfer for every number of the batch.
         losses = torch.stack([p.loss for p in pending]).float()
@@ -384,7 +384,7 @@ def train(
     X: np.ndarray,
     y: np.ndarray,
     *,
-    recorder: Recorder | None = None,
+    recorder: StepRecorder | None = None,
     hooks: TrainHooks | None = None,
     resume_from: Checkpoint | None = None,
     device: str | None = None,

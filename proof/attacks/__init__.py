@@ -32,11 +32,12 @@ from proof.attacks.wrong_lr import WrongLr
 from proof.attacks.wrong_weight_decay import WrongWeightDecay
 from proof.bundle import ProofBundle, build_bundle
 from proof.challenge import Challenge, derive_challenge
-from proof.recorder import Get, RecordedProof, Recorder, StepRecord
+from proof.recorder import Get, RecordedProof, Recorder
 from proof.response import Regenerate, Response, replay_regenerator, respond
 from proof.spool import StateSpool
 from proof.telemetry import TelemetrySampler
 from storage.refs import ArtifactRef
+from training.steps import StepRecord
 from training.trainer import TrainResult, TrainSpec, train
 
 if TYPE_CHECKING:

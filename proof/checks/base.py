@@ -18,10 +18,10 @@ from proof.report import CheckResult
 if TYPE_CHECKING:
     from proof.bundle import ProofBundle
     from proof.challenge import Challenge
-    from proof.recorder import StepRecord
     from proof.response import Response
     from proof.telemetry import TelemetrySample
     from proof.verifier import VerifyConfig
+    from training.steps import StepRecord
     import torch
 
     from training.trainer import Checkpoint, StateForm, TrainSpec

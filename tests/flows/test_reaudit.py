@@ -10,8 +10,9 @@ from bahen.network import connect
 from bahen.parties import CLIENT, WASP
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
-from flows.audit import ReauditDisagreesError, audit
+from flows.audit import audit
 from flows.order import order
+from tasks.reaudit import ReauditDisagreesError
 
 SMALL = OrderSpec(dataset="digits", model="mlp", epochs=1, checkpoint_every=8, batch_size=32)
 # One artifact of every kind an order pins, by the start of its workspace path.
