@@ -118,6 +118,21 @@ def audit_check(order_id: Annotated[str, typer.Argument(help="Order id (0x…) o
             console.print(f"  {reason}")
 
 
+@store_app.command("share-results")
+def store_share_results() -> None:
+    """Make the store's `prefect-results/` the Prefect server's default result storage (block bahen-results),
+    so a party's run on any host hands its result to the order through the store. Once per network."""
+    from bahen.devnet_up import result_storage, share_results
+    from bahen.settings import load_settings
+
+    settings = load_settings()
+    if not settings.prefect_api_url:
+        raise typer.BadParameter("set prefect_api_url in config.yaml (or BAHEN_PREFECT_API_URL) to the network's Prefect server")
+    storage = result_storage(settings)
+    share_results(settings.prefect_api_url, storage)
+    console.print(f"results of every run on {settings.prefect_api_url} now go to {storage.basepath}")
+
+
 @store_app.command("cleanup-rules")
 def store_cleanup_rules(
     days: Annotated[int, typer.Option(min=1, help="Days after which leftovers are reclaimed")] = 1,

@@ -6,9 +6,9 @@ the shared services), deploys the contracts as the operator of ``HOME``, stakes 
 validators, creates the work pools, applies ``prefect.yaml`` and starts one Prefect worker per
 party, working from that party's home. Every process it starts is recorded in ``HOME/devnet.json``
 with its log under ``HOME/logs``, so ``down`` stops exactly those (workers first, then the server,
-then the chain). The parties share the artifact store (``HOME/store``, or the S3 store the config
-names) and the Prefect results directory ``HOME/prefect/results``, through which a child flow hands
-its result to the order.
+then the chain). The parties share only the services: the chain, the Prefect server and the
+artifact store (``HOME/store``, or the S3 store the config names), beside which the server's
+default result storage keeps what each party's run hands back to the order.
 """
 
 import os
@@ -105,7 +105,6 @@ def service_env(state: DevnetState) -> dict[str, str]:
         "BAHEN_PROJECT_DIR": str(state.project_dir),
         "PREFECT_API_URL": state.prefect_api_url,
         "PREFECT_HOME": str(state.home / "prefect"),
-        "PREFECT_LOCAL_STORAGE_PATH": str(state.home / "prefect" / "results"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
     if state.s3_endpoint_url:
@@ -122,7 +121,6 @@ def party_env(state: DevnetState, party: PartyHost) -> dict[str, str]:
         "BAHEN_PROJECT_DIR": str(state.project_dir),
         "PREFECT_API_URL": state.prefect_api_url,
         "PREFECT_HOME": str(party.home / "prefect"),
-        "PREFECT_LOCAL_STORAGE_PATH": str(state.home / "prefect" / "results"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
 

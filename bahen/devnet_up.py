@@ -1,7 +1,8 @@
 """Bringing a devnet up, and joining a network as a worker, validator or Wasp host.
 
 ``up`` orders its steps so each failure names the part that failed: the ports, the chain, the
-Prefect server, the contracts, the pools and deployments, then the workers. A failed ``up`` stops
+Prefect server, the party homes and contracts, the pools, the shared result storage and the
+deployments, then the workers. A failed ``up`` stops
 what it had started, so nothing is left running without a ``devnet.json`` to find it by.
 """
 
@@ -16,11 +17,12 @@ from privacy.identity import Identity
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.exceptions import ObjectAlreadyExists
+from prefect.filesystems import LocalFileSystem, RemoteFileSystem, WritableFileSystem
 
 from bahen import devnet
 from bahen.devnet_services import (
     POOLS, PROJECT_DIR, DevnetError, DevnetState, PartyHost, anvil_binary, down, party_env, port_free, save_state,
-    service_env, spawn, state_path, wait_healthy,
+    service_env, settings_for, spawn, state_path, wait_healthy,
 )
 from bahen.network import Network, connect, keystore_of, save_addresses
 from bahen.parties import CLIENT, WASP, party_queue, validator_name, worker_name
@@ -98,6 +100,31 @@ def create_pools(api_url: str) -> None:
                 pass
 
 
+RESULTS_BLOCK = "bahen-results"
+
+
+def result_storage(settings: Settings) -> WritableFileSystem:
+    """Where the parties' runs leave their results for the order: beside the artifact store's objects,
+    under ``prefect-results`` (a directory, or the S3 prefix of an S3 store), never a host's own disk."""
+    url = settings.resolved_store_url
+    if url.startswith("s3://"):
+        client_kwargs = {k: v for k, v in (("endpoint_url", settings.s3_endpoint_url), ("region_name", settings.s3_region)) if v}
+        return RemoteFileSystem(basepath=f"{url.rstrip('/')}/prefect-results", settings={"client_kwargs": client_kwargs})
+    return LocalFileSystem(basepath=str(Path(url) / "prefect-results"))
+
+
+def share_results(api_url: str, storage: WritableFileSystem) -> None:
+    """Make ``storage`` (saved as the block ``bahen-results``) the default result storage of the Prefect
+    server at ``api_url``, so every party's run on any host writes its result there and the order
+    reads it back through the same block."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        block_id = storage.save(RESULTS_BLOCK, overwrite=True)
+        with get_client(sync_client=True) as client:
+            client.update_server_default_result_storage(block_id)
+
+
 def apply_deployments(state: DevnetState) -> None:
     """``prefect deploy --all`` on the project's ``prefect.yaml``."""
     if not (state.project_dir / "prefect.yaml").is_file():
@@ -132,6 +159,7 @@ def up(settings: Settings, *, prefect_port: int, anvil_port: int, project_dir: P
                 party.queue = party_queue(keystore_of(settings.model_copy(update={"home": party.home})).public(party.name).address)
         save_state(state)
         create_pools(state.prefect_api_url)
+        share_results(state.prefect_api_url, result_storage(settings_for(state, settings)))
         apply_deployments(state)
         if start_workers:
             for party in state.parties:

@@ -65,7 +65,7 @@ def _accepted(net, order_id):
 def _lying_verification(net, upload, plan, assignment, training, *, says_passed: bool):
     """The order's verifier signs the opposite of what its re-execution found and attests it on chain."""
     slot = plan.validators[0]
-    verifier = net.party(slot.name)
+    verifier = net.party_at(slot.address, role="validator")
     report = reexecute(SMALL, upload, training, net,
                        train_key=open_stored_grant(net.store, slot.grants["train"], verifier, order_id=upload.order_id),
                        open_model_key=lambda: model_key(net, training, verifier))
@@ -110,7 +110,7 @@ def test_a_dispute_overturns_a_verifier_that_vouched_for_fabricated_work(net):
     outsider = net.party(validator_name(3))
     with pytest.raises(DisputeError, match="neither a validator of order"):
         open_dispute(SMALL, upload, plan, training, outsider, net)
-    disputer = net.party(plan.validators[1].name)
+    disputer = net.party_at(plan.validators[1].address, role="validator")
     case = hand_over(open_dispute(SMALL, upload, plan, training, disputer, net), plan, disputer, net)
     assert not net.market.dispute(bytes.fromhex(upload.order_id[2:]), 0).claim_accepted
     drawn = set(case.grants)
@@ -140,7 +140,7 @@ def test_an_honest_worker_overturns_a_false_rejection_and_is_paid(net):
     scores = score(SMALL, upload, plan, training, net)
     assert not audit(upload, plan, assignment, training, verification, scores, net).accepted
 
-    worker = net.party(assignment.worker)
+    worker = net.party_at(assignment.address, role="worker")
     case = hand_over(open_dispute(SMALL, upload, plan, training, worker, net), plan, worker, net)
     assert net.market.dispute(bytes.fromhex(upload.order_id[2:]), 0).claim_accepted
     votes = _resolve_all(net, case)
@@ -158,7 +158,7 @@ def test_an_honest_worker_overturns_a_false_rejection_and_is_paid(net):
 def test_a_dispute_of_honest_work_is_dismissed_and_its_bond_pays_the_worker(net):
     upload, plan, assignment, training = _accepted(net, "0x" + "d2" * 32)
 
-    disputer = net.party(plan.validators[1].name)
+    disputer = net.party_at(plan.validators[1].address, role="validator")
     with pytest.raises(DisputeError, match="agrees with its verdict"):
         open_dispute(SMALL, upload, plan, training, disputer, net)
     # a disputer that contests anyway, and tries to make the honest work fail re-execution
@@ -206,7 +206,7 @@ def test_a_dispute_of_honest_work_is_dismissed_and_its_bond_pays_the_worker(net)
 def test_settlement_draws_an_undrawn_dispute_and_expires_it_once_its_resolvers_are_out_of_time(net):
     upload, plan, assignment, training = _accepted(net, "0x" + "d3" * 32)
     oid = bytes.fromhex(upload.order_id[2:])
-    disputer = net.party(plan.validators[1].name)
+    disputer = net.party_at(plan.validators[1].address, role="validator")
     net.market.open_dispute(disputer.account, order_id=oid, task=0, counter_digest=bytes(32),
                             bond=net.market.params().dispute_bond)
 

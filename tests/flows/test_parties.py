@@ -29,8 +29,13 @@ def _stranger_host(net, tmp_path):
     return dataclasses.replace(net, keystore=Keystore(tmp_path / "stranger-keys", "pass", scrypt_n=2**10), _identities={})
 
 
-def test_matching_reads_the_registry_never_a_keystore_and_never_takes_the_client(prefect, bahen_home):
-    net = connect(load_settings())
+def _fresh_network(tmp_path):
+    """An embedded devnet of its own: the parties this test stakes reach no other test's orders."""
+    return connect(load_settings(home=tmp_path / "home", scrypt_n=2**10))
+
+
+def test_matching_reads_the_registry_never_a_keystore_and_never_takes_the_client(tmp_path):
+    net = _fresh_network(tmp_path)
     client = net.party(CLIENT)
     stake = net.market.required_stake(1_000)
     net.market.register_worker(client.account, x25519_public=client.x25519_public, declared_gflops=1_000, stake=stake)
@@ -48,8 +53,8 @@ def test_matching_reads_the_registry_never_a_keystore_and_never_takes_the_client
         matched(net, 4, "worker", excluded={client.address.lower()})
 
 
-def test_a_host_without_the_signers_key_refuses_each_stage_before_acting(prefect, bahen_home, tmp_path):
-    net = connect(load_settings())
+def test_a_host_without_the_signers_key_refuses_each_stage_before_acting(tmp_path):
+    net = _fresh_network(tmp_path)
     upload = encrypt_upload(SMALL, net, order_id="0x" + "5e" * 32)
     plan = shard(SMALL, upload, net)
     assignment = plan.assignments[0]

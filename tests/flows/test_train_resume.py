@@ -46,7 +46,7 @@ def _order(net, byte: str):
 
 def _uninterrupted(net, upload, assignment):
     """The checkpoints' plaintext hashes of the same task trained in one go, outside the pipeline."""
-    key = open_stored_grant(net.store, assignment.grants["train"], net.party(assignment.worker), order_id=upload.order_id)
+    key = open_stored_grant(net.store, assignment.grants["train"], net.party_at(assignment.address, role="worker"), order_id=upload.order_id)
     X, y = load_split(net.store, key, upload, "train")
     return run_worker(None, train_spec(SMALL, upload, assignment.task, net), X, y, MemoryStore().put).recorded
 
@@ -64,7 +64,7 @@ def test_a_crashed_train_run_resumes_from_its_last_journal_bitwise_and_verifies(
     expected = _uninterrupted(net, upload, assignment)
     assert bundle.resumes == [16]
     assert bundle.checkpoint_sha256 == expected.checkpoint_sha256
-    model_key = open_stored_grant(net.store, training.model_grants[assignment.address], net.party(assignment.worker),
+    model_key = open_stored_grant(net.store, training.model_grants[assignment.address], net.party_at(assignment.address, role="worker"),
                                   order_id=upload.order_id)
     steps = read_step_log(get_decrypted(net.store, model_key, bundle.step_log, order_id=upload.order_id, role=PROOF_ROLE))
     assert [s.state_sha256 for s in steps] == [s.state_sha256 for s in expected.steps]
@@ -101,6 +101,6 @@ def test_a_run_that_died_after_its_commitment_only_answers_the_challenge(prefect
 def test_a_task_assigned_to_another_worker_is_refused_before_training(prefect, bahen_home):
     net = connect(load_settings())
     upload, plan, assignment = _order(net, "7c")
-    other = assignment.model_copy(update={"worker": plan.validators[0].name})
+    other = assignment.model_copy(update={"worker": plan.validators[0].name, "address": plan.validators[0].address})
     with pytest.raises(BahenError, match="is not assigned to .* on chain; train only the tasks the chain assigns to you"):
         train(SMALL, upload, other, net)

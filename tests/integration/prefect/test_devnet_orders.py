@@ -6,6 +6,7 @@ worker's host dies mid-training."""
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -58,6 +59,8 @@ def test_order_from_the_ui_runs_each_stage_on_its_signers_worker_and_settles_onc
     assert train["work_queue_name"] == party_queue(worker.address)
     assert verify["work_queue_name"] == party_queue(record.shard.validators[0].address)
     assert {r["work_queue_name"] for r in scores} == {party_queue(v.address) for v in record.shard.validators}
+    results = Path(devnet.store_url) / "prefect-results"  # the runs' results travel through the store
+    assert len(list(results.iterdir())) >= len(runs) and not (devnet.home / "prefect" / "results").exists()
     for host in devnet.parties:  # only the client keeps the order's record
         assert OrderBook(host.home / "orders").list() == ([] if host.name != CLIENT else _client_book(devnet).list())
     stages = {f"bahen.order.{s}" for s in STAGES}

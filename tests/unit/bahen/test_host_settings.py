@@ -46,3 +46,16 @@ def test_the_config_file_read_is_the_named_homes_own(tmp_path, monkeypatch):
     monkeypatch.setenv("BAHEN_HOME", str(other))
     assert load_settings(home=party).chain_rpc_url == "http://party:8545"
     assert load_settings().prefect_api_url == "http://other:8545/api"
+
+
+def test_results_travel_beside_the_stores_objects_never_on_a_hosts_own_disk(tmp_path):
+    from prefect.filesystems import LocalFileSystem, RemoteFileSystem
+
+    from bahen.devnet_up import result_storage
+
+    local = result_storage(load_settings(home=tmp_path, store_url=str(tmp_path / "store")))
+    assert isinstance(local, LocalFileSystem) and local.basepath == str(tmp_path / "store" / "prefect-results")
+    s3 = result_storage(load_settings(home=tmp_path, store_url="s3://bucket/net/", s3_endpoint_url="http://127.0.0.1:9000",
+                                      s3_region="eu-west-1"))
+    assert isinstance(s3, RemoteFileSystem) and s3.basepath == "s3://bucket/net/prefect-results"
+    assert s3.settings == {"client_kwargs": {"endpoint_url": "http://127.0.0.1:9000", "region_name": "eu-west-1"}}
