@@ -17,7 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from eth_account import Account
-from eth_account.messages import encode_defunct
 from eth_utils import keccak
 
 from contracts.chain import Chain
@@ -47,10 +46,6 @@ def _gas_used(chain: Chain, call: Callable[[], object]) -> int:
         for tx in chain.w3.eth.get_block(number)["transactions"]:
             total += chain.w3.eth.get_transaction_receipt(tx)["gasUsed"]
     return total
-
-
-def _sign(acct, digest: bytes) -> bytes:
-    return bytes(Account.sign_message(encode_defunct(primitive=digest), acct.key).signature)
 
 
 class _Recorder:
@@ -145,7 +140,7 @@ def _lifecycle(chain: Chain, rec: _Recorder, tasks: int, validators: int) -> Non
                 task=t,
                 kind=kind,
                 digest=digest,
-                signature=_sign(v, digest),
+                signature=b.sign_report(v, order_id=oid, task=t, kind=kind, digest=digest),
             )
     for t in range(tasks):
         accepted = t < tasks - 1

@@ -248,10 +248,22 @@ class Bahen:
         seed_block = self.chain.block_hash(commit_block + 1)
         return keccak(encode(["bytes32", "bytes32", "uint256"], [seed_block, oid, task]))
 
+    def sign_report(self, acct: LocalAccount, *, order_id: bytes, task: int, kind: int, digest: bytes) -> bytes:
+        """``acct``'s attestation of a report digest: an EIP-712 signature over Report(orderId, task, kind,
+        digest) under this market's domain (name BahenMarket, version 1, chain id, market address), valid
+        for this order, task, kind, chain and contract only."""
+        domain = {"name": "BahenMarket", "version": "1", "chainId": self.chain.chain_id,
+                  "verifyingContract": self.addresses.market}
+        types = {"Report": [{"name": "orderId", "type": "bytes32"}, {"name": "task", "type": "uint256"},
+                            {"name": "kind", "type": "uint8"}, {"name": "digest", "type": "bytes32"}]}
+        message = {"orderId": _b32("order_id", order_id), "task": task, "kind": kind, "digest": _b32("digest", digest)}
+        return bytes(acct.sign_typed_data(domain, types, message).signature)
+
     def submit_report(
         self, acct: LocalAccount, *, order_id: bytes, task: int, kind: int, digest: bytes, signature: bytes
     ) -> str:
-        """Records a validator's signed report digest (kind 0 verification, 1 performance); any sender may relay it."""
+        """Records a validator's report digest with its attestation (:meth:`sign_report`; kind 0 verification,
+        1 performance); any sender may relay it."""
         if kind not in REPORT_KINDS:
             raise ChainError(f"report kind {kind} is unknown: use 0 (verification) or 1 (performance)")
         fn = self.market.functions.submitReport(

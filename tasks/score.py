@@ -25,7 +25,7 @@ from bahen.records import Scores, Shard, Training, Upload, ValidatorSlot
 from bahen.spec import OrderSpec
 from tasks.runtime import network
 from tasks.train import load_split, train_spec
-from tasks.verify import model_key
+from tasks.verify import attest, model_key
 
 REPORT_PERFORMANCE = 1
 
@@ -70,10 +70,7 @@ def score_as(spec: OrderSpec, upload: Upload, training: Training, slot: Validato
     report = score_one(spec, upload, training, slot, net)
     validator = net.party_at(slot.address, role="validator")
     ref, doc = put_signed(net.store, validator, report, name=f"order {upload.order_id[:10]}/task {training.task}/score by {slot.name}")
-    net.market.submit_report(
-        validator.account, order_id=bytes.fromhex(upload.order_id[2:]), task=training.task, kind=REPORT_PERFORMANCE,
-        digest=bytes.fromhex(doc.digest[2:]), signature=bytes.fromhex(doc.signature[2:]),
-    )
+    attest(net, validator, upload.order_id, training.task, REPORT_PERFORMANCE, doc.digest)
     return SignedScore(validator=slot.name, report=report, ref=ref)
 
 

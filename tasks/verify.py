@@ -101,14 +101,19 @@ def verify(spec: OrderSpec, upload: Upload, shard: Shard, assignment: Assignment
     report = reexecute(spec, upload, training, net, train_key=train_key,
                        open_model_key=lambda: model_key(net, training, verifier))
     ref, doc = put_signed(net.store, verifier, report, name=f"order {order_id[:10]}/task {assignment.task}/verification report")
-    net.market.submit_report(
-        verifier.account, order_id=bytes.fromhex(order_id[2:]), task=assignment.task, kind=REPORT_VERIFICATION,
-        digest=bytes.fromhex(doc.digest[2:]), signature=bytes.fromhex(doc.signature[2:]),
-    )
+    attest(net, verifier, order_id, assignment.task, REPORT_VERIFICATION, doc.digest)
     return Verification(
         order_id=order_id, task=assignment.task, verifier=verifier.address, report=ref, digest=doc.digest,
         passed=report.passed, checks=[c.model_dump() for c in report.checks], cost_fraction=report.cost.fraction_of_training,
     )
+
+
+def attest(net: Network, validator: Identity, order_id: str, task: int, kind: int, doc_digest: str) -> None:
+    """Record a report's digest on chain with ``validator``'s attestation, bound to this order, task, kind,
+    chain and market (EIP-712)."""
+    oid, report_digest = bytes.fromhex(order_id[2:]), bytes.fromhex(doc_digest[2:])
+    signature = net.market.sign_report(validator.account, order_id=oid, task=task, kind=kind, digest=report_digest)
+    net.market.submit_report(validator.account, order_id=oid, task=task, kind=kind, digest=report_digest, signature=signature)
 
 
 def worker_response(net: Network, training: Training, worker: str) -> Response | None:

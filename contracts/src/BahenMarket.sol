@@ -5,7 +5,7 @@ import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
-import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/MessageHashUtils.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {StakingRegistry} from "./StakingRegistry.sol";
 
 /// @title BahenMarket
@@ -17,8 +17,9 @@ import {StakingRegistry} from "./StakingRegistry.sol";
 /// pull payments: accepted work and reporting validators are paid, rejected workers are slashed
 /// (a bounty to whoever proved the fraud, the rest to the treasury; never to the client), and the
 /// rest of the escrow returns to the client.
-contract BahenMarket is AccessControl, ReentrancyGuard {
+contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     bytes32 public constant WASP_ROLE = keccak256("WASP_ROLE");
+    bytes32 public constant REPORT_TYPEHASH = keccak256("Report(bytes32 orderId,uint256 task,uint8 kind,bytes32 digest)");
     uint256 public constant MAX_TASKS = 64;
     uint256 public constant MAX_VALIDATORS = 32;
     uint256 public constant MAX_RESOLVERS = 15;
@@ -199,7 +200,9 @@ contract BahenMarket is AccessControl, ReentrancyGuard {
     error NothingToWithdraw(address account);
     error UnexpectedSender(address sender);
 
-    constructor(StakingRegistry staking_, address wasp, address treasury_, Params memory params_, address admin) {
+    constructor(StakingRegistry staking_, address wasp, address treasury_, Params memory params_, address admin)
+        EIP712("BahenMarket", "1")
+    {
         if (params_.slashBps > 10_000 || params_.bountyBps > 10_000) revert InvalidParams("bps above 10000");
         if (params_.resolverCount == 0 || params_.resolverCount > MAX_RESOLVERS) {
             revert InvalidParams("resolverCount outside 1..15");
@@ -289,8 +292,10 @@ contract BahenMarket is AccessControl, ReentrancyGuard {
         emit ProofCommitted(orderId, task, msg.sender, root);
     }
 
-    /// @notice Records a report digest signed (EIP-191 over the 32-byte digest) by an assigned validator.
-    /// Anyone may relay it; the signature decides whose report it is.
+    /// @notice Records a report digest attested by an assigned validator: an EIP-712 signature over
+    /// Report(orderId, task, kind, digest) under this contract's domain (name BahenMarket, version 1,
+    /// the chain id, this address), so an attestation made for another order, task, kind, chain or
+    /// contract recovers another signer. Anyone may relay it; the signature decides whose report it is.
     function submitReport(bytes32 orderId, uint256 task, uint8 kind, bytes32 digest, bytes calldata signature)
         external
     {
@@ -299,7 +304,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard {
         if (t.commitBlock == 0) revert NotCommitted(task);
         if (kind > 1) revert InvalidReportKind(kind);
         (address signer, ECDSA.RecoverError err,) =
-            ECDSA.tryRecover(MessageHashUtils.toEthSignedMessageHash(digest), signature);
+            ECDSA.tryRecover(_hashTypedDataV4(keccak256(abi.encode(REPORT_TYPEHASH, orderId, task, kind, digest))), signature);
         if (err != ECDSA.RecoverError.NoError) revert InvalidSignature();
         uint256 slot = _validatorSlot[orderId][signer];
         if (slot == 0) revert NotAssignedValidator(signer);

@@ -20,7 +20,7 @@ from tasks.score import score
 from tasks.settle import settle
 from tasks.shard import shard
 from tasks.train import train
-from tasks.verify import REPORT_VERIFICATION, model_key, reexecute, verify
+from tasks.verify import REPORT_VERIFICATION, attest, model_key, reexecute, verify
 
 SMALL = OrderSpec(dataset="digits", model="mlp", epochs=1, checkpoint_every=8, batch_size=32)
 OUTSIDERS = range(3, 6)  # validators that are no party to the orders below: the resolvers' pool
@@ -73,9 +73,7 @@ def _lying_verification(net, upload, plan, assignment, training, *, says_passed:
     checks = [c.model_copy(update={"passed": says_passed}) for c in report.checks]
     lie = report.model_copy(update={"passed": says_passed, "checks": checks})
     ref, doc = put_signed(net.store, verifier, lie, name="lying report")
-    net.market.submit_report(verifier.account, order_id=bytes.fromhex(upload.order_id[2:]), task=assignment.task,
-                             kind=REPORT_VERIFICATION, digest=bytes.fromhex(doc.digest[2:]),
-                             signature=bytes.fromhex(doc.signature[2:]))
+    attest(net, verifier, upload.order_id, assignment.task, REPORT_VERIFICATION, doc.digest)
     return Verification(order_id=upload.order_id, task=assignment.task, verifier=verifier.address, report=ref,
                         digest=doc.digest, passed=says_passed, checks=[c.model_dump() for c in checks],
                         cost_fraction=lie.cost.fraction_of_training)

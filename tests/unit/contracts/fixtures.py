@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import pytest
 from eth_account import Account
-from eth_account.messages import encode_defunct
 from eth_abi import encode
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
@@ -44,11 +43,6 @@ def account(name: str) -> LocalAccount:
 
 def b32(label: str) -> bytes:
     return keccak(text=label)
-
-
-def sign_digest(acct: LocalAccount, digest: bytes) -> bytes:
-    """EIP-191 personal-message signature over a 32-byte digest, as privacy/signing.py makes them."""
-    return bytes(Account.sign_message(encode_defunct(primitive=digest), acct.key).signature)
 
 
 @dataclass
@@ -126,7 +120,8 @@ def commit_all(bahen: Bahen, parties: Parties, order_id: bytes, tasks: int = 2) 
 def report(bahen: Bahen, sender: LocalAccount, signer: LocalAccount, order_id: bytes, task: int, kind: int = 0) -> str:
     digest = b32(f"report {task} {kind} {signer.address}")
     return bahen.submit_report(
-        sender, order_id=order_id, task=task, kind=kind, digest=digest, signature=sign_digest(signer, digest)
+        sender, order_id=order_id, task=task, kind=kind, digest=digest,
+        signature=bahen.sign_report(signer, order_id=order_id, task=task, kind=kind, digest=digest),
     )
 
 

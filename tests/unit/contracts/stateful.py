@@ -32,7 +32,6 @@ from tests.unit.contracts.fixtures import (
     deploy_staked,
     expected_draw,
     make_parties,
-    sign_digest,
 )
 
 TTL = 1_000
@@ -234,7 +233,7 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
                 task=index,
                 kind=kind,
                 digest=digest,
-                signature=sign_digest(signer, digest),
+                signature=self.bahen.sign_report(signer, order_id=o.oid, task=index, kind=kind, digest=digest),
             )
             if _expect(ok, call, "report"):
                 self.reports.add(key)

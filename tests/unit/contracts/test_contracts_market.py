@@ -10,7 +10,7 @@ from eth_utils import keccak
 from contracts.client import Bahen, UnknownOrderError
 from contracts.errors import ChainError, ChallengeNotReady, ContractRevert
 from contracts.models import Addresses
-from tests.unit.contracts.fixtures import ETHER, b32, commit_all, open_assigned, report, sign_digest
+from tests.unit.contracts.fixtures import ETHER, b32, commit_all, open_assigned, report
 
 OID = b32("order 1")
 
@@ -134,30 +134,42 @@ def test_reports_are_checked_against_assigned_validators(bahen, chain, parties):
     digest = b32("d")
     bad = bahen.submit_report
     _revert(lambda: bad(relay, order_id=OID, task=0, kind=0, digest=digest, signature=b"\x00" * 65), "InvalidSignature")
-    sig = sign_digest(v0, digest)
+    sig = bahen.sign_report(v0, order_id=OID, task=0, kind=2, digest=digest)
     fn = bahen.market.functions.submitReport(OID, 0, 2, digest, sig)
     _revert(lambda: chain.transact(relay, fn, "submit_report"), "InvalidReportKind", kind=2)
     with pytest.raises(ChainError, match="report kind 2 is unknown"):
         bad(relay, order_id=OID, task=0, kind=2, digest=digest, signature=sig)
 
 
-def test_a_signed_digest_counts_once_across_orders_and_tasks(bahen, parties):
+def test_an_attestation_counts_for_its_order_task_kind_chain_and_contract_only(bahen, chain, parties):
     open_assigned(bahen, parties, OID, tasks=2, validators=1)
     commit_all(bahen, parties, OID, tasks=2)
-    v0, digest = parties.validators[0], b32("one report")
-    signature = sign_digest(v0, digest)
-    bahen.submit_report(parties.stranger, order_id=OID, task=0, kind=0, digest=digest, signature=signature)
-    for task, kind in ((1, 0), (0, 1)):
-        replay = partial(
-            bahen.submit_report,
-            parties.stranger,
-            order_id=OID,
-            task=task,
-            kind=kind,
-            digest=digest,
-            signature=signature,
-        )
-        _revert(replay, "ReportReplayed", validator=v0.address)
+    other = b32("order 2")
+    open_assigned(bahen, parties, other, tasks=1, validators=1)
+    commit_all(bahen, parties, other, tasks=1)
+    v0, digest, relay = parties.validators[0], b32("one report"), parties.stranger
+    signature = bahen.sign_report(v0, order_id=OID, task=0, kind=0, digest=digest)
+
+    def submit(order_id=OID, task=0, kind=0, signature=signature):
+        return bahen.submit_report(relay, order_id=order_id, task=task, kind=kind, digest=digest, signature=signature)
+
+    for moved in ({"task": 1}, {"kind": 1}, {"order_id": other}):  # the same signature elsewhere: another signer
+        refused = _revert(partial(submit, **moved), "NotAssignedValidator")
+        assert refused.fields["signer"] != v0.address
+
+    domain = {"name": "BahenMarket", "version": "1", "chainId": chain.chain_id, "verifyingContract": bahen.addresses.market}
+    types = {"Report": [{"name": "orderId", "type": "bytes32"}, {"name": "task", "type": "uint256"},
+                        {"name": "kind", "type": "uint8"}, {"name": "digest", "type": "bytes32"}]}
+    message = {"orderId": OID, "task": 0, "kind": 0, "digest": digest}
+    assert bytes(v0.sign_typed_data(domain, types, message).signature) == signature  # the documented EIP-712 form
+    for elsewhere in ({"chainId": chain.chain_id + 1}, {"verifyingContract": parties.stranger.address}, {"version": "2"}):
+        foreign = bytes(v0.sign_typed_data(domain | elsewhere, types, message).signature)
+        assert _revert(partial(submit, signature=foreign), "NotAssignedValidator").fields["signer"] != v0.address
+
+    submit()
+    assert bahen.report_of(OID, 0, 0, v0.address) == digest
+    fresh = bahen.sign_report(v0, order_id=OID, task=1, kind=0, digest=digest)  # its own, for another task
+    _revert(partial(submit, task=1, signature=fresh), "ReportReplayed", validator=v0.address)
 
 
 def test_only_the_wasp_records_verdicts(bahen, parties):
