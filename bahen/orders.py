@@ -7,6 +7,8 @@ from uuid import UUID
 
 from datetime import UTC, datetime
 
+from contracts.client import order_id_of
+
 from bahen.errors import BahenError
 from bahen.jsonfile import save_json
 from bahen.network import Network
@@ -22,17 +24,19 @@ class UnknownOrderError(BahenError):
         super().__init__(f"no order {order_id} in {directory}: `bahen order list` shows the known orders")
 
 
-def new_order_id() -> str:
-    """A fresh 32-byte order id, hex with 0x: the key of the order on chain and in the store."""
-    return "0x" + secrets.token_hex(32)
-
-
-def order_id_of_run(flow_run_id: str | None) -> str:
-    """The order a flow run places: derived from the run's id, so a retry of the run continues the same
-    order (no second escrow); a fresh id outside a flow run."""
+def salt_of_run(flow_run_id: str | None) -> str:
+    """The salt of the order a flow run places, 32 bytes hex with 0x: derived from the run's id, so a
+    retry of the run continues the same order (no second escrow); fresh outside a flow run."""
     if flow_run_id is None:
-        return new_order_id()
+        return "0x" + secrets.token_hex(32)
     return "0x" + hashlib.sha256(b"bahen.order.v1\n" + UUID(flow_run_id).bytes).hexdigest()
+
+
+def order_id_for(client: str, salt: str) -> str:
+    """The id the market gives the order ``client`` opens with ``salt`` (keccak256(abi.encode(client,
+    salt))): known before the order is opened, the key of the order on chain and in the store, and
+    nobody but ``client`` can open an order under it."""
+    return "0x" + order_id_of(client, bytes.fromhex(salt.removeprefix("0x"))).hex()
 
 
 class OrderBook:

@@ -17,6 +17,7 @@ class Upload(BaseModel):
     """encrypt_upload: the validated dataset, encrypted and stored, and the client's key grants."""
 
     order_id: str
+    salt: str = Field(description="The client's salt: the market derives the order id from it and the client's address")
     spec_hash: str
     client: str
     rows: int

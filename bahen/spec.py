@@ -73,11 +73,25 @@ class OrderSpec(BaseModel):
         1.0, gt=0, le=10_000, description="Most the client pays, in ETH; what is not spent is refunded"
     )
     deadline_hours: int = Field(24, ge=1, le=24 * 30, description="Hours until the order may be cancelled")
+    commit_minutes: int = Field(
+        120, ge=1, le=24 * 30 * 60,
+        description="Minutes a drawn worker has to train and commit its proof; past them anyone may have the chain "
+        "replace it by the next draw",
+    )
 
     @model_validator(mode="after")
     def _dataset_path_exists(self) -> "OrderSpec":
         if self.dataset_path is not None and not Path(self.dataset_path).is_file():
             raise ValueError(f"dataset_path {self.dataset_path!r} is not a readable file")
+        return self
+
+    @model_validator(mode="after")
+    def _commit_before_the_deadline(self) -> "OrderSpec":
+        if self.commit_minutes >= self.deadline_hours * 60:
+            raise ValueError(
+                f"commit_minutes ({self.commit_minutes}) must be shorter than the deadline "
+                f"({self.deadline_hours} h = {self.deadline_hours * 60} min), so a replaced worker's successor has time"
+            )
         return self
 
     @property

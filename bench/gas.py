@@ -2,7 +2,8 @@
 
 Gas is deterministic, so one run suffices; the baseline measured in the same run is a plain ether
 transfer (21,000 gas), and every figure is also given as a multiple of it. The lifecycle opens an
-order with ``tasks`` tasks and ``validators`` validators, commits every proof, has every validator
+order with ``tasks`` tasks and ``validators`` validator slots, has the chain draw them (the
+draw reads every registered worker and validator), commits every proof, has every validator
 submit a verification report per task and one performance report, accepts all tasks but the last
 (which is rejected and slashed), waits out the dispute window, settles, and lets every payee
 withdraw. A dispute (open, draw the resolvers, two votes that close it) is measured on its own.
@@ -105,31 +106,30 @@ def _lifecycle(chain: Chain, rec: _Recorder, tasks: int, validators: int) -> Non
             stake=PARAMS.min_validator_stake,
             lifecycle=False,
         )
-    resolvers, checkers = checkers[validators:], checkers[:validators]
-    oid = keccak(text="gas bench order")
-    rec(
+    by_address = {a.address: a for a in [*workers, *checkers]}
+    salt = keccak(text="gas bench order")
+    oid = rec(
         "open_order",
         b.open_order,
         client,
-        order_id=oid,
+        salt=salt,
         spec_hash=keccak(text="spec"),
         escrow=ETHER,
         deadline=chain.now() + 3_600,
+        commit_window=1_800,
     )
-    for t, w in enumerate(workers):
-        rec("assign_task", b.assign_task, client, order_id=oid, task=t, worker=w.address, payment=ETHER // (2 * tasks))
-    for v in checkers:
-        rec(
-            "assign_validator",
-            b.assign_validator,
-            client,
-            order_id=oid,
-            validator=v.address,
-            fee=ETHER // (4 * validators),
-        )
-    for t, w in enumerate(workers):
+    for _ in range(tasks):
+        rec("add_task", b.add_task, client, order_id=oid, payment=ETHER // (2 * tasks))
+    for _ in range(validators):
+        rec("add_validator", b.add_validator, client, order_id=oid, fee=ETHER // (4 * validators))
+    chain.mine(1)  # the seed block of the last slot
+    drawn = rec(f"draw ({tasks} workers of {tasks}, {validators} validators of {len(checkers)})", b.draw, client,
+                order_id=oid)
+    assigned = [by_address[drawn.workers[t]] for t in range(tasks)]
+    verifiers = [by_address[v] for v in drawn.validators]
+    for t, w in enumerate(assigned):
         rec("commit_proof", b.commit_proof, w, order_id=oid, task=t, root=keccak(text=f"root {t}"))
-    for v in checkers:
+    for v in verifiers:
         for t, kind in [(t, 0) for t in range(tasks)] + [(tasks - 1, 1)]:
             digest = keccak(text=f"report {t} {kind} {v.address}")
             rec(
@@ -155,25 +155,27 @@ def _lifecycle(chain: Chain, rec: _Recorder, tasks: int, validators: int) -> Non
         )
     chain.increase_time(PARAMS.dispute_window + 1)
     rec(f"settle ({tasks} tasks, {validators} validators)", b.settle, client, order_id=oid)
-    for acct in [client, treasury, *workers[:-1], *checkers]:
+    for acct in [client, treasury, *assigned[:-1], *verifiers]:
         rec("withdraw", b.withdraw, acct)
     _side_calls(chain, rec, b, client, workers[0])
-    _dispute(chain, rec, b, client, wasp, workers[0], checkers[0], checkers[1:] + resolvers)
+    _dispute(chain, rec, b, client, wasp, by_address, checkers)
 
 
-def _dispute(chain: Chain, rec: _Recorder, b: Bahen, client, wasp, worker, disputer, candidates) -> None:
-    """A dispute of an accepted task (no validator assigned), upheld by the first two resolvers' votes."""
-    oid = keccak(text="gas bench disputed order")
-    b.open_order(client, order_id=oid, spec_hash=keccak(text="spec"), escrow=ETHER, deadline=chain.now() + 3_600)
-    b.assign_task(client, order_id=oid, task=0, worker=worker.address, payment=ETHER // 8)
+def _dispute(chain: Chain, rec: _Recorder, b: Bahen, client, wasp, by_address, validators) -> None:
+    """A dispute of an accepted task (no validator slot), drawn and worked as the lifecycle's, upheld by the
+    first two resolvers' votes; every other validator may be drawn to resolve it."""
+    oid = b.open_order(client, salt=keccak(text="gas bench disputed order"), spec_hash=keccak(text="spec"),
+                       escrow=ETHER, deadline=chain.now() + 3_600, commit_window=1_800)
+    b.add_task(client, order_id=oid, payment=ETHER // 8)
+    worker = by_address[b.draw(client, order_id=oid).workers[0]]
     b.commit_proof(worker, order_id=oid, task=0, root=keccak(text="root"))
     b.record_verdict(wasp, order_id=oid, task=0, accepted=True, reasons_digest=keccak(text="reasons"))
+    disputer = validators[0]
     rec("open_dispute", b.open_dispute, disputer, order_id=oid, task=0, counter_digest=keccak(text="counter"),
         bond=PARAMS.dispute_bond, lifecycle=False)
     chain.mine(1)
-    drawn = rec(f"draw_resolvers ({PARAMS.resolver_count} of {len(candidates)})", b.draw_resolvers, client,
+    drawn = rec(f"draw_resolvers ({PARAMS.resolver_count} of {len(validators) - 1})", b.draw_resolvers, client,
                 order_id=oid, task=0, lifecycle=False)
-    by_address = {r.address: r for r in candidates}
     for name, address in zip(("vote_dispute", "vote_dispute (closes it)"), drawn):
         rec(name, b.vote_dispute, by_address[address], order_id=oid, task=0, uphold=True,
             report_digest=keccak(text=address), lifecycle=False)
@@ -181,8 +183,8 @@ def _dispute(chain: Chain, rec: _Recorder, b: Bahen, client, wasp, worker, dispu
 
 def _side_calls(chain: Chain, rec: _Recorder, b: Bahen, client, worker) -> None:
     """Calls outside the happy lifecycle: cancellation, top-up and unbonding."""
-    oid = keccak(text="gas bench cancelled order")
-    b.open_order(client, order_id=oid, spec_hash=keccak(text="spec"), escrow=ETHER, deadline=chain.now() + 3_600)
+    oid = b.open_order(client, salt=keccak(text="gas bench cancelled order"), spec_hash=keccak(text="spec"),
+                       escrow=ETHER, deadline=chain.now() + 3_600, commit_window=1_800)
     rec("cancel_order", b.cancel_order, client, order_id=oid, lifecycle=False)
     rec("add_stake", b.add_stake, worker, amount=1, lifecycle=False)
     rec("request_unbond", b.request_unbond, worker, amount=1, lifecycle=False)

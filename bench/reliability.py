@@ -37,7 +37,7 @@ SPEC = OrderSpec(dataset="digits", model="mlp", epochs=1, checkpoint_every=8, ba
 
 def settled_order(net) -> OrderRecord:
     """One order through every stage, recorded as the client's run records it."""
-    upload = encrypt_upload(SPEC, net, order_id="0x" + "be" * 32)
+    upload = encrypt_upload(SPEC, net, salt="0x" + "be" * 32)
     plan = shard(SPEC, upload, net)
     [assignment] = plan.assignments
     training = train(SPEC, upload, assignment, net)

@@ -17,6 +17,7 @@ from contracts.models import (
     ChainParams,
     CreditEvent,
     DisputeView,
+    Draw,
     Ledger,
     MemberView,
     OrderView,
@@ -36,8 +37,17 @@ CREDITS = (
 REPORT_KINDS = {0: "verification", 1: "performance"}
 
 
+ZERO_ADDRESS = "0x" + "00" * 20
+
+
 class UnknownOrderError(ChainError):
     """The market has no order with this id."""
+
+
+def order_id_of(client: str, salt: bytes) -> bytes:
+    """The id of the order ``client`` opens with ``salt``: keccak256(abi.encode(client, salt)), as the
+    market derives it, so nobody else can open an order under it first."""
+    return keccak(encode(["address", "bytes32"], [_addr(client), _b32("salt", salt)]))
 
 
 class Bahen:
@@ -156,26 +166,65 @@ class Bahen:
         self,
         acct: LocalAccount,
         *,
-        order_id: bytes,
+        salt: bytes,
         spec_hash: bytes,
         escrow: int,
         deadline: int,
+        commit_window: int,
         fee_estimate: int | None = None,
-    ) -> str:
-        """Opens an order with `escrow` wei; the escrow must cover `fee_estimate` (default: all of it)."""
+    ) -> bytes:
+        """Opens the order :func:`order_id_of` (``acct``, ``salt``) with ``escrow`` wei, which must cover
+        ``fee_estimate`` (default: all of it); a drawn worker has ``commit_window`` seconds to commit its
+        proof. Returns the order id."""
         fee = escrow if fee_estimate is None else fee_estimate
-        fn = self.market.functions.openOrder(_b32("order_id", order_id), _b32("spec_hash", spec_hash), fee, deadline)
-        return self._send(acct, fn, "open_order", value=escrow)
+        fn = self.market.functions.openOrder(_b32("salt", salt), _b32("spec_hash", spec_hash), fee, deadline, commit_window)
+        self._send(acct, fn, "open_order", value=escrow)
+        return order_id_of(acct.address, salt)
 
-    def assign_task(self, acct: LocalAccount, *, order_id: bytes, task: int, worker: str, payment: int) -> str:
-        """Assigns the order's next task (0, 1, ...) to an eligible worker, reserving `payment` of the escrow."""
-        fn = self.market.functions.assignTask(_b32("order_id", order_id), task, _addr(worker), payment)
-        return self._send(acct, fn, "assign_task")
+    def add_task(self, acct: LocalAccount, *, order_id: bytes, payment: int) -> int:
+        """Adds the order's next task, reserving ``payment`` of the escrow; returns its index. Its worker
+        is drawn by :meth:`draw`."""
+        receipt = self.chain.transact(acct, self.market.functions.addTask(_b32("order_id", order_id), payment), "add_task")
+        (added,) = self.market.events.TaskAdded().process_receipt(receipt, errors=DISCARD)
+        return added["args"]["task"]
 
-    def assign_validator(self, acct: LocalAccount, *, order_id: bytes, validator: str, fee: int) -> str:
-        """Assigns an eligible validator to the order, reserving `fee` of the escrow."""
-        fn = self.market.functions.assignValidator(_b32("order_id", order_id), _addr(validator), fee)
-        return self._send(acct, fn, "assign_validator")
+    def add_validator(self, acct: LocalAccount, *, order_id: bytes, fee: int) -> int:
+        """Adds a validator slot, reserving ``fee`` of the escrow; returns its index. Its validator is
+        drawn by :meth:`draw`."""
+        fn = self.market.functions.addValidator(_b32("order_id", order_id), fee)
+        receipt = self.chain.transact(acct, fn, "add_validator")
+        (added,) = self.market.events.ValidatorSlotAdded().process_receipt(receipt, errors=DISCARD)
+        return added["args"]["slot"]
+
+    def draw(self, acct: LocalAccount, *, order_id: bytes) -> Draw:
+        """Draws a member for every task and validator slot that has none (any sender); on a devnet,
+        mines the seed blocks first if needed. A slot whose seed block aged out is re-anchored and left
+        for the next call (:attr:`Draw.reanchored`)."""
+        oid = _b32("order_id", order_id)
+        order = self.order(oid)
+        anchors = [t.draw_block for t in order.tasks if t.worker == ZERO_ADDRESS]
+        anchors += [v.draw_block for v in order.validators if v.validator == ZERO_ADDRESS]
+        missing = max(anchors, default=0) + 2 - self.chain.block_number()
+        if missing > 0:
+            try:
+                self.chain.mine(missing)
+            except ChainError:
+                raise ChallengeNotReady(
+                    f"the members of order {_hex(oid)} derive from block {max(anchors) + 1}: "
+                    f"draw again once block {max(anchors) + 2} exists"
+                ) from None
+        receipt = self.chain.transact(acct, self.market.functions.draw(oid), "draw")
+        events = self.market.events
+        return Draw(
+            workers={e["args"]["task"]: e["args"]["worker"] for e in events.TaskAssigned().process_receipt(receipt, errors=DISCARD)},
+            validators=[e["args"]["validator"] for e in events.ValidatorAssigned().process_receipt(receipt, errors=DISCARD)],
+            reanchored=len(events.DrawReanchored().process_receipt(receipt, errors=DISCARD)),
+        )
+
+    def replace_worker(self, acct: LocalAccount, *, order_id: bytes, task: int) -> str:
+        """Re-opens a task whose worker has not committed its proof by the task's ``commit_by`` (any
+        sender); the worker is released unslashed and :meth:`draw` picks the next one."""
+        return self._send(acct, self.market.functions.replaceWorker(_b32("order_id", order_id), task), "replace_worker")
 
     def cancel_order(self, acct: LocalAccount, *, order_id: bytes) -> str:
         """Credits the whole escrow back to the client.
@@ -205,8 +254,11 @@ class Bahen:
             spec_hash=_hex(o[6]),
             escrow=o[7],
             allocated=o[8],
+            commit_window=o[9],
             tasks=tasks,
-            validators=[ValidatorView(validator=v[0], reported=v[1], overturned=v[2], fee=v[3]) for v in slots],
+            validators=[
+                ValidatorView(validator=v[0], reported=v[1], overturned=v[2], fee=v[3], draw_block=v[4]) for v in slots
+            ],
         )
 
     def _task_view(self, oid: bytes, task: int) -> TaskView:
@@ -221,6 +273,8 @@ class Bahen:
             root=_hex(t[5]),
             reasons_digest=_hex(t[6]),
             prover=t[7],
+            draw_block=t[8],
+            commit_by=t[9],
         )
 
     # proofs, reports, verdicts

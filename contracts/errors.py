@@ -34,7 +34,7 @@ class InsufficientFundsError(ChainError):
 
 
 class ChallengeNotReady(ChainError):
-    """The challenge seed derives from a block that does not exist yet."""
+    """A draw or a challenge seed derives from a block that does not exist yet."""
 
 
 class ContractRevert(ChainError):

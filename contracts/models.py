@@ -61,7 +61,7 @@ class Addresses(BaseModel):
 
 class TaskView(BaseModel):
     task: int
-    worker: str
+    worker: str = Field(description="the drawn worker (zero address until drawn, or after a replacement)")
     payment: int
     commit_block: int = Field(description="block of the proof commitment; 0 before it")
     root: str = Field(description="committed Merkle root, 0x-hex")
@@ -69,13 +69,24 @@ class TaskView(BaseModel):
     verdict_at: int = Field(description="timestamp of the verdict (0 before it); final a dispute window later")
     reasons_digest: str
     prover: str = Field(description="a disputer whose dispute was upheld (zero address if none)")
+    draw_block: int = Field(description="the worker derives from the hash of the block after this one")
+    commit_by: int = Field(description="timestamp past which an uncommitted worker may be replaced (0 undrawn)")
 
 
 class ValidatorView(BaseModel):
-    validator: str
+    validator: str = Field(description="the drawn validator (zero address until drawn)")
     fee: int
     reported: bool
     overturned: bool = Field(description="signed a verification that a dispute overturned: no fee")
+    draw_block: int = Field(description="the validator derives from the hash of the block after this one")
+
+
+class Draw(BaseModel):
+    """What one ``draw`` call assigned."""
+
+    workers: dict[int, str] = Field(description="task index to the worker drawn for it")
+    validators: list[str] = Field(description="validators drawn, in slot order")
+    reanchored: int = Field(description="slots whose seed block had aged out: drawn by the next call")
 
 
 class DisputeView(BaseModel):
@@ -119,6 +130,7 @@ class OrderView(BaseModel):
     escrow: int
     allocated: int
     deadline: int
+    commit_window: int = Field(description="seconds a drawn worker has to commit its proof")
     status: OrderStatus
     commits: int
     verdicts: int

@@ -3,14 +3,14 @@
 encrypt_upload, shard and settle run in this process, as the client. Every other stage runs as the
 party that signs it (``tasks.dispatch``): in this process on the embedded devnet, or on that
 party's own host through its pool when the order runs from its deployment; a stage that cannot
-finish there ends the order with its escrow refunded. The order's id derives from the flow run's,
-and every stage passes through when the order's record already holds its result, so retrying the
+finish there ends the order with its escrow refunded. The order's id derives from the client's
+address and a salt derived from the flow run's id, and every stage passes through when the order's record already holds its result, so retrying the
 run (the UI's Retry) continues the same order from the stage that failed.
 """
 
 from prefect import flow, runtime
 
-from bahen.orders import order_id_of_run
+from bahen.orders import salt_of_run
 from bahen.records import OrderRecord
 from bahen.spec import OrderSpec
 from tasks.dispatch import Stages, ending_on_failure
@@ -23,8 +23,7 @@ from tasks.shard import shard_task
 @flow(name="order", flow_run_name="order-{spec.model}-{spec.data_name}", validate_parameters=True)
 def order(spec: OrderSpec = OrderSpec()) -> OrderRecord:
     """Train ``spec`` on rented compute, verify the proof, score, audit, settle on chain, then deliver the model."""
-    order_id = order_id_of_run(runtime.flow_run.id)
-    upload = encrypt_upload_task(spec, order_id)
+    upload = encrypt_upload_task(spec, salt_of_run(runtime.flow_run.id))
     shard = shard_task(spec, upload)
     stages = Stages()
     trainings = []
@@ -38,4 +37,4 @@ def order(spec: OrderSpec = OrderSpec()) -> OrderRecord:
     settle_task(upload)
     for training in trainings:
         stages.deliver(upload, shard, training)
-    return report_task(order_id)
+    return report_task(upload.order_id)

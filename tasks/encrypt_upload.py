@@ -27,6 +27,7 @@ from training.validation import count_features, infer_input_shape, num_classes_o
 
 from bahen.artifacts import put_encrypted, put_grant, put_signed
 from bahen.network import Network
+from bahen.orders import order_id_for
 from bahen.parties import CLIENT
 from bahen.records import OrderRecord, Upload
 from bahen.spec import OrderSpec
@@ -70,9 +71,11 @@ def to_parquet(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
-def encrypt_upload(spec: OrderSpec, net: Network, *, order_id: str) -> Upload:
-    """Validate the order's dataset, then encrypt and store its splits with grants to the client."""
+def encrypt_upload(spec: OrderSpec, net: Network, *, salt: str) -> Upload:
+    """Validate the order's dataset, then encrypt and store its splits with grants to the client, under
+    the id of the order the client will open with ``salt``."""
     client = net.party(CLIENT)
+    order_id = order_id_for(client.address, salt)
     table, name, classes = read_dataset(spec)
     features = count_features(table)
     classes = classes or max(num_classes_of(table), 1)
@@ -105,6 +108,7 @@ def encrypt_upload(spec: OrderSpec, net: Network, *, order_id: str) -> Upload:
     manifest_ref, _ = put_signed(net.store, client, manifest, name=f"order {order_id[:10]}/dataset manifest")
     return Upload(
         order_id=order_id,
+        salt=salt,
         spec_hash="0x" + digest(spec).hex(),
         client=client.address,
         rows=table.num_rows,
@@ -122,12 +126,14 @@ def encrypt_upload(spec: OrderSpec, net: Network, *, order_id: str) -> Upload:
 
 
 @task(name="encrypt_upload", cache_policy=NO_CACHE)
-def encrypt_upload_task(spec: OrderSpec, order_id: str) -> Upload:
+def encrypt_upload_task(spec: OrderSpec, salt: str) -> Upload:
     """Prefect task: run the stage as the client and open the order's record."""
+    net = network()
+    order_id = order_id_for(net.party(CLIENT).address, salt)
     if (done := recorded(order_id, "upload")) is not None:
         return done
     book = order_book()
-    upload, seconds = timed(encrypt_upload, spec, network(), order_id=order_id)
+    upload, seconds = timed(encrypt_upload, spec, net, salt=salt)
     book.save(OrderRecord(order_id=order_id, spec=spec, status="uploaded"))
     book.record_stage(order_id, "encrypt_upload", seconds, "uploaded", upload=upload)
     return upload

@@ -10,8 +10,11 @@ import {StakingRegistry} from "./StakingRegistry.sol";
 
 /// @title BahenMarket
 /// @notice Order book with escrow, proof registry, disputes and settlement. A client escrows its
-/// payment, assigns tasks to staked workers and fees to staked validators; workers commit proof
-/// roots, validators' signed report digests are recorded, the Wasp role records work verdicts.
+/// payment and opens tasks and validator slots, each with its price; the chain draws who takes each
+/// (stake-weighted among eligible members that are no party to the order, seeded by a block that
+/// did not exist when the slot was opened), so no client picks its workers or validators. Workers
+/// commit proof roots, a worker that does not commit in time is replaced by the next draw,
+/// validators' signed report digests are recorded, the Wasp role records work verdicts.
 /// A verdict becomes final once its dispute window has passed: within it, a staked member may
 /// dispute it with a bond, and validators drawn on chain re-verify and vote. Settlement credits
 /// pull payments: accepted work and reporting validators are paid, rejected workers are slashed
@@ -24,6 +27,8 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     uint256 public constant MAX_VALIDATORS = 32;
     uint256 public constant MAX_RESOLVERS = 15;
     uint8 private constant VERIFICATION = 0;
+    uint8 private constant WORKER_DRAW = 0;
+    uint8 private constant VALIDATOR_DRAW = 1;
 
     enum Status {
         None,
@@ -80,6 +85,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         bytes32 specHash;
         uint256 escrow;
         uint256 allocated;
+        uint64 commitWindow; // seconds a drawn worker has to commit its proof
     }
 
     struct Task {
@@ -91,6 +97,8 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         bytes32 root;
         bytes32 reasonsDigest;
         address prover; // a disputer whose dispute was upheld: the bounty of this task's slash is its
+        uint64 drawBlock; // the worker derives from the hash of the block after it
+        uint64 commitBy; // past it, an uncommitted worker may be replaced by the next draw
     }
 
     struct ValidatorSlot {
@@ -98,6 +106,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         bool reported;
         bool overturned; // signed a verification that a dispute overturned: forfeits its fee
         uint256 fee;
+        uint64 drawBlock; // the validator derives from the hash of the block after it
     }
 
     struct Dispute {
@@ -126,12 +135,17 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     mapping(address => mapping(bytes32 => bool)) private _digestUsed;
     mapping(bytes32 => mapping(uint256 => Dispute)) private _disputes;
     mapping(bytes32 => mapping(uint256 => mapping(address => uint8))) private _votes; // 1 uphold, 2 dismiss
+    mapping(bytes32 => mapping(address => bool)) private _drawn; // every member drawn for the order, replaced ones too
     mapping(address => uint256) public pending;
     uint256 public bonded; // dispute bonds held, not yet credited
 
     event OrderOpened(bytes32 indexed orderId, address indexed client, bytes32 specHash, uint256 escrow, uint64 deadline);
+    event TaskAdded(bytes32 indexed orderId, uint256 indexed task, uint256 payment, uint64 drawBlock);
+    event ValidatorSlotAdded(bytes32 indexed orderId, uint256 indexed slot, uint256 fee, uint64 drawBlock);
+    event DrawReanchored(bytes32 indexed orderId, uint8 role, uint256 index, uint64 drawBlock);
     event TaskAssigned(bytes32 indexed orderId, uint256 indexed task, address indexed worker, uint256 payment);
     event ValidatorAssigned(bytes32 indexed orderId, address indexed validator, uint256 fee);
+    event WorkerReplaced(bytes32 indexed orderId, uint256 indexed task, address indexed worker, uint64 drawBlock);
     event ProofCommitted(bytes32 indexed orderId, uint256 indexed task, address indexed worker, bytes32 root);
     event ReportSubmitted(
         bytes32 indexed orderId, uint256 indexed task, address indexed validator, uint8 kind, bytes32 digest
@@ -164,13 +178,12 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     error EscrowExceeded(uint256 required, uint256 available);
     error TooManyTasks(uint256 limit);
     error TooManyValidators(uint256 limit);
-    error TaskAlreadyAssigned(uint256 task);
-    error TaskOutOfOrder(uint256 task, uint256 expected);
     error UnknownTask(uint256 task);
-    error WorkerNotEligible(address worker);
-    error StakeBelowCoverage(address worker, uint256 stake, uint256 required);
-    error ValidatorNotEligible(address validator);
-    error ValidatorAlreadyAssigned(address validator);
+    error InvalidCommitWindow();
+    error NothingToDraw(bytes32 orderId);
+    error NoEligibleMember(uint8 role, uint256 index);
+    error NoWorker(uint256 task);
+    error NotReplaceable(uint256 task, uint64 commitBy);
     error NotTaskWorker(address caller, address worker);
     error AlreadyCommitted(uint256 task);
     error NotCommitted(uint256 task);
@@ -231,51 +244,173 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         return _params;
     }
 
-    /// @notice Opens an order whose escrow is the ether sent; it must cover the fee estimate.
-    function openOrder(bytes32 orderId, bytes32 specHash, uint256 feeEstimate, uint64 deadline) external payable {
+    /// @notice The id of the order `client` opens with `salt`: no one else can take it first.
+    function orderIdOf(address client, bytes32 salt) public pure returns (bytes32) {
+        return keccak256(abi.encode(client, salt));
+    }
+
+    /// @notice Opens the order `orderIdOf(msg.sender, salt)`, whose escrow is the ether sent; it must
+    /// cover the fee estimate. A drawn worker has `commitWindow` seconds to commit its proof.
+    function openOrder(bytes32 salt, bytes32 specHash, uint256 feeEstimate, uint64 deadline, uint64 commitWindow)
+        external
+        payable
+        returns (bytes32 orderId)
+    {
+        orderId = orderIdOf(msg.sender, salt);
         if (_orders[orderId].status != Status.None) revert OrderExists(orderId);
         if (deadline <= block.timestamp) revert DeadlineInPast(deadline, block.timestamp);
         if (msg.value < feeEstimate || msg.value == 0) revert InsufficientEscrow(feeEstimate, msg.value);
+        if (commitWindow == 0) revert InvalidCommitWindow();
         Order storage o = _orders[orderId];
         o.client = msg.sender;
         o.deadline = deadline;
         o.status = Status.Open;
         o.specHash = specHash;
         o.escrow = msg.value;
+        o.commitWindow = commitWindow;
         emit OrderOpened(orderId, msg.sender, specHash, msg.value, deadline);
     }
 
-    /// @notice Assigns the next task of an order to an eligible worker, reserving its payment.
-    function assignTask(bytes32 orderId, uint256 task, address worker, uint256 payment) external {
+    /// @notice Adds a task paying `payment` from the escrow; its worker is drawn by `draw`.
+    function addTask(bytes32 orderId, uint256 payment) external {
         Order storage o = _clientOrder(orderId);
         if (block.timestamp > o.deadline) revert DeadlinePassed(o.deadline, block.timestamp);
-        if (task < o.taskCount) revert TaskAlreadyAssigned(task);
-        if (task != o.taskCount) revert TaskOutOfOrder(task, o.taskCount);
+        uint256 task = o.taskCount;
         if (task >= MAX_TASKS) revert TooManyTasks(MAX_TASKS);
-        if (!staking.isEligibleWorker(worker)) revert WorkerNotEligible(worker);
-        // Cheating must cost more than it earns: at the weakest measured detection rate, the
-        // expected slash of this stake exceeds the share of the payment a cheat could keep.
-        uint256 required = (payment * _params.stakeCoverageBps + 9_999) / 10_000;
-        uint256 stake = staking.memberOf(worker).stake;
-        if (stake < required) revert StakeBelowCoverage(worker, stake, required);
         _reserve(o, payment);
         o.taskCount += 1;
-        _tasks[orderId][task] = Task(worker, Verdict.None, 0, 0, payment, bytes32(0), bytes32(0), address(0));
-        staking.lock(worker);
-        emit TaskAssigned(orderId, task, worker, payment);
+        Task storage t = _tasks[orderId][task];
+        t.payment = payment;
+        t.drawBlock = uint64(block.number);
+        emit TaskAdded(orderId, task, payment, t.drawBlock);
     }
 
-    function assignValidator(bytes32 orderId, address validator, uint256 fee) external {
+    /// @notice Adds a validator slot paying `fee` from the escrow; its validator is drawn by `draw`.
+    function addValidator(bytes32 orderId, uint256 fee) external {
         Order storage o = _clientOrder(orderId);
         if (block.timestamp > o.deadline) revert DeadlinePassed(o.deadline, block.timestamp);
-        if (_validatorSlot[orderId][validator] != 0) revert ValidatorAlreadyAssigned(validator);
-        if (_validators[orderId].length >= MAX_VALIDATORS) revert TooManyValidators(MAX_VALIDATORS);
-        if (!staking.isEligibleValidator(validator)) revert ValidatorNotEligible(validator);
+        ValidatorSlot[] storage slots = _validators[orderId];
+        if (slots.length >= MAX_VALIDATORS) revert TooManyValidators(MAX_VALIDATORS);
         _reserve(o, fee);
-        _validators[orderId].push(ValidatorSlot(validator, false, false, fee));
-        _validatorSlot[orderId][validator] = _validators[orderId].length;
-        staking.lock(validator);
-        emit ValidatorAssigned(orderId, validator, fee);
+        slots.push(ValidatorSlot(address(0), false, false, fee, uint64(block.number)));
+        emit ValidatorSlotAdded(orderId, slots.length - 1, fee, uint64(block.number));
+    }
+
+    /// @notice Draws a member for every task and validator slot of the order that has none, once
+    /// the block after the one it was opened (or re-opened) in exists: a stake-weighted pick,
+    /// seeded by that block's hash, among eligible members that are no party to the order (not its
+    /// client, workers, validators, nor a worker replaced on it); a worker's stake must also cover
+    /// its task's payment. Callable by anyone; a slot whose seed block is older than 256 blocks is
+    /// re-anchored to the current block and drawn by a later call.
+    function draw(bytes32 orderId) external {
+        Order storage o = _openOrder(orderId);
+        if (block.timestamp > o.deadline) revert DeadlinePassed(o.deadline, block.timestamp);
+        bool any;
+        (address[] memory workers, uint256[] memory stakes) = _candidates(orderId, o, WORKER_DRAW);
+        for (uint256 i = 0; i < o.taskCount; i++) {
+            Task storage t = _tasks[orderId][i];
+            if (t.worker != address(0)) continue;
+            any = true;
+            (bool ready, uint256 seed) = _seed(orderId, WORKER_DRAW, i, t.drawBlock);
+            if (!ready) {
+                t.drawBlock = uint64(block.number);
+                continue;
+            }
+            // Cheating must cost more than it earns: at the weakest measured detection rate, the
+            // expected slash of a worker's stake exceeds the share of the payment a cheat could keep.
+            address worker = workers[_pick(stakes, (t.payment * _params.stakeCoverageBps + 9_999) / 10_000, seed, WORKER_DRAW, i)];
+            t.worker = worker;
+            t.commitBy = uint64(block.timestamp) + o.commitWindow;
+            _drawn[orderId][worker] = true;
+            staking.lock(worker);
+            emit TaskAssigned(orderId, i, worker, t.payment);
+        }
+        ValidatorSlot[] storage slots = _validators[orderId];
+        (address[] memory validators, uint256[] memory vstakes) = _candidates(orderId, o, VALIDATOR_DRAW);
+        for (uint256 j = 0; j < slots.length; j++) {
+            if (slots[j].validator != address(0)) continue;
+            any = true;
+            (bool ready, uint256 seed) = _seed(orderId, VALIDATOR_DRAW, j, slots[j].drawBlock);
+            if (!ready) {
+                slots[j].drawBlock = uint64(block.number);
+                continue;
+            }
+            address validator = validators[_pick(vstakes, 0, seed, VALIDATOR_DRAW, j)];
+            slots[j].validator = validator;
+            _validatorSlot[orderId][validator] = j + 1;
+            _drawn[orderId][validator] = true;
+            staking.lock(validator);
+            emit ValidatorAssigned(orderId, validator, slots[j].fee);
+        }
+        if (!any) revert NothingToDraw(orderId);
+    }
+
+    /// @notice Replaces a task's worker that has not committed its proof by its `commitBy`: the
+    /// worker's stake is released (it is not slashed: nothing it signed was wrong), it may not be
+    /// drawn again for this order, and the task is re-opened for the next draw from the current
+    /// block. Callable by anyone.
+    function replaceWorker(bytes32 orderId, uint256 task) external {
+        Order storage o = _openOrder(orderId);
+        Task storage t = _task(orderId, o, task);
+        if (t.worker == address(0)) revert NoWorker(task);
+        if (t.commitBlock != 0 || t.verdict != Verdict.None || block.timestamp <= t.commitBy) {
+            revert NotReplaceable(task, t.commitBy);
+        }
+        address worker = t.worker;
+        staking.unlock(worker);
+        t.worker = address(0);
+        t.commitBy = 0;
+        t.drawBlock = uint64(block.number);
+        emit WorkerReplaced(orderId, task, worker, t.drawBlock);
+    }
+
+    /// @dev The members of `role` that may be drawn for the order and their stakes: eligible, and no
+    /// party to it (a party's stake is 0).
+    function _candidates(bytes32 orderId, Order storage o, uint8 role)
+        private
+        view
+        returns (address[] memory members, uint256[] memory stakes)
+    {
+        members = role == WORKER_DRAW ? staking.workers() : staking.validators();
+        stakes = new uint256[](members.length);
+        for (uint256 i = 0; i < members.length; i++) {
+            address m = members[i];
+            if (_partyTo(orderId, o, m)) continue;
+            if (role == WORKER_DRAW ? !staking.isEligibleWorker(m) : !staking.isEligibleValidator(m)) continue;
+            stakes[i] = staking.memberOf(m).stake;
+        }
+    }
+
+    /// @dev keccak256(abi.encode(hash of the block after `drawBlock`, order id, role, index)); not
+    /// ready when that hash has aged out (older than 256 blocks) and the slot must be re-anchored.
+    function _seed(bytes32 orderId, uint8 role, uint256 index, uint64 drawBlock) private returns (bool, uint256) {
+        if (block.number <= uint256(drawBlock) + 1) revert DrawNotReady(drawBlock);
+        bytes32 hash = blockhash(uint256(drawBlock) + 1);
+        if (hash == bytes32(0)) {
+            emit DrawReanchored(orderId, role, index, uint64(block.number));
+            return (false, 0);
+        }
+        return (true, uint256(keccak256(abi.encode(hash, orderId, role, index))));
+    }
+
+    /// @dev A stake-weighted pick among `stakes` of at least `required`; the one picked is zeroed, so
+    /// no member takes two slots of one order.
+    function _pick(uint256[] memory stakes, uint256 required, uint256 seed, uint8 role, uint256 index)
+        private
+        pure
+        returns (uint256 k)
+    {
+        uint256 total;
+        for (uint256 i = 0; i < stakes.length; i++) {
+            if (stakes[i] >= required) total += stakes[i];
+        }
+        if (total == 0) revert NoEligibleMember(role, index);
+        uint256 r = seed % total;
+        while (stakes[k] < required || r >= stakes[k]) {
+            if (stakes[k] >= required) r -= stakes[k];
+            k++;
+        }
+        stakes[k] = 0;
     }
 
     /// @notice The task's worker commits the Merkle root of its proof, before any challenge exists.
@@ -322,6 +457,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     {
         Order storage o = _openOrder(orderId);
         Task storage t = _task(orderId, o, task);
+        if (t.worker == address(0)) revert NoWorker(task);
         if (t.verdict != Verdict.None) revert VerdictAlreadyRecorded(task);
         if (accepted && t.commitBlock == 0) revert NotCommitted(task);
         t.verdict = accepted ? Verdict.Accepted : Verdict.Rejected;
@@ -515,13 +651,10 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         return false;
     }
 
-    /// @dev Whether `account` is the order's client, one of its workers or one of its validators.
+    /// @dev Whether `account` is the order's client or was drawn for it (a worker, replaced or not, or a
+    /// validator).
     function _partyTo(bytes32 orderId, Order storage o, address account) private view returns (bool) {
-        if (account == o.client || _validatorSlot[orderId][account] != 0) return true;
-        for (uint256 i = 0; i < o.taskCount; i++) {
-            if (_tasks[orderId][i].worker == account) return true;
-        }
-        return false;
+        return account == o.client || _drawn[orderId][account];
     }
 
     /// @notice The client takes its escrow back before any commitment, or after the deadline;
@@ -532,7 +665,8 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         if (o.verdicts != 0 || !beforeWork) revert CannotCancel(orderId);
         o.status = Status.Cancelled;
         for (uint256 i = 0; i < o.taskCount; i++) {
-            staking.unlock(_tasks[orderId][i].worker);
+            address worker = _tasks[orderId][i].worker;
+            if (worker != address(0)) staking.unlock(worker);
         }
         _settleValidators(orderId, true);
         _credit(orderId, o.client, o.escrow, Credit.Refund);
@@ -567,6 +701,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     function _settleTasks(bytes32 orderId, Order storage o) private returns (uint256 paid) {
         for (uint256 i = 0; i < o.taskCount; i++) {
             Task storage t = _tasks[orderId][i];
+            if (t.worker == address(0)) continue; // never drawn: its payment returns to the client
             staking.unlock(t.worker);
             if (t.verdict == Verdict.Accepted) {
                 _credit(orderId, t.worker, t.payment, Credit.TaskPayment);
@@ -615,6 +750,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     function _settleValidators(bytes32 orderId, bool cancelling) private returns (uint256 paid) {
         ValidatorSlot[] storage slots = _validators[orderId];
         for (uint256 i = 0; i < slots.length; i++) {
+            if (slots[i].validator == address(0)) continue; // never drawn: its fee returns to the client
             staking.unlock(slots[i].validator);
             if (!cancelling && slots[i].reported && !slots[i].overturned) {
                 _credit(orderId, slots[i].validator, slots[i].fee, Credit.ValidatorFee);

@@ -46,16 +46,16 @@ def net(bahen_home):
             net.market.add_stake(party.account, amount=floor - member.stake)
 
 
-def _stages(net, order_id, *, attack=None):
-    upload = encrypt_upload(SMALL, net, order_id=order_id)
+def _stages(net, salt, *, attack=None):
+    upload = encrypt_upload(SMALL, net, salt=salt)
     plan = shard(SMALL, upload, net)
     [assignment] = plan.assignments
     return upload, plan, assignment, train(SMALL, upload, assignment, net, attack=attack)
 
 
-def _accepted(net, order_id):
+def _accepted(net, salt):
     """An honest order, verified, scored and accepted by Wasp."""
-    upload, plan, assignment, training = _stages(net, order_id)
+    upload, plan, assignment, training = _stages(net, salt)
     verification = verify(SMALL, upload, plan, assignment, training, net)
     scores = score(SMALL, upload, plan, training, net)
     assert audit(upload, plan, assignment, training, verification, scores, net).accepted

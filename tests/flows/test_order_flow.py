@@ -109,7 +109,7 @@ def test_worker_that_altered_its_logged_losses_is_rejected_and_not_paid(prefect,
 def test_the_client_holds_no_key_to_the_model_until_the_verdict_is_final(prefect, bahen_home):
     net = connect(load_settings())
     client = net.party(CLIENT)
-    upload = encrypt_upload(SMALL, net, order_id="0x" + "5e" * 32)
+    upload = encrypt_upload(SMALL, net, salt="0x" + "5e" * 32)
     plan = shard(SMALL, upload, net)
     [assignment] = plan.assignments
     training = train(SMALL, upload, assignment, net)
@@ -166,7 +166,7 @@ def test_honest_work_is_paid_whatever_the_model_learns(prefect, tmp_path, classe
 
 def test_a_final_model_larger_than_the_order_allows_is_scored_as_an_error_unfetched(prefect, bahen_home):
     net = connect(load_settings())
-    upload = encrypt_upload(SMALL, net, order_id="0x" + "6e" * 32)
+    upload = encrypt_upload(SMALL, net, salt="0x" + "6e" * 32)
     plan = shard(SMALL, upload, net)
     training = train(SMALL, upload, plan.assignments[0], net)
     huge = training.model_copy(update={"final_model": training.final_model.model_copy(update={"size": 10**12})})

@@ -1,4 +1,4 @@
-"""Each party acts only with its own key, and the order's parties come from the chain's registry.
+"""Each party acts only with its own key, and the order's parties are drawn by the chain.
 
 A host is a network (chain, store) with its own keystore: the embedded devnet's home holds every
 party's keys, a stranger's host holds none of them. Every stage a party signs must refuse to run
@@ -8,7 +8,8 @@ on a host that does not hold that party's key, naming the party, before it store
 import dataclasses
 
 import pytest
-from privacy.identity import Identity, Keystore
+from contracts.client import UnknownOrderError
+from privacy.identity import Keystore
 
 from bahen.network import NoKeyError, connect
 from bahen.parties import CLIENT
@@ -17,7 +18,7 @@ from bahen.spec import OrderSpec
 from tasks.audit import audit
 from tasks.encrypt_upload import encrypt_upload
 from tasks.score import score
-from tasks.shard import NoCapacityError, matched, shard
+from tasks.shard import NoCapacityError, shard
 from tasks.train import train
 from tasks.verify import verify
 
@@ -34,28 +35,37 @@ def _fresh_network(tmp_path):
     return connect(load_settings(home=tmp_path / "home", scrypt_n=2**10))
 
 
-def test_matching_reads_the_registry_never_a_keystore_and_never_takes_the_client(tmp_path):
+def test_the_chain_draws_the_orders_members_and_never_the_client(tmp_path):
     net = _fresh_network(tmp_path)
     client = net.party(CLIENT)
     stake = net.market.required_stake(1_000)
-    net.market.register_worker(client.account, x25519_public=client.x25519_public, declared_gflops=1_000, stake=stake)
-    outsider = Identity.generate("outsider")  # staked on chain, in no keystore of this host
-    net.chain.fund(outsider.address, 10 * stake)
-    net.market.register_worker(outsider.account, x25519_public=outsider.x25519_public, declared_gflops=1_000, stake=stake)
+    # staked as a worker with fifty times anyone's stake: a client's pick would take it, the draw never does
+    net.chain.fund(client.address, 50 * stake)
+    net.market.register_worker(client.account, x25519_public=client.x25519_public, declared_gflops=1_000, stake=50 * stake)
+    every_validator = SMALL.model_copy(update={"validators": len(net.market.members("validator"))})
+    upload = encrypt_upload(every_validator, net, salt="0x" + "d1" * 32)
 
-    chosen = matched(net, 3, "worker", excluded={client.address.lower()})
+    plan = shard(every_validator, upload, net)
 
+    view = net.market.order(bytes.fromhex(upload.order_id[2:]))
     registry = [m.address for m in net.market.members("worker")]
-    assert [p.address for _, p in chosen] == [registry[0], registry[1], outsider.address]
-    assert [label for label, _ in chosen] == ["worker-0", "worker-1", "worker-3"]  # the client is worker-2
-    assert chosen[2][1].x25519_public == outsider.x25519_public.hex()
-    with pytest.raises(NoCapacityError, match="needs 4 staked worker.*the network has 3 it may take"):
-        matched(net, 4, "worker", excluded={client.address.lower()})
+    [assignment] = plan.assignments
+    assert assignment.address == view.tasks[0].worker != client.address
+    assert assignment.worker == f"worker-{registry.index(assignment.address)}"
+    assert [v.address for v in plan.validators] == [v.validator for v in view.validators]
+    assert sorted(v.address for v in plan.validators) == sorted(m.address for m in net.market.members("validator"))
+
+    too_many = SMALL.model_copy(update={"validators": len(plan.validators) + 1})
+    refused = encrypt_upload(too_many, net, salt="0x" + "d2" * 32)
+    with pytest.raises(NoCapacityError, match=f"needs {len(plan.validators) + 1} staked validator.*has {len(plan.validators)} it may draw"):
+        shard(too_many, refused, net)
+    with pytest.raises(UnknownOrderError):  # refused before any escrow moved
+        net.market.order(bytes.fromhex(refused.order_id[2:]))
 
 
 def test_a_host_without_the_signers_key_refuses_each_stage_before_acting(tmp_path):
     net = _fresh_network(tmp_path)
-    upload = encrypt_upload(SMALL, net, order_id="0x" + "5e" * 32)
+    upload = encrypt_upload(SMALL, net, salt="0x" + "5e" * 32)
     plan = shard(SMALL, upload, net)
     assignment = plan.assignments[0]
     stranger = _stranger_host(net, tmp_path)

@@ -19,7 +19,7 @@ SMALL = OrderSpec(dataset="digits", model="mlp", epochs=1, checkpoint_every=8, b
 
 def _opened(net, byte: str) -> OrderRecord:
     """An order opened on chain whose record stops at ``open``, as a run that died there leaves it."""
-    upload = encrypt_upload(SMALL, net, order_id="0x" + byte * 32)
+    upload = encrypt_upload(SMALL, net, salt="0x" + byte * 32)
     return OrderRecord(order_id=upload.order_id, spec=SMALL, status="open", upload=upload, shard=shard(SMALL, upload, net))
 
 

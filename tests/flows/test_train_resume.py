@@ -39,7 +39,7 @@ def _dies_after(name: str):
 
 
 def _order(net, byte: str):
-    upload = encrypt_upload(SMALL, net, order_id="0x" + byte * 32)
+    upload = encrypt_upload(SMALL, net, salt="0x" + byte * 32)
     plan = shard(SMALL, upload, net)
     return upload, plan, plan.assignments[0]
 

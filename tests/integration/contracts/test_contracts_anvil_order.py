@@ -6,16 +6,16 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from contracts.chain import Chain
-from tests.unit.contracts.fixtures import ETHER, PARAMS, WINDOW, WORKER_STAKE, b32, open_assigned, report
+from tests.unit.contracts.fixtures import ETHER, PARAMS, WINDOW, WORKER_STAKE, b32, open_assigned, order_of, report
 from tests.unit.contracts.stateful import make_machine
 
 pytestmark = pytest.mark.integration
-OID = b32("anvil order")
+SALT, OID = order_of("anvil order")
 
 
 def test_whole_order_on_anvil(bahen, chain, parties):
     payment, fee = ETHER // 4, ETHER // 20
-    open_assigned(bahen, parties, OID, tasks=2, validators=2, payment=payment, fee=fee)
+    open_assigned(bahen, parties, SALT, tasks=2, validators=2, payment=payment, fee=fee)
     blocks = [bahen.commit_proof(parties.workers[t], order_id=OID, task=t, root=b32(f"root {t}")) for t in range(2)]
     chain.mine()
     seeds = {bahen.challenge_seed(OID, t) for t in range(2)}

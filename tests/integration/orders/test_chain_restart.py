@@ -68,7 +68,7 @@ def test_an_order_completes_across_node_restarts_and_an_outage_while_training(no
     save_addresses(settings, devnet.bootstrap(Chain.connect(node.url), keystore_of(settings)).addresses)
     net = connect(settings)
 
-    upload = encrypt_upload(SPEC, net, order_id="0x" + "9a" * 32)
+    upload = encrypt_upload(SPEC, net, salt="0x" + "9a" * 32)
     node.restart()
     plan = shard(SPEC, upload, net)
     [assignment] = plan.assignments

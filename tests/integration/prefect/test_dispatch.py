@@ -3,7 +3,7 @@
 import pytest
 
 from bahen.network import connect
-from bahen.orders import OrderBook, new_order_id
+from bahen.orders import OrderBook, salt_of_run
 from bahen.parties import CLIENT, party_queue
 from bahen.records import OrderRecord
 from bahen.settings import load_settings
@@ -38,11 +38,12 @@ def net(tmp_path_factory):
 
 def test_ending_an_order_before_any_commitment_refunds_its_escrow_once(net):
     book = OrderBook(net.settings.orders_dir)
-    order_id = new_order_id()
-    book.save(OrderRecord(order_id=order_id, spec=OrderSpec(), status="open"))
     client = net.party(CLIENT)
-    oid = bytes.fromhex(order_id[2:])
-    net.market.open_order(client.account, order_id=oid, spec_hash=b"\x01" * 32, escrow=ESCROW, deadline=net.chain.now() + 3600)
+    salt = salt_of_run(None)
+    oid = net.market.open_order(client.account, salt=bytes.fromhex(salt[2:]), spec_hash=b"\x01" * 32, escrow=ESCROW,
+                                deadline=net.chain.now() + 3600, commit_window=1800)
+    order_id = "0x" + oid.hex()
+    book.save(OrderRecord(order_id=order_id, spec=OrderSpec(), status="open"))
     pending = net.market.pending(client.address)
 
     status = end_order(order_id, net, book, reason="train did not complete")

@@ -8,7 +8,7 @@ from bahen.accounts import NothingToCollect, UnknownPartyError, acting_party, ba
 from bahen.cli import app
 from bahen.errors import BahenError
 from bahen.network import NoKeyError, connect
-from bahen.orders import NotCancellableError, OrderBook, cancel_order, new_order_id
+from bahen.orders import NotCancellableError, OrderBook, cancel_order, order_id_for, salt_of_run
 from bahen.parties import CLIENT, worker_name
 from bahen.records import OrderRecord
 from bahen.settings import load_settings
@@ -23,10 +23,10 @@ def net(tmp_path_factory):
 
 
 def _open(net, opener, *, deadline_s: int = 3600) -> str:
-    order_id = new_order_id()
-    net.market.open_order(opener.account, order_id=bytes.fromhex(order_id[2:]), spec_hash=b"\x01" * 32,
-                          escrow=ESCROW, deadline=net.chain.now() + deadline_s)
-    return order_id
+    salt = salt_of_run(None)
+    net.market.open_order(opener.account, salt=bytes.fromhex(salt[2:]), spec_hash=b"\x01" * 32,
+                          escrow=ESCROW, deadline=net.chain.now() + deadline_s, commit_window=deadline_s // 2)
+    return order_id_for(opener.address, salt)
 
 
 def test_the_acting_party_is_the_named_one_or_the_only_one(tmp_path):
@@ -79,10 +79,11 @@ def test_a_cancelled_orders_escrow_is_credited_then_withdrawn_once(net):
 
 
 def test_an_order_with_a_committed_proof_cannot_be_cancelled_before_its_deadline(net):
-    client, worker = net.party(CLIENT), net.party(worker_name(1))
+    client = net.party(CLIENT)
     order_id = _open(net, client)
     oid = bytes.fromhex(order_id[2:])
-    net.market.assign_task(client.account, order_id=oid, task=0, worker=worker.address, payment=ESCROW // 2)
+    net.market.add_task(client.account, order_id=oid, payment=ESCROW // 2)
+    worker = net.party_at(net.market.draw(client.account, order_id=oid).workers[0], role="worker")
     net.market.commit_proof(worker.account, order_id=oid, task=0, root=b"\x02" * 32)
     book = OrderBook(net.settings.orders_dir)
     with pytest.raises(NotCancellableError, match="committed a proof.*after its deadline"):

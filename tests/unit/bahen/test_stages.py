@@ -8,7 +8,7 @@ from contracts.client import UnknownOrderError
 from sklearn.datasets import load_digits
 from training.validation import DatasetInvalidError
 
-from bahen.orders import new_order_id
+from bahen.orders import salt_of_run
 from bahen.spec import OrderSpec
 from tasks.encrypt_upload import encrypt_upload, split_holdout
 from tasks.shard import BudgetError, shard
@@ -34,7 +34,7 @@ def test_dataset_failing_expectations_stores_nothing_and_names_each_failure(net,
     before = stored_objects(net)
     spec = OrderSpec(dataset_path=str(digits_csv(tmp_path / "bad.csv", corrupt=True)))
     with pytest.raises(DatasetInvalidError) as refused:
-        encrypt_upload(spec, net, order_id=new_order_id())
+        encrypt_upload(spec, net, salt=salt_of_run(None))
     message = str(refused.value)
     assert "feature_nulls" in message and "feature_max" in message
     assert "nothing was uploaded" in message
@@ -43,7 +43,7 @@ def test_dataset_failing_expectations_stores_nothing_and_names_each_failure(net,
 
 def test_own_csv_dataset_is_uploaded_encrypted(net, tmp_path):
     spec = OrderSpec(dataset_path=str(digits_csv(tmp_path / "good.csv", corrupt=False)))
-    upload = encrypt_upload(spec, net, order_id=new_order_id())
+    upload = encrypt_upload(spec, net, salt=salt_of_run(None))
     assert upload.input_shape == [1, 8, 8] and upload.num_classes == 10
     assert upload.train_rows + upload.holdout_rows == 1797
     stored = net.store.get(upload.train)
@@ -62,7 +62,7 @@ def test_holdout_split_is_stratified_and_seeded():
 
 def test_order_over_budget_is_refused_before_opening(net):
     spec = OrderSpec(budget_eth=0.000001)
-    upload = encrypt_upload(spec, net, order_id=new_order_id())
+    upload = encrypt_upload(spec, net, salt=salt_of_run(None))
     with pytest.raises(BudgetError, match="raise budget_eth"):
         shard(spec, upload, net)
     with pytest.raises(UnknownOrderError):

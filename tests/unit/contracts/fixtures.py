@@ -14,7 +14,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
 from contracts.chain import Chain
-from contracts.client import Bahen
+from contracts.client import Bahen, order_id_of
 from contracts.economics import chain_params
 from contracts.models import ChainParams
 
@@ -88,10 +88,16 @@ def deploy_staked(chain: Chain, parties: Parties, params: ChainParams = PARAMS) 
     return bahen
 
 
+def order_of(label: str, client: str = "client") -> tuple[bytes, bytes]:
+    """The salt ``b32(label)`` and the id of the order the test account ``client`` opens with it."""
+    salt = b32(label)
+    return salt, order_id_of(account(client).address, salt)
+
+
 def open_assigned(
     bahen: Bahen,
     parties: Parties,
-    order_id: bytes,
+    salt: bytes,
     *,
     tasks: int = 2,
     validators: int = 1,
@@ -99,21 +105,35 @@ def open_assigned(
     payment: int = ETHER // 4,
     fee: int = ETHER // 20,
     ttl: int = 3_600,
+    commit_window: int = 600,
 ) -> bytes:
-    """Opens an order and assigns `tasks` tasks (worker i gets task i) and `validators` validators."""
+    """Opens an order, adds ``tasks`` tasks and ``validators`` validator slots, has the chain draw them
+    and returns the order id. The parties are then renumbered in the order the chain drew them: task
+    i's worker is ``parties.workers[i]``, slot j's validator ``parties.validators[j]``, the rest follow."""
     deadline = bahen.chain.now() + ttl
-    bahen.open_order(parties.client, order_id=order_id, spec_hash=b32("spec"), escrow=escrow, deadline=deadline)
-    for task in range(tasks):
-        worker = parties.workers[task % len(parties.workers)].address
-        bahen.assign_task(parties.client, order_id=order_id, task=task, worker=worker, payment=payment)
-    for v in parties.validators[:validators]:
-        bahen.assign_validator(parties.client, order_id=order_id, validator=v.address, fee=fee)
+    order_id = bahen.open_order(
+        parties.client, salt=salt, spec_hash=b32("spec"), escrow=escrow, deadline=deadline, commit_window=commit_window
+    )
+    for _ in range(tasks):
+        bahen.add_task(parties.client, order_id=order_id, payment=payment)
+    for _ in range(validators):
+        bahen.add_validator(parties.client, order_id=order_id, fee=fee)
+    if tasks or validators:
+        drawn = bahen.draw(parties.stranger, order_id=order_id)
+        renumber(parties.workers, [drawn.workers[task] for task in range(tasks)])
+        renumber(parties.validators, drawn.validators)
     return order_id
+
+
+def renumber(accounts: list[LocalAccount], first: list[str]) -> None:
+    """Reorders ``accounts`` in place: those at the addresses ``first``, in that order, then the rest."""
+    by_address = {a.address: a for a in accounts}
+    accounts[:] = [by_address[a] for a in first] + [a for a in accounts if a.address not in first]
 
 
 def commit_all(bahen: Bahen, parties: Parties, order_id: bytes, tasks: int = 2) -> None:
     for task in range(tasks):
-        worker = parties.workers[task % len(parties.workers)]
+        worker = parties.workers[task]
         bahen.commit_proof(worker, order_id=order_id, task=task, root=b32(f"root {task}"))
 
 
@@ -150,6 +170,27 @@ def expected_draw(bahen: Bahen, order_id: bytes, task: int, excluded: set[str]) 
         drawn.append(address)
         weights[address] = 0
     return drawn
+
+
+def expected_member(
+    bahen: Bahen, order_id: bytes, role: str, index: int, draw_block: int, excluded: set[str], payment: int = 0
+) -> str:
+    """The member drawn for slot ``index`` of ``role``, recomputed from public chain data by the contract's
+    rule: stake-weighted among eligible members not ``excluded`` whose stake covers ``payment``, seeded by
+    keccak256(abi.encode(hash of the block after ``draw_block``, order id, role, index))."""
+    code = {"worker": 0, "validator": 1}[role]
+    block_hash = bahen.chain.block_hash(draw_block + 1)
+    seed = int.from_bytes(keccak(encode(["bytes32", "bytes32", "uint8", "uint256"], [block_hash, order_id, code, index])), "big")
+    required = -(-payment * bahen.params().stake_coverage_bps // 10_000)
+    weights = {}
+    for m in bahen.members(role):
+        weights[m.address] = m.stake if m.eligible and m.address not in excluded and m.stake >= required else 0
+    r = seed % sum(weights.values())
+    for address, weight in weights.items():
+        if r < weight:
+            return address
+        r -= weight
+    raise AssertionError("unreachable: r < total")
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 
 Every rule predicts from a plain Python model whether the contract must accept or revert the
 call, so a verdict from anyone but the Wasp role, a settlement inside a dispute window, a double
-settlement or an early withdrawal that succeeds fails the test. Funds conservation to the wei
+settlement or an early withdrawal that succeeds fails the test; every draw's members are predicted
+exactly from the model's stakes and the public seed blocks. Funds conservation to the wei
 (credits, open escrows and dispute bonds against the market's balance) is checked after every
 step; credits and stakes (nothing paid twice, no stake below zero) after every step that moves
 money, and every order's credits equal its escrow plus the stake slashed for it plus its dispute
@@ -21,8 +22,12 @@ from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from eth_abi import encode
+from eth_utils import keccak
+
 from contracts.chain import Chain
 from contracts.errors import ContractRevert
+from contracts.client import ZERO_ADDRESS
 from tests.unit.contracts.fixtures import (
     ETHER,
     PARAMS,
@@ -35,10 +40,13 @@ from tests.unit.contracts.fixtures import (
 )
 
 TTL = 1_000
+# Which members a draw picks depends on block hashes, which follow the wall clock: a rule whose
+# applicability can depend on a draw checks it in its body, so hypothesis draws the same data on replay.
 STEPS = (2_000, 4_000)
 # Windows longer than a run of transactions can last, shorter than one step of time.
 MACHINE_PARAMS = PARAMS.model_copy(update={"dispute_window": 1_500, "resolution_period": 1_500, "unbonding_delay": 3_600})
-POOL = 3  # validators that are never assigned to an order: the resolvers' pool
+POOL = 3  # more validators, drawn for orders and disputes alike
+COMMIT_WINDOW = 500  # longer than a run of transactions, shorter than one step of time
 ACTIVE = ("drawing", "voting")
 
 
@@ -54,8 +62,9 @@ class DisputeModel:
 
 @dataclass
 class TaskModel:
-    worker: str
     payment: int
+    worker: str | None = None  # None until drawn, and after a replacement
+    commit_by: int = 0
     committed: bool = False
     verdict: str = "none"
     verdict_at: int = 0
@@ -73,6 +82,8 @@ class OrderModel:
     allocated: int = 0
     tasks: list[TaskModel] = field(default_factory=list)
     validators: dict[str, list] = field(default_factory=dict)  # address -> [fee, reported, overturned]
+    undrawn_fees: list[int] = field(default_factory=list)  # validator slots added, not yet drawn
+    drawn: set[str] = field(default_factory=set)  # every member drawn for the order, replaced workers too
     credited: int = 0  # every credit made for this order
     slashed: int = 0  # stake slashed for this order
     bonds: int = 0  # dispute bonds locked for this order
@@ -133,68 +144,123 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             candidates = candidates or self.orders
             return candidates[i % len(candidates)]
 
-        def _eligible_worker(self, address: str) -> bool:
-            return address in {w.address for w in self.parties.workers} and self.stake[address] >= WORKER_STAKE
+        def _eligible(self, address: str) -> bool:
+            floor = WORKER_STAKE if address in {w.address for w in self.parties.workers} else PARAMS.min_validator_stake
+            return self.stake[address] >= floor
 
         @initialize(escrow=st.integers(ETHER // 2, 3 * ETHER), tasks=st.integers(1, 3))
         def start_with_an_assigned_order(self, escrow, tasks):
-            """Most interesting states lie past assignment; start there as well as from scratch."""
+            """Most interesting states lie past the draw; start there as well as from scratch."""
             self.open_order(escrow, other_client=False)
-            for task in range(tasks):
-                self.assign_task(len(self.orders) - 1, task, 100 // (tasks + 1), by_client=True)
-            self.assign_validator(len(self.orders) - 1, 0, 5)
+            for _ in range(tasks):
+                self.add_task(len(self.orders) - 1, 100 // (tasks + 1), by_client=True)
+            self.add_validator(len(self.orders) - 1, 5)
+            self.draw(len(self.orders) - 1)
             self.commit(i=1, t=0)
             self.verdict(i=1, t=0, accepted=True, as_wasp=1)  # a judged task: disputes can start at once
 
         @rule(escrow=st.integers(1, 3 * ETHER), other_client=st.booleans())
         def open_order(self, escrow, other_client):
             client = self.parties.stranger if other_client else self.parties.client
-            oid = b32(f"stateful order {len(self.orders)}")
             deadline = self.chain.now() + TTL
-            self.bahen.open_order(client, order_id=oid, spec_hash=b32("spec"), escrow=escrow, deadline=deadline)
+            oid = self.bahen.open_order(
+                client, salt=b32(f"stateful order {len(self.orders)}"), spec_hash=b32("spec"), escrow=escrow,
+                deadline=deadline, commit_window=COMMIT_WINDOW,
+            )
             self.orders.append(OrderModel(oid, client, escrow, deadline))
             self.deposited += escrow
 
         @precondition(lambda self: self.orders)
-        @rule(i=st.integers(0, 50), w=st.integers(0, 2), share=st.integers(0, 100), by_client=st.booleans())
-        def assign_task(self, i, w, share, by_client):
-            o, worker = self._open(i), self.parties.workers[w].address
+        @rule(i=st.integers(0, 50), share=st.integers(0, 100), by_client=st.booleans())
+        def add_task(self, i, share, by_client):
+            o = self._open(i)
             payment = o.escrow * share // 100
             sender = o.client if by_client else self.parties.wasp
-            covered = self.stake[worker] * 10_000 >= payment * MACHINE_PARAMS.stake_coverage_bps
-            ok = (
-                o.status == "open"
-                and by_client
-                and not self._past(o)
-                and self._eligible_worker(worker)
-                and covered
-                and o.allocated + payment <= o.escrow
-            )
-            call = lambda: self.bahen.assign_task(
-                sender, order_id=o.oid, task=len(o.tasks), worker=worker, payment=payment
-            )
-            if _expect(ok, call, "assign_task"):
-                o.tasks.append(TaskModel(worker, payment))
+            ok = o.status == "open" and by_client and not self._past(o) and o.allocated + payment <= o.escrow
+            index = _expect(ok, lambda: self.bahen.add_task(sender, order_id=o.oid, payment=payment), "add_task")
+            if index is not None:
+                assert index == len(o.tasks)
+                o.tasks.append(TaskModel(payment))
                 o.allocated += payment
-                self.locks[worker] += 1
 
         @precondition(lambda self: self.orders)
-        @rule(i=st.integers(0, 50), v=st.integers(0, 1), share=st.integers(0, 30))
-        def assign_validator(self, i, v, share):
-            o, validator = self._open(i), self.parties.validators[v].address
+        @rule(i=st.integers(0, 50), share=st.integers(0, 30))
+        def add_validator(self, i, share):
+            o = self._open(i)
             fee = o.escrow * share // 100
+            ok = o.status == "open" and not self._past(o) and o.allocated + fee <= o.escrow
+            if _expect(ok, lambda: self.bahen.add_validator(o.client, order_id=o.oid, fee=fee), "add_validator") is not None:
+                o.undrawn_fees.append(fee)
+                o.allocated += fee
+
+        def _predicted_draw(self, o: OrderModel) -> list[tuple[str, int, str]] | None:
+            """What ``draw`` must assign, from the model's stakes and the public seed blocks: (role,
+            index, member) in the contract's order; None when some slot has no eligible member."""
+            view = self.bahen.order(o.oid)
+            slots = [("worker", t.task, t.draw_block, t.payment) for t in view.tasks if t.worker == ZERO_ADDRESS]
+            slots += [("validator", j, v.draw_block, 0) for j, v in enumerate(view.validators) if v.validator == ZERO_ADDRESS]
+            self.chain.mine(max(0, max(s[2] for s in slots) + 2 - self.chain.block_number()))
+            taken, drawn = {o.client.address, *o.drawn}, []
+            for role, index, anchor, payment in slots:
+                required = -(-payment * MACHINE_PARAMS.stake_coverage_bps // 10_000)
+                listing = {"worker": self.bahen.staking.functions.workers, "validator": self.bahen.staking.functions.validators}
+                members = self.chain.call(listing[role](), role)
+                weights = [
+                    self.stake[m] if self._eligible(m) and m not in taken and self.stake[m] >= required else 0
+                    for m in members
+                ]
+                if not sum(weights):
+                    return None
+                code = {"worker": 0, "validator": 1}[role]
+                seed = keccak(encode(["bytes32", "bytes32", "uint8", "uint256"], [self.chain.block_hash(anchor + 1), o.oid, code, index]))
+                r = int.from_bytes(seed, "big") % sum(weights)
+                k = 0
+                while r >= weights[k]:
+                    r -= weights[k]
+                    k += 1
+                taken.add(members[k])
+                drawn.append((role, index, members[k]))
+            return drawn
+
+        @precondition(lambda self: self.orders)
+        @rule(i=st.integers(0, 50))
+        def draw(self, i):
+            o = self._open(i)
+            undrawn = any(t.worker is None for t in o.tasks) or o.undrawn_fees
+            predicted = self._predicted_draw(o) if undrawn and o.status == "open" else None
+            ok = o.status == "open" and not self._past(o) and bool(undrawn) and predicted is not None
+            result = _expect(ok, lambda: self.bahen.draw(self.parties.stranger, order_id=o.oid), "draw")
+            if result is not None:
+                assert result.workers == {index: m for role, index, m in predicted if role == "worker"}
+                assert result.validators == [m for role, _, m in predicted if role == "validator"]
+                view = self.bahen.order(o.oid)
+                for index, worker in result.workers.items():
+                    o.tasks[index].worker, o.tasks[index].commit_by = worker, view.tasks[index].commit_by
+                for validator, fee in zip(result.validators, o.undrawn_fees):
+                    o.validators[validator] = [fee, False, False]
+                o.undrawn_fees = []
+                o.drawn |= set(result.workers.values()) | set(result.validators)
+                self.locks.update(list(result.workers.values()) + result.validators)
+            self._check_accounts()
+
+        @rule(i=st.integers(0, 50), t=st.integers(0, 50))
+        def replace(self, i, t):
+            if not any(t.worker for o in self.orders for t in o.tasks):
+                return
+            o, index = self._pick_task(i, t, lambda task: task.worker is not None and not task.committed)
+            task = o.tasks[index]
             ok = (
                 o.status == "open"
-                and not self._past(o)
-                and validator not in o.validators
-                and self.stake[validator] >= PARAMS.min_validator_stake
-                and o.allocated + fee <= o.escrow
+                and task.worker is not None
+                and not task.committed
+                and task.verdict == "none"
+                and self.chain.now() > task.commit_by
             )
-            call = lambda: self.bahen.assign_validator(o.client, order_id=o.oid, validator=validator, fee=fee)
-            if _expect(ok, call, "assign_validator"):
-                o.validators[validator] = [fee, False, False]
-                o.allocated += fee
-                self.locks[validator] += 1
+            call = lambda: self.bahen.replace_worker(self.parties.stranger, order_id=o.oid, task=index)
+            if _expect(ok, call, "replace"):
+                self.locks[task.worker] -= 1
+                task.worker, task.commit_by = None, 0
+            self._check_accounts()
 
         def _pick_task(self, i: int, t: int, prefer: Callable[[TaskModel], bool]) -> tuple[OrderModel, int]:
             """An (order, task) pair: mostly one of an open order where `prefer` holds, else any."""
@@ -208,17 +274,25 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
         def commit(self, i, t):
             o, index = self._pick_task(i, t, lambda task: not task.committed and task.verdict == "none")
             task = o.tasks[index]
-            ok = o.status == "open" and not self._past(o) and not task.committed and task.verdict == "none"
-            sender = self.members[task.worker]
+            ok = (
+                o.status == "open"
+                and not self._past(o)
+                and task.worker is not None
+                and not task.committed
+                and task.verdict == "none"
+            )
+            sender = self.members[task.worker] if task.worker else self.parties.stranger
             call = lambda: self.bahen.commit_proof(sender, order_id=o.oid, task=index, root=b32(f"r{t}"))
             if _expect(ok, call, "commit"):
                 task.committed = True
 
-        @precondition(lambda self: any(t.committed for o in self.orders for t in o.tasks))
-        @rule(i=st.integers(0, 50), t=st.integers(0, 50), v=st.integers(0, 1), kind=st.integers(0, 1))
+        @rule(i=st.integers(0, 50), t=st.integers(0, 50), v=st.integers(0, 6), kind=st.integers(0, 1))
         def report(self, i, t, v, kind):
+            if not any(t.committed for o in self.orders for t in o.tasks):
+                return
             o, index = self._pick_task(i, t, lambda task: task.committed)
-            signer = self.parties.validators[v]
+            signers = [self.members[a] for a in o.validators] + self.parties.validators + self.pool
+            signer = signers[v % len(signers)]
             digest = b32(f"report {o.oid.hex()} {index} {kind} {signer.address}")
             key = (o.oid, index, kind, signer.address)
             ok = (
@@ -245,7 +319,13 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             o, index = self._pick_task(i, t, lambda task: task.verdict == "none")
             task = o.tasks[index]
             sender = self.parties.wasp if as_wasp else o.client  # a quarter of verdicts come from an intruder
-            ok = bool(as_wasp) and o.status == "open" and task.verdict == "none" and (task.committed or not accepted)
+            ok = (
+                bool(as_wasp)
+                and o.status == "open"
+                and task.worker is not None
+                and task.verdict == "none"
+                and (task.committed or not accepted)
+            )
             call = lambda: self.bahen.record_verdict(
                 sender, order_id=o.oid, task=index, accepted=accepted, reasons_digest=b32("why")
             )
@@ -257,9 +337,10 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             found = [(o, k) for o in self.orders for k, task in enumerate(o.tasks) if task.dispute and task.dispute.status == status]
             return found[t % len(found)] if found else None
 
-        @precondition(lambda self: any(t.verdict != "none" for o in self.orders for t in o.tasks))
         @rule(i=st.integers(0, 50), t=st.integers(0, 50), who=st.integers(0, 6), exact=st.integers(0, 4))
         def open_dispute(self, i, t, who, exact):
+            if not any(t.verdict != "none" for o in self.orders for t in o.tasks):
+                return
             o, index = self._pick_task(i, t, lambda task: task.verdict != "none" and task.dispute is None)
             task = o.tasks[index]
             p = self.parties
@@ -283,15 +364,16 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
                 o.bonds += bond
                 self.deposited += bond
 
-        @precondition(lambda self: self._disputed(0, "drawing"))
         @rule(t=st.integers(0, 50))
-        def draw(self, t):
+        def draw_resolvers(self, t):
+            if not self._disputed(0, "drawing"):
+                return
             o, index = self._disputed(t, "drawing")
             d = o.tasks[index].dispute
-            excluded = {o.client.address, d.disputer, *(task.worker for task in o.tasks), *o.validators}
+            excluded = {o.client.address, d.disputer, *o.drawn}
             candidates = eligible_resolvers(self.bahen, excluded)
             call = lambda: self.bahen.draw_resolvers(self.parties.stranger, order_id=o.oid, task=index)
-            drawn = _expect(bool(candidates), call, "draw")
+            drawn = _expect(bool(candidates), call, "draw_resolvers")
             if drawn is not None:
                 assert drawn == expected_draw(self.bahen, o.oid, index, excluded)
                 d.status, d.resolvers = "voting", drawn
@@ -299,9 +381,10 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
                 self.locks.update(drawn)
             self._check_accounts()
 
-        @precondition(lambda self: self._disputed(0, "voting"))
         @rule(t=st.integers(0, 50), r=st.integers(0, POOL), uphold=st.booleans())
         def vote(self, t, r, uphold):
+            if not self._disputed(0, "voting"):
+                return
             o, index = self._disputed(t, "voting")
             d = o.tasks[index].dispute
             # by position among the drawn (then an undrawn pool member), so that which votes count
@@ -318,9 +401,10 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
                         self._close(o, index, outcome)
             self._check_accounts()
 
-        @precondition(lambda self: self._disputed(0, "voting"))
         @rule(t=st.integers(0, 50))
         def expire(self, t):
+            if not self._disputed(0, "voting"):
+                return
             o, index = self._disputed(t, "voting")
             ok = self.chain.now() > o.tasks[index].dispute.resolve_by
             if _expect(ok, lambda: self.bahen.expire_dispute(self.parties.stranger, order_id=o.oid, task=index), "expire"):
@@ -392,6 +476,8 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             o.status = "settled"
             payouts, slashed = Counter(), Counter()
             for index, t in enumerate(o.tasks):
+                if t.worker is None:  # never drawn: its payment returns to the client
+                    continue
                 self.locks[t.worker] -= 1
                 if t.verdict == "accepted":
                     payouts[t.worker] += t.payment
@@ -415,7 +501,7 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             ok = o.status == "open" and not verdicts and (not commits or self._past(o))
             if _expect(ok, lambda: self.bahen.cancel_order(o.client, order_id=o.oid), "cancel"):
                 o.status = "cancelled"
-                self.locks.subtract([t.worker for t in o.tasks] + list(o.validators))
+                self.locks.subtract([t.worker for t in o.tasks if t.worker] + list(o.validators))
                 self._credit(o, o.client.address, o.escrow)
             self._check_accounts()
 
@@ -444,9 +530,10 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
                 self.unbond_at[acct.address] = self.bahen.member(acct.address).unbond_at
             self._check_accounts()
 
-        @precondition(lambda self: any(self.unbonding.values()))
         @rule(m=st.integers(0, 7))
         def withdraw_unbonded(self, m):
+            if not any(self.unbonding.values()):
+                return
             acct = list(self.members.values())[m]
             due = self.unbonding[acct.address] > 0 and self.chain.now() >= self.unbond_at.get(acct.address, 0)
             paid = _expect(due, lambda: self.bahen.withdraw_unbonded(acct), "withdraw_unbonded")

@@ -13,28 +13,36 @@ from tests.unit.contracts.fixtures import (
     commit_all,
     expected_draw,
     open_assigned,
+    order_of,
     report,
 )
 
-OID = b32("order disputed")
+SALT, OID = order_of("order disputed")
 PAYMENT, FEE = ETHER // 4, ETHER // 20
 BOND, RESOLVER_FEE = PARAMS.dispute_bond, PARAMS.resolver_fee
 POOL = 5  # validators outside the order, from which resolvers are drawn
 
 
 @pytest.fixture
-def pool(bahen, chain):
-    """Staked validators that take no part in the order; resolver i stakes (i + 1) × the minimum."""
+def pool(chain):
+    """Funded validators that take no part in the order: each is staked once the order's own members
+    are drawn (:func:`_opened`), resolver i with (i + 1) × the minimum."""
     accounts = [account(f"resolver {i}") for i in range(POOL)]
-    for i, acct in enumerate(accounts):
+    for acct in accounts:
         chain.fund(acct.address, 10 * ETHER)
-        bahen.register_validator(acct, x25519_public=b32(f"x25519 r{i}"), stake=(i + 1) * PARAMS.min_validator_stake)
     return {a.address: a for a in accounts}
 
 
-def _judged(bahen, parties, accepted: bool) -> None:
+def _opened(bahen, parties, pool) -> None:
+    """The order with one task and one validator, drawn from the parties; then the pool stakes."""
+    open_assigned(bahen, parties, SALT, tasks=1, validators=1, payment=PAYMENT, fee=FEE)
+    for i, acct in enumerate(pool.values()):
+        bahen.register_validator(acct, x25519_public=b32(f"x25519 r{i}"), stake=(i + 1) * PARAMS.min_validator_stake)
+
+
+def _judged(bahen, parties, pool, accepted: bool) -> None:
     """Task 0 of worker 0 committed, verified by validator 0 (the order's only validator), judged."""
-    open_assigned(bahen, parties, OID, tasks=1, validators=1, payment=PAYMENT, fee=FEE)
+    _opened(bahen, parties, pool)
     commit_all(bahen, parties, OID, tasks=1)
     report(bahen, parties.stranger, parties.validators[0], OID, task=0)
     bahen.record_verdict(parties.wasp, order_id=OID, task=0, accepted=accepted, reasons_digest=b32("why"))
@@ -67,7 +75,7 @@ def _conserved(bahen, chain, parties, pool) -> None:
 
 
 def test_an_upheld_dispute_rejects_accepted_fraud_and_the_disputer_earns_every_bounty(bahen, chain, parties, pool):
-    _judged(bahen, parties, accepted=True)
+    _judged(bahen, parties, pool, accepted=True)
     disputer, worker, verifier = parties.validators[1], parties.workers[0], parties.validators[0]
     resolvers = _dispute(bahen, disputer)
     assert bahen.dispute(OID, 0).status == "voting" and len(resolvers) == 3
@@ -101,7 +109,7 @@ def test_an_upheld_dispute_rejects_accepted_fraud_and_the_disputer_earns_every_b
 
 
 def test_a_dismissed_dispute_pays_its_bond_to_the_accused_worker(bahen, chain, parties, pool):
-    _judged(bahen, parties, accepted=True)
+    _judged(bahen, parties, pool, accepted=True)
     disputer, worker = parties.validators[1], parties.workers[0]
     resolvers = _dispute(bahen, disputer)
     _vote(bahen, pool, resolvers, [False, True, False])
@@ -116,7 +124,7 @@ def test_a_dismissed_dispute_pays_its_bond_to_the_accused_worker(bahen, chain, p
 
 
 def test_an_upheld_dispute_of_a_rejection_pays_the_worker_and_slashes_the_verifier(bahen, chain, parties, pool):
-    _judged(bahen, parties, accepted=False)
+    _judged(bahen, parties, pool, accepted=False)
     worker, verifier = parties.workers[0], parties.validators[0]
     resolvers = _dispute(bahen, worker)  # the worker disputes its own rejection
     outsider = parties.validators[1]  # no party to this order: it may be drawn
@@ -135,7 +143,7 @@ def test_an_upheld_dispute_of_a_rejection_pays_the_worker_and_slashes_the_verifi
 
 
 def test_a_dispute_without_a_majority_expires_and_the_verdict_stands(bahen, chain, parties, pool):
-    _judged(bahen, parties, accepted=True)
+    _judged(bahen, parties, pool, accepted=True)
     disputer = parties.validators[1]
     resolvers = _dispute(bahen, disputer)
     _vote(bahen, pool, resolvers, [True])
@@ -152,7 +160,7 @@ def test_a_dispute_without_a_majority_expires_and_the_verdict_stands(bahen, chai
 
 
 def test_dispute_reverts(bahen, chain, parties, pool):
-    open_assigned(bahen, parties, OID, tasks=1, validators=1, payment=PAYMENT, fee=FEE)
+    _opened(bahen, parties, pool)
     commit_all(bahen, parties, OID, tasks=1)
     disputer = parties.validators[1]
 
@@ -176,13 +184,13 @@ def test_dispute_reverts(bahen, chain, parties, pool):
 
 
 def test_a_dispute_after_the_window_reverts(bahen, chain, parties, pool):
-    _judged(bahen, parties, accepted=True)
+    _judged(bahen, parties, pool, accepted=True)
     chain.increase_time(WINDOW)
     _revert(lambda: _dispute(bahen, parties.validators[1]), "DisputeWindowClosed", task=0)
 
 
 def test_resolvers_follow_the_public_rule_and_exclude_every_party(bahen, chain, parties, pool):
-    _judged(bahen, parties, accepted=True)
+    _judged(bahen, parties, pool, accepted=True)
     disputer = parties.validators[1]
     resolvers = _dispute(bahen, disputer)
     excluded = {parties.client.address, parties.workers[0].address, parties.validators[0].address, disputer.address}

@@ -65,7 +65,7 @@ def test_string_panic_empty_and_unknown_reverts():
 @given(required=UINT256, available=UINT256)
 def test_decoding_round_trips_any_values(required, available):
     data = _selector("EscrowExceeded(uint256,uint256)") + encode(["uint256", "uint256"], [required, available])
-    err = decode_revert("assign_task", data)
+    err = decode_revert("add_task", data)
     assert err.fields == {"required": required, "available": available}
 
 

@@ -10,9 +10,22 @@ from eth_utils import keccak
 from contracts.client import Bahen, UnknownOrderError
 from contracts.errors import ChainError, ChallengeNotReady, ContractRevert
 from contracts.models import Addresses
-from tests.unit.contracts.fixtures import ETHER, b32, commit_all, open_assigned, report
+from contracts.client import ZERO_ADDRESS
+from tests.unit.contracts.fixtures import (
+    ETHER,
+    GFLOPS,
+    WINDOW,
+    WORKER_STAKE,
+    b32,
+    commit_all,
+    expected_member,
+    open_assigned,
+    order_of,
+    renumber,
+    report,
+)
 
-OID = b32("order 1")
+SALT, OID = order_of("order 1")
 
 
 def _revert(call, error: str, **fields) -> ContractRevert:
@@ -24,77 +37,152 @@ def _revert(call, error: str, **fields) -> ContractRevert:
     return err.value
 
 
-def test_open_and_assign_are_visible_in_the_order_view(bahen, parties):
-    open_assigned(bahen, parties, OID, tasks=2, validators=2)
+def test_open_and_draw_are_visible_in_the_order_view(bahen, chain, parties):
+    open_assigned(bahen, parties, SALT, tasks=2, validators=2, commit_window=600)
     view = bahen.order(OID)
-    assert (view.status, view.client, view.escrow, view.allocated) == (
+    assert (view.status, view.client, view.escrow, view.allocated, view.commit_window) == (
         "open",
         parties.client.address,
         ETHER,
         ETHER * 6 // 10,
+        600,
     )
     assert [t.worker for t in view.tasks] == [w.address for w in parties.workers[:2]]
     assert [(t.payment, t.verdict, t.commit_block) for t in view.tasks] == [(ETHER // 4, "none", 0)] * 2
+    assert all(t.commit_by == chain.now() + 600 for t in view.tasks)  # drawn in the latest block
     assert [(v.validator, v.fee, v.reported) for v in view.validators] == [
         (v.address, ETHER // 20, False) for v in parties.validators
     ]
 
 
-def test_events_carry_the_indexed_order_id(bahen, chain, parties):
-    tx = bahen.open_order(parties.client, order_id=OID, spec_hash=b32("s"), escrow=ETHER, deadline=chain.now() + 99)
-    (log,) = chain.w3.eth.get_transaction_receipt(tx)["logs"]
-    assert bytes(log["topics"][1]) == OID
+def test_the_order_id_derives_from_its_client_and_salt(bahen, chain, parties):
+    deadline = chain.now() + 99
+    oid = bahen.open_order(parties.client, salt=SALT, spec_hash=b32("s"), escrow=ETHER, deadline=deadline, commit_window=9)
+    assert oid == OID == keccak(encode(["address", "bytes32"], [parties.client.address, SALT]))
+    assert bahen.chain.call(bahen.market.functions.orderIdOf(parties.client.address, SALT), "id") == OID
+    (log,) = bahen.market.events.OrderOpened().get_logs(from_block=0)
+    assert log["args"]["orderId"] == OID and log["args"]["client"] == parties.client.address
+    # another sender's order with the same salt is another order: nobody takes a client's id first
+    theirs = bahen.open_order(parties.stranger, salt=SALT, spec_hash=b32("s"), escrow=ETHER, deadline=deadline, commit_window=9)
+    assert theirs != OID and bahen.order(OID).client == parties.client.address
 
 
 def test_open_order_reverts(bahen, chain, parties):
-    open_order = bahen.open_order
     c, now = parties.client, chain.now()
+    open_order = partial(bahen.open_order, c, salt=SALT, spec_hash=b32("s"), commit_window=60)
     _revert(
-        lambda: open_order(
-            c, order_id=OID, spec_hash=b32("s"), escrow=ETHER, deadline=now + 99, fee_estimate=2 * ETHER
-        ),
+        lambda: open_order(escrow=ETHER, deadline=now + 99, fee_estimate=2 * ETHER),
         "InsufficientEscrow",
         required=2 * ETHER,
         sent=ETHER,
     )
-    _revert(lambda: open_order(c, order_id=OID, spec_hash=b32("s"), escrow=0, deadline=now + 99), "InsufficientEscrow")
-    _revert(lambda: open_order(c, order_id=OID, spec_hash=b32("s"), escrow=ETHER, deadline=now - 1), "DeadlineInPast")
-    open_order(c, order_id=OID, spec_hash=b32("s"), escrow=ETHER, deadline=now + 99)
-    _revert(lambda: open_order(c, order_id=OID, spec_hash=b32("s"), escrow=ETHER, deadline=now + 99), "OrderExists")
+    _revert(lambda: open_order(escrow=0, deadline=now + 99), "InsufficientEscrow")
+    _revert(lambda: open_order(escrow=ETHER, deadline=now - 1), "DeadlineInPast")
+    _revert(lambda: open_order(escrow=ETHER, deadline=now + 99, commit_window=0), "InvalidCommitWindow")
+    open_order(escrow=ETHER, deadline=now + 99)
+    _revert(lambda: open_order(escrow=ETHER, deadline=now + 99), "OrderExists", orderId=OID)
 
 
-def test_assign_task_reverts(bahen, chain, parties):
-    open_assigned(bahen, parties, OID, tasks=1, validators=0)
-    c, w = parties.client, parties.workers[1].address
-
-    def assign(task=1, worker=w, payment=ETHER // 4, sender=c, order_id=OID):
-        return bahen.assign_task(sender, order_id=order_id, task=task, worker=worker, payment=payment)
-
-    _revert(lambda: assign(sender=parties.stranger), "NotClient", caller=parties.stranger.address)
-    _revert(lambda: assign(task=0), "TaskAlreadyAssigned", task=0)
-    _revert(lambda: assign(task=2), "TaskOutOfOrder", task=2, expected=1)
-    _revert(lambda: assign(worker=parties.stranger.address), "WorkerNotEligible")
-    _revert(lambda: assign(worker=parties.validators[0].address), "WorkerNotEligible")
-    _revert(lambda: assign(payment=ETHER), "EscrowExceeded", required=ETHER * 5 // 4, available=ETHER)
-    _revert(lambda: assign(order_id=b32("nope")), "UnknownOrder")
-    chain.increase_time(3_601)
-    _revert(assign, "DeadlinePassed")
-
-
-def test_assign_validator_reverts(bahen, parties):
-    open_assigned(bahen, parties, OID, tasks=1, validators=1)
+def test_adding_and_drawing_reverts(bahen, chain, parties):
     c = parties.client
+    oid = bahen.open_order(c, salt=SALT, spec_hash=b32("s"), escrow=ETHER, deadline=chain.now() + 3_600, commit_window=60)
+    _revert(lambda: bahen.add_task(parties.stranger, order_id=oid, payment=1), "NotClient", caller=parties.stranger.address)
+    _revert(lambda: bahen.add_validator(parties.stranger, order_id=oid, fee=1), "NotClient")
+    _revert(lambda: bahen.add_task(c, order_id=oid, payment=ETHER + 1), "EscrowExceeded", required=ETHER + 1)
+    _revert(lambda: bahen.add_task(c, order_id=b32("nope"), payment=1), "UnknownOrder")
+    _revert(lambda: bahen.draw(parties.stranger, order_id=oid), "NothingToDraw", orderId=oid)
+    assert bahen.add_task(c, order_id=oid, payment=ETHER // 2) == 0
+    assert bahen.add_validator(c, order_id=oid, fee=ETHER // 2) == 0
+    _revert(lambda: bahen.add_validator(c, order_id=oid, fee=1), "EscrowExceeded", required=ETHER + 1)
+    # the seed is the hash of the block after the slot's: the client cannot know it when adding
+    _revert(lambda: chain.call(bahen.market.functions.draw(oid), "draw"), "DrawNotReady")
+    drawn = bahen.draw(parties.stranger, order_id=oid)
+    assert list(drawn.workers) == [0] and len(drawn.validators) == 1 and drawn.reanchored == 0
+    _revert(lambda: bahen.draw(parties.stranger, order_id=oid), "NothingToDraw")
+    chain.increase_time(3_601)
+    _revert(lambda: bahen.add_task(c, order_id=oid, payment=1), "DeadlinePassed")
 
-    def assign(validator, fee=1):
-        return bahen.assign_validator(c, order_id=OID, validator=validator.address, fee=fee)
 
-    _revert(lambda: assign(parties.validators[0]), "ValidatorAlreadyAssigned")
-    _revert(lambda: assign(parties.workers[0]), "ValidatorNotEligible")
-    _revert(lambda: assign(parties.validators[1], fee=ETHER), "EscrowExceeded")
+def test_every_draw_follows_the_public_rule(bahen, chain, parties):
+    """Each member is recomputed from public chain data: stake-weighted among eligible members that
+    are no party to the order, seeded by the block after its slot was added; the client, though staked
+    as a worker with the most stake, is never drawn, nor is a worker whose stake does not cover the pay."""
+    bahen.register_worker(parties.client, x25519_public=b32("x25519 c"), declared_gflops=GFLOPS, stake=50 * WORKER_STAKE)
+    rich = parties.workers[2]
+    bahen.add_stake(rich, amount=2 * WORKER_STAKE)
+    drawn = set()
+    for i in range(6):
+        oid = open_assigned(bahen, parties, b32(f"drawn order {i}"), tasks=2, validators=1, payment=WORKER_STAKE // 2)
+        view = bahen.order(oid)
+        excluded = {parties.client.address}
+        for t in view.tasks:
+            assert t.worker == expected_member(bahen, oid, "worker", t.task, t.draw_block, excluded, t.payment)
+            excluded.add(t.worker)
+        slot = view.validators[0]
+        assert slot.validator == expected_member(bahen, oid, "validator", 0, slot.draw_block, excluded)
+        drawn |= excluded
+    assert parties.client.address in drawn - {t.address for t in parties.workers}  # only as the excluded client
+    # 40 stakes' worth of pay needs more than one stake of cover: only the worker that added stake has it
+    large = open_assigned(bahen, parties, b32("large order"), tasks=1, validators=0, escrow=5 * ETHER,
+                          payment=40 * WORKER_STAKE)
+    assert bahen.order(large).tasks[0].worker == rich.address
+
+
+def test_a_draw_with_no_eligible_member_reverts(bahen, parties):
+    bahen.open_order(parties.client, salt=SALT, spec_hash=b32("s"), escrow=ETHER, deadline=bahen.chain.now() + 99,
+                     commit_window=60)
+    for _ in range(4):  # three workers are staked, and none takes two tasks of one order
+        bahen.add_task(parties.client, order_id=OID, payment=1)
+    _revert(lambda: bahen.draw(parties.stranger, order_id=OID), "NoEligibleMember", role=0, index=3)
+    assert bahen.order(OID).tasks[0].worker == ZERO_ADDRESS  # nothing of the refused draw stands
+
+
+def test_a_worker_that_does_not_commit_in_time_is_replaced_by_the_next_draw(bahen, chain, parties):
+    oid = open_assigned(bahen, parties, SALT, tasks=1, validators=1, commit_window=100)
+    stalled = parties.workers[0]
+    replace = partial(bahen.replace_worker, parties.stranger, order_id=oid, task=0)
+    commit_by = bahen.order(oid).tasks[0].commit_by
+    _revert(replace, "NotReplaceable", task=0, commitBy=commit_by)
+    chain.increase_time(101)
+    bahen.replace_worker(parties.stranger, order_id=oid, task=0)  # anyone may, once the window passed
+    task = bahen.order(oid).tasks[0]
+    assert (task.worker, task.commit_by) == (ZERO_ADDRESS, 0)
+    assert bahen.member(stalled.address).locks == 0  # released, and not slashed
+    assert bahen.stake_of(stalled.address) == WORKER_STAKE
+    _revert(replace, "NoWorker", task=0)
+    _revert(lambda: bahen.commit_proof(stalled, order_id=oid, task=0, root=b32("late")), "NotTaskWorker")
+    drawn = bahen.draw(parties.stranger, order_id=oid)
+    successor = drawn.workers[0]
+    assert successor != stalled.address and drawn.validators == []
+    assert successor == expected_member(
+        bahen, oid, "worker", 0, bahen.order(oid).tasks[0].draw_block, {parties.client.address, stalled.address,
+                                                                          parties.validators[0].address}, ETHER // 4)
+    renumber(parties.workers, [successor])
+    bahen.commit_proof(parties.workers[0], order_id=oid, task=0, root=b32("root"))
+    chain.increase_time(101)
+    _revert(replace, "NotReplaceable")  # a committed worker stays
+    report(bahen, parties.stranger, parties.validators[0], oid, 0)
+    bahen.record_verdict(parties.wasp, order_id=oid, task=0, accepted=True, reasons_digest=b32("why"))
+    chain.increase_time(WINDOW)
+    s = bahen.settle(parties.stranger, order_id=oid)
+    assert s.payouts == {successor: ETHER // 4, parties.validators[0].address: ETHER // 20}
+    assert stalled.address not in s.payouts and s.slashed == {}
+
+
+def test_a_replaced_worker_never_drawn_again_leaves_its_pay_to_the_client(bahen, chain, parties):
+    oid = open_assigned(bahen, parties, SALT, tasks=1, validators=0, commit_window=100, ttl=300)
+    chain.increase_time(101)
+    bahen.replace_worker(parties.stranger, order_id=oid, task=0)
+    _revert(lambda: bahen.record_verdict(parties.wasp, order_id=oid, task=0, accepted=False, reasons_digest=b32("w")),
+            "NoWorker", task=0)
+    chain.increase_time(300)
+    s = bahen.settle(parties.stranger, order_id=oid)
+    assert (s.payouts, s.slashed, s.refund) == ({}, {}, ETHER)
+    assert all(bahen.member(w.address).locks == 0 for w in parties.workers)
 
 
 def test_commit_proof(bahen, chain, parties):
-    open_assigned(bahen, parties, OID, tasks=2, validators=0)
+    open_assigned(bahen, parties, SALT, tasks=2, validators=0)
     w0, w1 = parties.workers[:2]
     block = bahen.commit_proof(w0, order_id=OID, task=0, root=b32("root"))
     assert block == chain.block_number()
@@ -108,7 +196,7 @@ def test_commit_proof(bahen, chain, parties):
 
 
 def test_challenge_seed_comes_from_the_block_after_the_commitment(bahen, chain, parties):
-    open_assigned(bahen, parties, OID, tasks=1, validators=0)
+    open_assigned(bahen, parties, SALT, tasks=1, validators=0)
     with pytest.raises(ChallengeNotReady, match="no proof commitment"):
         bahen.challenge_seed(OID, 0)
     block = bahen.commit_proof(parties.workers[0], order_id=OID, task=0, root=b32("root"))
@@ -122,7 +210,7 @@ def test_challenge_seed_comes_from_the_block_after_the_commitment(bahen, chain, 
 
 
 def test_reports_are_checked_against_assigned_validators(bahen, chain, parties):
-    open_assigned(bahen, parties, OID, tasks=1, validators=1)
+    open_assigned(bahen, parties, SALT, tasks=1, validators=1)
     v0, v1, relay = parties.validators[0], parties.validators[1], parties.stranger
     _revert(lambda: report(bahen, relay, v0, OID, 0), "NotCommitted")
     commit_all(bahen, parties, OID, tasks=1)
@@ -142,12 +230,12 @@ def test_reports_are_checked_against_assigned_validators(bahen, chain, parties):
 
 
 def test_an_attestation_counts_for_its_order_task_kind_chain_and_contract_only(bahen, chain, parties):
-    open_assigned(bahen, parties, OID, tasks=2, validators=1)
+    open_assigned(bahen, parties, SALT, tasks=2, validators=1)
     commit_all(bahen, parties, OID, tasks=2)
-    other = b32("order 2")
-    open_assigned(bahen, parties, other, tasks=1, validators=1)
+    v0 = parties.validators[0]
+    other = open_assigned(bahen, parties, b32("order 2"), tasks=1, validators=1)
     commit_all(bahen, parties, other, tasks=1)
-    v0, digest, relay = parties.validators[0], b32("one report"), parties.stranger
+    digest, relay = b32("one report"), parties.stranger
     signature = bahen.sign_report(v0, order_id=OID, task=0, kind=0, digest=digest)
 
     def submit(order_id=OID, task=0, kind=0, signature=signature):
@@ -173,7 +261,7 @@ def test_an_attestation_counts_for_its_order_task_kind_chain_and_contract_only(b
 
 
 def test_only_the_wasp_records_verdicts(bahen, parties):
-    open_assigned(bahen, parties, OID, tasks=2, validators=0)
+    open_assigned(bahen, parties, SALT, tasks=2, validators=0)
     bahen.commit_proof(parties.workers[0], order_id=OID, task=0, root=b32("r"))
     assert bahen.is_wasp(parties.wasp.address) and not bahen.is_wasp(parties.client.address)
 
@@ -213,13 +301,15 @@ def test_attach_checks_chain_and_code(bahen, chain):
 
 
 def test_threads_sharing_a_chain_and_a_sender_do_not_collide(bahen, chain, parties):
-    ids = [b32(f"threaded order {i}") for i in range(12)]
+    salts = [b32(f"threaded order {i}") for i in range(12)]
     deadline = chain.now() + 999
 
-    def open_one(order_id: bytes) -> str:
-        return bahen.open_order(parties.client, order_id=order_id, spec_hash=b32("s"), escrow=1_000, deadline=deadline)
+    def open_one(salt: bytes) -> bytes:
+        return bahen.open_order(parties.client, salt=salt, spec_hash=b32("s"), escrow=1_000, deadline=deadline,
+                                commit_window=60)
 
     with ThreadPoolExecutor(4) as pool:
-        assert len(set(pool.map(open_one, ids))) == len(ids)
+        ids = list(pool.map(open_one, salts))
+    assert len(set(ids)) == len(ids)
     assert chain.balance(bahen.addresses.market) == 1_000 * len(ids)
     assert all(bahen.order(i).status == "open" for i in ids)

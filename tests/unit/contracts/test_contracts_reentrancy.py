@@ -4,9 +4,10 @@ import pytest
 
 from contracts.abi import load_artifact
 from contracts.errors import ContractRevert
+from contracts.client import order_id_of
 from tests.unit.contracts.fixtures import ETHER, PARAMS, WORKER_STAKE, b32
 
-OID = b32("order reentrancy")
+SALT = b32("order reentrancy")
 
 
 @pytest.fixture
@@ -30,8 +31,8 @@ def _attack(chain, parties, receiver, contract, fn_name, swallow):
 def credited_receiver(bahen, chain, parties, receiver):
     """The receiver opened and cancelled an order, so the market owes it 1 ether."""
     market = bahen.market
-    _as_receiver(chain, parties, receiver, market, "openOrder", [OID, b32("s"), ETHER, chain.now() + 99], ETHER)
-    _as_receiver(chain, parties, receiver, market, "cancelOrder", [OID])
+    _as_receiver(chain, parties, receiver, market, "openOrder", [SALT, b32("s"), ETHER, chain.now() + 99, 60], ETHER)
+    _as_receiver(chain, parties, receiver, market, "cancelOrder", [order_id_of(receiver.address, SALT)])
     assert bahen.pending(receiver.address) == ETHER
     return receiver
 

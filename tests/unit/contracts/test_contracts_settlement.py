@@ -7,14 +7,17 @@ from tests.unit.contracts.fixtures import (
     ETHER,
     PARAMS,
     WINDOW,
+    GFLOPS,
     WORKER_STAKE,
+    account,
     b32,
     commit_all,
     open_assigned,
+    order_of,
     report,
 )
 
-OID = b32("order settle")
+SALT, OID = order_of("order settle")
 PAYMENT, FEE = ETHER // 4, ETHER // 20
 
 
@@ -37,7 +40,7 @@ def _open_orders(bahen):
 
 
 def test_settlement_pays_accepted_slashes_rejected_refunds_the_rest(bahen, chain, parties):
-    open_assigned(bahen, parties, OID, tasks=2, validators=2, payment=PAYMENT, fee=FEE)
+    open_assigned(bahen, parties, SALT, tasks=2, validators=2, payment=PAYMENT, fee=FEE)
     commit_all(bahen, parties, OID, tasks=2)
     report(bahen, parties.stranger, parties.validators[0], OID, task=1)  # v0 verified task 1
     _judge(bahen, parties, True, False)
@@ -72,7 +75,7 @@ def test_settlement_pays_accepted_slashes_rejected_refunds_the_rest(bahen, chain
 
 
 def test_a_slash_nobody_proved_goes_to_the_treasury_alone(bahen, chain, parties):
-    open_assigned(bahen, parties, OID, tasks=1, validators=1, payment=PAYMENT, fee=FEE)
+    open_assigned(bahen, parties, SALT, tasks=1, validators=1, payment=PAYMENT, fee=FEE)
     _judge(bahen, parties, False)  # rejected without a commitment: no proof, no verification
     chain.increase_time(WINDOW)
     s = bahen.settle(parties.stranger, order_id=OID)
@@ -83,7 +86,7 @@ def test_a_slash_nobody_proved_goes_to_the_treasury_alone(bahen, chain, parties)
 
 
 def test_settle_inside_the_dispute_window_reverts(bahen, chain, parties):
-    open_assigned(bahen, parties, OID, tasks=1, validators=0)
+    open_assigned(bahen, parties, SALT, tasks=1, validators=0)
     commit_all(bahen, parties, OID, tasks=1)
     _judge(bahen, parties, True)
     final_at = bahen.order(OID).tasks[0].verdict_at + PARAMS.dispute_window
@@ -96,7 +99,7 @@ def test_settle_inside_the_dispute_window_reverts(bahen, chain, parties):
 
 
 def test_settle_twice_reverts_and_pays_nothing_more(bahen, chain, parties):
-    open_assigned(bahen, parties, OID, tasks=1, validators=0)
+    open_assigned(bahen, parties, SALT, tasks=1, validators=0)
     commit_all(bahen, parties, OID, tasks=1)
     _judge(bahen, parties, True)
     chain.increase_time(WINDOW)
@@ -111,7 +114,7 @@ def test_settle_twice_reverts_and_pays_nothing_more(bahen, chain, parties):
 
 
 def test_settle_waits_for_verdicts_until_the_deadline(bahen, chain, parties):
-    open_assigned(bahen, parties, OID, tasks=2, validators=1, payment=PAYMENT, fee=FEE)
+    open_assigned(bahen, parties, SALT, tasks=2, validators=1, payment=PAYMENT, fee=FEE)
     commit_all(bahen, parties, OID, tasks=2)
     report(bahen, parties.client, parties.validators[0], OID, task=1, kind=1)
     _judge(bahen, parties, True)
@@ -127,7 +130,7 @@ def test_settle_waits_for_verdicts_until_the_deadline(bahen, chain, parties):
 
 
 def test_cancel_before_any_commitment_refunds_everything(bahen, chain, parties):
-    open_assigned(bahen, parties, OID, tasks=2, validators=1)
+    open_assigned(bahen, parties, SALT, tasks=2, validators=1)
     with pytest.raises(ContractRevert, match="NotClient"):
         bahen.cancel_order(parties.stranger, order_id=OID)
     bahen.cancel_order(parties.client, order_id=OID)
@@ -142,7 +145,7 @@ def test_cancel_before_any_commitment_refunds_everything(bahen, chain, parties):
 
 
 def test_cancel_after_a_commitment_needs_an_expired_unjudged_order(bahen, chain, parties):
-    open_assigned(bahen, parties, OID, tasks=2, validators=0)
+    open_assigned(bahen, parties, SALT, tasks=2, validators=0)
     commit_all(bahen, parties, OID, tasks=1)
     with pytest.raises(ContractRevert, match="CannotCancel"):
         bahen.cancel_order(parties.client, order_id=OID)
@@ -154,7 +157,7 @@ def test_cancel_after_a_commitment_needs_an_expired_unjudged_order(bahen, chain,
 @pytest.mark.parametrize("committed", [True, False])
 def test_cancel_after_a_verdict_is_refused(bahen, chain, parties, committed):
     # a rejected worker must not escape its slash through a cancellation
-    open_assigned(bahen, parties, OID, tasks=1, validators=0)
+    open_assigned(bahen, parties, SALT, tasks=1, validators=0)
     if committed:
         commit_all(bahen, parties, OID, tasks=1)
     _judge(bahen, parties, False)
@@ -164,7 +167,7 @@ def test_cancel_after_a_verdict_is_refused(bahen, chain, parties, committed):
 
 
 def test_withdraw_pays_the_exact_credit_once(bahen, chain, parties):
-    open_assigned(bahen, parties, OID, tasks=1, validators=0)
+    open_assigned(bahen, parties, SALT, tasks=1, validators=0)
     bahen.cancel_order(parties.client, order_id=OID)
     client = parties.client.address
     before = chain.balance(client)
@@ -180,9 +183,14 @@ def test_withdraw_pays_the_exact_credit_once(bahen, chain, parties):
 
 @pytest.mark.slow
 def test_the_largest_order_settles_and_conserves_funds(bahen, chain, parties):
-    open_assigned(bahen, parties, OID, tasks=64, validators=2, payment=ETHER // 100, fee=ETHER // 100)
+    for i in range(64 - len(parties.workers)):  # one worker per task
+        worker = account(f"worker {i} of the largest order")
+        chain.fund(worker.address, 10 * ETHER)
+        bahen.register_worker(worker, x25519_public=b32(f"x25519 l{i}"), declared_gflops=GFLOPS, stake=WORKER_STAKE)
+        parties.workers.append(worker)
+    open_assigned(bahen, parties, SALT, tasks=64, validators=2, payment=ETHER // 100, fee=ETHER // 100)
     with pytest.raises(ContractRevert) as err:
-        bahen.assign_task(parties.client, order_id=OID, task=64, worker=parties.workers[0].address, payment=1)
+        bahen.add_task(parties.client, order_id=OID, payment=1)
     assert (err.value.error, err.value.fields) == ("TooManyTasks", {"limit": 64})
     _judge(bahen, parties, *([False] * 64))
     chain.increase_time(WINDOW)

@@ -79,10 +79,13 @@ def test_unbonding_waits_for_the_delay(bahen, chain, parties):
 
 
 def test_unbonding_below_the_requirement_makes_a_worker_ineligible(bahen, parties):
-    bahen.request_unbond(parties.workers[0], amount=1)
-    assert not bahen.member(parties.workers[0].address).eligible
-    with pytest.raises(ContractRevert, match="WorkerNotEligible"):
-        open_assigned(bahen, parties, b32("order"), tasks=1, validators=0)
+    unbonded = parties.workers[0]
+    bahen.request_unbond(unbonded, amount=1)
+    assert not bahen.member(unbonded.address).eligible
+    open_assigned(bahen, parties, b32("order"), tasks=2, validators=0)  # the draw takes the other two
+    assert unbonded not in parties.workers[:2]
+    with pytest.raises(ContractRevert, match="NoEligibleMember"):
+        open_assigned(bahen, parties, b32("three tasks"), tasks=3, validators=0)
 
 
 def test_unbond_reverts(bahen, parties):
