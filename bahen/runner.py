@@ -104,7 +104,7 @@ def submit_order(spec: OrderSpec, settings: Settings, *, console: Console, poll_
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     book = OrderBook(settings.orders_dir)
-    client = keystore_of(settings).public(CLIENT).address  # the run's worker places the order from this home
+    placer = keystore_of(settings).public(CLIENT).address  # the run's worker places the order from this home
     with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}):
         def run() -> tuple[str, str, str]:
             try:
@@ -118,7 +118,7 @@ def submit_order(spec: OrderSpec, settings: Settings, *, console: Console, poll_
             with get_client(sync_client=True) as client:
                 while not (state := client.read_flow_run(flow_run.id).state) or not state.is_final():
                     time.sleep(poll_s)
-            return order_id_for(client, salt_of_run(str(flow_run.id))), state.type.value, state.message or ""
+            return order_id_for(placer, salt_of_run(str(flow_run.id))), state.type.value, state.message or ""
 
         order_id, final, message = _watching(book, console, run)
     if final != "COMPLETED":

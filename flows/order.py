@@ -3,9 +3,10 @@
 encrypt_upload, shard and settle run in this process, as the client. Every other stage runs as the
 party that signs it (``tasks.dispatch``): in this process on the embedded devnet, or on that
 party's own host through its pool when the order runs from its deployment; a stage that cannot
-finish there ends the order with its escrow refunded. The order's id derives from the client's
-address and a salt derived from the flow run's id, and every stage passes through when the order's record already holds its result, so retrying the
-run (the UI's Retry) continues the same order from the stage that failed.
+finish there ends the order with its escrow refunded. The chain derives the order's id from the
+client's address and a salt derived from the flow run's id, and every stage passes through when the
+order's record already holds its result, so retrying the run (the UI's Retry) continues the same
+order from the stage that failed.
 """
 
 from prefect import flow, runtime
@@ -29,7 +30,7 @@ def order(spec: OrderSpec = OrderSpec()) -> OrderRecord:
     trainings = []
     with ending_on_failure(upload):
         for assignment in shard.assignments:
-            training = stages.train(spec, upload, assignment)
+            shard, assignment, training = stages.train(spec, upload, shard, assignment)
             verification = stages.verify(spec, upload, shard, assignment, training)
             scores = stages.score(spec, upload, shard, training)
             stages.audit(upload, shard, assignment, training, verification, scores)

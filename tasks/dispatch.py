@@ -10,8 +10,11 @@ that party's Prefect worker, on its own host with its own key, takes it; runs ar
 task and party so a repeated call never starts a second one.
 
 The dispatcher waits for the child and checks its final state: a failed or crashed child, or a
-running one whose heartbeats stopped (its worker died), is retried under a new key. When the
-attempts are spent or the stage's time is up, the order ends cleanly: the child is cancelled and the
+running one whose heartbeats stopped (its worker died), is retried under a new key; a child no
+worker starts in time is not retried on that party. A train run that does not finish has its worker
+replaced on chain by the next draw once the worker's commit window passed without a commitment,
+and the successor trains (``replacements`` times at most). When the attempts are spent or the
+stage's time is up, the order ends cleanly: the child is cancelled and the
 escrow refunded on chain (:func:`end_order`). Either way the client records each result in its own
 order book, and a retried order passes through the stages its record holds.
 """
@@ -43,6 +46,7 @@ from tasks.audit import audit_task
 from tasks.deliver import NotDeliverable, deliver_task, deliverer
 from tasks.runtime import network, order_book, recorded
 from tasks.score import SignedScore, gathered, score_task
+from tasks.shard import NotReplaceable, replace_task
 from tasks.train import train_task
 from tasks.verify import verify_task
 
@@ -61,6 +65,14 @@ class DispatchConfig(BaseSettings):
     )
     attempts: int = Field(3, ge=1, le=20, description="Runs of one stage before the order is ended")
     stage_timeout_s: float = Field(6 * 3600, gt=0, description="Most seconds one stage may take, retries included")
+    start_timeout_s: float = Field(
+        600, gt=0, description="A child no worker has started after this many seconds is not retried on that party: "
+        "its host is not polling. A worker that does not start is replaced by the chain's next draw"
+    )
+    replacements: int = Field(
+        2, ge=0, le=10, description="Times a task's worker that does not finish training is replaced by the chain's "
+        "next draw (once its commit window passed without a commitment) before the order is ended"
+    )
     stale_after_s: float = Field(
         0, ge=0, description="A running child silent (no heartbeat) this long is treated as crashed; 0 disables. "
         "Set it above the workers' PREFECT_FLOWS_HEARTBEAT_FREQUENCY (at least 30 s)"
@@ -102,12 +114,17 @@ def _last_sign_of_life(client, run: FlowRun) -> datetime:
 
 
 def wait_for(flow_run_id: UUID, deadline: float, config: DispatchConfig) -> ChildOutcome:
-    """Poll a child until it ends, its worker goes silent, or ``deadline`` (monotonic) passes."""
+    """Poll a child until it ends, no worker starts it in time, its worker goes silent, or ``deadline``
+    (monotonic) passes."""
+    start_by = time.monotonic() + config.start_timeout_s
     with get_client(sync_client=True) as client:
         while True:
             run = client.read_flow_run(flow_run_id)
             if run.state and run.state.is_final():
                 return ChildOutcome(flow_run_id=run.id, state=run.state.type.value)
+            if run.state and run.state.type.value in ("SCHEDULED", "PENDING") and time.monotonic() >= start_by:
+                client.set_flow_run_state(run.id, state=Cancelled(message="no worker started it"), force=True)
+                return ChildOutcome(flow_run_id=run.id, state="NOT_STARTED")
             if time.monotonic() >= deadline:
                 cancel = Cancelling() if run.state and run.state.is_running() else Cancelled()
                 client.set_flow_run_state(run.id, state=cancel, force=True)
@@ -142,7 +159,7 @@ def dispatch(deployment: str, parameters: dict, *, key: str, result: type[M], co
             with get_client(sync_client=True) as client:
                 state = client.read_flow_run(run.id).state
             return result.model_validate(state.result())
-        if outcome.state == "TIMED_OUT":
+        if outcome.state in ("TIMED_OUT", "NOT_STARTED"):
             break
     tried = ", ".join(f"{o.flow_run_id} {o.state.lower()}" for o in outcomes)
     raise StageNotDone(
@@ -165,18 +182,42 @@ class Stages:
     def _record(order_id: str, stage: str, started: float, status: str, **result) -> None:
         order_book().record_stage(order_id, stage, time.perf_counter() - started, status, **result)
 
-    def train(self, spec: OrderSpec, upload: Upload, assignment: Assignment) -> Training:
-        """The assigned worker trains, commits and answers the challenge."""
+    def train(self, spec: OrderSpec, upload: Upload, shard: Shard, assignment: Assignment) -> tuple[Shard, Assignment, Training]:
+        """The drawn worker trains, commits and answers the challenge. On the pools, a worker that does
+        not finish is replaced by the chain's next draw once its commit window passed without a
+        commitment, and the successor trains; returns the order's shard and the task's assignment as
+        they stand, with the training."""
         if (done := recorded(upload.order_id, "training")) is not None:
-            return done
+            shard = order_book().load(upload.order_id).shard
+            return shard, next(a for a in shard.assignments if a.task == done.task), done
         started = time.perf_counter()
         if self.pools:
-            training = self._dispatch("train/train", {"spec": spec, "upload": upload, "assignment": assignment},
-                                      f"{upload.order_id}-train-{assignment.task}", Training, party_queue(assignment.address))
+            shard, assignment, training = self._train_on_pools(spec, upload, shard, assignment)
         else:
             training = train_task(spec, upload, assignment)
         self._record(upload.order_id, "train", started, "committed", training=training)
-        return training
+        return shard, assignment, training
+
+    def _train_on_pools(self, spec: OrderSpec, upload: Upload, shard: Shard, assignment: Assignment
+                        ) -> tuple[Shard, Assignment, Training]:
+        """Train on the drawn worker's queue; replace a worker that does not finish, up to ``replacements`` times."""
+        replaced = 0
+        while True:
+            try:
+                training = self._dispatch("train/train", {"spec": spec, "upload": upload, "assignment": assignment},
+                                          f"{upload.order_id}-train-{assignment.task}-{assignment.address.lower()}",
+                                          Training, party_queue(assignment.address))
+                return shard, assignment, training
+            except StageNotDone:
+                if replaced == self.config.replacements:
+                    raise
+            replaced += 1
+            until = time.monotonic() + self.config.stage_timeout_s
+            try:
+                shard = replace_task(upload, shard, assignment.task, until=until, poll_s=self.config.poll_s)
+            except NotReplaceable as exc:
+                raise StageNotDone(str(exc)) from None
+            assignment = next(a for a in shard.assignments if a.task == assignment.task)
 
     def verify(self, spec: OrderSpec, upload: Upload, shard: Shard, assignment: Assignment, training: Training) -> Verification:
         """The order's first validator checks the proof; the checks are published as a table."""

@@ -9,10 +9,13 @@ train and holdout keys. The model key is the worker's own
 (``tasks.train``): the client holds no key to the model before the work verdict is final.
 """
 
+import time
+from contextlib import suppress
+
 from contracts.client import ZERO_ADDRESS, UnknownOrderError
-from contracts.errors import ContractRevert
+from contracts.errors import ChainError, ContractRevert
 from contracts.models import OrderView
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from privacy.identity import PublicIdentity
 from pydantic import BaseModel
@@ -102,12 +105,12 @@ def shard(spec: OrderSpec, upload: Upload, net: Network, *, pricing: Pricing = P
     assignments = []
     for t in view.tasks:
         name, public = _member(net, "worker", t.worker)
-        grants = {role: put_grant(net.store, keys[role], public, order_id=order_id, role=role) for role in WORKER_KEYS}
+        grants = _granted(net, keys, public, order_id, WORKER_KEYS)
         assignments.append(Assignment(task=t.task, worker=name, address=public.address, payment_wei=t.payment, grants=grants))
     slots = []
     for v in view.validators:
         name, public = _member(net, "validator", v.validator)
-        grants = {role: put_grant(net.store, keys[role], public, order_id=order_id, role=role) for role in VALIDATOR_KEYS}
+        grants = _granted(net, keys, public, order_id, VALIDATOR_KEYS)
         slots.append(ValidatorSlot(name=name, address=public.address, fee_wei=v.fee, grants=grants))
     return Shard(
         order_id=order_id, train_gflops=gflops, fee_wei=fee, escrow_wei=view.escrow, deadline=view.deadline,
@@ -131,6 +134,60 @@ def drawn(net: Network, oid: bytes) -> OrderView:
                 "back, or retry once more are staked"
             ) from None
     return view
+
+
+class NotReplaceable(BahenError):
+    """The task's worker cannot be replaced: it committed its proof, or its commit window did not pass in time."""
+
+
+def replace_stalled(upload: Upload, shard: Shard, task: int, net: Network, *, until: float, poll_s: float = 2.0) -> Shard:
+    """As the client: once the task's worker may be replaced on chain (its commit window passed with no
+    commitment), replace it, have the chain draw the next worker and grant it the task's keys. Returns
+    the shard with the task's new assignment.
+
+    Waits for the window until ``until`` (``time.monotonic()``). Resumable: a replacement already on
+    chain is not made twice.
+    """
+    client = net.party(CLIENT)
+    oid = bytes.fromhex(upload.order_id[2:])
+    stalled = next(a for a in shard.assignments if a.task == task)
+    while (t := net.market.order(oid).tasks[task]).worker.lower() == stalled.address.lower():
+        if t.commit_block:
+            raise NotReplaceable(f"{stalled.worker} ({stalled.address}) committed task {task}'s proof: only its own host "
+                                 "can answer the challenge; `bahen worker start` there")
+        if net.chain.now() > t.commit_by:
+            net.market.replace_worker(client.account, order_id=oid, task=task)
+            continue
+        if time.monotonic() >= until:
+            raise NotReplaceable(f"{stalled.worker} ({stalled.address}) may commit task {task} until {t.commit_by} "
+                                 "(unix time) and the stage ran out of time first")
+        time.sleep(poll_s)
+        with suppress(ChainError):  # a devnet mines only on transactions: a block brings its clock to now
+            net.chain.mine(1)
+    view = drawn(net, oid)
+    name, public = _member(net, "worker", view.tasks[task].worker)
+    keys = {role: open_stored_grant(net.store, upload.client_grants[role], client, order_id=upload.order_id)
+            for role in WORKER_KEYS}
+    grants = _granted(net, keys, public, upload.order_id, WORKER_KEYS)
+    successor = Assignment(task=task, worker=name, address=public.address, payment_wei=stalled.payment_wei, grants=grants)
+    return shard.model_copy(update={"assignments": [successor if a.task == task else a for a in shard.assignments]})
+
+
+@task(name="replace_worker", cache_policy=NO_CACHE)
+def replace_task(upload: Upload, shard: Shard, task: int, *, until: float, poll_s: float) -> Shard:
+    """Prefect task: replace a stalled worker as the client and record the order's new shard."""
+    replaced = replace_stalled(upload, shard, task, network(), until=until, poll_s=poll_s)
+    book = order_book()
+    book.save(book.load(upload.order_id).model_copy(update={"shard": replaced}))
+    new = next(a for a in replaced.assignments if a.task == task)
+    get_run_logger().warning("task %d of order %s: the stalled worker was replaced; the chain drew %s (%s)",
+                             task, upload.order_id, new.worker, new.address)
+    return replaced
+
+
+def _granted(net: Network, keys: dict[str, bytes], member: PublicIdentity, order_id: str, roles: tuple[str, ...]) -> dict:
+    """The order's keys of ``roles`` wrapped to a drawn member's published X25519 key, stored."""
+    return {role: put_grant(net.store, keys[role], member, order_id=order_id, role=role) for role in roles}
 
 
 def _undrawn(view: OrderView) -> bool:

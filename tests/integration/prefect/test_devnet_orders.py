@@ -95,6 +95,11 @@ def test_the_client_submits_from_its_own_home_and_the_worker_withdraws_its_pay_f
     assert market.pending(address) == 0
 
 
+def _host_of_queue(devnet, queue: str):
+    """The party whose work queue is ``queue`` (named by its address)."""
+    return next(p for p in devnet.parties if p.queue == queue)
+
+
 def _kill_host(devnet, name: str) -> None:
     """SIGKILL a worker and the flow runs it started, as if its host lost power."""
     service = next(s for s in devnet.services if s.name == name)
@@ -110,11 +115,12 @@ def test_a_worker_killed_mid_training_is_replaced_and_the_order_paid_once(devnet
     before = {r.order_id for r in _client_book(devnet).list()}
     flow_run = submit_order(devnet, LONG_SPEC, env={"BAHEN_DISPATCH_MODE": "pools", "BAHEN_DISPATCH_STALE_AFTER_S": "45"})
     deadline = time.monotonic() + 120
-    while not any(r["state"]["type"] == "RUNNING" for r in runs_of(devnet, "train/train")):
+    while not (running := [r for r in runs_of(devnet, "train/train") if r["state"]["type"] == "RUNNING"]):
         assert time.monotonic() < deadline, "the train run never started"
         time.sleep(0.5)
-    _kill_host(devnet, "worker-0")  # the first staked worker takes an order of one task
-    replacement = spawn("worker-0-again", "worker", *party_worker(devnet, party(devnet, "worker-0")), devnet.home)
+    drawn = _host_of_queue(devnet, running[0]["work_queue_name"])  # the worker the chain drew
+    _kill_host(devnet, drawn.name)
+    replacement = spawn(f"{drawn.name}-again", "worker", *party_worker(devnet, drawn), devnet.home)
     devnet.services.append(replacement)
     try:
         run = wait_final(devnet, flow_run, timeout=300)
@@ -130,3 +136,44 @@ def test_a_worker_killed_mid_training_is_replaced_and_the_order_paid_once(devnet
     assert record.settled.payouts_wei == {worker.address: worker.payment_wei, **{s.address: s.fee_wei for s in record.shard.validators}}
     view = market.order(bytes.fromhex(record.order_id[2:]))
     assert view.status == "settled"
+
+
+def test_a_drawn_worker_that_never_starts_is_replaced_by_the_next_draw_and_the_order_settles(devnet):
+    """Neither worker polls when the order opens; once the chain has drawn one, only the other comes
+    back. The drawn worker's run is never started, its commit window passes, the client replaces it
+    on chain, and the next draw (the only eligible worker left) trains; the stalled one is released
+    unslashed and unpaid."""
+    market, book = _market(devnet), _client_book(devnet)
+    workers = [p for p in devnet.parties if p.pool == "gpu"]
+    for host in workers:
+        stop(next(s for s in devnet.services if s.name == host.name))
+    before = {r.order_id for r in book.list()}
+    spec = OrderSpec(dataset="digits", model="mlp", epochs=1, batch_size=32, checkpoint_every=8, validators=2,
+                     commit_minutes=1, deadline_hours=1)
+    flow_run = submit_order(devnet, spec, env={"BAHEN_DISPATCH_MODE": "pools", "BAHEN_DISPATCH_START_TIMEOUT_S": "15"})
+    deadline = time.monotonic() + 120
+    while not (opened := [r for r in book.list() if r.order_id not in before and r.shard is not None]):
+        assert time.monotonic() < deadline, "the order was never drawn"
+        time.sleep(0.5)
+    stalled = next(p for p in workers if p.queue == party_queue(opened[0].shard.assignments[0].address))
+    [successor] = [p for p in workers if p is not stalled]
+    back = spawn(f"{successor.name}-back", "worker", *party_worker(devnet, successor), devnet.home)
+    try:
+        run = wait_final(devnet, flow_run, timeout=400)
+    finally:
+        stop(back)
+        for host in workers:  # the devnet as it was, for whatever runs next
+            devnet.services.append(spawn(f"{host.name}-again", "worker", *party_worker(devnet, host), devnet.home))
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+
+    record = book.load(opened[0].order_id)
+    assert record.status == "settled (accepted), model delivered"
+    assert record.shard.assignments[0].address.lower() == successor.queue
+    trains = [r for r in runs_of(devnet, "train/train") if r["parameters"]["upload"]["order_id"] == record.order_id]
+    assert [(r["work_queue_name"], r["state"]["type"]) for r in trains] == [(stalled.queue, "CANCELLED"),
+                                                                             (successor.queue, "COMPLETED")]
+    view = market.order(bytes.fromhex(record.order_id[2:]))
+    assert view.status == "settled" and view.tasks[0].worker.lower() == successor.queue
+    stalled_address = keystore_of(load_settings(home=stalled.home)).public(stalled.name).address
+    assert stalled_address not in record.settled.payouts_wei and record.settled.slashed_wei == {}
+    assert market.member(stalled_address).locks == 0
