@@ -128,14 +128,31 @@ def order_schema() -> None:
 
 @order_app.command("show")
 def order_show(order_id: Annotated[str, typer.Argument(help="Order id (0x…)")]) -> None:
-    """Show an order's stages, verdict, payments and artifact hashes, reconciled with the chain."""
-    from bahen.orders import OrderBook
+    """Show an order's stages, verdict, payments and artifact hashes, reconciled with the chain.
+
+    On a host that holds no record of the order (a worker's, a validator's, an auditor's: only the
+    client keeps one), shows what the chain holds: client, escrow, drawn members, commitments,
+    verdicts, credits and slashes.
+    """
+    from bahen.orders import OrderBook, UnknownOrderError
     from bahen.reconcile import reconciled
     from bahen.settings import load_settings
-    from bahen.summary import print_summary
+    from bahen.summary import print_chain_order, print_summary
 
     settings = load_settings()
-    [record], warning = reconciled([OrderBook(settings.orders_dir).load(order_id)], settings)
+    book = OrderBook(settings.orders_dir)
+    try:
+        local = book.load(order_id)
+    except UnknownOrderError:
+        from bahen.network import connect
+
+        market = connect(settings).market
+        oid = bytes.fromhex(OrderBook.check_id(order_id)[2:])
+        view = market.order(oid)
+        err.print(f"{settings.home} holds no record of this order (only its client's home does): what the chain holds")
+        print_chain_order(view, market.ledger(oid), console)
+        return
+    [record], warning = reconciled([local], settings)
     if warning:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     print_summary(record, console)

@@ -1,5 +1,6 @@
 """A readable summary of an order in the terminal."""
 
+from contracts.models import Ledger, OrderView
 from rich.console import Console
 from rich.table import Table
 
@@ -50,3 +51,27 @@ def print_summary(record: OrderRecord, console: Console) -> None:
     for label, ref in record.artifacts():
         artifacts.add_row(label, ref.sha256, f"{ref.size:,}")
     console.print(artifacts)
+
+
+def print_chain_order(view: OrderView, ledger: Ledger, console: Console) -> None:
+    """What anyone can read of an order from the chain alone: its client, escrow and deadline, each
+    task's drawn worker, commitment and verdict, each validator slot, and every credit and slash."""
+    console.print(f"\n[bold]order[/] {view.order_id}  [bold]status[/] {view.status} (on chain)")
+    console.print(f"client {view.client}, spec hash {view.spec_hash}, escrow {view.escrow / ETH:.6f} ETH "
+                  f"({view.allocated / ETH:.6f} allocated), deadline {view.deadline} (unix time), "
+                  f"commit window {view.commit_window} s", highlight=False)
+    tasks = Table("task", "worker", "payment ETH", "committed root", "verdict", title="tasks (drawn by the chain)")
+    for t in view.tasks:
+        tasks.add_row(str(t.task), t.worker, f"{t.payment / ETH:.6f}", t.root if t.commit_block else "—", t.verdict)
+    console.print(tasks)
+    slots = Table("validator", "fee ETH", "reported", "overturned", title="validators (drawn by the chain)")
+    for v in view.validators:
+        slots.add_row(v.validator, f"{v.fee / ETH:.6f}", "yes" if v.reported else "no", "yes" if v.overturned else "no")
+    console.print(slots)
+    if ledger.credits or ledger.slashes:
+        moved = Table("account", "kind", "ETH", title="credits and debits (chain events)")
+        for c in ledger.credits:
+            moved.add_row(c.account, c.kind, f"{c.amount / ETH:.6f}")
+        for x in ledger.slashes:
+            moved.add_row(x.member, "slashed", f"-{x.amount / ETH:.6f}")
+        console.print(moved)

@@ -1,11 +1,14 @@
 """The local record follows the chain where a run stopped before recording: settled, cancelled, audited."""
 
+from rich.console import Console
+
 from bahen.network import connect
 from bahen.parties import CLIENT
 from bahen.reconcile import reconcile, reconciled
 from bahen.records import OrderRecord
 from bahen.settings import Settings, load_settings
 from bahen.spec import OrderSpec
+from bahen.summary import print_chain_order
 from tasks.audit import audit
 from tasks.encrypt_upload import encrypt_upload
 from tasks.score import score
@@ -61,3 +64,20 @@ def test_an_unreachable_chain_leaves_the_records_and_says_so(tmp_path):
     records, warning = reconciled([record], settings)
     assert records == [record] and "the records are shown as last written" in warning
     assert reconciled([record], Settings(home=tmp_path)) == ([record], None)
+
+
+def test_a_host_without_the_record_is_shown_what_the_chain_holds(prefect, bahen_home):
+    net = connect(load_settings())
+    record = _opened(net, "8f")
+    oid = bytes.fromhex(record.order_id[2:])
+    net.market.cancel_order(net.party(CLIENT).account, order_id=oid)
+    console = Console(record=True, width=240)
+
+    print_chain_order(net.market.order(oid), net.market.ledger(oid), console)
+
+    shown = console.export_text()
+    assert f"order {record.order_id}  status cancelled (on chain)" in shown
+    assert f"client {net.party(CLIENT).address}" in shown
+    assert record.shard.assignments[0].address in shown  # the worker the chain drew
+    assert all(slot.address in shown for slot in record.shard.validators)
+    assert f"{net.party(CLIENT).address} │ refund" in shown

@@ -94,6 +94,14 @@ def test_the_client_submits_from_its_own_home_and_the_worker_withdraws_its_pay_f
     assert f"{worker.name} ({address}) withdrew {owed / 1e18:.6f} ETH of credit" in " ".join(paid.stdout.split())
     assert market.pending(address) == 0
 
+    # the worker's home keeps no record of the order; it is shown what the chain holds
+    shown = subprocess.run([sys.executable, "-m", "bahen.cli", "order", "show", record.order_id],
+                           env=party_worker(devnet, worker)[1] | {"COLUMNS": "240"}, capture_output=True, text=True,
+                           timeout=120, check=False)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "holds no record of this order" in shown.stderr
+    assert "status settled (on chain)" in shown.stdout and address in shown.stdout and "task payment" in shown.stdout
+
 
 def _host_of_queue(devnet, queue: str):
     """The party whose work queue is ``queue`` (named by its address)."""
