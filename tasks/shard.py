@@ -13,7 +13,7 @@ import time
 from contextlib import suppress
 
 from contracts.client import ZERO_ADDRESS, UnknownOrderError
-from contracts.errors import ChainError, ContractRevert
+from contracts.errors import ChainError, ChallengeNotReady, ContractRevert
 from contracts.models import OrderView
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -118,13 +118,16 @@ def shard(spec: OrderSpec, upload: Upload, net: Network, *, pricing: Pricing = P
     )
 
 
-def drawn(net: Network, oid: bytes) -> OrderView:
-    """The order once the chain has drawn a member for each of its tasks and validator slots. A slot
-    whose seed block aged out before the draw is drawn again from a fresh one."""
+def drawn(net: Network, oid: bytes, *, poll_s: float = 2.0) -> OrderView:
+    """The order once the chain has drawn a member for each of its tasks and validator slots. Waits for
+    the seed blocks on a chain that mines on its own; a slot whose seed block aged out before the draw
+    is drawn again from a fresh one."""
     client = net.party(CLIENT)
     while _undrawn(view := net.market.order(oid)):
         try:
             net.market.draw(client.account, order_id=oid)
+        except ChallengeNotReady:
+            time.sleep(poll_s)
         except ContractRevert as exc:
             if exc.error != "NoEligibleMember":
                 raise
