@@ -313,3 +313,19 @@ def test_threads_sharing_a_chain_and_a_sender_do_not_collide(bahen, chain, parti
     assert len(set(ids)) == len(ids)
     assert chain.balance(bahen.addresses.market) == 1_000 * len(ids)
     assert all(bahen.order(i).status == "open" for i in ids)
+
+
+def test_a_slot_whose_seed_block_aged_out_is_drawn_from_a_fresh_one(bahen, chain, parties):
+    oid = bahen.open_order(parties.client, salt=SALT, spec_hash=b32("s"), escrow=ETHER, deadline=chain.now() + 3_600,
+                           commit_window=60)
+    bahen.add_task(parties.client, order_id=oid, payment=1)
+    aged = bahen.order(oid).tasks[0].draw_block
+    chain.mine(300)  # the EVM keeps the hashes of the last 256 blocks only
+
+    stale = bahen.draw(parties.stranger, order_id=oid)
+
+    task = bahen.order(oid).tasks[0]
+    assert (stale.workers, stale.reanchored, task.worker) == ({}, 1, ZERO_ADDRESS)
+    assert task.draw_block == chain.block_number() > aged + 256  # anchored to the block of the stale draw
+    fresh = bahen.draw(parties.stranger, order_id=oid)
+    assert fresh.workers[0] == expected_member(bahen, oid, "worker", 0, task.draw_block, {parties.client.address}, 1)
