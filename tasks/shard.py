@@ -14,7 +14,7 @@ from contextlib import suppress
 
 from contracts.client import ZERO_ADDRESS, UnknownOrderError
 from contracts.errors import ChainError, ChallengeNotReady, ContractRevert
-from contracts.models import OrderView
+from contracts.models import MemberView, OrderView
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from privacy.identity import PublicIdentity
@@ -102,14 +102,15 @@ def shard(spec: OrderSpec, upload: Upload, net: Network, *, pricing: Pricing = P
         net.market.add_validator(client.account, order_id=oid, fee=validator_fee)
     view = drawn(net, oid)
     keys = {role: open_stored_grant(net.store, ref, client, order_id=order_id) for role, ref in upload.client_grants.items()}
+    workers, validators = net.market.members("worker"), net.market.members("validator")  # the registry, read once
     assignments = []
     for t in view.tasks:
-        name, public = _member(net, "worker", t.worker)
+        name, public = _member(workers, "worker", t.worker)
         grants = _granted(net, keys, public, order_id, WORKER_KEYS)
         assignments.append(Assignment(task=t.task, worker=name, address=public.address, payment_wei=t.payment, grants=grants))
     slots = []
     for v in view.validators:
-        name, public = _member(net, "validator", v.validator)
+        name, public = _member(validators, "validator", v.validator)
         grants = _granted(net, keys, public, order_id, VALIDATOR_KEYS)
         slots.append(ValidatorSlot(name=name, address=public.address, fee_wei=v.fee, grants=grants))
     return Shard(
@@ -168,7 +169,7 @@ def replace_stalled(upload: Upload, shard: Shard, task: int, net: Network, *, un
         with suppress(ChainError):  # a devnet mines only on transactions: a block brings its clock to now
             net.chain.mine(1)
     view = drawn(net, oid)
-    name, public = _member(net, "worker", view.tasks[task].worker)
+    name, public = _member(net.market.members("worker"), "worker", view.tasks[task].worker)
     keys = {role: open_stored_grant(net.store, upload.client_grants[role], client, order_id=upload.order_id)
             for role in WORKER_KEYS}
     grants = _granted(net, keys, public, upload.order_id, WORKER_KEYS)
@@ -197,9 +198,8 @@ def _undrawn(view: OrderView) -> bool:
     return any(t.worker == ZERO_ADDRESS for t in view.tasks) or any(v.validator == ZERO_ADDRESS for v in view.validators)
 
 
-def _member(net: Network, role: str, address: str) -> tuple[str, PublicIdentity]:
+def _member(members: list[MemberView], role: str, address: str) -> tuple[str, PublicIdentity]:
     """A drawn member's label (``<role>-<registration index>``) and the keys it published on chain."""
-    members = net.market.members(role)
     index = next(i for i, m in enumerate(members) if m.address == address)
     label = f"{role}-{index}"
     return label, PublicIdentity(name=label, address=address, x25519_public=members[index].x25519_public)
