@@ -144,6 +144,8 @@ def order_show(order_id: Annotated[str, typer.Argument(help="Order id (0x…)")]
     try:
         local = book.load(order_id)
     except UnknownOrderError:
+        if settings.chain_rpc_url is None:
+            raise  # the in-process chain lives as long as its process: no other host can know the order
         from bahen.network import connect
 
         market = connect(settings).market
