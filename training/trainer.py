@@ -24,7 +24,7 @@ from training.errors import CheckpointError, ProfileUnavailableError
 from training.hooks import TrainHooks
 from training.models import Classifier, build_model, init_seed
 from training.order import batch_digests, batch_order, epoch_order_digest
-from training.profiles import ProfileInfo, apply_profile, profile_numerics
+from training.profiles import ProfileInfo, apply_profile, emulate_profile, profile_numerics
 from training.state import EncodedState, StateEncoder, spec_json
 from training.steps import StepRecord, StepRecorder
 
@@ -423,13 +423,26 @@ class Stepper:
     many spot checks pay for one setup and one batch-order computation per epoch.
     """
 
-    def __init__(self, spec: TrainSpec, X: np.ndarray, y: np.ndarray):
-        self._run = _setup(spec, X, y, None)
+    def __init__(self, spec: TrainSpec, X: np.ndarray, y: np.ndarray, *, device: str | None = None):
+        """``device`` runs the profile's numerics on another device than the profile names
+        (`training.profiles.emulate_profile`), to measure how far other hardware moves an honest
+        step (``bench.pot_noise``); a verifier leaves it unset."""
+        self._run = _setup(spec, X, y, None) if device is None else _Run(spec, X, y, emulate_profile(spec.profile, device), device)
+        self._data = X, y
 
     @property
     def form(self) -> StateForm:
         """What every state of this training holds besides its tensors' values."""
         return self._run.form
+
+    @property
+    def profile(self) -> ProfileInfo:
+        """The profile the steps run under, and the environment."""
+        return self._run.profile
+
+    def initial(self) -> EncodedState:
+        """The state before step 0 on this stepper's device (:func:`initial_training_state` on the profile's)."""
+        return _Run(self._run.spec, *self._data, self._run.profile, self._run.device.type).encode()
 
     def step(self, start: Checkpoint) -> tuple[EncodedState, float]:
         """The state after the training step that follows ``start``, and that step's loss."""

@@ -1,8 +1,10 @@
 """Short-audit evasion: every step of a block adds a push in one fixed direction, 1% of that
-step's update in size. No single step is far from an honest one (a tolerant profile's per-step
-allowance is larger), yet the pushes add up over the run to a directed move that only many steps
-together reveal. Under ``cpu-fp32-exact`` every pushed step is a transition one honest step does
-not reproduce bitwise."""
+step's update in size, tensor by tensor (each tensor's push is 1% of its own update, so the
+verifier's per-tensor comparison sees 1% everywhere). No single step is far from an honest one (a
+tolerant profile's per-step allowance is larger), yet the pushes add up over the run to a directed
+move that only many steps together reveal: the spot check's estimate of the run's total deviation
+(`proof.checks.steps.run_deviation`). Under ``cpu-fp32-exact`` every pushed step is a transition
+one honest step does not reproduce bitwise."""
 
 import torch
 
@@ -23,11 +25,9 @@ class _Drift(StateKeeper):
             if self.direction is None:
                 generator = torch.Generator().manual_seed(self.seed)
                 raw = {n: torch.randn(p.shape, generator=generator) for n, p in params.items()}
-                norm = torch.linalg.vector_norm(torch.cat([v.reshape(-1) for v in raw.values()]))
-                self.direction = {n: (v / norm).to(p.device) for (n, v), p in zip(raw.items(), params.values())}
-            size = torch.linalg.vector_norm(torch.cat([(p - self.before[0][n].to(p.device)).reshape(-1)
-                                                       for n, p in params.items()]))
+                self.direction = {n: (v / torch.linalg.vector_norm(v)).to(p.device) for (n, v), p in zip(raw.items(), params.values())}
             for n, p in params.items():
+                size = torch.linalg.vector_norm(p - self.before[0][n].to(p.device))
                 p.add_(self.direction[n] * (SHARE * size))
 
 

@@ -4,10 +4,11 @@ A segment runs from one committed checkpoint to the next. The verifier restores 
 checkpoint (its tensors; every setting comes from the order, see `training.trainer.StateForm`,
 and the end checkpoint must have the order's form too), re-executes the segment's steps with the honest trainer and compares:
 
-- the state reached with the claimed end checkpoint (`state_distance`): counters exactly, the
-  weights as ``||w_replay - w_claim|| / ||w_claim - w_start||`` (distance normalised by the
-  segment's update, so a small forged update is not hidden by large weights), each kind of
-  optimizer state by its own size;
+- the state reached with the claimed end checkpoint (`tensor_deviations`), tensor by tensor:
+  counters exactly, each weight tensor as ``||w_replay - w_claim|| / ||w_claim - w_start||``
+  (distance normalised by that tensor's update in the segment, so a small forged update is hidden
+  neither by large weights nor by the other tensors' updates), each optimizer tensor by its own
+  size;
 - every replayed step's loss with the logged loss (relative error).
 
 The observed value is the worst of these; the threshold is the determinism profile's replay
@@ -81,38 +82,51 @@ def _moments(state) -> dict[str, dict]:
     return kinds
 
 
-def _relative(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor) -> float:
-    distance = float(torch.linalg.vector_norm(a - b))
-    return distance / max(float(torch.linalg.vector_norm(scale)), 1e-12) if distance else 0.0
+# A tensor whose claimed update is below its own float32 precision is compared against that
+# precision instead: a deviation smaller than one rounding of the tensor is not evidence.
+_PRECISION = torch.finfo(torch.float32).eps
 
 
-def state_distance(start, claim, reached) -> float:
-    """How far a re-executed state is from the claimed one, kind by kind (inf when they cannot be compared).
+def _relative(reached: torch.Tensor, claim: torch.Tensor, scale: torch.Tensor) -> float:
+    reached, claim = reached.detach().double(), claim.detach().double()
+    distance = float(torch.linalg.vector_norm(reached - claim))
+    if not distance:
+        return 0.0
+    floor = _PRECISION * float(torch.linalg.vector_norm(claim))
+    return distance / max(float(torch.linalg.vector_norm(scale.detach().double())), floor, 1e-30)
 
-    Like is compared with like. Counters and the RNG state must be equal (``inf`` otherwise). The
-    weights' distance is normalised by the claimed update ``claim - start``, so a small forged
-    update is not hidden by large weights; each kind of optimizer state (a moment, a momentum
-    buffer) by its own size, so neither the weights nor the step counters lend it room. The
-    largest relative distance counts.
+
+def tensor_deviations(start, claim, reached) -> dict[str, float]:
+    """How far each tensor of a re-executed state is from the claimed one (``inf`` where they cannot be compared).
+
+    Like is compared with like, tensor by tensor. Counters and the RNG state must be equal
+    (``{"counters": inf}`` otherwise). Each weight tensor's distance is normalised by its own
+    claimed update ``claim - start``, so a small forged update is hidden neither by large weights
+    nor by the other tensors' updates; each optimizer tensor (a moment, a momentum buffer of one
+    parameter) by its own size, so neither the weights, the step counters nor the other
+    parameters' moments lend it room. Keys are ``weights.<name>`` and ``<kind>.<parameter index>``.
     """
     c_counters, r_counters = _counters(claim), _counters(reached)
     if c_counters.keys() != r_counters.keys() or not all(
             c_counters[k].shape == r_counters[k].shape and torch.equal(c_counters[k], r_counters[k]) for k in c_counters):
-        return math.inf
+        return {"counters": math.inf}
     w_start, w_claim, w_reached = _weights(start.model_state), _weights(claim.model_state), _weights(reached.model_state)
     if not same_layout(w_claim, w_reached) or not same_layout(w_claim, w_start):
-        return math.inf
-    flat_claim = flatten_state(w_claim)
-    errors = [_relative(flatten_state(w_reached), flat_claim, flat_claim - flatten_state(w_start))]
+        return {"weights": math.inf}
+    deviations = {f"weights.{k}": _relative(w_reached[k], w_claim[k], w_claim[k].double() - w_start[k].double()) for k in w_claim}
     m_claim, m_reached = _moments(claim), _moments(reached)
     if m_claim.keys() != m_reached.keys():
-        return math.inf
+        return {**deviations, "optimizer": math.inf}
     for kind, claimed in m_claim.items():
         if not same_layout(claimed, m_reached[kind]):
-            return math.inf
-        flat = flatten_state(claimed)
-        errors.append(_relative(flatten_state(m_reached[kind]), flat, flat))
-    return max(errors)
+            return {**deviations, kind: math.inf}
+        deviations.update({f"{kind}.{p}": _relative(m_reached[kind][p], v, v) for p, v in claimed.items()})
+    return deviations
+
+
+def state_distance(start, claim, reached) -> float:
+    """The largest of :func:`tensor_deviations`: how far a re-executed state is from the claimed one."""
+    return max(tensor_deviations(start, claim, reached).values(), default=0.0)
 
 
 class ReplayCheck(Check):

@@ -12,9 +12,11 @@ The step log commits, for every step ``t``, the SHA-256 of the full training sta
   ``t + 1`` steps (``proof.response``); they must hash to the committed digests, and one honest
   step of the trainer from state ``t`` (its tensors; everything else from the order, and both
   states must have the order's form) on the committed batch must reach state ``t + 1`` (the
-  same bytes on ``cpu-fp32-exact``; within the profile's replay tolerance, normalised by the
-  step's update, otherwise) with the logged loss. The state before step 0 is rebuilt from the
-  order's seed. A cheat confined to a share ``f`` of the steps escapes ``m`` uniform samples with
+  same bytes on ``cpu-fp32-exact``; otherwise within the profile's replay tolerance, tensor by
+  tensor as in `proof.checks.replay.tensor_deviations`) with the logged loss, and under a
+  tolerant profile the sampled steps' deviations, scaled to the whole run, must stay within the
+  tolerance of the run's displacement (:func:`run_deviation`). The state before step 0 is
+  rebuilt from the order's seed. A cheat confined to a share ``f`` of the steps escapes ``m`` uniform samples with
   probability ``(1 - f)^m``, whatever block the cheater chose; each sample costs one step. The
   challenged steps include those whose claimed update is largest against their neighbours', and
   each challenged step's claimed size must match its revealed states;
@@ -26,6 +28,8 @@ import hashlib
 import math
 from typing import TYPE_CHECKING
 
+import torch
+
 from proof.checks.base import Check, CheckContext, flatten_weights
 from proof.checks.loss import loss_tolerance
 from proof.checks.replay import state_distance
@@ -33,6 +37,9 @@ from proof.report import CheckResult
 
 if TYPE_CHECKING:
     from training.trainer import Stepper
+
+# The deviation of a step re-executed to the same bytes.
+EXACT = torch.zeros(0, dtype=torch.float64)
 
 # Relative slack on update sizes: the worker computes them in float32, the verifier in float64.
 SIZE_RTOL = 1e-4
@@ -98,49 +105,102 @@ class StepSpotCheck(Check):
         faults: dict[int, str] = {}
         executed = 0
         stepper = Stepper(ctx.spec, ctx.X, ctx.y)
+        deviations: dict[int, torch.Tensor] = {}
         for t in steps:
             try:
-                faults_at, ran = self._check_step(ctx, t, stepper)
+                faults_at, ran, deviations[t] = self._check_step(ctx, t, stepper)
             except Exception as exc:  # a forged state may break restoring or stepping in any way
                 faults_at, ran = f"state {t} cannot be restored and stepped ({type(exc).__name__}: {exc})", 0
             executed += ran
             if faults_at:
                 faults[t] = faults_at
-        detail = "; ".join(f"step {t}: {why}" for t, why in sorted(faults.items())[:5])
+        uniform = [t for t in ctx.challenge.spot_steps if t not in ctx.challenge.largest_steps]
+        problems = [f"step {t}: {why}" for t, why in sorted(faults.items())]
+        drift = run_deviation(ctx, [deviations.get(t) for t in uniform], stepper.form.trainable)
+        if drift is not None and not drift <= _tolerance(ctx):
+            problems.append(f"the deviations of {len(uniform)} uniformly sampled steps add up to an estimated "
+                            f"{drift:.3g} of the run's displacement over the run (the profile admits {_tolerance(ctx):g})")
+        detail = "; ".join(problems[:5])
         return self.result(
-            threshold=0.0, observed=float(len(faults)), cost_steps=executed,
+            threshold=0.0, observed=float(len(problems)), cost_steps=executed,
             detail=detail or f"{len(steps)} challenged steps re-executed and matched their commitments",
         )
 
-    def _check_step(self, ctx: CheckContext, t: int, stepper: "Stepper") -> tuple[str | None, int]:
-        """Why step ``t`` fails (None when it passes) and how many steps were executed."""
-        from training.profiles import replay_tolerance
+    def _check_step(self, ctx: CheckContext, t: int, stepper: "Stepper") -> tuple[str | None, int, torch.Tensor | None]:
+        """Why step ``t`` fails (None when it passes), how many steps were executed, and the deviation.
+
+        The deviation is the claimed trainable weights after the step less the re-executed ones
+        (:data:`EXACT` where they are the same bytes, None where the step fails).
+        """
         from training.state import decode_state
 
         before, why = _revealed(ctx, t)
         if before is None:
-            return why, 0
+            return why, 0, None
         after, why = _revealed(ctx, t + 1)
         if after is None:
-            return why, 0
+            return why, 0, None
         start, end = decode_state(before, name=f"state {t}"), decode_state(after, name=f"state {t + 1}")
         for step, state in ((t, start), (t + 1, end)):
             fault = f"holds step {state.step}" if state.step != step else stepper.form.fault(state)
             if fault is not None:
-                return f"the revealed state {step} {fault}", 0
-        moved, claimed = weight_distance(start.model_state, end.model_state, stepper.form.trainable), ctx.steps[t].update_norm
+                return f"the revealed state {step} {fault}", 0, None
+        names = stepper.form.trainable
+        moved, claimed = weight_distance(start.model_state, end.model_state, names), ctx.steps[t].update_norm
         if not abs(moved - claimed) <= SIZE_RTOL * moved:
-            return f"the revealed states {t} and {t + 1} lie {moved:.6g} apart; the step log claims {claimed:.6g}", 0
+            return f"the revealed states {t} and {t + 1} lie {moved:.6g} apart; the step log claims {claimed:.6g}", 0, None
         state, loss = stepper.step(start)
         logged = ctx.steps[t].loss
         if abs(logged - loss) > loss_tolerance(ctx) * max(abs(loss), 1e-12) or math.isnan(logged):
-            return f"logged loss {logged:.6g}, re-executed {loss:.6g}", 1
+            return f"logged loss {logged:.6g}, re-executed {loss:.6g}", 1, None
         if hashlib.sha256(state.to_bytes()).hexdigest() == committed_digest(ctx, t + 1):
-            return None, 1
-        error = state_distance(start, end, decode_state(state.to_bytes()))
-        if ctx.spec.profile == "cpu-fp32-exact" or not error <= replay_tolerance(ctx.spec.profile):
-            return f"one honest step from state {t} does not reach the committed state {t + 1} (error {error:.3g})", 1
-        return None, 1
+            return None, 1, EXACT
+        reached = decode_state(state.to_bytes())
+        error = state_distance(start, end, reached)
+        if not (error <= _tolerance(ctx) and _tolerance(ctx) > 0):  # a tolerance of 0 asks for the same bytes
+            return f"one honest step from state {t} does not reach the committed state {t + 1} (error {error:.3g})", 1, None
+        return None, 1, flatten_weights(end.model_state, names) - flatten_weights(reached.model_state, names)
+
+
+def _tolerance(ctx: CheckContext) -> float:
+    from training.profiles import replay_tolerance
+
+    return replay_tolerance(ctx.spec.profile)
+
+
+def run_deviation(ctx: CheckContext, deviations: list[torch.Tensor | None], names: tuple[str, ...]) -> float | None:
+    """The run's total deviation from honest steps, estimated from a uniform sample of steps, relative to its displacement.
+
+    A step within the profile's tolerance of an honest one may still deviate from it; a worker
+    that bends every step a little in one direction moves the model far by the end of the run
+    while no step, and no short segment, looks wrong. Each uniformly sampled step's deviation
+    (claimed weights less re-executed ones) times ``steps / samples`` estimates the sum of all
+    steps' deviations without bias, so that sum is bounded, not only each term: honest
+    deviations point every which way and cancel, a drift adds up. Returns the estimate's size as
+    a share of the distance between the initial and the final weights; None when there is
+    nothing to estimate (no deviation sampled, a sampled step failed on its own, or no final
+    checkpoint to measure the run by).
+    """
+    from training.state import decode_state
+
+    if not deviations or any(d is None for d in deviations) or all(d is EXACT for d in deviations):
+        return None
+    final = ctx.checkpoints.get(max(ctx.checkpoint_steps, default=0))
+    if final is None:
+        return None
+    initial = decode_state(initial_state_bytes(ctx)).model_state
+    displacement = weight_distance(initial, final.model_state, names)
+    return total_deviation([d for d in deviations if d is not EXACT], len(deviations), len(ctx.steps), displacement)
+
+
+def total_deviation(deviations: list[torch.Tensor], samples: int, steps: int, displacement: float) -> float:
+    """The size of ``steps / samples`` times the sum of ``deviations``, as a share of ``displacement``.
+
+    ``deviations`` are those of ``samples`` uniformly sampled steps of a run of ``steps`` (the
+    steps that re-executed exactly left out), so this estimates the run's total deviation without bias.
+    """
+    estimate = float(torch.linalg.vector_norm(sum(deviations))) * steps / samples if deviations else 0.0
+    return estimate / max(displacement, 1e-30)
 
 
 class UpdateSizeCheck(Check):
@@ -176,8 +236,6 @@ class UpdateSizeCheck(Check):
 
 def weight_distance(before: dict, after: dict, names: tuple[str, ...]) -> float:
     """L2 distance between the trainable weights ``names`` of two model states, in float64."""
-    import torch
-
     return float(torch.linalg.vector_norm(flatten_weights(after, names) - flatten_weights(before, names)))
 
 

@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from proof.checks.replay import ReplayCheck, largest_update_segments, state_distance
+from proof.checks.base import flatten_state
+from proof.checks.replay import ReplayCheck, largest_update_segments, state_distance, tensor_deviations
 
 
 def _shift(ctx, step, amount):
@@ -76,3 +77,30 @@ def test_each_moment_is_compared_with_itself(adamw_states):
     for slots in reached.optimizer_state["state"].values():
         slots["exp_avg_sq"].mul_(2)
     assert state_distance(start, claim, reached) == pytest.approx(1.0)
+
+
+def test_each_weight_tensor_is_compared_with_its_own_update(adamw_states):
+    # Half a step's update added to the smallest weight tensor alone: against the whole model's
+    # update it is lost in the noise a tolerant profile admits, against that tensor's own update
+    # it is half the step.
+    start, claim = adamw_states
+    name = min((k for k, v in claim.model_state.items() if v.is_floating_point()), key=lambda k: claim.model_state[k].numel())
+    update = claim.model_state[name] - start.model_state[name]
+    reached = copy.deepcopy(claim)
+    reached.model_state[name] += update / 2
+    whole = float(torch.linalg.vector_norm(update / 2)) / float(torch.linalg.vector_norm(
+        flatten_state(claim.model_state) - flatten_state(start.model_state)))
+    assert whole < 2e-2
+    deviations = tensor_deviations(start, claim, reached)
+    assert deviations[f"weights.{name}"] == pytest.approx(0.5, rel=1e-4)
+    assert state_distance(start, claim, reached) == deviations[f"weights.{name}"]
+    assert all(v == 0.0 for k, v in deviations.items() if k != f"weights.{name}")
+
+
+def test_each_parameters_moment_is_compared_with_itself(adamw_states):
+    start, claim = adamw_states
+    reached = copy.deepcopy(claim)
+    reached.optimizer_state["state"][0]["exp_avg"].mul_(1.25)
+    deviations = tensor_deviations(start, claim, reached)
+    assert deviations["exp_avg.0"] == pytest.approx(0.25)
+    assert {k for k, v in deviations.items() if v} == {"exp_avg.0"}

@@ -7,7 +7,8 @@ import torch
 from proof.attacks import run_worker
 from proof.attacks.hidden_poisoning import HiddenPoisoning, admitted
 from proof.challenge import largest_claimed_steps
-from proof.checks.steps import StateChainCheck, StepSpotCheck, UpdateSizeCheck
+from proof.checks import steps
+from proof.checks.steps import EXACT, StateChainCheck, StepSpotCheck, UpdateSizeCheck, run_deviation, weight_distance
 from proof.response import Response
 from proof.verifier import VerifyConfig
 
@@ -160,3 +161,40 @@ def test_the_admitted_jump_is_the_largest_the_size_bound_allows():
     for u, t in cases.items():
         assert admitted(moved, 5.0, torch.tensor(u, dtype=torch.float64)) == pytest.approx(t)
     assert admitted(moved, 2.0, torch.tensor([0.0, 1.0], dtype=torch.float64)) == 0.0
+
+
+def test_the_run_total_is_estimated_from_the_uniform_sample(context):
+    from training.state import decode_state
+
+    ctx = context()
+    names = ctx.form.trainable
+    initial = decode_state(steps.initial_state_bytes(ctx)).model_state
+    final = ctx.checkpoints[max(ctx.checkpoint_steps)].model_state
+    displacement = weight_distance(initial, final, names)
+    width = sum(initial[k].numel() for k in names)
+    unit = torch.ones(width, dtype=torch.float64) / width**0.5
+    # Eight sampled steps of a run of T each deviate by 0.01 in one direction: all T steps did, in sum 0.01 T.
+    assert run_deviation(ctx, [0.01 * unit] * 8, names) == pytest.approx(0.01 * len(ctx.steps) / displacement)
+    assert run_deviation(ctx, [0.01 * unit, -0.01 * unit] * 4, names) == 0.0  # noise that cancels adds up to nothing
+    assert run_deviation(ctx, [EXACT] * 8, names) is None  # every step re-executed to the same bytes
+    assert run_deviation(ctx, [0.01 * unit, None], names) is None  # a failed step is a fault of its own
+    assert run_deviation(ctx, [], names) is None
+
+
+def test_a_drift_that_each_step_admits_is_caught_by_the_run_total(spec, data, store, context, monkeypatch):
+    # Under a tolerant profile (here one that admits 6% per step) a worker pushes every step 5% of
+    # its update in one direction: each step passes, the pushes add up over the run.
+    from proof.attacks import sub_tolerance_drift
+
+    monkeypatch.setattr(sub_tolerance_drift, "SHARE", 0.05)
+    monkeypatch.setattr(steps, "_tolerance", lambda ctx: 0.06)
+    longer = spec.model_copy(update={"epochs": 10})
+    cheat = run_worker("sub-tolerance-drift", longer, data[0], data[1], store.put, 1.0, seed=1)
+    config = VerifyConfig()
+    ctx = context(bundle=cheat.bundle, expected_spec=longer, response=cheat.answer(SEED, config),
+                  committed_root=cheat.committed_root)
+    result = StepSpotCheck().run(ctx)
+    assert not result.passed and result.observed == 1
+    assert result.detail.startswith("the deviations of ") and "of the run's displacement" in result.detail
+    monkeypatch.setattr(steps, "run_deviation", lambda *args: None)
+    assert StepSpotCheck().run(ctx).passed  # no step alone is out of the tolerance

@@ -1,0 +1,37 @@
+"""The replay-noise benchmark at a toy size: exact profiles re-execute bitwise, and the table says so."""
+
+import json
+
+from bench import pot_noise
+
+
+def test_a_rerun_is_bitwise_and_every_row_names_its_kinds(tmp_path):
+    result = pot_noise.main(["--job", "digits", "--epochs", "2", "--spots", "3", "--segments", "1",
+                             "--profiles", "cpu-fp32-exact", "cuda-bf16-tolerant", "--out-dir", str(tmp_path)])
+    assert json.loads((tmp_path / "pot_noise.json").read_text()) == result
+    exact, tolerant = result["profiles"]
+    assert exact["tolerance"] == 0.0 and tolerant["tolerance"] > 0
+    for profile in (exact, tolerant):
+        assert profile["path_length"] >= profile["displacement"] > 0  # the triangle inequality, step by step
+        rows = {(r["source"], r["horizon"]): r for r in profile["rows"]}
+        assert set(rows) == {(s, h) for s in pot_noise.sources_for(profile["profile"]) for h in ("step", "segment")}
+        assert rows["rerun", "step"]["max"] == rows["rerun", "segment"]["max"] == 0.0
+        assert rows["rerun", "step"]["loss_error"] == rows["rerun", "step"]["run_estimate"] == 0.0
+        assert rows["rerun", "segment"]["run_estimate"] is None  # the bound reads single steps
+        assert rows["threads", "step"]["threads"] == 4 and rows["rerun", "step"]["threads"] == 1
+        for row in profile["rows"]:
+            assert set(row["kinds"]) == {"weights", "momentum_buffer"}  # SGD with momentum: the weights and one moment
+            assert row["samples"] == (3 if row["horizon"] == "step" else 1)
+    assert "(emulating the profile's numerics)" in tolerant["hardware"]
+    assert "| rerun | step (1) | 3 | 0 | 0 | 0 | 0 |  |" in (tmp_path / "pot_noise.md").read_text()
+
+
+def test_a_cuda_profile_is_emulated_only_where_no_gpu_is_visible(monkeypatch):
+    monkeypatch.setattr(pot_noise.torch.cuda, "is_available", lambda: False)
+    assert pot_noise.home_device("cuda-bf16-tolerant") == "cpu"
+    assert pot_noise.sources_for("cuda-bf16-tolerant") == ["rerun", "threads"]
+    monkeypatch.setattr(pot_noise.torch.cuda, "is_available", lambda: True)
+    assert pot_noise.home_device("cuda-bf16-tolerant") is None
+    assert pot_noise.sources_for("cuda-bf16-tolerant") == ["rerun", "kernels", "cpu"]
+    assert pot_noise.home_device("cpu-fp32-exact") is None
+    assert pot_noise.sources_for("cpu-fp32-exact") == ["rerun", "threads"]
