@@ -60,6 +60,11 @@ def main(
     """bahen: verifiable outsourced training."""
 
 
+def _print_warnings(caught: list) -> None:
+    for warning in caught:
+        err.print(f"[yellow]warning:[/] {warning.message}", highlight=False)
+
+
 def run() -> None:
     """Entry point: turn expected failures into one readable message."""
     try:
@@ -79,17 +84,15 @@ def demo(
     verbose: Annotated[bool, typer.Option(help="Show Prefect's logs")] = False,
 ) -> None:
     """Run one order end to end on the embedded defaults (no services needed) and show its summary."""
-    from bahen.runner import run_order
-    from bahen.spec import parse_spec
+    from bahen.client import Client
+    from bahen.settings import host_settings
     from bahen.summary import print_summary
 
-    from bahen.settings import host_settings
-
-    spec = parse_spec({"dataset": dataset, "model": model, "epochs": epochs}, source="demo options")
+    spec = {"dataset": dataset, "model": model, "epochs": epochs}
     worker = {"worker_attack": attack, "worker_attack_intensity": intensity} if attack else {}
     with host_settings(**worker):  # the worker's stages run in this process
-        record = run_order(spec, console=console, verbose=verbose)
-    print_summary(record, console)
+        order = Client(verbose=verbose).submit(spec).wait(progress=True, console=console)
+    print_summary(order.record, console)
 
 
 @order_app.command("submit")
@@ -103,17 +106,11 @@ def order_submit(
     through its `order` deployment and each stage on its party's host; otherwise all in this process.
     Waits for the end and prints the final status.
     """
-    from bahen.runner import run_order, submit_order
-    from bahen.settings import load_settings
-    from bahen.spec import load_spec
+    from bahen.client import Client
     from bahen.summary import print_summary
 
-    spec, settings = load_spec(spec_file), load_settings()
-    if settings.prefect_api_url:
-        record = submit_order(spec, settings, console=console)
-    else:
-        record = run_order(spec, console=console, verbose=verbose)
-    print_summary(record, console)
+    order = Client(verbose=verbose).submit(spec_file).wait(progress=True, console=console)
+    print_summary(order.record, console)
 
 
 @order_app.command("schema")
@@ -134,16 +131,19 @@ def order_show(order_id: Annotated[str, typer.Argument(help="Order id (0x…)")]
     client keeps one), shows what the chain holds: client, escrow, drawn members, commitments,
     verdicts, credits and slashes.
     """
+    import warnings
+
+    from bahen.client import Client, StaleRecordWarning
     from bahen.orders import OrderBook, UnknownOrderError
-    from bahen.reconcile import reconciled
-    from bahen.settings import load_settings
     from bahen.summary import print_chain_order, print_summary
 
-    settings = load_settings()
-    book = OrderBook(settings.orders_dir)
+    client = Client()
     try:
-        local = book.load(order_id)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", StaleRecordWarning)
+            order = client.order(order_id)
     except UnknownOrderError:
+        settings = client.settings()
         if settings.chain_rpc_url is None:
             raise  # the in-process chain lives as long as its process: no other host can know the order
         from bahen.network import connect
@@ -154,29 +154,27 @@ def order_show(order_id: Annotated[str, typer.Argument(help="Order id (0x…)")]
         err.print(f"{settings.home} holds no record of this order (only its client's home does): what the chain holds")
         print_chain_order(view, market.ledger(oid), console)
         return
-    [record], warning = reconciled([local], settings)
-    if warning:
-        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    print_summary(record, console)
+    _print_warnings(caught)
+    print_summary(order.record, console)
 
 
 @order_app.command("list")
 def order_list() -> None:
     """List known orders, newest first, reconciled with the chain."""
+    import warnings
+
     from rich.table import Table
 
-    from bahen.orders import OrderBook
-    from bahen.reconcile import reconciled
-    from bahen.settings import load_settings
+    from bahen.client import Client, StaleRecordWarning
 
-    settings = load_settings()
-    records, warning = reconciled(OrderBook(settings.orders_dir).list(), settings)
-    if warning:
-        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", StaleRecordWarning)
+        orders = Client().orders()
+    _print_warnings(caught)
     table = Table("status", "dataset", "model", "order")
     table.columns[-1].overflow = "fold"
-    for record in records:
-        table.add_row(record.status, record.spec.data_name, record.spec.model, record.order_id)
+    for order in orders:
+        table.add_row(order.status, order.record.spec.data_name, order.record.spec.model, order.order_id)
     console.print(table)
 
 
@@ -190,9 +188,9 @@ def model_get(
 
     The key is delivered only once the order is settled and its work verdict accepted.
     """
-    from bahen.delivery import fetch_model
+    from bahen.client import Client
 
-    path = fetch_model(order_id, out, overwrite=force)
+    path = Client().order(order_id).model(out, overwrite=force)
     console.print(f"wrote the final model of order {order_id} to {path}")
 
 

@@ -2,10 +2,12 @@
 
 import hashlib
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Annotated
 from uuid import UUID
 
-from datetime import UTC, datetime
+from pydantic import Field
 
 from contracts.client import order_id_of
 
@@ -22,6 +24,10 @@ class NotCancellableError(BahenError):
 class UnknownOrderError(BahenError):
     def __init__(self, order_id: str, directory: Path):
         super().__init__(f"no order {order_id} in {directory}: `bahen order list` shows the known orders")
+
+
+Salt = Annotated[str, Field(pattern=r"^0x[0-9a-f]{64}$", description="An order's salt: 0x and 64 lowercase hex digits; "
+                              "the order's id derives from it and the client's address")]
 
 
 def salt_of_run(flow_run_id: str | None) -> str:

@@ -4,14 +4,14 @@ encrypt_upload, shard and settle run in this process, as the client. Every other
 party that signs it (``tasks.dispatch``): in this process on the embedded devnet, or on that
 party's own host through its pool when the order runs from its deployment; a stage that cannot
 finish there ends the order with its escrow refunded. The chain derives the order's id from the
-client's address and a salt derived from the flow run's id, and every stage passes through when the
+client's address and a salt, given or derived from the flow run's id, and every stage passes through when the
 order's record already holds its result, so retrying the run (the UI's Retry) continues the same
 order from the stage that failed.
 """
 
 from prefect import flow, runtime
 
-from bahen.orders import salt_of_run
+from bahen.orders import Salt, salt_of_run
 from bahen.records import OrderRecord
 from bahen.spec import OrderSpec
 from tasks.dispatch import Stages, ending_on_failure
@@ -22,9 +22,13 @@ from tasks.shard import shard_task
 
 
 @flow(name="order", flow_run_name="order-{spec.model}-{spec.data_name}", validate_parameters=True)
-def order(spec: OrderSpec = OrderSpec()) -> OrderRecord:
-    """Train ``spec`` on rented compute, verify the proof, score, audit, settle on chain, then deliver the model."""
-    upload = encrypt_upload_task(spec, salt_of_run(runtime.flow_run.id))
+def order(spec: OrderSpec = OrderSpec(), salt: Salt | None = None) -> OrderRecord:
+    """Train ``spec`` on rented compute, verify the proof, score, audit, settle on chain, then deliver the model.
+
+    ``salt`` fixes the order's id before the run starts (``bahen.orders.order_id_for``); leave it
+    empty to derive it from the flow run's id.
+    """
+    upload = encrypt_upload_task(spec, salt or salt_of_run(runtime.flow_run.id))
     shard = shard_task(spec, upload)
     stages = Stages()
     trainings = []
