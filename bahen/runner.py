@@ -51,7 +51,14 @@ def quiet_prefect(verbose: bool) -> None:
 
 @contextmanager
 def order_progress(console: Console) -> Iterator[Callable[..., None]]:
-    """A progress bar over an order's stages; the block calls ``advance(record)`` with its latest record."""
+    """Show an order's stages as it runs; the block calls ``advance(record)`` with its latest record.
+
+    A progress bar in a terminal or a notebook; elsewhere (a pipe, a CI log) one plain line per
+    stage that ends, so nothing is redrawn.
+    """
+    if not (console.is_terminal or console.is_jupyter):
+        yield _stage_lines(console)
+        return
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                TextColumn("{task.completed}/{task.total} stages"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
@@ -66,6 +73,20 @@ def order_progress(console: Console) -> Iterator[Callable[..., None]]:
                 progress.update(bar, completed=done, description=f"{record.order_id[:10]}… {upcoming}")
 
         yield advance
+
+
+def _stage_lines(console: Console) -> Callable[..., None]:
+    shown = 0
+
+    def advance(record: OrderRecord | None, finished: bool = False) -> None:
+        nonlocal shown
+        timings = [] if record is None else record.timings
+        for count, timing in enumerate(timings[shown:], start=shown + 1):
+            console.print(f"order {record.order_id}: {timing.stage} done in {timing.seconds:.1f} s "
+                          f"({min(count, len(STAGES))}/{len(STAGES)} stages)", highlight=False, soft_wrap=True)
+        shown = max(shown, len(timings))
+
+    return advance
 
 
 def run_in_process(spec: OrderSpec, salt: str) -> OrderRecord:

@@ -26,7 +26,10 @@ def test_an_order_placed_through_the_sdk_runs_to_its_report_and_model(prefect, b
     order = client.submit(SMALL)
     out = io.StringIO()
     assert order.wait(progress=True, console=Console(file=out, width=100)) is order
-    assert order.done and "8/8 stages" in out.getvalue()
+    # not a terminal: one plain line per stage, in the order they ran
+    lines = out.getvalue().splitlines()
+    assert [line.split(": ")[1].split()[0] for line in lines] == [t.stage for t in order.record.timings]
+    assert lines[-1].endswith("(8/8 stages)") and all(line.startswith(f"order {order.order_id}: ") for line in lines)
 
     record = order.record
     assert record.order_id == order.order_id
