@@ -58,13 +58,18 @@ def estimate(spec: OrderSpec, upload: Upload, pricing: Pricing) -> tuple[float, 
     return gflops, fee, max(pricing.min_validator_fee_wei, fee * pricing.validator_fee_bps // 10_000)
 
 
-def check_capacity(net: Network, wanted: int, role: str, *, client: str) -> None:
+def check_capacity(net: Network, wanted: int, role: str, *, client: str, payment: int = 0) -> None:
     """Refuse, before any escrow moves, an order the chain could not draw: fewer than ``wanted`` members of
-    ``role`` it may take (eligible, and not the client)."""
-    found = sum(m.eligible and m.address.lower() != client.lower() for m in net.market.members(role))
+    ``role`` it may take (eligible, not the client and, for a worker, with a stake that covers the task's
+    ``payment`` at the market's stake coverage, as the draw requires)."""
+    required = -(-payment * net.market.params().stake_coverage_bps // 10_000) if payment else 0
+    members = [m for m in net.market.members(role) if m.eligible and m.address.lower() != client.lower()]
+    found = sum(m.stake >= required for m in members)
     if found < wanted:
+        short = f" ({len(members) - found} more hold less stake than the {required / 1e18:.6f} ETH a task of this price " \
+                "needs)" if found < len(members) else ""
         raise NoCapacityError(
-            f"the order needs {wanted} staked {role}(s), the network has {found} it may draw: "
+            f"the order needs {wanted} staked {role}(s), the network has {found} it may draw{short}: "
             f"ask fewer in the order or stake more (`bahen {role} start` on a {role} host)"
         )
 
@@ -88,7 +93,7 @@ def shard(spec: OrderSpec, upload: Upload, net: Network, *, pricing: Pricing = P
     try:
         view = net.market.order(oid)
     except UnknownOrderError:
-        check_capacity(net, spec.workers, "worker", client=client.address)
+        check_capacity(net, spec.workers, "worker", client=client.address, payment=fee)
         check_capacity(net, spec.validators, "validator", client=client.address)
         deadline = net.chain.now() + spec.deadline_hours * 3600
         net.market.open_order(

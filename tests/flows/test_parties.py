@@ -18,7 +18,7 @@ from bahen.spec import OrderSpec
 from tasks.audit import audit
 from tasks.encrypt_upload import encrypt_upload
 from tasks.score import score
-from tasks.shard import NoCapacityError, shard
+from tasks.shard import NoCapacityError, check_capacity, shard
 from tasks.train import train
 from tasks.verify import verify
 
@@ -61,6 +61,20 @@ def test_the_chain_draws_the_orders_members_and_never_the_client(tmp_path):
         shard(too_many, refused, net)
     with pytest.raises(UnknownOrderError):  # refused before any escrow moved
         net.market.order(bytes.fromhex(refused.order_id[2:]))
+
+
+def test_capacity_counts_only_the_workers_whose_stake_covers_the_task(tmp_path):
+    net = _fresh_network(tmp_path)
+    client = net.party(CLIENT).address
+    workers = net.market.members("worker")
+    bps = net.market.params().stake_coverage_bps
+    largest = max(m.stake for m in workers)
+    covered = largest * 10_000 // bps  # the largest payment the best-staked worker covers, exactly
+    check_capacity(net, 1, "worker", client=client, payment=covered)
+    with pytest.raises(NoCapacityError, match=rf"needs 1 staked worker.*has 0 it may draw \({len(workers)} more hold less stake"):
+        check_capacity(net, 1, "worker", client=client, payment=covered + 10_000 // bps + 1)
+    with pytest.raises(NoCapacityError, match=f"needs {len(workers) + 1} staked worker.*has {len(workers)} it may draw:"):
+        check_capacity(net, len(workers) + 1, "worker", client=client)
 
 
 def test_a_host_without_the_signers_key_refuses_each_stage_before_acting(tmp_path):
