@@ -29,7 +29,6 @@ from bahen.jsonfile import save_json
 from bahen.settings import Settings
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
-POOLS = ("control", "gpu", "validators", "wasp")
 STOP_ORDER = ("worker", "prefect", "anvil")
 
 

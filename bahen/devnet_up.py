@@ -21,15 +21,12 @@ from prefect.filesystems import LocalFileSystem, RemoteFileSystem, WritableFileS
 
 from bahen import devnet
 from bahen.devnet_services import (
-    POOLS, PROJECT_DIR, DevnetError, DevnetState, PartyHost, anvil_binary, down, party_env, port_free, save_state,
+    PROJECT_DIR, DevnetError, DevnetState, PartyHost, anvil_binary, down, party_env, port_free, save_state,
     service_env, settings_for, spawn, state_path, wait_healthy,
 )
 from bahen.network import Network, connect, keystore_of, save_addresses
-from bahen.parties import CLIENT, WASP, party_queue, validator_name, worker_name
+from bahen.parties import CLIENT, POOL_OF_ROLE, POOLS, WASP, party_queue, validator_name, worker_name
 from bahen.settings import Settings
-
-POOL_OF_ROLE = {"worker": "gpu", "validator": "validators", "wasp": "wasp"}
-
 
 def worker_argv(pool: str, name: str, limit: int | None, queue: str | None = None) -> list[str]:
     """A Prefect process worker polling ``pool`` (only its work queue ``queue``, if named; at most
@@ -49,8 +46,9 @@ def provision(state: DevnetState, settings: Settings, *, workers: int, validator
     Identities are made in each home's own keystore when the devnet is bootstrapped; nothing else
     of one party is written to another's home.
     """
-    names = [(CLIENT, "control"), (WASP, "wasp"), *((worker_name(i), "gpu") for i in range(workers)),
-             *((validator_name(i), "validators") for i in range(validators))]
+    names = [(CLIENT, POOL_OF_ROLE["client"]), (WASP, POOL_OF_ROLE["wasp"]),
+             *((worker_name(i), POOL_OF_ROLE["worker"]) for i in range(workers)),
+             *((validator_name(i), POOL_OF_ROLE["validator"]) for i in range(validators))]
     config = {"chain_rpc_url": state.chain_rpc_url, "store_url": state.store_url, "prefect_api_url": state.prefect_api_url,
               "scrypt_n": settings.scrypt_n}
     if state.s3_endpoint_url:
@@ -155,7 +153,7 @@ def up(settings: Settings, *, prefect_port: int, anvil_port: int, project_dir: P
         for home in (settings.home, *homes.values()):
             save_addresses(settings.model_copy(update={"home": home}), market.addresses)
         for party in state.parties:
-            if party.pool in ("gpu", "validators"):
+            if party.pool in (POOL_OF_ROLE["worker"], POOL_OF_ROLE["validator"]):
                 party.queue = party_queue(keystore_of(settings.model_copy(update={"home": party.home})).public(party.name).address)
         save_state(state)
         create_pools(state.prefect_api_url)

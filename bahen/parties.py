@@ -4,6 +4,10 @@ CLIENT = "client"
 WASP = "wasp"
 OPERATOR = "operator"  # deploys the contracts; its address is the devnet treasury
 
+# The Prefect work pool each role's stages run on (prefect.yaml's deployments name the same pools).
+POOL_OF_ROLE = {"client": "control", "worker": "gpu", "validator": "validators", "wasp": "wasp"}
+POOLS = tuple(POOL_OF_ROLE.values())
+
 
 def worker_name(index: int) -> str:
     return f"worker-{index}"

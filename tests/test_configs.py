@@ -25,7 +25,12 @@ def load_entrypoint(entrypoint: str) -> Flow:
 
 
 def test_each_deployment_goes_to_the_pool_of_the_party_that_signs_it():
+    from bahen.parties import POOL_OF_ROLE
+
     assert {name: d["work_pool"]["name"] for name, d in DEPLOYMENTS.items()} == POOLS
+    signer = {"order": "client", "audit": "client", "train": "worker", "verify": "validator", "score": "validator",
+              "deliver": "validator", "wasp": "wasp"}
+    assert {name: POOL_OF_ROLE[signer[name]] for name in DEPLOYMENTS} == POOLS  # the pools the devnet provisions
 
 
 def test_pull_steps_are_explicit_and_resolved_on_the_worker():
