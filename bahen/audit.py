@@ -5,6 +5,11 @@ artifact, so the export walks them: the dataset manifest, the worker's signed pr
 checkpoints, step log and telemetry), its signed challenge response and the states it revealed,
 the verification and performance reports and the verdict. :func:`recheck` re-hashes every one of
 them and recomputes every commitment against the chain.
+
+The client's home keeps the order's record; any other host starts from the chain: for every task
+with a verdict there, Wasp signed the case it judged (``AuditCase``) and named it in the store by
+the order and task (:func:`case_pointer`). :func:`reconstruct` reads it back, and the case serves
+where the record would.
 """
 
 from pathlib import Path
@@ -21,12 +26,59 @@ from storage.store import ArtifactStore
 from bahen.artifacts import get_signed
 from bahen.errors import BahenError, user_errors
 from bahen.network import store_of
-from bahen.orders import OrderBook
-from bahen.records import OrderRecord
-from bahen.settings import load_settings
+from bahen.orders import OrderBook, UnknownOrderError
+from bahen.records import AuditCase, OrderRecord
+from bahen.settings import Settings, load_settings
+
+Audited = OrderRecord | AuditCase
 
 
-def pinned_artifacts(record: OrderRecord, store: ArtifactStore) -> dict[str, ArtifactRef]:
+class NoVerdictError(BahenError):
+    """The chain holds no verdict of the order yet: there is nothing to re-audit."""
+
+
+def case_pointer(order_id: str, task: int) -> str:
+    """The store's name for the audit case of ``order_id``'s task ``task``."""
+    return f"orders/{order_id.lower()}/task-{task}/case"
+
+
+def reconstruct(order_id: str, store: ArtifactStore, market: Bahen) -> list[AuditCase]:
+    """The audit case of every task of ``order_id`` that has a verdict on chain, from the chain and the store.
+
+    Each must be signed by a holder of the market's Wasp role and name this order and task; what
+    it says is then re-checked like a record (:func:`recheck`), against the chain.
+    """
+    view = market.order(bytes.fromhex(OrderBook.check_id(order_id)[2:]))
+    judged = [t.task for t in view.tasks if t.verdict != "none"]
+    if not judged:
+        raise NoVerdictError(f"order {order_id} has no verdict on chain yet ({view.status}): re-audit it once Wasp "
+                             "has recorded one")
+    cases = []
+    for task in judged:
+        case, doc = get_signed(store, store.get_pointer(case_pointer(order_id, task)), AuditCase)
+        if not market.is_wasp(doc.signer):
+            raise BahenError(f"the audit case of order {order_id} task {task} is signed by {doc.signer}, which does not "
+                             f"hold Wasp's role in market {market.addresses.market}: it is no case of this market")
+        if case.order_id != order_id or case.verdict.task != task:
+            raise BahenError(f"the audit case named for order {order_id} task {task} is the case of order "
+                             f"{case.order_id} task {case.verdict.task}")
+        cases.append(case)
+    return cases
+
+
+def audited(order_id: str, settings: Settings) -> list[Audited]:
+    """The order as this host can audit it: the client's record where this home keeps it, else what
+    the chain and the store hold (:func:`reconstruct`)."""
+    try:
+        return [OrderBook(settings.orders_dir).load(order_id)]
+    except UnknownOrderError:
+        from bahen.network import connect
+
+        net = connect(settings)
+        return reconstruct(order_id, net.store, net.market)
+
+
+def pinned_artifacts(record: Audited, store: ArtifactStore) -> dict[str, ArtifactRef]:
     """Workspace path -> artifact, for everything the order's records and proof pin."""
     if record.upload is None:
         raise BahenError(f"order {record.order_id} stored nothing yet (status: {record.status})")
@@ -64,7 +116,7 @@ def pinned_artifacts(record: OrderRecord, store: ArtifactStore) -> dict[str, Art
     return pins
 
 
-def recheck(record: OrderRecord, store: ArtifactStore, market: Bahen) -> list[str]:
+def recheck(record: Audited, store: ArtifactStore, market: Bahen) -> list[str]:
     """What does not hold when every pinned artifact is re-hashed and every commitment recomputed.
 
     Each artifact is read back in full and hashed against its reference; the proof manifest and
@@ -94,7 +146,7 @@ def recheck(record: OrderRecord, store: ArtifactStore, market: Bahen) -> list[st
     return problems
 
 
-def _recheck_proof(record: OrderRecord, store: ArtifactStore, market: Bahen, oid: bytes) -> list[str]:
+def _recheck_proof(record: Audited, store: ArtifactStore, market: Bahen, oid: bytes) -> list[str]:
     training = record.training
     committed = market.order(oid).tasks[training.task].root.removeprefix("0x")
     try:
@@ -118,7 +170,7 @@ def _recheck_proof(record: OrderRecord, store: ArtifactStore, market: Bahen, oid
     return problems
 
 
-def _recheck_verdict(record: OrderRecord, store: ArtifactStore, market: Bahen, oid: bytes) -> list[str]:
+def _recheck_verdict(record: Audited, store: ArtifactStore, market: Bahen, oid: bytes) -> list[str]:
     view = market.order(oid).tasks[record.verdict.task]
     try:
         decision, doc = get_signed(store, record.verdict.verdict, Decision)
@@ -138,12 +190,19 @@ def _recheck_verdict(record: OrderRecord, store: ArtifactStore, market: Bahen, o
 
 
 def export_order(order_id: str, directory: Path) -> tuple[Path, int]:
-    """Write a DVC workspace for ``order_id`` in ``directory``; returns it and the artifact count."""
+    """Write a DVC workspace for ``order_id`` in ``directory``; returns it and the artifact count.
+
+    From the client's record where this home keeps it, else from the audit case the chain and the store hold.
+    """
     settings = load_settings()
-    record = OrderBook(settings.orders_dir).load(order_id)
+    record = audited(order_id, settings)[0]
     store = store_of(settings)
     pins = pinned_artifacts(record, store)
-    params = {"order_id": order_id, "status": record.status, "spec": record.spec.model_dump(mode="json")}
+    params = {"order_id": order_id, "status": record.status}
+    if isinstance(record, OrderRecord):
+        params["spec"] = record.spec.model_dump(mode="json")
+    else:
+        params["spec_hash"] = record.upload.spec_hash
     if record.training:
         params["merkle_root"] = record.training.merkle_root
     path = export_dvc_workspace(

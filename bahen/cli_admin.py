@@ -95,7 +95,9 @@ def audit_export(
     order_id: Annotated[str, typer.Argument(help="Order id (0x…)")],
     directory: Annotated[Path, typer.Argument(help="New or empty directory for the DVC workspace")],
 ) -> None:
-    """Write a DVC workspace pinning every artifact of the order; `dvc pull` there fetches them, verified."""
+    """Write a DVC workspace pinning every artifact of the order; `dvc pull` there fetches them, verified.
+
+    On a host without the order's record, the artifacts come from the case Wasp signed with its verdict."""
     from bahen.audit import export_order
 
     path, count = export_order(order_id, directory)
@@ -106,8 +108,9 @@ def audit_export(
 def audit_check(order_id: Annotated[str, typer.Argument(help="Order id (0x…) of an order with a verdict")]) -> None:
     """Re-hash every artifact the order pins, recompute every commitment against the chain, re-run Wasp's rules.
 
-    Exits non-zero, naming each artifact or commitment that did not hold, when the re-audit
-    disagrees with the recorded verdict.
+    On the client's host from its record; on any other host (no key needed) from the chain and the
+    store: the case Wasp signed with each verdict. Exits non-zero, naming each artifact or
+    commitment that did not hold, when the re-audit disagrees with the recorded verdict.
     """
     from bahen.runner import quiet_user_error_tracebacks
     from flows.audit import audit

@@ -152,6 +152,25 @@ class Delivery(BaseModel):
     grant: ArtifactRef = Field(description="The model key wrapped to the client")
 
 
+class AuditCase(BaseModel):
+    """What Wasp judged for one task, with its verdict: signed by Wasp and named in the store by the
+    order and task (``bahen.audit.case_pointer``), so a host that never saw the order re-audits it
+    from the chain and the store alone. It has the parts of an :class:`OrderRecord` the audit reads."""
+
+    order_id: str
+    upload: Upload
+    shard: Shard
+    training: Training
+    verification: Verification
+    scores: Scores
+    verdict: Verdict
+    delivery: Delivery | None = None
+
+    @property
+    def status(self) -> str:
+        return f"audited ({'accepted' if self.verdict.accepted else 'rejected'})"
+
+
 class StageTiming(BaseModel):
     stage: str
     seconds: float

@@ -1,6 +1,7 @@
-"""Re-audit a recorded order, deployed on the ``control`` pool: Wasp's rules re-run on re-checked evidence.
+"""Re-audit an order, deployed on the ``control`` pool: Wasp's rules re-run on re-checked evidence.
 
-Anyone holding the order's record can run it: every artifact the order pins is re-hashed and every
+Anyone can run it: the client from its record, any other host from the chain and the store (the
+audit case Wasp signed with each verdict). Every artifact the order pins is re-hashed and every
 commitment recomputed against the chain (``bahen.audit.recheck``), the evidence is gathered again
 from the store and the chain (every signature and digest re-checked), Wasp's rules decide again,
 and the new decision is compared with the stored signed verdict, which must be the one the chain
@@ -9,11 +10,10 @@ recorded. Nothing is written on chain; a re-audit that disagrees ends the run Fa
 
 from prefect import flow
 
-from tasks.reaudit import AuditCheck, reaudit_task
-from tasks.runtime import order_book
+from tasks.reaudit import AuditCheck, audited_task, reaudit_task
 
 
 @flow(name="audit", flow_run_name="audit-{order_id}", validate_parameters=True)
 def audit(order_id: str) -> list[AuditCheck]:
     """Re-check every signature and commitment of ``order_id`` and re-run Wasp's rules."""
-    return reaudit_task(order_book().load(order_id))
+    return [check for record in audited_task(order_id) for check in reaudit_task(record)]

@@ -7,11 +7,14 @@ does the hashing, verification and directory listings.
 """
 
 import hashlib
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 
 from storage import dirs
 from storage.digest import CHUNK_SIZE
+from pydantic import ValidationError
+
 from storage.errors import IntegrityError, MissingArtifactError
 from storage.refs import ArtifactRef
 
@@ -30,6 +33,18 @@ def object_key(ref: ArtifactRef) -> str:
 def dvc_key(md5: str, *, is_dir: bool = False) -> str:
     """DVC 3's object path for an md5 address (``.dir`` suffixed for directory listings)."""
     return f"files/md5/{md5[:2]}/{md5[2:]}{'.dir' if is_dir else ''}"
+
+
+# A pointer holds one ArtifactRef as JSON: a few hundred bytes; more is not a pointer.
+_POINTER_BYTES = 4096
+_POINTER_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$")
+
+
+def pointer_key(name: str) -> str:
+    """Where the pointer ``name`` lives (``pointers/<name>``); ValueError for a name that is no plain path."""
+    if len(name) > 200 or not _POINTER_NAME.match(name):
+        raise ValueError(f"pointer name {name!r} must be lowercase path segments of letters, digits, '.', '_' and '-'")
+    return f"pointers/{name}"
 
 
 class ArtifactStore(ABC):
@@ -118,6 +133,37 @@ class ArtifactStore(ABC):
         if not ref.is_dir:
             raise ValueError(f"artifact {ref.name} is a file, not a directory; use get() for it")
         return dirs.decode_listing(self.get(ref), ref)
+
+    def put_pointer(self, name: str, ref: ArtifactRef) -> None:
+        """Name ``ref`` under ``name``, for a reader who knows the name but not the address.
+
+        Write-once like every object: naming the same artifact again changes nothing, naming
+        another raises :class:`IntegrityError`. A pointer is an index, not a commitment: a reader
+        trusts what it points to only after checking that against a signature or the chain.
+        """
+        data = ref.model_dump_json().encode()
+        key = pointer_key(name)
+        if self._stored_size(key) is not None:
+            if self.get_pointer(name) != ref:
+                raise IntegrityError(f"pointer {name}", f"it already names another artifact than {ref.name}")
+            return
+        self._put_small(key, data)
+
+    def get_pointer(self, name: str) -> ArtifactRef:
+        """The artifact named ``name`` (:class:`MissingArtifactError` if no pointer has that name)."""
+        key, what = pointer_key(name), f"pointer {name}"
+        size = self._stored_size(key)
+        if size is None:
+            raise MissingArtifactError(what, f"{self.url}/{key}")
+        if size > _POINTER_BYTES:
+            raise IntegrityError(what, f"{size} bytes are stored, more than a pointer holds")
+        # The placeholder only names the object for the backend's errors; nothing is checked against it.
+        placeholder = ArtifactRef(name=what, md5="0" * 32, sha256="0" * 64, size=size)
+        data = b"".join(self._read(key, placeholder, _POINTER_BYTES))
+        try:
+            return ArtifactRef.model_validate_json(data[:_POINTER_BYTES])
+        except ValidationError:
+            raise IntegrityError(what, "it does not hold an artifact reference") from None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"

@@ -3,7 +3,9 @@
 Wasp trusts nothing it did not check: the worker's manifest signature and its root against the
 chain, each report's signer against the order's validators and its digest against the one the
 chain recorded, each score against the committed final model. The rules in ``proof.wasp`` then
-decide; the signed decision is stored and its digest recorded on chain by the Wasp role.
+decide; the signed decision is stored and its digest recorded on chain by the Wasp role, and so is
+the signed case it judged (``bahen.records.AuditCase``), named by the order and task, from which
+anyone re-audits the order with the chain and the store alone (``bahen.audit.reconstruct``).
 """
 
 from prefect import task
@@ -17,8 +19,9 @@ from proof.wasp import Decision, Evidence, Reason, decide
 from storage.errors import StorageError
 
 from bahen.artifacts import get_signed, put_signed
+from bahen.audit import case_pointer
 from bahen.network import Network
-from bahen.records import Assignment, Scores, Shard, Training, Upload, Verdict, Verification
+from bahen.records import Assignment, AuditCase, Scores, Shard, Training, Upload, Verdict, Verification
 from tasks.runtime import network
 from tasks.score import REPORT_PERFORMANCE
 from tasks.verify import REPORT_VERIFICATION
@@ -72,15 +75,22 @@ def audit(upload: Upload, shard: Shard, assignment: Assignment, training: Traini
     """Decide on one task as Wasp and record the verdict on chain."""
     wasp = net.wasp()
     decision: Decision = decide(gather(upload, shard, assignment, training, verification, scores, net))
-    ref, doc = put_signed(net.store, wasp, decision, name=f"order {upload.order_id[:10]}/task {assignment.task}/verdict")
+    name = f"order {upload.order_id[:10]}/task {assignment.task}"
+    ref, doc = put_signed(net.store, wasp, decision, name=f"{name}/verdict")
+    verdict = Verdict(
+        order_id=upload.order_id, task=assignment.task, accepted=decision.accepted, reasons=explain(decision.reasons),
+        model_report=decision.model_report, verdict=ref, digest=doc.digest,
+    )
+    # The case before the chain's verdict: whoever reads a verdict on chain finds what it judged.
+    case = AuditCase(order_id=upload.order_id, upload=upload, shard=shard, training=training, verification=verification,
+                     scores=scores, verdict=verdict)
+    case_ref, _ = put_signed(net.store, wasp, case, name=f"{name}/audit case")
+    net.store.put_pointer(case_pointer(upload.order_id, assignment.task), case_ref)
     net.market.record_verdict(
         wasp.account, order_id=bytes.fromhex(upload.order_id[2:]), task=assignment.task,
         accepted=decision.accepted, reasons_digest=digest(decision),
     )
-    return Verdict(
-        order_id=upload.order_id, task=assignment.task, accepted=decision.accepted, reasons=explain(decision.reasons),
-        model_report=decision.model_report, verdict=ref, digest=doc.digest,
-    )
+    return verdict
 
 
 def explain(reasons: list[Reason]) -> list[str]:

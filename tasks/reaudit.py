@@ -1,5 +1,7 @@
-"""reaudit — anyone re-checks a recorded order: Wasp's rules re-run on re-checked evidence.
+"""reaudit — anyone re-checks an order: Wasp's rules re-run on re-checked evidence.
 
+The order comes from the client's record on the client's host, and from the chain and the store
+everywhere else (the audit case Wasp signed with each verdict: ``bahen.audit.reconstruct``).
 Every artifact the order pins is re-hashed and every commitment recomputed against the chain
 (``bahen.audit.recheck``), the evidence is gathered again from the store and the chain (every
 signature and digest re-checked), Wasp's rules decide again, and the new decision is compared with
@@ -12,9 +14,9 @@ from prefect.cache_policies import NO_CACHE
 from proof.wasp import decide
 from pydantic import BaseModel, Field
 
-from bahen.audit import recheck
+from bahen.audit import Audited, audited, recheck
 from bahen.errors import BahenError
-from bahen.records import OrderRecord
+from bahen.settings import load_settings
 from tasks.audit import explain, gather
 from tasks.runtime import network
 
@@ -32,16 +34,22 @@ class AuditCheck(BaseModel):
 
 
 class IncompleteOrderError(BahenError):
-    """The order has no verdict yet, so there is nothing to re-audit."""
+    """The order's record has no verdict yet, so there is nothing to re-audit."""
 
 
 class ReauditDisagreesError(BahenError):
     """An artifact or commitment did not re-check, or Wasp's rules now decide otherwise."""
 
 
+@task(name="find_order", cache_policy=NO_CACHE)
+def audited_task(order_id: str) -> list[Audited]:
+    """The order as this host can audit it: the client's record, or the audit cases of chain and store."""
+    return audited(order_id, load_settings())
+
+
 @task(name="reaudit", cache_policy=NO_CACHE)
-def reaudit_task(record: OrderRecord) -> list[AuditCheck]:
-    """Gather the evidence of every task again and re-run Wasp's rules."""
+def reaudit_task(record: Audited) -> list[AuditCheck]:
+    """Gather the evidence of the record's task again and re-run Wasp's rules."""
     if record.verdict is None or record.verification is None or record.scores is None or record.training is None:
         raise IncompleteOrderError(
             f"order {record.order_id} is {record.status!r} with no verdict: wait for it to be audited, then re-audit"
@@ -49,7 +57,7 @@ def reaudit_task(record: OrderRecord) -> list[AuditCheck]:
     net = network()
     problems = recheck(record, net.store, net.market)
     checks = []
-    for assignment in record.shard.assignments:
+    for assignment in (a for a in record.shard.assignments if a.task == record.training.task):
         evidence = gather(record.upload, record.shard, assignment, record.training, record.verification, record.scores, net)
         decision = decide(evidence)
         checks.append(AuditCheck(

@@ -5,7 +5,8 @@ from proof.wasp import Decision
 from storage.store import object_key
 
 from bahen.artifacts import get_signed, put_signed
-from bahen.audit import pinned_artifacts, recheck
+from bahen.audit import NoVerdictError, pinned_artifacts, recheck, reconstruct
+from bahen.errors import BahenError
 from bahen.network import connect
 from bahen.parties import CLIENT, WASP
 from bahen.settings import load_settings
@@ -97,3 +98,51 @@ def test_an_order_the_chain_does_not_know_is_named_not_raised(settled):
     unknown = settled.model_copy(update={"order_id": "0x" + "77" * 32})
     [problem] = recheck(unknown, net.store, net.market)
     assert problem.startswith(f"chain: order {unknown.order_id} does not exist on market")
+
+
+def _stranger(net, tmp_path):
+    """The same chain and store, seen from a host that never saw the order and holds none of its keys."""
+    import dataclasses
+
+    from privacy.identity import Keystore
+
+    return dataclasses.replace(net, keystore=Keystore(tmp_path / "auditor-keys", "pass", scrypt_n=2**10), _identities={})
+
+
+def test_a_host_without_the_record_rebuilds_the_order_from_the_chain_and_the_store(settled, tmp_path):
+    auditor = _stranger(connect(load_settings()), tmp_path)
+    [case] = reconstruct(settled.order_id, auditor.store, auditor.market)
+    parts = ("upload", "shard", "training", "verification", "scores", "verdict")
+    assert {p: getattr(case, p) for p in parts} == {p: getattr(settled, p) for p in parts}
+    assert recheck(case, auditor.store, auditor.market) == []
+    pins = pinned_artifacts(settled, auditor.store)
+    delivered = {p for p, ref in pins.items() if ref == settled.delivery.grant}
+    assert pinned_artifacts(case, auditor.store) == {p: r for p, r in pins.items() if p not in delivered}
+    assert auditor.keystore.names() == []  # nothing of any party was needed
+
+
+def test_a_case_not_signed_by_wasp_or_of_another_order_is_refused(settled, monkeypatch):
+    from bahen.records import AuditCase
+
+    net = connect(load_settings())
+    [case] = reconstruct(settled.order_id, net.store, net.market)
+    forged, _ = put_signed(net.store, net.party(CLIENT), case, name="a case the client signed")
+    monkeypatch.setattr(type(net.store), "get_pointer", lambda store, name: forged)
+    with pytest.raises(BahenError, match=f"signed by {net.party(CLIENT).address}, which does not hold Wasp's role"):
+        reconstruct(settled.order_id, net.store, net.market)
+    other = AuditCase.model_validate({**case.model_dump(), "order_id": "0x" + "77" * 32})
+    moved, _ = put_signed(net.store, net.party(WASP), other, name="another order's case")
+    monkeypatch.setattr(type(net.store), "get_pointer", lambda store, name: moved)
+    with pytest.raises(BahenError, match="is the case of order 0x7777"):
+        reconstruct(settled.order_id, net.store, net.market)
+
+
+def test_an_order_without_a_verdict_on_chain_has_nothing_to_reconstruct(prefect):
+    from tasks.encrypt_upload import encrypt_upload
+    from tasks.shard import shard
+
+    net = connect(load_settings())
+    upload = encrypt_upload(SMALL, net, salt="0x" + "a7" * 32)
+    shard(SMALL, upload, net)
+    with pytest.raises(NoVerdictError, match=f"order {upload.order_id} has no verdict on chain yet"):
+        reconstruct(upload.order_id, net.store, net.market)

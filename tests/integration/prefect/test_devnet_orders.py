@@ -102,6 +102,18 @@ def test_the_client_submits_from_its_own_home_and_the_worker_withdraws_its_pay_f
     assert "holds no record of this order" in shown.stderr
     assert "status settled (on chain)" in shown.stdout and address in shown.stdout and "task payment" in shown.stdout
 
+    # an auditor's home that never saw the order re-audits it from the chain and the store alone
+    auditor = devnet.home / "auditor"
+    auditor.mkdir()
+    for public in ("config.yaml", "chain.json"):  # where the chain and the store are, and the market's address
+        (auditor / public).write_text((client.home / public).read_text())
+    audited = subprocess.run([sys.executable, "-m", "bahen.cli", "audit", "check", record.order_id],
+                             env=party_worker(devnet, worker)[1] | {"BAHEN_HOME": str(auditor), "COLUMNS": "240"},
+                             capture_output=True, text=True, timeout=180, check=False)
+    assert audited.returncode == 0, audited.stdout + audited.stderr
+    assert "task 0: agrees with the recorded verdict (accepted)" in audited.stdout
+    assert not (auditor / "keys").exists() and not (auditor / "orders").exists()
+
 
 def _host_of_queue(devnet, queue: str):
     """The party whose work queue is ``queue`` (named by its address)."""

@@ -205,6 +205,18 @@ def test_missing_artifact_is_named(store):
         store.get(ref)
 
 
+def test_a_pointer_names_an_artifact_once_on_s3(store, s3_server):
+    ref = store.put(b"verdict", name="verdict")
+    store.put_pointer("orders/0xab/task-0/case", ref)
+    store.put_pointer("orders/0xab/task-0/case", ref)
+    assert store.get_pointer("orders/0xab/task-0/case") == ref
+    assert store._key("pointers/orders/0xab/task-0/case") in _keys(s3_server, store)
+    with pytest.raises(IntegrityError, match="already names another artifact"):
+        store.put_pointer("orders/0xab/task-0/case", store.put(b"forged", name="forged"))
+    with pytest.raises(MissingArtifactError, match="pointer orders/0xab/task-1/case is not stored at s3://"):
+        store.get_pointer("orders/0xab/task-1/case")
+
+
 def test_directory_listing_round_trip(store, s3_server):
     entries = {"a": store.put(b"a\n", name="a"), "b": store.put(b"bb\n", name="b")}
     ref = store.put_dir(entries, name="d")

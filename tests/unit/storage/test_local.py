@@ -160,3 +160,30 @@ def test_directory_entries_must_be_stored_and_well_named(store):
             store.put_dir({bad: stored}, name="d")
     with pytest.raises(ValueError, match="not a directory"):
         store.list_dir(stored)
+
+
+def test_a_pointer_names_an_artifact_once(store):
+    ref = store.put(b"verdict", name="verdict")
+    store.put_pointer("orders/0xab/task-0/case", ref)
+    assert store.get_pointer("orders/0xab/task-0/case") == ref
+    store.put_pointer("orders/0xab/task-0/case", ref)  # naming it again changes nothing
+    other = store.put(b"another verdict", name="forged verdict")
+    with pytest.raises(IntegrityError, match="pointer orders/0xab/task-0/case.*already names another artifact"):
+        store.put_pointer("orders/0xab/task-0/case", other)
+    assert store.get_pointer("orders/0xab/task-0/case") == ref
+    with pytest.raises(MissingArtifactError, match="pointer orders/0xab/task-1/case is not stored"):
+        store.get_pointer("orders/0xab/task-1/case")
+
+
+@pytest.mark.parametrize("name", ["../escape", "/abs", "a//b", "UPPER", "a/./b", "", "x" * 201])
+def test_a_pointer_name_is_a_plain_path(store, name):
+    with pytest.raises(ValueError, match="pointer name"):
+        store.put_pointer(name, store.put(b"x", name="x"))
+
+
+@pytest.mark.parametrize("stored", [b"not json", b'{"name": "x"}', b"{" * 5000])
+def test_a_pointer_that_holds_no_reference_is_named(store, stored):
+    (store.root / "pointers").mkdir(parents=True)
+    (store.root / "pointers" / "p").write_bytes(stored)
+    with pytest.raises(IntegrityError, match="pointer p is tampered"):
+        store.get_pointer("p")
