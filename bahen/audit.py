@@ -14,6 +14,7 @@ where the record would.
 
 from pathlib import Path
 
+import yaml
 from contracts.client import Bahen
 from privacy.signing import digest
 from proof.bundle import ProofBundle, check_bundle
@@ -21,7 +22,7 @@ from proof.response import Response
 from proof.wasp import Decision
 from storage.export import export_dvc_workspace
 from storage.refs import ArtifactRef
-from storage.store import ArtifactStore
+from storage.store import ArtifactStore, open_store
 
 from bahen.artifacts import get_signed
 from bahen.errors import BahenError, user_errors
@@ -48,32 +49,72 @@ def reconstruct(order_id: str, store: ArtifactStore, market: Bahen) -> list[Audi
     Each must be signed by a holder of the market's Wasp role and name this order and task; what
     it says is then re-checked like a record (:func:`recheck`), against the chain.
     """
+    return [_case(store, store.get_pointer(case_pointer(order_id, task)), order_id, task, market)
+            for task in _judged(order_id, market)]
+
+
+def workspace_cases(order_id: str, workspace: Path, store: ArtifactStore, market: Bahen) -> list[AuditCase]:
+    """The audit cases an exported workspace pins (``order/task<n>-case.json``), read through ``store``
+    (the workspace's DVC cache once ``dvc pull`` has filled it), for every task with a verdict on chain."""
+    cases = []
+    for task in _judged(order_id, market):
+        path = Path(workspace) / f"{case_path(task)}.dvc"
+        try:
+            pinned = yaml.safe_load(path.read_text())
+            out, meta = pinned["outs"][0], pinned["meta"]
+            ref = ArtifactRef(name=meta["name"], md5=out["md5"], sha256=meta["sha256"], size=out["size"])
+        except FileNotFoundError:
+            raise BahenError(f"{path} does not exist: the workspace pins no audit case of task {task}; export it "
+                             "again (`bahen audit export`)") from None
+        except (yaml.YAMLError, KeyError, IndexError, TypeError, ValueError):
+            raise BahenError(f"{path} is not the .dvc file of an audit case; export the workspace again") from None
+        cases.append(_case(store, ref, order_id, task, market))
+    return cases
+
+
+def workspace_store(workspace: Path) -> ArtifactStore:
+    """The objects ``dvc pull`` fetched into an exported workspace, read as a store (DVC's cache has the store's layout)."""
+    cache = Path(workspace) / ".dvc" / "cache"
+    if not cache.is_dir():
+        raise BahenError(f"{Path(workspace).resolve()} has no DVC cache: run `dvc pull` there first")
+    return open_store(str(cache))
+
+
+def case_path(task: int) -> str:
+    """Where an exported workspace pins the audit case of task ``task``."""
+    return f"order/task{task}-case.json"
+
+
+def _judged(order_id: str, market: Bahen) -> list[int]:
     view = market.order(bytes.fromhex(OrderBook.check_id(order_id)[2:]))
     judged = [t.task for t in view.tasks if t.verdict != "none"]
     if not judged:
         raise NoVerdictError(f"order {order_id} has no verdict on chain yet ({view.status}): re-audit it once Wasp "
                              "has recorded one")
-    cases = []
-    for task in judged:
-        case, doc = get_signed(store, store.get_pointer(case_pointer(order_id, task)), AuditCase)
-        if not market.is_wasp(doc.signer):
-            raise BahenError(f"the audit case of order {order_id} task {task} is signed by {doc.signer}, which does not "
-                             f"hold Wasp's role in market {market.addresses.market}: it is no case of this market")
-        if case.order_id != order_id or case.verdict.task != task:
-            raise BahenError(f"the audit case named for order {order_id} task {task} is the case of order "
-                             f"{case.order_id} task {case.verdict.task}")
-        cases.append(case)
-    return cases
+    return judged
 
 
-def audited(order_id: str, settings: Settings) -> list[Audited]:
-    """The order as this host can audit it: the client's record where this home keeps it, else what
-    the chain and the store hold (:func:`reconstruct`)."""
+def _case(store: ArtifactStore, ref: ArtifactRef, order_id: str, task: int, market: Bahen) -> AuditCase:
+    case, doc = get_signed(store, ref, AuditCase)
+    if not market.is_wasp(doc.signer):
+        raise BahenError(f"the audit case of order {order_id} task {task} is signed by {doc.signer}, which does not "
+                         f"hold Wasp's role in market {market.addresses.market}: it is no case of this market")
+    if case.order_id != order_id or case.verdict.task != task:
+        raise BahenError(f"the audit case named for order {order_id} task {task} is the case of order "
+                         f"{case.order_id} task {case.verdict.task}")
+    return case
+
+
+def audited(order_id: str, settings: Settings, workspace: Path | None = None) -> list[Audited]:
+    """The order as this host can audit it: the audit cases an exported ``workspace`` pins, else the
+    client's record where this home keeps it, else what the chain and the store hold (:func:`reconstruct`)."""
+    from bahen.network import connect
+
+    if workspace is not None:
+        return workspace_cases(order_id, workspace, workspace_store(workspace), connect(settings).market)
     try:
         return [OrderBook(settings.orders_dir).load(order_id)]
     except UnknownOrderError:
-        from bahen.network import connect
-
         net = connect(settings)
         return reconstruct(order_id, net.store, net.market)
 
@@ -192,7 +233,10 @@ def _recheck_verdict(record: Audited, store: ArtifactStore, market: Bahen, oid: 
 def export_order(order_id: str, directory: Path) -> tuple[Path, int]:
     """Write a DVC workspace for ``order_id`` in ``directory``; returns it and the artifact count.
 
-    From the client's record where this home keeps it, else from the audit case the chain and the store hold.
+    From the client's record where this home keeps it, else from the audit case the chain and the
+    store hold. Once the order has a verdict, the workspace also pins Wasp's signed audit case of
+    each task and its ``dvc.yaml`` has an ``audit`` stage: ``dvc pull && dvc repro`` there re-audits
+    the order from the pulled artifacts (``bahen audit check --workspace``) and writes ``audit.json``.
     """
     settings = load_settings()
     record = audited(order_id, settings)[0]
@@ -203,9 +247,15 @@ def export_order(order_id: str, directory: Path) -> tuple[Path, int]:
         params["spec"] = record.spec.model_dump(mode="json")
     else:
         params["spec_hash"] = record.upload.spec_hash
+    stages = None
     if record.training:
         params["merkle_root"] = record.training.merkle_root
+    if record.verdict:
+        pins[case_path(record.verdict.task)] = store.get_pointer(case_pointer(order_id, record.verdict.task))
+        stages = {"audit": {"cmd": f"bahen audit check {order_id} --workspace .", "deps": sorted(pins),
+                            "metrics": [{"audit.json": {"cache": False}}]}}
     path = export_dvc_workspace(
-        settings.resolved_store_url, pins, directory, endpoint_url=settings.s3_endpoint_url, params=params
+        settings.resolved_store_url, pins, directory, endpoint_url=settings.s3_endpoint_url, params=params,
+        stages=stages,
     )
     return path, len(pins)

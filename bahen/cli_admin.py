@@ -105,18 +105,34 @@ def audit_export(
 
 
 @audit_app.command("check")
-def audit_check(order_id: Annotated[str, typer.Argument(help="Order id (0x…) of an order with a verdict")]) -> None:
+def audit_check(
+    order_id: Annotated[str, typer.Argument(help="Order id (0x…) of an order with a verdict")],
+    workspace: Annotated[Path | None, typer.Option(
+        help="An exported workspace (`bahen audit export`, then `dvc pull`): re-audit its pulled artifacts, "
+        "read from its DVC cache, and write its audit.json")] = None,
+) -> None:
     """Re-hash every artifact the order pins, recompute every commitment against the chain, re-run Wasp's rules.
 
     On the client's host from its record; on any other host (no key needed) from the chain and the
     store: the case Wasp signed with each verdict. Exits non-zero, naming each artifact or
     commitment that did not hold, when the re-audit disagrees with the recorded verdict.
     """
+    import json
+
+    from bahen.audit import workspace_store
     from bahen.runner import quiet_user_error_tracebacks
     from flows.audit import audit
 
     quiet_user_error_tracebacks()
-    for check in audit(order_id):
+    if workspace is None:
+        checks = audit(order_id)
+    else:
+        workspace = workspace.resolve()
+        workspace_store(workspace)  # no DVC cache: say so before a flow runs
+        checks = audit(order_id, workspace=str(workspace))
+        (workspace / "audit.json").write_text(json.dumps(
+            {"order_id": order_id, "tasks": [c.model_dump(mode="json") for c in checks]}, indent=2) + "\n")
+    for check in checks:
         console.print(f"task {check.task}: agrees with the recorded verdict "
                       f"({'accepted' if check.accepted else 'rejected'}); every pinned artifact and commitment re-checked")
         for reason in check.reasons:

@@ -14,6 +14,10 @@ from tasks.reaudit import AuditCheck, audited_task, reaudit_task
 
 
 @flow(name="audit", flow_run_name="audit-{order_id}", validate_parameters=True)
-def audit(order_id: str) -> list[AuditCheck]:
-    """Re-check every signature and commitment of ``order_id`` and re-run Wasp's rules."""
-    return [check for record in audited_task(order_id) for check in reaudit_task(record)]
+def audit(order_id: str, workspace: str | None = None) -> list[AuditCheck]:
+    """Re-check every signature and commitment of ``order_id`` and re-run Wasp's rules.
+
+    ``workspace`` is an exported auditor workspace (``bahen audit export``) whose audit cases to
+    re-check, instead of this home's record or the store's cases.
+    """
+    return [check for record in audited_task(order_id, workspace) for check in reaudit_task(record, workspace)]

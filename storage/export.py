@@ -2,7 +2,8 @@
 
 The workspace holds ``.dvc/config`` (the store as default remote, with ``verify = true`` so DVC
 re-hashes every download: without it a replaced object would be accepted), one ``.dvc`` file per
-artifact carrying its md5 address and, as metadata, its sha256 commitment, and ``params.yaml``.
+artifact carrying its md5 address and, as metadata, its sha256 commitment, ``params.yaml``, and the
+``dvc.yaml`` of the stages an auditor reproduces, when there are any.
 """
 
 import os
@@ -46,12 +47,14 @@ def dvc_file(path: str, ref: ArtifactRef) -> str:
 
 
 def export_dvc_workspace(store_url: str, artifacts: Mapping[str, ArtifactRef], directory: Path, *,
-                         endpoint_url: str | None = None, params: dict | None = None) -> Path:
+                         endpoint_url: str | None = None, params: dict | None = None,
+                         stages: dict | None = None) -> Path:
     """Write a DVC workspace in ``directory`` (new or empty) pinning ``artifacts`` by path.
 
     ``dvc pull`` there fetches exactly the committed ciphertexts, each under its path; a
-    directory artifact comes back as a tree. The workspace is built beside ``directory`` and
-    renamed into place, so it appears complete or not at all. Returns the workspace directory.
+    directory artifact comes back as a tree. ``stages`` become its ``dvc.yaml`` (``dvc repro``
+    runs them). The workspace is built beside ``directory`` and renamed into place, so it appears
+    complete or not at all. Returns the workspace directory.
     """
     directory = Path(directory).expanduser().resolve()
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
@@ -65,6 +68,8 @@ def export_dvc_workspace(store_url: str, artifacts: Mapping[str, ArtifactRef], d
         files = {".dvc/config": dvc_config(store_url, endpoint_url),
                  ".dvc/.gitignore": "/config.local\n/tmp\n/cache\n",
                  "params.yaml": yaml.safe_dump(params or {}, sort_keys=True, allow_unicode=True)}
+        if stages:
+            files["dvc.yaml"] = yaml.safe_dump({"stages": stages}, sort_keys=False, allow_unicode=True)
         files.update({f"{path}.dvc": dvc_file(path, ref) for path, ref in artifacts.items()})
         for relpath, text in files.items():
             (staging / relpath).parent.mkdir(parents=True, exist_ok=True)

@@ -8,13 +8,16 @@ signature and digest re-checked), Wasp's rules decide again, and the new decisio
 the stored signed verdict, which must be the one the chain recorded. Nothing is written on chain.
 """
 
+import dataclasses
+from pathlib import Path
+
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from proof.wasp import decide
 from pydantic import BaseModel, Field
 
-from bahen.audit import Audited, audited, recheck
+from bahen.audit import Audited, audited, recheck, workspace_store
 from bahen.errors import BahenError
 from bahen.settings import load_settings
 from tasks.audit import explain, gather
@@ -42,19 +45,23 @@ class ReauditDisagreesError(BahenError):
 
 
 @task(name="find_order", cache_policy=NO_CACHE)
-def audited_task(order_id: str) -> list[Audited]:
-    """The order as this host can audit it: the client's record, or the audit cases of chain and store."""
-    return audited(order_id, load_settings())
+def audited_task(order_id: str, workspace: str | None = None) -> list[Audited]:
+    """The order as this host can audit it: the audit cases an exported workspace pins, the client's
+    record, or the audit cases of chain and store."""
+    return audited(order_id, load_settings(), None if workspace is None else Path(workspace))
 
 
 @task(name="reaudit", cache_policy=NO_CACHE)
-def reaudit_task(record: Audited) -> list[AuditCheck]:
-    """Gather the evidence of the record's task again and re-run Wasp's rules."""
+def reaudit_task(record: Audited, workspace: str | None = None) -> list[AuditCheck]:
+    """Gather the evidence of the record's task again and re-run Wasp's rules (on the artifacts an
+    exported ``workspace`` pulled, when given)."""
     if record.verdict is None or record.verification is None or record.scores is None or record.training is None:
         raise IncompleteOrderError(
             f"order {record.order_id} is {record.status!r} with no verdict: wait for it to be audited, then re-audit"
         )
     net = network()
+    if workspace is not None:
+        net = dataclasses.replace(net, store=workspace_store(Path(workspace)))
     problems = recheck(record, net.store, net.market)
     checks = []
     for assignment in (a for a in record.shard.assignments if a.task == record.training.task):

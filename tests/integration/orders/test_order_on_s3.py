@@ -1,5 +1,6 @@
 """An order on the S3 backend, exported for an auditor and pulled byte for byte by stock DVC."""
 
+import json
 import os
 import subprocess
 import sys
@@ -7,11 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from bahen.audit import export_order, pinned_artifacts
+import yaml
+from typer.testing import CliRunner
+
+from bahen.audit import case_path, case_pointer, export_order, pinned_artifacts
+from bahen.cli import app
 from bahen.network import store_of
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 from flows.order import order
+from tasks.reaudit import ReauditDisagreesError
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -32,7 +38,24 @@ def test_s3_order_is_pulled_by_stock_dvc_with_verify(prefect, s3_server, tmp_pat
     assert pulled.returncode == 0, pulled.stderr
 
     store = store_of(load_settings())
-    pins = pinned_artifacts(record, store)
+    pins = pinned_artifacts(record, store) | {case_path(0): store.get_pointer(case_pointer(record.order_id, 0))}
     assert len(pins) == count > 20
     for path, ref in pins.items():
         assert (workspace / path).read_bytes() == store.get(ref), path
+    assert set(yaml.safe_load((workspace / "dvc.yaml").read_text())["stages"]["audit"]["deps"]) == set(pins)
+
+    # the workspace's audit stage re-audits the pulled copies, read from DVC's cache
+    result = CliRunner().invoke(app, ["audit", "check", record.order_id, "--workspace", str(workspace)])
+    assert result.exit_code == 0, result.output
+    assert "task 0: agrees with the recorded verdict (accepted)" in result.output
+    [task] = json.loads((workspace / "audit.json").read_text())["tasks"]
+    assert task["agrees"] and task["problems"] == []
+
+    # a pulled object altered afterwards makes the workspace's audit disagree, naming it
+    ref = pins["reports/task0-verification.json"]
+    cached = workspace / ".dvc" / "cache" / "files" / "md5" / ref.md5[:2] / ref.md5[2:]
+    cached.chmod(0o644)
+    cached.write_bytes(cached.read_bytes().replace(b'"passed":true', b'"passed":fals', 1))
+    result = CliRunner().invoke(app, ["audit", "check", record.order_id, "--workspace", str(workspace)])
+    assert isinstance(result.exception, ReauditDisagreesError), result.output
+    assert "reports/task0-verification.json" in str(result.exception)

@@ -3,6 +3,8 @@ one Prefect worker per party (client, two workers, two validators, Wasp). An ord
 runs each stage on its signer's worker; the client submits from its own home with the CLI; a
 worker's host dies mid-training."""
 
+import json
+import os
 import subprocess
 import sys
 import time
@@ -21,6 +23,8 @@ from bahen.runner import STAGES
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 from tests.integration.prefect.devnet import api, party, runs_of, submit_order, wait_events, wait_final
+
+DVC = str(Path(sys.executable).with_name("dvc"))
 
 pytestmark = pytest.mark.integration
 
@@ -107,11 +111,20 @@ def test_the_client_submits_from_its_own_home_and_the_worker_withdraws_its_pay_f
     auditor.mkdir()
     for public in ("config.yaml", "chain.json"):  # where the chain and the store are, and the market's address
         (auditor / public).write_text((client.home / public).read_text())
-    audited = subprocess.run([sys.executable, "-m", "bahen.cli", "audit", "check", record.order_id],
-                             env=party_worker(devnet, worker)[1] | {"BAHEN_HOME": str(auditor), "COLUMNS": "240"},
+    as_auditor = party_worker(devnet, worker)[1] | {"BAHEN_HOME": str(auditor), "COLUMNS": "240", "DVC_NO_ANALYTICS": "1",
+                                                    "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    audited = subprocess.run([sys.executable, "-m", "bahen.cli", "audit", "check", record.order_id], env=as_auditor,
                              capture_output=True, text=True, timeout=180, check=False)
     assert audited.returncode == 0, audited.stdout + audited.stderr
     assert "task 0: agrees with the recorded verdict (accepted)" in audited.stdout
+    # and so does stock DVC in the workspace it exports: pull verifies every object, repro re-audits them
+    workspace = auditor / "workspace"
+    for argv, cwd in (([sys.executable, "-m", "bahen.cli", "audit", "export", record.order_id, str(workspace)], auditor),
+                      ([DVC, "pull"], workspace), ([DVC, "repro"], workspace)):
+        done = subprocess.run(argv, cwd=cwd, env=as_auditor, capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, " ".join(argv) + done.stdout[-2000:] + done.stderr[-2000:]
+    [task] = json.loads((workspace / "audit.json").read_text())["tasks"]
+    assert task["agrees"] and task["accepted"] and task["problems"] == []
     assert not (auditor / "keys").exists() and not (auditor / "orders").exists()
 
 
