@@ -13,7 +13,7 @@ import bahen
 from bahen import Client
 from bahen.errors import BahenError
 from bahen.network import keystore_of
-from bahen.orders import UnknownOrderError, order_id_for
+from bahen.orders import NotCancellableError, UnknownOrderError, order_id_for
 from bahen.parties import CLIENT
 from bahen.spec import SpecError
 from training.errors import TrainingError
@@ -54,6 +54,8 @@ def test_an_order_placed_through_the_sdk_runs_to_its_report_and_model(prefect, b
         order.model(path)
     assert order.model(path, overwrite=True) == path
 
+    with pytest.raises(NotCancellableError, match=f"order {order.order_id} is already settled on chain"):
+        order.cancel()
     assert order.order_id in [o.order_id for o in client.orders()]
     assert client.order(order.order_id).status == order.status
     assert client.order(order.order_id, reconcile=False).record == record
