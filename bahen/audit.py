@@ -160,8 +160,9 @@ def pinned_artifacts(record: Audited, store: ArtifactStore) -> dict[str, Artifac
 def recheck(record: Audited, store: ArtifactStore, market: Bahen) -> list[str]:
     """What does not hold when every pinned artifact is re-hashed and every commitment recomputed.
 
-    Each artifact is read back in full and hashed against its reference; the proof manifest and
-    the challenge response must be signed by the order's worker; the Merkle root is recomputed from
+    Each artifact is read back in full and hashed against its reference; the worker and the
+    validators named must be those the chain drew; the proof manifest and the challenge response
+    must be signed by the order's worker; the Merkle root is recomputed from
     the manifest's artifacts and must be the root committed on chain, which the response must answer
     with the chain's challenge seed; the stored verdict must be signed by Wasp's role, and its
     digest and decision must be what the chain recorded. Empty when everything holds.
@@ -178,12 +179,32 @@ def recheck(record: Audited, store: ArtifactStore, market: Bahen) -> list[str]:
             problems.append(f"{path}: {exc}")
     oid = bytes.fromhex(record.order_id[2:])
     try:
+        problems += _recheck_members(record, market, oid)
         if record.training is not None:
             problems += _recheck_proof(record, store, market, oid)
         if record.verdict is not None:
             problems += _recheck_verdict(record, store, market, oid)
     except user_errors() as exc:  # the chain does not know the order, or cannot be asked
         problems.append(f"chain: {exc}")
+    return problems
+
+
+def _recheck_members(record: Audited, market: Bahen, oid: bytes) -> list[str]:
+    """The workers and validators the record names must be the ones the chain drew for the order."""
+    if record.shard is None:
+        return []
+    view = market.order(oid)
+    problems = [f"task {a.task}: the record names worker {a.address}, the chain drew {view.tasks[a.task].worker}"
+                for a in record.shard.assignments
+                if a.task >= len(view.tasks) or a.address.lower() != view.tasks[a.task].worker.lower()]
+    if record.training is not None and record.training.task < len(view.tasks) and \
+            record.training.worker.lower() != view.tasks[record.training.task].worker.lower():
+        problems.append(f"task {record.training.task}: the proof names worker {record.training.worker}, the chain drew "
+                        f"{view.tasks[record.training.task].worker}")
+    named = sorted(v.address.lower() for v in record.shard.validators)
+    drawn = sorted(v.validator.lower() for v in view.validators)
+    if named != drawn:
+        problems.append(f"the record names validators {', '.join(named)}; the chain drew {', '.join(drawn)}")
     return problems
 
 

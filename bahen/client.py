@@ -5,7 +5,7 @@
     client = Client(home=".bahen")       # a party home (None: BAHEN_HOME, else ./.bahen)
     order = client.submit({"dataset": "digits", "model": "mlp", "epochs": 2})
     order.wait(progress=True)            # a progress bar over the stages
-    order.status                         # e.g. "settled (accepted)"
+    order.status                         # e.g. "settled (accepted), model delivered"
     print(order.summary())               # what `bahen order show` prints
     order.report()                       # pandas DataFrame: the proof's checks and the model report
     order.model("model.pt")              # the delivered model's state_dict
@@ -128,7 +128,8 @@ class Order:
 
     @property
     def record(self) -> OrderRecord | None:
-        """The order's record in the client's home, as last written (None before its first stage ends)."""
+        """The order's record in the client's home: as its run last wrote it (None before the first stage
+        ends), or, for an order looked up (``Client.order``, ``Client.orders``), as it was reconciled then."""
         if self._record is not None and self._run is None:
             return self._record
         with self.client.acting() as settings:

@@ -146,3 +146,17 @@ def test_an_order_without_a_verdict_on_chain_has_nothing_to_reconstruct(prefect)
     shard(SMALL, upload, net)
     with pytest.raises(NoVerdictError, match=f"order {upload.order_id} has no verdict on chain yet"):
         reconstruct(upload.order_id, net.store, net.market)
+
+
+def test_members_other_than_the_chain_drew_are_named(settled):
+    net = connect(load_settings())
+    stranger = "0x" + "12" * 20
+    shard = settled.shard.model_copy(update={
+        "assignments": [settled.shard.assignments[0].model_copy(update={"address": stranger})],
+        "validators": [settled.shard.validators[0].model_copy(update={"address": stranger}), *settled.shard.validators[1:]]})
+    problems = recheck(settled.model_copy(update={"shard": shard}), net.store, net.market)
+    assert f"task 0: the record names worker {stranger}, the chain drew {settled.shard.assignments[0].address}" in problems
+    assert any(p.startswith("the record names validators") and stranger in p for p in problems)
+    training = settled.training.model_copy(update={"worker": stranger})
+    problems = recheck(settled.model_copy(update={"training": training}), net.store, net.market)
+    assert f"task 0: the proof names worker {stranger}, the chain drew {settled.shard.assignments[0].address}" in problems
