@@ -43,6 +43,8 @@ def quiet_user_error_tracebacks() -> None:
 
 def quiet_prefect(verbose: bool) -> None:
     """Keep Prefect's and GX's logs of this process to warnings, unless ``verbose``."""
+    import flows.order  # noqa: F401  (importing a flow configures Prefect's loggers: quiet them after that)
+
     if not verbose:
         for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", "great_expectations"):
             logging.getLogger(name).setLevel(logging.WARNING)
