@@ -41,14 +41,36 @@ def quiet_user_error_tracebacks() -> None:
             logger.addFilter(_NoTracebackForUserErrors())
 
 
+class _QuietConsole(logging.Filter):
+    """What the terminal leaves out unless asked to be verbose.
+
+    The errors flow and task runs log: the run raises them to its caller, which says what went
+    wrong once (the ``bahen`` command prints the message, a script gets the exception); they still
+    reach the Prefect server through its own handler. And GX's notes below warnings: GX sets its
+    loggers' levels when it is first imported, inside a run, after this process set them.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.name.startswith(("prefect.flow_runs", "prefect.task_runs")):
+            return False
+        return record.levelno >= logging.WARNING or not record.name.startswith("great_expectations")
+
+
 def quiet_prefect(verbose: bool) -> None:
-    """Keep Prefect's and GX's logs of this process to warnings, unless ``verbose``."""
+    """Keep Prefect's and GX's logs of this process to warnings, unless ``verbose``; either way, drop the
+    traceback of an error a user acts on, and unless ``verbose`` the runs' errors from the terminal."""
     import flows.order  # noqa: F401  (importing a flow configures Prefect's loggers: quiet them after that)
 
-    if not verbose:
-        for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", "great_expectations"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-        quiet_user_error_tracebacks()
+    quiet_user_error_tracebacks()
+    if verbose:
+        return
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", "great_expectations"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler) and not any(isinstance(f, _QuietConsole) for f in handler.filters):
+            handler.addFilter(_QuietConsole())
 
 
 @contextmanager

@@ -53,7 +53,10 @@ class DatasetInvalidError(DatasetError):
         lines = [f"  - {o.expectation}({o.column or 'table'}): observed {o.observed}" for o in report.failed]
         super().__init__(
             f"dataset {name} failed {len(report.failed)} of {report.evaluated} expectations; "
-            "nothing was uploaded or paid:\n" + "\n".join(lines)
+            "nothing was uploaded or paid:\n" + "\n".join(lines) + "\n"
+            "A dataset is a table of feature columns x0, x1, … with values in [0, 1], no nulls, and an "
+            "integer column label from 0 to the number of classes less one, not too unbalanced; fix the "
+            "file and submit the order again."
         )
 
 

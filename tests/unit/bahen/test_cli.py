@@ -70,3 +70,24 @@ def test_a_failed_runs_log_drops_the_traceback_of_a_user_error_only():
 
     assert logged(DatasetError("dataset x failed 2 of 8 expectations")).exc_info is None
     assert logged(ZeroDivisionError("a bug")).exc_info is not None
+
+
+def test_a_quiet_terminal_leaves_the_runs_errors_to_their_caller():
+    import logging
+
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    from bahen.runner import _QuietConsole, quiet_prefect
+
+    quiet_prefect(verbose=False)
+    console = [h for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)]
+    assert console and all(any(isinstance(f, _QuietConsole) for f in h.filters) for h in console)
+    quiet_prefect(verbose=False)  # once per handler, however often an order starts
+    assert all(sum(isinstance(f, _QuietConsole) for f in h.filters) == 1 for h in console)
+
+    def shown(name: str, level: int) -> bool:
+        return _QuietConsole().filter(logging.LogRecord(name, level, __file__, 1, "m", (), None))
+
+    assert not shown("prefect.task_runs", logging.ERROR) and not shown("prefect.flow_runs", logging.CRITICAL)
+    assert shown("prefect.task_runs", logging.WARNING) and shown("prefect", logging.ERROR) and shown("bahen", logging.ERROR)
+    assert not shown("great_expectations.data_context", logging.INFO) and shown("great_expectations", logging.WARNING)
