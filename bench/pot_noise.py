@@ -107,22 +107,25 @@ def _advance(stepper: Stepper, start: Checkpoint, steps: int) -> tuple[Checkpoin
     return state, losses
 
 
-def honest_run(stepper: Stepper, stop: int, keep: set[int]) -> tuple[dict[int, Checkpoint], float, float]:
-    """The honest states after each step in ``keep`` (0 is the initial one), the run's path length and displacement.
+def honest_run(stepper: Stepper, stop: int, keep: set[int]) -> tuple[dict[int, Checkpoint], list[float], float, float]:
+    """The honest states after each step in ``keep`` (0 is the initial one), every step's loss, the
+    run's path length and its displacement.
 
     The path length is the sum of every step's update size (the distance its trainable weights
     moved), the displacement the distance from the initial weights to those after ``stop`` steps.
     """
     names = stepper.form.trainable
     initial = decode_state(stepper.initial().to_bytes())
-    state, states, path = initial, {0: initial}, 0.0
+    state, states, losses, path = initial, {0: initial}, [], 0.0
     for _ in range(stop):
-        after = decode_state(stepper.step(state)[0].to_bytes())
+        encoded, loss = stepper.step(state)
+        after = decode_state(encoded.to_bytes())
         path += weight_distance(state.model_state, after.model_state, names)
         state = after
+        losses.append(loss)
         if state.step in keep:
             states[state.step] = state
-    return states, path, weight_distance(initial.model_state, state.model_state, names)
+    return states, losses, path, weight_distance(initial.model_state, state.model_state, names)
 
 
 def measure(spec: TrainSpec, X: np.ndarray, y: np.ndarray, spots: int, segments: int) -> dict:
@@ -135,8 +138,7 @@ def measure(spec: TrainSpec, X: np.ndarray, y: np.ndarray, spots: int, segments:
     needed = {t for pairs in horizons.values() for a, n in pairs for t in (a, a + n)}
     home = home_device(spec.profile)
     reference = Stepper(spec, X, y, device=home)
-    states, path, displacement = honest_run(reference, total, needed)
-    claimed_loss = {a: _advance(reference, states[a], 1)[1][0] for pairs in horizons.values() for a, _ in pairs}
+    states, claimed_loss, path, displacement = honest_run(reference, total, needed)
     names = reference.form.trainable
     rows = []
     for source in sources_for(spec.profile):
