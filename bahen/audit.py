@@ -14,13 +14,12 @@ where the record would.
 
 from pathlib import Path
 
-import yaml
 from contracts.client import Bahen
 from privacy.signing import digest
 from proof.bundle import ProofBundle, check_bundle
 from proof.response import Response
 from proof.wasp import Decision
-from storage.export import export_dvc_workspace
+from storage.export import export_dvc_workspace, pinned_ref
 from storage.refs import ArtifactRef
 from storage.store import ArtifactStore, open_store
 
@@ -58,16 +57,7 @@ def workspace_cases(order_id: str, workspace: Path, store: ArtifactStore, market
     (the workspace's DVC cache once ``dvc pull`` has filled it), for every task with a verdict on chain."""
     cases = []
     for task in _judged(order_id, market):
-        path = Path(workspace) / f"{case_path(task)}.dvc"
-        try:
-            pinned = yaml.safe_load(path.read_text())
-            out, meta = pinned["outs"][0], pinned["meta"]
-            ref = ArtifactRef(name=meta["name"], md5=out["md5"], sha256=meta["sha256"], size=out["size"])
-        except FileNotFoundError:
-            raise BahenError(f"{path} does not exist: the workspace pins no audit case of task {task}; export it "
-                             "again (`bahen audit export`)") from None
-        except (yaml.YAMLError, KeyError, IndexError, TypeError, ValueError):
-            raise BahenError(f"{path} is not the .dvc file of an audit case; export the workspace again") from None
+        ref = pinned_ref(Path(workspace) / f"{case_path(task)}.dvc")
         cases.append(_case(store, ref, order_id, task, market))
     return cases
 

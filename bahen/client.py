@@ -273,9 +273,7 @@ class _NetworkRun:
         self._final: tuple[str, str] | None = None
 
     def done(self) -> bool:
-        if self._final is None:
-            self._final = wait_deployment(self._settings, self.flow_run_id, 0)
-        return self._final is not None
+        return self.wait(0, None)
 
     def wait(self, seconds: float, deadline: float | None) -> bool:
         if self._final is None:

@@ -46,6 +46,19 @@ def dvc_file(path: str, ref: ArtifactRef) -> str:
     return yaml.safe_dump({"outs": [out], "meta": meta}, sort_keys=False, allow_unicode=True)
 
 
+def pinned_ref(dvc_path: Path) -> ArtifactRef:
+    """The artifact a ``.dvc`` file written by :func:`dvc_file` pins (a file's; :class:`ExportError` for
+    a missing file or one of another form)."""
+    try:
+        pinned = yaml.safe_load(Path(dvc_path).read_text())
+        out, meta = pinned["outs"][0], pinned["meta"]
+        return ArtifactRef(name=meta["name"], md5=out["md5"], sha256=meta["sha256"], size=out["size"])
+    except FileNotFoundError:
+        raise ExportError(f"{dvc_path} does not exist; export the workspace again") from None
+    except (OSError, yaml.YAMLError, KeyError, IndexError, TypeError, ValueError):
+        raise ExportError(f"{dvc_path} is not a .dvc file pinning one artifact; export the workspace again") from None
+
+
 def export_dvc_workspace(store_url: str, artifacts: Mapping[str, ArtifactRef], directory: Path, *,
                          endpoint_url: str | None = None, params: dict | None = None,
                          stages: dict | None = None) -> Path:

@@ -3,7 +3,7 @@ import configparser
 import pytest
 import yaml
 
-from storage.export import ExportError, export_dvc_workspace
+from storage.export import ExportError, export_dvc_workspace, pinned_ref
 from storage.refs import ArtifactRef
 
 FILE = ArtifactRef(name="order 0x01/train", md5="a" * 32, sha256="b" * 64, size=7)
@@ -51,3 +51,15 @@ def test_an_empty_directory_is_filled(tmp_path):
     (tmp_path / "ws").mkdir()
     workspace = export_dvc_workspace("s3://b/p", {"x": FILE}, tmp_path / "ws")
     assert sorted(p.name for p in workspace.iterdir()) == [".dvc", "params.yaml", "x.dvc"]
+
+
+def test_a_pinned_file_reads_back_as_its_ref_and_a_broken_one_is_named(tmp_path):
+    workspace = export_dvc_workspace("s3://bucket/prefix", {"data/train.enc": FILE}, tmp_path / "ws",
+                                     stages={"audit": {"cmd": "true", "deps": ["data/train.enc"]}})
+    assert pinned_ref(workspace / "data" / "train.enc.dvc") == FILE
+    assert yaml.safe_load((workspace / "dvc.yaml").read_text()) == {"stages": {"audit": {"cmd": "true", "deps": ["data/train.enc"]}}}
+    with pytest.raises(ExportError, match="missing.dvc does not exist"):
+        pinned_ref(workspace / "missing.dvc")
+    (workspace / "bad.dvc").write_text("outs: []\n")
+    with pytest.raises(ExportError, match="bad.dvc is not a .dvc file pinning one artifact"):
+        pinned_ref(workspace / "bad.dvc")
