@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bahen.errors import BahenError
+from training.tolerance import replay_tolerance
 
 WEI_PER_ETH = 10**18
 
@@ -42,12 +43,14 @@ class OrderSpec(BaseModel):
         0, ge=0, lt=2**63, description="Client's seed: with the chain, the market contract and the order id it derives the "
         "training seed of initial weights and batch order"
     )
-    checkpoint_every: int = Field(10, ge=1, le=100_000, description="Steps between full checkpoints")
+    checkpoint_every: int = Field(
+        10, ge=1, le=100_000, description="Steps between full checkpoints (at most 50 under a CUDA profile)"
+    )
     holdout_fraction: float = Field(
         0.2, gt=0, le=0.5, description="Share of rows kept back for the validators' holdout score"
     )
     profile: Literal["cpu-fp32-exact", "cuda-fp32-deterministic", "cuda-bf16-tolerant"] = Field(
-        "cpu-fp32-exact", description="Determinism profile; sets the tolerance of replayed segments"
+        "cpu-fp32-exact", description="Determinism profile; sets the tolerance of replayed steps and segments"
     )
     workers: int = Field(
         1, ge=1, le=1, description="Workers training the order (sharding across several is not offered yet)"
@@ -91,6 +94,16 @@ class OrderSpec(BaseModel):
             raise ValueError(
                 f"commit_minutes ({self.commit_minutes}) must be shorter than the deadline "
                 f"({self.deadline_hours} h = {self.deadline_hours * 60} min), so a replaced worker's successor has time"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _segments_the_profile_can_replay(self) -> "OrderSpec":
+        longest = replay_tolerance(self.profile).segment_steps
+        if longest is not None and self.checkpoint_every > longest:
+            raise ValueError(
+                f"checkpoint_every ({self.checkpoint_every}) must be at most {longest} under {self.profile}: a validator "
+                f"on another GPU replays a longer segment too far from the worker's to tell an honest one from a forged one"
             )
         return self
 

@@ -5,21 +5,27 @@ claimed one, tensor by tensor (`proof.checks.replay.tensor_deviations`). This me
 honest re-execution lands from an honest claim when only the hardware or the kernels differ:
 
 - ``rerun``: the same device, flags and process: a verifier on the worker's hardware;
-- ``kernels``: the same device with nondeterministic kernels and autotuned algorithms: another
-  kernel choice, as another GPU model or library build makes;
-- ``threads`` (CPU profile): four intra-op threads instead of one: another reduction order;
+- ``kernels``: the same GPU with the other kernel choice: nondeterministic kernels and autotuned
+  algorithms under a deterministic profile, deterministic ones under a tolerant profile, as
+  another GPU model or library build makes;
+- ``threads`` (where no GPU is visible): four intra-op threads instead of one: another reduction
+  order, the CPU's stand-in for another kernel choice;
 - ``cpu`` (CUDA profiles): the profile's numerics on the CPU: other hardware altogether.
 
 For steps sampled across an honest training it re-executes one step (the spot check's horizon)
-and one segment of ``checkpoint_every`` steps (the segment replay's) from the claimed state, and
+and one segment (the segment replay's; as long as the profile lets an order space its
+checkpoints, `training.tolerance.Tolerance.segment_steps`, else ``checkpoint_every``) from the
+claimed state, and
 records per kind of tensor (the weights, each optimizer moment) the largest deviation, which
 tensor it was, and the relative loss error. It also reports the honest run's path length (the
 sum of its steps' update sizes) against its displacement: a worker that bends every step by a
 share ``s`` in one direction moves the model ``s`` times the path, which the spot check's bound
 on the run's total deviation (`proof.checks.steps.run_deviation`) holds to the tolerance times
 the displacement. The tolerance a profile can afford is the largest
-deviation of the sources its verifiers may meet, with a margin; what a profile's tolerance
-admits beyond that is room an attacker has.
+deviation of the sources its verifiers may meet, with a margin: the table shows, per horizon, the
+tolerance in force and the one this measurement supports (:func:`supported_tolerance`), and the
+run fails loudly where honest noise exceeds the tolerance in force. What a tolerance admits beyond
+the noise is room an attacker has.
 
 Writes ``bench/results/pot_noise.json`` and ``pot_noise.md``.
 Reduced run: ``python -m bench.pot_noise --job digits --spots 4 --segments 1``.
@@ -27,6 +33,7 @@ Reduced run: ``python -m bench.pot_noise --job digits --spots 4 --segments 1``.
 
 import argparse
 import json
+import math
 import platform
 import time
 from collections.abc import Callable, Iterator
@@ -41,17 +48,18 @@ from proof.checks.base import flatten_weights
 from proof.checks.replay import tensor_deviations
 from proof.checks.steps import total_deviation, weight_distance
 from training.checkpoint import Checkpoint
-from training.profiles import replay_tolerance
 from training.state import decode_state
+from training.tolerance import replay_tolerance
 from training.trainer import Stepper, TrainSpec, steps_per_epoch
 
 
 @contextmanager
-def _nondeterministic() -> Iterator[None]:
-    """Kernels free to pick any algorithm, atomics included, and cuDNN autotuning."""
+def _other_kernels() -> Iterator[None]:
+    """The other kernel choice: nondeterministic kernels with cuDNN autotuning where the profile asks
+    for deterministic ones, deterministic ones (warning where an operation has none) where it does not."""
     saved = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
-    torch.use_deterministic_algorithms(False)
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = False, True
+    torch.use_deterministic_algorithms(not saved[0], warn_only=True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = not saved[1], not saved[2]
     try:
         yield
     finally:
@@ -77,7 +85,7 @@ def _unchanged() -> Iterator[None]:
 # source -> (device to step on, or None for the profile's; the settings it runs under)
 SOURCES: dict[str, tuple[str | None, Callable[[], object]]] = {
     "rerun": (None, _unchanged),
-    "kernels": (None, _nondeterministic),
+    "kernels": (None, _other_kernels),
     "threads": (None, lambda: _threads(4)),
     "cpu": ("cpu", _unchanged),
 }
@@ -91,6 +99,32 @@ def home_device(profile: str) -> str | None:
 def sources_for(profile: str) -> list[str]:
     """The sources a verifier of ``profile`` may meet that this machine can produce."""
     return ["rerun", "threads"] if home_device(profile) or profile.startswith("cpu") else ["rerun", "kernels", "cpu"]
+
+
+# the sources a profile's verifiers meet: the CPU profile pins its threads, a CUDA profile needs CUDA
+VERIFIER_SOURCES = {"rerun", "kernels"}
+MARGIN = 4
+
+
+def supported_tolerance(rows: list[dict], profile: str) -> dict[str, float]:
+    """Per horizon, :data:`MARGIN` times the largest deviation (loss error included) of the
+    sources a verifier of ``profile`` meets, rounded up to 1, 2 or 5 in its decade.
+
+    Where a CUDA profile is emulated on the CPU, the thread count stands in for the kernel choice.
+    """
+    sources = VERIFIER_SOURCES | ({"threads"} if home_device(profile) else set())
+    worst: dict[str, float] = {}
+    for row in rows:
+        if row["source"] in sources:
+            worst[row["horizon"]] = max(worst.get(row["horizon"], 0.0), row["max"], row["loss_error"])
+    return {horizon: _round_up(MARGIN * value) for horizon, value in worst.items()}
+
+
+def _round_up(value: float) -> float:
+    if value <= 0:
+        return 0.0
+    decade = 10.0 ** math.floor(math.log10(value))
+    return next(float(f"{m * decade:.0e}") for m in (1, 2, 5, 10) if m * decade >= value * (1 - 1e-9))
 
 
 def _kind(key: str) -> str:
@@ -131,7 +165,8 @@ def honest_run(stepper: Stepper, stop: int, keep: set[int]) -> tuple[dict[int, C
 def measure(spec: TrainSpec, X: np.ndarray, y: np.ndarray, spots: int, segments: int) -> dict:
     """Noise of every source this machine can produce for ``spec``'s profile, at both horizons."""
     total = steps_per_epoch(spec, len(X)) * spec.epochs
-    every = spec.checkpoint_every
+    tolerance = replay_tolerance(spec.profile)
+    every = tolerance.segment_steps or spec.checkpoint_every
     spot_steps = sorted({int(t) for t in np.linspace(0, total - 2, spots)})
     segment_starts = sorted({int(t) // every * every for t in np.linspace(0, total - every - 1, segments)})
     horizons = {"step": [(t, 1) for t in spot_steps], "segment": [(a, every) for a in segment_starts]}
@@ -171,17 +206,25 @@ def measure(spec: TrainSpec, X: np.ndarray, y: np.ndarray, spots: int, segments:
             print(f"[pot-noise] {spec.profile} {source} {horizon}: max {rows[-1]['max']:.3g} (loss {loss_error:.3g}"
                   + ("" if run_estimate is None else f", run total {run_estimate:.3g}") + ")", flush=True)
     hardware = reference.profile.hardware + (" (emulating the profile's numerics)" if home else "")
+    in_force = {"step": tolerance.step, "segment": tolerance.segment}
+    supported = supported_tolerance(rows, spec.profile)
+    exceeded = [h for h in in_force if supported[h] / MARGIN > in_force[h]]
+    if exceeded:
+        print(f"[pot-noise] {spec.profile}: honest noise exceeds the tolerance in force at the {' and '.join(exceeded)} "
+              f"horizon: honest workers would be rejected", flush=True)
     return {"profile": spec.profile, "hardware": hardware, "steps": total,
             "path_length": path, "displacement": displacement,
-            "tolerance": replay_tolerance(spec.profile), "rows": rows}
+            "tolerance": in_force, "supported": supported, "exceeded": exceeded, "rows": rows}
 
 
 def markdown(result: dict) -> str:
     lines = [f"### Honest replay noise: {result['job']} ({result['model']}, {result['samples']} samples)", ""]
     for profile in result["profiles"]:
-        lines += [f"- {profile['profile']} on {profile['hardware']}: tolerance {profile['tolerance']:g}, "
-                  f"{profile['steps']} steps in the training, whose path is "
-                  f"{profile['path_length'] / profile['displacement']:.1f}x its displacement", ""]
+        lines += [f"- {profile['profile']} on {profile['hardware']}: {profile['steps']} steps in the training, whose "
+                  f"path is {profile['path_length'] / profile['displacement']:.1f}x its displacement; tolerance "
+                  + ", ".join(f"{h} {profile['tolerance'][h]:g} (the noise supports {profile['supported'][h]:g})"
+                              for h in profile["tolerance"])
+                  + ("; **honest noise exceeds it**" if profile["exceeded"] else ""), ""]
         kinds = sorted({k for row in profile["rows"] for k in row["kinds"]})
         lines += ["| source | horizon | samples | " + " | ".join(kinds) + " | loss | run total | worst tensor |",
                   "| --- | --- | ---: | " + " | ".join("---:" for _ in kinds) + " | ---: | ---: | --- |"]

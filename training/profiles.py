@@ -13,18 +13,11 @@ order. Without it the CNN on MNIST trained 2% slower in the committed order than
 random order, at 10.1 ms a step; with it both orders took 9.8 ms. The setting is the calling
 thread's, and :func:`profile_numerics` holds it only around training and loss computations: the
 rest of the process (JSON parsing, signatures, statistics) keeps IEEE subnormals.
-- ``cuda-fp32-deterministic``: CUDA with deterministic kernels, TF32 off. Reproducible on the same
-  GPU model and CUDA stack (replays on one H100 matched exactly); the tolerance of 1e-5 admits
-  one step's reduction-order noise (8.8e-6 measured on the CPU), not a segment's: over 30 steps
-  that noise grows to 5e-3, so segment replays need the worker's GPU model.
-- ``cuda-bf16-tolerant``: CUDA with bfloat16 autocast and the fastest kernels; replay is compared
-  with a loose tolerance (2e-2; the bf16 numerics' reduction-order noise measured 2.2e-5 over one
-  step and 1.1e-2 over a 30-step segment on the CPU).
+- ``cuda-fp32-deterministic``: CUDA with deterministic kernels, TF32 off. Bitwise reproducible on
+  the same GPU model and CUDA stack.
+- ``cuda-bf16-tolerant``: CUDA with bfloat16 autocast and the fastest kernels (cuDNN autotuning).
 
-The tolerance bounds the relative L2 distance between replayed and claimed states, tensor by
-tensor (`proof.checks.replay.tensor_deviations`), and the run's total deviation estimated from
-the spot-checked steps (`proof.checks.steps.run_deviation`). ``bahen bench pot-noise`` measures
-the honest noise it has to admit (`bench.pot_noise`).
+The replay tolerances of each profile are in `training.tolerance`.
 """
 
 import os
@@ -37,11 +30,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, Field
 
-from training.errors import ProfileUnavailableError, UnknownProfileError
-
-PROFILE_NAMES: tuple[str, ...] = ("cpu-fp32-exact", "cuda-fp32-deterministic", "cuda-bf16-tolerant")
-
-_TOLERANCE = {"cpu-fp32-exact": 0.0, "cuda-fp32-deterministic": 1e-5, "cuda-bf16-tolerant": 2e-2}
+from training.errors import ProfileUnavailableError
+from training.tolerance import replay_tolerance
 
 
 class ProfileInfo(BaseModel, frozen=True):
@@ -56,14 +46,10 @@ class ProfileInfo(BaseModel, frozen=True):
     hardware: str = Field(description="CPU model and instruction set, or the GPU name and CUDA version")
     threads: int = Field(description="Intra-op threads torch uses")
     flush_denormal: bool = Field(default=False, description="Whether subnormal floats are flushed to zero on the CPU")
-    replay_tolerance: float = Field(description="Accepted relative L2 distance of replayed weights")
-
-
-def replay_tolerance(name: str) -> float:
-    """Accepted relative L2 distance between replayed and claimed weights under a profile."""
-    if name not in _TOLERANCE:
-        raise UnknownProfileError(name, PROFILE_NAMES)
-    return _TOLERANCE[name]
+    replay_tolerance: float = Field(description="Accepted relative L2 distance of a state one replayed step reaches")
+    segment_tolerance: float = Field(
+        default=0.0, description="Accepted relative L2 distance of the state a replayed segment reaches"
+    )
 
 
 def _cpu_description() -> str:
@@ -84,7 +70,7 @@ def _gpu_description() -> str:
 def apply_profile(name: str) -> ProfileInfo:
     """Set torch's determinism flags and thread count for a profile and describe the environment.
 
-    Raises :class:`UnknownProfileError` for a name outside :data:`PROFILE_NAMES` and
+    Raises :class:`UnknownProfileError` for a name outside :data:`training.tolerance.PROFILE_NAMES` and
     :class:`ProfileUnavailableError` for a CUDA profile on a machine without CUDA.
     """
     replay_tolerance(name)
@@ -126,7 +112,8 @@ def emulate_profile(name: str, device: str) -> ProfileInfo:
         hardware=_cpu_description() if device == "cpu" else _gpu_description(),
         threads=torch.get_num_threads(),
         flush_denormal=flush_denormal,
-        replay_tolerance=tolerance,
+        replay_tolerance=tolerance.step,
+        segment_tolerance=tolerance.segment,
     )
 
 

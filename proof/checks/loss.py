@@ -13,10 +13,10 @@ from proof.report import CheckResult
 
 
 def loss_tolerance(ctx: CheckContext) -> float:
-    """Accepted relative loss error: the profile's replay tolerance, floored by the config."""
-    from training.profiles import replay_tolerance
+    """Accepted relative loss error: the profile's tolerance for one step, floored by the config."""
+    from training.tolerance import replay_tolerance
 
-    return max(replay_tolerance(ctx.spec.profile), ctx.config.loss_rtol)
+    return max(replay_tolerance(ctx.spec.profile).step, ctx.config.loss_rtol)
 
 
 class LossCheck(Check):

@@ -11,8 +11,9 @@ and the end checkpoint must have the order's form too), re-executes the segment'
   size;
 - every replayed step's loss with the logged loss (relative error).
 
-The observed value is the worst of these; the threshold is the determinism profile's replay
-tolerance (0 on ``cpu-fp32-exact``: bitwise). Random segments come from the challenge; the
+The observed value is the worst of these; the threshold is the determinism profile's tolerance
+for a segment (`training.profiles.Tolerance`; 0 on ``cpu-fp32-exact``: bitwise), which holds for
+segments up to the length the order's spec admits under that profile. Random segments come from the challenge; the
 largest-update segments (Jia et al., "Proof-of-Learning", S&P'21) are those whose checkpoints are
 farthest apart, where an interpolating or jumping forger must put its jump.
 """
@@ -146,7 +147,7 @@ class ReplayCheck(Check):
 
     def run(self, ctx: CheckContext) -> CheckResult:
         from training.errors import CheckpointError
-        from training.profiles import replay_tolerance
+        from training.tolerance import replay_tolerance
 
         starts = self.segments(ctx)
         needed = sorted({s for a in starts for s in (a, ctx.segment_end(a))})
@@ -172,7 +173,7 @@ class ReplayCheck(Check):
             detail += f"; worst is the segment from step {worst} to {ctx.segment_end(worst)}"
         detail += "".join(f"; {u}" for u in unreplayable)
         return self.result(
-            threshold=replay_tolerance(ctx.spec.profile), observed=observed, detail=detail, cost_steps=replayed
+            threshold=replay_tolerance(ctx.spec.profile).segment, observed=observed, detail=detail, cost_steps=replayed
         )
 
     def _segment_error(self, ctx: CheckContext, a: int, b: int) -> tuple[float, int]:

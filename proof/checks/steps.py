@@ -12,7 +12,7 @@ The step log commits, for every step ``t``, the SHA-256 of the full training sta
   ``t + 1`` steps (``proof.response``); they must hash to the committed digests, and one honest
   step of the trainer from state ``t`` (its tensors; everything else from the order, and both
   states must have the order's form) on the committed batch must reach state ``t + 1`` (the
-  same bytes on ``cpu-fp32-exact``; otherwise within the profile's replay tolerance, tensor by
+  same bytes on ``cpu-fp32-exact``; otherwise within the profile's tolerance for one step, tensor by
   tensor as in `proof.checks.replay.tensor_deviations`) with the logged loss, and under a
   tolerant profile the sampled steps' deviations, scaled to the whole run, must stay within the
   tolerance of the run's displacement (:func:`run_deviation`). The state before step 0 is
@@ -163,9 +163,9 @@ class StepSpotCheck(Check):
 
 
 def _tolerance(ctx: CheckContext) -> float:
-    from training.profiles import replay_tolerance
+    from training.tolerance import replay_tolerance
 
-    return replay_tolerance(ctx.spec.profile)
+    return replay_tolerance(ctx.spec.profile).step
 
 
 def run_deviation(ctx: CheckContext, deviations: list[torch.Tensor | None], names: tuple[str, ...]) -> float | None:

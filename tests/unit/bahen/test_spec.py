@@ -34,6 +34,14 @@ def test_missing_dataset_file_is_refused(tmp_path):
         parse_spec({"dataset_path": str(tmp_path / "absent.csv")})
 
 
+@pytest.mark.parametrize("profile", ["cuda-fp32-deterministic", "cuda-bf16-tolerant"])
+def test_a_cuda_profile_refuses_segments_longer_than_its_tolerance_was_measured_for(profile):
+    assert parse_spec({"profile": profile, "checkpoint_every": 50}).checkpoint_every == 50
+    with pytest.raises(SpecError, match="checkpoint_every .51. must be at most 50 under " + profile):
+        parse_spec({"profile": profile, "checkpoint_every": 51})
+    assert parse_spec({"checkpoint_every": 51}).checkpoint_every == 51
+
+
 def test_budget_is_converted_to_wei_without_binary_rounding():
     assert parse_spec({"budget_eth": 0.1}).budget_wei == 10**17
     assert parse_spec({"budget_eth": 1.000000000000000001}).budget_wei == 10**18  # float has no more digits

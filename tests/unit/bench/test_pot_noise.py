@@ -10,7 +10,8 @@ def test_a_rerun_is_bitwise_and_every_row_names_its_kinds(tmp_path):
                              "--profiles", "cpu-fp32-exact", "cuda-bf16-tolerant", "--out-dir", str(tmp_path)])
     assert json.loads((tmp_path / "pot_noise.json").read_text()) == result
     exact, tolerant = result["profiles"]
-    assert exact["tolerance"] == 0.0 and tolerant["tolerance"] > 0
+    assert exact["tolerance"] == exact["supported"] == {"step": 0.0, "segment": 0.0} and not exact["exceeded"]
+    assert 0 < tolerant["tolerance"]["step"] <= tolerant["tolerance"]["segment"]
     for profile in (exact, tolerant):
         assert profile["path_length"] >= profile["displacement"] > 0  # the triangle inequality, step by step
         rows = {(r["source"], r["horizon"]): r for r in profile["rows"]}
@@ -22,6 +23,7 @@ def test_a_rerun_is_bitwise_and_every_row_names_its_kinds(tmp_path):
         for row in profile["rows"]:
             assert set(row["kinds"]) == {"weights", "momentum_buffer"}  # SGD with momentum: the weights and one moment
             assert row["samples"] == (3 if row["horizon"] == "step" else 1)
+            assert row["steps_each"] == (1 if row["horizon"] == "step" else 50 if profile is tolerant else 10)
     assert "(emulating the profile's numerics)" in tolerant["hardware"]
     assert "| rerun | step (1) | 3 | 0 | 0 | 0 | 0 |  |" in (tmp_path / "pot_noise.md").read_text()
 
@@ -35,3 +37,17 @@ def test_a_cuda_profile_is_emulated_only_where_no_gpu_is_visible(monkeypatch):
     assert pot_noise.sources_for("cuda-bf16-tolerant") == ["rerun", "kernels", "cpu"]
     assert pot_noise.home_device("cpu-fp32-exact") is None
     assert pot_noise.sources_for("cpu-fp32-exact") == ["rerun", "threads"]
+
+
+def test_the_supported_tolerance_is_the_margin_over_the_noise_verifiers_meet_rounded_up():
+    rows = [
+        {"source": "rerun", "horizon": "step", "max": 0.0, "loss_error": 0.0},
+        {"source": "kernels", "horizon": "step", "max": 2.01e-6, "loss_error": 1e-7},
+        {"source": "kernels", "horizon": "segment", "max": 0.0422, "loss_error": 0.0},
+        {"source": "cpu", "horizon": "step", "max": 0.108, "loss_error": 0.02},  # no validator replays CUDA on a CPU
+        {"source": "threads", "horizon": "segment", "max": 0.9, "loss_error": 0.0},
+    ]
+    assert pot_noise.supported_tolerance(rows, "cpu-fp32-exact") == {"step": 1e-5, "segment": 0.2}
+    assert pot_noise.supported_tolerance([{**rows[1], "loss_error": 3e-6}], "cpu-fp32-exact") == {"step": 2e-5}
+    assert pot_noise.supported_tolerance(rows[:1], "cpu-fp32-exact") == {"step": 0.0}
+    assert [pot_noise._round_up(v) for v in (1e-5, 1.01e-5, 0.26, 0.5, 3.0)] == [1e-5, 2e-5, 0.5, 0.5, 5.0]
