@@ -74,11 +74,20 @@ def run() -> None:
         sys.exit(1)
 
 
+DEMO_WORKLOADS = {
+    "classification": None,
+    "gpt": {"dataset": "shakespeare", "model": "gpt", "optimizer": "adamw", "lr": 3e-3, "epochs": 1, "context": 64},
+}
+
+
 @app.command()
 def demo(
+    workload: Annotated[str, typer.Option(
+        help="classification: --model on the --dataset images; gpt: a byte-level transformer learning the next "
+        "byte of Shakespeare's plays (AdamW, 64-byte context, one epoch unless --epochs)")] = "classification",
     dataset: Annotated[str, typer.Option(help="Sample dataset: digits or mnist")] = "digits",
     model: Annotated[str, typer.Option(help="Registry model: mlp, cnn or resnet20")] = "mlp",
-    epochs: Annotated[int, typer.Option(min=1, help="Training epochs")] = 2,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Training epochs [default: 2, gpt 1]")] = None,
     attack: Annotated[str | None, typer.Option(help="Make the worker cheat with this attack (see `bahen attacks`)")] = None,
     intensity: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of the work the attack fakes")] = 1.0,
     verbose: Annotated[bool, typer.Option(help="Show Prefect's logs")] = False,
@@ -88,7 +97,10 @@ def demo(
     from bahen.settings import host_settings
     from bahen.summary import print_summary
 
-    spec = {"dataset": dataset, "model": model, "epochs": epochs}
+    if workload not in DEMO_WORKLOADS:
+        raise typer.BadParameter(f"{workload!r} is not one of {', '.join(DEMO_WORKLOADS)}", param_hint="--workload")
+    spec = DEMO_WORKLOADS[workload] or {"dataset": dataset, "model": model, "epochs": 2}
+    spec = {**spec, "epochs": epochs or spec["epochs"]}
     worker = {"worker_attack": attack, "worker_attack_intensity": intensity} if attack else {}
     with host_settings(**worker):  # the worker's stages run in this process
         order = Client(verbose=verbose).submit(spec).wait(progress=True, console=console)

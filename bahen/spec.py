@@ -23,15 +23,22 @@ class OrderSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dataset: Literal["digits", "mnist"] = Field(
-        "digits", description="Sample dataset: sklearn's 8x8 digits (1,797 images) or MNIST (70,000)"
+    dataset: Literal["digits", "mnist", "shakespeare"] = Field(
+        "digits", description="Sample dataset: sklearn's 8x8 digits (1,797 images), MNIST (70,000), or 1.1 MB of "
+        "Shakespeare's plays for a gpt order"
     )
     dataset_path: str | None = Field(
         None,
         description="Your own CSV or Parquet file (feature columns x0..x{d-1}, integer column "
-        "'label'); when set it replaces the sample dataset",
+        "'label'), or a text file (.txt) for a gpt order; when set it replaces the sample dataset",
     )
-    model: Literal["mlp", "cnn", "resnet20"] = Field("mlp", description="Model from the registry")
+    model: Literal["mlp", "cnn", "resnet20", "gpt"] = Field(
+        "mlp", description="Model from the registry; gpt is a decoder-only transformer that learns the next byte of a text"
+    )
+    context: int = Field(64, ge=8, le=1024, description="gpt: bytes the model sees at once (its context window)")
+    gpt_layers: int = Field(2, ge=1, le=24, description="gpt: transformer blocks")
+    gpt_heads: int = Field(4, ge=1, le=32, description="gpt: attention heads per block")
+    gpt_embed: int = Field(64, ge=8, le=2048, description="gpt: embedding width, a multiple of the heads")
     optimizer: Literal["sgd", "adamw"] = Field("sgd", description="Optimizer")
     lr: float = Field(0.05, gt=0, le=10, description="Learning rate")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (ignored by AdamW)")
@@ -89,6 +96,16 @@ class OrderSpec(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _text_for_a_language_model(self) -> "OrderSpec":
+        if self.model == "gpt" and not self.text:
+            raise ValueError("a gpt order trains on text: set dataset to shakespeare or dataset_path to a .txt file")
+        if self.model != "gpt" and self.text:
+            raise ValueError(f"{self.data_name} is text, which only a gpt model learns from: set model to gpt")
+        if self.gpt_embed % self.gpt_heads:
+            raise ValueError(f"gpt_embed ({self.gpt_embed}) must be a multiple of gpt_heads ({self.gpt_heads})")
+        return self
+
+    @model_validator(mode="after")
     def _commit_before_the_deadline(self) -> "OrderSpec":
         if self.commit_minutes >= self.deadline_hours * 60:
             raise ValueError(
@@ -106,6 +123,11 @@ class OrderSpec(BaseModel):
                 f"on another GPU replays a longer segment too far from the worker's to tell an honest one from a forged one"
             )
         return self
+
+    @property
+    def text(self) -> bool:
+        """Whether the order's data is text (a language-modelling order)."""
+        return Path(self.dataset_path).suffix == ".txt" if self.dataset_path is not None else self.dataset == "shakespeare"
 
     @property
     def data_name(self) -> str:

@@ -106,18 +106,21 @@ VERIFIER_SOURCES = {"rerun", "kernels"}
 MARGIN = 4
 
 
-def supported_tolerance(rows: list[dict], profile: str) -> dict[str, float]:
-    """Per horizon, :data:`MARGIN` times the largest deviation (loss error included) of the
-    sources a verifier of ``profile`` meets, rounded up to 1, 2 or 5 in its decade.
-
-    Where a CUDA profile is emulated on the CPU, the thread count stands in for the kernel choice.
-    """
+def verifier_noise(rows: list[dict], profile: str) -> dict[str, float]:
+    """Per horizon, the largest deviation (loss error included) of the sources a verifier of
+    ``profile`` meets; where a CUDA profile is emulated on the CPU, the thread count stands in for
+    the kernel choice."""
     sources = VERIFIER_SOURCES | ({"threads"} if home_device(profile) else set())
     worst: dict[str, float] = {}
     for row in rows:
         if row["source"] in sources:
             worst[row["horizon"]] = max(worst.get(row["horizon"], 0.0), row["max"], row["loss_error"])
-    return {horizon: _round_up(MARGIN * value) for horizon, value in worst.items()}
+    return worst
+
+
+def supported_tolerance(noise: dict[str, float]) -> dict[str, float]:
+    """Per horizon, :data:`MARGIN` times the verifiers' noise, rounded up to 1, 2 or 5 in its decade."""
+    return {horizon: _round_up(MARGIN * value) for horizon, value in noise.items()}
 
 
 def _round_up(value: float) -> float:
@@ -207,14 +210,15 @@ def measure(spec: TrainSpec, X: np.ndarray, y: np.ndarray, spots: int, segments:
                   + ("" if run_estimate is None else f", run total {run_estimate:.3g}") + ")", flush=True)
     hardware = reference.profile.hardware + (" (emulating the profile's numerics)" if home else "")
     in_force = {"step": tolerance.step, "segment": tolerance.segment}
-    supported = supported_tolerance(rows, spec.profile)
-    exceeded = [h for h in in_force if supported[h] / MARGIN > in_force[h]]
+    noise = verifier_noise(rows, spec.profile)
+    exceeded = [h for h in in_force if noise[h] > in_force[h]]
     if exceeded:
         print(f"[pot-noise] {spec.profile}: honest noise exceeds the tolerance in force at the {' and '.join(exceeded)} "
               f"horizon: honest workers would be rejected", flush=True)
     return {"profile": spec.profile, "hardware": hardware, "steps": total,
             "path_length": path, "displacement": displacement,
-            "tolerance": in_force, "supported": supported, "exceeded": exceeded, "rows": rows}
+            "tolerance": in_force, "noise": noise, "supported": supported_tolerance(noise), "exceeded": exceeded,
+            "rows": rows}
 
 
 def markdown(result: dict) -> str:

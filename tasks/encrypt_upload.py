@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from privacy.signing import digest
 from privacy.stream import new_data_key
 from storage.manifest import ArtifactEntry, Manifest
-from training.datasets import SHAPE_KEY, load_dataset, table_to_arrays
+from training.datasets import BYTE_VOCAB, SHAPE_KEY, is_text, load_dataset, table_to_arrays, text_table
 from training.errors import DatasetError
 from training.validation import count_features, infer_input_shape, num_classes_of, validate_dataset
 
@@ -33,15 +33,23 @@ from bahen.records import OrderRecord, Upload
 from bahen.spec import OrderSpec
 from tasks.runtime import network, order_book, recorded, timed
 
-SAMPLE_CLASSES = {"digits": 10, "mnist": 10}
+SAMPLE_CLASSES = {"digits": 10, "mnist": 10, "shakespeare": BYTE_VOCAB}
 KEY_ROLES = ("train", "holdout")  # the model key is the worker's: the client gets it once the verdict is final
 
 
 def read_dataset(spec: OrderSpec) -> tuple[pa.Table, str, int | None]:
-    """The order's table, its name for messages, and its class count when known in advance."""
+    """The order's table, its name for messages, and its class count when known in advance.
+
+    Text (a gpt order) becomes windows of the order's context, each labelled with the next byte.
+    """
     if spec.dataset_path is None:
-        return load_dataset(spec.dataset), spec.dataset, SAMPLE_CLASSES[spec.dataset]
+        return load_dataset(spec.dataset, context=spec.context), spec.dataset, SAMPLE_CLASSES[spec.dataset]
     path = Path(spec.dataset_path)
+    if spec.text:
+        try:
+            return text_table(path.read_bytes(), spec.context), str(path), BYTE_VOCAB
+        except OSError as exc:
+            raise DatasetError(f"dataset {path} cannot be read: {exc.strerror}") from None
     try:
         # One thread: Arrow's reader threads can abort the interpreter at exit (apache/arrow#34314)
         table = (pq.read_table(path, use_threads=False) if path.suffix == ".parquet"
@@ -55,7 +63,14 @@ def read_dataset(spec: OrderSpec) -> tuple[pa.Table, str, int | None]:
 
 
 def split_holdout(table: pa.Table, fraction: float, seed: int) -> tuple[pa.Table, pa.Table]:
-    """Stratified split: in each class, a seeded permutation sends the first ⌈fraction·n⌉ rows to holdout."""
+    """Stratified split: in each class, a seeded permutation sends the first ⌈fraction·n⌉ rows to holdout.
+
+    Text keeps its order: the last ⌈fraction·n⌉ windows are the holdout, text the model never saw
+    (a window drawn from between two training windows would share their sentences).
+    """
+    if is_text(table):
+        cut = table.num_rows - int(np.ceil(fraction * table.num_rows))
+        return table.slice(0, cut), table.slice(cut)
     labels = table.column("label").to_numpy()
     rng = np.random.default_rng(seed)
     holdout = np.zeros(len(labels), dtype=bool)

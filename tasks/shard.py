@@ -19,7 +19,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from privacy.identity import PublicIdentity
 from pydantic import BaseModel
-from training.models import flops_per_sample
+from training.models import GPTConfig, flops_per_sample
 
 from bahen.artifacts import open_stored_grant, put_grant
 from bahen.errors import BahenError
@@ -50,9 +50,15 @@ class NoCapacityError(BahenError):
     pass
 
 
+def architecture(spec: OrderSpec) -> GPTConfig | None:
+    """The size of the order's model where the order sets it (a gpt order), else None: the registry's."""
+    return GPTConfig(layers=spec.gpt_layers, heads=spec.gpt_heads, embed=spec.gpt_embed) if spec.model == "gpt" else None
+
+
 def estimate(spec: OrderSpec, upload: Upload, pricing: Pricing) -> tuple[float, int, int]:
     """Training GFLOPs, the training fee and each validator's fee, all in wei."""
-    per_sample = flops_per_sample(spec.model, input_shape=tuple(upload.input_shape), num_classes=upload.num_classes)
+    per_sample = flops_per_sample(spec.model, input_shape=tuple(upload.input_shape), num_classes=upload.num_classes,
+                                  config=architecture(spec))
     gflops = 3 * per_sample * upload.train_rows * spec.epochs / 1e9
     fee = max(pricing.min_fee_wei, int(gflops * pricing.wei_per_gflop))
     return gflops, fee, max(pricing.min_validator_fee_wei, fee * pricing.validator_fee_bps // 10_000)

@@ -40,6 +40,7 @@ from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 from bahen.worker_runs import WorkerRunBook, WorkerRunNote
 from tasks.observe import TrainingProgress
+from tasks.shard import architecture
 from tasks.runtime import network
 
 TELEMETRY_INTERVAL_S = 0.5
@@ -66,7 +67,8 @@ def train_spec(spec: OrderSpec, upload: Upload, task: int, net: Network) -> Trai
     """The trainer's view of the order: what the worker may not choose, bound to this order."""
     binding = order_binding(net, upload.order_id)
     return TrainSpec(
-        model=spec.model, input_shape=tuple(upload.input_shape), num_classes=upload.num_classes,
+        model=spec.model, architecture=architecture(spec), input_shape=tuple(upload.input_shape),
+        num_classes=upload.num_classes,
         optimizer=spec.optimizer, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay,
         lr_schedule=spec.lr_schedule, batch_size=spec.batch_size, epochs=spec.epochs,
         seed=order_seed(binding, spec.seed), task=task, checkpoint_every=spec.checkpoint_every, profile=spec.profile,

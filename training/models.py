@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -44,11 +44,17 @@ class ResNetConfig(BaseModel, frozen=True):
 
 
 class GPTConfig(BaseModel, frozen=True):
-    """A tiny decoder-only transformer over byte-valued characters."""
+    """A decoder-only transformer over byte-valued characters."""
 
     layers: int = Field(default=2, ge=1)
     heads: int = Field(default=4, ge=1)
     embed: int = Field(default=64, ge=8, description="Embedding width, a multiple of heads")
+
+    @model_validator(mode="after")
+    def _heads_divide_the_width(self) -> "GPTConfig":
+        if self.embed % self.heads:
+            raise ValueError(f"the embedding width ({self.embed}) must be a multiple of the heads ({self.heads})")
+        return self
 
 
 class Classifier(nn.Module):
@@ -214,12 +220,12 @@ def build_model(
 
 
 @lru_cache(maxsize=64)
-def flops_per_sample(name: str, *, input_shape: tuple[int, ...], num_classes: int) -> int:
+def flops_per_sample(name: str, *, input_shape: tuple[int, ...], num_classes: int, config: ModelConfig | None = None) -> int:
     """Forward FLOPs for one sample (a multiply-add counts 2), as counted by torch's FLOP counter.
 
     Training costs about three times this (forward + backward); the fee estimate uses that.
     """
-    model = _construct(name, tuple(input_shape), num_classes, None)
+    model = _construct(name, tuple(input_shape), num_classes, config)
     sample = torch.zeros((1, *input_shape))
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():

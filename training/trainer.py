@@ -22,7 +22,7 @@ from training.allocator import tune_allocator
 from training.checkpoint import Checkpoint
 from training.errors import CheckpointError, ProfileUnavailableError
 from training.hooks import TrainHooks
-from training.models import Classifier, build_model, init_seed
+from training.models import Classifier, GPTConfig, build_model, init_seed
 from training.order import batch_digests, batch_order, epoch_order_digest
 from training.profiles import ProfileInfo, apply_profile, emulate_profile, profile_numerics
 from training.state import EncodedState, StateEncoder, spec_json
@@ -36,6 +36,7 @@ class TrainSpec(BaseModel, frozen=True):
     """Everything the order fixes about training; the full spec travels in every checkpoint."""
 
     model: str
+    architecture: GPTConfig | None = Field(default=None, description="The size of a gpt model; None: the registry's")
     input_shape: tuple[int, ...]
     num_classes: int = Field(ge=2)
     optimizer: Literal["sgd", "adamw"]
@@ -76,7 +77,8 @@ def lr_at(spec: TrainSpec, step: int, total_steps: int) -> float:
 
 
 def _model(spec: TrainSpec) -> Classifier:
-    return build_model(spec.model, input_shape=spec.input_shape, num_classes=spec.num_classes, seed=spec.seed)
+    return build_model(spec.model, input_shape=spec.input_shape, num_classes=spec.num_classes, seed=spec.seed,
+                       config=spec.architecture)
 
 
 def initial_state(spec: TrainSpec) -> dict[str, torch.Tensor]:
@@ -473,6 +475,14 @@ def initial_training_state(spec: TrainSpec, X: np.ndarray, y: np.ndarray) -> Enc
     return _setup(spec, X, y, None).encode()
 
 
+def _load_model(run: "_Run", model_state: dict[str, torch.Tensor], what: str) -> None:
+    """Load ``model_state`` into the run's model, or raise :class:`CheckpointError` where its tensors are not this order's."""
+    fault = _tensors_fault("model state", model_state, {k: (v.shape, v.dtype) for k, v in run.model.state_dict().items()})
+    if fault:
+        raise CheckpointError(f"{what} {fault}; it is not a model of this order")
+    run.model.load_state_dict(model_state)
+
+
 def batch_losses(
     spec: TrainSpec, model_state: dict[str, torch.Tensor], X: np.ndarray, y: np.ndarray, batches: list[np.ndarray]
 ) -> list[float]:
@@ -480,9 +490,10 @@ def batch_losses(
 
     The forward runs in training mode (batch norm uses batch statistics) on a throwaway model, so
     for the weights before step s and step s's batch it equals the loss recorded at step s.
+    :class:`CheckpointError` if ``model_state`` does not hold the ordered model's tensors.
     """
     run = _setup(spec, X, y, None)
-    run.model.load_state_dict(model_state)
+    _load_model(run, model_state, "the model whose losses to compute")
     run.model.train()
     losses = []
     with torch.no_grad(), torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.profile.autocast_bf16), \
@@ -499,10 +510,7 @@ def evaluate(spec: TrainSpec, model_state: dict[str, torch.Tensor], X: np.ndarra
     :class:`CheckpointError` if ``model_state`` does not hold the ordered model's tensors.
     """
     run = _setup(spec, X, y, None)
-    fault = _tensors_fault("model state", model_state, {k: (v.shape, v.dtype) for k, v in run.model.state_dict().items()})
-    if fault:
-        raise CheckpointError(f"the model to evaluate {fault}; it is not a model of this order")
-    run.model.load_state_dict(model_state)
+    _load_model(run, model_state, "the model to evaluate")
     run.model.eval()
     loss_sum, correct = 0.0, 0
     with torch.no_grad(), profile_numerics(run.profile):

@@ -2,7 +2,8 @@
 
 A dataset is a table of feature columns ``x0..x{d-1}`` scaled to [0, 1] and an integer ``label``.
 The suite checks the schema, the row count, nulls, the feature range, the label set and the class
-balance. Per-feature expectations would cost O(d) validations (784 for MNIST), so the feature
+balance. A language-modelling table (`training.datasets.text_table`) has byte values instead: its
+suite asks for whole numbers from 0 to 255 and leaves out the balance, which text never has. Per-feature expectations would cost O(d) validations (784 for MNIST), so the feature
 checks run on per-row statistics (min, max, null count) that pyarrow computes in one pass: the same
 guarantees at a constant cost.
 
@@ -18,7 +19,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel
 
+from training.datasets import BYTE_VOCAB, is_text
 from training.errors import DatasetError
+
+HINTS = {
+    False: "A dataset is a table of feature columns x0, x1, … with values in [0, 1], no nulls, and an integer column "
+    "label from 0 to the number of classes less one, not too unbalanced; fix the file and submit the order again.",
+    True: "A text dataset is a text file of at least 100 times the order's context in bytes, cut into windows of "
+    "the context; fix the file or lower the context and submit the order again.",
+}
 
 
 class ExpectationOutcome(BaseModel):
@@ -48,15 +57,12 @@ class DatasetReport(BaseModel):
 class DatasetInvalidError(DatasetError):
     """The dataset failed expectations; ``report`` holds every outcome."""
 
-    def __init__(self, name: str, report: DatasetReport):
+    def __init__(self, name: str, report: DatasetReport, *, text: bool = False):
         self.report = report
         lines = [f"  - {o.expectation}({o.column or 'table'}): observed {o.observed}" for o in report.failed]
         super().__init__(
             f"dataset {name} failed {len(report.failed)} of {report.evaluated} expectations; "
-            "nothing was uploaded or paid:\n" + "\n".join(lines) + "\n"
-            "A dataset is a table of feature columns x0, x1, … with values in [0, 1], no nulls, and an "
-            "integer column label from 0 to the number of classes less one, not too unbalanced; fix the "
-            "file and submit the order again."
+            "nothing was uploaded or paid:\n" + "\n".join(lines) + "\n" + HINTS[text]
         )
 
 
@@ -74,28 +80,37 @@ def _row_stats(table: pa.Table, features: list[str]) -> pd.DataFrame:
         nulls = np.isnan(matrix).sum(axis=1)
         with np.errstate(all="ignore"):
             lo, hi = np.nanmin(matrix, axis=1, initial=np.inf), np.nanmax(matrix, axis=1, initial=-np.inf)
+            fraction = np.nanmax(np.abs(matrix - np.round(matrix)), axis=1, initial=0.0)
     else:
-        nulls = lo = hi = np.zeros(table.num_rows)
+        nulls = lo = hi = fraction = np.zeros(table.num_rows)
     label = table.column("label").to_pandas() if "label" in table.column_names else pd.Series([None] * table.num_rows)
-    return pd.DataFrame({"label": label, "feature_min": lo, "feature_max": hi, "feature_nulls": nulls})
+    return pd.DataFrame({"label": label, "feature_min": lo, "feature_max": hi, "feature_nulls": nulls,
+                         "feature_fraction": fraction})
 
 
-def _suite(gx, *, features: list[str], num_classes: int, min_rows: int, max_kl: float):
+def _suite(gx, *, features: list[str], num_classes: int, min_rows: int, max_kl: float, text: bool):
     schema = [gx.expectations.ExpectTableColumnsToMatchSet(column_set=[*features, "label"], exact_match=True)]
-    label_weights = [1.0 / num_classes] * num_classes
     rows = [
         gx.expectations.ExpectTableRowCountToBeBetween(min_value=min_rows),
         gx.expectations.ExpectColumnValuesToNotBeNull(column="label"),
         gx.expectations.ExpectColumnValuesToBeInSet(column="label", value_set=list(range(num_classes))),
-        gx.expectations.ExpectColumnKLDivergenceToBeLessThan(
-            column="label",
-            partition_object={"values": list(range(num_classes)), "weights": label_weights},
-            threshold=max_kl,
-        ),
         gx.expectations.ExpectColumnValuesToBeBetween(column="feature_nulls", min_value=0, max_value=0),
         gx.expectations.ExpectColumnValuesToBeBetween(column="feature_min", min_value=0.0),
-        gx.expectations.ExpectColumnValuesToBeBetween(column="feature_max", max_value=1.0),
     ]
+    if text:  # byte values: whole numbers up to 255, as unbalanced as the language is
+        rows += [
+            gx.expectations.ExpectColumnValuesToBeBetween(column="feature_max", max_value=BYTE_VOCAB - 1),
+            gx.expectations.ExpectColumnValuesToBeBetween(column="feature_fraction", max_value=0.0),
+        ]
+    else:
+        rows += [
+            gx.expectations.ExpectColumnValuesToBeBetween(column="feature_max", max_value=1.0),
+            gx.expectations.ExpectColumnKLDivergenceToBeLessThan(
+                column="label",
+                partition_object={"values": list(range(num_classes)), "weights": [1.0 / num_classes] * num_classes},
+                threshold=max_kl,
+            ),
+        ]
     return schema, rows
 
 
@@ -126,7 +141,8 @@ def validate_dataset(
     """Run the suite on ``table``; raise :class:`DatasetInvalidError` listing every failure.
 
     ``max_kl`` bounds the KL divergence of the label distribution from uniform: 0.1 nats lets a
-    class be roughly half as frequent as the others before the suite refuses the data.
+    class be roughly half as frequent as the others before the suite refuses the data. A text
+    table (`training.datasets.is_text`) gets the text suite.
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
@@ -135,7 +151,9 @@ def validate_dataset(
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False}
     source = context.data_sources.add_pandas(name="bahen")
-    schema_suite, row_suite = _suite(gx, features=features, num_classes=num_classes, min_rows=min_rows, max_kl=max_kl)
+    text = is_text(table)
+    schema_suite, row_suite = _suite(gx, features=features, num_classes=num_classes, min_rows=min_rows, max_kl=max_kl,
+                                     text=text)
     outcomes: list[ExpectationOutcome] = []
     for asset_name, frame, expectations in (
         ("schema", table.slice(0, 1).to_pandas(), schema_suite),
@@ -149,7 +167,7 @@ def validate_dataset(
         evaluated=len(outcomes), success=all(o.success for o in outcomes), outcomes=outcomes,
     )
     if not report.success:
-        raise DatasetInvalidError(name, report)
+        raise DatasetInvalidError(name, report, text=text)
     return report
 
 

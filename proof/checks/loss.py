@@ -27,6 +27,7 @@ class LossCheck(Check):
 
 
     def run(self, ctx: CheckContext) -> CheckResult:
+        from training.errors import CheckpointError
         from training.trainer import batch_losses
 
         if ctx.steps is None:
@@ -37,14 +38,20 @@ class LossCheck(Check):
             return self.missing(absent, ctx)
         errors: dict[int, float] = {}
         samples = 0
+        foreign: list[str] = []
         for c in ctx.challenge.loss_steps:
             batch = ctx.batches.for_step(c)
-            recomputed = batch_losses(ctx.spec, ctx.checkpoints[c].model_state, ctx.X, ctx.y, [batch])[0]
+            try:
+                recomputed = batch_losses(ctx.spec, ctx.checkpoints[c].model_state, ctx.X, ctx.y, [batch])[0]
+            except CheckpointError as exc:  # a checkpoint of another model is forged
+                errors[c] = math.inf
+                foreign.append(f"{ctx.checkpoint_name(c)}: {exc}")
+                continue
             samples += len(batch)
             claimed = logged.get(c, math.nan)
             errors[c] = abs(claimed - recomputed) / max(abs(recomputed), 1e-12)
         observed, worst = worst_of(errors)
-        detail = f"{len(errors)} sampled steps recomputed"
+        detail = f"{len(errors)} sampled steps recomputed" + "".join(f"; {f}" for f in foreign[:3])
         if worst is not None and observed != 0:
             detail += f"; worst is step {worst} (logged {logged.get(worst)})"
         return self.result(threshold=loss_tolerance(ctx), observed=observed, detail=detail, forward_samples=samples)

@@ -40,6 +40,8 @@ class PevCheck(Check):
     metric = "max over epochs of (sample loss - logged mean) minus the allowed eps"
 
     def run(self, ctx: CheckContext) -> CheckResult:
+        from training.errors import CheckpointError
+
         if ctx.steps is None:
             return self.missing([ctx.bundle.step_log.name], ctx)
         per_epoch = len(ctx.batches.epoch(0))
@@ -50,15 +52,20 @@ class PevCheck(Check):
         logged = {r.step: r.loss for r in ctx.steps}
         margins: dict[int, float] = {}
         samples = 0
+        foreign: list[str] = []
         for epoch, c in chosen.items():
             if c is None:
                 continue
-            margins[epoch], used = self._epoch_margin(ctx, epoch, c, per_epoch, logged)
+            try:
+                margins[epoch], used = self._epoch_margin(ctx, epoch, c, per_epoch, logged)
+            except CheckpointError as exc:  # a checkpoint of another model is forged
+                margins[epoch], used = math.inf, 0
+                foreign.append(f"{ctx.checkpoint_name(c)}: {exc}")
             samples += used
         worst = max(margins.values(), key=lambda m: math.inf if math.isnan(m) else m, default=0.0)
         detail = f"{len(margins)} epochs sampled at {ctx.challenge.pev_fraction:.1%}; margins " + ", ".join(
             f"e{e}={m:+.4f}" for e, m in margins.items()
-        )
+        ) + "".join(f"; {f}" for f in foreign[:3])
         return self.result(threshold=0.0, observed=worst, detail=detail, forward_samples=samples)
 
     def _epoch_margin(self, ctx, epoch: int, c: int, per_epoch: int, logged: dict) -> tuple[float, int]:

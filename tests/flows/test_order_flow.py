@@ -13,6 +13,7 @@ from contracts.errors import ContractRevert
 from prefect.client.orchestration import get_client
 
 from privacy.errors import WrongKeyError
+from training.datasets import CORPUS
 
 from bahen.artifacts import PROOF_ROLE, get_decrypted, open_stored_grant
 from bahen.delivery import fetch_model
@@ -162,6 +163,23 @@ def test_honest_work_is_paid_whatever_the_model_learns(prefect, tmp_path, classe
     assert report.chance_accuracy == pytest.approx(1 / classes)
     above_chance = next(f for f in report.findings if f.rule == "above-chance")
     assert above_chance.passed != random_labels  # the report tells the client there was nothing to learn
+
+
+def test_a_language_model_order_is_accepted_and_beats_the_unigram_baseline(prefect, tmp_path):
+    corpus = CORPUS.read_bytes()[:300_000]  # a client's own text: the first 300 KB of the plays
+    path = tmp_path / "plays.txt"
+    path.write_bytes(corpus)
+    spec = OrderSpec(dataset_path=str(path), model="gpt", context=64, optimizer="adamw", lr=3e-3, epochs=1,
+                     checkpoint_every=10)
+    record = order(spec)
+
+    assert record.verdict.accepted and record.verification.passed
+    assert record.upload.input_shape == [64] and record.upload.num_classes == 256
+    # the holdout is the text's last fifth; a model that knew only byte frequencies would score its entropy
+    tail = np.frombuffer(corpus[len(corpus) - record.upload.holdout_rows * 64 - 1:], dtype=np.uint8)
+    frequencies = np.bincount(tail, minlength=256)[np.bincount(tail, minlength=256) > 0] / len(tail)
+    unigram = math.exp(-(frequencies * np.log(frequencies)).sum())
+    assert record.verdict.model_report.perplexity < unigram
 
 
 def test_a_final_model_larger_than_the_order_allows_is_scored_as_an_error_unfetched(prefect, bahen_home):

@@ -42,6 +42,16 @@ def test_a_cuda_profile_refuses_segments_longer_than_its_tolerance_was_measured_
     assert parse_spec({"checkpoint_every": 51}).checkpoint_every == 51
 
 
+def test_a_gpt_order_and_text_go_together():
+    assert parse_spec({"model": "gpt", "dataset": "shakespeare"}).text
+    with pytest.raises(SpecError, match="a gpt order trains on text"):
+        parse_spec({"model": "gpt"})
+    with pytest.raises(SpecError, match="shakespeare is text, which only a gpt model learns from"):
+        parse_spec({"dataset": "shakespeare"})
+    with pytest.raises(SpecError, match="gpt_embed .66. must be a multiple of gpt_heads .4."):
+        parse_spec({"model": "gpt", "dataset": "shakespeare", "gpt_embed": 66})
+
+
 def test_budget_is_converted_to_wei_without_binary_rounding():
     assert parse_spec({"budget_eth": 0.1}).budget_wei == 10**17
     assert parse_spec({"budget_eth": 1.000000000000000001}).budget_wei == 10**18  # float has no more digits

@@ -6,6 +6,7 @@ import pyarrow.csv as pa_csv
 import pytest
 from contracts.client import UnknownOrderError
 from sklearn.datasets import load_digits
+from training.datasets import text_table
 from training.validation import DatasetInvalidError
 
 from bahen.orders import salt_of_run
@@ -48,6 +49,33 @@ def test_own_csv_dataset_is_uploaded_encrypted(net, tmp_path):
     assert upload.train_rows + upload.holdout_rows == 1797
     stored = net.store.get(upload.train)
     assert b"PAR1" not in stored  # Parquet's magic never appears: the split is ciphertext
+
+
+def test_a_text_file_is_uploaded_as_windows_of_the_context(net, tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_bytes("Ünïcode is bytes too. ".encode() * 400)
+    spec = OrderSpec(dataset_path=str(path), model="gpt", context=16)
+    upload = encrypt_upload(spec, net, salt=salt_of_run(None))
+    assert upload.input_shape == [16] and upload.num_classes == 256
+    assert upload.train_rows + upload.holdout_rows == (len(path.read_bytes()) - 1) // 16
+
+
+def test_a_text_that_is_not_text_names_each_failure_and_stores_nothing(net, tmp_path):
+    before = stored_objects(net)
+    path = tmp_path / "short.txt"
+    path.write_bytes(b"too short for a hundred windows")
+    with pytest.raises(DatasetInvalidError) as refused:
+        encrypt_upload(OrderSpec(dataset_path=str(path), model="gpt", context=8), net, salt=salt_of_run(None))
+    message = str(refused.value)
+    assert "expect_table_row_count_to_be_between(table): observed 3" in message and "A text dataset is" in message
+    assert stored_objects(net) == before
+
+
+def test_text_keeps_its_order_and_holds_out_its_end():
+    table = text_table(bytes(range(256)) * 4, 10)
+    train, holdout = split_holdout(table, 0.2, seed=7)
+    assert holdout.num_rows == 21 and train.num_rows == table.num_rows - 21
+    assert train.equals(table.slice(0, train.num_rows)) and holdout.equals(table.slice(train.num_rows))
 
 
 def test_holdout_split_is_stratified_and_seeded():

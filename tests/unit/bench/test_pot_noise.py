@@ -10,7 +10,8 @@ def test_a_rerun_is_bitwise_and_every_row_names_its_kinds(tmp_path):
                              "--profiles", "cpu-fp32-exact", "cuda-bf16-tolerant", "--out-dir", str(tmp_path)])
     assert json.loads((tmp_path / "pot_noise.json").read_text()) == result
     exact, tolerant = result["profiles"]
-    assert exact["tolerance"] == exact["supported"] == {"step": 0.0, "segment": 0.0} and not exact["exceeded"]
+    assert exact["tolerance"] == exact["noise"] == exact["supported"] == {"step": 0.0, "segment": 0.0}
+    assert not exact["exceeded"]
     assert 0 < tolerant["tolerance"]["step"] <= tolerant["tolerance"]["segment"]
     for profile in (exact, tolerant):
         assert profile["path_length"] >= profile["displacement"] > 0  # the triangle inequality, step by step
@@ -47,7 +48,8 @@ def test_the_supported_tolerance_is_the_margin_over_the_noise_verifiers_meet_rou
         {"source": "cpu", "horizon": "step", "max": 0.108, "loss_error": 0.02},  # no validator replays CUDA on a CPU
         {"source": "threads", "horizon": "segment", "max": 0.9, "loss_error": 0.0},
     ]
-    assert pot_noise.supported_tolerance(rows, "cpu-fp32-exact") == {"step": 1e-5, "segment": 0.2}
-    assert pot_noise.supported_tolerance([{**rows[1], "loss_error": 3e-6}], "cpu-fp32-exact") == {"step": 2e-5}
-    assert pot_noise.supported_tolerance(rows[:1], "cpu-fp32-exact") == {"step": 0.0}
+    assert pot_noise.verifier_noise(rows, "cpu-fp32-exact") == {"step": 2.01e-6, "segment": 0.0422}
+    assert pot_noise.supported_tolerance({"step": 2.01e-6, "segment": 0.0422}) == {"step": 1e-5, "segment": 0.2}
+    assert pot_noise.verifier_noise([{**rows[1], "loss_error": 3e-6}], "cpu-fp32-exact") == {"step": 3e-6}
+    assert pot_noise.supported_tolerance({"step": 0.0}) == {"step": 0.0}
     assert [pot_noise._round_up(v) for v in (1e-5, 1.01e-5, 0.26, 0.5, 3.0)] == [1e-5, 2e-5, 0.5, 0.5, 5.0]

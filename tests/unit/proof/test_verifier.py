@@ -10,6 +10,7 @@ from proof.report import VerificationReport
 from proof.verifier import VerifyConfig, verify_proof
 from tests.unit.proof.conftest import MemoryStore
 from training.datasets import load_dataset, table_to_arrays
+from training.models import GPTConfig
 from training.trainer import TrainSpec, state_form
 
 SEED = b"\x2a" * 32
@@ -116,6 +117,24 @@ def test_a_bundle_trained_and_named_under_a_spec_the_worker_chose_fails_against_
     report = _verify((spec, X, y, store, run))
     integrity = next(c for c in report.checks if c.name == "integrity")
     assert not report.passed and "differs from the order's" in integrity.detail
+
+
+def test_a_language_model_verifies_and_a_smaller_one_than_ordered_does_not():
+    """The order fixes the gpt's size: a worker training one block where two were ordered, honestly
+    and naming its own size, does half the work and is refused."""
+    X, y, shape = table_to_arrays(load_dataset("text"))
+    ordered = TrainSpec(model="gpt", architecture=GPTConfig(layers=2, heads=2, embed=16), input_shape=shape,
+                        num_classes=128, optimizer="adamw", lr=3e-3, batch_size=32, epochs=1, seed=5, checkpoint_every=5)
+    store = MemoryStore()
+    honest = run_worker(None, ordered, X, y, store.put)
+    assert _verify((ordered, X, y, store, honest)).passed
+    smaller = ordered.model_copy(update={"architecture": GPTConfig(layers=1, heads=2, embed=16)})
+    report = _verify((ordered, X, y, store, run_worker(None, smaller, X, y, store.put)))
+    checks = {c.name: c for c in report.checks}
+    assert not report.passed and "differs from the order's" in checks["integrity"].detail
+    # every check that loads the worker's checkpoints says they are not the order's model, none crashes
+    for name in ("loss", "pev"):
+        assert not checks[name].passed and "it is not a model of this order" in checks[name].detail
 
 
 def test_a_proof_made_for_one_order_fails_as_another_orders(job):

@@ -6,7 +6,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from training.datasets import SHAPE_KEY, TEXT_WINDOW, arrays_to_table, load_dataset, table_to_arrays, text_corpus
+from training.datasets import (
+    CORPUS, SHAPE_KEY, TEXT_WINDOW, arrays_to_table, is_text, load_dataset, table_to_arrays, text_corpus, text_table,
+)
 from training.errors import DatasetError
 
 
@@ -56,3 +58,23 @@ def test_unknown_dataset_and_split():
         load_dataset("cifar10")
     with pytest.raises(DatasetError, match="no official"):
         load_dataset("digits", split="train")
+
+
+def test_a_text_table_labels_each_window_with_the_byte_after_it():
+    table = text_table(b"abcdefghij", 3)  # windows abc, def, ghi; the last byte is only a label
+    X, y, shape = table_to_arrays(table)
+    assert shape == (3,) and is_text(table) and not is_text(arrays_to_table(X, y))
+    assert [bytes(w.astype(np.uint8)) for w in X] == [b"abc", b"def", b"ghi"]
+    assert bytes(y.astype(np.uint8)) == b"dgj"
+    with pytest.raises(DatasetError, match="holds no window of 10 bytes"):
+        text_table(b"abcdefghij", 10)
+
+
+def test_shakespeare_is_the_pinned_corpus_in_windows_of_the_context():
+    import hashlib
+
+    corpus = CORPUS.read_bytes()
+    assert hashlib.sha256(corpus).hexdigest() == "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+    X, y, shape = table_to_arrays(load_dataset("shakespeare", context=100))
+    assert shape == (100,) and len(X) == (len(corpus) - 1) // 100
+    assert bytes(X[1].astype(np.uint8)) == corpus[100:200] and y[1] == corpus[200]
