@@ -19,6 +19,7 @@ from storage.store import ArtifactStore
 M = TypeVar("M", bound=BaseModel)
 
 PROOF_ROLE = "proof"  # a worker's checkpoints, step log and telemetry, sealed under the order's model key
+WEIGHTS_ROLE = "weights"  # a fine-tuning order's starting weights, sealed under the train split's key
 
 
 def put_encrypted(store: ArtifactStore, key: bytes, plaintext: bytes, *, order_id: str, role: str, name: str) -> ArtifactRef:

@@ -193,7 +193,7 @@ def order_list() -> None:
 @model_app.command("get")
 def model_get(
     order_id: Annotated[str, typer.Argument(help="Order id (0x…)")],
-    out: Annotated[Path, typer.Option("--out", help="Where to write the model's state_dict (torch.save format)")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the model's state_dict: safetensors for a .safetensors name (what a fine-tuning order starts from), torch.save otherwise")],
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists")] = False,
 ) -> None:
     """Decrypt an order's final model with the key a validator delivered to the client, and write its weights to OUT.

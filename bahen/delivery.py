@@ -16,7 +16,11 @@ from bahen.settings import load_settings
 
 
 def fetch_model(order_id: str, out: Path, *, overwrite: bool = False) -> Path:
-    """Write the final model's state_dict of ``order_id`` to ``out`` (atomically); an existing ``out`` only if ``overwrite``."""
+    """Write the final model's state_dict of ``order_id`` to ``out`` (atomically); an existing ``out`` only if ``overwrite``.
+
+    A ``.safetensors`` file is written with safetensors (what a fine-tuning order starts from),
+    anything else with ``torch.save``.
+    """
     out = Path(out)
     if out.exists() and not overwrite:
         raise BahenError(f"{out} exists; pass --force to overwrite it, or choose another --out")
@@ -36,7 +40,12 @@ def fetch_model(order_id: str, out: Path, *, overwrite: bool = False) -> Path:
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
     os.close(fd)
     try:
-        torch.save(checkpoint.model_state, tmp)
+        if out.suffix == ".safetensors":
+            from safetensors.torch import save_file
+
+            save_file(checkpoint.model_state, tmp)
+        else:
+            torch.save(checkpoint.model_state, tmp)
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):

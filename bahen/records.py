@@ -28,6 +28,9 @@ class Upload(BaseModel):
     expectations: int = Field(description="Expectations evaluated (all passed)")
     train: ArtifactRef
     holdout: ArtifactRef
+    weights: ArtifactRef | None = Field(
+        default=None, description="A fine-tuning order's starting weights, sealed under the train split's key")
+    initial_weights: str | None = Field(default=None, description="Their digest (training.models.weights_digest)")
     client_grants: dict[str, ArtifactRef] = Field(description="Key role (train, holdout) -> that key wrapped to the client")
     client_x25519: str = Field(description="The client's X25519 public key (hex), named in the signed dataset manifest: "
                                "where the model key is delivered")

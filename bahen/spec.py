@@ -35,6 +35,10 @@ class OrderSpec(BaseModel):
     model: Literal["mlp", "cnn", "resnet20", "gpt"] = Field(
         "mlp", description="Model from the registry; gpt is a decoder-only transformer that learns the next byte of a text"
     )
+    initial_weights_path: str | None = Field(
+        None, description="Fine-tuning: a safetensors file of the ordered model's weights (its state_dict) to start "
+        "from, uploaded encrypted like the data; unset, training starts from weights the seed derives"
+    )
     context: int = Field(64, ge=8, le=1024, description="gpt: bytes the model sees at once (its context window)")
     gpt_layers: int = Field(2, ge=1, le=24, description="gpt: transformer blocks")
     gpt_heads: int = Field(4, ge=1, le=32, description="gpt: attention heads per block")
@@ -93,6 +97,13 @@ class OrderSpec(BaseModel):
     def _dataset_path_exists(self) -> "OrderSpec":
         if self.dataset_path is not None and not Path(self.dataset_path).is_file():
             raise ValueError(f"dataset_path {self.dataset_path!r} is not a readable file")
+        return self
+
+    @model_validator(mode="after")
+    def _initial_weights_are_a_safetensors_file(self) -> "OrderSpec":
+        path = self.initial_weights_path
+        if path is not None and (Path(path).suffix != ".safetensors" or not Path(path).is_file()):
+            raise ValueError(f"initial_weights_path {path!r} is not a readable .safetensors file")
         return self
 
     @model_validator(mode="after")

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import torch
 from pydantic import BaseModel, Field
 
 from proof.bundle import MAX_TABLE_BYTES, ProofBundle, artifacts, read_step_log, read_telemetry
@@ -156,6 +157,7 @@ def verify_proof(
     expected_spec: TrainSpec,
     config: VerifyConfig | None = None,
     response: Response | None = None,
+    initial: dict[str, torch.Tensor] | None = None,
 ) -> VerificationReport:
     """Verify ``bundle`` against the root committed on chain and the task's data.
 
@@ -163,7 +165,9 @@ def verify_proof(
     missing or does not match its commitment. ``expected_spec`` is the order's spec: every check
     reads it, never the spec the bundle names, so a substituted spec fails integrity. ``response``
     is the worker's answer to the challenge (its revealed states); without one every spot-checked
-    step fails. The worker's signatures (on the bundle and the response) are the caller's to check.
+    step fails. ``initial`` holds the client's starting weights of a fine-tuning order, as the
+    client uploaded them. The worker's signatures (on the bundle and the response) are the caller's
+    to check.
     """
     started = time.perf_counter()
     config = config or VerifyConfig()
@@ -175,6 +179,7 @@ def verify_proof(
         X=X,
         y=y,
         expected_spec=expected_spec,
+        initial=initial,
         response=response,
     )
     load_evidence(ctx, fetch)

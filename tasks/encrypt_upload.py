@@ -23,15 +23,18 @@ from privacy.stream import new_data_key
 from storage.manifest import ArtifactEntry, Manifest
 from training.datasets import BYTE_VOCAB, SHAPE_KEY, is_text, load_dataset, table_to_arrays, text_table
 from training.errors import DatasetError
+from training.models import load_weights, weights_digest
+from training.trainer import starting_weights_fault
 from training.validation import count_features, infer_input_shape, num_classes_of, validate_dataset
 
-from bahen.artifacts import put_encrypted, put_grant, put_signed
+from bahen.artifacts import WEIGHTS_ROLE, put_encrypted, put_grant, put_signed
 from bahen.network import Network
 from bahen.orders import order_id_for
 from bahen.parties import CLIENT
 from bahen.records import OrderRecord, Upload
 from bahen.spec import OrderSpec
 from tasks.runtime import network, order_book, recorded, timed
+from tasks.shard import architecture
 
 SAMPLE_CLASSES = {"digits": 10, "mnist": 10, "shakespeare": BYTE_VOCAB}
 KEY_ROLES = ("train", "holdout")  # the model key is the worker's: the client gets it once the verdict is final
@@ -86,6 +89,25 @@ def to_parquet(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
+def read_initial_weights(spec: OrderSpec, input_shape: list[int], num_classes: int) -> tuple[bytes, str] | None:
+    """A fine-tuning order's starting weights as the client's file holds them, and their digest,
+    once they are shown to be tensors (never unpickled) of exactly the ordered model."""
+    if spec.initial_weights_path is None:
+        return None
+    path = Path(spec.initial_weights_path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"initial_weights_path {path} cannot be read: {exc.strerror}") from None
+    weights = load_weights(data, name=f"initial_weights_path {path}")
+    fault = starting_weights_fault(spec.model, input_shape=tuple(input_shape), num_classes=num_classes,
+                                   architecture=architecture(spec), weights=weights)
+    if fault:
+        raise DatasetError(f"initial_weights_path {path} {fault}: it must be the state_dict of the ordered {spec.model} "
+                           "model on this data, saved with safetensors.torch.save_file")
+    return data, weights_digest(weights)
+
+
 def encrypt_upload(spec: OrderSpec, net: Network, *, salt: str) -> Upload:
     """Validate the order's dataset, then encrypt and store its splits with grants to the client, under
     the id of the order the client will open with ``salt``."""
@@ -97,12 +119,16 @@ def encrypt_upload(spec: OrderSpec, net: Network, *, salt: str) -> Upload:
     report = validate_dataset(table, num_features=features, num_classes=classes, name=name)
     train, holdout = split_holdout(table, spec.holdout_fraction, spec.seed)
     input_shape = list(table_to_arrays(train.slice(0, 1))[2])
+    initial = read_initial_weights(spec, input_shape, classes)
     keys = {role: new_data_key() for role in KEY_ROLES}
     plain = {"train": to_parquet(train), "holdout": to_parquet(holdout)}
     refs = {
         role: put_encrypted(net.store, keys[role], data, order_id=order_id, role=role, name=f"order {order_id[:10]}/{role} split")
         for role, data in plain.items()
     }
+    if initial is not None:  # whoever may read the training data may read the weights training starts from
+        refs[WEIGHTS_ROLE] = put_encrypted(net.store, keys["train"], initial[0], order_id=order_id, role=WEIGHTS_ROLE,
+                                           name=f"order {order_id[:10]}/starting weights")
     grants = {role: put_grant(net.store, key, client.public(), order_id=order_id, role=role) for role, key in keys.items()}
     manifest = Manifest(
         kind="dataset",
@@ -118,6 +144,7 @@ def encrypt_upload(spec: OrderSpec, net: Network, *, salt: str) -> Upload:
             "client_x25519": client.x25519_public.hex(),
             "input_shape": input_shape,
             "num_classes": classes,
+            "initial_weights": initial and initial[1],
         },
     )
     manifest_ref, _ = put_signed(net.store, client, manifest, name=f"order {order_id[:10]}/dataset manifest")
@@ -134,6 +161,8 @@ def encrypt_upload(spec: OrderSpec, net: Network, *, salt: str) -> Upload:
         expectations=report.evaluated,
         train=refs["train"],
         holdout=refs["holdout"],
+        weights=refs.get(WEIGHTS_ROLE),
+        initial_weights=initial and initial[1],
         client_grants=grants,
         client_x25519=client.x25519_public.hex(),
         manifest=manifest_ref,

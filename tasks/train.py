@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Callable
 
+import torch
 from contracts.errors import ChainError, ChallengeNotReady
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -30,9 +31,10 @@ from proof.verifier import VerifyConfig
 from storage.refs import ArtifactRef
 from storage.store import ArtifactStore
 from training.datasets import read_split
+from training.models import load_weights
 from training.trainer import TrainSpec
 
-from bahen.artifacts import PROOF_ROLE, get_decrypted, get_signed, open_stored_grant, put_encrypted, put_grant, put_signed
+from bahen.artifacts import PROOF_ROLE, WEIGHTS_ROLE, get_decrypted, get_signed, open_stored_grant, put_encrypted, put_grant, put_signed
 from bahen.errors import BahenError
 from bahen.network import Network
 from bahen.records import Assignment, Training, Upload
@@ -67,8 +69,8 @@ def train_spec(spec: OrderSpec, upload: Upload, task: int, net: Network) -> Trai
     """The trainer's view of the order: what the worker may not choose, bound to this order."""
     binding = order_binding(net, upload.order_id)
     return TrainSpec(
-        model=spec.model, architecture=architecture(spec), input_shape=tuple(upload.input_shape),
-        num_classes=upload.num_classes,
+        model=spec.model, architecture=architecture(spec), initial_weights=upload.initial_weights,
+        input_shape=tuple(upload.input_shape), num_classes=upload.num_classes,
         optimizer=spec.optimizer, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay,
         lr_schedule=spec.lr_schedule, batch_size=spec.batch_size, epochs=spec.epochs,
         seed=order_seed(binding, spec.seed), task=task, checkpoint_every=spec.checkpoint_every, profile=spec.profile,
@@ -100,6 +102,14 @@ def load_split(store: ArtifactStore, key: bytes, upload: Upload, role: str):
     ref = upload.train if role == "train" else upload.holdout
     X, y, _ = read_split(get_decrypted(store, key, ref, order_id=upload.order_id, role=role), name=ref.name)
     return X, y
+
+
+def load_initial(store: ArtifactStore, train_key: bytes, upload: Upload) -> dict[str, torch.Tensor] | None:
+    """A fine-tuning order's starting weights (sealed under the train split's key), or None."""
+    if upload.weights is None:
+        return None
+    data = get_decrypted(store, train_key, upload.weights, order_id=upload.order_id, role=WEIGHTS_ROLE)
+    return load_weights(data, name=upload.weights.name)
 
 
 def order_validators(net: Network, order_id: str) -> list[PublicIdentity]:
@@ -165,6 +175,7 @@ def train(
                                  "by no unfinished run of this host: its proof is final, there is nothing to train")
     train_key = open_stored_grant(net.store, assignment.grants["train"], worker, order_id=order_id)
     X, y = load_split(net.store, train_key, upload, "train")
+    initial = load_initial(net.store, train_key, upload)
     tspec = train_spec(spec, upload, task, net)
     if note is None:
         model_key = new_data_key()
@@ -193,7 +204,7 @@ def train(
     start = time.perf_counter()
     run = run_worker(
         attack, tspec, X, y, put, intensity, order_id=order_id, seed=int.from_bytes(worker.x25519_public[:4], "big"),
-        telemetry=TelemetrySampler(interval_s=TELEMETRY_INTERVAL_S), resume=resume,
+        telemetry=TelemetrySampler(interval_s=TELEMETRY_INTERVAL_S), resume=resume, initial=initial,
     )
     seconds = note.seconds + time.perf_counter() - start
     bundle_ref, _ = put_signed(net.store, worker, run.bundle, name=f"order {order_id[:10]}/task {task}/proof manifest")

@@ -27,7 +27,7 @@ from bahen.network import Network
 from bahen.records import Assignment, Shard, Training, Upload, Verification
 from bahen.spec import OrderSpec
 from tasks.runtime import network
-from tasks.train import challenge_seed, load_split, train_spec, verify_config
+from tasks.train import challenge_seed, load_initial, load_split, train_spec, verify_config
 
 REPORT_VERIFICATION = 0
 
@@ -51,9 +51,10 @@ def check_inputs(spec: OrderSpec, upload: Upload, training: Training, net: Netwo
         manifest, _ = get_signed(net.store, upload.manifest, Manifest, expected_signer=order.client)
     except (PrivacyError, StorageError, ValueError) as exc:
         raise InputMismatch(f"the dataset manifest of order {upload.order_id} is not its client's: {exc}") from None
-    fixed = {e.role: e.ref for e in manifest.entries} | {k: manifest.meta.get(k) for k in ("input_shape", "num_classes")}
-    handed = {"train": upload.train, "holdout": upload.holdout, "input_shape": upload.input_shape,
-              "num_classes": upload.num_classes}
+    fixed = {e.role: e.ref for e in manifest.entries} | {
+        k: manifest.meta.get(k) for k in ("input_shape", "num_classes", "initial_weights")}
+    handed = {"train": upload.train, "holdout": upload.holdout, "weights": upload.weights, "input_shape": upload.input_shape,
+              "num_classes": upload.num_classes, "initial_weights": upload.initial_weights}
     wrong = sorted(k for k, v in handed.items() if fixed.get(k) != v)
     if manifest.order_id != upload.order_id or wrong:
         raise InputMismatch(f"the upload of order {upload.order_id} differs from its client-signed manifest in "
@@ -85,7 +86,7 @@ def reexecute(spec: OrderSpec, upload: Upload, training: Training, net: Network,
         return refused_report(order_id, task, seed, committed, "model-key-grant", "unopenable model key grants", str(exc))
     X, y = load_split(net.store, train_key, upload, "train")
     return verify_proof(
-        bundle, committed_root=committed, challenge_seed=seed, X=X, y=y,
+        bundle, committed_root=committed, challenge_seed=seed, X=X, y=y, initial=load_initial(net.store, train_key, upload),
         fetch=lambda ref: get_decrypted(net.store, model, ref, order_id=order_id, role=PROOF_ROLE),
         config=verify_config(spec), expected_spec=train_spec(spec, upload, task, net),
         response=worker_response(net, training, view.worker),

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, model_validator
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from training.errors import UnknownModelError
+from training.errors import CheckpointError, UnknownModelError
 
 MODEL_NAMES: tuple[str, ...] = ("mlp", "cnn", "resnet20", "gpt")
 
@@ -181,6 +181,34 @@ ModelConfig = MLPConfig | CNNConfig | ResNetConfig | GPTConfig
 DEFAULT_CONFIGS: dict[str, ModelConfig] = {
     "mlp": MLPConfig(), "cnn": CNNConfig(), "resnet20": ResNetConfig(), "gpt": GPTConfig(),
 }
+
+
+def weights_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a model's tensors: for each name in sorted order, its name, dtype, shape and
+    little-endian bytes, so a digest names weights whatever file or key order they came in."""
+    h = hashlib.sha256(b"bahen.weights.v1")
+    for name in sorted(state):
+        tensor = state[name].detach().to("cpu").contiguous()
+        header = f"{name}\n{str(tensor.dtype).removeprefix('torch.')}\n{list(tensor.shape)}\n".encode()
+        h.update(len(header).to_bytes(8, "big") + header)
+        data = tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
+        h.update(len(data).to_bytes(8, "big") + data)
+    return h.hexdigest()
+
+
+def load_weights(data: bytes, *, name: str = "weights") -> dict[str, torch.Tensor]:
+    """Tensors from a safetensors file: tensors only, nothing executed or unpickled.
+
+    :class:`CheckpointError` naming ``name`` for anything that is not a safetensors file.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    try:
+        return load(data)
+    except (SafetensorError, ValueError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"{name} is not a safetensors file of tensors ({exc}); save the model's state_dict "
+                              "with safetensors.torch.save_file") from None
 
 
 def init_seed(seed: int) -> int:

@@ -22,7 +22,7 @@ from training.allocator import tune_allocator
 from training.checkpoint import Checkpoint
 from training.errors import CheckpointError, ProfileUnavailableError
 from training.hooks import TrainHooks
-from training.models import Classifier, GPTConfig, build_model, init_seed
+from training.models import Classifier, GPTConfig, build_model, init_seed, weights_digest
 from training.order import batch_digests, batch_order, epoch_order_digest
 from training.profiles import ProfileInfo, apply_profile, emulate_profile, profile_numerics
 from training.state import EncodedState, StateEncoder, spec_json
@@ -37,6 +37,9 @@ class TrainSpec(BaseModel, frozen=True):
 
     model: str
     architecture: GPTConfig | None = Field(default=None, description="The size of a gpt model; None: the registry's")
+    initial_weights: str | None = Field(
+        default=None, description="weights_digest of the client's starting weights (a fine-tuning order); None: the "
+        "weights the seed derives")
     input_shape: tuple[int, ...]
     num_classes: int = Field(ge=2)
     optimizer: Literal["sgd", "adamw"]
@@ -81,9 +84,38 @@ def _model(spec: TrainSpec) -> Classifier:
                        config=spec.architecture)
 
 
-def initial_state(spec: TrainSpec) -> dict[str, torch.Tensor]:
-    """The initial weights, derived from the committed seed."""
-    return _model(spec).state_dict()
+def initial_state(spec: TrainSpec, initial: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The initial weights: derived from the committed seed, or the client's ``initial`` weights that the spec pins.
+
+    :class:`CheckpointError` when ``initial`` is not what the spec asks for (see :func:`starting_weights`).
+    """
+    model = _model(spec)
+    return starting_weights(spec, model, initial) or model.state_dict()
+
+
+def starting_weights(spec: TrainSpec, model: torch.nn.Module, initial: dict[str, torch.Tensor] | None) -> dict | None:
+    """The client's weights a fine-tuning order starts from (``initial``, checked against the spec's
+    digest and the model's tensors), or None for an order that starts from the seed's."""
+    if spec.initial_weights is None:
+        if initial is not None:
+            raise CheckpointError("starting weights were given to an order that starts from the weights its seed derives")
+        return None
+    if initial is None:
+        raise CheckpointError(f"the order starts from the client's weights (digest {spec.initial_weights[:16]}…), "
+                              "which were not given")
+    fault = _tensors_fault("starting weights", initial, {k: (v.shape, v.dtype) for k, v in model.state_dict().items()})
+    if fault:
+        raise CheckpointError(f"the starting weights {fault}")
+    if weights_digest(initial) != spec.initial_weights:
+        raise CheckpointError(f"the starting weights are not the ones the order pins (digest {spec.initial_weights[:16]}…)")
+    return initial
+
+
+def starting_weights_fault(model: str, *, input_shape: tuple[int, ...], num_classes: int,
+                           architecture: GPTConfig | None, weights: dict[str, torch.Tensor]) -> str | None:
+    """Why ``weights`` cannot start a training of this model (a phrase), or None when they can."""
+    expected = build_model(model, input_shape=input_shape, num_classes=num_classes, seed=0, config=architecture)
+    return _tensors_fault("tensors", weights, {k: (v.shape, v.dtype) for k, v in expected.state_dict().items()})
 
 
 def _optimizer(spec: TrainSpec, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -225,6 +257,12 @@ class _Run:
         self.step = 0
         self._epoch, self._batches = -1, []
         self._encoder = StateEncoder(self._model_state, spec_json(spec.model_dump(mode="json")), frozenset(self.form.trainable))
+
+    def start(self, initial: dict[str, torch.Tensor] | None) -> None:
+        """Begin at step 0 from the order's starting weights (:func:`starting_weights`)."""
+        weights = starting_weights(self.spec, self.model, initial)
+        if weights is not None:
+            self.model.load_state_dict(weights)
 
     def restore(self, ckpt: Checkpoint) -> None:
         """Continue from ``ckpt``: its tensors, and everything else as the order implies.
@@ -390,17 +428,21 @@ def train(
     hooks: TrainHooks | None = None,
     resume_from: Checkpoint | None = None,
     device: str | None = None,
+    initial: dict[str, torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train ``spec`` on ``X``/``y`` under its determinism profile (``device`` defaults to the profile's).
 
     With a recorder, every step is recorded and a checkpoint is stored at step 0 (unless resuming),
     every ``checkpoint_every`` steps and at the end; the caller closes the recorder afterwards.
-    ``resume_from`` continues from a checkpoint (see ``proof.recorder.Recorder.resume``).
+    ``resume_from`` continues from a checkpoint (see ``proof.recorder.Recorder.resume``); else
+    training starts from ``initial``, the client's weights where the spec pins them.
     """
     hooks = hooks or TrainHooks()
     run = _setup(spec, X, y, device)
     if resume_from is not None:
         run.restore(resume_from)
+    else:
+        run.start(initial)
     if recorder is not None:
         recorder.start(run.profile, run.encode(), resumed_at=None if resume_from is None else resume_from.step)
         if resume_from is None:
@@ -444,7 +486,9 @@ class Stepper:
 
     def initial(self) -> EncodedState:
         """The state before step 0 on this stepper's device (:func:`initial_training_state` on the profile's)."""
-        return _Run(self._run.spec, *self._data, self._run.profile, self._run.device.type).encode()
+        run = _Run(self._run.spec, *self._data, self._run.profile, self._run.device.type)
+        run.start(None)
+        return run.encode()
 
     def step(self, start: Checkpoint) -> tuple[EncodedState, float]:
         """The state after the training step that follows ``start``, and that step's loss."""
@@ -470,9 +514,13 @@ def state_form(spec: TrainSpec, num_samples: int) -> StateForm:
     return StateForm(spec, model, _optimizer(spec, model), steps_per_epoch(spec, num_samples))
 
 
-def initial_training_state(spec: TrainSpec, X: np.ndarray, y: np.ndarray) -> EncodedState:
-    """The state before step 0 (committed weights, fresh optimizer, seeded RNG), as anyone can rebuild it."""
-    return _setup(spec, X, y, None).encode()
+def initial_training_state(spec: TrainSpec, X: np.ndarray, y: np.ndarray,
+                           initial: dict[str, torch.Tensor] | None = None) -> EncodedState:
+    """The state before step 0 (the seed's weights or the client's ``initial`` ones that the spec
+    pins, fresh optimizer, seeded RNG), as anyone can rebuild it."""
+    run = _setup(spec, X, y, None)
+    run.start(initial)
+    return run.encode()
 
 
 def _load_model(run: "_Run", model_state: dict[str, torch.Tensor], what: str) -> None:

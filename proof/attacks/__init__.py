@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from proof.attacks.base import Attack, Job, Put, UnknownAttackError
 from proof.attacks.carried_settings import CarriedSettings
@@ -112,6 +113,7 @@ def run_worker(
     seed: int = 0,
     telemetry: TelemetrySampler | None = None,
     resume: tuple[ArtifactRef, Get] | None = None,
+    initial: dict[str, torch.Tensor] | None = None,
 ) -> WorkerRun:
     """Train ``spec`` as a worker running ``attack`` (None: honest) and return its proof.
 
@@ -120,6 +122,7 @@ def run_worker(
     attack's own random choices (where to cheat), not training. ``resume`` is the last journal a
     crashed run stored and ``get(ref) -> plaintext``: training continues from its checkpoint, and
     the states before it, lost with the crashed process's spool, are replayed when challenged.
+    ``initial`` holds the client's starting weights of a fine-tuning order.
     """
     cheat = attack if isinstance(attack, Attack) else make_attack(attack, intensity, seed)
     job = Job(spec=spec, X=X, y=y, put=put, order_id=order_id)
@@ -128,7 +131,8 @@ def run_worker(
         recorder, start = Recorder(put=put, telemetry=telemetry), None
     else:
         recorder, start = Recorder.resume(resume[0], get=resume[1], put=put, telemetry=telemetry)
-    result = train(cheat.trained_spec(spec), X, y, recorder=recorder, hooks=cheat.hooks(job), resume_from=start)
+    result = train(cheat.trained_spec(spec), X, y, recorder=recorder, hooks=cheat.hooks(job), resume_from=start,
+                   initial=initial)
     recorded = cheat.tamper(recorder.close(), job)
     regenerate = None if resume is None else replay_regenerator(spec, X, y, recorded.checkpoints, resume[1])
     bundle = build_bundle(recorded, order_id=order_id, task=spec.task, spec=spec, put=put)

@@ -38,6 +38,7 @@ class CheckContext:
     X: np.ndarray
     y: np.ndarray
     expected_spec: "TrainSpec"
+    initial: "dict[str, torch.Tensor] | None" = None  # the client's starting weights, where the order pins them
     steps: "list[StepRecord] | None" = None
     telemetry: "list[TelemetrySample] | None" = None
     checkpoints: "dict[int, Checkpoint]" = field(default_factory=dict)

@@ -1,14 +1,15 @@
-"""Training started from the weights the committed seed derives, not from a chosen model."""
+"""Training started from the weights the committed seed derives, or the client's that a fine-tuning
+order pins, not from a model the worker chose."""
 
 from proof.checks.base import Check, CheckContext, flatten_state, same_layout
 from proof.report import CheckResult
 
 
 class InitializationCheck(Check):
-    """Checkpoint 0 against `training.trainer.initial_state(spec)`."""
+    """Checkpoint 0 against `training.trainer.initial_state(spec, initial)`."""
 
     name = "initialization"
-    metric = "max absolute difference to the seed-derived initial weights"
+    metric = "max absolute difference to the order's initial weights"
 
     def run(self, ctx: CheckContext) -> CheckResult:
         from training.trainer import initial_state
@@ -17,12 +18,13 @@ class InitializationCheck(Check):
             names = [ref.name for step, ref in ctx.bundle.checkpoints if step == 0] or ["checkpoint at step 0"]
             return self.missing(names, ctx)
         claimed = ctx.checkpoints[0].model_state
-        expected = initial_state(ctx.spec)
+        expected = initial_state(ctx.spec, ctx.initial)
         if not same_layout(claimed, expected):
             return self.result(
                 threshold=0.0, observed=float("inf"), detail="initial checkpoint does not hold the ordered model's parameters"
             )
         delta = flatten_state(claimed) - flatten_state(expected)
         diff = float(delta.abs().max()) if delta.numel() else 0.0
-        detail = "initial weights equal the seed-derived ones" if diff == 0.0 else "initial weights differ from the seed"
+        source = "the seed-derived ones" if ctx.initial is None else "the client's starting weights"
+        detail = f"initial weights {'equal' if diff == 0.0 else 'differ from'} {source}"
         return self.result(threshold=0.0, observed=diff, detail=detail)

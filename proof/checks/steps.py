@@ -46,11 +46,11 @@ SIZE_RTOL = 1e-4
 
 
 def initial_state_bytes(ctx: CheckContext) -> bytes:
-    """The state before step 0, rebuilt from the order's seed (once per verification)."""
+    """The state before step 0, rebuilt from the order's seed and starting weights (once per verification)."""
     from training.trainer import initial_training_state
 
     if "initial" not in ctx.derived:
-        ctx.derived["initial"] = initial_training_state(ctx.spec, ctx.X, ctx.y).to_bytes()
+        ctx.derived["initial"] = initial_training_state(ctx.spec, ctx.X, ctx.y, ctx.initial).to_bytes()
     return ctx.derived["initial"]
 
 

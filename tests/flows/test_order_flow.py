@@ -182,6 +182,25 @@ def test_a_language_model_order_is_accepted_and_beats_the_unigram_baseline(prefe
     assert record.verdict.model_report.perplexity < unigram
 
 
+def test_a_fine_tuning_order_starts_from_the_clients_weights(prefect, tmp_path):
+    from training.models import build_model, load_weights, weights_digest
+
+    honest = order(SMALL)  # the client's model from an earlier order, delivered as safetensors
+    path = fetch_model(honest.order_id, tmp_path / "start.safetensors")
+    start = load_weights(path.read_bytes())
+    record = order(SMALL.model_copy(update={"initial_weights_path": str(path), "seed": 1}))
+
+    assert record.verdict.accepted and record.verification.passed
+    assert record.upload.initial_weights == weights_digest(start)
+    init = next(c for c in record.verification.checks if c["name"] == "initialization")
+    assert init["passed"] and init["detail"] == "initial weights equal the client's starting weights"
+    fresh = build_model("mlp", input_shape=(1, 8, 8), num_classes=10, seed=0).state_dict()
+    assert weights_digest(fresh) != record.upload.initial_weights
+    # it goes on from where the first order left off: its first loss is nearer the first order's last than its first
+    first, last = honest.training.losses[0], honest.training.losses[-1]
+    assert abs(record.training.losses[0] - last) < abs(record.training.losses[0] - first)
+
+
 def test_a_final_model_larger_than_the_order_allows_is_scored_as_an_error_unfetched(prefect, bahen_home):
     net = connect(load_settings())
     upload = encrypt_upload(SMALL, net, salt="0x" + "6e" * 32)

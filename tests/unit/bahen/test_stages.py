@@ -7,6 +7,7 @@ import pytest
 from contracts.client import UnknownOrderError
 from sklearn.datasets import load_digits
 from training.datasets import text_table
+from training.errors import TrainingError
 from training.validation import DatasetInvalidError
 
 from bahen.orders import salt_of_run
@@ -68,6 +69,46 @@ def test_a_text_that_is_not_text_names_each_failure_and_stores_nothing(net, tmp_
         encrypt_upload(OrderSpec(dataset_path=str(path), model="gpt", context=8), net, salt=salt_of_run(None))
     message = str(refused.value)
     assert "expect_table_row_count_to_be_between(table): observed 3" in message and "A text dataset is" in message
+    assert stored_objects(net) == before
+
+
+def _weights_file(path, **overrides):
+    from safetensors.torch import save_file
+    from training.models import build_model
+
+    shape = {"input_shape": (1, 8, 8), "num_classes": 10, **overrides}
+    save_file(build_model("mlp", seed=3, **shape).state_dict(), path)
+    return path
+
+
+def test_starting_weights_are_uploaded_sealed_and_pinned_by_their_digest(net, tmp_path):
+    from training.models import build_model, weights_digest
+
+    spec = OrderSpec(initial_weights_path=str(_weights_file(tmp_path / "start.safetensors")))
+    upload = encrypt_upload(spec, net, salt=salt_of_run(None))
+    assert upload.initial_weights == weights_digest(build_model("mlp", input_shape=(1, 8, 8), num_classes=10, seed=3).state_dict())
+    assert upload.weights is not None and b'"dtype"' not in net.store.get(upload.weights)  # the header is sealed too
+
+
+class Payload:
+    def __reduce__(self):
+        return (exec, ("raise SystemExit('unpickled')",))
+
+
+@pytest.mark.parametrize("kind", ["pickle", "other-shape"])
+def test_starting_weights_that_are_not_the_ordered_models_are_refused_unread_and_nothing_is_stored(net, tmp_path, kind):
+    import pickle
+
+    path = tmp_path / "start.safetensors"
+    if kind == "pickle":  # a pickle payload posing as weights: loading it would run code
+        path.write_bytes(pickle.dumps(Payload()))
+    else:
+        _weights_file(path, num_classes=3)
+    before = stored_objects(net)
+    with pytest.raises(TrainingError) as refused:
+        encrypt_upload(OrderSpec(initial_weights_path=str(path)), net, salt=salt_of_run(None))
+    expected = "is not a safetensors file of tensors" if kind == "pickle" else "it must be the state_dict of the ordered mlp"
+    assert expected in str(refused.value) and str(path) in str(refused.value)
     assert stored_objects(net) == before
 
 

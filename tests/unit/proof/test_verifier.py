@@ -137,6 +137,26 @@ def test_a_language_model_verifies_and_a_smaller_one_than_ordered_does_not():
         assert not checks[name].passed and "it is not a model of this order" in checks[name].detail
 
 
+def test_a_fine_tuning_order_verifies_from_the_clients_weights_and_not_from_others(job):
+    from training.models import build_model, weights_digest
+
+    spec, X, y, store, _ = job
+    def weights(seed):
+        return build_model("mlp", input_shape=spec.input_shape, num_classes=10, seed=seed).state_dict()
+
+    ordered = spec.model_copy(update={"initial_weights": weights_digest(weights(7)), "epochs": 1})
+    honest = run_worker(None, ordered, X, y, store.put, initial=weights(7))
+    report = _verify((ordered, X, y, store, honest), initial=weights(7))
+    checks = {c.name: c for c in report.checks}
+    assert report.passed and checks["initialization"].detail == "initial weights equal the client's starting weights"
+    # a worker that starts from weights of its own choosing, under a spec naming them
+    own = ordered.model_copy(update={"initial_weights": weights_digest(weights(8))})
+    report = _verify((ordered, X, y, store, run_worker(None, own, X, y, store.put, initial=weights(8))), initial=weights(7))
+    checks = {c.name: c for c in report.checks}
+    assert not report.passed and checks["initialization"].observed > 0
+    assert checks["initialization"].detail == "initial weights differ from the client's starting weights"
+
+
 def test_a_proof_made_for_one_order_fails_as_another_orders(job):
     """Same data, same client seed: the worker trains order A once and serves it for order B too."""
     spec, X, y, store, _ = job
