@@ -6,6 +6,7 @@ them without serving files.
 
 import base64
 import io
+import math
 
 from matplotlib.figure import Figure
 from prefect import task
@@ -20,10 +21,14 @@ from tasks.runtime import order_book
 ETH = 10**18
 
 
-def loss_plot_png(losses: list[float], *, title: str) -> bytes:
-    """A PNG of the per-step training loss."""
+def loss_plot_png(losses: list[float], *, title: str, holdout: float | None = None) -> bytes:
+    """A PNG of the per-step training loss, with the validators' median holdout loss beside it."""
     fig, ax = _figure()
-    ax.plot(range(len(losses)), losses, linewidth=1)
+    ax.plot(range(len(losses)), losses, linewidth=1, label="training loss (the worker's log)")
+    if holdout is not None and math.isfinite(holdout):
+        ax.axhline(holdout, color="tab:orange", linestyle="--", linewidth=1,
+                   label=f"holdout loss {holdout:.3f}, perplexity {math.exp(min(holdout, 700)):.3g} (validators)")
+        ax.legend(loc="upper right", fontsize="small")
     ax.set(xlabel="step", ylabel="loss", title=title)
     return _png(fig)
 
@@ -94,7 +99,8 @@ def summary_markdown(record: OrderRecord) -> str:
     for label, ref in record.artifacts():
         lines.append(f"- {label}: `{ref.sha256}` ({ref.size:,} bytes)")
     if record.training and record.training.losses:
-        png = loss_plot_png(record.training.losses, title="training loss")
+        holdout = record.verdict.model_report.median_loss if record.verdict else None
+        png = loss_plot_png(record.training.losses, title="training and holdout loss", holdout=holdout)
         lines += ["", "## Loss", "", f"![loss curve](data:image/png;base64,{base64.b64encode(png).decode()})"]
     if record.training and record.training.telemetry:
         samples = record.training.telemetry

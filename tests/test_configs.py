@@ -65,7 +65,7 @@ def test_order_form_has_a_description_for_every_field_and_dropdowns_for_choices(
     spec = schema["definitions"]["OrderSpec"]["properties"]
     assert {"dataset", "model", "lr", "epochs", "workers", "validators", "budget_eth"} <= set(spec)
     assert all(field.get("description") for field in spec.values())
-    assert spec["model"]["enum"] == ["mlp", "cnn", "resnet20"]
+    assert spec["model"]["enum"] == ["mlp", "cnn", "resnet20", "gpt"]
     assert spec["budget_eth"]["exclusiveMinimum"] == 0
 
 
