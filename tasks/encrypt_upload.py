@@ -144,7 +144,7 @@ def encrypt_upload(spec: OrderSpec, net: Network, *, salt: str) -> Upload:
             "client_x25519": client.x25519_public.hex(),
             "input_shape": input_shape,
             "num_classes": classes,
-            "initial_weights": initial and initial[1],
+            "initial_weights": initial[1] if initial else None,
         },
     )
     manifest_ref, _ = put_signed(net.store, client, manifest, name=f"order {order_id[:10]}/dataset manifest")
@@ -162,7 +162,7 @@ def encrypt_upload(spec: OrderSpec, net: Network, *, salt: str) -> Upload:
         train=refs["train"],
         holdout=refs["holdout"],
         weights=refs.get(WEIGHTS_ROLE),
-        initial_weights=initial and initial[1],
+        initial_weights=initial[1] if initial else None,
         client_grants=grants,
         client_x25519=client.x25519_public.hex(),
         manifest=manifest_ref,

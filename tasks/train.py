@@ -42,8 +42,8 @@ from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 from bahen.worker_runs import WorkerRunBook, WorkerRunNote
 from tasks.observe import TrainingProgress
-from tasks.shard import architecture
 from tasks.runtime import network
+from tasks.shard import architecture
 
 TELEMETRY_INTERVAL_S = 0.5
 RECORD_TELEMETRY_POINTS = 240  # per device in the order record, for its plot; the proof keeps every sample

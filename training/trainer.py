@@ -103,7 +103,7 @@ def starting_weights(spec: TrainSpec, model: torch.nn.Module, initial: dict[str,
     if initial is None:
         raise CheckpointError(f"the order starts from the client's weights (digest {spec.initial_weights[:16]}…), "
                               "which were not given")
-    fault = _tensors_fault("starting weights", initial, {k: (v.shape, v.dtype) for k, v in model.state_dict().items()})
+    fault = _model_fault(model, initial, "starting weights")
     if fault:
         raise CheckpointError(f"the starting weights {fault}")
     if weights_digest(initial) != spec.initial_weights:
@@ -114,8 +114,8 @@ def starting_weights(spec: TrainSpec, model: torch.nn.Module, initial: dict[str,
 def starting_weights_fault(model: str, *, input_shape: tuple[int, ...], num_classes: int,
                            architecture: GPTConfig | None, weights: dict[str, torch.Tensor]) -> str | None:
     """Why ``weights`` cannot start a training of this model (a phrase), or None when they can."""
-    expected = build_model(model, input_shape=input_shape, num_classes=num_classes, seed=0, config=architecture)
-    return _tensors_fault("tensors", weights, {k: (v.shape, v.dtype) for k, v in expected.state_dict().items()})
+    return _model_fault(build_model(model, input_shape=input_shape, num_classes=num_classes, seed=0, config=architecture),
+                        weights, "tensors")
 
 
 def _optimizer(spec: TrainSpec, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -223,6 +223,11 @@ def _tensors_fault(what: str, tensors: object, expected: dict[str, tuple[torch.S
             found = f"{value.dtype} {tuple(value.shape)}" if torch.is_tensor(value) else type(value).__name__
             return f"holds {what} {name!r} as {found}, where the order implies {dtype} {tuple(shape)}"
     return None
+
+
+def _model_fault(model: torch.nn.Module, tensors: object, what: str) -> str | None:
+    """Why ``tensors`` are not a state of ``model`` (names, shapes, dtypes), or None."""
+    return _tensors_fault(what, tensors, {k: (v.shape, v.dtype) for k, v in model.state_dict().items()})
 
 
 def _identical(a: object, b: object) -> bool:
@@ -525,7 +530,7 @@ def initial_training_state(spec: TrainSpec, X: np.ndarray, y: np.ndarray,
 
 def _load_model(run: "_Run", model_state: dict[str, torch.Tensor], what: str) -> None:
     """Load ``model_state`` into the run's model, or raise :class:`CheckpointError` where its tensors are not this order's."""
-    fault = _tensors_fault("model state", model_state, {k: (v.shape, v.dtype) for k, v in run.model.state_dict().items()})
+    fault = _model_fault(run.model, model_state, "model state")
     if fault:
         raise CheckpointError(f"{what} {fault}; it is not a model of this order")
     run.model.load_state_dict(model_state)
