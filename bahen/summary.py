@@ -32,7 +32,7 @@ def print_summary(record: OrderRecord, console: Console) -> None:
         report = record.verdict.model_report
         console.print(f"[bold]model report[/] (evidence for the client, never a slash): median holdout accuracy "
                       f"{report.median_accuracy:.4f} (chance {report.chance_accuracy:.4f}), loss {report.median_loss:.4f}, "
-                      f"perplexity {report.perplexity:.3f}", highlight=False)
+                      f"perplexity {report.perplexity:.3f}{report.input_blind_note()}", highlight=False)
         for finding in report.findings:
             console.print(f"  {'✓' if finding.passed else '!'} {finding.rule}: {finding.detail}", highlight=False)
     if record.settled:

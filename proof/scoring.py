@@ -8,7 +8,7 @@ flagged: one lying or broken validator cannot move the outcome.
 
 import statistics
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 # 1.4826 · MAD estimates the standard deviation of normally distributed scores.
 MAD_SCALE = 1.4826
@@ -27,12 +27,15 @@ class PerformanceReport(BaseModel):
     samples: int
     accuracy: float
     loss: float
+    input_blind_loss: float | None = Field(
+        default=None, description="The holdout loss of the best model that ignores its input (the targets' entropy)")
     error: str | None = None
 
 
 class Aggregate(BaseModel):
     median_accuracy: float
     median_loss: float
+    median_input_blind_loss: float | None
     valid: int
     outliers: list[str]
 
@@ -41,12 +44,15 @@ def aggregate(reports: list[PerformanceReport], *, k: float = 3.0, floor: float 
     """Median accuracy and loss over the reports without errors; flag outlying validators."""
     valid = [r for r in reports if r.error is None]
     if not valid:
-        return Aggregate(median_accuracy=float("nan"), median_loss=float("nan"), valid=0, outliers=[r.validator for r in reports])
+        return Aggregate(median_accuracy=float("nan"), median_loss=float("nan"), median_input_blind_loss=None, valid=0,
+                         outliers=[r.validator for r in reports])
     accuracies = [r.accuracy for r in valid]
     median = statistics.median(accuracies)
     spread = max(MAD_SCALE * statistics.median(abs(a - median) for a in accuracies), floor)
     outliers = [r.validator for r in valid if abs(r.accuracy - median) > k * spread]
     outliers += [r.validator for r in reports if r.error is not None]
+    blind = [r.input_blind_loss for r in valid if r.input_blind_loss is not None]
     return Aggregate(
-        median_accuracy=median, median_loss=statistics.median(r.loss for r in valid), valid=len(valid), outliers=outliers
+        median_accuracy=median, median_loss=statistics.median(r.loss for r in valid),
+        median_input_blind_loss=statistics.median(blind) if blind else None, valid=len(valid), outliers=outliers,
     )

@@ -57,8 +57,18 @@ class ModelReport(BaseModel):
     median_loss: float
     perplexity: float = Field(description="exp of the median holdout loss (per prediction)")
     chance_accuracy: float
+    input_blind_loss: float | None = Field(
+        default=None, description="The holdout loss of the best model that ignores its input (the targets' entropy); "
+        "exp of it is the perplexity to beat")
     findings: list[Reason] = Field(description="Observations; none of them decides the work verdict")
     verify_more: bool = Field(description="The outcome contradicts the training trace: worth more re-execution")
+
+    def input_blind_note(self) -> str:
+        """What a model that ignores its input scores, in words, where the validators reported it."""
+        if self.input_blind_loss is None:
+            return ""
+        return (f" (a model that ignores its input: loss {self.input_blind_loss:.4f}, "
+                f"perplexity {_perplexity(self.input_blind_loss):.3f})")
 
 
 class Decision(BaseModel):
@@ -107,11 +117,20 @@ def model_report(ev: Evidence) -> ModelReport:
         Reason(rule="validators-agree", passed=not agg.outliers, decisive=False,
                detail=f"outlying validators: {', '.join(agg.outliers)}" if agg.outliers else "no outlying validator"),
     ]
-    perplexity = math.exp(agg.median_loss) if math.isfinite(agg.median_loss) and agg.median_loss < 700 else math.inf
+    blind = agg.median_input_blind_loss
+    if blind is not None:
+        findings.append(Reason(
+            rule="uses-its-input", passed=agg.median_loss < blind, decisive=False,
+            detail=f"median holdout loss {agg.median_loss:.4f} against {blind:.4f} for the best model that ignores its "
+            f"input (perplexity {_perplexity(agg.median_loss):.4g} against {_perplexity(blind):.4g})"))
     return ModelReport(
-        median_accuracy=agg.median_accuracy, median_loss=agg.median_loss, perplexity=perplexity,
-        chance_accuracy=chance, findings=findings, verify_more=contradicts,
+        median_accuracy=agg.median_accuracy, median_loss=agg.median_loss, perplexity=_perplexity(agg.median_loss),
+        chance_accuracy=chance, input_blind_loss=blind, findings=findings, verify_more=contradicts,
     )
+
+
+def _perplexity(loss: float) -> float:
+    return math.exp(loss) if math.isfinite(loss) and loss < 700 else math.inf
 
 
 def decide(evidence: Evidence) -> Decision:

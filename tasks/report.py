@@ -83,7 +83,7 @@ def summary_markdown(record: OrderRecord) -> str:
         report = record.verdict.model_report
         lines += ["", "## Model report", "", "Evidence for the client: it never slashes.", "",
                   f"- median holdout accuracy {report.median_accuracy:.4f} (chance {report.chance_accuracy:.4f}), "
-                  f"loss {report.median_loss:.4f}, perplexity {report.perplexity:.3f}"]
+                  f"loss {report.median_loss:.4f}, perplexity {report.perplexity:.3f}{report.input_blind_note()}"]
         lines += [f"- {line}" for line in explain(report.findings)]
     if record.settled:
         lines += ["", "## Credits and debits", "", "| account | kind | ETH |", "|---|---|---:|"]

@@ -17,7 +17,7 @@ from storage.errors import StorageError
 from storage.refs import ArtifactRef
 from training.checkpoint import Checkpoint
 from training.errors import CheckpointError, TrainingError
-from training.trainer import evaluate, state_form
+from training.trainer import evaluate, input_blind_loss, state_form
 
 from bahen.artifacts import PROOF_ROLE, get_decrypted, open_stored_grant, put_signed
 from bahen.network import Network
@@ -41,6 +41,7 @@ def score_one(spec: OrderSpec, upload: Upload, training: Training, slot: Validat
         holdout_sha256=upload.holdout.sha256, samples=len(y),
     )
     tspec = train_spec(spec, upload, training.task, net)
+    base["input_blind_loss"] = input_blind_loss(tspec, X, y)
     try:
         bound = state_form(tspec, upload.train_rows).max_bytes
         if training.final_model.size > bound:

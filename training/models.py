@@ -64,6 +64,10 @@ class Classifier(nn.Module):
         """Mean training loss of a batch."""
         return F.cross_entropy(self(x), y)
 
+    def targets(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Every class index the loss of a batch scores a prediction against, flattened."""
+        return y.reshape(-1)
+
 
 class MLP(Classifier):
     def __init__(self, in_features: int, num_classes: int, config: MLPConfig):
@@ -172,9 +176,12 @@ class GPT(Classifier):
         return self.sequence_logits(x)[:, -1]
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        targets = torch.cat([x[:, 1:].long(), y[:, None]], dim=1)
         logits = self.sequence_logits(x)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), self.targets(x, y))
+
+    def targets(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The next byte at every position of each window: the window shifted by one, then the label."""
+        return torch.cat([x[:, 1:].long(), y[:, None]], dim=1).reshape(-1)
 
 
 ModelConfig = MLPConfig | CNNConfig | ResNetConfig | GPTConfig

@@ -557,6 +557,16 @@ def batch_losses(
     return losses
 
 
+def input_blind_loss(spec: TrainSpec, X: np.ndarray, y: np.ndarray) -> float:
+    """The loss on ``X``/``y`` of the best model that ignores its input: the entropy, in nats, of the
+    frequencies of the targets the ordered model's loss scores (the labels; every next byte of a
+    gpt's windows). A model that learnt anything from its input scores below it."""
+    targets = _model(spec).targets(torch.as_tensor(np.asarray(X, dtype=np.float32)), torch.as_tensor(y, dtype=torch.int64))
+    counts = torch.bincount(targets).double()
+    shares = counts[counts > 0] / counts.sum()
+    return float(-(shares * shares.log()).sum())
+
+
 def evaluate(spec: TrainSpec, model_state: dict[str, torch.Tensor], X: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Mean loss and label accuracy of ``model_state`` on a dataset, in evaluation mode.
 

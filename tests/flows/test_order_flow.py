@@ -179,7 +179,9 @@ def test_a_language_model_order_is_accepted_and_beats_the_unigram_baseline(prefe
     tail = np.frombuffer(corpus[len(corpus) - record.upload.holdout_rows * 64 - 1:], dtype=np.uint8)
     frequencies = np.bincount(tail, minlength=256)[np.bincount(tail, minlength=256) > 0] / len(tail)
     unigram = math.exp(-(frequencies * np.log(frequencies)).sum())
-    assert record.verdict.model_report.perplexity < unigram
+    report = record.verdict.model_report
+    assert report.perplexity < unigram and math.exp(report.input_blind_loss) == pytest.approx(unigram, rel=0.01)
+    assert next(f for f in report.findings if f.rule == "uses-its-input").passed
 
 
 def test_a_fine_tuning_order_starts_from_the_clients_weights(prefect, tmp_path):

@@ -9,10 +9,10 @@ from proof.scoring import PerformanceReport, aggregate
 from proof.wasp import Evidence, decide
 
 
-def report(validator, accuracy, loss=0.3, error=None):
+def report(validator, accuracy, loss=0.3, error=None, blind=None):
     return PerformanceReport(
         order_id="0x1", task=0, validator=validator, model_sha256="aa", holdout_sha256="bb", samples=100,
-        accuracy=accuracy, loss=loss, error=error,
+        accuracy=accuracy, loss=loss, input_blind_loss=blind, error=error,
     )
 
 
@@ -100,6 +100,17 @@ def test_the_model_report_never_decides_the_work_verdict(changes, findings):
         "signed-proof", "committed-root", "verification-attested", "verification-passed"]
     failed = [f.rule for f in decision.model_report.findings if not f.passed]
     assert failed == findings
+
+
+@pytest.mark.parametrize(("loss", "passed"), [(2.1, True), (3.3, False)])
+def test_the_model_report_compares_the_holdout_loss_with_a_model_that_ignores_its_input(loss, passed):
+    decision = decide(evidence(performance=[report("a", 0.3, loss=loss, blind=3.3), report("b", 0.3, loss=loss, blind=3.3)],
+                               claimed_final_loss=2.0))
+    finding = next(f for f in decision.model_report.findings if f.rule == "uses-its-input")
+    assert decision.accepted and finding.passed is passed and not finding.decisive
+    assert decision.model_report.input_blind_loss == 3.3
+    assert f"perplexity {math.exp(loss):.4g} against {math.exp(3.3):.4g}" in finding.detail
+    assert "uses-its-input" not in [f.rule for f in decide(evidence()).model_report.findings]  # no figure, no finding
 
 
 def test_a_holdout_loss_that_contradicts_the_trace_asks_for_more_verification_not_a_rejection():

@@ -1,10 +1,14 @@
 """Model registry: seed-derived initialisation, shapes, FLOP counts."""
 
+import math
+
+import numpy as np
 import pytest
 import torch
 
 from training.errors import UnknownModelError
-from training.models import MODEL_NAMES, build_model, flops_per_sample
+from training.models import MODEL_NAMES, GPTConfig, build_model, flops_per_sample
+from training.trainer import TrainSpec, input_blind_loss
 
 SHAPES = {"mlp": ((1, 8, 8), 10), "cnn": ((1, 28, 28), 10), "resnet20": ((3, 32, 32), 10), "gpt": ((32,), 128)}
 
@@ -55,3 +59,16 @@ def test_flops_known_answers():
 def test_unknown_model():
     with pytest.raises(UnknownModelError, match="registry has mlp, cnn, resnet20, gpt"):
         build_model("vit", input_shape=(1, 8, 8), num_classes=10, seed=0)
+
+
+
+def test_the_input_blind_loss_is_the_entropy_of_the_targets_the_loss_scores():
+    base = dict(optimizer="sgd", lr=0.1, batch_size=2, epochs=1, seed=0, checkpoint_every=1)
+    three_to_one = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    mlp = TrainSpec(model="mlp", input_shape=(2,), num_classes=2, **base)
+    assert input_blind_loss(mlp, np.zeros((4, 2), np.float32), np.array([0, 0, 0, 1])) == pytest.approx(three_to_one)
+    # a gpt scores every next byte: windows "ab", "ab" labelled "a", "b" score b, a, b, b
+    gpt = TrainSpec(model="gpt", architecture=GPTConfig(layers=1, heads=1, embed=8), input_shape=(2,), num_classes=128,
+                    **base)
+    windows = np.array([[97, 98], [97, 98]], np.float32)
+    assert input_blind_loss(gpt, windows, np.array([97, 98])) == pytest.approx(three_to_one)
