@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml constraints.txt package.json package-lock.json
 	test -x $(PY) || python3 -m venv $(VENV)
 	# The CPU wheel first: a bare `torch` requirement would pull a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[test,devnet]"
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 

@@ -1,6 +1,6 @@
-"""One adapter over the two chain backends: the in-process EVM (eth-tester + py-evm) and any
-JSON-RPC endpoint (anvil locally). Everything that differs between them lives here: how reverts
-arrive, how time moves, how blocks are mined."""
+"""One adapter over the two chain backends: the in-process EVM (eth-tester + py-evm, the
+``devnet`` extra) and any JSON-RPC endpoint (anvil locally). Everything that differs between them
+lives here: how reverts arrive, how time moves, how blocks are mined."""
 
 from __future__ import annotations
 
@@ -11,9 +11,6 @@ from typing import Any
 
 import requests
 from eth_account.signers.local import LocalAccount
-from eth_tester import EthereumTester, PyEVMBackend
-from eth_tester.exceptions import TransactionFailed
-from eth_tester.exceptions import ValidationError as TesterValidationError
 from eth_utils.exceptions import ValidationError as EvmValidationError
 from web3 import EthereumTesterProvider, Web3
 from web3.contract.contract import ContractFunction
@@ -37,17 +34,21 @@ IN_PROCESS_GAS = 10_000_000
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 RECEIPT_TIMEOUT = 120  # seconds to wait for inclusion
 _REVERT_PREFIX = "execution reverted: "
-# How each backend refuses a transaction it will not run (bad nonce, fees, funds).
-_REFUSALS = (TesterValidationError, EvmValidationError, Web3RPCError)
 
 
 class Chain:
     """A web3 connection plus the devnet controls tests and `bahen up` need."""
 
-    def __init__(self, w3: Web3, *, label: str, tester: EthereumTester | None = None):
+    def __init__(self, w3: Web3, *, label: str, tester: Any = None,
+                 refusals: tuple[type[Exception], ...] = (), reverts: tuple[type[Exception], ...] = ()):
+        """``tester`` is the in-process EVM's ``EthereumTester``; ``refusals`` and ``reverts`` are the
+        backend's own exceptions for a transaction it will not run (bad nonce, fees, funds) and for
+        a reverted call, beside web3's."""
         self.w3 = w3
         self.label = label
         self._tester = tester
+        self._refusals = (*refusals, EvmValidationError, Web3RPCError)
+        self._reverts = (*reverts, ContractLogicError)
         self._chain_id: int | None = None
         self._view_sender: str | None = None
         # One sender's transactions go out one at a time (nonce, then inclusion); py-evm is not
@@ -56,9 +57,16 @@ class Chain:
 
     @classmethod
     def in_process(cls) -> Chain:
-        """A fresh in-process EVM with prefunded dev accounts; nothing to start."""
+        """A fresh in-process EVM with prefunded dev accounts; nothing to start (the ``devnet`` extra)."""
+        try:
+            from eth_tester import EthereumTester, PyEVMBackend
+            from eth_tester.exceptions import TransactionFailed, ValidationError
+        except ImportError:
+            raise ChainError("the in-process EVM comes with the devnet extra: pip install 'bahen[devnet]', or name a "
+                             "chain's JSON-RPC endpoint with BAHEN_CHAIN_RPC_URL") from None
         tester = EthereumTester(PyEVMBackend())
-        return cls(Web3(EthereumTesterProvider(tester)), label="in-process EVM", tester=tester)
+        return cls(Web3(EthereumTesterProvider(tester)), label="in-process EVM", tester=tester,
+                   refusals=(ValidationError,), reverts=(TransactionFailed,))
 
     @classmethod
     def connect(cls, rpc_url: str) -> Chain:
@@ -83,7 +91,7 @@ class Chain:
         try:
             with self._lock:
                 self._rpc(lambda: self.w3.eth.wait_for_transaction_receipt(self.w3.eth.send_transaction(tx)))
-        except _REFUSALS as exc:
+        except self._refusals as exc:
             raise ChainError(
                 f"funding {address} with {wei} wei from {accounts[0]} on {self.label} failed: {exc}"
             ) from None
@@ -126,7 +134,7 @@ class Chain:
         """Runs a view function; a revert becomes a decoded ContractRevert."""
         try:
             return self._rpc(lambda: fn.call({"from": self._sender_for_views()}))
-        except (TransactionFailed, ContractLogicError) as exc:
+        except self._reverts as exc:
             raise _revert(action, exc) from None
 
     def transact(self, acct: LocalAccount, fn: ContractFunction, action: str, *, value: int = 0) -> TxReceipt:
@@ -151,7 +159,7 @@ class Chain:
         raw = acct.sign_transaction(tx).raw_transaction
         try:
             tx_hash = self._rpc(lambda: self.w3.eth.send_raw_transaction(raw))
-        except _REFUSALS as exc:
+        except self._refusals as exc:
             raise self._refused(action, acct.address, tx.get("value", 0), exc) from None
         try:
             receipt = self._rpc(
@@ -177,9 +185,9 @@ class Chain:
             else:
                 estimate = self._rpc(lambda: call.estimate_gas({"from": acct.address, "value": value}))
                 tx["gas"] = int(estimate * GAS_HEADROOM) + 10_000
-        except (TransactionFailed, ContractLogicError) as exc:
+        except self._reverts as exc:
             raise _revert(action, exc) from None
-        except _REFUSALS as exc:
+        except self._refusals as exc:
             raise self._refused(action, acct.address, value, exc) from None
         return tx
 

@@ -1,6 +1,7 @@
 """Revert decoding and chain errors: known answers and round trips."""
 
 import pickle
+import sys
 
 import pytest
 from eth_abi import encode
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 
 from contracts.abi import error_table
 from contracts.chain import Chain
-from contracts.errors import ChainUnavailableError, ContractRevert, decode_revert
+from contracts.errors import ChainError, ChainUnavailableError, ContractRevert, decode_revert
 
 UINT256 = st.integers(0, 2**256 - 1)
 
@@ -79,3 +80,9 @@ def test_unreachable_endpoint_names_the_url_and_what_to_start():
     with pytest.raises(ChainUnavailableError) as err:
         Chain.connect("http://127.0.0.1:9")
     assert "http://127.0.0.1:9" in str(err.value) and "anvil" in str(err.value)
+
+
+def test_the_in_process_evm_without_the_devnet_extra_says_how_to_get_a_chain(monkeypatch):
+    monkeypatch.setitem(sys.modules, "eth_tester", None)  # as on a host installed without the extra
+    with pytest.raises(ChainError, match=r"devnet extra: pip install 'bahen\[devnet\]', or name .* BAHEN_CHAIN_RPC_URL"):
+        Chain.in_process()
