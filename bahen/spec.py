@@ -29,8 +29,9 @@ class OrderSpec(BaseModel):
     )
     dataset_path: str | None = Field(
         None,
-        description="Your own CSV or Parquet file (feature columns x0..x{d-1}, integer column "
-        "'label'), or a text file (.txt) for a gpt order; when set it replaces the sample dataset",
+        description="Your own CSV or Parquet file (feature columns x0..x{d-1} in [0, 1], integer column 'label'), a "
+        "folder of images with one subfolder per class, or a text file (.txt) for a gpt order; when set it replaces "
+        "the sample dataset",
     )
     model: Literal["mlp", "cnn", "resnet20", "gpt"] = Field(
         "mlp", description="Model from the registry; gpt is a decoder-only transformer that learns the next byte of a text"
@@ -95,8 +96,8 @@ class OrderSpec(BaseModel):
 
     @model_validator(mode="after")
     def _dataset_path_exists(self) -> "OrderSpec":
-        if self.dataset_path is not None and not Path(self.dataset_path).is_file():
-            raise ValueError(f"dataset_path {self.dataset_path!r} is not a readable file")
+        if self.dataset_path is not None and not Path(self.dataset_path).exists():
+            raise ValueError(f"dataset_path {self.dataset_path!r} is neither a file nor a folder")
         return self
 
     @model_validator(mode="after")

@@ -21,7 +21,9 @@ from prefect.cache_policies import NO_CACHE
 from privacy.signing import digest
 from privacy.stream import new_data_key
 from storage.manifest import ArtifactEntry, Manifest
-from training.datasets import BYTE_VOCAB, SHAPE_KEY, is_text, load_dataset, table_to_arrays, text_table
+from training.datasets import (
+    BYTE_VOCAB, CLASSES_KEY, SHAPE_KEY, image_folder_table, is_text, load_dataset, table_to_arrays, text_table,
+)
 from training.errors import DatasetError
 from training.models import load_weights, weights_digest
 from training.trainer import starting_weights_fault
@@ -43,11 +45,14 @@ KEY_ROLES = ("train", "holdout")  # the model key is the worker's: the client ge
 def read_dataset(spec: OrderSpec) -> tuple[pa.Table, str, int | None]:
     """The order's table, its name for messages, and its class count when known in advance.
 
-    Text (a gpt order) becomes windows of the order's context, each labelled with the next byte.
+    Text (a gpt order) becomes windows of the order's context, each labelled with the next byte; a
+    folder, its images labelled by subfolder.
     """
     if spec.dataset_path is None:
         return load_dataset(spec.dataset, context=spec.context), spec.dataset, SAMPLE_CLASSES[spec.dataset]
     path = Path(spec.dataset_path)
+    if path.is_dir():
+        return image_folder_table(path), str(path), None
     if spec.text:
         try:
             return text_table(path.read_bytes(), spec.context), str(path), BYTE_VOCAB
@@ -145,6 +150,7 @@ def encrypt_upload(spec: OrderSpec, net: Network, *, salt: str) -> Upload:
             "input_shape": input_shape,
             "num_classes": classes,
             "initial_weights": initial[1] if initial else None,
+            "class_names": json.loads(table.schema.metadata[CLASSES_KEY]) if CLASSES_KEY in table.schema.metadata else None,
         },
     )
     manifest_ref, _ = put_signed(net.store, client, manifest, name=f"order {order_id[:10]}/dataset manifest")

@@ -17,6 +17,10 @@ Built-in datasets, all available offline:
   stdlib's ``this`` module) as bytes: each sample is a window of :data:`TEXT_WINDOW` byte values
   (as float32), overlapping its neighbours, and the label is the byte that follows. 128 classes.
 
+An image folder (:func:`image_folder_table`) holds one subfolder of images per class; its table
+is the same format, pixels scaled to [0, 1], channels first, with the class names, in label order,
+under :data:`CLASSES_KEY`.
+
 A text table (:func:`text_table`) is the same format with byte values 0..255 as features: a
 window of ``context`` bytes, labelled with the byte after it. Its schema metadata says so under
 :data:`KIND_KEY`, which decides the dataset suite that checks it (`training.validation`).
@@ -38,6 +42,8 @@ from pydantic_core import from_json
 from training.errors import DatasetError
 
 SHAPE_KEY = b"bahen.input_shape"
+CLASSES_KEY = b"bahen.classes"  # JSON list of an image folder's class names, in label order
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 KIND_KEY = b"bahen.kind"  # b"text" for a byte-level language-modelling table; absent for a classification one
 BYTE_VOCAB = 256
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "shakespeare.txt"
@@ -141,6 +147,39 @@ def text_table(corpus: bytes, context: int) -> pa.Table:
     windows = data[starts[:, None] + np.arange(context)]
     table = arrays_to_table(windows.astype(np.float32), data[starts + context].astype(np.int64))
     return table.replace_schema_metadata({**table.schema.metadata, KIND_KEY: b"text"})
+
+
+def image_folder_table(root: Path) -> pa.Table:
+    """The images under ``root``, one subfolder per class (named after it; labels in sorted order of
+    the names), as a table: every image in the colour mode and size of the first one found (grey
+    or RGB), pixels scaled to [0, 1], channels first. :class:`DatasetError` names the file at fault."""
+    from PIL import Image, UnidentifiedImageError
+
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    files = [(label, f) for label, name in enumerate(classes) for f in sorted((root / name).iterdir())
+             if f.suffix.lower() in IMAGE_SUFFIXES]
+    if len(classes) < 2 or not files:
+        raise DatasetError(f"{root} needs a subfolder of images ({', '.join(sorted(IMAGE_SUFFIXES))}) for each of at "
+                           f"least two classes; it has {len(classes)} subfolder(s) and {len(files)} image(s)")
+    images, mode, size = [], None, None
+    for _, path in files:
+        try:
+            with Image.open(path) as image:
+                if mode is None:
+                    mode = "L" if image.mode in ("1", "L", "I", "I;16", "F") else "RGB"
+                    size = image.size
+                    if size[0] * size[1] * len(mode) > MAX_FEATURES:
+                        raise DatasetError(f"{path} is {size[0]}x{size[1]}: an image may hold at most "
+                                           f"{MAX_FEATURES:,} values; make the images smaller")
+                if image.size != size:
+                    raise DatasetError(f"{path} is {image.size[0]}x{image.size[1]}, where the first image, "
+                                       f"{files[0][1]}, is {size[0]}x{size[1]}: every image must have one size")
+                pixels = np.asarray(image.convert(mode), dtype=np.float32) / 255.0
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+            raise DatasetError(f"{path} cannot be read as an image: {exc}") from None
+        images.append(pixels[None] if mode == "L" else pixels.transpose(2, 0, 1))
+    table = arrays_to_table(np.stack(images), np.array([label for label, _ in files], dtype=np.int64))
+    return table.replace_schema_metadata({**table.schema.metadata, CLASSES_KEY: json.dumps(classes).encode()})
 
 
 def is_text(table: pa.Table) -> bool:

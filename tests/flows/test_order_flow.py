@@ -13,9 +13,10 @@ from contracts.errors import ContractRevert
 from prefect.client.orchestration import get_client
 
 from privacy.errors import WrongKeyError
+from storage.manifest import Manifest
 from training.datasets import CORPUS
 
-from bahen.artifacts import PROOF_ROLE, get_decrypted, open_stored_grant
+from bahen.artifacts import PROOF_ROLE, get_decrypted, get_signed, open_stored_grant
 from bahen.delivery import fetch_model
 from bahen.errors import BahenError
 from bahen.network import connect
@@ -182,6 +183,25 @@ def test_a_language_model_order_is_accepted_and_beats_the_unigram_baseline(prefe
     report = record.verdict.model_report
     assert report.perplexity < unigram and math.exp(report.input_blind_loss) == pytest.approx(unigram, rel=0.01)
     assert next(f for f in report.findings if f.rule == "uses-its-input").passed
+
+
+def test_an_image_folder_order_is_accepted_and_its_classes_named(prefect, tmp_path):
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for i, (image, label) in enumerate(zip(digits.images, digits.target)):
+        if label in (3, 8):  # two classes, each in a folder named after it
+            folder = tmp_path / "digits" / ("three" if label == 3 else "eight")
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray((image * 255 / 16).astype(np.uint8)).save(folder / f"{i}.png")
+    record = order(SMALL.model_copy(update={"dataset_path": str(tmp_path / "digits"), "epochs": 3}))
+
+    assert record.verdict.accepted and record.verification.passed
+    assert record.upload.input_shape == [1, 8, 8] and record.upload.num_classes == 2
+    assert all(f.passed for f in record.verdict.model_report.findings)  # above chance, using its input
+    manifest, _ = get_signed(connect(load_settings()).store, record.upload.manifest, Manifest)
+    assert manifest.meta["class_names"] == ["eight", "three"]
 
 
 def test_a_fine_tuning_order_starts_from_the_clients_weights(prefect, tmp_path):

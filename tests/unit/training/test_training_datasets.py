@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from training.datasets import (
-    CORPUS, SHAPE_KEY, TEXT_WINDOW, arrays_to_table, is_text, load_dataset, table_to_arrays, text_corpus, text_table,
+    CLASSES_KEY, CORPUS, SHAPE_KEY, TEXT_WINDOW, arrays_to_table, image_folder_table, is_text, load_dataset, table_to_arrays, text_corpus, text_table,
 )
 from training.errors import DatasetError
 
@@ -78,3 +78,44 @@ def test_shakespeare_is_the_pinned_corpus_in_windows_of_the_context():
     X, y, shape = table_to_arrays(load_dataset("shakespeare", context=100))
     assert shape == (100,) and len(X) == (len(corpus) - 1) // 100
     assert bytes(X[1].astype(np.uint8)) == corpus[100:200] and y[1] == corpus[200]
+
+
+
+def _png(path, pixels, mode="L"):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(pixels, dtype=np.uint8), mode=mode).save(path)
+
+
+def test_an_image_folder_is_labelled_by_subfolder_in_sorted_order(tmp_path):
+    _png(tmp_path / "zebra" / "a.png", np.full((4, 6), 255))
+    _png(tmp_path / "ant" / "b.png", np.zeros((4, 6)))
+    _png(tmp_path / "ant" / "c.png", np.full((4, 6), 51))
+    (tmp_path / "ant" / "notes.txt").write_text("not an image, not read")
+    table = image_folder_table(tmp_path)
+    X, y, shape = table_to_arrays(table)
+    assert shape == (1, 4, 6) and y.tolist() == [0, 0, 1]
+    assert json.loads(table.schema.metadata[CLASSES_KEY]) == ["ant", "zebra"]
+    assert X[1].max() == pytest.approx(0.2) and X[2].min() == 1.0
+
+
+def test_colour_images_have_three_channels_first(tmp_path):
+    pixels = np.zeros((2, 3, 3))
+    pixels[..., 0] = 255  # red
+    for name in ("a", "b"):
+        _png(tmp_path / name / "x.png", pixels, mode="RGB")
+    X, _, shape = table_to_arrays(image_folder_table(tmp_path))
+    assert shape == (3, 2, 3) and X[0, 0].min() == 1.0 and X[0, 1:].max() == 0.0
+
+
+def test_an_image_folder_names_the_file_at_fault(tmp_path):
+    _png(tmp_path / "a" / "1.png", np.zeros((4, 4)))
+    with pytest.raises(DatasetError, match="needs a subfolder of images .* for each of at least two classes"):
+        image_folder_table(tmp_path)
+    _png(tmp_path / "b" / "2.png", np.zeros((5, 4)))
+    with pytest.raises(DatasetError, match=r"b/2.png is 4x5, where the first image, .*a/1.png, is 4x4"):
+        image_folder_table(tmp_path)
+    (tmp_path / "b" / "2.png").write_bytes(b"not a png")
+    with pytest.raises(DatasetError, match=r"b/2.png cannot be read as an image"):
+        image_folder_table(tmp_path)
