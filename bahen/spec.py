@@ -33,6 +33,15 @@ class OrderSpec(BaseModel):
         "folder of images with one subfolder per class, or a text file (.txt) for a gpt order; when set it replaces "
         "the sample dataset",
     )
+    label_column: str = Field(
+        "label", min_length=1, max_length=200,
+        description="The column of your CSV or Parquet file that holds the labels; where the file has no columns "
+        "x0, x1, …, every other column is a feature",
+    )
+    scale_features: bool = Field(
+        False, description="Map each feature column of your file to [0, 1] by its minimum and maximum before "
+        "anything is uploaded (the scales go into the signed dataset manifest)",
+    )
     model: Literal["mlp", "cnn", "resnet20", "gpt"] = Field(
         "mlp", description="Model from the registry; gpt is a decoder-only transformer that learns the next byte of a text"
     )

@@ -22,7 +22,8 @@ from privacy.signing import digest
 from privacy.stream import new_data_key
 from storage.manifest import ArtifactEntry, Manifest
 from training.datasets import (
-    BYTE_VOCAB, CLASSES_KEY, SHAPE_KEY, image_folder_table, is_text, load_dataset, table_to_arrays, text_table,
+    BYTE_VOCAB, CLASSES_KEY, FEATURES_KEY, SCALES_KEY, SHAPE_KEY, image_folder_table, is_text, load_dataset,
+    named_table, scale_features, table_to_arrays, text_table,
 )
 from training.errors import DatasetError
 from training.models import load_weights, weights_digest
@@ -39,14 +40,17 @@ from tasks.runtime import network, order_book, recorded, timed
 from tasks.shard import architecture
 
 SAMPLE_CLASSES = {"digits": 10, "mnist": 10, "shakespeare": BYTE_VOCAB}
-KEY_ROLES = ("train", "holdout")  # the model key is the worker's: the client gets it once the verdict is final
+KEY_ROLES = ("train", "holdout")
+# what the manifest repeats of a table's metadata: names and scales the client needs to use the model
+METADATA_FIELDS = {"class_names": CLASSES_KEY, "feature_names": FEATURES_KEY, "feature_scales": SCALES_KEY}  # the model key is the worker's: the client gets it once the verdict is final
 
 
 def read_dataset(spec: OrderSpec) -> tuple[pa.Table, str, int | None]:
     """The order's table, its name for messages, and its class count when known in advance.
 
     Text (a gpt order) becomes windows of the order's context, each labelled with the next byte; a
-    folder, its images labelled by subfolder.
+    folder, its images labelled by subfolder; a table of named columns, features ``x0..`` in its
+    column order, scaled to [0, 1] where the order asks.
     """
     if spec.dataset_path is None:
         return load_dataset(spec.dataset, context=spec.context), spec.dataset, SAMPLE_CLASSES[spec.dataset]
@@ -64,10 +68,12 @@ def read_dataset(spec: OrderSpec) -> tuple[pa.Table, str, int | None]:
                  else pa_csv.read_csv(path, read_options=pa_csv.ReadOptions(use_threads=False)))
     except (pa.ArrowInvalid, OSError) as exc:
         raise DatasetError(f"dataset {path} cannot be read as {'Parquet' if path.suffix == '.parquet' else 'CSV'}: {exc}") from None
-    if SHAPE_KEY not in (table.schema.metadata or {}):
+    if "x0" not in table.column_names:  # named columns
+        table = named_table(table, spec.label_column)
+    elif SHAPE_KEY not in (table.schema.metadata or {}):
         shape = infer_input_shape(count_features(table))
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), SHAPE_KEY: json.dumps(list(shape)).encode()})
-    return table, str(path), None
+    return (scale_features(table) if spec.scale_features else table), str(path), None
 
 
 def split_holdout(table: pa.Table, fraction: float, seed: int) -> tuple[pa.Table, pa.Table]:
@@ -150,7 +156,8 @@ def encrypt_upload(spec: OrderSpec, net: Network, *, salt: str) -> Upload:
             "input_shape": input_shape,
             "num_classes": classes,
             "initial_weights": initial[1] if initial else None,
-            "class_names": json.loads(table.schema.metadata[CLASSES_KEY]) if CLASSES_KEY in table.schema.metadata else None,
+            **{field: json.loads(table.schema.metadata[key]) for field, key in METADATA_FIELDS.items()
+               if key in table.schema.metadata},
         },
     )
     manifest_ref, _ = put_signed(net.store, client, manifest, name=f"order {order_id[:10]}/dataset manifest")

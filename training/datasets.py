@@ -17,6 +17,11 @@ Built-in datasets, all available offline:
   stdlib's ``this`` module) as bytes: each sample is a window of :data:`TEXT_WINDOW` byte values
   (as float32), overlapping its neighbours, and the label is the byte that follows. 128 classes.
 
+A table of named columns (:func:`named_table`) becomes this format: its label column is renamed
+``label``, every other column is a feature in file order, their names kept under
+:data:`FEATURES_KEY`; :func:`scale_features` maps each feature to [0, 1] and keeps the minimum and
+maximum it used under :data:`SCALES_KEY`.
+
 An image folder (:func:`image_folder_table`) holds one subfolder of images per class; its table
 is the same format, pixels scaled to [0, 1], channels first, with the class names, in label order,
 under :data:`CLASSES_KEY`.
@@ -30,18 +35,22 @@ import codecs
 import io
 import json
 import math
+import reprlib
 from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic_core import from_json
 
 from training.errors import DatasetError
 
 SHAPE_KEY = b"bahen.input_shape"
+FEATURES_KEY = b"bahen.features"  # JSON list of a named table's feature columns, in x0.. order
+SCALES_KEY = b"bahen.scales"  # JSON object: each feature column's [minimum, maximum] that scale_features mapped to [0, 1]
 CLASSES_KEY = b"bahen.classes"  # JSON list of an image folder's class names, in label order
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 KIND_KEY = b"bahen.kind"  # b"text" for a byte-level language-modelling table; absent for a classification one
@@ -147,6 +156,44 @@ def text_table(corpus: bytes, context: int) -> pa.Table:
     windows = data[starts[:, None] + np.arange(context)]
     table = arrays_to_table(windows.astype(np.float32), data[starts + context].astype(np.int64))
     return table.replace_schema_metadata({**table.schema.metadata, KIND_KEY: b"text"})
+
+
+def named_table(table: pa.Table, label_column: str) -> pa.Table:
+    """A table of named numeric columns in bahen's format: ``label_column`` becomes ``label``, every
+    other column a feature (``x0..`` in file order, a flat vector), the names kept under :data:`FEATURES_KEY`."""
+    if label_column not in table.column_names:
+        raise DatasetError(f"the table has no label column {label_column!r}; its columns are "
+                           f"{reprlib.repr(table.column_names)}: set label_column to the one that holds the labels")
+    names = [c for c in table.column_names if c != label_column]
+    numeric = (pa.types.is_integer, pa.types.is_floating)
+    wrong = [c for c in table.column_names if not any(test(table.schema.field(c).type) for test in numeric)]
+    if wrong or not names:
+        raise DatasetError(f"columns {reprlib.repr(wrong)} are not numbers: every feature column and the label column "
+                           "must hold numbers (encode categories as integers first)" if wrong
+                           else f"the table holds only its label column {label_column!r}: there is nothing to learn from")
+    if not pa.types.is_integer(table.schema.field(label_column).type):
+        raise DatasetError(f"label column {label_column!r} holds {table.schema.field(label_column).type}, not integers "
+                           "from 0 to the number of classes less one")
+    columns = {f"x{i}": pc.cast(table.column(name), pa.float32()) for i, name in enumerate(names)}
+    metadata = {SHAPE_KEY: json.dumps([len(names)]).encode(), FEATURES_KEY: json.dumps(names).encode()}
+    return pa.table({**columns, "label": pc.cast(table.column(label_column), pa.int64())}).replace_schema_metadata(metadata)
+
+
+def scale_features(table: pa.Table) -> pa.Table:
+    """Map each feature column of a table in bahen's format to [0, 1] by its minimum and maximum
+    (a constant column to 0), kept under :data:`SCALES_KEY` for whoever feeds the model later."""
+    scales, columns = {}, {}
+    for name in table.column_names:
+        column = table.column(name)
+        if name != "label":
+            low, high = (pc.min(column).as_py(), pc.max(column).as_py())
+            low, high = (0.0, 0.0) if low is None else (float(low), float(high))
+            scales[name] = [low, high]
+            span = high - low
+            column = pc.cast(pc.divide(pc.subtract(column, low), span) if span > 0 else pc.multiply(column, 0.0),
+                             pa.float32())
+        columns[name] = column
+    return pa.table(columns).replace_schema_metadata({**table.schema.metadata, SCALES_KEY: json.dumps(scales).encode()})
 
 
 def image_folder_table(root: Path) -> pa.Table:

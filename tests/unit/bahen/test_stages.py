@@ -112,6 +112,25 @@ def test_starting_weights_that_are_not_the_ordered_models_are_refused_unread_and
     assert stored_objects(net) == before
 
 
+def test_a_parquet_file_of_named_columns_is_scaled_and_its_names_signed(net, tmp_path):
+    import pyarrow.parquet as pq
+    from storage.manifest import Manifest
+
+    from bahen.artifacts import get_signed
+
+    d = load_digits()
+    columns = {f"pixel_{i}": d.data[:, i] for i in range(64)} | {"digit": d.target}
+    pq.write_table(pa.table(columns), tmp_path / "digits.parquet")
+    spec = OrderSpec(dataset_path=str(tmp_path / "digits.parquet"), label_column="digit", scale_features=True)
+    upload = encrypt_upload(spec, net, salt=salt_of_run(None))
+    assert upload.input_shape == [64] and upload.num_classes == 10  # named columns are a flat vector
+    manifest, _ = get_signed(net.store, upload.manifest, Manifest)
+    assert manifest.meta["feature_names"] == [f"pixel_{i}" for i in range(64)]
+    assert manifest.meta["feature_scales"]["x36"] == [0.0, 16.0]
+    with pytest.raises(DatasetInvalidError, match="feature_max"):  # unscaled pixels 0..16 fail the suite, listed
+        encrypt_upload(spec.model_copy(update={"scale_features": False}), net, salt=salt_of_run(None))
+
+
 def test_text_keeps_its_order_and_holds_out_its_end():
     table = text_table(bytes(range(256)) * 4, 10)
     train, holdout = split_holdout(table, 0.2, seed=7)

@@ -7,7 +7,8 @@ import pyarrow as pa
 import pytest
 
 from training.datasets import (
-    CLASSES_KEY, CORPUS, SHAPE_KEY, TEXT_WINDOW, arrays_to_table, image_folder_table, is_text, load_dataset, table_to_arrays, text_corpus, text_table,
+    CLASSES_KEY, CORPUS, FEATURES_KEY, SCALES_KEY, SHAPE_KEY, TEXT_WINDOW, arrays_to_table, image_folder_table, is_text, load_dataset, named_table,
+    scale_features, table_to_arrays, text_corpus, text_table,
 )
 from training.errors import DatasetError
 
@@ -119,3 +120,27 @@ def test_an_image_folder_names_the_file_at_fault(tmp_path):
     (tmp_path / "b" / "2.png").write_bytes(b"not a png")
     with pytest.raises(DatasetError, match=r"b/2.png cannot be read as an image"):
         image_folder_table(tmp_path)
+
+
+
+def test_named_columns_become_features_in_file_order_and_the_label_column_the_label():
+    table = pa.table({"height": [1.5, 2.0], "kind": [1, 0], "age": pa.array([3, 9], pa.int32())})
+    named = named_table(table, "kind")
+    X, y, shape = table_to_arrays(named)
+    assert shape == (2,) and X.tolist() == [[1.5, 3.0], [2.0, 9.0]] and y.tolist() == [1, 0]
+    assert json.loads(named.schema.metadata[FEATURES_KEY]) == ["height", "age"]
+    with pytest.raises(DatasetError, match="no label column 'label'.*set label_column"):
+        named_table(table, "label")
+    with pytest.raises(DatasetError, match=r"columns \['city'\] are not numbers"):
+        named_table(table.append_column("city", pa.array(["a", "b"])), "kind")
+    with pytest.raises(DatasetError, match="label column 'height' holds double, not integers"):
+        named_table(table, "height")
+
+
+def test_scaling_maps_each_feature_to_the_unit_interval_and_keeps_its_range():
+    table = named_table(pa.table({"a": [2.0, 4.0, 3.0], "b": [7, 7, 7], "label": [0, 1, 0]}), "label")
+    scaled = scale_features(table)
+    X, y, _ = table_to_arrays(scaled)
+    assert X[:, 0].tolist() == [0.0, 1.0, 0.5] and X[:, 1].tolist() == [0.0, 0.0, 0.0] and y.tolist() == [0, 1, 0]
+    assert json.loads(scaled.schema.metadata[SCALES_KEY]) == {"x0": [2.0, 4.0], "x1": [7.0, 7.0]}
+    assert scaled.schema.metadata[FEATURES_KEY] == table.schema.metadata[FEATURES_KEY]
