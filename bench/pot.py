@@ -48,6 +48,9 @@ RESULTS = Path(__file__).parent / "results"
 JOBS = {
     "digits": dict(dataset="digits", model="mlp", optimizer="sgd", lr=0.05, batch_size=32, epochs=10, checkpoint_every=10),
     "mnist": dict(dataset="mnist", model="cnn", optimizer="sgd", lr=0.05, batch_size=64, epochs=3, checkpoint_every=30),
+    # the language model of `bahen demo --workload gpt`
+    "shakespeare": dict(dataset="shakespeare", model="gpt", optimizer="adamw", lr=3e-3, batch_size=32, epochs=1,
+                        checkpoint_every=10, num_classes=256),
 }
 INTENSITIES = (1.0, 0.1, 0.01)
 
@@ -263,8 +266,8 @@ def job_data(job: str, epochs: int | None = None, samples: int | None = None, pr
     cfg = dict(JOBS[job])
     X, y, shape = table_to_arrays(load_dataset(cfg.pop("dataset"), "train" if job == "mnist" else "all"))
     X, y = (X[:samples], y[:samples]) if samples else (X, y)
-    spec = TrainSpec(input_shape=shape, num_classes=10, seed=1, profile=profile,
-                     **{**cfg, "epochs": epochs or cfg["epochs"]})
+    spec = TrainSpec(input_shape=shape, seed=1, profile=profile,
+                     **{"num_classes": 10, **cfg, "epochs": epochs or cfg["epochs"]})
     return spec, X, y
 
 

@@ -74,7 +74,11 @@ RESULTS_DIR = Path(__file__).parent / "results"
 CASES = {
     "mlp-digits": dict(model="mlp", dataset="digits", split="all", batch_size=32),
     "cnn-mnist": dict(model="cnn", dataset="mnist", split="train", batch_size=64),
+    # the language model of `bahen demo --workload gpt`: 64-byte windows of the plays, AdamW
+    "gpt-shakespeare": dict(model="gpt", dataset="shakespeare", split="all", batch_size=32, num_classes=256,
+                            optimizer="adamw", lr=3e-3),
 }
+DEFAULT_CASES = ("mlp-digits", "cnn-mnist")
 
 
 class EncryptingDirStore:
@@ -280,8 +284,9 @@ def _case(name: str, steps: int, k: int, repeats: int, profile: str, probe_repea
     epochs = max(1, -(-steps // per_epoch))
     if epochs == 1:  # one partial epoch: train on just enough samples for `steps` steps
         X, y = X[:steps * case["batch_size"]], y[:steps * case["batch_size"]]
-    spec = TrainSpec(model=case["model"], input_shape=shape, num_classes=10, optimizer="sgd", lr=0.05,
-                     batch_size=case["batch_size"], epochs=epochs, seed=1, checkpoint_every=k, profile=profile)
+    spec = TrainSpec(model=case["model"], input_shape=shape, num_classes=case.get("num_classes", 10),
+                     optimizer=case.get("optimizer", "sgd"), lr=case.get("lr", 0.05), batch_size=case["batch_size"],
+                     epochs=epochs, seed=1, checkpoint_every=k, profile=profile)
     total = steps_per_epoch(spec, len(X)) * epochs
     _bare_loop(spec.model_copy(update={"epochs": 1}), X, y)  # warm-up: allocator, oneDNN kernels
     pairs, stored, model_size = [], 0, 0
@@ -325,7 +330,7 @@ def _median_interval(values: list[float], resamples: int = 2000) -> tuple[float,
     return float(np.quantile(medians, 0.025)), float(np.quantile(medians, 0.975))
 
 
-def run(steps: int = 400, k: int = DEFAULT_K, repeats: int = 5, cases: tuple[str, ...] = tuple(CASES),
+def run(steps: int = 400, k: int = DEFAULT_K, repeats: int = 5, cases: tuple[str, ...] = DEFAULT_CASES,
         profile: str = "cpu-fp32-exact", out_dir: Path = RESULTS_DIR, probe_repeats: int = 2,
         interleaved: int = 2) -> dict:
     """Measure every case; write the JSON to ``out_dir`` (one file per profile) and return it."""
@@ -366,11 +371,13 @@ if __name__ == "__main__":
     parser.add_argument("--k", type=int, default=DEFAULT_K, help="checkpoint every k steps")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--profile", default="cpu-fp32-exact", help="determinism profile (a cuda-* one trains on the GPU)")
+    parser.add_argument("--cases", nargs="+", choices=sorted(CASES), default=list(DEFAULT_CASES),
+                        help="model and data pairs to measure")
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--probe-repeats", type=int, default=2, help="alternating runs of the state-copy probe")
     parser.add_argument("--interleaved", type=int, default=2,
                         help="recorded runs with a bare block of k steps after every k recorded steps, "
                              "of each kind (plain, and waiting for the recorder's threads before each bare block)")
     args = parser.parse_args()
-    _print_table(run(args.steps, args.k, args.repeats, profile=args.profile, out_dir=args.out_dir,
+    _print_table(run(args.steps, args.k, args.repeats, tuple(args.cases), profile=args.profile, out_dir=args.out_dir,
                      probe_repeats=args.probe_repeats, interleaved=args.interleaved))
