@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 from pydantic_core import from_json
+from safetensors.torch import save
 
 from bahen.artifacts import parse_signed
 from bahen.spec import SpecError, load_spec
@@ -45,6 +46,7 @@ from storage.refs import ArtifactRef
 from training.checkpoint import Checkpoint
 from training.datasets import arrays_to_table, load_dataset, read_split, table_to_arrays
 from training.errors import TrainingError
+from training.models import load_weights
 from training.state import checkpoint_state, decode_state
 from training.trainer import TrainSpec, train
 
@@ -57,7 +59,7 @@ validators: 2
 budget_eth: 2
 """
 TARGETS = ("signed-document", "signed-payload", "key-grant", "manifest", "directory-listing", "step-log",
-           "telemetry", "journal", "state", "checkpoint", "order-spec", "dataset-split")
+           "telemetry", "journal", "state", "checkpoint", "order-spec", "dataset-split", "starting-weights")
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,7 @@ def targets() -> dict[str, Target]:
         Target("checkpoint", checkpoint_bytes, Checkpoint.from_bytes, proof_errors),
         Target("order-spec", SPEC_YAML, spec_file, (SpecError,), True),
         Target("dataset-split", split, lambda d: read_split(d, name="split"), (TrainingError,)),
+        Target("starting-weights", save(Checkpoint.from_bytes(checkpoint_bytes).model_state), load_weights, (TrainingError,)),
     ]
     assert tuple(t.name for t in found) == TARGETS
     return {t.name: t for t in found}
