@@ -31,8 +31,9 @@ from proof.verifier import VerifyConfig
 from storage.refs import ArtifactRef
 from storage.store import ArtifactStore
 from training.datasets import read_split
+from training.errors import CheckpointError
 from training.models import load_weights
-from training.trainer import TrainSpec
+from training.trainer import TrainSpec, state_form
 
 from bahen.artifacts import PROOF_ROLE, WEIGHTS_ROLE, get_decrypted, get_signed, open_stored_grant, put_encrypted, put_grant, put_signed
 from bahen.errors import BahenError
@@ -104,10 +105,15 @@ def load_split(store: ArtifactStore, key: bytes, upload: Upload, role: str):
     return X, y
 
 
-def load_initial(store: ArtifactStore, train_key: bytes, upload: Upload) -> dict[str, torch.Tensor] | None:
-    """A fine-tuning order's starting weights (sealed under the train split's key), or None."""
+def load_initial(store: ArtifactStore, train_key: bytes, upload: Upload, tspec: TrainSpec) -> dict[str, torch.Tensor] | None:
+    """A fine-tuning order's starting weights (sealed under the train split's key), or None; never
+    fetched when they are larger than a state of the order's model can be."""
     if upload.weights is None:
         return None
+    bound = state_form(tspec, upload.train_rows).max_bytes
+    if upload.weights.size > bound:
+        raise CheckpointError(f"{upload.weights.name} is {upload.weights.size:,} bytes, over the {bound:,} a model of "
+                              "this order takes; it was not fetched")
     data = get_decrypted(store, train_key, upload.weights, order_id=upload.order_id, role=WEIGHTS_ROLE)
     return load_weights(data, name=upload.weights.name)
 
@@ -175,8 +181,8 @@ def train(
                                  "by no unfinished run of this host: its proof is final, there is nothing to train")
     train_key = open_stored_grant(net.store, assignment.grants["train"], worker, order_id=order_id)
     X, y = load_split(net.store, train_key, upload, "train")
-    initial = load_initial(net.store, train_key, upload)
     tspec = train_spec(spec, upload, task, net)
+    initial = load_initial(net.store, train_key, upload, tspec)
     if note is None:
         model_key = new_data_key()
         note = WorkerRunNote(order_id=order_id, task=task, model_grant=put_grant(

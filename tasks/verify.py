@@ -85,10 +85,11 @@ def reexecute(spec: OrderSpec, upload: Upload, training: Training, net: Network,
     except (PrivacyError, StorageError) as exc:
         return refused_report(order_id, task, seed, committed, "model-key-grant", "unopenable model key grants", str(exc))
     X, y = load_split(net.store, train_key, upload, "train")
+    tspec = train_spec(spec, upload, task, net)
     return verify_proof(
-        bundle, committed_root=committed, challenge_seed=seed, X=X, y=y, initial=load_initial(net.store, train_key, upload),
+        bundle, committed_root=committed, challenge_seed=seed, X=X, y=y, initial=load_initial(net.store, train_key, upload, tspec),
         fetch=lambda ref: get_decrypted(net.store, model, ref, order_id=order_id, role=PROOF_ROLE),
-        config=verify_config(spec), expected_spec=train_spec(spec, upload, task, net),
+        config=verify_config(spec), expected_spec=tspec,
         response=worker_response(net, training, view.worker),
     )
 

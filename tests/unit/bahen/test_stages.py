@@ -7,14 +7,16 @@ import pytest
 from contracts.client import UnknownOrderError
 from sklearn.datasets import load_digits
 from training.datasets import text_table
-from training.errors import TrainingError
+from training.errors import CheckpointError, TrainingError
 from training.validation import DatasetInvalidError
 
+from bahen.artifacts import open_stored_grant
 from bahen.orders import salt_of_run
+from bahen.parties import CLIENT
 from bahen.spec import OrderSpec
 from tasks.encrypt_upload import encrypt_upload, split_holdout
 from tasks.shard import BudgetError, shard
-from tasks.train import order_seed
+from tasks.train import load_initial, order_seed, train_spec
 
 
 def digits_csv(path, *, corrupt: bool):
@@ -88,6 +90,12 @@ def test_starting_weights_are_uploaded_sealed_and_pinned_by_their_digest(net, tm
     upload = encrypt_upload(spec, net, salt=salt_of_run(None))
     assert upload.initial_weights == weights_digest(build_model("mlp", input_shape=(1, 8, 8), num_classes=10, seed=3).state_dict())
     assert upload.weights is not None and b'"dtype"' not in net.store.get(upload.weights)  # the header is sealed too
+    key = open_stored_grant(net.store, upload.client_grants["train"], net.party(CLIENT), order_id=upload.order_id)
+    tspec = train_spec(spec, upload, 0, net)
+    assert weights_digest(load_initial(net.store, key, upload, tspec)) == upload.initial_weights
+    bloated = upload.model_copy(update={"weights": upload.weights.model_copy(update={"size": 10**12})})
+    with pytest.raises(CheckpointError, match="over the .* a model of this order takes; it was not fetched"):
+        load_initial(net.store, key, bloated, tspec)
 
 
 class Payload:
