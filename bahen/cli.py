@@ -87,7 +87,7 @@ def demo(
         "byte of Shakespeare's plays (AdamW, 64-byte context, one epoch unless --epochs)")] = "classification",
     dataset: Annotated[str, typer.Option(help="Sample dataset: digits or mnist")] = "digits",
     model: Annotated[str, typer.Option(help="Registry model: mlp, cnn or resnet20")] = "mlp",
-    epochs: Annotated[int | None, typer.Option(min=1, help="Training epochs [default: 2, gpt 1]")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Training epochs (2 by default, 1 for gpt)")] = None,
     attack: Annotated[str | None, typer.Option(help="Make the worker cheat with this attack (see `bahen attacks`)")] = None,
     intensity: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of the work the attack fakes")] = 1.0,
     verbose: Annotated[bool, typer.Option(help="Show Prefect's logs")] = False,
