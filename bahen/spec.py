@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 from bahen.errors import BahenError
 from training.tolerance import replay_tolerance
 
 WEI_PER_ETH = 10**18
+CLIENT_FILES = "client_files"  # validation context: the spec is read on the client's host, where its files are
 
 
 class OrderSpec(BaseModel):
@@ -104,16 +105,22 @@ class OrderSpec(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _dataset_path_exists(self) -> "OrderSpec":
-        if self.dataset_path is not None and not Path(self.dataset_path).exists():
-            raise ValueError(f"dataset_path {self.dataset_path!r} is neither a file nor a folder")
+    def _initial_weights_are_a_safetensors_file(self) -> "OrderSpec":
+        path = self.initial_weights_path
+        if path is not None and Path(path).suffix != ".safetensors":
+            raise ValueError(f"initial_weights_path {path!r} is not a .safetensors file")
         return self
 
     @model_validator(mode="after")
-    def _initial_weights_are_a_safetensors_file(self) -> "OrderSpec":
-        path = self.initial_weights_path
-        if path is not None and (Path(path).suffix != ".safetensors" or not Path(path).is_file()):
-            raise ValueError(f"initial_weights_path {path!r} is not a readable .safetensors file")
+    def _the_clients_files_exist(self, info: ValidationInfo) -> "OrderSpec":
+        """On the client's host (:func:`parse_spec`), the files the order names must be there; a
+        worker or validator that receives the spec never reads them and cannot check."""
+        if not (info.context or {}).get(CLIENT_FILES):
+            return self
+        if self.dataset_path is not None and not Path(self.dataset_path).exists():
+            raise ValueError(f"dataset_path {self.dataset_path!r} is neither a file nor a folder")
+        if self.initial_weights_path is not None and not Path(self.initial_weights_path).is_file():
+            raise ValueError(f"initial_weights_path {self.initial_weights_path!r} is not a readable file")
         return self
 
     @model_validator(mode="after")
@@ -174,7 +181,7 @@ class SpecError(BahenError):
 def parse_spec(data: dict, *, source: str = "order spec") -> OrderSpec:
     """Validate ``data`` as an order, turning pydantic's errors into one readable message."""
     try:
-        return OrderSpec.model_validate(data or {})
+        return OrderSpec.model_validate(data or {}, context={CLIENT_FILES: True})
     except ValidationError as exc:
         lines = []
         for err in exc.errors():

@@ -32,6 +32,18 @@ def test_unknown_field_is_refused():
 def test_missing_dataset_file_is_refused(tmp_path):
     with pytest.raises(SpecError, match="dataset_path"):
         parse_spec({"dataset_path": str(tmp_path / "absent.csv")})
+    with pytest.raises(SpecError, match="initial_weights_path .* is not a readable file"):
+        parse_spec({"initial_weights_path": str(tmp_path / "absent.safetensors")})
+    with pytest.raises(SpecError, match="initial_weights_path .* is not a .safetensors file"):
+        parse_spec({"initial_weights_path": str(tmp_path / "model.pt")})
+
+
+def test_a_spec_naming_the_clients_files_is_valid_where_they_are_not():
+    """A worker or validator receives the spec the client submitted; the client's files are not on its host."""
+    received = {"dataset_path": "/home/client/data.csv", "initial_weights_path": "/home/client/start.safetensors"}
+    assert OrderSpec.model_validate(received).dataset_path == "/home/client/data.csv"
+    with pytest.raises(SpecError, match="dataset_path"):
+        parse_spec(received)
 
 
 @pytest.mark.parametrize("profile", ["cuda-fp32-deterministic", "cuda-bf16-tolerant"])
