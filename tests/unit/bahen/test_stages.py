@@ -45,6 +45,15 @@ def test_dataset_failing_expectations_stores_nothing_and_names_each_failure(net,
     assert stored_objects(net) == before
 
 
+@pytest.mark.parametrize("field", ["dataset_path", "initial_weights_path"])
+def test_a_file_gone_from_the_clients_host_is_named_and_nothing_stored(net, tmp_path, field):
+    before = stored_objects(net)
+    gone = tmp_path / ("gone.csv" if field == "dataset_path" else "gone.safetensors")
+    with pytest.raises(TrainingError, match=f"{gone} cannot be read"):  # a spec from the UI was never checked here
+        encrypt_upload(OrderSpec(**{field: str(gone)}), net, salt=salt_of_run(None))
+    assert stored_objects(net) == before
+
+
 def test_own_csv_dataset_is_uploaded_encrypted(net, tmp_path):
     spec = OrderSpec(dataset_path=str(digits_csv(tmp_path / "good.csv", corrupt=False)))
     upload = encrypt_upload(spec, net, salt=salt_of_run(None))
