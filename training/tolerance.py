@@ -5,7 +5,7 @@ relative to the claimed state and tensor by tensor (`proof.checks.replay.tensor_
 honest re-execution may land from an honest claim when it runs on another GPU model or picks
 other kernels. One step (the spot check, the logged losses, the run's total deviation in
 `proof.checks.steps.run_deviation`) and one segment between checkpoints (the segment replay) need
-different figures: training amplifies one step's reduction-order noise 1,700-fold (bfloat16) to
+different figures: training amplifies one step's reduction-order noise 1,600-fold (bfloat16) to
 70,000-fold (float32) in 50 steps. Since that growth has no useful bound
 over long horizons, an order on a CUDA profile may not space its checkpoints further apart than
 the segment the tolerance was measured for (:attr:`Tolerance.segment_steps`).
