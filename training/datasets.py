@@ -199,7 +199,8 @@ def scale_features(table: pa.Table) -> pa.Table:
 def image_folder_table(root: Path) -> pa.Table:
     """The images under ``root``, one subfolder per class (named after it; labels in sorted order of
     the names), as a table: every image in the colour mode and size of the first one found (grey
-    or RGB), pixels scaled to [0, 1], channels first. :class:`DatasetError` names the file at fault."""
+    or RGB, 8 bits a channel), pixels scaled to [0, 1], channels first. :class:`DatasetError` names the
+    file at fault."""
     from PIL import Image, UnidentifiedImageError
 
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -212,8 +213,10 @@ def image_folder_table(root: Path) -> pa.Table:
     for _, path in files:
         try:
             with Image.open(path) as image:
+                if image.mode.startswith(("I", "F")):  # converting would clip, not scale, to 8 bits
+                    raise DatasetError(f"{path} has {image.mode} pixels: save the images with 8 bits a channel")
                 if mode is None:
-                    mode = "L" if image.mode in ("1", "L", "I", "I;16", "F") else "RGB"
+                    mode = "L" if image.mode in ("1", "L") else "RGB"
                     size = image.size
                     if size[0] * size[1] * len(mode) > MAX_FEATURES:
                         raise DatasetError(f"{path} is {size[0]}x{size[1]}: an image may hold at most "

@@ -120,6 +120,12 @@ def test_an_image_folder_names_the_file_at_fault(tmp_path):
     (tmp_path / "b" / "2.png").write_bytes(b"not a png")
     with pytest.raises(DatasetError, match=r"b/2.png cannot be read as an image"):
         image_folder_table(tmp_path)
+    _png(tmp_path / "b" / "2.png", np.zeros((4, 4)))
+    from PIL import Image
+
+    Image.fromarray(np.full((4, 4), 40000, dtype=np.uint16)).save(tmp_path / "b" / "3.png")  # 16-bit grey
+    with pytest.raises(DatasetError, match=r"b/3.png has I;16 pixels: save the images with 8 bits a channel"):
+        image_folder_table(tmp_path)
 
 
 
