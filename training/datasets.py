@@ -203,9 +203,12 @@ def image_folder_table(root: Path) -> pa.Table:
     file at fault."""
     from PIL import Image, UnidentifiedImageError
 
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    files = [(label, f) for label, name in enumerate(classes) for f in sorted((root / name).iterdir())
-             if f.suffix.lower() in IMAGE_SUFFIXES]
+    try:
+        classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        files = [(label, f) for label, name in enumerate(classes) for f in sorted((root / name).iterdir())
+                 if f.suffix.lower() in IMAGE_SUFFIXES]
+    except OSError as exc:
+        raise DatasetError(f"{root} cannot be listed: {exc.strerror} ({exc.filename})") from None
     if len(classes) < 2 or not files:
         raise DatasetError(f"{root} needs a subfolder of images ({', '.join(sorted(IMAGE_SUFFIXES))}) for each of at "
                            f"least two classes; it has {len(classes)} subfolder(s) and {len(files)} image(s)")
