@@ -40,9 +40,9 @@ from tasks.runtime import network, order_book, recorded, timed
 from tasks.shard import architecture
 
 SAMPLE_CLASSES = {"digits": 10, "mnist": 10, "shakespeare": BYTE_VOCAB}
-KEY_ROLES = ("train", "holdout")
+KEY_ROLES = ("train", "holdout")  # the model key is the worker's: the client gets it once the verdict is final
 # what the manifest repeats of a table's metadata: names and scales the client needs to use the model
-METADATA_FIELDS = {"class_names": CLASSES_KEY, "feature_names": FEATURES_KEY, "feature_scales": SCALES_KEY}  # the model key is the worker's: the client gets it once the verdict is final
+METADATA_FIELDS = {"class_names": CLASSES_KEY, "feature_names": FEATURES_KEY, "feature_scales": SCALES_KEY}
 
 
 def read_dataset(spec: OrderSpec) -> tuple[pa.Table, str, int | None]:

@@ -13,6 +13,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from proof.telemetry import TelemetrySample
+from proof.wasp import ModelReport
 
 from bahen.records import OrderRecord
 from tasks.audit import explain
@@ -21,13 +22,13 @@ from tasks.runtime import order_book
 ETH = 10**18
 
 
-def loss_plot_png(losses: list[float], *, title: str, holdout: float | None = None) -> bytes:
+def loss_plot_png(losses: list[float], *, title: str, holdout: ModelReport | None = None) -> bytes:
     """A PNG of the per-step training loss, with the validators' median holdout loss beside it."""
     fig, ax = _figure()
     ax.plot(range(len(losses)), losses, linewidth=1, label="training loss (the worker's log)")
-    if holdout is not None and math.isfinite(holdout):
-        ax.axhline(holdout, color="tab:orange", linestyle="--", linewidth=1,
-                   label=f"holdout loss {holdout:.3f}, perplexity {math.exp(min(holdout, 700)):.3g} (validators)")
+    if holdout is not None and math.isfinite(holdout.median_loss):
+        ax.axhline(holdout.median_loss, color="tab:orange", linestyle="--", linewidth=1,
+                   label=f"holdout loss {holdout.median_loss:.3f}, perplexity {holdout.perplexity:.3g} (validators)")
         ax.legend(loc="upper right", fontsize="small")
     ax.set(xlabel="step", ylabel="loss", title=title)
     return _png(fig)
@@ -99,8 +100,8 @@ def summary_markdown(record: OrderRecord) -> str:
     for label, ref in record.artifacts():
         lines.append(f"- {label}: `{ref.sha256}` ({ref.size:,} bytes)")
     if record.training and record.training.losses:
-        holdout = record.verdict.model_report.median_loss if record.verdict else None
-        png = loss_plot_png(record.training.losses, title="training and holdout loss", holdout=holdout)
+        png = loss_plot_png(record.training.losses, title="training and holdout loss",
+                            holdout=record.verdict.model_report if record.verdict else None)
         lines += ["", "## Loss", "", f"![loss curve](data:image/png;base64,{base64.b64encode(png).decode()})"]
     if record.training and record.training.telemetry:
         samples = record.training.telemetry
