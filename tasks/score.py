@@ -16,15 +16,15 @@ from pydantic import BaseModel, Field
 from storage.errors import StorageError
 from storage.refs import ArtifactRef
 from training.checkpoint import Checkpoint
-from training.errors import CheckpointError, TrainingError
-from training.trainer import evaluate, input_blind_loss, state_form
+from training.errors import TrainingError
+from training.trainer import evaluate, input_blind_loss
 
 from bahen.artifacts import PROOF_ROLE, get_decrypted, open_stored_grant, put_signed
 from bahen.network import Network
 from bahen.records import Scores, Shard, Training, Upload, ValidatorSlot
 from bahen.spec import OrderSpec
 from tasks.runtime import network
-from tasks.train import load_split, train_spec
+from tasks.train import check_model_size, load_split, train_spec
 from tasks.verify import attest, model_key
 
 REPORT_PERFORMANCE = 1
@@ -43,10 +43,7 @@ def score_one(spec: OrderSpec, upload: Upload, training: Training, slot: Validat
     tspec = train_spec(spec, upload, training.task, net)
     base["input_blind_loss"] = input_blind_loss(tspec, X, y)
     try:
-        bound = state_form(tspec, upload.train_rows).max_bytes
-        if training.final_model.size > bound:
-            raise CheckpointError(f"{training.final_model.name} is {training.final_model.size:,} bytes, over the "
-                                  f"{bound:,} a model of this order takes; it was not fetched")
+        check_model_size(training.final_model, tspec, upload)
         model = model_key(net, training, validator)
         plain = get_decrypted(net.store, model, training.final_model, order_id=order_id, role=PROOF_ROLE)
         checkpoint = Checkpoint.from_bytes(plain, name=training.final_model.name)

@@ -105,15 +105,20 @@ def load_split(store: ArtifactStore, key: bytes, upload: Upload, role: str):
     return X, y
 
 
+def check_model_size(ref: ArtifactRef, tspec: TrainSpec, upload: Upload) -> None:
+    """Refuse, before fetching it, a stored model larger than a state of the order's model can be."""
+    bound = state_form(tspec, upload.train_rows).max_bytes
+    if ref.size > bound:
+        raise CheckpointError(f"{ref.name} is {ref.size:,} bytes, over the {bound:,} a model of this order takes; "
+                              "it was not fetched")
+
+
 def load_initial(store: ArtifactStore, train_key: bytes, upload: Upload, tspec: TrainSpec) -> dict[str, torch.Tensor] | None:
     """A fine-tuning order's starting weights (sealed under the train split's key), or None; never
     fetched when they are larger than a state of the order's model can be."""
     if upload.weights is None:
         return None
-    bound = state_form(tspec, upload.train_rows).max_bytes
-    if upload.weights.size > bound:
-        raise CheckpointError(f"{upload.weights.name} is {upload.weights.size:,} bytes, over the {bound:,} a model of "
-                              "this order takes; it was not fetched")
+    check_model_size(upload.weights, tspec, upload)
     data = get_decrypted(store, train_key, upload.weights, order_id=upload.order_id, role=WEIGHTS_ROLE)
     return load_weights(data, name=upload.weights.name)
 
