@@ -1,5 +1,7 @@
 """The order spec: bounds, the field named in every refusal, exact wei."""
 
+import math
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -93,3 +95,43 @@ def test_an_order_names_its_data_as_the_client_knows_it(tmp_path):
     path.write_text("x0,label\n0.5,1\n")
     assert OrderSpec(dataset="mnist").data_name == "mnist"
     assert OrderSpec(dataset_path=str(path)).data_name == "sensor-readings.csv"
+
+
+def _bounds():
+    """Every numeric bound of every order field, read from the model: (field, kind, bound)."""
+    for name, info in OrderSpec.model_fields.items():
+        for meta in info.metadata:
+            for kind in ("ge", "gt", "le", "lt"):
+                if hasattr(meta, kind):
+                    yield name, kind, getattr(meta, kind)
+
+
+# Values of other fields that let a field reach its bound: a one-hour deadline leaves a commit window
+# of at most 59 minutes, and the longest commit window needs the longest deadline.
+_ROOM = {("deadline_hours", "ge"): {"commit_minutes": 1}, ("commit_minutes", "lt"): {"deadline_hours": 24 * 30}}
+
+
+def _step(field, value, towards):
+    """The next value of ``field``'s type after ``value``, up (``towards`` 1) or down (-1)."""
+    if OrderSpec.model_fields[field].annotation is int:
+        return value + towards
+    return math.nextafter(float(value), towards * math.inf)
+
+
+@pytest.mark.parametrize(("field", "kind", "bound"), list(_bounds()), ids=lambda v: str(v))
+def test_every_bound_of_every_field_is_reachable_and_enforced(field, kind, bound):
+    inward = 1 if kind in ("ge", "gt") else -1
+    last = bound if kind in ("ge", "le") else _step(field, bound, inward)
+    room = _ROOM.get((field, kind), {})
+    assert getattr(parse_spec({**room, field: last}), field) == last
+    with pytest.raises(SpecError) as refused:
+        parse_spec({**room, field: _step(field, last, -inward)})
+    assert f"  {field}:" in str(refused.value)
+
+
+def test_every_numeric_field_is_bounded_both_ways():
+    sides = {}
+    for field, kind, _ in _bounds():
+        sides.setdefault(field, set()).add(kind[0])
+    numeric = {n for n, i in OrderSpec.model_fields.items() if i.annotation in (int, float)}
+    assert {f for f, s in sides.items() if s == {"g", "l"}} == numeric
