@@ -172,7 +172,10 @@ class Chain:
             ) from None
         if receipt["status"] != 1:
             # The state changed between simulation and inclusion; the receipt has no revert data.
-            raise ContractRevert(action, "Reverted", {"tx_hash": "0x" + bytes(tx_hash).hex()})
+            raise ContractRevert(action, "RevertedWhenMined", {
+                "tx_hash": "0x" + bytes(tx_hash).hex(),
+                "reason": "another transaction changed the state first; read it again before retrying",
+            })
         return receipt
 
     def _prepare(self, acct: LocalAccount, call, action: str, value: int, *, fixed_gas: bool) -> dict:
