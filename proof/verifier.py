@@ -6,6 +6,7 @@ names it, never an exception), runs each check of `proof.checks.default_checks` 
 report with the verification cost as a fraction of the worker's training compute.
 """
 
+import hashlib
 import time
 from collections.abc import Callable
 
@@ -43,6 +44,10 @@ class VerifyConfig(BaseModel, frozen=True):
     pev_margin: float = Field(default=0.1, ge=0, description="PEV allowance as a share of the logged epoch mean")
     loss_rtol: float = Field(default=0.0, ge=0, description="Floor of the loss recomputation tolerance")
     telemetry_min_samples: int = Field(default=5, ge=1, description="Fewer samples make telemetry inconclusive")
+    telemetry_interval_s: float = Field(
+        default=1.0, gt=0, description="Longest interval between a worker's telemetry samples: a trace with fewer "
+        "samples than the logged training time allows at this rate is withheld, not short",
+    )
     telemetry_min_share: float = Field(default=0.25, ge=0, le=1, description="Least share of utilization above mean")
     telemetry_memory_spread: float = Field(default=0.2, ge=0, description="Most GPU memory variation after the ramp")
 
@@ -64,9 +69,16 @@ def load_evidence(ctx: CheckContext, fetch: Callable[[ArtifactRef], bytes]) -> N
         ctx.problems["checkpoints"] = (f"the proof lists {len(b.checkpoints):,} checkpoints where the order schedules "
                                        f"{len(ctx.scheduled_checkpoints):,}; none was fetched")
         return
-    for step, ref in b.checkpoints:
+    if len(b.checkpoint_sha256) != len(b.checkpoints):
+        ctx.problems["checkpoints"] = (f"the proof lists {len(b.checkpoint_sha256):,} plaintext digests for "
+                                       f"{len(b.checkpoints):,} checkpoints; none was fetched")
+        return
+    for (step, ref), listed in zip(b.checkpoints, b.checkpoint_sha256, strict=True):
         data = _fetch(ctx, ref, fetch, ctx.form.max_bytes)
         if data is None:
+            continue
+        if hashlib.sha256(data).hexdigest() != listed:
+            ctx.problems[ref.name] = "its plaintext is not the SHA-256 the proof lists for it"
             continue
         try:
             checkpoint = Checkpoint.from_bytes(data, name=ref.name)

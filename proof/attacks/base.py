@@ -163,11 +163,18 @@ class StateKeeper(TrainHooks):
                 p.copy_(start + factor * (p - start))
 
 
-def store_checkpoint(checkpoint: Checkpoint, job: Job) -> ArtifactRef:
-    """Store a forged checkpoint under its honest name and return the new reference."""
+def store_checkpoints(recorded: RecordedProof, forged: dict[int, Checkpoint], job: Job) -> RecordedProof:
+    """``recorded`` with the checkpoints of ``forged`` (by step) stored under their honest names in
+    their place, their references and plaintext digests both replaced, as a careful forger would."""
     from proof.recorder import checkpoint_name
 
-    return job.put(checkpoint_name(checkpoint.step), checkpoint.to_bytes())
+    refs, digests = dict(recorded.checkpoints), dict(zip(dict(recorded.checkpoints), recorded.checkpoint_sha256))
+    for step, checkpoint in forged.items():
+        data = checkpoint.to_bytes()
+        refs[step], digests[step] = job.put(checkpoint_name(step), data), hashlib.sha256(data).hexdigest()
+    steps = sorted(refs)
+    return recorded.model_copy(update={"checkpoints": [(s, refs[s]) for s in steps],
+                                       "checkpoint_sha256": [digests[s] for s in steps]})
 
 
 def unstored_ref(name: str, salt: str) -> ArtifactRef:

@@ -19,7 +19,7 @@ import math
 import numpy as np
 import torch
 
-from proof.attacks.base import Attack, Job, store_checkpoint
+from proof.attacks.base import Attack, Job, store_checkpoints
 from proof.attacks.capture import CaptureCheckpoints
 from proof.checks.base import flatten_weights
 from proof.recorder import RecordedProof
@@ -84,15 +84,10 @@ class HiddenPoisoning(Attack):
         fake = copy.copy(self.capture.checkpoints[end])
         fake.model_state = unflatten(final, names, flatten_weights(final, names) + self.jump * u)
         self.forged_state = fake.model_state
-        refs = dict(recorded.checkpoints)
-        refs[end] = store_checkpoint(fake, job)
-        digests = list(recorded.checkpoint_sha256)
-        digests[-1] = hashlib.sha256(fake.to_bytes()).hexdigest()
         records = list(recorded.steps)
         records[end - 1] = records[end - 1].model_copy(
             update={"state_sha256": hashlib.sha256(checkpoint_state(fake).to_bytes()).hexdigest()})
-        return recorded.model_copy(update={"checkpoints": sorted(refs.items()), "checkpoint_sha256": digests,
-                                           "steps": records})
+        return store_checkpoints(recorded, {end: fake}, job).model_copy(update={"steps": records})
 
     def _within_pev(self, job: Job, recorded: RecordedProof, final: dict, names: tuple[str, ...], u: torch.Tensor,
                     longest: float) -> float:

@@ -4,7 +4,7 @@ checkpoints by linear interpolation towards it, with interpolated losses in the 
 
 import copy
 
-from proof.attacks.base import Attack, Job, store_checkpoint
+from proof.attacks.base import Attack, Job, store_checkpoints
 from proof.attacks.capture import CaptureCheckpoints, lerp_state
 
 
@@ -24,16 +24,15 @@ class InterpolatedCheckpoints(Attack):
             return recorded
         anchor, end = steps[steps.index(forged[0]) - 1], steps[-1]
         ckpts = self.capture.checkpoints
-        refs = dict(recorded.checkpoints)
+        fakes = {}
         for s in forged:
-            fake = copy.copy(ckpts[s])
+            fake = fakes[s] = copy.copy(ckpts[s])
             fake.model_state = lerp_state(ckpts[anchor].model_state, ckpts[end].model_state, (s - anchor) / (end - anchor))
             fake.optimizer_state = ckpts[end].optimizer_state
-            refs[s] = store_checkpoint(fake, job)
         first, last = recorded.steps[anchor].loss, recorded.steps[-1].loss
         records = [
             r.model_copy(update={"loss": first + (last - first) * (r.step - anchor) / (end - anchor)})
             if r.step >= anchor else r
             for r in recorded.steps
         ]
-        return recorded.model_copy(update={"checkpoints": sorted(refs.items()), "steps": records})
+        return store_checkpoints(recorded, fakes, job).model_copy(update={"steps": records})

@@ -7,7 +7,7 @@ import copy
 from training.order import batch_digest, batch_order, epoch_order_digest
 from training.trainer import initial_state
 
-from proof.attacks.base import Attack, Job, store_checkpoint
+from proof.attacks.base import Attack, Job, store_checkpoints
 from proof.attacks.capture import CaptureCheckpoints, lerp_state
 
 
@@ -27,21 +27,19 @@ class PretrainedModel(Attack):
         s = job.spec
         start, end = initial_state(s), job.total_steps
         stolen = self.capture.checkpoints[end]
-        refs = {}
+        fakes = {}
         for step, ckpt in self.capture.checkpoints.items():
-            fake = copy.copy(ckpt)
+            fake = fakes[step] = copy.copy(ckpt)
             fake.model_state = lerp_state(start, stolen.model_state, step / end)
             fake.spec = s.model_dump(mode="json")
-            refs[step] = store_checkpoint(fake, job)
         orders = [batch_order(s.seed, s.task, e, len(job.X), s.batch_size) for e in range(s.epochs)]
         per_epoch = len(orders[0])
         records = [
             r.model_copy(update={"batch_digest": batch_digest(orders[r.step // per_epoch][r.step % per_epoch])})
             for r in recorded.steps
         ]
-        return recorded.model_copy(
+        return store_checkpoints(recorded, fakes, job).model_copy(
             update={
-                "checkpoints": sorted(refs.items()),
                 "steps": records,
                 "epoch_digests": [epoch_order_digest(o) for o in orders],
             }

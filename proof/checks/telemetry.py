@@ -10,7 +10,9 @@ Rules, each counted as one violation:
   varies by at most ``telemetry_memory_spread`` of its peak. OS samples report the whole host's
   memory, shared with other processes, so the rule does not apply to them.
 
-Too few samples (a short job) make the check inconclusive: it passes and says so.
+Too few samples make the check inconclusive where the job was short (it passes and says so), and
+count as one violation where the logged training time should have produced more at
+``telemetry_interval_s`` (the trace was withheld).
 """
 
 import numpy as np
@@ -52,9 +54,14 @@ class TelemetryCheck(Check):
             return self.missing([ctx.bundle.telemetry.name], ctx)
         samples = sorted(ctx.telemetry, key=lambda s: (s.device, s.time))
         samples = [s for s in samples if s.device == samples[0].device] if samples else []
-        if len(samples) < ctx.config.telemetry_min_samples:
-            return self.result(threshold=0.0, observed=0.0, detail=f"inconclusive: {len(samples)} samples")
         train_seconds = sum(r.seconds for r in ctx.steps or [])
+        if len(samples) < ctx.config.telemetry_min_samples:
+            owed = int(train_seconds / ctx.config.telemetry_interval_s)
+            if owed >= ctx.config.telemetry_min_samples:
+                return self.result(threshold=0.0, observed=1.0, detail=(
+                    f"{len(samples)} samples over {train_seconds:.1f}s of logged training, where one every "
+                    f"{ctx.config.telemetry_interval_s:g}s makes {owed}: the trace was withheld"))
+            return self.result(threshold=0.0, observed=0.0, detail=f"inconclusive: {len(samples)} samples")
         broken = telemetry_violations(samples, train_seconds, ctx.config)
         detail = "; ".join(broken) or f"{len(samples)} samples look like training"
         return self.result(threshold=0.0, observed=float(len(broken)), detail=detail)

@@ -5,7 +5,8 @@ import dataclasses
 import pytest
 
 from proof.attacks import run_worker
-from proof.bundle import build_bundle
+from proof.bundle import build_bundle, read_step_log, write_step_log
+from proof.merkle import merkle_root
 from proof.report import VerificationReport
 from proof.verifier import VerifyConfig, verify_proof
 from tests.unit.proof.conftest import MemoryStore
@@ -210,3 +211,50 @@ def test_a_proof_listing_more_checkpoints_than_the_order_schedules_costs_no_fetc
     artifacts = next(c for c in report.checks if c.name == "artifacts")
     assert not report.passed and "the proof lists 505 checkpoints where the order schedules 5" in artifacts.detail
     assert not any("checkpoint" in name for name in fetched)
+
+
+def _without(bundle, store, kind):
+    """The worker's bundle with one kind of record left out, committed as it stands (leaves and root redone)."""
+    cps, digests = bundle.checkpoints, bundle.checkpoint_sha256
+    steps = read_step_log(store.fetch(bundle.step_log))
+    update = {
+        "a middle checkpoint": {"checkpoints": cps[:2] + cps[3:], "checkpoint_sha256": digests[:2] + digests[3:]},
+        "the step-0 checkpoint": {"checkpoints": cps[1:], "checkpoint_sha256": digests[1:]},
+        "the last checkpoint": {"checkpoints": cps[:-1], "checkpoint_sha256": digests[:-1]},
+        "a plaintext digest": {"checkpoint_sha256": digests[:-1]},
+        "a step record": {"step_log": store.put("step-log.parquet", write_step_log(steps[:7] + steps[8:]))},
+        "the last step record": {"step_log": store.put("step-log.parquet", write_step_log(steps[:-1]))},
+        "an epoch digest": {"epoch_digests": bundle.epoch_digests[:-1]},
+    }[kind]
+    forged = bundle.model_copy(update=update)
+    leaves = [ref.sha256 for _, ref in forged.checkpoints] + [forged.step_log.sha256, forged.telemetry.sha256]
+    return forged.model_copy(update={"leaves": leaves, "merkle_root": merkle_root([bytes.fromhex(x) for x in leaves]).hex()})
+
+
+@pytest.mark.parametrize(("kind", "caught_by"), [
+    ("a middle checkpoint", {"integrity", "artifacts"}),
+    ("the step-0 checkpoint", {"integrity", "artifacts", "initialization"}),
+    ("the last checkpoint", {"integrity", "artifacts"}),
+    ("a plaintext digest", {"artifacts"}),
+    ("a step record", {"integrity", "state-chain", "spot-steps"}),
+    ("the last step record", {"integrity", "state-chain", "spot-steps"}),
+    ("an epoch digest", {"integrity", "data-order"}),
+])
+def test_a_bundle_missing_a_kind_of_record_is_rejected_by_the_checks_that_need_it(job, kind, caught_by):
+    spec, X, y, store, run = job
+    forged = _without(run.bundle, store, kind)
+    forger = dataclasses.replace(run, bundle=forged, committed_root=forged.merkle_root)
+    report = verify_proof(forged, committed_root=forged.merkle_root, challenge_seed=SEED, X=X, y=y, fetch=store.fetch,
+                          config=VerifyConfig(), expected_spec=spec, response=forger.answer(SEED, VerifyConfig()))
+    failed = {c.name for c in report.checks if not c.passed}
+    assert not report.passed and caught_by <= failed, sorted(failed)
+
+
+def test_a_checkpoint_whose_plaintext_is_not_the_listed_digest_is_named(job):
+    spec, X, y, store, run = job
+    digests = list(run.bundle.checkpoint_sha256)
+    digests[2] = "0" * 64
+    report = _verify(job, bundle=run.bundle.model_copy(update={"checkpoint_sha256": digests}))
+    artifacts = next(c for c in report.checks if c.name == "artifacts")
+    name = run.bundle.checkpoints[2][1].name
+    assert not report.passed and f"{name}: its plaintext is not the SHA-256 the proof lists" in artifacts.detail

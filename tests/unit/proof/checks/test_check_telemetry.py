@@ -42,3 +42,15 @@ def test_check_flags_a_fabricated_trace(context):
     ctx.telemetry = _trace([99.0] * 10)
     result = TelemetryCheck().run(ctx)
     assert not result.passed and not result.decisive
+
+
+def test_a_trace_withheld_from_a_long_training_is_flagged_not_inconclusive(context):
+    ctx = context()
+    ctx.telemetry = _trace([99.0, 99.0])
+    # one second short of the five samples a sampler taking one a second owes: still a short job
+    ctx.steps = [r.model_copy(update={"seconds": 4.99 / len(ctx.steps)}) for r in ctx.steps]
+    assert "inconclusive" in TelemetryCheck().run(ctx).detail
+    ctx.steps = [r.model_copy(update={"seconds": 5.0 / len(ctx.steps)}) for r in ctx.steps]
+    result = TelemetryCheck().run(ctx)
+    assert not result.passed and not result.decisive
+    assert "2 samples over 5.0s of logged training, where one every 1s makes 5" in result.detail
