@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bahen.spec import OrderSpec, SpecError, load_spec, parse_spec
+from bahen.spec import MAX_SPEC_BYTES, MAX_SPEC_DEPTH, OrderSpec, SpecError, load_spec, parse_spec
 
 
 def test_defaults_are_a_valid_order():
@@ -135,3 +135,85 @@ def test_every_numeric_field_is_bounded_both_ways():
         sides.setdefault(field, set()).add(kind[0])
     numeric = {n for n, i in OrderSpec.model_fields.items() if i.annotation in (int, float)}
     assert {f for f, s in sides.items() if s == {"g", "l"}} == numeric
+
+
+# Known answers: the exact messages a client reads, one per way a spec file can be refused.
+
+
+def test_every_field_in_error_is_listed_with_what_was_given():
+    with pytest.raises(SpecError) as refused:
+        parse_spec({"lr": 0, "epochs": 0, "model": "x" * 100})
+    assert str(refused.value) == (
+        "order spec is invalid:\n"
+        "  model: Input should be 'mlp', 'cnn', 'resnet20' or 'gpt' (got 'xxxxxxxxxxxxxxxxxxxxxxxxxxx...xxxxxxxxxxxxxxxxxxxxxxxxxxxx')\n"
+        "  lr: Input should be greater than 0 (got 0)\n"
+        "  epochs: Input should be greater than or equal to 1 (got 0)"
+    )
+
+
+def test_a_rule_across_fields_is_named_as_the_orders():
+    with pytest.raises(SpecError) as refused:
+        parse_spec({"deadline_hours": 1, "commit_minutes": 60}, source="order spec o.yaml")
+    assert str(refused.value).startswith(
+        "order spec o.yaml is invalid:\n  (order): Value error, commit_minutes (60) must be shorter than the deadline "
+        "(1 h = 60 min), so a replaced worker's successor has time (got {'commit_minutes': 60, 'deadline_hours': 1})"
+    )
+
+
+def _spec_file(tmp_path, content: bytes):
+    path = tmp_path / "order.yaml"
+    path.write_bytes(content)
+    return path
+
+
+def _refusal(path) -> str:
+    with pytest.raises(SpecError) as refused:
+        load_spec(path)
+    return str(refused.value)
+
+
+def test_an_absent_or_unreadable_spec_file_is_named(tmp_path):
+    assert _refusal(tmp_path / "absent.yaml") == f"order spec {tmp_path / 'absent.yaml'} does not exist"
+    assert _refusal(tmp_path) == f"order spec {tmp_path} cannot be read: Is a directory"
+
+
+def test_a_spec_file_may_take_exactly_its_byte_limit(tmp_path):
+    head = b"epochs: 3\n#"
+    exact = _spec_file(tmp_path, head + b"x" * (MAX_SPEC_BYTES - len(head)))
+    assert load_spec(exact).epochs == 3
+    over = _spec_file(tmp_path, head + b"x" * (MAX_SPEC_BYTES - len(head) + 1))
+    assert _refusal(over) == f"order spec {over} is over 65,536 bytes; an order is a few dozen lines"
+
+
+def test_a_spec_file_that_is_not_utf8_names_the_byte(tmp_path):
+    path = _spec_file(tmp_path, b"epochs: 3\nmodel: \xe9\n")
+    assert _refusal(path) == f"order spec {path} is not UTF-8 text (byte 17 is 0xe9); save it as UTF-8"
+
+
+def test_an_alias_is_refused_where_it_stands(tmp_path):
+    path = _spec_file(tmp_path, b"a: &x 1\nepochs: *x\n")
+    assert _refusal(path).startswith(
+        f"order spec {path} is not valid YAML: found alias *x: an order spec may not use aliases, write the value out\n"
+        '  in "<unicode string>", line 2, column 9:'
+    )
+
+
+def _nested(levels: int) -> bytes:
+    """A spec ``levels`` nodes deep: the mapping, lists nested in its ``seed`` value, and the number in the last."""
+    return b"seed: " + b"[" * (levels - 2) + b"1" + b"]" * (levels - 2) + b"\n"
+
+
+def test_values_may_nest_exactly_as_deep_as_the_limit(tmp_path):
+    deepest = _spec_file(tmp_path, _nested(MAX_SPEC_DEPTH))
+    assert "  seed: Input should be a valid integer" in _refusal(deepest)  # parsed, then refused as a field
+    path = _spec_file(tmp_path, _nested(MAX_SPEC_DEPTH + 1))
+    assert _refusal(path).startswith(  # the number, the node one level too deep, is pointed at
+        f"order spec {path} is not valid YAML: values nest more than {MAX_SPEC_DEPTH} levels deep; an order spec is "
+        f'a flat mapping\n  in "<unicode string>", line 1, column {len("seed: ") + MAX_SPEC_DEPTH}:'
+    )
+
+
+def test_a_spec_file_that_is_not_a_mapping_names_what_it_is(tmp_path):
+    path = _spec_file(tmp_path, b"- 1\n")
+    assert _refusal(path) == f"order spec {path} must be a mapping of fields, got list"
+    assert load_spec(_spec_file(tmp_path, b"")) == OrderSpec()
