@@ -6,7 +6,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from privacy.errors import ContextMismatchError, TamperedError, WrongKeyError
+from privacy.errors import ContextMismatchError, PrivacyError, TamperedError, WrongKeyError
 from privacy.grants import KeyGrant, grant_key, open_grant
 from privacy.identity import Identity
 from privacy.signing import canonical_json
@@ -93,3 +93,64 @@ def test_unknown_grant_version_is_refused():
     grant = grant_key(new_data_key(), WORKER.public(), order_id=ORDER)
     with pytest.raises(TamperedError, match="upgrade"):
         open_grant(grant.model_copy(update={"version": 2}), WORKER, order_id=ORDER)
+
+
+# Known answers: every refusal names the grant and says what to do, exactly.
+
+
+def _refusal(grant, identity=WORKER, order_id=ORDER):
+    with pytest.raises(Exception) as caught:
+        open_grant(grant, identity, order_id=order_id)
+    assert caught.value.artifact == f"key grant of order {grant.order_id} for {grant.recipient}"
+    return caught.type, str(caught.value)
+
+
+def test_each_refusal_of_a_grant_is_known():
+    data_key = new_data_key()
+    grant = grant_key(data_key, WORKER.public(), order_id=ORDER)
+    name = f"cannot decrypt key grant of order {ORDER} for {WORKER.address}"
+    assert _refusal(grant.model_copy(update={"version": 2})) == (
+        TamperedError, f"{name}: grant version 2 is unknown; upgrade bahen")
+    assert _refusal(grant, order_id="0x01") == (
+        ContextMismatchError, f"{name}: it grants a key of order {ORDER}, not of order 0x01")
+    assert _refusal(grant, VALIDATOR) == (WrongKeyError, (
+        f"{name}: it is addressed to {WORKER.address} (X25519 key {WORKER.x25519_public.hex()[:16]}…), "
+        f"not to validator-1 ({VALIDATOR.address}); ask the client for a grant"))
+    assert _refusal(grant.model_copy(update={"nonce": "00" * 12})) == (
+        TamperedError, f"{name}: it fails authentication: a field was altered; fetch the grant again")
+    assert _refusal(grant.model_copy(update={"ephemeral_public": "zz"})) == (
+        TamperedError, f"{name}: it fails authentication: a field was altered; fetch the grant again")
+
+
+def test_a_grant_whose_stated_key_id_is_not_the_wrapped_keys_is_tampered(monkeypatch):
+    # key_id is bound as associated data, so only a grant wrapped with a wrong stated id reaches this
+    # check: the client's own bug, named before anyone decrypts with the wrong key.
+    import privacy.grants as grants
+
+    data_key, other = new_data_key(), new_data_key()
+    real_key_id = grants.key_id
+    monkeypatch.setattr(grants, "key_id", lambda k: real_key_id(other))
+    grant = grant_key(data_key, WORKER.public(), order_id=ORDER)
+    monkeypatch.setattr(grants, "key_id", real_key_id)
+    assert _refusal(grant) == (TamperedError, (
+        f"cannot decrypt key grant of order {ORDER} for {WORKER.address}: the wrapped key has id "
+        f"{key_id(data_key)}, not the stated {key_id(other)}"))
+
+
+def test_an_address_with_new_x25519_keys_cannot_open_a_grant_to_its_old_ones():
+    grant = grant_key(new_data_key(), WORKER.public(), order_id=ORDER)
+    rekeyed = Identity.from_secrets("worker-1", WORKER.secrets()[:32], X25519PrivateKey.generate().private_bytes_raw())
+    assert rekeyed.address == WORKER.address
+    assert _refusal(grant, rekeyed)[0] is WrongKeyError
+
+
+def test_a_grant_to_an_invalid_x25519_key_is_refused_with_what_to_do():
+    invalid = WORKER.public().model_copy(update={"x25519_public": "00" * 32})  # a low-order point
+    with pytest.raises(PrivacyError) as caught:
+        grant_key(new_data_key(), invalid, order_id=ORDER)
+    assert str(caught.value) == (f"worker-1 ({WORKER.address}) publishes an invalid X25519 key; they must publish a "
+                                 "new one before data can be granted to them")
+
+
+def test_a_grant_uses_a_96_bit_nonce():
+    assert len(bytes.fromhex(grant_key(new_data_key(), WORKER.public(), order_id=ORDER).nonce)) == 12
