@@ -107,7 +107,7 @@ def model_report(ev: Evidence) -> ModelReport:
     loss_bound = LOSS_GAP * ev.claimed_final_loss + 0.5
     contradicts = not math.isnan(agg.median_loss) and agg.median_loss > loss_bound
     findings = [
-        Reason(rule="score-quorum", passed=ev.performance_attested >= quorum and agg.valid >= quorum, decisive=True,
+        Reason(rule="score-quorum", passed=ev.performance_attested >= quorum and agg.valid >= quorum, decisive=False,
                detail=f"{min(ev.performance_attested, agg.valid)} attested scores, quorum {quorum} of {ev.validators_assigned}"),
         Reason(rule="above-chance", passed=not math.isnan(agg.median_accuracy) and agg.median_accuracy > clears,
                decisive=False, detail=f"median holdout accuracy {agg.median_accuracy:.4f} on {samples} samples, chance "

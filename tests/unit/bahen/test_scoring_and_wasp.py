@@ -117,3 +117,71 @@ def test_a_holdout_loss_that_contradicts_the_trace_asks_for_more_verification_no
     decision = decide(evidence(performance=[report("a", 0.9, loss=5.0), report("b", 0.9, loss=5.0)]))
     assert decision.accepted and decision.model_report.verify_more
     assert [f.rule for f in decision.model_report.findings if not f.passed] == ["loss-consistent"]
+
+
+# Known answers: the whole decision for given evidence, every rule's outcome, weight and words.
+
+
+def _table(reasons):
+    return [(r.rule, r.passed, r.decisive, r.detail) for r in reasons]
+
+
+def test_the_honest_decision_is_known():
+    decision = decide(evidence())
+    assert _table(decision.reasons) == [
+        ("signed-proof", True, True, "proof manifest signed by the assigned worker"),
+        ("committed-root", True, True, "manifest root equals the root committed on chain"),
+        ("verification-attested", True, True, "verification report signed by an assigned validator and its digest on chain"),
+        ("verification-passed", True, True, "every decisive check passed"),
+    ]
+    assert _table(decision.model_report.findings) == [
+        ("score-quorum", True, False, "2 attested scores, quorum 2 of 2"),
+        ("above-chance", True, False, "median holdout accuracy 0.9000 on 100 samples, chance 0.1000, above chance from 0.1900"),
+        ("loss-consistent", True, False, "median holdout loss 0.3000, bound 1.1000 from the claimed training loss"),
+        ("validators-agree", True, False, "no outlying validator"),
+    ]
+
+
+def test_each_failed_work_rule_says_why():
+    bad = decide(evidence(manifest_signed=False, root_committed=False, verification_attested=False, verification=None))
+    assert _table(bad.reasons) == [
+        ("signed-proof", False, True, "proof manifest signature invalid or not the worker's"),
+        ("committed-root", False, True, "manifest root differs from the on-chain commitment"),
+        ("verification-attested", False, True, "no verification report matching an on-chain digest"),
+        ("verification-passed", False, True, "failed checks: report missing"),
+    ]
+
+
+def test_only_failed_decisive_checks_are_named():
+    def check(name, passed, decisive):
+        return CheckResult(name=name, metric="m", threshold=0, observed=0, passed=passed, decisive=decisive, detail="",
+                           cost_steps=0, seconds=0.0)
+
+    report = verification(passed=False).model_copy(update={"checks": [
+        check("integrity", True, True), check("loss", False, True), check("telemetry", False, False),
+        check("replay-random", False, True)]})
+    reason = decide(evidence(verification=report)).reasons[-1]
+    assert (reason.passed, reason.detail) == (False, "failed checks: loss, replay-random")
+
+
+def test_the_quorum_is_a_strict_majority_of_the_assigned_validators():
+    three = [report("a", 0.9), report("b", 0.9), report("c", 0.9)]
+    assert decide(evidence(validators_assigned=3, performance=three[:2], performance_attested=2)).model_report.findings[0].passed
+    finding = decide(evidence(validators_assigned=4, performance=three, performance_attested=2)).model_report.findings[0]
+    assert (finding.passed, finding.detail) == (False, "2 attested scores, quorum 3 of 4")
+
+
+def test_the_chance_and_loss_bounds_are_strict_at_their_edges():
+    # 2 classes on 100 samples: chance 0.5 plus 3 standard errors of 0.05 is 0.65; claimed loss 0.2 bounds 1.1
+    at_the_edges = decide(evidence(num_classes=2, performance=[report("a", 0.65, loss=1.1), report("b", 0.65, loss=1.1)]))
+    failed = [f.rule for f in at_the_edges.model_report.findings if not f.passed]
+    assert failed == ["above-chance"] and not at_the_edges.model_report.verify_more
+    no_scores = decide(evidence(performance=[], performance_attested=0)).model_report
+    assert "on 0 samples" in no_scores.findings[1].detail and "above chance from inf" in no_scores.findings[1].detail
+
+
+@pytest.mark.parametrize(("loss", "perplexity"), [
+    (0.0, 1.0), (699.0, math.exp(699.0)), (700.0, math.inf), (math.inf, math.inf), (math.nan, math.inf)])
+def test_perplexity_is_exp_of_the_loss_until_it_overflows(loss, perplexity):
+    reports = [report("a", 0.9, loss=loss), report("b", 0.9, loss=loss)]
+    assert decide(evidence(performance=reports)).model_report.perplexity == perplexity
