@@ -53,3 +53,21 @@ def test_the_supported_tolerance_is_the_margin_over_the_noise_verifiers_meet_rou
     assert pot_noise.verifier_noise([{**rows[1], "loss_error": 3e-6}], "cpu-fp32-exact") == {"step": 3e-6}
     assert pot_noise.supported_tolerance({"step": 0.0}) == {"step": 0.0}
     assert [pot_noise._round_up(v) for v in (1e-5, 1.01e-5, 0.26, 0.5, 3.0)] == [1e-5, 2e-5, 0.5, 0.5, 5.0]
+
+
+def test_each_profiles_tolerance_is_the_one_its_calibration_supports():
+    """The tolerances in force are read off the calibration runs kept in bench/results: the H200 run
+    for the CUDA profiles, this host's for the exact CPU profile; a new calibration changes both."""
+    from pathlib import Path
+
+    from training.tolerance import PROFILE_NAMES, replay_tolerance
+
+    results = Path(pot_noise.__file__).parent / "results"
+    calibrations = {p["profile"]: p for path in ("pot_noise.json", "device/pot_noise_h200.json")
+                    for p in json.loads((results / path).read_text())["profiles"]}  # the GPU run wins
+    for name in PROFILE_NAMES:
+        calibration, tolerance = calibrations[name], replay_tolerance(name)
+        supported = pot_noise.supported_tolerance(pot_noise.verifier_noise(calibration["rows"], name))
+        assert (tolerance.step, tolerance.segment) == (supported["step"], supported["segment"]), name
+        if tolerance.segment_steps is not None:
+            assert {r["steps_each"] for r in calibration["rows"] if r["horizon"] == "segment"} == {tolerance.segment_steps}
