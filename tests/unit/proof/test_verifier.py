@@ -258,3 +258,13 @@ def test_a_checkpoint_whose_plaintext_is_not_the_listed_digest_is_named(job):
     artifacts = next(c for c in report.checks if c.name == "artifacts")
     name = run.bundle.checkpoints[2][1].name
     assert not report.passed and f"{name}: its plaintext is not the SHA-256 the proof lists" in artifacts.detail
+
+
+def test_the_seconds_reported_lie_within_the_verification(job):
+    import time
+
+    started = time.perf_counter()
+    report = _verify(job)
+    elapsed = time.perf_counter() - started
+    assert 0 < sum(c.seconds for c in report.checks) <= report.cost.seconds <= elapsed
+    assert all(0 <= c.seconds for c in report.checks)
