@@ -89,3 +89,22 @@ def test_unreadable_step_log():
     pq.write_table(pa.table({"step": [0]}), foreign)
     with pytest.raises(BundleError, match="step-log.v2 format mark"):
         read_step_log(foreign.getvalue())
+
+
+def test_a_record_without_a_step_0_checkpoint_or_out_of_order_is_refused(built):
+    _, recorded, objects = built
+
+    def put(name, data):
+        raise AssertionError("nothing is stored for a record that cannot become a proof")
+
+    cps = recorded.checkpoints
+    for checkpoints, reason in (([], "the record has no step-0 checkpoint; train with a recorder"),
+                                (cps[1:], "the record has no step-0 checkpoint; train with a recorder")):
+        with pytest.raises(BundleError) as caught:
+            build_bundle(recorded.model_copy(update={"checkpoints": checkpoints}), order_id="0xo", task=3, spec=SPEC,
+                         put=put)
+        assert str(caught.value) == f"order 0xo task 3: {reason}"
+    swapped = recorded.model_copy(update={"checkpoints": [cps[0], cps[2], cps[1], *cps[3:]]})
+    with pytest.raises(BundleError) as caught:
+        build_bundle(swapped, order_id="0xo", task=3, spec=SPEC, put=lambda name, data: cps[0][1])
+    assert str(caught.value) == "order 0xo task 3: checkpoints are not in increasing step order"

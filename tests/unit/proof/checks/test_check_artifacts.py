@@ -35,3 +35,14 @@ def test_nonfinite_checkpoint_fails(context, honest):
 def test_nonfinite_tensors_names_nested_entries():
     state = {"a": torch.ones(2), "b": {"c": torch.tensor([1.0, math.nan])}, "n": torch.tensor([1])}
     assert nonfinite_tensors(state) == ["b.c"]
+
+
+def test_a_nonfinite_optimizer_state_alone_fails_and_is_named(context, honest):
+    ctx = context()
+    step = honest.bundle.checkpoints[2][0]
+    slots = ctx.checkpoints[step].optimizer_state["state"][1]
+    name = next(iter(slots))
+    slots[name] = slots[name].clone().fill_(math.nan)
+    result = ArtifactsCheck().run(ctx)
+    assert not result.passed and result.observed == 1.0
+    assert result.detail == f"{ctx.checkpoint_name(step)}: non-finite values in optimizer.1.{name}"

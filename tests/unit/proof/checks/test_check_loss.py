@@ -14,3 +14,20 @@ def test_altered_logged_loss_at_a_sampled_step_fails(context):
     assert not result.passed
     assert abs(result.observed - 0.5) < 1e-9
     assert f"step {step}" in result.detail
+
+
+def test_the_recomputation_costs_one_forward_pass_of_each_sampled_batch(context):
+    ctx = context()
+    result = LossCheck().run(ctx)
+    assert result.forward_samples == sum(len(ctx.batches.for_step(c)) for c in ctx.challenge.loss_steps) > 0
+    assert result.detail == f"{len(ctx.challenge.loss_steps)} sampled steps recomputed"
+
+
+def test_every_checkpoint_of_another_model_is_named(context):
+    ctx = context()
+    for c in ctx.challenge.loss_steps:
+        ctx.checkpoints[c].model_state = {"alien.weight": ctx.checkpoints[c].model_state[next(iter(ctx.checkpoints[c].model_state))]}
+    result = LossCheck().run(ctx)
+    assert not result.passed and result.forward_samples == 0
+    assert result.detail.count(": ") == min(3, len(ctx.challenge.loss_steps)) and len(ctx.challenge.loss_steps) >= 2
+    assert result.detail.startswith(f"{len(ctx.challenge.loss_steps)} sampled steps recomputed; ")
