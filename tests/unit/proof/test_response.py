@@ -65,3 +65,18 @@ def test_respond_reveals_through_put_and_needs_a_source(recorded):
     assert store.objects[response.state_ref(4).name] == spool.get(4)
     with pytest.raises(StateNotSpooledError, match="state after step 3 is not in this worker's spool"):
         respond(_challenge([3]), StateSpool(), store.put, order_id="o", task=0, merkle_root="ab")
+
+
+@pytest.mark.parametrize("step", [1, 10, 11, 20])
+def test_a_state_at_a_segments_end_is_regenerated_from_the_segment_before(recorded, step):
+    spec, X, y, store, proof, spool = recorded
+    fetched = []
+
+    def get(ref):
+        fetched.append(ref.name)
+        return store.get(ref)
+
+    regenerate = replay_regenerator(spec, X, y, proof.checkpoints, get)
+    base = (step - 1) // 10 * 10
+    assert regenerate(step) == spool.get(step) and regenerate(base + 1) == spool.get(base + 1)
+    assert fetched == [dict(proof.checkpoints)[base].name]  # one segment replayed, once
