@@ -114,3 +114,11 @@ def test_response_hook_lets_a_worker_withhold_states(spec, data, store):
     spot = next(c for c in report.checks if c.name == "spot-steps")
     assert not report.passed and not spot.passed and "was not revealed (withheld)" in spot.detail
     assert [c.name for c in report.failed_checks] == ["spot-steps"]
+
+
+@pytest.mark.parametrize("name", ["rescaled-updates", "skipped-steps", "sub-tolerance-drift", "wrong-lr",
+                                  "wrong-weight-decay"])
+def test_at_a_tenth_of_the_work_the_spot_check_alone_stands_between_these_attacks_and_payment(name, spec, data, store):
+    run = run_worker(name, spec, data[0], data[1], store.put, 0.1, seed=1)
+    report = _verify(run, data, store)
+    assert [c.name for c in report.failed_checks] == ["spot-steps"]
