@@ -36,4 +36,7 @@ def test_a_missing_step_log_is_named(context):
     ctx.steps = None
     ctx.problems[ctx.bundle.step_log.name] = "missing or tampered"
     result = DataOrderCheck().run(ctx)
-    assert not result.passed and result.detail.startswith(f"cannot check: {ctx.bundle.step_log.name}")
+    assert not result.passed and result.detail == f"cannot check: {ctx.bundle.step_log.name}: missing or tampered"
+    assert result.decisive and result.threshold == 0.0
+    del ctx.problems[ctx.bundle.step_log.name]
+    assert DataOrderCheck().run(ctx).detail == f"cannot check: {ctx.bundle.step_log.name}: not available"
