@@ -46,3 +46,22 @@ def test_a_nonfinite_optimizer_state_alone_fails_and_is_named(context, honest):
     result = ArtifactsCheck().run(ctx)
     assert not result.passed and result.observed == 1.0
     assert result.detail == f"{ctx.checkpoint_name(step)}: non-finite values in optimizer.1.{name}"
+
+
+def test_the_findings_are_known(context, honest):
+    ctx = context()
+    assert ArtifactsCheck().run(ctx).detail == (
+        f"all {2 + len(honest.bundle.checkpoints)} artifacts fetched, matched their commitment and are finite")
+    first, second = honest.bundle.checkpoints[1][0], honest.bundle.checkpoints[2][0]
+    model = ctx.checkpoints[first].model_state = {k: v.clone().fill_(math.inf) for k, v in ctx.checkpoints[first].model_state.items()}
+    assert len(model) > 3  # only the first three are listed
+    ctx.problems["step-log.parquet"] = "missing or tampered"
+    ctx.checkpoints[second].model_state = {**ctx.checkpoints[second].model_state}
+    name = next(iter(model))
+    ctx.checkpoints[second].model_state[name] = ctx.checkpoints[second].model_state[name].clone().fill_(math.nan)
+    result = ArtifactsCheck().run(ctx)
+    assert result.observed == 3.0 and result.detail == "; ".join([
+        f"{ctx.checkpoint_name(first)}: non-finite values in model.{', model.'.join(list(model)[:3])}",
+        f"{ctx.checkpoint_name(second)}: non-finite values in model.{name}",
+        "step-log.parquet: missing or tampered",
+    ])
