@@ -1,3 +1,5 @@
+import pytest
+
 from proof.checks.integrity import IntegrityCheck
 
 
@@ -61,3 +63,25 @@ def test_each_shape_fault_is_named(context, honest, spec):
         f"1 epoch digests for {spec.epochs} epochs",
         "resumes [3] are not all at checkpoints",
     ])
+
+
+@pytest.mark.parametrize(("order", "named"), [("0xo", True), ("31337/0xmarket/0xo", True), ("31337/0xmarket/0xp", False)])
+def test_the_order_is_the_last_part_of_the_specs_order_path(context, honest, spec, order, named):
+    ctx = context(expected_spec=spec.model_copy(update={"order": order}))
+    ctx.bundle = ctx.bundle.model_copy(update={"order_id": "0xo", "spec": ctx.spec})
+    faults = IntegrityCheck().run(ctx).detail
+    assert ("the bundle names order 0xo task 0, not the one under verification" not in faults) is named
+
+
+def test_profile_step_log_and_schedule_faults_are_named(context, honest, spec):
+    ctx = context()
+    total = len(ctx.steps)
+    ctx.steps = ctx.steps[:-1]
+    moved = [(s + 1 if 0 < s < honest.bundle.checkpoints[-1][0] else s, ref) for s, ref in honest.bundle.checkpoints]
+    ctx.bundle = ctx.bundle.model_copy(update={
+        "profile": ctx.bundle.profile.model_copy(update={"name": "cuda-bf16-tolerant"}), "checkpoints": moved})
+    assert IntegrityCheck().run(ctx).detail.split("; ")[-3:] == [
+        f"the proof ran under profile cuda-bf16-tolerant, the order asks for {spec.profile}",
+        f"the step log holds {total - 1} records, not steps 0..{total - 1} in order",
+        f"checkpoints at {[s for s, _ in moved][:6]}… instead of every {spec.checkpoint_every} steps",
+    ]
