@@ -108,3 +108,31 @@ def test_a_record_without_a_step_0_checkpoint_or_out_of_order_is_refused(built):
     with pytest.raises(BundleError) as caught:
         build_bundle(swapped, order_id="0xo", task=3, spec=SPEC, put=lambda name, data: cps[0][1])
     assert str(caught.value) == "order 0xo task 3: checkpoints are not in increasing step order"
+
+
+def test_logs_are_zstd_parquet_without_dictionaries(built):
+    bundle, _, objects = built
+    for name in ("step-log.parquet", "telemetry.parquet"):
+        metadata = pq.ParquetFile(io.BytesIO(objects[name])).metadata
+        columns = [metadata.row_group(0).column(i) for i in range(metadata.num_columns)]
+        assert {c.compression for c in columns} == {"ZSTD"}
+        assert not any("DICTIONARY" in encoding for c in columns for encoding in c.encodings), name
+
+
+def test_a_log_lacking_or_repeating_a_column_is_refused_by_name(built):
+    _, _, objects = built
+    table = pq.read_table(io.BytesIO(objects["telemetry.parquet"]))
+
+    def written(t):
+        buffer = io.BytesIO()
+        pq.write_table(t, buffer)
+        return buffer.getvalue()
+
+    lacking = table.drop_columns(["power_w", "device"])
+    with pytest.raises(BundleError) as caught:
+        read_telemetry(written(lacking))
+    assert str(caught.value) == "the telemetry lacks columns ['device', 'power_w'] or repeats one"
+    repeated = pa.Table.from_arrays([*table.columns, table.column("time")], names=[*table.column_names, "time"])
+    with pytest.raises(BundleError) as caught:
+        read_telemetry(written(repeated.replace_schema_metadata(table.schema.metadata)))
+    assert str(caught.value) == "the telemetry lacks columns [] or repeats one"
