@@ -185,3 +185,9 @@ def test_the_chance_and_loss_bounds_are_strict_at_their_edges():
 def test_perplexity_is_exp_of_the_loss_until_it_overflows(loss, perplexity):
     reports = [report("a", 0.9, loss=loss), report("b", 0.9, loss=loss)]
     assert decide(evidence(performance=reports)).model_report.perplexity == perplexity
+
+
+def test_outlying_validators_are_named():
+    reports = [report("a", 0.9), report("b", 0.91), report("c", 0.92), report("d", 0.1), report("e", 0.9, error="x")]
+    finding = decide(evidence(validators_assigned=5, performance=reports, performance_attested=5)).model_report.findings[3]
+    assert (finding.rule, finding.passed, finding.detail) == ("validators-agree", False, "outlying validators: d, e")

@@ -217,3 +217,15 @@ def test_a_spec_file_that_is_not_a_mapping_names_what_it_is(tmp_path):
     path = _spec_file(tmp_path, b"- 1\n")
     assert _refusal(path) == f"order spec {path} must be a mapping of fields, got list"
     assert load_spec(_spec_file(tmp_path, b"")) == OrderSpec()
+
+
+def test_a_deep_branch_after_a_shallow_one_is_held_to_the_same_limit(tmp_path):
+    deep = b"[" * (MAX_SPEC_DEPTH - 1) + b"1" + b"]" * (MAX_SPEC_DEPTH - 1)  # one level too many under seed
+    path = _spec_file(tmp_path, b"seed: [[1], " + deep[1:-1] + b"]\n")
+    assert "values nest more than" in _refusal(path)
+
+
+def test_a_spec_files_field_errors_name_the_file(tmp_path):
+    path = _spec_file(tmp_path, b"epochs: 0\n")
+    assert _refusal(path) == (f"order spec {path} is invalid:\n  epochs: Input should be greater than or equal to 1 "
+                              "(got 0)")

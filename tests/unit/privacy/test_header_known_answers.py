@@ -39,6 +39,7 @@ def test_the_hand_written_header_is_the_one_the_code_writes():
     (_header(size=FIXED + 4), HeaderError, f"the header claims an impossible length of {FIXED + 4} bytes"),
     (_header()[:-1], TruncatedError, "it ends inside its header; fetch the artifact again"),
     (_header()[:11], TruncatedError, "it ends inside its header; fetch the artifact again"),
+    (_header(size=0x8000), TruncatedError, "it ends inside its header; fetch the artifact again"),
     (_header(chunk_size=0), HeaderError, f"chunk size 0 is outside 1..{MAX_CHUNK_SIZE}"),
     (_header(chunk_size=MAX_CHUNK_SIZE + 1), HeaderError,
      f"chunk size {MAX_CHUNK_SIZE + 1} is outside 1..{MAX_CHUNK_SIZE}"),
@@ -50,7 +51,7 @@ def test_the_hand_written_header_is_the_one_the_code_writes():
     (_header(role=b""), HeaderError, f"its context is malformed (role must be 1..{MAX_ROLE_BYTES} UTF-8 bytes, got 0)"),
     (_header(order_id=b""), HeaderError,
      f"its context is malformed (order id must be 1..{MAX_ORDER_ID_BYTES} UTF-8 bytes, got 0)"),
-], ids=["magic", "version", "algorithm", "too short", "cut by one", "cut in the prefix", "chunk size 0",
+], ids=["magic", "version", "algorithm", "too short", "cut by one", "cut in the prefix", "length over 32767", "chunk size 0",
         "chunk size over", "longer than its fields", "order id past the end", "role length past the end",
         "order id length over 32767", "empty role", "empty order id"])
 def test_each_malformed_header_is_refused_with_its_reason(data, error, reason):

@@ -43,15 +43,23 @@ def test_a_wrong_key_names_both_key_ids():
         "granted for it"))
 
 
-@pytest.mark.parametrize("key", [KEY, OTHER_KEY], ids=["its own key", "another key"])
+@pytest.mark.parametrize("key", [KEY, OTHER_KEY], ids=["the offered key", "another key"])
 def test_another_orders_artifact_is_a_mismatch_before_any_plaintext(key):
     sealed, _ = _sealed(b"one chunk", key, EncryptionContext("0xother", "holdout"))
     expected = (ContextMismatchError, (
         "it belongs to order '0xother' role 'holdout', not to the expected order '0xorder' role 'dataset'; check "
         "which artifact was fetched"))
-    assert _refusal(sealed, key) == expected
+    assert _refusal(sealed) == expected
     with pytest.raises(ContextMismatchError):
-        next(decrypt_chunks(key, [sealed], context=CONTEXT, artifact=NAME))
+        next(decrypt_chunks(KEY, [sealed], context=CONTEXT, artifact=NAME))
+
+
+def test_an_artifact_refused_without_a_name_is_called_the_artifact():
+    sealed, _ = _sealed(b"x")
+    for data in (sealed[:-1], b"BAHENENC" + bytes([2]) + sealed[9:]):
+        with pytest.raises(PrivacyError) as caught:
+            decrypt_bytes(KEY, data, context=CONTEXT)
+        assert caught.value.artifact == "artifact" and str(caught.value).startswith("cannot decrypt artifact: ")
 
 
 def test_each_truncation_and_tampering_is_classified_and_explained():
