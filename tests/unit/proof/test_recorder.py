@@ -285,3 +285,15 @@ def test_no_checkpoint_or_journal_is_stored_after_one_that_failed(data):
     recorder.wait_idle()
     assert "checkpoint-00000006" in store.objects
     assert not {"checkpoint-00000012", "journal-00000012"} & set(store.objects)
+
+
+def test_every_step_commits_the_state_it_spooled_and_each_checkpoint_a_journal(data):
+    store = Store()
+    recorder = Recorder(put=store.put)
+    train(SPEC, *data, recorder=recorder)
+    proof = recorder.close()
+    for record in proof.steps:  # a step's record commits the state after it
+        assert record.state_sha256 == hashlib.sha256(recorder.spool.get(record.step + 1)).hexdigest()
+    assert sorted(store.objects) == sorted([f"checkpoint-{s:08d}" for s, _ in proof.checkpoints]
+                                           + [f"journal-{s:08d}" for s, _ in proof.checkpoints])
+    recorder.spool.close()
