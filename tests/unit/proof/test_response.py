@@ -80,3 +80,21 @@ def test_a_state_at_a_segments_end_is_regenerated_from_the_segment_before(record
     base = (step - 1) // 10 * 10
     assert regenerate(step) == spool.get(step) and regenerate(base + 1) == spool.get(base + 1)
     assert fetched == [dict(proof.checkpoints)[base].name]  # one segment replayed, once
+
+
+def test_a_worker_without_its_spool_responds_with_regenerated_states(recorded):
+    spec, X, y, store, proof, spool = recorded
+    regenerate = replay_regenerator(spec, X, y, proof.checkpoints, store.get)
+    response = respond(_challenge([3, 12]), StateSpool(), store.put, order_id="o", task=0, merkle_root="ab",
+                       regenerate=regenerate)
+    assert [s for s, _ in response.states] == [3, 4, 12, 13]
+    assert all(store.objects[ref.name] == spool.get(step) for step, ref in response.states)
+
+
+def test_a_corrupt_checkpoint_met_while_regenerating_is_named(recorded):
+    from training.errors import CheckpointError
+
+    spec, X, y, store, proof, spool = recorded
+    regenerate = replay_regenerator(spec, X, y, proof.checkpoints, lambda ref: b"garbage")
+    with pytest.raises(CheckpointError, match=f"^{proof.checkpoints[1][1].name} "):
+        regenerate(12)

@@ -1,3 +1,5 @@
+import pytest
+
 from proof.checks.loss import LossCheck
 
 
@@ -13,7 +15,7 @@ def test_altered_logged_loss_at_a_sampled_step_fails(context):
     result = LossCheck().run(ctx)
     assert not result.passed
     assert abs(result.observed - 0.5) < 1e-9
-    assert f"step {step}" in result.detail
+    assert result.detail.endswith(f"; worst is step {step} (logged {ctx.steps[step].loss})")
 
 
 def test_the_recomputation_costs_one_forward_pass_of_each_sampled_batch(context):
@@ -24,10 +26,32 @@ def test_the_recomputation_costs_one_forward_pass_of_each_sampled_batch(context)
 
 
 def test_every_checkpoint_of_another_model_is_named(context):
+    from training.errors import CheckpointError
+    from training.trainer import batch_losses
+
     ctx = context()
+    reasons = []
     for c in ctx.challenge.loss_steps:
         ctx.checkpoints[c].model_state = {"alien.weight": ctx.checkpoints[c].model_state[next(iter(ctx.checkpoints[c].model_state))]}
+        with pytest.raises(CheckpointError) as caught:
+            batch_losses(ctx.spec, ctx.checkpoints[c].model_state, ctx.X, ctx.y, [ctx.batches.for_step(c)])
+        reasons.append(f"; {ctx.checkpoint_name(c)}: {caught.value}")
     result = LossCheck().run(ctx)
-    assert not result.passed and result.forward_samples == 0
-    assert result.detail.count(": ") == min(3, len(ctx.challenge.loss_steps)) and len(ctx.challenge.loss_steps) >= 2
-    assert result.detail.startswith(f"{len(ctx.challenge.loss_steps)} sampled steps recomputed; ")
+    assert not result.passed and result.forward_samples == 0 and len(reasons) >= 2
+    first = ctx.challenge.loss_steps[0]  # every error is infinite: the first is the worst
+    worst = f"; worst is step {first} (logged {ctx.steps[first].loss})"
+    assert result.detail == f"{len(reasons)} sampled steps recomputed" + "".join(reasons[:3]) + worst
+
+
+def test_a_sampled_step_missing_from_the_log_fails_without_raising(context):
+    ctx = context()
+    missing = ctx.challenge.loss_steps[0]
+    ctx.steps = [r for r in ctx.steps if r.step != missing]
+    assert not LossCheck().run(ctx).passed
+
+
+def test_a_missing_step_log_is_named(context):
+    ctx = context()
+    ctx.steps = None
+    ctx.problems[ctx.bundle.step_log.name] = "unreadable (x)"
+    assert LossCheck().run(ctx).detail == f"cannot check: {ctx.bundle.step_log.name}: unreadable (x)"
