@@ -137,3 +137,11 @@ def test_a_byte_reader_peeks_and_reads_exact_sizes_across_pieces():
     assert reader.read(1) == b"a" and reader.peek(4) == b"bcde"
     assert reader.read(2) == b"bc" and reader.read(2) == b"de"
     assert not reader.at_eof() and reader.read(5) == b"fg" and reader.at_eof() and reader.read(1) == b""
+
+
+def test_a_malformed_header_met_while_decrypting_names_the_artifact():
+    sealed, header = _sealed(b"x")
+    cases = {b"BAHENEND" + sealed[8:]: "it is not a bahen encrypted artifact (wrong magic bytes)",
+             sealed[:12] + bytes(4) + sealed[16:]: "chunk size 0 is outside 1..67108864"}
+    for data, reason in cases.items():
+        assert _refusal(data)[1] == reason
