@@ -31,7 +31,7 @@ def test_unreadable_and_misplaced_checkpoints_are_named_and_the_rest_load(contex
     digests[1], digests[2] = hashlib.sha256(garbage).hexdigest(), hashlib.sha256(other).hexdigest()
     bundle = honest.bundle.model_copy(update={"checkpoint_sha256": digests})
     ctx = context(bundle=bundle, fetch=lambda ref: served.get(ref.name) or store.fetch(ref))
-    assert ctx.problems[first.name].startswith("unreadable (")
+    assert ctx.problems[first.name].startswith(f"unreadable ({first.name} is corrupted or not a bahen checkpoint")
     assert ctx.problems[second.name] == f"holds step {honest.bundle.checkpoints[3][0]}, committed as step {s2}"
     assert sorted(ctx.checkpoints) == [s for s, _ in honest.bundle.checkpoints if s not in (s1, s2)]
 
@@ -69,3 +69,21 @@ def test_withheld_and_oversized_states_are_named_and_the_rest_load(context, hone
         steps[1]: f"{oversized.name} is {bound + 1:,} bytes, over the {bound:,} a state of this order takes",
     }
     assert sorted(ctx.revealed) == steps[2:]
+
+
+def test_a_checkpoint_not_matching_its_listed_digest_is_named_and_the_rest_load(context, honest):
+    step, ref = honest.bundle.checkpoints[1]
+    digests = list(honest.bundle.checkpoint_sha256)
+    digests[1] = "00" * 32
+    ctx = context(bundle=honest.bundle.model_copy(update={"checkpoint_sha256": digests}))
+    assert ctx.problems == {ref.name: "its plaintext is not the SHA-256 the proof lists for it"}
+    assert sorted(ctx.checkpoints) == [s for s, _ in honest.bundle.checkpoints if s != step]
+
+
+def test_a_missing_or_unreadable_log_is_named(context, store, honest):
+    ctx = context(fetch=_fetch_failing(store, {honest.bundle.step_log.name, honest.bundle.telemetry.name}))
+    assert ctx.problems == {honest.bundle.step_log.name: "missing or tampered (LookupError: gone)",
+                            honest.bundle.telemetry.name: "missing or tampered (LookupError: gone)"}
+    assert ctx.steps is None and ctx.telemetry is None
+    ctx = context(fetch=lambda ref: b"not parquet" if ref.name == honest.bundle.step_log.name else store.fetch(ref))
+    assert ctx.problems[honest.bundle.step_log.name].startswith("unreadable (the step log is not a Parquet file")
