@@ -136,3 +136,30 @@ def test_a_log_lacking_or_repeating_a_column_is_refused_by_name(built):
     with pytest.raises(BundleError) as caught:
         read_telemetry(written(repeated.replace_schema_metadata(table.schema.metadata)))
     assert str(caught.value) == "the telemetry lacks columns [] or repeats one"
+
+
+def test_a_log_with_columns_of_the_wrong_type_names_each(built):
+    _, _, objects = built
+    table = pq.read_table(io.BytesIO(objects["step-log.parquet"]))
+    retyped = table.set_column(table.schema.get_field_index("step"), "step", table.column("step").cast(pa.float64()))
+    retyped = retyped.set_column(retyped.schema.get_field_index("loss"), "loss", table.column("loss").cast(pa.string()))
+    buffer = io.BytesIO()
+    pq.write_table(retyped.replace_schema_metadata(table.schema.metadata), buffer)
+    with pytest.raises(BundleError) as caught:
+        read_step_log(buffer.getvalue())
+    assert str(caught.value) == ("the step log has columns of the wrong type (step is double, loss is string); "
+                                 "reject the proof")
+
+
+def test_a_log_value_out_of_range_is_named_with_its_error(built):
+    _, _, objects = built
+    table = pq.read_table(io.BytesIO(objects["telemetry.parquet"]))
+    sources = pa.array(["gpu"] * table.num_rows)
+    buffer = io.BytesIO()
+    pq.write_table(table.set_column(table.schema.get_field_index("source"), "source", sources), buffer)
+    with pytest.raises(BundleError) as caught:
+        read_telemetry(buffer.getvalue())
+    message = str(caught.value)
+    assert message.startswith("the telemetry holds values of the wrong type or out of range (ValidationError: ")
+    assert "source" in message and message.endswith("); reject the proof")
+    assert len(message) <= len("the telemetry holds values of the wrong type or out of range (ValidationError: ") + 200 + len("); reject the proof")
