@@ -11,8 +11,8 @@ Rules, each counted as one violation:
   memory, shared with other processes, so the rule does not apply to them.
 
 Too few samples make the check inconclusive where the job was short (it passes and says so), and
-count as one violation where the logged training time should have produced more at
-``telemetry_interval_s`` (the trace was withheld).
+count as one violation where the training logged since the last resume should have produced more
+at ``telemetry_interval_s`` (the trace was withheld).
 """
 
 import numpy as np
@@ -56,10 +56,13 @@ class TelemetryCheck(Check):
         samples = [s for s in samples if s.device == samples[0].device] if samples else []
         train_seconds = sum(r.seconds for r in ctx.steps or [])
         if len(samples) < ctx.config.telemetry_min_samples:
-            owed = int(train_seconds / ctx.config.telemetry_interval_s)
+            # A resumed worker samples only since its last resume.
+            since = max(ctx.bundle.resumes, default=0)
+            sampled = sum(r.seconds for r in ctx.steps or [] if r.step >= since)
+            owed = int(sampled / ctx.config.telemetry_interval_s)
             if owed >= ctx.config.telemetry_min_samples:
                 return self.result(threshold=0.0, observed=1.0, detail=(
-                    f"{len(samples)} samples over {train_seconds:.1f}s of logged training, where one every "
+                    f"{len(samples)} samples over {sampled:.1f}s of logged training, where one every "
                     f"{ctx.config.telemetry_interval_s:g}s makes {owed}: the trace was withheld"))
             return self.result(threshold=0.0, observed=0.0, detail=f"inconclusive: {len(samples)} samples")
         broken = telemetry_violations(samples, train_seconds, ctx.config)

@@ -54,3 +54,12 @@ def test_a_trace_withheld_from_a_long_training_is_flagged_not_inconclusive(conte
     result = TelemetryCheck().run(ctx)
     assert not result.passed and not result.decisive
     assert "2 samples over 5.0s of logged training, where one every 1s makes 5" in result.detail
+
+
+def test_a_resumed_worker_owes_samples_only_since_its_resume(context):
+    ctx = context()
+    ctx.telemetry = _trace([99.0, 99.0])
+    resumed = ctx.checkpoint_steps[-2]
+    ctx.steps = [r.model_copy(update={"seconds": 100.0 if r.step < resumed else 0.0}) for r in ctx.steps]
+    ctx.bundle = ctx.bundle.model_copy(update={"resumes": [resumed]})
+    assert "inconclusive" in TelemetryCheck().run(ctx).detail
