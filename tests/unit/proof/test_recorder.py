@@ -297,3 +297,46 @@ def test_every_step_commits_the_state_it_spooled_and_each_checkpoint_a_journal(d
     assert sorted(store.objects) == sorted([f"checkpoint-{s:08d}" for s, _ in proof.checkpoints]
                                            + [f"journal-{s:08d}" for s, _ in proof.checkpoints])
     recorder.spool.close()
+
+
+def _journal_ref(store: Store, step: int) -> ArtifactRef:
+    data = store.objects[journal_name(step)]
+    return ArtifactRef(name=journal_name(step), md5=hashlib.md5(data).hexdigest(),
+                       sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+
+
+def _left_behind(store: Store, step: int) -> Store:
+    """What a worker killed right after step ``step``'s journal leaves in its store."""
+    part = Store()
+    part.objects = {k: v for k, v in store.objects.items() if int(k.split("-")[1]) <= step}
+    return part
+
+
+def test_a_worker_resumed_twice_records_what_an_uninterrupted_one_does_and_keeps_sampling(data):
+    whole_store = Store()
+    whole = Recorder(put=whole_store.put)
+    train(SPEC, *data, recorder=whole)
+    expected = whole.close()
+    first = _left_behind(whole_store, 24)
+    recorder, checkpoint = Recorder.resume(_journal_ref(first, 24), get=first.get, put=first.put)
+    train(SPEC, *data, recorder=recorder, resume_from=checkpoint)
+    recorder.close()
+    second = _left_behind(first, 36)
+    sampler = TelemetrySampler(interval_s=0.01, use_nvml=False)
+    recorder, checkpoint = Recorder.resume(_journal_ref(second, 36), get=second.get, put=second.put, telemetry=sampler)
+    train(SPEC, *data, recorder=recorder, resume_from=checkpoint)
+    resumed = recorder.close()
+    assert resumed.checkpoints == expected.checkpoints and resumed.resumes == [24, 36] and resumed.telemetry
+    assert [s.model_dump(exclude={"seconds"}) for s in resumed.steps] == \
+        [s.model_dump(exclude={"seconds"}) for s in expected.steps]
+
+
+def test_an_earlier_journal_altered_since_is_refused_on_resume(data):
+    store = Store()
+    recorder = Recorder(put=store.put)
+    train(SPEC, *data, recorder=recorder)
+    recorder.close()
+    left = _left_behind(store, 24)
+    left.objects[journal_name(12)] += b" "  # still JSON, no longer the journal the later one commits to
+    with pytest.raises(CheckpointError, match=f"{journal_name(12)}.*altered or replaced"):
+        Recorder.resume(_journal_ref(left, 24), get=left.get, put=left.put)
