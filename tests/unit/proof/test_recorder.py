@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from proof.errors import CheckpointWriteError
-from proof.recorder import Recorder, journal_name
+from proof.recorder import RecordedProof, Recorder, journal_name
 from proof.spool import StateSpool
 from proof.telemetry import TelemetrySampler
 from storage.refs import ArtifactRef
@@ -209,25 +209,6 @@ def test_wait_idle_returns_when_everything_handed_over_is_spooled_and_stored(dat
     assert {"checkpoint-00000036", "journal-00000036"} <= hooks.stored
 
 
-def test_resume_in_process_equals_uninterrupted(data):
-    whole_store, part_store = Store(), Store()
-    whole = Recorder(put=whole_store.put)
-    train(SPEC, *data, recorder=whole)
-    expected = whole.close()
-    # Keep what a worker killed right after step 24's journal would have left behind.
-    part_store.objects = {k: v for k, v in whole_store.objects.items() if int(k.split("-")[1]) <= 24}
-    last = part_store.objects[journal_name(24)]
-    ref = ArtifactRef(name=journal_name(24), md5=hashlib.md5(last).hexdigest(),
-                      sha256=hashlib.sha256(last).hexdigest(), size=len(last))
-    recorder, checkpoint = Recorder.resume(ref, get=part_store.get, put=part_store.put)
-    train(SPEC, *data, recorder=recorder, resume_from=checkpoint)
-    resumed = recorder.close()
-    assert resumed.checkpoints == expected.checkpoints and resumed.resumes == [24]
-    # Every recorded number but the time, the update norm of step 24 (from the resumed state) too.
-    assert [s.model_dump(exclude={"seconds"}) for s in resumed.steps] == \
-        [s.model_dump(exclude={"seconds"}) for s in expected.steps]
-
-
 def test_resume_needs_the_restored_recorder(data):
     store = Store()
     recorder = Recorder(put=store.put)
@@ -299,10 +280,11 @@ def test_every_step_commits_the_state_it_spooled_and_each_checkpoint_a_journal(d
     recorder.spool.close()
 
 
-def _journal_ref(store: Store, step: int) -> ArtifactRef:
-    data = store.objects[journal_name(step)]
-    return ArtifactRef(name=journal_name(step), md5=hashlib.md5(data).hexdigest(),
-                       sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+def _recorded(data) -> tuple[Store, RecordedProof]:
+    store = Store()
+    recorder = Recorder(put=store.put)
+    train(SPEC, *data, recorder=recorder)
+    return store, recorder.close()
 
 
 def _left_behind(store: Store, step: int) -> Store:
@@ -312,31 +294,40 @@ def _left_behind(store: Store, step: int) -> Store:
     return part
 
 
+def _resume(store: Store, step: int, data, telemetry: TelemetrySampler | None = None) -> RecordedProof:
+    """Resume from step ``step``'s journal in ``store`` and train to the end."""
+    journal = store.objects[journal_name(step)]
+    ref = ArtifactRef(name=journal_name(step), md5=hashlib.md5(journal).hexdigest(),
+                      sha256=hashlib.sha256(journal).hexdigest(), size=len(journal))
+    recorder, checkpoint = Recorder.resume(ref, get=store.get, put=store.put, telemetry=telemetry)
+    train(SPEC, *data, recorder=recorder, resume_from=checkpoint)
+    return recorder.close()
+
+
+def _numbers(proof: RecordedProof) -> list[dict]:
+    """Every recorded number but the time (the update norm of a resumed step from the resumed state too)."""
+    return [s.model_dump(exclude={"seconds"}) for s in proof.steps]
+
+
+def test_resume_in_process_equals_uninterrupted(data):
+    store, expected = _recorded(data)
+    resumed = _resume(_left_behind(store, 24), 24, data)
+    assert resumed.checkpoints == expected.checkpoints and resumed.resumes == [24]
+    assert _numbers(resumed) == _numbers(expected)
+
+
 def test_a_worker_resumed_twice_records_what_an_uninterrupted_one_does_and_keeps_sampling(data):
-    whole_store = Store()
-    whole = Recorder(put=whole_store.put)
-    train(SPEC, *data, recorder=whole)
-    expected = whole.close()
-    first = _left_behind(whole_store, 24)
-    recorder, checkpoint = Recorder.resume(_journal_ref(first, 24), get=first.get, put=first.put)
-    train(SPEC, *data, recorder=recorder, resume_from=checkpoint)
-    recorder.close()
-    second = _left_behind(first, 36)
-    sampler = TelemetrySampler(interval_s=0.01, use_nvml=False)
-    recorder, checkpoint = Recorder.resume(_journal_ref(second, 36), get=second.get, put=second.put, telemetry=sampler)
-    train(SPEC, *data, recorder=recorder, resume_from=checkpoint)
-    resumed = recorder.close()
+    store, expected = _recorded(data)
+    first = _left_behind(store, 24)
+    _resume(first, 24, data)
+    resumed = _resume(_left_behind(first, 36), 36, data, TelemetrySampler(interval_s=0.01, use_nvml=False))
     assert resumed.checkpoints == expected.checkpoints and resumed.resumes == [24, 36] and resumed.telemetry
-    assert [s.model_dump(exclude={"seconds"}) for s in resumed.steps] == \
-        [s.model_dump(exclude={"seconds"}) for s in expected.steps]
+    assert _numbers(resumed) == _numbers(expected)
 
 
 def test_an_earlier_journal_altered_since_is_refused_on_resume(data):
-    store = Store()
-    recorder = Recorder(put=store.put)
-    train(SPEC, *data, recorder=recorder)
-    recorder.close()
+    store, _ = _recorded(data)
     left = _left_behind(store, 24)
     left.objects[journal_name(12)] += b" "  # still JSON, no longer the journal the later one commits to
     with pytest.raises(CheckpointError, match=f"{journal_name(12)}.*altered or replaced"):
-        Recorder.resume(_journal_ref(left, 24), get=left.get, put=left.put)
+        _resume(left, 24, data)
