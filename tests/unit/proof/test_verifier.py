@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from proof.attacks import run_worker
-from proof.bundle import build_bundle, read_step_log, write_step_log
+from proof.bundle import artifacts, build_bundle, read_step_log, write_step_log
 from proof.merkle import merkle_root
 from proof.report import VerificationReport
 from proof.verifier import VerifyConfig, verify_proof
@@ -227,7 +227,7 @@ def _without(bundle, store, kind):
         "an epoch digest": {"epoch_digests": bundle.epoch_digests[:-1]},
     }[kind]
     forged = bundle.model_copy(update=update)
-    leaves = [ref.sha256 for _, ref in forged.checkpoints] + [forged.step_log.sha256, forged.telemetry.sha256]
+    leaves = [ref.sha256 for ref in artifacts(forged)]
     return forged.model_copy(update={"leaves": leaves, "merkle_root": merkle_root([bytes.fromhex(x) for x in leaves]).hex()})
 
 
