@@ -198,7 +198,7 @@ def weights_digest(state: dict[str, torch.Tensor]) -> str:
         tensor = state[name].detach().to("cpu").contiguous()
         header = f"{name}\n{str(tensor.dtype).removeprefix('torch.')}\n{list(tensor.shape)}\n".encode()
         h.update(len(header).to_bytes(8, "big") + header)
-        data = tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
+        data = tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
         h.update(len(data).to_bytes(8, "big") + data)
     return h.hexdigest()
 

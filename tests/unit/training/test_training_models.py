@@ -72,3 +72,29 @@ def test_the_input_blind_loss_is_the_entropy_of_the_targets_the_loss_scores():
                     **base)
     windows = np.array([[97, 98], [97, 98]], np.float32)
     assert input_blind_loss(gpt, windows, np.array([97, 98])) == pytest.approx(three_to_one)
+
+
+def test_weights_digest_follows_its_documented_encoding_for_scalars_too():
+    import hashlib
+    import struct
+
+    from training.models import weights_digest
+
+    def entry(name: str, dtype: str, shape: str, data: bytes) -> bytes:
+        header = f"{name}\n{dtype}\n{shape}\n".encode()
+        return len(header).to_bytes(8, "big") + header + len(data).to_bytes(8, "big") + data
+
+    state = {"w": torch.tensor([1.5, -2.0]), "bn.num_batches_tracked": torch.tensor(7)}
+    expected = hashlib.sha256(b"bahen.weights.v1" + entry("bn.num_batches_tracked", "int64", "[]", struct.pack("<q", 7))
+                              + entry("w", "float32", "[2]", struct.pack("<2f", 1.5, -2.0))).hexdigest()
+    assert weights_digest(state) == expected
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_every_registry_model_has_a_weights_digest_that_names_its_seed(name):
+    from training.models import weights_digest
+
+    shape, classes = SHAPES[name]
+    digests = {weights_digest(build_model(name, input_shape=shape, num_classes=classes, seed=s).state_dict())
+               for s in (5, 5, 6)}
+    assert len(digests) == 2
