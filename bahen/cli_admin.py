@@ -26,6 +26,7 @@ BENCHMARKS = {
     "gas": "bench.gas",
     "fuzz": "bench.fuzz",
     "reliability": "bench.reliability",
+    "diloco": "bench.diloco",
 }
 # Reduced sizes for `bahen bench all`, so the whole set runs in minutes on two cores.
 QUICK = {
@@ -38,6 +39,7 @@ QUICK = {
     "gas": [],
     "fuzz": ["--inputs", "2000"],
     "reliability": ["--flips", "3"],
+    "diloco": ["--workers", "1", "2", "--rounds", "2", "--inner-steps", "20", "--attacks", "copied", "label-flipped"],
 }
 
 
