@@ -16,11 +16,12 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from training.allocator import tune_allocator
 from training.checkpoint import Checkpoint
-from training.errors import CheckpointError, ProfileUnavailableError
+from training.distributed import distributed_loss_and_gradients, emulated_loss_and_gradients, sharded_loss, wrap
+from training.errors import CheckpointError, ProfileUnavailableError, TrainingError
 from training.hooks import TrainHooks
 from training.models import Classifier, GPTConfig, build_model, init_seed, weights_digest
 from training.order import batch_digests, batch_order, epoch_order_digest
@@ -56,6 +57,16 @@ class TrainSpec(BaseModel, frozen=True):
     order: str = Field(
         default="", description="The order this training belongs to (chain id/market/order id in a deployed order); "
         "part of every committed state and checkpoint, as the spec is")
+    grad_shards: int = Field(
+        default=1, ge=1, le=64, description="Data-parallel shards of every batch: a step's gradient is the mean of "
+        "the shards' gradients in shard order, so a worker on that many devices and a verifier on one compute the "
+        "same bits (training.distributed)")
+
+    @model_validator(mode="after")
+    def _shards_divide_the_batch(self) -> "TrainSpec":
+        if self.batch_size % self.grad_shards:
+            raise ValueError(f"the batch size ({self.batch_size}) must be a multiple of grad_shards ({self.grad_shards})")
+        return self
 
 
 @dataclass
@@ -244,8 +255,9 @@ def _identical(a: object, b: object) -> bool:
 class _Run:
     """Model, optimizer and data of one run on one device, and the loop that advances them."""
 
-    def __init__(self, spec: TrainSpec, X: np.ndarray, y: np.ndarray, profile: ProfileInfo, device: str):
-        self.spec, self.profile, self.device = spec, profile, torch.device(device)
+    def __init__(self, spec: TrainSpec, X: np.ndarray, y: np.ndarray, profile: ProfileInfo, device: str,
+                 group: "torch.distributed.ProcessGroup | None" = None):
+        self.spec, self.profile, self.device, self.group = spec, profile, torch.device(device), group
         self.X = torch.as_tensor(np.asarray(X, dtype=np.float32)).to(self.device)
         self.y = torch.as_tensor(np.asarray(y, dtype=np.int64)).to(self.device)
         self.per_epoch = steps_per_epoch(spec, len(self.X))
@@ -258,6 +270,7 @@ class _Run:
         # RNG state stored in checkpoints is then the same in every process.
         torch.manual_seed(init_seed(spec.seed) ^ spec.task)
         self.optimizer = _optimizer(spec, self.model)
+        self._ddp = None if group is None else wrap(self.model, group)
         self.form = StateForm(spec, self.model, self.optimizer, self.per_epoch)
         self.step = 0
         self._epoch, self._batches = -1, []
@@ -344,9 +357,7 @@ class _Run:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             self.optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.profile.autocast_bf16):
-                loss = self.model.loss(xb, yb)
-            loss.backward()
+            loss = self._loss_and_gradients(xb, yb)
             self.optimizer.step()
             hooks.on_update(self.step, self.model, self.optimizer)
             self.step += 1
@@ -363,6 +374,18 @@ class _Run:
             if checkpoint:
                 recorder.save_checkpoint(hooks.on_checkpoint(self.step, self.snapshot()))
         return losses
+
+    def _loss_and_gradients(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """The step's loss, with its gradients left on the model (``training.distributed`` for several shards)."""
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.profile.autocast_bf16)
+        if self._ddp is not None:
+            return distributed_loss_and_gradients(self._ddp, self.group, xb, yb, autocast)
+        if self.spec.grad_shards > 1:
+            return emulated_loss_and_gradients(self.model, self.spec.grad_shards, xb, yb, autocast)
+        with autocast:
+            loss = self.model.loss(xb, yb)
+        loss.backward()
+        return loss
 
     def _record(self, pending: list["_PendingStep"], recorder: StepRecorder, hooks: TrainHooks) -> list[float]:
         """Make the records of ``pending`` steps in order and hand them and their states over; return their losses."""
@@ -415,13 +438,17 @@ def _to_cpu(state):
     return state
 
 
-def _setup(spec: TrainSpec, X: np.ndarray, y: np.ndarray, device: str | None) -> _Run:
+def _setup(spec: TrainSpec, X: np.ndarray, y: np.ndarray, device: str | None,
+           group: "torch.distributed.ProcessGroup | None" = None) -> _Run:
     profile = apply_profile(spec.profile)
     tune_allocator()
     device = device or profile.device
     if torch.device(device).type != profile.device:
         raise ProfileUnavailableError(spec.profile, f"it trains on {profile.device}, not on {device!r}")
-    return _Run(spec, X, y, profile, device)
+    if group is not None and torch.distributed.get_world_size(group) != spec.grad_shards:
+        raise TrainingError(f"the order splits each batch into {spec.grad_shards} shard(s), so it trains on "
+                            f"{spec.grad_shards} process(es), not {torch.distributed.get_world_size(group)}")
+    return _Run(spec, X, y, profile, device, group)
 
 
 def train(
@@ -434,16 +461,19 @@ def train(
     resume_from: Checkpoint | None = None,
     device: str | None = None,
     initial: dict[str, torch.Tensor] | None = None,
+    group: "torch.distributed.ProcessGroup | None" = None,
 ) -> TrainResult:
     """Train ``spec`` on ``X``/``y`` under its determinism profile (``device`` defaults to the profile's).
 
     With a recorder, every step is recorded and a checkpoint is stored at step 0 (unless resuming),
     every ``checkpoint_every`` steps and at the end; the caller closes the recorder afterwards.
     ``resume_from`` continues from a checkpoint (see ``proof.recorder.Recorder.resume``); else
-    training starts from ``initial``, the client's weights where the spec pins them.
+    training starts from ``initial``, the client's weights where the spec pins them. ``group`` trains
+    on ``spec.grad_shards`` processes, this one computing its rank's shard of every batch
+    (``training.distributed``); every rank ends in the same state, and rank 0 alone records.
     """
     hooks = hooks or TrainHooks()
-    run = _setup(spec, X, y, device)
+    run = _setup(spec, X, y, device, group)
     if resume_from is not None:
         run.restore(resume_from)
     else:
@@ -553,7 +583,7 @@ def batch_losses(
             profile_numerics(run.profile):
         for indices in batches:
             idx = torch.as_tensor(np.asarray(indices, dtype=np.int64), device=run.device)
-            losses.append(run.model.loss(run.X[idx], run.y[idx]).float().item())
+            losses.append(sharded_loss(run.model, spec.grad_shards, run.X[idx], run.y[idx]).float().item())
     return losses
 
 

@@ -114,6 +114,7 @@ def run_worker(
     telemetry: TelemetrySampler | None = None,
     resume: tuple[ArtifactRef, Get] | None = None,
     initial: dict[str, torch.Tensor] | None = None,
+    group: "torch.distributed.ProcessGroup | None" = None,
 ) -> WorkerRun:
     """Train ``spec`` as a worker running ``attack`` (None: honest) and return its proof.
 
@@ -122,7 +123,8 @@ def run_worker(
     attack's own random choices (where to cheat), not training. ``resume`` is the last journal a
     crashed run stored and ``get(ref) -> plaintext``: training continues from its checkpoint, and
     the states before it, lost with the crashed process's spool, are replayed when challenged.
-    ``initial`` holds the client's starting weights of a fine-tuning order.
+    ``initial`` holds the client's starting weights of a fine-tuning order. ``group`` trains rank 0 of
+    a data-parallel worker (``training.distributed``; the other ranks call ``train`` with the same group).
     """
     cheat = attack if isinstance(attack, Attack) else make_attack(attack, intensity, seed)
     job = Job(spec=spec, X=X, y=y, put=put, order_id=order_id)
@@ -132,7 +134,7 @@ def run_worker(
     else:
         recorder, start = Recorder.resume(resume[0], get=resume[1], put=put, telemetry=telemetry)
     result = train(cheat.trained_spec(spec), X, y, recorder=recorder, hooks=cheat.hooks(job), resume_from=start,
-                   initial=initial)
+                   initial=initial, group=group)
     recorded = cheat.tamper(recorder.close(), job)
     regenerate = None if resume is None else replay_regenerator(spec, X, y, recorded.checkpoints, resume[1])
     bundle = build_bundle(recorded, order_id=order_id, task=spec.task, spec=spec, put=put)
