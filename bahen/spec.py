@@ -60,6 +60,10 @@ class OrderSpec(BaseModel):
     weight_decay: float = Field(0.0, ge=0, le=1, description="Weight decay")
     lr_schedule: Literal["constant", "cosine"] = Field("constant", description="Learning-rate schedule")
     batch_size: int = Field(32, ge=1, le=4096, description="Samples per step")
+    grad_shards: int = Field(
+        1, ge=1, le=64, description="Data-parallel shards of every batch (a divisor of batch_size): a worker with that "
+        "many devices trains one shard on each, and the step is the same bits on one device"
+    )
     epochs: int = Field(2, ge=1, le=100, description="Passes over the training split")
     seed: int = Field(
         0, ge=0, lt=2**63, description="Client's seed: with the chain, the market contract and the order id it derives the "
@@ -131,6 +135,12 @@ class OrderSpec(BaseModel):
             raise ValueError(f"{self.data_name} is text, which only a gpt model learns from: set model to gpt")
         if self.gpt_embed % self.gpt_heads:
             raise ValueError(f"gpt_embed ({self.gpt_embed}) must be a multiple of gpt_heads ({self.gpt_heads})")
+        return self
+
+    @model_validator(mode="after")
+    def _shards_divide_the_batch(self) -> "OrderSpec":
+        if self.batch_size % self.grad_shards:
+            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of grad_shards ({self.grad_shards})")
         return self
 
     @model_validator(mode="after")

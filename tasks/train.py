@@ -73,7 +73,7 @@ def train_spec(spec: OrderSpec, upload: Upload, task: int, net: Network) -> Trai
         model=spec.model, architecture=architecture(spec), initial_weights=upload.initial_weights,
         input_shape=tuple(upload.input_shape), num_classes=upload.num_classes,
         optimizer=spec.optimizer, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay,
-        lr_schedule=spec.lr_schedule, batch_size=spec.batch_size, epochs=spec.epochs,
+        lr_schedule=spec.lr_schedule, batch_size=spec.batch_size, grad_shards=spec.grad_shards, epochs=spec.epochs,
         seed=order_seed(binding, spec.seed), task=task, checkpoint_every=spec.checkpoint_every, profile=spec.profile,
         order=binding,
     )

@@ -107,8 +107,9 @@ def _bounds():
 
 
 # Values of other fields that let a field reach its bound: a one-hour deadline leaves a commit window
-# of at most 59 minutes, and the longest commit window needs the longest deadline.
-_ROOM = {("deadline_hours", "ge"): {"commit_minutes": 1}, ("commit_minutes", "lt"): {"deadline_hours": 24 * 30}}
+# of at most 59 minutes, the longest commit window needs the longest deadline, and 64 shards a batch of 64.
+_ROOM = {("deadline_hours", "ge"): {"commit_minutes": 1}, ("commit_minutes", "lt"): {"deadline_hours": 24 * 30},
+         ("grad_shards", "le"): {"batch_size": 64}}
 
 
 def _step(field, value, towards):
@@ -229,3 +230,9 @@ def test_a_spec_files_field_errors_name_the_file(tmp_path):
     path = _spec_file(tmp_path, b"epochs: 0\n")
     assert _refusal(path) == (f"order spec {path} is invalid:\n  epochs: Input should be greater than or equal to 1 "
                               "(got 0)")
+
+
+def test_shards_must_divide_the_batch_and_reach_the_trainer():
+    with pytest.raises(SpecError, match=r"batch_size \(32\) must be a multiple of grad_shards \(3\)"):
+        parse_spec({"grad_shards": 3})
+    assert parse_spec({"grad_shards": 4}).grad_shards == 4
