@@ -2,10 +2,12 @@
 
 Each attack of :data:`PSEUDO_GRADIENT_ATTACKS` turns the weights an honest worker would submit for a
 round into the weights the attacker submits (``training.diloco`` calls ``G - W`` the pseudo-gradient).
-The robust aggregation rules of ``training.diloco.aggregate`` exclude them. :class:`LabelFlipped`
-trains honestly on wrong labels instead, a real training whose Proof of Train fails re-execution.
+:class:`ForgedRound` makes any of them a worker with a consistent proof: it trains the round honestly
+and moves its last step to the forged weights, so every committed state, checkpoint and step record
+agrees with what it submits. :class:`LabelFlipped` trains honestly on wrong labels instead.
 """
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,6 +15,7 @@ import torch
 
 from proof.attacks.base import Attack, Job
 from training.hooks import TrainHooks
+from training.trainer import steps_per_epoch
 
 Weights = dict[str, torch.Tensor]
 
@@ -122,3 +125,33 @@ class LabelFlipped(Attack):
 
     def hooks(self, job: Job) -> TrainHooks:
         return _FlipLabels(job.spec.num_classes)
+
+
+class _ForgeLastStep(TrainHooks):
+    def __init__(self, forge: Callable[[RoundView], Weights], view: RoundView, last: int):
+        self.forge, self.view, self.last = forge, view, last
+
+    def on_update(self, step, model, optimizer):
+        if step != self.last:
+            return
+        trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        forged = self.forge(dataclasses.replace(self.view, trained=trained))
+        with torch.no_grad():
+            for name, tensor in model.state_dict().items():
+                tensor.copy_(forged[name])
+
+
+class ForgedRound(Attack):
+    """Trains the round honestly, then its last step lands on what ``forge`` makes of the result."""
+
+    name = "forged-round"
+    summary = "a family-D submission whose proof agrees with it: the round's last step moves to the forged weights"
+    uses_intensity = False
+
+    def __init__(self, forge: Callable[[RoundView], Weights], view: RoundView, seed: int = 0):
+        """``view`` is what the worker knows of the round; its ``trained`` is replaced by the honest result."""
+        super().__init__(1.0, seed)
+        self.forge, self.view = forge, view
+
+    def hooks(self, job: Job) -> TrainHooks:
+        return _ForgeLastStep(self.forge, self.view, steps_per_epoch(job.spec, len(job.X)) * job.spec.epochs - 1)

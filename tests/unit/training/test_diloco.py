@@ -170,7 +170,9 @@ def test_a_weights_file_that_is_not_the_global_state_cannot_start_a_round(diloco
 
 
 def test_rules_can_be_set_and_travel_as_parameters():
-    rules = AggregationRules(copy_distance=0.2, max_norm_ratio=2.0, min_agreement=0.5)
+    rules = AggregationRules(copy_distance=0.2, max_norm_ratio=2.0)
     assert AggregationRules.model_validate_json(rules.model_dump_json()) == rules
     with pytest.raises(ValidationError):
         AggregationRules(max_norm_ratio=1.0)
+    with pytest.raises(ValidationError, match="min_agreement"):
+        AggregationRules(min_agreement=0.5)  # a misspelt or retired threshold is refused, never ignored
