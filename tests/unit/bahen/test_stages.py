@@ -107,6 +107,12 @@ def test_starting_weights_are_uploaded_sealed_and_pinned_by_their_digest(net, tm
         load_initial(net.store, key, bloated, tspec)
 
 
+def test_the_trainer_splits_each_batch_as_the_order_asks(net):
+    spec = OrderSpec(grad_shards=4)
+    upload = encrypt_upload(spec, net, salt=salt_of_run(None))
+    assert train_spec(spec, upload, 0, net).grad_shards == 4
+
+
 class Payload:
     def __reduce__(self):
         return (exec, ("raise SystemExit('unpickled')",))
