@@ -40,11 +40,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from training.errors import TrainingError
 from training.models import build_model, weights_digest
-from training.order import epoch_permutation
+from training.order import epoch_permutation, index_lists_digest
 from training.trainer import TrainSpec
-
-_BE_I64 = np.dtype(">i8")
-
 
 class QuorumError(TrainingError):
     """Too few workers' updates survived a round for its outer step."""
@@ -99,11 +96,7 @@ def shard_plan(seed: int, num_samples: int, workers: int) -> list[np.ndarray]:
 
 def shard_plan_digest(plan: list[np.ndarray]) -> str:
     """SHA-256 hex committing to a shard plan: ``"bahen.shard-plan.v1"``, then per shard its length and indices."""
-    h = hashlib.sha256(b"bahen.shard-plan.v1")
-    for shard in plan:
-        h.update(len(shard).to_bytes(8, "big"))
-        h.update(np.asarray(shard, dtype=_BE_I64).tobytes())
-    return h.hexdigest()
+    return index_lists_digest(b"bahen.shard-plan.v1", plan)
 
 
 def round_indices(seed: int, shard: np.ndarray, worker: int, round_: int, samples: int) -> np.ndarray:

@@ -72,8 +72,14 @@ def batch_digests(batches: list[np.ndarray]) -> list[str]:
 
 def epoch_order_digest(batches: list[np.ndarray]) -> str:
     """SHA-256 hex committing to an epoch's whole batch order, batch boundaries included."""
-    h = hashlib.sha256(b"bahen.epoch.v1")
-    for batch in batches:
-        h.update(len(batch).to_bytes(8, "big"))
-        h.update(np.asarray(batch, dtype=_BE_I64).tobytes())
+    return index_lists_digest(b"bahen.epoch.v1", batches)
+
+
+def index_lists_digest(tag: bytes, lists: list[np.ndarray]) -> str:
+    """SHA-256 hex of ``tag``, then of each list in order its length (``u64be``) and its indices
+    as 8-byte big-endian integers: a commitment to the lists and their boundaries."""
+    h = hashlib.sha256(tag)
+    for indices in lists:
+        h.update(len(indices).to_bytes(8, "big"))
+        h.update(np.asarray(indices, dtype=_BE_I64).tobytes())
     return h.hexdigest()

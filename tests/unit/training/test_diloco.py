@@ -29,6 +29,15 @@ def test_the_shard_plan_partitions_the_samples_into_near_equal_shards(samples, w
     assert shard_plan_digest(plan) == shard_plan_digest(shard_plan(seed, samples, workers))
 
 
+def test_the_shard_plan_digest_follows_its_documented_encoding():
+    import hashlib
+    import struct
+
+    plan = [np.array([4, 0]), np.array([2])]
+    expected = hashlib.sha256(b"bahen.shard-plan.v1" + struct.pack(">Q2q", 2, 4, 0) + struct.pack(">Qq", 1, 2))
+    assert shard_plan_digest(plan) == expected.hexdigest()
+
+
 def test_the_shard_plan_digest_commits_to_every_index_and_boundary():
     plan = shard_plan(3, 10, 2)
     digest = shard_plan_digest(plan)
