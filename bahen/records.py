@@ -83,6 +83,7 @@ class Training(BaseModel):
     final_loss: float
     losses: list[float]
     seconds: float
+    processes: int = Field(1, description="Processes (devices) the worker trained on, with torch.distributed when several")
     telemetry: list[TelemetrySample] = Field(
         default_factory=list, description="Hardware samples taken while training, thinned (the proof keeps them all)")
     model_grants: dict[str, ArtifactRef] = Field(

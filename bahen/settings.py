@@ -54,6 +54,11 @@ class Settings(BaseSettings):
         None, description="Make this host's workers cheat with the named attack (demonstrations and benchmarks)"
     )
     worker_attack_intensity: float = Field(1.0, gt=0, le=1, description="Share of the work the attack fakes")
+    train_processes: int = Field(
+        1, ge=1, le=64, description="Devices this host's workers train one order on: an order that splits its batches "
+        "into grad_shards shards, no more than this, trains on grad_shards processes with torch.distributed (one per "
+        "device); any other order trains in one process",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -18,7 +18,8 @@ def print_summary(record: OrderRecord, console: Console) -> None:
     console.print(stages)
     if record.training:
         tr = record.training
-        console.print(f"trained {tr.steps} steps in {tr.seconds:.1f} s, final loss {tr.final_loss:.4f}, "
+        on = f" on {tr.processes} processes" if tr.processes > 1 else ""
+        console.print(f"trained {tr.steps} steps{on} in {tr.seconds:.1f} s, final loss {tr.final_loss:.4f}, "
                       f"root {tr.merkle_root[:16]}… committed in block {tr.commit_block}")
     if record.scores:
         scores = ", ".join(f"{k} {v:.4f}" for k, v in record.scores.accuracy.items())

@@ -14,10 +14,11 @@ import hashlib
 import math
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import torch
 from contracts.errors import ChainError, ChallengeNotReady
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from privacy.identity import Identity, PublicIdentity
 from privacy.stream import new_data_key
@@ -32,6 +33,7 @@ from storage.refs import ArtifactRef
 from storage.store import ArtifactStore
 from training.datasets import read_split
 from training.errors import CheckpointError
+from training.launch import data_parallel
 from training.models import load_weights
 from training.trainer import TrainSpec, state_form
 
@@ -167,9 +169,13 @@ def _check_assignment(net: Network, order_id: str, task: int, worker: str) -> in
 
 def train(
     spec: OrderSpec, upload: Upload, assignment: Assignment, net: Network, *,
-    attack: str | None = None, intensity: float = 1.0, on_put: Callable[[str], None] | None = None,
+    attack: str | None = None, intensity: float = 1.0, on_put: Callable[[str], None] | None = None, processes: int = 1,
 ) -> Training:
     """Train the assigned task as its worker, commit the proof and answer the challenge; ``attack`` runs a dishonest worker.
+
+    An honest worker with ``processes`` devices trains an order whose batches split into that many
+    shards or fewer on one process per shard (``training.launch``); its proof is the one a single
+    process makes.
 
     Run again after a crash or a retry, it continues from the worker's run note: from the last
     journal if the proof is not committed yet (bitwise the training an uninterrupted run makes),
@@ -213,10 +219,12 @@ def train(
 
     put = proof_writer(net.store, model_key, order_id, task, on_put, journaled)
     start = time.perf_counter()
-    run = run_worker(
-        attack, tspec, X, y, put, intensity, order_id=order_id, seed=int.from_bytes(worker.x25519_public[:4], "big"),
-        telemetry=TelemetrySampler(interval_s=TELEMETRY_INTERVAL_S), resume=resume, initial=initial,
-    )
+    parallel = attack is None and 1 < tspec.grad_shards <= processes
+    with data_parallel(tspec, X, y) if parallel else nullcontext() as group:
+        run = run_worker(
+            attack, tspec, X, y, put, intensity, order_id=order_id, seed=int.from_bytes(worker.x25519_public[:4], "big"),
+            telemetry=TelemetrySampler(interval_s=TELEMETRY_INTERVAL_S), resume=resume, initial=initial, group=group,
+        )
     seconds = note.seconds + time.perf_counter() - start
     bundle_ref, _ = put_signed(net.store, worker, run.bundle, name=f"order {order_id[:10]}/task {task}/proof manifest")
     model_grants = _model_grants(net, model_key, order_id, task, note.model_grant, worker.address)
@@ -231,7 +239,8 @@ def train(
     response_ref, _ = put_signed(net.store, worker, response, name=f"order {order_id[:10]}/task {task}/challenge response")
     runs.drop(order_id, task)
     return _training(order_id, task, worker.address, bundle_ref, run.committed_root, block, response_ref,
-                     run.bundle.checkpoints[-1][1], run.recorded.steps, seconds, run.recorded.telemetry, model_grants)
+                     run.bundle.checkpoints[-1][1], run.recorded.steps, seconds, run.recorded.telemetry, model_grants,
+                     processes=tspec.grad_shards if parallel else 1)
 
 
 def _model_grants(net: Network, model_key: bytes, order_id: str, task: int, own: ArtifactRef,
@@ -265,11 +274,12 @@ def _answer_committed(spec: OrderSpec, note: WorkerRunNote, model_key: bytes, X,
 
 def _training(order_id: str, task: int, worker: str, bundle: ArtifactRef, root: str, block: int, response: ArtifactRef,
               final_model: ArtifactRef, steps: list, seconds: float, telemetry: list[TelemetrySample],
-              model_grants: dict[str, ArtifactRef]) -> Training:
+              model_grants: dict[str, ArtifactRef], *, processes: int = 1) -> Training:
     return Training(
         order_id=order_id, task=task, worker=worker, bundle=bundle, merkle_root=root, commit_block=block,
         response=response, final_model=final_model, steps=len(steps), final_loss=steps[-1].loss if steps else float("nan"),
-        losses=[s.loss for s in steps], seconds=seconds, telemetry=thinned(telemetry, RECORD_TELEMETRY_POINTS),
+        losses=[s.loss for s in steps], seconds=seconds, processes=processes,
+        telemetry=thinned(telemetry, RECORD_TELEMETRY_POINTS),
         model_grants=model_grants,
     )
 
@@ -287,8 +297,13 @@ def train_task(spec: OrderSpec, upload: Upload, assignment: Assignment) -> Train
     """Prefect task: run the stage as the assigned worker (honest unless this host is set to cheat)."""
     settings = load_settings()
     net = network()
-    return train(
+    training = train(
         spec, upload, assignment, net, attack=settings.worker_attack, intensity=settings.worker_attack_intensity,
+        processes=settings.train_processes,
         on_put=TrainingProgress(upload.order_id, assignment.task, train_spec(spec, upload, assignment.task, net),
                                 upload.train_rows),
     )
+    if training.processes > 1:
+        get_run_logger().info("task %d of order %s trained data-parallel on %d processes (torch.distributed)",
+                              assignment.task, upload.order_id, training.processes)
+    return training

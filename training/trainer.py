@@ -20,7 +20,9 @@ from pydantic import BaseModel, Field, model_validator
 
 from training.allocator import tune_allocator
 from training.checkpoint import Checkpoint
-from training.distributed import distributed_loss_and_gradients, emulated_loss_and_gradients, sharded_loss, wrap
+from training.distributed import (
+    distributed_loss_and_gradients, emulated_loss_and_gradients, from_rank_zero, sharded_loss, wrap,
+)
 from training.errors import CheckpointError, ProfileUnavailableError, TrainingError
 from training.hooks import TrainHooks
 from training.models import Classifier, GPTConfig, build_model, init_seed, weights_digest
@@ -300,6 +302,14 @@ class _Run:
         torch.set_rng_state(ckpt.rng_state)
         self.step = ckpt.step
 
+    def join(self, group: "torch.distributed.ProcessGroup") -> None:
+        """Rank 0 sends its state, every other rank continues from it: only rank 0 resumes or holds the
+        starting weights."""
+        if torch.distributed.get_rank(group) == 0:
+            from_rank_zero(self.snapshot(), group)
+        else:
+            self.restore(from_rank_zero(None, group))
+
     def snapshot(self) -> Checkpoint:
         """A checkpoint of the current state whose tensors are private CPU copies."""
         model_state = {k: v.to("cpu", copy=True) for k, v in self._model_state.items()}
@@ -470,14 +480,18 @@ def train(
     ``resume_from`` continues from a checkpoint (see ``proof.recorder.Recorder.resume``); else
     training starts from ``initial``, the client's weights where the spec pins them. ``group`` trains
     on ``spec.grad_shards`` processes, this one computing its rank's shard of every batch
-    (``training.distributed``); every rank ends in the same state, and rank 0 alone records.
+    (``training.distributed``); every rank continues from rank 0's state (the others need neither
+    ``resume_from`` nor ``initial``) and ends in the same state, and rank 0 alone records.
     """
     hooks = hooks or TrainHooks()
     run = _setup(spec, X, y, device, group)
-    if resume_from is not None:
-        run.restore(resume_from)
-    else:
-        run.start(initial)
+    if group is None or torch.distributed.get_rank(group) == 0:
+        if resume_from is not None:
+            run.restore(resume_from)
+        else:
+            run.start(initial)
+    if group is not None:
+        run.join(group)
     if recorder is not None:
         recorder.start(run.profile, run.encode(), resumed_at=None if resume_from is None else resume_from.step)
         if resume_from is None:

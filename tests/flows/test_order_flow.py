@@ -23,7 +23,7 @@ from bahen.errors import BahenError
 from bahen.network import connect
 from bahen.parties import CLIENT
 from bahen.runner import STAGES
-from bahen.settings import load_settings
+from bahen.settings import host_settings, load_settings
 from bahen.spec import OrderSpec
 from flows.order import order
 from tasks.audit import audit
@@ -187,6 +187,17 @@ def test_a_language_model_order_is_accepted_and_beats_the_unigram_baseline(prefe
     report = record.verdict.model_report
     assert report.perplexity < unigram and math.exp(report.input_blind_loss) == pytest.approx(unigram, rel=0.01)
     assert next(f for f in report.findings if f.rule == "uses-its-input").passed
+
+
+def test_a_worker_with_two_devices_trains_a_sharded_order_on_two_processes_and_is_paid(prefect):
+    spec = SMALL.model_copy(update={"grad_shards": 2, "model": "cnn"})
+    with host_settings(train_processes=2):
+        record = order(spec)
+
+    assert record.training.processes == 2
+    assert record.verification.passed and record.verdict.accepted
+    worker = record.shard.assignments[0]
+    assert _paid(record, worker.address) == worker.payment_wei
 
 
 def test_an_image_folder_order_is_accepted_and_its_classes_named(prefect, tmp_path):

@@ -1,49 +1,81 @@
 """Data-parallel training that one device reproduces: two gloo processes against one, bit for bit."""
 
-import json
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
+import multiprocessing
 
 import pytest
 import torch
 from pydantic import ValidationError
 
+from bench.pot import MemoryStore
+from proof.attacks import run_worker
+from proof.verifier import VerifyConfig, verify_proof
+from training.datasets import load_dataset, table_to_arrays
 from training.errors import TrainingError
+from training.launch import data_parallel
 from training.models import weights_digest
-from training.trainer import TrainSpec, batch_losses, train
+from training.state import decode_state
+from training.trainer import TrainSpec, batch_losses, initial_state, initial_training_state, replay, train
 
-sys.path.insert(0, str(Path(__file__).parent))
-from ddp_worker import order  # noqa: E402  (the worker is a script too)
-
-ROOT = Path(__file__).resolve().parents[3]
+SEED = b"\x03" * 32
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _order(model: str, **fields) -> tuple[TrainSpec, object, object]:
+    X, y, shape = table_to_arrays(load_dataset("digits"))
+    spec = TrainSpec(model=model, input_shape=shape, num_classes=10, optimizer="sgd", lr=0.05, batch_size=32,
+                     epochs=1, seed=5, checkpoint_every=4, grad_shards=2, **fields)
+    return spec, X[:320], y[:320]
 
 
 @pytest.mark.parametrize("model", ["mlp", "resnet20"])
-def test_two_processes_reach_the_bits_one_process_computes_and_the_proof_verifies(tmp_path, model):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    port = _free_port()
-    ranks = [subprocess.Popen([sys.executable, str(Path(__file__).parent / "ddp_worker.py"), model, str(rank),
-                               str(port), str(tmp_path)], env=env) for rank in (0, 1)]
-    assert [r.wait(timeout=300) for r in ranks] == [0, 0]
-    zero, one = (json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in (0, 1))
-    spec, X, y = order(model)
+def test_two_processes_reach_the_bits_one_process_computes_and_the_proof_verifies(model):
+    spec, X, y = _order(model)
+    store = MemoryStore()
+    with data_parallel(spec, X, y) as group:
+        run = run_worker(None, spec, X, y, store.put, group=group)
     alone = train(spec, X, y)
-    # rank 0's state, the one recorded, is the single process's bit for bit; every rank holds the same
-    # weights (another rank's batch-norm statistics are its own shard's until a next step syncs them)
-    assert zero["weights"] == weights_digest(alone.final_state)
-    assert zero["parameters"] == one["parameters"]
-    assert zero["passed"], zero["failed"]
+    # rank 0's state, the one recorded, is the single process's bit for bit (batch norm included)
+    assert weights_digest(run.result.final_state) == weights_digest(alone.final_state)
     # every step's recorded loss is the one a single process computes for that batch
-    assert zero["losses"][-1] == alone.final_loss
+    assert run.recorded.steps[-1].loss == alone.final_loss
+    verdict = verify_proof(run.bundle, committed_root=run.committed_root, challenge_seed=SEED, X=X, y=y,
+                           fetch=store.fetch, expected_spec=spec, response=run.answer(SEED, VerifyConfig()))
+    run.spool.close()
+    assert verdict.passed, [c.name for c in verdict.failed_checks]
+
+
+def test_only_rank_zero_needs_the_starting_weights_or_the_checkpoint_to_resume_from():
+    spec, X, y = _order("mlp", momentum=0.9)
+    start = {k: v + 0.01 for k, v in initial_state(spec).items()}
+    spec = spec.model_copy(update={"initial_weights": weights_digest(start)})
+    with data_parallel(spec, X, y) as group:
+        from_start = train(spec, X, y, initial=start, group=group)
+    assert weights_digest(from_start.final_state) == weights_digest(train(spec, X, y, initial=start).final_state)
+
+    spec = spec.model_copy(update={"initial_weights": None})
+    at_four = replay(spec, X, y, start=decode_state(initial_training_state(spec, X, y).to_bytes()),
+                     num_steps=4)
+    with data_parallel(spec, X, y) as group:
+        resumed = train(spec, X, y, resume_from=at_four, group=group)
+    assert resumed.steps == 10
+    assert weights_digest(resumed.final_state) == weights_digest(train(spec, X, y).final_state)
+
+
+def test_a_failing_rank_zero_stops_the_others_and_leaves_no_group_behind():
+    spec, X, y = _order("mlp")
+    with pytest.raises(RuntimeError, match="rank 0 failed"):
+        with data_parallel(spec, X, y) as group:
+            assert group.size() == 2
+            raise RuntimeError("rank 0 failed")
+    assert not torch.distributed.is_initialized()
+    assert not multiprocessing.active_children()
+
+
+def test_a_rank_that_fails_is_named_and_fails_the_worker():
+    spec, X, y = _order("mlp")
+    with pytest.raises(TrainingError, match="rank 1 exited with code 1"):
+        with data_parallel(spec, X, y + 99) as group:  # rank 1 gets labels no class has
+            train(spec, X, y, group=group)
+    assert not torch.distributed.is_initialized()
 
 
 def test_sharding_the_batch_changes_the_step_and_the_order_names_it(digits):
@@ -61,7 +93,6 @@ def test_the_recorded_loss_of_a_sharded_step_is_the_mean_of_its_shards(digits):
     X, y, shape = digits
     spec = TrainSpec(model="mlp", input_shape=shape, num_classes=10, optimizer="sgd", lr=0.05, batch_size=32,
                      epochs=1, seed=5, checkpoint_every=4, grad_shards=4)
-    from training.trainer import initial_state
 
     start = initial_state(spec)
     batch = torch.arange(32).numpy()
