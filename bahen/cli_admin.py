@@ -3,6 +3,7 @@ contracts, auditor workspaces, the artifact store and benchmarks."""
 
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -27,6 +28,7 @@ BENCHMARKS = {
     "fuzz": "bench.fuzz",
     "reliability": "bench.reliability",
     "diloco": "bench.diloco",
+    "wasp": "bench.wasp",
 }
 # Reduced sizes for `bahen bench all`, so the whole set runs in minutes on two cores.
 QUICK = {
@@ -40,6 +42,8 @@ QUICK = {
     "fuzz": ["--inputs", "2000"],
     "reliability": ["--flips", "3"],
     "diloco": ["--workers", "1", "2", "--rounds", "2", "--inner-steps", "20", "--attacks", "copied", "label-flipped"],
+    "wasp": ["all", "--jobs", "digits-mlp", "--honest-seeds", "2", "--attack-seeds", "1", "--intensities", "0.1",
+             "--out-dir", str(Path(tempfile.gettempdir()) / "bahen-wasp-quick")],
 }
 
 

@@ -95,6 +95,11 @@ class OrderSpec(BaseModel):
         description="Single steps the verifier re-executes because their logged update is the largest against "
         "their neighbours': a step that moves the model far is checked whatever the random sample",
     )
+    suspicious_steps: int = Field(
+        8, ge=0, le=1024,
+        description="Single steps the verifier re-executes because Wasp's learned model of honest training scores "
+        "them highest, when any step's score clears the model's threshold (more checks, never a rejection by itself)",
+    )
     loss_samples: int = Field(
         8, ge=1, le=1024, description="Committed batches whose logged loss the verifier recomputes"
     )

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 if TYPE_CHECKING:
     from proof.bundle import ProofBundle
     from proof.verifier import VerifyConfig
+    from training.steps import StepRecord
 
 _DOMAIN = b"bahen.challenge.v1"
 
@@ -89,6 +90,8 @@ class Challenge(BaseModel, frozen=True):
     spot_steps: list[int] = Field(default_factory=list, description="Steps whose one-step transition is re-executed")
     largest_steps: list[int] = Field(
         default_factory=list, description="The spot steps chosen by their claimed update size, not by the seed")
+    suspicious_steps: list[int] = Field(
+        default_factory=list, description="The spot steps Wasp's learned model chose from the step log, not the seed")
 
     def with_largest_steps(self, update_norms: Sequence[float], count: int) -> "Challenge":
         """This challenge with the ``count`` steps of :func:`largest_claimed_steps` spot-checked too.
@@ -99,10 +102,30 @@ class Challenge(BaseModel, frozen=True):
         largest = largest_claimed_steps(update_norms, count)
         return self.model_copy(update={"largest_steps": largest, "spot_steps": sorted({*self.spot_steps, *largest})})
 
+    def with_suspicious_steps(self, steps: Sequence[int]) -> "Challenge":
+        """This challenge with ``steps`` (``proof.localiser.StepModel.suspicious``) spot-checked too."""
+        return self.model_copy(update={"suspicious_steps": sorted(steps), "spot_steps": sorted({*self.spot_steps, *steps})})
+
+    @property
+    def uniform_steps(self) -> list[int]:
+        """The spot steps the seed chose (an unbiased sample of the run), without the targeted ones."""
+        targeted = {*self.largest_steps, *self.suspicious_steps}
+        return [t for t in self.spot_steps if t not in targeted]
+
     def pev_sample(self, epoch: int, num_samples: int) -> list[int]:
         """Dataset indices evaluated for ``epoch`` by probabilistic epoch validation."""
         count = max(1, round(self.pev_fraction * num_samples))
         return sorted(sample_indices(bytes.fromhex(self.seed), f"pev/{epoch}", num_samples, count))
+
+
+def with_targeted_steps(challenge: Challenge, steps: "Sequence[StepRecord]", config: "VerifyConfig") -> Challenge:
+    """``challenge`` with the steps the committed step log singles out: those whose claimed update is
+    largest against their neighbours', and those Wasp's learned model (``proof.localiser``) scores
+    highest when any clears its threshold. The worker and the verifier both call this on the same log."""
+    from proof.localiser import packaged_model
+
+    largest = challenge.with_largest_steps([r.update_norm for r in steps], config.largest_steps)
+    return largest.with_suspicious_steps(packaged_model().suspicious(steps, config.suspicious_steps))
 
 
 def derive_challenge(seed: bytes, bundle: "ProofBundle", config: "VerifyConfig") -> Challenge:

@@ -55,6 +55,8 @@ class VerificationReport(BaseModel, frozen=True):
     passed: bool = Field(description="True when every decisive check passed")
     cost: VerificationCost
     artifacts: dict[str, str] = Field(description="Artifact name -> sha256 of its stored bytes")
+    localiser: str = Field("", description="SHA-256 of Wasp's learned step model (proof.localiser) that chose steps")
+    suspicious_steps: list[int] = Field(default_factory=list, description="The steps that model added to the challenge")
 
     @property
     def failed_checks(self) -> list[CheckResult]:

@@ -15,7 +15,8 @@ import torch
 from pydantic import BaseModel, Field
 
 from proof.bundle import MAX_TABLE_BYTES, ProofBundle, artifacts, read_step_log, read_telemetry
-from proof.challenge import derive_challenge
+from proof.challenge import derive_challenge, with_targeted_steps
+from proof.localiser import packaged_model
 from proof.checks import default_checks
 from proof.checks.base import CheckContext
 from proof.response import Response
@@ -37,6 +38,10 @@ class VerifyConfig(BaseModel, frozen=True):
     largest_steps: int = Field(
         default=8, ge=0,
         description="Steps re-executed because their claimed update is the largest against their neighbours'",
+    )
+    suspicious_steps: int = Field(
+        default=8, ge=0,
+        description="Steps re-executed because Wasp's learned model scores them highest, when any clears its threshold",
     )
     loss_samples: int = Field(default=8, ge=0, description="Checkpoints whose logged step loss is recomputed")
     pev_fraction: float = Field(default=0.02, gt=0, le=1, description="Share of each epoch's data PEV evaluates")
@@ -91,13 +96,12 @@ def load_evidence(ctx: CheckContext, fetch: Callable[[ArtifactRef], bytes]) -> N
         ctx.checkpoints[step] = checkpoint
 
 
-def add_largest_steps(ctx: CheckContext) -> None:
-    """Spot-check the steps whose claimed update is largest too (needs the step log in ``ctx``).
+def add_targeted_steps(ctx: CheckContext) -> None:
+    """Spot-check the steps the step log singles out too (``proof.challenge.with_targeted_steps``).
 
     Without a readable step log there are no claims to rank, and the spot check fails anyway.
     """
-    norms = [r.update_norm for r in ctx.steps or []]
-    ctx.challenge = ctx.challenge.with_largest_steps(norms, ctx.config.largest_steps)
+    ctx.challenge = with_targeted_steps(ctx.challenge, ctx.steps or [], ctx.config)
 
 
 def load_revealed(ctx: CheckContext, fetch: Callable[[ArtifactRef], bytes]) -> None:
@@ -195,7 +199,7 @@ def verify_proof(
         response=response,
     )
     load_evidence(ctx, fetch)
-    add_largest_steps(ctx)
+    add_targeted_steps(ctx)
     load_revealed(ctx, fetch)
     results = [_timed(check, ctx) for check in default_checks()]
     return VerificationReport(
@@ -207,4 +211,5 @@ def verify_proof(
         passed=all(r.passed for r in results if r.decisive),
         cost=_cost(results, ctx.spec, len(X), time.perf_counter() - started),
         artifacts={ref.name: ref.sha256 for ref in artifacts(bundle)},
+        localiser=packaged_model().sha256(), suspicious_steps=ctx.challenge.suspicious_steps,
     )

@@ -84,7 +84,7 @@ def train_spec(spec: OrderSpec, upload: Upload, task: int, net: Network) -> Trai
 def verify_config(spec: OrderSpec) -> VerifyConfig:
     """The verifier's sampling for an order: public, so the worker answers the same challenge it is checked on."""
     return VerifyConfig(replay_segments=spec.replay_segments, loss_samples=spec.loss_samples, spot_steps=spec.spot_steps,
-                        largest_steps=spec.largest_steps)
+                        largest_steps=spec.largest_steps, suspicious_steps=spec.suspicious_steps)
 
 
 def challenge_seed(net: Network, order_id: bytes, task: int) -> bytes:

@@ -17,6 +17,7 @@ from proof.attacks.fabricated_losses import FabricatedLosses
 from proof.attacks.fabricated_telemetry import FabricatedTelemetry
 from proof.attacks.half_batches import HalfBatches
 from proof.attacks.interpolated_checkpoints import InterpolatedCheckpoints
+from proof.attacks.mimicking_skipper import MimickingSkipper
 from proof.attacks.nonfinite_checkpoint import NonFiniteCheckpoint
 from proof.attacks.omitted_data import OmittedData
 from proof.attacks.oversized_steps import OversizedSteps
@@ -32,7 +33,7 @@ from proof.attacks.withheld_checkpoint import WithheldCheckpoint
 from proof.attacks.wrong_lr import WrongLr
 from proof.attacks.wrong_weight_decay import WrongWeightDecay
 from proof.bundle import ProofBundle, build_bundle
-from proof.challenge import Challenge, derive_challenge
+from proof.challenge import Challenge, derive_challenge, with_targeted_steps
 from proof.recorder import Get, RecordedProof, Recorder
 from proof.response import Regenerate, Response, replay_regenerator, respond
 from proof.spool import StateSpool
@@ -57,7 +58,7 @@ for _cls in (
     SkippedSteps, RescaledUpdates, HalfBatches, WrongLr, WrongWeightDecay, InterpolatedCheckpoints,
     PretrainedModel, FabricatedLosses, SubstitutedData, OmittedData, FabricatedTelemetry,
     ProofAfterChallenge, WithheldCheckpoint, NonFiniteCheckpoint, CarriedSettings,
-    OversizedSteps, Sandbagging, SwitchingFreeRider, SubToleranceDrift,
+    OversizedSteps, Sandbagging, SwitchingFreeRider, SubToleranceDrift, MimickingSkipper,
 ):
     register(_cls)
 
@@ -87,9 +88,8 @@ class WorkerRun:
 
 
 def worker_challenge(seed: bytes, bundle: ProofBundle, steps: list[StepRecord], config: "VerifyConfig") -> Challenge:
-    """The challenge a worker answers: the verifier's, with the steps it claims are largest (from its step log)."""
-    norms = [r.update_norm for r in steps]
-    return derive_challenge(seed, bundle, config).with_largest_steps(norms, config.largest_steps)
+    """The challenge a worker answers: the verifier's, with the steps its step log singles out."""
+    return with_targeted_steps(derive_challenge(seed, bundle, config), steps, config)
 
 
 def make_attack(name: str | None, intensity: float = 1.0, seed: int = 0) -> Attack:

@@ -114,7 +114,7 @@ class StepSpotCheck(Check):
             executed += ran
             if faults_at:
                 faults[t] = faults_at
-        uniform = [t for t in ctx.challenge.spot_steps if t not in ctx.challenge.largest_steps]
+        uniform = ctx.challenge.uniform_steps
         problems = [f"step {t}: {why}" for t, why in sorted(faults.items())]
         drift = run_deviation(ctx, [deviations.get(t) for t in uniform], stepper.form.trainable)
         if drift is not None and not drift <= _tolerance(ctx):

@@ -7,7 +7,7 @@ import pytest
 from proof.attacks import run_worker
 from proof.challenge import derive_challenge
 from proof.checks.base import CheckContext
-from proof.verifier import VerifyConfig, add_largest_steps, load_evidence, load_revealed
+from proof.verifier import VerifyConfig, add_targeted_steps, load_evidence, load_revealed
 from storage.refs import ArtifactRef
 from training.datasets import load_dataset, table_to_arrays
 from training.trainer import TrainSpec
@@ -75,7 +75,7 @@ def context(honest, data, store):
             config=config, X=data[0], y=data[1], expected_spec=expected_spec, response=response,
         )
         load_evidence(ctx, fetch or store.fetch)
-        add_largest_steps(ctx)
+        add_targeted_steps(ctx)
         load_revealed(ctx, fetch or store.fetch)
         return ctx
 

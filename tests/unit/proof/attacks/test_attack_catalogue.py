@@ -29,6 +29,7 @@ CAUGHT_BY = {
     "fabricated-telemetry": {"telemetry"},
     "half-batches": {"spot-steps", "replay-random", "loss"},
     "interpolated-checkpoints": {"state-chain", "update-sizes", "replay-largest-update", "loss"},
+    "mimicking-skipper": {"spot-steps", "replay-random"},
     "nonfinite-checkpoint": {"artifacts", "state-chain"},
     "omitted-data": {"replay-random", "replay-largest-update"},
     "oversized-steps": {"update-sizes", "spot-steps", "replay-random"},

@@ -126,7 +126,7 @@ def test_a_segment_that_moves_farther_than_its_claims_is_named(context):
 
 
 def test_oversized_steps_are_caught_by_their_size_whatever_the_uniform_sample(spec, data, store, context):
-    none = VerifyConfig(spot_steps=0, largest_steps=0, replay_segments=0, largest_update_segments=0)
+    none = VerifyConfig(spot_steps=0, largest_steps=0, suspicious_steps=0, replay_segments=0, largest_update_segments=0)
     cheat = run_worker("oversized-steps", spec, data[0], data[1], store.put, 0.05, seed=1)
     pieces = sorted(cheat.attack.cheated_steps)
     assert pieces
@@ -145,7 +145,7 @@ def test_a_jump_within_the_size_bound_passes_it_and_is_caught_only_where_sampled
     cheat = run_worker(attack, spec, data[0], data[1], store.put)
     assert attack.jump > 0
     last = cheat.attack.cheated_steps.start
-    unsampled = VerifyConfig(spot_steps=0, largest_steps=0)
+    unsampled = VerifyConfig(spot_steps=0, largest_steps=0, suspicious_steps=0)
     ctx = context(bundle=cheat.bundle, config=unsampled, response=cheat.answer(SEED, unsampled),
                   committed_root=cheat.committed_root)
     assert UpdateSizeCheck().run(ctx).passed and StateChainCheck().run(ctx).passed
