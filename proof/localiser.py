@@ -5,8 +5,8 @@ and update norms, learning rate and time, each against the steps around it), by 
 regression trees trained on honest runs and on the attack catalogue (``bench.wasp``, the DVC stages
 ``wasp-traces`` and ``wasp-train``), where a step is dishonest when one honest step from its revealed
 state does not reach the state committed after it. The model only ever adds checks: a proof whose
-highest step score clears the model's threshold has its :data:`count <proof.verifier.VerifyConfig>`
-highest-scoring steps spot-checked on top of the uniform ones (:meth:`Challenge.with_suspicious_steps`).
+highest step score clears the model's threshold has its ``suspicious_steps`` (an order field)
+highest-scoring steps spot-checked on top of the uniform ones (``proof.challenge.with_targeted_steps``).
 A worker is rejected only by a failed re-execution or a broken commitment, so a model that is wrong,
 or that an adaptive worker evades, costs an honest worker nothing and leaves the uniform challenge
 as strong as before.

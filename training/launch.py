@@ -1,6 +1,6 @@
 """A data-parallel worker on one host: this process is rank 0, the others are started here.
 
-:func:`data_parallel` starts ``processes - 1`` processes (``spawn``, so none inherits this one's
+:func:`data_parallel` starts ``grad_shards - 1`` processes (``spawn``, so none inherits this one's
 threads or CUDA context) that train the same order on ranks 1, 2, … with no recorder, and makes this
 process rank 0 of their group: the caller trains and records rank 0 with the group it yields
 (``training.trainer.train`` or ``proof.attacks.run_worker``). The training data reach the other
