@@ -101,6 +101,7 @@ def traces(jobs: list[str], honest_seeds: int, attack_seeds: int, intensities: l
         plan = [(None, 0.0, s) for s in range(honest_seeds)]
         plan += [(a, i, s) for a in attacks or FAMILY_OF for i in intensities for s in range(attack_seeds)]
         for attack, intensity, s in plan:
+            # every run trains from its own seed (an attack's shifted by its name): no two share a training
             seed = 1000 * s + 17 if attack is None else 1000 * s + 7 + int(hashlib.sha256(attack.encode()).digest()[0])
             spec, X, y = _job(job, seed)
             run = run_worker(attack, spec, X, y, MemoryStore().put, intensity or 1.0, order_id=f"{job}-{seed}", seed=s)
