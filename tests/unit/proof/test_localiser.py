@@ -3,6 +3,8 @@
 import hashlib
 import json
 import math
+import random
+import statistics
 
 import numpy as np
 import pytest
@@ -10,12 +12,13 @@ import pytest
 from bench.pot import MemoryStore
 from proof.attacks import run_worker, worker_challenge
 from proof.challenge import derive_challenge
-from proof.localiser import FEATURES, MODEL_PATH, ModelError, StepModel, Tree, packaged_model, read_model, step_features
+from proof.localiser import FEATURES, MODEL_PATH, WINDOW, ModelError, StepModel, Tree, packaged_model, read_model, step_features
 from proof.verifier import VerifyConfig, verify_proof
 from training.steps import StepRecord
 
 SEED = b"\x05" * 32
 NO_UPDATE = FEATURES.index("no update")
+STUMP_SHA256 = "49d3e3a19b96e8df570980f7e62c8708a4925cba3682218598509694a784537a"
 
 
 def _steps(n: int, **changed: dict[str, float]) -> list[StepRecord]:
@@ -28,8 +31,8 @@ def _steps(n: int, **changed: dict[str, float]) -> list[StepRecord]:
 
 
 def _stump(threshold: float) -> StepModel:
-    """One split: a step with no update scores +2 (over init -1), any other -3."""
-    tree = Tree(left=[1, -1, -1], right=[2, -1, -1], feature=[NO_UPDATE, 0, 0], threshold=[0.5, 0, 0],
+    """One split: a step with no update scores +2 (over init -1), any other -3 (a 0 goes left: ``<=``)."""
+    tree = Tree(left=[1, -1, -1], right=[2, -1, -1], feature=[NO_UPDATE, 0, 0], threshold=[0.0, 0, 0],
                 value=[0.0, -2.0, 3.0])
     return StepModel(features=list(FEATURES), init=-1.0, rate=1.0, trees=[tree], threshold=threshold)
 
@@ -42,7 +45,36 @@ def test_a_stump_scores_steps_by_its_split_and_names_those_over_the_threshold():
     assert model.suspicious(steps, 2) == [7, 30]  # ties to the earlier steps
     assert model.suspicious(steps, 8) == [7, 30, 31]  # never a step under the threshold
     assert _stump(threshold=2.5).suspicious(steps, 8) == []
+    assert _stump(threshold=2.0).suspicious(steps, 1) == [7]  # a score at the threshold clears it
     assert model.suspicious(steps, 0) == [] and model.suspicious([], 4) == []
+    assert hashlib.sha256(model.to_bytes()).hexdigest() == model.sha256() == STUMP_SHA256  # canonical JSON
+    assert model.to_bytes().startswith(b'{"features":["update vs neighbours","gradient vs neighbours",')
+
+
+def _neighbours(values: list[float]) -> list[float]:
+    """Each value less the median of the 65 around it, the ends repeated: the specification, in plain Python."""
+    padded = [values[0]] * WINDOW + values + [values[-1]] * WINDOW
+    return [v - statistics.median(padded[t:t + 2 * WINDOW + 1]) for t, v in enumerate(values)]
+
+
+def test_step_features_against_their_specification():
+    rng = random.Random(4)
+    steps = [StepRecord(step=t, epoch=0, batch_digest="", loss=0.5 * rng.random() + 0.01, lr=0.1 * (1 + t % 2),
+                        grad_norm=rng.random() + 0.1, update_norm=0.01 * rng.random() + 1e-4, seconds=0.02 + rng.random())
+             for t in range(90)]
+    steps[40] = steps[40].model_copy(update={"loss": math.nan})
+    loss = [0.0 if t == 40 else r.loss for t, r in enumerate(steps)]
+    log = lambda values: [math.log10(v) for v in values]  # noqa: E731
+    update, grad = log([r.update_norm for r in steps]), log([r.grad_norm for r in steps])
+    scale = [max(abs(v), 1e-12) for v in loss]
+    expected = list(zip(
+        _neighbours(update), _neighbours(grad), [d / s for d, s in zip(_neighbours(loss), scale)],
+        [(loss[t] - loss[max(t - 1, 0)]) / scale[t] for t in range(90)],
+        _neighbours([u - math.log10(r.lr * r.grad_norm) for u, r in zip(update, steps)]),
+        _neighbours(log([r.lr for r in steps])), _neighbours(log([r.seconds for r in steps])),
+        [0.0] * 90, [1.0 if t == 40 else 0.0 for t in range(90)],
+    ))
+    np.testing.assert_allclose(step_features(steps), np.array(expected), rtol=1e-12, atol=1e-12)
 
 
 def test_features_are_finite_and_mark_what_no_honest_step_claims():
@@ -61,7 +93,14 @@ def test_features_are_finite_and_mark_what_no_honest_step_claims():
     (lambda d: d.update(features=d["features"][::-1]), "trained on features"),
     (lambda d: d["trees"][0].update(left=[0, -1, -1]), "malformed node 0"),  # a node that is its own child: a loop
     (lambda d: d["trees"][0].update(feature=[99, 0, 0]), "malformed node 0"),
-    (lambda d: d["trees"][0].update(value=[0.0]), "arrays of different lengths"),
+    (lambda d: d["trees"][0].update(value=[0.0]), "tree 0 has arrays of different lengths$"),
+    (lambda d: d["trees"][0].update(left=[-1, -1, -1]), "malformed node 0"),  # half a leaf
+    (lambda d: d["trees"][0].update(left=[3, -1, -1]), "malformed node 0"),  # a child past the end
+    (lambda d: d["trees"][0].update(right=[3, -1, -1]), "malformed node 0"),
+    (lambda d: d["trees"][0].update(right=[0, -1, -1]), "malformed node 0"),
+    (lambda d: d["trees"][0].update(feature=[len(FEATURES), 0, 0]), "malformed node 0"),
+    (lambda d: d["trees"][0].update(left=[1, -1, 3, -1, -1], right=[2, -1, 4, -1, -1], feature=[0, 0, 99, 0, 0],
+                                    threshold=[0.0] * 5, value=[0.0] * 5), "malformed node 2"),  # after a leaf
     (lambda d: d.update(extra=1), "not a step model"),
 ])
 def test_a_model_file_that_is_not_a_model_is_refused_by_name(change, message):
@@ -69,6 +108,11 @@ def test_a_model_file_that_is_not_a_model_is_refused_by_name(change, message):
     change(data)
     with pytest.raises(ModelError, match=message):
         read_model(json.dumps(data).encode(), name="model.json")
+
+
+def test_bytes_that_are_no_model_are_refused_under_a_default_name():
+    with pytest.raises(ModelError, match="^localiser model is not a step model"):
+        read_model(b"[]")
 
 
 def test_the_packaged_model_is_the_one_dvc_pins():
