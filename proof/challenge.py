@@ -56,6 +56,21 @@ def sample_indices(seed: bytes, label: str, population: int, count: int) -> list
 
 
 SIZE_WINDOW = 64  # steps around a step whose claimed update sizes its own is compared with
+MEDIAN_BLOCK = 1 << 16  # rows of windows materialised at once: 34 MB for windows of 65 steps
+
+
+def rolling_median(values: np.ndarray, half: int) -> np.ndarray:
+    """The median of the ``2 * half + 1`` values centred on each one, the ends repeated.
+
+    Computed :data:`MEDIAN_BLOCK` windows at a time, so a step log of millions of steps (a worker's
+    bytes, up to ``proof.bundle.MAX_TABLE_BYTES``) costs a bounded amount of memory beyond the values.
+    """
+    padded = np.pad(values, half, mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)
+    out = np.empty(len(values), dtype=np.float64)
+    for start in range(0, len(values), MEDIAN_BLOCK):
+        out[start:start + MEDIAN_BLOCK] = np.median(windows[start:start + MEDIAN_BLOCK], axis=1)
+    return out
 
 
 def largest_claimed_steps(update_norms: Sequence[float], count: int) -> list[int]:
@@ -71,10 +86,9 @@ def largest_claimed_steps(update_norms: Sequence[float], count: int) -> list[int
     if count <= 0 or not len(norms):
         return []
     valid = np.isfinite(norms) & (norms >= 0)
-    padded = np.pad(np.where(valid, norms, 0.0), SIZE_WINDOW // 2, mode="edge")
-    windows = np.lib.stride_tricks.sliding_window_view(padded, SIZE_WINDOW + 1)[:len(norms)]
+    medians = rolling_median(np.where(valid, norms, 0.0), SIZE_WINDOW // 2)
     with np.errstate(divide="ignore", invalid="ignore"):
-        scores = np.where(valid, norms / np.median(windows, axis=1), np.inf)
+        scores = np.where(valid, norms / medians, np.inf)
     scores = np.nan_to_num(scores, nan=0.0, posinf=np.inf)  # 0/0: no update among steps that claim none
     order = sorted(range(len(norms)), key=lambda t: (-scores[t], t))
     return sorted(order[:count])

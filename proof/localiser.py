@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from proof.challenge import rolling_median
 from proof.errors import ProofError
 from training.steps import StepRecord
 
@@ -111,9 +112,7 @@ def _tree_values(tree: Tree, x: np.ndarray) -> np.ndarray:
 
 def _against_neighbours(values: np.ndarray) -> np.ndarray:
     """Each value less the median of the :data:`WINDOW` steps on each side of it (itself included)."""
-    padded = np.pad(values, WINDOW, mode="edge")
-    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * WINDOW + 1)[:len(values)]
-    return values - np.median(windows, axis=1)
+    return values - rolling_median(values, WINDOW)
 
 
 def _log(values: np.ndarray) -> np.ndarray:

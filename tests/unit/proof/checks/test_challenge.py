@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proof.challenge import derive_challenge, largest_claimed_steps, sample_indices
+from proof.challenge import derive_challenge, largest_claimed_steps, rolling_median, sample_indices
 from proof.verifier import VerifyConfig
 
 from tests.unit.proof.conftest import SEED
@@ -139,3 +139,15 @@ def test_every_segment_and_step_is_reachable_and_drawn_evenly_across_seeds():
     for kind, per_draw, cells, bound in (("replay", 1, 10, 27.9), ("loss", 2, 10, 27.9), ("steps", 5, 100, 148.2)):
         expected = seeds * per_draw / cells
         assert sum((n - expected) ** 2 / expected for n in drawn[kind].values()) < bound, kind
+
+
+def test_the_rolling_median_repeats_the_ends_and_is_the_same_block_by_block(monkeypatch):
+    import proof.challenge
+
+    assert rolling_median(np.array([5.0, 1.0, 3.0, 2.0, 9.0]), 1).tolist() == [5.0, 3.0, 2.0, 3.0, 9.0]
+    values = np.random.default_rng(2).normal(size=1_000)
+    whole = rolling_median(values, 32)
+    monkeypatch.setattr(proof.challenge, "MEDIAN_BLOCK", 7)  # windows made 7 at a time: the same medians
+    assert np.array_equal(rolling_median(values, 32), whole)
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(values, 32, mode="edge"), 65)
+    assert np.array_equal(whole, np.median(windows, axis=1))
