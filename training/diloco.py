@@ -31,6 +31,7 @@ no reduction order or thread count changes a decision or a bit of the next state
 
 import hashlib
 import math
+import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -38,6 +39,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from training.distributed import ordered_mean
 from training.errors import TrainingError
 from training.models import build_model, weights_digest
 from training.order import epoch_permutation, index_lists_digest
@@ -189,12 +191,6 @@ def _norm(a: np.ndarray) -> float:
     return math.sqrt(_dot(a, a))
 
 
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-
 def aggregate(
     state: GlobalState,
     updates: Mapping[int, dict[str, torch.Tensor]],
@@ -244,7 +240,7 @@ def aggregate(
             rejections.append(Rejection(worker, "copy", f"its update is within {distances[other]:.3g} of worker {other}'s"))
             del grads[worker]
     if len(grads) >= 3:
-        median = _median([norms[w] for w in grads])
+        median = statistics.median([norms[w] for w in grads])
         measures["norm_ratio"].update({w: norms[w] / median for w in grads})
         for worker in [w for w in grads if norms[w] > rules.max_norm_ratio * median]:
             rejections.append(Rejection(worker, "norm-inflated",
@@ -254,19 +250,12 @@ def aggregate(
         raise QuorumError(f"round {state.round}: {len(grads)} of {len(updates)} updates survived the rules "
                           f"({', '.join(f'worker {r.worker}: {r.rule}' for r in rejections) or 'none rejected'}), "
                           f"fewer than the order's min_quorum of {outer.min_quorum}")
-    median = _median([norms[w] for w in grads])
+    median = statistics.median([norms[w] for w in grads])
     clipped = {w: median / norms[w] for w in grads if norms[w] > median}
-    mean = _mean([grads[w] * np.float32(clipped.get(w, 1.0)) for w in sorted(grads)])
+    mean = ordered_mean([grads[w] * np.float32(clipped.get(w, 1.0)) for w in sorted(grads)])
     accepted = sorted(grads)
     return RoundOutcome(accepted, rejections, clipped,
                         _outer_step(state, mean, [updates[w] for w in accepted], outer, parameters), measures)
-
-
-def _mean(vectors: list[np.ndarray]) -> np.ndarray:
-    total = vectors[0].copy()
-    for v in vectors[1:]:
-        total = total + v
-    return total / np.float32(len(vectors))
 
 
 def _outer_step(state: GlobalState, mean: np.ndarray, accepted: list[dict[str, torch.Tensor]], outer: OuterSpec,
@@ -286,10 +275,7 @@ def _outer_step(state: GlobalState, mean: np.ndarray, accepted: list[dict[str, t
             continue
         values = [w[name].detach().cpu() for w in accepted]
         if value.is_floating_point():
-            total = values[0].clone()
-            for v in values[1:]:
-                total = total + v
-            weights[name] = total / len(values)
+            weights[name] = ordered_mean(values)
         else:
             weights[name] = torch.stack(values).amax(dim=0)
     return GlobalState(state.round + 1, {n: weights[n] for n in state.weights}, momentum)

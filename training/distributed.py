@@ -33,7 +33,7 @@ class LossModule(nn.Module):
 
 
 def ordered_mean(values: list[torch.Tensor]) -> torch.Tensor:
-    """``((v_0 + v_1) + ...) / len(values)``, one elementwise operation at a time."""
+    """``((v_0 + v_1) + ...) / len(values)``, one elementwise operation at a time (tensors or float32 arrays)."""
     total = values[0]
     for value in values[1:]:
         total = total + value
