@@ -162,8 +162,8 @@ def read_model(data: bytes, *, name: str = "localiser model") -> StepModel:
     if tuple(model.features) != FEATURES:
         raise ModelError(f"{name} was trained on features {model.features}, not this version's {list(FEATURES)}")
     for i, tree in enumerate(model.trees):
-        if _tree_fault(tree) is not None:
-            raise ModelError(f"{name}: tree {i} {_tree_fault(tree)}")
+        if (fault := _tree_fault(tree)) is not None:
+            raise ModelError(f"{name}: tree {i} {fault}")
     return model
 
 

@@ -15,7 +15,6 @@ import torch
 
 from proof.attacks.base import Attack, Job
 from training.hooks import TrainHooks
-from training.trainer import steps_per_epoch
 
 Weights = dict[str, torch.Tensor]
 
@@ -51,11 +50,17 @@ def sign_flipped(view: RoundView) -> Weights:
     return _moved(view, lambda name, g, pg: -pg)
 
 
+def _noise(view: RoundView, norm: torch.Tensor) -> Weights:
+    """A random direction over the parameters, scaled to ``norm``."""
+    noise = {n: torch.randn(view.trained[n].shape, generator=view.generator) for n in view.parameters}
+    scale = norm / torch.linalg.vector_norm(torch.cat([v.reshape(-1) for v in noise.values()]))
+    return {n: v * scale for n, v in noise.items()}
+
+
 def random_direction(view: RoundView) -> Weights:
     """A random direction of the honest update's norm: no training in it."""
-    noise = {n: torch.randn(view.trained[n].shape, generator=view.generator) for n in view.parameters}
-    scale = _norm(view) / torch.linalg.vector_norm(torch.cat([v.reshape(-1) for v in noise.values()]))
-    return _moved(view, lambda name, g, pg: noise[name] * scale)
+    noise = _noise(view, _norm(view))
+    return _moved(view, lambda name, g, pg: noise[name])
 
 
 def norm_inflated(view: RoundView) -> Weights:
@@ -79,11 +84,9 @@ def copied(view: RoundView) -> Weights:
 
 def noisy_copy(view: RoundView) -> Weights:
     """Another worker's submission plus noise of 1% of its update's norm, to look like its own."""
-    view = RoundView(view.global_weights, view.earlier[0], view.earlier, view.previous, view.parameters,
-                     view.generator)
-    noise = {n: torch.randn(view.trained[n].shape, generator=view.generator) for n in view.parameters}
-    scale = _norm(view) * 0.01 / torch.linalg.vector_norm(torch.cat([v.reshape(-1) for v in noise.values()]))
-    return _moved(view, lambda name, g, pg: pg + noise[name] * scale)
+    view = dataclasses.replace(view, trained=view.earlier[0])
+    noise = _noise(view, _norm(view) * 0.01)
+    return _moved(view, lambda name, g, pg: pg + noise[name])
 
 
 def free_rider(view: RoundView) -> Weights:
@@ -154,4 +157,4 @@ class ForgedRound(Attack):
         self.forge, self.view = forge, view
 
     def hooks(self, job: Job) -> TrainHooks:
-        return _ForgeLastStep(self.forge, self.view, steps_per_epoch(job.spec, len(job.X)) * job.spec.epochs - 1)
+        return _ForgeLastStep(self.forge, self.view, job.total_steps - 1)
