@@ -19,6 +19,7 @@ from privacy.signing import digest
 from proof.bundle import ProofBundle, check_bundle
 from proof.response import Response
 from proof.wasp import Decision
+from storage.errors import MissingArtifactError
 from storage.export import export_dvc_workspace, pinned_ref
 from storage.refs import ArtifactRef
 from storage.store import ArtifactStore, open_store
@@ -27,7 +28,7 @@ from bahen.artifacts import get_signed
 from bahen.errors import BahenError, user_errors
 from bahen.network import store_of
 from bahen.orders import OrderBook, UnknownOrderError
-from bahen.records import AuditCase, OrderRecord
+from bahen.records import AuditCase, Delivery, OrderRecord
 from bahen.settings import Settings, load_settings
 
 Audited = OrderRecord | AuditCase
@@ -42,23 +43,38 @@ def case_pointer(order_id: str, task: int) -> str:
     return f"orders/{order_id.lower()}/task-{task}/case"
 
 
+def delivery_pointer(order_id: str, task: int) -> str:
+    """The store's name for the signed delivery of ``order_id``'s task ``task`` (its model key released)."""
+    return f"orders/{order_id.lower()}/task-{task}/delivery"
+
+
 def reconstruct(order_id: str, store: ArtifactStore, market: Bahen) -> list[AuditCase]:
     """The audit case of every task of ``order_id`` that has a verdict on chain, from the chain and the store.
 
     Each must be signed by a holder of the market's Wasp role and name this order and task; what
-    it says is then re-checked like a record (:func:`recheck`), against the chain.
+    it says is then re-checked like a record (:func:`recheck`), against the chain. A task whose
+    model was delivered carries the delivery its validator signed.
     """
-    return [_case(store, store.get_pointer(case_pointer(order_id, task)), order_id, task, market)
-            for task in _judged(order_id, market)]
+    cases = []
+    for task in _judged(order_id, market):
+        case = _case(store, store.get_pointer(case_pointer(order_id, task)), order_id, task, market)
+        try:
+            delivery = store.get_pointer(delivery_pointer(order_id, task))
+        except MissingArtifactError:
+            delivery = None
+        cases.append(_delivered(case, store, delivery))
+    return cases
 
 
 def workspace_cases(order_id: str, workspace: Path, store: ArtifactStore, market: Bahen) -> list[AuditCase]:
-    """The audit cases an exported workspace pins (``order/task<n>-case.json``), read through ``store``
-    (the workspace's DVC cache once ``dvc pull`` has filled it), for every task with a verdict on chain."""
+    """The audit cases an exported workspace pins (``order/task<n>-case.json``, with the signed delivery
+    ``order/task<n>-delivery.json`` where there is one), read through ``store`` (the workspace's DVC cache
+    once ``dvc pull`` has filled it), for every task with a verdict on chain."""
     cases = []
     for task in _judged(order_id, market):
-        ref = pinned_ref(Path(workspace) / f"{case_path(task)}.dvc")
-        cases.append(_case(store, ref, order_id, task, market))
+        case = _case(store, pinned_ref(Path(workspace) / f"{case_path(task)}.dvc"), order_id, task, market)
+        pinned = Path(workspace) / f"{delivery_path(task)}.dvc"
+        cases.append(_delivered(case, store, pinned_ref(pinned) if pinned.exists() else None))
     return cases
 
 
@@ -73,6 +89,11 @@ def workspace_store(workspace: Path) -> ArtifactStore:
 def case_path(task: int) -> str:
     """Where an exported workspace pins the audit case of task ``task``."""
     return f"order/task{task}-case.json"
+
+
+def delivery_path(task: int) -> str:
+    """Where an exported workspace pins the signed delivery of task ``task``."""
+    return f"order/task{task}-delivery.json"
 
 
 def _judged(order_id: str, market: Bahen) -> list[int]:
@@ -93,6 +114,19 @@ def _case(store: ArtifactStore, ref: ArtifactRef, order_id: str, task: int, mark
         raise BahenError(f"the audit case named for order {order_id} task {task} is the case of order "
                          f"{case.order_id} task {case.verdict.task}")
     return case
+
+
+def _delivered(case: AuditCase, store: ArtifactStore, ref: ArtifactRef | None) -> AuditCase:
+    """``case`` with the delivery at ``ref``, which one of the order's validators must have signed for its task."""
+    if ref is None:
+        return case
+    delivery, doc = get_signed(store, ref, Delivery)
+    validators = {v.address.lower() for v in case.shard.validators}
+    if doc.signer.lower() not in validators or (delivery.order_id, delivery.task) != (case.order_id, case.verdict.task):
+        raise BahenError(f"the delivery named for order {case.order_id} task {case.verdict.task} is signed by "
+                         f"{doc.signer} for order {delivery.order_id} task {delivery.task}: it is no delivery of "
+                         "this task by one of its validators")
+    return case.model_copy(update={"delivery": delivery})
 
 
 def audited(order_id: str, settings: Settings, workspace: Path | None = None) -> list[Audited]:
@@ -118,6 +152,7 @@ def pinned_artifacts(record: Audited, store: ArtifactStore) -> dict[str, Artifac
         "data/holdout.enc": record.upload.holdout,
         "data/manifest.json": record.upload.manifest,
         **{f"grants/client-{role}.json": ref for role, ref in record.upload.client_grants.items()},
+        **{f"grants/auditor-{address}-train.json": ref for address, ref in record.upload.auditor_grants.items()},
     }
     if record.shard:
         for a in record.shard.assignments:
@@ -143,7 +178,10 @@ def pinned_artifacts(record: Audited, store: ArtifactStore) -> dict[str, Artifac
     if record.verdict:
         pins[f"reports/task{record.verdict.task}-verdict.json"] = record.verdict.verdict
     if record.delivery:
-        pins[f"grants/task{record.delivery.task}-model-client.json"] = record.delivery.grant
+        task = record.delivery.task
+        pins[f"grants/task{task}-model-client.json"] = record.delivery.grant
+        pins.update({f"grants/task{task}-model-auditor-{address}.json": ref
+                     for address, ref in record.delivery.auditor_grants.items()})
     return pins
 
 
@@ -246,8 +284,11 @@ def export_order(order_id: str, directory: Path) -> tuple[Path, int]:
 
     From the client's record where this home keeps it, else from the audit case the chain and the
     store hold. Once the order has a verdict, the workspace also pins Wasp's signed audit case of
-    each task and its ``dvc.yaml`` has an ``audit`` stage: ``dvc pull && dvc repro`` there re-audits
-    the order from the pulled artifacts (``bahen audit check --workspace``) and writes ``audit.json``.
+    each task (and the signed delivery of its model key) and its ``dvc.yaml`` has an ``audit`` stage:
+    ``dvc pull && dvc repro`` there re-audits the order from the pulled artifacts (``bahen audit check
+    --workspace``) and writes ``audit.json``. When the order names auditors, a ``verify`` stage first
+    re-executes the verification as this host's auditor (``bahen audit verify --workspace``) and writes
+    ``verify.json``.
     """
     settings = load_settings()
     record = audited(order_id, settings)[0]
@@ -262,9 +303,16 @@ def export_order(order_id: str, directory: Path) -> tuple[Path, int]:
     if record.training:
         params["merkle_root"] = record.training.merkle_root
     if record.verdict:
-        pins[case_path(record.verdict.task)] = store.get_pointer(case_pointer(order_id, record.verdict.task))
-        stages = {"audit": {"cmd": f"bahen audit check {order_id} --workspace .", "deps": sorted(pins),
-                            "metrics": [{"audit.json": {"cache": False}}]}}
+        task = record.verdict.task
+        pins[case_path(task)] = store.get_pointer(case_pointer(order_id, task))
+        if record.delivery:
+            pins[delivery_path(task)] = store.get_pointer(delivery_pointer(order_id, task))
+        stages = {}
+        if record.upload.auditor_grants:
+            stages["verify"] = {"cmd": f"bahen audit verify {order_id} --workspace .", "deps": sorted(pins),
+                                "metrics": [{"verify.json": {"cache": False}}]}
+        stages["audit"] = {"cmd": f"bahen audit check {order_id} --workspace .", "deps": sorted(pins),
+                           "metrics": [{"audit.json": {"cache": False}}]}
     path = export_dvc_workspace(
         settings.resolved_store_url, pins, directory, endpoint_url=settings.s3_endpoint_url, params=params,
         stages=stages,

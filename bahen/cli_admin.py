@@ -55,6 +55,8 @@ def keys_new(name: Annotated[str, typer.Argument(help="Party name, e.g. worker-3
 
     identity = keystore_of(load_settings()).create(name)
     console.print(f"{name}: address {identity.address}, x25519 {identity.x25519_public.hex()}")
+    console.print(f"a client names it as an auditor with: auditors: ['{identity.address}:{identity.x25519_public.hex()}']",
+                  soft_wrap=True)
 
 
 @keys_app.command("list")
@@ -143,6 +145,42 @@ def audit_check(
                       f"({'accepted' if check.accepted else 'rejected'}); every pinned artifact and commitment re-checked")
         for reason in check.reasons:
             console.print(f"  {reason}")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    order_id: Annotated[str, typer.Argument(help="Order id (0x…) of a settled order that names you as an auditor")],
+    workspace: Annotated[Path | None, typer.Option(
+        help="An exported workspace (`bahen audit export`, then `dvc pull`): re-execute on its pulled artifacts, "
+        "read from its DVC cache, and write its verify.json")] = None,
+) -> None:
+    """Re-execute the order's verification as its auditor and compare every check with the validator's report.
+
+    Run on the host of an auditor the order names (its spec's `auditors`), which holds the train
+    split's key from the client and, once an accepted task is settled, its model key. Wasp's rules
+    then decide on this report in place of the validator's. Exits non-zero, naming each check that
+    differs, when the re-execution disagrees with the validator's report or with the verdict.
+    """
+    import json
+
+    from bahen.audit import workspace_store
+    from bahen.runner import quiet_user_error_tracebacks
+    from flows.audit import reverify
+
+    quiet_user_error_tracebacks()
+    if workspace is not None:
+        workspace = workspace.resolve()
+        workspace_store(workspace)  # no DVC cache: say so before a flow runs
+    checks = reverify(order_id, workspace=None if workspace is None else str(workspace))
+    if workspace is not None:
+        (workspace / "verify.json").write_text(json.dumps(
+            {"order_id": order_id, "tasks": [c.model_dump(mode="json") for c in checks]}, indent=2) + "\n")
+    for check in checks:
+        console.print(f"task {check.task}: re-executed by auditor {check.auditor}; "
+                      f"{sum(c.passed for c in check.checks)}/{len(check.checks)} checks pass as in the validator's "
+                      f"report; Wasp's rules decide {'accepted' if check.accepted else 'rejected'}, as recorded")
+        for c in check.checks:
+            console.print(f"  {'✓' if c.passed else '✗'} {c.name}: {c.observed:.4g} (validator: {c.recorded_observed:.4g})")
 
 
 @store_app.command("share-results")

@@ -32,6 +32,8 @@ class Upload(BaseModel):
         default=None, description="A fine-tuning order's starting weights, sealed under the train split's key")
     initial_weights: str | None = Field(default=None, description="Their digest (training.models.weights_digest)")
     client_grants: dict[str, ArtifactRef] = Field(description="Key role (train, holdout) -> that key wrapped to the client")
+    auditor_grants: dict[str, ArtifactRef] = Field(
+        default_factory=dict, description="Address of each auditor the order names -> the train split's key wrapped to it")
     client_x25519: str = Field(description="The client's X25519 public key (hex), named in the signed dataset manifest: "
                                "where the model key is delivered")
     manifest: ArtifactRef
@@ -154,6 +156,8 @@ class Delivery(BaseModel):
     task: int
     validator: str = Field(description="The validator that released the key")
     grant: ArtifactRef = Field(description="The model key wrapped to the client")
+    auditor_grants: dict[str, ArtifactRef] = Field(
+        default_factory=dict, description="Address of each auditor the order names -> the model key wrapped to it")
 
 
 class AuditCase(BaseModel):

@@ -10,13 +10,25 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
+from privacy.identity import PublicIdentity
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from bahen.errors import BahenError
 from training.tolerance import replay_tolerance
 
 WEI_PER_ETH = 10**18
+MAX_AUDITORS = 8
 CLIENT_FILES = "client_files"  # validation context: the spec is read on the client's host, where its files are
+
+
+def auditor_identity(key: str) -> PublicIdentity:
+    """An auditor named as '<address>:<X25519 public key hex>'."""
+    address, _, x25519 = str(key).partition(":")
+    try:
+        return PublicIdentity(name=f"auditor {address[:10]}", address=address, x25519_public=x25519)
+    except ValidationError:
+        raise ValueError(f"auditor {_SHORT.repr(key)} is not '<address>:<X25519 public key, 64 hex digits>' "
+                         "as `bahen keys new` prints it") from None
 
 
 class OrderSpec(BaseModel):
@@ -112,6 +124,25 @@ class OrderSpec(BaseModel):
         description="Minutes a drawn worker has to train and commit its proof; past them anyone may have the chain "
         "replace it by the next draw",
     )
+    auditors: list[str] = Field(
+        default_factory=list, max_length=MAX_AUDITORS,
+        description="Outside auditors who may re-execute the verification (`bahen audit verify`), each as "
+        "'<address>:<X25519 public key>' (what `bahen keys new` prints on their host): they are granted the "
+        "training split's key now and, once an accepted task is settled, its model key with yours",
+    )
+
+    @field_validator("auditors")
+    @classmethod
+    def _auditor_keys(cls, value: list[str]) -> list[str]:
+        keys = [f"{a.address}:{a.x25519_public}" for a in map(auditor_identity, value)]
+        if len({k.split(":")[0] for k in keys}) != len(keys):
+            raise ValueError("an auditor is named twice")
+        return keys
+
+    @property
+    def auditor_identities(self) -> list[PublicIdentity]:
+        """The auditors the order names, as the identities their keys are granted to."""
+        return [auditor_identity(a) for a in self.auditors]
 
     @model_validator(mode="after")
     def _initial_weights_are_a_safetensors_file(self) -> "OrderSpec":

@@ -5,18 +5,26 @@ model while a dispute could still change the verdict, and cannot both keep the m
 the payment. Once the order is settled on chain (every verdict past its dispute window) and the
 task accepted, a validator of the order that opened the key to check the proof (the first whose
 verification no dispute overturned) wraps it to the X25519 key the client named in its signed
-dataset manifest. A rejected task's model is never delivered: its payment went back to the client.
+dataset manifest, and to every auditor the order names (the spec in that manifest), so they can
+re-execute the verification (``bahen audit verify``). A rejected task's model is never delivered:
+its payment went back to the client. The validator signs the delivery and names it in the store by
+the order and task (``bahen.audit.delivery_pointer``), where an auditor's host finds its grant.
 """
+
+from contextlib import suppress
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from privacy.identity import PublicIdentity
+from storage.errors import MissingArtifactError
 from storage.manifest import Manifest
 
-from bahen.artifacts import get_signed, put_grant
+from bahen.artifacts import get_signed, put_grant, put_signed
+from bahen.audit import delivery_pointer
 from bahen.errors import BahenError
 from bahen.network import Network
 from bahen.records import Delivery, Shard, Training, Upload, ValidatorSlot
+from bahen.spec import OrderSpec
 from tasks.runtime import network
 from tasks.verify import model_key
 
@@ -25,10 +33,11 @@ class NotDeliverable(BahenError):
     """The chain does not (yet) allow the model of a task to be delivered."""
 
 
-def client_recipient(net: Network, upload: Upload) -> PublicIdentity:
-    """The client's X25519 key as its signed dataset manifest names it."""
+def recipients(net: Network, upload: Upload) -> tuple[PublicIdentity, list[PublicIdentity]]:
+    """The client's X25519 key and the order's auditors, as the client's signed dataset manifest names them."""
     manifest, _ = get_signed(net.store, upload.manifest, Manifest, expected_signer=upload.client)
-    return PublicIdentity(name="the client", address=upload.client, x25519_public=manifest.meta["client_x25519"])
+    client = PublicIdentity(name="the client", address=upload.client, x25519_public=manifest.meta["client_x25519"])
+    return client, OrderSpec.model_validate(manifest.meta["spec"]).auditor_identities
 
 
 def deliverer(upload: Upload, shard: Shard, training: Training, net: Network) -> ValidatorSlot:
@@ -54,12 +63,25 @@ def deliverer(upload: Upload, shard: Shard, training: Training, net: Network) ->
 
 
 def deliver(upload: Upload, shard: Shard, training: Training, net: Network) -> Delivery:
-    """As the :func:`deliverer`, wrap the task's model key to the client."""
+    """As the :func:`deliverer`, wrap the task's model key to the client and the order's auditors, sign the
+    delivery and name it in the store. Run again, it returns the delivery already named."""
     validator = net.party_at(deliverer(upload, shard, training, net).address, role="validator")
+    order_id, task = upload.order_id, training.task
+    with suppress(MissingArtifactError):
+        delivery, _ = get_signed(net.store, net.store.get_pointer(delivery_pointer(order_id, task)), Delivery,
+                                 expected_signer=validator.address)
+        return delivery
     key = model_key(net, training, validator)
-    grant = put_grant(net.store, key, client_recipient(net, upload), order_id=upload.order_id,
-                      role=f"task {training.task} model")
-    return Delivery(order_id=upload.order_id, task=training.task, validator=validator.address, grant=grant)
+    client, auditors = recipients(net, upload)
+    role = f"task {task} model"
+    delivery = Delivery(
+        order_id=order_id, task=task, validator=validator.address,
+        grant=put_grant(net.store, key, client, order_id=order_id, role=role),
+        auditor_grants={a.address: put_grant(net.store, key, a, order_id=order_id, role=role) for a in auditors},
+    )
+    ref, _ = put_signed(net.store, validator, delivery, name=f"order {order_id[:10]}/task {task}/delivery")
+    net.store.put_pointer(delivery_pointer(order_id, task), ref)
+    return delivery
 
 
 @task(name="deliver", cache_policy=NO_CACHE)

@@ -3,8 +3,9 @@
 The dataset is checked by the Great Expectations suite before anything is written; a failing
 dataset stops the order with the list of failed expectations. The train and holdout splits go to
 the store as Parquet sealed under their own keys (the holdout key never reaches a worker), and a
-signed dataset manifest records plaintext and ciphertext hashes so an auditor can check both, and
-the client's X25519 key, to which the model key is delivered once the work verdict is final.
+signed dataset manifest records plaintext and ciphertext hashes so an auditor can check both, the
+order spec itself (its hash is on chain), and the client's X25519 key, to which the model key is
+delivered once the work verdict is final. Each auditor the order names gets the train split's key.
 """
 
 import hashlib
@@ -141,11 +142,14 @@ def encrypt_upload(spec: OrderSpec, net: Network, *, salt: str) -> Upload:
         refs[WEIGHTS_ROLE] = put_encrypted(net.store, keys["train"], initial[0], order_id=order_id, role=WEIGHTS_ROLE,
                                            name=f"order {order_id[:10]}/starting weights")
     grants = {role: put_grant(net.store, key, client.public(), order_id=order_id, role=role) for role, key in keys.items()}
+    auditor_grants = {a.address: put_grant(net.store, keys["train"], a, order_id=order_id, role="train")
+                      for a in spec.auditor_identities}
     manifest = Manifest(
         kind="dataset",
         order_id=order_id,
         entries=[ArtifactEntry(role=role, ref=ref) for role, ref in refs.items()]
-        + [ArtifactEntry(role=f"grant/{role}/client", ref=ref) for role, ref in grants.items()],
+        + [ArtifactEntry(role=f"grant/{role}/client", ref=ref) for role, ref in grants.items()]
+        + [ArtifactEntry(role=f"grant/train/{address}", ref=ref) for address, ref in auditor_grants.items()],
         meta={
             "source": name,
             "rows": table.num_rows,
@@ -153,6 +157,7 @@ def encrypt_upload(spec: OrderSpec, net: Network, *, salt: str) -> Upload:
             "plaintext_sha256": {role: hashlib.sha256(data).hexdigest() for role, data in plain.items()},
             "expectations_evaluated": report.evaluated,
             "client_x25519": client.x25519_public.hex(),
+            "spec": spec.model_dump(mode="json"),
             "input_shape": input_shape,
             "num_classes": classes,
             "initial_weights": initial[1] if initial else None,
@@ -177,6 +182,7 @@ def encrypt_upload(spec: OrderSpec, net: Network, *, salt: str) -> Upload:
         weights=refs.get(WEIGHTS_ROLE),
         initial_weights=initial[1] if initial else None,
         client_grants=grants,
+        auditor_grants=auditor_grants,
         client_x25519=client.x25519_public.hex(),
         manifest=manifest_ref,
     )

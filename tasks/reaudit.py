@@ -1,4 +1,5 @@
-"""reaudit — anyone re-checks an order: Wasp's rules re-run on re-checked evidence.
+"""reaudit — anyone re-checks an order: Wasp's rules re-run on re-checked evidence; an auditor the
+order names re-executes its verification.
 
 The order comes from the client's record on the client's host, and from the chain and the store
 everywhere else (the audit case Wasp signed with each verdict: ``bahen.audit.reconstruct``).
@@ -6,6 +7,12 @@ Every artifact the order pins is re-hashed and every commitment recomputed again
 (``bahen.audit.recheck``), the evidence is gathered again from the store and the chain (every
 signature and digest re-checked), Wasp's rules decide again, and the new decision is compared with
 the stored signed verdict, which must be the one the chain recorded. Nothing is written on chain.
+
+An auditor the order names (the spec's ``auditors``) holds the train split's key from the client
+and, once the accepted task is settled, the model key from the delivering validator. With them it
+re-runs the verifier on the chain's challenge (the same code the validators run, Wasp's pinned
+step model included), compares every check with the validator's signed report, and lets Wasp's
+rules decide on its own report in place of the validator's.
 """
 
 import dataclasses
@@ -14,14 +21,22 @@ from pathlib import Path
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from privacy.identity import Identity
+from proof.report import MEASURED, VerificationReport
 from proof.wasp import decide
 from pydantic import BaseModel, Field
+from storage.manifest import Manifest
 
+from bahen.artifacts import get_signed, open_stored_grant
 from bahen.audit import Audited, audited, recheck, workspace_store
 from bahen.errors import BahenError
+from bahen.network import Network
+from bahen.records import Upload
 from bahen.settings import load_settings
+from bahen.spec import OrderSpec
 from tasks.audit import explain, gather
 from tasks.runtime import network
+from tasks.verify import reexecute
 
 
 class AuditCheck(BaseModel):
@@ -87,3 +102,129 @@ def reaudit_task(record: Audited, workspace: str | None = None) -> list[AuditChe
                                       for c in checks if c.accepted != c.recorded_accepted)])
         )
     return checks
+
+
+class CheckAgreement(BaseModel):
+    """One check of the verification as the auditor re-executed it and as the validator reported it."""
+
+    model_config = MEASURED
+
+    name: str
+    passed: bool
+    recorded_passed: bool | None = Field(description="None when the validator's report has no check of this name")
+    observed: float
+    recorded_observed: float | None
+
+
+class ReverifyCheck(BaseModel):
+    """An auditor's re-execution of one task's verification against the validator's report and Wasp's verdict."""
+
+    model_config = MEASURED
+
+    order_id: str
+    task: int
+    auditor: str
+    passed: bool = Field(description="Whether the auditor's re-execution passed every decisive check")
+    recorded_passed: bool = Field(description="Whether the validator's signed report did")
+    accepted: bool = Field(description="Wasp's rules on the auditor's report in place of the validator's")
+    recorded_accepted: bool
+    checks: list[CheckAgreement]
+    agrees: bool
+    problems: list[str] = Field(description="Where the re-execution and the recorded reports or verdict differ")
+    report: VerificationReport = Field(description="The auditor's own verification report")
+
+
+class NotAnAuditorError(BahenError):
+    """This host holds no key of an auditor the order names, or the order has not released the keys to it yet."""
+
+
+def auditor_of(upload: Upload, net: Network) -> Identity:
+    """The identity of this host that the order names as an auditor (its train key was granted to it)."""
+    if not upload.auditor_grants:
+        raise NotAnAuditorError(
+            f"order {upload.order_id} names no auditors, so nobody outside it holds its keys: only its client names "
+            "them (the order spec's `auditors`) before the order opens; `bahen audit check` re-checks it without keys")
+    mine = {net.keystore.public(name).address.lower(): name for name in net.keystore.names()}
+    for address in upload.auditor_grants:
+        if address.lower() in mine:
+            return net.party(mine[address.lower()])
+    raise NotAnAuditorError(
+        f"this host ({net.keystore.root}) holds no key of the auditors order {upload.order_id} names "
+        f"({', '.join(upload.auditor_grants)}): run it on an auditor's host, with its BAHEN_HOME")
+
+
+def reverify(record: Audited, net: Network) -> ReverifyCheck:
+    """Re-execute the verification of the record's task as this host's auditor and compare it with what was recorded."""
+    if record.verdict is None or record.verification is None or record.training is None:
+        raise IncompleteOrderError(
+            f"order {record.order_id} is {record.status!r} with no verdict: wait for it to be audited, then re-verify")
+    auditor = auditor_of(record.upload, net)
+    order_id, task = record.order_id, record.training.task
+    grant = record.delivery.auditor_grants.get(auditor.address) if record.delivery else None
+    if grant is None:
+        raise NotAnAuditorError(
+            f"no validator has released task {task}'s model key of order {order_id} to {auditor.address} "
+            f"({record.status}): it is released to the order's auditors with the client's once an accepted task is "
+            "settled; a rejected task's model is never released, and only its worker can dispute it")
+    train_key = open_stored_grant(net.store, record.upload.auditor_grants[auditor.address], auditor, order_id=order_id)
+    manifest, _ = get_signed(net.store, record.upload.manifest, Manifest, expected_signer=record.upload.client)
+    spec = OrderSpec.model_validate(manifest.meta["spec"])
+    report = reexecute(spec, record.upload, record.training, net, train_key=train_key,
+                       open_model_key=lambda: open_stored_grant(net.store, grant, auditor, order_id=order_id))
+    recorded, _ = get_signed(net.store, record.verification.report, VerificationReport,
+                             expected_signer=record.verification.verifier)
+    assignment = next(a for a in record.shard.assignments if a.task == task)
+    evidence = gather(record.upload, record.shard, assignment, record.training, record.verification, record.scores, net)
+    # The auditor vouches for its own report; whether the validator's was attested is `bahen audit check`'s question.
+    accepted = decide(evidence.model_copy(update={"verification": report, "verification_attested": True})).accepted
+    theirs = {c.name: c for c in recorded.checks}
+    checks = [CheckAgreement(name=c.name, passed=c.passed, observed=c.observed,
+                             recorded_passed=theirs[c.name].passed if c.name in theirs else None,
+                             recorded_observed=theirs[c.name].observed if c.name in theirs else None)
+              for c in report.checks]
+    problems = [f"check {c.name}: {'passes' if c.passed else 'fails'} on re-execution, "
+                + ("the validator's report has no such check" if c.recorded_passed is None
+                   else f"{'passed' if c.recorded_passed else 'failed'} in the validator's report")
+                for c in checks if c.passed != c.recorded_passed]
+    problems += [f"check {name}: in the validator's report only" for name in theirs.keys() - {c.name for c in checks}]
+    if report.localiser != recorded.localiser or report.suspicious_steps != recorded.suspicious_steps:
+        problems.append(f"Wasp's step model: the auditor's ({report.localiser[:12]}) adds steps {report.suspicious_steps}, "
+                        f"the validator's ({recorded.localiser[:12]}) {recorded.suspicious_steps}")
+    if report.passed != recorded.passed:
+        problems.append(f"the verification {'passes' if report.passed else 'fails'} on re-execution and "
+                        f"{'passed' if recorded.passed else 'failed'} in the validator's report")
+    if accepted != record.verdict.accepted:
+        problems.append(f"Wasp's rules on the re-executed report decide {'accepted' if accepted else 'rejected'}, "
+                        f"the recorded verdict {'accepted' if record.verdict.accepted else 'rejected'}")
+    return ReverifyCheck(
+        order_id=order_id, task=task, auditor=auditor.address, passed=report.passed, recorded_passed=recorded.passed,
+        accepted=accepted, recorded_accepted=record.verdict.accepted, checks=checks, agrees=not problems,
+        problems=problems, report=report,
+    )
+
+
+@task(name="reverify", cache_policy=NO_CACHE)
+def reverify_task(record: Audited, workspace: str | None = None) -> ReverifyCheck:
+    """Re-execute the verification of the record's task as this host's auditor (on the artifacts an exported
+    ``workspace`` pulled, when given); raise :class:`ReauditDisagreesError` when it disagrees with the
+    recorded reports or verdict."""
+    net = network()
+    if workspace is not None:
+        net = dataclasses.replace(net, store=workspace_store(Path(workspace)))
+    check = reverify(record, net)
+    create_markdown_artifact(
+        key=f"reverify-{record.order_id[2:14]}", description=f"Re-execution of order {record.order_id}'s verification",
+        markdown=f"## Task {check.task}: re-executed by auditor {check.auditor}, "
+        f"{'agrees' if check.agrees else 'DISAGREES'}\n\n| check | re-executed | validator |\n|---|---|---|\n"
+        + "\n".join(f"| {c.name} | {_mark(c.passed)} {c.observed:.3g} | {_mark(c.recorded_passed)} "
+                    f"{'' if c.recorded_observed is None else f'{c.recorded_observed:.3g}'} |" for c in check.checks)
+        + "".join(f"\n- ✗ {p}" for p in check.problems),
+    )
+    if not check.agrees:
+        raise ReauditDisagreesError(f"auditor {check.auditor}'s re-execution of order {record.order_id} task "
+                                    f"{check.task} disagrees with what was recorded: " + "; ".join(check.problems))
+    return check
+
+
+def _mark(passed: bool | None) -> str:
+    return {True: "✓", False: "✗", None: "—"}[passed]

@@ -24,8 +24,19 @@ KINDS = ["data/train.enc", "data/manifest.json", "grants/client-train.json", "pr
 
 
 @pytest.fixture(scope="module")
-def settled(prefect):
-    record = order(SMALL)
+def auditor_keys(tmp_path_factory):
+    """An outside auditor's keystore, on a host of its own: the order names its public keys, nothing more."""
+    from privacy.identity import Keystore
+
+    keystore = Keystore(tmp_path_factory.mktemp("auditor") / "keys", "pass", scrypt_n=2**10)
+    keystore.create("auditor")
+    return keystore
+
+
+@pytest.fixture(scope="module")
+def settled(prefect, auditor_keys):
+    public = auditor_keys.public("auditor")
+    record = order(SMALL.model_copy(update={"auditors": [f"{public.address}:{public.x25519_public}"]}))
     assert record.verdict.accepted
     return record
 
@@ -115,9 +126,8 @@ def test_a_host_without_the_record_rebuilds_the_order_from_the_chain_and_the_sto
     parts = ("upload", "shard", "training", "verification", "scores", "verdict")
     assert {p: getattr(case, p) for p in parts} == {p: getattr(settled, p) for p in parts}
     assert recheck(case, auditor.store, auditor.market) == []
-    pins = pinned_artifacts(settled, auditor.store)
-    delivered = {p for p, ref in pins.items() if ref == settled.delivery.grant}
-    assert pinned_artifacts(case, auditor.store) == {p: r for p, r in pins.items() if p not in delivered}
+    assert case.delivery == settled.delivery  # signed by the validator that released the model key
+    assert pinned_artifacts(case, auditor.store) == pinned_artifacts(settled, auditor.store)
     assert auditor.keystore.names() == []  # nothing of any party was needed
 
 
@@ -160,3 +170,88 @@ def test_members_other_than_the_chain_drew_are_named(settled):
     training = settled.training.model_copy(update={"worker": stranger})
     problems = recheck(settled.model_copy(update={"training": training}), net.store, net.market)
     assert f"task 0: the proof names worker {stranger}, the chain drew {settled.shard.assignments[0].address}" in problems
+
+
+def _as_auditor(net, keystore):
+    """The same chain and store, seen from the auditor's host: it holds its own identity and nothing else."""
+    import dataclasses
+
+    return dataclasses.replace(net, keystore=keystore, _identities={})
+
+
+def test_an_auditor_the_order_names_re_executes_its_verification_in_agreement(settled, auditor_keys):
+    from tasks.reaudit import reverify
+
+    auditor = _as_auditor(connect(load_settings()), auditor_keys)
+    [case] = reconstruct(settled.order_id, auditor.store, auditor.market)  # a host that never saw the order
+    check = reverify(case, auditor)
+    assert (check.agrees, check.problems, check.passed, check.accepted) == (True, [], True, True)
+    assert check.auditor == auditor_keys.public("auditor").address
+    assert [(c.name, c.passed) for c in check.checks] == [(c["name"], c["passed"]) for c in settled.verification.checks]
+    assert all(c.observed == c.recorded_observed for c in check.checks if c.name.startswith(("replay", "spot")))
+    assert check.report.localiser and check.report.merkle_root == settled.training.merkle_root
+    assert auditor_keys.names() == ["auditor"]
+
+
+def test_a_validator_report_the_re_execution_contradicts_disagrees_naming_the_check(settled, auditor_keys):
+    from proof.report import VerificationReport
+    from tasks.reaudit import reverify
+
+    net = connect(load_settings())
+    report, _ = get_signed(net.store, settled.verification.report, VerificationReport)
+    [first, *rest] = report.checks
+    lying = report.model_copy(update={"checks": [first.model_copy(update={"passed": False}), *rest], "passed": False})
+    validator = net.party_at(settled.verification.verifier, role="validator")
+    ref, _ = put_signed(net.store, validator, lying, name="a report the re-execution contradicts")
+    record = settled.model_copy(update={"verification": settled.verification.model_copy(update={"report": ref})})
+    check = reverify(record, _as_auditor(net, auditor_keys))
+    assert not check.agrees
+    assert check.problems == [f"check {first.name}: passes on re-execution, failed in the validator's report",
+                              "the verification passes on re-execution and failed in the validator's report"]
+
+
+def test_a_tampered_checkpoint_fails_the_re_execution_of_an_accepted_task(settled, auditor_keys):
+    from tasks.reaudit import reverify
+
+    net = connect(load_settings())
+    pins = pinned_artifacts(settled, net.store)
+    path = max(p for p in pins if p.startswith("proof/task0/checkpoint-"))
+    stored = net.store.root / object_key(pins[path])
+    original = stored.read_bytes()
+    stored.chmod(0o644)
+    stored.write_bytes(original[:-1] + bytes([original[-1] ^ 0x01]))
+    try:
+        check = reverify(settled, _as_auditor(net, auditor_keys))
+    finally:
+        stored.write_bytes(original)
+        stored.chmod(0o444)
+    assert not check.agrees and not check.passed and not check.accepted
+    assert "Wasp's rules on the re-executed report decide rejected, the recorded verdict accepted" in check.problems
+    assert any(pins[path].name in c.detail for c in check.report.failed_checks)
+
+
+def test_a_host_the_order_does_not_name_is_told_who_may_re_verify(settled, tmp_path):
+    from tasks.reaudit import NotAnAuditorError, reverify
+
+    stranger = _stranger(connect(load_settings()), tmp_path)
+    stranger.keystore.create("auditor")
+    with pytest.raises(NotAnAuditorError, match="holds no key of the auditors order .* names"):
+        reverify(settled, stranger)
+    unnamed = settled.model_copy(update={"upload": settled.upload.model_copy(update={"auditor_grants": {}})})
+    with pytest.raises(NotAnAuditorError, match="names no auditors"):
+        reverify(unnamed, stranger)
+
+
+def test_an_auditor_gets_no_model_key_before_the_task_is_delivered(settled, auditor_keys):
+    from tasks.reaudit import NotAnAuditorError, reverify
+
+    undelivered = settled.model_copy(update={"delivery": None})
+    with pytest.raises(NotAnAuditorError, match="no validator has released task 0's model key"):
+        reverify(undelivered, _as_auditor(connect(load_settings()), auditor_keys))
+
+
+def test_delivering_again_returns_the_signed_delivery(settled):
+    from tasks.deliver import deliver
+
+    net = connect(load_settings())
+    assert deliver(settled.upload, settled.shard, settled.training, net) == settled.delivery

@@ -236,3 +236,31 @@ def test_shards_must_divide_the_batch_and_reach_the_trainer():
     with pytest.raises(SpecError, match=r"batch_size \(32\) must be a multiple of grad_shards \(3\)"):
         parse_spec({"grad_shards": 3})
     assert parse_spec({"grad_shards": 4}).grad_shards == 4
+
+
+AUDITOR = "0x" + "ab" * 20 + ":" + "cd" * 32
+
+
+def test_an_auditor_is_named_by_its_address_and_x25519_key_in_canonical_form():
+    spec = parse_spec({"auditors": [AUDITOR.upper().replace("0X", "0x")]})
+    [identity] = spec.auditor_identities
+    assert spec.auditors == [f"{identity.address}:{'cd' * 32}"]
+    assert identity.address == "0xABaBaBaBABabABabAbAbABAbABabababaBaBABaB"  # EIP-55
+
+
+@pytest.mark.parametrize("bad", ["0x" + "ab" * 20, "0x" + "ab" * 19 + ":" + "cd" * 32, "0x" + "ab" * 20 + ":" + "cd" * 31,
+                                 "0x" + "ab" * 20 + ":" + "zz" * 32, "", ":"])
+def test_a_malformed_auditor_is_named_with_the_form_it_must_take(bad):
+    with pytest.raises(SpecError) as refused:
+        parse_spec({"auditors": [bad]})
+    assert "  auditors:" in str(refused.value) and "'<address>:<X25519 public key, 64 hex digits>'" in str(refused.value)
+
+
+def test_an_auditor_named_twice_or_too_many_auditors_are_refused():
+    twice = "0x" + "ab" * 20 + ":" + "ef" * 32
+    with pytest.raises(SpecError, match="an auditor is named twice"):
+        parse_spec({"auditors": [AUDITOR, twice]})
+    many = [f"0x{i:040x}:{'cd' * 32}" for i in range(1, 10)]
+    assert len(parse_spec({"auditors": many[:8]}).auditors) == 8
+    with pytest.raises(SpecError, match="  auditors: List should have at most 8 items"):
+        parse_spec({"auditors": many})
