@@ -56,7 +56,7 @@ def keys_new(name: Annotated[str, typer.Argument(help="Party name, e.g. worker-3
     identity = keystore_of(load_settings()).create(name)
     console.print(f"{name}: address {identity.address}, x25519 {identity.x25519_public.hex()}")
     console.print(f"a client names it as an auditor with: auditors: ['{identity.address}:{identity.x25519_public.hex()}']",
-                  soft_wrap=True)
+                  soft_wrap=True, markup=False)
 
 
 @keys_app.command("list")

@@ -21,7 +21,9 @@ from pathlib import Path
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from privacy.header import key_id, read_header
 from privacy.identity import Identity
+from proof.bundle import ProofBundle
 from proof.report import MEASURED, VerificationReport
 from proof.wasp import decide
 from pydantic import BaseModel, Field
@@ -29,7 +31,7 @@ from storage.manifest import Manifest
 
 from bahen.artifacts import get_signed, open_stored_grant
 from bahen.audit import Audited, audited, recheck, workspace_store
-from bahen.errors import BahenError
+from bahen.errors import BahenError, user_errors
 from bahen.network import Network
 from bahen.records import Upload
 from bahen.settings import load_settings
@@ -153,6 +155,21 @@ def auditor_of(upload: Upload, net: Network) -> Identity:
         f"({', '.join(upload.auditor_grants)}): run it on an auditor's host, with its BAHEN_HOME")
 
 
+class FaultyDeliveryError(BahenError):
+    """The model key a validator released to an auditor is not the key the worker's proof is sealed under."""
+
+
+def _seals_the_proof(key: bytes, record: Audited, net: Network) -> bool:
+    """Whether ``key`` is the one the worker's step log is sealed under (its header names the key's id).
+    A proof that cannot be read at all is not the delivery's fault: the re-execution reports it."""
+    try:
+        bundle, _ = get_signed(net.store, record.training.bundle, ProofBundle, expected_signer=record.training.worker)
+        sealed = read_header(net.store.get(bundle.step_log), artifact=bundle.step_log.name).key_id
+    except user_errors():
+        return True
+    return sealed == key_id(key)
+
+
 def reverify(record: Audited, net: Network) -> ReverifyCheck:
     """Re-execute the verification of the record's task as this host's auditor and compare it with what was recorded."""
     if record.verdict is None or record.verification is None or record.training is None:
@@ -167,10 +184,15 @@ def reverify(record: Audited, net: Network) -> ReverifyCheck:
             f"({record.status}): it is released to the order's auditors with the client's once an accepted task is "
             "settled; a rejected task's model is never released, and only its worker can dispute it")
     train_key = open_stored_grant(net.store, record.upload.auditor_grants[auditor.address], auditor, order_id=order_id)
+    model_key = open_stored_grant(net.store, grant, auditor, order_id=order_id)
+    if not _seals_the_proof(model_key, record, net):
+        raise FaultyDeliveryError(
+            f"the model key validator {record.delivery.validator} released to {auditor.address} for order {order_id} "
+            f"task {task} does not open the worker's proof: the delivery is faulty, not the proof; nothing was re-executed")
     manifest, _ = get_signed(net.store, record.upload.manifest, Manifest, expected_signer=record.upload.client)
     spec = OrderSpec.model_validate(manifest.meta["spec"])
     report = reexecute(spec, record.upload, record.training, net, train_key=train_key,
-                       open_model_key=lambda: open_stored_grant(net.store, grant, auditor, order_id=order_id))
+                       open_model_key=lambda: model_key)
     recorded, _ = get_signed(net.store, record.verification.report, VerificationReport,
                              expected_signer=record.verification.verifier)
     assignment = next(a for a in record.shard.assignments if a.task == task)

@@ -4,7 +4,7 @@ import pytest
 from proof.wasp import Decision
 from storage.store import object_key
 
-from bahen.artifacts import get_signed, put_signed
+from bahen.artifacts import get_signed, put_grant, put_signed
 from bahen.audit import NoVerdictError, pinned_artifacts, recheck, reconstruct
 from bahen.errors import BahenError
 from bahen.network import connect
@@ -255,3 +255,15 @@ def test_delivering_again_returns_the_signed_delivery(settled):
 
     net = connect(load_settings())
     assert deliver(settled.upload, settled.shard, settled.training, net) == settled.delivery
+
+
+def test_a_model_key_that_does_not_seal_the_proof_is_blamed_on_the_delivery(settled, auditor_keys):
+    from privacy.stream import new_data_key
+    from tasks.reaudit import FaultyDeliveryError, reverify
+
+    net = connect(load_settings())
+    public = auditor_keys.public("auditor")
+    wrong = put_grant(net.store, new_data_key(), public, order_id=settled.order_id, role="task 0 model")
+    delivery = settled.delivery.model_copy(update={"auditor_grants": {public.address: wrong}})
+    with pytest.raises(FaultyDeliveryError, match="does not open the worker's proof: the delivery is faulty"):
+        reverify(settled.model_copy(update={"delivery": delivery}), _as_auditor(net, auditor_keys))

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from bahen.audit import case_path, case_pointer, export_order, pinned_artifacts
+from bahen.audit import case_path, case_pointer, delivery_path, delivery_pointer, export_order, pinned_artifacts
 from bahen.cli import app
 from bahen.network import store_of
 from bahen.settings import load_settings
@@ -38,7 +38,8 @@ def test_s3_order_is_pulled_by_stock_dvc_with_verify(prefect, s3_server, tmp_pat
     assert pulled.returncode == 0, pulled.stderr
 
     store = store_of(load_settings())
-    pins = pinned_artifacts(record, store) | {case_path(0): store.get_pointer(case_pointer(record.order_id, 0))}
+    pins = pinned_artifacts(record, store) | {case_path(0): store.get_pointer(case_pointer(record.order_id, 0)),
+                                              delivery_path(0): store.get_pointer(delivery_pointer(record.order_id, 0))}
     assert len(pins) == count > 20
     for path, ref in pins.items():
         assert (workspace / path).read_bytes() == store.get(ref), path

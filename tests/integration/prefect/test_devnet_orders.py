@@ -79,8 +79,20 @@ def test_order_from_the_ui_runs_each_stage_on_its_signers_worker_and_settles_onc
 
 def test_the_client_submits_from_its_own_home_and_the_worker_withdraws_its_pay_from_its_own(devnet, finished_order):
     client, env = party(devnet, CLIENT), party_worker(devnet, party(devnet, CLIENT))[1]
+    # an outside auditor on a host of its own: it makes its identity, and the client names it in the order
+    auditor = devnet.home / "auditor"
+    auditor.mkdir()
+    for public in ("config.yaml", "chain.json"):  # where the chain and the store are, and the market's address
+        (auditor / public).write_text((client.home / public).read_text())
+    as_auditor = env | {"BAHEN_HOME": str(auditor), "COLUMNS": "240", "DVC_NO_ANALYTICS": "1",
+                        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    made = subprocess.run([sys.executable, "-m", "bahen.cli", "keys", "new", "auditor"], env=as_auditor,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert made.returncode == 0, made.stdout + made.stderr
+    named = made.stdout.split("auditors: ")[1].strip()
     spec = client.home / "order.yaml"
-    spec.write_text("dataset: digits\nmodel: mlp\nepochs: 1\nbatch_size: 32\ncheckpoint_every: 8\nvalidators: 2\n")
+    spec.write_text("dataset: digits\nmodel: mlp\nepochs: 1\nbatch_size: 32\ncheckpoint_every: 8\nvalidators: 2\n"
+                    f"auditors: {named}\n")
     done = subprocess.run([sys.executable, "-m", "bahen.cli", "order", "submit", str(spec)], env=env,
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -106,18 +118,17 @@ def test_the_client_submits_from_its_own_home_and_the_worker_withdraws_its_pay_f
     assert "holds no record of this order" in shown.stderr
     assert "status settled (on chain)" in shown.stdout and address in shown.stdout and "task payment" in shown.stdout
 
-    # an auditor's home that never saw the order re-audits it from the chain and the store alone
-    auditor = devnet.home / "auditor"
-    auditor.mkdir()
-    for public in ("config.yaml", "chain.json"):  # where the chain and the store are, and the market's address
-        (auditor / public).write_text((client.home / public).read_text())
-    as_auditor = party_worker(devnet, worker)[1] | {"BAHEN_HOME": str(auditor), "COLUMNS": "240", "DVC_NO_ANALYTICS": "1",
-                                                    "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    # the auditor's home never saw the order: it re-audits it from the chain and the store alone, and
+    # re-executes its verification with the keys the client and the delivering validator granted it
     audited = subprocess.run([sys.executable, "-m", "bahen.cli", "audit", "check", record.order_id], env=as_auditor,
                              capture_output=True, text=True, timeout=180, check=False)
     assert audited.returncode == 0, audited.stdout + audited.stderr
     assert "task 0: agrees with the recorded verdict (accepted)" in audited.stdout
-    # and so does stock DVC in the workspace it exports: pull verifies every object, repro re-audits them
+    verified = subprocess.run([sys.executable, "-m", "bahen.cli", "audit", "verify", record.order_id], env=as_auditor,
+                              capture_output=True, text=True, timeout=300, check=False)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "task 0: re-executed by auditor" in verified.stdout and "Wasp's rules decide accepted, as recorded" in verified.stdout
+    # and so does stock DVC in the workspace it exports: pull verifies every object, repro re-executes and re-audits
     workspace = auditor / "workspace"
     for argv, cwd in (([sys.executable, "-m", "bahen.cli", "audit", "export", record.order_id, str(workspace)], auditor),
                       ([DVC, "pull"], workspace), ([DVC, "repro"], workspace)):
@@ -125,7 +136,9 @@ def test_the_client_submits_from_its_own_home_and_the_worker_withdraws_its_pay_f
         assert done.returncode == 0, " ".join(argv) + done.stdout[-2000:] + done.stderr[-2000:]
     [task] = json.loads((workspace / "audit.json").read_text())["tasks"]
     assert task["agrees"] and task["accepted"] and task["problems"] == []
-    assert not (auditor / "keys").exists() and not (auditor / "orders").exists()
+    [task] = json.loads((workspace / "verify.json").read_text())["tasks"]
+    assert task["agrees"] and task["passed"] and task["accepted"] and task["problems"] == []
+    assert keystore_of(load_settings(home=auditor)).names() == ["auditor"] and not (auditor / "orders").exists()
 
 
 def _host_of_queue(devnet, queue: str):
