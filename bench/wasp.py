@@ -4,9 +4,10 @@ Three DVC stages (``dvc repro wasp-evaluate`` runs all three), one command each:
 
 - ``traces``: honest runs across seeds, models and optimizers and the step-level attacks of the
   catalogue at low intensity, each through ``proof.attacks.run_worker``; every step of every run is
-  labelled dishonest when a spot check at that step would fail (its revealed states do not hash to
-  the committed ones, or one honest step from the state before it does not reach the state after it
-  with the logged loss). Writes the step features (``proof.localiser.step_features``) and labels.
+  labelled dishonest when the verifier's spot check at that step fails (``StepSpotCheck.fault_at``:
+  its revealed states do not hash to the committed ones, lie further apart than the step log
+  claims, or one honest step from the state before does not reach the state after with the logged
+  loss). Writes the step features (``proof.localiser.step_features``) and labels.
 - ``train``: gradient-boosted trees (scikit-learn) on every trace, classes weighted equally; the
   model's threshold is the highest step score of any honest run plus a margin (log-odds). Writes
   ``proof/wasp_model.json``, the model every verifier of this version uses.
@@ -37,11 +38,13 @@ import pyarrow.parquet as pq
 
 from bench.pot import RESULTS, MemoryStore, spot_detection
 from proof.attacks import run_worker
+from proof.challenge import Challenge
+from proof.checks.base import CheckContext
+from proof.checks.steps import StepSpotCheck
 from proof.localiser import FEATURES, MODEL_PATH, StepModel, Tree, read_model, step_features
 from proof.verifier import VerifyConfig
 from training.datasets import load_dataset, table_to_arrays
-from training.state import decode_state
-from training.trainer import Stepper, TrainSpec, initial_training_state
+from training.trainer import Stepper, TrainSpec
 
 TRACES = RESULTS / "wasp" / "traces.parquet"
 # Attacks whose dishonest steps a spot check can catch, by family (the unit a held-out evaluation leaves out).
@@ -70,26 +73,17 @@ def _job(name: str, seed: int) -> tuple[TrainSpec, np.ndarray, np.ndarray]:
 
 
 def dishonest_steps(run, spec: TrainSpec, X, y) -> np.ndarray:
-    """For every step, whether a spot check there fails against the states the worker would reveal."""
+    """For every step, whether the verifier's spot check at that step (``StepSpotCheck.fault_at``) fails
+    against the states the worker would reveal."""
     steps = run.recorded.steps
-    stepper = Stepper(spec, X, y)
-    initial = initial_training_state(spec, X, y).to_bytes()  # state 0: the verifier rebuilds it from the seed
-    committed = [hashlib.sha256(initial).hexdigest()] + [r.state_sha256 for r in steps]
-    revealed = [initial] + [run.spool.get(t) if t in run.spool else None for t in range(1, len(steps) + 1)]
+    every = Challenge(seed="", replay_segments=[], loss_steps=[], pev_fraction=0.0, spot_steps=list(range(len(steps))))
+    ctx = CheckContext(bundle=run.bundle, committed_root=run.committed_root, challenge=every, config=VerifyConfig(),
+                       X=X, y=y, expected_spec=spec, steps=steps)
+    check, stepper = StepSpotCheck(), Stepper(spec, X, y)
     labels = np.zeros(len(steps), dtype=bool)
-    for t, record in enumerate(steps):
-        before, after = revealed[t], revealed[t + 1]
-        if before is None or after is None or any(
-                hashlib.sha256(b).hexdigest() != committed[i] for b, i in ((before, t), (after, t + 1))):
-            labels[t] = True
-            continue
-        try:
-            reached, loss = stepper.step(decode_state(before))
-        except Exception:  # a state the order never makes (the spot check fails it the same way)
-            labels[t] = True
-            continue
-        labels[t] = (hashlib.sha256(reached.to_bytes()).hexdigest() != committed[t + 1]
-                     or not abs(record.loss - loss) <= 1e-6 * max(abs(loss), 1e-12))
+    for t in range(len(steps)):
+        ctx.revealed = {s: run.spool.get(s) for s in (t, t + 1) if s in run.spool}
+        labels[t] = check.fault_at(ctx, t, stepper)[0] is not None
     return labels
 
 

@@ -172,7 +172,7 @@ def _seals_the_proof(key: bytes, record: Audited, net: Network) -> bool:
 
 def reverify(record: Audited, net: Network) -> ReverifyCheck:
     """Re-execute the verification of the record's task as this host's auditor and compare it with what was recorded."""
-    if record.verdict is None or record.verification is None or record.training is None:
+    if record.verdict is None or record.verification is None or record.scores is None or record.training is None:
         raise IncompleteOrderError(
             f"order {record.order_id} is {record.status!r} with no verdict: wait for it to be audited, then re-verify")
     auditor = auditor_of(record.upload, net)
@@ -199,6 +199,19 @@ def reverify(record: Audited, net: Network) -> ReverifyCheck:
     evidence = gather(record.upload, record.shard, assignment, record.training, record.verification, record.scores, net)
     # The auditor vouches for its own report; whether the validator's was attested is `bahen audit check`'s question.
     accepted = decide(evidence.model_copy(update={"verification": report, "verification_attested": True})).accepted
+    checks, problems = _compare(report, recorded)
+    if accepted != record.verdict.accepted:
+        problems.append(f"Wasp's rules on the re-executed report decide {'accepted' if accepted else 'rejected'}, "
+                        f"the recorded verdict {'accepted' if record.verdict.accepted else 'rejected'}")
+    return ReverifyCheck(
+        order_id=order_id, task=task, auditor=auditor.address, passed=report.passed, recorded_passed=recorded.passed,
+        accepted=accepted, recorded_accepted=record.verdict.accepted, checks=checks, agrees=not problems,
+        problems=problems, report=report,
+    )
+
+
+def _compare(report: VerificationReport, recorded: VerificationReport) -> tuple[list[CheckAgreement], list[str]]:
+    """Every check of the re-executed ``report`` beside the ``recorded`` one's, and where the two differ."""
     theirs = {c.name: c for c in recorded.checks}
     checks = [CheckAgreement(name=c.name, passed=c.passed, observed=c.observed,
                              recorded_passed=theirs[c.name].passed if c.name in theirs else None,
@@ -208,21 +221,14 @@ def reverify(record: Audited, net: Network) -> ReverifyCheck:
                 + ("the validator's report has no such check" if c.recorded_passed is None
                    else f"{'passed' if c.recorded_passed else 'failed'} in the validator's report")
                 for c in checks if c.passed != c.recorded_passed]
-    problems += [f"check {name}: in the validator's report only" for name in theirs.keys() - {c.name for c in checks}]
+    problems += [f"check {name}: in the validator's report only" for name in sorted(theirs.keys() - {c.name for c in checks})]
     if report.localiser != recorded.localiser or report.suspicious_steps != recorded.suspicious_steps:
         problems.append(f"Wasp's step model: the auditor's ({report.localiser[:12]}) adds steps {report.suspicious_steps}, "
                         f"the validator's ({recorded.localiser[:12]}) {recorded.suspicious_steps}")
     if report.passed != recorded.passed:
         problems.append(f"the verification {'passes' if report.passed else 'fails'} on re-execution and "
                         f"{'passed' if recorded.passed else 'failed'} in the validator's report")
-    if accepted != record.verdict.accepted:
-        problems.append(f"Wasp's rules on the re-executed report decide {'accepted' if accepted else 'rejected'}, "
-                        f"the recorded verdict {'accepted' if record.verdict.accepted else 'rejected'}")
-    return ReverifyCheck(
-        order_id=order_id, task=task, auditor=auditor.address, passed=report.passed, recorded_passed=recorded.passed,
-        accepted=accepted, recorded_accepted=record.verdict.accepted, checks=checks, agrees=not problems,
-        problems=problems, report=report,
-    )
+    return checks, problems
 
 
 @task(name="reverify", cache_policy=NO_CACHE)

@@ -107,10 +107,7 @@ class StepSpotCheck(Check):
         stepper = Stepper(ctx.spec, ctx.X, ctx.y)
         deviations: dict[int, torch.Tensor] = {}
         for t in steps:
-            try:
-                faults_at, ran, deviations[t] = self._check_step(ctx, t, stepper)
-            except Exception as exc:  # a forged state may break restoring or stepping in any way
-                faults_at, ran = f"state {t} cannot be restored and stepped ({type(exc).__name__}: {exc})", 0
+            faults_at, ran, deviations[t] = self.fault_at(ctx, t, stepper)
             executed += ran
             if faults_at:
                 faults[t] = faults_at
@@ -126,12 +123,19 @@ class StepSpotCheck(Check):
             detail=detail or f"{len(steps)} challenged steps re-executed and matched their commitments",
         )
 
-    def _check_step(self, ctx: CheckContext, t: int, stepper: "Stepper") -> tuple[str | None, int, torch.Tensor | None]:
-        """Why step ``t`` fails (None when it passes), how many steps were executed, and the deviation.
+    def fault_at(self, ctx: CheckContext, t: int, stepper: "Stepper") -> tuple[str | None, int, torch.Tensor | None]:
+        """The spot check at step ``t`` alone: why it fails (None when it passes), how many steps were
+        executed, and the deviation. Wasp's traces label every step of a run with it (``bench.wasp``).
 
         The deviation is the claimed trainable weights after the step less the re-executed ones
         (:data:`EXACT` where they are the same bytes, None where the step fails).
         """
+        try:
+            return self._check_step(ctx, t, stepper)
+        except Exception as exc:  # a forged state may break restoring or stepping in any way
+            return f"state {t} cannot be restored and stepped ({type(exc).__name__}: {exc})", 0, None
+
+    def _check_step(self, ctx: CheckContext, t: int, stepper: "Stepper") -> tuple[str | None, int, torch.Tensor | None]:
         from training.state import decode_state
 
         before, why = _revealed(ctx, t)

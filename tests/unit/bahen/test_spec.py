@@ -246,6 +246,7 @@ def test_an_auditor_is_named_by_its_address_and_x25519_key_in_canonical_form():
     [identity] = spec.auditor_identities
     assert spec.auditors == [f"{identity.address}:{'cd' * 32}"]
     assert identity.address == "0xABaBaBaBABabABabAbAbABAbABabababaBaBABaB"  # EIP-55
+    assert identity.name == "auditor 0xABaBaBaB"
 
 
 @pytest.mark.parametrize("bad", ["0x" + "ab" * 20, "0x" + "ab" * 19 + ":" + "cd" * 32, "0x" + "ab" * 20 + ":" + "cd" * 31,
@@ -264,3 +265,11 @@ def test_an_auditor_named_twice_or_too_many_auditors_are_refused():
     assert len(parse_spec({"auditors": many[:8]}).auditors) == 8
     with pytest.raises(SpecError, match="  auditors: List should have at most 8 items"):
         parse_spec({"auditors": many})
+
+
+def test_a_malformed_auditor_is_shown_as_given():
+    with pytest.raises(SpecError) as refused:
+        parse_spec({"auditors": ["0x12:34"]})
+    assert str(refused.value) == (
+        "order spec is invalid:\n  auditors: Value error, auditor '0x12:34' is not '<address>:<X25519 public key, 64 hex "
+        "digits>' as `bahen keys new` prints it (got ['0x12:34'])")
