@@ -13,6 +13,7 @@ from privacy.errors import DocumentError
 from privacy.signing import MAX_DOCUMENT_BYTES, SignedDocument, canonical_json, parse_document, sign_document, verify_document
 from privacy.stream import EncryptionContext, decrypt_bytes, encrypt_bytes
 from pydantic import BaseModel
+from storage.digest import Digest, iter_views
 from storage.refs import ArtifactRef
 from storage.store import ArtifactStore
 
@@ -47,8 +48,16 @@ def open_stored_grant(store: ArtifactStore, ref: ArtifactRef, identity: Identity
 
 def put_signed(store: ArtifactStore, signer: Identity, payload: BaseModel, *, name: str) -> tuple[ArtifactRef, SignedDocument]:
     """Sign ``payload`` as ``signer`` and store the signed document."""
+    data, _, doc = signed(signer, payload, name=name)
+    return store.put(data, name=name), doc
+
+
+def signed(signer: Identity, payload: BaseModel, *, name: str) -> tuple[bytes, ArtifactRef, SignedDocument]:
+    """``payload`` signed as ``signer``: the document's bytes and the reference they will have once stored,
+    for a writer that must name a document before anyone can read it."""
     doc = sign_document(signer, payload)
-    return store.put(canonical_json(doc), name=name), doc
+    data = canonical_json(doc)
+    return data, Digest().consume(iter_views(data)).ref(name), doc
 
 
 def get_signed(store: ArtifactStore, ref: ArtifactRef, model: type[M], *, expected_signer: str | None = None) -> tuple[M, SignedDocument]:

@@ -8,8 +8,8 @@ them and recomputes every commitment against the chain.
 
 The client's home keeps the order's record; any other host starts from the chain: for every task
 with a verdict there, Wasp signed the case it judged (``AuditCase``) and named it in the store by
-the order and task (:func:`case_pointer`). :func:`reconstruct` reads it back, and the case serves
-where the record would.
+the order, the task and the verdict's digest on chain (:func:`case_pointer`). :func:`reconstruct`
+reads it back, and the case serves where the record would.
 """
 
 from pathlib import Path
@@ -38,9 +38,11 @@ class NoVerdictError(BahenError):
     """The chain holds no verdict of the order yet: there is nothing to re-audit."""
 
 
-def case_pointer(order_id: str, task: int) -> str:
-    """The store's name for the audit case of ``order_id``'s task ``task``."""
-    return f"orders/{order_id.lower()}/task-{task}/case"
+def case_pointer(order_id: str, task: int, verdict_digest: str) -> str:
+    """The store's name for the audit case of ``order_id``'s task ``task`` whose verdict has the digest the
+    chain records. Wasp writes it before the verdict is stored or on chain, so nobody else can know the
+    name in time to take it."""
+    return f"orders/{order_id.lower()}/task-{task}/case-{verdict_digest.removeprefix('0x').lower()}"
 
 
 def delivery_pointer(order_id: str, task: int) -> str:
@@ -56,8 +58,8 @@ def reconstruct(order_id: str, store: ArtifactStore, market: Bahen) -> list[Audi
     model was delivered carries the delivery its validator signed.
     """
     cases = []
-    for task in _judged(order_id, market):
-        case = _case(store, store.get_pointer(case_pointer(order_id, task)), order_id, task, market)
+    for task, verdict_digest in _judged(order_id, market).items():
+        case = _case(store, store.get_pointer(case_pointer(order_id, task, verdict_digest)), order_id, task, market)
         try:
             delivery = store.get_pointer(delivery_pointer(order_id, task))
         except MissingArtifactError:
@@ -96,9 +98,10 @@ def delivery_path(task: int) -> str:
     return f"order/task{task}-delivery.json"
 
 
-def _judged(order_id: str, market: Bahen) -> list[int]:
+def _judged(order_id: str, market: Bahen) -> dict[int, str]:
+    """Every task of the order with a verdict on chain -> the digest the chain records for that verdict."""
     view = market.order(bytes.fromhex(OrderBook.check_id(order_id)[2:]))
-    judged = [t.task for t in view.tasks if t.verdict != "none"]
+    judged = {t.task: t.reasons_digest for t in view.tasks if t.verdict != "none"}
     if not judged:
         raise NoVerdictError(f"order {order_id} has no verdict on chain yet ({view.status}): re-audit it once Wasp "
                              "has recorded one")
@@ -117,15 +120,20 @@ def _case(store: ArtifactStore, ref: ArtifactRef, order_id: str, task: int, mark
 
 
 def _delivered(case: AuditCase, store: ArtifactStore, ref: ArtifactRef | None) -> AuditCase:
-    """``case`` with the delivery at ``ref``, which one of the order's validators must have signed for its task."""
+    """``case`` with the delivery at ``ref`` if one of the order's validators signed it for this task.
+
+    Anyone may write the name a delivery goes under before the validator does, so what is found
+    there is ignored unless it is the task's delivery: the case is audited without it.
+    """
     if ref is None:
         return case
-    delivery, doc = get_signed(store, ref, Delivery)
+    try:
+        delivery, doc = get_signed(store, ref, Delivery)
+    except user_errors():
+        return case
     validators = {v.address.lower() for v in case.shard.validators}
     if doc.signer.lower() not in validators or (delivery.order_id, delivery.task) != (case.order_id, case.verdict.task):
-        raise BahenError(f"the delivery named for order {case.order_id} task {case.verdict.task} is signed by "
-                         f"{doc.signer} for order {delivery.order_id} task {delivery.task}: it is no delivery of "
-                         "this task by one of its validators")
+        return case
     return case.model_copy(update={"delivery": delivery})
 
 
@@ -304,8 +312,8 @@ def export_order(order_id: str, directory: Path) -> tuple[Path, int]:
         params["merkle_root"] = record.training.merkle_root
     if record.verdict:
         task = record.verdict.task
-        pins[case_path(task)] = store.get_pointer(case_pointer(order_id, task))
-        if record.delivery:
+        pins[case_path(task)] = store.get_pointer(case_pointer(order_id, task, record.verdict.digest))
+        if record.delivery and record.delivery.named:
             pins[delivery_path(task)] = store.get_pointer(delivery_pointer(order_id, task))
         stages = {}
         if record.upload.auditor_grants:

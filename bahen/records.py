@@ -158,12 +158,15 @@ class Delivery(BaseModel):
     grant: ArtifactRef = Field(description="The model key wrapped to the client")
     auditor_grants: dict[str, ArtifactRef] = Field(
         default_factory=dict, description="Address of each auditor the order names -> the model key wrapped to it")
+    named: bool = Field(True, description="Whether the store names this delivery by the order and task "
+                        "(bahen.audit.delivery_pointer), where the order's auditors look for it")
 
 
 class AuditCase(BaseModel):
     """What Wasp judged for one task, with its verdict: signed by Wasp and named in the store by the
-    order and task (``bahen.audit.case_pointer``), so a host that never saw the order re-audits it
-    from the chain and the store alone. It has the parts of an :class:`OrderRecord` the audit reads."""
+    order, the task and the verdict's digest (``bahen.audit.case_pointer``), so a host that never saw
+    the order re-audits it from the chain and the store alone. It has the parts of an
+    :class:`OrderRecord` the audit reads."""
 
     order_id: str
     upload: Upload

@@ -4,8 +4,9 @@ Wasp trusts nothing it did not check: the worker's manifest signature and its ro
 chain, each report's signer against the order's validators and its digest against the one the
 chain recorded, each score against the committed final model. The rules in ``proof.wasp`` then
 decide; the signed decision is stored and its digest recorded on chain by the Wasp role, and so is
-the signed case it judged (``bahen.records.AuditCase``), named by the order and task, from which
-anyone re-audits the order with the chain and the store alone (``bahen.audit.reconstruct``).
+the signed case it judged (``bahen.records.AuditCase``), named by the order, the task and the verdict's
+digest on chain, from which anyone re-audits the order with the chain and the store alone
+(``bahen.audit.reconstruct``).
 """
 
 from prefect import task
@@ -18,7 +19,7 @@ from proof.scoring import PerformanceReport
 from proof.wasp import Decision, Evidence, Reason, decide
 from storage.errors import StorageError
 
-from bahen.artifacts import get_signed, put_signed
+from bahen.artifacts import get_signed, signed
 from bahen.audit import case_pointer
 from bahen.network import Network
 from bahen.records import Assignment, AuditCase, Scores, Shard, Training, Upload, Verdict, Verification
@@ -76,16 +77,20 @@ def audit(upload: Upload, shard: Shard, assignment: Assignment, training: Traini
     wasp = net.wasp()
     decision: Decision = decide(gather(upload, shard, assignment, training, verification, scores, net))
     name = f"order {upload.order_id[:10]}/task {assignment.task}"
-    ref, doc = put_signed(net.store, wasp, decision, name=f"{name}/verdict")
+    verdict_bytes, ref, doc = signed(wasp, decision, name=f"{name}/verdict")
     verdict = Verdict(
         order_id=upload.order_id, task=assignment.task, accepted=decision.accepted, reasons=explain(decision.reasons),
         model_report=decision.model_report, verdict=ref, digest=doc.digest,
     )
-    # The case before the chain's verdict: whoever reads a verdict on chain finds what it judged.
     case = AuditCase(order_id=upload.order_id, upload=upload, shard=shard, training=training, verification=verification,
                      scores=scores, verdict=verdict)
-    case_ref, _ = put_signed(net.store, wasp, case, name=f"{name}/audit case")
-    net.store.put_pointer(case_pointer(upload.order_id, assignment.task), case_ref)
+    case_bytes, case_ref, _ = signed(wasp, case, name=f"{name}/audit case")
+    # The case is named by the verdict's digest before the chain records it, and before the verdict or
+    # the case is stored: nobody else can know the name in time to take it, and whoever reads the
+    # verdict on chain finds what it judged.
+    net.store.put_pointer(case_pointer(upload.order_id, assignment.task, doc.digest), case_ref)
+    net.store.put(verdict_bytes, name=ref.name)
+    net.store.put(case_bytes, name=case_ref.name)
     net.market.record_verdict(
         wasp.account, order_id=bytes.fromhex(upload.order_id[2:]), task=assignment.task,
         accepted=decision.accepted, reasons_digest=digest(decision),

@@ -13,10 +13,11 @@ the order and task (``bahen.audit.delivery_pointer``), where an auditor's host f
 
 from contextlib import suppress
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from privacy.errors import PrivacyError
 from privacy.identity import PublicIdentity
-from storage.errors import MissingArtifactError
+from storage.errors import IntegrityError, StorageError
 from storage.manifest import Manifest
 
 from bahen.artifacts import get_signed, put_grant, put_signed
@@ -64,13 +65,19 @@ def deliverer(upload: Upload, shard: Shard, training: Training, net: Network) ->
 
 def deliver(upload: Upload, shard: Shard, training: Training, net: Network) -> Delivery:
     """As the :func:`deliverer`, wrap the task's model key to the client and the order's auditors, sign the
-    delivery and name it in the store. Run again, it returns the delivery already named."""
+    delivery and name it in the store. Run again, it returns the delivery already named.
+
+    A name taken by anyone else (the store does not stop a party from writing any name) costs
+    nobody the model: the delivery is returned all the same, ``named`` false, and the order's
+    auditors, who would find their grants under that name, are told so.
+    """
     validator = net.party_at(deliverer(upload, shard, training, net).address, role="validator")
     order_id, task = upload.order_id, training.task
-    with suppress(MissingArtifactError):
-        delivery, _ = get_signed(net.store, net.store.get_pointer(delivery_pointer(order_id, task)), Delivery,
-                                 expected_signer=validator.address)
-        return delivery
+    pointer = delivery_pointer(order_id, task)
+    with suppress(PrivacyError, StorageError, ValueError):
+        delivery, _ = get_signed(net.store, net.store.get_pointer(pointer), Delivery, expected_signer=validator.address)
+        if (delivery.order_id, delivery.task) == (order_id, task):
+            return delivery
     key = model_key(net, training, validator)
     client, auditors = recipients(net, upload)
     role = f"task {task} model"
@@ -80,11 +87,21 @@ def deliver(upload: Upload, shard: Shard, training: Training, net: Network) -> D
         auditor_grants={a.address: put_grant(net.store, key, a, order_id=order_id, role=role) for a in auditors},
     )
     ref, _ = put_signed(net.store, validator, delivery, name=f"order {order_id[:10]}/task {task}/delivery")
-    net.store.put_pointer(delivery_pointer(order_id, task), ref)
+    try:
+        net.store.put_pointer(pointer, ref)
+    except IntegrityError:
+        return delivery.model_copy(update={"named": False})
     return delivery
 
 
 @task(name="deliver", cache_policy=NO_CACHE)
 def deliver_task(upload: Upload, shard: Shard, training: Training) -> Delivery:
     """Prefect task: release the model key to the client as the order's delivering validator."""
-    return deliver(upload, shard, training, network())
+    delivery = deliver(upload, shard, training, network())
+    if not delivery.named:
+        get_run_logger().warning(
+            "the store's name %s of order %s task %d's delivery was taken by another writer: the client has its key; "
+            "the order's auditors must be handed this delivery to find theirs", delivery_pointer(delivery.order_id,
+                                                                                               delivery.task),
+            delivery.order_id, delivery.task)
+    return delivery

@@ -4,7 +4,7 @@ import pytest
 from proof.wasp import Decision
 from storage.store import object_key
 
-from bahen.artifacts import get_signed, put_grant, put_signed
+from bahen.artifacts import PROOF_ROLE, get_decrypted, get_signed, open_stored_grant, put_grant, put_signed
 from bahen.audit import NoVerdictError, pinned_artifacts, recheck, reconstruct
 from bahen.errors import BahenError
 from bahen.network import connect
@@ -267,3 +267,40 @@ def test_a_model_key_that_does_not_seal_the_proof_is_blamed_on_the_delivery(sett
     delivery = settled.delivery.model_copy(update={"auditor_grants": {public.address: wrong}})
     with pytest.raises(FaultyDeliveryError, match="does not open the worker's proof: the delivery is faulty"):
         reverify(settled.model_copy(update={"delivery": delivery}), _as_auditor(net, auditor_keys))
+
+
+def test_names_taken_before_wasp_and_the_validator_cost_neither_the_verdict_nor_the_model(prefect):
+    from privacy.identity import Identity
+
+    from bahen.audit import delivery_pointer
+    from tasks.audit import audit as wasp_audit
+    from tasks.deliver import deliver
+    from tasks.encrypt_upload import encrypt_upload
+    from tasks.score import score
+    from tasks.settle import settle
+    from tasks.shard import shard
+    from tasks.train import train
+    from tasks.verify import verify
+
+    net = connect(load_settings())
+    upload = encrypt_upload(SMALL, net, salt="0x" + "5b" * 32)
+    plan = shard(SMALL, upload, net)
+    [assignment] = plan.assignments
+    training = train(SMALL, upload, assignment, net)
+    verification = verify(SMALL, upload, plan, assignment, training, net)
+    scores = score(SMALL, upload, plan, training, net)
+    # a stranger who reads the order on chain takes every name it can know before Wasp and the validator write
+    squatter = Identity.generate("squatter")
+    junk, _ = put_signed(net.store, squatter, plan, name="not a case, not a delivery")
+    for name in (f"orders/{upload.order_id.lower()}/task-0/case", delivery_pointer(upload.order_id, 0)):
+        net.store.put_pointer(name, junk)
+    verdict = wasp_audit(upload, plan, assignment, training, verification, scores, net)
+    assert verdict.accepted  # the case is named by the verdict's digest, which nobody knew in time
+    settle(upload, net)
+    delivery = deliver(upload, plan, training, net)
+    assert not delivery.named  # the client's key is released all the same
+    key = open_stored_grant(net.store, delivery.grant, net.party(CLIENT), order_id=upload.order_id)
+    assert get_decrypted(net.store, key, training.final_model, order_id=upload.order_id, role=PROOF_ROLE)
+    [case] = reconstruct(upload.order_id, net.store, net.market)
+    assert case.verdict == verdict and case.delivery is None
+    assert recheck(case, net.store, net.market) == []

@@ -38,7 +38,7 @@ def test_s3_order_is_pulled_by_stock_dvc_with_verify(prefect, s3_server, tmp_pat
     assert pulled.returncode == 0, pulled.stderr
 
     store = store_of(load_settings())
-    pins = pinned_artifacts(record, store) | {case_path(0): store.get_pointer(case_pointer(record.order_id, 0)),
+    pins = pinned_artifacts(record, store) | {case_path(0): store.get_pointer(case_pointer(record.order_id, 0, record.verdict.digest)),
                                               delivery_path(0): store.get_pointer(delivery_pointer(record.order_id, 0))}
     assert len(pins) == count > 20
     for path, ref in pins.items():
