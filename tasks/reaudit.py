@@ -223,6 +223,9 @@ def _compare(report: VerificationReport, recorded: VerificationReport) -> tuple[
                    else f"{'passed' if c.recorded_passed else 'failed'} in the validator's report")
                 for c in checks if c.passed != c.recorded_passed]
     problems += [f"check {name}: in the validator's report only" for name in sorted(theirs.keys() - {c.name for c in checks})]
+    named = [c.name for c in recorded.checks]
+    problems += [f"check {name}: the validator's report has it {named.count(name)} times" for name in sorted(set(named))
+                 if named.count(name) > 1]
     if report.localiser != recorded.localiser or report.suspicious_steps != recorded.suspicious_steps:
         problems.append(f"Wasp's step model: the auditor's ({report.localiser[:12]}) adds steps {report.suspicious_steps}, "
                         f"the validator's ({recorded.localiser[:12]}) {recorded.suspicious_steps}")

@@ -304,3 +304,18 @@ def test_names_taken_before_wasp_and_the_validator_cost_neither_the_verdict_nor_
     [case] = reconstruct(upload.order_id, net.store, net.market)
     assert case.verdict == verdict and case.delivery is None
     assert recheck(case, net.store, net.market) == []
+
+
+def test_a_validator_report_naming_a_check_twice_cannot_hide_its_failure(settled, auditor_keys):
+    from proof.report import VerificationReport
+    from tasks.reaudit import reverify
+
+    net = connect(load_settings())
+    report, _ = get_signed(net.store, settled.verification.report, VerificationReport)
+    first = report.checks[0]
+    doubled = report.model_copy(update={"checks": [first.model_copy(update={"passed": False}), *report.checks]})
+    validator = net.party_at(settled.verification.verifier, role="validator")
+    ref, _ = put_signed(net.store, validator, doubled, name="a report with a check twice")
+    record = settled.model_copy(update={"verification": settled.verification.model_copy(update={"report": ref})})
+    check = reverify(record, _as_auditor(net, auditor_keys))
+    assert check.problems == [f"check {first.name}: the validator's report has it 2 times"]
