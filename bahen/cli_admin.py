@@ -4,17 +4,20 @@ contracts, auditor workspaces, the artifact store and benchmarks."""
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
 
 console = Console()
+T = TypeVar("T")
 
 keys_app = typer.Typer(help="Identities: an Ethereum account and an X25519 key per party.", no_args_is_help=True)
 chain_app = typer.Typer(help="Contracts on the configured EVM chain.", no_args_is_help=True)
-audit_app = typer.Typer(help="Re-check orders from their pinned artifacts.", no_args_is_help=True)
+audit_app = typer.Typer(help="Re-check orders from their pinned artifacts; re-execute them as an auditor the order names.",
+                         no_args_is_help=True)
 store_app = typer.Typer(help="The configured artifact store.", no_args_is_help=True)
 
 BENCHMARKS = {
@@ -125,22 +128,9 @@ def audit_check(
     store: the case Wasp signed with each verdict. Exits non-zero, naming each artifact or
     commitment that did not hold, when the re-audit disagrees with the recorded verdict.
     """
-    import json
-
-    from bahen.audit import workspace_store
-    from bahen.runner import quiet_user_error_tracebacks
     from flows.audit import audit
 
-    quiet_user_error_tracebacks()
-    if workspace is None:
-        checks = audit(order_id)
-    else:
-        workspace = workspace.resolve()
-        workspace_store(workspace)  # no DVC cache: say so before a flow runs
-        checks = audit(order_id, workspace=str(workspace))
-        (workspace / "audit.json").write_text(json.dumps(
-            {"order_id": order_id, "tasks": [c.model_dump(mode="json") for c in checks]}, indent=2) + "\n")
-    for check in checks:
+    for check in _audited(audit, order_id, workspace, "audit.json"):
         console.print(f"task {check.task}: agrees with the recorded verdict "
                       f"({'accepted' if check.accepted else 'rejected'}); every pinned artifact and commitment re-checked")
         for reason in check.reasons:
@@ -161,26 +151,33 @@ def audit_verify(
     then decide on this report in place of the validator's. Exits non-zero, naming each check that
     differs, when the re-execution disagrees with the validator's report or with the verdict.
     """
-    import json
-
-    from bahen.audit import workspace_store
-    from bahen.runner import quiet_user_error_tracebacks
     from flows.audit import reverify
 
-    quiet_user_error_tracebacks()
-    if workspace is not None:
-        workspace = workspace.resolve()
-        workspace_store(workspace)  # no DVC cache: say so before a flow runs
-    checks = reverify(order_id, workspace=None if workspace is None else str(workspace))
-    if workspace is not None:
-        (workspace / "verify.json").write_text(json.dumps(
-            {"order_id": order_id, "tasks": [c.model_dump(mode="json") for c in checks]}, indent=2) + "\n")
-    for check in checks:
+    for check in _audited(reverify, order_id, workspace, "verify.json"):
         console.print(f"task {check.task}: re-executed by auditor {check.auditor}; "
                       f"{sum(c.passed for c in check.checks)}/{len(check.checks)} checks pass as in the validator's "
                       f"report; Wasp's rules decide {'accepted' if check.accepted else 'rejected'}, as recorded")
         for c in check.checks:
             console.print(f"  {'✓' if c.passed else '✗'} {c.name}: {c.observed:.4g} (validator: {c.recorded_observed:.4g})")
+
+
+def _audited(flow: Callable[..., list[T]], order_id: str, workspace: Path | None, metrics: str) -> list[T]:
+    """Run an audit ``flow`` on ``order_id`` as this host sees it, or on an exported workspace's pulled
+    artifacts, writing its ``metrics`` file (one entry per task) there."""
+    import json
+
+    from bahen.audit import workspace_store
+    from bahen.runner import quiet_user_error_tracebacks
+
+    quiet_user_error_tracebacks()
+    if workspace is None:
+        return flow(order_id)
+    workspace = workspace.resolve()
+    workspace_store(workspace)  # no DVC cache: say so before a flow runs
+    checks = flow(order_id, workspace=str(workspace))
+    (workspace / metrics).write_text(json.dumps(
+        {"order_id": order_id, "tasks": [c.model_dump(mode="json") for c in checks]}, indent=2) + "\n")
+    return checks
 
 
 @store_app.command("share-results")

@@ -319,3 +319,13 @@ def test_a_validator_report_naming_a_check_twice_cannot_hide_its_failure(settled
     record = settled.model_copy(update={"verification": settled.verification.model_copy(update={"report": ref})})
     check = reverify(record, _as_auditor(net, auditor_keys))
     assert check.problems == [f"check {first.name}: the validator's report has it 2 times"]
+
+
+def test_the_cli_tells_a_host_the_order_does_not_name_who_may_re_verify(settled):
+    from typer.testing import CliRunner
+
+    from bahen.cli import app
+
+    result = CliRunner().invoke(app, ["audit", "verify", settled.order_id])
+    assert result.exit_code != 0
+    assert "holds no key of the auditors order" in " ".join(str(result.exception or result.output).split())
