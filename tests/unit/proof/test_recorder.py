@@ -1,13 +1,14 @@
 """The recorder: background checkpoint storage, storage failures, resume in process, telemetry."""
 
 import hashlib
+import json
 import threading
 import time
 
 import pytest
 import torch
 
-from proof.errors import CheckpointWriteError
+from proof.errors import CheckpointUnavailableError, CheckpointWriteError
 from proof.recorder import RecordedProof, Recorder, journal_name
 from proof.spool import StateSpool
 from proof.telemetry import TelemetrySampler
@@ -17,7 +18,7 @@ from training.checkpoint import Checkpoint
 from training.datasets import load_dataset, table_to_arrays
 from training.errors import CheckpointError
 from training.hooks import TrainHooks
-from training.trainer import TrainSpec, train
+from training.trainer import StepRecord, TrainSpec, train
 
 SPEC = TrainSpec(model="mlp", input_shape=(1, 8, 8), num_classes=10, optimizer="sgd", lr=0.05,
                  batch_size=64, epochs=2, seed=3, checkpoint_every=6)
@@ -47,15 +48,29 @@ class Store:
         return self.objects[ref.name]
 
 
+class ThreadsSpool(StateSpool):
+    """Notes the threads that spool states."""
+
+    def __init__(self):
+        super().__init__()
+        self.threads: set[str] = set()
+
+    def add_all(self, states):
+        self.threads.add(threading.current_thread().name)
+        return super().add_all(states)
+
+
 def test_records_everything_off_the_training_thread(data):
     store = Store()
-    recorder = Recorder(put=store.put, telemetry=TelemetrySampler(interval_s=0.01, use_nvml=False))
+    recorder = Recorder(put=store.put, telemetry=TelemetrySampler(interval_s=0.01, use_nvml=False), spool=ThreadsSpool())
     train(SPEC, *data, recorder=recorder)
     proof = recorder.close()
     assert [s for s, _ in proof.checkpoints] == [0, 6, 12, 18, 24, 30, 36, 42, 48, 54, 56]
     assert len(proof.steps) == 56 and proof.resumes == [] and len(proof.epoch_digests) == 2
     assert proof.telemetry and proof.profile.name == "cpu-fp32-exact"
     assert threading.current_thread().name not in store.threads  # puts ran on the background thread
+    assert {name.rsplit("_", 1)[0] for name in store.threads} == {"bahen-checkpoint"}
+    assert {name.rsplit("_", 1)[0] for name in recorder.spool.threads} == {"bahen-state"}
     for (step, ref), digest in zip(proof.checkpoints, proof.checkpoint_sha256):
         assert hashlib.sha256(store.objects[ref.name]).hexdigest() == digest == ref.sha256
         assert Checkpoint.from_bytes(store.objects[ref.name]).step == step
@@ -112,9 +127,10 @@ class FullDiskSpool(StateSpool):
 def test_a_state_that_cannot_be_spooled_stops_training_and_is_named(data):
     # States go to the spool in batches that end at checkpoints (every 6 steps): 19-24 holds 20.
     recorder = Recorder(put=Store().put, spool=FullDiskSpool())
-    with pytest.raises(CheckpointWriteError, match="storing state-00000019 failed .*No space left on device"):
+    with pytest.raises(CheckpointWriteError) as failed:
         train(SPEC, *data, recorder=recorder)
         recorder.close()
+    assert str(failed.value).startswith("storing state-00000019 failed (OSError: [Errno 28] No space left on device)")
 
 
 class HeldSpool(StateSpool):
@@ -331,3 +347,143 @@ def test_an_earlier_journal_altered_since_is_refused_on_resume(data):
     left.objects[journal_name(12)] += b" "  # still JSON, no longer the journal the later one commits to
     with pytest.raises(CheckpointError, match=f"{journal_name(12)}.*altered or replaced"):
         _resume(left, 24, data)
+
+
+# Known answers: what a worker reads when a journal, a checkpoint or the run's own records do not hold.
+
+
+@pytest.fixture(scope="module")
+def recorded(data) -> Store:
+    """The store of one whole recorded run; a test edits its own copy."""
+    return _recorded(data)[0]
+
+
+def _copy(store: Store) -> Store:
+    copy = Store()
+    copy.objects = dict(store.objects)
+    return copy
+
+
+def _ref(name: str, data: bytes) -> ArtifactRef:
+    return ArtifactRef(name=name, md5=hashlib.md5(data).hexdigest(), sha256=hashlib.sha256(data).hexdigest(),
+                       size=len(data))
+
+
+def _rewrite(store: Store, step: int, change) -> ArtifactRef:
+    """Edit the journal of ``step`` with ``change`` (on its JSON) and store it canonically, as the recorder writes."""
+    journal = json.loads(store.objects[journal_name(step)])
+    change(journal)
+    data = json.dumps(journal, sort_keys=True, separators=(",", ":")).encode()
+    store.objects[journal_name(step)] = data
+    return _ref(journal_name(step), data)
+
+
+def _refused(store: Store, last: ArtifactRef) -> str:
+    with pytest.raises(CheckpointError) as refused:
+        Recorder.resume(last, get=store.get, put=store.put)
+    return str(refused.value)
+
+
+def test_journals_are_canonical_json(recorded):
+    for name, data in recorded.objects.items():
+        if name.startswith("journal-"):
+            assert data == json.dumps(json.loads(data), sort_keys=True, separators=(",", ":")).encode(), name
+
+
+def test_an_epoch_order_that_changes_and_a_recorder_never_started_are_refused_by_exact_messages():
+    recorder = Recorder(put=Store().put)
+    recorder.record_epoch(0, "a" * 64)
+    with pytest.raises(CheckpointError) as refused:
+        recorder.record_epoch(0, "b" * 64)
+    assert str(refused.value) == ("epoch 0's data order digest bbbbbbbbbbbb… differs from the recorded aaaaaaaaaaaa…; "
+                                  "the resumed run uses another seed, task or dataset size than the checkpoint's")
+    with pytest.raises(CheckpointError) as refused:
+        recorder.close()
+    assert str(refused.value) == "the recorder was closed before training started; pass it to train()"
+
+
+def test_a_journal_the_store_cannot_give_names_it_and_the_cause():
+    def get(ref):
+        raise KeyError(ref.name)
+
+    ref = ArtifactRef(name=journal_name(6), md5="0" * 32, sha256="0" * 64, size=8)
+    with pytest.raises(CheckpointUnavailableError) as refused:
+        Recorder.resume(ref, get=get, put=Store().put)
+    assert str(refused.value) == (f"{journal_name(6)} could not be read (KeyError: '{journal_name(6)}'); it is missing "
+                                  "or unreadable in the store, resume from an earlier checkpoint or restart the task")
+
+
+def test_an_earlier_journal_altered_since_is_named_exactly(recorded):
+    store = _copy(recorded)
+    store.objects[journal_name(12)] += b" "
+    assert _refused(store, _ref(journal_name(24), store.objects[journal_name(24)])) == (
+        f"{journal_name(12)} does not match the plaintext hash recorded when it was written; it was altered or "
+        "replaced, resume from an earlier journal or restart the task")
+
+
+def test_a_journal_field_of_the_wrong_type_is_named_by_its_path(recorded):
+    store = _copy(recorded)
+    last = _rewrite(store, 24, lambda j: j["stored"][0].update(step="six"))
+    assert _refused(store, last).startswith(f"{journal_name(24)} is not a readable journal (stored.0.step: ")
+    assert _refused(store, last).endswith("; resume from an earlier journal")
+
+
+def _commit_earlier(store: Store, step: int, data: bytes) -> ArtifactRef:
+    """Replace the journal of ``step`` by ``data``, which the last journal (24) then commits to."""
+    store.objects[journal_name(step)] = data
+
+    def commit(journal):
+        entry = next(e for e in journal["stored"] if e["step"] == step)
+        entry["journal"] = _ref(journal_name(step), data).model_dump(mode="json")
+        entry["journal_sha256"] = hashlib.sha256(data).hexdigest()
+    return _rewrite(store, 24, commit)
+
+
+def test_an_unreadable_or_malformed_earlier_journal_is_named(recorded):
+    store = _copy(recorded)
+    last = _commit_earlier(store, 12, b"\x00not json")
+    assert _refused(store, last).startswith(f"{journal_name(12)} is not a readable journal (")
+    earlier = json.loads(recorded.objects[journal_name(12)])
+    earlier["records"]["loss"].pop()
+    last = _commit_earlier(store, 12, json.dumps(earlier).encode())
+    assert _refused(store, last) == (f"{journal_name(12)}'s step records are not {len(StepRecord.model_fields)} columns "
+                                     "of one length; resume from an earlier journal")
+
+
+def test_malformed_records_of_the_last_journal_are_named(recorded):
+    store = _copy(recorded)
+    last = _rewrite(store, 24, lambda j: j["records"]["step"].pop())
+    assert _refused(store, last) == (f"{journal_name(24)}'s step records are not {len(StepRecord.model_fields)} columns "
+                                     "of one length; resume from an earlier journal")
+    store = _copy(recorded)
+    last = _rewrite(store, 24, lambda j: j["records"]["step"].__setitem__(-1, "x"))
+    refusal = _refused(store, last)
+    assert refusal.startswith(f"{journal_name(24)} holds an invalid step record (")
+    assert refusal.endswith("); resume from an earlier journal")
+
+
+def test_a_journal_whose_step_is_not_its_checkpoints_is_refused(recorded):
+    store = _copy(recorded)
+    last = _rewrite(store, 24, lambda j: j.update(step=18))
+    assert _refused(store, last) == (f"{journal_name(24)} and its predecessors hold 24 step records for a checkpoint "
+                                     "at step 24; resume from an earlier journal")
+
+
+def test_a_damaged_checkpoint_the_journal_commits_to_is_named(recorded):
+    store = _copy(recorded)
+    store.objects["checkpoint-00000024"] = b"PK\x03\x04 damaged"
+
+    def commit(journal):
+        journal["stored"][-1]["checkpoint_sha256"] = hashlib.sha256(b"PK\x03\x04 damaged").hexdigest()
+    assert _refused(store, _rewrite(store, 24, commit)).startswith("checkpoint-00000024 is corrupted or not a bahen "
+                                                                  "checkpoint")
+
+
+def test_the_last_checkpoint_failing_to_store_surfaces_at_close_with_its_cause(data):
+    recorder = Recorder(put=Store(fail_on="checkpoint-00000056").put)
+    with pytest.raises(CheckpointWriteError) as failed:
+        train(SPEC, *data, recorder=recorder)
+        recorder.close()
+    assert str(failed.value) == ("storing checkpoint-00000056 failed (ConnectionError: store unreachable); training "
+                                 "stopped so that no step goes unproven; fix the store and resume from the last stored "
+                                 "checkpoint")
