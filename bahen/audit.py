@@ -15,6 +15,7 @@ reads it back, and the case serves where the record would.
 from pathlib import Path
 
 from contracts.client import Bahen
+from contracts.models import OrderView
 from privacy.signing import digest
 from proof.bundle import ProofBundle, check_bundle
 from proof.response import Response
@@ -53,18 +54,20 @@ def delivery_pointer(order_id: str, task: int) -> str:
 def reconstruct(order_id: str, store: ArtifactStore, market: Bahen) -> list[AuditCase]:
     """The audit case of every task of ``order_id`` that has a verdict on chain, from the chain and the store.
 
-    Each must be signed by a holder of the market's Wasp role and name this order and task; what
-    it says is then re-checked like a record (:func:`recheck`), against the chain. A task whose
-    model was delivered carries the delivery its validator signed.
+    Each must be signed by a holder of the market's Wasp role and judge this order and task with the
+    verdict the chain records; what it says is then re-checked like a record (:func:`recheck`),
+    against the chain. A task whose model was delivered carries the delivery its delivering
+    validator signed.
     """
+    view = _judged(order_id, market)
     cases = []
-    for task, verdict_digest in _judged(order_id, market).items():
-        case = _case(store, store.get_pointer(case_pointer(order_id, task, verdict_digest)), order_id, task, market)
+    for t in (t for t in view.tasks if t.verdict != "none"):
+        case = _case(store, store.get_pointer(case_pointer(order_id, t.task, t.reasons_digest)), view, t.task, market)
         try:
-            delivery = store.get_pointer(delivery_pointer(order_id, task))
+            delivery = store.get_pointer(delivery_pointer(order_id, t.task))
         except MissingArtifactError:
             delivery = None
-        cases.append(_delivered(case, store, delivery))
+        cases.append(_delivered(case, store, delivery, view))
     return cases
 
 
@@ -72,11 +75,12 @@ def workspace_cases(order_id: str, workspace: Path, store: ArtifactStore, market
     """The audit cases an exported workspace pins (``order/task<n>-case.json``, with the signed delivery
     ``order/task<n>-delivery.json`` where there is one), read through ``store`` (the workspace's DVC cache
     once ``dvc pull`` has filled it), for every task with a verdict on chain."""
+    view = _judged(order_id, market)
     cases = []
-    for task in _judged(order_id, market):
-        case = _case(store, pinned_ref(Path(workspace) / f"{case_path(task)}.dvc"), order_id, task, market)
-        pinned = Path(workspace) / f"{delivery_path(task)}.dvc"
-        cases.append(_delivered(case, store, pinned_ref(pinned) if pinned.exists() else None))
+    for t in (t for t in view.tasks if t.verdict != "none"):
+        case = _case(store, pinned_ref(Path(workspace) / f"{case_path(t.task)}.dvc"), view, t.task, market)
+        pinned = Path(workspace) / f"{delivery_path(t.task)}.dvc"
+        cases.append(_delivered(case, store, pinned_ref(pinned) if pinned.exists() else None, view))
     return cases
 
 
@@ -98,17 +102,18 @@ def delivery_path(task: int) -> str:
     return f"order/task{task}-delivery.json"
 
 
-def _judged(order_id: str, market: Bahen) -> dict[int, str]:
-    """Every task of the order with a verdict on chain -> the digest the chain records for that verdict."""
+def _judged(order_id: str, market: Bahen) -> OrderView:
+    """The order as the chain holds it, once it has a verdict of at least one task."""
     view = market.order(bytes.fromhex(OrderBook.check_id(order_id)[2:]))
-    judged = {t.task: t.reasons_digest for t in view.tasks if t.verdict != "none"}
-    if not judged:
+    if all(t.verdict == "none" for t in view.tasks):
         raise NoVerdictError(f"order {order_id} has no verdict on chain yet ({view.status}): re-audit it once Wasp "
                              "has recorded one")
-    return judged
+    return view
 
 
-def _case(store: ArtifactStore, ref: ArtifactRef, order_id: str, task: int, market: Bahen) -> AuditCase:
+def _case(store: ArtifactStore, ref: ArtifactRef, view: OrderView, task: int, market: Bahen) -> AuditCase:
+    """The audit case at ``ref``, once shown to be signed by Wasp's role and to hold the chain's verdict of the task."""
+    order_id = view.order_id
     case, doc = get_signed(store, ref, AuditCase)
     if not market.is_wasp(doc.signer):
         raise BahenError(f"the audit case of order {order_id} task {task} is signed by {doc.signer}, which does not "
@@ -116,14 +121,22 @@ def _case(store: ArtifactStore, ref: ArtifactRef, order_id: str, task: int, mark
     if case.order_id != order_id or case.verdict.task != task:
         raise BahenError(f"the audit case named for order {order_id} task {task} is the case of order "
                          f"{case.order_id} task {case.verdict.task}")
+    chain = view.tasks[task]
+    if (case.verdict.digest.lower(), "accepted" if case.verdict.accepted else "rejected") != \
+            (chain.reasons_digest.lower(), chain.verdict):
+        raise BahenError(f"the audit case of order {order_id} task {task} holds a verdict "
+                         f"({'accepted' if case.verdict.accepted else 'rejected'}, {case.verdict.digest}) other than "
+                         f"the chain's ({chain.verdict}, {chain.reasons_digest}): Wasp signed a case it did not record")
     return case
 
 
-def _delivered(case: AuditCase, store: ArtifactStore, ref: ArtifactRef | None) -> AuditCase:
-    """``case`` with the delivery at ``ref`` if one of the order's validators signed it for this task.
+def _delivered(case: AuditCase, store: ArtifactStore, ref: ArtifactRef | None, view: OrderView) -> AuditCase:
+    """``case`` with the delivery at ``ref`` if the task's delivering validator signed it, for this task.
 
-    Anyone may write the name a delivery goes under before the validator does, so what is found
-    there is ignored unless it is the task's delivery: the case is audited without it.
+    Anyone may write the name a delivery goes under before the validator does, and any validator of
+    the order may sign a delivery naming another, so what is found there is ignored unless the
+    validator that delivers by the chain's rule (the first of the order's whose verification no
+    dispute overturned) signed it as its own: the case is audited without it.
     """
     if ref is None:
         return case
@@ -131,8 +144,10 @@ def _delivered(case: AuditCase, store: ArtifactStore, ref: ArtifactRef | None) -
         delivery, doc = get_signed(store, ref, Delivery)
     except user_errors():
         return case
-    validators = {v.address.lower() for v in case.shard.validators}
-    if doc.signer.lower() not in validators or (delivery.order_id, delivery.task) != (case.order_id, case.verdict.task):
+    overturned = {v.validator.lower() for v in view.validators if v.overturned}
+    deliverer = next((v.address for v in case.shard.validators if v.address.lower() not in overturned), None)
+    if deliverer is None or not doc.signer.lower() == delivery.validator.lower() == deliverer.lower() or \
+            (delivery.order_id, delivery.task) != (case.order_id, case.verdict.task):
         return case
     return case.model_copy(update={"delivery": delivery})
 
@@ -233,6 +248,9 @@ def _recheck_members(record: Audited, market: Bahen, oid: bytes) -> list[str]:
     problems = [f"task {a.task}: the record names worker {a.address}, the chain drew {view.tasks[a.task].worker}"
                 for a in record.shard.assignments
                 if a.task >= len(view.tasks) or a.address.lower() != view.tasks[a.task].worker.lower()]
+    assigned = [a.task for a in record.shard.assignments]
+    problems += [f"task {t.task}: the record names no worker, or several, for it; the chain drew {t.worker}"
+                 for t in view.tasks if assigned.count(t.task) != 1]
     if record.training is not None and record.training.task < len(view.tasks) and \
             record.training.worker.lower() != view.tasks[record.training.task].worker.lower():
         problems.append(f"task {record.training.task}: the proof names worker {record.training.worker}, the chain drew "

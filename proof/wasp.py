@@ -77,6 +77,8 @@ class Decision(BaseModel):
     accepted: bool
     reasons: list[Reason] = Field(description="The work verdict's rules, every one decisive")
     model_report: ModelReport
+    nonce: str = Field("", description="Fresh random hex Wasp adds to the verdict it signs: the rules are a function of "
+                       "public evidence, and without it anyone could compute the verdict's digest before Wasp")
 
 
 def _work_rules(ev: Evidence) -> list[Reason]:

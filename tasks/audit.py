@@ -9,6 +9,9 @@ digest on chain, from which anyone re-audits the order with the chain and the st
 (``bahen.audit.reconstruct``).
 """
 
+import os
+
+from contracts.errors import ChallengeNotReady
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from privacy.errors import PrivacyError
@@ -34,6 +37,14 @@ def _attested(net: Network, oid: bytes, task: int, kind: int, signer: str, doc_d
     return net.market.report_of(oid, task, kind, signer) == bytes.fromhex(doc_digest[2:])
 
 
+def _seed(net: Network, oid: bytes, task: int) -> str | None:
+    """The chain's challenge seed of the task (hex), None while there is none (no commitment)."""
+    try:
+        return net.market.challenge_seed(oid, task).hex()
+    except ChallengeNotReady:
+        return None
+
+
 def gather(upload: Upload, shard: Shard, assignment: Assignment, training: Training,
            verification: Verification, scores: Scores, net: Network) -> Evidence:
     """Collect the evidence of one task, checking every signature and on-chain digest."""
@@ -50,7 +61,11 @@ def gather(upload: Upload, shard: Shard, assignment: Assignment, training: Train
     report, attested = None, False
     try:
         report, doc = get_signed(net.store, verification.report, VerificationReport)
-        attested = doc.signer in validators and _attested(net, oid, assignment.task, REPORT_VERIFICATION, doc.signer, doc.digest)
+        # a report counts only for the task it checked: this order and task, the chain's challenge, the committed root
+        bound = (report.order_id, report.task, report.challenge_seed, report.merkle_root) == (
+            upload.order_id, assignment.task, _seed(net, oid, assignment.task), committed)
+        attested = bound and doc.signer in validators and _attested(
+            net, oid, assignment.task, REPORT_VERIFICATION, doc.signer, doc.digest)
     except UNTRUSTED:
         pass
     performance, performance_attested = [], 0
@@ -75,7 +90,9 @@ def audit(upload: Upload, shard: Shard, assignment: Assignment, training: Traini
           verification: Verification, scores: Scores, net: Network) -> Verdict:
     """Decide on one task as Wasp and record the verdict on chain."""
     wasp = net.wasp()
-    decision: Decision = decide(gather(upload, shard, assignment, training, verification, scores, net))
+    # The nonce makes the verdict's digest, which names the case, unknowable until Wasp writes the name.
+    decision: Decision = decide(gather(upload, shard, assignment, training, verification, scores, net)).model_copy(
+        update={"nonce": os.urandom(16).hex()})
     name = f"order {upload.order_id[:10]}/task {assignment.task}"
     verdict_bytes, ref, doc = signed(wasp, decision, name=f"{name}/verdict")
     verdict = Verdict(
@@ -85,9 +102,9 @@ def audit(upload: Upload, shard: Shard, assignment: Assignment, training: Traini
     case = AuditCase(order_id=upload.order_id, upload=upload, shard=shard, training=training, verification=verification,
                      scores=scores, verdict=verdict)
     case_bytes, case_ref, _ = signed(wasp, case, name=f"{name}/audit case")
-    # The case is named by the verdict's digest before the chain records it, and before the verdict or
-    # the case is stored: nobody else can know the name in time to take it, and whoever reads the
-    # verdict on chain finds what it judged.
+    # The case is named by the verdict's digest (its nonce Wasp's secret until now) before the verdict
+    # or the case is stored or on chain: nobody else can know the name in time to take it, and
+    # whoever reads the verdict on chain finds what it judged.
     net.store.put_pointer(case_pointer(upload.order_id, assignment.task, doc.digest), case_ref)
     net.store.put(verdict_bytes, name=ref.name)
     net.store.put(case_bytes, name=case_ref.name)

@@ -18,16 +18,14 @@ from prefect.cache_policies import NO_CACHE
 from privacy.errors import PrivacyError
 from privacy.identity import PublicIdentity
 from storage.errors import IntegrityError, StorageError
-from storage.manifest import Manifest
 
 from bahen.artifacts import get_signed, put_grant, put_signed
 from bahen.audit import delivery_pointer
 from bahen.errors import BahenError
 from bahen.network import Network
 from bahen.records import Delivery, Shard, Training, Upload, ValidatorSlot
-from bahen.spec import OrderSpec
 from tasks.runtime import network
-from tasks.verify import model_key
+from tasks.verify import model_key, signed_spec
 
 
 class NotDeliverable(BahenError):
@@ -36,9 +34,9 @@ class NotDeliverable(BahenError):
 
 def recipients(net: Network, upload: Upload) -> tuple[PublicIdentity, list[PublicIdentity]]:
     """The client's X25519 key and the order's auditors, as the client's signed dataset manifest names them."""
-    manifest, _ = get_signed(net.store, upload.manifest, Manifest, expected_signer=upload.client)
+    spec, manifest = signed_spec(upload, net)
     client = PublicIdentity(name="the client", address=upload.client, x25519_public=manifest.meta["client_x25519"])
-    return client, OrderSpec.model_validate(manifest.meta["spec"]).auditor_identities
+    return client, spec.auditor_identities
 
 
 def deliverer(upload: Upload, shard: Shard, training: Training, net: Network) -> ValidatorSlot:

@@ -16,6 +16,7 @@ rules decide on its own report in place of the validator's.
 """
 
 import dataclasses
+import math
 from pathlib import Path
 
 from prefect import task
@@ -27,18 +28,18 @@ from proof.bundle import ProofBundle
 from proof.report import MEASURED, VerificationReport
 from proof.wasp import decide
 from pydantic import BaseModel, Field
-from storage.manifest import Manifest
+from storage.refs import ArtifactRef
+from training.tolerance import replay_tolerance
 
 from bahen.artifacts import get_signed, open_stored_grant
 from bahen.audit import Audited, audited, recheck, workspace_store
 from bahen.errors import BahenError, user_errors
 from bahen.network import Network
-from bahen.records import Upload
+from bahen.records import Assignment, Upload
 from bahen.settings import load_settings
-from bahen.spec import OrderSpec
 from tasks.audit import explain, gather
 from tasks.runtime import network
-from tasks.verify import reexecute
+from tasks.verify import reexecute, signed_spec
 
 
 class AuditCheck(BaseModel):
@@ -80,15 +81,14 @@ def reaudit_task(record: Audited, workspace: str | None = None) -> list[AuditChe
     if workspace is not None:
         net = dataclasses.replace(net, store=workspace_store(Path(workspace)))
     problems = recheck(record, net.store, net.market)
-    checks = []
-    for assignment in (a for a in record.shard.assignments if a.task == record.training.task):
-        evidence = gather(record.upload, record.shard, assignment, record.training, record.verification, record.scores, net)
-        decision = decide(evidence)
-        checks.append(AuditCheck(
-            order_id=record.order_id, task=assignment.task, accepted=decision.accepted,
-            recorded_accepted=record.verdict.accepted, reasons=explain(decision.reasons), problems=problems,
-            agrees=not problems and decision.accepted == record.verdict.accepted,
-        ))
+    assignment = assignment_of(record)
+    evidence = gather(record.upload, record.shard, assignment, record.training, record.verification, record.scores, net)
+    decision = decide(evidence)
+    checks = [AuditCheck(
+        order_id=record.order_id, task=assignment.task, accepted=decision.accepted,
+        recorded_accepted=record.verdict.accepted, reasons=explain(decision.reasons), problems=problems,
+        agrees=not problems and decision.accepted == record.verdict.accepted,
+    )]
     create_markdown_artifact(
         key=f"reaudit-{record.order_id[2:14]}", description=f"Re-audit of order {record.order_id}",
         markdown="\n".join(
@@ -136,6 +136,15 @@ class ReverifyCheck(BaseModel):
     report: VerificationReport = Field(description="The auditor's own verification report")
 
 
+def assignment_of(record: Audited) -> Assignment:
+    """The one assignment the record holds for the task it trained."""
+    assigned = [a for a in record.shard.assignments if a.task == record.training.task]
+    if len(assigned) != 1:
+        raise ReauditDisagreesError(f"the record of order {record.order_id} names {len(assigned)} workers for task "
+                                    f"{record.training.task}, not the one the chain drew: nothing can be re-checked")
+    return assigned[0]
+
+
 class NotAnAuditorError(BahenError):
     """This host holds no key of an auditor the order names, or the order has not released the keys to it yet."""
 
@@ -177,30 +186,31 @@ def reverify(record: Audited, net: Network) -> ReverifyCheck:
             f"order {record.order_id} is {record.status!r} with no verdict: wait for it to be audited, then re-verify")
     auditor = auditor_of(record.upload, net)
     order_id, task = record.order_id, record.training.task
-    grant = record.delivery.auditor_grants.get(auditor.address) if record.delivery else None
+    grant = _grant_to(record.delivery.auditor_grants, auditor.address) if record.delivery else None
     if grant is None:
         raise NotAnAuditorError(
             f"no validator has released task {task}'s model key of order {order_id} to {auditor.address} "
             f"({record.status}): it is released to the order's auditors with the client's once an accepted task is "
             "settled, and named in the store by the order and task (if someone else took that name, the client's "
             "record holds the delivery); a rejected task's model is never released, and only its worker can dispute it")
-    train_key = open_stored_grant(net.store, record.upload.auditor_grants[auditor.address], auditor, order_id=order_id)
+    train_key = open_stored_grant(net.store, _grant_to(record.upload.auditor_grants, auditor.address), auditor,
+                                  order_id=order_id)
     model_key = open_stored_grant(net.store, grant, auditor, order_id=order_id)
     if not _seals_the_proof(model_key, record, net):
         raise FaultyDeliveryError(
             f"the model key validator {record.delivery.validator} released to {auditor.address} for order {order_id} "
             f"task {task} does not open the worker's proof: the delivery is faulty, not the proof; nothing was re-executed")
-    manifest, _ = get_signed(net.store, record.upload.manifest, Manifest, expected_signer=record.upload.client)
-    spec = OrderSpec.model_validate(manifest.meta["spec"])
+    spec, _ = signed_spec(record.upload, net)
     report = reexecute(spec, record.upload, record.training, net, train_key=train_key,
                        open_model_key=lambda: model_key)
     recorded, _ = get_signed(net.store, record.verification.report, VerificationReport,
                              expected_signer=record.verification.verifier)
-    assignment = next(a for a in record.shard.assignments if a.task == task)
+    assignment = assignment_of(record)
     evidence = gather(record.upload, record.shard, assignment, record.training, record.verification, record.scores, net)
     # The auditor vouches for its own report; whether the validator's was attested is `bahen audit check`'s question.
     accepted = decide(evidence.model_copy(update={"verification": report, "verification_attested": True})).accepted
-    checks, problems = _compare(report, recorded)
+    checks, problems = _compare(report, recorded, exact=replay_tolerance(spec.profile).step == 0)
+    problems += recheck(record, net.store, net.market)
     if accepted != record.verdict.accepted:
         problems.append(f"Wasp's rules on the re-executed report decide {'accepted' if accepted else 'rejected'}, "
                         f"the recorded verdict {'accepted' if record.verdict.accepted else 'rejected'}")
@@ -211,14 +221,37 @@ def reverify(record: Audited, net: Network) -> ReverifyCheck:
     )
 
 
-def _compare(report: VerificationReport, recorded: VerificationReport) -> tuple[list[CheckAgreement], list[str]]:
-    """Every check of the re-executed ``report`` beside the ``recorded`` one's, and where the two differ."""
+def _compare(report: VerificationReport, recorded: VerificationReport, *,
+             exact: bool) -> tuple[list[CheckAgreement], list[str]]:
+    """Every check of the re-executed ``report`` beside the ``recorded`` one's, and where the two differ.
+
+    Both must check the same task on the same challenge and root, with the same thresholds and the
+    same decisive checks; under an ``exact`` profile (bitwise replay) every observed number must be
+    the same too, so a validator that passes checks without running them is found out.
+    """
+    problems = [f"the validator's report is of {field} {theirs!r}, the task's is {ours!r}"
+                for field, ours, theirs in (("order", report.order_id, recorded.order_id),
+                                            ("task", report.task, recorded.task),
+                                            ("challenge seed", report.challenge_seed, recorded.challenge_seed),
+                                            ("Merkle root", report.merkle_root, recorded.merkle_root))
+                if ours != theirs]
     theirs = {c.name: c for c in recorded.checks}
+    for c in report.checks:
+        other = theirs.get(c.name)
+        if other is None:
+            continue
+        if c.decisive != other.decisive or not _same(c.threshold, other.threshold):
+            problems.append(f"check {c.name}: threshold {other.threshold:g} ({'decisive' if other.decisive else 'weak'}) "
+                            f"in the validator's report, {c.threshold:g} ({'decisive' if c.decisive else 'weak'}) "
+                            "on re-execution")
+        elif exact and not _same(c.observed, other.observed):
+            problems.append(f"check {c.name}: observed {other.observed:.6g} in the validator's report, {c.observed:.6g} "
+                            "on re-execution of the same bits")
     checks = [CheckAgreement(name=c.name, passed=c.passed, observed=c.observed,
                              recorded_passed=theirs[c.name].passed if c.name in theirs else None,
                              recorded_observed=theirs[c.name].observed if c.name in theirs else None)
               for c in report.checks]
-    problems = [f"check {c.name}: {'passes' if c.passed else 'fails'} on re-execution, "
+    problems += [f"check {c.name}: {'passes' if c.passed else 'fails'} on re-execution, "
                 + ("the validator's report has no such check" if c.recorded_passed is None
                    else f"{'passed' if c.recorded_passed else 'failed'} in the validator's report")
                 for c in checks if c.passed != c.recorded_passed]
@@ -256,6 +289,16 @@ def reverify_task(record: Audited, workspace: str | None = None) -> ReverifyChec
         raise ReauditDisagreesError(f"auditor {check.auditor}'s re-execution of order {record.order_id} task "
                                     f"{check.task} disagrees with what was recorded: " + "; ".join(check.problems))
     return check
+
+
+def _same(a: float, b: float) -> bool:
+    """The same number, NaN (evidence that could not be read) included."""
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
+def _grant_to(grants: dict[str, ArtifactRef], address: str) -> ArtifactRef | None:
+    """The grant to ``address`` in ``grants``, whatever the case its keys were written in."""
+    return next((ref for to, ref in grants.items() if to.lower() == address.lower()), None)
 
 
 def _mark(passed: bool | None) -> str:

@@ -64,6 +64,22 @@ def check_inputs(spec: OrderSpec, upload: Upload, training: Training, net: Netwo
     return order.tasks[training.task]
 
 
+def signed_spec(upload: Upload, net: Network) -> tuple[OrderSpec, Manifest]:
+    """The order spec the client signed into its dataset manifest, once shown to hash to the order's spec
+    hash on chain, with the manifest: what a party handed no spec (an auditor, a delivering validator) reads."""
+    order = net.market.order(bytes.fromhex(upload.order_id[2:]))
+    try:
+        manifest, _ = get_signed(net.store, upload.manifest, Manifest, expected_signer=order.client)
+        spec = OrderSpec.model_validate(manifest.meta["spec"])
+    except (PrivacyError, StorageError, ValueError, KeyError) as exc:
+        raise InputMismatch(f"the dataset manifest of order {upload.order_id} holds no order spec its client signed "
+                            f"({type(exc).__name__}: {exc})") from None
+    if order.spec_hash != "0x" + digest(spec).hex():
+        raise InputMismatch(f"the order spec in the dataset manifest of order {upload.order_id} does not hash to "
+                            f"its spec hash {order.spec_hash} on chain")
+    return spec, manifest
+
+
 def reexecute(spec: OrderSpec, upload: Upload, training: Training, net: Network, *, train_key: bytes,
               open_model_key: Callable[[], bytes]) -> VerificationReport:
     """Check the task's proof against its commitment, re-executing what the chain's challenge selects.

@@ -1,0 +1,163 @@
+"""Adaptive attacks on the audit, the auditor's re-verification and Wasp's evidence: a dishonest validator,
+worker, client or Wasp, or a stranger who writes any name into the shared store."""
+
+import math
+
+import pytest
+from privacy.identity import Identity
+from privacy.signing import digest
+from proof.report import VerificationReport
+from storage.manifest import Manifest
+
+from bahen.artifacts import get_signed, put_grant, put_signed
+from bahen.audit import case_pointer, recheck, reconstruct
+from bahen.errors import BahenError
+from bahen.network import connect
+from bahen.parties import CLIENT, WASP
+from bahen.records import Delivery, Verification
+from bahen.settings import load_settings
+from tasks.audit import audit as wasp_audit
+from tasks.audit import gather
+from tasks.encrypt_upload import encrypt_upload
+from tasks.reaudit import ReauditDisagreesError, reaudit_task, reverify
+from tasks.score import score
+from tasks.shard import shard
+from tasks.train import train
+from tasks.verify import REPORT_VERIFICATION, InputMismatch, attest, verify
+from tests.flows.test_reaudit import SMALL, _as_auditor, _stranger, auditor_keys, settled  # noqa: F401
+
+
+def _named(monkeypatch, store, fragment, ref):
+    """Every pointer whose name holds ``fragment`` reads back ``ref``, as if its writer had come first."""
+    original = type(store).get_pointer
+    monkeypatch.setattr(type(store), "get_pointer", lambda s, name: ref if fragment in name else original(s, name))
+
+
+def _until_scored(net, salt: str):
+    upload = encrypt_upload(SMALL, net, salt=salt)
+    plan = shard(SMALL, upload, net)
+    [assignment] = plan.assignments
+    return upload, plan, assignment, train(SMALL, upload, assignment, net)
+
+
+def _signed_report(net, record, report: VerificationReport, name: str) -> object:
+    """``record`` whose verification report is ``report``, signed by the order's verifier."""
+    validator = net.party_at(record.verification.verifier, role="validator")
+    ref, _ = put_signed(net.store, validator, report, name=name)
+    return record.model_copy(update={"verification": record.verification.model_copy(update={"report": ref})})
+
+
+def test_a_stranger_who_computes_wasps_rules_cannot_take_the_name_of_its_case(prefect, tmp_path):
+    from proof.wasp import decide
+
+    net = connect(load_settings())
+    upload, plan, assignment, training = _until_scored(net, "0x" + "c3" * 32)
+    verification = verify(SMALL, upload, plan, assignment, training, net)
+    scores = score(SMALL, upload, plan, training, net)
+    # the rules are a function of public evidence: anyone can run them before Wasp does
+    predicted = decide(gather(upload, plan, assignment, training, verification, scores, _stranger(net, tmp_path)))
+    junk, _ = put_signed(net.store, Identity.generate("squatter"), plan, name="junk")
+    net.store.put_pointer(case_pointer(upload.order_id, 0, "0x" + digest(predicted).hex()), junk)
+    verdict = wasp_audit(upload, plan, assignment, training, verification, scores, net)
+    assert verdict.accepted and verdict.digest != "0x" + digest(predicted).hex()  # Wasp's nonce made it unknowable
+    [case] = reconstruct(upload.order_id, net.store, net.market)
+    assert case.verdict == verdict
+
+
+def test_a_case_wasp_signed_with_a_verdict_the_chain_did_not_record_is_refused(settled, monkeypatch):
+    net = connect(load_settings())
+    [case] = reconstruct(settled.order_id, net.store, net.market)
+    lying = case.model_copy(update={"verdict": case.verdict.model_copy(update={"accepted": False})})
+    ref, _ = put_signed(net.store, net.party(WASP), lying, name="a case whose verdict is not the chain's")
+    _named(monkeypatch, net.store, "/case-", ref)
+    with pytest.raises(BahenError, match="other than the chain's .*Wasp signed a case it did not record"):
+        reconstruct(settled.order_id, net.store, net.market)
+
+
+def test_a_delivery_one_validator_signs_in_anothers_name_is_ignored(settled, monkeypatch):
+    from privacy.stream import new_data_key
+
+    net = connect(load_settings())
+    deliverer = settled.delivery.validator
+    other = next(v.address for v in settled.shard.validators if v.address.lower() != deliverer.lower())
+    wrong = put_grant(net.store, new_data_key(), net.party(CLIENT).public(), order_id=settled.order_id, role="x")
+    framed = settled.delivery.model_copy(update={"auditor_grants": {a: wrong for a in settled.delivery.auditor_grants}})
+    for signer, delivery in ((other, framed), (deliverer, framed.model_copy(update={"validator": other})),
+                             (deliverer, Delivery.model_validate({**settled.delivery.model_dump(), "task": 1})),
+                             (deliverer, Delivery.model_validate({**settled.delivery.model_dump(),
+                                                                  "order_id": "0x" + "77" * 32}))):
+        ref, _ = put_signed(net.store, net.party_at(signer, role="validator"), delivery, name="a framing delivery")
+        _named(monkeypatch, net.store, "/delivery", ref)
+        [case] = reconstruct(settled.order_id, net.store, net.market)
+        assert case.delivery is None
+
+
+def test_grants_keyed_in_another_case_still_reach_the_auditor(settled, auditor_keys):
+    net = connect(load_settings())
+    upload = settled.upload.model_copy(update={"auditor_grants": {a.lower(): r for a, r in
+                                                                  settled.upload.auditor_grants.items()}})
+    delivery = settled.delivery.model_copy(update={"auditor_grants": {a.lower(): r for a, r in
+                                                                      settled.delivery.auditor_grants.items()}})
+    check = reverify(settled.model_copy(update={"upload": upload, "delivery": delivery}), _as_auditor(net, auditor_keys))
+    assert check.agrees
+
+
+def test_a_case_with_no_worker_for_its_task_re_audits_in_disagreement(settled, auditor_keys):
+    hollow = settled.model_copy(update={"shard": settled.shard.model_copy(update={"assignments": []})})
+    with pytest.raises(ReauditDisagreesError, match="names 0 workers for task 0"):
+        reaudit_task(hollow)
+    with pytest.raises(ReauditDisagreesError, match="names 0 workers for task 0"):
+        reverify(hollow, _as_auditor(connect(load_settings()), auditor_keys))
+    net = connect(load_settings())
+    assert any("task 0: the record names no worker" in p for p in recheck(hollow, net.store, net.market))
+
+
+def test_a_validator_report_of_made_up_numbers_on_another_challenge_disagrees(settled, auditor_keys):
+    net = connect(load_settings())
+    report, _ = get_signed(net.store, settled.verification.report, VerificationReport)
+    made_up = report.model_copy(update={
+        "checks": [c.model_copy(update={"observed": math.nan, "threshold": math.inf}) for c in report.checks],
+        "challenge_seed": "00" * 32, "merkle_root": "ff" * 32})
+    check = reverify(_signed_report(net, settled, made_up, "made-up numbers"), _as_auditor(net, auditor_keys))
+    assert not check.agrees
+    assert f"the validator's report is of challenge seed {'00' * 32!r}, the task's is {report.challenge_seed!r}" \
+        in check.problems
+    assert any(p.startswith(f"check {report.checks[0].name}: threshold inf") for p in check.problems)
+    # passing flags with other numbers, on the right challenge: a validator that ran nothing is found out
+    lazy = report.model_copy(update={"checks": [c.model_copy(update={"observed": c.observed + 1})
+                                                for c in report.checks]})
+    check = reverify(_signed_report(net, settled, lazy, "numbers it did not compute"), _as_auditor(net, auditor_keys))
+    assert [p for p in check.problems if "on re-execution of the same bits" in p]
+
+
+@pytest.mark.parametrize("spec", [None, {"dataset": "nope"}, {"dataset": "digits"}])
+def test_a_manifest_without_the_orders_signed_spec_is_named(settled, auditor_keys, spec):
+    from tasks.deliver import recipients
+
+    net = connect(load_settings())
+    manifest, _ = get_signed(net.store, settled.upload.manifest, Manifest)
+    meta = {k: v for k, v in manifest.meta.items() if k != "spec"} | ({} if spec is None else {"spec": spec})
+    ref, _ = put_signed(net.store, net.party(CLIENT), manifest.model_copy(update={"meta": meta}), name="no spec")
+    upload = settled.upload.model_copy(update={"manifest": ref})
+    with pytest.raises(InputMismatch, match=f"order {settled.order_id}"):
+        reverify(settled.model_copy(update={"upload": upload}), _as_auditor(net, auditor_keys))
+    with pytest.raises(InputMismatch, match=f"order {settled.order_id}"):  # the delivering validator's stage
+        recipients(net, upload)
+
+
+def test_wasp_does_not_accept_a_report_of_another_order(settled, prefect):
+    net = connect(load_settings())
+    upload, plan, assignment, training = _until_scored(net, "0x" + "e6" * 32)
+    copied, _ = get_signed(net.store, settled.verification.report, VerificationReport)  # passing, of another order
+    verifier = net.party_at(plan.validators[0].address, role="validator")
+    ref, doc = put_signed(net.store, verifier, copied, name="another order's report")
+    attest(net, verifier, upload.order_id, 0, REPORT_VERIFICATION, doc.digest)
+    verification = Verification(order_id=upload.order_id, task=0, verifier=verifier.address, report=ref,
+                                digest=doc.digest, passed=True, checks=[c.model_dump() for c in copied.checks],
+                                cost_fraction=copied.cost.fraction_of_training)
+    scores = score(SMALL, upload, plan, training, net)
+    assert not wasp_audit(upload, plan, assignment, training, verification, scores, net).accepted
+    [case] = reconstruct(upload.order_id, net.store, net.market)
+    [check] = reaudit_task(case)
+    assert check.agrees and not check.accepted
+
