@@ -148,7 +148,10 @@ def test_a_manifest_without_the_orders_signed_spec_is_named(settled, auditor_key
 def test_wasp_does_not_accept_a_report_of_another_order(settled, prefect):
     net = connect(load_settings())
     upload, plan, assignment, training = _until_scored(net, "0x" + "e6" * 32)
-    copied, _ = get_signed(net.store, settled.verification.report, VerificationReport)  # passing, of another order
+    passing, _ = get_signed(net.store, settled.verification.report, VerificationReport)  # of another order
+    # a copy with one timing changed: the chain refuses a digest a validator already attested (ReportReplayed)
+    copied = passing.model_copy(update={"checks": [passing.checks[0].model_copy(
+        update={"seconds": passing.checks[0].seconds + 1}), *passing.checks[1:]]})
     verifier = net.party_at(plan.validators[0].address, role="validator")
     ref, doc = put_signed(net.store, verifier, copied, name="another order's report")
     attest(net, verifier, upload.order_id, 0, REPORT_VERIFICATION, doc.digest)
