@@ -29,7 +29,7 @@ from bahen.artifacts import get_signed
 from bahen.errors import BahenError, user_errors
 from bahen.network import store_of
 from bahen.orders import OrderBook, UnknownOrderError
-from bahen.records import AuditCase, Delivery, OrderRecord
+from bahen.records import AuditCase, Delivery, OrderRecord, Shard, ValidatorSlot
 from bahen.settings import Settings, load_settings
 
 Audited = OrderRecord | AuditCase
@@ -130,6 +130,13 @@ def _case(store: ArtifactStore, ref: ArtifactRef, view: OrderView, task: int, ma
     return case
 
 
+def delivering_validator(shard: Shard, view: OrderView) -> ValidatorSlot | None:
+    """The validator that releases a task's model key: the order's first whose verification no dispute
+    overturned (None when every one was)."""
+    overturned = {v.validator.lower() for v in view.validators if v.overturned}
+    return next((s for s in shard.validators if s.address.lower() not in overturned), None)
+
+
 def _delivered(case: AuditCase, store: ArtifactStore, ref: ArtifactRef | None, view: OrderView) -> AuditCase:
     """``case`` with the delivery at ``ref`` if the task's delivering validator signed it, for this task.
 
@@ -144,9 +151,8 @@ def _delivered(case: AuditCase, store: ArtifactStore, ref: ArtifactRef | None, v
         delivery, doc = get_signed(store, ref, Delivery)
     except user_errors():
         return case
-    overturned = {v.validator.lower() for v in view.validators if v.overturned}
-    deliverer = next((v.address for v in case.shard.validators if v.address.lower() not in overturned), None)
-    if deliverer is None or not doc.signer.lower() == delivery.validator.lower() == deliverer.lower() or \
+    deliverer = delivering_validator(case.shard, view)
+    if deliverer is None or not doc.signer.lower() == delivery.validator.lower() == deliverer.address.lower() or \
             (delivery.order_id, delivery.task) != (case.order_id, case.verdict.task):
         return case
     return case.model_copy(update={"delivery": delivery})

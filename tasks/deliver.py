@@ -20,7 +20,7 @@ from privacy.identity import PublicIdentity
 from storage.errors import IntegrityError, StorageError
 
 from bahen.artifacts import get_signed, put_grant, put_signed
-from bahen.audit import delivery_pointer
+from bahen.audit import delivering_validator, delivery_pointer
 from bahen.errors import BahenError
 from bahen.network import Network
 from bahen.records import Delivery, Shard, Training, Upload, ValidatorSlot
@@ -53,8 +53,7 @@ def deliverer(upload: Upload, shard: Shard, training: Training, net: Network) ->
     if verdict != "accepted":
         raise NotDeliverable(f"task {task} of order {order_id} was {verdict}: its model is not delivered, "
                              "its payment went back to the client")
-    overturned = {v.validator for v in order.validators if v.overturned}
-    slot = next((s for s in shard.validators if s.address not in overturned), None)
+    slot = delivering_validator(shard, order)
     if slot is None:
         raise NotDeliverable(f"every validator of order {order_id} had its verification overturned: none is trusted "
                              "to deliver the model")
@@ -97,9 +96,7 @@ def deliver_task(upload: Upload, shard: Shard, training: Training) -> Delivery:
     """Prefect task: release the model key to the client as the order's delivering validator."""
     delivery = deliver(upload, shard, training, network())
     if not delivery.named:
-        get_run_logger().warning(
-            "the store's name %s of order %s task %d's delivery was taken by another writer: the client has its key; "
-            "the order's auditors must be handed this delivery to find theirs", delivery_pointer(delivery.order_id,
-                                                                                               delivery.task),
-            delivery.order_id, delivery.task)
+        name = delivery_pointer(delivery.order_id, delivery.task)
+        get_run_logger().warning("the store's name %s of this delivery was taken by another writer: the client has "
+                                 "its key; the order's auditors must be handed this delivery to find theirs", name)
     return delivery
