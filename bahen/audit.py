@@ -9,9 +9,11 @@ them and recomputes every commitment against the chain.
 The client's home keeps the order's record; any other host starts from the chain: for every task
 with a verdict there, Wasp signed the case it judged (``AuditCase``) and named it in the store by
 the order, the task and the verdict's digest on chain (:func:`case_pointer`). :func:`reconstruct`
-reads it back, and the case serves where the record would.
+reads it back, and the case serves where the record would. An accepted task's delivery is found the
+same way, by the digest its delivering validator recorded on chain (:func:`delivery_pointer`).
 """
 
+from collections.abc import Callable
 from pathlib import Path
 
 from contracts.client import Bahen
@@ -20,7 +22,6 @@ from privacy.signing import digest
 from proof.bundle import ProofBundle, check_bundle
 from proof.response import Response
 from proof.wasp import Decision
-from storage.errors import MissingArtifactError
 from storage.export import export_dvc_workspace, pinned_ref
 from storage.refs import ArtifactRef
 from storage.store import ArtifactStore, open_store
@@ -46,9 +47,11 @@ def case_pointer(order_id: str, task: int, verdict_digest: str) -> str:
     return f"orders/{order_id.lower()}/task-{task}/case-{verdict_digest.removeprefix('0x').lower()}"
 
 
-def delivery_pointer(order_id: str, task: int) -> str:
-    """The store's name for the signed delivery of ``order_id``'s task ``task`` (its model key released)."""
-    return f"orders/{order_id.lower()}/task-{task}/delivery"
+def delivery_pointer(order_id: str, task: int, delivery_digest: str) -> str:
+    """The store's name for the signed delivery of ``order_id``'s task ``task`` (its model key released) whose
+    digest the delivering validator records on chain. The validator writes it before the digest is on
+    chain or the delivery stored, so nobody else can know the name in time to take it."""
+    return f"orders/{order_id.lower()}/task-{task}/delivery-{delivery_digest.removeprefix('0x').lower()}"
 
 
 def reconstruct(order_id: str, store: ArtifactStore, market: Bahen) -> list[AuditCase]:
@@ -63,11 +66,8 @@ def reconstruct(order_id: str, store: ArtifactStore, market: Bahen) -> list[Audi
     cases = []
     for t in (t for t in view.tasks if t.verdict != "none"):
         case = _case(store, store.get_pointer(case_pointer(order_id, t.task, t.reasons_digest)), view, t.task, market)
-        try:
-            delivery = store.get_pointer(delivery_pointer(order_id, t.task))
-        except MissingArtifactError:
-            delivery = None
-        cases.append(_delivered(case, store, delivery, view))
+        cases.append(_delivered(case, store, view, market, lambda digest, task=t.task: store.get_pointer(
+            delivery_pointer(order_id, task, digest))))
     return cases
 
 
@@ -80,7 +80,8 @@ def workspace_cases(order_id: str, workspace: Path, store: ArtifactStore, market
     for t in (t for t in view.tasks if t.verdict != "none"):
         case = _case(store, pinned_ref(Path(workspace) / f"{case_path(t.task)}.dvc"), view, t.task, market)
         pinned = Path(workspace) / f"{delivery_path(t.task)}.dvc"
-        cases.append(_delivered(case, store, pinned_ref(pinned) if pinned.exists() else None, view))
+        cases.append(_delivered(case, store, view, market,
+                                lambda _digest, pinned=pinned: pinned_ref(pinned) if pinned.exists() else None))
     return cases
 
 
@@ -137,22 +138,27 @@ def delivering_validator(shard: Shard, view: OrderView) -> ValidatorSlot | None:
     return next((s for s in shard.validators if s.address.lower() not in overturned), None)
 
 
-def _delivered(case: AuditCase, store: ArtifactStore, ref: ArtifactRef | None, view: OrderView) -> AuditCase:
-    """``case`` with the delivery at ``ref`` if the task's delivering validator signed it, for this task.
+def _delivered(case: AuditCase, store: ArtifactStore, view: OrderView, market: Bahen,
+               locate: Callable[[str], ArtifactRef | None]) -> AuditCase:
+    """``case`` with its task's delivery, found by ``locate`` from the digest the chain records for the
+    validator that delivers by the chain's rule (the first of the order's whose verification no dispute
+    overturned).
 
-    Anyone may write the name a delivery goes under before the validator does, and any validator of
-    the order may sign a delivery naming another, so what is found there is ignored unless the
-    validator that delivers by the chain's rule (the first of the order's whose verification no
-    dispute overturned) signed it as its own: the case is audited without it.
+    What is found counts only if it is that delivery, signed by that validator for this task; any
+    other (another validator's, or nothing on chain) leaves the case audited without it.
     """
-    if ref is None:
+    deliverer = delivering_validator(case.shard, view)
+    if deliverer is None:
         return case
+    recorded = market.delivery_of(bytes.fromhex(view.order_id[2:]), case.verdict.task, deliverer.address)
     try:
-        delivery, doc = get_signed(store, ref, Delivery)
+        ref = locate("0x" + recorded.hex()) if any(recorded) else None
+        if ref is None:
+            return case
+        delivery, doc = get_signed(store, ref, Delivery, expected_signer=deliverer.address)
     except user_errors():
         return case
-    deliverer = delivering_validator(case.shard, view)
-    if deliverer is None or not doc.signer.lower() == delivery.validator.lower() == deliverer.address.lower() or \
+    if doc.digest.lower() != "0x" + recorded.hex() or delivery.validator.lower() != deliverer.address.lower() or \
             (delivery.order_id, delivery.task) != (case.order_id, case.verdict.task):
         return case
     return case.model_copy(update={"delivery": delivery})
@@ -337,8 +343,8 @@ def export_order(order_id: str, directory: Path) -> tuple[Path, int]:
     if record.verdict:
         task = record.verdict.task
         pins[case_path(task)] = store.get_pointer(case_pointer(order_id, task, record.verdict.digest))
-        if record.delivery and record.delivery.named:
-            pins[delivery_path(task)] = store.get_pointer(delivery_pointer(order_id, task))
+        if record.delivery:
+            pins[delivery_path(task)] = store.get_pointer(delivery_pointer(order_id, task, "0x" + digest(record.delivery).hex()))
         stages = {}
         if record.upload.auditor_grants:
             stages["verify"] = {"cmd": f"bahen audit verify {order_id} --workspace .", "deps": sorted(pins),

@@ -158,8 +158,6 @@ class Delivery(BaseModel):
     grant: ArtifactRef = Field(description="The model key wrapped to the client")
     auditor_grants: dict[str, ArtifactRef] = Field(
         default_factory=dict, description="Address of each auditor the order names -> the model key wrapped to it")
-    named: bool = Field(True, description="Whether the store names this delivery by the order and task "
-                        "(bahen.audit.delivery_pointer), where the order's auditors look for it")
 
 
 class AuditCase(BaseModel):

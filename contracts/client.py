@@ -339,6 +339,17 @@ class Bahen:
         )
         return self._send(acct, fn, "record_verdict")
 
+    def record_delivery(self, acct: LocalAccount, *, order_id: bytes, task: int, digest: bytes) -> str:
+        """Records, as one of the order's validators, the digest of its signed delivery of an accepted task's
+        model key, once the order is settled (once per validator and task)."""
+        fn = self.market.functions.recordDelivery(_b32("order_id", order_id), task, _b32("digest", digest))
+        return self._send(acct, fn, "record_delivery")
+
+    def delivery_of(self, order_id: bytes, task: int, validator: str) -> bytes:
+        """The delivery digest a validator recorded for the task; 32 zero bytes if none."""
+        fn = self.market.functions.deliveryOf(_b32("order_id", order_id), task, _addr(validator))
+        return bytes(self.chain.call(fn, "delivery_of"))
+
     def is_wasp(self, address: str) -> bool:
         """Whether `address` holds the Wasp role (the only writer of verdicts)."""
         role = self.chain.call(self.market.functions.WASP_ROLE(), "is_wasp")

@@ -7,19 +7,16 @@ task accepted, a validator of the order that opened the key to check the proof (
 verification no dispute overturned) wraps it to the X25519 key the client named in its signed
 dataset manifest, and to every auditor the order names (the spec in that manifest), so they can
 re-execute the verification (``bahen audit verify``). A rejected task's model is never delivered:
-its payment went back to the client. The validator signs the delivery and names it in the store by
-the order and task (``bahen.audit.delivery_pointer``), where an auditor's host finds its grant.
+its payment went back to the client. The validator signs the delivery, names it in the store by the
+order, the task and the delivery's digest (``bahen.audit.delivery_pointer``), then records that digest
+on chain, where an auditor's host, knowing only the order, finds it.
 """
 
-from contextlib import suppress
-
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
-from privacy.errors import PrivacyError
 from privacy.identity import PublicIdentity
-from storage.errors import IntegrityError, StorageError
 
-from bahen.artifacts import get_signed, put_grant, put_signed
+from bahen.artifacts import get_signed, put_grant, signed
 from bahen.audit import delivering_validator, delivery_pointer
 from bahen.errors import BahenError
 from bahen.network import Network
@@ -62,19 +59,20 @@ def deliverer(upload: Upload, shard: Shard, training: Training, net: Network) ->
 
 def deliver(upload: Upload, shard: Shard, training: Training, net: Network) -> Delivery:
     """As the :func:`deliverer`, wrap the task's model key to the client and the order's auditors, sign the
-    delivery and name it in the store. Run again, it returns the delivery already named.
+    delivery, name it in the store and record its digest on chain. Run again, it returns the delivery
+    the chain records.
 
-    A name taken by anyone else (the store does not stop a party from writing any name) costs
-    nobody the model: the delivery is returned all the same, ``named`` false, and the order's
-    auditors, who would find their grants under that name, are told so.
+    The name holds the delivery's digest, unknowable before the validator writes it (the grants are
+    fresh ciphertexts), so nobody can take it first; a run that stopped before the chain recorded
+    the digest leaves a name nobody reads, and the next run delivers afresh.
     """
     validator = net.party_at(deliverer(upload, shard, training, net).address, role="validator")
     order_id, task = upload.order_id, training.task
-    pointer = delivery_pointer(order_id, task)
-    with suppress(PrivacyError, StorageError, ValueError):
-        delivery, _ = get_signed(net.store, net.store.get_pointer(pointer), Delivery, expected_signer=validator.address)
-        if (delivery.order_id, delivery.task) == (order_id, task):
-            return delivery
+    oid = bytes.fromhex(order_id[2:])
+    recorded = net.market.delivery_of(oid, task, validator.address)
+    if any(recorded):
+        ref = net.store.get_pointer(delivery_pointer(order_id, task, "0x" + recorded.hex()))
+        return get_signed(net.store, ref, Delivery, expected_signer=validator.address)[0]
     key = model_key(net, training, validator)
     client, auditors = recipients(net, upload)
     role = f"task {task} model"
@@ -83,20 +81,14 @@ def deliver(upload: Upload, shard: Shard, training: Training, net: Network) -> D
         grant=put_grant(net.store, key, client, order_id=order_id, role=role),
         auditor_grants={a.address: put_grant(net.store, key, a, order_id=order_id, role=role) for a in auditors},
     )
-    ref, _ = put_signed(net.store, validator, delivery, name=f"order {order_id[:10]}/task {task}/delivery")
-    try:
-        net.store.put_pointer(pointer, ref)
-    except IntegrityError:
-        return delivery.model_copy(update={"named": False})
+    data, ref, doc = signed(validator, delivery, name=f"order {order_id[:10]}/task {task}/delivery")
+    net.store.put_pointer(delivery_pointer(order_id, task, doc.digest), ref)
+    net.store.put(data, name=ref.name)
+    net.market.record_delivery(validator.account, order_id=oid, task=task, digest=bytes.fromhex(doc.digest[2:]))
     return delivery
 
 
 @task(name="deliver", cache_policy=NO_CACHE)
 def deliver_task(upload: Upload, shard: Shard, training: Training) -> Delivery:
     """Prefect task: release the model key to the client as the order's delivering validator."""
-    delivery = deliver(upload, shard, training, network())
-    if not delivery.named:
-        name = delivery_pointer(delivery.order_id, delivery.task)
-        get_run_logger().warning("the store's name %s of this delivery was taken by another writer: the client has "
-                                 "its key; the order's auditors must be handed this delivery to find theirs", name)
-    return delivery
+    return deliver(upload, shard, training, network())

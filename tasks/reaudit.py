@@ -191,8 +191,8 @@ def reverify(record: Audited, net: Network) -> ReverifyCheck:
         raise NotAnAuditorError(
             f"no validator has released task {task}'s model key of order {order_id} to {auditor.address} "
             f"({record.status}): it is released to the order's auditors with the client's once an accepted task is "
-            "settled, and named in the store by the order and task (if someone else took that name, the client's "
-            "record holds the delivery); a rejected task's model is never released, and only its worker can dispute it")
+            "settled, and the delivering validator records its delivery on chain; a rejected task's model is never "
+            "released, and only its worker can dispute it")
     train_key = open_stored_grant(net.store, _grant_to(record.upload.auditor_grants, auditor.address), auditor,
                                   order_id=order_id)
     model_key = open_stored_grant(net.store, grant, auditor, order_id=order_id)

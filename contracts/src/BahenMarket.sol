@@ -136,6 +136,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     mapping(bytes32 => mapping(uint256 => Dispute)) private _disputes;
     mapping(bytes32 => mapping(uint256 => mapping(address => uint8))) private _votes; // 1 uphold, 2 dismiss
     mapping(bytes32 => mapping(address => bool)) private _drawn; // every member drawn for the order, replaced ones too
+    mapping(bytes32 => mapping(uint256 => mapping(address => bytes32))) private _deliveries;
     mapping(address => uint256) public pending;
     uint256 public bonded; // dispute bonds held, not yet credited
 
@@ -151,6 +152,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         bytes32 indexed orderId, uint256 indexed task, address indexed validator, uint8 kind, bytes32 digest
     );
     event VerdictRecorded(bytes32 indexed orderId, uint256 indexed task, bool accepted, bytes32 reasonsDigest);
+    event DeliveryRecorded(bytes32 indexed orderId, uint256 indexed task, address indexed validator, bytes32 digest);
     event DisputeOpened(
         bytes32 indexed orderId, uint256 indexed task, address indexed disputer, bool claimAccepted, uint256 bond,
         bytes32 counterDigest
@@ -193,6 +195,9 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     error ReportAlreadySubmitted(address validator, uint256 task, uint8 kind);
     error ReportReplayed(address validator, bytes32 digest);
     error VerdictAlreadyRecorded(uint256 task);
+    error OrderNotSettled(bytes32 orderId, Status status);
+    error NotAccepted(uint256 task);
+    error AlreadyDelivered(address validator, uint256 task);
     error VerdictsPending(uint256 missing);
     error NoVerdict(uint256 task);
     error DisputeWindowOpen(uint256 task, uint64 finalAt);
@@ -467,6 +472,20 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         emit VerdictRecorded(orderId, task, accepted, reasonsDigest);
     }
 
+    /// @notice An assigned validator records the digest of its signed delivery of an accepted task's
+    /// model key (wrapped to the client and the order's auditors), once the order is settled; once
+    /// per validator and task. It moves no funds: the client and the auditors find the delivery by
+    /// this digest rather than by a name in the artifact store, which anyone could take first.
+    function recordDelivery(bytes32 orderId, uint256 task, bytes32 digest) external {
+        Order storage o = _orders[orderId];
+        if (o.status != Status.Settled) revert OrderNotSettled(orderId, o.status);
+        if (_task(orderId, o, task).verdict != Verdict.Accepted) revert NotAccepted(task);
+        if (_validatorSlot[orderId][msg.sender] == 0) revert NotAssignedValidator(msg.sender);
+        if (_deliveries[orderId][task][msg.sender] != bytes32(0)) revert AlreadyDelivered(msg.sender, task);
+        _deliveries[orderId][task][msg.sender] = digest;
+        emit DeliveryRecorded(orderId, task, msg.sender, digest);
+    }
+
     /// @notice Credits every party of an order once: when every task's verdict is final (its dispute
     /// window passed, no dispute open), or after the deadline, when a task without a verdict is
     /// neither paid nor slashed. Callable by anyone.
@@ -696,6 +715,10 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
 
     function reportOf(bytes32 orderId, uint256 task, uint8 kind, address validator) external view returns (bytes32) {
         return _reports[orderId][task][kind][validator];
+    }
+
+    function deliveryOf(bytes32 orderId, uint256 task, address validator) external view returns (bytes32) {
+        return _deliveries[orderId][task][validator];
     }
 
     function _settleTasks(bytes32 orderId, Order storage o) private returns (uint256 paid) {

@@ -74,22 +74,42 @@ def test_a_case_wasp_signed_with_a_verdict_the_chain_did_not_record_is_refused(s
         reconstruct(settled.order_id, net.store, net.market)
 
 
-def test_a_delivery_one_validator_signs_in_anothers_name_is_ignored(settled, monkeypatch):
+def test_a_delivery_other_than_the_one_its_deliverer_recorded_for_this_task_is_ignored(settled, monkeypatch):
     from privacy.stream import new_data_key
 
     net = connect(load_settings())
+    oid = bytes.fromhex(settled.order_id[2:])
     deliverer = settled.delivery.validator
     other = next(v.address for v in settled.shard.validators if v.address.lower() != deliverer.lower())
     wrong = put_grant(net.store, new_data_key(), net.party(CLIENT).public(), order_id=settled.order_id, role="x")
     framed = settled.delivery.model_copy(update={"auditor_grants": {a: wrong for a in settled.delivery.auditor_grants}})
+    # another validator of the order records its own delivery on chain and names it: the deliverer's entry decides
+    ref, doc = put_signed(net.store, net.party_at(other, role="validator"), framed, name="another validator's delivery")
+    net.market.record_delivery(net.party_at(other, role="validator").account, order_id=oid, task=0,
+                               digest=bytes.fromhex(doc.digest[2:]))
+    _named(monkeypatch, net.store, f"/delivery-{doc.digest[2:]}", ref)
+    [case] = reconstruct(settled.order_id, net.store, net.market)
+    assert case.delivery == settled.delivery
+    # a name (or an exported workspace's pin) holding any delivery but the one the deliverer recorded, even its own
+    ref, _ = put_signed(net.store, net.party_at(deliverer, role="validator"), framed, name="an unrecorded delivery")
+    _named(monkeypatch, net.store, "/delivery-", ref)
+    [case] = reconstruct(settled.order_id, net.store, net.market)
+    assert case.delivery is None
+    # the deliverer's own entry on chain pointing at a delivery it signed for someone else, or not for this task
     for signer, delivery in ((other, framed), (deliverer, framed.model_copy(update={"validator": other})),
                              (deliverer, Delivery.model_validate({**settled.delivery.model_dump(), "task": 1})),
                              (deliverer, Delivery.model_validate({**settled.delivery.model_dump(),
                                                                   "order_id": "0x" + "77" * 32}))):
-        ref, _ = put_signed(net.store, net.party_at(signer, role="validator"), delivery, name="a framing delivery")
-        _named(monkeypatch, net.store, "/delivery", ref)
+        ref, doc = put_signed(net.store, net.party_at(signer, role="validator"), delivery, name="a framing delivery")
+        _named(monkeypatch, net.store, "/delivery-", ref)
+        monkeypatch.setattr(net.market, "delivery_of", lambda *_, doc=doc: bytes.fromhex(doc.digest[2:]))
         [case] = reconstruct(settled.order_id, net.store, net.market)
         assert case.delivery is None
+    monkeypatch.setattr(net.market, "delivery_of", lambda *_: bytes(32))  # nothing recorded: nothing read
+    _named(monkeypatch, net.store, "/delivery-", net.store.get_pointer(
+        f"orders/{settled.order_id.lower()}/task-0/delivery-{digest(settled.delivery).hex()}"))
+    [case] = reconstruct(settled.order_id, net.store, net.market)
+    assert case.delivery is None
 
 
 def test_grants_keyed_in_another_case_still_reach_the_auditor(settled, auditor_keys):

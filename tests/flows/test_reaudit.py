@@ -271,8 +271,8 @@ def test_a_model_key_that_does_not_seal_the_proof_is_blamed_on_the_delivery(sett
 
 def test_names_taken_before_wasp_and_the_validator_cost_neither_the_verdict_nor_the_model(prefect):
     from privacy.identity import Identity
+    from privacy.signing import digest
 
-    from bahen.audit import delivery_pointer
     from tasks.audit import audit as wasp_audit
     from tasks.deliver import deliver
     from tasks.encrypt_upload import encrypt_upload
@@ -292,17 +292,18 @@ def test_names_taken_before_wasp_and_the_validator_cost_neither_the_verdict_nor_
     # a stranger who reads the order on chain takes every name it can know before Wasp and the validator write
     squatter = Identity.generate("squatter")
     junk, _ = put_signed(net.store, squatter, plan, name="not a case, not a delivery")
-    for name in (f"orders/{upload.order_id.lower()}/task-0/case", delivery_pointer(upload.order_id, 0)):
-        net.store.put_pointer(name, junk)
+    for name in ("case", "delivery", "delivery-"):
+        net.store.put_pointer(f"orders/{upload.order_id.lower()}/task-0/{name}", junk)
     verdict = wasp_audit(upload, plan, assignment, training, verification, scores, net)
     assert verdict.accepted  # the case is named by the verdict's digest, which nobody knew in time
     settle(upload, net)
-    delivery = deliver(upload, plan, training, net)
-    assert not delivery.named  # the client's key is released all the same
+    delivery = deliver(upload, plan, training, net)  # and the delivery by its own, recorded on chain
     key = open_stored_grant(net.store, delivery.grant, net.party(CLIENT), order_id=upload.order_id)
     assert get_decrypted(net.store, key, training.final_model, order_id=upload.order_id, role=PROOF_ROLE)
+    assert net.market.delivery_of(bytes.fromhex(upload.order_id[2:]), 0, delivery.validator) == digest(delivery)
+    assert deliver(upload, plan, training, net) == delivery  # run again, the chain's delivery: no second one
     [case] = reconstruct(upload.order_id, net.store, net.market)
-    assert case.verdict == verdict and case.delivery is None
+    assert case.verdict == verdict and case.delivery == delivery
     assert recheck(case, net.store, net.market) == []
 
 

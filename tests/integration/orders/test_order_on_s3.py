@@ -10,6 +10,7 @@ import pytest
 
 import yaml
 from typer.testing import CliRunner
+from privacy.signing import digest
 
 from bahen.audit import case_path, case_pointer, delivery_path, delivery_pointer, export_order, pinned_artifacts
 from bahen.cli import app
@@ -39,7 +40,8 @@ def test_s3_order_is_pulled_by_stock_dvc_with_verify(prefect, s3_server, tmp_pat
 
     store = store_of(load_settings())
     pins = pinned_artifacts(record, store) | {case_path(0): store.get_pointer(case_pointer(record.order_id, 0, record.verdict.digest)),
-                                              delivery_path(0): store.get_pointer(delivery_pointer(record.order_id, 0))}
+                                              delivery_path(0): store.get_pointer(
+                                                  delivery_pointer(record.order_id, 0, "0x" + digest(record.delivery).hex()))}
     assert len(pins) == count > 20
     for path, ref in pins.items():
         assert (workspace / path).read_bytes() == store.get(ref), path

@@ -132,6 +132,7 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             self.pending: Counter = Counter()
             self.orders: list[OrderModel] = []
             self.reports: set[tuple] = set()
+            self.deliveries: dict[tuple, bytes] = {}  # (order, task, validator) -> the digest it recorded
             self.deposited = sum(self.stake.values())
             self.withdrawn = 0
 
@@ -453,7 +454,30 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
                 assert not any(c.account == o.client.address and c.kind != "refund" for c in s.credits)
                 # closed: every wei the order took in (escrow, slashed stake, bonds) went out as a credit
                 assert o.credited == o.escrow + o.slashed + o.bonds
+                for index in range(len(o.tasks)):  # every task's delivery, from the order's first validator
+                    self._deliver(o, index, self.members[next(iter(o.validators))] if o.validators else self.parties.stranger)
             self._check_accounts()
+
+        @precondition(lambda self: any(o.tasks for o in self.orders))
+        @rule(i=st.integers(0, 50), t=st.integers(0, 50), v=st.integers(0, 6))
+        def deliver(self, i, t, v):
+            """A validator (or a member no party to the order) records a delivery: only the order's own, once each,
+            for an accepted task of a settled order; it moves no funds."""
+            settled = [(o, k) for o in self.orders for k in range(len(o.tasks)) if o.status == "settled"]
+            o, index = settled[t % len(settled)] if settled and i % 4 else self._pick_task(i, t, lambda task: True)
+            senders = [self.members[a] for a in o.validators] + self.parties.validators + self.pool
+            self._deliver(o, index, senders[v % len(senders)])
+
+        def _deliver(self, o: OrderModel, index: int, sender) -> None:
+            key = (o.oid, index, sender.address)
+            digest = b32(f"delivery {o.oid.hex()} {index} {sender.address}")
+            ok = (o.status == "settled" and o.tasks[index].verdict == "accepted" and sender.address in o.validators
+                  and key not in self.deliveries)
+            if _expect(ok, lambda: self.bahen.record_delivery(sender, order_id=o.oid, task=index, digest=digest),
+                       "deliver"):
+                self.deliveries[key] = digest
+            assert self.bahen.delivery_of(o.oid, index, sender.address) == self.deliveries.get(key, bytes(32))
+            self._check_accounts()  # the chain's credits and stakes are still the model's
 
         def _credit(self, o: OrderModel, address: str, amount: int) -> None:
             self.pending[address] += amount

@@ -199,3 +199,33 @@ def test_the_largest_order_settles_and_conserves_funds(bahen, chain, parties):
     assert s.refund == ETHER and sum(c.amount for c in s.credits if c.kind == "treasury") == sum(s.slashed.values())
     assert all(bahen.member(w.address).locks == 0 for w in parties.workers)
     _market_balance_matches_credits(bahen, chain, parties)
+
+
+def test_a_delivery_is_recorded_once_per_validator_by_the_order_s_validators_for_a_settled_accepted_task(
+        bahen, chain, parties):
+    open_assigned(bahen, parties, SALT, tasks=2, validators=2, payment=PAYMENT, fee=FEE)
+    commit_all(bahen, parties, OID, tasks=2)
+    v0, v1 = parties.validators[0], parties.validators[1]
+
+    def refused(sender, task, digest=b32("delivery")) -> tuple[str, dict]:
+        with pytest.raises(ContractRevert) as err:
+            bahen.record_delivery(sender, order_id=OID, task=task, digest=digest)
+        return err.value.error, err.value.fields
+
+    assert refused(v0, 0) == ("OrderNotSettled", {"orderId": OID, "status": 1})  # open: nothing is final
+    _judge(bahen, parties, True, False)
+    chain.increase_time(WINDOW)
+    bahen.settle(parties.stranger, order_id=OID)
+    credits = {a.address: bahen.pending(a.address) for a in parties.all()}
+    assert refused(v0, 1) == ("NotAccepted", {"task": 1})  # a rejected task's model is never delivered
+    assert refused(v0, 2) == ("UnknownTask", {"task": 2})
+    for outsider in (parties.client, parties.stranger, parties.workers[0], parties.workers[2]):
+        assert refused(outsider, 0) == ("NotAssignedValidator", {"signer": outsider.address})
+    assert bahen.delivery_of(OID, 0, v0.address) == bytes(32)
+    bahen.record_delivery(v0, order_id=OID, task=0, digest=b32("v0's delivery"))
+    assert refused(v0, 0, b32("another")) == ("AlreadyDelivered", {"validator": v0.address, "task": 0})
+    bahen.record_delivery(v1, order_id=OID, task=0, digest=b32("v1's delivery"))  # v1's own entry: v0's stands
+    assert bahen.delivery_of(OID, 0, v0.address) == b32("v0's delivery")
+    assert bahen.delivery_of(OID, 0, v1.address) == b32("v1's delivery")
+    assert bahen.delivery_of(OID, 1, v0.address) == bytes(32)
+    assert credits == {a.address: bahen.pending(a.address) for a in parties.all()}  # it moves no funds
