@@ -26,8 +26,10 @@ class UnknownOrderError(BahenError):
         super().__init__(f"no order {order_id} in {directory}: `bahen order list` shows the known orders")
 
 
-Salt = Annotated[str, Field(pattern=r"^0x[0-9a-f]{64}$", description="An order's salt: 0x and 64 lowercase hex digits; "
-                              "the order's id derives from it and the client's address")]
+Salt = Annotated[str, Field(
+    pattern=r"^(0x[0-9a-f]{64})?$",
+    description="An order's salt, 0x and 64 lowercase hex digits: with the client's address it gives the order's id. "
+    "Left empty, it derives from the flow run's id, so a retry of the run continues the same order")]
 
 
 def salt_of_run(flow_run_id: str | None) -> str:

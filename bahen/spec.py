@@ -31,10 +31,36 @@ def auditor_identity(key: str) -> PublicIdentity:
                          "as `bahen keys new` prints it") from None
 
 
+def _bounds(field: dict) -> str:
+    """A field's bounds in words, from its JSON schema ("" when it has none)."""
+    low = next((f"{word} {field[key]:,}" for key, word in (("minimum", "at least"), ("exclusiveMinimum", "over"),
+                                                           ("minLength", "at least"), ("minItems", "at least"))
+                if key in field), "")
+    high = next((f"{word} {field[key]:,}" for key, word in (("maximum", "at most"), ("exclusiveMaximum", "under"),
+                                                            ("maxLength", "at most"), ("maxItems", "at most"))
+                 if key in field), "")
+    unit = " characters" if "minLength" in field or "maxLength" in field else \
+        " entries" if "minItems" in field or "maxItems" in field else ""
+    return ", ".join(b for b in (low, high) if b) + (unit if low or high else "")
+
+
+def _run_form_schema(schema: dict) -> None:
+    """The spec's JSON schema as the Prefect UI's run form reads it: an optional path is a text field that may
+    be left empty (not a choice between text and None), and each field's bounds close its description."""
+    for field in schema["properties"].values():
+        options = field.get("anyOf", [])
+        if len(options) == 2 and {"type": "null"} in options:
+            del field["anyOf"]
+            field.pop("default", None)
+            field.update(next(o for o in options if o != {"type": "null"}))
+        if bounds := _bounds(field):
+            field["description"] = f"{field['description']} — {bounds}"
+
+
 class OrderSpec(BaseModel):
     """A training order as the client submits it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_run_form_schema)
 
     dataset: Literal["digits", "mnist", "shakespeare"] = Field(
         "digits", description="Sample dataset: sklearn's 8x8 digits (1,797 images), MNIST (70,000), or 1.1 MB of "
@@ -66,11 +92,11 @@ class OrderSpec(BaseModel):
     gpt_layers: int = Field(2, ge=1, le=24, description="gpt: transformer blocks")
     gpt_heads: int = Field(4, ge=1, le=32, description="gpt: attention heads per block")
     gpt_embed: int = Field(64, ge=8, le=2048, description="gpt: embedding width, a multiple of the heads")
-    optimizer: Literal["sgd", "adamw"] = Field("sgd", description="Optimizer")
-    lr: float = Field(0.05, gt=0, le=10, description="Learning rate")
+    optimizer: Literal["sgd", "adamw"] = Field("sgd", description="Optimizer: SGD with momentum, or AdamW")
+    lr: float = Field(0.05, gt=0, le=10, description="Learning rate of the optimizer (the peak of a cosine schedule)")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (ignored by AdamW)")
-    weight_decay: float = Field(0.0, ge=0, le=1, description="Weight decay")
-    lr_schedule: Literal["constant", "cosine"] = Field("constant", description="Learning-rate schedule")
+    weight_decay: float = Field(0.0, ge=0, le=1, description="Weight decay (decoupled under AdamW)")
+    lr_schedule: Literal["constant", "cosine"] = Field("constant", description="Learning-rate schedule: constant, or cosine decay to 0 over the order's steps")
     batch_size: int = Field(32, ge=1, le=4096, description="Samples per step")
     grad_shards: int = Field(
         1, ge=1, le=64, description="Data-parallel shards of every batch (a divisor of batch_size): a worker with that "

@@ -22,7 +22,7 @@ from tasks.shard import shard_task
 
 
 @flow(name="order", flow_run_name="order-{spec.model}-{spec.data_name}", validate_parameters=True)
-def order(spec: OrderSpec = OrderSpec(), salt: Salt | None = None) -> OrderRecord:
+def order(spec: OrderSpec = OrderSpec(), salt: Salt = "") -> OrderRecord:
     """Train ``spec`` on rented compute, verify the proof, score, audit, settle on chain, then deliver the model.
 
     ``salt`` fixes the order's id before the run starts (``bahen.orders.order_id_for``); leave it

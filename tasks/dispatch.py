@@ -27,7 +27,7 @@ from uuid import UUID
 
 from contracts.errors import ContractRevert
 from prefect import get_client, get_run_logger, runtime, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
@@ -44,6 +44,7 @@ from bahen.records import Assignment, Delivery, Scores, Shard, Training, Upload,
 from bahen.spec import OrderSpec
 from tasks.audit import audit_task
 from tasks.deliver import NotDeliverable, deliver_task, deliverer
+from tasks.report import checks_markdown
 from tasks.runtime import network, order_book, recorded
 from tasks.score import SignedScore, gathered, score_task
 from tasks.shard import NotReplaceable, replace_task
@@ -220,7 +221,7 @@ class Stages:
             assignment = next(a for a in shard.assignments if a.task == assignment.task)
 
     def verify(self, spec: OrderSpec, upload: Upload, shard: Shard, assignment: Assignment, training: Training) -> Verification:
-        """The order's first validator checks the proof; the checks are published as a table."""
+        """The order's first validator checks the proof; the checks are published as a Markdown table."""
         if (done := recorded(upload.order_id, "verification")) is not None:
             return done
         started = time.perf_counter()
@@ -231,10 +232,9 @@ class Stages:
         else:
             verification = verify_task(spec, upload, shard, assignment, training)
         self._record(upload.order_id, "verify", started, "verified", verification=verification)
-        create_table_artifact(
+        create_markdown_artifact(
             key=f"checks-{upload.order_id[2:14]}",
-            table=[{k: c[k] for k in ("name", "metric", "threshold", "observed", "passed", "decisive", "detail")}
-                   for c in verification.checks],
+            markdown=checks_markdown(verification.checks, order_id=upload.order_id, task=assignment.task),
             description=f"Proof-of-Train checks of order {upload.order_id}, task {assignment.task}",
         )
         return verification

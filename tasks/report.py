@@ -112,6 +112,19 @@ def summary_markdown(record: OrderRecord) -> str:
     return "\n".join(lines)
 
 
+def checks_markdown(checks: list[dict], *, order_id: str, task: int) -> str:
+    """The verifier's checks as a table narrow enough to read in the Prefect UI, with what each measures and
+    found listed below it."""
+    lines = [f"## Proof-of-Train checks of task {task}", "", f"Order `{order_id[:18]}…`", "",
+             "| check | verdict | observed | threshold |", "|---|---|---:|---:|"]
+    for c in checks:
+        verdict = ("✓ passed" if c["passed"] else "✗ failed") + ("" if c["decisive"] else " (weak evidence)")
+        lines.append(f"| {c['name']} | {verdict} | {c['observed']:.4g} | {c['threshold']:.4g} |")
+    lines += ["", "A check passes when what it observed is at most its threshold; weak evidence never rejects alone.", ""]
+    lines += [f"- **{c['name']}** ({c['metric']}): {c['detail']}" for c in checks]
+    return "\n".join(lines)
+
+
 @task(name="report", cache_policy=NO_CACHE)
 def report_task(order_id: str) -> OrderRecord:
     """Prefect task: publish the order's summary artifact and return its record."""

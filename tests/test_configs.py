@@ -67,6 +67,18 @@ def test_order_form_has_a_description_for_every_field_and_dropdowns_for_choices(
     assert all(field.get("description") for field in spec.values())
     assert spec["model"]["enum"] == ["mlp", "cnn", "resnet20", "gpt"]
     assert spec["budget_eth"]["exclusiveMinimum"] == 0
+    # an optional path is a text field that may stay empty, not a choice between text and None
+    for name in ("dataset_path", "initial_weights_path"):
+        assert spec[name]["type"] == "string" and not {"anyOf", "default"} & set(spec[name]), spec[name]
+    # every bound closes its field's description, in words
+    assert spec["batch_size"]["description"] == "Samples per step — at least 1, at most 4,096"
+    assert spec["momentum"]["description"].endswith(" — at least 0, under 1")
+    assert spec["lr"]["description"].endswith(" — over 0, at most 10")
+    assert spec["label_column"]["description"].endswith(" — at least 1, at most 200 characters")
+    assert spec["auditors"]["description"].endswith(" — at most 8 entries")
+    bounded = {name for name, field in spec.items()
+               if {"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "minLength", "maxLength", "maxItems"} & set(field)}
+    assert {name for name, field in spec.items() if " — " in field["description"]} == bounded
 
 
 def test_order_dispatches_to_the_pools_and_children_beat():

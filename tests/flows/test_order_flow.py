@@ -1,7 +1,6 @@
 """The order flow end to end on the embedded defaults: real Prefect, real EVM, real training."""
 
 import asyncio
-import json
 import math
 
 import numpy as np
@@ -72,7 +71,9 @@ def test_honest_order_is_accepted_paid_and_cannot_settle_twice(prefect, tmp_path
     assert record.order_id in summary.data and "accepted" in summary.data
     assert "data:image/png;base64," in summary.data
     checks = artifacts[f"checks-{record.order_id[2:14]}"]
-    assert {row["name"] for row in json.loads(checks.data)} >= {"integrity", "replay-random", "loss"}
+    rows = [line.split(" | ")[0].removeprefix("| ") for line in checks.data.splitlines()[6:] if line.startswith("| ")]
+    assert rows == [c["name"] for c in record.verification.checks] and {"integrity", "replay-random", "loss"} <= set(rows)
+    assert all(f"- **{c['name']}** ({c['metric']}): {c['detail']}" in checks.data for c in record.verification.checks)
 
     net = connect(load_settings())
     with pytest.raises(ContractRevert) as refused:

@@ -50,18 +50,21 @@ def test_order_run_form_shows_every_order_field(browser, devnet, tmp_path):
     dom = render(f"{devnet.ui_url}/deployments/deployment/{deployment['id']}/run", shot, tmp_path)
     missing = [field for field in FORM_FIELDS if field not in dom]
     assert not missing, f"the order form lacks {missing}; screenshot {shot}"
+    assert "Samples per step — at least 1, at most 4,096" in dom, f"the form shows no bounds; screenshot {shot}"
+    assert 'Property is type "None"' not in dom, f"an optional field offers None as a type; screenshot {shot}"
     if target := os.environ.get("BAHEN_SCREENSHOT_DIR"):  # e.g. docs, to refresh the README's picture
         shutil.copyfile(shot, Path(target) / "ui-order-form.png")
 
 
 def test_finished_order_shows_its_summary_and_checks(browser, devnet, finished_order, tmp_path):
     artifacts = api(devnet, "POST", "/artifacts/filter", artifacts={"flow_run_id": {"any_": [finished_order]}})
-    kinds = {a["type"]: a for a in artifacts}
-    assert {"markdown", "table"} <= set(kinds), f"artifacts of the order: {sorted(kinds)}"
-    summary = render(f"{devnet.ui_url}/artifacts/artifact/{kinds['markdown']['id']}", tmp_path / "summary.png", tmp_path)
+    keyed = {(a["key"] or "").split("-")[0]: a for a in artifacts}
+    assert {"order", "checks"} <= set(keyed), f"artifacts of the order: {sorted(keyed)}"
+    summary = render(f"{devnet.ui_url}/artifacts/artifact/{keyed['order']['id']}", tmp_path / "summary.png", tmp_path)
     for text in ("Work verdict: accepted", "Model report", "it never slashes", "Credits and debits", "task payment",
                  "Artifacts (sha256 of stored bytes)", "loss curve", "telemetry plot"):
         assert text in summary, f"the order summary lacks {text!r}; screenshot {tmp_path / 'summary.png'}"
-    checks = render(f"{devnet.ui_url}/artifacts/artifact/{kinds['table']['id']}", tmp_path / "checks.png", tmp_path)
-    for text in ("integrity", "initialization", "threshold", "observed"):
+    checks = render(f"{devnet.ui_url}/artifacts/artifact/{keyed['checks']['id']}", tmp_path / "checks.png", tmp_path)
+    for text in ("integrity", "initialization", "threshold", "observed", "✓ passed", "weak evidence never rejects alone",
+                 "max relative error of logged against recomputed loss"):
         assert text in checks, f"the checks table lacks {text!r}; screenshot {tmp_path / 'checks.png'}"
