@@ -10,7 +10,7 @@ from proof.report import VerificationReport
 from storage.manifest import Manifest
 
 from bahen.artifacts import get_signed, put_grant, put_signed
-from bahen.audit import case_pointer, recheck, reconstruct
+from bahen.audit import case_pointer, delivery_pointer, recheck, reconstruct
 from bahen.errors import BahenError
 from bahen.network import connect
 from bahen.parties import CLIENT, WASP
@@ -87,7 +87,7 @@ def test_a_delivery_other_than_the_one_its_deliverer_recorded_for_this_task_is_i
     ref, doc = put_signed(net.store, net.party_at(other, role="validator"), framed, name="another validator's delivery")
     net.market.record_delivery(net.party_at(other, role="validator").account, order_id=oid, task=0,
                                digest=bytes.fromhex(doc.digest[2:]))
-    _named(monkeypatch, net.store, f"/delivery-{doc.digest[2:]}", ref)
+    net.store.put_pointer(delivery_pointer(settled.order_id, 0, doc.digest), ref)
     [case] = reconstruct(settled.order_id, net.store, net.market)
     assert case.delivery == settled.delivery
     # a name (or an exported workspace's pin) holding any delivery but the one the deliverer recorded, even its own
@@ -107,7 +107,7 @@ def test_a_delivery_other_than_the_one_its_deliverer_recorded_for_this_task_is_i
         assert case.delivery is None
     monkeypatch.setattr(net.market, "delivery_of", lambda *_: bytes(32))  # nothing recorded: nothing read
     _named(monkeypatch, net.store, "/delivery-", net.store.get_pointer(
-        f"orders/{settled.order_id.lower()}/task-0/delivery-{digest(settled.delivery).hex()}"))
+        delivery_pointer(settled.order_id, 0, "0x" + digest(settled.delivery).hex())))
     [case] = reconstruct(settled.order_id, net.store, net.market)
     assert case.delivery is None
 
