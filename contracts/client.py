@@ -416,7 +416,10 @@ class Bahen:
         Read from the chain alone, so a client whose process died after settling can recover it.
         """
         oid = _b32("order_id", order_id)
-        logs = self.market.events.OrderSettled().get_logs(from_block=0, argument_filters={"orderId": oid})
+        start = self._first_event_block(oid)
+        if start is None:
+            return None
+        logs = self.market.events.OrderSettled().get_logs(from_block=start, argument_filters={"orderId": oid})
         if not logs:
             return None
         return self._settlement(oid, self.chain.receipt(logs[0]["transactionHash"]))
@@ -430,13 +433,33 @@ class Bahen:
         """Wei credited to `address` and not yet withdrawn."""
         return self.chain.call(self.market.functions.pending(_addr(address)), "pending")
 
-    def ledger(self, order_id: bytes, *, from_block: int = 0) -> Ledger:
-        """Every credit and slash of an order, from its events (disputes and settlement alike)."""
+    def ledger(self, order_id: bytes) -> Ledger:
+        """Every credit and slash of an order, from its events (disputes and settlement alike); empty
+        for an order the market does not hold."""
         oid = _b32("order_id", order_id)
+        start = self._first_event_block(oid)
+        if start is None:
+            return Ledger(order_id=_hex(oid), credits=[], slashes=[])
         events = self.market.events
-        credited = events.Credited().get_logs(from_block=from_block, argument_filters={"orderId": oid})
-        slashed = events.Slashed().get_logs(from_block=from_block, argument_filters={"orderId": oid})
+        credited = events.Credited().get_logs(from_block=start, argument_filters={"orderId": oid})
+        slashed = events.Slashed().get_logs(from_block=start, argument_filters={"orderId": oid})
         return Ledger(order_id=_hex(oid), credits=[_credit(e) for e in credited], slashes=[_slash(e) for e in slashed])
+
+    def _first_event_block(self, oid: bytes) -> int | None:
+        """The earliest block that can hold the order's credits, slashes and settlement, or None for an
+        order the market does not hold; searching logs from the chain's first block instead costs a
+        node (and the in-process EVM) time in proportion to the whole chain.
+
+        The earliest draw block of the order's tasks and validator slots: a slot's draw block moves
+        only while the slot is undrawn (or its worker uncommitted) and the order open, and every
+        credit or slash comes after a slot that no longer moves (a task's verdict, a drawn validator)
+        or ends the order (settlement, cancellation). An order with no slot yet searches from block 0.
+        """
+        try:
+            view = self.order(oid)
+        except UnknownOrderError:
+            return None
+        return min((slot.draw_block for slot in (*view.tasks, *view.validators)), default=0)
 
     def _settlement(self, oid: bytes, receipt: TxReceipt) -> Settlement:
         events = self.market.events

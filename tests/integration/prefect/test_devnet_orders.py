@@ -204,6 +204,8 @@ def test_a_drawn_worker_that_never_starts_is_replaced_by_the_next_draw_and_the_o
         time.sleep(0.5)
     stalled = next(p for p in workers if p.queue == party_queue(opened[0].shard.assignments[0].address))
     [successor] = [p for p in workers if p is not stalled]
+    # anvil keeps wall-clock time: move it past the commit window rather than wait the minute out
+    market.chain.increase_time(spec.commit_minutes * 60)
     back = spawn(f"{successor.name}-back", "worker", *party_worker(devnet, successor), devnet.home)
     try:
         run = wait_final(devnet, flow_run, timeout=400)

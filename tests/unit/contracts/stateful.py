@@ -585,6 +585,10 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
 
         def teardown(self):
             self._check_accounts()
+            for o in self.orders:  # each order's events, found from its own first block, are every wei it moved
+                ledger = self.bahen.ledger(o.oid)
+                assert (sum(c.amount for c in ledger.credits), sum(s.amount for s in ledger.slashes)) == (o.credited, o.slashed)
+                assert (self.bahen.settlement_of(o.oid) is not None) == (o.status == "settled")
 
         def _check_accounts(self):
             """Credits and stakes on chain equal the model: nothing paid twice, no stake below zero."""

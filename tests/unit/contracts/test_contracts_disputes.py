@@ -197,3 +197,24 @@ def test_resolvers_follow_the_public_rule_and_exclude_every_party(bahen, chain, 
     assert resolvers == expected_draw(bahen, OID, 0, excluded)
     assert len(set(resolvers)) == 3 and set(resolvers) <= set(pool)
     assert all(bahen.member(r).locks == 1 for r in resolvers)  # they cannot unbond mid-dispute
+
+
+def test_the_ledger_finds_a_disputes_credits_after_another_tasks_worker_was_replaced(bahen, chain, parties, pool):
+    """A dispute of task 0 pays out, then task 1's worker, which never committed, is replaced: task 1's
+    draw block moves past the dispute's credits, and the ledger still finds every one of them."""
+    open_assigned(bahen, parties, SALT, tasks=2, validators=1, payment=PAYMENT, fee=FEE, commit_window=600)
+    for i, acct in enumerate(pool.values()):
+        bahen.register_validator(acct, x25519_public=b32(f"x25519 r{i}"), stake=(i + 1) * PARAMS.min_validator_stake)
+    commit_all(bahen, parties, OID, tasks=1)
+    report(bahen, parties.stranger, parties.validators[0], OID, task=0)
+    bahen.record_verdict(parties.wasp, order_id=OID, task=0, accepted=True, reasons_digest=b32("why"))
+    resolvers = _dispute(bahen, parties.validators[1])
+    _vote(bahen, pool, resolvers, [False, False])
+    dispute_block = chain.block_number()
+    chain.increase_time(601)
+    bahen.replace_worker(parties.stranger, order_id=OID, task=1)
+    assert bahen.order(OID).tasks[1].draw_block > dispute_block
+
+    ledger = bahen.ledger(OID)
+    assert ledger.total("resolver fee") == 2 * RESOLVER_FEE and ledger.total("bond forfeited") == BOND - 2 * RESOLVER_FEE
+    assert bahen.settlement_of(OID) is None
