@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench mutation clean
+.PHONY: install install-gpu demo test bench mutation clean
 
 $(STAMP): pyproject.toml constraints.txt package.json package-lock.json
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -16,6 +16,16 @@ $(STAMP): pyproject.toml constraints.txt package.json package-lock.json
 	touch $@
 
 install: $(STAMP)
+
+# A GPU worker host: the same pinned environment with PyTorch's CUDA build, from PyTorch's own index
+# (a pip extra cannot name the index a package comes from). Needs the NVIDIA driver, not the toolkit.
+TORCH_CUDA ?= cu128
+install-gpu:
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0+$(TORCH_CUDA) --extra-index-url https://download.pytorch.org/whl/$(TORCH_CUDA)
+	grep -v '^torch==' constraints.txt > $(VENV)/constraints-gpu.txt  # every pin but the CPU build's
+	$(PY) -m pip install -q -c $(VENV)/constraints-gpu.txt -e .
+	$(PY) -c "import torch; assert torch.cuda.is_available(), 'PyTorch sees no GPU: check the driver (nvidia-smi)'"
 
 demo: install
 	$(VENV)/bin/bahen demo
