@@ -1,4 +1,11 @@
+import math
+
+import numpy as np
+import pytest
+
 from proof.checks.pev import PevCheck, epoch_checkpoint
+from proof.verifier import VerifyConfig
+from training.trainer import batch_losses
 
 
 def test_honest_epoch_losses_pass(context):
@@ -16,3 +23,34 @@ def test_epoch_checkpoint_is_the_last_inside_the_epoch(context):
     ctx = context()  # 18 steps per epoch, checkpoints every 6 steps
     assert epoch_checkpoint(ctx, 0, 18) == 18
     assert epoch_checkpoint(ctx, 1, 18) == 36
+
+
+def _margin_by_the_statistic(ctx, epoch: int, c: int, per_epoch: int) -> tuple[float, int, list[int]]:
+    """The module's statistic computed from its description: ``excess - eps`` over chunks of the
+    challenge's sample, weighted by chunk length; returns it, the samples used and the chunk lengths."""
+    used = np.concatenate(ctx.batches.epoch(epoch))
+    picks = used[ctx.challenge.pev_sample(epoch, len(used))]
+    size = max(1, min(ctx.spec.batch_size, -(-len(picks) // 8)))
+    chunks = [picks[i:i + size] for i in range(0, len(picks), size)]
+    losses = batch_losses(ctx.spec, ctx.checkpoints[c].model_state, ctx.X, ctx.y, chunks)
+    n = [len(ch) for ch in chunks]
+    sample = sum(loss * k for loss, k in zip(losses, n)) / sum(n)
+    se = math.sqrt(sum(k * (loss - sample) ** 2 for loss, k in zip(losses, n)) / sum(n)) / math.sqrt(len(n))
+    logged = {r.step: r.loss for r in ctx.steps}
+    mean = sum(logged[s] for s in range(epoch * per_epoch, c)) / (c - epoch * per_epoch)
+    eps = ctx.config.pev_z * se + ctx.config.pev_margin * abs(mean)
+    return sample - mean - eps, len(picks), n
+
+
+@pytest.mark.parametrize("fraction,uneven", [(0.05, True), (0.3, True), (0.01, False)])
+def test_each_epochs_margin_is_the_documented_statistic(context, fraction, uneven):
+    """Over many chunks with a shorter last one, and over a sample so small each chunk is one sample."""
+    ctx = context(config=VerifyConfig(pev_fraction=fraction))
+    per_epoch = len(ctx.batches.epoch(0))
+    logged = {r.step: r.loss for r in ctx.steps}
+    for epoch in range(ctx.spec.epochs):
+        c = epoch_checkpoint(ctx, epoch, per_epoch)
+        expected, samples, lengths = _margin_by_the_statistic(ctx, epoch, c, per_epoch)
+        assert len(set(lengths)) == 2 and len(lengths) >= 8 if uneven else set(lengths) == {1}  # the premise
+        margin, used = PevCheck()._epoch_margin(ctx, epoch, c, per_epoch, logged)
+        assert (margin, used) == (pytest.approx(expected, rel=1e-12, abs=1e-12), samples)

@@ -47,6 +47,29 @@ def test_unrestorable_start_checkpoint_fails(context):
     assert torch.isinf(torch.tensor(result.observed))
 
 
+def test_an_end_checkpoint_of_another_form_fails_even_with_the_replayed_tensors(context):
+    """The segment's claimed end holds exactly the tensors replay reaches, but says it is of another epoch."""
+    ctx = context()
+    start = ctx.challenge.replay_segments[0]
+    end = ctx.segment_end(start)
+    ctx.checkpoints[end] = copy.copy(ctx.checkpoints[end])
+    ctx.checkpoints[end].epoch += 1
+    result = ReplayCheck("random").run(ctx)
+    assert not result.passed and math.isinf(result.observed)
+    assert (f"the segment from step {start} cannot be replayed ({ctx.checkpoint_name(end)} claims epoch "
+            f"{ctx.checkpoints[end].epoch}, not {ctx.checkpoints[end].epoch - 1})") in result.detail
+
+
+def test_a_logged_loss_is_held_to_its_relative_error(context):
+    """Replay reaches the committed state bit for bit; only the loss logged for the segment's first step is
+    off, by one part in a thousand, and that relative error is what the check observes."""
+    ctx = context()
+    start = ctx.challenge.replay_segments[0]
+    ctx.steps = [r.model_copy(update={"loss": r.loss * 1.001}) if r.step == start else r for r in ctx.steps]
+    result = ReplayCheck("random").run(ctx)
+    assert not result.passed and result.observed == pytest.approx(1e-3, rel=1e-4)
+
+
 @pytest.fixture(scope="module")
 def adamw_states(spec, data):
     """Two consecutive AdamW states (steps 4 and 5) of the tiny task."""

@@ -63,3 +63,38 @@ def test_a_resumed_worker_owes_samples_only_since_its_resume(context):
     ctx.steps = [r.model_copy(update={"seconds": 100.0 if r.step < resumed else 0.0}) for r in ctx.steps]
     ctx.bundle = ctx.bundle.model_copy(update={"resumes": [resumed]})
     assert "inconclusive" in TelemetryCheck().run(ctx).detail
+
+
+PLAUSIBLE = [95, 97, 96, 20, 98, 97, 96, 30, 97, 98]
+
+
+def _at(times, utils=PLAUSIBLE):
+    return [s.model_copy(update={"time": float(t)}) for s, t in zip(_trace(utils), times)]
+
+
+def test_each_rule_at_its_edge_and_in_its_own_words():
+    config = VerifyConfig()
+    assert telemetry_violations(_at([100, 101, 102, 102, 104, 105, 106, 107, 108, 109]), 9.0, config) == [
+        "timestamps do not strictly increase"]
+    late = _at(range(100, 110))  # spans 9 s
+    assert telemetry_violations(late, 18.0, config) == []  # exactly half of the logged training
+    assert telemetry_violations(late, 18.2, config) == ["trace spans 9.0s of 18.2s of logged training"]
+    two_of_eight = [10, 10, 10, 10, 10, 10, 90, 90]  # exactly the least share above the mean, 25%
+    assert config.telemetry_min_share == 0.25
+    assert telemetry_violations(_trace(two_of_eight), 7.0, config) == []
+    assert telemetry_violations(_trace([10, *two_of_eight]), 8.0, config) == [
+        "only 22% of utilization samples lie above the mean"]
+
+
+def test_gpu_memory_is_judged_after_the_first_half_from_the_least_number_of_samples():
+    config = VerifyConfig()
+    assert (config.telemetry_min_samples, config.telemetry_memory_spread) == (5, 0.2)
+    ramp = [100, 300, 500, 700, 900, 1000, 1000, 1000, 1000, 1000]  # still ramping in the first half
+    assert telemetry_violations(_trace(PLAUSIBLE, ramp), 9.0, config) == []
+    assert telemetry_violations(_trace(PLAUSIBLE, [*ramp[:5], 1000, 800, 1000, 1000, 1000]), 9.0, config) == []  # 20%
+    assert telemetry_violations(_trace(PLAUSIBLE, [*ramp[:5], 1000, 799, 1000, 1000, 1000]), 9.0, config) == [
+        "GPU memory varies by 20% after the ramp"]
+    five = _trace([95, 20, 96, 97, 30], [1000, 1000, 1000, 1000, 500])
+    assert telemetry_violations(five, 4.0, config) == ["GPU memory varies by 50% after the ramp"]
+    assert telemetry_violations(_trace([95, 20, 96, 97, 30], [1000, 1000, 1000, 1000, 500], source="os"), 4.0,
+                                config) == []  # a host's memory is shared: no plateau rule
