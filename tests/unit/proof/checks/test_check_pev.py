@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from proof.checks.pev import PevCheck, epoch_checkpoint
 from proof.verifier import VerifyConfig
@@ -54,3 +55,31 @@ def test_each_epochs_margin_is_the_documented_statistic(context, fraction, uneve
         assert len(set(lengths)) == 2 and len(lengths) >= 8 if uneven else set(lengths) == {1}  # the premise
         margin, used = PevCheck()._epoch_margin(ctx, epoch, c, per_epoch, logged)
         assert (margin, used) == (pytest.approx(expected, rel=1e-12, abs=1e-12), samples)
+
+
+def _picks(ctx, epoch: int) -> int:
+    return len(ctx.challenge.pev_sample(epoch, len(np.concatenate(ctx.batches.epoch(epoch)))))
+
+
+def test_without_a_step_log_pev_names_it(context):
+    ctx = context()
+    ctx.steps = None
+    result = PevCheck().run(ctx)
+    assert not result.passed and result.detail.startswith(f"cannot check: {ctx.bundle.step_log.name}: ")
+
+
+def test_forward_samples_count_every_epochs_sample_and_nothing_for_a_foreign_checkpoint(context):
+    ctx = context()
+    assert PevCheck().run(ctx).forward_samples == _picks(ctx, 0) + _picks(ctx, 1)
+    ctx.checkpoints[18].model_state = {"weight": torch.zeros(3)}  # not the ordered model's state
+    result = PevCheck().run(ctx)
+    assert not result.passed and math.isinf(result.observed) and result.forward_samples == _picks(ctx, 1)
+    assert f"; {ctx.checkpoint_name(18)}: " in result.detail
+
+
+def test_an_epoch_without_a_checkpoint_is_skipped_and_the_next_still_sampled(context):
+    ctx = context()  # 18 steps per epoch: drop the checkpoints of epoch 0
+    ctx.bundle = ctx.bundle.model_copy(update={"checkpoints": [c for c in ctx.bundle.checkpoints if not 0 < c[0] <= 18]})
+    result = PevCheck().run(ctx)
+    assert result.passed and result.detail.startswith("1 epochs sampled") and " e1=" in result.detail
+    assert result.forward_samples == _picks(ctx, 1)
