@@ -36,17 +36,21 @@ def _margin_by_the_statistic(ctx, epoch: int, c: int, per_epoch: int) -> tuple[f
     losses = batch_losses(ctx.spec, ctx.checkpoints[c].model_state, ctx.X, ctx.y, chunks)
     n = [len(ch) for ch in chunks]
     sample = sum(loss * k for loss, k in zip(losses, n)) / sum(n)
-    se = math.sqrt(sum(k * (loss - sample) ** 2 for loss, k in zip(losses, n)) / sum(n)) / math.sqrt(len(n))
+    # one chunk has no spread to estimate from: its own loss stands in, the widest allowance
+    spread = math.sqrt(sum(k * (loss - sample) ** 2 for loss, k in zip(losses, n)) / sum(n)) if len(n) > 1 else sample
+    se = spread / math.sqrt(len(n))
     logged = {r.step: r.loss for r in ctx.steps}
     mean = sum(logged[s] for s in range(epoch * per_epoch, c)) / (c - epoch * per_epoch)
     eps = ctx.config.pev_z * se + ctx.config.pev_margin * abs(mean)
     return sample - mean - eps, len(picks), n
 
 
-@pytest.mark.parametrize("fraction,uneven", [(0.05, True), (0.3, True), (0.01, False)])
-def test_each_epochs_margin_is_the_documented_statistic(context, fraction, uneven):
-    """Over many chunks with a shorter last one, and over a sample so small each chunk is one sample."""
-    ctx = context(config=VerifyConfig(pev_fraction=fraction))
+@pytest.mark.parametrize("picks,uneven", [(29, True), (173, True), (6, False), (2, False), (1, False)])
+def test_each_epochs_margin_is_the_documented_statistic(context, picks, uneven):
+    """Over many chunks with a shorter last one, and over samples so small each chunk is one sample."""
+    epoch_size = len(np.concatenate(context().batches.epoch(0)))
+    ctx = context(config=VerifyConfig(pev_fraction=picks / epoch_size))
+    assert _picks(ctx, 0) == picks
     per_epoch = len(ctx.batches.epoch(0))
     logged = {r.step: r.loss for r in ctx.steps}
     for epoch in range(ctx.spec.epochs):
@@ -83,3 +87,12 @@ def test_an_epoch_without_a_checkpoint_is_skipped_and_the_next_still_sampled(con
     result = PevCheck().run(ctx)
     assert result.passed and result.detail.startswith("1 epochs sampled") and " e1=" in result.detail
     assert result.forward_samples == _picks(ctx, 1)
+
+
+def test_the_worst_epoch_is_a_nan_margin_and_no_epoch_gives_zero(context):
+    ctx = context()  # epoch 1's logged losses are not numbers: its margin is NaN, worse than any
+    ctx.steps = [r.model_copy(update={"loss": math.nan}) if r.step >= 18 else r for r in ctx.steps]
+    result = PevCheck().run(ctx)
+    assert not result.passed and math.isnan(result.observed) and " e1=+nan" in result.detail
+    ctx.bundle = ctx.bundle.model_copy(update={"checkpoints": [c for c in ctx.bundle.checkpoints if c[0] == 0]})
+    assert PevCheck().run(ctx).observed == 0.0

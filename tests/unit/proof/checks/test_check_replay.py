@@ -38,6 +38,26 @@ def test_largest_update_finds_the_jump(context):
     assert not ReplayCheck("largest-update").run(ctx).passed
 
 
+def test_a_segment_whose_weights_change_layout_ranks_above_any_finite_update(context):
+    ctx = context()
+    jump = next(s for s in ctx.checkpoint_steps[:-1] if s not in ctx.challenge.replay_segments)
+    _shift(ctx, ctx.segment_end(jump), 0.5)  # the largest finite update
+    reshaped = next(s for s in ctx.checkpoint_steps[:-1] if s not in (jump, *ctx.challenge.replay_segments))
+    end = ctx.segment_end(reshaped)
+    ctx.checkpoints[end].model_state = {**ctx.checkpoints[end].model_state, "extra.weight": torch.zeros(2)}
+    assert largest_update_segments(ctx, 1, ctx.challenge.replay_segments) == [reshaped]
+    assert largest_update_segments(ctx, 2, ctx.challenge.replay_segments) == sorted([jump, reshaped])
+
+
+def test_a_segment_that_ends_in_non_finite_weights_ranks_above_any_finite_update(context):
+    ctx = context()
+    jump = next(s for s in ctx.checkpoint_steps[:-1] if s not in ctx.challenge.replay_segments)
+    _shift(ctx, ctx.segment_end(jump), 0.5)
+    broken = max(s for s in ctx.checkpoint_steps[:-1] if s not in (jump, *ctx.challenge.replay_segments))
+    _shift(ctx, ctx.segment_end(broken), math.nan)
+    assert largest_update_segments(ctx, 1, ctx.challenge.replay_segments) == [broken]
+
+
 def test_unrestorable_start_checkpoint_fails(context):
     ctx = context()
     start = ctx.challenge.replay_segments[0]

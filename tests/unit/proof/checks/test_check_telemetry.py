@@ -98,3 +98,45 @@ def test_gpu_memory_is_judged_after_the_first_half_from_the_least_number_of_samp
     assert telemetry_violations(five, 4.0, config) == ["GPU memory varies by 50% after the ramp"]
     assert telemetry_violations(_trace([95, 20, 96, 97, 30], [1000, 1000, 1000, 1000, 500], source="os"), 4.0,
                                 config) == []  # a host's memory is shared: no plateau rule
+
+
+def test_without_a_trace_the_check_names_it(context):
+    ctx = context()
+    ctx.telemetry = None
+    result = TelemetryCheck().run(ctx)
+    assert not result.passed and result.detail.startswith(f"cannot check: {ctx.bundle.telemetry.name}: ")
+
+
+def test_the_check_reads_the_first_devices_trace_against_the_logged_training_time(context):
+    ctx = context()
+    ctx.steps = [r.model_copy(update={"seconds": 9.0 / len(ctx.steps)}) for r in ctx.steps]
+    ctx.telemetry = _trace(PLAUSIBLE)
+    result = TelemetryCheck().run(ctx)
+    assert (result.passed, result.observed, result.detail) == (True, 0.0, "10 samples look like training")
+    ctx.telemetry = _trace(PLAUSIBLE[:5])  # the least number of samples still judges: 4 s of 9 s logged
+    result = TelemetryCheck().run(ctx)
+    assert (result.passed, result.observed) == (False, 1.0)
+    assert result.detail == "trace spans 4.0s of 9.0s of logged training"
+    ctx.telemetry = _at([0, 0, 1, 2, 3, 4, 5, 6, 7, 8], [99.0] * 10)  # two rules at once, in order
+    assert TelemetryCheck().run(ctx).detail == ("timestamps do not strictly increase; "
+                                                "only 0% of utilization samples lie above the mean")
+    other = [s.model_copy(update={"device": 1}) for s in _trace(PLAUSIBLE)]
+    ctx.telemetry = [_trace([50.0])[0], *other]  # device 0 sampled once: device 1's trace is not its
+    result = TelemetryCheck().run(ctx)
+    assert (result.passed, result.observed) == (False, 1.0)
+    assert result.detail == "1 samples over 9.0s of logged training, where one every 1s makes 9: the trace was withheld"
+    ctx.steps = [r.model_copy(update={"seconds": 4.0 / len(ctx.steps)}) for r in ctx.steps]  # a short job
+    result = TelemetryCheck().run(ctx)
+    assert (result.passed, result.observed, result.threshold, result.detail) == (True, 0.0, 0.0, "inconclusive: 1 samples")
+
+
+def test_what_a_trace_owes_follows_the_sampling_interval(context):
+    ctx = context(config=VerifyConfig(telemetry_interval_s=2.0))
+    ctx.telemetry = _trace([99.0, 99.0])
+    ctx.steps = [r.model_copy(update={"seconds": 9.9 / len(ctx.steps)}) for r in ctx.steps]
+    assert TelemetryCheck().run(ctx).detail == "inconclusive: 2 samples"  # owes 4: a short job
+    ctx.steps = [r.model_copy(update={"seconds": 10.0 / len(ctx.steps)}) for r in ctx.steps]
+    result = TelemetryCheck().run(ctx)
+    assert (result.passed, result.observed) == (False, 1.0)
+    assert result.detail == ("2 samples over 10.0s of logged training, where one every 2s makes 5: "
+                             "the trace was withheld")
