@@ -6,6 +6,7 @@ import torch
 
 from proof.checks.pev import PevCheck, epoch_checkpoint
 from proof.verifier import VerifyConfig
+from training.errors import CheckpointError
 from training.trainer import batch_losses
 
 
@@ -79,6 +80,16 @@ def test_forward_samples_count_every_epochs_sample_and_nothing_for_a_foreign_che
     result = PevCheck().run(ctx)
     assert not result.passed and math.isinf(result.observed) and result.forward_samples == _picks(ctx, 1)
     assert f"; {ctx.checkpoint_name(18)}: " in result.detail
+    ctx.checkpoints[36].model_state = {"weight": torch.zeros(3)}  # both epochs' checkpoints: both named, in order
+    result = PevCheck().run(ctx)
+    assert result.forward_samples == 0
+    logged = {r.step: r.loss for r in ctx.steps}
+    refusals = []
+    for epoch, c in ((0, 18), (1, 36)):
+        with pytest.raises(CheckpointError) as refused:
+            PevCheck()._epoch_margin(ctx, epoch, c, 18, logged)
+        refusals.append(f"; {ctx.checkpoint_name(c)}: {refused.value}")
+    assert result.detail.endswith("".join(refusals))
 
 
 def test_an_epoch_without_a_checkpoint_is_skipped_and_the_next_still_sampled(context):

@@ -6,6 +6,7 @@ import torch
 
 from proof.checks.base import flatten_state
 from proof.checks.replay import ReplayCheck, largest_update_segments, state_distance, tensor_deviations
+from proof.verifier import VerifyConfig
 
 
 def _shift(ctx, step, amount):
@@ -20,6 +21,32 @@ def test_honest_segments_replay_bitwise(context):
     for kind in ("random", "largest-update"):
         result = ReplayCheck(kind).run(context())
         assert result.passed and result.observed == 0.0 and result.cost_steps > 0
+
+
+def test_every_replayed_step_is_counted_and_an_honest_detail_names_no_worst_segment(context):
+    ctx = context(config=VerifyConfig(replay_segments=2))
+    starts = ctx.challenge.replay_segments
+    result = ReplayCheck("random").run(ctx)
+    steps = sum(ctx.segment_end(a) - a for a in starts)
+    assert len(starts) == 2 and result.passed and result.cost_steps == steps
+    assert result.detail == f"segments starting at {starts} replayed ({steps} steps)"
+
+
+def test_a_segment_without_its_checkpoints_is_named_not_replayed(context):
+    ctx = context()
+    end = ctx.segment_end(ctx.challenge.replay_segments[0])
+    del ctx.checkpoints[end]
+    result = ReplayCheck("random").run(ctx)
+    assert not result.passed and result.detail == f"cannot check: {ctx.checkpoint_name(end)}: not available"
+
+
+def test_only_the_largest_update_kind_needs_every_artifact(context):
+    """Ranking segments by their update reads every checkpoint, so an unreadable one leaves it unable to
+    rank; the random segments need only their own checkpoints."""
+    ctx = context()
+    ctx.problems = {"ckpt-unreadable": "sha256 mismatch"}
+    assert ReplayCheck("largest-update").run(ctx).detail == "cannot check: ckpt-unreadable: sha256 mismatch"
+    assert ReplayCheck("random").run(ctx).passed
 
 
 def test_forged_end_checkpoint_of_a_random_segment_fails(context):
@@ -64,7 +91,8 @@ def test_unrestorable_start_checkpoint_fails(context):
     ctx.checkpoints[start].spec = {**ctx.checkpoints[start].spec, "lr": 1.0}
     result = ReplayCheck("random").run(ctx)
     assert not result.passed and "another training spec" in result.detail
-    assert torch.isinf(torch.tensor(result.observed))
+    assert torch.isinf(torch.tensor(result.observed)) and result.cost_steps == 0
+    assert f"; worst is the segment from step {start} to {ctx.segment_end(start)}; " in result.detail
 
 
 def test_an_end_checkpoint_of_another_form_fails_even_with_the_replayed_tensors(context):
