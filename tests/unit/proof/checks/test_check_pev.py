@@ -25,6 +25,8 @@ def test_epoch_checkpoint_is_the_last_inside_the_epoch(context):
     ctx = context()  # 18 steps per epoch, checkpoints every 6 steps
     assert epoch_checkpoint(ctx, 0, 18) == 18
     assert epoch_checkpoint(ctx, 1, 18) == 36
+    ctx.bundle = ctx.bundle.model_copy(update={"checkpoints": [c for c in ctx.bundle.checkpoints if not 18 < c[0] <= 36]})
+    assert epoch_checkpoint(ctx, 1, 18) is None  # epoch 0's checkpoints are not epoch 1's
 
 
 def _margin_by_the_statistic(ctx, epoch: int, c: int, per_epoch: int) -> tuple[float, int, list[int]]:

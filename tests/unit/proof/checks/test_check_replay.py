@@ -54,7 +54,9 @@ def test_forged_end_checkpoint_of_a_random_segment_fails(context):
     start = ctx.challenge.replay_segments[0]
     _shift(ctx, ctx.segment_end(start), 1e-3)
     result = ReplayCheck("random").run(ctx)
-    assert not result.passed and f"from step {start}" in result.detail
+    assert not result.passed and result.detail.startswith(
+        f"segments starting at {[start]} replayed ({ctx.segment_end(start) - start} steps); worst is the segment "
+        f"from step {start} to {ctx.segment_end(start)}")
 
 
 def test_largest_update_finds_the_jump(context):
@@ -93,6 +95,17 @@ def test_unrestorable_start_checkpoint_fails(context):
     assert not result.passed and "another training spec" in result.detail
     assert torch.isinf(torch.tensor(result.observed)) and result.cost_steps == 0
     assert f"; worst is the segment from step {start} to {ctx.segment_end(start)}; " in result.detail
+
+
+def test_every_unreplayable_segment_is_named_in_its_own_clause(context):
+    ctx = context(config=VerifyConfig(replay_segments=2))
+    for start in ctx.challenge.replay_segments:
+        ctx.checkpoints[start].spec = {**ctx.checkpoints[start].spec, "lr": 1.0}
+    result = ReplayCheck("random").run(ctx)
+    clauses = result.detail.split("; ")[2:]  # after the segments and the worst one
+    assert [c.split(" (")[0] for c in clauses] == [f"the segment from step {a} cannot be replayed"
+                                                   for a in ctx.challenge.replay_segments]
+    assert all(c.endswith("belongs to another training spec, so this order's training never made it)") for c in clauses)
 
 
 def test_an_end_checkpoint_of_another_form_fails_even_with_the_replayed_tensors(context):
