@@ -1,8 +1,11 @@
 import math
 
+import pytest
 import torch
 
 from proof.checks.base import Check, flatten_state, worst_of
+from proof.checks.pev import PevCheck
+from proof.checks.telemetry import TelemetryCheck
 
 
 class _Probe(Check):
@@ -40,3 +43,14 @@ def test_a_state_without_tensors_flattens_to_an_empty_float64_vector():
         flat = flatten_state(state)
         assert flat.dtype == torch.float64 and flat.shape == (0,)
     assert flatten_state({"b": torch.tensor([2.0]), "a": torch.tensor([[1, 3]]), "n": 4}).tolist() == [1.0, 3.0, 2.0]
+
+
+@pytest.mark.parametrize("check,evidence,artifact", [
+    (PevCheck(), "steps", "step_log"),
+    (TelemetryCheck(), "telemetry", "telemetry"),
+])
+def test_a_check_without_its_evidence_names_the_artifact(context, check, evidence, artifact):
+    ctx = context()
+    setattr(ctx, evidence, None)
+    result = check.run(ctx)
+    assert not result.passed and result.detail.startswith(f"cannot check: {getattr(ctx.bundle, artifact).name}: ")

@@ -68,13 +68,6 @@ def _picks(ctx, epoch: int) -> int:
     return len(ctx.challenge.pev_sample(epoch, len(np.concatenate(ctx.batches.epoch(epoch)))))
 
 
-def test_without_a_step_log_pev_names_it(context):
-    ctx = context()
-    ctx.steps = None
-    result = PevCheck().run(ctx)
-    assert not result.passed and result.detail.startswith(f"cannot check: {ctx.bundle.step_log.name}: ")
-
-
 def test_forward_samples_count_every_epochs_sample_and_nothing_for_a_foreign_checkpoint(context):
     ctx = context()
     assert PevCheck().run(ctx).forward_samples == _picks(ctx, 0) + _picks(ctx, 1)

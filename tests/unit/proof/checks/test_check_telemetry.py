@@ -100,13 +100,6 @@ def test_gpu_memory_is_judged_after_the_first_half_from_the_least_number_of_samp
                                 config) == []  # a host's memory is shared: no plateau rule
 
 
-def test_without_a_trace_the_check_names_it(context):
-    ctx = context()
-    ctx.telemetry = None
-    result = TelemetryCheck().run(ctx)
-    assert not result.passed and result.detail.startswith(f"cannot check: {ctx.bundle.telemetry.name}: ")
-
-
 def test_the_check_reads_the_first_devices_trace_against_the_logged_training_time(context):
     ctx = context()
     ctx.steps = [r.model_copy(update={"seconds": 9.0 / len(ctx.steps)}) for r in ctx.steps]
