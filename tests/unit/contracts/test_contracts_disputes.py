@@ -33,9 +33,9 @@ def pool(chain):
     return {a.address: a for a in accounts}
 
 
-def _opened(bahen, parties, pool) -> None:
-    """The order with one task and one validator, drawn from the parties; then the pool stakes."""
-    open_assigned(bahen, parties, SALT, tasks=1, validators=1, payment=PAYMENT, fee=FEE)
+def _opened(bahen, parties, pool, tasks: int = 1) -> None:
+    """The order with ``tasks`` tasks and one validator, drawn from the parties; then the pool stakes."""
+    open_assigned(bahen, parties, SALT, tasks=tasks, validators=1, payment=PAYMENT, fee=FEE)
     for i, acct in enumerate(pool.values()):
         bahen.register_validator(acct, x25519_public=b32(f"x25519 r{i}"), stake=(i + 1) * PARAMS.min_validator_stake)
 
@@ -202,9 +202,7 @@ def test_resolvers_follow_the_public_rule_and_exclude_every_party(bahen, chain, 
 def test_the_ledger_finds_a_disputes_credits_after_another_tasks_worker_was_replaced(bahen, chain, parties, pool):
     """A dispute of task 0 pays out, then task 1's worker, which never committed, is replaced: task 1's
     draw block moves past the dispute's credits, and the ledger still finds every one of them."""
-    open_assigned(bahen, parties, SALT, tasks=2, validators=1, payment=PAYMENT, fee=FEE, commit_window=600)
-    for i, acct in enumerate(pool.values()):
-        bahen.register_validator(acct, x25519_public=b32(f"x25519 r{i}"), stake=(i + 1) * PARAMS.min_validator_stake)
+    _opened(bahen, parties, pool, tasks=2)  # a commit window of 600 s
     commit_all(bahen, parties, OID, tasks=1)
     report(bahen, parties.stranger, parties.validators[0], OID, task=0)
     bahen.record_verdict(parties.wasp, order_id=OID, task=0, accepted=True, reasons_digest=b32("why"))

@@ -29,6 +29,11 @@ def test_epoch_checkpoint_is_the_last_inside_the_epoch(context):
     assert epoch_checkpoint(ctx, 1, 18) is None  # epoch 0's checkpoints are not epoch 1's
 
 
+def _picks(ctx, epoch: int) -> int:
+    """How many samples PEV evaluates in ``epoch``."""
+    return len(ctx.challenge.pev_sample(epoch, len(np.concatenate(ctx.batches.epoch(epoch)))))
+
+
 def _margin_by_the_statistic(ctx, epoch: int, c: int, per_epoch: int) -> tuple[float, int, list[int]]:
     """The module's statistic computed from its description: ``excess - eps`` over chunks of the
     challenge's sample, weighted by chunk length; returns it, the samples used and the chunk lengths."""
@@ -62,10 +67,6 @@ def test_each_epochs_margin_is_the_documented_statistic(context, picks, uneven):
         assert len(set(lengths)) == 2 and len(lengths) >= 8 if uneven else set(lengths) == {1}  # the premise
         margin, used = PevCheck()._epoch_margin(ctx, epoch, c, per_epoch, logged)
         assert (margin, used) == (pytest.approx(expected, rel=1e-12, abs=1e-12), samples)
-
-
-def _picks(ctx, epoch: int) -> int:
-    return len(ctx.challenge.pev_sample(epoch, len(np.concatenate(ctx.batches.epoch(epoch)))))
 
 
 def test_forward_samples_count_every_epochs_sample_and_nothing_for_a_foreign_checkpoint(context):

@@ -3,6 +3,9 @@ from proof.telemetry import TelemetrySample
 from proof.verifier import VerifyConfig
 
 
+PLAUSIBLE = [95, 97, 96, 20, 98, 97, 96, 30, 97, 98]  # a plateau with two dips
+
+
 def _trace(utils, memory=None, source="nvml"):
     memory = memory or [1000] * len(utils)
     return [
@@ -13,9 +16,8 @@ def _trace(utils, memory=None, source="nvml"):
 
 
 def test_plateau_with_dips_is_plausible():
-    utils = [95, 97, 96, 20, 98, 97, 96, 30, 97, 98]
     memory = [100, 900, 1000, 1000, 1010, 1000, 1000, 1005, 1000, 1000]
-    assert telemetry_violations(_trace(utils, memory), 8.0, VerifyConfig()) == []
+    assert telemetry_violations(_trace(PLAUSIBLE, memory), 8.0, VerifyConfig()) == []
 
 
 def test_flat_trace_breaks_the_share_rule():
@@ -24,9 +26,8 @@ def test_flat_trace_breaks_the_share_rule():
 
 
 def test_short_trace_and_unstable_gpu_memory_are_flagged():
-    utils = [95, 97, 96, 20, 98, 97, 96, 30, 97, 98]
     memory = [1000, 1000, 1000, 1000, 1000, 400, 1000, 300, 1000, 1000]
-    broken = telemetry_violations(_trace(utils, memory), 100.0, VerifyConfig())
+    broken = telemetry_violations(_trace(PLAUSIBLE, memory), 100.0, VerifyConfig())
     assert len(broken) == 2 and "spans" in broken[0] and "GPU memory" in broken[1]
 
 
@@ -63,9 +64,6 @@ def test_a_resumed_worker_owes_samples_only_since_its_resume(context):
     ctx.steps = [r.model_copy(update={"seconds": 100.0 if r.step < resumed else 0.0}) for r in ctx.steps]
     ctx.bundle = ctx.bundle.model_copy(update={"resumes": [resumed]})
     assert "inconclusive" in TelemetryCheck().run(ctx).detail
-
-
-PLAUSIBLE = [95, 97, 96, 20, 98, 97, 96, 30, 97, 98]
 
 
 def _at(times, utils=PLAUSIBLE):
