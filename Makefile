@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install install-gpu demo test bench mutation clean
+.PHONY: install install-gpu system-packages demo test bench mutation clean
 
 $(STAMP): pyproject.toml constraints.txt package.json package-lock.json
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -30,14 +30,18 @@ install-gpu:
 demo: install
 	$(VENV)/bin/bahen demo
 
-# The browser tests drive Debian's Chromium headless.
-CHROMIUM := $(shell command -v chromium)
+# Debian's packages the tests and benchmarks start: Chromium, headless, for the browser tests, and
+# PostgreSQL, the database of the devnet's Prefect server as in a production deployment.
+MISSING := $(strip $(if $(shell command -v chromium),,chromium) \
+	$(if $(shell command -v postgres)$(wildcard /usr/lib/postgresql/*/bin/postgres),,postgresql))
 
-test: install
-	$(if $(CHROMIUM),,apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium)
+system-packages:
+	$(if $(MISSING),apt-get update -qq && apt-get install -y -qq --no-install-recommends $(MISSING))
+
+test: install system-packages
 	$(PY) -m pytest
 
-bench: install
+bench: install system-packages
 	$(VENV)/bin/bahen bench all
 
 # Mutation testing of the security-critical modules ([tool.mutmut] in pyproject.toml), then the score

@@ -30,6 +30,7 @@ BENCHMARKS = {
     "gas": "bench.gas",
     "fuzz": "bench.fuzz",
     "reliability": "bench.reliability",
+    "load": "bench.load",
     "diloco": "bench.diloco",
     "wasp": "bench.wasp",
 }
@@ -44,6 +45,7 @@ QUICK = {
     "gas": [],
     "fuzz": ["--inputs", "2000"],
     "reliability": ["--flips", "3"],
+    "load": ["--orders", "4", "--workers", "2", "--validators", "2"],
     "diloco": ["--workers", "1", "2", "--rounds", "2", "--inner-steps", "20", "--attacks", "copied", "label-flipped"],
     "wasp": ["all", "--jobs", "digits-mlp", "--honest-seeds", "2", "--attack-seeds", "1", "--intensities", "0.1",
              "--out-dir", str(Path(tempfile.gettempdir()) / "bahen-wasp-quick")],

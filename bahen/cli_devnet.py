@@ -23,6 +23,9 @@ def up(
     anvil_port: Annotated[int, typer.Option(help="Port of the anvil chain")] = 8545,
     project_dir: Annotated[Path | None, typer.Option(help="The bahen checkout holding prefect.yaml")] = None,
     start_workers: Annotated[bool, typer.Option(help="Start each party's Prefect worker")] = True,
+    postgres: Annotated[bool, typer.Option(help="Keep the Prefect server's database in a PostgreSQL server of the devnet's "
+                                                "own (Debian's postgresql package), as a production deployment does, "
+                                                "instead of SQLite; it goes with `bahen down`")] = False,
 ) -> None:
     """Start anvil and a Prefect server, give every party (client, workers, validators, Wasp) its own home
     under $BAHEN_HOME/parties, deploy the contracts, stake, create the pools, apply the deployments."""
@@ -33,17 +36,19 @@ def up(
     with console.status("starting the devnet (chain, Prefect server, party homes, contracts, deployments)…"):
         state = start(load_settings(), prefect_port=prefect_port, anvil_port=anvil_port,
                       project_dir=project_dir or PROJECT_DIR, workers=workers, validators=validators,
-                      start_workers=start_workers)
+                      start_workers=start_workers, postgres=postgres)
     console.print(f"[bold green]devnet up[/] from {state.home}")
     console.print(f"  Prefect UI   {state.ui_url}  (submit an order: Deployments → order → Run → Custom run)")
     console.print(f"  chain        {state.chain_rpc_url}")
     console.print(f"  store        {state.store_url}")
+    if postgres:
+        console.print(f"  database     {next(s.url for s in state.services if s.kind == 'postgres')}")
     console.print(f"  parties      {', '.join(p.name for p in state.parties)}: one home each under {state.home / 'parties'}")
     console.print(f"  submit:      BAHEN_HOME={state.home / 'parties' / 'client'} bahen order submit order.yaml")
 
 
 def down() -> None:
-    """Stop every service `bahen up` started: workers, then the Prefect server, then the chain."""
+    """Stop every service `bahen up` started: workers, then the Prefect server, its database, then the chain."""
     from bahen.devnet_services import down as stop_all
     from bahen.settings import load_settings
 

@@ -147,6 +147,12 @@ class Order:
         return "running" if self._run is not None and not self._run.done() else "submitted"
 
     @property
+    def flow_run_id(self) -> str | None:
+        """The Prefect flow run of this client's run on a network (the UI shows it under Runs); None for a
+        run in this process or an order looked up."""
+        return self._run.flow_run_id if isinstance(self._run, _NetworkRun) else None
+
+    @property
     def done(self) -> bool:
         """Whether this client's run of the order has ended (True for an order it did not start)."""
         return self._run is None or self._run.done()

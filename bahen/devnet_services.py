@@ -1,24 +1,28 @@
 """A local devnet of real services: ``bahen up``, ``bahen down``, ``bahen status``.
 
-``up`` starts anvil and a Prefect server on the chosen ports, provisions one home per party under
+``up`` starts anvil and a Prefect server on the chosen ports (the server's database SQLite in
+``HOME/prefect``, or with ``postgres`` a PostgreSQL server of the devnet's own), provisions one home per party under
 ``HOME/parties/<name>`` (its own keystore holding only its identity, and a ``config.yaml`` naming
 the shared services), deploys the contracts as the operator of ``HOME``, stakes the workers and
 validators, creates the work pools, applies ``prefect.yaml`` and starts one Prefect worker per
 party, working from that party's home. Every process it starts is recorded in ``HOME/devnet.json``
 with its log under ``HOME/logs``, so ``down`` stops exactly those (workers first, then the server,
-then the chain). The parties share only the services: the chain, the Prefect server and the
+then its database, then the chain). The parties share only the services: the chain, the Prefect server and the
 artifact store (``HOME/store``, or the S3 store the config names), beside which the server's
 default result storage keeps what each party's run hands back to the order.
 """
 
 import os
+import pwd
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psutil
 import requests
@@ -29,7 +33,10 @@ from bahen.jsonfile import save_json
 from bahen.settings import Settings
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
-STOP_ORDER = ("worker", "prefect", "anvil")
+STOP_ORDER = ("worker", "prefect", "postgres", "anvil")
+POSTGRES_USER = "postgres"  # the system user of Debian's package, which the server runs as when started by root
+POSTGRES_ROLE = "prefect"   # the database role and database the Prefect server uses
+DEBIAN_POSTGRES = Path("/usr/lib/postgresql")  # where Debian's package puts each version's programs
 
 
 class DevnetError(BahenError):
@@ -64,6 +71,7 @@ class DevnetState(BaseModel):
     chain_rpc_url: str
     store_url: str
     s3_endpoint_url: str | None = None
+    database_dir: Path | None = Field(None, description="The PostgreSQL cluster's folder, when the server uses one")
     services: list[Service] = []
     parties: list[PartyHost] = []
 
@@ -151,12 +159,80 @@ def anvil_binary(project_dir: Path) -> Path:
     return Path(found)
 
 
-def spawn(name: str, kind: str, argv: list[str], env: dict[str, str], home: Path, url: str | None = None) -> Service:
-    """Start a service in its own session (so it outlives this command) with its output in a log."""
+def postgres_binaries() -> Path:
+    """The folder of the PostgreSQL server's programs: where ``postgres`` on PATH lives, else the newest
+    of Debian's ``/usr/lib/postgresql/<version>/bin``."""
+    found = shutil.which("postgres")
+    if found:
+        return Path(found).resolve().parent
+    installed = [p.parent for p in DEBIAN_POSTGRES.glob("*/bin/postgres") if p.parts[-3].isdigit()]
+    if not installed:
+        raise DevnetError("PostgreSQL is not installed: `apt-get install postgresql` (Debian's package), "
+                          "or start the devnet without --postgres to keep the Prefect server on SQLite")
+    return max(installed, key=lambda folder: int(folder.parts[-2]))
+
+
+def postgres_account() -> str | None:
+    """The user the PostgreSQL server runs as: this one, or the ``postgres`` system user when this is root
+    (the server refuses to run as root)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(POSTGRES_USER)
+    except KeyError:
+        raise DevnetError(f"PostgreSQL will not run as root and there is no {POSTGRES_USER!r} user to run it as: "
+                          "install Debian's postgresql package (it creates one) or start the devnet as another user") from None
+    return POSTGRES_USER
+
+
+def init_postgres(binaries: Path, user: str | None) -> Path:
+    """A new PostgreSQL cluster in a folder of its own (only its server's user may read it), with the role
+    ``prefect`` trusted on loopback: the devnet's database is as ephemeral as its chain."""
+    folder = Path(tempfile.mkdtemp(prefix="bahen-postgres-"))
+    if user:
+        shutil.chown(folder, user)
+    done = subprocess.run(
+        [str(binaries / "initdb"), "-D", str(folder / "data"), "-U", POSTGRES_ROLE, "--auth=trust", "-E", "UTF8"],
+        user=user, capture_output=True, text=True, timeout=120, check=False,
+    )
+    if done.returncode != 0:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise DevnetError(f"initdb failed:\n{(done.stdout + done.stderr)[-2000:]}")
+    return folder
+
+
+def postgres_argv(binaries: Path, folder: Path, port: int) -> list[str]:
+    """The server of the cluster in ``folder``, on loopback only, its socket in that folder."""
+    return [str(binaries / "postgres"), "-D", str(folder / "data"), "-p", str(port), "-k", str(folder),
+            "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"]
+
+
+def create_database(binaries: Path, url: str) -> None:
+    """The database the Prefect server's URL names, in the cluster that answers there."""
+    parts = urlsplit(url)
+    done = subprocess.run(
+        [str(binaries / "createdb"), "-h", parts.hostname, "-p", str(parts.port), "-U", POSTGRES_ROLE, parts.path.lstrip("/")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    if done.returncode != 0:
+        raise DevnetError(f"createdb at {url} failed: {done.stderr.strip()}")
+
+
+def _postgres_ready(url: str) -> bool:
+    parts = urlsplit(url)
+    probe = [str(postgres_binaries() / "pg_isready"), "-q", "-h", parts.hostname, "-p", str(parts.port)]
+    return subprocess.run(probe, capture_output=True, timeout=10, check=False).returncode == 0
+
+
+def spawn(name: str, kind: str, argv: list[str], env: dict[str, str], home: Path, url: str | None = None,
+          user: str | None = None) -> Service:
+    """Start a service in its own session (so it outlives this command) with its output in a log;
+    as ``user``, if named."""
     log = home / "logs" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
-        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, user=user)
     return Service(name=name, kind=kind, pid=proc.pid, url=url, log=log)
 
 
@@ -175,8 +251,10 @@ def alive(service: Service) -> bool:
 
 
 def answers(service: Service) -> bool:
-    """Whether the service answers on its URL (a JSON-RPC chain or the Prefect API)."""
+    """Whether the service answers on its URL (a JSON-RPC chain, a PostgreSQL server or the Prefect API)."""
     try:
+        if service.kind == "postgres":
+            return _postgres_ready(service.url)
         if service.kind == "anvil":
             body = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
             return "result" in requests.post(service.url, json=body, timeout=2).json()
@@ -234,13 +312,16 @@ def status(home: Path) -> list[Health]:
 
 
 def down(home: Path) -> list[str]:
-    """Stop every service ``up`` started, workers before the server before the chain."""
+    """Stop every service ``up`` started, workers before the server before its database before the chain,
+    and remove the database's cluster."""
     state = load_state(home)
     stopped = []
     for kind in STOP_ORDER:
         for service in (s for s in state.services if s.kind == kind):
             stop(service)
             stopped.append(service.name)
+    if state.database_dir:
+        shutil.rmtree(state.database_dir, ignore_errors=True)
     state_path(home).unlink()
     return stopped
 

@@ -21,8 +21,9 @@ from prefect.filesystems import LocalFileSystem, RemoteFileSystem, WritableFileS
 
 from bahen import devnet
 from bahen.devnet_services import (
-    PROJECT_DIR, DevnetError, DevnetState, PartyHost, anvil_binary, down, party_env, port_free, save_state,
-    service_env, settings_for, spawn, state_path, wait_healthy,
+    POSTGRES_ROLE, PROJECT_DIR, DevnetError, DevnetState, PartyHost, anvil_binary, create_database, down, free_port,
+    init_postgres, party_env, port_free, postgres_account, postgres_argv, postgres_binaries, save_state, service_env,
+    settings_for, spawn, state_path, wait_healthy,
 )
 from bahen.network import Network, connect, keystore_of, save_addresses
 from bahen.parties import CLIENT, POOL_OF_ROLE, POOLS, WASP, party_queue, validator_name, worker_name
@@ -62,7 +63,25 @@ def provision(state: DevnetState, settings: Settings, *, workers: int, validator
     return parties
 
 
-def _start_chain_and_server(settings: Settings, prefect_port: int, anvil_port: int, project_dir: Path) -> DevnetState:
+def _start_database(state: DevnetState) -> dict[str, str]:
+    """A PostgreSQL server of the devnet's own, with the database of the Prefect server; returns the
+    server's setting that names it."""
+    binaries, user = postgres_binaries(), postgres_account()
+    state.database_dir = init_postgres(binaries, user)
+    save_state(state)
+    port = free_port()
+    url = f"postgresql://{POSTGRES_ROLE}@127.0.0.1:{port}/prefect"
+    database = spawn("postgres", "postgres", postgres_argv(binaries, state.database_dir, port), service_env(state),
+                     state.home, url=url, user=user)
+    state.services.append(database)
+    save_state(state)
+    wait_healthy(database, timeout=60)
+    create_database(binaries, url)
+    return {"PREFECT_API_DATABASE_CONNECTION_URL": url.replace("postgresql://", "postgresql+asyncpg://", 1)}
+
+
+def _start_chain_and_server(settings: Settings, prefect_port: int, anvil_port: int, project_dir: Path,
+                            postgres: bool) -> DevnetState:
     for port, what, option in ((prefect_port, "the Prefect server", "--prefect-port"), (anvil_port, "anvil", "--anvil-port")):
         if not port_free(port):
             raise DevnetError(f"port {port} for {what} is in use: stop what listens there or choose another with {option}")
@@ -77,8 +96,9 @@ def _start_chain_and_server(settings: Settings, prefect_port: int, anvil_port: i
     state.services.append(anvil)
     save_state(state)
     wait_healthy(anvil, timeout=30)
+    database = _start_database(state) if postgres else {}
     server = spawn("prefect-server", "prefect", [sys.executable, "-m", "prefect", "server", "start"],
-                   {**env, "PREFECT_SERVER_API_PORT": str(prefect_port), "PREFECT_SERVER_API_HOST": "127.0.0.1"},
+                   {**env, **database, "PREFECT_SERVER_API_PORT": str(prefect_port), "PREFECT_SERVER_API_HOST": "127.0.0.1"},
                    settings.home, url=state.prefect_api_url)
     state.services.append(server)
     save_state(state)
@@ -136,14 +156,16 @@ def apply_deployments(state: DevnetState) -> None:
 
 
 def up(settings: Settings, *, prefect_port: int, anvil_port: int, project_dir: Path = PROJECT_DIR,
-       workers: int = devnet.WORKERS, validators: int = devnet.VALIDATORS, start_workers: bool = True) -> DevnetState:
+       workers: int = devnet.WORKERS, validators: int = devnet.VALIDATORS, start_workers: bool = True,
+       postgres: bool = False) -> DevnetState:
     """Start the devnet of ``settings.home`` with ``workers`` workers and ``validators`` validators, each in
-    its own home, and return what runs where."""
+    its own home, and return what runs where; with ``postgres``, the Prefect server keeps its database in a
+    PostgreSQL server the devnet starts (as a production deployment does) instead of SQLite."""
     if state_path(settings.home).is_file():
         raise DevnetError(f"a devnet already runs from {settings.home}: `bahen status` shows it, `bahen down` stops it")
     settings.home.mkdir(parents=True, exist_ok=True)
     try:
-        state = _start_chain_and_server(settings, prefect_port, anvil_port, project_dir)
+        state = _start_chain_and_server(settings, prefect_port, anvil_port, project_dir, postgres)
         state.parties = provision(state, settings, workers=workers, validators=validators)
         homes = {p.name: p.home for p in state.parties}
         market = devnet.bootstrap(

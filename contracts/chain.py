@@ -5,8 +5,11 @@ lives here: how reverts arrive, how time moves, how blocks are mined."""
 from __future__ import annotations
 
 import ast
+import random
 import threading
+import time
 from contextlib import nullcontext
+from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -22,6 +25,7 @@ from contracts.errors import (
     ChainUnavailableError,
     ContractRevert,
     InsufficientFundsError,
+    NonceTakenError,
     decode_revert,
 )
 
@@ -34,6 +38,10 @@ IN_PROCESS_GAS = 10_000_000
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 RECEIPT_TIMEOUT = 120  # seconds to wait for inclusion
 _REVERT_PREFIX = "execution reverted: "
+# How nodes (anvil, geth, reth) refuse a transaction whose nonce another of the sender's transactions
+# took after it was read: one party's runs of several orders at once each send from the same account.
+NONCE_TAKEN = ("nonce too low", "replacement transaction underpriced")
+NONCE_TRIES = 8  # each try simulates again on the state the other transaction left, with a fresh nonce
 
 
 class Chain:
@@ -141,18 +149,32 @@ class Chain:
         """Simulates, then signs and sends a call with explicit gas and fees, and waits for it.
 
         The simulation surfaces reverts with their data on both backends, so a failing call
-        raises ContractRevert before anything is sent.
+        raises ContractRevert before anything is sent. When another process of the same sender
+        takes the nonce first, the call is prepared and sent again (:meth:`_fresh_nonce`).
         """
-        with self._lock:
-            tx = self._prepare(acct, fn, action, value, fixed_gas=self._tester is not None)
-            return self.send_signed(acct, fn.build_transaction(tx), action)
+        return self._fresh_nonce(lambda: self.send_signed(
+            acct, fn.build_transaction(self._prepare(acct, fn, action, value, fixed_gas=self._tester is not None)), action,
+        ))
 
     def deploy(self, acct: LocalAccount, abi: list, bytecode: str, args: list, action: str) -> str:
         """Deploys a contract and returns its address."""
         ctor = self.w3.eth.contract(abi=abi, bytecode=bytecode).constructor(*args)
+        return self._fresh_nonce(lambda: self.send_signed(
+            acct, ctor.build_transaction(self._prepare(acct, ctor, action, 0, fixed_gas=False)), action,
+        ))["contractAddress"]
+
+    def _fresh_nonce(self, send: Callable[[], TxReceipt]) -> TxReceipt:
+        """``send`` (prepare, sign, send, wait), again after a short random pause each time a node refuses
+        it because another transaction of the sender took its nonce, up to ``NONCE_TRIES`` tries. A refused
+        transaction was not run, and each try simulates on the state the other one left."""
+        for attempt in range(1, NONCE_TRIES):
+            try:
+                with self._lock:
+                    return send()
+            except NonceTakenError:
+                time.sleep(random.uniform(0, 0.05 * attempt))
         with self._lock:
-            tx = self._prepare(acct, ctor, action, 0, fixed_gas=False)
-            return self.send_signed(acct, ctor.build_transaction(tx), action)["contractAddress"]
+            return send()
 
     def send_signed(self, acct: LocalAccount, tx: dict, action: str) -> TxReceipt:
         """Signs and sends a complete transaction; a mined failure raises ContractRevert."""
@@ -197,6 +219,11 @@ class Chain:
     def _refused(self, action: str, sender: str, value: int, exc: Exception) -> ChainError:
         """A node refused a transaction before running it; usually the sender cannot pay."""
         text = str(exc)
+        if any(taken in text.lower() for taken in NONCE_TAKEN):
+            return NonceTakenError(
+                f"{action}: another transaction of {sender} took each nonce first on {self.label} ({NONCE_TRIES} tries): "
+                "too many processes act for this party at once; run it again"
+            )
         if "afford" in text or "nsufficient funds" in text:
             return InsufficientFundsError(
                 f"{action}: {sender} holds {self.balance(sender)} wei on {self.label}, not enough for "

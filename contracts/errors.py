@@ -33,6 +33,10 @@ class InsufficientFundsError(ChainError):
     """The sender cannot pay the value and gas of a transaction."""
 
 
+class NonceTakenError(ChainError):
+    """Another transaction of the same sender took the nonce first: another process acting for the same party."""
+
+
 class ChallengeNotReady(ChainError):
     """A draw or a challenge seed derives from a block that does not exist yet."""
 

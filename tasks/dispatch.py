@@ -19,12 +19,14 @@ escrow refunded on chain (:func:`end_order`). Either way the client records each
 order book, and a retried order passes through the stages its record holds.
 """
 
+import random
 import time
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Literal, TypeVar
 from uuid import UUID
 
+import httpx
 from contracts.errors import ContractRevert
 from prefect import get_client, get_run_logger, runtime, task
 from prefect.artifacts import create_markdown_artifact
@@ -32,6 +34,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
+from prefect.exceptions import PrefectHTTPStatusError
 from prefect.states import Cancelled, Cancelling, Crashed
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,6 +56,7 @@ from tasks.verify import verify_task
 
 M = TypeVar("M", bound=BaseModel)
 HEARTBEAT_EVENT = "prefect.flow-run.heartbeat"
+START_TRIES = 5  # requests to start one child run while other orders' runs create its work queue
 
 
 class DispatchConfig(BaseSettings):
@@ -139,6 +143,24 @@ def wait_for(flow_run_id: UUID, deadline: float, config: DispatchConfig) -> Chil
             time.sleep(config.poll_s)
 
 
+def start_run(deployment: str, parameters: dict, *, key: str, queue: str | None) -> FlowRun:
+    """A run of ``deployment`` keyed ``key``, in work queue ``queue`` of its pool if named.
+
+    The server creates a party's work queue with the first run sent to it; when runs of several orders
+    for one party create it at once, all but one get a conflict (409) and ask again, after a short
+    random pause, up to ``START_TRIES`` times: the key makes a repeated request return the run the
+    first one created, never a second.
+    """
+    for attempt in range(1, START_TRIES):
+        try:
+            return run_deployment(deployment, parameters=parameters, timeout=0, work_queue_name=queue, idempotency_key=key)
+        except PrefectHTTPStatusError as exc:
+            if exc.response.status_code != httpx.codes.CONFLICT:
+                raise
+        time.sleep(random.uniform(0, 0.2 * attempt))
+    return run_deployment(deployment, parameters=parameters, timeout=0, work_queue_name=queue, idempotency_key=key)
+
+
 def dispatch(deployment: str, parameters: dict, *, key: str, result: type[M], config: DispatchConfig,
              queue: str | None = None) -> M:
     """Run ``deployment`` (in work queue ``queue`` of its pool, if named) until one run completes; return
@@ -150,10 +172,7 @@ def dispatch(deployment: str, parameters: dict, *, key: str, result: type[M], co
     deadline = time.monotonic() + config.stage_timeout_s
     outcomes = []
     for attempt in range(config.attempts):
-        run = run_deployment(
-            deployment, parameters=parameters, timeout=0, work_queue_name=queue,
-            idempotency_key=key if attempt == 0 else f"{key}-retry{attempt}",
-        )
+        run = start_run(deployment, parameters, key=key if attempt == 0 else f"{key}-retry{attempt}", queue=queue)
         outcome = wait_for(run.id, deadline, config)
         outcomes.append(outcome)
         if outcome.state == "COMPLETED":

@@ -1,6 +1,7 @@
-"""Fixtures: a devnet started the way `bahen up --workers 2 --validators 2` starts it (anvil, a Prefect
-server on a free loopback port, a home per party, contracts, pools, deployments, one Prefect worker
-per party), and one order run on it from the API with the payload the UI's run form sends."""
+"""Fixtures: a devnet started the way `bahen up --postgres --workers 2 --validators 2` starts it (anvil, a
+Prefect server on a free loopback port keeping its database in a PostgreSQL server of the devnet's own,
+a home per party, contracts, pools, deployments, one Prefect worker per party), and one order run on it
+from the API with the payload the UI's run form sends."""
 
 import time
 import uuid
@@ -8,7 +9,9 @@ import uuid
 import pytest
 import requests
 
-from bahen.devnet_services import PROJECT_DIR, DevnetError, DevnetState, PartyHost, anvil_binary, down, free_port, state_path
+from bahen.devnet_services import (
+    PROJECT_DIR, DevnetError, DevnetState, PartyHost, anvil_binary, down, free_port, postgres_binaries, state_path,
+)
 from bahen.devnet_up import up
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
@@ -80,9 +83,10 @@ def devnet(tmp_path_factory):
         env.delenv("PREFECT_API_URL", raising=False)
         try:
             anvil_binary(PROJECT_DIR)
+            postgres_binaries()
         except DevnetError as exc:
             pytest.skip(str(exc))
-        state = up(load_settings(), prefect_port=free_port(), anvil_port=free_port(), workers=2, validators=2)
+        state = up(load_settings(), prefect_port=free_port(), anvil_port=free_port(), workers=2, validators=2, postgres=True)
         try:
             yield state
         finally:

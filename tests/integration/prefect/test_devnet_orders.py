@@ -14,7 +14,8 @@ import psutil
 import pytest
 from contracts.errors import ContractRevert
 
-from bahen.devnet_services import settings_for, spawn, stop
+from bahen.client import Client
+from bahen.devnet_services import postgres_binaries, settings_for, spawn, stop
 from bahen.devnet_up import party_worker
 from bahen.network import connect, keystore_of
 from bahen.orders import OrderBook
@@ -22,7 +23,9 @@ from bahen.parties import CLIENT, OPERATOR, party_queue
 from bahen.runner import STAGES
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
-from tests.integration.prefect.devnet import api, party, runs_of, submit_order, wait_events, wait_final
+from tests.integration.prefect.devnet import (
+    ORDER_TIMEOUT_S, UI_SPEC, api, party, runs_of, submit_order, wait_events, wait_final,
+)
 
 DVC = str(Path(sys.executable).with_name("dvc"))
 
@@ -226,3 +229,27 @@ def test_a_drawn_worker_that_never_starts_is_replaced_by_the_next_draw_and_the_o
     stalled_address = keystore_of(load_settings(home=stalled.home)).public(stalled.name).address
     assert stalled_address not in record.settled.payouts_wei and record.settled.slashed_wei == {}
     assert market.member(stalled_address).locks == 0
+
+
+def test_orders_placed_at_once_all_settle_once_and_no_run_of_theirs_is_lost(devnet):
+    """Three orders submitted together through the SDK from the client's home: the client's worker runs
+    them side by side, each party signs for several orders at once, and the server keeps every run in
+    its PostgreSQL database."""
+    client = Client(home=party(devnet, CLIENT).home)
+    orders = [client.submit(UI_SPEC) for _ in range(3)]
+    for order in orders:
+        order.wait(timeout=3 * ORDER_TIMEOUT_S)
+    market = _market(devnet)
+    for order in orders:
+        assert order.status == "settled (accepted), model delivered"
+        assert market.settlement_of(bytes.fromhex(order.order_id[2:])) is not None
+        assert market.order(bytes.fromhex(order.order_id[2:])).status == "settled"
+    ids = [o.flow_run_id for o in orders]
+    children = api(devnet, "POST", "/flow_runs/filter", flow_runs={"parent_flow_run_id": {"any_": ids}}, limit=200)
+    stages = sorted(r["name"].split("-")[0] for r in children)
+    assert stages == sorted(["train", "verify", "score", "score", "wasp", "deliver"] * 3)
+    assert {r["state"]["type"] for r in [*children, *(api(devnet, "GET", f"/flow_runs/{i}") for i in ids)]} == {"COMPLETED"}
+    [database] = [s for s in devnet.services if s.kind == "postgres"]
+    rows = subprocess.run([str(postgres_binaries() / "psql"), database.url, "-tAc", "select count(*) from flow_run"],
+                          capture_output=True, text=True, check=True).stdout
+    assert int(rows) == len(api(devnet, "POST", "/flow_runs/filter", limit=200))

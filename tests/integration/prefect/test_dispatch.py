@@ -1,6 +1,8 @@
 """The dispatcher's choices and the clean end of an order, on the in-process chain (no servers)."""
 
+import httpx
 import pytest
+from prefect.exceptions import PrefectHTTPStatusError
 
 from bahen.network import connect
 from bahen.orders import OrderBook, salt_of_run
@@ -8,7 +10,8 @@ from bahen.parties import CLIENT, party_queue
 from bahen.records import OrderRecord
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
-from tasks.dispatch import DispatchConfig, Stages, end_order, use_pools
+from tasks import dispatch
+from tasks.dispatch import START_TRIES, DispatchConfig, Stages, end_order, start_run, use_pools
 
 ESCROW = 10**17
 
@@ -29,6 +32,43 @@ def test_dispatch_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("BAHEN_DISPATCH_STALE_AFTER_S", "45")
     config = DispatchConfig()
     assert (config.mode, config.stale_after_s, config.attempts) == ("pools", 45, 3)
+
+
+def _refusal(status: int) -> PrefectHTTPStatusError:
+    request = httpx.Request("POST", "http://127.0.0.1:4200/api/deployments/d/create_flow_run")
+    response = httpx.Response(status, request=request, json={"detail": "Data integrity conflict."})
+    return PrefectHTTPStatusError.from_httpx_error(httpx.HTTPStatusError(str(status), request=request, response=response))
+
+
+def _server(monkeypatch, refusals: list[int]) -> list[dict]:
+    """``run_deployment`` answering each request with the next of ``refusals``, then with a run."""
+    requests = []
+
+    def run_deployment(deployment, **request):
+        requests.append(request)
+        if len(requests) <= len(refusals):
+            raise _refusal(refusals[len(requests) - 1])
+        return f"the run of {deployment}"
+
+    monkeypatch.setattr(dispatch, "run_deployment", run_deployment)
+    return requests
+
+
+def test_a_run_whose_work_queue_other_orders_create_at_that_moment_is_asked_for_again_under_its_key(monkeypatch):
+    requests = _server(monkeypatch, [409, 409])
+    assert start_run("train/train", {"x": 1}, key="order-0x1-task0", queue="0xabc") == "the run of train/train"
+    assert requests == [{"parameters": {"x": 1}, "timeout": 0, "work_queue_name": "0xabc", "idempotency_key": "order-0x1-task0"}] * 3
+
+
+def test_starting_a_run_gives_up_on_other_refusals_at_once_and_on_conflicts_after_its_tries(monkeypatch):
+    requests = _server(monkeypatch, [404])
+    with pytest.raises(PrefectHTTPStatusError, match="404"):
+        start_run("train/train", {}, key="k", queue=None)
+    assert len(requests) == 1
+    requests = _server(monkeypatch, [409] * START_TRIES)
+    with pytest.raises(PrefectHTTPStatusError, match="409"):
+        start_run("train/train", {}, key="k", queue=None)
+    assert len(requests) == START_TRIES
 
 
 @pytest.fixture(scope="module")
