@@ -10,7 +10,8 @@ import pytest
 import requests
 
 from bahen.devnet_services import (
-    PROJECT_DIR, DevnetError, DevnetState, PartyHost, anvil_binary, down, free_port, postgres_binaries, state_path,
+    PROJECT_DIR, DevnetError, DevnetState, PartyHost, anvil_binary, down, free_port, postgres_binaries, save_state,
+    state_path,
 )
 from bahen.devnet_up import up
 from bahen.settings import load_settings
@@ -91,6 +92,7 @@ def devnet(tmp_path_factory):
             yield state
         finally:
             if state_path(home).is_file():
+                save_state(state)  # with the services tests started since (a worker back after a kill)
                 down(home)
 
 

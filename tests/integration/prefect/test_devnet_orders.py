@@ -15,7 +15,7 @@ import pytest
 from contracts.errors import ContractRevert
 
 from bahen.client import Client
-from bahen.devnet_services import postgres_binaries, settings_for, spawn, stop
+from bahen.devnet_services import postgres_binaries, save_state, settings_for, spawn, stop, wait_healthy
 from bahen.devnet_up import party_worker
 from bahen.network import connect, keystore_of
 from bahen.orders import OrderBook
@@ -229,6 +229,36 @@ def test_a_drawn_worker_that_never_starts_is_replaced_by_the_next_draw_and_the_o
     stalled_address = keystore_of(load_settings(home=stalled.home)).public(stalled.name).address
     assert stalled_address not in record.settled.payouts_wei and record.settled.slashed_wei == {}
     assert market.member(stalled_address).locks == 0
+
+
+def test_an_order_goes_on_through_a_restart_of_the_prefect_server_and_settles_once(devnet):
+    """The server stops while the worker trains and comes back 15 s later, on the same port and
+    PostgreSQL database: every party's process (the order, the train run, the Prefect workers) waits
+    for it, and the order settles with one run of each stage."""
+    before = {r.order_id for r in _client_book(devnet).list()}
+    spec = OrderSpec(dataset="digits", model="mlp", epochs=6, batch_size=16, checkpoint_every=60, validators=2)
+    flow_run = submit_order(devnet, spec)
+    deadline = time.monotonic() + 120
+    while not [r for r in runs_of(devnet, "train/train") if r["state"]["type"] == "RUNNING"]:
+        assert time.monotonic() < deadline, "the train run never started"
+        time.sleep(0.5)
+    i, server = next((i, s) for i, s in enumerate(devnet.services) if s.kind == "prefect")
+    process = psutil.Process(server.pid)
+    argv, env = process.cmdline(), process.environ()
+    stop(server)
+    time.sleep(15)
+    devnet.services[i] = spawn(server.name, server.kind, argv, env, devnet.home, url=server.url)
+    save_state(devnet)
+    wait_healthy(devnet.services[i], timeout=120)
+    run = wait_final(devnet, flow_run)
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+
+    [record] = [r for r in _client_book(devnet).list() if r.order_id not in before]
+    assert record.status == "settled (accepted), model delivered"
+    children = api(devnet, "POST", "/flow_runs/filter", flow_runs={"parent_flow_run_id": {"any_": [flow_run]}}, limit=50)
+    assert sorted((r["name"].split("-")[0], r["state"]["type"]) for r in children) == sorted(
+        (stage, "COMPLETED") for stage in ("train", "verify", "score", "score", "wasp", "deliver"))
+    assert _market(devnet).order(bytes.fromhex(record.order_id[2:])).status == "settled"
 
 
 def test_orders_placed_at_once_all_settle_once_and_no_run_of_theirs_is_lost(devnet):
