@@ -1,15 +1,16 @@
 """A local devnet of real services: ``bahen up``, ``bahen down``, ``bahen status``.
 
-``up`` starts anvil and a Prefect server on the chosen ports (the server's database SQLite in
-``HOME/prefect``, or with ``postgres`` a PostgreSQL server of the devnet's own), provisions one home per party under
-``HOME/parties/<name>`` (its own keystore holding only its identity, and a ``config.yaml`` naming
-the shared services), deploys the contracts as the operator of ``HOME``, stakes the workers and
-validators, creates the work pools, applies ``prefect.yaml`` and starts one Prefect worker per
-party, working from that party's home. Every process it starts is recorded in ``HOME/devnet.json``
-with its log under ``HOME/logs``, so ``down`` stops exactly those (workers first, then the server,
-then its database, then the chain). The parties share only the services: the chain, the Prefect server and the
-artifact store (``HOME/store``, or the S3 store the config names), beside which the server's
-default result storage keeps what each party's run hands back to the order.
+``up`` starts anvil and a Prefect server on the chosen ports (its database SQLite in
+``HOME/prefect``, or with ``postgres`` a PostgreSQL server of the devnet's own), provisions one home
+per party under ``HOME/parties/<name>`` (its own keystore holding only its identity, and a
+``config.yaml`` naming the shared services), deploys the contracts as the operator of ``HOME``,
+stakes the workers and validators, creates the work pools, applies ``prefect.yaml`` and starts one
+Prefect worker per party, working from that party's home. Every process it starts is recorded in
+``HOME/devnet.json`` with its log under ``HOME/logs``, so ``down`` stops exactly those (workers
+first, then the server, then its database, then the chain). The parties share only the services:
+the chain, the Prefect server and the artifact store (``HOME/store``, or the S3 store the config
+names), beside which the server's default result storage keeps what each party's run hands back to
+the order.
 """
 
 import os
@@ -35,7 +36,7 @@ from bahen.settings import Settings
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 STOP_ORDER = ("worker", "prefect", "postgres", "anvil")
 POSTGRES_USER = "postgres"  # the system user of Debian's package, which the server runs as when started by root
-POSTGRES_ROLE = "prefect"   # the database role and database the Prefect server uses
+POSTGRES_ROLE = "prefect"   # the role the Prefect server connects as, and the name of its database
 DEBIAN_POSTGRES = Path("/usr/lib/postgresql")  # where Debian's package puts each version's programs
 
 

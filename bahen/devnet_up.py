@@ -70,7 +70,7 @@ def _start_database(state: DevnetState) -> dict[str, str]:
     state.database_dir = init_postgres(binaries, user)
     save_state(state)
     port = free_port()
-    url = f"postgresql://{POSTGRES_ROLE}@127.0.0.1:{port}/prefect"
+    url = f"postgresql://{POSTGRES_ROLE}@127.0.0.1:{port}/{POSTGRES_ROLE}"
     database = spawn("postgres", "postgres", postgres_argv(binaries, state.database_dir, port), service_env(state),
                      state.home, url=url, user=user)
     state.services.append(database)

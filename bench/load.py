@@ -29,7 +29,6 @@ from bahen.client import Client, Order
 from bahen.devnet_services import free_port, load_state
 from bahen.network import connect
 from bahen.parties import CLIENT
-from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 
 SPEC = OrderSpec(dataset="digits", model="mlp", epochs=1, batch_size=32, checkpoint_every=8, validators=2)
@@ -97,6 +96,8 @@ def run(orders: int, workers: int, validators: int, timeout: float, out_dir: Pat
             settled = sum(_settled(client, o) for o in placed)
         finally:
             subprocess.run([BAHEN, "down"], env=env, check=False)
+    if not latencies:
+        raise SystemExit(f"none of the {orders} orders ended within {timeout:.0f} s (--timeout)")
     q = statistics.quantiles(latencies, n=20) if len(latencies) > 1 else latencies * 19
     result = {
         "database": "postgresql", "workers": workers, "validators": validators, "orders": orders,
