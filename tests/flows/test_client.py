@@ -59,6 +59,8 @@ def test_an_order_placed_through_the_sdk_runs_to_its_report_and_model(prefect, b
     assert order.order_id in [o.order_id for o in client.orders()]
     assert client.order(order.order_id).status == order.status
     assert client.order(order.order_id, reconcile=False).record == record
+    # a run in this process and an order looked up have no flow run of a network's order deployment
+    assert order.flow_run_id is None and client.order(order.order_id).flow_run_id is None
 
 
 def test_the_order_id_is_fixed_before_the_run_starts(prefect, bahen_home, monkeypatch):
