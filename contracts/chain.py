@@ -8,8 +8,8 @@ import ast
 import random
 import threading
 import time
-from contextlib import nullcontext
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 import requests

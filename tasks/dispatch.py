@@ -23,6 +23,7 @@ import random
 import time
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Literal, TypeVar
 from uuid import UUID
 
@@ -151,14 +152,15 @@ def start_run(deployment: str, parameters: dict, *, key: str, queue: str | None)
     random pause, up to ``START_TRIES`` times: the key makes a repeated request return the run the
     first one created, never a second.
     """
+    request = partial(run_deployment, deployment, parameters=parameters, timeout=0, work_queue_name=queue, idempotency_key=key)
     for attempt in range(1, START_TRIES):
         try:
-            return run_deployment(deployment, parameters=parameters, timeout=0, work_queue_name=queue, idempotency_key=key)
+            return request()
         except PrefectHTTPStatusError as exc:
             if exc.response.status_code != httpx.codes.CONFLICT:
                 raise
         time.sleep(random.uniform(0, 0.2 * attempt))
-    return run_deployment(deployment, parameters=parameters, timeout=0, work_queue_name=queue, idempotency_key=key)
+    return request()
 
 
 def dispatch(deployment: str, parameters: dict, *, key: str, result: type[M], config: DispatchConfig,
