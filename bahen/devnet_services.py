@@ -91,6 +91,12 @@ def state_path(home: Path) -> Path:
     return home / "devnet.json"
 
 
+def anvil_cache(home: Path) -> Path:
+    """Where the devnet's anvil writes the chain's older states (a few GB over a long run), which anvil
+    itself never removes; ``down`` does, since the chain goes with the node."""
+    return home / "anvil-cache"
+
+
 def load_state(home: Path) -> DevnetState:
     """The running devnet of ``home``."""
     path = state_path(home)
@@ -314,7 +320,7 @@ def status(home: Path) -> list[Health]:
 
 def down(home: Path) -> list[str]:
     """Stop every service ``up`` started, workers before the server before its database before the chain,
-    and remove the database's cluster."""
+    and remove the database's cluster and the chain's cached states."""
     state = load_state(home)
     stopped = []
     for kind in STOP_ORDER:
@@ -323,6 +329,7 @@ def down(home: Path) -> list[str]:
             stopped.append(service.name)
     if state.database_dir:
         shutil.rmtree(state.database_dir, ignore_errors=True)
+    shutil.rmtree(anvil_cache(home), ignore_errors=True)
     state_path(home).unlink()
     return stopped
 

@@ -21,9 +21,9 @@ from prefect.filesystems import LocalFileSystem, RemoteFileSystem, WritableFileS
 
 from bahen import devnet
 from bahen.devnet_services import (
-    POSTGRES_ROLE, PROJECT_DIR, DevnetError, DevnetState, PartyHost, anvil_binary, create_database, down, free_port,
-    init_postgres, party_env, port_free, postgres_account, postgres_argv, postgres_binaries, save_state, service_env,
-    settings_for, spawn, state_path, wait_healthy,
+    POSTGRES_ROLE, PROJECT_DIR, DevnetError, DevnetState, PartyHost, anvil_binary, anvil_cache, create_database, down,
+    free_port, init_postgres, party_env, port_free, postgres_account, postgres_argv, postgres_binaries, save_state,
+    service_env, settings_for, spawn, state_path, wait_healthy,
 )
 from bahen.network import Network, connect, keystore_of, save_addresses
 from bahen.parties import CLIENT, POOL_OF_ROLE, POOLS, WASP, party_queue, validator_name, worker_name
@@ -91,7 +91,8 @@ def _start_chain_and_server(settings: Settings, prefect_port: int, anvil_port: i
         s3_endpoint_url=settings.s3_endpoint_url,
     )
     env = service_env(state)
-    anvil = spawn("anvil", "anvil", [str(anvil_binary(project_dir)), "--host", "127.0.0.1", "--port", str(anvil_port)],
+    anvil = spawn("anvil", "anvil", [str(anvil_binary(project_dir)), "--host", "127.0.0.1", "--port", str(anvil_port),
+                                      "--cache-path", str(anvil_cache(settings.home))],
                   env, settings.home, url=state.chain_rpc_url)
     state.services.append(anvil)
     save_state(state)

@@ -38,18 +38,18 @@ class Node:
     """One anvil node with persisted state, restartable on its port."""
 
     def __init__(self, binary, state):
-        self.binary, self.state = binary, state
-        self.proc, self.url = start_anvil(binary, state=state)
+        self.binary, self.state, self.cache = binary, state, state.with_name("anvil-cache")
+        self.proc, self.url = start_anvil(binary, self.cache, state=state)
         self.port = int(self.url.rsplit(":", 1)[1])
 
     def stop(self):
         if self.proc is not None:
-            stop_anvil(self.proc)
+            stop_anvil(self.proc, self.cache)
             self.proc = None
 
     def restart(self):
         self.stop()
-        self.proc, _ = start_anvil(self.binary, state=self.state, port=self.port)
+        self.proc, _ = start_anvil(self.binary, self.cache, state=self.state, port=self.port)
 
 
 @pytest.fixture

@@ -5,7 +5,9 @@ import pwd
 import pytest
 
 from bahen import devnet_services
-from bahen.devnet_services import DevnetError, DevnetState, down, postgres_account, postgres_binaries, save_state, state_path
+from bahen.devnet_services import (
+    DevnetError, DevnetState, anvil_cache, down, postgres_account, postgres_binaries, save_state, state_path,
+)
 
 
 def _install(root, *versions):
@@ -52,12 +54,12 @@ def test_root_runs_the_server_as_the_postgres_user_and_says_so_when_there_is_non
         postgres_account()
 
 
-def test_down_removes_the_database_cluster_with_the_devnet(tmp_path):
+def test_down_removes_the_database_cluster_and_the_chains_cached_states_with_the_devnet(tmp_path):
     cluster = tmp_path / "bahen-postgres-x"
     (cluster / "data").mkdir(parents=True)
     home = tmp_path / "home"
-    home.mkdir()
+    (anvil_cache(home) / "anvil-state-x").mkdir(parents=True)
     save_state(DevnetState(home=home, project_dir=tmp_path, prefect_api_url="http://127.0.0.1:1/api",
                            chain_rpc_url="http://127.0.0.1:2", store_url=str(home / "store"), database_dir=cluster))
     assert down(home) == []
-    assert not cluster.exists() and not state_path(home).exists()
+    assert not cluster.exists() and not anvil_cache(home).exists() and not state_path(home).exists()
