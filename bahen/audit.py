@@ -28,7 +28,7 @@ from storage.store import ArtifactStore, open_store
 
 from bahen.artifacts import get_signed
 from bahen.errors import BahenError, user_errors
-from bahen.network import store_of
+from bahen.network import connect, store_of
 from bahen.orders import OrderBook, UnknownOrderError
 from bahen.records import AuditCase, Delivery, OrderRecord, Shard, ValidatorSlot
 from bahen.settings import Settings, load_settings
@@ -65,9 +65,10 @@ def reconstruct(order_id: str, store: ArtifactStore, market: Bahen) -> list[Audi
     view = _judged(order_id, market)
     cases = []
     for t in (t for t in view.tasks if t.verdict != "none"):
-        case = _case(store, store.get_pointer(case_pointer(order_id, t.task, t.reasons_digest)), view, t.task, market)
-        cases.append(_delivered(case, store, view, market, lambda digest, task=t.task: store.get_pointer(
-            delivery_pointer(order_id, task, digest))))
+        case = _case(store, store.get_pointer(_recorder(market, order_id, t.task),
+                                              case_pointer(order_id, t.task, t.reasons_digest)), view, t.task, market)
+        cases.append(_delivered(case, store, view, market, lambda deliverer, digest, task=t.task: store.get_pointer(
+            deliverer, delivery_pointer(order_id, task, digest))))
     return cases
 
 
@@ -81,7 +82,7 @@ def workspace_cases(order_id: str, workspace: Path, store: ArtifactStore, market
         case = _case(store, pinned_ref(Path(workspace) / f"{case_path(t.task)}.dvc"), view, t.task, market)
         pinned = Path(workspace) / f"{delivery_path(t.task)}.dvc"
         cases.append(_delivered(case, store, view, market,
-                                lambda _digest, pinned=pinned: pinned_ref(pinned) if pinned.exists() else None))
+                                lambda _deliverer, _digest, pinned=pinned: pinned_ref(pinned) if pinned.exists() else None))
     return cases
 
 
@@ -112,6 +113,14 @@ def _judged(order_id: str, market: Bahen) -> OrderView:
     return view
 
 
+def _recorder(market: Bahen, order_id: str, task: int) -> str:
+    """The Wasp that recorded the task's verdict, in whose store folder its audit case is named."""
+    recorder = market.verdict_recorder(bytes.fromhex(order_id[2:]), task)
+    if recorder is None:
+        raise NoVerdictError(f"order {order_id} task {task} has no verdict on chain")
+    return recorder
+
+
 def _case(store: ArtifactStore, ref: ArtifactRef, view: OrderView, task: int, market: Bahen) -> AuditCase:
     """The audit case at ``ref``, once shown to be signed by Wasp's role and to hold the chain's verdict of the task."""
     order_id = view.order_id
@@ -139,10 +148,10 @@ def delivering_validator(shard: Shard, view: OrderView) -> ValidatorSlot | None:
 
 
 def _delivered(case: AuditCase, store: ArtifactStore, view: OrderView, market: Bahen,
-               locate: Callable[[str], ArtifactRef | None]) -> AuditCase:
-    """``case`` with its task's delivery, found by ``locate`` from the digest the chain records for the
-    validator that delivers by the chain's rule (the first of the order's whose verification no dispute
-    overturned).
+               locate: Callable[[str, str], ArtifactRef | None]) -> AuditCase:
+    """``case`` with its task's delivery, found by ``locate`` from the validator that delivers by the
+    chain's rule (the first of the order's whose verification no dispute overturned) and the digest the
+    chain records for it.
 
     What is found counts only if it is that delivery, signed by that validator for this task; any
     other (another validator's, or nothing on chain) leaves the case audited without it.
@@ -152,7 +161,7 @@ def _delivered(case: AuditCase, store: ArtifactStore, view: OrderView, market: B
         return case
     recorded = market.delivery_of(bytes.fromhex(view.order_id[2:]), case.verdict.task, deliverer.address)
     try:
-        ref = locate("0x" + recorded.hex()) if any(recorded) else None
+        ref = locate(deliverer.address, "0x" + recorded.hex()) if any(recorded) else None
         if ref is None:
             return case
         delivery, doc = get_signed(store, ref, Delivery, expected_signer=deliverer.address)
@@ -167,8 +176,6 @@ def _delivered(case: AuditCase, store: ArtifactStore, view: OrderView, market: B
 def audited(order_id: str, settings: Settings, workspace: Path | None = None) -> list[Audited]:
     """The order as this host can audit it: the audit cases an exported ``workspace`` pins, else the
     client's record where this home keeps it, else what the chain and the store hold (:func:`reconstruct`)."""
-    from bahen.network import connect
-
     if workspace is not None:
         return workspace_cases(order_id, workspace, workspace_store(workspace), connect(settings).market)
     try:
@@ -342,9 +349,11 @@ def export_order(order_id: str, directory: Path) -> tuple[Path, int]:
         params["merkle_root"] = record.training.merkle_root
     if record.verdict:
         task = record.verdict.task
-        pins[case_path(task)] = store.get_pointer(case_pointer(order_id, task, record.verdict.digest))
+        pins[case_path(task)] = store.get_pointer(_recorder(connect(settings).market, order_id, task),
+                                                  case_pointer(order_id, task, record.verdict.digest))
         if record.delivery:
-            pins[delivery_path(task)] = store.get_pointer(delivery_pointer(order_id, task, "0x" + digest(record.delivery).hex()))
+            pins[delivery_path(task)] = store.get_pointer(
+                record.delivery.validator, delivery_pointer(order_id, task, "0x" + digest(record.delivery).hex()))
         stages = {}
         if record.upload.auditor_grants:
             stages["verify"] = {"cmd": f"bahen audit verify {order_id} --workspace .", "deps": sorted(pins),

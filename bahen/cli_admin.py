@@ -1,6 +1,7 @@
 """``bahen keys``, ``bahen chain``, ``bahen audit``, ``bahen store`` and ``bahen bench``: identities,
 contracts, auditor workspaces, the artifact store and benchmarks."""
 
+import re
 import subprocess
 import sys
 import tempfile
@@ -217,6 +218,41 @@ def store_cleanup_rules(
                          "lifecycle rules are for an s3:// store (set BAHEN_STORE_URL)")
     for rule in store.ensure_cleanup_rules(days):
         console.print(f"{rule['ID']}: objects under {store.bucket}/{rule['Filter']['Prefix']}, after {days} day(s)")
+
+
+@store_app.command("policy")
+def store_policy(
+    party: Annotated[str | None, typer.Argument(
+        help="Account address of the party whose credentials get the policy")] = None,
+    bucket: Annotated[bool, typer.Option(
+        "--bucket", help="Print AWS's bucket policy that makes addresses and pointers write-once instead")] = False,
+) -> None:
+    """Print the S3 policy (JSON) that lets one party write only its own objects in the store.
+
+    For PARTY: an identity policy for its credentials (an IAM user's policy on AWS; `mc admin policy
+    create` and `mc admin policy attach` on MinIO). It reads everything, creates objects at their
+    content addresses, pointers under pointers/PARTY/ and staging objects under staging/PARTY/
+    (set store_party to PARTY on its host), and deletes only those staging objects. With --bucket:
+    the bucket policy by which no principal replaces or deletes an address or a pointer.
+    """
+    import json
+
+    from bahen.errors import BahenError
+    from bahen.network import store_of
+    from bahen.settings import load_settings
+    from storage.policy import bucket_policy, party_policy
+    from storage.s3 import S3Store
+
+    store = store_of(load_settings())
+    if not isinstance(store, S3Store):
+        raise BahenError(f"the store {store.url} is a local directory, whose writers are this host's users; "
+                         "policies are for an s3:// store (set BAHEN_STORE_URL)")
+    if bucket == (party is not None):
+        raise typer.BadParameter("give either a PARTY address or --bucket")
+    if party is not None and not re.fullmatch(r"0x[0-9a-fA-F]{40}", party):
+        raise typer.BadParameter(f"{party!r} is no account address (0x and 40 hex digits)")
+    policy = bucket_policy(store.url) if bucket else party_policy(store.url, party)
+    typer.echo(json.dumps(policy, indent=2))
 
 
 def bench(

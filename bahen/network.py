@@ -80,7 +80,8 @@ def connect(settings: Settings) -> Network:
 
 def store_of(settings: Settings) -> ArtifactStore:
     """The configured artifact store."""
-    return open_store(settings.resolved_store_url, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region)
+    return open_store(settings.resolved_store_url, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region,
+                      party=settings.store_party)
 
 
 def keystore_of(settings: Settings) -> Keystore:

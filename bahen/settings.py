@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     )
     s3_endpoint_url: str | None = Field(None, description="S3 endpoint, e.g. http://127.0.0.1:9000 for MinIO")
     s3_region: str | None = Field(None, description="S3 region")
+    store_party: str | None = Field(
+        None, pattern=r"^0x[0-9a-fA-F]{40}$",
+        description="Whose S3 credentials this host uses, as its account address: its uploads are staged under "
+        "staging/<address>/, the one staging folder `bahen store policy <address>` lets it write and clean "
+        "(default: staging/, for a store without per-party policies)",
+    )
     chain_rpc_url: str | None = Field(None, description="EVM JSON-RPC endpoint (default: an in-process EVM)")
     prefect_api_url: str | None = Field(
         None, description="Prefect server of the network: `bahen order submit` runs the order through its `order` "

@@ -350,6 +350,17 @@ class Bahen:
         fn = self.market.functions.deliveryOf(_b32("order_id", order_id), task, _addr(validator))
         return bytes(self.chain.call(fn, "delivery_of"))
 
+    def verdict_recorder(self, order_id: bytes, task: int) -> str | None:
+        """The account that recorded the task's verdict (the Wasp whose store folder names its audit case),
+        read from the verdict's event; None while the task has no verdict."""
+        oid = _b32("order_id", order_id)
+        start = self._first_event_block(oid)
+        if start is None:
+            return None
+        logs = self.market.events.VerdictRecorded().get_logs(
+            from_block=start, argument_filters={"orderId": oid, "task": task})
+        return None if not logs else self.chain.receipt(logs[0]["transactionHash"])["from"]
+
     def is_wasp(self, address: str) -> bool:
         """Whether `address` holds the Wasp role (the only writer of verdicts)."""
         role = self.chain.call(self.market.functions.WASP_ROLE(), "is_wasp")

@@ -68,8 +68,9 @@ def unavailable(exc: Exception, *, url: str, endpoint: str) -> StoreUnavailableE
                 f"the bucket of {where} does not exist: create it, or fix the store URL")
         if code in _DENIED_CODES:
             return StoreUnavailableError(
-                f"access to {where} was denied ({code}): check the credentials and that they "
-                "may read and write this bucket")
+                f"access to {where} was denied ({code}): check the credentials, that their policy "
+                "allows this (`bahen store policy`: a party writes only its own keys) and that the "
+                "host's store_party is the party they belong to")
         return StoreUnavailableError(f"S3 request to {where} failed ({code}): {exc}")
     if isinstance(exc, BotoCoreError):
         return StoreUnavailableError(f"S3 request to {where} failed: {exc}")

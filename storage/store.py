@@ -37,14 +37,33 @@ def dvc_key(md5: str, *, is_dir: bool = False) -> str:
 
 # A pointer holds one ArtifactRef as JSON: a few hundred bytes; more is not a pointer.
 _POINTER_BYTES = 4096
-_POINTER_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$")
+_SEGMENT = r"[a-z0-9][a-z0-9._-]*"
+_POINTER_NAME = re.compile(rf"^{_SEGMENT}(/{_SEGMENT})*$")
+_OWNER = re.compile(rf"^{_SEGMENT}$")
 
 
-def pointer_key(name: str) -> str:
-    """Where the pointer ``name`` lives (``pointers/<name>``); ValueError for a name that is no plain path."""
+def party_folder(party: str) -> str:
+    """``party`` (an account address) as the name of its folders in a store: lowercased, one path segment."""
+    if len(party) > 64 or not _OWNER.match(party.lower()):
+        raise ValueError(f"party {party!r} must be one path segment of letters, digits, '.', '_' and '-'")
+    return party.lower()
+
+
+def staging_folder(party: str | None) -> str:
+    """Where a store using ``party``'s credentials stages its uploads: ``staging/<party>/``, or ``staging/``
+    for a store without per-party policies."""
+    return f"staging/{party_folder(party)}/" if party else "staging/"
+
+
+def pointer_key(owner: str, name: str) -> str:
+    """Where ``owner``'s pointer ``name`` lives: ``pointers/<owner>/<name>``.
+
+    Each party names artifacts in its own folder, the only one its store policy lets it write
+    (``storage.policy``); ValueError for an owner or a name that is no plain path.
+    """
     if len(name) > 200 or not _POINTER_NAME.match(name):
         raise ValueError(f"pointer name {name!r} must be lowercase path segments of letters, digits, '.', '_' and '-'")
-    return f"pointers/{name}"
+    return f"pointers/{party_folder(owner)}/{name}"
 
 
 class ArtifactStore(ABC):
@@ -134,24 +153,24 @@ class ArtifactStore(ABC):
             raise ValueError(f"artifact {ref.name} is a file, not a directory; use get() for it")
         return dirs.decode_listing(self.get(ref), ref)
 
-    def put_pointer(self, name: str, ref: ArtifactRef) -> None:
-        """Name ``ref`` under ``name``, for a reader who knows the name but not the address.
+    def put_pointer(self, owner: str, name: str, ref: ArtifactRef) -> None:
+        """Name ``ref`` under ``name`` in ``owner``'s folder, for a reader who knows both but not the address.
 
         Write-once like every object: naming the same artifact again changes nothing, naming
         another raises :class:`IntegrityError`. A pointer is an index, not a commitment: a reader
         trusts what it points to only after checking that against a signature or the chain.
         """
         data = ref.model_dump_json().encode()
-        key = pointer_key(name)
+        key = pointer_key(owner, name)
         if self._stored_size(key) is not None:
-            if self.get_pointer(name) != ref:
+            if self.get_pointer(owner, name) != ref:
                 raise IntegrityError(f"pointer {name}", f"it already names another artifact than {ref.name}")
             return
         self._put_small(key, data)
 
-    def get_pointer(self, name: str) -> ArtifactRef:
-        """The artifact named ``name`` (:class:`MissingArtifactError` if no pointer has that name)."""
-        key, what = pointer_key(name), f"pointer {name}"
+    def get_pointer(self, owner: str, name: str) -> ArtifactRef:
+        """The artifact ``owner`` named ``name`` (:class:`MissingArtifactError` if it named none so)."""
+        key, what = pointer_key(owner, name), f"pointer {name} of {party_folder(owner)}"
         size = self._stored_size(key)
         if size is None:
             raise MissingArtifactError(what, f"{self.url}/{key}")
@@ -170,18 +189,21 @@ class ArtifactStore(ABC):
 
 
 def open_store(url: str, *, endpoint_url: str | None = None, region: str | None = None,
-               access_key: str | None = None, secret_key: str | None = None) -> ArtifactStore:
+               access_key: str | None = None, secret_key: str | None = None,
+               party: str | None = None) -> ArtifactStore:
     """Open the store at ``url``: ``s3://bucket/prefix`` is S3 (or MinIO at ``endpoint_url``),
     anything else (a path or ``file://`` URL) a local directory.
 
-    S3 credentials not given here come from boto3's usual sources (environment, profile).
+    S3 credentials not given here come from boto3's usual sources (environment, profile). ``party``
+    is whose credentials they are: an S3 store stages its uploads under ``staging/<party>/``, the
+    staging folder that party's store policy lets it write and clean (``storage.policy``).
     """
     # Backends are imported here so that local use never pays for importing boto3.
     if url.startswith("s3://"):
         from storage.s3 import S3Store
 
         return S3Store(url, endpoint_url=endpoint_url, region=region,
-                       access_key=access_key, secret_key=secret_key)
+                       access_key=access_key, secret_key=secret_key, party=party)
     from storage.local import LocalStore
 
     return LocalStore(url)

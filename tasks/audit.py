@@ -105,7 +105,7 @@ def audit(upload: Upload, shard: Shard, assignment: Assignment, training: Traini
     # The case is named by the verdict's digest (its nonce Wasp's secret until now) before the verdict
     # or the case is stored or on chain: nobody else can know the name in time to take it, and
     # whoever reads the verdict on chain finds what it judged.
-    net.store.put_pointer(case_pointer(upload.order_id, assignment.task, doc.digest), case_ref)
+    net.store.put_pointer(wasp.address, case_pointer(upload.order_id, assignment.task, doc.digest), case_ref)
     net.store.put(verdict_bytes, name=ref.name)
     net.store.put(case_bytes, name=case_ref.name)
     net.market.record_verdict(

@@ -71,7 +71,7 @@ def deliver(upload: Upload, shard: Shard, training: Training, net: Network) -> D
     oid = bytes.fromhex(order_id[2:])
     recorded = net.market.delivery_of(oid, task, validator.address)
     if any(recorded):
-        ref = net.store.get_pointer(delivery_pointer(order_id, task, "0x" + recorded.hex()))
+        ref = net.store.get_pointer(validator.address, delivery_pointer(order_id, task, "0x" + recorded.hex()))
         return get_signed(net.store, ref, Delivery, expected_signer=validator.address)[0]
     key = model_key(net, training, validator)
     client, auditors = recipients(net, upload)
@@ -82,7 +82,7 @@ def deliver(upload: Upload, shard: Shard, training: Training, net: Network) -> D
         auditor_grants={a.address: put_grant(net.store, key, a, order_id=order_id, role=role) for a in auditors},
     )
     data, ref, doc = signed(validator, delivery, name=f"order {order_id[:10]}/task {task}/delivery")
-    net.store.put_pointer(delivery_pointer(order_id, task, doc.digest), ref)
+    net.store.put_pointer(validator.address, delivery_pointer(order_id, task, doc.digest), ref)
     net.store.put(data, name=ref.name)
     net.market.record_delivery(validator.account, order_id=oid, task=task, digest=bytes.fromhex(doc.digest[2:]))
     return delivery

@@ -1,7 +1,8 @@
 """pytest fixtures: a real S3-protocol server (moto's standalone server) on loopback.
 
-Load with ``pytest_plugins = ["tests.s3server"]``. moto does not check credentials and fakes
-object-lock retention loosely: those behaviours need a real MinIO to be tested.
+Load with ``pytest_plugins = ["tests.s3server"]``. moto checks credentials and IAM users' policies
+only inside ``moto.core.authorization.enable_iam_authentication()``, evaluates no policy conditions
+or bucket policies, and fakes object-lock retention loosely: those need AWS or MinIO to be tested.
 """
 
 import logging

@@ -30,7 +30,8 @@ from tests.flows.test_reaudit import SMALL, _as_auditor, _stranger, auditor_keys
 def _named(monkeypatch, store, fragment, ref):
     """Every pointer whose name holds ``fragment`` reads back ``ref``, as if its writer had come first."""
     original = type(store).get_pointer
-    monkeypatch.setattr(type(store), "get_pointer", lambda s, name: ref if fragment in name else original(s, name))
+    monkeypatch.setattr(type(store), "get_pointer",
+                        lambda s, owner, name: ref if fragment in name else original(s, owner, name))
 
 
 def _until_scored(net, salt: str):
@@ -57,7 +58,7 @@ def test_a_stranger_who_computes_wasps_rules_cannot_take_the_name_of_its_case(pr
     # the rules are a function of public evidence: anyone can run them before Wasp does
     predicted = decide(gather(upload, plan, assignment, training, verification, scores, _stranger(net, tmp_path)))
     junk, _ = put_signed(net.store, Identity.generate("squatter"), plan, name="junk")
-    net.store.put_pointer(case_pointer(upload.order_id, 0, "0x" + digest(predicted).hex()), junk)
+    net.store.put_pointer(net.wasp().address, case_pointer(upload.order_id, 0, "0x" + digest(predicted).hex()), junk)
     verdict = wasp_audit(upload, plan, assignment, training, verification, scores, net)
     assert verdict.accepted and verdict.digest != "0x" + digest(predicted).hex()  # Wasp's nonce made it unknowable
     [case] = reconstruct(upload.order_id, net.store, net.market)
@@ -87,7 +88,7 @@ def test_a_delivery_other_than_the_one_its_deliverer_recorded_for_this_task_is_i
     ref, doc = put_signed(net.store, net.party_at(other, role="validator"), framed, name="another validator's delivery")
     net.market.record_delivery(net.party_at(other, role="validator").account, order_id=oid, task=0,
                                digest=bytes.fromhex(doc.digest[2:]))
-    net.store.put_pointer(delivery_pointer(settled.order_id, 0, doc.digest), ref)
+    net.store.put_pointer(other, delivery_pointer(settled.order_id, 0, doc.digest), ref)
     [case] = reconstruct(settled.order_id, net.store, net.market)
     assert case.delivery == settled.delivery
     # a name (or an exported workspace's pin) holding any delivery but the one the deliverer recorded, even its own
@@ -107,7 +108,7 @@ def test_a_delivery_other_than_the_one_its_deliverer_recorded_for_this_task_is_i
         assert case.delivery is None
     monkeypatch.setattr(net.market, "delivery_of", lambda *_: bytes(32))  # nothing recorded: nothing read
     _named(monkeypatch, net.store, "/delivery-", net.store.get_pointer(
-        delivery_pointer(settled.order_id, 0, "0x" + digest(settled.delivery).hex())))
+        deliverer, delivery_pointer(settled.order_id, 0, "0x" + digest(settled.delivery).hex())))
     [case] = reconstruct(settled.order_id, net.store, net.market)
     assert case.delivery is None
 

@@ -137,12 +137,12 @@ def test_a_case_not_signed_by_wasp_or_of_another_order_is_refused(settled, monke
     net = connect(load_settings())
     [case] = reconstruct(settled.order_id, net.store, net.market)
     forged, _ = put_signed(net.store, net.party(CLIENT), case, name="a case the client signed")
-    monkeypatch.setattr(type(net.store), "get_pointer", lambda store, name: forged)
+    monkeypatch.setattr(type(net.store), "get_pointer", lambda store, owner, name: forged)
     with pytest.raises(BahenError, match=f"signed by {net.party(CLIENT).address}, which does not hold Wasp's role"):
         reconstruct(settled.order_id, net.store, net.market)
     other = AuditCase.model_validate({**case.model_dump(), "order_id": "0x" + "77" * 32})
     moved, _ = put_signed(net.store, net.party(WASP), other, name="another order's case")
-    monkeypatch.setattr(type(net.store), "get_pointer", lambda store, name: moved)
+    monkeypatch.setattr(type(net.store), "get_pointer", lambda store, owner, name: moved)
     with pytest.raises(BahenError, match="is the case of order 0x7777"):
         reconstruct(settled.order_id, net.store, net.market)
 
@@ -289,11 +289,13 @@ def test_names_taken_before_wasp_and_the_validator_cost_neither_the_verdict_nor_
     training = train(SMALL, upload, assignment, net)
     verification = verify(SMALL, upload, plan, assignment, training, net)
     scores = score(SMALL, upload, plan, training, net)
-    # a stranger who reads the order on chain takes every name it can know before Wasp and the validator write
+    # a stranger who reads the order on chain takes every name it can know before Wasp and the validators write,
+    # in their folders (a store without per-party policies lets it)
     squatter = Identity.generate("squatter")
     junk, _ = put_signed(net.store, squatter, plan, name="not a case, not a delivery")
-    for name in ("case", "delivery", "delivery-"):
-        net.store.put_pointer(f"orders/{upload.order_id.lower()}/task-0/{name}", junk)
+    for owner in (net.wasp().address, *(v.address for v in plan.validators)):
+        for name in ("case", "delivery", "delivery-"):
+            net.store.put_pointer(owner, f"orders/{upload.order_id.lower()}/task-0/{name}", junk)
     verdict = wasp_audit(upload, plan, assignment, training, verification, scores, net)
     assert verdict.accepted  # the case is named by the verdict's digest, which nobody knew in time
     settle(upload, net)

@@ -14,7 +14,7 @@ from privacy.signing import digest
 
 from bahen.audit import case_path, case_pointer, delivery_path, delivery_pointer, export_order, pinned_artifacts
 from bahen.cli import app
-from bahen.network import store_of
+from bahen.network import connect
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 from flows.order import order
@@ -38,10 +38,12 @@ def test_s3_order_is_pulled_by_stock_dvc_with_verify(prefect, s3_server, tmp_pat
     pulled = subprocess.run([DVC, "pull"], cwd=workspace, env=env, capture_output=True, text=True, timeout=300)
     assert pulled.returncode == 0, pulled.stderr
 
-    store = store_of(load_settings())
-    pins = pinned_artifacts(record, store) | {case_path(0): store.get_pointer(case_pointer(record.order_id, 0, record.verdict.digest)),
-                                              delivery_path(0): store.get_pointer(
-                                                  delivery_pointer(record.order_id, 0, "0x" + digest(record.delivery).hex()))}
+    net = connect(load_settings())
+    store, wasp = net.store, net.wasp().address
+    delivery = delivery_pointer(record.order_id, 0, "0x" + digest(record.delivery).hex())
+    pins = pinned_artifacts(record, store) | {
+        case_path(0): store.get_pointer(wasp, case_pointer(record.order_id, 0, record.verdict.digest)),
+        delivery_path(0): store.get_pointer(record.delivery.validator, delivery)}
     assert len(pins) == count > 20
     for path, ref in pins.items():
         assert (workspace / path).read_bytes() == store.get(ref), path

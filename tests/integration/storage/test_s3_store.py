@@ -206,15 +206,15 @@ def test_missing_artifact_is_named(store):
 
 
 def test_a_pointer_names_an_artifact_once_on_s3(store, s3_server):
-    ref = store.put(b"verdict", name="verdict")
-    store.put_pointer("orders/0xab/task-0/case", ref)
-    store.put_pointer("orders/0xab/task-0/case", ref)
-    assert store.get_pointer("orders/0xab/task-0/case") == ref
-    assert store._key("pointers/orders/0xab/task-0/case") in _keys(s3_server, store)
+    ref, wasp = store.put(b"verdict", name="verdict"), "0x" + "Ab" * 20
+    store.put_pointer(wasp, "orders/0xab/task-0/case", ref)
+    store.put_pointer(wasp, "orders/0xab/task-0/case", ref)
+    assert store.get_pointer(wasp, "orders/0xab/task-0/case") == ref
+    assert store._key(f"pointers/{wasp.lower()}/orders/0xab/task-0/case") in _keys(s3_server, store)
     with pytest.raises(IntegrityError, match="already names another artifact"):
-        store.put_pointer("orders/0xab/task-0/case", store.put(b"forged", name="forged"))
-    with pytest.raises(MissingArtifactError, match="pointer orders/0xab/task-1/case is not stored at s3://"):
-        store.get_pointer("orders/0xab/task-1/case")
+        store.put_pointer(wasp, "orders/0xab/task-0/case", store.put(b"forged", name="forged"))
+    with pytest.raises(MissingArtifactError, match="pointer orders/0xab/task-1/case of 0xabab.* is not stored at s3://"):
+        store.get_pointer(wasp, "orders/0xab/task-1/case")
 
 
 def test_directory_listing_round_trip(store, s3_server):

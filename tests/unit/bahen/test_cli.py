@@ -91,3 +91,35 @@ def test_a_quiet_terminal_leaves_the_runs_errors_to_their_caller():
     assert not shown("prefect.task_runs", logging.ERROR) and not shown("prefect.flow_runs", logging.CRITICAL)
     assert shown("prefect.task_runs", logging.WARNING) and shown("prefect", logging.ERROR) and shown("bahen", logging.ERROR)
     assert not shown("great_expectations.data_context", logging.INFO) and shown("great_expectations", logging.WARNING)
+
+
+def test_store_policy_prints_a_partys_or_the_buckets_policy_for_the_configured_store(tmp_path, monkeypatch):
+    import json
+
+    from storage.policy import bucket_policy, party_policy
+
+    party = "0x" + "ab" * 20
+    monkeypatch.setenv("BAHEN_HOME", str(tmp_path))
+    monkeypatch.setenv("BAHEN_STORE_URL", "s3://bucket/bahen")
+    result = CliRunner().invoke(app, ["store", "policy", party])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == party_policy("s3://bucket/bahen", party)
+    result = CliRunner().invoke(app, ["store", "policy", "--bucket"])
+    assert json.loads(result.output) == bucket_policy("s3://bucket/bahen")
+    for args, refusal in ((["store", "policy"], "either a PARTY address or --bucket"),
+                          (["store", "policy", party, "--bucket"], "either a PARTY address or --bucket"),
+                          (["store", "policy", "0xab"], "no account address")):
+        result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+        assert result.exit_code == 2 and refusal in result.output
+    monkeypatch.setenv("BAHEN_STORE_URL", str(tmp_path / "store"))
+    result = CliRunner().invoke(app, ["store", "policy", party])
+    assert isinstance(result.exception, BahenError) and "local directory" in str(result.exception)
+
+
+def test_a_store_party_that_is_no_address_is_refused_by_name(tmp_path, monkeypatch):
+    from bahen.settings import SettingsError, load_settings
+
+    monkeypatch.setenv("BAHEN_HOME", str(tmp_path))
+    monkeypatch.setenv("BAHEN_STORE_PARTY", "wasp")
+    with pytest.raises(SettingsError, match="store_party"):
+        load_settings()

@@ -282,6 +282,19 @@ def test_only_the_wasp_records_verdicts(bahen, parties):
     assert view.tasks[0].reasons_digest == "0x" + b32("why").hex()
 
 
+def test_the_account_that_recorded_a_verdict_is_read_from_its_event(bahen, chain, parties):
+    open_assigned(bahen, parties, SALT, tasks=2, validators=0)
+    bahen.commit_proof(parties.workers[0], order_id=OID, task=0, root=b32("r"))
+    assert bahen.verdict_recorder(OID, 0) is None and bahen.verdict_recorder(b32("missing"), 0) is None
+    second = parties.workers[1]  # a second holder of the Wasp role, granted by the market's admin
+    role = bahen.market.functions.WASP_ROLE().call()
+    chain.transact(parties.deployer, bahen.market.functions.grantRole(role, second.address), "grant_wasp")
+    bahen.record_verdict(parties.wasp, order_id=OID, task=0, accepted=True, reasons_digest=b32("why"))
+    bahen.record_verdict(second, order_id=OID, task=1, accepted=False, reasons_digest=b32("absent"))
+    assert bahen.verdict_recorder(OID, 0) == parties.wasp.address
+    assert bahen.verdict_recorder(OID, 1) == second.address
+
+
 def test_unknown_order_and_bad_ids(bahen):
     with pytest.raises(UnknownOrderError, match="does not exist on market"):
         bahen.order(b32("missing"))

@@ -162,28 +162,41 @@ def test_directory_entries_must_be_stored_and_well_named(store):
         store.list_dir(stored)
 
 
-def test_a_pointer_names_an_artifact_once(store):
+WASP, OTHER = "0x" + "aB" * 20, "0x" + "cd" * 20
+
+
+def test_a_pointer_names_an_artifact_once_in_its_owners_folder(store):
     ref = store.put(b"verdict", name="verdict")
-    store.put_pointer("orders/0xab/task-0/case", ref)
-    assert store.get_pointer("orders/0xab/task-0/case") == ref
-    store.put_pointer("orders/0xab/task-0/case", ref)  # naming it again changes nothing
+    store.put_pointer(WASP, "orders/0xab/task-0/case", ref)
+    assert (store.root / "pointers" / WASP.lower() / "orders/0xab/task-0/case").is_file()
+    assert store.get_pointer(WASP, "orders/0xab/task-0/case") == ref
+    store.put_pointer(WASP, "orders/0xab/task-0/case", ref)  # naming it again changes nothing
     other = store.put(b"another verdict", name="forged verdict")
     with pytest.raises(IntegrityError, match="pointer orders/0xab/task-0/case.*already names another artifact"):
-        store.put_pointer("orders/0xab/task-0/case", other)
-    assert store.get_pointer("orders/0xab/task-0/case") == ref
-    with pytest.raises(MissingArtifactError, match="pointer orders/0xab/task-1/case is not stored"):
-        store.get_pointer("orders/0xab/task-1/case")
+        store.put_pointer(WASP, "orders/0xab/task-0/case", other)
+    assert store.get_pointer(WASP, "orders/0xab/task-0/case") == ref
+    with pytest.raises(MissingArtifactError, match=f"pointer orders/0xab/task-1/case of {WASP.lower()} is not stored"):
+        store.get_pointer(WASP, "orders/0xab/task-1/case")
+    store.put_pointer(OTHER, "orders/0xab/task-0/case", other)  # another party's folder: another name
+    assert store.get_pointer(OTHER, "orders/0xab/task-0/case") == other
+    assert store.get_pointer(WASP, "orders/0xab/task-0/case") == ref
 
 
 @pytest.mark.parametrize("name", ["../escape", "/abs", "a//b", "UPPER", "a/./b", "", "x" * 201])
 def test_a_pointer_name_is_a_plain_path(store, name):
     with pytest.raises(ValueError, match="pointer name"):
-        store.put_pointer(name, store.put(b"x", name="x"))
+        store.put_pointer(WASP, name, store.put(b"x", name="x"))
+
+
+@pytest.mark.parametrize("owner", ["..", "a/b", "", "-x", "0x" + "a" * 63])
+def test_a_pointer_owner_is_one_plain_segment(store, owner):
+    with pytest.raises(ValueError, match="party"):
+        store.put_pointer(owner, "p", store.put(b"x", name="x"))
 
 
 @pytest.mark.parametrize("stored", [b"not json", b'{"name": "x"}', b"{" * 5000])
 def test_a_pointer_that_holds_no_reference_is_named(store, stored):
-    (store.root / "pointers").mkdir(parents=True)
-    (store.root / "pointers" / "p").write_bytes(stored)
-    with pytest.raises(IntegrityError, match="pointer p is tampered"):
-        store.get_pointer("p")
+    (store.root / "pointers" / WASP.lower()).mkdir(parents=True)
+    (store.root / "pointers" / WASP.lower() / "p").write_bytes(stored)
+    with pytest.raises(IntegrityError, match=f"pointer p of {WASP.lower()} is tampered"):
+        store.get_pointer(WASP, "p")
