@@ -14,6 +14,7 @@ console = Console()
 worker_app = typer.Typer(help="Run a GPU worker host on the network's gpu pool.", no_args_is_help=True)
 validator_app = typer.Typer(help="Run a validator host on the network's validators pool.", no_args_is_help=True)
 wasp_app = typer.Typer(help="Run Wasp, the auditor that records work verdicts, on the wasp pool.", no_args_is_help=True)
+client_app = typer.Typer(help="Run a client host's orders on the network's control pool.", no_args_is_help=True)
 
 
 def up(
@@ -131,6 +132,16 @@ def wasp_start(name: Annotated[str | None, typer.Option(help="Identity holding t
     _start("wasp", name, None)
 
 
+@client_app.command("start")
+def client_start(
+    name: Annotated[str | None, typer.Option(help="Identity in this host's keystore (created if missing); default: "
+                                                  "its only identity, or client")] = None,
+    limit: Annotated[int | None, typer.Option(help="Most orders at once")] = None,
+) -> None:
+    """Run a Prefect worker taking the orders submitted from the UI or `bahen order submit` from the control pool."""
+    _start("client", name, limit)
+
+
 def register(app: typer.Typer) -> None:
     """Add the devnet commands to the ``bahen`` app."""
     app.command("up")(up)
@@ -139,3 +150,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(worker_app, name="worker")
     app.add_typer(validator_app, name="validator")
     app.add_typer(wasp_app, name="wasp")
+    app.add_typer(client_app, name="client")

@@ -61,6 +61,7 @@ class PartyHost(BaseModel):
     home: Path
     pool: str
     queue: str | None = Field(None, description="The work queue of its own runs (its address); None: the whole pool")
+    address: str | None = Field(None, description="Its account, once the devnet is bootstrapped")
 
 
 class DevnetState(BaseModel):

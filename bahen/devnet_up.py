@@ -27,7 +27,7 @@ from bahen.devnet_services import (
 )
 from bahen.network import Network, connect, keystore_of, save_addresses
 from bahen.parties import CLIENT, POOL_OF_ROLE, POOLS, WASP, party_queue, validator_name, worker_name
-from bahen.settings import Settings
+from bahen.settings import Settings, load_settings
 
 def worker_argv(pool: str, name: str, limit: int | None, queue: str | None = None) -> list[str]:
     """A Prefect process worker polling ``pool`` (only its work queue ``queue``, if named; at most
@@ -37,8 +37,12 @@ def worker_argv(pool: str, name: str, limit: int | None, queue: str | None = Non
 
 
 def party_worker(state: DevnetState, party: PartyHost) -> tuple[list[str], dict[str, str]]:
-    """The command and environment of ``party``'s Prefect worker."""
-    return worker_argv(party.pool, party.name, None, party.queue), party_env(state, party)
+    """The command and environment of ``party``'s Prefect worker, whose runs leave their results in the
+    party's own folder of the store."""
+    settings = load_settings(home=party.home, store_url=state.store_url, s3_endpoint_url=state.s3_endpoint_url,
+                             store_party=party.address)
+    return worker_argv(party.pool, party.name, None, party.queue), party_env(state, party) | own_results(
+        state.prefect_api_url, settings)
 
 
 def provision(state: DevnetState, settings: Settings, *, workers: int, validators: int) -> list[PartyHost]:
@@ -61,6 +65,14 @@ def provision(state: DevnetState, settings: Settings, *, workers: int, validator
         (home / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         parties.append(PartyHost(name=name, home=home, pool=pool))
     return parties
+
+
+def _name_store_party(party: PartyHost) -> None:
+    """Write the party's account into its ``config.yaml`` as its ``store_party``: its uploads stage and its
+    runs' results land in its own folders of the store, as on a store with per-party policies."""
+    path = party.home / "config.yaml"
+    config = yaml.safe_load(path.read_text()) | {"store_party": party.address}
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
 def _start_database(state: DevnetState) -> dict[str, str]:
@@ -123,13 +135,16 @@ RESULTS_BLOCK = "bahen-results"
 
 
 def result_storage(settings: Settings) -> WritableFileSystem:
-    """Where the parties' runs leave their results for the order: beside the artifact store's objects,
-    under ``prefect-results`` (a directory, or the S3 prefix of an S3 store), never a host's own disk."""
+    """Where this host's runs leave their results for the order: beside the artifact store's objects,
+    under ``prefect-results`` (a directory, or the S3 prefix of an S3 store), never a host's own disk;
+    in its own folder ``prefect-results/<address>`` where the host names its ``store_party``, the
+    one its store policy lets it write."""
     url = settings.resolved_store_url
+    folder = f"prefect-results/{settings.store_party.lower()}" if settings.store_party else "prefect-results"
     if url.startswith("s3://"):
         client_kwargs = {k: v for k, v in (("endpoint_url", settings.s3_endpoint_url), ("region_name", settings.s3_region)) if v}
-        return RemoteFileSystem(basepath=f"{url.rstrip('/')}/prefect-results", settings={"client_kwargs": client_kwargs})
-    return LocalFileSystem(basepath=str(Path(url) / "prefect-results"))
+        return RemoteFileSystem(basepath=f"{url.rstrip('/')}/{folder}", settings={"client_kwargs": client_kwargs})
+    return LocalFileSystem(basepath=str(Path(url) / folder))
 
 
 def share_results(api_url: str, storage: WritableFileSystem) -> None:
@@ -142,6 +157,21 @@ def share_results(api_url: str, storage: WritableFileSystem) -> None:
         block_id = storage.save(RESULTS_BLOCK, overwrite=True)
         with get_client(sync_client=True) as client:
             client.update_server_default_result_storage(block_id)
+
+
+def own_results(api_url: str, settings: Settings) -> dict[str, str]:
+    """The environment by which this host's Prefect workers make its runs write their results in its
+    own folder (:func:`result_storage`), saved on the server at ``api_url`` as the block
+    ``bahen-results-<address>`` (whoever reads a result finds it through that block); nothing for a
+    host that names no ``store_party``, whose runs use the server's default (:func:`share_results`)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if not settings.store_party:
+        return {}
+    storage, name = result_storage(settings), f"{RESULTS_BLOCK}-{settings.store_party.lower()}"
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        storage.save(name, overwrite=True)
+    return {"PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK": f"{storage.get_block_type_slug()}/{name}"}
 
 
 def apply_deployments(state: DevnetState) -> None:
@@ -176,8 +206,10 @@ def up(settings: Settings, *, prefect_port: int, anvil_port: int, project_dir: P
         for home in (settings.home, *homes.values()):
             save_addresses(settings.model_copy(update={"home": home}), market.addresses)
         for party in state.parties:
+            party.address = keystore_of(settings.model_copy(update={"home": party.home})).public(party.name).address
             if party.pool in (POOL_OF_ROLE["worker"], POOL_OF_ROLE["validator"]):
-                party.queue = party_queue(keystore_of(settings.model_copy(update={"home": party.home})).public(party.name).address)
+                party.queue = party_queue(party.address)
+            _name_store_party(party)
         save_state(state)
         create_pools(state.prefect_api_url)
         share_results(state.prefect_api_url, result_storage(settings_for(state, settings)))
@@ -209,22 +241,27 @@ def ensure_staked(net: Network, identity: Identity, role: str) -> None:
         net.market.register_validator(identity.account, x25519_public=identity.x25519_public, stake=devnet.PARAMS.min_validator_stake)
 
 
+# The roles that stake, and whose runs come to their own work queue of their pool.
+STAKED = ("worker", "validator")
+
+
 def join(settings: Settings, role: str, *, name: str | None, stake: bool = True) -> tuple[Identity, Network]:
     """This host's ``role`` identity on the configured chain, registered and staked if ``stake`` (a worker or
-    validator). ``name`` defaults to the home's only identity, or ``<role>-0`` in an empty home."""
+    validator). ``name`` defaults to the home's only identity, or ``<role>-0`` (``wasp``, ``client``) in an
+    empty home."""
     if settings.chain_rpc_url is None:
         raise DevnetError("this host names no chain: set chain_rpc_url in config.yaml (or BAHEN_CHAIN_RPC_URL) to the "
                           "network's RPC endpoint; an in-process chain has nobody else on it")
     net = connect(settings)
     names = net.keystore.names()
-    party = name or (names[0] if len(names) == 1 else None) or (WASP if role == "wasp" else f"{role}-0")
-    if role != "wasp" and not (party.startswith(f"{role}-") and party.split("-", 1)[1].isdigit()):
+    party = name or (names[0] if len(names) == 1 else None) or {"wasp": WASP, "client": CLIENT}.get(role, f"{role}-0")
+    if role in STAKED and not (party.startswith(f"{role}-") and party.split("-", 1)[1].isdigit()):
         raise DevnetError(f"{party!r} is not a {role} name: use {role}-<number>, e.g. {role}-2")
     identity = net.party(party)
     if role == "wasp" and not net.market.is_wasp(identity.address):
         raise DevnetError(f"{party} ({identity.address}) does not hold the Wasp role of market "
                           f"{net.market.addresses.market}: run Wasp with the key the contracts were deployed for")
-    if stake and role != "wasp":
+    if stake and role in STAKED:
         ensure_staked(net, identity, role)
     return identity, net
 
@@ -234,7 +271,10 @@ def start_command(settings: Settings, identity: Identity, role: str, limit: int 
     api_url = settings.prefect_api_url or os.environ.get("PREFECT_API_URL")
     if not api_url:
         raise DevnetError("this host names no Prefect server: set prefect_api_url in config.yaml (or PREFECT_API_URL)")
+    if settings.store_party and settings.store_party.lower() != identity.address.lower():
+        raise DevnetError(f"this host's store_party {settings.store_party} is not the account of {identity.name} "
+                          f"({identity.address}): name the party whose store credentials the host holds")
     pool = POOL_OF_ROLE[role]
-    queue = None if role == "wasp" else party_queue(identity.address)
+    queue = party_queue(identity.address) if role in STAKED else None
     env = {**os.environ, "PREFECT_API_URL": api_url, "BAHEN_PROJECT_DIR": os.environ.get("BAHEN_PROJECT_DIR", str(PROJECT_DIR))}
-    return worker_argv(pool, f"{pool}-{identity.name}", limit, queue), env
+    return worker_argv(pool, f"{pool}-{identity.name}", limit, queue), env | own_results(api_url, settings)

@@ -1,16 +1,16 @@
 """Who may write where in an S3 store, as policy documents for AWS IAM and MinIO.
 
-Under the store's prefix, every key is one of four kinds:
+Under the store's prefix, every key is one of five kinds:
 
-==========================  ==================================  =========================================
-key                         what                                who may write it
-==========================  ==================================  =========================================
-``files/md5/…``             DVC's objects, named by their md5   any party creates one; nobody replaces or
-``dirs/…``                  bahen's listings, by their sha256   deletes one (content-addressed)
-``pointers/<party>/…``      a party's names for its artifacts   that party creates them; nobody deletes
-``staging/<party>/…``       a party's uploads in progress       that party creates and deletes them
-``prefect-results/…``       the parties' runs' results          any party (Prefect's result storage)
-==========================  ==================================  =========================================
+============================  ==================================  =========================================
+key                           what                                who may write it
+============================  ==================================  =========================================
+``files/md5/…``               DVC's objects, named by their md5   any party creates one; nobody replaces or
+``dirs/…``                    bahen's listings, by their sha256   deletes one (content-addressed)
+``pointers/<party>/…``        a party's names for its artifacts   that party creates them; nobody deletes
+``staging/<party>/…``         a party's uploads in progress       that party creates and deletes them
+``prefect-results/<party>/…`` a party's runs' results            that party (its Prefect result storage)
+============================  ==================================  =========================================
 
 Every party may read everything: what the store holds is ciphertext or signed public evidence.
 :func:`party_policy` is the identity policy of one party's credentials (an IAM user's policy on
@@ -37,22 +37,22 @@ def _scope(url: str) -> tuple[str, str]:
 def party_policy(url: str, party: str) -> dict:
     """The identity policy of ``party``'s credentials on the store at ``url`` (``s3://bucket/prefix``).
 
-    It reads and lists everything; creates objects and directory listings at their addresses,
-    pointers in its own folder and its runs' results (and may abort or list the parts of its
+    It reads and lists everything; creates objects and directory listings at their addresses, and
+    pointers and its runs' results in its own folders (and may abort or list the parts of its
     multipart uploads there); creates and deletes staging objects in its own folder only. Nothing
-    else: no other party's pointer or staging object, no deletion of an address, no bucket
-    configuration. The results folder is shared by every party's runs (Prefect's default result
-    storage is one block): a result is a handoff, which its readers check against the chain and
-    signed documents, not a commitment.
+    else: no other party's pointer, result or staging object, no deletion of an address, no bucket
+    configuration.
     """
     bucket, prefix = _scope(url)
     folder = party_folder(party)
     creates = [_arn(bucket, f"{prefix}{key}") for key in
-               ("files/md5/*", "dirs/*", f"pointers/{folder}/*", f"staging/{folder}/*", "prefect-results/*")]
+               ("files/md5/*", "dirs/*", f"pointers/{folder}/*", f"staging/{folder}/*", f"prefect-results/{folder}/*")]
     return {"Version": _VERSION, "Statement": [
         {"Sid": "ReadTheStore", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [_arn(bucket, f"{prefix}*")]},
-        # Listing makes a missing key a 404 rather than a 403, which is how a put finds a free address.
-        {"Sid": "ListTheBucket", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [_arn(bucket)]},
+        # Listing makes a missing key a 404 rather than a 403, which is how a put finds a free address;
+        # s3fs (under Prefect's result storage) asks where the bucket is before it writes a result.
+        {"Sid": "ListTheBucket", "Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+         "Resource": [_arn(bucket)]},
         {"Sid": "CreateAddressesAndOwnKeys", "Effect": "Allow",
          "Action": ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"], "Resource": creates},
         {"Sid": "CleanOwnStaging", "Effect": "Allow", "Action": ["s3:DeleteObject"],

@@ -101,3 +101,24 @@ def test_a_host_without_the_signers_key_refuses_each_stage_before_acting(tmp_pat
         audit(upload, plan, assignment, training, verification, scores, stranger)
     assert net.market.order(oid).tasks[0].verdict == "none"
     assert stranger.keystore.names() == []  # refusing never creates a key
+
+
+def test_a_partys_runs_leave_their_results_in_its_own_folder_and_a_host_names_only_its_own_party(prefect, tmp_path):
+    from prefect.blocks.core import Block
+    from prefect.settings import PREFECT_API_URL
+
+    from bahen.devnet_services import DevnetError
+    from bahen.devnet_up import start_command
+    from privacy.identity import Identity
+
+    worker, other = Identity.generate("worker-9"), Identity.generate("worker-8")
+    settings = load_settings(home=tmp_path, prefect_api_url=PREFECT_API_URL.value(), store_party=worker.address)
+    argv, env = start_command(settings, worker, "worker", 1)
+    assert argv[argv.index("--pool") + 1] == "gpu" and argv[argv.index("--work-queue") + 1] == worker.address.lower()
+    slug = env["PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"]
+    assert slug == f"local-file-system/bahen-results-{worker.address.lower()}"
+    assert Block.load(slug).basepath == str(tmp_path / "store" / "prefect-results" / worker.address.lower())
+    _, env = start_command(settings.model_copy(update={"store_party": None}), worker, "worker", 1)
+    assert "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK" not in env  # the server's default, shared folder
+    with pytest.raises(DevnetError, match=f"store_party {worker.address} is not the account of worker-8"):
+        start_command(settings, other, "worker", 1)

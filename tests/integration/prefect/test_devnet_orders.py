@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import yaml
 from contracts.errors import ContractRevert
 
 from bahen.client import Client
@@ -19,7 +20,7 @@ from bahen.devnet_services import postgres_binaries, save_state, settings_for, s
 from bahen.devnet_up import party_worker
 from bahen.network import connect, keystore_of
 from bahen.orders import OrderBook
-from bahen.parties import CLIENT, OPERATOR, party_queue
+from bahen.parties import CLIENT, OPERATOR, WASP, party_queue
 from bahen.runner import STAGES
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
@@ -66,8 +67,12 @@ def test_order_from_the_ui_runs_each_stage_on_its_signers_worker_and_settles_onc
     assert train["work_queue_name"] == party_queue(worker.address)
     assert verify["work_queue_name"] == party_queue(record.shard.validators[0].address)
     assert {r["work_queue_name"] for r in scores} == {party_queue(v.address) for v in record.shard.validators}
-    results = Path(devnet.store_url) / "prefect-results"  # the runs' results travel through the store
-    assert len(list(results.iterdir())) >= len(runs) and not (devnet.home / "prefect" / "results").exists()
+    # the runs' results travel through the store, each party's in its own folder
+    results = Path(devnet.store_url) / "prefect-results"
+    signers = {worker.address, record.shard.validators[0].address, party(devnet, WASP).address}
+    assert {folder.name for folder in results.iterdir()} >= {a.lower() for a in signers}
+    assert sum(1 for f in results.rglob("*") if f.is_file()) >= len(runs)
+    assert not (devnet.home / "prefect" / "results").exists()
     for host in devnet.parties:  # only the client keeps the order's record
         assert OrderBook(host.home / "orders").list() == ([] if host.name != CLIENT else _client_book(devnet).list())
     stages = {f"bahen.order.{s}" for s in STAGES}
@@ -86,8 +91,11 @@ def test_the_client_submits_from_its_own_home_and_the_worker_withdraws_its_pay_f
     # an outside auditor on a host of its own: it makes its identity, and the client names it in the order
     auditor = devnet.home / "auditor"
     auditor.mkdir()
-    for public in ("config.yaml", "chain.json"):  # where the chain and the store are, and the market's address
-        (auditor / public).write_text((client.home / public).read_text())
+    # where the chain and the store are, and the market's address; the store credentials it holds are its own
+    config = yaml.safe_load((client.home / "config.yaml").read_text())
+    config.pop("store_party")
+    (auditor / "config.yaml").write_text(yaml.safe_dump(config))
+    (auditor / "chain.json").write_text((client.home / "chain.json").read_text())
     as_auditor = env | {"BAHEN_HOME": str(auditor), "COLUMNS": "240", "DVC_NO_ANALYTICS": "1",
                         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     made = subprocess.run([sys.executable, "-m", "bahen.cli", "keys", "new", "auditor"], env=as_auditor,

@@ -108,3 +108,25 @@ def test_a_party_cannot_name_in_another_folder_replace_or_delete_anything(s3_ser
     deleted = raw.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": address}]})
     assert [e["Code"] for e in deleted["Errors"]] == ["AccessDenied"]
     assert wasp.get(verdict) == b"a signed verdict"
+
+
+def test_a_partys_runs_write_their_results_in_its_own_folder_only(s3_server, parties, tmp_path, monkeypatch):
+    from bahen.devnet_up import result_storage
+    from bahen.settings import load_settings
+
+    url, wasp_keys, _ = parties
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", wasp_keys["access_key"])  # how a host's Prefect runs get credentials
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", wasp_keys["secret_key"])
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+
+    def results(party):
+        return result_storage(load_settings(home=tmp_path, store_url=url, s3_endpoint_url=s3_server.endpoint_url,
+                                            s3_region="us-east-1", store_party=party))
+
+    own = results(WASP)
+    assert own.basepath == f"{url}/prefect-results/{WASP.lower()}"
+    own.write_path("a-result", b'{"verdict": "accepted"}')
+    assert own.read_path("a-result") == b'{"verdict": "accepted"}'
+    with pytest.raises(PermissionError):
+        results(VALIDATOR).write_path("a-result", b'{"verdict": "rejected"}')
+    assert results(VALIDATOR).basepath == f"{url}/prefect-results/{VALIDATOR.lower()}"

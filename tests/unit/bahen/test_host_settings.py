@@ -59,3 +59,6 @@ def test_results_travel_beside_the_stores_objects_never_on_a_hosts_own_disk(tmp_
                                       s3_region="eu-west-1"))
     assert isinstance(s3, RemoteFileSystem) and s3.basepath == "s3://bucket/net/prefect-results"
     assert s3.settings == {"client_kwargs": {"endpoint_url": "http://127.0.0.1:9000", "region_name": "eu-west-1"}}
+    party = "0x" + "Ab" * 20  # a host that names its store party writes in its own folder
+    own = result_storage(load_settings(home=tmp_path, store_url="s3://bucket/net", store_party=party))
+    assert own.basepath == f"s3://bucket/net/prefect-results/{party.lower()}"

@@ -13,10 +13,12 @@ def test_a_party_creates_addresses_and_keys_in_its_own_folders_and_deletes_only_
     statements = {s["Sid"]: s for s in party_policy("s3://bucket/some/prefix", PARTY)["Statement"]}
     assert statements["ReadTheStore"]["Resource"] == ["arn:aws:s3:::bucket/some/prefix/*"]
     assert statements["ListTheBucket"]["Resource"] == ["arn:aws:s3:::bucket"]
+    assert statements["ListTheBucket"]["Action"] == ["s3:ListBucket", "s3:GetBucketLocation"]
     assert statements["CreateAddressesAndOwnKeys"]["Resource"] == [
         "arn:aws:s3:::bucket/some/prefix/files/md5/*", "arn:aws:s3:::bucket/some/prefix/dirs/*",
         f"arn:aws:s3:::bucket/some/prefix/pointers/{PARTY.lower()}/*",
-        f"arn:aws:s3:::bucket/some/prefix/staging/{PARTY.lower()}/*", "arn:aws:s3:::bucket/some/prefix/prefect-results/*"]
+        f"arn:aws:s3:::bucket/some/prefix/staging/{PARTY.lower()}/*", 
+        f"arn:aws:s3:::bucket/some/prefix/prefect-results/{PARTY.lower()}/*"]
     assert statements["CleanOwnStaging"] == {
         "Sid": "CleanOwnStaging", "Effect": "Allow", "Action": ["s3:DeleteObject"],
         "Resource": [f"arn:aws:s3:::bucket/some/prefix/staging/{PARTY.lower()}/*"]}
