@@ -290,7 +290,8 @@ class S3Store(ArtifactStore):
 
     def _head_size(self, full_key: str) -> int | None:
         try:
-            head = self.client.head_object(Bucket=self.bucket, Key=full_key)
+            head = with_retries(lambda: self.client.head_object(Bucket=self.bucket, Key=full_key),
+                                deadline_s=self.retry_deadline_s)
         except ClientError as exc:
             if error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
                 return None

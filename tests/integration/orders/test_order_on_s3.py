@@ -1,9 +1,11 @@
-"""An order on the S3 backend, exported for an auditor and pulled byte for byte by stock DVC."""
+"""An order on the S3 backend, exported for an auditor and pulled byte for byte by stock DVC, and one
+that goes on through an S3 outage at every stage."""
 
 import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from privacy.signing import digest
 from bahen.audit import case_path, case_pointer, delivery_path, delivery_pointer, export_order, pinned_artifacts
 from bahen.cli import app
 from bahen.network import connect
+from bahen.runner import STAGES
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 from flows.order import order
@@ -64,3 +67,38 @@ def test_s3_order_is_pulled_by_stock_dvc_with_verify(prefect, s3_server, tmp_pat
     result = CliRunner().invoke(app, ["audit", "check", record.order_id, "--workspace", str(workspace)])
     assert isinstance(result.exception, ReauditDisagreesError), result.output
     assert "reports/task0-verification.json" in str(result.exception)
+
+
+def test_an_order_goes_on_through_an_s3_outage_at_every_stage_and_leaves_no_staging(
+        prefect, s3_server, tmp_path, monkeypatch):
+    from prefect.context import TaskRunContext
+
+    monkeypatch.setenv("BAHEN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("BAHEN_STORE_URL", s3_server.fresh_url())
+    monkeypatch.setenv("BAHEN_S3_ENDPOINT_URL", s3_server.endpoint_url)
+    store = connect(load_settings()).store  # the store every stage of this process's order uses
+    struck, timers, lock = [], [], threading.Lock()
+
+    def outage(**_) -> None:
+        """The endpoint goes away for 3 s as each stage sends its first request to the store."""
+        context = TaskRunContext.get()
+        with lock:
+            if context is None or context.task.name in struck:
+                return
+            struck.append(context.task.name)
+            s3_server.stop()
+            timers.append(s3_server.restart_after(3.0))
+
+    store.client.meta.events.register("before-call.s3", outage)
+    try:
+        record = order(OrderSpec(dataset="digits", model="mlp", epochs=1, checkpoint_every=16))
+    finally:
+        store.client.meta.events.unregister("before-call.s3", outage)
+        for timer in timers:
+            timer.join()
+        s3_server.start()
+    assert {"encrypt_upload", "train", "verify", "score", "audit", "deliver"} <= set(struck), struck
+    assert record.status == "settled (accepted), model delivered"
+    assert [t.stage for t in record.timings] == list(STAGES)  # each stage ran once
+    listed = s3_server.client().list_objects_v2(Bucket=store.bucket, Prefix=f"{store.prefix}/staging/")
+    assert listed["KeyCount"] == 0

@@ -1,4 +1,5 @@
-"""The S3 endpoint goes down in the middle of a large put, of bytes or of a stream."""
+"""The S3 endpoint goes down in the middle of a large put, of bytes or of a stream, or while a
+reader asks whether an artifact is there and reads it."""
 
 import os
 import threading
@@ -73,3 +74,15 @@ def test_upload_fails_cleanly_when_the_server_stays_down(s3_server, kind):
     left = _keys(s3_server, store)
     assert all(key.startswith(f"{store.prefix}/staging/") for key in left)
     assert len(left) <= {"bytes": 0, "stream": 2}[kind]
+
+
+def test_reads_wait_for_the_server_to_come_back(s3_server):
+    store = S3Store(s3_server.fresh_url(), endpoint_url=s3_server.endpoint_url, max_attempts=1, retry_deadline_s=30)
+    ref = store.put(b"a signed verdict", name="verdict")
+    for read in (store.exists, store.get):  # a HEAD, then a GET, each sent while the endpoint is away
+        s3_server.stop()
+        timer = s3_server.restart_after(1.5)
+        try:
+            assert read(ref)
+        finally:
+            timer.join()
