@@ -133,13 +133,15 @@ def wasp_start(name: Annotated[str | None, typer.Option(help="Identity holding t
 
 
 @client_app.command("start")
-def client_start(
-    name: Annotated[str | None, typer.Option(help="Identity in this host's keystore (created if missing); default: "
-                                                  "its only identity, or client")] = None,
-    limit: Annotated[int | None, typer.Option(help="Most orders at once")] = None,
-) -> None:
-    """Run a Prefect worker taking the orders submitted from the UI or `bahen order submit` from the control pool."""
-    _start("client", name, limit)
+def client_start(limit: Annotated[int | None, typer.Option(help="Most orders at once")] = None) -> None:
+    """Run a Prefect worker taking this client's orders from its own work queue of the control pool.
+
+    The queue is the address of the home's `client` identity (created if missing): `bahen order submit`
+    and the SDK send orders there; from the UI, pick that work queue in the order's custom run.
+    """
+    from bahen.parties import CLIENT
+
+    _start("client", CLIENT, limit)
 
 
 def register(app: typer.Typer) -> None:

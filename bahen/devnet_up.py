@@ -30,10 +30,12 @@ from bahen.parties import CLIENT, POOL_OF_ROLE, POOLS, WASP, party_queue, valida
 from bahen.settings import Settings, load_settings
 
 def worker_argv(pool: str, name: str, limit: int | None, queue: str | None = None) -> list[str]:
-    """A Prefect process worker polling ``pool`` (only its work queue ``queue``, if named; at most
-    ``limit`` runs at once)."""
+    """A Prefect process worker polling ``pool`` (only its work queue ``queue``, if named, and on the control
+    pool also the default queue, where the UI's re-audits go and its orders sent to no client's queue,
+    which the order refuses; at most ``limit`` runs at once)."""
     argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process", "--name", name]
-    return argv + (["--work-queue", queue] if queue else []) + (["--limit", str(limit)] if limit else [])
+    queues = [queue, "default"] if queue and pool == POOL_OF_ROLE["client"] else [queue] if queue else []
+    return argv + [arg for q in queues for arg in ("--work-queue", q)] + (["--limit", str(limit)] if limit else [])
 
 
 def party_worker(state: DevnetState, party: PartyHost) -> tuple[list[str], dict[str, str]]:
@@ -207,7 +209,7 @@ def up(settings: Settings, *, prefect_port: int, anvil_port: int, project_dir: P
             save_addresses(settings.model_copy(update={"home": home}), market.addresses)
         for party in state.parties:
             party.address = keystore_of(settings.model_copy(update={"home": party.home})).public(party.name).address
-            if party.pool in (POOL_OF_ROLE["worker"], POOL_OF_ROLE["validator"]):
+            if party.pool != POOL_OF_ROLE["wasp"]:
                 party.queue = party_queue(party.address)
             _name_store_party(party)
         save_state(state)
@@ -241,7 +243,7 @@ def ensure_staked(net: Network, identity: Identity, role: str) -> None:
         net.market.register_validator(identity.account, x25519_public=identity.x25519_public, stake=devnet.PARAMS.min_validator_stake)
 
 
-# The roles that stake, and whose runs come to their own work queue of their pool.
+# The roles that stake.
 STAKED = ("worker", "validator")
 
 
@@ -275,6 +277,6 @@ def start_command(settings: Settings, identity: Identity, role: str, limit: int 
         raise DevnetError(f"this host's store_party {settings.store_party} is not the account of {identity.name} "
                           f"({identity.address}): name the party whose store credentials the host holds")
     pool = POOL_OF_ROLE[role]
-    queue = party_queue(identity.address) if role in STAKED else None
+    queue = None if role == "wasp" else party_queue(identity.address)
     env = {**os.environ, "PREFECT_API_URL": api_url, "BAHEN_PROJECT_DIR": os.environ.get("BAHEN_PROJECT_DIR", str(PROJECT_DIR))}
     return worker_argv(pool, f"{pool}-{identity.name}", limit, queue), env | own_results(api_url, settings)

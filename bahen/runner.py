@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from bahen.errors import BahenError, user_errors
+from bahen.parties import CLIENT, party_queue
 from bahen.records import OrderRecord
 from bahen.settings import Settings
 from bahen.spec import OrderSpec
@@ -123,16 +124,18 @@ def run_in_process(spec: OrderSpec, salt: str) -> OrderRecord:
 def start_deployment(spec: OrderSpec, salt: str, settings: Settings) -> str:
     """Start a run of the ``order`` deployment of ``settings.prefect_api_url`` on ``spec``; returns its id.
 
-    The run goes to the control pool, where the client's Prefect worker runs it from the client's
-    home; every other stage runs on its party's host.
+    The run goes to this home's client's own work queue of the control pool (:func:`client_queue`), where
+    its Prefect worker (`bahen client start`) runs it from the client's home, and no other client's
+    worker takes it; every other stage runs on its party's host.
     """
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
 
+    queue = client_queue(settings)
     with _api(settings):
         try:
             flow_run = run_deployment("order/order", parameters={"spec": spec.model_dump(mode="json"), "salt": salt},
-                                      timeout=0)
+                                      timeout=0, work_queue_name=queue)
         except ObjectNotFound:
             raise BahenError(f"the Prefect server at {settings.prefect_api_url} has no `order` deployment: "
                              "apply prefect.yaml there (`bahen up` does)") from None
@@ -140,6 +143,17 @@ def start_deployment(spec: OrderSpec, salt: str, settings: Settings) -> str:
             raise BahenError(f"the Prefect server at {settings.prefect_api_url} does not answer ({exc}): "
                              "start it (`bahen up`) or fix prefect_api_url in config.yaml") from None
     return str(flow_run.id)
+
+
+def client_queue(settings: Settings) -> str:
+    """The work queue of the control pool that this home's client polls: its address (the identity
+    ``client``, made here if the home has none yet, as the order would make it)."""
+    from bahen.network import keystore_of
+
+    keystore = keystore_of(settings)
+    if CLIENT not in keystore.names():
+        keystore.load_or_create(CLIENT)
+    return party_queue(keystore.public(CLIENT).address)
 
 
 def wait_deployment(settings: Settings, flow_run_id: str, seconds: float, poll_s: float = 1.0) -> tuple[str, str] | None:

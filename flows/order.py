@@ -14,7 +14,7 @@ from prefect import flow, runtime
 from bahen.orders import Salt, salt_of_run
 from bahen.records import OrderRecord
 from bahen.spec import OrderSpec
-from tasks.dispatch import Stages, ending_on_failure
+from tasks.dispatch import Stages, claim_order_task, ending_on_failure
 from tasks.encrypt_upload import encrypt_upload_task
 from tasks.report import report_task
 from tasks.settle import settle_task
@@ -28,6 +28,7 @@ def order(spec: OrderSpec = OrderSpec(), salt: Salt = "") -> OrderRecord:
     ``salt`` fixes the order's id before the run starts (``bahen.orders.order_id_for``); leave it
     empty to derive it from the flow run's id.
     """
+    claim_order_task()
     upload = encrypt_upload_task(spec, salt or salt_of_run(runtime.flow_run.id))
     shard = shard_task(spec, upload)
     stages = Stages()

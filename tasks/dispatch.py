@@ -43,7 +43,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bahen.errors import BahenError
 from bahen.network import Network
 from bahen.orders import NotCancellableError, OrderBook, cancel_order
-from bahen.parties import party_queue
+from bahen.parties import CLIENT, party_queue
 from bahen.records import Assignment, Delivery, Scores, Shard, Training, Upload, Verdict, Verification
 from bahen.spec import OrderSpec
 from tasks.audit import audit_task
@@ -336,6 +336,32 @@ def end_order(order_id: str, net: Network, book: OrderBook, *, reason: str) -> s
         status = f"ended without settlement ({exc}); cancel after the deadline to refund: {reason}"
     book.save(book.load(order_id).model_copy(update={"status": status}))
     return status
+
+
+class ForeignOrderRun(BahenError):
+    """An order run that reached this client's worker from a work queue other than the client's own."""
+
+
+def check_own_queue(queue: str | None, client: str) -> None:
+    """Refuse an order run that came from work queue ``queue`` of the control pool unless it is ``client``'s
+    own: a run in a queue other clients' workers poll may be another client's order, which this client
+    would open and pay for with its own key."""
+    if queue is not None and queue != party_queue(client):
+        raise ForeignOrderRun(
+            f"this order run came from work queue {queue!r} of the control pool, not client {client}'s own "
+            f"({party_queue(client)}), so it may be another client's order: nothing was opened or paid. Submit it "
+            "to the client's own queue (`bahen order submit` does; in the UI's custom run, pick that work queue)")
+
+
+@task(name="claim_order", cache_policy=NO_CACHE)
+def claim_order_task() -> None:
+    """Prefect task: refuse, before anything is stored or paid, an order run from another queue than this
+    client's own (:func:`check_own_queue`); a run in this process (the embedded defaults) is this host's."""
+    if runtime.deployment.id is None:
+        return
+    with get_client(sync_client=True) as client:
+        queue = client.read_flow_run(runtime.flow_run.id).work_queue_name
+    check_own_queue(queue, network().party(CLIENT).address)
 
 
 @task(name="end_order", cache_policy=NO_CACHE)

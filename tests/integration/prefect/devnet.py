@@ -14,6 +14,7 @@ from bahen.devnet_services import (
     state_path,
 )
 from bahen.devnet_up import up
+from bahen.parties import CLIENT
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 
@@ -33,11 +34,14 @@ def api(state: DevnetState, method: str, path: str, **body):
     return response.json()
 
 
-def submit_order(state: DevnetState, spec: OrderSpec, **job_variables) -> str:
-    """Create a run of the ``order`` deployment with the UI's payload (every field of the form filled)."""
+def submit_order(state: DevnetState, spec: OrderSpec, queue: str | None = None, **job_variables) -> str:
+    """Create a run of the ``order`` deployment with the UI's payload (every field of the form filled), in
+    the client's own work queue unless ``queue`` names another."""
     deployment = api(state, "GET", "/deployments/name/order/order")
+    client = next(p for p in state.parties if p.name == CLIENT)
     # the key makes a retried request return the run the first one created
-    body = {"parameters": {"spec": spec.model_dump(mode="json")}, "idempotency_key": str(uuid.uuid4())}
+    body = {"parameters": {"spec": spec.model_dump(mode="json")}, "idempotency_key": str(uuid.uuid4()),
+            "work_queue_name": queue or client.queue}
     if job_variables:
         body["job_variables"] = job_variables
     return api(state, "POST", f"/deployments/{deployment['id']}/create_flow_run", **body)["id"]

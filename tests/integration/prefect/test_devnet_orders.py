@@ -168,6 +168,21 @@ def _kill_host(devnet, name: str) -> None:
     psutil.wait_procs(procs, timeout=10)
 
 
+def test_an_order_run_from_a_queue_other_than_the_clients_own_is_refused_before_anything_is_paid(devnet):
+    from bahen.orders import order_id_for, salt_of_run
+    from contracts.client import UnknownOrderError
+
+    # the control pool's default queue, which every client's worker also polls (the UI's re-audits go there)
+    run = wait_final(devnet, submit_order(devnet, UI_SPEC, queue="default"))
+    assert run["state"]["type"] == "FAILED" and run["work_queue_name"] == "default"
+    client = party(devnet, CLIENT)
+    assert f"not client {client.address}'s own ({client.queue})" in run["state"]["message"]
+    order_id = order_id_for(client.address, salt_of_run(run["id"]))
+    with pytest.raises(UnknownOrderError):
+        _market(devnet).order(bytes.fromhex(order_id[2:]))
+    assert order_id not in {r.order_id for r in _client_book(devnet).list()}
+
+
 def test_a_worker_killed_mid_training_is_replaced_and_the_order_paid_once(devnet):
     market = _market(devnet)
     before = {r.order_id for r in _client_book(devnet).list()}

@@ -96,3 +96,12 @@ def test_ending_an_order_before_any_commitment_refunds_its_escrow_once(net):
     again = end_order(order_id, net, book, reason="a second end")
     assert again.startswith("ended without settlement")
     assert net.market.pending(client.address) == pending + ESCROW
+
+
+def test_an_order_run_is_the_clients_only_from_its_own_queue():
+    client = "0x" + "Ab" * 20
+    dispatch.check_own_queue(party_queue(client), client)
+    dispatch.check_own_queue(None, client)  # run in this process: this host's own order
+    for queue in ("default", party_queue("0x" + "cd" * 20), client):  # the queue is the lowercased address
+        with pytest.raises(dispatch.ForeignOrderRun, match=f"work queue '{queue}' of the control pool, not client"):
+            dispatch.check_own_queue(queue, client)
