@@ -1,4 +1,5 @@
 import hashlib
+import json
 import os
 import stat
 
@@ -6,10 +7,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from storage.digest import CHUNK_SIZE
 from storage.errors import IntegrityError, MissingArtifactError, StoreUnavailableError
 from storage.local import LocalStore
 from storage.refs import ArtifactRef
-from storage.store import ArtifactStore, dvc_key, object_key, open_store
+from storage.store import ArtifactStore, dvc_key, object_key, open_store, party_folder, pointer_key
 
 
 @pytest.fixture
@@ -200,3 +202,105 @@ def test_a_pointer_that_holds_no_reference_is_named(store, stored):
     (store.root / "pointers" / WASP.lower() / "p").write_bytes(stored)
     with pytest.raises(IntegrityError, match=f"pointer p of {WASP.lower()} is tampered"):
         store.get_pointer(WASP, "p")
+
+
+# What every store does, pinned by exact answers and messages: keys, reads, directories and pointers,
+# and what ``open_store`` hands to the S3 backend.
+MD5, SHA = "0123456789abcdef" * 2, "fedcba9876543210" * 4
+
+
+def test_keys_are_dvcs_addresses_and_bahens_listings():
+    assert dvc_key(MD5) == f"files/md5/01/{MD5[2:]}"
+    assert dvc_key(MD5, is_dir=True) == f"files/md5/01/{MD5[2:]}.dir"
+    listing = ArtifactRef(name="d", md5=MD5, sha256=SHA, size=1, is_dir=True)
+    assert object_key(listing) == f"dirs/fe/{SHA[2:]}.json"
+    assert object_key(listing.model_copy(update={"is_dir": False})) == f"files/md5/01/{MD5[2:]}"
+
+
+def test_the_longest_party_and_pointer_name_are_taken_and_one_more_is_not():
+    assert party_folder("A" * 64) == "a" * 64
+    assert pointer_key("0xAb", "n" * 200) == "pointers/0xab/" + "n" * 200
+    for call in (lambda: party_folder("a" * 65), lambda: pointer_key("0xab", "n" * 201)):
+        with pytest.raises(ValueError):
+            call()
+
+
+def test_reads_of_many_chunks_are_the_bytes_and_verify_rehashes_them(store):
+    data = bytes(range(256)) * (CHUNK_SIZE // 128 + 3)  # three chunks
+    ref = store.put(data, name="checkpoint")
+    assert store.get(ref) == data
+    store.verify(ref)
+    address = store.root / dvc_key(ref.md5)
+    address.chmod(0o644)
+    address.write_bytes(data[:-1] + b"\x00")
+    with pytest.raises(IntegrityError, match="artifact checkpoint is tampered or truncated: sha256 is "):
+        store.verify(ref)
+
+
+def test_a_stored_size_other_than_the_committed_one_is_named_exactly(store):
+    ref = store.put(b"honest", name="report")
+    address = store.root / dvc_key(ref.md5)
+    address.chmod(0o644)
+    for stored, detail in ((b"honest and more", "more than the committed 6 bytes are stored"),
+                           (b"hone", "4 bytes stored, 6 committed")):
+        address.write_bytes(stored)
+        with pytest.raises(IntegrityError) as caught:
+            b"".join(store.iter_chunks(ref, chunk_size=2))
+        assert str(caught.value) == (f"artifact report is tampered or truncated: {detail}; do not use it, and fetch "
+                                     "it again from a trusted copy")
+
+
+def test_a_directory_without_dvcs_listing_is_not_stored(store):
+    ref = store.put_dir({"a": store.put(b"a", name="a")}, name="bundle")
+    assert store.exists(ref)
+    (store.root / dvc_key(ref.md5, is_dir=True)).unlink()
+    assert not store.exists(ref)
+
+
+def test_directory_refusals_name_the_directory_and_the_entry(store, tmp_path):
+    entry = store.put(b"a", name="a")
+    with pytest.raises(ValueError, match="^directory bundle: entry path '../a' must be"):
+        store.put_dir({"../a": entry}, name="bundle")
+    listing = store.put_dir({"a": entry}, name="inner")
+    with pytest.raises(ValueError) as caught:
+        store.put_dir({"inner": listing}, name="bundle")
+    assert str(caught.value) == ("directory bundle: entry inner is itself a directory; list its files under their "
+                                 "full relative paths instead")
+    absent = ArtifactRef(name="lost", md5=MD5, sha256=SHA, size=1)
+    with pytest.raises(MissingArtifactError) as caught:
+        store.put_dir({"a": absent}, name="bundle")
+    assert f"artifact lost is not stored at {store.url} (needed by directory bundle);" in str(caught.value)
+
+
+def test_pointer_refusals_are_exact_and_a_pointer_of_the_largest_size_is_read(store):
+    ref = store.put(b"verdict", name="verdict")
+    with pytest.raises(MissingArtifactError) as caught:
+        store.get_pointer("0xAB", "orders/x")
+    assert f"artifact pointer orders/x of 0xab is not stored at {store.url}/pointers/0xab/orders/x;" in str(caught.value)
+    folder = store.root / "pointers" / "0xab"
+    folder.mkdir(parents=True)
+    largest = ref.model_dump_json().encode()
+    (folder / "largest").write_bytes(largest + b" " * (4096 - len(largest)))  # JSON may end in blanks
+    assert store.get_pointer("0xab", "largest") == ref
+    (folder / "over").write_bytes(largest + b" " * (4097 - len(largest)))
+    with pytest.raises(IntegrityError, match="pointer over of 0xab is tampered or truncated: 4097 bytes are stored, "
+                                             "more than a pointer holds;"):
+        store.get_pointer("0xab", "over")
+    (folder / "junk").write_bytes(json.dumps({"name": "x"}).encode())
+    with pytest.raises(IntegrityError, match="pointer junk of 0xab is tampered or truncated: it does not hold an "
+                                             "artifact reference;"):
+        store.get_pointer("0xab", "junk")
+
+
+def test_a_store_names_its_backend_and_url(store):
+    assert repr(store) == f"LocalStore({store.url!r})"
+
+
+def test_open_store_hands_every_setting_to_the_s3_backend():
+    store = open_store("s3://bucket/prefix", endpoint_url="http://127.0.0.1:9", region="eu-west-3",
+                       access_key="AKIAEXAMPLE", secret_key="secret", party="0xAB")
+    assert (store.bucket, store.prefix, store.endpoint_url, store.staging) == ("bucket", "prefix", "http://127.0.0.1:9",
+                                                                               "staging/0xab/")
+    assert store.client.meta.region_name == "eu-west-3"
+    credentials = store.client._request_signer._credentials  # what every request is signed with
+    assert (credentials.access_key, credentials.secret_key) == ("AKIAEXAMPLE", "secret")
