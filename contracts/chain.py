@@ -17,7 +17,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.exceptions import ValidationError as EvmValidationError
 from web3 import EthereumTesterProvider, Web3
 from web3.contract.contract import ContractFunction
-from web3.exceptions import ContractLogicError, ProviderConnectionError, TimeExhausted, Web3RPCError
+from web3.exceptions import ContractLogicError, ProviderConnectionError, TransactionNotFound, Web3RPCError
 from web3.types import TxReceipt
 
 from contracts.errors import (
@@ -183,15 +183,7 @@ class Chain:
             tx_hash = self._rpc(lambda: self.w3.eth.send_raw_transaction(raw))
         except self._refusals as exc:
             raise self._refused(action, acct.address, tx.get("value", 0), exc) from None
-        try:
-            receipt = self._rpc(
-                lambda: self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT, poll_latency=0.02)
-            )
-        except TimeExhausted:
-            raise ChainError(
-                f"{action}: transaction 0x{bytes(tx_hash).hex()} was not mined on {self.label} within "
-                f"{RECEIPT_TIMEOUT} s; check that the node is producing blocks, then look the hash up"
-            ) from None
+        receipt = self._mined(tx_hash, acct.address, tx["nonce"], action)
         if receipt["status"] != 1:
             # The state changed between simulation and inclusion; the receipt has no revert data.
             raise ContractRevert(action, "RevertedWhenMined", {
@@ -199,6 +191,35 @@ class Chain:
                 "reason": "another transaction changed the state first; read it again before retrying",
             })
         return receipt
+
+    def _mined(self, tx_hash: bytes, sender: str, nonce: int, action: str) -> TxReceipt:
+        """The receipt of a sent transaction once it is mined.
+
+        Another process of the sender can send another transaction with the same nonce, at a higher fee,
+        while this one waits in the node's pool: the node then replaces it, and it is never mined. Once
+        the sender's account is past the nonce and this transaction has no receipt, that happened, and
+        nothing of it ran: :class:`NonceTakenError`, which :meth:`_fresh_nonce` answers by sending again.
+        """
+        def receipt() -> TxReceipt | None:
+            try:
+                return self._rpc(lambda: self.w3.eth.get_transaction_receipt(tx_hash))
+            except TransactionNotFound:
+                return None
+
+        deadline = time.monotonic() + RECEIPT_TIMEOUT
+        while (mined := receipt()) is None:
+            if self._rpc(lambda: self.w3.eth.get_transaction_count(sender, "latest")) > nonce:
+                if (mined := receipt()) is not None:  # mined between the two questions
+                    return mined
+                raise NonceTakenError(f"{action}: transaction 0x{bytes(tx_hash).hex()} of {sender} was replaced by "
+                                      f"another with its nonce on {self.label}: another process acts for this party")
+            if time.monotonic() > deadline:
+                raise ChainError(
+                    f"{action}: transaction 0x{bytes(tx_hash).hex()} was not mined on {self.label} within "
+                    f"{RECEIPT_TIMEOUT} s; check that the node is producing blocks, then look the hash up"
+                )
+            time.sleep(0.02)
+        return mined
 
     def _prepare(self, acct: LocalAccount, call, action: str, value: int, *, fixed_gas: bool) -> dict:
         """Transaction fields with explicit gas: a gas estimate, or one simulation plus a fixed limit."""
