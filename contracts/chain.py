@@ -37,6 +37,9 @@ GAS_HEADROOM = 1.2  # estimates are exact for the simulated state; leave room fo
 IN_PROCESS_GAS = 10_000_000
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 RECEIPT_TIMEOUT = 120  # seconds to wait for inclusion
+# A node can answer for an account's nonce before it answers for the transaction that moved it (anvil
+# does, under load): a transaction counts as replaced only once it has stayed unknown this long.
+REPLACED_AFTER_S = 2.0
 _REVERT_PREFIX = "execution reverted: "
 # How nodes (anvil, geth, reth) refuse a transaction whose nonce another of the sender's transactions
 # took after it was read: one party's runs of several orders at once each send from the same account.
@@ -196,9 +199,10 @@ class Chain:
         """The receipt of a sent transaction once it is mined.
 
         Another process of the sender can send another transaction with the same nonce, at a higher fee,
-        while this one waits in the node's pool: the node then replaces it, and it is never mined. Once
-        the sender's account is past the nonce and this transaction has no receipt, that happened, and
-        nothing of it ran: :class:`NonceTakenError`, which :meth:`_fresh_nonce` answers by sending again.
+        while this one waits in the node's pool: the node then replaces it, and it is never mined. When
+        the sender's account stays past the nonce while the node knows neither this transaction nor its
+        receipt for ``REPLACED_AFTER_S``, that happened, and nothing of it ran: :class:`NonceTakenError`,
+        which :meth:`_fresh_nonce` answers by sending again.
         """
         def receipt() -> TxReceipt | None:
             try:
@@ -206,14 +210,24 @@ class Chain:
             except TransactionNotFound:
                 return None
 
-        deadline = time.monotonic() + RECEIPT_TIMEOUT
+        def known() -> bool:
+            try:
+                self._rpc(lambda: self.w3.eth.get_transaction(tx_hash))
+                return True
+            except TransactionNotFound:
+                return False
+
+        deadline, gone_since = time.monotonic() + RECEIPT_TIMEOUT, None
         while (mined := receipt()) is None:
-            if self._rpc(lambda: self.w3.eth.get_transaction_count(sender, "latest")) > nonce:
-                if (mined := receipt()) is not None:  # mined between the two questions
-                    return mined
-                raise NonceTakenError(f"{action}: transaction 0x{bytes(tx_hash).hex()} of {sender} was replaced by "
-                                      f"another with its nonce on {self.label}: another process acts for this party")
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if self._rpc(lambda: self.w3.eth.get_transaction_count(sender, "latest")) > nonce and not known():
+                gone_since = gone_since or now
+                if now - gone_since >= REPLACED_AFTER_S:
+                    raise NonceTakenError(f"{action}: transaction 0x{bytes(tx_hash).hex()} of {sender} was replaced "
+                                          f"by another with its nonce on {self.label}: another process acts for it")
+            else:
+                gone_since = None
+            if now > deadline:
                 raise ChainError(
                     f"{action}: transaction 0x{bytes(tx_hash).hex()} was not mined on {self.label} within "
                     f"{RECEIPT_TIMEOUT} s; check that the node is producing blocks, then look the hash up"
