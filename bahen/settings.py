@@ -44,8 +44,9 @@ class Settings(BaseSettings):
     store_party: str | None = Field(
         None, pattern=r"^0x[0-9a-fA-F]{40}$",
         description="Whose S3 credentials this host uses, as its account address: its uploads are staged under "
-        "staging/<address>/, the one staging folder `bahen store policy <address>` lets it write and clean "
-        "(default: staging/, for a store without per-party policies)",
+        "staging/<address>/ and its runs' results land under prefect-results/<address>/, the folders `bahen store "
+        "policy <address>` lets it write (default: the shared staging/ and results, for a store without per-party "
+        "policies)",
     )
     chain_rpc_url: str | None = Field(None, description="EVM JSON-RPC endpoint (default: an in-process EVM)")
     prefect_api_url: str | None = Field(
