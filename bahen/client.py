@@ -82,10 +82,11 @@ class Client:
             from bahen.parties import CLIENT
 
             # the client's key, as the order's first stage uses it (created in a fresh home, as a devnet does)
-            order_id = order_id_for(keystore_of(settings).load_or_create(CLIENT).address, salt)
+            client = keystore_of(settings).load_or_create(CLIENT)
+            order_id = order_id_for(client.address, salt)
             quiet_prefect(self.verbose)
             if settings.prefect_api_url:
-                return Order(self, order_id, run=_NetworkRun(settings, start_deployment(spec, salt, settings)))
+                return Order(self, order_id, run=_NetworkRun(settings, start_deployment(spec, salt, settings, client)))
             return Order(self, order_id, run=_LocalRun(spec, salt))
 
     def order(self, order_id: str, *, reconcile: bool = True) -> "Order":

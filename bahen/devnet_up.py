@@ -51,7 +51,8 @@ def provision(state: DevnetState, settings: Settings, *, workers: int, validator
     """One home per party under ``HOME/parties``, its ``config.yaml`` naming the devnet's services.
 
     Identities are made in each home's own keystore when the devnet is bootstrapped; nothing else
-    of one party is written to another's home.
+    of one party is written to another's home. The client takes unsigned order runs (on sample datasets),
+    so that the devnet's operator can order from the Prefect UI's form.
     """
     names = [(CLIENT, POOL_OF_ROLE["client"]), (WASP, POOL_OF_ROLE["wasp"]),
              *((worker_name(i), POOL_OF_ROLE["worker"]) for i in range(workers)),
@@ -64,7 +65,8 @@ def provision(state: DevnetState, settings: Settings, *, workers: int, validator
     for name, pool in names:
         home = settings.home / "parties" / name
         home.mkdir(parents=True, exist_ok=True)
-        (home / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        own = {"accept_unsigned_orders": True} if name == CLIENT else {}
+        (home / "config.yaml").write_text(yaml.safe_dump(config | own, sort_keys=False))
         parties.append(PartyHost(name=name, home=home, pool=pool))
     return parties
 

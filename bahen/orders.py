@@ -1,7 +1,9 @@
 """The client's book of orders: one JSON record per order under ``HOME/orders``."""
 
 import hashlib
+import os
 import secrets
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -77,6 +79,25 @@ class OrderBook:
         paths = sorted(self.directory.glob("0x*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
         return [OrderRecord.model_validate_json(p.read_text()) for p in paths]
 
+    def claim(self, order_id: str, flow_run_id: str) -> None:
+        """Make ``flow_run_id`` the one flow run that places ``order_id`` on this host, or refuse it with
+        :class:`OrderAlreadyRunning` if another has: a retry of that run goes on, a copy of its
+        parameters in a new run does not run the order a second time beside it."""
+        path = self.directory / f"{self.check_id(order_id)}.run"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(flow_run_id)
+        try:
+            os.link(tmp, path)  # atomic, and refused when a run already holds the order
+        except FileExistsError:
+            holder = path.read_text()
+            if holder != flow_run_id:
+                raise OrderAlreadyRunning(
+                    f"order {order_id} is already placed by flow run {holder} of this client: nothing was opened or "
+                    "paid by this one. Retry that run (the UI's Retry) to continue the order") from None
+        finally:
+            tmp.unlink()
+
     def record_stage(self, order_id: str, stage: str, seconds: float, status: str, **results) -> OrderRecord:
         """Store a stage's result and duration on the order's record."""
         record = self.load(order_id)
@@ -85,6 +106,10 @@ class OrderBook:
         )
         self.save(record)
         return record
+
+
+class OrderAlreadyRunning(BahenError):
+    """A second flow run of an order that another run of this client's host already placed."""
 
 
 def cancel_order(order_id: str, net: Network, book: OrderBook, *, reason: str) -> str:

@@ -12,11 +12,14 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from privacy.identity import Identity
+
 from bahen.errors import BahenError, user_errors
-from bahen.parties import CLIENT, party_queue
+from bahen.parties import party_queue
 from bahen.records import OrderRecord
 from bahen.settings import Settings
 from bahen.spec import OrderSpec
+from bahen.submission import sign_submission
 
 STAGES = ("encrypt_upload", "shard", "train", "verify", "score", "audit", "settle", "deliver")
 
@@ -121,21 +124,22 @@ def run_in_process(spec: OrderSpec, salt: str) -> OrderRecord:
     return order(spec, salt=salt)
 
 
-def start_deployment(spec: OrderSpec, salt: str, settings: Settings) -> str:
+def start_deployment(spec: OrderSpec, salt: str, settings: Settings, client: Identity) -> str:
     """Start a run of the ``order`` deployment of ``settings.prefect_api_url`` on ``spec``; returns its id.
 
-    The run goes to this home's client's own work queue of the control pool (:func:`client_queue`), where
+    The run goes to the work queue of the control pool named by ``client``, this home's client, where
     its Prefect worker (`bahen client start`) runs it from the client's home, and no other client's
-    worker takes it; every other stage runs on its party's host.
+    worker takes it; every other stage runs on its party's host. It carries the client's signature of
+    the spec and salt, without which the client's host opens nothing (``bahen.submission``).
     """
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
 
-    queue = client_queue(settings)
+    parameters = {"spec": spec.model_dump(mode="json"), "salt": salt, "signature": sign_submission(client, spec, salt)}
     with _api(settings):
         try:
-            flow_run = run_deployment("order/order", parameters={"spec": spec.model_dump(mode="json"), "salt": salt},
-                                      timeout=0, work_queue_name=queue)
+            flow_run = run_deployment("order/order", parameters=parameters, timeout=0,
+                                      work_queue_name=party_queue(client.address))
         except ObjectNotFound:
             raise BahenError(f"the Prefect server at {settings.prefect_api_url} has no `order` deployment: "
                              "apply prefect.yaml there (`bahen up` does)") from None
@@ -143,17 +147,6 @@ def start_deployment(spec: OrderSpec, salt: str, settings: Settings) -> str:
             raise BahenError(f"the Prefect server at {settings.prefect_api_url} does not answer ({exc}): "
                              "start it (`bahen up`) or fix prefect_api_url in config.yaml") from None
     return str(flow_run.id)
-
-
-def client_queue(settings: Settings) -> str:
-    """The work queue of the control pool that this home's client polls: its address (the identity
-    ``client``, made here if the home has none yet, as the order would make it)."""
-    from bahen.network import keystore_of
-
-    keystore = keystore_of(settings)
-    if CLIENT not in keystore.names():
-        keystore.load_or_create(CLIENT)
-    return party_queue(keystore.public(CLIENT).address)
 
 
 def wait_deployment(settings: Settings, flow_run_id: str, seconds: float, poll_s: float = 1.0) -> tuple[str, str] | None:

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
         None, description="Prefect server of the network: `bahen order submit` runs the order through its `order` "
         "deployment, and this host's Prefect workers poll it (default: run the order in this process)"
     )
+    accept_unsigned_orders: bool = Field(
+        False, description="Run order runs that carry no signature of this host's client, as the Prefect UI's form "
+        "makes them, on sample datasets only: anyone who can create runs on the Prefect server can then spend this "
+        "client's money (default: only orders from `bahen order submit` and the SDK, which sign them)",
+    )
     passphrase: SecretStr = Field(
         SecretStr(DEVNET_PASSPHRASE), description="Keystore passphrase (set your own outside a devnet)"
     )

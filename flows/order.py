@@ -14,6 +14,7 @@ from prefect import flow, runtime
 from bahen.orders import Salt, salt_of_run
 from bahen.records import OrderRecord
 from bahen.spec import OrderSpec
+from bahen.submission import Signature
 from tasks.dispatch import Stages, claim_order_task, ending_on_failure
 from tasks.encrypt_upload import encrypt_upload_task
 from tasks.report import report_task
@@ -22,14 +23,16 @@ from tasks.shard import shard_task
 
 
 @flow(name="order", flow_run_name="order-{spec.model}-{spec.data_name}", validate_parameters=True)
-def order(spec: OrderSpec = OrderSpec(), salt: Salt = "") -> OrderRecord:
+def order(spec: OrderSpec = OrderSpec(), salt: Salt = "", signature: Signature = "") -> OrderRecord:
     """Train ``spec`` on rented compute, verify the proof, score, audit, settle on chain, then deliver the model.
 
     ``salt`` fixes the order's id before the run starts (``bahen.orders.order_id_for``); leave it
-    empty to derive it from the flow run's id.
+    empty to derive it from the flow run's id. ``signature`` is the client's over both
+    (``bahen.submission``); a run on the network without it is refused unless the client's host allows it.
     """
-    claim_order_task()
-    upload = encrypt_upload_task(spec, salt or salt_of_run(runtime.flow_run.id))
+    salt = salt or salt_of_run(runtime.flow_run.id)
+    claim_order_task(spec, salt, signature)
+    upload = encrypt_upload_task(spec, salt)
     shard = shard_task(spec, upload)
     stages = Stages()
     trainings = []

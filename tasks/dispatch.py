@@ -42,10 +42,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bahen.errors import BahenError
 from bahen.network import Network
-from bahen.orders import NotCancellableError, OrderBook, cancel_order
+from bahen.orders import NotCancellableError, OrderBook, cancel_order, order_id_for
 from bahen.parties import CLIENT, party_queue
 from bahen.records import Assignment, Delivery, Scores, Shard, Training, Upload, Verdict, Verification
+from bahen.settings import load_settings
 from bahen.spec import OrderSpec
+from bahen.submission import check_submission
 from tasks.audit import audit_task
 from tasks.deliver import NotDeliverable, deliver_task, deliverer
 from tasks.report import checks_markdown
@@ -354,14 +356,22 @@ def check_own_queue(queue: str | None, client: str) -> None:
 
 
 @task(name="claim_order", cache_policy=NO_CACHE)
-def claim_order_task() -> None:
+def claim_order_task(spec: OrderSpec, salt: str, signature: str) -> None:
     """Prefect task: refuse, before anything is stored or paid, an order run from another queue than this
-    client's own (:func:`check_own_queue`); a run in this process (the embedded defaults) is this host's."""
+    client's own (:func:`check_own_queue`), one this client did not sign (``check_submission``: unsigned
+    runs only where the host's ``accept_unsigned_orders`` allows them) or a second run of an order another
+    run placed (``OrderBook.claim``); a run in this process (the embedded defaults) is this host's."""
     if runtime.deployment.id is None:
         return
     with get_client(sync_client=True) as client:
         queue = client.read_flow_run(runtime.flow_run.id).work_queue_name
-    check_own_queue(queue, network().party(CLIENT).address)
+    address = network().party(CLIENT).address
+    check_own_queue(queue, address)
+    check_submission(spec, salt, signature, address, accept_unsigned=load_settings().accept_unsigned_orders)
+    order_book().claim(order_id_for(address, salt), runtime.flow_run.id)
+    if not signature:
+        get_run_logger().warning("this order run carries no signature of client %s: taken because this host's "
+                                 "accept_unsigned_orders allows it", address)
 
 
 @task(name="end_order", cache_policy=NO_CACHE)

@@ -34,13 +34,15 @@ def api(state: DevnetState, method: str, path: str, **body):
     return response.json()
 
 
-def submit_order(state: DevnetState, spec: OrderSpec, queue: str | None = None, **job_variables) -> str:
-    """Create a run of the ``order`` deployment with the UI's payload (every field of the form filled), in
-    the client's own work queue unless ``queue`` names another."""
+def submit_order(state: DevnetState, spec: OrderSpec, queue: str | None = None, parameters: dict | None = None,
+                 **job_variables) -> str:
+    """Create a run of the ``order`` deployment with the UI's payload (every field of the form filled, no
+    signature), in the client's own work queue unless ``queue`` names another; ``parameters`` adds the
+    order flow's others (salt, signature)."""
     deployment = api(state, "GET", "/deployments/name/order/order")
     client = next(p for p in state.parties if p.name == CLIENT)
     # the key makes a retried request return the run the first one created
-    body = {"parameters": {"spec": spec.model_dump(mode="json")}, "idempotency_key": str(uuid.uuid4()),
+    body = {"parameters": {"spec": spec.model_dump(mode="json"), **(parameters or {})}, "idempotency_key": str(uuid.uuid4()),
             "work_queue_name": queue or client.queue}
     if job_variables:
         body["job_variables"] = job_variables

@@ -183,6 +183,43 @@ def test_an_order_run_from_a_queue_other_than_the_clients_own_is_refused_before_
     assert order_id not in {r.order_id for r in _client_book(devnet).list()}
 
 
+def test_an_order_run_its_client_did_not_sign_or_another_run_placed_is_refused_before_anything_is_paid(
+        devnet, finished_order, tmp_path):
+    from bahen.orders import order_id_for, salt_of_run
+    from bahen.submission import submission_digest
+    from contracts.client import UnknownOrderError
+    from privacy.identity import Identity
+    from privacy.signing import sign_digest
+
+    client = party(devnet, CLIENT)
+    salt = "0x" + "77" * 32
+    # anyone who reaches the Prefect server can put a run in the client's own queue, signed in its name
+    forged = "0x" + sign_digest(Identity.generate("stranger"), submission_digest(UI_SPEC, salt, client.address)).hex()
+    # the devnet's client takes unsigned runs from the UI, but not on a file of its host a stranger names
+    private = tmp_path / "private.csv"
+    private.write_text("x,label\n1,0\n")
+    copied = submit_order(devnet, UI_SPEC, parameters={"salt": salt_of_run(finished_order)})
+    runs = {
+        "signature is not client": submit_order(devnet, UI_SPEC, parameters={"salt": salt, "signature": forged}),
+        f"names dataset_path '{private}' on the client's host": submit_order(
+            devnet, UI_SPEC.model_copy(update={"dataset_path": str(private)})),
+        # the parameters of a run the client's host took, copied into a new run: the same order again
+        f"already placed by flow run {finished_order}": copied,
+    }
+    for reason, flow_run in runs.items():
+        run = wait_final(devnet, flow_run)
+        assert run["state"]["type"] == "FAILED" and run["work_queue_name"] == client.queue
+        assert reason in run["state"]["message"] and "nothing was opened or paid" in run["state"]["message"].lower()
+        order_id = order_id_for(client.address, run["parameters"].get("salt") or salt_of_run(run["id"]))
+        if flow_run != copied:
+            with pytest.raises(UnknownOrderError):
+                _market(devnet).order(bytes.fromhex(order_id[2:]))
+            assert order_id not in {r.order_id for r in _client_book(devnet).list()}
+    copy_of = order_id_for(client.address, salt_of_run(finished_order))
+    assert _client_book(devnet).load(copy_of).status == "settled (accepted), model delivered"
+    assert _market(devnet).settlement_of(bytes.fromhex(copy_of[2:])) is not None
+
+
 def test_a_worker_killed_mid_training_is_replaced_and_the_order_paid_once(devnet):
     market = _market(devnet)
     before = {r.order_id for r in _client_book(devnet).list()}
@@ -285,15 +322,23 @@ def test_an_order_goes_on_through_a_restart_of_the_prefect_server_and_settles_on
 
 
 def test_orders_placed_at_once_all_settle_once_and_no_run_of_theirs_is_lost(devnet):
-    """Three orders submitted together through the SDK from the client's home: the client's worker runs
-    them side by side, each party signs for several orders at once, and the server keeps every run in
-    its PostgreSQL database."""
+    """Three orders submitted together through the SDK from the client's home, each signed by the client:
+    the client's worker runs them side by side, each party signs for several orders at once, and the
+    server keeps every run in its PostgreSQL database."""
+    from bahen.orders import order_id_for
+    from bahen.submission import check_submission
+
     client = Client(home=party(devnet, CLIENT).home)
     orders = [client.submit(UI_SPEC) for _ in range(3)]
     for order in orders:
         order.wait(timeout=3 * ORDER_TIMEOUT_S)
     market = _market(devnet)
+    address = party(devnet, CLIENT).address
     for order in orders:
+        sent = api(devnet, "GET", f"/flow_runs/{order.flow_run_id}")["parameters"]
+        assert order_id_for(address, sent["salt"]) == order.order_id
+        check_submission(OrderSpec.model_validate(sent["spec"]), sent["salt"], sent["signature"], address,
+                         accept_unsigned=False)
         assert order.status == "settled (accepted), model delivered"
         assert market.settlement_of(bytes.fromhex(order.order_id[2:])) is not None
         assert market.order(bytes.fromhex(order.order_id[2:])).status == "settled"
