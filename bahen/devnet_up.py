@@ -30,10 +30,11 @@ from bahen.parties import CLIENT, POOL_OF_ROLE, POOLS, WASP, party_queue, valida
 from bahen.settings import Settings, load_settings
 
 def worker_argv(pool: str, name: str, limit: int | None, queue: str | None = None) -> list[str]:
-    """A Prefect process worker polling ``pool``, at most ``limit`` runs at once: only its work queue
-    ``queue`` if named, and on the control pool also ``default``, where the UI's re-audits go (and an
-    order sent to no client's queue, which the order refuses)."""
-    argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process", "--name", name]
+    """A party's Prefect worker (``bahen.host_worker``, which runs only this host's code) polling ``pool``,
+    at most ``limit`` runs at once: only its work queue ``queue`` if named, and on the control pool also
+    ``default``, where the UI's re-audits go (and an order sent to no client's queue, which the order
+    refuses)."""
+    argv = [sys.executable, "-m", "bahen.host_worker", "start", "--pool", pool, "--name", name]
     queues = [queue, "default"] if queue and pool == POOL_OF_ROLE["client"] else [queue] if queue else []
     return argv + [arg for q in queues for arg in ("--work-queue", q)] + (["--limit", str(limit)] if limit else [])
 

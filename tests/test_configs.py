@@ -33,6 +33,15 @@ def test_each_deployment_goes_to_the_pool_of_the_party_that_signs_it():
     assert {name: POOL_OF_ROLE[signer[name]] for name in DEPLOYMENTS} == POOLS  # the pools the devnet provisions
 
 
+def test_a_partys_worker_runs_exactly_the_deployments_flows_of_its_pool():
+    from bahen.host_worker import FLOWS_OF_POOL
+
+    expected: dict[str, dict[str, str]] = {}
+    for name, deployment in DEPLOYMENTS.items():
+        expected.setdefault(deployment["work_pool"]["name"], {})[name] = deployment["entrypoint"]
+    assert FLOWS_OF_POOL == expected
+
+
 def test_pull_steps_are_explicit_and_resolved_on_the_worker():
     [step] = PREFECT_YAML["pull"]
     assert step == {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $BAHEN_PROJECT_DIR }}"}}
