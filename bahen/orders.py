@@ -23,6 +23,10 @@ class NotCancellableError(BahenError):
     """The contract would refuse to cancel the order now."""
 
 
+class OrderAlreadyRunning(BahenError):
+    """A second flow run of an order that another run of this client's host already placed."""
+
+
 class UnknownOrderError(BahenError):
     def __init__(self, order_id: str, directory: Path):
         super().__init__(f"no order {order_id} in {directory}: `bahen order list` shows the known orders")
@@ -106,10 +110,6 @@ class OrderBook:
         )
         self.save(record)
         return record
-
-
-class OrderAlreadyRunning(BahenError):
-    """A second flow run of an order that another run of this client's host already placed."""
 
 
 def cancel_order(order_id: str, net: Network, book: OrderBook, *, reason: str) -> str:

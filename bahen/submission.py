@@ -3,8 +3,8 @@
 Every party of the network can create runs on its Prefect server, in any work queue: a run in a
 client's own queue says nothing about who made it. The order run therefore carries the client's
 signature of what it orders, and the client's host opens and pays for nothing else. The signature
-covers the spec and the salt (which fixes the order's id), so a changed field is refused and a
-repeated run continues the same order instead of paying a second time. A run without one, as the
+covers the spec and the salt (which fixes the order's id), so a changed field is refused, and a copy
+of a signed run in a new run is the same order, which the first run holds (``OrderBook.claim``). A run without one, as the
 Prefect UI's form makes, is taken only where the client's operator allows it, and then only on the
 sample datasets: a file named by a stranger would be uploaded for the workers and auditors the
 stranger's order names.

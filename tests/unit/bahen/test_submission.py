@@ -126,3 +126,36 @@ def test_of_runs_claiming_one_order_at_once_exactly_one_wins(tmp_path):
         won = [run for run, ok in zip(RUNS, pool.map(claim, RUNS)) if ok]
     assert len(won) == 1 and (tmp_path / "orders" / f"{order_id}.run").read_text() == won[0]
 
+
+
+def test_each_refusal_says_what_happened_and_what_to_do_in_full(tmp_path):
+    """The messages a client's operator reads in the Prefect UI, word for word."""
+    def refusal(spec, signature, accept):
+        with pytest.raises((ForgedOrderRun, UnsignedOrderRun)) as refused:
+            check_submission(spec, SALT, signature, CLIENT.address, accept_unsigned=accept)
+        return str(refused.value)
+
+    signature = sign_submission(CLIENT, SPEC, SALT)
+    assert refusal(SPEC, signature[:-2] + "1d", True) == (
+        "this order run's signature is not valid (the signature is not in canonical form (v 27/28, low s), so the "
+        "contracts would reject it; ask the signer to sign again): nothing was opened or paid")
+    changed = SPEC.model_copy(update={"epochs": 2})
+    signer = Account.recover_message(encode_defunct(primitive=submission_digest(changed, SALT, CLIENT.address)),
+                                     signature=bytes.fromhex(signature[2:]))
+    assert refusal(changed, signature, True) == (
+        f"this order run's signature is not client {CLIENT.address}'s over the spec and salt it carries (it recovers "
+        f"to {signer}): either someone else made the run or its fields were changed after signing. Nothing was "
+        "opened or paid; submit the order again with `bahen order submit` or the SDK")
+    assert refusal(SPEC, "", False) == (
+        f"this order run carries no signature of client {CLIENT.address}, as a run from the Prefect UI's form or from "
+        "anyone else who can reach the Prefect server: nothing was opened or paid. Submit it with `bahen order submit` "
+        "or the SDK, which sign it; to take unsigned runs from the UI, set accept_unsigned_orders: true in the "
+        "client's config.yaml (anyone who can create runs on the server can then spend this client's money on "
+        "sample datasets)")
+    weights = tmp_path / "start.safetensors"
+    weights.write_bytes(b"")
+    assert refusal(SPEC.model_copy(update={"initial_weights_path": str(weights)}), "", True) == (
+        f"an unsigned order run may train only on a sample dataset, and this one names initial_weights_path "
+        f"'{weights}' on the client's host, which a stranger could have named to have it uploaded for the workers and "
+        "auditors the order names: nothing was opened or paid. Submit an order on your own files with `bahen order "
+        "submit` or the SDK, which sign it")
