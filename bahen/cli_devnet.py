@@ -137,7 +137,10 @@ def client_start(limit: Annotated[int | None, typer.Option(help="Most orders at 
     """Run a Prefect worker taking this client's orders from its own work queue of the control pool.
 
     The queue is the address of the home's `client` identity (created if missing): `bahen order submit`
-    and the SDK send orders there; from the UI, pick that work queue in the order's custom run.
+    and the SDK send orders there, signed with its key; from the UI, pick that work queue in the order's
+    custom run (taken only with `accept_unsigned_orders: true` in config.yaml, on sample datasets).
+    Like every party's, the worker runs only its pool's flows from the installed bahen, never a command
+    or setting written to the Prefect server.
     """
     from bahen.parties import CLIENT
 
