@@ -1,8 +1,9 @@
 """audit (Wasp-audit) — check every signature and commitment, weigh the reports, record the verdict.
 
-Wasp trusts nothing it did not check: the worker's manifest signature and its root against the
-chain, each report's signer against the order's validators and its digest against the one the
-chain recorded, each score against the committed final model. The rules in ``proof.wasp`` then
+Wasp trusts nothing it did not check. It judges only the task's own evidence (:func:`check_case`),
+and checks the worker's manifest signature and its root against the chain, each report's signer
+against the order's validators and its digest against the one the chain recorded, each score
+against the committed final model. The rules in ``proof.wasp`` then
 decide; the signed decision is stored and its digest recorded on chain by the Wasp role, and so is
 the signed case it judged (``bahen.records.AuditCase``), named by the order, the task and the verdict's
 digest on chain, from which anyone re-audits the order with the chain and the store alone
@@ -26,6 +27,7 @@ from bahen.artifacts import get_signed, signed
 from bahen.audit import case_pointer
 from bahen.network import Network
 from bahen.records import Assignment, AuditCase, Scores, Shard, Training, Upload, Verdict, Verification
+from tasks.inputs import InputMismatch, worker_evidence
 from tasks.runtime import network
 from tasks.score import REPORT_PERFORMANCE
 from tasks.verify import REPORT_VERIFICATION
@@ -86,9 +88,43 @@ def gather(upload: Upload, shard: Shard, assignment: Assignment, training: Train
     )
 
 
+def check_case(upload: Upload, shard: Shard, assignment: Assignment, training: Training, verification: Verification,
+               net: Network) -> None:
+    """Refuse, with :class:`InputMismatch`, a case that is not the task's own evidence (``tasks.inputs``).
+
+    The task must have a proof committed; the worker and the validators handed over must be the
+    ones the chain names; the proof manifest and the challenge response must be signed by that worker
+    for this order and task; the verification report must be one the order's validators attested on
+    chain for the task. Anyone can start Wasp's run: judged on anything else, an honest worker could
+    be rejected for what a stranger handed over.
+    """
+    order_id, task = upload.order_id, assignment.task
+    order = net.market.order(bytes.fromhex(order_id[2:]))
+    if not 0 <= task < len(order.tasks) or training.task != task:
+        raise InputMismatch(f"order {order_id} has no task {task}, or the training handed over is of another task")
+    view = order.tasks[task]
+    if view.commit_block == 0:
+        raise InputMismatch(f"task {task} of order {order_id} has no proof committed on chain: nothing to judge yet")
+    validators = {v.validator.lower() for v in order.validators}
+    if assignment.address.lower() != view.worker.lower() or {s.address.lower() for s in shard.validators} != validators:
+        raise InputMismatch(f"the worker or the validators handed over for task {task} of order {order_id} are not "
+                            "the ones the chain names: nothing was judged")
+    worker_evidence(training, order, task, net)
+    try:
+        _, doc = get_signed(net.store, verification.report, VerificationReport)
+    except UNTRUSTED as exc:
+        raise InputMismatch(f"the verification report handed over for task {task} of order {order_id} cannot be "
+                            f"read ({exc}): nothing was judged") from None
+    if doc.signer.lower() not in validators or not _attested(
+            net, bytes.fromhex(order_id[2:]), task, REPORT_VERIFICATION, doc.signer, doc.digest):
+        raise InputMismatch(f"the verification report handed over for task {task} of order {order_id} is not one "
+                            "the order's validators attested on chain: nothing was judged. Wait for the verify stage")
+
+
 def audit(upload: Upload, shard: Shard, assignment: Assignment, training: Training,
           verification: Verification, scores: Scores, net: Network) -> Verdict:
-    """Decide on one task as Wasp and record the verdict on chain."""
+    """Decide on one task as Wasp and record the verdict on chain, once the case is the task's own (:func:`check_case`)."""
+    check_case(upload, shard, assignment, training, verification, net)
     wasp = net.wasp()
     # The nonce makes the verdict's digest, which names the case, unknowable until Wasp writes the name.
     decision: Decision = decide(gather(upload, shard, assignment, training, verification, scores, net)).model_copy(

@@ -21,8 +21,9 @@ from bahen.audit import delivering_validator, delivery_pointer
 from bahen.errors import BahenError
 from bahen.network import Network
 from bahen.records import Delivery, Shard, Training, Upload, ValidatorSlot
+from tasks.inputs import signed_spec, worker_evidence
 from tasks.runtime import network
-from tasks.verify import model_key, signed_spec
+from tasks.verify import model_key, proof_key
 
 
 class NotDeliverable(BahenError):
@@ -60,7 +61,8 @@ def deliverer(upload: Upload, shard: Shard, training: Training, net: Network) ->
 def deliver(upload: Upload, shard: Shard, training: Training, net: Network) -> Delivery:
     """As the :func:`deliverer`, wrap the task's model key to the client and the order's auditors, sign the
     delivery, name it in the store and record its digest on chain. Run again, it returns the delivery
-    the chain records.
+    the chain records. The key must be the one the worker sealed its signed proof under
+    (``tasks.inputs``): a grant of any other key handed over is refused, with nothing recorded.
 
     The name holds the delivery's digest, unknowable before the validator writes it (the grants are
     fresh ciphertexts), so nobody can take it first; a run that stopped before the chain recorded
@@ -73,7 +75,8 @@ def deliver(upload: Upload, shard: Shard, training: Training, net: Network) -> D
     if any(recorded):
         ref = net.store.get_pointer(validator.address, delivery_pointer(order_id, task, "0x" + recorded.hex()))
         return get_signed(net.store, ref, Delivery, expected_signer=validator.address)[0]
-    key = model_key(net, training, validator)
+    bundle, _ = worker_evidence(training, net.market.order(oid), task, net)
+    key = proof_key(lambda: model_key(net, training, validator), bundle, order_id, task, net)
     client, auditors = recipients(net, upload)
     role = f"task {task} model"
     delivery = Delivery(

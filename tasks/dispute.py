@@ -13,18 +13,17 @@ the dispute on chain; who pays whom is the contract's rule (contracts/README.md)
 
 from privacy.errors import PrivacyError
 from privacy.identity import Identity, PublicIdentity
-from proof.bundle import ProofBundle
-from proof.response import Response
 from pydantic import BaseModel, Field
 from storage.errors import StorageError
 from storage.refs import ArtifactRef
 
-from bahen.artifacts import PROOF_ROLE, get_decrypted, get_signed, open_stored_grant, put_grant, put_signed
+from bahen.artifacts import PROOF_ROLE, get_decrypted, open_stored_grant, put_grant, put_signed
 from bahen.errors import BahenError
 from bahen.network import Network
 from bahen.records import Shard, Training, Upload
 from bahen.spec import OrderSpec
-from tasks.verify import InputMismatch, check_inputs, model_key, reexecute
+from tasks.inputs import InputMismatch, check_inputs, worker_evidence
+from tasks.verify import model_key, reexecute
 
 
 class DisputeError(BahenError):
@@ -123,12 +122,9 @@ def checked_keys(case: DisputeCase, resolver: Identity, net: Network) -> dict[st
     disputer make honest work fail re-execution, so it counts against the disputer.
     """
     order_id, task = case.upload.order_id, case.training.task
-    view = net.market.order(bytes.fromhex(order_id[2:])).tasks[task]
     try:
-        check_inputs(case.spec, case.upload, case.training, net)
-        bundle, _ = get_signed(net.store, case.training.bundle, ProofBundle, expected_signer=view.worker)
-        response = (get_signed(net.store, case.training.response, Response, expected_signer=view.worker)[0]
-                    if case.training.response else None)
+        order = check_inputs(case.spec, case.upload, task, net)
+        bundle, response = worker_evidence(case.training, order, task, net)
         grants = case.grants.get(resolver.address, {})
         keys = {role: open_stored_grant(net.store, grants[role], resolver, order_id=order_id)
                 for role in ("train", "model") if role in grants}
@@ -139,10 +135,10 @@ def checked_keys(case: DisputeCase, resolver: Identity, net: Network) -> dict[st
             get_decrypted(net.store, keys["model"], bundle.checkpoints[0][1], order_id=order_id, role=PROOF_ROLE)
     except (InputMismatch, PrivacyError, StorageError, ValueError) as exc:
         raise EvidenceGap(f"the disputer's case does not hold the task's own evidence: {exc}") from None
-    root = view.root.removeprefix("0x")
-    if (bundle.order_id, bundle.task, bundle.merkle_root) != (order_id, task, root):
+    root = order.tasks[task].root.removeprefix("0x")
+    if bundle.merkle_root != root:
         raise EvidenceGap(f"the case's proof manifest is not the one committed for order {order_id} task {task}")
-    if response is None or (response.order_id, response.task, response.merkle_root) != (order_id, task, root):
+    if response.merkle_root != root:
         raise EvidenceGap(f"the case lacks the worker's signed challenge response for order {order_id} task {task}")
     return keys
 

@@ -38,8 +38,9 @@ from bahen.network import Network
 from bahen.records import Assignment, Upload
 from bahen.settings import load_settings
 from tasks.audit import explain, gather
+from tasks.inputs import signed_spec
 from tasks.runtime import network
-from tasks.verify import reexecute, signed_spec
+from tasks.verify import reexecute
 
 
 class AuditCheck(BaseModel):

@@ -1,9 +1,10 @@
 """score (validator-score) — every validator scores the final model on the holdout split.
 
-Each validator, in its own process with its own key, decrypts the holdout split and the final
-checkpoint with its own grants (the client's for the split, the worker's for the model), evaluates,
-signs a performance report and records its digest on chain. A validator that cannot read or load
-the model reports the error instead of a score, so one broken artifact cannot stall the order.
+Each validator, in its own process with its own key, checks that the inputs it was handed are the
+order's (``tasks.inputs``), decrypts the holdout split and the final checkpoint with its own grants
+(the client's for the split, the worker's for the model), evaluates, signs a performance report and
+records its digest on chain. A validator that cannot read or load the model reports the error
+instead of a score, so one broken artifact cannot stall the order.
 """
 
 import math
@@ -23,6 +24,7 @@ from bahen.artifacts import PROOF_ROLE, get_decrypted, open_stored_grant, put_si
 from bahen.network import Network
 from bahen.records import Scores, Shard, Training, Upload, ValidatorSlot
 from bahen.spec import OrderSpec
+from tasks.inputs import check_inputs
 from tasks.runtime import network
 from tasks.train import check_model_size, load_split, train_spec
 from tasks.verify import attest, model_key
@@ -31,7 +33,8 @@ REPORT_PERFORMANCE = 1
 
 
 def score_one(spec: OrderSpec, upload: Upload, training: Training, slot: ValidatorSlot, net: Network) -> PerformanceReport:
-    """One validator's signed-to-be score of one task's final model."""
+    """One validator's signed-to-be score of one task's final model, on the order's own inputs (``tasks.inputs``)."""
+    check_inputs(spec, upload, training.task, net)
     validator = net.party_at(slot.address, role="validator")
     order_id = upload.order_id
     keys = {role: open_stored_grant(net.store, ref, validator, order_id=order_id) for role, ref in slot.grants.items()}

@@ -18,6 +18,7 @@ from contextlib import nullcontext
 
 import torch
 from contracts.errors import ChainError, ChallengeNotReady
+from contracts.models import OrderView
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from privacy.identity import Identity, PublicIdentity
@@ -44,6 +45,7 @@ from bahen.records import Assignment, Training, Upload
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 from bahen.worker_runs import WorkerRunBook, WorkerRunNote
+from tasks.inputs import check_inputs
 from tasks.observe import TrainingProgress
 from tasks.runtime import network
 from tasks.shard import architecture
@@ -156,15 +158,14 @@ class TaskCommittedError(BahenError):
     """The task's proof is already committed on chain: training it again could only be refused."""
 
 
-def _check_assignment(net: Network, order_id: str, task: int, worker: str) -> int:
+def _check_assignment(order: OrderView, task: int, worker: str) -> int:
     """The block of the task's proof commitment (0 if none yet); refuse a task this worker may not train."""
-    view = net.market.order(bytes.fromhex(order_id[2:]))
-    if not 0 <= task < len(view.tasks) or view.tasks[task].worker.lower() != worker.lower():
-        raise BahenError(f"task {task} of order {order_id} is not assigned to {worker} on chain; "
+    if order.tasks[task].worker.lower() != worker.lower():
+        raise BahenError(f"task {task} of order {order.order_id} is not assigned to {worker} on chain; "
                          "train only the tasks the chain assigns to you")
-    if view.status != "open":
-        raise BahenError(f"order {order_id} is {view.status} on chain: there is no task to train")
-    return view.tasks[task].commit_block
+    if order.status != "open":
+        raise BahenError(f"order {order.order_id} is {order.status} on chain: there is no task to train")
+    return order.tasks[task].commit_block
 
 
 def train(
@@ -180,11 +181,13 @@ def train(
     Run again after a crash or a retry, it continues from the worker's run note: from the last
     journal if the proof is not committed yet (bitwise the training an uninterrupted run makes),
     or only answers the challenge if it is. A task committed by no run of this host is refused
-    before anything is trained or stored. A dishonest worker (``attack``) always starts over.
+    before anything is trained or stored, and so are inputs that are not the order's
+    (``tasks.inputs``): a proof of anything else would fail re-execution and cost the worker its
+    stake. A dishonest worker (``attack``) always starts over.
     """
     worker = net.party_at(assignment.address, role="worker")
     order_id, task = upload.order_id, assignment.task
-    committed = _check_assignment(net, order_id, task, worker.address)
+    committed = _check_assignment(check_inputs(spec, upload, task, net), task, worker.address)
     runs = WorkerRunBook(net.settings.worker_runs_dir)
     note = runs.load(order_id, task) if attack is None else None
     if committed and (note is None or note.bundle is None):

@@ -19,11 +19,12 @@ from bahen.settings import load_settings
 from tasks.audit import audit as wasp_audit
 from tasks.audit import gather
 from tasks.encrypt_upload import encrypt_upload
+from tasks.inputs import InputMismatch
 from tasks.reaudit import ReauditDisagreesError, reaudit_task, reverify
 from tasks.score import score
 from tasks.shard import shard
 from tasks.train import train
-from tasks.verify import REPORT_VERIFICATION, InputMismatch, attest, verify
+from tasks.verify import REPORT_VERIFICATION, attest, verify
 from tests.flows.test_reaudit import SMALL, _as_auditor, _stranger, auditor_keys, settled  # noqa: F401
 
 

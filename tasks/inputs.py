@@ -1,0 +1,107 @@
+"""What a party checks of what it is handed before it acts: the order's inputs, and the worker's evidence.
+
+Every stage of another party takes the order's spec and upload as its run's parameters, from the
+client's order flow or from anyone who can create a run on the shared Prefect server; a dispute's
+case and an auditor's record carry them too. Only the chain and the client's signed dataset manifest
+fix them: the spec must hash to the order's spec hash on chain, and the splits, their shape and class
+count and the starting weights must be those the manifest names. A worker that trained anything
+else would commit a proof that fails re-execution of the order's own inputs and be slashed for
+honest work; a validator that verified or scored anything else would sign a report about another
+training.
+
+The same holds for the worker's evidence a validator or Wasp is handed: the proof manifest, the
+challenge response and the model key's grant. Only what the worker the chain names signed for the
+order and task is its evidence, and judged; anything else is the hander's, and refused with nothing
+attested or recorded. A worker that withholds its own evidence therefore earns nothing (no report,
+no verdict: its payment returns to the client at settlement) but is not slashed, and no hander can
+get an honest worker's proof rejected.
+"""
+
+from contracts.models import OrderView
+from privacy.errors import PrivacyError
+from privacy.signing import digest
+from proof.bundle import ProofBundle
+from proof.response import Response
+from storage.errors import StorageError
+from storage.manifest import Manifest
+
+from bahen.artifacts import get_signed
+from bahen.errors import BahenError
+from bahen.network import Network
+from bahen.records import Training, Upload
+from bahen.spec import OrderSpec
+
+
+class InputMismatch(BahenError):
+    """What a party was handed is not what the chain, the client's signed manifest or the worker's signature fix."""
+
+
+def check_inputs(spec: OrderSpec, upload: Upload, task: int, net: Network) -> OrderView:
+    """The order as the chain holds it, once ``spec`` and ``upload`` are shown to be the ones it fixes and it has ``task``.
+
+    Reads the chain and the signed manifest only: nothing is decrypted, trained or stored before it passes.
+    """
+    order = net.market.order(bytes.fromhex(upload.order_id[2:]))
+    if order.spec_hash != "0x" + digest(spec).hex():
+        raise InputMismatch(f"the order spec handed over does not hash to order {upload.order_id}'s spec hash "
+                            f"{order.spec_hash} on chain")
+    manifest = _client_manifest(upload, order, net)
+    fixed = {e.role: e.ref for e in manifest.entries} | {
+        k: manifest.meta.get(k) for k in ("input_shape", "num_classes", "initial_weights")}
+    handed = {"train": upload.train, "holdout": upload.holdout, "weights": upload.weights, "input_shape": upload.input_shape,
+              "num_classes": upload.num_classes, "initial_weights": upload.initial_weights}
+    wrong = sorted(k for k, v in handed.items() if fixed.get(k) != v)
+    if manifest.order_id != upload.order_id or wrong:
+        raise InputMismatch(f"the upload of order {upload.order_id} differs from its client-signed manifest in "
+                            f"{', '.join(wrong) or 'order id'}")
+    if not 0 <= task < len(order.tasks):
+        raise InputMismatch(f"order {upload.order_id} has no task {task}")
+    return order
+
+
+def signed_spec(upload: Upload, net: Network) -> tuple[OrderSpec, Manifest]:
+    """The order spec the client signed into its dataset manifest, once shown to hash to the order's spec
+    hash on chain, with the manifest: what a party handed no spec (an auditor, a delivering validator) reads."""
+    order = net.market.order(bytes.fromhex(upload.order_id[2:]))
+    manifest = _client_manifest(upload, order, net)
+    try:
+        spec = OrderSpec.model_validate(manifest.meta["spec"])
+    except (ValueError, KeyError) as exc:
+        raise InputMismatch(f"the dataset manifest of order {upload.order_id} holds no order spec its client signed "
+                            f"({type(exc).__name__}: {exc})") from None
+    if order.spec_hash != "0x" + digest(spec).hex():
+        raise InputMismatch(f"the order spec in the dataset manifest of order {upload.order_id} does not hash to "
+                            f"its spec hash {order.spec_hash} on chain")
+    return spec, manifest
+
+
+def _client_manifest(upload: Upload, order: OrderView, net: Network) -> Manifest:
+    """The upload's dataset manifest, signed by the client the chain names for the order."""
+    try:
+        manifest, _ = get_signed(net.store, upload.manifest, Manifest, expected_signer=order.client)
+    except (PrivacyError, StorageError, ValueError) as exc:
+        raise InputMismatch(f"the dataset manifest of order {upload.order_id} is not its client's: {exc}") from None
+    return manifest
+
+
+def worker_evidence(training: Training, order: OrderView, task: int, net: Network) -> tuple[ProofBundle, Response]:
+    """The proof manifest and challenge response handed over in ``training`` for ``task`` of ``order``, once
+    shown to be its worker's: both signed by the worker the chain names, for this order and task. Whether
+    they hold what was committed is for the checks to judge: a worker that signed anything else is at fault."""
+    order_id = order.order_id
+    worker = order.tasks[task].worker
+    signed = {}
+    for what, ref, model in (("proof manifest", training.bundle, ProofBundle),
+                             ("challenge response", training.response, Response)):
+        try:
+            if ref is None:
+                raise ValueError("none was handed over")
+            document, _ = get_signed(net.store, ref, model, expected_signer=worker)
+        except (PrivacyError, StorageError, ValueError) as exc:
+            raise InputMismatch(f"the {what} handed over for order {order_id} task {task} is not one its worker {worker} "
+                                f"signed ({exc}): nothing was judged. Hand over the worker's train result") from None
+        if (document.order_id, document.task) != (order_id, task):
+            raise InputMismatch(f"the {what} handed over for order {order_id} task {task} is its worker's for order "
+                                f"{document.order_id} task {document.task}: nothing was judged")
+        signed[what] = document
+    return signed["proof manifest"], signed["challenge response"]

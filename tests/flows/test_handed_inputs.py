@@ -1,0 +1,156 @@
+"""A party acts only on the order the chain and its client's signed manifest fix, whoever hands it the inputs.
+
+Every stage of another party takes the order's spec and upload as its run's parameters: from the
+client's order flow, or from anyone who can create a run on the shared Prefect server. A worker that
+trained what it was handed, when that differs from the order, would commit a proof the validators
+reject (re-executing the order's own inputs), and be slashed for honest work: the bounty would go to
+the validators, so a validator (or a client out to hurt a worker) gains by handing it such a run.
+Validators, Wasp and the delivering validator likewise judge and deliver only the task's own evidence.
+"""
+
+import pytest
+from privacy.identity import Identity
+from privacy.stream import new_data_key
+from proof.bundle import ProofBundle
+from proof.report import VerificationReport
+from proof.response import Response
+from storage.manifest import Manifest
+
+from bahen.artifacts import PROOF_ROLE, get_decrypted, get_signed, open_stored_grant, put_grant, put_signed
+from bahen.audit import delivering_validator
+from bahen.network import connect
+from bahen.parties import CLIENT
+from bahen.records import Verification
+from bahen.settings import load_settings
+from bahen.spec import OrderSpec
+from bahen.worker_runs import WorkerRunBook
+from tasks.audit import audit
+from tasks.deliver import deliver
+from tasks.encrypt_upload import encrypt_upload
+from tasks.inputs import InputMismatch
+from tasks.score import gathered, score
+from tasks.settle import settle
+from tasks.shard import shard
+from tasks.train import train
+from tasks.verify import verify
+
+SMALL = OrderSpec(dataset="digits", model="mlp", epochs=1, checkpoint_every=8, batch_size=32)
+
+
+def _handed(upload, change: str, net):
+    """The order's spec and upload with one thing changed, as a stranger's run would carry them."""
+    spec, altered = SMALL, upload
+    if change == "spec":
+        spec = SMALL.model_copy(update={"lr": SMALL.lr * 10})
+    elif change == "train split":
+        altered = upload.model_copy(update={"train": upload.holdout})
+    elif change == "input shape":
+        altered = upload.model_copy(update={"input_shape": [upload.input_shape[0] // 2]})
+    elif change == "classes":
+        altered = upload.model_copy(update={"num_classes": upload.num_classes - 1})
+    elif change == "manifest":  # the train split swapped in a manifest of the same order, signed by its maker
+        manifest, _ = get_signed(net.store, upload.manifest, Manifest)
+        entries = [e.model_copy(update={"ref": upload.holdout}) if e.role == "train" else e for e in manifest.entries]
+        ref, _ = put_signed(net.store, Identity.generate("stranger"), manifest.model_copy(update={"entries": entries}),
+                            name="a manifest of its own")
+        altered = upload.model_copy(update={"train": upload.holdout, "manifest": ref})
+    return spec, altered
+
+
+@pytest.fixture(scope="module")
+def placed(prefect):
+    net = connect(load_settings())
+    upload = encrypt_upload(SMALL, net, salt="0x" + "5e" * 32)
+    plan = shard(SMALL, upload, net)
+    return net, upload, plan
+
+
+CHANGES = ["spec", "train split", "input shape", "classes", "manifest"]
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_a_worker_handed_anything_but_its_orders_inputs_trains_nothing_and_commits_nothing(placed, change):
+    net, upload, plan = placed
+    [assignment] = plan.assignments
+    spec, handed = _handed(upload, change, net)
+    with pytest.raises(InputMismatch, match=f"order {handed.order_id}"):
+        train(spec, handed, assignment, net)
+    task = net.market.order(bytes.fromhex(upload.order_id[2:])).tasks[0]
+    assert task.commit_block == 0 and int(task.root, 16) == 0
+    assert WorkerRunBook(load_settings().worker_runs_dir).load(upload.order_id, 0) is None
+
+
+def _refused(call, match: str) -> None:
+    with pytest.raises(InputMismatch, match=match):
+        call()
+
+
+def test_nothing_a_stranger_hands_the_worker_validators_or_wasp_gets_honest_work_rejected(placed):
+    """The whole task, with a stranger's run of every stage of another party before the honest one."""
+    net, upload, plan = placed
+    [assignment] = plan.assignments
+    oid, stranger = bytes.fromhex(upload.order_id[2:]), Identity.generate("stranger")
+    validator = net.party_at(plan.validators[0].address, role="validator")
+    audit_case = lambda training, verification, scores=None, shard=plan, handed=assignment: audit(  # noqa: E731
+        upload, shard, handed, training, verification, scores or gathered(upload.order_id, []), net)
+
+    _refused(lambda: train(*_handed(upload, "spec", net), assignment, net), "does not hash to")
+    training = train(SMALL, upload, assignment, net)
+    placeholder = Verification(order_id=upload.order_id, task=0, verifier=validator.address, report=training.bundle,
+                               digest="0x" + "00" * 32, passed=False, checks=[], cost_fraction=0)
+    _refused(lambda: audit_case(training, placeholder), "the verification report handed over .* cannot be read")
+
+    bundle, _ = get_signed(net.store, training.bundle, ProofBundle)
+    response, _ = get_signed(net.store, training.response, Response)
+    forged_bundle, _ = put_signed(net.store, stranger, bundle, name="a copy of the proof manifest")
+    forged_response, _ = put_signed(net.store, stranger, response, name="a copy of the response")
+    other_key = put_grant(net.store, new_data_key(), validator.public(), order_id=upload.order_id, role="task 0 model")
+    handed = {
+        "the proof manifest handed over .* is not one its worker": training.model_copy(update={"bundle": forged_bundle}),
+        "the challenge response handed over .*none was handed over": training.model_copy(update={"response": None}),
+        "the challenge response handed over .* is not one its worker": training.model_copy(
+            update={"response": forged_response}),
+        "the model key of order .* is not the one its proof is sealed under": training.model_copy(
+            update={"model_grants": {**training.model_grants, validator.address: other_key}}),
+        "the model key of order .* does not open": training.model_copy(
+            update={"model_grants": {**training.model_grants, validator.address: training.bundle}}),
+    }
+    for match, altered in handed.items():
+        _refused(lambda altered=altered: verify(SMALL, upload, plan, assignment, altered, net), match)
+    _refused(lambda: verify(SMALL, upload, plan, assignment.model_copy(update={"task": 1}), training, net),
+             "the assignment handed over is of task 1")
+    _refused(lambda: score(*_handed(upload, "train split", net), plan, training, net), "differs from its client-signed")
+    assert all(net.market.report_of(oid, 0, kind, v.address) == bytes(32) for kind in (0, 1) for v in plan.validators)
+
+    verification = verify(SMALL, upload, plan, assignment, training, net)
+    assert verification.passed, [c for c in verification.checks if not c["passed"]]
+    scores = score(SMALL, upload, plan, training, net)
+    forged_report, _ = put_signed(net.store, stranger, get_signed(net.store, verification.report, VerificationReport)[0],
+                                  name="a copy of the verification report")
+    cases = {
+        "the worker or the validators handed over": dict(handed=assignment.model_copy(
+            update={"address": plan.validators[1].address})),
+        "the worker or the validators handed over ": dict(shard=plan.model_copy(update={"validators": plan.validators[:1]})),
+        "the proof manifest handed over": dict(training=training.model_copy(update={"bundle": forged_bundle})),
+        "not one the order's validators attested": dict(
+            verification=verification.model_copy(update={"report": forged_report})),
+    }
+    for match, case in cases.items():
+        _refused(lambda case=case: audit_case(**{"training": training, "verification": verification, **case}),
+                 match.strip())
+    assert net.market.order(oid).tasks[0].verdict == "none"
+
+    assert audit_case(training, verification, scores).accepted
+    settle(upload, net)
+    ledger = net.market.ledger(oid)
+    assert ledger.slashes == [] and ledger.total("task payment") == net.market.order(oid).tasks[0].payment
+
+    deliverer = net.party_at(delivering_validator(plan, net.market.order(oid)).address, role="validator")
+    other_key = put_grant(net.store, new_data_key(), deliverer.public(), order_id=upload.order_id, role="task 0 model")
+    _refused(lambda: deliver(upload, plan, training.model_copy(
+        update={"model_grants": {**training.model_grants, deliverer.address: other_key}}), net),
+        "is not the one its proof is sealed under")
+    assert net.market.delivery_of(oid, 0, deliverer.address) == bytes(32)
+    delivery = deliver(upload, plan, training, net)
+    key = open_stored_grant(net.store, delivery.grant, net.party(CLIENT), order_id=upload.order_id)
+    assert get_decrypted(net.store, key, training.final_model, order_id=upload.order_id, role=PROOF_ROLE)
