@@ -25,7 +25,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -162,20 +162,24 @@ class Order:
         """Block until the order's run ends; ``progress`` shows a bar over its stages.
 
         Raises the error that ended the run (a :class:`BahenError` says what to do), or a
-        :class:`BahenError` when ``timeout`` seconds pass first (the run goes on). An order this
-        client did not start has no run here to wait for, and returns at once.
+        :class:`BahenError` when ``timeout`` seconds pass first (the run goes on). A run refused
+        because another run with its parameters placed the order first is not the order's end: the
+        wait follows that run. An order this client did not start has no run here to wait for, and
+        returns at once.
         """
         if self._run is None:
             return self
         deadline = None if timeout is None else time.monotonic() + timeout
-        if progress:
-            with order_progress(console or Console()) as advance:
-                while not self._run.wait(0.25, deadline):
-                    advance(self.record)
+        with order_progress(console or Console()) if progress else nullcontext() as advance:
+            while True:
+                while not self._run.wait(0.25 if progress else 1.0, deadline):
+                    if advance is not None:
+                        advance(self.record)
+                if (holder := self._run.holder(self.order_id)) is None:
+                    break
+                self._run = holder
+            if advance is not None:
                 advance(self.record, finished=True)
-        else:
-            while not self._run.wait(1.0, deadline):
-                pass
         self._run.result(self.order_id)
         if self.record is None:
             raise BahenError(f"order {self.order_id} completed, but its record is not in {self.client.home}: the "
@@ -271,6 +275,10 @@ class _LocalRun:
         if self._error is not None:
             raise self._error
 
+    def holder(self, order_id: str) -> None:
+        """None: a run in this process is the only one of its order."""
+        return None
+
 
 class _NetworkRun:
     """The order's run of the network's ``order`` deployment."""
@@ -286,6 +294,13 @@ class _NetworkRun:
         if self._final is None:
             self._final = wait_deployment(self._settings, self.flow_run_id, _bounded(seconds, deadline))
         return self._final is not None
+
+    def holder(self, order_id: str) -> "_NetworkRun | None":
+        """The run that placed the order, when this one ended refused as a copy of it (``OrderBook.claim``)."""
+        if self._final is None or self._final[0] == "COMPLETED":
+            return None
+        holder = OrderBook(self._settings.orders_dir).holder(order_id)
+        return None if holder in (None, self.flow_run_id) else _NetworkRun(self._settings, holder)
 
     def result(self, order_id: str) -> None:
         state, message = self._final

@@ -87,7 +87,7 @@ class OrderBook:
         """Make ``flow_run_id`` the one flow run that places ``order_id`` on this host, or refuse it with
         :class:`OrderAlreadyRunning` if another has: a retry of that run goes on, a copy of its
         parameters in a new run does not run the order a second time beside it."""
-        path = self.directory / f"{self.check_id(order_id)}.run"
+        path = self._run_path(order_id)
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(flow_run_id)
@@ -101,6 +101,14 @@ class OrderBook:
                     "paid by this one. Retry that run (the UI's Retry) to continue the order") from None
         finally:
             tmp.unlink()
+
+    def holder(self, order_id: str) -> str | None:
+        """The flow run that placed ``order_id`` on this host (:meth:`claim`), None if none has."""
+        path = self._run_path(order_id)
+        return path.read_text() if path.is_file() else None
+
+    def _run_path(self, order_id: str) -> Path:
+        return self.directory / f"{self.check_id(order_id)}.run"
 
     def record_stage(self, order_id: str, stage: str, seconds: float, status: str, **results) -> OrderRecord:
         """Store a stage's result and duration on the order's record."""

@@ -7,7 +7,7 @@ and JSON-serialisable.
 from contracts.models import CreditEvent, Ledger, Settlement, SlashEvent
 from proof.telemetry import TelemetrySample
 from proof.wasp import ModelReport
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from storage.refs import ArtifactRef
 
 from bahen.spec import OrderSpec
@@ -73,6 +73,8 @@ class Shard(BaseModel):
 class Training(BaseModel):
     """train: a worker's signed proof, committed on chain."""
 
+    model_config = ConfigDict(ser_json_inf_nan="strings")  # a final loss of NaN where a run logged no step
+
     order_id: str
     task: int
     worker: str
@@ -109,6 +111,8 @@ class Verification(BaseModel):
 
 class Scores(BaseModel):
     """score: every validator's signed performance report and their robust aggregate."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")  # NaN where no validator could score the model
 
     order_id: str
     reports: dict[str, ArtifactRef]
@@ -165,6 +169,8 @@ class AuditCase(BaseModel):
     order, the task and the verdict's digest (``bahen.audit.case_pointer``), so a host that never saw
     the order re-audits it from the chain and the store alone. It has the parts of an
     :class:`OrderRecord` the audit reads."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")  # signed even when no validator could score the model
 
     order_id: str
     upload: Upload

@@ -72,6 +72,8 @@ class ModelReport(BaseModel):
 
 
 class Decision(BaseModel):
+    model_config = ConfigDict(ser_json_inf_nan="strings")  # signed even when no validator could score the model
+
     order_id: str
     task: int
     accepted: bool

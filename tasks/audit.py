@@ -27,7 +27,7 @@ from bahen.artifacts import get_signed, signed
 from bahen.audit import case_pointer
 from bahen.network import Network
 from bahen.records import Assignment, AuditCase, Scores, Shard, Training, Upload, Verdict, Verification
-from tasks.inputs import InputMismatch, worker_evidence
+from tasks.inputs import InputMismatch, check_inputs, signed_spec, worker_evidence
 from tasks.runtime import network
 from tasks.score import REPORT_PERFORMANCE
 from tasks.verify import REPORT_VERIFICATION
@@ -92,30 +92,30 @@ def check_case(upload: Upload, shard: Shard, assignment: Assignment, training: T
                net: Network) -> None:
     """Refuse, with :class:`InputMismatch`, a case that is not the task's own evidence (``tasks.inputs``).
 
-    The task must have a proof committed; the worker and the validators handed over must be the
-    ones the chain names; the proof manifest and the challenge response must be signed by that worker
-    for this order and task; the verification report must be one the order's validators attested on
-    chain for the task. Anyone can start Wasp's run: judged on anything else, an honest worker could
-    be rejected for what a stranger handed over.
+    The upload must be the one its client signed for the order; the worker and the validators
+    handed over, the ones the chain names; the proof manifest and the challenge response, the ones
+    that worker signed and committed; the verification report, one the order's validators attested
+    on chain for the task. Anyone can start Wasp's run: judged on anything else, an honest worker
+    could be rejected for what a stranger handed over.
     """
     order_id, task = upload.order_id, assignment.task
-    order = net.market.order(bytes.fromhex(order_id[2:]))
-    if not 0 <= task < len(order.tasks) or training.task != task:
-        raise InputMismatch(f"order {order_id} has no task {task}, or the training handed over is of another task")
-    view = order.tasks[task]
-    if view.commit_block == 0:
-        raise InputMismatch(f"task {task} of order {order_id} has no proof committed on chain: nothing to judge yet")
-    validators = {v.validator.lower() for v in order.validators}
-    if assignment.address.lower() != view.worker.lower() or {s.address.lower() for s in shard.validators} != validators:
+    spec, _ = signed_spec(upload, net)
+    order = check_inputs(spec, upload, task, net)
+    if training.task != task:
+        raise InputMismatch(f"the training handed over is of task {training.task}, the assignment of task {task}")
+    worker_evidence(training, order, task, net)
+    validators = sorted(v.validator for v in order.validators)
+    worker = order.tasks[task].worker
+    if ((assignment.address, training.worker) != (worker, worker) or assignment not in shard.assignments
+            or sorted(s.address for s in shard.validators) != validators):
         raise InputMismatch(f"the worker or the validators handed over for task {task} of order {order_id} are not "
                             "the ones the chain names: nothing was judged")
-    worker_evidence(training, order, task, net)
     try:
         _, doc = get_signed(net.store, verification.report, VerificationReport)
     except UNTRUSTED as exc:
         raise InputMismatch(f"the verification report handed over for task {task} of order {order_id} cannot be "
                             f"read ({exc}): nothing was judged") from None
-    if doc.signer.lower() not in validators or not _attested(
+    if doc.signer not in validators or not _attested(
             net, bytes.fromhex(order_id[2:]), task, REPORT_VERIFICATION, doc.signer, doc.digest):
         raise InputMismatch(f"the verification report handed over for task {task} of order {order_id} is not one "
                             "the order's validators attested on chain: nothing was judged. Wait for the verify stage")

@@ -41,7 +41,7 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bahen.errors import BahenError
-from bahen.network import Network
+from bahen.network import Network, connect
 from bahen.orders import NotCancellableError, OrderBook, cancel_order, order_id_for
 from bahen.parties import CLIENT, party_queue
 from bahen.records import Assignment, Delivery, Scores, Shard, Training, Upload, Verdict, Verification
@@ -365,10 +365,11 @@ def claim_order_task(spec: OrderSpec, salt: str, signature: str) -> None:
         return
     with get_client(sync_client=True) as client:
         queue = client.read_flow_run(runtime.flow_run.id).work_queue_name
-    address = network().party(CLIENT).address
+    settings = load_settings()
+    address = connect(settings).party(CLIENT).address
     check_own_queue(queue, address)
-    check_submission(spec, salt, signature, address, accept_unsigned=load_settings().accept_unsigned_orders)
-    order_book().claim(order_id_for(address, salt), runtime.flow_run.id)
+    check_submission(spec, salt, signature, address, accept_unsigned=settings.accept_unsigned_orders)
+    OrderBook(settings.orders_dir).claim(order_id_for(address, salt), runtime.flow_run.id)
     if not signature:
         get_run_logger().warning("this order run carries no signature of client %s: taken because this host's "
                                  "accept_unsigned_orders allows it", address)

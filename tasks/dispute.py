@@ -4,9 +4,10 @@ A validator of the order or the task's worker, the parties that hold the keys to
 task, re-runs the verification on the chain's challenge. If its signed counter-report contradicts
 Wasp's verdict, it opens a dispute with a bond and the counter-report's digest; once the block
 after the dispute exists, the contract draws resolvers among the staked validators that are no
-party to the order, and the disputer wraps the train and model keys to each of them. Each resolver
-checks that the keys and inputs it was handed are the ones the chain and the client's signed
-manifest fix (if not, the disputer's evidence fails and it votes to dismiss), re-runs the same
+party to the order, and the disputer wraps the train and model keys to each of them and signs the
+case. Each resolver takes only a case its disputer signed, checks that the keys and inputs in it are
+the ones the chain and the client's signed manifest fix (if not, the disputer's evidence fails and
+it votes to dismiss), re-runs the same
 verification, signs its report and votes: uphold when it contradicts the verdict. A majority closes
 the dispute on chain; who pays whom is the contract's rule (contracts/README.md).
 """
@@ -17,9 +18,10 @@ from pydantic import BaseModel, Field
 from storage.errors import StorageError
 from storage.refs import ArtifactRef
 
-from bahen.artifacts import PROOF_ROLE, get_decrypted, open_stored_grant, put_grant, put_signed
+from bahen.artifacts import PROOF_ROLE, get_decrypted, get_signed, open_stored_grant, put_grant, put_signed
 from bahen.errors import BahenError
 from bahen.network import Network
+from bahen.orders import OrderBook
 from bahen.records import Shard, Training, Upload
 from bahen.spec import OrderSpec
 from tasks.inputs import InputMismatch, check_inputs, worker_evidence
@@ -91,8 +93,9 @@ def open_dispute(spec: OrderSpec, upload: Upload, shard: Shard, training: Traini
                        counter_report=ref, counter_digest=doc.digest)
 
 
-def hand_over(case: DisputeCase, shard: Shard, disputer: Identity, net: Network) -> DisputeCase:
-    """Draw the resolvers (once the seed block exists) and wrap the train and model keys to each."""
+def hand_over(case: DisputeCase, shard: Shard, disputer: Identity, net: Network) -> ArtifactRef:
+    """Draw the resolvers (once the seed block exists), wrap the train and model keys to each, and sign and
+    store the case with the grants: what each resolver is handed (:func:`resolve`)."""
     order_id, task = case.upload.order_id, case.training.task
     resolvers = net.market.draw_resolvers(disputer.account, order_id=bytes.fromhex(order_id[2:]), task=task)
     if not resolvers:
@@ -105,7 +108,9 @@ def hand_over(case: DisputeCase, shard: Shard, disputer: Identity, net: Network)
                                 x25519_public=net.market.member(address).x25519_public)
         grants[address] = {role: put_grant(net.store, key, public, order_id=order_id, role=f"task {task} {role} (dispute)")
                            for role, key in keys.items()}
-    return case.model_copy(update={"grants": grants})
+    ref, _ = put_signed(net.store, disputer, case.model_copy(update={"grants": grants}),
+                        name=f"order {order_id[:10]}/task {task}/dispute case by {disputer.name}")
+    return ref
 
 
 class EvidenceGap(DisputeError):
@@ -124,7 +129,7 @@ def checked_keys(case: DisputeCase, resolver: Identity, net: Network) -> dict[st
     order_id, task = case.upload.order_id, case.training.task
     try:
         order = check_inputs(case.spec, case.upload, task, net)
-        bundle, response = worker_evidence(case.training, order, task, net)
+        bundle, _ = worker_evidence(case.training, order, task, net)
         grants = case.grants.get(resolver.address, {})
         keys = {role: open_stored_grant(net.store, grants[role], resolver, order_id=order_id)
                 for role in ("train", "model") if role in grants}
@@ -135,27 +140,31 @@ def checked_keys(case: DisputeCase, resolver: Identity, net: Network) -> dict[st
             get_decrypted(net.store, keys["model"], bundle.checkpoints[0][1], order_id=order_id, role=PROOF_ROLE)
     except (InputMismatch, PrivacyError, StorageError, ValueError) as exc:
         raise EvidenceGap(f"the disputer's case does not hold the task's own evidence: {exc}") from None
-    root = order.tasks[task].root.removeprefix("0x")
-    if bundle.merkle_root != root:
-        raise EvidenceGap(f"the case's proof manifest is not the one committed for order {order_id} task {task}")
-    if response.merkle_root != root:
-        raise EvidenceGap(f"the case lacks the worker's signed challenge response for order {order_id} task {task}")
     return keys
 
 
-def resolve(case: DisputeCase, resolver: Identity, net: Network) -> Vote:
+def resolve(order_id: str, task: int, case_ref: ArtifactRef, resolver: Identity, net: Network) -> Vote:
     """Re-verify the disputed task as a drawn resolver and vote on chain.
 
-    A case the resolver cannot check (see :func:`checked_keys`) is voted down: the burden of proof
-    lies with the disputer. Otherwise the vote follows the resolver's own re-verification, against
-    the claim the chain recorded when the dispute opened (never the one the case states).
+    The case must be signed by the disputer the chain names (:func:`hand_over`), or the resolver
+    casts no vote (:class:`DisputeError`): anyone can hand a resolver a case, and a hollow one voted
+    down would decide the dispute before the disputer's own arrived. A case of the disputer's that
+    the resolver cannot check (see :func:`checked_keys`) is voted down: the burden of proof lies
+    with the disputer. Otherwise the vote follows the resolver's own re-verification, against the
+    claim the chain recorded when the dispute opened (never the one the case states).
     """
-    order_id, task = case.upload.order_id, case.training.task
-    oid = bytes.fromhex(order_id[2:])
+    oid = bytes.fromhex(OrderBook.check_id(order_id)[2:])
     dispute = net.market.dispute(oid, task)
     if resolver.address not in dispute.resolvers:
         raise DisputeError(f"{resolver.name} was not drawn to resolve the dispute of order {order_id} task {task}")
     try:
+        case, _ = get_signed(net.store, case_ref, DisputeCase, expected_signer=dispute.disputer)
+    except (PrivacyError, StorageError) as exc:
+        raise DisputeError(f"the case handed over for the dispute of order {order_id} task {task} is not one its "
+                           f"disputer {dispute.disputer} signed ({exc}): no vote was cast. Wait for the disputer's case") from None
+    try:
+        if (case.upload.order_id, case.training.task, case.disputer) != (order_id, task, dispute.disputer):
+            raise EvidenceGap(f"the disputer signed a case of order {case.upload.order_id} task {case.training.task}")
         keys = checked_keys(case, resolver, net)
     except EvidenceGap as gap:
         net.market.vote_dispute(resolver.account, order_id=oid, task=task, uphold=False, report_digest=bytes(32))

@@ -86,22 +86,34 @@ def _client_manifest(upload: Upload, order: OrderView, net: Network) -> Manifest
 
 def worker_evidence(training: Training, order: OrderView, task: int, net: Network) -> tuple[ProofBundle, Response]:
     """The proof manifest and challenge response handed over in ``training`` for ``task`` of ``order``, once
-    shown to be its worker's: both signed by the worker the chain names, for this order and task. Whether
-    they hold what was committed is for the checks to judge: a worker that signed anything else is at fault."""
-    order_id = order.order_id
-    worker = order.tasks[task].worker
+    shown to be the ones its worker committed: both signed by the worker the chain names, for this
+    order and task and the root committed on chain, and the final model handed over the manifest's last.
+
+    A worker may sign more than one manifest for a task (a run that died before committing, a second
+    run a stranger started beside its own): only the committed one is its proof.
+    """
+    order_id, view = order.order_id, order.tasks[task]
+    if view.commit_block == 0:
+        raise InputMismatch(f"task {task} of order {order_id} has no proof committed on chain: nothing to judge yet")
+    root = view.root.removeprefix("0x")
     signed = {}
     for what, ref, model in (("proof manifest", training.bundle, ProofBundle),
                              ("challenge response", training.response, Response)):
         try:
             if ref is None:
                 raise ValueError("none was handed over")
-            document, _ = get_signed(net.store, ref, model, expected_signer=worker)
+            document, _ = get_signed(net.store, ref, model, expected_signer=view.worker)
         except (PrivacyError, StorageError, ValueError) as exc:
-            raise InputMismatch(f"the {what} handed over for order {order_id} task {task} is not one its worker {worker} "
-                                f"signed ({exc}): nothing was judged. Hand over the worker's train result") from None
-        if (document.order_id, document.task) != (order_id, task):
+            raise InputMismatch(f"the {what} handed over for order {order_id} task {task} is not one its worker "
+                                f"{view.worker} signed ({exc}): nothing was judged. Hand over the worker's train "
+                                "result") from None
+        if (document.order_id, document.task, document.merkle_root) != (order_id, task, root):
             raise InputMismatch(f"the {what} handed over for order {order_id} task {task} is its worker's for order "
-                                f"{document.order_id} task {document.task}: nothing was judged")
+                                f"{document.order_id} task {document.task} root {document.merkle_root}, not the "
+                                f"root {root} committed on chain: nothing was judged")
         signed[what] = document
-    return signed["proof manifest"], signed["challenge response"]
+    bundle = signed["proof manifest"]
+    if bundle.checkpoints and training.final_model != bundle.checkpoints[-1][1]:
+        raise InputMismatch(f"the final model handed over for order {order_id} task {task} is not the last checkpoint "
+                            "of its worker's committed proof: nothing was judged")
+    return bundle, signed["challenge response"]

@@ -24,19 +24,22 @@ from bahen.artifacts import PROOF_ROLE, get_decrypted, open_stored_grant, put_si
 from bahen.network import Network
 from bahen.records import Scores, Shard, Training, Upload, ValidatorSlot
 from bahen.spec import OrderSpec
-from tasks.inputs import check_inputs
+from tasks.inputs import check_inputs, worker_evidence
 from tasks.runtime import network
 from tasks.train import check_model_size, load_split, train_spec
-from tasks.verify import attest, model_key
+from tasks.verify import attest, model_key, proof_key
 
 REPORT_PERFORMANCE = 1
 
 
 def score_one(spec: OrderSpec, upload: Upload, training: Training, slot: ValidatorSlot, net: Network) -> PerformanceReport:
-    """One validator's signed-to-be score of one task's final model, on the order's own inputs (``tasks.inputs``)."""
-    check_inputs(spec, upload, training.task, net)
+    """One validator's signed-to-be score of one task's final model: the last checkpoint of the proof its worker
+    committed, under the key that proof is sealed with, on the order's own inputs (``tasks.inputs``)."""
+    order = check_inputs(spec, upload, training.task, net)
+    bundle, _ = worker_evidence(training, order, training.task, net)
     validator = net.party_at(slot.address, role="validator")
     order_id = upload.order_id
+    model = proof_key(lambda: model_key(net, training, validator), bundle, order_id, training.task, net)
     keys = {role: open_stored_grant(net.store, ref, validator, order_id=order_id) for role, ref in slot.grants.items()}
     X, y = load_split(net.store, keys["holdout"], upload, "holdout")
     base = dict(
@@ -47,7 +50,6 @@ def score_one(spec: OrderSpec, upload: Upload, training: Training, slot: Validat
     base["input_blind_loss"] = input_blind_loss(tspec, X, y)
     try:
         check_model_size(training.final_model, tspec, upload)
-        model = model_key(net, training, validator)
         plain = get_decrypted(net.store, model, training.final_model, order_id=order_id, role=PROOF_ROLE)
         checkpoint = Checkpoint.from_bytes(plain, name=training.final_model.name)
         metrics = evaluate(tspec, checkpoint.model_state, X, y)

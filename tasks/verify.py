@@ -40,9 +40,9 @@ def reexecute(spec: OrderSpec, upload: Upload, training: Training, net: Network,
     """
     order_id, task = upload.order_id, training.task
     order = check_inputs(spec, upload, task, net)
+    bundle, response = worker_evidence(training, order, task, net)
     committed = order.tasks[task].root.removeprefix("0x")
     seed = challenge_seed(net, bytes.fromhex(order_id[2:]), task)
-    bundle, response = worker_evidence(training, order, task, net)
     model = proof_key(open_model_key, bundle, order_id, task, net)
     X, y = load_split(net.store, train_key, upload, "train")
     tspec = train_spec(spec, upload, task, net)
@@ -74,6 +74,8 @@ def proof_key(open_model_key: Callable[[], bytes], bundle: ProofBundle, order_id
 
 def verify(spec: OrderSpec, upload: Upload, shard: Shard, assignment: Assignment, training: Training, net: Network) -> Verification:
     """Verify one task's proof as the order's first validator and attest the signed report on chain."""
+    if not shard.validators:
+        raise InputMismatch(f"the shard handed over for order {upload.order_id} names no validator: nothing was judged")
     slot = shard.validators[0]
     verifier = net.party_at(slot.address, role="validator")
     order_id, task = upload.order_id, training.task

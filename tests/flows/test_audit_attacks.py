@@ -186,3 +186,21 @@ def test_wasp_does_not_accept_a_report_of_another_order(settled, prefect):
     [check] = reaudit_task(case)
     assert check.agrees and not check.accepted
 
+
+
+def test_the_case_wasp_signs_holds_scores_no_validator_could_compute(settled):
+    """A model no validator could read: every score an error, the medians NaN; Wasp still signs the case it judged."""
+    from privacy.signing import sign_document, verify_document
+
+    net = connect(load_settings())
+    [case] = reconstruct(settled.order_id, net.store, net.market)
+    nan = {"median_accuracy": math.nan, "median_loss": math.nan, "perplexity": math.inf}
+    unscored = case.model_copy(update={
+        "scores": case.scores.model_copy(update={"accuracy": dict.fromkeys(case.scores.accuracy, math.nan),
+                                                 "loss": dict.fromkeys(case.scores.loss, math.nan),
+                                                 "median_accuracy": math.nan}),
+        "verdict": case.verdict.model_copy(update={"model_report": case.verdict.model_report.model_copy(update=nan)}),
+    })
+    doc = sign_document(net.wasp(), unscored)
+    verify_document(doc)
+    assert math.isnan(type(case).model_validate(doc.payload).verdict.model_report.median_accuracy)

@@ -2,10 +2,10 @@
 bond, and resolvers drawn among the other validators re-execute the challenge and vote."""
 
 import pytest
-
+from privacy.identity import Identity
 from privacy.signing import digest
 
-from bahen.artifacts import open_stored_grant, put_grant, put_signed
+from bahen.artifacts import get_signed, open_stored_grant, put_grant, put_signed
 from bahen.devnet import PARAMS
 from bahen.network import connect
 from bahen.parties import validator_name, worker_name
@@ -83,15 +83,14 @@ def _validator(net, address):
     return next(net.party(validator_name(i)) for i in range(6) if net.party(validator_name(i)).address == address)
 
 
-def _resolve_all(net, *cases):
-    """Each drawn resolver votes on the case it was handed (the cases in turn) until the dispute closes."""
-    oid = bytes.fromhex(cases[0].upload.order_id[2:])
-    task = cases[0].training.task
+def _resolve_all(net, order_id, *cases, task=0):
+    """Each drawn resolver votes on the signed case it was handed (the cases in turn) until the dispute closes."""
+    oid = bytes.fromhex(order_id[2:])
     votes = []
     for i, address in enumerate(net.market.dispute(oid, task).resolvers):
         if net.market.dispute(oid, task).status != "voting":
             break
-        votes.append(resolve(cases[i % len(cases)], _validator(net, address), net))
+        votes.append(resolve(order_id, task, cases[i % len(cases)], _validator(net, address), net))
     return votes
 
 
@@ -112,11 +111,11 @@ def test_a_dispute_overturns_a_verifier_that_vouched_for_fabricated_work(net):
     disputer = net.party_at(plan.validators[1].address, role="validator")
     case = hand_over(open_dispute(SMALL, upload, plan, training, disputer, net), plan, disputer, net)
     assert not net.market.dispute(bytes.fromhex(upload.order_id[2:]), 0).claim_accepted
-    drawn = set(case.grants)
+    drawn = set(get_signed(net.store, case, DisputeCase, expected_signer=disputer.address)[0].grants)
     assert len(drawn) == PARAMS.resolver_count
     assert not drawn & ({s.address for s in plan.validators} | {assignment.address, upload.client})
 
-    votes = _resolve_all(net, case)
+    votes = _resolve_all(net, upload.order_id, case)
     assert votes and all(v.uphold for v in votes)
     oid = bytes.fromhex(upload.order_id[2:])
     assert net.market.dispute(oid, 0).status == "upheld"
@@ -141,8 +140,18 @@ def test_an_honest_worker_overturns_a_false_rejection_and_is_paid(net):
 
     worker = net.party_at(assignment.address, role="worker")
     case = hand_over(open_dispute(SMALL, upload, plan, training, worker, net), plan, worker, net)
-    assert net.market.dispute(bytes.fromhex(upload.order_id[2:]), 0).claim_accepted
-    votes = _resolve_all(net, case)
+    oid = bytes.fromhex(upload.order_id[2:])
+    assert net.market.dispute(oid, 0).claim_accepted
+    # a stranger hands each resolver a hollow copy of the case first: no resolver votes on it
+    hollow = get_signed(net.store, case, DisputeCase)[0].model_copy(update={"grants": {}})
+    for copy in (put_signed(net.store, Identity.generate("stranger"), hollow, name="a hollow case")[0],
+                 put_signed(net.store, net.party_at(plan.validators[1].address, role="validator"), hollow,
+                            name="a hollow case")[0]):
+        for address in net.market.dispute(oid, 0).resolvers:
+            with pytest.raises(DisputeError, match=f"is not one its disputer {worker.address} signed"):
+                resolve(upload.order_id, 0, copy, _validator(net, address), net)
+    assert net.market.dispute(oid, 0).votes_dismiss == 0
+    votes = _resolve_all(net, upload.order_id, case)
     assert votes and all(v.uphold for v in votes)
     oid = bytes.fromhex(upload.order_id[2:])
     assert net.market.order(oid).tasks[0].verdict == "accepted"
@@ -165,10 +174,11 @@ def test_a_dispute_of_honest_work_is_dismissed_and_its_bond_pays_the_worker(net)
     counter = digest({"claim": "rejected"})
     net.market.open_dispute(disputer.account, order_id=oid, task=0, counter_digest=counter,
                             bond=net.market.params().dispute_bond)
-    honest_case = hand_over(
+    handed = hand_over(
         DisputeCase(spec=SMALL, upload=upload, training=training, disputer=disputer.address,
                     counter_report=training.bundle, counter_digest="0x" + counter.hex()),
         plan, disputer, net)
+    honest_case = get_signed(net.store, handed, DisputeCase, expected_signer=disputer.address)[0]
     resolver = _validator(net, next(iter(honest_case.grants)))
     forged = {
         "a changed spec": honest_case.model_copy(update={"spec": SMALL.model_copy(update={"epochs": 2})}),
@@ -187,8 +197,9 @@ def test_a_dispute_of_honest_work_is_dismissed_and_its_bond_pays_the_worker(net)
             checked_keys(case, resolver, net)
     assert set(checked_keys(honest_case, resolver, net)) == {"train", "model"}
 
-    # the first resolver re-executes the honest case, the second is handed a forged one: both dismiss
-    first, second = _resolve_all(net, honest_case, forged["a changed spec"])
+    # the first resolver re-executes the honest case, the second is handed a forged one the disputer signed: both dismiss
+    changed, _ = put_signed(net.store, disputer, forged["a changed spec"], name="a case with a changed spec")
+    first, second = _resolve_all(net, upload.order_id, handed, changed)
     assert not first.uphold and first.report is not None
     assert not second.uphold and second.report is None and "spec hash" in second.reason
     assert net.market.dispute(oid, 0).status == "dismissed"

@@ -91,8 +91,8 @@ def test_nothing_a_stranger_hands_the_worker_validators_or_wasp_gets_honest_work
     [assignment] = plan.assignments
     oid, stranger = bytes.fromhex(upload.order_id[2:]), Identity.generate("stranger")
     validator = net.party_at(plan.validators[0].address, role="validator")
-    audit_case = lambda training, verification, scores=None, shard=plan, handed=assignment: audit(  # noqa: E731
-        upload, shard, handed, training, verification, scores or gathered(upload.order_id, []), net)
+    audit_case = lambda training, verification, scores=None, shard=plan, handed=assignment, up=upload: audit(  # noqa: E731
+        up, shard, handed, training, verification, scores or gathered(upload.order_id, []), net)
 
     _refused(lambda: train(*_handed(upload, "spec", net), assignment, net), "does not hash to")
     training = train(SMALL, upload, assignment, net)
@@ -105,6 +105,9 @@ def test_nothing_a_stranger_hands_the_worker_validators_or_wasp_gets_honest_work
     forged_bundle, _ = put_signed(net.store, stranger, bundle, name="a copy of the proof manifest")
     forged_response, _ = put_signed(net.store, stranger, response, name="a copy of the response")
     other_key = put_grant(net.store, new_data_key(), validator.public(), order_id=upload.order_id, role="task 0 model")
+    # what a second run of the worker's own train stage, started by a stranger beside the worker's, signs
+    orphan, _ = put_signed(net.store, net.party_at(assignment.address, role="worker"),
+                           bundle.model_copy(update={"merkle_root": "ab" * 32}), name="another run's proof manifest")
     handed = {
         "the proof manifest handed over .* is not one its worker": training.model_copy(update={"bundle": forged_bundle}),
         "the challenge response handed over .*none was handed over": training.model_copy(update={"response": None}),
@@ -114,12 +117,18 @@ def test_nothing_a_stranger_hands_the_worker_validators_or_wasp_gets_honest_work
             update={"model_grants": {**training.model_grants, validator.address: other_key}}),
         "the model key of order .* does not open": training.model_copy(
             update={"model_grants": {**training.model_grants, validator.address: training.bundle}}),
+        "the proof manifest handed over .* not the root": training.model_copy(update={"bundle": orphan}),
+        "the final model handed over .* is not the last checkpoint": training.model_copy(
+            update={"final_model": bundle.checkpoints[0][1]}),
     }
     for match, altered in handed.items():
         _refused(lambda altered=altered: verify(SMALL, upload, plan, assignment, altered, net), match)
+        _refused(lambda altered=altered: score(SMALL, upload, plan, altered, net), match)
     _refused(lambda: verify(SMALL, upload, plan, assignment.model_copy(update={"task": 1}), training, net),
              "the assignment handed over is of task 1")
     _refused(lambda: score(*_handed(upload, "train split", net), plan, training, net), "differs from its client-signed")
+    _refused(lambda: verify(SMALL, upload, plan.model_copy(update={"validators": []}), assignment, training, net),
+             "names no validator")
     assert all(net.market.report_of(oid, 0, kind, v.address) == bytes(32) for kind in (0, 1) for v in plan.validators)
 
     verification = verify(SMALL, upload, plan, assignment, training, net)
@@ -127,17 +136,24 @@ def test_nothing_a_stranger_hands_the_worker_validators_or_wasp_gets_honest_work
     scores = score(SMALL, upload, plan, training, net)
     forged_report, _ = put_signed(net.store, stranger, get_signed(net.store, verification.report, VerificationReport)[0],
                                   name="a copy of the verification report")
-    cases = {
-        "the worker or the validators handed over": dict(handed=assignment.model_copy(
-            update={"address": plan.validators[1].address})),
-        "the worker or the validators handed over ": dict(shard=plan.model_copy(update={"validators": plan.validators[:1]})),
-        "the proof manifest handed over": dict(training=training.model_copy(update={"bundle": forged_bundle})),
-        "not one the order's validators attested": dict(
-            verification=verification.model_copy(update={"report": forged_report})),
-    }
-    for match, case in cases.items():
-        _refused(lambda case=case: audit_case(**{"training": training, "verification": verification, **case}),
-                 match.strip())
+    not_the_chains = "the worker or the validators handed over"
+    cases = [
+        (not_the_chains, dict(handed=assignment.model_copy(update={"address": plan.validators[1].address}))),
+        (not_the_chains, dict(training=training.model_copy(update={"worker": stranger.address}))),
+        (not_the_chains, dict(shard=plan.model_copy(update={"assignments": []}))),
+        (not_the_chains, dict(shard=plan.model_copy(update={"validators": plan.validators[:1]}))),
+        (not_the_chains, dict(shard=plan.model_copy(update={"validators": [*plan.validators, *plan.validators]}))),
+        (not_the_chains, dict(shard=plan.model_copy(update={"validators": [
+            v.model_copy(update={"address": v.address.lower()}) for v in plan.validators]}))),
+        ("the proof manifest handed over", dict(training=training.model_copy(update={"bundle": forged_bundle}))),
+        ("the proof manifest handed over .* not the root", dict(training=training.model_copy(update={"bundle": orphan}))),
+        ("differs from its client-signed manifest in order id", dict(
+            up=upload.model_copy(update={"order_id": "0x" + upload.order_id[2:].upper()}))),
+        ("not one the order's validators attested", dict(
+            verification=verification.model_copy(update={"report": forged_report}))),
+    ]
+    for match, case in cases:
+        _refused(lambda case=case: audit_case(**{"training": training, "verification": verification, **case}), match)
     assert net.market.order(oid).tasks[0].verdict == "none"
 
     assert audit_case(training, verification, scores).accepted

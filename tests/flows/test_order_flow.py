@@ -12,11 +12,12 @@ from contracts.errors import ContractRevert
 from prefect.client.orchestration import get_client
 
 from privacy.errors import WrongKeyError
+from proof.bundle import ProofBundle
 from storage.manifest import Manifest
 from training.datasets import CORPUS
 from training.models import load_weights
 
-from bahen.artifacts import PROOF_ROLE, get_decrypted, get_signed, open_stored_grant
+from bahen.artifacts import PROOF_ROLE, get_decrypted, get_signed, open_stored_grant, put_signed
 from bahen.delivery import fetch_model
 from bahen.errors import BahenError
 from bahen.network import connect
@@ -245,7 +246,15 @@ def test_a_final_model_larger_than_the_order_allows_is_scored_as_an_error_unfetc
     upload = encrypt_upload(SMALL, net, salt="0x" + "6e" * 32)
     plan = shard(SMALL, upload, net)
     training = train(SMALL, upload, plan.assignments[0], net)
-    huge = training.model_copy(update={"final_model": training.final_model.model_copy(update={"size": 10**12})})
+    # its worker signs a manifest declaring the final model 10^12 bytes: the leaves hash the stored bytes, not
+    # the declared size, so the manifest's root is still the committed one
+    bundle, _ = get_signed(net.store, training.bundle, ProofBundle)
+    step, last = bundle.checkpoints[-1]
+    declared = last.model_copy(update={"size": 10**12})
+    lying, _ = put_signed(net.store, net.party_at(plan.assignments[0].address, role="worker"),
+                          bundle.model_copy(update={"checkpoints": [*bundle.checkpoints[:-1], (step, declared)]}),
+                          name="a manifest declaring a huge final model")
+    huge = training.model_copy(update={"bundle": lying, "final_model": declared})
     for slot in plan.validators:
         report = score_one(SMALL, upload, huge, slot, net)
         assert "a model of this order takes; it was not fetched" in report.error and math.isnan(report.accuracy)

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from contracts.errors import ContractRevert
 
-from bahen.client import Client
+from bahen.client import Client, Order, _NetworkRun
 from bahen.devnet_services import postgres_binaries, save_state, settings_for, spawn, stop, wait_healthy
 from bahen.devnet_up import party_worker
 from bahen.network import connect, keystore_of
@@ -218,6 +218,10 @@ def test_an_order_run_its_client_did_not_sign_or_another_run_placed_is_refused_b
     copy_of = order_id_for(client.address, salt_of_run(finished_order))
     assert _client_book(devnet).load(copy_of).status == "settled (accepted), model delivered"
     assert _market(devnet).settlement_of(bytes.fromhex(copy_of[2:])) is not None
+    # a client following the copy (its own run, had a stranger's copy of it won the race) follows the run that won
+    sdk = Client(home=client.home)
+    followed = Order(sdk, copy_of, run=_NetworkRun(sdk.settings(), copied)).wait(timeout=60)
+    assert followed.flow_run_id == finished_order and followed.status == "settled (accepted), model delivered"
 
 
 def test_a_worker_killed_mid_training_is_replaced_and_the_order_paid_once(devnet):

@@ -191,3 +191,20 @@ def test_outlying_validators_are_named():
     reports = [report("a", 0.9), report("b", 0.91), report("c", 0.92), report("d", 0.1), report("e", 0.9, error="x")]
     finding = decide(evidence(validators_assigned=5, performance=reports, performance_attested=5)).model_report.findings[3]
     assert (finding.rule, finding.passed, finding.detail) == ("validators-agree", False, "outlying validators: d, e")
+
+
+
+def test_a_decision_signs_when_no_validator_could_score_the_model():
+    """Every score an error (a model no validator could read): the medians are NaN, and Wasp still signs its
+    decision, so the task gets a verdict rather than none."""
+    from privacy.identity import Identity
+    from privacy.signing import sign_document, verify_document
+    from proof.wasp import Decision
+
+    decision = decide(evidence(performance=[report("a", math.nan, error="unreadable"),
+                                            report("b", math.nan, error="unreadable")]))
+    assert decision.accepted and math.isnan(decision.model_report.median_accuracy)
+    doc = sign_document(Identity.generate("wasp"), decision)
+    verify_document(doc)
+    assert doc.payload["model_report"]["median_accuracy"] == "NaN"
+    assert math.isnan(Decision.model_validate(doc.payload).model_report.median_loss)
