@@ -21,20 +21,13 @@ from bahen.audit import delivering_validator, delivery_pointer
 from bahen.errors import BahenError
 from bahen.network import Network
 from bahen.records import Delivery, Shard, Training, Upload, ValidatorSlot
-from tasks.inputs import signed_spec, worker_evidence
+from tasks.inputs import check_inputs, signed_spec, worker_evidence
 from tasks.runtime import network
 from tasks.verify import model_key, proof_key
 
 
 class NotDeliverable(BahenError):
     """The chain does not (yet) allow the model of a task to be delivered."""
-
-
-def recipients(net: Network, upload: Upload) -> tuple[PublicIdentity, list[PublicIdentity]]:
-    """The client's X25519 key and the order's auditors, as the client's signed dataset manifest names them."""
-    spec, manifest = signed_spec(upload, net)
-    client = PublicIdentity(name="the client", address=upload.client, x25519_public=manifest.meta["client_x25519"])
-    return client, spec.auditor_identities
 
 
 def deliverer(upload: Upload, shard: Shard, training: Training, net: Network) -> ValidatorSlot:
@@ -61,8 +54,9 @@ def deliverer(upload: Upload, shard: Shard, training: Training, net: Network) ->
 def deliver(upload: Upload, shard: Shard, training: Training, net: Network) -> Delivery:
     """As the :func:`deliverer`, wrap the task's model key to the client and the order's auditors, sign the
     delivery, name it in the store and record its digest on chain. Run again, it returns the delivery
-    the chain records. The key must be the one the worker sealed its signed proof under
-    (``tasks.inputs``): a grant of any other key handed over is refused, with nothing recorded.
+    the chain records. The upload must be the one its client signed and the key the one the worker
+    sealed its committed proof under (``tasks.inputs``): anything else handed over is refused, with
+    nothing recorded.
 
     The name holds the delivery's digest, unknowable before the validator writes it (the grants are
     fresh ciphertexts), so nobody can take it first; a run that stopped before the chain recorded
@@ -75,9 +69,11 @@ def deliver(upload: Upload, shard: Shard, training: Training, net: Network) -> D
     if any(recorded):
         ref = net.store.get_pointer(validator.address, delivery_pointer(order_id, task, "0x" + recorded.hex()))
         return get_signed(net.store, ref, Delivery, expected_signer=validator.address)[0]
-    bundle, _ = worker_evidence(training, net.market.order(oid), task, net)
+    spec, manifest = signed_spec(upload, net)
+    bundle, _ = worker_evidence(training, check_inputs(spec, upload, task, net), task, net)
     key = proof_key(lambda: model_key(net, training, validator), bundle, order_id, task, net)
-    client, auditors = recipients(net, upload)
+    client = PublicIdentity(name="the client", address=upload.client, x25519_public=manifest.meta["client_x25519"])
+    auditors = spec.auditor_identities
     role = f"task {task} model"
     delivery = Delivery(
         order_id=order_id, task=task, validator=validator.address,

@@ -146,9 +146,10 @@ def checked_keys(case: DisputeCase, resolver: Identity, net: Network) -> dict[st
 def resolve(order_id: str, task: int, case_ref: ArtifactRef, resolver: Identity, net: Network) -> Vote:
     """Re-verify the disputed task as a drawn resolver and vote on chain.
 
-    The case must be signed by the disputer the chain names (:func:`hand_over`), or the resolver
-    casts no vote (:class:`DisputeError`): anyone can hand a resolver a case, and a hollow one voted
-    down would decide the dispute before the disputer's own arrived. A case of the disputer's that
+    The case must be signed by the disputer the chain names (:func:`hand_over`) for this dispute
+    (its order, task and counter-report), or the resolver casts no vote (:class:`DisputeError`):
+    anyone can hand a resolver a case, and one voted down would decide the dispute before the
+    disputer's own arrived. A case of the disputer's that
     the resolver cannot check (see :func:`checked_keys`) is voted down: the burden of proof lies
     with the disputer. Otherwise the vote follows the resolver's own re-verification, against the
     claim the chain recorded when the dispute opened (never the one the case states).
@@ -162,9 +163,12 @@ def resolve(order_id: str, task: int, case_ref: ArtifactRef, resolver: Identity,
     except (PrivacyError, StorageError) as exc:
         raise DisputeError(f"the case handed over for the dispute of order {order_id} task {task} is not one its "
                            f"disputer {dispute.disputer} signed ({exc}): no vote was cast. Wait for the disputer's case") from None
+    if (case.upload.order_id, case.training.task, case.disputer, case.counter_digest) != (
+            order_id, task, dispute.disputer, dispute.counter_digest):
+        raise DisputeError(f"the case handed over is its disputer's for order {case.upload.order_id} task "
+                           f"{case.training.task}, counter-report {case.counter_digest}, not this dispute's: no vote "
+                           "was cast. Wait for the disputer's case")
     try:
-        if (case.upload.order_id, case.training.task, case.disputer) != (order_id, task, dispute.disputer):
-            raise EvidenceGap(f"the disputer signed a case of order {case.upload.order_id} task {case.training.task}")
         keys = checked_keys(case, resolver, net)
     except EvidenceGap as gap:
         net.market.vote_dispute(resolver.account, order_id=oid, task=task, uphold=False, report_digest=bytes(32))

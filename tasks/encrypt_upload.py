@@ -153,6 +153,8 @@ def encrypt_upload(spec: OrderSpec, net: Network, *, salt: str) -> Upload:
         meta={
             "source": name,
             "rows": table.num_rows,
+            "train_rows": train.num_rows,
+            "holdout_rows": holdout.num_rows,
             "schema": table.schema.to_string(show_schema_metadata=False),
             "plaintext_sha256": {role: hashlib.sha256(data).hexdigest() for role, data in plain.items()},
             "expectations_evaluated": report.evaluated,

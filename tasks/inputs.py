@@ -3,8 +3,9 @@
 Every stage of another party takes the order's spec and upload as its run's parameters, from the
 client's order flow or from anyone who can create a run on the shared Prefect server; a dispute's
 case and an auditor's record carry them too. Only the chain and the client's signed dataset manifest
-fix them: the spec must hash to the order's spec hash on chain, and the splits, their shape and class
-count and the starting weights must be those the manifest names. A worker that trained anything
+fix them: the spec must hash to the order's spec hash on chain, and every field of the upload (the
+splits, their sizes, shape and class count, the starting weights, the client and its keys, the
+grants) must be what the manifest names and the chain records. A worker that trained anything
 else would commit a proof that fails re-execution of the order's own inputs and be slashed for
 honest work; a validator that verified or scored anything else would sign a report about another
 training.
@@ -17,6 +18,7 @@ no verdict: its payment returns to the client at settlement) but is not slashed,
 get an honest worker's proof rejected.
 """
 
+from contracts.errors import ChainError
 from contracts.models import OrderView
 from privacy.errors import PrivacyError
 from privacy.signing import digest
@@ -24,10 +26,12 @@ from proof.bundle import ProofBundle
 from proof.response import Response
 from storage.errors import StorageError
 from storage.manifest import Manifest
+from storage.refs import ArtifactRef
 
-from bahen.artifacts import get_signed
+from bahen.artifacts import WEIGHTS_ROLE, get_signed
 from bahen.errors import BahenError
 from bahen.network import Network
+from bahen.orders import order_id_for
 from bahen.records import Training, Upload
 from bahen.spec import OrderSpec
 
@@ -46,17 +50,45 @@ def check_inputs(spec: OrderSpec, upload: Upload, task: int, net: Network) -> Or
         raise InputMismatch(f"the order spec handed over does not hash to order {upload.order_id}'s spec hash "
                             f"{order.spec_hash} on chain")
     manifest = _client_manifest(upload, order, net)
-    fixed = {e.role: e.ref for e in manifest.entries} | {
-        k: manifest.meta.get(k) for k in ("input_shape", "num_classes", "initial_weights")}
-    handed = {"train": upload.train, "holdout": upload.holdout, "weights": upload.weights, "input_shape": upload.input_shape,
-              "num_classes": upload.num_classes, "initial_weights": upload.initial_weights}
-    wrong = sorted(k for k, v in handed.items() if fixed.get(k) != v)
-    if manifest.order_id != upload.order_id or wrong:
-        raise InputMismatch(f"the upload of order {upload.order_id} differs from its client-signed manifest in "
-                            f"{', '.join(wrong) or 'order id'}")
+    fixed = fixed_upload(manifest, upload.manifest, order)
+    fixed["auditor_grants"] = _by_address(fixed["auditor_grants"])
+    handed = {k: getattr(upload, k) for k in fixed} | {"auditor_grants": _by_address(upload.auditor_grants)}
+    wrong = sorted(k for k in fixed if handed[k] != fixed[k])
+    try:
+        salted = order_id_for(order.client, upload.salt)
+    except (ValueError, ChainError):  # not hex, or not 32 bytes
+        salted = None
+    if salted != order.order_id:
+        wrong.append("salt")
+    if wrong:
+        raise InputMismatch(f"the upload of order {upload.order_id} differs from its client-signed manifest and the "
+                            f"chain in {', '.join(wrong)}")
     if not 0 <= task < len(order.tasks):
         raise InputMismatch(f"order {upload.order_id} has no task {task}")
     return order
+
+
+def fixed_upload(manifest: Manifest, ref: ArtifactRef, order: OrderView) -> dict:
+    """Every field of the order's :class:`Upload` but its salt, as the client's signed dataset manifest
+    (at ``ref``) and the chain fix it."""
+    entries, meta = {e.role: e.ref for e in manifest.entries}, manifest.meta
+    grants = {role.split("/")[1]: r for role, r in entries.items() if role.startswith("grant/") and role.endswith("/client")}
+    auditors = {role.split("/")[2]: r for role, r in entries.items()
+                if role.startswith("grant/train/") and not role.endswith("/client")}
+    return {
+        "order_id": manifest.order_id, "spec_hash": order.spec_hash, "client": order.client, "rows": meta.get("rows"),
+        "train_rows": meta.get("train_rows"), "holdout_rows": meta.get("holdout_rows"),
+        "input_shape": meta.get("input_shape"), "num_classes": meta.get("num_classes"),
+        "expectations": meta.get("expectations_evaluated"), "train": entries.get("train"),
+        "holdout": entries.get("holdout"), "weights": entries.get(WEIGHTS_ROLE),
+        "initial_weights": meta.get("initial_weights"), "client_grants": grants, "auditor_grants": auditors,
+        "client_x25519": meta.get("client_x25519"), "manifest": ref,
+    }
+
+
+def _by_address(grants: dict[str, ArtifactRef]) -> dict[str, ArtifactRef]:
+    """Grants keyed by address in any letter case, in one form to compare."""
+    return {address.lower(): ref for address, ref in grants.items()}
 
 
 def signed_spec(upload: Upload, net: Network) -> tuple[OrderSpec, Manifest]:

@@ -19,7 +19,7 @@ from bahen.settings import load_settings
 from tasks.audit import audit as wasp_audit
 from tasks.audit import gather
 from tasks.encrypt_upload import encrypt_upload
-from tasks.inputs import InputMismatch
+from tasks.inputs import InputMismatch, signed_spec
 from tasks.reaudit import ReauditDisagreesError, reaudit_task, reverify
 from tasks.score import score
 from tasks.shard import shard
@@ -154,8 +154,6 @@ def test_a_validator_report_of_made_up_numbers_on_another_challenge_disagrees(se
 
 @pytest.mark.parametrize("spec", [None, {"dataset": "nope"}, {"dataset": "digits"}])
 def test_a_manifest_without_the_orders_signed_spec_is_named(settled, auditor_keys, spec):
-    from tasks.deliver import recipients
-
     net = connect(load_settings())
     manifest, _ = get_signed(net.store, settled.upload.manifest, Manifest)
     meta = {k: v for k, v in manifest.meta.items() if k != "spec"} | ({} if spec is None else {"spec": spec})
@@ -164,7 +162,7 @@ def test_a_manifest_without_the_orders_signed_spec_is_named(settled, auditor_key
     with pytest.raises(InputMismatch, match=f"order {settled.order_id}"):
         reverify(settled.model_copy(update={"upload": upload}), _as_auditor(net, auditor_keys))
     with pytest.raises(InputMismatch, match=f"order {settled.order_id}"):  # the delivering validator's stage
-        recipients(net, upload)
+        signed_spec(upload, net)
 
 
 def test_wasp_does_not_accept_a_report_of_another_order(settled, prefect):

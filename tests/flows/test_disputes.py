@@ -143,13 +143,22 @@ def test_an_honest_worker_overturns_a_false_rejection_and_is_paid(net):
     oid = bytes.fromhex(upload.order_id[2:])
     assert net.market.dispute(oid, 0).claim_accepted
     # a stranger hands each resolver a hollow copy of the case first: no resolver votes on it
-    hollow = get_signed(net.store, case, DisputeCase)[0].model_copy(update={"grants": {}})
-    for copy in (put_signed(net.store, Identity.generate("stranger"), hollow, name="a hollow case")[0],
-                 put_signed(net.store, net.party_at(plan.validators[1].address, role="validator"), hollow,
-                            name="a hollow case")[0]):
-        for address in net.market.dispute(oid, 0).resolvers:
-            with pytest.raises(DisputeError, match=f"is not one its disputer {worker.address} signed"):
-                resolve(upload.order_id, 0, copy, _validator(net, address), net)
+    signed_case = get_signed(net.store, case, DisputeCase)[0]
+    hollow = signed_case.model_copy(update={"grants": {}})
+    copies = {
+        f"is not one its disputer {worker.address} signed": [
+            put_signed(net.store, Identity.generate("stranger"), hollow, name="a hollow case")[0],
+            put_signed(net.store, net.party_at(plan.validators[1].address, role="validator"), hollow,
+                       name="a hollow case")[0]],
+        # the disputer's own signed case of another dispute (here: another counter-report), replayed
+        "not this dispute's": [put_signed(net.store, worker, hollow.model_copy(
+            update={"counter_digest": "0x" + "00" * 32}), name="a case of another dispute")[0]],
+    }
+    for match, handed in copies.items():
+        for copy in handed:
+            for address in net.market.dispute(oid, 0).resolvers:
+                with pytest.raises(DisputeError, match=match):
+                    resolve(upload.order_id, 0, copy, _validator(net, address), net)
     assert net.market.dispute(oid, 0).votes_dismiss == 0
     votes = _resolve_all(net, upload.order_id, case)
     assert votes and all(v.uphold for v in votes)

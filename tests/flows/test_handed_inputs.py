@@ -48,6 +48,14 @@ def _handed(upload, change: str, net):
         altered = upload.model_copy(update={"input_shape": [upload.input_shape[0] // 2]})
     elif change == "classes":
         altered = upload.model_copy(update={"num_classes": upload.num_classes - 1})
+    elif change == "rows":
+        altered = upload.model_copy(update={"train_rows": upload.train_rows - 1, "holdout_rows": upload.holdout_rows + 1})
+    elif change == "client":
+        altered = upload.model_copy(update={"client": Identity.generate("stranger").address})
+    elif change == "salt":
+        altered = upload.model_copy(update={"salt": "0x" + "00" * 32})
+    elif change == "salt of no form":
+        altered = upload.model_copy(update={"salt": "0x00"})
     elif change == "manifest":  # the train split swapped in a manifest of the same order, signed by its maker
         manifest, _ = get_signed(net.store, upload.manifest, Manifest)
         entries = [e.model_copy(update={"ref": upload.holdout}) if e.role == "train" else e for e in manifest.entries]
@@ -60,12 +68,12 @@ def _handed(upload, change: str, net):
 @pytest.fixture(scope="module")
 def placed(prefect):
     net = connect(load_settings())
-    upload = encrypt_upload(SMALL, net, salt="0x" + "5e" * 32)
+    upload = encrypt_upload(SMALL, net, salt="0x" + "4d" * 32)
     plan = shard(SMALL, upload, net)
     return net, upload, plan
 
 
-CHANGES = ["spec", "train split", "input shape", "classes", "manifest"]
+CHANGES = ["spec", "train split", "input shape", "classes", "rows", "client", "salt", "salt of no form", "manifest"]
 
 
 @pytest.mark.parametrize("change", CHANGES)
@@ -147,7 +155,9 @@ def test_nothing_a_stranger_hands_the_worker_validators_or_wasp_gets_honest_work
             v.model_copy(update={"address": v.address.lower()}) for v in plan.validators]}))),
         ("the proof manifest handed over", dict(training=training.model_copy(update={"bundle": forged_bundle}))),
         ("the proof manifest handed over .* not the root", dict(training=training.model_copy(update={"bundle": orphan}))),
-        ("differs from its client-signed manifest in order id", dict(
+        ("differs from its client-signed manifest and the chain in auditor_grants, client_grants", dict(
+            up=upload.model_copy(update={"auditor_grants": {stranger.address: upload.train}, "client_grants": {}}))),
+        ("differs from its client-signed manifest and the chain in order_id", dict(
             up=upload.model_copy(update={"order_id": "0x" + upload.order_id[2:].upper()}))),
         ("not one the order's validators attested", dict(
             verification=verification.model_copy(update={"report": forged_report}))),
@@ -161,6 +171,8 @@ def test_nothing_a_stranger_hands_the_worker_validators_or_wasp_gets_honest_work
     ledger = net.market.ledger(oid)
     assert ledger.slashes == [] and ledger.total("task payment") == net.market.order(oid).tasks[0].payment
 
+    _refused(lambda: deliver(upload.model_copy(update={"client": stranger.address}), plan, training, net),
+             "differs from its client-signed manifest and the chain in client")
     deliverer = net.party_at(delivering_validator(plan, net.market.order(oid)).address, role="validator")
     other_key = put_grant(net.store, new_data_key(), deliverer.public(), order_id=upload.order_id, role="task 0 model")
     _refused(lambda: deliver(upload, plan, training.model_copy(
