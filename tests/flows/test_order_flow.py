@@ -157,8 +157,10 @@ def _labelled_csv(path, *, classes: int, random_labels: bool):
 @pytest.mark.parametrize(("classes", "random_labels"), [(2, False), (3, True)], ids=["binary", "random-labels"])
 def test_honest_work_is_paid_whatever_the_model_learns(prefect, tmp_path, classes, random_labels):
     path = _labelled_csv(tmp_path / f"data{classes}.csv", classes=classes, random_labels=random_labels)
+    # a salt of its own fixes the order id, hence the training seed: from a seed drawn anew each run, the nine
+    # steps left the binary model under the above-chance bound in one run of six
     state = order(OrderSpec(dataset_path=str(path), model="mlp", epochs=1, checkpoint_every=4, batch_size=32),
-                  return_state=True)
+                  salt="0x" + f"e{classes}" * 32, return_state=True)
     record = state.result()
     with get_client(sync_client=True) as client:  # the run is named after the client's file, not a sample dataset
         assert client.read_flow_run(state.state_details.flow_run_id).name == f"order-mlp-{path.name}"
