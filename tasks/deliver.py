@@ -21,9 +21,9 @@ from bahen.audit import delivering_validator, delivery_pointer
 from bahen.errors import BahenError
 from bahen.network import Network
 from bahen.records import Delivery, Shard, Training, Upload, ValidatorSlot
-from tasks.inputs import check_inputs, signed_spec, worker_evidence
+from tasks.inputs import check_inputs, proof_key, signed_spec, worker_evidence
 from tasks.runtime import network
-from tasks.verify import model_key, proof_key
+from tasks.verify import model_key
 
 
 class NotDeliverable(BahenError):

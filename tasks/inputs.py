@@ -18,9 +18,11 @@ no verdict: its payment returns to the client at settlement) but is not slashed,
 get an honest worker's proof rejected.
 """
 
+from collections.abc import Callable
+
 from contracts.errors import ChainError
 from contracts.models import OrderView
-from privacy.errors import PrivacyError
+from privacy.errors import PrivacyError, WrongKeyError
 from privacy.signing import digest
 from proof.bundle import ProofBundle
 from proof.response import Response
@@ -28,7 +30,7 @@ from storage.errors import StorageError
 from storage.manifest import Manifest
 from storage.refs import ArtifactRef
 
-from bahen.artifacts import WEIGHTS_ROLE, get_signed
+from bahen.artifacts import PROOF_ROLE, WEIGHTS_ROLE, get_decrypted, get_signed
 from bahen.errors import BahenError
 from bahen.network import Network
 from bahen.orders import order_id_for
@@ -149,3 +151,22 @@ def worker_evidence(training: Training, order: OrderView, task: int, net: Networ
         raise InputMismatch(f"the final model handed over for order {order_id} task {task} is not the last checkpoint "
                             "of its worker's committed proof: nothing was judged")
     return bundle, signed["challenge response"]
+
+
+def proof_key(open_model_key: Callable[[], bytes], bundle: ProofBundle, order_id: str, task: int, net: Network) -> bytes:
+    """The model key handed over, once shown to be the one the worker sealed its proof under: a grant
+    that does not open, or opens another key, is the hander's (:class:`InputMismatch`, nothing judged).
+    A step log that is missing or broken is the worker's own, and left to the checks."""
+    try:
+        model = open_model_key()
+    except (PrivacyError, StorageError) as exc:
+        raise InputMismatch(f"the model key of order {order_id} task {task} handed over does not open ({exc}): "
+                            "nothing was judged. Hand over the worker's train result, whose grants the worker wrapped") from None
+    try:
+        get_decrypted(net.store, model, bundle.step_log, order_id=order_id, role=PROOF_ROLE)
+    except WrongKeyError as exc:  # the header names the key it was sealed under
+        raise InputMismatch(f"the model key of order {order_id} task {task} handed over is not the one its proof is "
+                            f"sealed under ({exc}): nothing was judged") from None
+    except (PrivacyError, StorageError):
+        pass  # the worker's own step log, withheld or broken: the checks find it
+    return model

@@ -24,10 +24,10 @@ from bahen.artifacts import PROOF_ROLE, get_decrypted, open_stored_grant, put_si
 from bahen.network import Network
 from bahen.records import Scores, Shard, Training, Upload, ValidatorSlot
 from bahen.spec import OrderSpec
-from tasks.inputs import check_inputs, worker_evidence
+from tasks.inputs import check_inputs, proof_key, worker_evidence
 from tasks.runtime import network
 from tasks.train import check_model_size, load_split, train_spec
-from tasks.verify import attest, model_key, proof_key
+from tasks.verify import attest, model_key
 
 REPORT_PERFORMANCE = 1
 

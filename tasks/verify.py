@@ -11,18 +11,16 @@ from collections.abc import Callable
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from privacy.errors import PrivacyError, WrongKeyError
+from privacy.errors import WrongKeyError
 from privacy.identity import Identity
-from proof.bundle import ProofBundle
 from proof.report import VerificationReport
 from proof.verifier import verify_proof
-from storage.errors import StorageError
 
 from bahen.artifacts import PROOF_ROLE, get_decrypted, open_stored_grant, put_signed
 from bahen.network import Network
 from bahen.records import Assignment, Shard, Training, Upload, Verification
 from bahen.spec import OrderSpec
-from tasks.inputs import InputMismatch, check_inputs, worker_evidence
+from tasks.inputs import InputMismatch, check_inputs, proof_key, worker_evidence
 from tasks.runtime import network
 from tasks.train import challenge_seed, load_initial, load_split, train_spec, verify_config
 
@@ -51,25 +49,6 @@ def reexecute(spec: OrderSpec, upload: Upload, training: Training, net: Network,
         fetch=lambda ref: get_decrypted(net.store, model, ref, order_id=order_id, role=PROOF_ROLE),
         config=verify_config(spec), expected_spec=tspec, response=response,
     )
-
-
-def proof_key(open_model_key: Callable[[], bytes], bundle: ProofBundle, order_id: str, task: int, net: Network) -> bytes:
-    """The model key handed over, once shown to be the one the worker sealed its proof under: a grant
-    that does not open, or opens another key, is the hander's (:class:`InputMismatch`, nothing judged).
-    A step log that is missing or broken is the worker's own, and left to the checks."""
-    try:
-        model = open_model_key()
-    except (PrivacyError, StorageError) as exc:
-        raise InputMismatch(f"the model key of order {order_id} task {task} handed over does not open ({exc}): "
-                            "nothing was judged. Hand over the worker's train result, whose grants the worker wrapped") from None
-    try:
-        get_decrypted(net.store, model, bundle.step_log, order_id=order_id, role=PROOF_ROLE)
-    except WrongKeyError as exc:  # the header names the key it was sealed under
-        raise InputMismatch(f"the model key of order {order_id} task {task} handed over is not the one its proof is "
-                            f"sealed under ({exc}): nothing was judged") from None
-    except (PrivacyError, StorageError):
-        pass  # the worker's own step log, withheld or broken: the checks find it
-    return model
 
 
 def verify(spec: OrderSpec, upload: Upload, shard: Shard, assignment: Assignment, training: Training, net: Network) -> Verification:
