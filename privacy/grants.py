@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pydantic import BaseModel
 
 from privacy.errors import ContextMismatchError, PrivacyError, TamperedError, WrongKeyError
-from privacy.header import check_key, key_id
+from privacy.header import KEY_SIZE, check_key, key_id
 from privacy.identity import Identity, PublicIdentity
 from privacy.signing import canonical_json
 
@@ -85,6 +85,8 @@ def open_grant(grant: KeyGrant, identity: Identity, *, order_id: str) -> bytes:
                                             _associated_data(grant))
     except (ValueError, InvalidTag):
         raise TamperedError(name, "it fails authentication: a field was altered; fetch the grant again") from None
+    if len(data_key) != KEY_SIZE:  # sealed by whoever made the grant: any length authenticates
+        raise TamperedError(name, f"it wraps {len(data_key)} bytes, not a {KEY_SIZE}-byte data key")
     if key_id(data_key) != grant.key_id:
         raise TamperedError(name, f"the wrapped key has id {key_id(data_key)}, not the stated {grant.key_id}")
     return data_key

@@ -27,7 +27,7 @@ from bahen.artifacts import get_signed, signed
 from bahen.audit import case_pointer
 from bahen.network import Network
 from bahen.records import Assignment, AuditCase, Scores, Shard, Training, Upload, Verdict, Verification
-from tasks.inputs import InputMismatch, check_inputs, signed_spec, worker_evidence
+from tasks.inputs import InputMismatch, signed_inputs, worker_evidence
 from tasks.runtime import network
 from tasks.score import REPORT_PERFORMANCE
 from tasks.verify import REPORT_VERIFICATION
@@ -99,8 +99,7 @@ def check_case(upload: Upload, shard: Shard, assignment: Assignment, training: T
     could be rejected for what a stranger handed over.
     """
     order_id, task = upload.order_id, assignment.task
-    spec, _ = signed_spec(upload, net)
-    order = check_inputs(spec, upload, task, net)
+    _, _, order = signed_inputs(upload, task, net)
     if training.task != task:
         raise InputMismatch(f"the training handed over is of task {training.task}, the assignment of task {task}")
     worker_evidence(training, order, task, net)

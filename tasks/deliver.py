@@ -21,7 +21,7 @@ from bahen.audit import delivering_validator, delivery_pointer
 from bahen.errors import BahenError
 from bahen.network import Network
 from bahen.records import Delivery, Shard, Training, Upload, ValidatorSlot
-from tasks.inputs import check_inputs, proof_key, signed_spec, worker_evidence
+from tasks.inputs import proof_key, signed_inputs, worker_evidence
 from tasks.runtime import network
 from tasks.verify import model_key
 
@@ -69,8 +69,8 @@ def deliver(upload: Upload, shard: Shard, training: Training, net: Network) -> D
     if any(recorded):
         ref = net.store.get_pointer(validator.address, delivery_pointer(order_id, task, "0x" + recorded.hex()))
         return get_signed(net.store, ref, Delivery, expected_signer=validator.address)[0]
-    spec, manifest = signed_spec(upload, net)
-    bundle, _ = worker_evidence(training, check_inputs(spec, upload, task, net), task, net)
+    spec, manifest, order = signed_inputs(upload, task, net)
+    bundle, _ = worker_evidence(training, order, task, net)
     key = proof_key(lambda: model_key(net, training, validator), bundle, order_id, task, net)
     client = PublicIdentity(name="the client", address=upload.client, x25519_public=manifest.meta["client_x25519"])
     auditors = spec.auditor_identities

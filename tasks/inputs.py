@@ -22,15 +22,16 @@ from collections.abc import Callable
 
 from contracts.errors import ChainError
 from contracts.models import OrderView
-from privacy.errors import PrivacyError, WrongKeyError
+from privacy.errors import PrivacyError
 from privacy.signing import digest
+from privacy.stream import key_id, read_header
 from proof.bundle import ProofBundle
 from proof.response import Response
 from storage.errors import StorageError
 from storage.manifest import Manifest
 from storage.refs import ArtifactRef
 
-from bahen.artifacts import PROOF_ROLE, WEIGHTS_ROLE, get_decrypted, get_signed
+from bahen.artifacts import WEIGHTS_ROLE, get_signed
 from bahen.errors import BahenError
 from bahen.network import Network
 from bahen.orders import order_id_for
@@ -47,12 +48,41 @@ def check_inputs(spec: OrderSpec, upload: Upload, task: int, net: Network) -> Or
 
     Reads the chain and the signed manifest only: nothing is decrypted, trained or stored before it passes.
     """
-    order = net.market.order(bytes.fromhex(upload.order_id[2:]))
+    order = _order(upload, net)
     if order.spec_hash != "0x" + digest(spec).hex():
         raise InputMismatch(f"the order spec handed over does not hash to order {upload.order_id}'s spec hash "
                             f"{order.spec_hash} on chain")
+    _check_upload(upload, _client_manifest(upload, order, net), order, task)
+    return order
+
+
+def signed_inputs(upload: Upload, task: int, net: Network) -> tuple[OrderSpec, Manifest, OrderView]:
+    """What a party handed no spec (Wasp, a delivering validator, an auditor) acts on: the order spec the
+    client signed into its dataset manifest, the manifest and the order as the chain holds it, once
+    the spec is shown to hash to the order's spec hash on chain and ``upload`` to be the order's
+    (as :func:`check_inputs`). Reads the order and the manifest once."""
+    order = _order(upload, net)
     manifest = _client_manifest(upload, order, net)
-    fixed = fixed_upload(manifest, upload.manifest, order)
+    try:
+        spec = OrderSpec.model_validate(manifest.meta["spec"])
+    except (ValueError, KeyError) as exc:
+        raise InputMismatch(f"the dataset manifest of order {upload.order_id} holds no order spec its client signed "
+                            f"({type(exc).__name__}: {exc})") from None
+    if order.spec_hash != "0x" + digest(spec).hex():
+        raise InputMismatch(f"the order spec in the dataset manifest of order {upload.order_id} does not hash to "
+                            f"its spec hash {order.spec_hash} on chain")
+    _check_upload(upload, manifest, order, task)
+    return spec, manifest, order
+
+
+def _order(upload: Upload, net: Network) -> OrderView:
+    return net.market.order(bytes.fromhex(upload.order_id[2:]))
+
+
+def _check_upload(upload: Upload, manifest: Manifest, order: OrderView, task: int) -> None:
+    """Refuse an upload that differs from what the client's signed ``manifest`` and the chain fix, or an
+    order without ``task``."""
+    fixed = _fixed_upload(manifest, upload.manifest, order)
     fixed["auditor_grants"] = _by_address(fixed["auditor_grants"])
     handed = {k: getattr(upload, k) for k in fixed} | {"auditor_grants": _by_address(upload.auditor_grants)}
     wrong = sorted(k for k in fixed if handed[k] != fixed[k])
@@ -67,10 +97,9 @@ def check_inputs(spec: OrderSpec, upload: Upload, task: int, net: Network) -> Or
                             f"chain in {', '.join(wrong)}")
     if not 0 <= task < len(order.tasks):
         raise InputMismatch(f"order {upload.order_id} has no task {task}")
-    return order
 
 
-def fixed_upload(manifest: Manifest, ref: ArtifactRef, order: OrderView) -> dict:
+def _fixed_upload(manifest: Manifest, ref: ArtifactRef, order: OrderView) -> dict:
     """Every field of the order's :class:`Upload` but its salt, as the client's signed dataset manifest
     (at ``ref``) and the chain fix it."""
     entries, meta = {e.role: e.ref for e in manifest.entries}, manifest.meta
@@ -91,22 +120,6 @@ def fixed_upload(manifest: Manifest, ref: ArtifactRef, order: OrderView) -> dict
 def _by_address(grants: dict[str, ArtifactRef]) -> dict[str, ArtifactRef]:
     """Grants keyed by address in any letter case, in one form to compare."""
     return {address.lower(): ref for address, ref in grants.items()}
-
-
-def signed_spec(upload: Upload, net: Network) -> tuple[OrderSpec, Manifest]:
-    """The order spec the client signed into its dataset manifest, once shown to hash to the order's spec
-    hash on chain, with the manifest: what a party handed no spec (an auditor, a delivering validator) reads."""
-    order = net.market.order(bytes.fromhex(upload.order_id[2:]))
-    manifest = _client_manifest(upload, order, net)
-    try:
-        spec = OrderSpec.model_validate(manifest.meta["spec"])
-    except (ValueError, KeyError) as exc:
-        raise InputMismatch(f"the dataset manifest of order {upload.order_id} holds no order spec its client signed "
-                            f"({type(exc).__name__}: {exc})") from None
-    if order.spec_hash != "0x" + digest(spec).hex():
-        raise InputMismatch(f"the order spec in the dataset manifest of order {upload.order_id} does not hash to "
-                            f"its spec hash {order.spec_hash} on chain")
-    return spec, manifest
 
 
 def _client_manifest(upload: Upload, order: OrderView, net: Network) -> Manifest:
@@ -163,10 +176,10 @@ def proof_key(open_model_key: Callable[[], bytes], bundle: ProofBundle, order_id
         raise InputMismatch(f"the model key of order {order_id} task {task} handed over does not open ({exc}): "
                             "nothing was judged. Hand over the worker's train result, whose grants the worker wrapped") from None
     try:
-        get_decrypted(net.store, model, bundle.step_log, order_id=order_id, role=PROOF_ROLE)
-    except WrongKeyError as exc:  # the header names the key it was sealed under
-        raise InputMismatch(f"the model key of order {order_id} task {task} handed over is not the one its proof is "
-                            f"sealed under ({exc}): nothing was judged") from None
+        sealed_under = read_header(net.store.get(bundle.step_log), artifact=bundle.step_log.name).key_id
     except (PrivacyError, StorageError):
-        pass  # the worker's own step log, withheld or broken: the checks find it
+        return model  # the worker's own step log, withheld or broken: the checks find it
+    if sealed_under != key_id(model):
+        raise InputMismatch(f"the model key of order {order_id} task {task} handed over ({key_id(model)}) is not the one "
+                            f"its proof is sealed under ({sealed_under}): nothing was judged")
     return model

@@ -38,7 +38,7 @@ from bahen.network import Network
 from bahen.records import Assignment, Upload
 from bahen.settings import load_settings
 from tasks.audit import explain, gather
-from tasks.inputs import signed_spec
+from tasks.inputs import signed_inputs
 from tasks.runtime import network
 from tasks.verify import reexecute
 
@@ -201,7 +201,7 @@ def reverify(record: Audited, net: Network) -> ReverifyCheck:
         raise FaultyDeliveryError(
             f"the model key validator {record.delivery.validator} released to {auditor.address} for order {order_id} "
             f"task {task} does not open the worker's proof: the delivery is faulty, not the proof; nothing was re-executed")
-    spec, _ = signed_spec(record.upload, net)
+    spec, _, _ = signed_inputs(record.upload, task, net)
     report = reexecute(spec, record.upload, record.training, net, train_key=train_key,
                        open_model_key=lambda: model_key)
     recorded, _ = get_signed(net.store, record.verification.report, VerificationReport,

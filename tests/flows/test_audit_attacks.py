@@ -19,7 +19,7 @@ from bahen.settings import load_settings
 from tasks.audit import audit as wasp_audit
 from tasks.audit import gather
 from tasks.encrypt_upload import encrypt_upload
-from tasks.inputs import InputMismatch, signed_spec
+from tasks.inputs import InputMismatch, signed_inputs
 from tasks.reaudit import ReauditDisagreesError, reaudit_task, reverify
 from tasks.score import score
 from tasks.shard import shard
@@ -162,7 +162,7 @@ def test_a_manifest_without_the_orders_signed_spec_is_named(settled, auditor_key
     with pytest.raises(InputMismatch, match=f"order {settled.order_id}"):
         reverify(settled.model_copy(update={"upload": upload}), _as_auditor(net, auditor_keys))
     with pytest.raises(InputMismatch, match=f"order {settled.order_id}"):  # the delivering validator's stage
-        signed_spec(upload, net)
+        signed_inputs(upload, settled.training.task, net)
 
 
 def test_wasp_does_not_accept_a_report_of_another_order(settled, prefect):

@@ -154,3 +154,20 @@ def test_a_grant_to_an_invalid_x25519_key_is_refused_with_what_to_do():
 
 def test_a_grant_uses_a_96_bit_nonce():
     assert len(bytes.fromhex(grant_key(new_data_key(), WORKER.public(), order_id=ORDER).nonce)) == 12
+
+
+@pytest.mark.parametrize("size", [0, 16, 33])
+def test_a_grant_made_by_hand_around_a_key_of_another_size_is_tampered(size):
+    """Anyone can wrap any bytes to a recipient by the documented construction: they authenticate, and
+    are refused by name rather than failing later as a data key."""
+    wrapped = bytes(range(size))
+    ephemeral = X25519PrivateKey.generate()
+    ephemeral_public = ephemeral.public_key().public_bytes_raw()
+    shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(WORKER.x25519_public))
+    wrapping = HKDF(hashes.SHA256(), 32, ephemeral_public + WORKER.x25519_public, b"bahen/v1/key-grant").derive(shared)
+    grant = KeyGrant(order_id=ORDER, recipient=WORKER.address, recipient_x25519=WORKER.x25519_public.hex(),
+                     key_id="00" * 8, ephemeral_public=ephemeral_public.hex(), nonce="00" * 12, wrapped_key="")
+    context = canonical_json(grant.model_dump(exclude={"nonce", "wrapped_key"}))
+    grant = grant.model_copy(update={"wrapped_key": AESGCM(wrapping).encrypt(bytes(12), wrapped, context).hex()})
+    assert _refusal(grant) == (TamperedError, (
+        f"cannot decrypt key grant of order {ORDER} for {WORKER.address}: it wraps {size} bytes, not a 32-byte data key"))
