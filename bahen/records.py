@@ -4,13 +4,20 @@ These are the Prefect task results of an order and the body of its order record,
 and JSON-serialisable.
 """
 
+from typing import Annotated
+
 from contracts.models import CreditEvent, Ledger, Settlement, SlashEvent
 from proof.telemetry import TelemetrySample
 from proof.wasp import ModelReport
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from storage.refs import ArtifactRef
 
 from bahen.spec import OrderSpec
+
+# A measured number that may not be finite (a diverged loss, a score no validator could compute). Its
+# model writes it in JSON as "NaN", "Infinity" or "-Infinity" (ser_json_inf_nan="strings"), and says so
+# in its JSON schema, which the Prefect server checks a run's parameters against.
+Measure = Annotated[float, WithJsonSchema({"anyOf": [{"type": "number"}, {"enum": ["NaN", "Infinity", "-Infinity"]}]})]
 
 
 class Upload(BaseModel):
@@ -84,8 +91,8 @@ class Training(BaseModel):
     response: ArtifactRef | None = Field(default=None, description="The worker's signed answer to the challenge")
     final_model: ArtifactRef
     steps: int
-    final_loss: float
-    losses: list[float]
+    final_loss: Measure
+    losses: list[Measure]
     seconds: float
     processes: int = Field(1, description="Processes (devices) the worker trained on, with torch.distributed when several")
     telemetry: list[TelemetrySample] = Field(
@@ -116,9 +123,9 @@ class Scores(BaseModel):
 
     order_id: str
     reports: dict[str, ArtifactRef]
-    accuracy: dict[str, float]
-    loss: dict[str, float]
-    median_accuracy: float
+    accuracy: dict[str, Measure]
+    loss: dict[str, Measure]
+    median_accuracy: Measure
     outliers: list[str]
 
 

@@ -19,6 +19,7 @@ escrow refunded on chain (:func:`end_order`). Either way the client records each
 order book, and a retried order passes through the stages its record holds.
 """
 
+import json
 import random
 import time
 from contextlib import contextmanager
@@ -38,6 +39,7 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFi
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.states import Cancelled, Cancelling, Crashed
 from pydantic import BaseModel, Field
+from pydantic_core import to_json
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bahen.errors import BahenError
@@ -86,6 +88,10 @@ class DispatchConfig(BaseSettings):
         "Set it above the workers' PREFECT_FLOWS_HEARTBEAT_FREQUENCY (at least 30 s)"
     )
     poll_s: float = Field(2.0, gt=0, description="Seconds between looks at a child's state")
+
+
+class RunRefused(BahenError):
+    """The Prefect server refused to create a stage's run: its parameters fail the deployment's schema."""
 
 
 class StageNotDone(BahenError):
@@ -153,14 +159,23 @@ def start_run(deployment: str, parameters: dict, *, key: str, queue: str | None)
     for one party create it at once, all but one get a conflict (409) and ask again, after a short
     random pause, up to ``START_TRIES`` times: the key makes a repeated request return the run the
     first one created, never a second.
+
+    The parameters travel as JSON: a float that is not finite (a diverged step's loss, a score no
+    validator could compute) goes as ``"NaN"`` or ``"Infinity"``, which the run's validation reads
+    back, not as the ``null`` it would refuse.
     """
-    request = partial(run_deployment, deployment, parameters=parameters, timeout=0, work_queue_name=queue, idempotency_key=key)
+    request = partial(run_deployment, deployment, parameters=json.loads(to_json(parameters, inf_nan_mode="strings")),
+                      timeout=0, work_queue_name=queue, idempotency_key=key)
     for attempt in range(1, START_TRIES):
         try:
             return request()
         except PrefectHTTPStatusError as exc:
             if exc.response.status_code != httpx.codes.CONFLICT:
                 raise
+            if "Validation failed" in exc.response.text:  # a conflict with the deployment's schema: never passes
+                raise RunRefused(f"the Prefect server refused a run of {deployment} ({exc.response.json()['detail']}): "
+                                 "the deployment's parameter schema is not this bahen's records; deploy the project "
+                                 "again from this version (`prefect deploy --all`)") from None
         time.sleep(random.uniform(0, 0.2 * attempt))
     return request()
 

@@ -11,7 +11,7 @@ from bahen.records import OrderRecord
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 from tasks import dispatch
-from tasks.dispatch import START_TRIES, DispatchConfig, Stages, end_order, start_run, use_pools
+from tasks.dispatch import START_TRIES, DispatchConfig, RunRefused, Stages, end_order, start_run, use_pools
 
 ESCROW = 10**17
 
@@ -34,20 +34,20 @@ def test_dispatch_settings_come_from_the_environment(monkeypatch):
     assert (config.mode, config.stale_after_s, config.attempts) == ("pools", 45, 3)
 
 
-def _refusal(status: int) -> PrefectHTTPStatusError:
+def _refusal(status: int, detail: str = "Data integrity conflict.") -> PrefectHTTPStatusError:
     request = httpx.Request("POST", "http://127.0.0.1:4200/api/deployments/d/create_flow_run")
-    response = httpx.Response(status, request=request, json={"detail": "Data integrity conflict."})
+    response = httpx.Response(status, request=request, json={"detail": detail})
     return PrefectHTTPStatusError.from_httpx_error(httpx.HTTPStatusError(str(status), request=request, response=response))
 
 
-def _server(monkeypatch, refusals: list[int]) -> list[dict]:
+def _server(monkeypatch, refusals: list[int], detail: str = "Data integrity conflict.") -> list[dict]:
     """``run_deployment`` answering each request with the next of ``refusals``, then with a run."""
     requests = []
 
     def run_deployment(deployment, **request):
         requests.append(request)
         if len(requests) <= len(refusals):
-            raise _refusal(refusals[len(requests) - 1])
+            raise _refusal(refusals[len(requests) - 1], detail)
         return f"the run of {deployment}"
 
     monkeypatch.setattr(dispatch, "run_deployment", run_deployment)
@@ -69,6 +69,13 @@ def test_starting_a_run_gives_up_on_other_refusals_at_once_and_on_conflicts_afte
     with pytest.raises(PrefectHTTPStatusError, match="409"):
         start_run("train/train", {}, key="k", queue=None)
     assert len(requests) == START_TRIES
+    schema = "Error creating flow run: Validation failed for field 'training.final_loss'. Failure reason: None is not of type 'number'"
+    requests = _server(monkeypatch, [409], detail=schema)
+    with pytest.raises(RunRefused) as refused:
+        start_run("train/train", {}, key="k", queue=None)
+    assert len(requests) == 1 and str(refused.value) == (
+        f"the Prefect server refused a run of train/train ({schema}): the deployment's parameter schema is not this "
+        "bahen's records; deploy the project again from this version (`prefect deploy --all`)")
 
 
 @pytest.fixture(scope="module")

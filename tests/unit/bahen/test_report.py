@@ -40,3 +40,20 @@ def test_summary_plots_gpu_and_host_telemetry():
 
 def test_summary_of_a_training_without_telemetry_has_no_telemetry_section():
     assert "## Telemetry" not in summary_markdown(_record([]))
+
+
+def test_a_training_that_logged_no_step_keeps_its_nan_loss_in_the_order_record(tmp_path):
+    """A final loss of NaN (no step logged) and infinite losses are written as strings a reader takes back,
+    not as the null it would refuse (tests/flows/test_run_parameters.py: the same through a run's parameters)."""
+    import math
+
+    from bahen.orders import OrderBook
+
+    record = _record([])
+    record = record.model_copy(update={"training": record.training.model_copy(
+        update={"final_loss": math.nan, "losses": [math.inf, -math.inf, math.nan]})})
+    book = OrderBook(tmp_path)
+    book.save(record)
+    assert '"final_loss":"NaN"' in (tmp_path / f"{record.order_id}.json").read_text().replace(" ", "")
+    loaded = book.load(record.order_id).training
+    assert math.isnan(loaded.final_loss) and loaded.losses[:2] == [math.inf, -math.inf] and math.isnan(loaded.losses[2])

@@ -1,0 +1,44 @@
+"""A run's parameters on a real Prefect server: records holding floats that are not finite reach the run intact.
+
+An honest training whose loss diverges logs NaN or infinite losses; a task no validator could score has
+NaN scores. The server stores a run's parameters as JSON, where a bare non-finite float becomes null and
+the run's validation then refuses the record: the validator's run would fail before it judged anything.
+"""
+
+import math
+
+import pytest
+from prefect import flow, get_client
+from storage.refs import ArtifactRef
+
+from bahen.records import Scores, Training
+from tasks.dispatch import start_run
+
+REF = ArtifactRef(name="x", md5="0" * 32, sha256="0" * 64, size=1)
+
+
+@flow(name="judge", validate_parameters=True)
+def judge(training: Training, scores: Scores) -> None:
+    """A stage taking the records Wasp's takes, whose parameter schema the server enforces on every run."""
+
+
+@pytest.fixture(scope="module")
+def deployment(prefect):
+    judge.to_deployment(name="non-finite").apply()
+    return "judge/non-finite"
+
+
+def test_non_finite_floats_in_a_runs_records_reach_the_run_as_the_same_floats(deployment):
+    training = Training(order_id="0x" + "ab" * 32, task=0, worker="0x" + "11" * 20, bundle=REF, merkle_root="00",
+                        commit_block=1, final_model=REF, steps=3, final_loss=math.nan,
+                        losses=[2.3, math.inf, math.nan], seconds=1.0)
+    scores = Scores(order_id=training.order_id, reports={}, accuracy={"0xaa": math.nan}, loss={"0xaa": -math.inf},
+                    median_accuracy=math.nan, outliers=[])
+    run = start_run(deployment, {"training": training, "scores": scores}, key="nan-parameters", queue=None)
+    with get_client(sync_client=True) as client:
+        stored = client.read_flow_run(run.id).parameters
+    # what the run's flow (validate_parameters=True) makes of each before its first line
+    got = Training.model_validate(stored["training"])
+    assert math.isnan(got.final_loss) and got.losses[:2] == [2.3, math.inf] and math.isnan(got.losses[2])
+    got = Scores.model_validate(stored["scores"])
+    assert math.isnan(got.accuracy["0xaa"]) and got.loss["0xaa"] == -math.inf and math.isnan(got.median_accuracy)
