@@ -176,7 +176,7 @@ def proof_key(open_model_key: Callable[[], bytes], bundle: ProofBundle, order_id
         raise InputMismatch(f"the model key of order {order_id} task {task} handed over does not open ({exc}): "
                             "nothing was judged. Hand over the worker's train result, whose grants the worker wrapped") from None
     try:
-        sealed_under = read_header(net.store.get(bundle.step_log), artifact=bundle.step_log.name).key_id
+        sealed_under = read_header(net.store.get(bundle.step_log)).key_id
     except (PrivacyError, StorageError):
         return model  # the worker's own step log, withheld or broken: the checks find it
     if sealed_under != key_id(model):
