@@ -7,6 +7,7 @@ report with the verification cost as a fraction of the worker's training compute
 """
 
 import hashlib
+import math
 import time
 from collections.abc import Callable
 
@@ -212,4 +213,5 @@ def verify_proof(
         cost=_cost(results, ctx.spec, len(X), time.perf_counter() - started),
         artifacts={ref.name: ref.sha256 for ref in artifacts(bundle)},
         localiser=packaged_model().sha256(), suspicious_steps=ctx.challenge.suspicious_steps,
+        claimed_final_loss=ctx.steps[-1].loss if ctx.steps else math.nan,
     )

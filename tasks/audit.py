@@ -10,6 +10,7 @@ digest on chain, from which anyone re-audits the order with the chain and the st
 (``bahen.audit.reconstruct``).
 """
 
+import math
 import os
 
 from contracts.errors import ChallengeNotReady
@@ -84,7 +85,8 @@ def gather(upload: Upload, shard: Shard, assignment: Assignment, training: Train
         order_id=upload.order_id, task=assignment.task, num_classes=upload.num_classes,
         validators_assigned=len(shard.validators), manifest_signed=manifest_signed, root_committed=root_committed,
         verification=report, verification_attested=attested, performance=performance,
-        performance_attested=performance_attested, claimed_final_loss=training.final_loss,
+        performance_attested=performance_attested,
+        claimed_final_loss=report.claimed_final_loss if attested else math.nan,  # read from the worker's step log
     )
 
 

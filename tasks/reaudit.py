@@ -263,6 +263,9 @@ def _compare(report: VerificationReport, recorded: VerificationReport, *,
     if report.localiser != recorded.localiser or report.suspicious_steps != recorded.suspicious_steps:
         problems.append(f"Wasp's step model: the auditor's ({report.localiser[:12]}) adds steps {report.suspicious_steps}, "
                         f"the validator's ({recorded.localiser[:12]}) {recorded.suspicious_steps}")
+    if not _same(report.claimed_final_loss, recorded.claimed_final_loss):
+        problems.append(f"the worker's final loss: {recorded.claimed_final_loss:.6g} in the validator's report, "
+                        f"{report.claimed_final_loss:.6g} in the worker's step log")
     if report.passed != recorded.passed:
         problems.append(f"the verification {'passes' if report.passed else 'fails'} on re-execution and "
                         f"{'passed' if recorded.passed else 'failed'} in the validator's report")

@@ -145,6 +145,10 @@ def test_a_validator_report_of_made_up_numbers_on_another_challenge_disagrees(se
     assert f"the validator's report is of challenge seed {'00' * 32!r}, the task's is {report.challenge_seed!r}" \
         in check.problems
     assert any(p.startswith(f"check {report.checks[0].name}: threshold inf") for p in check.problems)
+    claimed = reverify(_signed_report(net, settled, report.model_copy(update={"claimed_final_loss": 1e-3}), "a loss"),
+                       _as_auditor(net, auditor_keys))
+    assert f"the worker's final loss: 0.001 in the validator's report, {report.claimed_final_loss:.6g} in the worker's " \
+        "step log" in claimed.problems
     # passing flags with other numbers, on the right challenge: a validator that ran nothing is found out
     lazy = report.model_copy(update={"checks": [c.model_copy(update={"observed": c.observed + 1})
                                                 for c in report.checks]})

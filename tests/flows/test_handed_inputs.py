@@ -12,6 +12,7 @@ import pytest
 from privacy.identity import Identity
 from privacy.stream import new_data_key
 from proof.bundle import ProofBundle
+from proof.wasp import LOSS_GAP
 from proof.report import VerificationReport
 from proof.response import Response
 from storage.manifest import Manifest
@@ -166,7 +167,11 @@ def test_nothing_a_stranger_hands_the_worker_validators_or_wasp_gets_honest_work
         _refused(lambda case=case: audit_case(**{"training": training, "verification": verification, **case}), match)
     assert net.market.order(oid).tasks[0].verdict == "none"
 
-    assert audit_case(training, verification, scores).accepted
+    # a training loss handed over is not what Wasp weighs the holdout loss against: the worker's step log is
+    decision = audit_case(training.model_copy(update={"final_loss": 1e-9}), verification, scores)
+    assert decision.accepted
+    [consistent] = [f for f in decision.model_report.findings if f.rule == "loss-consistent"]
+    assert consistent.passed and f"bound {LOSS_GAP * training.final_loss + 0.5:.4f} from" in consistent.detail
     settle(upload, net)
     ledger = net.market.ledger(oid)
     assert ledger.slashes == [] and ledger.total("task payment") == net.market.order(oid).tasks[0].payment

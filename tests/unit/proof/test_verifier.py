@@ -56,6 +56,15 @@ def test_honest_report_passes_with_costs_and_artifacts(job):
     assert report.cost.fraction_of_training == (3 * 30 * 50 + report.cost.forward_samples) / (3 * 20 * 50)
     assert set(report.artifacts.values()) == set(run.bundle.leaves)
     assert report.merkle_root == run.committed_root and report.challenge_seed == SEED.hex()
+    assert report.claimed_final_loss == read_step_log(store.fetch(run.bundle.step_log))[-1].loss
+
+
+def test_a_step_log_that_cannot_be_read_claims_no_final_loss(job):
+    import math
+
+    spec, X, y, store, run = job
+    withheld = _verify(job, fetch=lambda ref: b"" if ref == run.bundle.step_log else store.fetch(ref))
+    assert math.isnan(withheld.claimed_final_loss) and not withheld.passed
 
 
 def test_report_round_trips_as_json(job):
