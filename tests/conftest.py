@@ -1,4 +1,4 @@
 """Shared fixtures: the embedded defaults and the real servers the tests start
 (S3 on loopback, anvil, a Prefect devnet)."""
 
-pytest_plugins = ["tests.embedded", "tests.s3server", "tests.anvil", "tests.integration.prefect.devnet"]
+pytest_plugins = ["tests.embedded", "tests.s3server", "tests.anvil"]

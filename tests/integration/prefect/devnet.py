@@ -1,7 +1,5 @@
-"""Fixtures: a devnet started the way `bahen up --postgres --workers 2 --validators 2` starts it (anvil, a
-Prefect server on a free loopback port keeping its database in a PostgreSQL server of the devnet's own,
-a home per party, contracts, pools, deployments, one Prefect worker per party), and one order run on it
-from the API with the payload the UI's run form sends."""
+"""Helpers for the tests on a devnet (``conftest.py`` of this package starts it): calls to its Prefect REST API
+as the UI makes them, an order submitted with the payload the UI's run form sends, and waits on runs."""
 
 import time
 import uuid
@@ -9,13 +7,8 @@ import uuid
 import pytest
 import requests
 
-from bahen.devnet_services import (
-    PROJECT_DIR, DevnetError, DevnetState, PartyHost, anvil_binary, down, free_port, postgres_binaries, save_state,
-    state_path,
-)
-from bahen.devnet_up import up
+from bahen.devnet_services import DevnetState, PartyHost
 from bahen.parties import CLIENT
-from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 
 UI_SPEC = OrderSpec(dataset="digits", model="mlp", epochs=1, batch_size=32, checkpoint_every=8, validators=2)
@@ -78,37 +71,5 @@ def runs_of(state: DevnetState, deployment: str) -> list[dict]:
     return runs
 
 
-@pytest.fixture(scope="session")
-def devnet(tmp_path_factory):
-    """A running devnet in a fresh HOME; stopped (workers first) at the end of the session."""
-    home = tmp_path_factory.mktemp("devnet-home")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("BAHEN_HOME", str(home))
-        env.setenv("BAHEN_SCRYPT_N", str(2**12))  # keystore cost: tests need no brute-force resistance
-        env.setenv("PREFECT_WORKER_QUERY_SECONDS", "1")
-        env.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        env.delenv("PREFECT_API_URL", raising=False)
-        try:
-            anvil_binary(PROJECT_DIR)
-            postgres_binaries()
-        except DevnetError as exc:
-            pytest.skip(str(exc))
-        state = up(load_settings(), prefect_port=free_port(), anvil_port=free_port(), workers=2, validators=2, postgres=True)
-        try:
-            yield state
-        finally:
-            if state_path(home).is_file():
-                save_state(state)  # with the services tests started since (a worker back after a kill)
-                down(home)
-
-
 def party(state: DevnetState, name: str) -> PartyHost:
     return next(p for p in state.parties if p.name == name)
-
-
-@pytest.fixture(scope="session")
-def finished_order(devnet) -> str:
-    """The flow run id of an order submitted through the API and run to completion on the devnet."""
-    run = wait_final(devnet, submit_order(devnet, UI_SPEC))
-    assert run["state"]["type"] == "COMPLETED", run["state"]
-    return run["id"]

@@ -24,4 +24,4 @@ def test_invariants_hold_over_random_sequences():
 
 @pytest.mark.slow
 def test_invariants_hold_over_many_random_sequences():
-    run_state_machine_as_test(make_machine(Chain.in_process), settings=_settings(40))
+    run_state_machine_as_test(make_machine(Chain.in_process), settings=_settings(15))
