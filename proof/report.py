@@ -3,8 +3,6 @@
 The caller signs the report's canonical JSON and hashes it on chain; nothing here is printed.
 """
 
-import math
-
 from pydantic import BaseModel, ConfigDict, Field
 
 # Observed values may be NaN or infinite (unreadable evidence, diverged replays); signed reports
@@ -59,10 +57,11 @@ class VerificationReport(BaseModel, frozen=True):
     artifacts: dict[str, str] = Field(description="Artifact name -> sha256 of its stored bytes")
     localiser: str = Field("", description="SHA-256 of Wasp's learned step model (proof.localiser) that chose steps")
     suspicious_steps: list[int] = Field(default_factory=list, description="The steps that model added to the challenge")
-    claimed_final_loss: float = Field(
-        math.nan, description="The last training loss the worker's step log claims (NaN when it logs no step or "
-        "cannot be read): what Wasp weighs the validators' holdout loss against, read by the verifier from the "
-        "worker's committed evidence rather than taken from whoever hands Wasp the case")
+    claimed_final_loss: float | None = Field(
+        None, description="The last training loss the worker's step log claims (NaN when it logs no step or cannot "
+        "be read; None in a report made before verifiers recorded it): what Wasp weighs the validators' holdout loss "
+        "against, read by the verifier from the worker's committed evidence rather than taken from whoever hands "
+        "Wasp the case")
 
     @property
     def failed_checks(self) -> list[CheckResult]:

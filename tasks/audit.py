@@ -40,6 +40,11 @@ def _attested(net: Network, oid: bytes, task: int, kind: int, signer: str, doc_d
     return net.market.report_of(oid, task, kind, signer) == bytes.fromhex(doc_digest[2:])
 
 
+def _claimed_loss(report: VerificationReport) -> float:
+    """The worker's last logged loss, as the verifier read it from the step log into its report."""
+    return math.nan if report.claimed_final_loss is None else report.claimed_final_loss
+
+
 def _seed(net: Network, oid: bytes, task: int) -> str | None:
     """The chain's challenge seed of the task (hex), None while there is none (no commitment)."""
     try:
@@ -86,7 +91,7 @@ def gather(upload: Upload, shard: Shard, assignment: Assignment, training: Train
         validators_assigned=len(shard.validators), manifest_signed=manifest_signed, root_committed=root_committed,
         verification=report, verification_attested=attested, performance=performance,
         performance_attested=performance_attested,
-        claimed_final_loss=report.claimed_final_loss if attested else math.nan,  # read from the worker's step log
+        claimed_final_loss=_claimed_loss(report) if attested else math.nan,
     )
 
 

@@ -263,7 +263,7 @@ def _compare(report: VerificationReport, recorded: VerificationReport, *,
     if report.localiser != recorded.localiser or report.suspicious_steps != recorded.suspicious_steps:
         problems.append(f"Wasp's step model: the auditor's ({report.localiser[:12]}) adds steps {report.suspicious_steps}, "
                         f"the validator's ({recorded.localiser[:12]}) {recorded.suspicious_steps}")
-    if not _same(report.claimed_final_loss, recorded.claimed_final_loss):
+    if recorded.claimed_final_loss is not None and not _same(report.claimed_final_loss, recorded.claimed_final_loss):
         problems.append(f"the worker's final loss: {recorded.claimed_final_loss:.6g} in the validator's report, "
                         f"{report.claimed_final_loss:.6g} in the worker's step log")
     if report.passed != recorded.passed:

@@ -149,6 +149,10 @@ def test_a_validator_report_of_made_up_numbers_on_another_challenge_disagrees(se
                        _as_auditor(net, auditor_keys))
     assert f"the worker's final loss: 0.001 in the validator's report, {report.claimed_final_loss:.6g} in the worker's " \
         "step log" in claimed.problems
+    # a report made before verifiers recorded the loss is not found out for lacking it
+    older = reverify(_signed_report(net, settled, report.model_copy(update={"claimed_final_loss": None}), "an older report"),
+                     _as_auditor(net, auditor_keys))
+    assert not [p for p in older.problems if "final loss" in p]
     # passing flags with other numbers, on the right challenge: a validator that ran nothing is found out
     lazy = report.model_copy(update={"checks": [c.model_copy(update={"observed": c.observed + 1})
                                                 for c in report.checks]})
