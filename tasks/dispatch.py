@@ -333,10 +333,11 @@ class Stages:
 
 @contextmanager
 def ending_on_failure(upload: Upload):
-    """End the order cleanly when a dispatched stage cannot finish: cancel it on chain, refund the escrow."""
+    """End the order cleanly when a dispatched stage cannot finish or its run cannot be created: cancel it on
+    chain, refund the escrow."""
     try:
         yield
-    except StageNotDone as exc:
+    except (StageNotDone, RunRefused) as exc:
         end_order_task(upload.order_id, reason=str(exc))
         raise
 

@@ -1,4 +1,5 @@
-"""A run's parameters on a real Prefect server: records holding floats that are not finite reach the run intact.
+"""A run's parameters on a real Prefect server: records holding floats that are not finite reach the run intact,
+and an order whose stage run the server refuses ends with its escrow refunded.
 
 An honest training whose loss diverges logs NaN or infinite losses; a task no validator could score has
 NaN scores. The server stores a run's parameters as JSON, where a bare non-finite float becomes null and
@@ -11,8 +12,14 @@ import pytest
 from prefect import flow, get_client
 from storage.refs import ArtifactRef
 
-from bahen.records import Scores, Training
-from tasks.dispatch import start_run
+from bahen.network import connect
+from bahen.orders import OrderBook
+from bahen.records import OrderRecord, Scores, Training
+from bahen.settings import load_settings
+from bahen.spec import OrderSpec
+from tasks.dispatch import RunRefused, ending_on_failure, start_run
+from tasks.encrypt_upload import encrypt_upload
+from tasks.shard import shard
 
 REF = ArtifactRef(name="x", md5="0" * 32, sha256="0" * 64, size=1)
 
@@ -42,3 +49,17 @@ def test_non_finite_floats_in_a_runs_records_reach_the_run_as_the_same_floats(de
     assert math.isnan(got.final_loss) and got.losses[:2] == [2.3, math.inf] and math.isnan(got.losses[2])
     got = Scores.model_validate(stored["scores"])
     assert math.isnan(got.accuracy["0xaa"]) and got.loss["0xaa"] == -math.inf and math.isnan(got.median_accuracy)
+
+
+def test_an_order_whose_stage_run_the_server_refuses_ends_with_its_escrow_refunded(prefect):
+    spec = OrderSpec(dataset="digits", model="mlp", epochs=1)
+    net = connect(load_settings())
+    upload = encrypt_upload(spec, net, salt="0x" + "f7" * 32)
+    book = OrderBook(net.settings.orders_dir)
+    book.save(OrderRecord(order_id=upload.order_id, spec=spec, status="open", upload=upload))
+    shard(spec, upload, net)
+    refused = "the Prefect server refused a run of verify/verify (Validation failed)"
+    with pytest.raises(RunRefused), ending_on_failure(upload):
+        raise RunRefused(refused)
+    assert net.market.order(bytes.fromhex(upload.order_id[2:])).status == "cancelled"
+    assert book.load(upload.order_id).status.startswith(f"cancelled, escrow refunded: {refused}")
