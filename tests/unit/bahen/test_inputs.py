@@ -12,7 +12,6 @@ from privacy.identity import Identity
 from privacy.stream import key_id, new_data_key
 from proof.bundle import ProofBundle
 from proof.response import Response
-from storage.errors import StorageError
 from storage.manifest import Manifest
 from storage.refs import ArtifactRef
 
@@ -69,7 +68,7 @@ def trained(net, opened):
 def _changed(upload, field: str, other):
     """``upload`` with ``field`` alone changed."""
     values = {
-        "order_id": other.order_id, "spec_hash": "0x" + "00" * 32, "client": STRANGER.address,
+        "spec_hash": "0x" + "00" * 32, "client": STRANGER.address,
         "rows": upload.rows + 1, "train_rows": upload.train_rows + 1, "holdout_rows": upload.holdout_rows - 1,
         "input_shape": [upload.input_shape[0] + 1, *upload.input_shape[1:]], "num_classes": upload.num_classes - 1,
         "expectations": upload.expectations + 1, "train": upload.holdout, "holdout": upload.train,
