@@ -109,6 +109,21 @@ def test_a_claimed_update_size_is_checked_against_the_revealed_states(context):
     assert f"step {t}: the revealed states {t} and {t + 1} lie" in result.detail and "the step log claims" in result.detail
 
 
+@pytest.mark.parametrize("logged", ["scaled", "nan"])
+def test_a_logged_loss_other_than_the_re_executed_one_is_named_by_the_spot_check_alone(context, logged):
+    """Every state is the honest one: only the loss the step log claims for one challenged step is off, by
+    1% or as NaN, and the spot check names that step at the cost of the one step it re-executed."""
+    ctx = context(config=FEW)
+    t = ctx.challenge.spot_steps[2]
+    honest = ctx.steps[t].loss
+    claimed = honest * 1.01 if logged == "scaled" else float("nan")
+    ctx.steps[t] = ctx.steps[t].model_copy(update={"loss": claimed})
+    result = StepSpotCheck().run(ctx)
+    assert not result.passed and result.observed == 1 and result.cost_steps == len(ctx.challenge.spot_steps)
+    assert f"step {t}: logged loss {claimed:.6g}, re-executed {honest:.6g}" in result.detail
+    assert StateChainCheck().run(ctx).passed  # the states tell one story: the loss alone is off
+
+
 def test_honest_segments_move_no_farther_than_their_steps_claim(context):
     result = UpdateSizeCheck().run(context())
     assert result.passed and result.observed == 0 and "segments moved no farther" in result.detail
