@@ -24,6 +24,14 @@ def test_honest_steps_and_chain_pass(context):
     assert StateChainCheck().run(ctx).passed
 
 
+def test_an_order_that_challenges_no_step_passes_the_spot_check_at_no_cost(context):
+    ctx = context(config=VerifyConfig(spot_steps=0, largest_steps=0, suspicious_steps=0))
+    assert ctx.challenge.spot_steps == []
+    result = StepSpotCheck().run(ctx)
+    assert (result.passed, result.threshold, result.observed, result.cost_steps, result.detail) == (
+        True, 0.0, 0.0, 0, "no steps challenged")
+
+
 def test_forged_step_fails_naming_it(spec, data, store, context):
     # a worker that trains every step at 0.9x the rate commits digests of what it really did
     cheat = run_worker("wrong-lr", spec, data[0], data[1], store.put, 1.0, seed=2)
