@@ -1,8 +1,11 @@
 """The order summary's telemetry: thinned per device for the record, plotted in the summary."""
 
+import math
+
 from proof.telemetry import TelemetrySample
 from storage.refs import ArtifactRef
 
+from bahen.orders import OrderBook
 from bahen.records import OrderRecord, Training
 from bahen.spec import OrderSpec
 from tasks.report import summary_markdown
@@ -45,10 +48,6 @@ def test_summary_of_a_training_without_telemetry_has_no_telemetry_section():
 def test_a_training_that_logged_no_step_keeps_its_nan_loss_in_the_order_record(tmp_path):
     """A final loss of NaN (no step logged) and infinite losses are written as strings a reader takes back,
     not as the null it would refuse (tests/flows/test_run_parameters.py: the same through a run's parameters)."""
-    import math
-
-    from bahen.orders import OrderBook
-
     record = _record([])
     record = record.model_copy(update={"training": record.training.model_copy(
         update={"final_loss": math.nan, "losses": [math.inf, -math.inf, math.nan]})})
