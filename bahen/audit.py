@@ -54,6 +54,14 @@ def delivery_pointer(order_id: str, task: int, delivery_digest: str) -> str:
     return f"orders/{order_id.lower()}/task-{task}/delivery-{delivery_digest.removeprefix('0x').lower()}"
 
 
+def report_pointer(order_id: str, task: int, kind: int, report_digest: str) -> str:
+    """The store's name for a validator's signed report of ``kind`` (0 verification, 1 performance) on
+    ``order_id``'s task ``task`` whose digest it attests on chain. The validator writes it before the report
+    is stored or its digest on chain, and the report holds a fresh nonce, so nobody else can know the name
+    in time to take it; Wasp finds every attested report by it, whatever its run was handed."""
+    return f"orders/{order_id.lower()}/task-{task}/report-{kind}-{report_digest.removeprefix('0x').lower()}"
+
+
 def reconstruct(order_id: str, store: ArtifactStore, market: Bahen) -> list[AuditCase]:
     """The audit case of every task of ``order_id`` that has a verdict on chain, from the chain and the store.
 

@@ -43,7 +43,7 @@ def settled_order(net) -> OrderRecord:
     training = train(SPEC, upload, assignment, net)
     verification = verify(SPEC, upload, plan, assignment, training, net)
     scores = score(SPEC, upload, plan, training, net)
-    verdict = audit(upload, plan, assignment, training, verification, scores, net)
+    verdict = audit(upload, plan, assignment, training, net)
     settled = settle(upload, net)
     return OrderRecord(order_id=upload.order_id, spec=SPEC, status="settled", upload=upload, shard=plan,
                        training=training, verification=verification, scores=scores, verdict=verdict, settled=settled)

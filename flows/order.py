@@ -39,9 +39,9 @@ def order(spec: OrderSpec = OrderSpec(), salt: Salt = "", signature: Signature =
     with ending_on_failure(upload):
         for assignment in shard.assignments:
             shard, assignment, training = stages.train(spec, upload, shard, assignment)
-            verification = stages.verify(spec, upload, shard, assignment, training)
-            scores = stages.score(spec, upload, shard, training)
-            stages.audit(upload, shard, assignment, training, verification, scores)
+            stages.verify(spec, upload, shard, assignment, training)
+            stages.score(spec, upload, shard, training)
+            stages.audit(upload, shard, assignment, training)
             trainings.append(training)
     settle_task(upload)
     for training in trainings:

@@ -62,6 +62,8 @@ class VerificationReport(BaseModel, frozen=True):
         "be read; None in a report made before verifiers recorded it): what Wasp weighs the validators' holdout loss "
         "against, read by the verifier from the worker's committed evidence rather than taken from whoever hands "
         "Wasp the case")
+    nonce: str = Field("", description="Fresh random hex the verifier adds to the report it signs, so nobody can know "
+                       "the report's digest, which names it in the store, before the verifier writes it")
 
     @property
     def failed_checks(self) -> list[CheckResult]:

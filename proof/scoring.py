@@ -30,6 +30,8 @@ class PerformanceReport(BaseModel):
     input_blind_loss: float | None = Field(
         default=None, description="The holdout loss of the best model that ignores its input (the targets' entropy)")
     error: str | None = None
+    nonce: str = Field("", description="Fresh random hex the validator adds to the report it signs, so nobody can know "
+                       "the report's digest, which names it in the store, before the validator writes it")
 
 
 class Aggregate(BaseModel):

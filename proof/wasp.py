@@ -99,10 +99,15 @@ def _work_rules(ev: Evidence) -> list[Reason]:
     ]
 
 
+def score_quorum(validators: int) -> int:
+    """How many of an order's ``validators`` must have scored the model: a majority."""
+    return validators // 2 + 1
+
+
 def model_report(ev: Evidence) -> ModelReport:
     """The validators' figures against chance and against the worker's claimed training loss."""
     agg = aggregate(ev.performance)
-    quorum = ev.validators_assigned // 2 + 1
+    quorum = score_quorum(ev.validators_assigned)
     chance = 1.0 / ev.num_classes
     # A model that learned nothing scores chance plus binomial noise on n holdout samples: "above
     # chance" must clear that noise, one-sided at CHANCE_Z standard errors (false finding ~1e-3).

@@ -1,19 +1,21 @@
 """audit (Wasp-audit) — check every signature and commitment, weigh the reports, record the verdict.
 
-Wasp trusts nothing it did not check. It judges only the task's own evidence (:func:`check_case`),
-and checks the worker's manifest signature and its root against the chain, each report's signer
-against the order's validators and its digest against the one the chain recorded, each score
-against the committed final model. The rules in ``proof.wasp`` then
-decide; the signed decision is stored and its digest recorded on chain by the Wasp role, and so is
-the signed case it judged (``bahen.records.AuditCase``), named by the order, the task and the verdict's
-digest on chain, from which anyone re-audits the order with the chain and the store alone
-(``bahen.audit.reconstruct``).
+Wasp trusts nothing it did not check, and judges nothing its run was handed but the task's
+identity (:func:`check_case`). It reads the reports from the store by the digests the validators
+attested on chain (:func:`attested_evidence`): the verification report of the order's verifier
+and every performance report. It checks the worker's manifest signature and its root against the
+chain, each report's signer and digest, each score against the committed final model. The rules
+in ``proof.wasp`` then decide; the signed decision is stored and its digest recorded on chain by
+the Wasp role, and so is the signed case it judged (``bahen.records.AuditCase``), named by the
+order, the task and the verdict's digest on chain, from which anyone re-audits the order with the
+chain and the store alone (``bahen.audit.reconstruct``).
 """
 
 import math
 import os
 
 from contracts.errors import ChallengeNotReady
+from contracts.models import OrderView
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from privacy.errors import PrivacyError
@@ -21,7 +23,7 @@ from privacy.signing import digest
 from proof.bundle import ProofBundle
 from proof.report import VerificationReport
 from proof.scoring import PerformanceReport
-from proof.wasp import Decision, Evidence, Reason, decide
+from proof.wasp import Decision, Evidence, Reason, decide, score_quorum
 from storage.errors import StorageError
 
 from bahen.artifacts import get_signed, signed
@@ -30,8 +32,8 @@ from bahen.network import Network
 from bahen.records import Assignment, AuditCase, Scores, Shard, Training, Upload, Verdict, Verification
 from tasks.inputs import InputMismatch, signed_inputs, worker_evidence
 from tasks.runtime import network
-from tasks.score import REPORT_PERFORMANCE
-from tasks.verify import REPORT_VERIFICATION
+from tasks.score import REPORT_PERFORMANCE, SignedScore, gathered
+from tasks.verify import REPORT_VERIFICATION, attested_report, verification_of, verifier_of
 
 UNTRUSTED = (PrivacyError, StorageError, ValueError)
 
@@ -55,10 +57,14 @@ def _seed(net: Network, oid: bytes, task: int) -> str | None:
 
 def gather(upload: Upload, shard: Shard, assignment: Assignment, training: Training,
            verification: Verification, scores: Scores, net: Network) -> Evidence:
-    """Collect the evidence of one task, checking every signature and on-chain digest."""
+    """Collect the evidence of one task, checking every signature and on-chain digest.
+
+    The verification report counts only if the order's verifier (its first validator on chain) signed
+    it and attested its digest on chain for this task's challenge and committed root.
+    """
     oid = bytes.fromhex(upload.order_id[2:])
-    validators = {s.address for s in shard.validators}
-    committed = net.market.order(oid).tasks[assignment.task].root.removeprefix("0x")
+    order = net.market.order(oid)
+    committed = order.tasks[assignment.task].root.removeprefix("0x")
     try:
         bundle, _ = get_signed(net.store, training.bundle, ProofBundle, expected_signer=assignment.address)
         manifest_signed, root_committed = True, bundle.merkle_root == committed
@@ -72,7 +78,7 @@ def gather(upload: Upload, shard: Shard, assignment: Assignment, training: Train
         # a report counts only for the task it checked: this order and task, the chain's challenge, the committed root
         bound = (report.order_id, report.task, report.challenge_seed, report.merkle_root) == (
             upload.order_id, assignment.task, _seed(net, oid, assignment.task), committed)
-        attested = bound and doc.signer in validators and _attested(
+        attested = bound and doc.signer == verifier_of(order) and _attested(
             net, oid, assignment.task, REPORT_VERIFICATION, doc.signer, doc.digest)
     except UNTRUSTED:
         pass
@@ -95,15 +101,14 @@ def gather(upload: Upload, shard: Shard, assignment: Assignment, training: Train
     )
 
 
-def check_case(upload: Upload, shard: Shard, assignment: Assignment, training: Training, verification: Verification,
-               net: Network) -> None:
-    """Refuse, with :class:`InputMismatch`, a case that is not the task's own evidence (``tasks.inputs``).
+def check_case(upload: Upload, shard: Shard, assignment: Assignment, training: Training, net: Network) -> OrderView:
+    """The order as the chain holds it, once the case is shown to be the task's own (``tasks.inputs``);
+    :class:`InputMismatch` otherwise.
 
     The upload must be the one its client signed for the order; the worker and the validators
     handed over, the ones the chain names; the proof manifest and the challenge response, the ones
-    that worker signed and committed; the verification report, one the order's validators attested
-    on chain for the task. Anyone can start Wasp's run: judged on anything else, an honest worker
-    could be rejected for what a stranger handed over.
+    that worker signed and committed. Anyone can start Wasp's run: judged on anything else, an
+    honest worker could be rejected for what a stranger handed over.
     """
     order_id, task = upload.order_id, assignment.task
     _, _, order = signed_inputs(upload, task, net)
@@ -116,21 +121,48 @@ def check_case(upload: Upload, shard: Shard, assignment: Assignment, training: T
             or sorted(s.address for s in shard.validators) != validators):
         raise InputMismatch(f"the worker or the validators handed over for task {task} of order {order_id} are not "
                             "the ones the chain names: nothing was judged")
+    return order
+
+
+def attested_evidence(upload: Upload, shard: Shard, task: int, order: OrderView, net: Network) -> tuple[Verification, Scores]:
+    """The reports Wasp judges, read from the store by the digests the validators attested on chain
+    (``tasks.verify.attested_report``), never taken from its run: the verification report of the
+    order's verifier and every performance report of the task.
+
+    Raises :class:`InputMismatch`, and nothing is judged, while the verifier has attested no
+    verification report the store holds whole, or fewer than a majority of the validators a score it
+    does (a performance report attested but not readable counts as none): the worker is not to
+    blame, and a run started before the validators finished cannot sign a poorer model report.
+    """
+    order_id, verifier = upload.order_id, verifier_of(order)
     try:
-        _, doc = get_signed(net.store, verification.report, VerificationReport)
+        verified = attested_report(net, order_id, task, REPORT_VERIFICATION, verifier, VerificationReport)
     except UNTRUSTED as exc:
-        raise InputMismatch(f"the verification report handed over for task {task} of order {order_id} cannot be "
-                            f"read ({exc}): nothing was judged") from None
-    if doc.signer not in validators or not _attested(
-            net, bytes.fromhex(order_id[2:]), task, REPORT_VERIFICATION, doc.signer, doc.digest):
-        raise InputMismatch(f"the verification report handed over for task {task} of order {order_id} is not one "
-                            "the order's validators attested on chain: nothing was judged. Wait for the verify stage")
+        raise InputMismatch(f"the verification report that {verifier}, the verifier of order {order_id}, attested for "
+                            f"task {task} cannot be read ({exc}): nothing was judged") from None
+    if verified is None:
+        raise InputMismatch(f"{verifier}, the verifier of order {order_id}, has attested no verification report of "
+                            f"task {task} on chain: nothing was judged. Wait for the verify stage")
+    scored = []
+    for slot in shard.validators:
+        try:
+            found = attested_report(net, order_id, task, REPORT_PERFORMANCE, slot.address, PerformanceReport)
+        except UNTRUSTED:
+            continue
+        if found is not None:
+            scored.append(SignedScore(validator=slot.name, report=found[0], ref=found[1]))
+    if len(scored) < (quorum := score_quorum(len(order.validators))):
+        raise InputMismatch(f"{len(scored)} of the {len(order.validators)} validators of order {order_id} have published "
+                            f"a score of task {task} they attested on chain, and Wasp judges once {quorum} have: nothing "
+                            "was judged. Wait for the score stage")
+    return verification_of(verifier, *verified), gathered(order_id, scored)
 
 
-def audit(upload: Upload, shard: Shard, assignment: Assignment, training: Training,
-          verification: Verification, scores: Scores, net: Network) -> Verdict:
-    """Decide on one task as Wasp and record the verdict on chain, once the case is the task's own (:func:`check_case`)."""
-    check_case(upload, shard, assignment, training, verification, net)
+def audit(upload: Upload, shard: Shard, assignment: Assignment, training: Training, net: Network) -> Verdict:
+    """Decide on one task as Wasp and record the verdict on chain, once the case is the task's own (:func:`check_case`),
+    on the reports the validators attested (:func:`attested_evidence`)."""
+    order = check_case(upload, shard, assignment, training, net)
+    verification, scores = attested_evidence(upload, shard, assignment.task, order, net)
     wasp = net.wasp()
     # The nonce makes the verdict's digest, which names the case, unknowable until Wasp writes the name.
     decision: Decision = decide(gather(upload, shard, assignment, training, verification, scores, net)).model_copy(
@@ -163,7 +195,6 @@ def explain(reasons: list[Reason]) -> list[str]:
 
 
 @task(name="audit", cache_policy=NO_CACHE)
-def audit_task(upload: Upload, shard: Shard, assignment: Assignment, training: Training,
-               verification: Verification, scores: Scores) -> Verdict:
+def audit_task(upload: Upload, shard: Shard, assignment: Assignment, training: Training) -> Verdict:
     """Prefect task: audit as Wasp."""
-    return audit(upload, shard, assignment, training, verification, scores, network())
+    return audit(upload, shard, assignment, training, network())

@@ -294,18 +294,16 @@ class Stages:
         self._record(upload.order_id, "score", started, "scored", scores=scores)
         return scores
 
-    def audit(self, upload: Upload, shard: Shard, assignment: Assignment, training: Training,
-              verification: Verification, scores: Scores) -> Verdict:
-        """Wasp weighs the evidence and records the work verdict."""
+    def audit(self, upload: Upload, shard: Shard, assignment: Assignment, training: Training) -> Verdict:
+        """Wasp weighs the reports the validators attested and records the work verdict."""
         if (done := recorded(upload.order_id, "verdict")) is not None:
             return done
         started = time.perf_counter()
         if self.pools:
-            params = {"upload": upload, "shard": shard, "assignment": assignment, "training": training,
-                      "verification": verification, "scores": scores}
+            params = {"upload": upload, "shard": shard, "assignment": assignment, "training": training}
             verdict = self._dispatch("wasp/wasp", params, f"{upload.order_id}-wasp-{assignment.task}", Verdict)
         else:
-            verdict = audit_task(upload, shard, assignment, training, verification, scores)
+            verdict = audit_task(upload, shard, assignment, training)
         self._record(upload.order_id, "audit", started, "accepted" if verdict.accepted else "rejected", verdict=verdict)
         return verdict
 

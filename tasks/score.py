@@ -2,9 +2,10 @@
 
 Each validator, in its own process with its own key, checks that the inputs it was handed are the
 order's (``tasks.inputs``), decrypts the holdout split and the final checkpoint with its own grants
-(the client's for the split, the worker's for the model), evaluates, signs a performance report and
-records its digest on chain. A validator that cannot read or load the model reports the error
-instead of a score, so one broken artifact cannot stall the order.
+(the client's for the split, the worker's for the model), evaluates, signs a performance report,
+names it in its own folder of the store by its digest and records that digest on chain. A
+validator that cannot read or load the model reports the error instead of a score, so one broken
+artifact cannot stall the order.
 """
 
 import math
@@ -20,14 +21,14 @@ from training.checkpoint import Checkpoint
 from training.errors import TrainingError
 from training.trainer import evaluate, input_blind_loss
 
-from bahen.artifacts import PROOF_ROLE, get_decrypted, open_stored_grant, put_signed
+from bahen.artifacts import PROOF_ROLE, get_decrypted, open_stored_grant
 from bahen.network import Network
 from bahen.records import Scores, Shard, Training, Upload, ValidatorSlot
 from bahen.spec import OrderSpec
 from tasks.inputs import check_inputs, proof_key, worker_evidence
 from tasks.runtime import network
 from tasks.train import check_model_size, load_split, train_spec
-from tasks.verify import attest, model_key
+from tasks.verify import attested_report, model_key, publish
 
 REPORT_PERFORMANCE = 1
 
@@ -69,11 +70,14 @@ class SignedScore(BaseModel):
 
 
 def score_as(spec: OrderSpec, upload: Upload, training: Training, slot: ValidatorSlot, net: Network) -> SignedScore:
-    """Score as the validator of ``slot``, sign the report and record its digest on chain."""
-    report = score_one(spec, upload, training, slot, net)
+    """Score as the validator of ``slot``, sign the report and record its digest on chain (``tasks.verify.publish``).
+    Run again, it returns the score the validator attested."""
     validator = net.party_at(slot.address, role="validator")
-    ref, doc = put_signed(net.store, validator, report, name=f"order {upload.order_id[:10]}/task {training.task}/score by {slot.name}")
-    attest(net, validator, upload.order_id, training.task, REPORT_PERFORMANCE, doc.digest)
+    done = attested_report(net, upload.order_id, training.task, REPORT_PERFORMANCE, validator.address, PerformanceReport)
+    if done is None:
+        done = publish(net, validator, score_one(spec, upload, training, slot, net), kind=REPORT_PERFORMANCE,
+                       name=f"order {upload.order_id[:10]}/task {training.task}/score by {slot.name}")
+    report, ref, _ = done
     return SignedScore(validator=slot.name, report=report, ref=ref)
 
 

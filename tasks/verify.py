@@ -4,19 +4,28 @@ The challenge seed comes from the chain after the commitment, so the worker coul
 segments and batches would be checked. The verifier first checks that what it was handed is the
 task's own (``tasks.inputs``): the inputs the chain and the client's signed manifest fix, the
 evidence its worker signed. Then it decrypts the train split and the proof's artifacts in memory,
-runs every check, signs the report and records its digest on chain.
+runs every check, signs the report, names it in its own folder of the store by its digest and
+records that digest on chain, where Wasp finds it (:func:`attested_report`).
 """
 
+import os
 from collections.abc import Callable
+from typing import TypeVar
 
+from contracts.models import OrderView
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from privacy.errors import WrongKeyError
 from privacy.identity import Identity
+from privacy.signing import SignedDocument
 from proof.report import VerificationReport
 from proof.verifier import verify_proof
+from pydantic import BaseModel
+from storage.errors import IntegrityError
+from storage.refs import ArtifactRef
 
-from bahen.artifacts import PROOF_ROLE, get_decrypted, open_stored_grant, put_signed
+from bahen.artifacts import PROOF_ROLE, get_decrypted, get_signed, open_stored_grant, signed
+from bahen.audit import report_pointer
 from bahen.network import Network
 from bahen.records import Assignment, Shard, Training, Upload, Verification
 from bahen.spec import OrderSpec
@@ -52,24 +61,73 @@ def reexecute(spec: OrderSpec, upload: Upload, training: Training, net: Network,
 
 
 def verify(spec: OrderSpec, upload: Upload, shard: Shard, assignment: Assignment, training: Training, net: Network) -> Verification:
-    """Verify one task's proof as the order's first validator and attest the signed report on chain."""
+    """Verify one task's proof as the order's verifier, its first validator on chain, and attest the signed
+    report on chain (:func:`publish`). Run again, it returns the report the verifier attested."""
     if not shard.validators:
         raise InputMismatch(f"the shard handed over for order {upload.order_id} names no validator: nothing was judged")
     slot = shard.validators[0]
-    verifier = net.party_at(slot.address, role="validator")
     order_id, task = upload.order_id, training.task
     if assignment.task != task:
         raise InputMismatch(f"the assignment handed over is of task {assignment.task}, the training of task {task}: "
                             "nothing was judged")
+    if slot.address != (first := verifier_of(net.market.order(bytes.fromhex(order_id[2:])))):
+        raise InputMismatch(f"the shard handed over for order {order_id} names {slot.address} first, not the order's "
+                            f"verifier, its first validator on chain ({first}): nothing was judged")
+    verifier = net.party_at(slot.address, role="validator")
+    if (done := attested_report(net, order_id, task, REPORT_VERIFICATION, verifier.address, VerificationReport)) is not None:
+        return verification_of(verifier.address, *done)
     train_key = open_stored_grant(net.store, slot.grants["train"], verifier, order_id=order_id)
     report = reexecute(spec, upload, training, net, train_key=train_key,
                        open_model_key=lambda: model_key(net, training, verifier))
-    ref, doc = put_signed(net.store, verifier, report, name=f"order {order_id[:10]}/task {task}/verification report")
-    attest(net, verifier, order_id, task, REPORT_VERIFICATION, doc.digest)
+    return verification_of(verifier.address, *publish(
+        net, verifier, report, kind=REPORT_VERIFICATION, name=f"order {order_id[:10]}/task {task}/verification report"))
+
+
+def verifier_of(order: OrderView) -> str | None:
+    """The order's verifier: its first validator slot on chain (drawn by the chain, so nobody picks it)."""
+    return order.validators[0].validator if order.validators else None
+
+
+def verification_of(verifier: str, report: VerificationReport, ref: ArtifactRef, doc: SignedDocument) -> Verification:
+    """The record of a verification report ``verifier`` signed and stored at ``ref``."""
     return Verification(
-        order_id=order_id, task=task, verifier=verifier.address, report=ref, digest=doc.digest,
+        order_id=report.order_id, task=report.task, verifier=verifier, report=ref, digest=doc.digest,
         passed=report.passed, checks=[c.model_dump() for c in report.checks], cost_fraction=report.cost.fraction_of_training,
     )
+
+
+R = TypeVar("R", bound=BaseModel)
+
+
+def publish(net: Network, validator: Identity, report: R, *, kind: int, name: str) -> tuple[R, ArtifactRef, SignedDocument]:
+    """Sign ``report`` (of the task its ``order_id`` and ``task`` name) as ``validator`` with a fresh nonce,
+    name it in the validator's folder of the store by its digest (:func:`bahen.audit.report_pointer`),
+    store it, then attest the digest on chain: once the chain holds it, anyone finds the report by it
+    (:func:`attested_report`). The nonce keeps the name unknowable until the validator writes it."""
+    report = report.model_copy(update={"nonce": os.urandom(16).hex()})
+    data, ref, doc = signed(validator, report, name=name)
+    net.store.put_pointer(validator.address, report_pointer(report.order_id, report.task, kind, doc.digest), ref)
+    net.store.put(data, name=name)
+    attest(net, validator, report.order_id, report.task, kind, doc.digest)
+    return report, ref, doc
+
+
+def attested_report(net: Network, order_id: str, task: int, kind: int, validator: str,
+                    model: type[R]) -> tuple[R, ArtifactRef, SignedDocument] | None:
+    """The report of ``kind`` that ``validator`` attested on chain for the task, read by the name it gave it
+    (:func:`publish`), its signer and digest checked; None while it attested none.
+
+    Raises a ``StorageError`` or ``PrivacyError`` when the validator attested a report it has not published whole.
+    """
+    recorded = "0x" + net.market.report_of(bytes.fromhex(order_id[2:]), task, kind, validator).hex()
+    if int(recorded, 16) == 0:
+        return None
+    ref = net.store.get_pointer(validator, report_pointer(order_id, task, kind, recorded))
+    report, doc = get_signed(net.store, ref, model, expected_signer=validator)
+    if doc.digest.lower() != recorded:
+        raise IntegrityError(f"the report {validator} named for its attestation of order {order_id} task {task}",
+                             f"its digest is {doc.digest}, the chain records {recorded}")
+    return report, ref, doc
 
 
 def attest(net: Network, validator: Identity, order_id: str, task: int, kind: int, doc_digest: str) -> None:

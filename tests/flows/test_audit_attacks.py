@@ -9,12 +9,12 @@ from privacy.signing import digest
 from proof.report import VerificationReport
 from storage.manifest import Manifest
 
-from bahen.artifacts import get_signed, put_grant, put_signed
-from bahen.audit import case_pointer, delivery_pointer, recheck, reconstruct
+from bahen.artifacts import get_signed, put_grant, put_signed, signed
+from bahen.audit import case_pointer, delivery_pointer, recheck, reconstruct, report_pointer
 from bahen.errors import BahenError
 from bahen.network import connect
 from bahen.parties import CLIENT, WASP
-from bahen.records import Delivery, Verification
+from bahen.records import Delivery
 from bahen.settings import load_settings
 from tasks.audit import audit as wasp_audit
 from tasks.audit import gather
@@ -60,7 +60,7 @@ def test_a_stranger_who_computes_wasps_rules_cannot_take_the_name_of_its_case(pr
     predicted = decide(gather(upload, plan, assignment, training, verification, scores, _stranger(net, tmp_path)))
     junk, _ = put_signed(net.store, Identity.generate("squatter"), plan, name="junk")
     net.store.put_pointer(net.wasp().address, case_pointer(upload.order_id, 0, "0x" + digest(predicted).hex()), junk)
-    verdict = wasp_audit(upload, plan, assignment, training, verification, scores, net)
+    verdict = wasp_audit(upload, plan, assignment, training, net)
     assert verdict.accepted and verdict.digest != "0x" + digest(predicted).hex()  # Wasp's nonce made it unknowable
     [case] = reconstruct(upload.order_id, net.store, net.market)
     assert case.verdict == verdict
@@ -181,13 +181,12 @@ def test_wasp_does_not_accept_a_report_of_another_order(settled, prefect):
     copied = passing.model_copy(update={"checks": [passing.checks[0].model_copy(
         update={"seconds": passing.checks[0].seconds + 1}), *passing.checks[1:]]})
     verifier = net.party_at(plan.validators[0].address, role="validator")
-    ref, doc = put_signed(net.store, verifier, copied, name="another order's report")
+    data, ref, doc = signed(verifier, copied, name="another order's report")
+    net.store.put_pointer(verifier.address, report_pointer(upload.order_id, 0, REPORT_VERIFICATION, doc.digest), ref)
+    net.store.put(data, name=ref.name)
     attest(net, verifier, upload.order_id, 0, REPORT_VERIFICATION, doc.digest)
-    verification = Verification(order_id=upload.order_id, task=0, verifier=verifier.address, report=ref,
-                                digest=doc.digest, passed=True, checks=[c.model_dump() for c in copied.checks],
-                                cost_fraction=copied.cost.fraction_of_training)
-    scores = score(SMALL, upload, plan, training, net)
-    assert not wasp_audit(upload, plan, assignment, training, verification, scores, net).accepted
+    score(SMALL, upload, plan, training, net)
+    assert not wasp_audit(upload, plan, assignment, training, net).accepted
     [case] = reconstruct(upload.order_id, net.store, net.market)
     [check] = reaudit_task(case)
     assert check.agrees and not check.accepted

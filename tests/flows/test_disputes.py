@@ -9,7 +9,6 @@ from bahen.artifacts import get_signed, open_stored_grant, put_grant, put_signed
 from bahen.devnet import PARAMS
 from bahen.network import connect
 from bahen.parties import validator_name, worker_name
-from bahen.records import Verification
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 from tasks.audit import audit
@@ -20,7 +19,7 @@ from tasks.score import score
 from tasks.settle import settle
 from tasks.shard import shard
 from tasks.train import train
-from tasks.verify import REPORT_VERIFICATION, attest, model_key, reexecute, verify
+from tasks.verify import REPORT_VERIFICATION, model_key, publish, reexecute, verify
 
 SMALL = OrderSpec(dataset="digits", model="mlp", epochs=1, checkpoint_every=8, batch_size=32)
 OUTSIDERS = range(3, 6)  # three more validators: the chain draws orders' validators and resolvers among all six
@@ -56,14 +55,14 @@ def _stages(net, salt, *, attack=None):
 def _accepted(net, salt):
     """An honest order, verified, scored and accepted by Wasp."""
     upload, plan, assignment, training = _stages(net, salt)
-    verification = verify(SMALL, upload, plan, assignment, training, net)
-    scores = score(SMALL, upload, plan, training, net)
-    assert audit(upload, plan, assignment, training, verification, scores, net).accepted
+    verify(SMALL, upload, plan, assignment, training, net)
+    score(SMALL, upload, plan, training, net)
+    assert audit(upload, plan, assignment, training, net).accepted
     return upload, plan, assignment, training
 
 
-def _lying_verification(net, upload, plan, assignment, training, *, says_passed: bool):
-    """The order's verifier signs the opposite of what its re-execution found and attests it on chain."""
+def _lying_verification(net, upload, plan, assignment, training, *, says_passed: bool) -> None:
+    """The order's verifier signs the opposite of what its re-execution found and publishes it (attested on chain)."""
     slot = plan.validators[0]
     verifier = net.party_at(slot.address, role="validator")
     report = reexecute(SMALL, upload, training, net,
@@ -72,11 +71,7 @@ def _lying_verification(net, upload, plan, assignment, training, *, says_passed:
     assert report.passed != says_passed
     checks = [c.model_copy(update={"passed": says_passed}) for c in report.checks]
     lie = report.model_copy(update={"passed": says_passed, "checks": checks})
-    ref, doc = put_signed(net.store, verifier, lie, name="lying report")
-    attest(net, verifier, upload.order_id, assignment.task, REPORT_VERIFICATION, doc.digest)
-    return Verification(order_id=upload.order_id, task=assignment.task, verifier=verifier.address, report=ref,
-                        digest=doc.digest, passed=says_passed, checks=[c.model_dump() for c in checks],
-                        cost_fraction=lie.cost.fraction_of_training)
+    publish(net, verifier, lie, kind=REPORT_VERIFICATION, name="lying report")
 
 
 def _validator(net, address):
@@ -100,9 +95,9 @@ def _credits(net, order_id, account):
 
 def test_a_dispute_overturns_a_verifier_that_vouched_for_fabricated_work(net):
     upload, plan, assignment, training = _stages(net, "0x" + "d1" * 32, attack="fabricated-losses")
-    verification = _lying_verification(net, upload, plan, assignment, training, says_passed=True)
-    scores = score(SMALL, upload, plan, training, net)
-    assert audit(upload, plan, assignment, training, verification, scores, net).accepted  # Wasp was fooled
+    _lying_verification(net, upload, plan, assignment, training, says_passed=True)
+    score(SMALL, upload, plan, training, net)
+    assert audit(upload, plan, assignment, training, net).accepted  # Wasp was fooled
 
     outsider = next(net.party(validator_name(i)) for i in range(6)
                     if net.party(validator_name(i)).address not in {s.address for s in plan.validators})
@@ -134,9 +129,9 @@ def test_a_dispute_overturns_a_verifier_that_vouched_for_fabricated_work(net):
 
 def test_an_honest_worker_overturns_a_false_rejection_and_is_paid(net):
     upload, plan, assignment, training = _stages(net, "0x" + "d4" * 32)
-    verification = _lying_verification(net, upload, plan, assignment, training, says_passed=False)
-    scores = score(SMALL, upload, plan, training, net)
-    assert not audit(upload, plan, assignment, training, verification, scores, net).accepted
+    _lying_verification(net, upload, plan, assignment, training, says_passed=False)
+    score(SMALL, upload, plan, training, net)
+    assert not audit(upload, plan, assignment, training, net).accepted
 
     worker = net.party_at(assignment.address, role="worker")
     case = hand_over(open_dispute(SMALL, upload, plan, training, worker, net), plan, worker, net)

@@ -13,7 +13,6 @@ from privacy.identity import Identity
 from privacy.stream import new_data_key
 from proof.bundle import ProofBundle
 from proof.wasp import LOSS_GAP
-from proof.report import VerificationReport
 from proof.response import Response
 from storage.manifest import Manifest
 
@@ -21,7 +20,6 @@ from bahen.artifacts import PROOF_ROLE, get_decrypted, get_signed, open_stored_g
 from bahen.audit import delivering_validator
 from bahen.network import connect
 from bahen.parties import CLIENT
-from bahen.records import Verification
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 from bahen.worker_runs import WorkerRunBook
@@ -29,7 +27,7 @@ from tasks.audit import audit
 from tasks.deliver import deliver
 from tasks.encrypt_upload import encrypt_upload
 from tasks.inputs import InputMismatch
-from tasks.score import gathered, score
+from tasks.score import score
 from tasks.settle import settle
 from tasks.shard import shard
 from tasks.train import train
@@ -100,14 +98,12 @@ def test_nothing_a_stranger_hands_the_worker_validators_or_wasp_gets_honest_work
     [assignment] = plan.assignments
     oid, stranger = bytes.fromhex(upload.order_id[2:]), Identity.generate("stranger")
     validator = net.party_at(plan.validators[0].address, role="validator")
-    audit_case = lambda training, verification, scores=None, shard=plan, handed=assignment, up=upload: audit(  # noqa: E731
-        up, shard, handed, training, verification, scores or gathered(upload.order_id, []), net)
+    audit_case = lambda training, shard=plan, handed=assignment, up=upload: audit(up, shard, handed, training, net)  # noqa: E731
 
     _refused(lambda: train(*_handed(upload, "spec", net), assignment, net), "does not hash to")
     training = train(SMALL, upload, assignment, net)
-    placeholder = Verification(order_id=upload.order_id, task=0, verifier=validator.address, report=training.bundle,
-                               digest="0x" + "00" * 32, passed=False, checks=[], cost_fraction=0)
-    _refused(lambda: audit_case(training, placeholder), "the verification report handed over .* cannot be read")
+    _refused(lambda: audit_case(training), "has attested no verification report of task 0 on chain: nothing was "
+             "judged. Wait for the verify stage")
 
     bundle, _ = get_signed(net.store, training.bundle, ProofBundle)
     response, _ = get_signed(net.store, training.response, Response)
@@ -138,13 +134,13 @@ def test_nothing_a_stranger_hands_the_worker_validators_or_wasp_gets_honest_work
     _refused(lambda: score(*_handed(upload, "train split", net), plan, training, net), "differs from its client-signed")
     _refused(lambda: verify(SMALL, upload, plan.model_copy(update={"validators": []}), assignment, training, net),
              "names no validator")
+    _refused(lambda: verify(SMALL, upload, plan.model_copy(update={"validators": plan.validators[::-1]}), assignment,
+                            training, net), f"names {plan.validators[1].address} first, not the order's verifier")
     assert all(net.market.report_of(oid, 0, kind, v.address) == bytes(32) for kind in (0, 1) for v in plan.validators)
 
     verification = verify(SMALL, upload, plan, assignment, training, net)
     assert verification.passed, [c for c in verification.checks if not c["passed"]]
-    scores = score(SMALL, upload, plan, training, net)
-    forged_report, _ = put_signed(net.store, stranger, get_signed(net.store, verification.report, VerificationReport)[0],
-                                  name="a copy of the verification report")
+    score(SMALL, upload, plan, training, net)
     not_the_chains = "the worker or the validators handed over"
     cases = [
         (not_the_chains, dict(handed=assignment.model_copy(update={"address": plan.validators[1].address}))),
@@ -160,15 +156,13 @@ def test_nothing_a_stranger_hands_the_worker_validators_or_wasp_gets_honest_work
             up=upload.model_copy(update={"auditor_grants": {stranger.address: upload.train}, "client_grants": {}}))),
         ("differs from its client-signed manifest and the chain in order_id", dict(
             up=upload.model_copy(update={"order_id": "0x" + upload.order_id[2:].upper()}))),
-        ("not one the order's validators attested", dict(
-            verification=verification.model_copy(update={"report": forged_report}))),
     ]
     for match, case in cases:
-        _refused(lambda case=case: audit_case(**{"training": training, "verification": verification, **case}), match)
+        _refused(lambda case=case: audit_case(**{"training": training, **case}), match)
     assert net.market.order(oid).tasks[0].verdict == "none"
 
     # a training loss handed over is not what Wasp weighs the holdout loss against: the worker's step log is
-    decision = audit_case(training.model_copy(update={"final_loss": 1e-9}), verification, scores)
+    decision = audit_case(training.model_copy(update={"final_loss": 1e-9}))
     assert decision.accepted
     [consistent] = [f for f in decision.model_report.findings if f.rule == "loss-consistent"]
     assert consistent.passed and f"bound {LOSS_GAP * training.final_loss + 0.5:.4f} from" in consistent.detail

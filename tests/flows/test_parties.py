@@ -95,10 +95,10 @@ def test_a_host_without_the_signers_key_refuses_each_stage_before_acting(tmp_pat
         verify(SMALL, upload, plan, assignment, training, stranger)
     with pytest.raises(NoKeyError, match=f"holds no key of validator {first}"):
         score(SMALL, upload, plan, training, stranger)
-    verification = verify(SMALL, upload, plan, assignment, training, net)
-    scores = score(SMALL, upload, plan, training, net)
+    verify(SMALL, upload, plan, assignment, training, net)
+    score(SMALL, upload, plan, training, net)
     with pytest.raises(NoKeyError, match="holds no key with the Wasp role of market"):
-        audit(upload, plan, assignment, training, verification, scores, stranger)
+        audit(upload, plan, assignment, training, stranger)
     assert net.market.order(oid).tasks[0].verdict == "none"
     assert stranger.keystore.names() == []  # refusing never creates a key
 

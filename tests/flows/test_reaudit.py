@@ -287,8 +287,8 @@ def test_names_taken_before_wasp_and_the_validator_cost_neither_the_verdict_nor_
     plan = shard(SMALL, upload, net)
     [assignment] = plan.assignments
     training = train(SMALL, upload, assignment, net)
-    verification = verify(SMALL, upload, plan, assignment, training, net)
-    scores = score(SMALL, upload, plan, training, net)
+    verify(SMALL, upload, plan, assignment, training, net)
+    score(SMALL, upload, plan, training, net)
     # a stranger who reads the order on chain takes every name it can know before Wasp and the validators write,
     # in their folders (a store without per-party policies lets it)
     squatter = Identity.generate("squatter")
@@ -296,7 +296,7 @@ def test_names_taken_before_wasp_and_the_validator_cost_neither_the_verdict_nor_
     for owner in (net.wasp().address, *(v.address for v in plan.validators)):
         for name in ("case", "delivery", "delivery-"):
             net.store.put_pointer(owner, f"orders/{upload.order_id.lower()}/task-0/{name}", junk)
-    verdict = wasp_audit(upload, plan, assignment, training, verification, scores, net)
+    verdict = wasp_audit(upload, plan, assignment, training, net)
     assert verdict.accepted  # the case is named by the verdict's digest, which nobody knew in time
     settle(upload, net)
     delivery = deliver(upload, plan, training, net)  # and the delivery by its own, recorded on chain

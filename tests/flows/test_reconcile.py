@@ -32,8 +32,9 @@ def test_an_order_settled_after_its_run_died_is_recorded_from_the_chain_and_not_
     upload, plan = record.upload, record.shard
     [assignment] = plan.assignments
     training = train(SMALL, upload, assignment, net)
-    verification = verify(SMALL, upload, plan, assignment, training, net)
-    audit(upload, plan, assignment, training, verification, score(SMALL, upload, plan, training, net), net)
+    verify(SMALL, upload, plan, assignment, training, net)
+    score(SMALL, upload, plan, training, net)
+    audit(upload, plan, assignment, training, net)
     assert reconcile(record, net.market).status == "audited (accepted) on chain; its run stopped before settling"
 
     settled = settle(upload, net)

@@ -89,7 +89,7 @@ def test_an_order_completes_across_node_restarts_and_an_outage_while_training(no
     node.restart()
     scores = score(SPEC, upload, plan, training, net)
     node.restart()
-    verdict = audit(upload, plan, assignment, training, verification, scores, net)
+    verdict = audit(upload, plan, assignment, training, net)
     node.restart()
     settled = settle(upload, net)
 
