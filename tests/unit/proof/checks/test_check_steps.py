@@ -210,7 +210,7 @@ def test_a_drift_that_each_step_admits_is_caught_by_the_run_total(spec, data, st
     from proof.attacks import sub_tolerance_drift
 
     monkeypatch.setattr(sub_tolerance_drift, "SHARE", 0.05)
-    monkeypatch.setattr(steps, "_tolerance", lambda ctx: 0.06)
+    _admitting(monkeypatch, 0.06)
     longer = spec.model_copy(update={"epochs": 10})
     cheat = run_worker("sub-tolerance-drift", longer, data[0], data[1], store.put, 1.0, seed=1)
     config = VerifyConfig()
@@ -221,3 +221,244 @@ def test_a_drift_that_each_step_admits_is_caught_by_the_run_total(spec, data, st
     assert result.detail.startswith("the deviations of ") and "of the run's displacement" in result.detail
     monkeypatch.setattr(steps, "run_deviation", lambda *args: None)
     assert StepSpotCheck().run(ctx).passed  # no step alone is out of the tolerance
+
+
+def _admitting(monkeypatch, step: float) -> None:
+    """Every profile admits a relative deviation of ``step`` for one step (the spot check, the logged loss, the run total)."""
+    import dataclasses
+
+    from training import tolerance
+
+    real = tolerance.replay_tolerance
+    monkeypatch.setattr(tolerance, "replay_tolerance", lambda profile: dataclasses.replace(real(profile), step=step))
+
+
+def _forged(spec, data, store, context):
+    """A worker that trains every step at 0.9x the rate: every challenged step is off by a known error."""
+    cheat = run_worker("wrong-lr", spec, data[0], data[1], store.put, 1.0, seed=2)
+    return context(bundle=cheat.bundle, config=FEW, response=cheat.answer(SEED, FEW), committed_root=cheat.committed_root)
+
+
+def _one_step(ctx, t):
+    """The revealed states ``t`` and ``t + 1`` and the state one honest step reaches from ``t``."""
+    from training.state import decode_state
+    from training.trainer import Stepper
+
+    start, end = (decode_state(steps._revealed(ctx, step)[0]) for step in (t, t + 1))
+    reached, _ = Stepper(ctx.spec, ctx.X, ctx.y).step(start)
+    return start, end, decode_state(reached.to_bytes())
+
+
+def test_each_re_executed_step_costs_one_step_and_a_refused_revealed_state_none(spec, data, store, context):
+    ctx = _forged(spec, data, store, context)
+    challenged = ctx.challenge.spot_steps
+    result = StepSpotCheck().run(ctx)
+    assert result.observed == result.cost_steps == len(challenged)  # every step re-executed once, and failed
+    t = challenged[1]
+    ctx.steps[t] = ctx.steps[t].model_copy(update={"update_norm": ctx.steps[t].update_norm * 2})
+    result = StepSpotCheck().run(ctx)  # the size claim is refused before stepping: no step executed for it
+    assert result.cost_steps == len(challenged) - 1 and f"step {t}: the revealed states" in result.detail
+
+
+def test_a_step_exactly_at_the_profiles_tolerance_passes_and_just_above_it_fails(spec, data, store, context, monkeypatch):
+    from proof.checks.replay import state_distance
+
+    ctx = _forged(spec, data, store, context)
+    t = ctx.challenge.spot_steps[0]
+    error = state_distance(*_one_step(ctx, t))
+    assert error > 0
+    from training.trainer import Stepper
+
+    _admitting(monkeypatch, error)
+    assert StepSpotCheck().fault_at(ctx, t, Stepper(ctx.spec, ctx.X, ctx.y))[0] is None
+    _admitting(monkeypatch, error * (1 - 1e-9))
+    why, ran, deviation = StepSpotCheck().fault_at(ctx, t, Stepper(ctx.spec, ctx.X, ctx.y))
+    assert why.startswith(f"one honest step from state {t} does not reach the committed state {t + 1} (error ")
+    assert (ran, deviation) == (1, None)
+
+
+def test_a_tolerated_steps_deviation_is_its_claimed_weights_less_the_re_executed_ones(spec, data, store, context,
+                                                                                      monkeypatch):
+    from proof.checks.base import flatten_weights
+    from training.trainer import Stepper
+
+    ctx = _forged(spec, data, store, context)
+    _admitting(monkeypatch, 1.0)
+    t = ctx.challenge.spot_steps[0]
+    _, end, reached = _one_step(ctx, t)
+    names = ctx.form.trainable
+    why, ran, deviation = StepSpotCheck().fault_at(ctx, t, Stepper(ctx.spec, ctx.X, ctx.y))
+    assert (why, ran) == (None, 1)
+    expected = flatten_weights(end.model_state, names) - flatten_weights(reached.model_state, names)
+    assert deviation.shape == expected.shape and torch.equal(deviation, expected) and bool(expected.abs().sum() > 0)
+
+
+def test_the_run_total_measures_the_run_from_the_initial_to_the_final_trainable_weights(context):
+    """Pinned by an independent computation: the displacement is the distance between the state rebuilt
+    from the order's seed and the last checkpoint, over the trainable weights only."""
+    from training.state import decode_state
+
+    ctx = context()
+    names = ctx.form.trainable
+    initial = decode_state(steps.initial_state_bytes(ctx)).model_state
+    final = ctx.checkpoints[max(ctx.checkpoint_steps)].model_state
+    before = torch.cat([initial[k].flatten().double() for k in names])
+    after = torch.cat([final[k].flatten().double() for k in names])
+    deviation = torch.zeros_like(before)
+    deviation[0] = 0.5
+    expected = 0.5 * len(ctx.steps) / 2 / float(torch.linalg.vector_norm(after - before))
+    assert run_deviation(ctx, [deviation, EXACT], names) == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_segment_that_moves_exactly_as_far_as_its_steps_claim_passes_and_zero_claims_are_sizes(context, monkeypatch):
+    ctx = context()
+    a, b = ctx.checkpoint_steps[1:3]
+    moved = weight_distance(ctx.checkpoints[a].model_state, ctx.checkpoints[b].model_state, ctx.form.trainable)
+    monkeypatch.setattr(steps, "SIZE_RTOL", 0.0)
+    for t in range(a, b):  # the whole move claimed by the segment's first step, none by the others
+        ctx.steps[t] = ctx.steps[t].model_copy(update={"update_norm": moved if t == a else 0.0})
+    result = UpdateSizeCheck().run(ctx)
+    assert result.passed and result.observed == 0, result.detail
+    ctx.steps[a] = ctx.steps[a].model_copy(update={"update_norm": moved * (1 - 1e-12)})
+    result = UpdateSizeCheck().run(ctx)
+    assert result.observed == 1 and f"from step {a} to {b}; its steps claim" in result.detail
+    ctx.steps[a] = ctx.steps[a].model_copy(update={"update_norm": -1.0})
+    assert f"step {a} claims an update of -1.0" in UpdateSizeCheck().run(ctx).detail
+
+
+def test_a_run_whose_steps_and_total_stay_within_the_tolerance_passes(spec, data, store, context, monkeypatch):
+    """Every forged step within a tolerance of 1 (the deviations measured over the trainable weights) passes."""
+    ctx = _forged(spec, data, store, context)
+    _admitting(monkeypatch, 1.0)
+    result = StepSpotCheck().run(ctx)
+    assert result.passed and result.cost_steps == len(ctx.challenge.spot_steps), result.detail
+
+
+def test_a_state_refused_before_stepping_costs_no_step(context, monkeypatch):
+    from training.trainer import Stepper
+
+    ctx = context(config=FEW)
+    t = ctx.challenge.spot_steps[2]
+    stepper = Stepper(ctx.spec, ctx.X, ctx.y)
+    for step, why in ((t, f"state {t} was not revealed (absent from the response)"),
+                      (t + 1, f"state {t + 1} was not revealed (absent from the response)")):
+        ctx = context(config=FEW)
+        del ctx.revealed[step]
+        ctx.state_problems.pop(step, None)
+        assert StepSpotCheck().fault_at(ctx, t, stepper) == (why, 0, None)
+
+    def breaks(self, ctx, t, stepper):
+        raise RuntimeError("a forged state")
+
+    monkeypatch.setattr(StepSpotCheck, "_check_step", breaks)
+    assert StepSpotCheck().fault_at(ctx, t, stepper) == (
+        f"state {t} cannot be restored and stepped (RuntimeError: a forged state)", 0, None)
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_a_committed_state_that_is_no_state_is_named_by_its_step(context, which):
+    """The worker committed the digest of bytes that do not decode: the fault names the state, at no cost."""
+    import hashlib
+
+    from training.trainer import Stepper
+
+    ctx = context(config=FEW)
+    t = next(t for t in ctx.challenge.spot_steps if t > 0)
+    step = t + which
+    garbage = b"not a training state"
+    ctx.steps[step - 1] = ctx.steps[step - 1].model_copy(update={"state_sha256": hashlib.sha256(garbage).hexdigest()})
+    ctx.revealed[step] = garbage
+    why, ran, deviation = StepSpotCheck().fault_at(ctx, t, Stepper(ctx.spec, ctx.X, ctx.y))
+    assert why.startswith(f"state {t} cannot be restored and stepped (CheckpointError: ") and (ran, deviation) == (0, None)
+    assert f"state {step}" in why.split("(", 1)[1] and f"state {step + 1 - 2 * which}" not in why.split("(", 1)[1]
+
+
+def test_a_claimed_size_is_held_to_its_relative_slack(context, monkeypatch):
+    from proof.checks.steps import SIZE_RTOL
+    from training.trainer import Stepper
+
+    ctx = context(config=FEW)
+    t = next(t for t in ctx.challenge.spot_steps if t > 0)
+    start, end, _ = _one_step(ctx, t)
+    moved = weight_distance(start.model_state, end.model_state, ctx.form.trainable)
+    assert moved < 0.5  # so a slack of SIZE_RTOL x moved is narrower than SIZE_RTOL / moved
+    stepper = Stepper(ctx.spec, ctx.X, ctx.y)
+    for factor, passes in ((1 + SIZE_RTOL / 2, True), (1 + 2 * SIZE_RTOL, False)):
+        ctx.steps[t] = ctx.steps[t].model_copy(update={"update_norm": moved * factor})
+        assert (StepSpotCheck().fault_at(ctx, t, stepper)[0] is None) == passes
+    monkeypatch.setattr(steps, "SIZE_RTOL", 0.0)
+    ctx.steps[t] = ctx.steps[t].model_copy(update={"update_norm": moved})
+    assert StepSpotCheck().fault_at(ctx, t, stepper)[0] is None  # a claim of exactly the distance moved
+
+
+def test_a_logged_loss_is_held_to_the_tolerance_relative_to_the_re_executed_loss(context):
+    from training.trainer import Stepper
+
+    config = VerifyConfig(spot_steps=6, loss_rtol=1e-3)
+    ctx = context(config=config)
+    stepper = Stepper(ctx.spec, ctx.X, ctx.y)
+    t = next(t for t in ctx.challenge.spot_steps if ctx.steps[t].loss > 1.5)
+    loss = ctx.steps[t].loss
+    for off, passes in ((0.5e-3, True), (1.5e-3, False)):
+        ctx.steps[t] = ctx.steps[t].model_copy(update={"loss": loss * (1 + off)})
+        assert (StepSpotCheck().fault_at(ctx, t, stepper)[0] is None) == passes
+
+
+def test_the_run_total_of_no_deviation_is_none_and_a_vanishing_displacement_is_floored():
+    from proof.checks.steps import total_deviation
+
+    assert total_deviation([], 4, 100, 1.0) == 0.0
+    v = torch.tensor([3.0, 4.0], dtype=torch.float64)
+    assert total_deviation([v, v], 4, 100, 0.5) == pytest.approx(10.0 * 100 / 4 / 0.5)
+    assert total_deviation([v], 1, 1, 0.0) == pytest.approx(5.0 / 1e-30)
+
+
+def test_the_checks_details_list_at_most_five_faults_joined_and_count_what_held(context):
+    ctx = context()
+    n = len(ctx.checkpoint_steps)
+    assert UpdateSizeCheck().run(ctx).detail == f"{n - 1} segments moved no farther than their steps claim"
+    ctx.steps = [r.model_copy(update={"update_norm": -1.0, "state_sha256": ""}) for r in ctx.steps]
+    sizes = UpdateSizeCheck().run(ctx)
+    assert sizes.detail == "; ".join(f"step {t} claims an update of -1.0" for t in range(5))
+    assert sizes.observed == len(ctx.steps) + n - 1
+    chain = StateChainCheck().run(ctx)
+    assert chain.detail.startswith("; ".join(f"step {t} has no state digest" for t in range(3)) + "; ")
+    assert chain.detail.count("has no state digest") == 3 and chain.detail.count("; ") == 4
+
+
+def test_a_missing_checkpoint_leaves_the_later_segments_bounded(context):
+    ctx = context()
+    a, b, c, d = ctx.checkpoint_steps[1:5]
+    del ctx.checkpoints[a]
+    for t in range(c, d):
+        ctx.steps[t] = ctx.steps[t].model_copy(update={"update_norm": ctx.steps[t].update_norm * 0.1})
+    result = UpdateSizeCheck().run(ctx)
+    assert result.observed == 1 and f"from step {c} to {d}" in result.detail
+
+
+def test_the_spot_checks_faults_are_joined_five_at_most(spec, data, store, context):
+    many = VerifyConfig(spot_steps=8)
+    cheat = run_worker("wrong-lr", spec, data[0], data[1], store.put, 1.0, seed=2)
+    ctx = context(bundle=cheat.bundle, config=many, response=cheat.answer(SEED, many), committed_root=cheat.committed_root)
+    result = StepSpotCheck().run(ctx)
+    assert result.observed == len(ctx.challenge.spot_steps) > 5
+    assert result.detail.count("does not reach the committed state") == 5
+    assert [piece.split(":")[0] for piece in result.detail.split("; ")] == [f"step {t}" for t in ctx.challenge.spot_steps[:5]]
+
+
+def test_a_committed_state_that_holds_another_step_is_refused_before_stepping(context):
+    """A worker committed, as its state after step t + 1, the right weights labelled with another step."""
+    import hashlib
+
+    from training.state import checkpoint_state, decode_state
+    from training.trainer import Stepper
+
+    ctx = context(config=FEW)
+    t = ctx.challenge.spot_steps[2]
+    relabelled = decode_state(ctx.revealed[t + 1])
+    relabelled.step = t + 5
+    data = checkpoint_state(relabelled).to_bytes()
+    ctx.steps[t] = ctx.steps[t].model_copy(update={"state_sha256": hashlib.sha256(data).hexdigest()})
+    ctx.revealed[t + 1] = data
+    assert StepSpotCheck().fault_at(ctx, t, Stepper(ctx.spec, ctx.X, ctx.y)) == (
+        f"the revealed state {t + 1} holds step {t + 5}", 0, None)
