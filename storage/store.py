@@ -15,7 +15,7 @@ from storage import dirs
 from storage.digest import CHUNK_SIZE
 from pydantic import ValidationError
 
-from storage.errors import IntegrityError, MissingArtifactError
+from storage.errors import IntegrityError, MissingArtifactError, StorageError
 from storage.refs import ArtifactRef
 
 
@@ -161,6 +161,9 @@ class ArtifactStore(ABC):
         trusts what it points to only after checking that against a signature or the chain.
         """
         data = ref.model_dump_json().encode()
+        if len(data) > _POINTER_BYTES:
+            raise StorageError(f"pointer {name}: a pointer holds at most {_POINTER_BYTES} bytes, and the reference to "
+                               f"{ref.name[:80]!r} is {len(data)}; nothing was written. Give the artifact a shorter name")
         key = pointer_key(owner, name)
         if self._stored_size(key) is not None:
             if self.get_pointer(owner, name) != ref:

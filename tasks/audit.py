@@ -30,7 +30,7 @@ from bahen.artifacts import get_signed, signed
 from bahen.audit import case_pointer
 from bahen.network import Network
 from bahen.records import Assignment, AuditCase, Scores, Shard, Training, Upload, Verdict, Verification
-from tasks.inputs import InputMismatch, signed_inputs, worker_evidence
+from tasks.inputs import InputMismatch, check_validators, signed_inputs, worker_evidence
 from tasks.runtime import network
 from tasks.score import REPORT_PERFORMANCE, SignedScore, gathered
 from tasks.verify import REPORT_VERIFICATION, attested_report, verification_of, verifier_of
@@ -106,21 +106,20 @@ def check_case(upload: Upload, shard: Shard, assignment: Assignment, training: T
     :class:`InputMismatch` otherwise.
 
     The upload must be the one its client signed for the order; the worker and the validators
-    handed over, the ones the chain names; the proof manifest and the challenge response, the ones
-    that worker signed and committed. Anyone can start Wasp's run: judged on anything else, an
-    honest worker could be rejected for what a stranger handed over.
+    handed over, the ones the chain names (the validators in its slot order); the proof manifest
+    and the challenge response, the ones that worker signed and committed. Anyone can start Wasp's
+    run: judged on anything else, an honest worker could be rejected for what a stranger handed over.
     """
     order_id, task = upload.order_id, assignment.task
     _, _, order = signed_inputs(upload, task, net)
     if training.task != task:
         raise InputMismatch(f"the training handed over is of task {training.task}, the assignment of task {task}")
     worker_evidence(training, order, task, net)
-    validators = sorted(v.validator for v in order.validators)
     worker = order.tasks[task].worker
-    if ((assignment.address, training.worker) != (worker, worker) or assignment not in shard.assignments
-            or sorted(s.address for s in shard.validators) != validators):
-        raise InputMismatch(f"the worker or the validators handed over for task {task} of order {order_id} are not "
-                            "the ones the chain names: nothing was judged")
+    if (assignment.address, training.worker) != (worker, worker) or assignment not in shard.assignments:
+        raise InputMismatch(f"the worker handed over for task {task} of order {order_id} is not the one the chain "
+                            "names: nothing was judged")
+    check_validators(shard, order)
     return order
 
 

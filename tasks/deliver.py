@@ -21,7 +21,7 @@ from bahen.audit import delivering_validator, delivery_pointer
 from bahen.errors import BahenError
 from bahen.network import Network
 from bahen.records import Delivery, Shard, Training, Upload, ValidatorSlot
-from tasks.inputs import proof_key, signed_inputs, worker_evidence
+from tasks.inputs import check_validators, proof_key, signed_inputs, worker_evidence
 from tasks.runtime import network
 from tasks.verify import model_key
 
@@ -44,6 +44,7 @@ def deliverer(upload: Upload, shard: Shard, training: Training, net: Network) ->
     if verdict != "accepted":
         raise NotDeliverable(f"task {task} of order {order_id} was {verdict}: its model is not delivered, "
                              "its payment went back to the client")
+    check_validators(shard, order)
     slot = delivering_validator(shard, order)
     if slot is None:
         raise NotDeliverable(f"every validator of order {order_id} had its verification overturned: none is trusted "

@@ -35,7 +35,7 @@ from bahen.artifacts import WEIGHTS_ROLE, get_signed
 from bahen.errors import BahenError
 from bahen.network import Network
 from bahen.orders import order_id_for
-from bahen.records import Training, Upload
+from bahen.records import Shard, Training, Upload
 from bahen.spec import OrderSpec
 
 
@@ -76,7 +76,12 @@ def signed_inputs(upload: Upload, task: int, net: Network) -> tuple[OrderSpec, M
 
 
 def _order(upload: Upload, net: Network) -> OrderView:
-    return net.market.order(bytes.fromhex(upload.order_id[2:]))
+    try:
+        order_id = bytes.fromhex(upload.order_id.removeprefix("0x"))
+    except ValueError:
+        raise InputMismatch(f"the upload handed over names {upload.order_id!r}, which is no order id: nothing was "
+                            "judged") from None
+    return net.market.order(order_id)
 
 
 def _check_upload(upload: Upload, manifest: Manifest, order: OrderView, task: int) -> None:
@@ -164,6 +169,16 @@ def worker_evidence(training: Training, order: OrderView, task: int, net: Networ
         raise InputMismatch(f"the final model handed over for order {order_id} task {task} is not the last checkpoint "
                             "of its worker's committed proof: nothing was judged")
     return bundle, signed["challenge response"]
+
+
+def check_validators(shard: Shard, order: OrderView) -> None:
+    """Refuse a shard whose validator slots are not exactly the order's validators on chain, in the chain's slot
+    order, each under a name of its own: the order decides who verifies and who delivers, and the names
+    label the scores."""
+    if [s.address for s in shard.validators] != [v.validator for v in order.validators] or \
+            len({s.name for s in shard.validators}) != len(shard.validators):
+        raise InputMismatch(f"the validators handed over for order {order.order_id} are not the ones the chain names, "
+                            "in its slot order and each under a name of its own: nothing was judged")
 
 
 def proof_key(open_model_key: Callable[[], bytes], bundle: ProofBundle, order_id: str, task: int, net: Network) -> bytes:

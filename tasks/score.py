@@ -28,7 +28,7 @@ from bahen.spec import OrderSpec
 from tasks.inputs import check_inputs, proof_key, worker_evidence
 from tasks.runtime import network
 from tasks.train import check_model_size, load_split, train_spec
-from tasks.verify import attested_report, model_key, publish
+from tasks.verify import attested_report, model_key, publish, slot_grant
 
 REPORT_PERFORMANCE = 1
 
@@ -41,8 +41,8 @@ def score_one(spec: OrderSpec, upload: Upload, training: Training, slot: Validat
     validator = net.party_at(slot.address, role="validator")
     order_id = upload.order_id
     model = proof_key(lambda: model_key(net, training, validator), bundle, order_id, training.task, net)
-    keys = {role: open_stored_grant(net.store, ref, validator, order_id=order_id) for role, ref in slot.grants.items()}
-    X, y = load_split(net.store, keys["holdout"], upload, "holdout")
+    holdout_key = open_stored_grant(net.store, slot_grant(slot, "holdout", order_id), validator, order_id=order_id)
+    X, y = load_split(net.store, holdout_key, upload, "holdout")
     base = dict(
         order_id=order_id, task=training.task, validator=validator.address, model_sha256=training.final_model.sha256,
         holdout_sha256=upload.holdout.sha256, samples=len(y),
@@ -73,10 +73,11 @@ def score_as(spec: OrderSpec, upload: Upload, training: Training, slot: Validato
     """Score as the validator of ``slot``, sign the report and record its digest on chain (``tasks.verify.publish``).
     Run again, it returns the score the validator attested."""
     validator = net.party_at(slot.address, role="validator")
+    check_inputs(spec, upload, training.task, net)  # before the chain is asked for a report of this task
     done = attested_report(net, upload.order_id, training.task, REPORT_PERFORMANCE, validator.address, PerformanceReport)
     if done is None:
         done = publish(net, validator, score_one(spec, upload, training, slot, net), kind=REPORT_PERFORMANCE,
-                       name=f"order {upload.order_id[:10]}/task {training.task}/score by {slot.name}")
+                       name=f"order {upload.order_id[:10]}/task {training.task}/score by {validator.address}")
     report, ref, _ = done
     return SignedScore(validator=slot.name, report=report, ref=ref)
 

@@ -27,7 +27,7 @@ from storage.refs import ArtifactRef
 from bahen.artifacts import PROOF_ROLE, get_decrypted, get_signed, open_stored_grant, signed
 from bahen.audit import report_pointer
 from bahen.network import Network
-from bahen.records import Assignment, Shard, Training, Upload, Verification
+from bahen.records import Assignment, Shard, Training, Upload, ValidatorSlot, Verification
 from bahen.spec import OrderSpec
 from tasks.inputs import InputMismatch, check_inputs, proof_key, worker_evidence
 from tasks.runtime import network
@@ -70,17 +70,25 @@ def verify(spec: OrderSpec, upload: Upload, shard: Shard, assignment: Assignment
     if assignment.task != task:
         raise InputMismatch(f"the assignment handed over is of task {assignment.task}, the training of task {task}: "
                             "nothing was judged")
-    if slot.address != (first := verifier_of(net.market.order(bytes.fromhex(order_id[2:])))):
+    if slot.address != (first := verifier_of(check_inputs(spec, upload, task, net))):
         raise InputMismatch(f"the shard handed over for order {order_id} names {slot.address} first, not the order's "
                             f"verifier, its first validator on chain ({first}): nothing was judged")
     verifier = net.party_at(slot.address, role="validator")
     if (done := attested_report(net, order_id, task, REPORT_VERIFICATION, verifier.address, VerificationReport)) is not None:
         return verification_of(verifier.address, *done)
-    train_key = open_stored_grant(net.store, slot.grants["train"], verifier, order_id=order_id)
+    train_key = open_stored_grant(net.store, slot_grant(slot, "train", order_id), verifier, order_id=order_id)
     report = reexecute(spec, upload, training, net, train_key=train_key,
                        open_model_key=lambda: model_key(net, training, verifier))
     return verification_of(verifier.address, *publish(
         net, verifier, report, kind=REPORT_VERIFICATION, name=f"order {order_id[:10]}/task {task}/verification report"))
+
+
+def slot_grant(slot: ValidatorSlot, role: str, order_id: str) -> ArtifactRef:
+    """The grant of the ``role`` split the client wrapped to the validator of ``slot``."""
+    if role not in slot.grants:
+        raise InputMismatch(f"the validator slot handed over for order {order_id} holds no grant of the {role} split: "
+                            "nothing was judged. Hand over the order's shard")
+    return slot.grants[role]
 
 
 def verifier_of(order: OrderView) -> str | None:

@@ -55,7 +55,7 @@ def _unpublished(net, validator, report, kind: int, junk) -> None:
 
 def test_wasp_judges_the_verifiers_attested_report_once_every_validator_published_its_score(prefect):
     net = connect(load_settings())
-    upload, plan, assignment, training = _trained(net, "7a")
+    upload, plan, assignment, training = _trained(net, "c5")
     oid, first, second = bytes.fromhex(upload.order_id[2:]), plan.validators[0], plan.validators[1]
     judge = lambda: audit(upload, plan, assignment, training, net)  # noqa: E731
 
@@ -84,7 +84,9 @@ def test_wasp_judges_the_verifiers_attested_report_once_every_validator_publishe
     assert score_as(SMALL, upload, training, first, net) == scored  # run again: the attested one
     with pytest.raises(InputMismatch, match="1 of the 2 validators"):
         judge()
-    score(SMALL, upload, plan, training, net)
+    # a stranger's score run for the second validator under a 5,000-character label: the report's name in the
+    # store is the validator's address, not the label, so it publishes and reads back
+    score_as(SMALL, upload, training, second.model_copy(update={"name": "x" * 5000}), net)
 
     verdict = judge()
     assert verdict.accepted, verdict.reasons
@@ -100,7 +102,7 @@ def test_wasp_judges_the_verifiers_attested_report_once_every_validator_publishe
 
 def test_a_score_attested_but_not_published_counts_as_none(prefect):
     net = connect(load_settings())
-    upload, plan, assignment, training = _trained(net, "7b")
+    upload, plan, assignment, training = _trained(net, "c6")
     first, second = plan.validators
     verify(SMALL, upload, plan, assignment, training, net)
     score_as(SMALL, upload, training, first, net)
@@ -114,7 +116,7 @@ def test_a_score_attested_but_not_published_counts_as_none(prefect):
 
 def test_a_verification_its_verifier_attested_but_did_not_publish_judges_nobody(prefect):
     net = connect(load_settings())
-    upload, plan, assignment, training = _trained(net, "7c")
+    upload, plan, assignment, training = _trained(net, "c7")
     verifier, report = _reexecuted(net, upload, plan.validators[0], training)
     junk, _ = put_signed(net.store, Identity.generate("squatter"), plan, name="not a report")
     _unpublished(net, verifier, report, REPORT_VERIFICATION, junk)

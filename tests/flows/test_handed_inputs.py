@@ -27,7 +27,7 @@ from tasks.audit import audit
 from tasks.deliver import deliver
 from tasks.encrypt_upload import encrypt_upload
 from tasks.inputs import InputMismatch
-from tasks.score import score
+from tasks.score import score, score_as
 from tasks.settle import settle
 from tasks.shard import shard
 from tasks.train import train
@@ -136,20 +136,34 @@ def test_nothing_a_stranger_hands_the_worker_validators_or_wasp_gets_honest_work
              "names no validator")
     _refused(lambda: verify(SMALL, upload, plan.model_copy(update={"validators": plan.validators[::-1]}), assignment,
                             training, net), f"names {plan.validators[1].address} first, not the order's verifier")
+    granted_nothing = [v.model_copy(update={"grants": {}}) for v in plan.validators]
+    _refused(lambda: verify(SMALL, upload, plan.model_copy(update={"validators": granted_nothing}), assignment,
+                            training, net), "holds no grant of the train split")
+    _refused(lambda: score_as(SMALL, upload, training, granted_nothing[1], net), "holds no grant of the holdout split")
+    no_id = upload.model_copy(update={"order_id": "0x" + "zz" * 32})
+    _refused(lambda: verify(SMALL, no_id, plan, assignment, training, net), "'0xzz.*', which is no order id")
+    _refused(lambda: score_as(SMALL, no_id, training, plan.validators[1], net), "which is no order id")
+    _refused(lambda: score_as(SMALL, upload, training.model_copy(update={"task": -1}), plan.validators[1], net),
+             "has no task -1")
     assert all(net.market.report_of(oid, 0, kind, v.address) == bytes(32) for kind in (0, 1) for v in plan.validators)
 
     verification = verify(SMALL, upload, plan, assignment, training, net)
     assert verification.passed, [c for c in verification.checks if not c["passed"]]
     score(SMALL, upload, plan, training, net)
-    not_the_chains = "the worker or the validators handed over"
+    not_the_worker = "the worker handed over for task 0 .* is not the one the chain names"
+    not_the_validators = "the validators handed over .* are not the ones the chain names, in its slot order and each"
     cases = [
-        (not_the_chains, dict(handed=assignment.model_copy(update={"address": plan.validators[1].address}))),
-        (not_the_chains, dict(training=training.model_copy(update={"worker": stranger.address}))),
-        (not_the_chains, dict(shard=plan.model_copy(update={"assignments": []}))),
-        (not_the_chains, dict(shard=plan.model_copy(update={"validators": plan.validators[:1]}))),
-        (not_the_chains, dict(shard=plan.model_copy(update={"validators": [*plan.validators, *plan.validators]}))),
-        (not_the_chains, dict(shard=plan.model_copy(update={"validators": [
+        (not_the_worker, dict(handed=assignment.model_copy(update={"address": plan.validators[1].address}))),
+        (not_the_worker, dict(training=training.model_copy(update={"worker": stranger.address}))),
+        (not_the_worker, dict(shard=plan.model_copy(update={"assignments": []}))),
+        (not_the_validators, dict(shard=plan.model_copy(update={"validators": plan.validators[:1]}))),
+        (not_the_validators, dict(shard=plan.model_copy(update={"validators": [*plan.validators, *plan.validators]}))),
+        (not_the_validators, dict(shard=plan.model_copy(update={"validators": [
             v.model_copy(update={"address": v.address.lower()}) for v in plan.validators]}))),
+        # the chain's slot order decides who verified and who delivers; the names label the scores
+        (not_the_validators, dict(shard=plan.model_copy(update={"validators": plan.validators[::-1]}))),
+        (not_the_validators, dict(shard=plan.model_copy(update={"validators": [
+            v.model_copy(update={"name": "v"}) for v in plan.validators]}))),
         ("the proof manifest handed over", dict(training=training.model_copy(update={"bundle": forged_bundle}))),
         ("the proof manifest handed over .* not the root", dict(training=training.model_copy(update={"bundle": orphan}))),
         ("differs from its client-signed manifest and the chain in auditor_grants, client_grants", dict(
@@ -172,6 +186,8 @@ def test_nothing_a_stranger_hands_the_worker_validators_or_wasp_gets_honest_work
 
     _refused(lambda: deliver(upload.model_copy(update={"client": stranger.address}), plan, training, net),
              "differs from its client-signed manifest and the chain in client")
+    _refused(lambda: deliver(upload, plan.model_copy(update={"validators": plan.validators[::-1]}), training, net),
+             "the validators handed over .* are not the ones the chain names, in its slot order")
     deliverer = net.party_at(delivering_validator(plan, net.market.order(oid)).address, role="validator")
     other_key = put_grant(net.store, new_data_key(), deliverer.public(), order_id=upload.order_id, role="task 0 model")
     _refused(lambda: deliver(upload, plan, training.model_copy(

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from storage.digest import CHUNK_SIZE
-from storage.errors import IntegrityError, MissingArtifactError, StoreUnavailableError
+from storage.errors import IntegrityError, MissingArtifactError, StorageError, StoreUnavailableError
 from storage.local import LocalStore
 from storage.refs import ArtifactRef
 from storage.store import ArtifactStore, dvc_key, object_key, open_store, party_folder, pointer_key
@@ -188,6 +188,17 @@ def test_a_pointer_names_an_artifact_once_in_its_owners_folder(store):
 def test_a_pointer_name_is_a_plain_path(store, name):
     with pytest.raises(ValueError, match="pointer name"):
         store.put_pointer(WASP, name, store.put(b"x", name="x"))
+
+
+def test_a_pointer_to_a_reference_too_long_to_read_back_is_refused_before_it_is_written(store):
+    ref = store.put(b"x", name="x" * 5000)
+    with pytest.raises(StorageError, match=r"pointer p: a pointer holds at most 4096 bytes, .* nothing was written"):
+        store.put_pointer(WASP, "p", ref)
+    with pytest.raises(MissingArtifactError):
+        store.get_pointer(WASP, "p")
+    short = ref.model_copy(update={"name": "x" * 3900})  # just under: written and read back
+    store.put_pointer(WASP, "q", short)
+    assert store.get_pointer(WASP, "q") == short
 
 
 @pytest.mark.parametrize("owner", ["..", "a/b", "", "-x", "0x" + "a" * 63])
