@@ -48,11 +48,11 @@ def check_inputs(spec: OrderSpec, upload: Upload, task: int, net: Network) -> Or
 
     Reads the chain and the signed manifest only: nothing is decrypted, trained or stored before it passes.
     """
-    order = _order(upload, net)
+    order = chain_order(upload, task, net)
     if order.spec_hash != "0x" + digest(spec).hex():
         raise InputMismatch(f"the order spec handed over does not hash to order {upload.order_id}'s spec hash "
                             f"{order.spec_hash} on chain")
-    _check_upload(upload, _client_manifest(upload, order, net), order, task)
+    _check_upload(upload, _client_manifest(upload, order, net), order)
     return order
 
 
@@ -61,7 +61,7 @@ def signed_inputs(upload: Upload, task: int, net: Network) -> tuple[OrderSpec, M
     client signed into its dataset manifest, the manifest and the order as the chain holds it, once
     the spec is shown to hash to the order's spec hash on chain and ``upload`` to be the order's
     (as :func:`check_inputs`). Reads the order and the manifest once."""
-    order = _order(upload, net)
+    order = chain_order(upload, task, net)
     manifest = _client_manifest(upload, order, net)
     try:
         spec = OrderSpec.model_validate(manifest.meta["spec"])
@@ -71,22 +71,26 @@ def signed_inputs(upload: Upload, task: int, net: Network) -> tuple[OrderSpec, M
     if order.spec_hash != "0x" + digest(spec).hex():
         raise InputMismatch(f"the order spec in the dataset manifest of order {upload.order_id} does not hash to "
                             f"its spec hash {order.spec_hash} on chain")
-    _check_upload(upload, manifest, order, task)
+    _check_upload(upload, manifest, order)
     return spec, manifest, order
 
 
-def _order(upload: Upload, net: Network) -> OrderView:
+def chain_order(upload: Upload, task: int, net: Network) -> OrderView:
+    """The order ``upload`` names, as the chain holds it, once shown to have ``task``: one read of the chain,
+    for a stage that must ask the chain about the task before it checks the rest (:func:`check_inputs`)."""
     try:
         order_id = bytes.fromhex(upload.order_id.removeprefix("0x"))
     except ValueError:
         raise InputMismatch(f"the upload handed over names {upload.order_id!r}, which is no order id: nothing was "
                             "judged") from None
-    return net.market.order(order_id)
+    order = net.market.order(order_id)
+    if not 0 <= task < len(order.tasks):
+        raise InputMismatch(f"order {upload.order_id} has no task {task}")
+    return order
 
 
-def _check_upload(upload: Upload, manifest: Manifest, order: OrderView, task: int) -> None:
-    """Refuse an upload that differs from what the client's signed ``manifest`` and the chain fix, or an
-    order without ``task``."""
+def _check_upload(upload: Upload, manifest: Manifest, order: OrderView) -> None:
+    """Refuse an upload that differs from what the client's signed ``manifest`` and the chain fix."""
     fixed = _fixed_upload(manifest, upload.manifest, order)
     fixed["auditor_grants"] = _by_address(fixed["auditor_grants"])
     handed = {k: getattr(upload, k) for k in fixed} | {"auditor_grants": _by_address(upload.auditor_grants)}
@@ -100,8 +104,6 @@ def _check_upload(upload: Upload, manifest: Manifest, order: OrderView, task: in
     if wrong:
         raise InputMismatch(f"the upload of order {upload.order_id} differs from its client-signed manifest and the "
                             f"chain in {', '.join(wrong)}")
-    if not 0 <= task < len(order.tasks):
-        raise InputMismatch(f"order {upload.order_id} has no task {task}")
 
 
 def _fixed_upload(manifest: Manifest, ref: ArtifactRef, order: OrderView) -> dict:

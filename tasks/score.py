@@ -25,7 +25,7 @@ from bahen.artifacts import PROOF_ROLE, get_decrypted, open_stored_grant
 from bahen.network import Network
 from bahen.records import Scores, Shard, Training, Upload, ValidatorSlot
 from bahen.spec import OrderSpec
-from tasks.inputs import check_inputs, proof_key, worker_evidence
+from tasks.inputs import chain_order, check_inputs, proof_key, worker_evidence
 from tasks.runtime import network
 from tasks.train import check_model_size, load_split, train_spec
 from tasks.verify import attested_report, model_key, publish, slot_grant
@@ -73,7 +73,7 @@ def score_as(spec: OrderSpec, upload: Upload, training: Training, slot: Validato
     """Score as the validator of ``slot``, sign the report and record its digest on chain (``tasks.verify.publish``).
     Run again, it returns the score the validator attested."""
     validator = net.party_at(slot.address, role="validator")
-    check_inputs(spec, upload, training.task, net)  # before the chain is asked for a report of this task
+    chain_order(upload, training.task, net)  # before the chain is asked for a report of this task
     done = attested_report(net, upload.order_id, training.task, REPORT_PERFORMANCE, validator.address, PerformanceReport)
     if done is None:
         done = publish(net, validator, score_one(spec, upload, training, slot, net), kind=REPORT_PERFORMANCE,

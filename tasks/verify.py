@@ -29,11 +29,13 @@ from bahen.audit import report_pointer
 from bahen.network import Network
 from bahen.records import Assignment, Shard, Training, Upload, ValidatorSlot, Verification
 from bahen.spec import OrderSpec
-from tasks.inputs import InputMismatch, check_inputs, proof_key, worker_evidence
+from tasks.inputs import InputMismatch, chain_order, check_inputs, proof_key, worker_evidence
 from tasks.runtime import network
 from tasks.train import challenge_seed, load_initial, load_split, train_spec, verify_config
 
 REPORT_VERIFICATION = 0
+
+R = TypeVar("R", bound=BaseModel)  # a report a validator signs and attests: verification or performance
 
 
 def reexecute(spec: OrderSpec, upload: Upload, training: Training, net: Network, *, train_key: bytes,
@@ -70,7 +72,7 @@ def verify(spec: OrderSpec, upload: Upload, shard: Shard, assignment: Assignment
     if assignment.task != task:
         raise InputMismatch(f"the assignment handed over is of task {assignment.task}, the training of task {task}: "
                             "nothing was judged")
-    if slot.address != (first := verifier_of(check_inputs(spec, upload, task, net))):
+    if slot.address != (first := verifier_of(chain_order(upload, task, net))):
         raise InputMismatch(f"the shard handed over for order {order_id} names {slot.address} first, not the order's "
                             f"verifier, its first validator on chain ({first}): nothing was judged")
     verifier = net.party_at(slot.address, role="validator")
@@ -102,9 +104,6 @@ def verification_of(verifier: str, report: VerificationReport, ref: ArtifactRef,
         order_id=report.order_id, task=report.task, verifier=verifier, report=ref, digest=doc.digest,
         passed=report.passed, checks=[c.model_dump() for c in report.checks], cost_fraction=report.cost.fraction_of_training,
     )
-
-
-R = TypeVar("R", bound=BaseModel)
 
 
 def publish(net: Network, validator: Identity, report: R, *, kind: int, name: str) -> tuple[R, ArtifactRef, SignedDocument]:

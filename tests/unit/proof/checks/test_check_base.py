@@ -31,8 +31,8 @@ def test_a_result_passes_up_to_its_threshold_and_carries_what_the_check_measured
     assert result.model_dump() == {
         "name": "probe", "metric": "x", "threshold": 0.5, "observed": 0.1, "passed": True, "decisive": True,
         "detail": "why", "cost_steps": 3, "forward_samples": 7, "seconds": 0.0}
-    assert (probe.result(threshold=0, observed=0, detail="").cost_steps,
-            probe.result(threshold=0, observed=0, detail="").forward_samples) == (0, 0)
+    default = probe.result(threshold=0, observed=0, detail="")
+    assert (default.cost_steps, default.forward_samples) == (0, 0)
 
 
 def test_worst_of_ranks_nan_worst():
