@@ -317,7 +317,8 @@ class Bahen:
         self, acct: LocalAccount, *, order_id: bytes, task: int, kind: int, digest: bytes, signature: bytes
     ) -> str:
         """Records a validator's report digest with its attestation (:meth:`sign_report`; kind 0 verification,
-        1 performance); any sender may relay it."""
+        from the order's verifier alone, the validator of its first slot; 1 performance, from any of its
+        validators); any sender may relay it."""
         if kind not in REPORT_KINDS:
             raise ChainError(f"report kind {kind} is unknown: use 0 (verification) or 1 (performance)")
         fn = self.market.functions.submitReport(

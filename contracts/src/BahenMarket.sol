@@ -14,7 +14,8 @@ import {StakingRegistry} from "./StakingRegistry.sol";
 /// (stake-weighted among eligible members that are no party to the order, seeded by a block that
 /// did not exist when the slot was opened), so no client picks its workers or validators. Workers
 /// commit proof roots, a worker that does not commit in time is replaced by the next draw,
-/// validators' signed report digests are recorded, the Wasp role records work verdicts.
+/// validators' signed report digests are recorded (a task's verification only from the order's
+/// verifier, the validator of its first slot), the Wasp role records work verdicts.
 /// A verdict becomes final once its dispute window has passed: within it, a staked member may
 /// dispute it with a bond, and validators drawn on chain re-verify and vote. Settlement credits
 /// pull payments: accepted work and reporting validators are paid, rejected workers are slashed
@@ -192,6 +193,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     error InvalidReportKind(uint8 kind);
     error InvalidSignature();
     error NotAssignedValidator(address signer);
+    error NotVerifier(address signer, address verifier);
     error ReportAlreadySubmitted(address validator, uint256 task, uint8 kind);
     error ReportReplayed(address validator, bytes32 digest);
     error VerdictAlreadyRecorded(uint256 task);
@@ -436,6 +438,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     /// Report(orderId, task, kind, digest) under this contract's domain (name BahenMarket, version 1,
     /// the chain id, this address), so an attestation made for another order, task, kind, chain or
     /// contract recovers another signer. Anyone may relay it; the signature decides whose report it is.
+    /// A task's verification (kind 0) is the order's verifier's alone: the validator of its first slot.
     function submitReport(bytes32 orderId, uint256 task, uint8 kind, bytes32 digest, bytes calldata signature)
         external
     {
@@ -448,6 +451,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         if (err != ECDSA.RecoverError.NoError) revert InvalidSignature();
         uint256 slot = _validatorSlot[orderId][signer];
         if (slot == 0) revert NotAssignedValidator(signer);
+        if (kind == VERIFICATION && slot != 1) revert NotVerifier(signer, _validators[orderId][0].validator);
         if (_reports[orderId][task][kind][signer] != bytes32(0)) revert ReportAlreadySubmitted(signer, task, kind);
         if (_digestUsed[signer][digest]) revert ReportReplayed(signer, digest);
         _digestUsed[signer][digest] = true;
@@ -615,7 +619,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
 
     /// @dev Pays the resolvers from the bond, then moves the money the outcome says. Upheld: the
     /// verdict flips, the rest of the bond returns to the disputer, who earns the bounty of every
-    /// slash it proved: now the validators' whose verification was overturned, and at settlement
+    /// slash it proved: now the verifier's when its verification was overturned, and at settlement
     /// the worker's when the work turned out rejected. Dismissed: the rest of the bond goes to the
     /// side that was right (the accused worker, or the treasury when the verdict was a rejection).
     function _closeDispute(bytes32 orderId, uint256 task, DisputeStatus outcome) private {
@@ -644,23 +648,26 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         if (outcome == DisputeStatus.Upheld) {
             t.prover = d.disputer;
             t.verdict = d.claimAccepted ? Verdict.Accepted : Verdict.Rejected;
-            _slashOverturnedVerifiers(orderId, task, d.disputer);
+            _slashOverturnedVerifier(orderId, task, d.disputer);
         }
         emit DisputeClosed(orderId, task, outcome, t.verdict == Verdict.Accepted);
     }
 
-    /// @dev A verdict overturned by re-verification: every validator other than the disputer whose
-    /// verification of the task is on chain signed a result the resolvers could not reproduce.
-    function _slashOverturnedVerifiers(bytes32 orderId, uint256 task, address disputer) private {
-        ValidatorSlot[] storage slots = _validators[orderId];
-        address[] memory provers = new address[](1);
-        provers[0] = disputer;
-        for (uint256 j = 0; j < slots.length; j++) {
-            if (slots[j].validator == disputer) continue;
-            if (_reports[orderId][task][VERIFICATION][slots[j].validator] == bytes32(0)) continue;
-            slots[j].overturned = true;
-            _slash(orderId, slots[j].validator, provers);
-        }
+    /// @dev A verdict overturned by re-verification: the order's verifier, unless it is the disputer,
+    /// signed a verification of the task that the resolvers could not reproduce.
+    function _slashOverturnedVerifier(bytes32 orderId, uint256 task, address disputer) private {
+        address verifier = _verifierOf(orderId, task);
+        if (verifier == address(0) || verifier == disputer) return;
+        _validators[orderId][0].overturned = true;
+        _slash(orderId, verifier, disputer);
+    }
+
+    /// @dev The order's verifier (its first validator slot's) when its verification of `task` is on
+    /// chain, else address 0.
+    function _verifierOf(bytes32 orderId, uint256 task) private view returns (address) {
+        if (_validators[orderId].length == 0) return address(0);
+        address verifier = _validators[orderId][0].validator;
+        return _reports[orderId][task][VERIFICATION][verifier] == bytes32(0) ? address(0) : verifier;
     }
 
     function _isResolver(Dispute storage d, address account) private view returns (bool) {
@@ -730,42 +737,26 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
                 _credit(orderId, t.worker, t.payment, Credit.TaskPayment);
                 paid += t.payment;
             } else if (t.verdict == Verdict.Rejected) {
-                _slash(orderId, t.worker, _provers(orderId, i, t));
+                _slash(orderId, t.worker, _prover(orderId, i, t));
             }
         }
     }
 
-    /// @dev Who proved task `task` fraudulent: an upheld disputer, else the validators whose
-    /// verification report of the task is on chain.
-    function _provers(bytes32 orderId, uint256 task, Task storage t) private view returns (address[] memory provers) {
-        if (t.prover != address(0)) {
-            provers = new address[](1);
-            provers[0] = t.prover;
-            return provers;
-        }
-        ValidatorSlot[] storage slots = _validators[orderId];
-        provers = new address[](slots.length);
-        uint256 n;
-        for (uint256 j = 0; j < slots.length; j++) {
-            if (_reports[orderId][task][VERIFICATION][slots[j].validator] != bytes32(0)) provers[n++] = slots[j].validator;
-        }
-        assembly {
-            mstore(provers, n)
-        }
+    /// @dev Who proved task `task` fraudulent: an upheld disputer, else the order's verifier when its
+    /// verification of the task is on chain, else nobody (address 0).
+    function _prover(bytes32 orderId, uint256 task, Task storage t) private view returns (address) {
+        return t.prover != address(0) ? t.prover : _verifierOf(orderId, task);
     }
 
-    /// @dev Slashes `member`: the bounty shared by `provers` (the treasury's when there are none),
+    /// @dev Slashes `member`: the bounty to `prover` (the treasury's when there is none, address 0),
     /// the rest to the treasury. Never to the client, who must gain nothing from a rejection.
-    function _slash(bytes32 orderId, address member, address[] memory provers) private {
+    function _slash(bytes32 orderId, address member, address prover) private {
         uint256 amount = staking.slash(member, _params.slashBps);
-        uint256 bounty = provers.length == 0 ? 0 : (amount * _params.bountyBps) / 10_000;
-        uint256 each = provers.length == 0 ? 0 : bounty / provers.length;
-        for (uint256 j = 0; j < provers.length; j++) {
-            _credit(orderId, provers[j], each, Credit.Bounty);
-        }
-        uint256 toTreasury = amount - each * provers.length;
+        uint256 bounty = prover == address(0) ? 0 : (amount * _params.bountyBps) / 10_000;
+        if (prover != address(0)) _credit(orderId, prover, bounty, Credit.Bounty);
+        uint256 toTreasury = amount - bounty;
         _credit(orderId, treasury, toTreasury, Credit.Treasury);
-        emit Slashed(orderId, member, amount, each * provers.length, toTreasury);
+        emit Slashed(orderId, member, amount, bounty, toTreasury);
     }
 
     /// @dev Unlocks validators' stake; unless cancelling, credits those that reported and whose

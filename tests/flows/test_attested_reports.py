@@ -2,14 +2,16 @@
 
 Its run is handed only the task's identity (upload, shard, assignment, training). It reads the
 verification report of the order's verifier (its first validator on chain) and every performance
-report by the digest each validator attested; another validator's verification report, a report
-nobody attested, or one whose validator did not publish it whole cannot change the verdict, and it
-judges only once a majority of the validators have published a score. A
-report's name in the store holds its digest, and each report a fresh nonce, so nobody can take the
-name first; running a validator's stage again returns the report it attested.
+report by the digest each validator attested. The chain refuses another validator's verification
+report; handed over in a record, such a report, a report nobody attested, or one whose validator
+did not publish it whole cannot change the verdict, and Wasp judges only once a majority of the
+validators have published a score. A report's name in the store holds its digest, and each report
+a fresh nonce, so nobody can take the name first; running a validator's stage again returns the
+report it attested.
 """
 
 import pytest
+from contracts.errors import ContractRevert
 from privacy.identity import Identity
 from privacy.signing import digest
 
@@ -59,11 +61,17 @@ def test_wasp_judges_the_verifiers_attested_report_once_every_validator_publishe
     oid, first, second = bytes.fromhex(upload.order_id[2:]), plan.validators[0], plan.validators[1]
     judge = lambda: audit(upload, plan, assignment, training, net)  # noqa: E731
 
-    # the second validator re-executes, signs "failed" and publishes it: it is not the order's verifier
+    # the second validator re-executes, signs "failed" and publishes it: it is not the order's verifier, so the chain
+    # refuses its attestation (which would have shared the bounty of the slash it sought)
     other, honest = _reexecuted(net, upload, second, training)
     assert honest.passed
-    lie = verification_of(other.address, *publish(
-        net, other, honest.model_copy(update={"passed": False}), kind=REPORT_VERIFICATION, name="a lie"))
+    with pytest.raises(ContractRevert, match=f"NotVerifier\\(signer={other.address}, verifier={first.address}\\)"):
+        publish(net, other, honest.model_copy(update={"passed": False}), kind=REPORT_VERIFICATION, name="a lie")
+    assert net.market.report_of(oid, 0, REPORT_VERIFICATION, other.address) == bytes(32)
+    lied = honest.model_copy(update={"passed": False, "nonce": "01"})
+    data, ref, doc = signed(other, lied, name="a lie")
+    net.store.put(data, name="a lie")
+    lie = verification_of(other.address, lied, ref, doc)
     with pytest.raises(InputMismatch, match=f"{first.address}, the verifier of order .* has attested no verification "
                        "report of task 0 on chain: nothing was judged. Wait for the verify stage"):
         judge()

@@ -81,7 +81,7 @@ class OrderModel:
     status: str = "open"
     allocated: int = 0
     tasks: list[TaskModel] = field(default_factory=list)
-    validators: dict[str, list] = field(default_factory=dict)  # address -> [fee, reported, overturned]
+    validators: dict[str, list] = field(default_factory=dict)  # address -> [fee, reported, overturned], in slot order
     undrawn_fees: list[int] = field(default_factory=list)  # validator slots added, not yet drawn
     drawn: set[str] = field(default_factory=set)  # every member drawn for the order, replaced workers too
     credited: int = 0  # every credit made for this order
@@ -300,6 +300,7 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
                 o.status == "open"
                 and o.tasks[index].committed
                 and signer.address in o.validators
+                and (kind == 1 or signer.address == next(iter(o.validators)))  # verification: the first slot's alone
                 and key not in self.reports
             )
             call = lambda: self.bahen.submit_report(
@@ -430,10 +431,10 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             if outcome == "upheld":
                 task.prover = d.disputer
                 task.verdict = "accepted" if d.claim_accepted else "rejected"
-                for v in self._verifiers(o, index):
-                    if v != d.disputer:
-                        o.validators[v][2] = True
-                        self._slash(o, v, [d.disputer])
+                verifier = self._verifier(o, index)
+                if verifier and verifier != d.disputer:
+                    o.validators[verifier][2] = True
+                    self._slash(o, verifier, d.disputer)
             assert self.bahen.order(o.oid).tasks[index].verdict == task.verdict
 
         @precondition(lambda self: self.orders)
@@ -483,18 +484,20 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             self.pending[address] += amount
             o.credited += amount
 
-        def _slash(self, o: OrderModel, member: str, provers: list[str]) -> int:
+        def _slash(self, o: OrderModel, member: str, prover: str | None) -> int:
             amount = self.stake[member] * PARAMS.slash_bps // 10_000
             self.stake[member] -= amount
             o.slashed += amount
-            each = amount * PARAMS.bounty_bps // 10_000 // len(provers) if provers else 0
-            for prover in provers:
-                self._credit(o, prover, each)
-            self._credit(o, self.parties.treasury.address, amount - each * len(provers))
+            bounty = amount * PARAMS.bounty_bps // 10_000 if prover else 0
+            if prover:
+                self._credit(o, prover, bounty)
+            self._credit(o, self.parties.treasury.address, amount - bounty)
             return amount
 
-        def _verifiers(self, o: OrderModel, index: int) -> list[str]:
-            return [v for v in o.validators if (o.oid, index, 0, v) in self.reports]
+        def _verifier(self, o: OrderModel, index: int) -> str | None:
+            """The order's verifier (its first validator) when its verification of the task is on chain."""
+            first = next(iter(o.validators), None)
+            return first if (o.oid, index, 0, first) in self.reports else None
 
         def _settle_model(self, o: OrderModel):
             o.status = "settled"
@@ -506,7 +509,7 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
                 if t.verdict == "accepted":
                     payouts[t.worker] += t.payment
                 elif t.verdict == "rejected":
-                    slashed[t.worker] += self._slash(o, t.worker, [t.prover] if t.prover else self._verifiers(o, index))
+                    slashed[t.worker] += self._slash(o, t.worker, t.prover or self._verifier(o, index))
             for v, (fee, reported, overturned) in o.validators.items():
                 self.locks[v] -= 1
                 if reported and not overturned:

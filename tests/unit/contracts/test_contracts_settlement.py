@@ -85,6 +85,21 @@ def test_a_slash_nobody_proved_goes_to_the_treasury_alone(bahen, chain, parties)
     assert bahen.pending(parties.client.address) == ETHER == s.refund
 
 
+def test_a_verification_from_another_validator_than_the_verifier_is_refused_and_earns_nothing(bahen, chain, parties):
+    open_assigned(bahen, parties, SALT, tasks=1, validators=2, payment=PAYMENT, fee=FEE)
+    commit_all(bahen, parties, OID, tasks=1)
+    verifier, other = parties.validators[:2]
+    with pytest.raises(ContractRevert) as refused:  # its "failed" verification would have shared the bounty
+        report(bahen, parties.stranger, other, OID, task=0)
+    assert (refused.value.error, refused.value.fields) == ("NotVerifier", {"signer": other.address, "verifier": verifier.address})
+    report(bahen, parties.stranger, other, OID, task=0, kind=1)  # its score is welcome
+    assert bahen.report_of(OID, 0, 0, other.address) == b"\x00" * 32
+    _judge(bahen, parties, False)
+    chain.increase_time(WINDOW)
+    s = bahen.settle(parties.stranger, order_id=OID)
+    assert [c.kind for c in s.credits if c.kind in ("bounty", "treasury")] == ["treasury"]  # nobody proved it
+
+
 def test_settle_inside_the_dispute_window_reverts(bahen, chain, parties):
     open_assigned(bahen, parties, SALT, tasks=1, validators=0)
     commit_all(bahen, parties, OID, tasks=1)
