@@ -18,12 +18,16 @@ from bahen.spec import OrderSpec
 # model writes it in JSON as "NaN", "Infinity" or "-Infinity" (ser_json_inf_nan="strings"), and says so
 # in its JSON schema, which the Prefect server checks a run's parameters against.
 Measure = Annotated[float, WithJsonSchema({"anyOf": [{"type": "number"}, {"enum": ["NaN", "Infinity", "-Infinity"]}]})]
+# An order id as the market derives it, and a task's index within the most tasks an order holds
+# (BahenMarket.MAX_TASKS): the Prefect server refuses a run handed anything else before any party sees it.
+OrderId = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{64}$", description="The order id: 0x and 64 hex digits")]
+TaskIndex = Annotated[int, Field(ge=0, lt=64, description="The task's index in the order, from 0")]
 
 
 class Upload(BaseModel):
     """encrypt_upload: the validated dataset, encrypted and stored, and the client's key grants."""
 
-    order_id: str
+    order_id: OrderId
     salt: str = Field(description="The client's salt: the market derives the order id from it and the client's address")
     spec_hash: str
     client: str
@@ -49,7 +53,7 @@ class Upload(BaseModel):
 class Assignment(BaseModel):
     """A task of the order given to a staked worker."""
 
-    task: int
+    task: TaskIndex
     worker: str
     address: str
     payment_wei: int
@@ -68,7 +72,7 @@ class ValidatorSlot(BaseModel):
 class Shard(BaseModel):
     """shard: the order opened on chain with its escrow, tasks assigned."""
 
-    order_id: str
+    order_id: OrderId
     train_gflops: float
     fee_wei: int
     escrow_wei: int
@@ -82,8 +86,8 @@ class Training(BaseModel):
 
     model_config = ConfigDict(ser_json_inf_nan="strings")  # a final loss of NaN where a run logged no step
 
-    order_id: str
-    task: int
+    order_id: OrderId
+    task: TaskIndex
     worker: str
     bundle: ArtifactRef = Field(description="The signed proof manifest")
     merkle_root: str
@@ -106,8 +110,8 @@ class Training(BaseModel):
 class Verification(BaseModel):
     """verify: the signed verification report of one task."""
 
-    order_id: str
-    task: int
+    order_id: OrderId
+    task: TaskIndex
     verifier: str
     report: ArtifactRef
     digest: str
@@ -121,7 +125,7 @@ class Scores(BaseModel):
 
     model_config = ConfigDict(ser_json_inf_nan="strings")  # NaN where no validator could score the model
 
-    order_id: str
+    order_id: OrderId
     reports: dict[str, ArtifactRef]
     accuracy: dict[str, Measure]
     loss: dict[str, Measure]
@@ -132,8 +136,8 @@ class Scores(BaseModel):
 class Verdict(BaseModel):
     """audit: Wasp's work verdict with its reasons, recorded on chain, and the model report."""
 
-    order_id: str
-    task: int
+    order_id: OrderId
+    task: TaskIndex
     accepted: bool
     reasons: list[str] = Field(description="The work verdict's rules: the Proof of Train, signatures, commitments")
     model_report: ModelReport = Field(description="The validators' figures: evidence for the client, never a verdict")
@@ -144,7 +148,7 @@ class Verdict(BaseModel):
 class Settled(BaseModel):
     """settle: what the contract paid, slashed and refunded."""
 
-    order_id: str
+    order_id: OrderId
     payouts_wei: dict[str, int]
     slashed_wei: dict[str, int]
     refund_wei: int
@@ -163,8 +167,8 @@ class Settled(BaseModel):
 class Delivery(BaseModel):
     """deliver: the model key wrapped to the client by a validator, once the accepted verdict was final and settled."""
 
-    order_id: str
-    task: int
+    order_id: OrderId
+    task: TaskIndex
     validator: str = Field(description="The validator that released the key")
     grant: ArtifactRef = Field(description="The model key wrapped to the client")
     auditor_grants: dict[str, ArtifactRef] = Field(
@@ -179,7 +183,7 @@ class AuditCase(BaseModel):
 
     model_config = ConfigDict(ser_json_inf_nan="strings")  # signed even when no validator could score the model
 
-    order_id: str
+    order_id: OrderId
     upload: Upload
     shard: Shard
     training: Training
@@ -201,7 +205,7 @@ class StageTiming(BaseModel):
 class OrderRecord(BaseModel):
     """Everything a client sees of an order; kept under ``HOME/orders/<id>.json``."""
 
-    order_id: str
+    order_id: OrderId
     spec: OrderSpec
     status: str
     timings: list[StageTiming] = []

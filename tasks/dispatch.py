@@ -174,8 +174,9 @@ def start_run(deployment: str, parameters: dict, *, key: str, queue: str | None)
                 raise
             if "Validation failed" in exc.response.text:  # a conflict with the deployment's schema: never passes
                 raise RunRefused(f"the Prefect server refused a run of {deployment} ({exc.response.json()['detail']}): "
-                                 "the deployment's parameter schema is not this bahen's records; deploy the project "
-                                 "again from this version (`prefect deploy --all`)") from None
+                                 "a record handed to the run is not one this bahen makes, or the deployment's parameter "
+                                 "schema is another version's: deploy the project again from this version "
+                                 "(`prefect deploy --all`)") from None
         time.sleep(random.uniform(0, 0.2 * attempt))
     return request()
 

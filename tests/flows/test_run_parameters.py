@@ -63,3 +63,14 @@ def test_an_order_whose_stage_run_the_server_refuses_ends_with_its_escrow_refund
         raise RunRefused(refused)
     assert net.market.order(bytes.fromhex(upload.order_id[2:])).status == "cancelled"
     assert book.load(upload.order_id).status.startswith(f"cancelled, escrow refunded: {refused}")
+
+
+@pytest.mark.parametrize("wrong", [{"order_id": "0x" + "ab" * 31}, {"order_id": "ab" * 33}, {"task": -1}, {"task": 64}],
+                         ids=["short-order-id", "order-id-without-0x", "negative-task", "task-past-the-last"])
+def test_the_server_refuses_a_run_handed_a_record_of_no_order_or_no_task(deployment, wrong):
+    training = Training(order_id="0x" + "ab" * 32, task=0, worker="0x" + "11" * 20, bundle=REF, merkle_root="00",
+                        commit_block=1, final_model=REF, steps=3, final_loss=1.0, losses=[1.0], seconds=1.0)
+    scores = Scores(order_id=training.order_id, reports={}, accuracy={}, loss={}, median_accuracy=0.0, outliers=[])
+    with pytest.raises(RunRefused, match=f"refused a run of {deployment} .*field 'training.{next(iter(wrong))}'"):
+        start_run(deployment, {"training": training.model_copy(update=wrong), "scores": scores},
+                  key=f"wrong {wrong}", queue=None)

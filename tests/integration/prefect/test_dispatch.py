@@ -74,8 +74,9 @@ def test_starting_a_run_gives_up_on_other_refusals_at_once_and_on_conflicts_afte
     with pytest.raises(RunRefused) as refused:
         start_run("train/train", {}, key="k", queue=None)
     assert len(requests) == 1 and str(refused.value) == (
-        f"the Prefect server refused a run of train/train ({schema}): the deployment's parameter schema is not this "
-        "bahen's records; deploy the project again from this version (`prefect deploy --all`)")
+        f"the Prefect server refused a run of train/train ({schema}): a record handed to the run is not one this bahen "
+        "makes, or the deployment's parameter schema is another version's: deploy the project again from this version "
+        "(`prefect deploy --all`)")
 
 
 @pytest.fixture(scope="module")
