@@ -1,5 +1,6 @@
 import copy
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -188,3 +189,82 @@ def test_each_parameters_moment_is_compared_with_itself(adamw_states):
     deviations = tensor_deviations(start, claim, reached)
     assert deviations["exp_avg.0"] == pytest.approx(0.25)
     assert {k for k, v in deviations.items() if v} == {"exp_avg.0"}
+
+
+def _state(weights: dict, *, counters: dict | None = None, optimizer: dict | None = None, rng: int = 7):
+    """A training state by hand: float64 weights, integer model counters, an optimizer state dict, an RNG state."""
+    return SimpleNamespace(
+        model_state={k: torch.tensor(v, dtype=torch.float64) for k, v in weights.items()}
+        | {k: torch.tensor(v) for k, v in (counters or {}).items()},
+        optimizer_state={"state": {}} if optimizer is None else optimizer,
+        rng_state=torch.tensor([rng, 1], dtype=torch.uint8),
+    )
+
+
+def _adam(step: float, exp_avg: list, exp_avg_sq: list | None = None) -> dict:
+    slots = {"step": torch.tensor(step), "exp_avg": torch.tensor(exp_avg, dtype=torch.float64)}
+    if exp_avg_sq is not None:
+        slots["exp_avg_sq"] = torch.tensor(exp_avg_sq, dtype=torch.float64)
+    return {"state": {0: slots}, "param_groups": [{"params": [0]}]}
+
+
+def test_tensor_deviations_known_answers():
+    bn = {"bn.num_batches_tracked": 3}
+    start = _state({"w": [0.0, 0.0]}, counters=bn, optimizer=_adam(1, [0.0, 0.0], [0.0, 0.0]))
+    claim = _state({"w": [3.0, 4.0]}, counters=bn, optimizer=_adam(2, [1.0, 0.0], [2.0, 0.0]))
+    reached = _state({"w": [3.0, 4.5]}, counters=bn, optimizer=_adam(2, [1.0, 0.5], [2.0, 0.0]))
+    # each weight tensor against its own update (0.5 of 5), each moment against itself (0.5 of 1); the step
+    # counters and the model's integer counters are compared for equality, never as amounts
+    assert tensor_deviations(start, claim, reached) == {"weights.w": 0.1, "exp_avg.0": 0.5, "exp_avg_sq.0": 0.0}
+    assert state_distance(start, claim, reached) == 0.5
+
+
+@pytest.mark.parametrize("forge", [
+    lambda s: s.model_state["bn.num_batches_tracked"].add_(1),  # a model counter
+    lambda s: s.optimizer_state["state"][0]["step"].add_(1),  # an optimizer step counter
+    lambda s: s.rng_state.add_(1),
+    lambda s: s.optimizer_state.clear(),  # no optimizer state at all
+], ids=["model-counter", "step-counter", "rng", "no-optimizer-state"])
+def test_a_counter_that_differs_is_named_as_counters(forge):
+    start = _state({"w": [0.0]}, counters={"bn.num_batches_tracked": 3}, optimizer=_adam(1, [0.0]))
+    claim = _state({"w": [1.0]}, counters={"bn.num_batches_tracked": 4}, optimizer=_adam(2, [1.0]))
+    reached = copy.deepcopy(claim)
+    forge(reached)
+    assert tensor_deviations(start, claim, reached) == {"counters": math.inf}
+    assert tensor_deviations(start, reached, claim) == {"counters": math.inf}
+
+
+def test_a_state_without_optimizer_state_is_compared_by_its_weights():
+    start, claim, reached = _state({"w": [0.0]}), _state({"w": [2.0]}), _state({"w": [2.5]})
+    claim.optimizer_state = {}  # an optimizer that keeps no state may leave the key out
+    assert tensor_deviations(start, claim, reached) == {"weights.w": 0.25}
+
+
+def test_weights_of_another_layout_than_the_claim_or_the_start_cannot_be_compared():
+    start, claim = _state({"w": [0.0, 0.0]}), _state({"w": [1.0, 1.0]})
+    for other in (_state({"w": [1.0]}), _state({"w": [1.0, 1.0], "b": [0.0]}), _state({"v": [1.0, 1.0]})):
+        assert tensor_deviations(start, claim, other) == {"weights": math.inf}
+        assert tensor_deviations(other, claim, copy.deepcopy(claim)) == {"weights": math.inf}
+
+
+def test_optimizer_state_of_other_kinds_or_layout_cannot_be_compared():
+    start = _state({"w": [0.0]}, optimizer=_adam(1, [0.0], [0.0]))
+    claim = _state({"w": [1.0]}, optimizer=_adam(2, [1.0], [1.0]))
+    fewer = _state({"w": [1.0]}, optimizer=_adam(2, [1.0]))
+    assert tensor_deviations(start, claim, fewer) == {"weights.w": 0.0, "optimizer": math.inf}
+    wider = _state({"w": [1.0]}, optimizer=_adam(2, [1.0], [1.0, 0.0]))
+    assert tensor_deviations(start, claim, wider) == {"weights.w": 0.0, "exp_avg.0": 0.0, "exp_avg_sq": math.inf}
+
+
+def test_a_state_with_nothing_to_compare_is_at_distance_zero():
+    assert state_distance(_state({}), _state({}), _state({})) == 0.0
+
+
+def test_an_update_below_the_tensors_precision_is_measured_against_that_precision():
+    # a weight tensor the claim leaves where it was: its deviation is measured against one float32 rounding of
+    # the tensor, and a tensor claimed as zeros against 1e-30, so neither divides by zero
+    start = _state({"w": [1000.0, 0.0], "z": [0.0, 0.0]})
+    reached = _state({"w": [1000.0, 1e-5], "z": [0.0, 1e-3]})
+    deviations = tensor_deviations(start, copy.deepcopy(start), reached)
+    assert deviations["weights.w"] == pytest.approx(1e-5 / (torch.finfo(torch.float32).eps * 1000.0), rel=1e-12)
+    assert deviations["weights.z"] == pytest.approx(1e-3 / 1e-30, rel=1e-12)
