@@ -40,10 +40,14 @@ def put_grant(store: ArtifactStore, data_key: bytes, recipient: PublicIdentity, 
     return store.put(canonical_json(grant), name=f"order {order_id[:10]}/{role} key grant to {recipient.name}")
 
 
+def get_grant(store: ArtifactStore, ref: ArtifactRef) -> KeyGrant:
+    """A stored grant, read back whole; its public header says for which order, recipient and key it is."""
+    return parse_document(KeyGrant, get_document(store, ref), what=ref.name)
+
+
 def open_stored_grant(store: ArtifactStore, ref: ArtifactRef, identity: Identity, *, order_id: str) -> bytes:
     """Unwrap a stored grant with the recipient's identity."""
-    grant = parse_document(KeyGrant, get_document(store, ref), what=ref.name)
-    return open_grant(grant, identity, order_id=order_id)
+    return open_grant(get_grant(store, ref), identity, order_id=order_id)
 
 
 def put_signed(store: ArtifactStore, signer: Identity, payload: BaseModel, *, name: str) -> tuple[ArtifactRef, SignedDocument]:

@@ -30,7 +30,7 @@ from bahen.artifacts import get_signed, signed
 from bahen.audit import case_pointer
 from bahen.network import Network
 from bahen.records import Assignment, AuditCase, Scores, Shard, Training, Upload, Verdict, Verification
-from tasks.inputs import InputMismatch, check_validators, signed_inputs, worker_evidence
+from tasks.inputs import InputMismatch, check_case_grants, check_validators, signed_inputs, worker_evidence
 from tasks.runtime import network
 from tasks.score import REPORT_PERFORMANCE, SignedScore, gathered
 from tasks.verify import REPORT_VERIFICATION, attested_report, verification_of, verifier_of
@@ -107,8 +107,10 @@ def check_case(upload: Upload, shard: Shard, assignment: Assignment, training: T
 
     The upload must be the one its client signed for the order; the worker and the validators
     handed over, the ones the chain names (the validators in its slot order); the proof manifest
-    and the challenge response, the ones that worker signed and committed. Anyone can start Wasp's
-    run: judged on anything else, an honest worker could be rejected for what a stranger handed over.
+    and the challenge response, the ones that worker signed and committed; every assignment and grant,
+    the order's (``tasks.inputs.check_case_grants``). Anyone can start Wasp's run: judged on anything
+    else, an honest worker could be rejected for what a stranger handed over, and recorded in the signed
+    case, what a stranger planted would stand in every later re-audit as a problem.
     """
     order_id, task = upload.order_id, assignment.task
     _, _, order = signed_inputs(upload, task, net)
@@ -120,6 +122,7 @@ def check_case(upload: Upload, shard: Shard, assignment: Assignment, training: T
         raise InputMismatch(f"the worker handed over for task {task} of order {order_id} is not the one the chain "
                             "names: nothing was judged")
     check_validators(shard, order)
+    check_case_grants(upload, shard, training, order, net)
     return order
 
 

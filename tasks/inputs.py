@@ -23,6 +23,7 @@ from collections.abc import Callable
 from contracts.errors import ChainError
 from contracts.models import OrderView
 from privacy.errors import PrivacyError
+from privacy.grants import KeyGrant
 from privacy.signing import digest
 from privacy.stream import key_id, read_header
 from proof.bundle import ProofBundle
@@ -31,7 +32,7 @@ from storage.errors import StorageError
 from storage.manifest import Manifest
 from storage.refs import ArtifactRef
 
-from bahen.artifacts import WEIGHTS_ROLE, get_signed
+from bahen.artifacts import WEIGHTS_ROLE, get_grant, get_signed
 from bahen.errors import BahenError
 from bahen.network import Network
 from bahen.orders import order_id_for
@@ -181,6 +182,62 @@ def check_validators(shard: Shard, order: OrderView) -> None:
             len({s.name for s in shard.validators}) != len(shard.validators):
         raise InputMismatch(f"the validators handed over for order {order.order_id} are not the ones the chain names, "
                             "in its slot order and each under a name of its own: nothing was judged")
+
+
+def check_case_grants(upload: Upload, shard: Shard, training: Training, order: OrderView, net: Network) -> None:
+    """Refuse a case that holds an assignment or a grant its judge would record without knowing it to be
+    the order's. Every assignment must be of a task of the order, to the worker the chain names, once.
+    Every grant of the shard and of the training must be stored whole and wrap, for this order, a key
+    to the party it is filed under, at the X25519 key that party published (a member's on chain, the
+    client's in its signed manifest): a split's key under the id of the client's own grant of that
+    split, the model's under one id and to the order's validators and its worker only. Whether a
+    wrapped key opens, only its recipient can tell; everything an auditor re-checks of the case holds
+    (:func:`bahen.audit.recheck`).
+    """
+    order_id = order.order_id
+    tasks = [a.task for a in shard.assignments]
+    if len(set(tasks)) != len(tasks) or any(
+            not 0 <= a.task < len(order.tasks) or a.address.lower() != order.tasks[a.task].worker.lower()
+            for a in shard.assignments):
+        raise InputMismatch(f"the assignments handed over for order {order_id} are not the tasks and workers the "
+                            "chain names, each once: nothing was judged")
+    published: dict[str, str] = {upload.client.lower(): upload.client_x25519}
+
+    def grant(ref: ArtifactRef, recipient: str, what: str) -> KeyGrant:
+        if recipient.lower() not in published:
+            published[recipient.lower()] = net.market.member(recipient).x25519_public
+        return _grant(net, ref, order_id, recipient, published[recipient.lower()], what)
+
+    split_keys = {role: grant(ref, upload.client, f"the client's {role} grant").key_id
+                  for role, ref in upload.client_grants.items()}
+    members = {v.validator.lower() for v in order.validators} | {order.tasks[training.task].worker.lower()}
+    if not {address.lower() for address in training.model_grants} <= members:
+        raise InputMismatch(f"the training handed over for order {order_id} task {training.task} holds model grants to "
+                            "others than the order's validators and its worker: nothing was judged")
+    if len({grant(ref, to, "the model grant").key_id for to, ref in training.model_grants.items()}) > 1:
+        raise InputMismatch(f"the model grants handed over for order {order_id} task {training.task} wrap different "
+                            "keys, not the one model key: nothing was judged")
+    filed = [(a.address, role, ref) for a in shard.assignments for role, ref in a.grants.items()]
+    filed += [(v.address, role, ref) for v in shard.validators for role, ref in v.grants.items()]
+    for address, role, ref in filed:
+        if role not in split_keys or grant(ref, address, f"the {role} grant").key_id != split_keys[role]:
+            raise InputMismatch(f"the {role} grant handed over for {address} in order {order_id} wraps another key "
+                                "than the client's own grant of that split: nothing was judged")
+
+
+def _grant(net: Network, ref: ArtifactRef, order_id: str, recipient: str, x25519: str, what: str) -> KeyGrant:
+    """The grant at ``ref``, once shown to be stored whole and addressed, for ``order_id``, to ``recipient``
+    at its X25519 key ``x25519``."""
+    try:
+        grant = get_grant(net.store, ref)
+    except (PrivacyError, StorageError, ValueError) as exc:
+        raise InputMismatch(f"{what} handed over for {recipient} in order {order_id} cannot be read ({exc}): "
+                            "nothing was judged") from None
+    if grant.order_id != order_id or grant.recipient.lower() != recipient.lower() or \
+            grant.recipient_x25519.removeprefix("0x").lower() != x25519.removeprefix("0x").lower():
+        raise InputMismatch(f"{what} handed over for {recipient} in order {order_id} is a {grant.name()} at X25519 "
+                            f"key {grant.recipient_x25519[:16]}…, not that party's for this order: nothing was judged")
+    return grant
 
 
 def proof_key(open_model_key: Callable[[], bytes], bundle: ProofBundle, order_id: str, task: int, net: Network) -> bytes:

@@ -87,6 +87,13 @@ def test_a_worker_handed_anything_but_its_orders_inputs_trains_nothing_and_commi
     assert WorkerRunBook(load_settings().worker_runs_dir).load(upload.order_id, 0) is None
 
 
+def _regranted(plan, slot: int, role: str, ref):
+    """The shard with validator ``slot``'s grant of ``role`` replaced by ``ref``."""
+    validators = list(plan.validators)
+    validators[slot] = validators[slot].model_copy(update={"grants": {**validators[slot].grants, role: ref}})
+    return plan.model_copy(update={"validators": validators})
+
+
 def _refused(call, match: str) -> None:
     with pytest.raises(InputMismatch, match=match):
         call()
@@ -152,6 +159,10 @@ def test_nothing_a_stranger_hands_the_worker_validators_or_wasp_gets_honest_work
     score(SMALL, upload, plan, training, net)
     not_the_worker = "the worker handed over for task 0 .* is not the one the chain names"
     not_the_validators = "the validators handed over .* are not the ones the chain names, in its slot order and each"
+    not_the_assignments = "the assignments handed over .* are not the tasks and workers the chain names, each once"
+    junk = net.store.put(b"{}", name="not a grant")
+    to_stranger = put_grant(net.store, new_data_key(), stranger.public(), order_id=upload.order_id, role="holdout")
+    other_split_key = put_grant(net.store, new_data_key(), validator.public(), order_id=upload.order_id, role="train")
     cases = [
         (not_the_worker, dict(handed=assignment.model_copy(update={"address": plan.validators[1].address}))),
         (not_the_worker, dict(training=training.model_copy(update={"worker": stranger.address}))),
@@ -166,6 +177,24 @@ def test_nothing_a_stranger_hands_the_worker_validators_or_wasp_gets_honest_work
             v.model_copy(update={"name": "v"}) for v in plan.validators]}))),
         ("the proof manifest handed over", dict(training=training.model_copy(update={"bundle": forged_bundle}))),
         ("the proof manifest handed over .* not the root", dict(training=training.model_copy(update={"bundle": orphan}))),
+        # what Wasp signs into its audit case must hold when an auditor re-checks the case: every assignment
+        # the chain's, every grant stored whole and the order's, to the party it is filed under
+        (not_the_assignments, dict(shard=plan.model_copy(update={"assignments": [
+            assignment, assignment.model_copy(update={"task": 1})]}))),
+        (not_the_assignments, dict(shard=plan.model_copy(update={"assignments": [assignment, assignment]}))),
+        ("the train grant handed over for .* cannot be read", dict(shard=_regranted(plan, 1, "train", junk))),
+        ("the holdout grant handed over for .* is a key grant of order .* for 0x.*, not that party's",
+         dict(shard=_regranted(plan, 1, "holdout", to_stranger))),
+        ("the train grant handed over for .* wraps another key than the client's own grant of that split",
+         dict(shard=_regranted(plan, 0, "train", other_split_key))),
+        ("the weights grant handed over for .* wraps another key than the client's own grant of that split",
+         dict(shard=_regranted(plan, 0, "weights", plan.validators[0].grants["train"]))),
+        ("holds model grants to others than the order's validators and its worker", dict(training=training.model_copy(
+            update={"model_grants": {**training.model_grants, stranger.address: to_stranger}}))),
+        ("the model grants handed over .* wrap different keys", dict(training=training.model_copy(
+            update={"model_grants": {**training.model_grants, validator.address: other_key}}))),
+        ("the model grant handed over for .* cannot be read", dict(training=training.model_copy(
+            update={"model_grants": {**training.model_grants, validator.address: junk}}))),
         ("differs from its client-signed manifest and the chain in auditor_grants, client_grants", dict(
             up=upload.model_copy(update={"auditor_grants": {stranger.address: upload.train}, "client_grants": {}}))),
         ("differs from its client-signed manifest and the chain in order_id", dict(
