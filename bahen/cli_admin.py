@@ -98,9 +98,11 @@ def chain_deploy() -> None:
 def chain_status(order_id: Annotated[str, typer.Argument(help="Order id (0x…)")]) -> None:
     """Show an order as the contracts record it."""
     from bahen.network import connect
+    from bahen.orders import OrderBook
     from bahen.settings import load_settings
 
-    view = connect(load_settings()).market.order(bytes.fromhex(order_id.removeprefix("0x")))
+    oid = bytes.fromhex(OrderBook.check_id(order_id)[2:])
+    view = connect(load_settings()).market.order(oid)
     console.print_json(view.model_dump_json())
 
 

@@ -20,8 +20,12 @@ from bahen.spec import OrderSpec
 Measure = Annotated[float, WithJsonSchema({"anyOf": [{"type": "number"}, {"enum": ["NaN", "Infinity", "-Infinity"]}]})]
 # An order id as the market derives it, and a task's index within the most tasks an order holds
 # (BahenMarket.MAX_TASKS): the Prefect server refuses a run handed anything else before any party sees it.
-OrderId = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{64}$", description="The order id: 0x and 64 hex digits")]
+OrderId = Annotated[str, Field(pattern=r"^0x[0-9a-f]{64}$", description="The order id: 0x and 64 lowercase hex digits")]
 TaskIndex = Annotated[int, Field(ge=0, lt=64, description="The task's index in the order, from 0")]
+# A drawn member's label (``<role>-<registration index>``, see ``tasks.shard``): it names the member's
+# scores and files in an audit export, so it is a plain file name.
+LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+Label = Annotated[str, Field(pattern=LABEL_PATTERN, description="The member's label: letters, digits, '.', '_', '-'")]
 
 
 class Upload(BaseModel):
@@ -54,7 +58,7 @@ class Assignment(BaseModel):
     """A task of the order given to a staked worker."""
 
     task: TaskIndex
-    worker: str
+    worker: Label
     address: str
     payment_wei: int
     grants: dict[str, ArtifactRef]
@@ -63,7 +67,7 @@ class Assignment(BaseModel):
 class ValidatorSlot(BaseModel):
     """A validator of the order and the keys granted to it."""
 
-    name: str
+    name: Label
     address: str
     fee_wei: int
     grants: dict[str, ArtifactRef]

@@ -116,13 +116,13 @@ def check_case(upload: Upload, shard: Shard, assignment: Assignment, training: T
     _, _, order = signed_inputs(upload, task, net)
     if training.task != task:
         raise InputMismatch(f"the training handed over is of task {training.task}, the assignment of task {task}")
-    worker_evidence(training, order, task, net)
+    bundle, _ = worker_evidence(training, order, task, net)
     worker = order.tasks[task].worker
     if (assignment.address, training.worker) != (worker, worker) or assignment not in shard.assignments:
         raise InputMismatch(f"the worker handed over for task {task} of order {order_id} is not the one the chain "
                             "names: nothing was judged")
     check_validators(shard, order)
-    check_case_grants(upload, shard, training, order, net)
+    check_case_grants(upload, shard, training, bundle, order, net)
     return order
 
 

@@ -25,7 +25,7 @@ from bahen.orders import OrderBook
 from bahen.records import Shard, Training, Upload
 from bahen.spec import OrderSpec
 from tasks.inputs import InputMismatch, check_inputs, worker_evidence
-from tasks.verify import model_key, reexecute
+from tasks.verify import REPORT_VERIFICATION, model_key, reexecute
 
 
 class DisputeError(BahenError):
@@ -81,6 +81,10 @@ def open_dispute(spec: OrderSpec, upload: Upload, shard: Shard, training: Traini
     if verdict == "none":
         raise DisputeError(f"task {training.task} of order {upload.order_id} has no verdict yet: dispute it once Wasp "
                            "has recorded one")
+    if net.market.report_of(oid, training.task, REPORT_VERIFICATION, disputer.address) != bytes(32):
+        raise DisputeError(f"{disputer.name} is the verifier of order {upload.order_id} and attested its verification "
+                           f"of task {training.task}: the chain takes no dispute of a verifier's own report (another "
+                           "validator of the order or the task's worker may dispute it)")
     report = reexecute(spec, upload, training, net, train_key=keys["train"], open_model_key=lambda: keys["model"])
     if report.passed == (verdict == "accepted"):
         raise DisputeError(f"your re-verification of task {training.task} agrees with its verdict ({verdict}): "

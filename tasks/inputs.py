@@ -18,6 +18,7 @@ no verdict: its payment returns to the client at settlement) but is not slashed,
 get an honest worker's proof rejected.
 """
 
+import re
 from collections.abc import Callable
 
 from contracts.errors import ChainError
@@ -36,7 +37,7 @@ from bahen.artifacts import WEIGHTS_ROLE, get_grant, get_signed
 from bahen.errors import BahenError
 from bahen.network import Network
 from bahen.orders import order_id_for
-from bahen.records import Shard, Training, Upload
+from bahen.records import LABEL_PATTERN, Shard, Training, Upload
 from bahen.spec import OrderSpec
 
 
@@ -95,6 +96,8 @@ def _check_upload(upload: Upload, manifest: Manifest, order: OrderView) -> None:
     fixed = _fixed_upload(manifest, upload.manifest, order)
     fixed["auditor_grants"] = _by_address(fixed["auditor_grants"])
     handed = {k: getattr(upload, k) for k in fixed} | {"auditor_grants": _by_address(upload.auditor_grants)}
+    if len(handed["auditor_grants"]) != len(upload.auditor_grants):  # an auditor filed twice, in two letter cases
+        handed["auditor_grants"] = None
     wrong = sorted(k for k in fixed if handed[k] != fixed[k])
     try:
         salted = order_id_for(order.client, upload.salt)
@@ -179,18 +182,22 @@ def check_validators(shard: Shard, order: OrderView) -> None:
     order, each under a name of its own: the order decides who verifies and who delivers, and the names
     label the scores."""
     if [s.address for s in shard.validators] != [v.validator for v in order.validators] or \
-            len({s.name for s in shard.validators}) != len(shard.validators):
+            len({s.name for s in shard.validators}) != len(shard.validators) or \
+            not all(re.fullmatch(LABEL_PATTERN, s.name) for s in shard.validators):
         raise InputMismatch(f"the validators handed over for order {order.order_id} are not the ones the chain names, "
-                            "in its slot order and each under a name of its own: nothing was judged")
+                            "in its slot order and each under a name of its own (letters, digits, '.', '_', '-'): "
+                            "nothing was judged")
 
 
-def check_case_grants(upload: Upload, shard: Shard, training: Training, order: OrderView, net: Network) -> None:
+def check_case_grants(upload: Upload, shard: Shard, training: Training, bundle: ProofBundle, order: OrderView,
+                      net: Network) -> None:
     """Refuse a case that holds an assignment or a grant its judge would record without knowing it to be
-    the order's. Every assignment must be of a task of the order, to the worker the chain names, once.
-    Every grant of the shard and of the training must be stored whole and wrap, for this order, a key
-    to the party it is filed under, at the X25519 key that party published (a member's on chain, the
-    client's in its signed manifest): a split's key under the id of the client's own grant of that
-    split, the model's under one id and to the order's validators and its worker only. Whether a
+    the order's. Every assignment must be of a task of the order, to the worker the chain names, once,
+    under a plain label. Every grant of the shard and of the training must be stored whole and wrap, for
+    this order, a key to the party it is filed under, at the X25519 key that party published (a
+    member's on chain, the client's in its signed manifest): a split's key under the id of the client's
+    own grant of that split, the model's under the id of the key the worker's proof (``bundle``) is
+    sealed under, and to the order's validators and its worker only. Whether a
     wrapped key opens, only its recipient can tell; everything an auditor re-checks of the case holds
     (:func:`bahen.audit.recheck`).
     """
@@ -198,9 +205,9 @@ def check_case_grants(upload: Upload, shard: Shard, training: Training, order: O
     tasks = [a.task for a in shard.assignments]
     if len(set(tasks)) != len(tasks) or any(
             not 0 <= a.task < len(order.tasks) or a.address.lower() != order.tasks[a.task].worker.lower()
-            for a in shard.assignments):
+            or not re.fullmatch(LABEL_PATTERN, a.worker) for a in shard.assignments):
         raise InputMismatch(f"the assignments handed over for order {order_id} are not the tasks and workers the "
-                            "chain names, each once: nothing was judged")
+                            "chain names, each once and under a plain label: nothing was judged")
     published: dict[str, str] = {upload.client.lower(): upload.client_x25519}
 
     def grant(ref: ArtifactRef, recipient: str, what: str) -> KeyGrant:
@@ -214,9 +221,12 @@ def check_case_grants(upload: Upload, shard: Shard, training: Training, order: O
     if not {address.lower() for address in training.model_grants} <= members:
         raise InputMismatch(f"the training handed over for order {order_id} task {training.task} holds model grants to "
                             "others than the order's validators and its worker: nothing was judged")
-    if len({grant(ref, to, "the model grant").key_id for to, ref in training.model_grants.items()}) > 1:
-        raise InputMismatch(f"the model grants handed over for order {order_id} task {training.task} wrap different "
-                            "keys, not the one model key: nothing was judged")
+    model_keys = {grant(ref, to, "the model grant").key_id for to, ref in training.model_grants.items()}
+    sealed = sealed_under(bundle, net)
+    if len(model_keys) > 1 or (sealed is not None and model_keys - {sealed}):
+        raise InputMismatch(f"the model grants handed over for order {order_id} task {training.task} wrap "
+                            f"{'different keys' if len(model_keys) > 1 else 'another key'}, not the one its worker's "
+                            "proof is sealed under: nothing was judged")
     filed = [(a.address, role, ref) for a in shard.assignments for role, ref in a.grants.items()]
     filed += [(v.address, role, ref) for v in shard.validators for role, ref in v.grants.items()]
     for address, role, ref in filed:
@@ -240,6 +250,15 @@ def _grant(net: Network, ref: ArtifactRef, order_id: str, recipient: str, x25519
     return grant
 
 
+def sealed_under(bundle: ProofBundle, net: Network) -> str | None:
+    """The id of the key the worker sealed its proof under, from its step log's public header; None when
+    the step log is withheld or broken (the worker's own, which the checks find)."""
+    try:
+        return read_header(net.store.get(bundle.step_log)).key_id
+    except (PrivacyError, StorageError):
+        return None
+
+
 def proof_key(open_model_key: Callable[[], bytes], bundle: ProofBundle, order_id: str, task: int, net: Network) -> bytes:
     """The model key handed over, once shown to be the one the worker sealed its proof under: a grant
     that does not open, or opens another key, is the hander's (:class:`InputMismatch`, nothing judged).
@@ -249,11 +268,9 @@ def proof_key(open_model_key: Callable[[], bytes], bundle: ProofBundle, order_id
     except (PrivacyError, StorageError) as exc:
         raise InputMismatch(f"the model key of order {order_id} task {task} handed over does not open ({exc}): "
                             "nothing was judged. Hand over the worker's train result, whose grants the worker wrapped") from None
-    try:
-        sealed_under = read_header(net.store.get(bundle.step_log)).key_id
-    except (PrivacyError, StorageError):
+    if (sealed := sealed_under(bundle, net)) is None:
         return model  # the worker's own step log, withheld or broken: the checks find it
-    if sealed_under != key_id(model):
+    if sealed != key_id(model):
         raise InputMismatch(f"the model key of order {order_id} task {task} handed over ({key_id(model)}) is not the one "
-                            f"its proof is sealed under ({sealed_under}): nothing was judged")
+                            f"its proof is sealed under ({sealed}): nothing was judged")
     return model

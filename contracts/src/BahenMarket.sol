@@ -194,6 +194,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     error InvalidSignature();
     error NotAssignedValidator(address signer);
     error NotVerifier(address signer, address verifier);
+    error OwnVerification(address verifier, uint256 task);
     error ReportAlreadySubmitted(address validator, uint256 task, uint8 kind);
     error ReportReplayed(address validator, bytes32 digest);
     error VerdictAlreadyRecorded(uint256 task);
@@ -438,7 +439,8 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     /// Report(orderId, task, kind, digest) under this contract's domain (name BahenMarket, version 1,
     /// the chain id, this address), so an attestation made for another order, task, kind, chain or
     /// contract recovers another signer. Anyone may relay it; the signature decides whose report it is.
-    /// A task's verification (kind 0) is the order's verifier's alone: the validator of its first slot.
+    /// A task's verification (kind 0) is the order's verifier's alone, the validator of its first slot,
+    /// and only before the task's verdict: one attested afterwards proved nothing the verdict used.
     function submitReport(bytes32 orderId, uint256 task, uint8 kind, bytes32 digest, bytes calldata signature)
         external
     {
@@ -452,6 +454,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         uint256 slot = _validatorSlot[orderId][signer];
         if (slot == 0) revert NotAssignedValidator(signer);
         if (kind == VERIFICATION && slot != 1) revert NotVerifier(signer, _validators[orderId][0].validator);
+        if (kind == VERIFICATION && t.verdict != Verdict.None) revert VerdictAlreadyRecorded(task);
         if (_reports[orderId][task][kind][signer] != bytes32(0)) revert ReportAlreadySubmitted(signer, task, kind);
         if (_digestUsed[signer][digest]) revert ReportReplayed(signer, digest);
         _digestUsed[signer][digest] = true;
@@ -517,8 +520,10 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     }
 
     /// @notice Disputes a task's verdict within its window, locking exactly `disputeBond`. Any
-    /// staked member may dispute except the order's client; `counterDigest` is the digest of the
-    /// disputer's signed counter-report (in the artifact store). One dispute per task.
+    /// staked member may dispute except the order's client and the verifier whose verification of the
+    /// task is on chain (it would take the one dispute a task has to escape the slash of its own
+    /// overturned report); `counterDigest` is the digest of the disputer's signed counter-report (in
+    /// the artifact store). One dispute per task.
     function openDispute(bytes32 orderId, uint256 task, bytes32 counterDigest) external payable {
         Order storage o = _openOrder(orderId);
         Task storage t = _task(orderId, o, task);
@@ -529,6 +534,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         if (d.status != DisputeStatus.None) revert AlreadyDisputed(task);
         if (msg.value != _params.disputeBond) revert WrongBond(_params.disputeBond, msg.value);
         if (msg.sender == o.client) revert PartyToOrder(msg.sender);
+        if (msg.sender == _verifierOf(orderId, task)) revert OwnVerification(msg.sender, task);
         if (!staking.isEligibleWorker(msg.sender) && !staking.isEligibleValidator(msg.sender)) {
             revert NotStaked(msg.sender);
         }
@@ -653,11 +659,11 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         emit DisputeClosed(orderId, task, outcome, t.verdict == Verdict.Accepted);
     }
 
-    /// @dev A verdict overturned by re-verification: the order's verifier, unless it is the disputer,
-    /// signed a verification of the task that the resolvers could not reproduce.
+    /// @dev A verdict overturned by re-verification: the order's verifier (never the disputer, see
+    /// `openDispute`) signed a verification of the task that the resolvers could not reproduce.
     function _slashOverturnedVerifier(bytes32 orderId, uint256 task, address disputer) private {
         address verifier = _verifierOf(orderId, task);
-        if (verifier == address(0) || verifier == disputer) return;
+        if (verifier == address(0)) return;
         _validators[orderId][0].overturned = true;
         _slash(orderId, verifier, disputer);
     }

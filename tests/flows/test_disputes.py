@@ -103,6 +103,9 @@ def test_a_dispute_overturns_a_verifier_that_vouched_for_fabricated_work(net):
                     if net.party(validator_name(i)).address not in {s.address for s in plan.validators})
     with pytest.raises(DisputeError, match="neither a validator of order"):
         open_dispute(SMALL, upload, plan, training, outsider, net)
+    liar = net.party_at(plan.validators[0].address, role="validator")  # it would escape its own slash
+    with pytest.raises(DisputeError, match="is the verifier of order .* no dispute of a verifier's own report"):
+        open_dispute(SMALL, upload, plan, training, liar, net)
     disputer = net.party_at(plan.validators[1].address, role="validator")
     case = hand_over(open_dispute(SMALL, upload, plan, training, disputer, net), plan, disputer, net)
     assert not net.market.dispute(bytes.fromhex(upload.order_id[2:]), 0).claim_accepted

@@ -161,6 +161,8 @@ def test_nothing_a_stranger_hands_the_worker_validators_or_wasp_gets_honest_work
     not_the_validators = "the validators handed over .* are not the ones the chain names, in its slot order and each"
     not_the_assignments = "the assignments handed over .* are not the tasks and workers the chain names, each once"
     junk = net.store.put(b"{}", name="not a grant")
+    one_key = new_data_key()  # one key, correctly wrapped to every member, but not the one the proof is sealed under
+    members = [(v.address, "validator") for v in plan.validators] + [(assignment.address, "worker")]
     to_stranger = put_grant(net.store, new_data_key(), stranger.public(), order_id=upload.order_id, role="holdout")
     other_split_key = put_grant(net.store, new_data_key(), validator.public(), order_id=upload.order_id, role="train")
     cases = [
@@ -182,6 +184,16 @@ def test_nothing_a_stranger_hands_the_worker_validators_or_wasp_gets_honest_work
         (not_the_assignments, dict(shard=plan.model_copy(update={"assignments": [
             assignment, assignment.model_copy(update={"task": 1})]}))),
         (not_the_assignments, dict(shard=plan.model_copy(update={"assignments": [assignment, assignment]}))),
+        # labels name files in an audit export: a path would make every later export fail
+        (not_the_assignments, dict(shard=plan.model_copy(update={"assignments": [
+            assignment.model_copy(update={"worker": "../outside"})]}), handed=assignment.model_copy(
+            update={"worker": "../outside"}))),
+        (not_the_validators, dict(shard=plan.model_copy(update={"validators": [
+            plan.validators[0], plan.validators[1].model_copy(update={"name": "../../outside"})]}))),
+        ("the model grants handed over .* wrap another key, not the one its worker's proof is sealed under", dict(
+            training=training.model_copy(update={"model_grants": {to: put_grant(
+                net.store, one_key, net.party_at(to, role=role).public(),
+                order_id=upload.order_id, role="task 0 model") for to, role in members}}))),
         ("the train grant handed over for .* cannot be read", dict(shard=_regranted(plan, 1, "train", junk))),
         ("the holdout grant handed over for .* is a key grant of order .* for 0x.*, not that party's",
          dict(shard=_regranted(plan, 1, "holdout", to_stranger))),

@@ -123,3 +123,9 @@ def test_a_store_party_that_is_no_address_is_refused_by_name(tmp_path, monkeypat
     monkeypatch.setenv("BAHEN_STORE_PARTY", "wasp")
     with pytest.raises(SettingsError, match="store_party"):
         load_settings()
+
+
+def test_chain_status_refuses_an_order_id_of_no_form_by_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("BAHEN_HOME", str(tmp_path))
+    result = CliRunner().invoke(app, ["chain", "status", "0x" + "zz" * 32])
+    assert isinstance(result.exception, BahenError) and "is not an order id" in str(result.exception)

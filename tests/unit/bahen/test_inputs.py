@@ -101,6 +101,10 @@ def test_an_auditors_address_in_another_letter_case_is_the_same_auditor(net, pla
     (address, grant), = upload.auditor_grants.items()
     for form in (address.lower(), "0x" + address[2:].upper()):
         assert check_inputs(SPEC, upload.model_copy(update={"auditor_grants": {form: grant}}), 0, net).order_id == upload.order_id
+    # but not twice, in two letter cases: the record would carry a grant nobody checked beside the real one
+    twice = {address: upload.train, address.lower(): grant}
+    with pytest.raises(InputMismatch, match="differs from its client-signed manifest and the chain in auditor_grants$"):
+        check_inputs(SPEC, upload.model_copy(update={"auditor_grants": twice}), 0, net)
 
 
 @pytest.mark.parametrize("field", FIELDS)

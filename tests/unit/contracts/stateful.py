@@ -300,7 +300,8 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
                 o.status == "open"
                 and o.tasks[index].committed
                 and signer.address in o.validators
-                and (kind == 1 or signer.address == next(iter(o.validators)))  # verification: the first slot's alone
+                # a verification: the first slot's alone, before the verdict
+                and (kind == 1 or (signer.address == next(iter(o.validators)) and o.tasks[index].verdict == "none"))
                 and key not in self.reports
             )
             call = lambda: self.bahen.submit_report(
@@ -358,6 +359,7 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
                 and task.dispute is None
                 and bool(exact)
                 and disputer.address != o.client.address
+                and disputer.address != self._verifier(o, index)  # not the verifier of the task, against its own report
                 and staked
             )
             call = lambda: self.bahen.open_dispute(disputer, order_id=o.oid, task=index, counter_digest=b32(f"c{t}"), bond=bond)
@@ -432,7 +434,7 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
                 task.prover = d.disputer
                 task.verdict = "accepted" if d.claim_accepted else "rejected"
                 verifier = self._verifier(o, index)
-                if verifier and verifier != d.disputer:
+                if verifier:
                     o.validators[verifier][2] = True
                     self._slash(o, verifier, d.disputer)
             assert self.bahen.order(o.oid).tasks[index].verdict == task.verdict

@@ -168,9 +168,13 @@ def test_dispute_reverts(bahen, chain, parties, pool):
         return bahen.open_dispute(sender, order_id=OID, task=0, counter_digest=b32("c"), bond=bond)
 
     _revert(dispute, "NoVerdict", task=0)
+    verifier = parties.validators[0]
+    report(bahen, parties.stranger, verifier, OID, task=0)
     bahen.record_verdict(parties.wasp, order_id=OID, task=0, accepted=True, reasons_digest=b32("why"))
     _revert(lambda: dispute(bond=BOND - 1), "WrongBond", required=BOND, sent=BOND - 1)
     _revert(lambda: dispute(sender=parties.client), "PartyToOrder")
+    # the one dispute a task has would let the verifier escape the slash of its own overturned report
+    _revert(lambda: dispute(sender=verifier), "OwnVerification", verifier=verifier.address, task=0)
     _revert(lambda: dispute(sender=parties.stranger), "NotStaked")
     dispute()
     _revert(dispute, "AlreadyDisputed", task=0)

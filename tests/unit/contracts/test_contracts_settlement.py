@@ -95,6 +95,9 @@ def test_a_verification_from_another_validator_than_the_verifier_is_refused_and_
     report(bahen, parties.stranger, other, OID, task=0, kind=1)  # its score is welcome
     assert bahen.report_of(OID, 0, 0, other.address) == b"\x00" * 32
     _judge(bahen, parties, False)
+    with pytest.raises(ContractRevert) as late:  # after the verdict a verification proved nothing it used
+        report(bahen, parties.stranger, verifier, OID, task=0)
+    assert (late.value.error, late.value.fields) == ("VerdictAlreadyRecorded", {"task": 0})
     chain.increase_time(WINDOW)
     s = bahen.settle(parties.stranger, order_id=OID)
     assert [c.kind for c in s.credits if c.kind in ("bounty", "treasury")] == ["treasury"]  # nobody proved it
