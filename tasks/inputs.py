@@ -197,9 +197,8 @@ def check_case_grants(upload: Upload, shard: Shard, training: Training, bundle: 
     this order, a key to the party it is filed under, at the X25519 key that party published (a
     member's on chain, the client's in its signed manifest): a split's key under the id of the client's
     own grant of that split, the model's under the id of the key the worker's proof (``bundle``) is
-    sealed under, and to the order's validators and its worker only. Whether a
-    wrapped key opens, only its recipient can tell; everything an auditor re-checks of the case holds
-    (:func:`bahen.audit.recheck`).
+    sealed under, and to the order's validators and its worker only. Whether a wrapped key opens, only
+    its recipient can tell; everything an auditor re-checks of the case holds (:func:`bahen.audit.recheck`).
     """
     order_id = order.order_id
     tasks = [a.task for a in shard.assignments]
