@@ -407,11 +407,11 @@ class Bahen:
         return self._send(acct, self.market.functions.expireDispute(_b32("order_id", order_id), task), "expire_dispute")
 
     def dispute(self, order_id: bytes, task: int) -> DisputeView:
-        """The dispute of a task's verdict (status "none" when there is none)."""
+        """The latest dispute of a task's verdict (status "none" when there is none)."""
         d = self.chain.call(self.market.functions.getDispute(_b32("order_id", order_id), task), "dispute")
         return DisputeView(
             disputer=d[0], status=DISPUTE_STATUSES[d[1]], claim_accepted=d[2], votes_uphold=d[3], votes_dismiss=d[4],
-            anchor_block=d[5], resolve_by=d[6], bond=d[7], counter_digest=_hex(d[8]), resolvers=list(d[9]),
+            anchor_block=d[5], resolve_by=d[6], closed_at=d[7], bond=d[8], counter_digest=_hex(d[9]), resolvers=list(d[10]),
         )
 
     # money

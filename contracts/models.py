@@ -90,7 +90,7 @@ class Draw(BaseModel):
 
 
 class DisputeView(BaseModel):
-    """A dispute of one task's verdict."""
+    """The latest dispute of one task's verdict."""
 
     disputer: str
     status: DisputeStatus
@@ -99,6 +99,8 @@ class DisputeView(BaseModel):
     votes_dismiss: int
     anchor_block: int
     resolve_by: int
+    closed_at: int = Field(description="when it closed (0 while open): a verdict it left standing may be disputed "
+                           "again, by another member, for a dispute window from here")
     bond: int
     counter_digest: str
     resolvers: list[str]

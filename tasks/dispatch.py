@@ -279,18 +279,23 @@ class Stages:
         return verification
 
     def score(self, spec: OrderSpec, upload: Upload, shard: Shard, training: Training) -> Scores:
-        """Each validator of the order scores the final model in its own run; the scores are aggregated."""
+        """Each validator of the order scores the final model in its own run; the scores are aggregated.
+
+        On the pools every validator's first run starts before the dispatcher waits on any: they score
+        at once, each on its own host (a run's key makes the dispatcher's own start of it return that run).
+        """
         if (done := recorded(upload.order_id, "scores")) is not None:
             return done
         started = time.perf_counter()
-        scored = []
-        for slot in shard.validators:
-            if self.pools:
-                params = {"spec": spec, "upload": upload, "training": training, "slot": slot}
-                key = f"{upload.order_id}-score-{training.task}-{slot.address.lower()}"
-                scored.append(self._dispatch("score/score", params, key, SignedScore, party_queue(slot.address)))
-            else:
-                scored.append(score_task(spec, upload, training, slot))
+        if self.pools:
+            runs = [({"spec": spec, "upload": upload, "training": training, "slot": slot},
+                     f"{upload.order_id}-score-{training.task}-{slot.address.lower()}", party_queue(slot.address))
+                    for slot in shard.validators]
+            for params, key, queue in runs:
+                start_run("score/score", params, key=key, queue=queue)
+            scored = [self._dispatch("score/score", params, key, SignedScore, queue) for params, key, queue in runs]
+        else:
+            scored = [score_task(spec, upload, training, slot) for slot in shard.validators]
         scores = gathered(upload.order_id, scored)
         self._record(upload.order_id, "score", started, "scored", scores=scores)
         return scores

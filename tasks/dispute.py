@@ -2,14 +2,15 @@
 
 A validator of the order or the task's worker, the parties that hold the keys to re-verify the
 task, re-runs the verification on the chain's challenge. If its signed counter-report contradicts
-Wasp's verdict, it opens a dispute with a bond and the counter-report's digest; once the block
-after the dispute exists, the contract draws resolvers among the staked validators that are no
-party to the order, and the disputer wraps the train and model keys to each of them and signs the
-case. Each resolver takes only a case its disputer signed, checks that the keys and inputs in it are
-the ones the chain and the client's signed manifest fix (if not, the disputer's evidence fails and
-it votes to dismiss), re-runs the same
-verification, signs its report and votes: uphold when it contradicts the verdict. A majority closes
-the dispute on chain; who pays whom is the contract's rule (contracts/README.md).
+Wasp's verdict, it opens a dispute with a bond and the counter-report's digest (one dispute at a
+time, each member once; one that leaves the verdict standing opens the window again for the
+others). Once the block after the dispute exists, the contract draws resolvers among the staked
+validators that are no party to the order, and the disputer wraps the train and model keys to each
+of them and signs the case. Each resolver takes only a case its disputer signed, checks that the
+keys and inputs in it are the ones the chain and the client's signed manifest fix (if not, the
+disputer's evidence fails and it votes to dismiss), re-runs the same verification, signs its report
+and votes: uphold when it contradicts the verdict. A majority closes the dispute on chain; who pays
+whom is the contract's rule (contracts/README.md).
 """
 
 from privacy.errors import PrivacyError
@@ -85,6 +86,16 @@ def open_dispute(spec: OrderSpec, upload: Upload, shard: Shard, training: Traini
         raise DisputeError(f"{disputer.name} is the verifier of order {upload.order_id} and attested its verification "
                            f"of task {training.task}: the chain takes no dispute of a verifier's own report (another "
                            "validator of the order or the task's worker may dispute it)")
+    latest = net.market.dispute(oid, training.task)
+    if latest.status in ("drawing", "voting"):
+        raise DisputeError(f"task {training.task} of order {upload.order_id} is under dispute by {latest.disputer}: if "
+                           "its verdict stands when that dispute closes, dispute it within the window the close opens")
+    if latest.status == "upheld":
+        raise DisputeError(f"a dispute has already overturned the verdict of task {training.task} of order "
+                           f"{upload.order_id}: it is final")
+    if latest.disputer == disputer.address:
+        raise DisputeError(f"{disputer.name} disputed task {training.task} of order {upload.order_id} before: the chain "
+                           "takes one dispute of a task from each member")
     report = reexecute(spec, upload, training, net, train_key=keys["train"], open_model_key=lambda: keys["model"])
     if report.passed == (verdict == "accepted"):
         raise DisputeError(f"your re-verification of task {training.task} agrees with its verdict ({verdict}): "

@@ -1,15 +1,17 @@
 """settle — the contract pays accepted work, slashes rejected workers and refunds the rest.
 
 Settlement is a single contract call that anyone may make once every task's verdict is final
-(its dispute window has passed and any dispute of it closed); the contract refuses a second one,
-so a retried flow can never pay twice. Payments are credited for each party to withdraw (pull
-payments).
+(its dispute window has passed and any dispute of it closed, upheld or followed by a window of its
+own); the contract refuses a second one, so a retried flow can never pay twice. Payments are
+credited for each party to withdraw (pull payments).
 """
 
 import contextlib
 import time
 
+from contracts.client import Bahen
 from contracts.errors import ChainError, ChallengeNotReady
+from eth_account.signers.local import LocalAccount
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -19,36 +21,39 @@ from bahen.records import Settled, Upload
 from tasks.runtime import network, order_book, recorded, timed
 
 
-def wait_for_finality(net: Network, order_id: bytes) -> None:
-    """Wait until every verdict is final: its dispute window passed, and any dispute of it closed.
+def wait_for_finality(market: Bahen, client: LocalAccount, order_id: bytes) -> None:
+    """Wait until every verdict is final: its dispute window passed (from the verdict, or from the close of
+    a dispute that left it standing), and any dispute of it closed.
 
-    Anyone may move a dispute along, so the settling client does: it draws the resolvers of a
+    Anyone may move a dispute along, so the settling ``client`` does: it draws the resolvers of a
     dispute still drawing and expires one whose resolvers reached no majority in time. A devnet
     moves its clock instead of waiting.
     """
-    client = net.party(CLIENT).account
-    window = net.market.params().dispute_window
+    window = market.params().dispute_window
     while True:
-        now, final_at, disputed = net.chain.now(), 0, False
-        for t in net.market.order(order_id).tasks:
+        now, final_at, disputed = market.chain.now(), 0, False
+        for t in market.order(order_id).tasks:
             if t.verdict == "none":
                 continue
-            dispute = net.market.dispute(order_id, t.task)
+            dispute = market.dispute(order_id, t.task)
             if dispute.status == "drawing":
                 disputed = True
                 with contextlib.suppress(ChallengeNotReady):  # the seed block is not mined yet
-                    net.market.draw_resolvers(client, order_id=order_id, task=t.task)
+                    market.draw_resolvers(client, order_id=order_id, task=t.task)
             elif dispute.status == "voting" and now > dispute.resolve_by:
-                net.market.expire_dispute(client, order_id=order_id, task=t.task)
+                disputed = True  # expired, it opens the window again: the next look waits it out
+                market.expire_dispute(client, order_id=order_id, task=t.task)
             elif dispute.status == "voting":
                 disputed, final_at = True, max(final_at, dispute.resolve_by)
             elif dispute.status == "none":
                 final_at = max(final_at, t.verdict_at + window)
+            elif dispute.status in ("dismissed", "expired"):  # the verdict stood: another member may dispute it
+                final_at = max(final_at, dispute.closed_at + window)
         if not disputed and now > final_at:
             return
         wait = max(final_at - now, 0) + 1
         try:
-            net.chain.increase_time(wait)  # a devnet skips the wait…
+            market.chain.increase_time(wait)  # a devnet skips the wait…
         except ChainError:
             time.sleep(min(60, wait))  # …a real chain lets it pass
 
@@ -59,8 +64,9 @@ def settle(upload: Upload, net: Network) -> Settled:
     oid = bytes.fromhex(upload.order_id[2:])
     result = net.market.settlement_of(oid)
     if result is None:
-        wait_for_finality(net, oid)
-        result = net.market.settle(net.party(CLIENT).account, order_id=oid)
+        client = net.party(CLIENT).account
+        wait_for_finality(net.market, client, oid)
+        result = net.market.settle(client, order_id=oid)
     return Settled.from_chain(result, net.market.ledger(oid))
 
 

@@ -17,7 +17,8 @@ import {StakingRegistry} from "./StakingRegistry.sol";
 /// validators' signed report digests are recorded (a task's verification only from the order's
 /// verifier, the validator of its first slot), the Wasp role records work verdicts.
 /// A verdict becomes final once its dispute window has passed: within it, a staked member may
-/// dispute it with a bond, and validators drawn on chain re-verify and vote. Settlement credits
+/// dispute it with a bond, and validators drawn on chain re-verify and vote; a dispute that leaves
+/// it standing opens the window again for the members that have not disputed it. Settlement credits
 /// pull payments: accepted work and reporting validators are paid, rejected workers are slashed
 /// (a bounty to whoever proved the fraud, the rest to the treasury; never to the client), and the
 /// rest of the escrow returns to the client.
@@ -118,6 +119,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         uint8 votesDismiss;
         uint64 anchorBlock; // resolvers derive from the hash of the block after it
         uint64 resolveBy;
+        uint64 closedAt; // a verdict left standing (dismissed, expired) may be disputed again for a window from here
         uint256 bond;
         bytes32 counterDigest;
         address[] resolvers;
@@ -136,6 +138,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     mapping(address => mapping(bytes32 => bool)) private _digestUsed;
     mapping(bytes32 => mapping(uint256 => Dispute)) private _disputes;
     mapping(bytes32 => mapping(uint256 => mapping(address => uint8))) private _votes; // 1 uphold, 2 dismiss
+    mapping(bytes32 => mapping(uint256 => mapping(address => bool))) private _disputed; // who disputed a task
     mapping(bytes32 => mapping(address => bool)) private _drawn; // every member drawn for the order, replaced ones too
     mapping(bytes32 => mapping(uint256 => mapping(address => bytes32))) private _deliveries;
     mapping(address => uint256) public pending;
@@ -205,7 +208,8 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     error NoVerdict(uint256 task);
     error DisputeWindowOpen(uint256 task, uint64 finalAt);
     error DisputeWindowClosed(uint256 task, uint64 closedAt);
-    error AlreadyDisputed(uint256 task);
+    error VerdictOverturned(uint256 task);
+    error DisputedBefore(address account, uint256 task);
     error DisputeActive(uint256 task);
     error NotDisputing(uint256 task, DisputeStatus status);
     error WrongBond(uint256 required, uint256 sent);
@@ -508,8 +512,8 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
             if (t.verdict == Verdict.None) continue;
             DisputeStatus d = _disputes[orderId][i].status;
             if (d == DisputeStatus.Drawing || d == DisputeStatus.Voting) revert DisputeActive(i);
-            uint64 finalAt = t.verdictAt + _params.disputeWindow;
-            if (d == DisputeStatus.None && block.timestamp <= finalAt) revert DisputeWindowOpen(i, finalAt);
+            uint64 finalAt = _disputableUntil(orderId, i);
+            if (d != DisputeStatus.Upheld && block.timestamp <= finalAt) revert DisputeWindowOpen(i, finalAt);
         }
         o.status = Status.Settled;
         uint256 paid = _settleTasks(orderId, o);
@@ -521,23 +525,33 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
 
     /// @notice Disputes a task's verdict within its window, locking exactly `disputeBond`. Any
     /// staked member may dispute except the order's client and the verifier whose verification of the
-    /// task is on chain (it would take the one dispute a task has to escape the slash of its own
-    /// overturned report); `counterDigest` is the digest of the disputer's signed counter-report (in
-    /// the artifact store). One dispute per task.
+    /// task is on chain (it would escape the slash of its own overturned report); `counterDigest` is the
+    /// digest of the disputer's signed counter-report (in the artifact store). One dispute at a time,
+    /// each member once per task: a dispute that leaves the verdict standing (dismissed, expired)
+    /// opens the window again from its close, so a disputer that withholds its case from the resolvers
+    /// (a cheat's accomplice, first to dispute) takes no other member's dispute away. An upheld
+    /// dispute is final.
     function openDispute(bytes32 orderId, uint256 task, bytes32 counterDigest) external payable {
         Order storage o = _openOrder(orderId);
         Task storage t = _task(orderId, o, task);
         if (t.verdict == Verdict.None) revert NoVerdict(task);
-        uint64 closesAt = t.verdictAt + _params.disputeWindow;
-        if (block.timestamp > closesAt) revert DisputeWindowClosed(task, closesAt);
         Dispute storage d = _disputes[orderId][task];
-        if (d.status != DisputeStatus.None) revert AlreadyDisputed(task);
+        if (d.status == DisputeStatus.Drawing || d.status == DisputeStatus.Voting) revert DisputeActive(task);
+        if (d.status == DisputeStatus.Upheld) revert VerdictOverturned(task);
+        uint64 closesAt = _disputableUntil(orderId, task);
+        if (block.timestamp > closesAt) revert DisputeWindowClosed(task, closesAt);
+        if (_disputed[orderId][task][msg.sender]) revert DisputedBefore(msg.sender, task);
         if (msg.value != _params.disputeBond) revert WrongBond(_params.disputeBond, msg.value);
         if (msg.sender == o.client) revert PartyToOrder(msg.sender);
         if (msg.sender == _verifierOf(orderId, task)) revert OwnVerification(msg.sender, task);
         if (!staking.isEligibleWorker(msg.sender) && !staking.isEligibleValidator(msg.sender)) {
             revert NotStaked(msg.sender);
         }
+        for (uint256 i = 0; i < d.resolvers.length; i++) {
+            delete _votes[orderId][task][d.resolvers[i]]; // the last dispute's: a resolver drawn again votes anew
+        }
+        delete _disputes[orderId][task];
+        _disputed[orderId][task][msg.sender] = true;
         d.disputer = msg.sender;
         d.status = DisputeStatus.Drawing;
         d.claimAccepted = t.verdict == Verdict.Rejected;
@@ -619,6 +633,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         return _disputes[orderId][task];
     }
 
+    /// @notice The vote of `resolver` in the task's latest dispute: 1 uphold, 2 dismiss, 0 none.
     function voteOf(bytes32 orderId, uint256 task, address resolver) external view returns (uint8) {
         return _votes[orderId][task][resolver];
     }
@@ -632,6 +647,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         Dispute storage d = _disputes[orderId][task];
         Task storage t = _tasks[orderId][task];
         d.status = outcome;
+        d.closedAt = uint64(block.timestamp);
         uint256 rest = d.bond;
         bonded -= d.bond;
         for (uint256 i = 0; i < d.resolvers.length; i++) {
@@ -666,6 +682,14 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         if (verifier == address(0)) return;
         _validators[orderId][0].overturned = true;
         _slash(orderId, verifier, disputer);
+    }
+
+    /// @dev The end of the window in which the task's verdict may be disputed: `disputeWindow` after the
+    /// verdict, or after the close of the last dispute when it left the verdict standing.
+    function _disputableUntil(bytes32 orderId, uint256 task) private view returns (uint64) {
+        Dispute storage d = _disputes[orderId][task];
+        bool stood = d.status == DisputeStatus.Dismissed || d.status == DisputeStatus.Expired;
+        return (stood ? d.closedAt : _tasks[orderId][task].verdictAt) + _params.disputeWindow;
     }
 
     /// @dev The order's verifier (its first validator slot's) when its verification of `task` is on

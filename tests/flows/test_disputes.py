@@ -130,6 +130,39 @@ def test_a_dispute_overturns_a_verifier_that_vouched_for_fabricated_work(net):
         deliver(upload, plan, training, net)
 
 
+def test_a_cheat_that_disputes_its_own_accepted_fraud_first_and_withholds_the_case_leaves_the_validators_theirs(net):
+    """The cheat's worker disputes its own accepted work (any staked member may) and hands the resolvers
+    no case: they vote it down and the verdict stands, its bond minus their fees back to the worker.
+    The honest validator of the order disputes next, in the window the dismissal opened: upheld, and
+    the cheat and the lying verifier are slashed."""
+    upload, plan, assignment, training = _stages(net, "0x" + "d5" * 32, attack="fabricated-losses")
+    _lying_verification(net, upload, plan, assignment, training, says_passed=True)
+    score(SMALL, upload, plan, training, net)
+    assert audit(upload, plan, assignment, training, net).accepted  # Wasp was fooled
+    oid = bytes.fromhex(upload.order_id[2:])
+    cheat = net.party_at(assignment.address, role="worker")
+    net.market.open_dispute(cheat.account, order_id=oid, task=0, counter_digest=bytes(32),
+                            bond=net.market.params().dispute_bond)
+    honest = net.party_at(plan.validators[1].address, role="validator")
+    with pytest.raises(DisputeError, match="is under dispute by .* within the window the close opens"):
+        open_dispute(SMALL, upload, plan, training, honest, net)
+    for address in net.market.draw_resolvers(honest.account, order_id=oid, task=0):  # no case ever comes
+        if net.market.dispute(oid, 0).status == "voting":
+            net.market.vote_dispute(_validator(net, address).account, order_id=oid, task=0, uphold=False,
+                                    report_digest=bytes(32))
+    assert net.market.dispute(oid, 0).status == "dismissed" and net.market.order(oid).tasks[0].verdict == "accepted"
+
+    case = hand_over(open_dispute(SMALL, upload, plan, training, honest, net), plan, honest, net)
+    assert net.market.dispute(oid, 0).disputer == honest.address
+    votes = _resolve_all(net, upload.order_id, case)
+    assert votes and all(v.uphold for v in votes)
+    assert net.market.order(oid).tasks[0].verdict == "rejected"
+    settled = settle(upload, net)
+    assert {s.member for s in settled.slashes} == {assignment.address, plan.validators[0].address}
+    assert settled.payouts_wei.get(assignment.address, 0) == 0
+    assert {"bounty", "bond returned"} <= set(_credits(net, upload.order_id, honest.address))
+
+
 def test_an_honest_worker_overturns_a_false_rejection_and_is_paid(net):
     upload, plan, assignment, training = _stages(net, "0x" + "d4" * 32)
     _lying_verification(net, upload, plan, assignment, training, says_passed=False)

@@ -8,22 +8,27 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import psutil
 import pytest
 import yaml
+from contracts.client import UnknownOrderError
 from contracts.errors import ContractRevert
+from privacy.identity import Identity
+from privacy.signing import sign_digest
 
 from bahen.client import Client, Order, _NetworkRun
 from bahen.devnet_services import postgres_binaries, save_state, settings_for, spawn, stop, wait_healthy
 from bahen.devnet_up import party_worker
 from bahen.network import connect, keystore_of
-from bahen.orders import OrderBook
+from bahen.orders import OrderBook, order_id_for, salt_of_run
 from bahen.parties import CLIENT, OPERATOR, WASP, party_queue
 from bahen.runner import STAGES
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
+from bahen.submission import check_submission, submission_digest
 from tests.integration.prefect.devnet import (
     ORDER_TIMEOUT_S, UI_SPEC, api, party, runs_of, submit_order, wait_events, wait_final,
 )
@@ -67,6 +72,9 @@ def test_order_from_the_ui_runs_each_stage_on_its_signers_worker_and_settles_onc
     assert train["work_queue_name"] == party_queue(worker.address)
     assert verify["work_queue_name"] == party_queue(record.shard.validators[0].address)
     assert {r["work_queue_name"] for r in scores} == {party_queue(v.address) for v in record.shard.validators}
+    # the validators score at once: each score run was created before either ended
+    created, ended = ([datetime.fromisoformat(r[field]) for r in scores] for field in ("created", "end_time"))
+    assert max(created) < min(ended)
     # the runs' results travel through the store, each party's in its own folder
     results = Path(devnet.store_url) / "prefect-results"
     signers = {worker.address, record.shard.validators[0].address, party(devnet, WASP).address}
@@ -86,7 +94,12 @@ def test_order_from_the_ui_runs_each_stage_on_its_signers_worker_and_settles_onc
         _market(devnet).settle(client.account, order_id=bytes.fromhex(record.order_id[2:]))
 
 
-def test_the_client_submits_from_its_own_home_and_the_worker_withdraws_its_pay_from_its_own(devnet, finished_order):
+def test_orders_the_client_submits_at_once_from_its_own_home_settle_once_and_the_worker_withdraws_its_pay(
+        devnet, finished_order):
+    """Two orders from the client's home at once, one with the CLI, one with the SDK, each signed by the
+    client: the client's worker runs them side by side, each party signs for both, and the server keeps
+    every run in its PostgreSQL database. Then the worker withdraws its pay from its own home, and an
+    outside auditor named in the CLI's order re-audits it from a home that never saw it."""
     client, env = party(devnet, CLIENT), party_worker(devnet, party(devnet, CLIENT))[1]
     # an outside auditor on a host of its own: it makes its identity, and the client names it in the order
     auditor = devnet.home / "auditor"
@@ -105,15 +118,41 @@ def test_the_client_submits_from_its_own_home_and_the_worker_withdraws_its_pay_f
     spec = client.home / "order.yaml"
     spec.write_text("dataset: digits\nmodel: mlp\nepochs: 1\nbatch_size: 32\ncheckpoint_every: 8\nvalidators: 2\n"
                     f"auditors: {named}\n")
-    done = subprocess.run([sys.executable, "-m", "bahen.cli", "order", "submit", str(spec)], env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "settled (accepted), model delivered" in done.stdout
+    with subprocess.Popen([sys.executable, "-m", "bahen.cli", "order", "submit", str(spec)], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as submitted:
+        by_sdk = Client(home=client.home).submit(UI_SPEC)
+        by_sdk.wait(timeout=3 * ORDER_TIMEOUT_S)
+        out, err = submitted.communicate(timeout=3 * ORDER_TIMEOUT_S)
+    assert submitted.returncode == 0, out[-3000:] + err[-3000:]
+    assert "settled (accepted), model delivered" in out
 
-    record = _client_book(devnet).list()[0]
+    market = _market(devnet)
+    [record] = [r for r in _client_book(devnet).list() if r.spec.auditors]
+    orders = {by_sdk.order_id: by_sdk.flow_run_id}
+    for run in runs_of(devnet, "order/order"):
+        if order_id_for(client.address, run["parameters"].get("salt", "")) == record.order_id:
+            orders[record.order_id] = run["id"]
+    assert len(orders) == 2
+    for order_id, flow_run_id in orders.items():
+        sent = api(devnet, "GET", f"/flow_runs/{flow_run_id}")["parameters"]
+        check_submission(OrderSpec.model_validate(sent["spec"]), sent["salt"], sent["signature"], client.address,
+                         accept_unsigned=False)
+        assert _client_book(devnet).load(order_id).status == "settled (accepted), model delivered"
+        assert market.settlement_of(bytes.fromhex(order_id[2:])) is not None
+        assert market.order(bytes.fromhex(order_id[2:])).status == "settled"
+    children = api(devnet, "POST", "/flow_runs/filter", flow_runs={"parent_flow_run_id": {"any_": list(orders.values())}},
+                   limit=200)
+    stages = sorted(r["name"].split("-")[0] for r in children)
+    assert stages == sorted(["train", "verify", "score", "score", "wasp", "deliver"] * 2)
+    runs = [*children, *(api(devnet, "GET", f"/flow_runs/{i}") for i in orders.values())]
+    assert {r["state"]["type"] for r in runs} == {"COMPLETED"}
+    [database] = [s for s in devnet.services if s.kind == "postgres"]
+    rows = subprocess.run([str(postgres_binaries() / "psql"), database.url, "-tAc", "select count(*) from flow_run"],
+                          capture_output=True, text=True, check=True).stdout
+    assert int(rows) == api(devnet, "POST", "/flow_runs/count")
+
     address = record.shard.assignments[0].address
     [worker] = [p for p in devnet.parties if keystore_of(load_settings(home=p.home)).public(p.name).address == address]
-    market = _market(devnet)
     owed = sum(r.settled.payouts_wei.get(address, 0) for r in _client_book(devnet).list() if r.settled)
     assert owed > 0 and market.pending(address) == owed
     paid = subprocess.run([sys.executable, "-m", "bahen.cli", "withdraw"], env=party_worker(devnet, worker)[1],
@@ -169,9 +208,6 @@ def _kill_host(devnet, name: str) -> None:
 
 
 def test_an_order_run_from_a_queue_other_than_the_clients_own_is_refused_before_anything_is_paid(devnet):
-    from bahen.orders import order_id_for, salt_of_run
-    from contracts.client import UnknownOrderError
-
     # the control pool's default queue, which every client's worker also polls (the UI's re-audits go there)
     run = wait_final(devnet, submit_order(devnet, UI_SPEC, queue="default"))
     assert run["state"]["type"] == "FAILED" and run["work_queue_name"] == "default"
@@ -185,12 +221,6 @@ def test_an_order_run_from_a_queue_other_than_the_clients_own_is_refused_before_
 
 def test_an_order_run_its_client_did_not_sign_or_another_run_placed_is_refused_before_anything_is_paid(
         devnet, finished_order, tmp_path):
-    from bahen.orders import order_id_for, salt_of_run
-    from bahen.submission import submission_digest
-    from contracts.client import UnknownOrderError
-    from privacy.identity import Identity
-    from privacy.signing import sign_digest
-
     client = party(devnet, CLIENT)
     salt = "0x" + "77" * 32
     # anyone who reaches the Prefect server can put a run in the client's own queue, signed in its name
@@ -323,35 +353,3 @@ def test_an_order_goes_on_through_a_restart_of_the_prefect_server_and_settles_on
     assert sorted((r["name"].split("-")[0], r["state"]["type"]) for r in children) == sorted(
         (stage, "COMPLETED") for stage in ("train", "verify", "score", "score", "wasp", "deliver"))
     assert _market(devnet).order(bytes.fromhex(record.order_id[2:])).status == "settled"
-
-
-def test_orders_placed_at_once_all_settle_once_and_no_run_of_theirs_is_lost(devnet):
-    """Two orders submitted together through the SDK from the client's home, each signed by the client:
-    the client's worker runs them side by side, each party signs for several orders at once, and the
-    server keeps every run in its PostgreSQL database."""
-    from bahen.orders import order_id_for
-    from bahen.submission import check_submission
-
-    client = Client(home=party(devnet, CLIENT).home)
-    orders = [client.submit(UI_SPEC) for _ in range(2)]
-    for order in orders:
-        order.wait(timeout=3 * ORDER_TIMEOUT_S)
-    market = _market(devnet)
-    address = party(devnet, CLIENT).address
-    for order in orders:
-        sent = api(devnet, "GET", f"/flow_runs/{order.flow_run_id}")["parameters"]
-        assert order_id_for(address, sent["salt"]) == order.order_id
-        check_submission(OrderSpec.model_validate(sent["spec"]), sent["salt"], sent["signature"], address,
-                         accept_unsigned=False)
-        assert order.status == "settled (accepted), model delivered"
-        assert market.settlement_of(bytes.fromhex(order.order_id[2:])) is not None
-        assert market.order(bytes.fromhex(order.order_id[2:])).status == "settled"
-    ids = [o.flow_run_id for o in orders]
-    children = api(devnet, "POST", "/flow_runs/filter", flow_runs={"parent_flow_run_id": {"any_": ids}}, limit=200)
-    stages = sorted(r["name"].split("-")[0] for r in children)
-    assert stages == sorted(["train", "verify", "score", "score", "wasp", "deliver"] * 2)
-    assert {r["state"]["type"] for r in [*children, *(api(devnet, "GET", f"/flow_runs/{i}") for i in ids)]} == {"COMPLETED"}
-    [database] = [s for s in devnet.services if s.kind == "postgres"]
-    rows = subprocess.run([str(postgres_binaries() / "psql"), database.url, "-tAc", "select count(*) from flow_run"],
-                          capture_output=True, text=True, check=True).stdout
-    assert int(rows) == api(devnet, "POST", "/flow_runs/count")

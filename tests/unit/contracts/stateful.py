@@ -57,6 +57,7 @@ class DisputeModel:
     status: str = "drawing"
     resolvers: list[str] = field(default_factory=list)
     resolve_by: int = 0
+    closed_at: int = 0
     votes: dict[str, bool] = field(default_factory=dict)
 
 
@@ -69,7 +70,8 @@ class TaskModel:
     verdict: str = "none"
     verdict_at: int = 0
     prover: str | None = None
-    dispute: DisputeModel | None = None
+    dispute: DisputeModel | None = None  # the latest
+    disputers: set[str] = field(default_factory=set)  # each member disputes a task once
 
 
 @dataclass
@@ -87,6 +89,13 @@ class OrderModel:
     credited: int = 0  # every credit made for this order
     slashed: int = 0  # stake slashed for this order
     bonds: int = 0  # dispute bonds locked for this order
+
+
+def _disputable_until(task: TaskModel) -> int:
+    """The end of the window in which the task's verdict may be disputed: from the verdict, or from the
+    close of the latest dispute when it left the verdict standing."""
+    stood = task.dispute is not None and task.dispute.status in ("dismissed", "expired")
+    return (task.dispute.closed_at if stood else task.verdict_at) + MACHINE_PARAMS.dispute_window
 
 
 def _expect(ok: bool, call: Callable, name: str):
@@ -344,7 +353,7 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
         def open_dispute(self, i, t, who, exact):
             if not any(t.verdict != "none" for o in self.orders for t in o.tasks):
                 return
-            o, index = self._pick_task(i, t, lambda task: task.verdict != "none" and task.dispute is None)
+            o, index = self._pick_task(i, t, lambda task: task.verdict != "none")
             task = o.tasks[index]
             p = self.parties
             disputer = (p.workers + p.validators + [p.client, p.stranger])[who]
@@ -355,16 +364,18 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             ok = (
                 o.status == "open"
                 and task.verdict != "none"
-                and self.chain.now() <= task.verdict_at + MACHINE_PARAMS.dispute_window
-                and task.dispute is None
+                and (task.dispute is None or task.dispute.status in ("dismissed", "expired"))
+                and self.chain.now() <= _disputable_until(task)
+                and disputer.address not in task.disputers
                 and bool(exact)
                 and disputer.address != o.client.address
                 and disputer.address != self._verifier(o, index)  # not the verifier of the task, against its own report
                 and staked
             )
             call = lambda: self.bahen.open_dispute(disputer, order_id=o.oid, task=index, counter_digest=b32(f"c{t}"), bond=bond)
-            if _expect(ok, call, "open_dispute"):
+            if _expect(ok, call, "open_dispute" if task.dispute is None else "open_dispute after another"):
                 task.dispute = DisputeModel(disputer.address, claim_accepted=task.verdict == "rejected")
+                task.disputers.add(disputer.address)
                 o.bonds += bond
                 self.deposited += bond
 
@@ -405,6 +416,15 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
                         self._close(o, index, outcome)
             self._check_accounts()
 
+        @rule(i=st.integers(0, 50), t=st.integers(0, 50), who=st.integers(0, 6), uphold=st.booleans())
+        def dispute_to_its_close(self, i, t, who, uphold):
+            """A dispute opened, drawn and voted on until it closes, in one step: random sequences then
+            often reach a closed dispute, and the dispute after one that left the verdict standing."""
+            self.open_dispute(i, t, who, exact=1)
+            for r in range(POOL + 1):
+                self.draw_resolvers(t)
+                self.vote(t, r, uphold)
+
         @rule(t=st.integers(0, 50))
         def expire(self, t):
             if not self._disputed(0, "voting"):
@@ -419,6 +439,7 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             task = o.tasks[index]
             d = task.dispute
             d.status = outcome
+            d.closed_at = self.bahen.dispute(o.oid, index).closed_at
             rest = MACHINE_PARAMS.dispute_bond
             for r in d.resolvers:
                 self.locks[r] -= 1
@@ -446,7 +467,8 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             judged = all(t.verdict != "none" for t in o.tasks)
             final = all(
                 t.verdict == "none"
-                or (t.dispute.status not in ACTIVE if t.dispute else self.chain.now() > t.verdict_at + MACHINE_PARAMS.dispute_window)
+                or (t.dispute is not None and t.dispute.status == "upheld")
+                or ((t.dispute is None or t.dispute.status not in ACTIVE) and self.chain.now() > _disputable_until(t))
                 for t in o.tasks
             )
             ok = o.status == "open" and (judged or self._past(o)) and final

@@ -3,6 +3,7 @@
 import pytest
 
 from contracts.errors import ContractRevert
+from tasks.settle import wait_for_finality
 from tests.unit.contracts.fixtures import (
     ETHER,
     PARAMS,
@@ -93,7 +94,9 @@ def test_an_upheld_dispute_rejects_accepted_fraud_and_the_disputer_earns_every_b
     assert bahen.stake_of(verifier.address) == PARAMS.min_validator_stake - verifier_slash
     assert bahen.pending(disputer.address) == BOND - 2 * RESOLVER_FEE + verifier_bounty
 
-    s = bahen.settle(parties.stranger, order_id=OID)  # a closed dispute makes the verdict final at once
+    # an upheld dispute makes the verdict final at once: no other dispute, settlement now
+    _revert(lambda: _dispute(bahen, parties.workers[1]), "VerdictOverturned", task=0)
+    s = bahen.settle(parties.stranger, order_id=OID)
     slashed = WORKER_STAKE * PARAMS.slash_bps // 10_000
     bounty = slashed * PARAMS.bounty_bps // 10_000
     assert s.slashed == {worker.address: slashed} and s.payouts == {}  # no fee for the overturned verifier
@@ -118,6 +121,10 @@ def test_a_dismissed_dispute_pays_its_bond_to_the_accused_worker(bahen, chain, p
     assert [bahen.pending(r) for r in resolvers] == [RESOLVER_FEE, 0, RESOLVER_FEE]  # the minority earns nothing
     assert bahen.pending(disputer.address) == 0
     assert bahen.pending(worker.address) == BOND - 2 * RESOLVER_FEE
+    # the verdict stood: another member may dispute it for a window from the close, so settlement waits
+    _revert(lambda: bahen.settle(parties.stranger, order_id=OID), "DisputeWindowOpen", task=0,
+            finalAt=d.closed_at + PARAMS.dispute_window)
+    chain.increase_time(WINDOW)
     s = bahen.settle(parties.stranger, order_id=OID)
     assert s.payouts == {worker.address: PAYMENT, parties.validators[0].address: FEE} and s.slashed == {}
     _conserved(bahen, chain, parties, pool)
@@ -155,6 +162,8 @@ def test_a_dispute_without_a_majority_expires_and_the_verdict_stands(bahen, chai
     assert bahen.dispute(OID, 0).status == "expired" and bahen.order(OID).tasks[0].verdict == "accepted"
     assert bahen.pending(resolvers[0]) == RESOLVER_FEE
     assert bahen.pending(disputer.address) == BOND - RESOLVER_FEE
+    _revert(lambda: bahen.settle(parties.stranger, order_id=OID), "DisputeWindowOpen", task=0)
+    chain.increase_time(WINDOW)
     bahen.settle(parties.stranger, order_id=OID)
     _conserved(bahen, chain, parties, pool)
 
@@ -177,7 +186,8 @@ def test_dispute_reverts(bahen, chain, parties, pool):
     _revert(lambda: dispute(sender=verifier), "OwnVerification", verifier=verifier.address, task=0)
     _revert(lambda: dispute(sender=parties.stranger), "NotStaked")
     dispute()
-    _revert(dispute, "AlreadyDisputed", task=0)
+    _revert(dispute, "DisputeActive", task=0)
+    _revert(lambda: dispute(sender=parties.workers[1]), "DisputeActive", task=0)
     _revert(lambda: bahen.chain.call(bahen.market.functions.drawResolvers(OID, 0), "draw"), "DrawNotReady")
     resolvers = bahen.draw_resolvers(parties.stranger, order_id=OID, task=0)
     _revert(lambda: bahen.draw_resolvers(parties.stranger, order_id=OID, task=0), "NotDisputing")
@@ -187,10 +197,46 @@ def test_dispute_reverts(bahen, chain, parties, pool):
     _revert(lambda: vote(pool[resolvers[0]]), "AlreadyVoted")
 
 
+def test_a_withheld_case_takes_no_other_members_dispute_away(bahen, chain, parties, pool):
+    """Accepted fraud: a cheat's accomplice disputes it first, withholds its case, and the resolvers vote
+    it down. The verdict stands, and another member may dispute it for a window from that close (the
+    accomplice may not again); the second dispute is upheld and the worker is slashed at settlement."""
+    _judged(bahen, parties, pool, accepted=True)
+    accomplice, honest, worker = parties.validators[1], parties.workers[1], parties.workers[0]
+    chain.increase_time(PARAMS.dispute_window // 2)
+    _vote(bahen, pool, _dispute(bahen, accomplice), [False, False])
+    first = bahen.dispute(OID, 0)
+    assert first.status == "dismissed" and first.closed_at == chain.now()
+    assert bahen.pending(worker.address) == BOND - 2 * RESOLVER_FEE  # the accomplice's bond, to the cheat
+    # past the verdict's own window, within the one the dismissal opened
+    chain.increase_time(PARAMS.dispute_window // 2 + 1)
+    _revert(lambda: _dispute(bahen, accomplice), "DisputedBefore", account=accomplice.address, task=0)
+    resolvers = _dispute(bahen, honest)
+    second = bahen.dispute(OID, 0)
+    assert (second.disputer, second.status, second.closed_at, second.votes_dismiss) == (honest.address, "voting", 0, 0)
+    # a resolver drawn again votes anew
+    assert all(bahen.chain.call(bahen.market.functions.voteOf(OID, 0, r), "vote") == 0 for r in resolvers)
+    _vote(bahen, pool, resolvers, [True, True])
+    assert bahen.order(OID).tasks[0].verdict == "rejected" and bahen.order(OID).tasks[0].prover == honest.address
+    s = bahen.settle(parties.stranger, order_id=OID)
+    slashed = WORKER_STAKE * PARAMS.slash_bps // 10_000
+    assert s.slashed == {worker.address: slashed} and s.payouts == {}
+    _conserved(bahen, chain, parties, pool)
+
+
 def test_a_dispute_after_the_window_reverts(bahen, chain, parties, pool):
     _judged(bahen, parties, pool, accepted=True)
     chain.increase_time(WINDOW)
     _revert(lambda: _dispute(bahen, parties.validators[1]), "DisputeWindowClosed", task=0)
+
+
+def test_a_dispute_after_the_window_a_dismissal_opened_reverts(bahen, chain, parties, pool):
+    _judged(bahen, parties, pool, accepted=True)
+    _vote(bahen, pool, _dispute(bahen, parties.validators[1]), [False, False])
+    closed_at = bahen.dispute(OID, 0).closed_at
+    chain.increase_time(WINDOW)
+    _revert(lambda: _dispute(bahen, parties.workers[1]), "DisputeWindowClosed", task=0,
+            closedAt=closed_at + PARAMS.dispute_window)
 
 
 def test_resolvers_follow_the_public_rule_and_exclude_every_party(bahen, chain, parties, pool):
@@ -220,3 +266,49 @@ def test_the_ledger_finds_a_disputes_credits_after_another_tasks_worker_was_repl
     ledger = bahen.ledger(OID)
     assert ledger.total("resolver fee") == 2 * RESOLVER_FEE and ledger.total("bond forfeited") == BOND - 2 * RESOLVER_FEE
     assert bahen.settlement_of(OID) is None
+
+
+def _finalised(bahen, client) -> int:
+    """The chain time at which the settling client's wait for finality returned; the order settles then."""
+    wait_for_finality(bahen, client, OID)
+    now = bahen.chain.now()
+    bahen.settle(client, order_id=OID)
+    return now
+
+
+def test_the_settling_client_waits_out_the_verdicts_window_and_no_longer(bahen, chain, parties, pool):
+    _judged(bahen, parties, pool, accepted=True)
+    assert _finalised(bahen, parties.client) == bahen.order(OID).tasks[0].verdict_at + WINDOW
+
+
+def test_the_settling_client_waits_for_the_latest_verdicts_window_of_the_order(bahen, chain, parties, pool):
+    _opened(bahen, parties, pool, tasks=2)
+    commit_all(bahen, parties, OID, tasks=2)
+    for task in (1, 0):  # task 0 judged last; a task without a verdict does not hold settlement back
+        report(bahen, parties.stranger, parties.validators[0], OID, task=task)
+        bahen.record_verdict(parties.wasp, order_id=OID, task=task, accepted=True, reasons_digest=b32("why"))
+        if task == 1:
+            wait_for_finality(bahen, parties.client, OID)
+            assert chain.now() == bahen.order(OID).tasks[1].verdict_at + WINDOW
+        chain.increase_time(PARAMS.dispute_window // 2)
+    assert _finalised(bahen, parties.client) == bahen.order(OID).tasks[0].verdict_at + WINDOW
+
+
+def test_the_settling_client_draws_and_expires_an_idle_dispute_then_waits_out_the_window_it_opened(
+        bahen, chain, parties, pool):
+    _judged(bahen, parties, pool, accepted=True)
+    bahen.open_dispute(parties.validators[1], order_id=OID, task=0, counter_digest=b32("c"), bond=BOND)
+    settled_at = _finalised(bahen, parties.client)
+    d = bahen.dispute(OID, 0)
+    assert d.status == "expired" and len(d.resolvers) == PARAMS.resolver_count and d.closed_at > d.resolve_by
+    assert settled_at == d.closed_at + WINDOW
+
+
+@pytest.mark.parametrize("upheld", [False, True])
+def test_the_settling_client_waits_out_a_dismissals_window_and_settles_an_upheld_verdict_at_once(
+        bahen, chain, parties, pool, upheld):
+    _judged(bahen, parties, pool, accepted=True)
+    _vote(bahen, pool, _dispute(bahen, parties.validators[1]), [upheld] * 2)
+    d = bahen.dispute(OID, 0)
+    assert d.status == ("upheld" if upheld else "dismissed")
+    assert _finalised(bahen, parties.client) == (d.closed_at if upheld else d.closed_at + WINDOW)

@@ -8,20 +8,8 @@ from contracts.chain import Chain
 from tests.unit.contracts.stateful import make_machine
 
 
-def _settings(examples: int) -> settings:
-    return settings(
-        max_examples=examples,
-        stateful_step_count=30,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow],
-        database=None,
-    )
-
-
-def test_invariants_hold_over_random_sequences():
-    run_state_machine_as_test(make_machine(Chain.in_process), settings=_settings(10))
-
-
 @pytest.mark.slow
-def test_invariants_hold_over_many_random_sequences():
-    run_state_machine_as_test(make_machine(Chain.in_process), settings=_settings(15))
+def test_invariants_hold_over_random_sequences():
+    run_state_machine_as_test(make_machine(Chain.in_process), settings=settings(
+        max_examples=15, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+        database=None))
