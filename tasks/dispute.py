@@ -78,10 +78,15 @@ def open_dispute(spec: OrderSpec, upload: Upload, shard: Shard, training: Traini
     """Re-verify the task as ``disputer`` and, if its report contradicts the verdict, dispute it with the bond."""
     keys = disputer_keys(upload, shard, training, disputer, net)
     oid = bytes.fromhex(upload.order_id[2:])
-    verdict = net.market.order(oid).tasks[training.task].verdict
+    task = net.market.order(oid).tasks[training.task]
+    verdict = task.verdict
     if verdict == "none":
         raise DisputeError(f"task {training.task} of order {upload.order_id} has no verdict yet: dispute it once Wasp "
                            "has recorded one")
+    if verdict == "accepted" and disputer.address == task.worker:
+        raise DisputeError(f"{disputer.name} is the worker of task {training.task} of order {upload.order_id}: a worker "
+                           "disputes a rejection of its work, never its acceptance (upheld, it would take the bounty of "
+                           "its own slash)")
     if net.market.report_of(oid, training.task, REPORT_VERIFICATION, disputer.address) != bytes(32):
         raise DisputeError(f"{disputer.name} is the verifier of order {upload.order_id} and attested its verification "
                            f"of task {training.task}: the chain takes no dispute of a verifier's own report (another "

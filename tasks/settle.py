@@ -6,11 +6,10 @@ own); the contract refuses a second one, so a retried flow can never pay twice. 
 credited for each party to withdraw (pull payments).
 """
 
-import contextlib
 import time
 
 from contracts.client import Bahen
-from contracts.errors import ChainError, ChallengeNotReady
+from contracts.errors import ChainError, ChallengeNotReady, ContractRevert
 from eth_account.signers.local import LocalAccount
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -19,6 +18,18 @@ from bahen.network import Network
 from bahen.parties import CLIENT
 from bahen.records import Settled, Upload
 from tasks.runtime import network, order_book, recorded, timed
+
+
+def _move_along(call) -> None:
+    """Draw or expire a dispute, as anyone may: when another party did it first (``NotDisputing``) or the
+    seed block is not mined yet, the next look sees where it stands."""
+    try:
+        call()
+    except ChallengeNotReady:
+        pass
+    except ContractRevert as exc:
+        if exc.error != "NotDisputing":
+            raise
 
 
 def wait_for_finality(market: Bahen, client: LocalAccount, order_id: bytes) -> None:
@@ -38,11 +49,10 @@ def wait_for_finality(market: Bahen, client: LocalAccount, order_id: bytes) -> N
             dispute = market.dispute(order_id, t.task)
             if dispute.status == "drawing":
                 disputed = True
-                with contextlib.suppress(ChallengeNotReady):  # the seed block is not mined yet
-                    market.draw_resolvers(client, order_id=order_id, task=t.task)
+                _move_along(lambda: market.draw_resolvers(client, order_id=order_id, task=t.task))
             elif dispute.status == "voting" and now > dispute.resolve_by:
                 disputed = True  # expired, it opens the window again: the next look waits it out
-                market.expire_dispute(client, order_id=order_id, task=t.task)
+                _move_along(lambda: market.expire_dispute(client, order_id=order_id, task=t.task))
             elif dispute.status == "voting":
                 disputed, final_at = True, max(final_at, dispute.resolve_by)
             elif dispute.status == "none":

@@ -139,6 +139,8 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     mapping(bytes32 => mapping(uint256 => Dispute)) private _disputes;
     mapping(bytes32 => mapping(uint256 => mapping(address => uint8))) private _votes; // 1 uphold, 2 dismiss
     mapping(bytes32 => mapping(uint256 => mapping(address => bool))) private _disputed; // who disputed a task
+    // bonds of dismissed disputes of an acceptance: the worker's at settlement if its work is still accepted
+    mapping(bytes32 => mapping(uint256 => uint256)) private _held;
     mapping(bytes32 => mapping(address => bool)) private _drawn; // every member drawn for the order, replaced ones too
     mapping(bytes32 => mapping(uint256 => mapping(address => bytes32))) private _deliveries;
     mapping(address => uint256) public pending;
@@ -176,6 +178,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     error OrderExists(bytes32 orderId);
     error UnknownOrder(bytes32 orderId);
     error OrderNotOpen(bytes32 orderId, Status status);
+    error OrderStarted(bytes32 orderId);
     error AlreadySettled(bytes32 orderId);
     error NotClient(address caller, address client);
     error DeadlineInPast(uint64 deadline, uint256 nowTime);
@@ -285,8 +288,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
 
     /// @notice Adds a task paying `payment` from the escrow; its worker is drawn by `draw`.
     function addTask(bytes32 orderId, uint256 payment) external {
-        Order storage o = _clientOrder(orderId);
-        if (block.timestamp > o.deadline) revert DeadlinePassed(o.deadline, block.timestamp);
+        Order storage o = _growingOrder(orderId);
         uint256 task = o.taskCount;
         if (task >= MAX_TASKS) revert TooManyTasks(MAX_TASKS);
         _reserve(o, payment);
@@ -299,13 +301,21 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
 
     /// @notice Adds a validator slot paying `fee` from the escrow; its validator is drawn by `draw`.
     function addValidator(bytes32 orderId, uint256 fee) external {
-        Order storage o = _clientOrder(orderId);
-        if (block.timestamp > o.deadline) revert DeadlinePassed(o.deadline, block.timestamp);
+        Order storage o = _growingOrder(orderId);
         ValidatorSlot[] storage slots = _validators[orderId];
         if (slots.length >= MAX_VALIDATORS) revert TooManyValidators(MAX_VALIDATORS);
         _reserve(o, fee);
         slots.push(ValidatorSlot(address(0), false, false, fee, uint64(block.number)));
         emit ValidatorSlotAdded(orderId, slots.length - 1, fee, uint64(block.number));
+    }
+
+    /// @dev The caller's order while it may still take tasks and validator slots: before its deadline
+    /// and its first commitment (members drawn later would shrink the pool its disputes draw resolvers
+    /// from, down to none: a dispute left drawing holds the order and its worker's stake for good).
+    function _growingOrder(bytes32 orderId) private view returns (Order storage o) {
+        o = _clientOrder(orderId);
+        if (block.timestamp > o.deadline) revert DeadlinePassed(o.deadline, block.timestamp);
+        if (o.commits != 0) revert OrderStarted(orderId);
     }
 
     /// @notice Draws a member for every task and validator slot of the order that has none, once
@@ -542,7 +552,10 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         if (block.timestamp > closesAt) revert DisputeWindowClosed(task, closesAt);
         if (_disputed[orderId][task][msg.sender]) revert DisputedBefore(msg.sender, task);
         if (msg.value != _params.disputeBond) revert WrongBond(_params.disputeBond, msg.value);
-        if (msg.sender == o.client) revert PartyToOrder(msg.sender);
+        // the worker disputes a rejection of its work, never its acceptance: upheld, it would take the bounty of its own slash
+        if (msg.sender == o.client || (msg.sender == t.worker && t.verdict == Verdict.Accepted)) {
+            revert PartyToOrder(msg.sender);
+        }
         if (msg.sender == _verifierOf(orderId, task)) revert OwnVerification(msg.sender, task);
         if (!staking.isEligibleWorker(msg.sender) && !staking.isEligibleValidator(msg.sender)) {
             revert NotStaked(msg.sender);
@@ -581,7 +594,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         uint256 total;
         for (uint256 i = 0; i < candidates.length; i++) {
             address c = candidates[i];
-            if (_partyTo(orderId, o, c) || c == d.disputer || !staking.isEligibleValidator(c)) continue;
+            if (_partyTo(orderId, o, c) || _disputed[orderId][task][c] || !staking.isEligibleValidator(c)) continue;
             weights[i] = staking.memberOf(c).stake;
             total += weights[i];
         }
@@ -633,11 +646,6 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         return _disputes[orderId][task];
     }
 
-    /// @notice The vote of `resolver` in the task's latest dispute: 1 uphold, 2 dismiss, 0 none.
-    function voteOf(bytes32 orderId, uint256 task, address resolver) external view returns (uint8) {
-        return _votes[orderId][task][resolver];
-    }
-
     /// @dev Pays the resolvers from the bond, then moves the money the outcome says. Upheld: the
     /// verdict flips, the rest of the bond returns to the disputer, who earns the bounty of every
     /// slash it proved: now the verifier's when its verification was overturned, and at settlement
@@ -662,8 +670,11 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
                 rest -= _params.resolverFee;
             }
         }
-        if (outcome == DisputeStatus.Dismissed) {
-            _credit(orderId, t.verdict == Verdict.Accepted ? t.worker : treasury, rest, Credit.BondForfeited);
+        if (outcome == DisputeStatus.Dismissed && t.verdict == Verdict.Accepted) {
+            _held[orderId][task] += rest; // still bonded; paid out at settlement (`_settleTasks`)
+            bonded += rest;
+        } else if (outcome == DisputeStatus.Dismissed) {
+            _credit(orderId, treasury, rest, Credit.BondForfeited);
         } else {
             _credit(orderId, d.disputer, rest, Credit.BondReturned);
         }
@@ -763,6 +774,11 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
             Task storage t = _tasks[orderId][i];
             if (t.worker == address(0)) continue; // never drawn: its payment returns to the client
             staking.unlock(t.worker);
+            uint256 held = _held[orderId][i];
+            if (held != 0) {
+                bonded -= held;
+                _credit(orderId, t.verdict == Verdict.Accepted ? t.worker : treasury, held, Credit.BondForfeited);
+            }
             if (t.verdict == Verdict.Accepted) {
                 _credit(orderId, t.worker, t.payment, Credit.TaskPayment);
                 paid += t.payment;

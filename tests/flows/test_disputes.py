@@ -2,6 +2,7 @@
 bond, and resolvers drawn among the other validators re-execute the challenge and vote."""
 
 import pytest
+from contracts.errors import ContractRevert
 from privacy.identity import Identity
 from privacy.signing import digest
 
@@ -130,19 +131,25 @@ def test_a_dispute_overturns_a_verifier_that_vouched_for_fabricated_work(net):
         deliver(upload, plan, training, net)
 
 
-def test_a_cheat_that_disputes_its_own_accepted_fraud_first_and_withholds_the_case_leaves_the_validators_theirs(net):
-    """The cheat's worker disputes its own accepted work (any staked member may) and hands the resolvers
-    no case: they vote it down and the verdict stands, its bond minus their fees back to the worker.
-    The honest validator of the order disputes next, in the window the dismissal opened: upheld, and
-    the cheat and the lying verifier are slashed."""
+def test_an_accomplice_that_disputes_accepted_fraud_first_and_withholds_the_case_leaves_the_validators_theirs(net):
+    """The cheat may not dispute its own acceptance (upheld, it would take the bounty of its own slash);
+    an accomplice, the other staked worker, disputes first and hands the resolvers no case: they vote
+    it down and the verdict stands, the bond held until settlement. The honest validator of the order
+    disputes next, in the window the dismissal opened: upheld, the cheat and the lying verifier are
+    slashed, and the accomplice's bond goes to the treasury."""
     upload, plan, assignment, training = _stages(net, "0x" + "d5" * 32, attack="fabricated-losses")
     _lying_verification(net, upload, plan, assignment, training, says_passed=True)
     score(SMALL, upload, plan, training, net)
     assert audit(upload, plan, assignment, training, net).accepted  # Wasp was fooled
     oid = bytes.fromhex(upload.order_id[2:])
+    bond = net.market.params().dispute_bond
     cheat = net.party_at(assignment.address, role="worker")
-    net.market.open_dispute(cheat.account, order_id=oid, task=0, counter_digest=bytes(32),
-                            bond=net.market.params().dispute_bond)
+    with pytest.raises(DisputeError, match="a worker disputes a rejection of its work, never its acceptance"):
+        open_dispute(SMALL, upload, plan, training, cheat, net)
+    with pytest.raises(ContractRevert, match="PartyToOrder"):
+        net.market.open_dispute(cheat.account, order_id=oid, task=0, counter_digest=bytes(32), bond=bond)
+    [accomplice] = [net.party(worker_name(i)) for i in range(2) if net.party(worker_name(i)).address != cheat.address]
+    net.market.open_dispute(accomplice.account, order_id=oid, task=0, counter_digest=bytes(32), bond=bond)
     honest = net.party_at(plan.validators[1].address, role="validator")
     with pytest.raises(DisputeError, match="is under dispute by .* within the window the close opens"):
         open_dispute(SMALL, upload, plan, training, honest, net)
@@ -161,6 +168,7 @@ def test_a_cheat_that_disputes_its_own_accepted_fraud_first_and_withholds_the_ca
     assert {s.member for s in settled.slashes} == {assignment.address, plan.validators[0].address}
     assert settled.payouts_wei.get(assignment.address, 0) == 0
     assert {"bounty", "bond returned"} <= set(_credits(net, upload.order_id, honest.address))
+    assert "bond forfeited" not in _credits(net, upload.order_id, cheat.address) + _credits(net, upload.order_id, accomplice.address)
 
 
 def test_an_honest_worker_overturns_a_false_rejection_and_is_paid(net):

@@ -72,6 +72,7 @@ class TaskModel:
     prover: str | None = None
     dispute: DisputeModel | None = None  # the latest
     disputers: set[str] = field(default_factory=set)  # each member disputes a task once
+    held: int = 0  # bonds of dismissed disputes of its acceptance, paid out at settlement
 
 
 @dataclass
@@ -186,7 +187,7 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             o = self._open(i)
             payment = o.escrow * share // 100
             sender = o.client if by_client else self.parties.wasp
-            ok = o.status == "open" and by_client and not self._past(o) and o.allocated + payment <= o.escrow
+            ok = o.status == "open" and by_client and self._growing(o) and o.allocated + payment <= o.escrow
             index = _expect(ok, lambda: self.bahen.add_task(sender, order_id=o.oid, payment=payment), "add_task")
             if index is not None:
                 assert index == len(o.tasks)
@@ -198,10 +199,14 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
         def add_validator(self, i, share):
             o = self._open(i)
             fee = o.escrow * share // 100
-            ok = o.status == "open" and not self._past(o) and o.allocated + fee <= o.escrow
+            ok = o.status == "open" and self._growing(o) and o.allocated + fee <= o.escrow
             if _expect(ok, lambda: self.bahen.add_validator(o.client, order_id=o.oid, fee=fee), "add_validator") is not None:
                 o.undrawn_fees.append(fee)
                 o.allocated += fee
+
+        def _growing(self, o: OrderModel) -> bool:
+            """Whether the order still takes tasks and validator slots: before its deadline and first commitment."""
+            return not self._past(o) and not any(t.committed for t in o.tasks)
 
         def _predicted_draw(self, o: OrderModel) -> list[tuple[str, int, str]] | None:
             """What ``draw`` must assign, from the model's stakes and the public seed blocks: (role,
@@ -369,6 +374,7 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
                 and disputer.address not in task.disputers
                 and bool(exact)
                 and disputer.address != o.client.address
+                and not (disputer.address == task.worker and task.verdict == "accepted")  # not its own acceptance
                 and disputer.address != self._verifier(o, index)  # not the verifier of the task, against its own report
                 and staked
             )
@@ -385,7 +391,7 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
                 return
             o, index = self._disputed(t, "drawing")
             d = o.tasks[index].dispute
-            excluded = {o.client.address, d.disputer, *o.drawn}
+            excluded = {o.client.address, *o.tasks[index].disputers, *o.drawn}
             candidates = eligible_resolvers(self.bahen, excluded)
             call = lambda: self.bahen.draw_resolvers(self.parties.stranger, order_id=o.oid, task=index)
             drawn = _expect(bool(candidates), call, "draw_resolvers")
@@ -447,8 +453,10 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
                 if paid:
                     self._credit(o, r, MACHINE_PARAMS.resolver_fee)
                     rest -= MACHINE_PARAMS.resolver_fee
-            if outcome == "dismissed":
-                self._credit(o, task.worker if task.verdict == "accepted" else self.parties.treasury.address, rest)
+            if outcome == "dismissed" and task.verdict == "accepted":
+                task.held += rest
+            elif outcome == "dismissed":
+                self._credit(o, self.parties.treasury.address, rest)
             else:
                 self._credit(o, d.disputer, rest)
             if outcome == "upheld":
@@ -530,6 +538,8 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
                 if t.worker is None:  # never drawn: its payment returns to the client
                     continue
                 self.locks[t.worker] -= 1
+                if t.held:
+                    self._credit(o, t.worker if t.verdict == "accepted" else self.parties.treasury.address, t.held)
                 if t.verdict == "accepted":
                     payouts[t.worker] += t.payment
                 elif t.verdict == "rejected":
@@ -605,7 +615,7 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             escrowed = sum(o.escrow for o in self.orders if o.status == "open")
             bonds = sum(
                 MACHINE_PARAMS.dispute_bond for o in self.orders for t in o.tasks if t.dispute and t.dispute.status in ACTIVE
-            )
+            ) + sum(t.held for o in self.orders if o.status == "open" for t in o.tasks)
             assert market == sum(self.pending.values()) + escrowed + bonds
             assert staking == sum(self.stake.values()) + sum(self.unbonding.values())
             assert market + staking + self.withdrawn == self.deposited

@@ -111,7 +111,7 @@ def test_an_upheld_dispute_rejects_accepted_fraud_and_the_disputer_earns_every_b
     assert [(x.member, x.amount) for x in ledger.slashes] == [(verifier.address, verifier_slash), (worker.address, slashed)]
 
 
-def test_a_dismissed_dispute_pays_its_bond_to_the_accused_worker(bahen, chain, parties, pool):
+def test_a_dismissed_dispute_pays_its_bond_to_the_accused_worker_at_settlement(bahen, chain, parties, pool):
     _judged(bahen, parties, pool, accepted=True)
     disputer, worker = parties.validators[1], parties.workers[0]
     resolvers = _dispute(bahen, disputer)
@@ -119,14 +119,16 @@ def test_a_dismissed_dispute_pays_its_bond_to_the_accused_worker(bahen, chain, p
     d = bahen.dispute(OID, 0)
     assert (d.status, d.votes_uphold, d.votes_dismiss) == ("dismissed", 1, 2)
     assert [bahen.pending(r) for r in resolvers] == [RESOLVER_FEE, 0, RESOLVER_FEE]  # the minority earns nothing
-    assert bahen.pending(disputer.address) == 0
-    assert bahen.pending(worker.address) == BOND - 2 * RESOLVER_FEE
+    # the rest of the bond is held until settlement: a later dispute may still show the work was fraud
+    assert bahen.pending(disputer.address) == 0 and bahen.pending(worker.address) == 0
     # the verdict stood: another member may dispute it for a window from the close, so settlement waits
     _revert(lambda: bahen.settle(parties.stranger, order_id=OID), "DisputeWindowOpen", task=0,
             finalAt=d.closed_at + PARAMS.dispute_window)
     chain.increase_time(WINDOW)
+    _conserved(bahen, chain, parties, pool)
     s = bahen.settle(parties.stranger, order_id=OID)
     assert s.payouts == {worker.address: PAYMENT, parties.validators[0].address: FEE} and s.slashed == {}
+    assert bahen.pending(worker.address) == PAYMENT + BOND - 2 * RESOLVER_FEE
     _conserved(bahen, chain, parties, pool)
 
 
@@ -182,6 +184,8 @@ def test_dispute_reverts(bahen, chain, parties, pool):
     bahen.record_verdict(parties.wasp, order_id=OID, task=0, accepted=True, reasons_digest=b32("why"))
     _revert(lambda: dispute(bond=BOND - 1), "WrongBond", required=BOND, sent=BOND - 1)
     _revert(lambda: dispute(sender=parties.client), "PartyToOrder")
+    # upheld, the worker would take the bounty of its own slash: it disputes only a rejection of its work
+    _revert(lambda: dispute(sender=parties.workers[0]), "PartyToOrder")
     # the one dispute a task has would let the verifier escape the slash of its own overturned report
     _revert(lambda: dispute(sender=verifier), "OwnVerification", verifier=verifier.address, task=0)
     _revert(lambda: dispute(sender=parties.stranger), "NotStaked")
@@ -207,20 +211,25 @@ def test_a_withheld_case_takes_no_other_members_dispute_away(bahen, chain, parti
     _vote(bahen, pool, _dispute(bahen, accomplice), [False, False])
     first = bahen.dispute(OID, 0)
     assert first.status == "dismissed" and first.closed_at == chain.now()
-    assert bahen.pending(worker.address) == BOND - 2 * RESOLVER_FEE  # the accomplice's bond, to the cheat
+    assert bahen.pending(worker.address) == 0  # the accomplice's bond is held until settlement
     # past the verdict's own window, within the one the dismissal opened
     chain.increase_time(PARAMS.dispute_window // 2 + 1)
     _revert(lambda: _dispute(bahen, accomplice), "DisputedBefore", account=accomplice.address, task=0)
     resolvers = _dispute(bahen, honest)
     second = bahen.dispute(OID, 0)
     assert (second.disputer, second.status, second.closed_at, second.votes_dismiss) == (honest.address, "voting", 0, 0)
-    # a resolver drawn again votes anew
-    assert all(bahen.chain.call(bahen.market.functions.voteOf(OID, 0, r), "vote") == 0 for r in resolvers)
-    _vote(bahen, pool, resolvers, [True, True])
+    # no disputer of the task resolves it: the accomplice is left out of the draw
+    excluded = {parties.client.address, worker.address, parties.validators[0].address, accomplice.address, honest.address}
+    assert resolvers == expected_draw(bahen, OID, 0, excluded)
+    _vote(bahen, pool, resolvers, [True, True])  # a resolver of the first dispute drawn again votes anew
     assert bahen.order(OID).tasks[0].verdict == "rejected" and bahen.order(OID).tasks[0].prover == honest.address
     s = bahen.settle(parties.stranger, order_id=OID)
     slashed = WORKER_STAKE * PARAMS.slash_bps // 10_000
     assert s.slashed == {worker.address: slashed} and s.payouts == {}
+    # the held bond goes to the treasury: the ring paid a bond for the window it bought
+    assert bahen.pending(worker.address) == 0
+    forfeited = [c for c in s.credits if c.kind == "bond forfeited"]
+    assert [(c.account, c.amount) for c in forfeited] == [(parties.treasury.address, BOND - 2 * RESOLVER_FEE)]
     _conserved(bahen, chain, parties, pool)
 
 
@@ -255,9 +264,9 @@ def test_the_ledger_finds_a_disputes_credits_after_another_tasks_worker_was_repl
     _opened(bahen, parties, pool, tasks=2)  # a commit window of 600 s
     commit_all(bahen, parties, OID, tasks=1)
     report(bahen, parties.stranger, parties.validators[0], OID, task=0)
-    bahen.record_verdict(parties.wasp, order_id=OID, task=0, accepted=True, reasons_digest=b32("why"))
+    bahen.record_verdict(parties.wasp, order_id=OID, task=0, accepted=False, reasons_digest=b32("why"))
     resolvers = _dispute(bahen, parties.validators[1])
-    _vote(bahen, pool, resolvers, [False, False])
+    _vote(bahen, pool, resolvers, [False, False])  # the rejection stands: the bond goes to the treasury now
     dispute_block = chain.block_number()
     chain.increase_time(601)
     bahen.replace_worker(parties.stranger, order_id=OID, task=1)
@@ -312,3 +321,22 @@ def test_the_settling_client_waits_out_a_dismissals_window_and_settles_an_upheld
     d = bahen.dispute(OID, 0)
     assert d.status == ("upheld" if upheld else "dismissed")
     assert _finalised(bahen, parties.client) == (d.closed_at if upheld else d.closed_at + WINDOW)
+
+
+@pytest.mark.parametrize("call", ["draw_resolvers", "expire_dispute"])
+def test_the_settling_client_goes_on_when_another_party_moves_the_dispute_along_first(
+        bahen, chain, parties, pool, monkeypatch, call):
+    """The disputer (its bond back the sooner) draws or expires the dispute just before the settling client."""
+    _judged(bahen, parties, pool, accepted=True)
+    disputer = parties.validators[1]
+    bahen.open_dispute(disputer, order_id=OID, task=0, counter_digest=b32("c"), bond=BOND)
+    own = getattr(bahen, call)
+
+    def raced(acct, **where):
+        own(disputer, **where)
+        return own(acct, **where)
+
+    monkeypatch.setattr(bahen, call, raced)
+    settled_at = _finalised(bahen, parties.client)
+    d = bahen.dispute(OID, 0)
+    assert d.status == "expired" and settled_at == d.closed_at + WINDOW

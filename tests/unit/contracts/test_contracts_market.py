@@ -99,6 +99,12 @@ def test_adding_and_drawing_reverts(bahen, chain, parties):
     drawn = bahen.draw(parties.stranger, order_id=oid)
     assert list(drawn.workers) == [0] and len(drawn.validators) == 1 and drawn.reanchored == 0
     _revert(lambda: bahen.draw(parties.stranger, order_id=oid), "NothingToDraw")
+    # once a worker committed, no slot is added: members drawn then would shrink the pool of its
+    # disputes' resolvers, down to none, and hold the order and its worker's stake for good
+    worker = next(w for w in parties.workers if w.address == drawn.workers[0])
+    bahen.commit_proof(worker, order_id=oid, task=0, root=b32("root"))
+    _revert(lambda: bahen.add_task(c, order_id=oid, payment=1), "OrderStarted", orderId=oid)
+    _revert(lambda: bahen.add_validator(c, order_id=oid, fee=1), "OrderStarted", orderId=oid)
     chain.increase_time(3_601)
     _revert(lambda: bahen.add_task(c, order_id=oid, payment=1), "DeadlinePassed")
 
