@@ -1,8 +1,11 @@
 """Disputes of a verdict: bonded, resolved by validators drawn on chain, paid by the losing side."""
 
+from types import SimpleNamespace
+
 import pytest
 
-from contracts.errors import ContractRevert
+import tasks.settle as settle_module
+from contracts.errors import ChainError, ContractRevert
 from tasks.settle import wait_for_finality
 from tests.unit.contracts.fixtures import (
     ETHER,
@@ -340,3 +343,38 @@ def test_the_settling_client_goes_on_when_another_party_moves_the_dispute_along_
     settled_at = _finalised(bahen, parties.client)
     d = bahen.dispute(OID, 0)
     assert d.status == "expired" and settled_at == d.closed_at + WINDOW
+
+
+@pytest.mark.parametrize("last", ["dispute window", "voting"])
+def test_the_settling_client_does_not_act_on_the_last_second_of_a_dispute_window_or_of_the_voting(
+        bahen, chain, parties, pool, last):
+    """The contract takes a settlement after a dispute window and an expiry after the voting, not on
+    their last second: there the client waits one more."""
+    _judged(bahen, parties, pool, accepted=True)
+    if last == "dispute window":
+        chain.increase_time(bahen.order(OID).tasks[0].verdict_at + PARAMS.dispute_window - chain.now())
+        assert _finalised(bahen, parties.client) == bahen.order(OID).tasks[0].verdict_at + WINDOW
+        return
+    _dispute(bahen, parties.validators[1])
+    chain.increase_time(bahen.dispute(OID, 0).resolve_by - chain.now())
+    settled_at = _finalised(bahen, parties.client)
+    d = bahen.dispute(OID, 0)
+    assert d.status == "expired" and d.closed_at > d.resolve_by and settled_at == d.closed_at + WINDOW
+
+
+def test_on_a_chain_whose_clock_cannot_be_moved_the_settling_client_sleeps_a_minute_at_a_time(
+        bahen, chain, parties, pool, monkeypatch):
+    _judged(bahen, parties, pool, accepted=True)
+    slept, move = [], chain.increase_time
+
+    def refuse(seconds):
+        raise ChainError("this node does not move its clock")
+
+    def sleep(seconds):  # the time passes, on the chain too
+        slept.append(seconds)
+        move(seconds)
+
+    monkeypatch.setattr(chain, "increase_time", refuse)
+    monkeypatch.setattr(settle_module, "time", SimpleNamespace(sleep=sleep))
+    assert _finalised(bahen, parties.client) == bahen.order(OID).tasks[0].verdict_at + WINDOW
+    assert slept == [60, WINDOW - 60]
