@@ -534,8 +534,9 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     }
 
     /// @notice Disputes a task's verdict within its window, locking exactly `disputeBond`. Any
-    /// staked member may dispute except the order's client and the verifier whose verification of the
-    /// task is on chain (it would escape the slash of its own overturned report); `counterDigest` is the
+    /// staked member may dispute except the order's client, the task's worker against the acceptance
+    /// of its own work, and the verifier whose verification of the task is on chain (either would
+    /// escape the slash of its own work or report, taking its bounty); `counterDigest` is the
     /// digest of the disputer's signed counter-report (in the artifact store). One dispute at a time,
     /// each member once per task: a dispute that leaves the verdict standing (dismissed, expired)
     /// opens the window again from its close, so a disputer that withholds its case from the resolvers
@@ -552,7 +553,6 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         if (block.timestamp > closesAt) revert DisputeWindowClosed(task, closesAt);
         if (_disputed[orderId][task][msg.sender]) revert DisputedBefore(msg.sender, task);
         if (msg.value != _params.disputeBond) revert WrongBond(_params.disputeBond, msg.value);
-        // the worker disputes a rejection of its work, never its acceptance: upheld, it would take the bounty of its own slash
         if (msg.sender == o.client || (msg.sender == t.worker && t.verdict == Verdict.Accepted)) {
             revert PartyToOrder(msg.sender);
         }
@@ -577,7 +577,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
 
     /// @notice Draws the dispute's resolvers once the block after the dispute exists: a
     /// stake-weighted sample, seeded by that block's hash, of eligible validators that are no party
-    /// to the order (not its client, worker, validators or the disputer). Callable by anyone; if
+    /// to the order (not its client, worker, validators) nor disputers of the task. Callable by anyone; if
     /// the seed block is older than 256 blocks the draw re-anchors to the current block.
     function drawResolvers(bytes32 orderId, uint256 task) external {
         Order storage o = _openOrder(orderId);
