@@ -280,6 +280,13 @@ def test_the_ledger_finds_a_disputes_credits_after_another_tasks_worker_was_repl
     assert bahen.settlement_of(OID) is None
 
 
+@pytest.fixture
+def slack(chain) -> int:
+    """Seconds a chain's clock may run past where a test moved it: none on the in-process EVM, whose clock
+    moves only when told; on anvil, whose clock follows the wall clock between blocks, the few a test takes."""
+    return 0 if chain.label == "in-process EVM" else 10
+
+
 def _finalised(bahen, client) -> int:
     """The chain time at which the settling client's wait for finality returned; the order settles then."""
     wait_for_finality(bahen, client, OID)
@@ -288,12 +295,13 @@ def _finalised(bahen, client) -> int:
     return now
 
 
-def test_the_settling_client_waits_out_the_verdicts_window_and_no_longer(bahen, chain, parties, pool):
+def test_the_settling_client_waits_out_the_verdicts_window_and_no_longer(bahen, chain, parties, pool, slack):
     _judged(bahen, parties, pool, accepted=True)
-    assert _finalised(bahen, parties.client) == bahen.order(OID).tasks[0].verdict_at + WINDOW
+    final = bahen.order(OID).tasks[0].verdict_at + WINDOW
+    assert final <= _finalised(bahen, parties.client) <= final + slack
 
 
-def test_the_settling_client_waits_for_the_latest_verdicts_window_of_the_order(bahen, chain, parties, pool):
+def test_the_settling_client_waits_for_the_latest_verdicts_window_of_the_order(bahen, chain, parties, pool, slack):
     _opened(bahen, parties, pool, tasks=2)
     commit_all(bahen, parties, OID, tasks=2)
     for task in (1, 0):  # task 0 judged last; a task without a verdict does not hold settlement back
@@ -301,34 +309,37 @@ def test_the_settling_client_waits_for_the_latest_verdicts_window_of_the_order(b
         bahen.record_verdict(parties.wasp, order_id=OID, task=task, accepted=True, reasons_digest=b32("why"))
         if task == 1:
             wait_for_finality(bahen, parties.client, OID)
-            assert chain.now() == bahen.order(OID).tasks[1].verdict_at + WINDOW
+            final = bahen.order(OID).tasks[1].verdict_at + WINDOW
+            assert final <= chain.now() <= final + slack
         chain.increase_time(PARAMS.dispute_window // 2)
-    assert _finalised(bahen, parties.client) == bahen.order(OID).tasks[0].verdict_at + WINDOW
+    final = bahen.order(OID).tasks[0].verdict_at + WINDOW
+    assert final <= _finalised(bahen, parties.client) <= final + slack
 
 
 def test_the_settling_client_draws_and_expires_an_idle_dispute_then_waits_out_the_window_it_opened(
-        bahen, chain, parties, pool):
+        bahen, chain, parties, pool, slack):
     _judged(bahen, parties, pool, accepted=True)
     bahen.open_dispute(parties.validators[1], order_id=OID, task=0, counter_digest=b32("c"), bond=BOND)
     settled_at = _finalised(bahen, parties.client)
     d = bahen.dispute(OID, 0)
     assert d.status == "expired" and len(d.resolvers) == PARAMS.resolver_count and d.closed_at > d.resolve_by
-    assert settled_at == d.closed_at + WINDOW
+    assert d.closed_at + WINDOW <= settled_at <= d.closed_at + WINDOW + slack
 
 
 @pytest.mark.parametrize("upheld", [False, True])
 def test_the_settling_client_waits_out_a_dismissals_window_and_settles_an_upheld_verdict_at_once(
-        bahen, chain, parties, pool, upheld):
+        bahen, chain, parties, pool, upheld, slack):
     _judged(bahen, parties, pool, accepted=True)
     _vote(bahen, pool, _dispute(bahen, parties.validators[1]), [upheld] * 2)
     d = bahen.dispute(OID, 0)
     assert d.status == ("upheld" if upheld else "dismissed")
-    assert _finalised(bahen, parties.client) == (d.closed_at if upheld else d.closed_at + WINDOW)
+    final = d.closed_at if upheld else d.closed_at + WINDOW
+    assert final <= _finalised(bahen, parties.client) <= final + slack
 
 
 @pytest.mark.parametrize("call", ["draw_resolvers", "expire_dispute"])
 def test_the_settling_client_goes_on_when_another_party_moves_the_dispute_along_first(
-        bahen, chain, parties, pool, monkeypatch, call):
+        bahen, chain, parties, pool, monkeypatch, call, slack):
     """The disputer (its bond back the sooner) draws or expires the dispute just before the settling client."""
     _judged(bahen, parties, pool, accepted=True)
     disputer = parties.validators[1]
@@ -342,28 +353,30 @@ def test_the_settling_client_goes_on_when_another_party_moves_the_dispute_along_
     monkeypatch.setattr(bahen, call, raced)
     settled_at = _finalised(bahen, parties.client)
     d = bahen.dispute(OID, 0)
-    assert d.status == "expired" and settled_at == d.closed_at + WINDOW
+    assert d.status == "expired" and d.closed_at + WINDOW <= settled_at <= d.closed_at + WINDOW + slack
 
 
 @pytest.mark.parametrize("last", ["dispute window", "voting"])
 def test_the_settling_client_does_not_act_on_the_last_second_of_a_dispute_window_or_of_the_voting(
-        bahen, chain, parties, pool, last):
+        bahen, chain, parties, pool, last, slack):
     """The contract takes a settlement after a dispute window and an expiry after the voting, not on
     their last second: there the client waits one more."""
     _judged(bahen, parties, pool, accepted=True)
     if last == "dispute window":
         chain.increase_time(bahen.order(OID).tasks[0].verdict_at + PARAMS.dispute_window - chain.now())
-        assert _finalised(bahen, parties.client) == bahen.order(OID).tasks[0].verdict_at + WINDOW
+        final = bahen.order(OID).tasks[0].verdict_at + WINDOW
+        assert final <= _finalised(bahen, parties.client) <= final + slack
         return
     _dispute(bahen, parties.validators[1])
     chain.increase_time(bahen.dispute(OID, 0).resolve_by - chain.now())
     settled_at = _finalised(bahen, parties.client)
     d = bahen.dispute(OID, 0)
-    assert d.status == "expired" and d.closed_at > d.resolve_by and settled_at == d.closed_at + WINDOW
+    assert d.status == "expired" and d.closed_at > d.resolve_by
+    assert d.closed_at + WINDOW <= settled_at <= d.closed_at + WINDOW + slack
 
 
 def test_on_a_chain_whose_clock_cannot_be_moved_the_settling_client_sleeps_a_minute_at_a_time(
-        bahen, chain, parties, pool, monkeypatch):
+        bahen, chain, parties, pool, monkeypatch, slack):
     _judged(bahen, parties, pool, accepted=True)
     slept, move = [], chain.increase_time
 
@@ -376,5 +389,6 @@ def test_on_a_chain_whose_clock_cannot_be_moved_the_settling_client_sleeps_a_min
 
     monkeypatch.setattr(chain, "increase_time", refuse)
     monkeypatch.setattr(settle_module, "time", SimpleNamespace(sleep=sleep))
-    assert _finalised(bahen, parties.client) == bahen.order(OID).tasks[0].verdict_at + WINDOW
-    assert slept == [60, WINDOW - 60]
+    final = bahen.order(OID).tasks[0].verdict_at + WINDOW
+    assert final <= _finalised(bahen, parties.client) <= final + slack
+    assert slept[0] == 60 and all(0 < s <= 60 for s in slept)
