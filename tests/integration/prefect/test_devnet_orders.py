@@ -135,6 +135,7 @@ def test_orders_the_client_submits_at_once_from_its_own_home_settle_once_and_the
     assert len(orders) == 2
     for order_id, flow_run_id in orders.items():
         sent = api(devnet, "GET", f"/flow_runs/{flow_run_id}")["parameters"]
+        assert order_id_for(client.address, sent["salt"]) == order_id
         check_submission(OrderSpec.model_validate(sent["spec"]), sent["salt"], sent["signature"], client.address,
                          accept_unsigned=False)
         assert _client_book(devnet).load(order_id).status == "settled (accepted), model delivered"
