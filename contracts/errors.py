@@ -41,6 +41,11 @@ class ChallengeNotReady(ChainError):
     """A draw or a challenge seed derives from a block that does not exist yet."""
 
 
+class NoResolvers(ChainError):
+    """A dispute's draw found no eligible validator outside the order: it may be drawn again once one
+    registers, or expired by anyone past its ``resolve_by``."""
+
+
 class ContractRevert(ChainError):
     """A contract call reverted. `.error` is the custom error's name, `.args` its decoded values
     (in declaration order) and `.fields` the same values by parameter name."""

@@ -9,7 +9,7 @@ credited for each party to withdraw (pull payments).
 import time
 
 from contracts.client import Bahen
-from contracts.errors import ChainError, ChallengeNotReady, ContractRevert
+from contracts.errors import ChainError, ChallengeNotReady, ContractRevert, NoResolvers
 from eth_account.signers.local import LocalAccount
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -20,16 +20,20 @@ from bahen.records import Settled, Upload
 from tasks.runtime import network, order_book, recorded, timed
 
 
-def _move_along(call) -> None:
+def _move_along(call) -> bool:
     """Draw or expire a dispute, as anyone may: when another party did it first (``NotDisputing``) or the
-    seed block is not mined yet, the next look sees where it stands."""
+    seed block is not mined yet, the next look sees where it stands. False when the draw found no
+    eligible validator outside the order: the dispute expires at its ``resolve_by`` instead."""
     try:
         call()
     except ChallengeNotReady:
         pass
+    except NoResolvers:
+        return False
     except ContractRevert as exc:
         if exc.error != "NotDisputing":
             raise
+    return True
 
 
 def wait_for_finality(market: Bahen, client: LocalAccount, order_id: bytes) -> None:
@@ -37,8 +41,9 @@ def wait_for_finality(market: Bahen, client: LocalAccount, order_id: bytes) -> N
     a dispute that left it standing), and any dispute of it closed.
 
     Anyone may move a dispute along, so the settling ``client`` does: it draws the resolvers of a
-    dispute still drawing and expires one whose resolvers reached no majority in time. A devnet
-    moves its clock instead of waiting.
+    dispute still drawing and expires one past its ``resolve_by`` (its resolvers reached no majority in
+    time, or none could be drawn within the resolution period from its opening). A devnet moves its
+    clock instead of waiting.
     """
     window = market.params().dispute_window
     while True:
@@ -47,12 +52,13 @@ def wait_for_finality(market: Bahen, client: LocalAccount, order_id: bytes) -> N
             if t.verdict == "none":
                 continue
             dispute = market.dispute(order_id, t.task)
-            if dispute.status == "drawing":
-                disputed = True
-                _move_along(lambda: market.draw_resolvers(client, order_id=order_id, task=t.task))
-            elif dispute.status == "voting" and now > dispute.resolve_by:
+            if dispute.status in ("drawing", "voting") and now > dispute.resolve_by:
                 disputed = True  # expired, it opens the window again: the next look waits it out
                 _move_along(lambda: market.expire_dispute(client, order_id=order_id, task=t.task))
+            elif dispute.status == "drawing":
+                disputed = True
+                if not _move_along(lambda: market.draw_resolvers(client, order_id=order_id, task=t.task)):
+                    final_at = max(final_at, dispute.resolve_by)  # nobody to draw yet: wait for a validator or expiry
             elif dispute.status == "voting":
                 disputed, final_at = True, max(final_at, dispute.resolve_by)
             elif dispute.status == "none":

@@ -521,7 +521,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
             Task storage t = _tasks[orderId][i];
             if (t.verdict == Verdict.None) continue;
             DisputeStatus d = _disputes[orderId][i].status;
-            if (d == DisputeStatus.Drawing || d == DisputeStatus.Voting) revert DisputeActive(i);
+            if (_active(d)) revert DisputeActive(i);
             uint64 finalAt = _disputableUntil(orderId, i);
             if (d != DisputeStatus.Upheld && block.timestamp <= finalAt) revert DisputeWindowOpen(i, finalAt);
         }
@@ -547,7 +547,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         Task storage t = _task(orderId, o, task);
         if (t.verdict == Verdict.None) revert NoVerdict(task);
         Dispute storage d = _disputes[orderId][task];
-        if (d.status == DisputeStatus.Drawing || d.status == DisputeStatus.Voting) revert DisputeActive(task);
+        if (_active(d.status)) revert DisputeActive(task);
         if (d.status == DisputeStatus.Upheld) revert VerdictOverturned(task);
         uint64 closesAt = _disputableUntil(orderId, task);
         if (block.timestamp > closesAt) revert DisputeWindowClosed(task, closesAt);
@@ -569,6 +569,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         d.status = DisputeStatus.Drawing;
         d.claimAccepted = t.verdict == Verdict.Rejected;
         d.anchorBlock = uint64(block.number);
+        d.resolveBy = uint64(block.timestamp) + _params.resolutionPeriod; // drawn by then, or it expires
         d.bond = msg.value;
         d.counterDigest = counterDigest;
         bonded += msg.value;
@@ -632,12 +633,14 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         else if (d.votesDismiss >= majority) _closeDispute(orderId, task, DisputeStatus.Dismissed);
     }
 
-    /// @notice Closes a dispute whose resolvers reached no majority in time: the verdict stands,
-    /// voters are paid their fee from the bond and the rest returns to the disputer.
+    /// @notice Closes a dispute whose resolvers reached no majority in time, or that found none to
+    /// draw (every eligible validator a party to the order) within the resolution period from its
+    /// opening: the verdict stands, voters are paid their fee from the bond and the rest returns to
+    /// the disputer.
     function expireDispute(bytes32 orderId, uint256 task) external nonReentrant {
         _openOrder(orderId);
         Dispute storage d = _disputes[orderId][task];
-        if (d.status != DisputeStatus.Voting) revert NotDisputing(task, d.status);
+        if (!_active(d.status)) revert NotDisputing(task, d.status);
         if (block.timestamp <= d.resolveBy) revert VotingOpen(d.resolveBy, block.timestamp);
         _closeDispute(orderId, task, DisputeStatus.Expired);
     }
@@ -709,6 +712,11 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         if (_validators[orderId].length == 0) return address(0);
         address verifier = _validators[orderId][0].validator;
         return _reports[orderId][task][VERIFICATION][verifier] == bytes32(0) ? address(0) : verifier;
+    }
+
+    /// @dev Drawing its resolvers or voting: no other dispute of the task, no settlement meanwhile.
+    function _active(DisputeStatus status) private pure returns (bool) {
+        return status == DisputeStatus.Drawing || status == DisputeStatus.Voting;
     }
 
     function _isResolver(Dispute storage d, address account) private view returns (bool) {

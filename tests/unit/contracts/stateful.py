@@ -350,8 +350,8 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
                 task.verdict = "accepted" if accepted else "rejected"
                 task.verdict_at = self.bahen.order(o.oid).tasks[index].verdict_at
 
-        def _disputed(self, t: int, status: str) -> tuple[OrderModel, int] | None:
-            found = [(o, k) for o in self.orders for k, task in enumerate(o.tasks) if task.dispute and task.dispute.status == status]
+        def _disputed(self, t: int, *statuses: str) -> tuple[OrderModel, int] | None:
+            found = [(o, k) for o in self.orders for k, task in enumerate(o.tasks) if task.dispute and task.dispute.status in statuses]
             return found[t % len(found)] if found else None
 
         @rule(i=st.integers(0, 50), t=st.integers(0, 50), who=st.integers(0, 6), exact=st.integers(0, 4))
@@ -380,7 +380,10 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             )
             call = lambda: self.bahen.open_dispute(disputer, order_id=o.oid, task=index, counter_digest=b32(f"c{t}"), bond=bond)
             if _expect(ok, call, "open_dispute" if task.dispute is None else "open_dispute after another"):
-                task.dispute = DisputeModel(disputer.address, claim_accepted=task.verdict == "rejected")
+                opened = self.chain.w3.eth.get_block("latest")["timestamp"]
+                task.dispute = DisputeModel(disputer.address, claim_accepted=task.verdict == "rejected",
+                                            resolve_by=opened + MACHINE_PARAMS.resolution_period)
+                assert self.bahen.dispute(o.oid, index).resolve_by == task.dispute.resolve_by
                 task.disputers.add(disputer.address)
                 o.bonds += bond
                 self.deposited += bond
@@ -433,9 +436,11 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
 
         @rule(t=st.integers(0, 50))
         def expire(self, t):
-            if not self._disputed(0, "voting"):
+            """A dispute past its ``resolve_by``: voting without a majority, or drawing with no
+            resolver drawn within the resolution period from its opening."""
+            if not self._disputed(0, *ACTIVE):
                 return
-            o, index = self._disputed(t, "voting")
+            o, index = self._disputed(t, *ACTIVE)
             ok = self.chain.now() > o.tasks[index].dispute.resolve_by
             if _expect(ok, lambda: self.bahen.expire_dispute(self.parties.stranger, order_id=o.oid, task=index), "expire"):
                 self._close(o, index, "expired")

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 
 import tasks.settle as settle_module
-from contracts.errors import ChainError, ContractRevert
+from contracts.errors import ChainError, ContractRevert, NoResolvers
 from tasks.settle import wait_for_finality
 from tests.unit.contracts.fixtures import (
     ETHER,
@@ -173,6 +173,44 @@ def test_a_dispute_without_a_majority_expires_and_the_verdict_stands(bahen, chai
     _conserved(bahen, chain, parties, pool)
 
 
+def test_a_dispute_nobody_may_resolve_expires_a_resolution_period_after_its_opening(bahen, chain, parties):
+    """Every staked validator is a party to the order or its disputer, so the draw finds nobody: the
+    dispute holds the order for one resolution period from its opening, then anyone expires it; the
+    verdict stands, the bond returns whole, and the order settles after the window the close opened."""
+    _judged(bahen, parties, {}, accepted=True)
+    disputer, worker = parties.validators[1], parties.workers[0]
+    bahen.open_dispute(disputer, order_id=OID, task=0, counter_digest=b32("c"), bond=BOND)
+    opened = bahen.dispute(OID, 0)
+    assert opened.resolve_by == chain.w3.eth.get_block("latest")["timestamp"] + PARAMS.resolution_period
+    with pytest.raises(NoResolvers, match=f"outside order 0x{OID.hex()} .* past {opened.resolve_by} "):
+        bahen.draw_resolvers(parties.stranger, order_id=OID, task=0)
+    _revert(lambda: bahen.expire_dispute(parties.stranger, order_id=OID, task=0), "VotingOpen")
+    _revert(lambda: bahen.settle(parties.stranger, order_id=OID), "DisputeActive", task=0)
+    chain.increase_time(opened.resolve_by - chain.now() + 1)
+    bahen.expire_dispute(parties.stranger, order_id=OID, task=0)
+    d = bahen.dispute(OID, 0)
+    assert (d.status, d.resolvers, bahen.order(OID).tasks[0].verdict) == ("expired", [], "accepted")
+    assert bahen.pending(disputer.address) == BOND  # heard by nobody, it pays nobody
+    _revert(lambda: bahen.settle(parties.stranger, order_id=OID), "DisputeWindowOpen", task=0)
+    chain.increase_time(WINDOW)
+    assert bahen.settle(parties.stranger, order_id=OID).payouts[worker.address] == PAYMENT
+    _conserved(bahen, chain, parties, {})
+
+
+def test_a_validator_that_registers_while_a_dispute_is_drawing_resolves_it(bahen, chain, parties, pool):
+    _judged(bahen, parties, {}, accepted=True)
+    bahen.open_dispute(parties.validators[1], order_id=OID, task=0, counter_digest=b32("c"), bond=BOND)
+    with pytest.raises(NoResolvers):
+        bahen.draw_resolvers(parties.stranger, order_id=OID, task=0)
+    newcomer = next(iter(pool.values()))
+    bahen.register_validator(newcomer, x25519_public=b32("x25519 newcomer"), stake=PARAMS.min_validator_stake)
+    assert bahen.draw_resolvers(parties.stranger, order_id=OID, task=0) == [newcomer.address]
+    d = bahen.dispute(OID, 0)
+    assert d.status == "voting" and d.resolve_by == chain.w3.eth.get_block("latest")["timestamp"] + PARAMS.resolution_period
+    _vote(bahen, pool, [newcomer.address], [False])
+    assert bahen.dispute(OID, 0).status == "dismissed"
+
+
 def test_dispute_reverts(bahen, chain, parties, pool):
     _opened(bahen, parties, pool)
     commit_all(bahen, parties, OID, tasks=1)
@@ -323,6 +361,19 @@ def test_the_settling_client_draws_and_expires_an_idle_dispute_then_waits_out_th
     settled_at = _finalised(bahen, parties.client)
     d = bahen.dispute(OID, 0)
     assert d.status == "expired" and len(d.resolvers) == PARAMS.resolver_count and d.closed_at > d.resolve_by
+    assert d.closed_at + WINDOW <= settled_at <= d.closed_at + WINDOW + slack
+
+
+def test_the_settling_client_expires_a_dispute_nobody_may_resolve_then_waits_out_the_window_it_opened(
+        bahen, chain, parties, monkeypatch, slack):
+    _judged(bahen, parties, {}, accepted=True)
+    bahen.open_dispute(parties.validators[1], order_id=OID, task=0, counter_digest=b32("c"), bond=BOND)
+    draws, own = [], bahen.draw_resolvers
+    monkeypatch.setattr(bahen, "draw_resolvers", lambda acct, **where: draws.append(where) or own(acct, **where))
+    settled_at = _finalised(bahen, parties.client)
+    d = bahen.dispute(OID, 0)
+    assert (d.status, d.resolvers) == ("expired", []) and len(draws) == 1  # then it waited for the expiry
+    assert d.resolve_by < d.closed_at <= d.resolve_by + 5 + slack  # the seconds of the blocks the draw mined
     assert d.closed_at + WINDOW <= settled_at <= d.closed_at + WINDOW + slack
 
 
