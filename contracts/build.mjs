@@ -15,6 +15,7 @@ const srcDir = path.join(here, "src");
 const outDir = path.join(here, "artifacts");
 const settings = {
   evmVersion: "prague",
+  viaIR: true, // the IR pipeline's smaller code keeps BahenMarket under EIP-170's limit
   optimizer: { enabled: true, runs: 200 },
   metadata: { bytecodeHash: "ipfs" },
   outputSelection: { "*": { "*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"] } },
@@ -52,7 +53,7 @@ function compile() {
       const artifact = {
         contractName: name,
         sourceName,
-        compiler: { version: solc.version(), settings: { evmVersion: settings.evmVersion, optimizer: settings.optimizer } },
+        compiler: { version: solc.version(), settings: { evmVersion: settings.evmVersion, viaIR: settings.viaIR, optimizer: settings.optimizer } },
         abi: contract.abi,
         bytecode: "0x" + contract.evm.bytecode.object,
         deployedBytecode: "0x" + contract.evm.deployedBytecode.object,

@@ -275,6 +275,7 @@ class Bahen:
             prover=t[7],
             draw_block=t[8],
             commit_by=t[9],
+            disputes=t[10],
         )
 
     # proofs, reports, verdicts
@@ -369,8 +370,12 @@ class Bahen:
 
     # disputes
 
+    def dispute_bond(self, order_id: bytes, task: int) -> int:
+        """The wei the next dispute of a task's verdict locks: the dispute bond, doubled for each dispute before."""
+        return self.params().dispute_bond << self._task_view(_b32("order_id", order_id), task).disputes
+
     def open_dispute(self, acct: LocalAccount, *, order_id: bytes, task: int, counter_digest: bytes, bond: int) -> str:
-        """Disputes a task's verdict within its window, locking `bond` wei (exactly the dispute bond)."""
+        """Disputes a task's verdict within its window, locking `bond` wei (exactly :meth:`dispute_bond`)."""
         fn = self.market.functions.openDispute(_b32("order_id", order_id), task, _b32("counter_digest", counter_digest))
         return self._send(acct, fn, "open_dispute", value=bond)
 

@@ -108,7 +108,7 @@ def open_dispute(spec: OrderSpec, upload: Upload, shard: Shard, training: Traini
     ref, doc = put_signed(net.store, disputer, report,
                           name=f"order {upload.order_id[:10]}/task {training.task}/counter-report by {disputer.name}")
     net.market.open_dispute(disputer.account, order_id=oid, task=training.task,
-                            counter_digest=bytes.fromhex(doc.digest[2:]), bond=net.market.params().dispute_bond)
+                            counter_digest=bytes.fromhex(doc.digest[2:]), bond=net.market.dispute_bond(oid, training.task))
     return DisputeCase(spec=spec, upload=upload, training=training, disputer=disputer.address,
                        counter_report=ref, counter_digest=doc.digest)
 

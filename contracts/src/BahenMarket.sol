@@ -70,10 +70,10 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         uint16 slashBps; // share of a faulty member's stake slashed
         uint16 bountyBps; // share of a slash credited to whoever proved the fault
         uint32 stakeCoverageBps; // least stake of a worker per wei of one task's payment, in bps
-        uint8 resolverCount; // validators drawn to resolve a dispute
+        uint8 resolverCount; // validators drawn to resolve a task's first dispute (each later one doubles it)
         uint64 disputeWindow; // seconds after a verdict during which it may be disputed
         uint64 resolutionPeriod; // seconds the drawn resolvers have to vote
-        uint256 disputeBond; // wei a disputer locks
+        uint256 disputeBond; // wei the first disputer of a task locks (each later one doubles it)
         uint256 resolverFee; // wei from the losing side's bond for each resolver voting with the majority
     }
 
@@ -101,6 +101,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         address prover; // a disputer whose dispute was upheld: the bounty of this task's slash is its
         uint64 drawBlock; // the worker derives from the hash of the block after it
         uint64 commitBy; // past it, an uncommitted worker may be replaced by the next draw
+        uint8 disputes; // opened on its verdict so far: the n-th (from 0) bonds and draws 2^n times the first
     }
 
     struct ValidatorSlot {
@@ -533,7 +534,9 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         emit OrderSettled(orderId, refund);
     }
 
-    /// @notice Disputes a task's verdict within its window, locking exactly `disputeBond`. Any
+    /// @notice Disputes a task's verdict within its window, locking exactly `disputeBond`, doubled for
+    /// each dispute of the task before (as its resolvers are: a later dispute costs more and faces a
+    /// larger draw, so a ring of disputers buys no fresh small draws at a dishonest majority). Any
     /// staked member may dispute except the order's client, the task's worker against the acceptance
     /// of its own work, and the verifier whose verification of the task is on chain (either would
     /// escape the slash of its own work or report, taking its bounty); `counterDigest` is the
@@ -552,7 +555,8 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         uint64 closesAt = _disputableUntil(orderId, task);
         if (block.timestamp > closesAt) revert DisputeWindowClosed(task, closesAt);
         if (_disputed[orderId][task][msg.sender]) revert DisputedBefore(msg.sender, task);
-        if (msg.value != _params.disputeBond) revert WrongBond(_params.disputeBond, msg.value);
+        uint256 bond = _params.disputeBond << t.disputes;
+        if (msg.value != bond) revert WrongBond(bond, msg.value);
         if (msg.sender == o.client || (msg.sender == t.worker && t.verdict == Verdict.Accepted)) {
             revert PartyToOrder(msg.sender);
         }
@@ -565,6 +569,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         }
         delete _disputes[orderId][task];
         _disputed[orderId][task][msg.sender] = true;
+        t.disputes += 1;
         d.disputer = msg.sender;
         d.status = DisputeStatus.Drawing;
         d.claimAccepted = t.verdict == Verdict.Rejected;
@@ -577,7 +582,8 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     }
 
     /// @notice Draws the dispute's resolvers once the block after the dispute exists: a
-    /// stake-weighted sample, seeded by that block's hash, of eligible validators that are no party
+    /// stake-weighted sample of `resolverCount` doubled for each earlier dispute of the task (at most
+    /// `MAX_RESOLVERS`), seeded by that block's hash, of eligible validators that are no party
     /// to the order (not its client, worker, validators) nor disputers of the task. Callable by anyone; if
     /// the seed block is older than 256 blocks the draw re-anchors to the current block.
     function drawResolvers(bytes32 orderId, uint256 task) external {
@@ -600,7 +606,9 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
             total += weights[i];
         }
         uint256 seed = uint256(keccak256(abi.encode(hash, orderId, task)));
-        for (uint256 k = 0; k < _params.resolverCount && total != 0; k++) {
+        uint256 count = uint256(_params.resolverCount) << (_tasks[orderId][task].disputes - 1);
+        if (count > MAX_RESOLVERS) count = MAX_RESOLVERS;
+        for (uint256 k = 0; k < count && total != 0; k++) {
             uint256 r = uint256(keccak256(abi.encode(seed, k))) % total;
             uint256 i;
             while (r >= weights[i]) r -= weights[i++];

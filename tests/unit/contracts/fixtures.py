@@ -148,8 +148,10 @@ def report(bahen: Bahen, sender: LocalAccount, signer: LocalAccount, order_id: b
 def expected_draw(bahen: Bahen, order_id: bytes, task: int, excluded: set[str]) -> list[str]:
     """The resolvers of a dispute recomputed from public chain data by the contract's rule: a
     stake-weighted draw without replacement among eligible validators that are not `excluded`,
-    seeded by the hash of the block after the dispute."""
+    seeded by the hash of the block after the dispute, of `resolver_count` doubled for each earlier
+    dispute of the task, at most 15."""
     d = bahen.dispute(order_id, task)
+    count = min(bahen.params().resolver_count << (bahen.order(order_id).tasks[task].disputes - 1), 15)
     block_hash = bahen.chain.block_hash(d.anchor_block + 1)
     seed = int.from_bytes(keccak(encode(["bytes32", "bytes32", "uint256"], [block_hash, order_id, task])), "big")
     validators = bahen.chain.call(bahen.staking.functions.validators(), "validators")
@@ -158,7 +160,7 @@ def expected_draw(bahen: Bahen, order_id: bytes, task: int, excluded: set[str]) 
         member = bahen.member(v)
         weights[v] = member.stake if member.eligible and v not in excluded else 0
     drawn = []
-    for k in range(bahen.params().resolver_count):
+    for k in range(count):
         total = sum(weights.values())
         if total == 0:
             break

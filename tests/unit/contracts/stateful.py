@@ -54,6 +54,7 @@ ACTIVE = ("drawing", "voting")
 class DisputeModel:
     disputer: str
     claim_accepted: bool
+    bond: int = 0
     status: str = "drawing"
     resolvers: list[str] = field(default_factory=list)
     resolve_by: int = 0
@@ -362,7 +363,8 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             task = o.tasks[index]
             p = self.parties
             disputer = (p.workers + p.validators + [p.client, p.stranger])[who]
-            bond = MACHINE_PARAMS.dispute_bond + (0 if exact else 1)
+            # doubled for each dispute of the task before: every dispute's disputer is in `disputers`
+            bond = (MACHINE_PARAMS.dispute_bond << len(task.disputers)) + (0 if exact else 1)
             staked = disputer.address in self.stake and self.stake[disputer.address] >= (
                 WORKER_STAKE if disputer in p.workers else PARAMS.min_validator_stake
             )
@@ -381,7 +383,7 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             call = lambda: self.bahen.open_dispute(disputer, order_id=o.oid, task=index, counter_digest=b32(f"c{t}"), bond=bond)
             if _expect(ok, call, "open_dispute" if task.dispute is None else "open_dispute after another"):
                 opened = self.chain.w3.eth.get_block("latest")["timestamp"]
-                task.dispute = DisputeModel(disputer.address, claim_accepted=task.verdict == "rejected",
+                task.dispute = DisputeModel(disputer.address, claim_accepted=task.verdict == "rejected", bond=bond,
                                             resolve_by=opened + MACHINE_PARAMS.resolution_period)
                 assert self.bahen.dispute(o.oid, index).resolve_by == task.dispute.resolve_by
                 task.disputers.add(disputer.address)
@@ -400,6 +402,8 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             drawn = _expect(bool(candidates), call, "draw_resolvers")
             if drawn is not None:
                 assert drawn == expected_draw(self.bahen, o.oid, index, excluded)
+                jury = MACHINE_PARAMS.resolver_count << (len(o.tasks[index].disputers) - 1)
+                assert len(drawn) == min(jury, 15, len(candidates))
                 d.status, d.resolvers = "voting", drawn
                 d.resolve_by = self.bahen.dispute(o.oid, index).resolve_by
                 self.locks.update(drawn)
@@ -451,7 +455,7 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             d = task.dispute
             d.status = outcome
             d.closed_at = self.bahen.dispute(o.oid, index).closed_at
-            rest = MACHINE_PARAMS.dispute_bond
+            rest = d.bond
             for r in d.resolvers:
                 self.locks[r] -= 1
                 paid = r in d.votes if outcome == "expired" else d.votes.get(r) == (outcome == "upheld")
@@ -619,7 +623,7 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             staking = self.chain.balance(self.bahen.addresses.staking)
             escrowed = sum(o.escrow for o in self.orders if o.status == "open")
             bonds = sum(
-                MACHINE_PARAMS.dispute_bond for o in self.orders for t in o.tasks if t.dispute and t.dispute.status in ACTIVE
+                t.dispute.bond for o in self.orders for t in o.tasks if t.dispute and t.dispute.status in ACTIVE
             ) + sum(t.held for o in self.orders if o.status == "open" for t in o.tasks)
             assert market == sum(self.pending.values()) + escrowed + bonds
             assert staking == sum(self.stake.values()) + sum(self.unbonding.values())

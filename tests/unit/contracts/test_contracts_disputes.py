@@ -53,7 +53,8 @@ def _judged(bahen, parties, pool, accepted: bool) -> None:
 
 
 def _dispute(bahen, disputer) -> list[str]:
-    bahen.open_dispute(disputer, order_id=OID, task=0, counter_digest=b32("counter report"), bond=BOND)
+    bond = bahen.dispute_bond(OID, 0)
+    bahen.open_dispute(disputer, order_id=OID, task=0, counter_digest=b32("counter report"), bond=bond)
     return bahen.draw_resolvers(disputer, order_id=OID, task=0)
 
 
@@ -261,8 +262,8 @@ def test_a_withheld_case_takes_no_other_members_dispute_away(bahen, chain, parti
     assert (second.disputer, second.status, second.closed_at, second.votes_dismiss) == (honest.address, "voting", 0, 0)
     # no disputer of the task resolves it: the accomplice is left out of the draw
     excluded = {parties.client.address, worker.address, parties.validators[0].address, accomplice.address, honest.address}
-    assert resolvers == expected_draw(bahen, OID, 0, excluded)
-    _vote(bahen, pool, resolvers, [True, True])  # a resolver of the first dispute drawn again votes anew
+    assert resolvers == expected_draw(bahen, OID, 0, excluded) and len(resolvers) == POOL  # 6 asked, 5 eligible
+    _vote(bahen, pool, resolvers, [True, True, True])  # a resolver of the first dispute drawn again votes anew
     assert bahen.order(OID).tasks[0].verdict == "rejected" and bahen.order(OID).tasks[0].prover == honest.address
     s = bahen.settle(parties.stranger, order_id=OID)
     slashed = WORKER_STAKE * PARAMS.slash_bps // 10_000
@@ -271,6 +272,31 @@ def test_a_withheld_case_takes_no_other_members_dispute_away(bahen, chain, parti
     assert bahen.pending(worker.address) == 0
     forfeited = [c for c in s.credits if c.kind == "bond forfeited"]
     assert [(c.account, c.amount) for c in forfeited] == [(parties.treasury.address, BOND - 2 * RESOLVER_FEE)]
+    _conserved(bahen, chain, parties, pool)
+
+
+def test_each_later_dispute_of_a_task_bonds_and_draws_twice_the_one_before(bahen, chain, parties, pool):
+    """A ring of disputers buys no fresh small draws: the second dispute of a verdict locks twice the
+    bond and faces twice the resolvers, the third four times (the draw capped at the eligible pool)."""
+    _judged(bahen, parties, pool, accepted=True)
+    for pool_size in range(POOL, POOL + 4):  # more validators outside the order: a third draw of 12 finds 8
+        extra = account(f"resolver {pool_size}")
+        chain.fund(extra.address, 10 * ETHER)
+        bahen.register_validator(extra, x25519_public=b32(f"x25519 r{pool_size}"), stake=PARAMS.min_validator_stake)
+        pool[extra.address] = extra
+    assert bahen.dispute_bond(OID, 0) == BOND
+    juries = []
+    for n, disputer in enumerate([parties.validators[1], parties.workers[1], parties.workers[2]]):
+        _revert(lambda: bahen.open_dispute(disputer, order_id=OID, task=0, counter_digest=b32("c"), bond=BOND << n >> 1),
+                "WrongBond", required=BOND << n)
+        resolvers = _dispute(bahen, disputer)
+        assert bahen.dispute(OID, 0).bond == BOND << n and bahen.order(OID).tasks[0].disputes == n + 1
+        juries.append(len(resolvers))
+        majority = len(resolvers) // 2 + 1
+        _vote(bahen, pool, resolvers, [False] * majority)  # each dismissed: the verdict stands
+        assert bahen.dispute(OID, 0).status == "dismissed"
+        assert bahen.pending(disputer.address) == 0 and bahen.dispute_bond(OID, 0) == BOND << (n + 1)
+    assert juries == [3, 6, POOL + 4]  # the third asks 12 and draws every validator outside the order
     _conserved(bahen, chain, parties, pool)
 
 
