@@ -11,7 +11,7 @@ from web3.types import TxReceipt
 
 from contracts.abi import load_artifact
 from contracts.chain import Chain
-from contracts.errors import ChainError, ChallengeNotReady, ContractRevert, NoResolvers
+from contracts.errors import ChainError, ChallengeNotReady, NoResolvers
 from contracts.models import (
     Addresses,
     ChainParams,
@@ -383,7 +383,8 @@ class Bahen:
         """Draws the dispute's resolvers (any sender); on a devnet, mines the seed block first if needed.
 
         Returns the drawn validators; empty when the seed block had aged out and the draw re-anchored.
-        Raises :class:`NoResolvers` when no eligible validator is outside the order.
+        Raises :class:`NoResolvers` when no eligible validator is outside the order (the chain records the
+        first such draw: the dispute may be expired a resolution period later).
         """
         oid = _b32("order_id", order_id)
         # The seed block must exist before the call is simulated against the latest block.
@@ -397,17 +398,14 @@ class Bahen:
                     f"the resolvers of order {_hex(oid)} task {task} derive from block {anchor + 1}: "
                     f"draw again once block {anchor + 2} exists"
                 ) from None
-        try:
-            receipt = self.chain.transact(acct, self.market.functions.drawResolvers(oid, task), "draw_resolvers")
-        except ContractRevert as exc:
-            if exc.error != "NoResolvers":
-                raise
-            resolve_by = self.dispute(oid, task).resolve_by
+        receipt = self.chain.transact(acct, self.market.functions.drawResolvers(oid, task), "draw_resolvers")
+        if found := self.market.events.NoResolversFound().process_receipt(receipt, errors=DISCARD):
+            resolve_by = found[0]["args"]["resolveBy"]
             raise NoResolvers(
                 f"no staked validator outside order {_hex(oid)} may resolve the dispute of task {task} (every one is a "
                 f"party to the order or disputed it): draw again once one registers; past {resolve_by} (unix time) "
                 "anyone may expire the dispute, the verdict stands and the disputer's bond returns"
-            ) from None
+            )
         drawn = self.market.events.ResolversDrawn().process_receipt(receipt, errors=DISCARD)
         return list(drawn[0]["args"]["resolvers"]) if drawn else []
 

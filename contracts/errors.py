@@ -43,7 +43,7 @@ class ChallengeNotReady(ChainError):
 
 class NoResolvers(ChainError):
     """A dispute's draw found no eligible validator outside the order: it may be drawn again once one
-    registers, or expired by anyone past its ``resolve_by``."""
+    registers, or expired by anyone a resolution period after the first draw that found none."""
 
 
 class ContractRevert(ChainError):

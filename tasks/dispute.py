@@ -13,6 +13,7 @@ and votes: uphold when it contradicts the verdict. A majority closes the dispute
 whom is the contract's rule (contracts/README.md).
 """
 
+from contracts.errors import ContractRevert
 from privacy.errors import PrivacyError
 from privacy.identity import Identity, PublicIdentity
 from pydantic import BaseModel, Field
@@ -117,7 +118,14 @@ def hand_over(case: DisputeCase, shard: Shard, disputer: Identity, net: Network)
     """Draw the resolvers (once the seed block exists), wrap the train and model keys to each, and sign and
     store the case with the grants: what each resolver is handed (:func:`resolve`)."""
     order_id, task = case.upload.order_id, case.training.task
-    resolvers = net.market.draw_resolvers(disputer.account, order_id=bytes.fromhex(order_id[2:]), task=task)
+    oid = bytes.fromhex(order_id[2:])
+    try:
+        resolvers = net.market.draw_resolvers(disputer.account, order_id=oid, task=task)
+    except ContractRevert as exc:
+        dispute = net.market.dispute(oid, task)
+        if exc.error != "NotDisputing" or dispute.status != "voting" or dispute.disputer != disputer.address:
+            raise
+        resolvers = dispute.resolvers  # anyone may draw: another party drew them first
     if not resolvers:
         raise DisputeError(f"the seed block of the dispute of order {order_id} task {task} aged out and the draw "
                            "re-anchored: draw again after the next block")

@@ -41,9 +41,9 @@ def wait_for_finality(market: Bahen, client: LocalAccount, order_id: bytes) -> N
     a dispute that left it standing), and any dispute of it closed.
 
     Anyone may move a dispute along, so the settling ``client`` does: it draws the resolvers of a
-    dispute still drawing and expires one past its ``resolve_by`` (its resolvers reached no majority in
-    time, or none could be drawn within the resolution period from its opening). A devnet moves its
-    clock instead of waiting.
+    dispute still drawing, and expires one past its ``resolve_by``: its resolvers reached no majority
+    in time, or a draw still finds none a resolution period after the first that found none. A devnet
+    moves its clock instead of waiting.
     """
     window = market.params().dispute_window
     while True:
@@ -52,13 +52,17 @@ def wait_for_finality(market: Bahen, client: LocalAccount, order_id: bytes) -> N
             if t.verdict == "none":
                 continue
             dispute = market.dispute(order_id, t.task)
-            if dispute.status in ("drawing", "voting") and now > dispute.resolve_by:
-                disputed = True  # expired, it opens the window again: the next look waits it out
-                _move_along(lambda: market.expire_dispute(client, order_id=order_id, task=t.task))
-            elif dispute.status == "drawing":
+            if dispute.status == "drawing":  # a draw first: the dispute is heard if anyone can hear it
                 disputed = True
                 if not _move_along(lambda: market.draw_resolvers(client, order_id=order_id, task=t.task)):
-                    final_at = max(final_at, dispute.resolve_by)  # nobody to draw yet: wait for a validator or expiry
+                    resolve_by = market.dispute(order_id, t.task).resolve_by  # set by the first draw that found none
+                    if market.chain.now() > resolve_by:
+                        _move_along(lambda: market.expire_dispute(client, order_id=order_id, task=t.task))
+                    else:
+                        final_at = max(final_at, resolve_by)
+            elif dispute.status == "voting" and now > dispute.resolve_by:
+                disputed = True  # expired, it opens the window again: the next look waits it out
+                _move_along(lambda: market.expire_dispute(client, order_id=order_id, task=t.task))
             elif dispute.status == "voting":
                 disputed, final_at = True, max(final_at, dispute.resolve_by)
             elif dispute.status == "none":
@@ -67,7 +71,7 @@ def wait_for_finality(market: Bahen, client: LocalAccount, order_id: bytes) -> N
                 final_at = max(final_at, dispute.closed_at + window)
         if not disputed and now > final_at:
             return
-        wait = max(final_at - now, 0) + 1
+        wait = max(final_at - market.chain.now(), 0) + 1  # the clock as it is after this look's transactions
         try:
             market.chain.increase_time(wait)  # a devnet skips the wait…
         except ChainError:

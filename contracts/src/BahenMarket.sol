@@ -165,6 +165,8 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         bytes32 counterDigest
     );
     event ResolversDrawn(bytes32 indexed orderId, uint256 indexed task, address[] resolvers, uint64 resolveBy);
+    /// @dev A draw that found no eligible validator outside the order; past `resolveBy` anyone may expire the dispute.
+    event NoResolversFound(bytes32 indexed orderId, uint256 indexed task, uint64 resolveBy);
     event DisputeVoted(
         bytes32 indexed orderId, uint256 indexed task, address indexed resolver, bool uphold, bytes32 reportDigest
     );
@@ -220,7 +222,6 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     error NotStaked(address account);
     error PartyToOrder(address account);
     error DrawNotReady(uint64 anchorBlock);
-    error NoResolvers();
     error NotResolver(address caller);
     error AlreadyVoted(address resolver);
     error VotingClosed(uint64 resolveBy, uint256 nowTime);
@@ -574,7 +575,6 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         d.status = DisputeStatus.Drawing;
         d.claimAccepted = t.verdict == Verdict.Rejected;
         d.anchorBlock = uint64(block.number);
-        d.resolveBy = uint64(block.timestamp) + _params.resolutionPeriod; // drawn by then, or it expires
         d.bond = msg.value;
         d.counterDigest = counterDigest;
         bonded += msg.value;
@@ -617,7 +617,14 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
             total -= weights[i];
             weights[i] = 0;
         }
-        if (d.resolvers.length == 0) revert NoResolvers();
+        if (d.resolvers.length == 0) {
+            // Nobody to draw: one resolution period from the first such draw for a validator to
+            // register, then anyone may expire the dispute. Only a draw that ran records it, so a
+            // draw made to fail (out of gas) never lets a dispute lapse.
+            if (d.resolveBy == 0) d.resolveBy = uint64(block.timestamp) + _params.resolutionPeriod;
+            emit NoResolversFound(orderId, task, d.resolveBy);
+            return;
+        }
         d.status = DisputeStatus.Voting;
         d.resolveBy = uint64(block.timestamp) + _params.resolutionPeriod;
         emit ResolversDrawn(orderId, task, d.resolvers, d.resolveBy);
@@ -641,15 +648,15 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         else if (d.votesDismiss >= majority) _closeDispute(orderId, task, DisputeStatus.Dismissed);
     }
 
-    /// @notice Closes a dispute whose resolvers reached no majority in time, or that found none to
-    /// draw (every eligible validator a party to the order) within the resolution period from its
-    /// opening: the verdict stands, voters are paid their fee from the bond and the rest returns to
-    /// the disputer.
+    /// @notice Closes a dispute whose resolvers reached no majority in time, or whose draw found none
+    /// (every eligible validator a party to the order) and found none again within the resolution
+    /// period from then: the verdict stands, voters are paid their fee from the bond and the rest
+    /// returns to the disputer.
     function expireDispute(bytes32 orderId, uint256 task) external nonReentrant {
         _openOrder(orderId);
         Dispute storage d = _disputes[orderId][task];
         if (!_active(d.status)) revert NotDisputing(task, d.status);
-        if (block.timestamp <= d.resolveBy) revert VotingOpen(d.resolveBy, block.timestamp);
+        if (d.resolveBy == 0 || block.timestamp <= d.resolveBy) revert VotingOpen(d.resolveBy, block.timestamp);
         _closeDispute(orderId, task, DisputeStatus.Expired);
     }
 

@@ -178,9 +178,13 @@ def test_an_honest_worker_overturns_a_false_rejection_and_is_paid(net):
     assert not audit(upload, plan, assignment, training, net).accepted
 
     worker = net.party_at(assignment.address, role="worker")
-    case = hand_over(open_dispute(SMALL, upload, plan, training, worker, net), plan, worker, net)
+    opened = open_dispute(SMALL, upload, plan, training, worker, net)
     oid = bytes.fromhex(upload.order_id[2:])
+    client = net.party_at(net.market.order(oid).client, role="client")
+    drawn = net.market.draw_resolvers(client.account, order_id=oid, task=0)  # anyone may draw, the disputer's turn lost
+    case = hand_over(opened, plan, worker, net)
     assert net.market.dispute(oid, 0).claim_accepted
+    assert set(get_signed(net.store, case, DisputeCase)[0].grants) == set(drawn)  # the case still reaches them all
     # a stranger hands each resolver a hollow copy of the case first: no resolver votes on it
     signed_case = get_signed(net.store, case, DisputeCase)[0]
     hollow = signed_case.model_copy(update={"grants": {}})

@@ -26,7 +26,7 @@ from eth_abi import encode
 from eth_utils import keccak
 
 from contracts.chain import Chain
-from contracts.errors import ContractRevert
+from contracts.errors import ContractRevert, NoResolvers
 from contracts.client import ZERO_ADDRESS
 from tests.unit.contracts.fixtures import (
     ETHER,
@@ -111,7 +111,7 @@ def _expect(ok: bool, call: Callable, name: str):
 
 
 def eligible_resolvers(bahen, excluded: set[str]) -> list[str]:
-    """The validators a draw may pick: eligible and outside `excluded` (a draw with none reverts)."""
+    """The validators a draw may pick: eligible and outside `excluded` (a draw with none records it)."""
     validators = bahen.chain.call(bahen.staking.functions.validators(), "validators")
     return [v for v in validators if v not in excluded and bahen.member(v).eligible]
 
@@ -382,10 +382,7 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             )
             call = lambda: self.bahen.open_dispute(disputer, order_id=o.oid, task=index, counter_digest=b32(f"c{t}"), bond=bond)
             if _expect(ok, call, "open_dispute" if task.dispute is None else "open_dispute after another"):
-                opened = self.chain.w3.eth.get_block("latest")["timestamp"]
-                task.dispute = DisputeModel(disputer.address, claim_accepted=task.verdict == "rejected", bond=bond,
-                                            resolve_by=opened + MACHINE_PARAMS.resolution_period)
-                assert self.bahen.dispute(o.oid, index).resolve_by == task.dispute.resolve_by
+                task.dispute = DisputeModel(disputer.address, claim_accepted=task.verdict == "rejected", bond=bond)
                 task.disputers.add(disputer.address)
                 o.bonds += bond
                 self.deposited += bond
@@ -399,8 +396,17 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             excluded = {o.client.address, *o.tasks[index].disputers, *o.drawn}
             candidates = eligible_resolvers(self.bahen, excluded)
             call = lambda: self.bahen.draw_resolvers(self.parties.stranger, order_id=o.oid, task=index)
-            drawn = _expect(bool(candidates), call, "draw_resolvers")
-            if drawn is not None:
+            if not candidates:  # recorded: a resolution period from the first such draw, then it may expire
+                event("draw_resolvers: nobody to draw")
+                with pytest.raises(NoResolvers):
+                    call()
+                if d.resolve_by == 0:
+                    d.resolve_by = self.chain.w3.eth.get_block("latest")["timestamp"] + MACHINE_PARAMS.resolution_period
+                assert self.bahen.dispute(o.oid, index).resolve_by == d.resolve_by
+                return
+            event("draw_resolvers: drawn")
+            drawn = call()
+            if drawn:
                 assert drawn == expected_draw(self.bahen, o.oid, index, excluded)
                 jury = MACHINE_PARAMS.resolver_count << (len(o.tasks[index].disputers) - 1)
                 assert len(drawn) == min(jury, 15, len(candidates))
@@ -440,12 +446,13 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
 
         @rule(t=st.integers(0, 50))
         def expire(self, t):
-            """A dispute past its ``resolve_by``: voting without a majority, or drawing with no
-            resolver drawn within the resolution period from its opening."""
+            """A dispute past its ``resolve_by``: voting without a majority, or drawing and finding no
+            resolver a resolution period after the first draw that found none."""
             if not self._disputed(0, *ACTIVE):
                 return
             o, index = self._disputed(t, *ACTIVE)
-            ok = self.chain.now() > o.tasks[index].dispute.resolve_by
+            resolve_by = o.tasks[index].dispute.resolve_by
+            ok = resolve_by != 0 and self.chain.now() > resolve_by
             if _expect(ok, lambda: self.bahen.expire_dispute(self.parties.stranger, order_id=o.oid, task=index), "expire"):
                 self._close(o, index, "expired")
             self._check_accounts()

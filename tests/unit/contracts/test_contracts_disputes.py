@@ -174,20 +174,28 @@ def test_a_dispute_without_a_majority_expires_and_the_verdict_stands(bahen, chai
     _conserved(bahen, chain, parties, pool)
 
 
-def test_a_dispute_nobody_may_resolve_expires_a_resolution_period_after_its_opening(bahen, chain, parties):
+def test_a_dispute_nobody_may_resolve_expires_a_resolution_period_after_the_first_draw_that_found_none(
+        bahen, chain, parties):
     """Every staked validator is a party to the order or its disputer, so the draw finds nobody: the
-    dispute holds the order for one resolution period from its opening, then anyone expires it; the
-    verdict stands, the bond returns whole, and the order settles after the window the close opened."""
+    chain records it, a validator has one resolution period from then to register, and then anyone
+    expires the dispute; the verdict stands, the bond returns whole, and the order settles after the
+    window the close opened."""
     _judged(bahen, parties, {}, accepted=True)
     disputer, worker = parties.validators[1], parties.workers[0]
     bahen.open_dispute(disputer, order_id=OID, task=0, counter_digest=b32("c"), bond=BOND)
-    opened = bahen.dispute(OID, 0)
-    assert opened.resolve_by == chain.w3.eth.get_block("latest")["timestamp"] + PARAMS.resolution_period
-    with pytest.raises(NoResolvers, match=f"outside order 0x{OID.hex()} .* past {opened.resolve_by} "):
+    _revert(lambda: bahen.expire_dispute(parties.stranger, order_id=OID, task=0), "VotingOpen", resolveBy=0)
+    with pytest.raises(NoResolvers) as first:
         bahen.draw_resolvers(parties.stranger, order_id=OID, task=0)
-    _revert(lambda: bahen.expire_dispute(parties.stranger, order_id=OID, task=0), "VotingOpen")
+    resolve_by = bahen.dispute(OID, 0).resolve_by
+    assert resolve_by == chain.w3.eth.get_block("latest")["timestamp"] + PARAMS.resolution_period
+    assert f"outside order 0x{OID.hex()} " in str(first.value) and f"past {resolve_by} " in str(first.value)
+    chain.increase_time(PARAMS.resolution_period // 2)
+    with pytest.raises(NoResolvers):  # a later draw that finds nobody moves no deadline
+        bahen.draw_resolvers(parties.stranger, order_id=OID, task=0)
+    assert bahen.dispute(OID, 0).resolve_by == resolve_by
+    _revert(lambda: bahen.expire_dispute(parties.stranger, order_id=OID, task=0), "VotingOpen", resolveBy=resolve_by)
     _revert(lambda: bahen.settle(parties.stranger, order_id=OID), "DisputeActive", task=0)
-    chain.increase_time(opened.resolve_by - chain.now() + 1)
+    chain.increase_time(resolve_by - chain.now() + 1)
     bahen.expire_dispute(parties.stranger, order_id=OID, task=0)
     d = bahen.dispute(OID, 0)
     assert (d.status, d.resolvers, bahen.order(OID).tasks[0].verdict) == ("expired", [], "accepted")
@@ -196,6 +204,23 @@ def test_a_dispute_nobody_may_resolve_expires_a_resolution_period_after_its_open
     chain.increase_time(WINDOW)
     assert bahen.settle(parties.stranger, order_id=OID).payouts[worker.address] == PAYMENT
     _conserved(bahen, chain, parties, {})
+
+
+def test_a_draw_made_to_fail_never_lets_a_dispute_of_accepted_fraud_lapse(bahen, chain, parties, pool):
+    """The cheat starves the draw of gas (as a registry bloated with validators would): the draw reverts,
+    records nothing, and the dispute cannot be expired however long it waits; it is drawn later."""
+    _judged(bahen, parties, pool, accepted=True)
+    bahen.open_dispute(parties.validators[1], order_id=OID, task=0, counter_digest=b32("c"), bond=BOND)
+    chain.mine(2)
+    cheat, w3 = parties.workers[0], chain.w3
+    tx = bahen.market.functions.drawResolvers(OID, 0).build_transaction({
+        "from": cheat.address, "gas": 60_000, "nonce": w3.eth.get_transaction_count(cheat.address),
+        "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9, "chainId": w3.eth.chain_id})
+    sent = w3.eth.send_raw_transaction(cheat.sign_transaction(tx).raw_transaction)
+    assert w3.eth.wait_for_transaction_receipt(sent)["status"] == 0
+    chain.increase_time(10 * PARAMS.resolution_period)
+    _revert(lambda: bahen.expire_dispute(cheat, order_id=OID, task=0), "VotingOpen", resolveBy=0)
+    assert len(bahen.draw_resolvers(parties.stranger, order_id=OID, task=0)) == PARAMS.resolver_count
 
 
 def test_a_validator_that_registers_while_a_dispute_is_drawing_resolves_it(bahen, chain, parties, pool):
@@ -398,8 +423,8 @@ def test_the_settling_client_expires_a_dispute_nobody_may_resolve_then_waits_out
     monkeypatch.setattr(bahen, "draw_resolvers", lambda acct, **where: draws.append(where) or own(acct, **where))
     settled_at = _finalised(bahen, parties.client)
     d = bahen.dispute(OID, 0)
-    assert (d.status, d.resolvers) == ("expired", []) and len(draws) == 1  # then it waited for the expiry
-    assert d.resolve_by < d.closed_at <= d.resolve_by + 5 + slack  # the seconds of the blocks the draw mined
+    assert (d.status, d.resolvers) == ("expired", []) and len(draws) == 2  # found none, waited, found none again
+    assert d.resolve_by < d.closed_at <= d.resolve_by + 3 + slack  # the seconds of the last look's draw and expiry
     assert d.closed_at + WINDOW <= settled_at <= d.closed_at + WINDOW + slack
 
 
