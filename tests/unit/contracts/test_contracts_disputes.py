@@ -309,7 +309,7 @@ def test_each_later_dispute_of_a_task_bonds_and_draws_twice_the_one_before(bahen
     """A ring of disputers buys no fresh small draws: the second dispute of a verdict locks twice the
     bond and faces twice the resolvers, the third four times (the draw capped at the eligible pool)."""
     _judged(bahen, parties, pool, accepted=True)
-    for pool_size in range(POOL, POOL + 4):  # more validators outside the order: a third draw of 12 finds 8
+    for pool_size in range(POOL, POOL + 4):  # more validators outside the order: a third draw of 12 finds 9
         extra = account(f"resolver {pool_size}")
         chain.fund(extra.address, 10 * ETHER)
         bahen.register_validator(extra, x25519_public=b32(f"x25519 r{pool_size}"), stake=PARAMS.min_validator_stake)
