@@ -146,13 +146,12 @@ class Bahen:
         return MemberView(
             address=member,
             role=role,
-            staked_at=m[1],
-            x25519_public=_hex(m[2]),
-            declared_gflops=m[3],
-            unbond_at=m[4],
-            locks=m[5],
-            stake=m[6],
-            unbonding=m[7],
+            x25519_public=_hex(m[1]),
+            declared_gflops=m[2],
+            unbond_at=m[3],
+            locks=m[4],
+            stake=m[5],
+            unbonding=m[6],
             eligible=check is not None and self.chain.call(check(member), "member"),
         )
 

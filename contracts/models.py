@@ -153,7 +153,6 @@ class MemberView(BaseModel):
     unbonding: int
     unbond_at: int
     locks: int
-    staked_at: int = Field(description="block of its registration or last stake added: draws seeded after it count it")
     eligible: bool = Field(description="may be assigned now: registered, with at least the stake its role requires")
 
 

@@ -330,12 +330,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         Order storage o = _openOrder(orderId);
         if (block.timestamp > o.deadline) revert DeadlinePassed(o.deadline, block.timestamp);
         bool any;
-        uint64 asOf = type(uint64).max; // the earliest seed block's anchor among the slots left to draw
-        for (uint256 i = 0; i < o.taskCount; i++) {
-            Task storage t = _tasks[orderId][i];
-            if (t.worker == address(0) && t.drawBlock < asOf) asOf = t.drawBlock;
-        }
-        (address[] memory workers, uint256[] memory stakes) = _candidates(orderId, o, WORKER_DRAW, asOf);
+        (address[] memory workers, uint256[] memory stakes) = _candidates(orderId, o, WORKER_DRAW);
         for (uint256 i = 0; i < o.taskCount; i++) {
             Task storage t = _tasks[orderId][i];
             if (t.worker != address(0)) continue;
@@ -355,11 +350,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
             emit TaskAssigned(orderId, i, worker, t.payment);
         }
         ValidatorSlot[] storage slots = _validators[orderId];
-        asOf = type(uint64).max;
-        for (uint256 j = 0; j < slots.length; j++) {
-            if (slots[j].validator == address(0) && slots[j].drawBlock < asOf) asOf = slots[j].drawBlock;
-        }
-        (address[] memory validators, uint256[] memory vstakes) = _candidates(orderId, o, VALIDATOR_DRAW, asOf);
+        (address[] memory validators, uint256[] memory vstakes) = _candidates(orderId, o, VALIDATOR_DRAW);
         for (uint256 j = 0; j < slots.length; j++) {
             if (slots[j].validator != address(0)) continue;
             any = true;
@@ -397,10 +388,9 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         emit WorkerReplaced(orderId, task, worker, t.drawBlock);
     }
 
-    /// @dev The members of `role` that may be drawn for the order and their stakes: eligible, no party
-    /// to it, and staked by block `asOf`, before the seed block existed (a member that registers or
-    /// adds stake once the seed is public cannot steer the draw); any other's stake is 0.
-    function _candidates(bytes32 orderId, Order storage o, uint8 role, uint64 asOf)
+    /// @dev The members of `role` that may be drawn for the order and their stakes: eligible, and no
+    /// party to it (a party's stake is 0).
+    function _candidates(bytes32 orderId, Order storage o, uint8 role)
         private
         view
         returns (address[] memory members, uint256[] memory stakes)
@@ -411,8 +401,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
             address m = members[i];
             if (_partyTo(orderId, o, m)) continue;
             if (role == WORKER_DRAW ? !staking.isEligibleWorker(m) : !staking.isEligibleValidator(m)) continue;
-            StakingRegistry.Member memory member = staking.memberOf(m);
-            if (member.stakedAt <= asOf) stakes[i] = member.stake;
+            stakes[i] = staking.memberOf(m).stake;
         }
     }
 
@@ -613,9 +602,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         for (uint256 i = 0; i < candidates.length; i++) {
             address c = candidates[i];
             if (_partyTo(orderId, o, c) || _disputed[orderId][task][c] || !staking.isEligibleValidator(c)) continue;
-            StakingRegistry.Member memory member = staking.memberOf(c);
-            if (member.stakedAt > d.anchorBlock) continue; // staked once the seed could be known: it would steer
-            weights[i] = member.stake;
+            weights[i] = staking.memberOf(c).stake;
             total += weights[i];
         }
         uint256 seed = uint256(keccak256(abi.encode(hash, orderId, task)));
@@ -635,7 +622,6 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
             // register, then anyone may expire the dispute. Only a draw that ran records it, so a
             // draw made to fail (out of gas) never lets a dispute lapse.
             if (d.resolveBy == 0) d.resolveBy = uint64(block.timestamp) + _params.resolutionPeriod;
-            d.anchorBlock = uint64(block.number); // the next draw counts a validator staked by now
             emit NoResolversFound(orderId, task, d.resolveBy);
             return;
         }

@@ -18,7 +18,6 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
 
     struct Member {
         Role role;
-        uint64 stakedAt; // block of the registration or the last stake added: draws seeded later count it
         bytes32 x25519;
         uint64 declaredGflops;
         uint64 unbondAt;
@@ -101,7 +100,6 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
         Member storage m = _registered(msg.sender);
         if (msg.value == 0) revert ZeroAmount();
         m.stake += msg.value;
-        m.stakedAt = uint64(block.number);
         emit StakeAdded(msg.sender, msg.value);
     }
 
@@ -177,7 +175,6 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
         m.x25519 = x25519;
         m.declaredGflops = declaredGflops;
         m.stake = msg.value;
-        m.stakedAt = uint64(block.number);
         emit MemberRegistered(msg.sender, role, x25519, declaredGflops, msg.value);
     }
 

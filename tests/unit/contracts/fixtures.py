@@ -149,7 +149,7 @@ def expected_draw(bahen: Bahen, order_id: bytes, task: int, excluded: set[str]) 
     """The resolvers of a dispute recomputed from public chain data by the contract's rule: a
     stake-weighted draw without replacement among eligible validators that are not `excluded`,
     seeded by the hash of the block after the dispute, of `resolver_count` doubled for each earlier
-    dispute of the task, at most 15; a validator staked after the dispute's anchor block is left out."""
+    dispute of the task, at most 15."""
     d = bahen.dispute(order_id, task)
     count = min(bahen.params().resolver_count << (bahen.order(order_id).tasks[task].disputes - 1), 15)
     block_hash = bahen.chain.block_hash(d.anchor_block + 1)
@@ -158,7 +158,7 @@ def expected_draw(bahen: Bahen, order_id: bytes, task: int, excluded: set[str]) 
     weights = {}
     for v in validators:
         member = bahen.member(v)
-        weights[v] = member.stake if member.eligible and v not in excluded and member.staked_at <= d.anchor_block else 0
+        weights[v] = member.stake if member.eligible and v not in excluded else 0
     drawn = []
     for k in range(count):
         total = sum(weights.values())
@@ -178,17 +178,15 @@ def expected_member(
     bahen: Bahen, order_id: bytes, role: str, index: int, draw_block: int, excluded: set[str], payment: int = 0
 ) -> str:
     """The member drawn for slot ``index`` of ``role``, recomputed from public chain data by the contract's
-    rule: stake-weighted among eligible members not ``excluded`` whose stake covers ``payment`` and that
-    staked by ``draw_block``, seeded by keccak256(abi.encode(hash of the block after ``draw_block``, order
-    id, role, index))."""
+    rule: stake-weighted among eligible members not ``excluded`` whose stake covers ``payment``, seeded by
+    keccak256(abi.encode(hash of the block after ``draw_block``, order id, role, index))."""
     code = {"worker": 0, "validator": 1}[role]
     block_hash = bahen.chain.block_hash(draw_block + 1)
     seed = int.from_bytes(keccak(encode(["bytes32", "bytes32", "uint8", "uint256"], [block_hash, order_id, code, index])), "big")
     required = -(-payment * bahen.params().stake_coverage_bps // 10_000)
     weights = {}
     for m in bahen.members(role):
-        counted = m.eligible and m.address not in excluded and m.stake >= required and m.staked_at <= draw_block
-        weights[m.address] = m.stake if counted else 0
+        weights[m.address] = m.stake if m.eligible and m.address not in excluded and m.stake >= required else 0
     r = seed % sum(weights.values())
     for address, weight in weights.items():
         if r < weight:

@@ -16,7 +16,6 @@ from tests.unit.contracts.fixtures import (
     GFLOPS,
     WINDOW,
     WORKER_STAKE,
-    account,
     b32,
     commit_all,
     expected_member,
@@ -349,25 +348,3 @@ def test_a_slot_whose_seed_block_aged_out_is_drawn_from_a_fresh_one(bahen, chain
     assert task.draw_block == chain.block_number() > aged + 256  # anchored to the block of the stale draw
     fresh = bahen.draw(parties.stranger, order_id=oid)
     assert fresh.workers[0] == expected_member(bahen, oid, "worker", 0, task.draw_block, {parties.client.address}, 1)
-
-
-def test_a_member_staked_once_an_orders_seed_block_is_public_is_not_drawn_for_it(bahen, chain, parties):
-    """A validator registered with an overwhelming stake after the order's seed block is out: had it
-    counted, it would be drawn nearly always; it counts for orders opened after it."""
-    bahen.open_order(parties.client, salt=SALT, spec_hash=b32("spec"), escrow=ETHER, deadline=chain.now() + 3_600,
-                     commit_window=600)
-    bahen.add_validator(parties.client, order_id=OID, fee=ETHER // 20)
-    chain.mine(1)
-    late = account("late validator")
-    chain.fund(late.address, 100 * ETHER)
-    bahen.register_validator(late, x25519_public=b32("late"), stake=90 * ETHER)
-    [drawn] = bahen.draw(parties.stranger, order_id=OID).validators
-    slot = bahen.order(OID).validators[0]
-    assert drawn != late.address
-    assert drawn == expected_member(bahen, OID, "validator", 0, slot.draw_block, {parties.client.address})
-    later = bahen.open_order(parties.client, salt=order_of("after the late validator")[0], spec_hash=b32("spec"),
-                             escrow=ETHER, deadline=chain.now() + 3_600, commit_window=600)
-    bahen.add_validator(parties.client, order_id=later, fee=ETHER // 20)
-    [drawn] = bahen.draw(parties.stranger, order_id=later).validators
-    assert drawn == expected_member(bahen, later, "validator", 0, bahen.order(later).validators[0].draw_block,
-                                    {parties.client.address})
