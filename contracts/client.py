@@ -30,6 +30,7 @@ from contracts.models import (
 STATUSES = ("none", "open", "settled", "cancelled")
 VERDICTS = ("none", "accepted", "rejected")
 ROLES = ("none", "worker", "validator")
+MAX_RESOLVERS = 15  # BahenMarket.MAX_RESOLVERS: the largest panel a dispute draws
 DISPUTE_STATUSES = ("none", "drawing", "voting", "upheld", "dismissed", "expired")
 CREDITS = (
     "task payment", "validator fee", "refund", "bounty", "treasury", "resolver fee", "bond returned", "bond forfeited"
@@ -371,8 +372,10 @@ class Bahen:
     # disputes
 
     def dispute_bond(self, order_id: bytes, task: int) -> int:
-        """The wei the next dispute of a task's verdict locks: the dispute bond, doubled for each dispute before."""
-        return self.params().dispute_bond << self._task_view(_b32("order_id", order_id), task).disputes
+        """The wei the next dispute of a task's verdict locks: the dispute bond in proportion to its panel of
+        resolvers, the first panel doubled for each dispute before, at most 15 resolvers."""
+        params, before = self.params(), self._task_view(_b32("order_id", order_id), task).disputes
+        return params.dispute_bond * min(params.resolver_count << before, MAX_RESOLVERS) // params.resolver_count
 
     def open_dispute(self, acct: LocalAccount, *, order_id: bytes, task: int, counter_digest: bytes, bond: int) -> str:
         """Disputes a task's verdict within its window, locking `bond` wei (exactly :meth:`dispute_bond`)."""

@@ -35,8 +35,10 @@ class ChainParams(BaseModel):
     )
     dispute_window: int = Field(ge=0, lt=2**64, description="seconds after a verdict during which it may be disputed")
     resolution_period: int = Field(ge=0, lt=2**64, description="seconds the drawn resolvers have to vote")
-    resolver_count: int = Field(ge=1, le=15, description="validators drawn to re-verify a disputed task")
-    dispute_bond: int = Field(ge=0, description="wei the first disputer of a task locks; each later one doubles it")
+    resolver_count: int = Field(ge=1, le=15, description="validators drawn to re-verify a disputed task (the first "
+                                "dispute; each later one doubles it, at most 15)")
+    dispute_bond: int = Field(ge=0, description="wei the first disputer of a task locks; later ones in proportion to "
+                              "their panel of resolvers")
     resolver_fee: int = Field(
         ge=0, description="wei each resolver voting with the majority earns from the losing side's bond"
     )
@@ -71,8 +73,8 @@ class TaskView(BaseModel):
     prover: str = Field(description="a disputer whose dispute was upheld (zero address if none)")
     draw_block: int = Field(description="the worker derives from the hash of the block after this one")
     commit_by: int = Field(description="timestamp past which an uncommitted worker may be replaced (0 undrawn)")
-    disputes: int = Field(description="disputes opened on its verdict so far: the next bonds and draws 2^disputes "
-                          "times the first")
+    disputes: int = Field(description="disputes opened on its verdict so far: the next draws 2^disputes times the "
+                          "first panel of resolvers (at most 15), and bonds in proportion")
 
 
 class ValidatorView(BaseModel):

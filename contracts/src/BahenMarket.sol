@@ -70,10 +70,10 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         uint16 slashBps; // share of a faulty member's stake slashed
         uint16 bountyBps; // share of a slash credited to whoever proved the fault
         uint32 stakeCoverageBps; // least stake of a worker per wei of one task's payment, in bps
-        uint8 resolverCount; // validators drawn to resolve a task's first dispute (each later one doubles it)
+        uint8 resolverCount; // validators drawn to resolve a task's first dispute (each later one doubles it, up to 15)
         uint64 disputeWindow; // seconds after a verdict during which it may be disputed
         uint64 resolutionPeriod; // seconds the drawn resolvers have to vote
-        uint256 disputeBond; // wei the first disputer of a task locks (each later one doubles it)
+        uint256 disputeBond; // wei the first disputer of a task locks (later ones in proportion to their panel)
         uint256 resolverFee; // wei from the losing side's bond for each resolver voting with the majority
     }
 
@@ -101,7 +101,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         address prover; // a disputer whose dispute was upheld: the bounty of this task's slash is its
         uint64 drawBlock; // the worker derives from the hash of the block after it
         uint64 commitBy; // past it, an uncommitted worker may be replaced by the next draw
-        uint8 disputes; // opened on its verdict so far: the n-th (from 0) bonds and draws 2^n times the first
+        uint8 disputes; // opened on its verdict so far: the n-th (from 0) draws (and bonds) 2^n times the first, up to 15 resolvers
     }
 
     struct ValidatorSlot {
@@ -535,9 +535,11 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         emit OrderSettled(orderId, refund);
     }
 
-    /// @notice Disputes a task's verdict within its window, locking exactly `disputeBond`, doubled for
-    /// each dispute of the task before (as its resolvers are: a later dispute costs more and faces a
-    /// larger draw, so a ring of disputers buys no fresh small draws at a dishonest majority). Any
+    /// @notice Disputes a task's verdict within its window, locking exactly `disputeBond` times its
+    /// panel over `resolverCount`: each dispute of the task before doubles the resolvers it draws, up
+    /// to `MAX_RESOLVERS`, so a ring of disputers buys no fresh small draws at a dishonest majority; the
+    /// bond grows with the panel whose fees it pays, at most `MAX_RESOLVERS / resolverCount` times the
+    /// first. Any
     /// staked member may dispute except the order's client, the task's worker against the acceptance
     /// of its own work, and the verifier whose verification of the task is on chain (either would
     /// escape the slash of its own work or report, taking its bounty); `counterDigest` is the
@@ -556,7 +558,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         uint64 closesAt = _disputableUntil(orderId, task);
         if (block.timestamp > closesAt) revert DisputeWindowClosed(task, closesAt);
         if (_disputed[orderId][task][msg.sender]) revert DisputedBefore(msg.sender, task);
-        uint256 bond = _params.disputeBond << t.disputes;
+        uint256 bond = _params.disputeBond * _panel(t.disputes) / _params.resolverCount;
         if (msg.value != bond) revert WrongBond(bond, msg.value);
         if (msg.sender == o.client || (msg.sender == t.worker && t.verdict == Verdict.Accepted)) {
             revert PartyToOrder(msg.sender);
@@ -582,8 +584,8 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     }
 
     /// @notice Draws the dispute's resolvers once the block after the dispute exists: a
-    /// stake-weighted sample of `resolverCount` doubled for each earlier dispute of the task (at most
-    /// `MAX_RESOLVERS`), seeded by that block's hash, of eligible validators that are no party
+    /// stake-weighted sample of `_panel` validators (`resolverCount` doubled for each earlier dispute
+    /// of the task, at most `MAX_RESOLVERS`), seeded by that block's hash, of eligible validators that are no party
     /// to the order (not its client, worker, validators) nor disputers of the task. Callable by anyone; if
     /// the seed block is older than 256 blocks the draw re-anchors to the current block.
     function drawResolvers(bytes32 orderId, uint256 task) external {
@@ -606,8 +608,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
             total += weights[i];
         }
         uint256 seed = uint256(keccak256(abi.encode(hash, orderId, task)));
-        uint256 count = uint256(_params.resolverCount) << (_tasks[orderId][task].disputes - 1);
-        if (count > MAX_RESOLVERS) count = MAX_RESOLVERS;
+        uint256 count = _panel(_tasks[orderId][task].disputes - 1);
         for (uint256 k = 0; k < count && total != 0; k++) {
             uint256 r = uint256(keccak256(abi.encode(seed, k))) % total;
             uint256 i;
@@ -727,6 +728,13 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         if (_validators[orderId].length == 0) return address(0);
         address verifier = _validators[orderId][0].validator;
         return _reports[orderId][task][VERIFICATION][verifier] == bytes32(0) ? address(0) : verifier;
+    }
+
+    /// @dev The resolvers the n-th dispute of a task (from 0) draws: `resolverCount` doubled n times,
+    /// at most `MAX_RESOLVERS`. Its bond is `disputeBond` in proportion, so it pays every fee.
+    function _panel(uint256 n) private view returns (uint256) {
+        uint256 panel = uint256(_params.resolverCount) << (n < 4 ? n : 4);
+        return panel < MAX_RESOLVERS ? panel : MAX_RESOLVERS;
     }
 
     /// @dev Drawing its resolvers or voting: no other dispute of the task, no settlement meanwhile.

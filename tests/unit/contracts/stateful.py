@@ -363,8 +363,10 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             task = o.tasks[index]
             p = self.parties
             disputer = (p.workers + p.validators + [p.client, p.stranger])[who]
-            # doubled for each dispute of the task before: every dispute's disputer is in `disputers`
-            bond = (MACHINE_PARAMS.dispute_bond << len(task.disputers)) + (0 if exact else 1)
+            # in proportion to its panel, doubled for each dispute of the task before (every dispute's
+            # disputer is in `disputers`), at most 15
+            panel = min(MACHINE_PARAMS.resolver_count << len(task.disputers), 15)
+            bond = MACHINE_PARAMS.dispute_bond * panel // MACHINE_PARAMS.resolver_count + (0 if exact else 1)
             staked = disputer.address in self.stake and self.stake[disputer.address] >= (
                 WORKER_STAKE if disputer in p.workers else PARAMS.min_validator_stake
             )

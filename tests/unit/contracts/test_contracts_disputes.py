@@ -300,28 +300,33 @@ def test_a_withheld_case_takes_no_other_members_dispute_away(bahen, chain, parti
     _conserved(bahen, chain, parties, pool)
 
 
-def test_each_later_dispute_of_a_task_bonds_and_draws_twice_the_one_before(bahen, chain, parties, pool):
-    """A ring of disputers buys no fresh small draws: the second dispute of a verdict locks twice the
-    bond and faces twice the resolvers, the third four times (the draw capped at the eligible pool)."""
+def test_each_later_dispute_of_a_task_draws_twice_the_resolvers_and_bonds_in_proportion(bahen, chain, parties, pool):
+    """A ring of disputers buys no fresh small draws: the second dispute of a verdict faces twice the
+    resolvers of the first, the third four times, then 15, each bonding in proportion to its panel
+    (the draw capped at the validators eligible)."""
     _judged(bahen, parties, pool, accepted=True)
-    for pool_size in range(POOL, POOL + 4):  # more validators outside the order: a third draw of 12 finds 9
+    for pool_size in range(POOL, POOL + 4):  # more validators outside the order: nine in all
         extra = account(f"resolver {pool_size}")
         chain.fund(extra.address, 10 * ETHER)
         bahen.register_validator(extra, x25519_public=b32(f"x25519 r{pool_size}"), stake=PARAMS.min_validator_stake)
         pool[extra.address] = extra
+    fourth = extra  # disputes last: eight left to draw then
     assert bahen.dispute_bond(OID, 0) == BOND
-    juries = []
-    for n, disputer in enumerate([parties.validators[1], parties.workers[1], parties.workers[2]]):
-        _revert(lambda: bahen.open_dispute(disputer, order_id=OID, task=0, counter_digest=b32("c"), bond=BOND << n >> 1),
-                "WrongBond", required=BOND << n)
+    panels = []
+    disputers = [parties.validators[1], parties.workers[1], parties.workers[2], fourth]
+    for n, (disputer, multiple) in enumerate(zip(disputers, [1, 2, 4, 5])):  # panels of 3, 6, 12, 15
+        bond, earned = BOND * multiple, bahen.pending(disputer.address)  # fees it earned resolving before
+        _revert(lambda: bahen.open_dispute(disputer, order_id=OID, task=0, counter_digest=b32("c"), bond=bond - 1),
+                "WrongBond", required=bond)
         resolvers = _dispute(bahen, disputer)
-        assert bahen.dispute(OID, 0).bond == BOND << n and bahen.order(OID).tasks[0].disputes == n + 1
-        juries.append(len(resolvers))
-        majority = len(resolvers) // 2 + 1
-        _vote(bahen, pool, resolvers, [False] * majority)  # each dismissed: the verdict stands
-        assert bahen.dispute(OID, 0).status == "dismissed"
-        assert bahen.pending(disputer.address) == 0 and bahen.dispute_bond(OID, 0) == BOND << (n + 1)
-    assert juries == [3, 6, POOL + 4]  # the third asks 12 and draws every validator outside the order
+        assert bahen.dispute(OID, 0).bond == bond and bahen.order(OID).tasks[0].disputes == n + 1
+        assert resolvers == expected_draw(bahen, OID, 0, {parties.client.address, parties.workers[0].address,
+                                                          parties.validators[0].address, *(d.address for d in disputers[:n + 1])})
+        panels.append(len(resolvers))
+        _vote(bahen, pool, resolvers, [False] * (len(resolvers) // 2 + 1))  # each dismissed: the verdict stands
+        assert bahen.dispute(OID, 0).status == "dismissed" and bahen.pending(disputer.address) == earned
+    assert panels == [3, 6, POOL + 4, POOL + 3]  # 12 asked of nine eligible, 15 of eight
+    assert bahen.dispute_bond(OID, 0) == 5 * BOND  # the panel stays at 15
     _conserved(bahen, chain, parties, pool)
 
 
