@@ -30,7 +30,6 @@ from contracts.models import (
 STATUSES = ("none", "open", "settled", "cancelled")
 VERDICTS = ("none", "accepted", "rejected")
 ROLES = ("none", "worker", "validator")
-MAX_RESOLVERS = 15  # BahenMarket.MAX_RESOLVERS: the largest panel a dispute draws
 DISPUTE_STATUSES = ("none", "drawing", "voting", "upheld", "dismissed", "expired")
 CREDITS = (
     "task payment", "validator fee", "refund", "bounty", "treasury", "resolver fee", "bond returned", "bond forfeited"
@@ -374,8 +373,7 @@ class Bahen:
     def dispute_bond(self, order_id: bytes, task: int) -> int:
         """The wei the next dispute of a task's verdict locks: the dispute bond in proportion to its panel of
         resolvers, the first panel doubled for each dispute before, at most 15 resolvers."""
-        params, before = self.params(), self._task_view(_b32("order_id", order_id), task).disputes
-        return params.dispute_bond * min(params.resolver_count << before, MAX_RESOLVERS) // params.resolver_count
+        return self.chain.call(self.market.functions.disputeBondOf(_b32("order_id", order_id), task), "dispute_bond")
 
     def open_dispute(self, acct: LocalAccount, *, order_id: bytes, task: int, counter_digest: bytes, bond: int) -> str:
         """Disputes a task's verdict within its window, locking `bond` wei (exactly :meth:`dispute_bond`)."""
@@ -407,7 +405,8 @@ class Bahen:
             raise NoResolvers(
                 f"no staked validator outside order {_hex(oid)} may resolve the dispute of task {task} (every one is a "
                 f"party to the order or disputed it): draw again once one registers; past {resolve_by} (unix time) "
-                "anyone may expire the dispute, the verdict stands and the disputer's bond returns"
+                "anyone may expire the dispute, the verdict stands and the disputer's bond returns",
+                resolve_by,
             )
         drawn = self.market.events.ResolversDrawn().process_receipt(receipt, errors=DISCARD)
         return list(drawn[0]["args"]["resolvers"]) if drawn else []

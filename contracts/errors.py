@@ -43,7 +43,15 @@ class ChallengeNotReady(ChainError):
 
 class NoResolvers(ChainError):
     """A dispute's draw found no eligible validator outside the order: it may be drawn again once one
-    registers, or expired by anyone a resolution period after the first draw that found none."""
+    registers, or expired by anyone past ``resolve_by``, a resolution period after the first draw that
+    found none."""
+
+    def __init__(self, message: str, resolve_by: int):
+        self.resolve_by = resolve_by
+        super().__init__(message)
+
+    def __reduce__(self):
+        return (NoResolvers, (str(self), self.resolve_by))
 
 
 class ContractRevert(ChainError):

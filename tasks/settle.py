@@ -20,20 +20,16 @@ from bahen.records import Settled, Upload
 from tasks.runtime import network, order_book, recorded, timed
 
 
-def _move_along(call) -> bool:
+def _move_along(call) -> None:
     """Draw or expire a dispute, as anyone may: when another party did it first (``NotDisputing``) or the
-    seed block is not mined yet, the next look sees where it stands. False when the draw found no
-    eligible validator outside the order: the dispute expires at its ``resolve_by`` instead."""
+    seed block is not mined yet, the next look sees where it stands."""
     try:
         call()
     except ChallengeNotReady:
         pass
-    except NoResolvers:
-        return False
     except ContractRevert as exc:
         if exc.error != "NotDisputing":
             raise
-    return True
 
 
 def wait_for_finality(market: Bahen, client: LocalAccount, order_id: bytes) -> None:
@@ -54,12 +50,13 @@ def wait_for_finality(market: Bahen, client: LocalAccount, order_id: bytes) -> N
             dispute = market.dispute(order_id, t.task)
             if dispute.status == "drawing":  # a draw first: the dispute is heard if anyone can hear it
                 disputed = True
-                if not _move_along(lambda: market.draw_resolvers(client, order_id=order_id, task=t.task)):
-                    resolve_by = market.dispute(order_id, t.task).resolve_by  # set by the first draw that found none
-                    if market.chain.now() > resolve_by:
+                try:
+                    _move_along(lambda: market.draw_resolvers(client, order_id=order_id, task=t.task))
+                except NoResolvers as nobody:  # its deadline set by the first draw that found none
+                    if market.chain.now() > nobody.resolve_by:
                         _move_along(lambda: market.expire_dispute(client, order_id=order_id, task=t.task))
                     else:
-                        final_at = max(final_at, resolve_by)
+                        final_at = max(final_at, nobody.resolve_by)
             elif dispute.status == "voting" and now > dispute.resolve_by:
                 disputed = True  # expired, it opens the window again: the next look waits it out
                 _move_along(lambda: market.expire_dispute(client, order_id=order_id, task=t.task))

@@ -558,7 +558,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         uint64 closesAt = _disputableUntil(orderId, task);
         if (block.timestamp > closesAt) revert DisputeWindowClosed(task, closesAt);
         if (_disputed[orderId][task][msg.sender]) revert DisputedBefore(msg.sender, task);
-        uint256 bond = _params.disputeBond * _panel(t.disputes) / _params.resolverCount;
+        uint256 bond = disputeBondOf(orderId, task);
         if (msg.value != bond) revert WrongBond(bond, msg.value);
         if (msg.sender == o.client || (msg.sender == t.worker && t.verdict == Verdict.Accepted)) {
             revert PartyToOrder(msg.sender);
@@ -728,6 +728,11 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         if (_validators[orderId].length == 0) return address(0);
         address verifier = _validators[orderId][0].validator;
         return _reports[orderId][task][VERIFICATION][verifier] == bytes32(0) ? address(0) : verifier;
+    }
+
+    /// @notice The wei the next dispute of the task locks: `disputeBond` in proportion to its panel.
+    function disputeBondOf(bytes32 orderId, uint256 task) public view returns (uint256) {
+        return _params.disputeBond * _panel(_tasks[orderId][task].disputes) / _params.resolverCount;
     }
 
     /// @dev The resolvers the n-th dispute of a task (from 0) draws: `resolverCount` doubled n times,

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from contracts.abi import error_table
 from contracts.chain import Chain
-from contracts.errors import ChainError, ChainUnavailableError, ContractRevert, decode_revert
+from contracts.errors import ChainError, ChainUnavailableError, ContractRevert, NoResolvers, decode_revert
 
 UINT256 = st.integers(0, 2**256 - 1)
 
@@ -74,6 +74,12 @@ def test_revert_survives_pickling():
     err = ContractRevert("settle", "AlreadySettled", {"orderId": b"\x01" * 32})
     again = pickle.loads(pickle.dumps(err))
     assert (again.error, again.fields, str(again)) == (err.error, err.fields, str(err))
+
+
+def test_no_resolvers_survives_pickling_with_its_deadline():
+    err = NoResolvers("no staked validator outside order 0x01 may resolve the dispute of task 0", 1_700_000_000)
+    again = pickle.loads(pickle.dumps(err))
+    assert (str(again), again.resolve_by) == (str(err), 1_700_000_000)
 
 
 def test_unreachable_endpoint_names_the_url_and_what_to_start():
