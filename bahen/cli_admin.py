@@ -43,7 +43,7 @@ QUICK = {
     "pot": ["--job", "digits", "--honest-runs", "1", "--attack-runs", "1", "--challenges", "3"],
     "pot-hiding": ["--job", "digits", "--challenges", "5"],
     "pot-noise": ["--job", "digits", "--spots", "4", "--segments", "1"],
-    "gas": [],
+    "gas": ["--abandoned", "64"],
     "fuzz": ["--inputs", "2000"],
     "reliability": ["--flips", "3"],
     "load": ["--orders", "4", "--workers", "2", "--validators", "2"],

@@ -2,12 +2,14 @@
 
 Gas is deterministic, so one run suffices; the baseline measured in the same run is a plain ether
 transfer (21,000 gas), and every figure is also given as a multiple of it. The lifecycle opens an
-order with ``tasks`` tasks and ``validators`` validator slots, has the chain draw them (the
-draw reads every registered worker and validator), commits every proof, has the order's verifier
+order with ``tasks`` tasks and ``validators`` validator slots, has the chain draw them, commits every proof, has the order's verifier
 (its first validator) submit a verification report per task and every validator a performance
 report per task, accepts all tasks but the last
 (which is rejected and slashed), waits out the dispute window, settles, and lets every payee
-withdraw. A dispute (open, draw the resolvers, two votes that close it) is measured on its own.
+withdraw. A dispute (open, draw the resolvers, two votes that close it) is measured on its own, and
+so is how a draw's gas grows with the members that registered and left: a draw of one worker and
+one validator after ``abandoned`` workers and as many validators registered with the least stake and
+unbonded it, as a multiple of the same draw before any did.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ class _Recorder:
         return result
 
 
-def _lifecycle(chain: Chain, rec: _Recorder, tasks: int, validators: int) -> None:
+def _lifecycle(chain: Chain, rec: _Recorder, tasks: int, validators: int) -> tuple[Bahen, object]:
     deployer, wasp, treasury, client = (_account(n) for n in ("deployer", "wasp", "treasury", "client"))
     workers = [_account(f"worker {i}") for i in range(tasks)]
     checkers = [_account(f"validator {i}") for i in range(validators + RESOLVERS)]
@@ -161,6 +163,32 @@ def _lifecycle(chain: Chain, rec: _Recorder, tasks: int, validators: int) -> Non
         rec("withdraw", b.withdraw, acct)
     _side_calls(chain, rec, b, client, workers[0])
     _dispute(chain, rec, b, client, wasp, by_address, checkers)
+    return b, client
+
+
+def _draw_with_abandoned(chain: Chain, b: Bahen, client, counts: list[int]) -> list[dict]:
+    """The gas of a one-worker, one-validator draw after each count of abandoned registrations per role."""
+    rows, registered = [], 0
+    for count in counts:
+        for i in range(registered, count):
+            for role in ("worker", "validator"):
+                sybil = _account(f"abandoned {role} {i}")
+                chain.fund(sybil.address, ETHER)
+                if role == "worker":
+                    b.register_worker(sybil, x25519_public=keccak(text=f"a{i}"), declared_gflops=1,
+                                      stake=b.required_stake(1))
+                else:
+                    b.register_validator(sybil, x25519_public=keccak(text=f"a{i}"), stake=PARAMS.min_validator_stake)
+                b.request_unbond(sybil, amount=b.stake_of(sybil.address))
+        registered = count
+        oid = b.open_order(client, salt=keccak(text=f"gas bench draw after {count}"), spec_hash=keccak(text="spec"),
+                           escrow=ETHER, deadline=chain.now() + 3_600, commit_window=1_800)
+        b.add_task(client, order_id=oid, payment=ETHER // 8)
+        b.add_validator(client, order_id=oid, fee=ETHER // 16)
+        chain.mine(1)
+        gas = _gas_used(chain, lambda: b.draw(client, order_id=oid))
+        rows.append({"abandoned": count, "gas": gas, "x_none": round(gas / rows[0]["gas"], 2) if rows else 1.0})
+    return rows
 
 
 def _dispute(chain: Chain, rec: _Recorder, b: Bahen, client, wasp, by_address, validators) -> None:
@@ -194,7 +222,7 @@ def _side_calls(chain: Chain, rec: _Recorder, b: Bahen, client, worker) -> None:
     rec("withdraw_unbonded", b.withdraw_unbonded, worker, lifecycle=False)
 
 
-def run(rpc_url: str | None = None, tasks: int = 4, validators: int = 2) -> dict:
+def run(rpc_url: str | None = None, tasks: int = 4, validators: int = 2, abandoned: tuple[int, ...] = (0, 64, 512)) -> dict:
     """Measure gas on a fresh in-process EVM (or `rpc_url`); write and return the results."""
     chain = Chain.connect(rpc_url) if rpc_url else Chain.in_process()
     payer, payee = _account("baseline payer"), _account("baseline payee")
@@ -210,7 +238,8 @@ def run(rpc_url: str | None = None, tasks: int = 4, validators: int = 2) -> dict
     }
     baseline = _gas_used(chain, lambda: chain.send_signed(payer, tx, "baseline transfer"))
     rec = _Recorder(chain)
-    _lifecycle(chain, rec, tasks, validators)
+    b, client = _lifecycle(chain, rec, tasks, validators)
+    scaling = _draw_with_abandoned(chain, b, client, sorted({0, *abandoned}))
     results = {
         "backend": chain.label,
         "tasks": tasks,
@@ -222,6 +251,7 @@ def run(rpc_url: str | None = None, tasks: int = 4, validators: int = 2) -> dict
             "x_transfer": round(rec.lifecycle / baseline, 2),
             "per_task": rec.lifecycle // tasks,
         },
+        "draw_after_abandoned_registrations": scaling,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     tmp = RESULTS.with_suffix(".json.tmp")
@@ -239,6 +269,9 @@ def _print_table(results: dict) -> None:
     label = f"whole order ({results['tasks']} tasks, {results['validators']} validators)"
     print(f"{label:<40} {life['gas']:>10,} {life['x_transfer']:>11.2f}")
     print(f"{'  per task':<40} {life['per_task']:>10,}")
+    for row in results["draw_after_abandoned_registrations"]:
+        label = f"draw after {row['abandoned']:,} abandoned per role"
+        print(f"{label:<40} {row['gas']:>10,} {row['x_none']:>10.2f}x the draw after none")
 
 
 if __name__ == "__main__":
@@ -246,5 +279,7 @@ if __name__ == "__main__":
     parser.add_argument("--rpc-url", help="JSON-RPC endpoint (default: a fresh in-process EVM)")
     parser.add_argument("--tasks", type=int, default=4)
     parser.add_argument("--validators", type=int, default=2)
+    parser.add_argument("--abandoned", type=int, nargs="+", default=[64, 512],
+                        help="counts of abandoned registrations per role to measure a draw after (and 0)")
     args = parser.parse_args()
-    _print_table(run(args.rpc_url, args.tasks, args.validators))
+    _print_table(run(args.rpc_url, args.tasks, args.validators, tuple(args.abandoned)))

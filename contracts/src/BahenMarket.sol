@@ -31,6 +31,10 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     uint8 private constant VERIFICATION = 0;
     uint8 private constant WORKER_DRAW = 0;
     uint8 private constant VALIDATOR_DRAW = 1;
+    // Members one slot's draw, or one panel's, may find before it re-anchors to a later block: a
+    // draw leaves the order's parties out before it starts, so its tries find only members short of
+    // a worker's stake for the payment, disputers of the task and the panel's resolvers.
+    uint256 private constant DRAW_TRIES = 64;
 
     enum Status {
         None,
@@ -143,6 +147,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     // bonds of dismissed disputes of an acceptance: the worker's at settlement if its work is still accepted
     mapping(bytes32 => mapping(uint256 => uint256)) private _held;
     mapping(bytes32 => mapping(address => bool)) private _drawn; // every member drawn for the order, replaced ones too
+    mapping(bytes32 => address[]) private _replaced; // the order's replaced workers, which its draws leave out
     mapping(bytes32 => mapping(uint256 => mapping(address => bytes32))) private _deliveries;
     mapping(address => uint256) public pending;
     uint256 public bonded; // dispute bonds held, not yet credited
@@ -330,7 +335,9 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         Order storage o = _openOrder(orderId);
         if (block.timestamp > o.deadline) revert DeadlinePassed(o.deadline, block.timestamp);
         bool any;
-        (address[] memory workers, uint256[] memory stakes) = _candidates(orderId, o, WORKER_DRAW);
+        staking.beginDraw();
+        _leaveOutParties(orderId, o, StakingRegistry.Role.Worker);
+        address[] memory found = new address[](DRAW_TRIES);
         for (uint256 i = 0; i < o.taskCount; i++) {
             Task storage t = _tasks[orderId][i];
             if (t.worker != address(0)) continue;
@@ -342,7 +349,12 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
             }
             // Cheating must cost more than it earns: at the weakest measured detection rate, the
             // expected slash of a worker's stake exceeds the share of the payment a cheat could keep.
-            address worker = workers[_pick(stakes, (t.payment * _params.stakeCoverageBps + 9_999) / 10_000, seed, WORKER_DRAW, i)];
+            uint256 required = (t.payment * _params.stakeCoverageBps + 9_999) / 10_000;
+            address worker = _drawSlot(orderId, o, WORKER_DRAW, i, required, seed, found);
+            if (worker == address(0)) {
+                t.drawBlock = uint64(block.number);
+                continue;
+            }
             t.worker = worker;
             t.commitBy = uint64(block.timestamp) + o.commitWindow;
             _drawn[orderId][worker] = true;
@@ -350,7 +362,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
             emit TaskAssigned(orderId, i, worker, t.payment);
         }
         ValidatorSlot[] storage slots = _validators[orderId];
-        (address[] memory validators, uint256[] memory vstakes) = _candidates(orderId, o, VALIDATOR_DRAW);
+        _leaveOutParties(orderId, o, StakingRegistry.Role.Validator);
         for (uint256 j = 0; j < slots.length; j++) {
             if (slots[j].validator != address(0)) continue;
             any = true;
@@ -359,7 +371,11 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
                 slots[j].drawBlock = uint64(block.number);
                 continue;
             }
-            address validator = validators[_pick(vstakes, 0, seed, VALIDATOR_DRAW, j)];
+            address validator = _drawSlot(orderId, o, VALIDATOR_DRAW, j, 0, seed, found);
+            if (validator == address(0)) {
+                slots[j].drawBlock = uint64(block.number);
+                continue;
+            }
             slots[j].validator = validator;
             _validatorSlot[orderId][validator] = j + 1;
             _drawn[orderId][validator] = true;
@@ -381,28 +397,12 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
             revert NotReplaceable(task, t.commitBy);
         }
         address worker = t.worker;
+        _replaced[orderId].push(worker);
         staking.unlock(worker);
         t.worker = address(0);
         t.commitBy = 0;
         t.drawBlock = uint64(block.number);
         emit WorkerReplaced(orderId, task, worker, t.drawBlock);
-    }
-
-    /// @dev The members of `role` that may be drawn for the order and their stakes: eligible, and no
-    /// party to it (a party's stake is 0).
-    function _candidates(bytes32 orderId, Order storage o, uint8 role)
-        private
-        view
-        returns (address[] memory members, uint256[] memory stakes)
-    {
-        members = role == WORKER_DRAW ? staking.workers() : staking.validators();
-        stakes = new uint256[](members.length);
-        for (uint256 i = 0; i < members.length; i++) {
-            address m = members[i];
-            if (_partyTo(orderId, o, m)) continue;
-            if (role == WORKER_DRAW ? !staking.isEligibleWorker(m) : !staking.isEligibleValidator(m)) continue;
-            stakes[i] = staking.memberOf(m).stake;
-        }
     }
 
     /// @dev keccak256(abi.encode(hash of the block after `drawBlock`, order id, role, index)); not
@@ -417,24 +417,83 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         return (true, uint256(keccak256(abi.encode(hash, orderId, role, index))));
     }
 
-    /// @dev A stake-weighted pick among `stakes` of at least `required`; the one picked is zeroed, so
-    /// no member takes two slots of one order.
-    function _pick(uint256[] memory stakes, uint256 required, uint256 seed, uint8 role, uint256 index)
-        private
-        pure
-        returns (uint256 k)
-    {
-        uint256 total;
-        for (uint256 i = 0; i < stakes.length; i++) {
-            if (stakes[i] >= required) total += stakes[i];
+    /// @dev Leaves the order's parties that hold weight in `role`'s tree out of the draw: its client
+    /// and, for workers, every worker drawn for it (replaced or not), for validators its validators.
+    function _leaveOutParties(bytes32 orderId, Order storage o, StakingRegistry.Role role) private {
+        staking.leaveOut(role, o.client);
+        if (role == StakingRegistry.Role.Worker) {
+            for (uint256 i = 0; i < o.taskCount; i++) {
+                address worker = _tasks[orderId][i].worker;
+                if (worker != address(0)) staking.leaveOut(role, worker);
+            }
+            address[] storage replaced = _replaced[orderId];
+            for (uint256 k = 0; k < replaced.length; k++) {
+                staking.leaveOut(role, replaced[k]);
+            }
+        } else {
+            ValidatorSlot[] storage slots = _validators[orderId];
+            for (uint256 j = 0; j < slots.length; j++) {
+                if (slots[j].validator != address(0)) staking.leaveOut(role, slots[j].validator);
+            }
         }
-        if (total == 0) revert NoEligibleMember(role, index);
-        uint256 r = seed % total;
-        while (stakes[k] < required || r >= stakes[k]) {
-            if (stakes[k] >= required) r -= stakes[k];
-            k++;
+    }
+
+    /// @dev Draws slot `index` of `role` from `seed`, recording its tries in `found`; the member drawn
+    /// stays out of the draw's later slots, those found short of this slot's stake count again. address(0) when the tries ran out
+    /// and the slot re-anchors to the current block; reverts when no member qualifies.
+    function _drawSlot(
+        bytes32 orderId,
+        Order storage o,
+        uint8 role,
+        uint256 index,
+        uint256 required,
+        uint256 seed,
+        address[] memory found
+    ) private returns (address member) {
+        uint256 tries;
+        (member, tries) = _drawMember(orderId, o, role, 0, required, seed, found, 0, false);
+        StakingRegistry.Role kind = _kind(role);
+        for (uint256 k = 0; k < tries; k++) {
+            if (found[k] != member) staking.readmit(kind, found[k]);
         }
-        stakes[k] = 0;
+        if (member != address(0)) return member;
+        if (tries < DRAW_TRIES) revert NoEligibleMember(role, index);
+        emit DrawReanchored(orderId, role, index, uint64(block.number));
+    }
+
+    /// @dev A stake-weighted draw of one member of `role` among those that qualify: eligible, not left
+    /// out of the draw, no party to the order, with a stake of at least `required`, and no disputer
+    /// of `task` when `resolving`. Try k picks among the members not left out, seeded by
+    /// keccak256(abi.encode(seed, k)), records the one found in `found[k]` and leaves it out; one that
+    /// does not qualify is so left out of the next try, which keeps the draw stake-weighted among those
+    /// that do. Returns the member and the tries used: address(0) when none qualifies, or with the
+    /// tries at DRAW_TRIES when they ran out.
+    function _drawMember(
+        bytes32 orderId,
+        Order storage o,
+        uint8 role,
+        uint256 task,
+        uint256 required,
+        uint256 seed,
+        address[] memory found,
+        uint256 tries,
+        bool resolving
+    ) private returns (address, uint256) {
+        StakingRegistry.Role kind = _kind(role);
+        while (tries < DRAW_TRIES) {
+            (address m, uint256 stake) = staking.pick(kind, uint256(keccak256(abi.encode(seed, tries))));
+            if (m == address(0)) break;
+            staking.leaveOut(kind, m);
+            found[tries++] = m;
+            if (stake >= required && !_partyTo(orderId, o, m) && !(resolving && _disputed[orderId][task][m])) {
+                return (m, tries);
+            }
+        }
+        return (address(0), tries);
+    }
+
+    function _kind(uint8 role) private pure returns (StakingRegistry.Role) {
+        return role == WORKER_DRAW ? StakingRegistry.Role.Worker : StakingRegistry.Role.Validator;
     }
 
     /// @notice The task's worker commits the Merkle root of its proof, before any challenge exists.
@@ -598,27 +657,28 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
             d.anchorBlock = uint64(block.number);
             return;
         }
-        address[] memory candidates = staking.validators();
-        uint256[] memory weights = new uint256[](candidates.length);
-        uint256 total;
-        for (uint256 i = 0; i < candidates.length; i++) {
-            address c = candidates[i];
-            if (_partyTo(orderId, o, c) || _disputed[orderId][task][c] || !staking.isEligibleValidator(c)) continue;
-            weights[i] = staking.memberOf(c).stake;
-            total += weights[i];
-        }
         uint256 seed = uint256(keccak256(abi.encode(hash, orderId, task)));
         uint256 count = _panel(_tasks[orderId][task].disputes - 1);
-        for (uint256 k = 0; k < count && total != 0; k++) {
-            uint256 r = uint256(keccak256(abi.encode(seed, k))) % total;
-            uint256 i;
-            while (r >= weights[i]) r -= weights[i++];
-            d.resolvers.push(candidates[i]);
-            staking.lock(candidates[i]);
-            total -= weights[i];
-            weights[i] = 0;
+        staking.beginDraw();
+        _leaveOutParties(orderId, o, StakingRegistry.Role.Validator);
+        address[] memory found = new address[](DRAW_TRIES);
+        address[] memory drawn = new address[](count);
+        uint256 n;
+        uint256 tries;
+        while (n < count) {
+            (drawn[n], tries) = _drawMember(orderId, o, VALIDATOR_DRAW, task, 0, seed, found, tries, true);
+            if (drawn[n] == address(0)) break;
+            n++;
         }
-        if (d.resolvers.length == 0) {
+        if (n < count && tries == DRAW_TRIES) {
+            d.anchorBlock = uint64(block.number);
+            return;
+        }
+        for (uint256 k = 0; k < n; k++) {
+            d.resolvers.push(drawn[k]);
+            staking.lock(drawn[k]);
+        }
+        if (n == 0) {
             // Nobody to draw: one resolution period from the first such draw for a validator to
             // register, then anyone may expire the dispute. Only a draw that ran records it, so a
             // draw made to fail (out of gas) never lets a dispute lapse.

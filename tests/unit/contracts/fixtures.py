@@ -5,6 +5,7 @@ Each conftest imports these; the integration conftest overrides `chain` with an 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -145,54 +146,68 @@ def report(bahen: Bahen, sender: LocalAccount, signer: LocalAccount, order_id: b
     )
 
 
-def expected_draw(bahen: Bahen, order_id: bytes, task: int, excluded: set[str]) -> list[str]:
+DRAW_TRIES = 64  # BahenMarket's bound on the members one slot's or one panel's draw may find
+
+
+def draw_one(weights: dict[str, int], seed: int, qualifies: Callable[[str, int], bool], found: list[str]) -> str | None:
+    """One member by the contract's rule, appending to ``found`` every member a try finds: try k (the
+    length of ``found``) picks stake-weighted among the members of ``weights`` (in registration order)
+    not yet found, by keccak256(abi.encode(seed, k)) modulo their weight; the first that qualifies
+    is drawn. None when no weight remains or the tries ran out."""
+    while len(found) < DRAW_TRIES:
+        rest = [(address, weight) for address, weight in weights.items() if address not in found]
+        remaining = sum(weight for _, weight in rest)
+        if remaining == 0:
+            return None
+        r = int.from_bytes(keccak(encode(["uint256", "uint256"], [seed, len(found)])), "big") % remaining
+        for address, weight in rest:
+            if r < weight:
+                break
+            r -= weight
+        found.append(address)
+        if qualifies(address, weight):
+            return address
+    return None
+
+
+def _drawing_weights(bahen: Bahen, role: str, parties: set[str]) -> dict[str, int]:
+    """Each member's weight in a draw of the order whose ``parties`` it leaves out: its stake while eligible."""
+    return {m.address: m.stake if m.eligible else 0 for m in bahen.members(role) if m.address not in parties}
+
+
+def expected_draw(bahen: Bahen, order_id: bytes, task: int, parties: set[str], disputers: set[str]) -> list[str]:
     """The resolvers of a dispute recomputed from public chain data by the contract's rule: a
-    stake-weighted draw without replacement among eligible validators that are not `excluded`,
-    seeded by the hash of the block after the dispute, of `resolver_count` doubled for each earlier
-    dispute of the task, at most 15."""
+    stake-weighted draw without replacement among eligible validators that are no ``parties`` to the
+    order nor ``disputers`` of the task, seeded by the hash of the block after the dispute, of
+    `resolver_count` doubled for each earlier dispute of the task, at most 15. The parties are left out
+    from the start; a disputer only once a try finds it."""
     d = bahen.dispute(order_id, task)
     count = min(bahen.params().resolver_count << (bahen.order(order_id).tasks[task].disputes - 1), 15)
     block_hash = bahen.chain.block_hash(d.anchor_block + 1)
     seed = int.from_bytes(keccak(encode(["bytes32", "bytes32", "uint256"], [block_hash, order_id, task])), "big")
-    validators = bahen.chain.call(bahen.staking.functions.validators(), "validators")
-    weights = {}
-    for v in validators:
-        member = bahen.member(v)
-        weights[v] = member.stake if member.eligible and v not in excluded else 0
+    weights = _drawing_weights(bahen, "validator", parties)
+    found: list[str] = []
     drawn = []
-    for k in range(count):
-        total = sum(weights.values())
-        if total == 0:
-            break
-        r = int.from_bytes(keccak(encode(["uint256", "uint256"], [seed, k])), "big") % total
-        for address, weight in weights.items():
-            if r < weight:
-                break
-            r -= weight
-        drawn.append(address)
-        weights[address] = 0
+    while len(drawn) < count and (member := draw_one(weights, seed, lambda a, _: a not in disputers, found)):
+        drawn.append(member)
     return drawn
 
 
 def expected_member(
-    bahen: Bahen, order_id: bytes, role: str, index: int, draw_block: int, excluded: set[str], payment: int = 0
+    bahen: Bahen, order_id: bytes, role: str, index: int, draw_block: int, parties: set[str], payment: int = 0
 ) -> str:
     """The member drawn for slot ``index`` of ``role``, recomputed from public chain data by the contract's
-    rule: stake-weighted among eligible members not ``excluded`` whose stake covers ``payment``, seeded by
-    keccak256(abi.encode(hash of the block after ``draw_block``, order id, role, index))."""
+    rule: stake-weighted among eligible members that are no ``parties`` to the order and whose stake
+    covers ``payment``, seeded by keccak256(abi.encode(hash of the block after ``draw_block``, order id,
+    role, index)). The parties are left out from the start; a member short of the stake only once a try
+    finds it."""
     code = {"worker": 0, "validator": 1}[role]
     block_hash = bahen.chain.block_hash(draw_block + 1)
     seed = int.from_bytes(keccak(encode(["bytes32", "bytes32", "uint8", "uint256"], [block_hash, order_id, code, index])), "big")
     required = -(-payment * bahen.params().stake_coverage_bps // 10_000)
-    weights = {}
-    for m in bahen.members(role):
-        weights[m.address] = m.stake if m.eligible and m.address not in excluded and m.stake >= required else 0
-    r = seed % sum(weights.values())
-    for address, weight in weights.items():
-        if r < weight:
-            return address
-        r -= weight
-    raise AssertionError("unreachable: r < total")
+    member = draw_one(_drawing_weights(bahen, role, parties), seed, lambda _, w: w >= required, [])
+    assert member is not None, "no member qualifies"
+    return member
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ from tests.unit.contracts.fixtures import (
     account,
     b32,
     deploy_staked,
+    draw_one,
     expected_draw,
     make_parties,
 )
@@ -221,21 +222,14 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
                 required = -(-payment * MACHINE_PARAMS.stake_coverage_bps // 10_000)
                 listing = {"worker": self.bahen.staking.functions.workers, "validator": self.bahen.staking.functions.validators}
                 members = self.chain.call(listing[role](), role)
-                weights = [
-                    self.stake[m] if self._eligible(m) and m not in taken and self.stake[m] >= required else 0
-                    for m in members
-                ]
-                if not sum(weights):
-                    return None
+                weights = {m: self.stake[m] if self._eligible(m) else 0 for m in members if m not in taken}
                 code = {"worker": 0, "validator": 1}[role]
                 seed = keccak(encode(["bytes32", "bytes32", "uint8", "uint256"], [self.chain.block_hash(anchor + 1), o.oid, code, index]))
-                r = int.from_bytes(seed, "big") % sum(weights)
-                k = 0
-                while r >= weights[k]:
-                    r -= weights[k]
-                    k += 1
-                taken.add(members[k])
-                drawn.append((role, index, members[k]))
+                member = draw_one(weights, int.from_bytes(seed, "big"), lambda _, w: w >= required, [])
+                if member is None:
+                    return None
+                taken.add(member)
+                drawn.append((role, index, member))
             return drawn
 
         @precondition(lambda self: self.orders)
@@ -409,7 +403,8 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             event("draw_resolvers: drawn")
             drawn = call()
             if drawn:
-                assert drawn == expected_draw(self.bahen, o.oid, index, excluded)
+                assert drawn == expected_draw(self.bahen, o.oid, index, {o.client.address, *o.drawn},
+                                              set(o.tasks[index].disputers))
                 jury = MACHINE_PARAMS.resolver_count << (len(o.tasks[index].disputers) - 1)
                 assert len(drawn) == min(jury, 15, len(candidates))
                 d.status, d.resolvers = "voting", drawn
