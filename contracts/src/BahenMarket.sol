@@ -31,10 +31,14 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     uint8 private constant VERIFICATION = 0;
     uint8 private constant WORKER_DRAW = 0;
     uint8 private constant VALIDATOR_DRAW = 1;
-    // Members one slot's draw, or one panel's, may find before it re-anchors to a later block: a
-    // draw leaves the order's parties out before it starts, so its tries find only members short of
-    // a worker's stake for the payment, disputers of the task and the panel's resolvers.
+    // Members one slot's draw may find before it re-anchors to a later block: a draw leaves the
+    // order's parties (and a panel the task's disputers) out before it starts, so its tries find
+    // only the members drawn and, for a task, those short of the stake its payment needs.
     uint256 private constant DRAW_TRIES = 64;
+    // Tries one `draw` call may spend over an order's tasks (and again over its validator slots),
+    // which bounds its gas (about 32,000 a try that finds a member short of the stake); the tasks it
+    // does not reach wait for the next call, which starts with them.
+    uint256 private constant DRAW_BUDGET = 256;
 
     enum Status {
         None,
@@ -144,10 +148,12 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     mapping(bytes32 => mapping(uint256 => Dispute)) private _disputes;
     mapping(bytes32 => mapping(uint256 => mapping(address => uint8))) private _votes; // 1 uphold, 2 dismiss
     mapping(bytes32 => mapping(uint256 => mapping(address => bool))) private _disputed; // who disputed a task
+    mapping(bytes32 => mapping(uint256 => address[])) private _disputers; // the same, listed: its panels leave them out
     // bonds of dismissed disputes of an acceptance: the worker's at settlement if its work is still accepted
     mapping(bytes32 => mapping(uint256 => uint256)) private _held;
     mapping(bytes32 => mapping(address => bool)) private _drawn; // every member drawn for the order, replaced ones too
     mapping(bytes32 => address[]) private _replaced; // the order's replaced workers, which its draws leave out
+    mapping(bytes32 => uint256) private _drawCursor; // the task a draw starts at: where the last one ran out of tries
     mapping(bytes32 => mapping(uint256 => mapping(address => bytes32))) private _deliveries;
     mapping(address => uint256) public pending;
     uint256 public bonded; // dispute bonds held, not yet credited
@@ -329,8 +335,9 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     /// the block after the one it was opened (or re-opened) in exists: a stake-weighted pick,
     /// seeded by that block's hash, among eligible members that are no party to the order (not its
     /// client, workers, validators, nor a worker replaced on it); a worker's stake must also cover
-    /// its task's payment. Callable by anyone; a slot whose seed block is older than 256 blocks is
-    /// re-anchored to the current block and drawn by a later call.
+    /// its task's payment. Callable by anyone; a slot whose seed block is older than 256 blocks, or
+    /// whose DRAW_TRIES found only members short of its stake, is re-anchored to the current block
+    /// and drawn by a later call, as are the tasks past the call's DRAW_BUDGET of tries.
     function draw(bytes32 orderId) external {
         Order storage o = _openOrder(orderId);
         if (block.timestamp > o.deadline) revert DeadlinePassed(o.deadline, block.timestamp);
@@ -338,7 +345,14 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         staking.beginDraw();
         _leaveOutParties(orderId, o, StakingRegistry.Role.Worker);
         address[] memory found = new address[](DRAW_TRIES);
-        for (uint256 i = 0; i < o.taskCount; i++) {
+        uint256 budget = DRAW_BUDGET;
+        uint256 start = _drawCursor[orderId];
+        for (uint256 k = 0; k < o.taskCount; k++) {
+            uint256 i = (start + k) % o.taskCount;
+            if (budget == 0) {
+                _drawCursor[orderId] = i; // the next call starts here, so no slot waits behind others
+                break;
+            }
             Task storage t = _tasks[orderId][i];
             if (t.worker != address(0)) continue;
             any = true;
@@ -350,9 +364,10 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
             // Cheating must cost more than it earns: at the weakest measured detection rate, the
             // expected slash of a worker's stake exceeds the share of the payment a cheat could keep.
             uint256 required = (t.payment * _params.stakeCoverageBps + 9_999) / 10_000;
-            address worker = _drawSlot(orderId, o, WORKER_DRAW, i, required, seed, found);
+            (address worker, uint256 tries) = _drawSlot(orderId, o, WORKER_DRAW, i, required, seed, found, budget);
+            budget -= tries;
             if (worker == address(0)) {
-                t.drawBlock = uint64(block.number);
+                if (tries == DRAW_TRIES) t.drawBlock = uint64(block.number);
                 continue;
             }
             t.worker = worker;
@@ -363,7 +378,8 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         }
         ValidatorSlot[] storage slots = _validators[orderId];
         _leaveOutParties(orderId, o, StakingRegistry.Role.Validator);
-        for (uint256 j = 0; j < slots.length; j++) {
+        budget = DRAW_BUDGET; // a validator slot's tries find no member short of stake: one each
+        for (uint256 j = 0; j < slots.length && budget != 0; j++) {
             if (slots[j].validator != address(0)) continue;
             any = true;
             (bool ready, uint256 seed) = _seed(orderId, VALIDATOR_DRAW, j, slots[j].drawBlock);
@@ -371,9 +387,10 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
                 slots[j].drawBlock = uint64(block.number);
                 continue;
             }
-            address validator = _drawSlot(orderId, o, VALIDATOR_DRAW, j, 0, seed, found);
+            (address validator, uint256 tries) = _drawSlot(orderId, o, VALIDATOR_DRAW, j, 0, seed, found, budget);
+            budget -= tries;
             if (validator == address(0)) {
-                slots[j].drawBlock = uint64(block.number);
+                if (tries == DRAW_TRIES) slots[j].drawBlock = uint64(block.number);
                 continue;
             }
             slots[j].validator = validator;
@@ -438,9 +455,11 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         }
     }
 
-    /// @dev Draws slot `index` of `role` from `seed`, recording its tries in `found`; the member drawn
-    /// stays out of the draw's later slots, those found short of this slot's stake count again. address(0) when the tries ran out
-    /// and the slot re-anchors to the current block; reverts when no member qualifies.
+    /// @dev Draws slot `index` of `role` from `seed` with at most `budget` of the call's tries,
+    /// recording them in `found`; the member drawn stays out of the draw's later slots, those found
+    /// short of this slot's stake count again. Returns the member and the tries spent: address(0)
+    /// when the slot's own DRAW_TRIES ran out (it re-anchors to the current block) or the call's
+    /// budget did (it waits for the next call). Reverts when no member qualifies.
     function _drawSlot(
         bytes32 orderId,
         Order storage o,
@@ -448,46 +467,43 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         uint256 index,
         uint256 required,
         uint256 seed,
-        address[] memory found
-    ) private returns (address member) {
-        uint256 tries;
-        (member, tries) = _drawMember(orderId, o, role, 0, required, seed, found, 0, false);
+        address[] memory found,
+        uint256 budget
+    ) private returns (address member, uint256 tries) {
+        uint256 limit = budget < DRAW_TRIES ? budget : DRAW_TRIES;
+        (member, tries) = _drawMember(orderId, o, role, required, seed, found, 0, limit);
         StakingRegistry.Role kind = _kind(role);
         for (uint256 k = 0; k < tries; k++) {
             if (found[k] != member) staking.readmit(kind, found[k]);
         }
-        if (member != address(0)) return member;
-        if (tries < DRAW_TRIES) revert NoEligibleMember(role, index);
-        emit DrawReanchored(orderId, role, index, uint64(block.number));
+        if (member != address(0)) return (member, tries);
+        if (tries < limit) revert NoEligibleMember(role, index);
+        if (tries == DRAW_TRIES) emit DrawReanchored(orderId, role, index, uint64(block.number));
     }
 
     /// @dev A stake-weighted draw of one member of `role` among those that qualify: eligible, not left
-    /// out of the draw, no party to the order, with a stake of at least `required`, and no disputer
-    /// of `task` when `resolving`. Try k picks among the members not left out, seeded by
-    /// keccak256(abi.encode(seed, k)), records the one found in `found[k]` and leaves it out; one that
-    /// does not qualify is so left out of the next try, which keeps the draw stake-weighted among those
-    /// that do. Returns the member and the tries used: address(0) when none qualifies, or with the
-    /// tries at DRAW_TRIES when they ran out.
+    /// out of the draw, no party to the order, with a stake of at least `required`. Try k picks among
+    /// the members not left out, seeded by keccak256(abi.encode(seed, k)), records the one found in
+    /// `found[k]` and leaves it out; one that does not qualify is so left out of the next try, which
+    /// keeps the draw stake-weighted among those that do. Returns the member and the tries used,
+    /// at most `limit`: address(0) when none qualifies, or with the tries at `limit`.
     function _drawMember(
         bytes32 orderId,
         Order storage o,
         uint8 role,
-        uint256 task,
         uint256 required,
         uint256 seed,
         address[] memory found,
         uint256 tries,
-        bool resolving
+        uint256 limit
     ) private returns (address, uint256) {
         StakingRegistry.Role kind = _kind(role);
-        while (tries < DRAW_TRIES) {
+        while (tries < limit) {
             (address m, uint256 stake) = staking.pick(kind, uint256(keccak256(abi.encode(seed, tries))));
             if (m == address(0)) break;
             staking.leaveOut(kind, m);
             found[tries++] = m;
-            if (stake >= required && !_partyTo(orderId, o, m) && !(resolving && _disputed[orderId][task][m])) {
-                return (m, tries);
-            }
+            if (stake >= required && !_partyTo(orderId, o, m)) return (m, tries);
         }
         return (address(0), tries);
     }
@@ -631,6 +647,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         }
         delete _disputes[orderId][task];
         _disputed[orderId][task][msg.sender] = true;
+        _disputers[orderId][task].push(msg.sender);
         t.disputes += 1;
         d.disputer = msg.sender;
         d.status = DisputeStatus.Drawing;
@@ -661,22 +678,21 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         uint256 count = _panel(_tasks[orderId][task].disputes - 1);
         staking.beginDraw();
         _leaveOutParties(orderId, o, StakingRegistry.Role.Validator);
-        address[] memory found = new address[](DRAW_TRIES);
-        address[] memory drawn = new address[](count);
-        uint256 n;
-        uint256 tries;
-        while (n < count) {
-            (drawn[n], tries) = _drawMember(orderId, o, VALIDATOR_DRAW, task, 0, seed, found, tries, true);
-            if (drawn[n] == address(0)) break;
-            n++;
+        address[] storage disputers = _disputers[orderId][task];
+        for (uint256 k = 0; k < disputers.length; k++) {
+            staking.leaveOut(StakingRegistry.Role.Validator, disputers[k]);
         }
-        if (n < count && tries == DRAW_TRIES) {
-            d.anchorBlock = uint64(block.number);
-            return;
+        // With the parties and disputers left out, try k draws the k-th resolver, until none is left.
+        address[] memory found = new address[](count);
+        uint256 n;
+        while (n < count) {
+            (address resolver, uint256 tries) = _drawMember(orderId, o, VALIDATOR_DRAW, 0, seed, found, n, n + 1);
+            if (resolver == address(0)) break;
+            n = tries;
         }
         for (uint256 k = 0; k < n; k++) {
-            d.resolvers.push(drawn[k]);
-            staking.lock(drawn[k]);
+            d.resolvers.push(found[k]);
+            staking.lock(found[k]);
         }
         if (n == 0) {
             // Nobody to draw: one resolution period from the first such draw for a validator to

@@ -178,18 +178,17 @@ def _drawing_weights(bahen: Bahen, role: str, parties: set[str]) -> dict[str, in
 def expected_draw(bahen: Bahen, order_id: bytes, task: int, parties: set[str], disputers: set[str]) -> list[str]:
     """The resolvers of a dispute recomputed from public chain data by the contract's rule: a
     stake-weighted draw without replacement among eligible validators that are no ``parties`` to the
-    order nor ``disputers`` of the task, seeded by the hash of the block after the dispute, of
-    `resolver_count` doubled for each earlier dispute of the task, at most 15. The parties are left out
-    from the start; a disputer only once a try finds it."""
+    order nor ``disputers`` of the task (both left out from the start), seeded by the hash of the block
+    after the dispute, of `resolver_count` doubled for each earlier dispute of the task, at most 15."""
     d = bahen.dispute(order_id, task)
     count = min(bahen.params().resolver_count << (bahen.order(order_id).tasks[task].disputes - 1), 15)
     block_hash = bahen.chain.block_hash(d.anchor_block + 1)
     seed = int.from_bytes(keccak(encode(["bytes32", "bytes32", "uint256"], [block_hash, order_id, task])), "big")
-    weights = _drawing_weights(bahen, "validator", parties)
-    found: list[str] = []
-    drawn = []
-    while len(drawn) < count and (member := draw_one(weights, seed, lambda a, _: a not in disputers, found)):
-        drawn.append(member)
+    weights = _drawing_weights(bahen, "validator", parties | disputers)
+    drawn: list[str] = []  # with everyone outside the rule left out, each try draws a resolver
+    for _ in range(count):
+        if draw_one(weights, seed, lambda *_: True, drawn) is None:
+            break
     return drawn
 
 

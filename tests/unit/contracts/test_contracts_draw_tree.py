@@ -147,3 +147,31 @@ def test_a_draw_costs_about_the_same_gas_however_many_members_registered_and_lef
         bahen.request_unbond(sybil, amount=bahen.stake_of(sybil.address))
     after = draw_gas("after the sybils")
     assert after < before * 1.25, (before, after)
+
+
+def test_a_draw_spends_a_bounded_number_of_tries_and_leaves_the_slots_it_did_not_reach_for_the_next_call(
+        bahen, chain, parties):
+    """64 workers each just short of the stake a 2-ether task needs (as are the three staked ones): every
+    slot's draw finds 64 members short and re-anchors. One call spends at most 256 tries (four slots' worth,
+    within the in-process EVM's 10 million gas) and leaves the other slots as they were; the next call
+    takes them."""
+    required = -(-2 * ETHER * PARAMS.stake_coverage_bps // 10_000)
+    for i in range(64):
+        sybil = account(f"short worker {i}")
+        chain.fund(sybil.address, ETHER)
+        bahen.register_worker(sybil, x25519_public=b32(f"short {i}"), declared_gflops=1, stake=required - 1)
+    chain.fund(parties.client.address, 20 * ETHER)
+    oid = bahen.open_order(parties.client, salt=b32("short of stake"), spec_hash=b32("spec"), escrow=16 * ETHER,
+                           deadline=chain.now() + 3_600, commit_window=600)
+    for _ in range(8):
+        bahen.add_task(parties.client, order_id=oid, payment=2 * ETHER)
+    anchors = [t.draw_block for t in bahen.order(oid).tasks]
+
+    first = bahen.draw(parties.stranger, order_id=oid)
+
+    after = [t.draw_block for t in bahen.order(oid).tasks]
+    assert (first.workers, first.reanchored) == ({}, 4)
+    assert all(a > b for a, b in zip(after[:4], anchors[:4])) and after[4:] == anchors[4:]
+    second = bahen.draw(parties.stranger, order_id=oid)
+    assert (second.workers, second.reanchored) == ({}, 4)
+    assert all(a > b for a, b in zip([t.draw_block for t in bahen.order(oid).tasks][4:], anchors[4:]))
