@@ -105,7 +105,10 @@ def test_every_pick_equals_a_stake_weighted_scan_in_registration_order(ops, seed
         readmitted = [ACCOUNTS[i].address for i in back]
         # a member of the other role, or one left out twice, changes nothing; a readmitted one counts again
         effective = set(left_out) - set(readmitted)
-        for seed in seeds:
+        # and on every boundary: a seed equal to the stake of the first k members draws the next one
+        weights = [tree.weight(m) for m in tree.order[role] if m not in effective]
+        boundaries = [sum(weights[:k]) for k in range(1, len(weights))]
+        for seed in seeds + boundaries:
             assert tree.pick(role, left_out + left_out[:1], readmitted, seed) == tree.expected(role, effective, seed)
 
 
