@@ -146,7 +146,7 @@ def report(bahen: Bahen, sender: LocalAccount, signer: LocalAccount, order_id: b
     )
 
 
-DRAW_TRIES = 64  # BahenMarket's bound on the members one slot's or one panel's draw may find
+DRAW_TRIES = 64  # BahenMarket's bound on the members one slot's draw may find (a panel's tries each draw one)
 
 
 def draw_one(weights: dict[str, int], seed: int, qualifies: Callable[[str, int], bool], found: list[str]) -> str | None:
