@@ -38,8 +38,10 @@ MISSING := $(strip $(if $(shell command -v chromium),,chromium) \
 system-packages:
 	$(if $(MISSING),apt-get update -qq && apt-get install -y -qq --no-install-recommends $(MISSING))
 
+# Two pytest processes (pytest-xdist), each taking whole modules: the devnet's orders mostly wait on its
+# parties' processes while the other runs the rest. `.venv/bin/pytest` alone runs the same tests in one.
 test: install system-packages
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadgroup
 
 bench: install system-packages
 	$(VENV)/bin/bahen bench all

@@ -12,7 +12,7 @@ from bahen.parties import CLIENT
 from bahen.spec import OrderSpec
 
 UI_SPEC = OrderSpec(dataset="digits", model="mlp", epochs=1, batch_size=32, checkpoint_every=8, validators=2)
-ORDER_TIMEOUT_S = 240
+ORDER_TIMEOUT_S = 360
 API_TRIES = 5
 
 
