@@ -98,14 +98,14 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
         if (msg.value < required || msg.value == 0) revert InsufficientStake(required, msg.value);
         _register(Role.Worker, x25519, declaredGflops);
         _workers.push(msg.sender);
-        _plant(Role.Worker, _workers.length);
+        _plant(Role.Worker, _workers.length, msg.sender, msg.value);
     }
 
     function registerValidator(bytes32 x25519) external payable {
         if (msg.value < minValidatorStake || msg.value == 0) revert InsufficientStake(minValidatorStake, msg.value);
         _register(Role.Validator, x25519, 0);
         _validators.push(msg.sender);
-        _plant(Role.Validator, _validators.length);
+        _plant(Role.Validator, _validators.length, msg.sender, msg.value);
     }
 
     function addStake() external payable {
@@ -255,10 +255,10 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
         return role == Role.Worker ? _workers : _validators;
     }
 
-    /// @dev Appends the newest member of `role` as leaf `i`: node i sums its weight and the nodes
-    /// below it, (i - lowbit(i), i - 1].
-    function _plant(Role role, uint256 i) private {
-        uint256 w = _eligible(_members[msg.sender]) ? msg.value : 0;
+    /// @dev Appends `member`, just registered with `stake`, as leaf `i` of `role`'s tree: node i sums
+    /// its weight and the nodes below it, (i - lowbit(i), i - 1].
+    function _plant(Role role, uint256 i, address member, uint256 stake) private {
+        uint256 w = _eligible(_members[member]) ? stake : 0;
         uint256[] storage tree = _tree[role];
         uint256 sum = w;
         uint256 low = i - (i & (~i + 1));
@@ -266,8 +266,8 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
             sum += tree[j - 1];
         }
         tree.push(sum);
-        _leaf[msg.sender] = i;
-        _weight[msg.sender] = w;
+        _leaf[member] = i;
+        _weight[member] = w;
         _totalWeight[role] += w;
     }
 
@@ -278,15 +278,11 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
         uint256 old = _weight[account];
         if (w == old) return;
         _weight[account] = w;
+        _totalWeight[m.role] = _totalWeight[m.role] - old + w;
+        // Every node on the leaf's path already counts its old weight, so none goes below zero.
         uint256[] storage tree = _tree[m.role];
         uint256 n = tree.length;
-        if (w > old) {
-            _totalWeight[m.role] += w - old;
-            for (uint256 i = _leaf[account]; i <= n; i += i & (~i + 1)) tree[i - 1] += w - old;
-        } else {
-            _totalWeight[m.role] -= old - w;
-            for (uint256 i = _leaf[account]; i <= n; i += i & (~i + 1)) tree[i - 1] -= old - w;
-        }
+        for (uint256 i = _leaf[account]; i <= n; i += i & (~i + 1)) tree[i - 1] = tree[i - 1] - old + w;
     }
 
     /// @dev Adds (or takes back) a left-out leaf's weight in the transient mask of every node that
@@ -297,32 +293,42 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
         _setMaskedNode(role, 0, w, add);
     }
 
-    function _maskedNode(Role role, uint256 node) private view returns (uint256 v) {
-        bytes32 key = keccak256(abi.encode(_drawSession, role, node));
-        assembly ("memory-safe") {
-            v := tload(key)
-        }
+    function _maskedNode(Role role, uint256 node) private view returns (uint256) {
+        return _tload(_maskKey(role, node));
     }
 
     function _setMaskedNode(Role role, uint256 node, uint256 w, bool add) private {
-        uint256 v = _maskedNode(role, node);
-        v = add ? v + w : v - w;
-        bytes32 key = keccak256(abi.encode(_drawSession, role, node));
-        assembly ("memory-safe") {
-            tstore(key, v)
-        }
+        bytes32 key = _maskKey(role, node);
+        uint256 v = _tload(key);
+        _tstore(key, add ? v + w : v - w);
     }
 
     /// @dev The weight `account` was left out with in the current draw, 0 when it was not.
-    function _flag(address account) private view returns (uint256 v) {
-        bytes32 key = keccak256(abi.encode(_drawSession, account));
+    function _flag(address account) private view returns (uint256) {
+        return _tload(_flagKey(account));
+    }
+
+    function _setFlag(address account, uint256 v) private {
+        _tstore(_flagKey(account), v);
+    }
+
+    /// @dev Transient keys of the current draw: a new draw starts a new key space, so no mask
+    /// outlives its draw.
+    function _maskKey(Role role, uint256 node) private view returns (bytes32) {
+        return keccak256(abi.encode(_drawSession, role, node));
+    }
+
+    function _flagKey(address account) private view returns (bytes32) {
+        return keccak256(abi.encode(_drawSession, account));
+    }
+
+    function _tload(bytes32 key) private view returns (uint256 v) {
         assembly ("memory-safe") {
             v := tload(key)
         }
     }
 
-    function _setFlag(address account, uint256 v) private {
-        bytes32 key = keccak256(abi.encode(_drawSession, account));
+    function _tstore(bytes32 key, uint256 v) private {
         assembly ("memory-safe") {
             tstore(key, v)
         }
