@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 
 import tasks.settle as settle_module
-from contracts.errors import ChainError, ContractRevert, NoResolvers
+from contracts.errors import ChainError, ChallengeNotReady, ContractRevert, NoResolvers
 from tasks.settle import wait_for_finality
 from tests.unit.contracts.fixtures import (
     ETHER,
@@ -188,7 +188,10 @@ def test_a_dispute_nobody_may_resolve_expires_a_resolution_period_after_the_firs
         bahen.draw_resolvers(parties.stranger, order_id=OID, task=0)
     resolve_by = bahen.dispute(OID, 0).resolve_by
     assert resolve_by == chain.w3.eth.get_block("latest")["timestamp"] + PARAMS.resolution_period
-    assert f"outside order 0x{OID.hex()} " in str(first.value) and f"past {resolve_by} " in str(first.value)
+    assert str(first.value) == (
+        f"no staked validator outside order 0x{OID.hex()} may resolve the dispute of task 0 (every one is a party to "
+        f"the order or disputed it): draw again once one registers; past {resolve_by} (unix time) anyone may expire "
+        "the dispute, the verdict stands and the disputer's bond returns")
     chain.increase_time(PARAMS.resolution_period // 2)
     with pytest.raises(NoResolvers):  # a later draw that finds nobody moves no deadline
         bahen.draw_resolvers(parties.stranger, order_id=OID, task=0)
@@ -354,6 +357,58 @@ def test_resolvers_follow_the_public_rule_and_exclude_every_party(bahen, chain, 
     assert resolvers == expected_draw(bahen, OID, 0, order_parties, {disputer.address})
     assert len(set(resolvers)) == 3 and set(resolvers) <= set(pool)
     assert all(bahen.member(r).locks == 1 for r in resolvers)  # they cannot unbond mid-dispute
+
+
+
+@pytest.mark.parametrize("mined", [0, 1, 2, 3])
+def test_drawing_resolvers_on_a_devnet_mines_the_blocks_its_seed_needs_and_no_more(bahen, chain, parties, pool, mined):
+    """The seed is the hash of the block after the dispute's anchor, which a call can read from the block after
+    it on: the draw mines up to that block, never past it (every block it mined would age other seeds)."""
+    _judged(bahen, parties, pool, accepted=True)
+    bahen.open_dispute(parties.validators[1], order_id=OID, task=0, counter_digest=b32("c"), bond=BOND)
+    anchor = bahen.dispute(OID, 0).anchor_block
+    assert chain.block_number() == anchor
+    if mined:
+        chain.mine(mined)
+    resolvers = bahen.draw_resolvers(parties.stranger, order_id=OID, task=0)
+    order_parties = {parties.client.address, parties.workers[0].address, parties.validators[0].address}
+    assert resolvers == expected_draw(bahen, OID, 0, order_parties, {parties.validators[1].address})
+    assert chain.block_number() == max(anchor + mined, anchor + 2) + 1  # the draw's own block after the seed's
+
+
+def test_a_dispute_whose_seed_block_aged_out_is_drawn_from_a_fresh_one(bahen, chain, parties, pool):
+    _judged(bahen, parties, pool, accepted=True)
+    bahen.open_dispute(parties.validators[1], order_id=OID, task=0, counter_digest=b32("c"), bond=BOND)
+    aged = bahen.dispute(OID, 0).anchor_block
+    chain.mine(300)  # the EVM keeps the hashes of the last 256 blocks only
+
+    assert bahen.draw_resolvers(parties.stranger, order_id=OID, task=0) == []
+
+    d = bahen.dispute(OID, 0)
+    assert (d.status, d.resolvers) == ("drawing", []) and d.anchor_block == chain.block_number() > aged + 256
+    resolvers = bahen.draw_resolvers(parties.stranger, order_id=OID, task=0)
+    order_parties = {parties.client.address, parties.workers[0].address, parties.validators[0].address}
+    assert resolvers == expected_draw(bahen, OID, 0, order_parties, {parties.validators[1].address})
+    assert bahen.dispute(OID, 0).resolvers == resolvers and len(resolvers) == PARAMS.resolver_count
+
+
+def test_on_a_chain_that_cannot_mine_drawing_resolvers_before_their_seed_block_says_which_block_to_wait_for(
+        bahen, chain, parties, pool, monkeypatch):
+    _judged(bahen, parties, pool, accepted=True)
+    bahen.open_dispute(parties.validators[1], order_id=OID, task=0, counter_digest=b32("c"), bond=BOND)
+    anchor, mine = bahen.dispute(OID, 0).anchor_block, chain.mine
+
+    def refuse(blocks):
+        raise ChainError("this node mines on its own schedule")
+
+    monkeypatch.setattr(chain, "mine", refuse)
+    with pytest.raises(ChallengeNotReady) as early:
+        bahen.draw_resolvers(parties.stranger, order_id=OID, task=0)
+    assert str(early.value) == (f"the resolvers of order 0x{OID.hex()} task 0 derive from block {anchor + 1}: "
+                                f"draw again once block {anchor + 2} exists")
+    assert bahen.dispute(OID, 0).status == "drawing"
+    mine(2)  # the node's own blocks
+    assert len(bahen.draw_resolvers(parties.stranger, order_id=OID, task=0)) == PARAMS.resolver_count
 
 
 def test_the_ledger_finds_a_disputes_credits_after_another_tasks_worker_was_replaced(bahen, chain, parties, pool):
