@@ -41,7 +41,7 @@ system-packages:
 # Two pytest processes (pytest-xdist), each taking whole modules: the devnet's orders mostly wait on its
 # parties' processes while the other runs the rest. `.venv/bin/pytest` alone runs the same tests in one.
 test: install system-packages
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2
 
 bench: install system-packages
 	$(VENV)/bin/bahen bench all
