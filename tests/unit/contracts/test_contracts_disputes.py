@@ -58,6 +58,13 @@ def _dispute(bahen, disputer) -> list[str]:
     return bahen.draw_resolvers(disputer, order_id=OID, task=0)
 
 
+def _expected_resolvers(bahen, parties, disputers: set[str]) -> list[str]:
+    """The panel the public rule draws for task 0 of :func:`_judged`'s order, its parties (client, worker 0,
+    validator 0) and ``disputers`` left out."""
+    order_parties = {parties.client.address, parties.workers[0].address, parties.validators[0].address}
+    return expected_draw(bahen, OID, 0, order_parties, disputers)
+
+
 def _vote(bahen, pool, resolvers, votes) -> None:
     for address, uphold in zip(resolvers, votes):
         bahen.vote_dispute(pool[address], order_id=OID, task=0, uphold=uphold, report_digest=b32(address))
@@ -289,8 +296,7 @@ def test_a_withheld_case_takes_no_other_members_dispute_away(bahen, chain, parti
     second = bahen.dispute(OID, 0)
     assert (second.disputer, second.status, second.closed_at, second.votes_dismiss) == (honest.address, "voting", 0, 0)
     # no disputer of the task resolves it: the accomplice is left out of the draw
-    order_parties = {parties.client.address, worker.address, parties.validators[0].address}
-    assert resolvers == expected_draw(bahen, OID, 0, order_parties, {accomplice.address, honest.address})
+    assert resolvers == _expected_resolvers(bahen, parties, {accomplice.address, honest.address})
     assert len(resolvers) == POOL  # 6 asked, 5 eligible
     _vote(bahen, pool, resolvers, [True, True, True])  # a resolver of the first dispute drawn again votes anew
     assert bahen.order(OID).tasks[0].verdict == "rejected" and bahen.order(OID).tasks[0].prover == honest.address
@@ -324,8 +330,7 @@ def test_each_later_dispute_of_a_task_draws_twice_the_resolvers_and_bonds_in_pro
                 "WrongBond", required=bond)
         resolvers = _dispute(bahen, disputer)
         assert bahen.dispute(OID, 0).bond == bond and bahen.order(OID).tasks[0].disputes == n + 1
-        assert resolvers == expected_draw(bahen, OID, 0, {parties.client.address, parties.workers[0].address,
-                                                          parties.validators[0].address}, {d.address for d in disputers[:n + 1]})
+        assert resolvers == _expected_resolvers(bahen, parties, {d.address for d in disputers[:n + 1]})
         panels.append(len(resolvers))
         _vote(bahen, pool, resolvers, [False] * (len(resolvers) // 2 + 1))  # each dismissed: the verdict stands
         assert bahen.dispute(OID, 0).status == "dismissed" and bahen.pending(disputer.address) == earned
@@ -353,17 +358,15 @@ def test_resolvers_follow_the_public_rule_and_exclude_every_party(bahen, chain, 
     _judged(bahen, parties, pool, accepted=True)
     disputer = parties.validators[1]
     resolvers = _dispute(bahen, disputer)
-    order_parties = {parties.client.address, parties.workers[0].address, parties.validators[0].address}
-    assert resolvers == expected_draw(bahen, OID, 0, order_parties, {disputer.address})
+    assert resolvers == _expected_resolvers(bahen, parties, {disputer.address})
     assert len(set(resolvers)) == 3 and set(resolvers) <= set(pool)
     assert all(bahen.member(r).locks == 1 for r in resolvers)  # they cannot unbond mid-dispute
 
 
-
 @pytest.mark.parametrize("mined", [0, 1, 2, 3])
 def test_drawing_resolvers_on_a_devnet_mines_the_blocks_its_seed_needs_and_no_more(bahen, chain, parties, pool, mined):
-    """The seed is the hash of the block after the dispute's anchor, which a call can read from the block after
-    it on: the draw mines up to that block, never past it (every block it mined would age other seeds)."""
+    """The seed is the hash of the block after the dispute's anchor, which a call can read only once the block
+    after that exists: the draw mines up to it and no further (every block it mined would age other seeds)."""
     _judged(bahen, parties, pool, accepted=True)
     bahen.open_dispute(parties.validators[1], order_id=OID, task=0, counter_digest=b32("c"), bond=BOND)
     anchor = bahen.dispute(OID, 0).anchor_block
@@ -371,8 +374,7 @@ def test_drawing_resolvers_on_a_devnet_mines_the_blocks_its_seed_needs_and_no_mo
     if mined:
         chain.mine(mined)
     resolvers = bahen.draw_resolvers(parties.stranger, order_id=OID, task=0)
-    order_parties = {parties.client.address, parties.workers[0].address, parties.validators[0].address}
-    assert resolvers == expected_draw(bahen, OID, 0, order_parties, {parties.validators[1].address})
+    assert resolvers == _expected_resolvers(bahen, parties, {parties.validators[1].address})
     assert chain.block_number() == max(anchor + mined, anchor + 2) + 1  # the draw's own block after the seed's
 
 
@@ -387,8 +389,7 @@ def test_a_dispute_whose_seed_block_aged_out_is_drawn_from_a_fresh_one(bahen, ch
     d = bahen.dispute(OID, 0)
     assert (d.status, d.resolvers) == ("drawing", []) and d.anchor_block == chain.block_number() > aged + 256
     resolvers = bahen.draw_resolvers(parties.stranger, order_id=OID, task=0)
-    order_parties = {parties.client.address, parties.workers[0].address, parties.validators[0].address}
-    assert resolvers == expected_draw(bahen, OID, 0, order_parties, {parties.validators[1].address})
+    assert resolvers == _expected_resolvers(bahen, parties, {parties.validators[1].address})
     assert bahen.dispute(OID, 0).resolvers == resolvers and len(resolvers) == PARAMS.resolver_count
 
 
