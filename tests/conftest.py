@@ -19,5 +19,6 @@ class ModuleScheduling(LoadScopeScheduling):
 
 
 def pytest_xdist_make_scheduler(config, log):
-    """`pytest -n N` (`make test`) shares the tests out by :class:`ModuleScheduling`."""
-    return ModuleScheduling(config, log)
+    """`pytest -n N` (`make test`) shares the tests out by :class:`ModuleScheduling`; an explicit `--dist`
+    mode other than xdist's default keeps its own scheduler."""
+    return ModuleScheduling(config, log) if config.getvalue("dist") == "load" else None
