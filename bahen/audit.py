@@ -141,10 +141,11 @@ def _case(store: ArtifactStore, ref: ArtifactRef, view: OrderView, task: int, ma
                          f"{case.order_id} task {case.verdict.task}")
     chain = view.tasks[task]
     if (case.verdict.digest.lower(), "accepted" if case.verdict.accepted else "rejected") != \
-            (chain.reasons_digest.lower(), chain.verdict):
+            (chain.reasons_digest.lower(), chain.wasp_verdict):
         raise BahenError(f"the audit case of order {order_id} task {task} holds a verdict "
                          f"({'accepted' if case.verdict.accepted else 'rejected'}, {case.verdict.digest}) other than "
-                         f"the chain's ({chain.verdict}, {chain.reasons_digest}): Wasp signed a case it did not record")
+                         f"the one Wasp recorded on chain ({chain.wasp_verdict}, {chain.reasons_digest}): Wasp signed "
+                         "a case it did not record")
     return case
 
 
@@ -327,8 +328,9 @@ def _recheck_verdict(record: Audited, store: ArtifactStore, market: Bahen, oid: 
         problems.append(f"verdict: signed by {doc.signer}, which does not hold Wasp's role")
     if "0x" + digest(decision).hex() != view.reasons_digest.lower():
         problems.append(f"verdict: its digest is not the {view.reasons_digest} recorded on chain")
-    if ("accepted" if decision.accepted else "rejected") != view.verdict:
-        problems.append(f"verdict: it says {'accepted' if decision.accepted else 'rejected'}, the chain {view.verdict}")
+    if ("accepted" if decision.accepted else "rejected") != view.wasp_verdict:
+        problems.append(f"verdict: it says {'accepted' if decision.accepted else 'rejected'}, Wasp's on chain "
+                        f"{view.wasp_verdict}")
     return problems
 
 

@@ -15,6 +15,7 @@ from rich.console import Console
 from bahen.cli_accounts import register as register_accounts
 from bahen.cli_admin import audit_app, bench, chain_app, keys_app, store_app
 from bahen.cli_devnet import register as register_devnet
+from bahen.cli_dispute import register as register_dispute
 from bahen.errors import user_errors
 
 # Prefect's ephemeral API: quiet analytics, patience on slow machines. Set before prefect imports.
@@ -42,6 +43,7 @@ app.add_typer(store_app, name="store")
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(bench)
 register_devnet(app)
 register_accounts(app, order_app)
+register_dispute(app)
 
 
 def _print_version(value: bool) -> None:

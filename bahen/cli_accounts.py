@@ -17,7 +17,8 @@ EPHEMERAL = ("the in-process chain lives only as long as this command: balances 
              "Point BAHEN_CHAIN_RPC_URL at a running chain (`bahen up`) to see lasting ones")
 
 
-def _eth(wei: int) -> str:
+def eth(wei: int) -> str:
+    """``wei`` in ETH, to six places."""
     return f"{Decimal(wei) / 10**18:.6f}"
 
 
@@ -31,11 +32,13 @@ def _wei(amount: str) -> int:
     return int(wei)
 
 
-def _when(chain_time: int) -> str:
-    return datetime.fromtimestamp(chain_time, UTC).isoformat(timespec="seconds") if chain_time else ""
+def chain_time(seconds: int) -> str:
+    """A chain timestamp (unix seconds) as ISO 8601 UTC; empty for 0 (never)."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds") if seconds else ""
 
 
-def _network():
+def network():
+    """The network this host's settings name, with a note when it is an in-process chain that ends with the command."""
     from bahen.network import connect
     from bahen.settings import load_settings
 
@@ -49,14 +52,14 @@ def balance(name: Annotated[str | None, AS_OPTION] = None) -> None:
     """Show what each identity of this host holds on chain (ETH): wallet, credit to withdraw, stake, unbonding."""
     from bahen.accounts import acting_party, balance_of
 
-    net = _network()
+    net = network()
     names = [acting_party(net.keystore, name)] if name else net.keystore.names()
     table = Table("name", "role", "wallet", "to withdraw", "stake", "unbonding", "unbonds at", "locks", "address")
     table.columns[-1].overflow = "fold"
     for party in names:
         b = balance_of(net, party)
-        table.add_row(b.name, b.role, _eth(b.wallet_wei), _eth(b.credited_wei), _eth(b.stake_wei),
-                      _eth(b.unbonding_wei), _when(b.unbond_at), str(b.locks), b.address)
+        table.add_row(b.name, b.role, eth(b.wallet_wei), eth(b.credited_wei), eth(b.stake_wei),
+                      eth(b.unbonding_wei), chain_time(b.unbond_at), str(b.locks), b.address)
     console.print(table)
 
 
@@ -64,11 +67,11 @@ def withdraw(name: Annotated[str | None, AS_OPTION] = None) -> None:
     """Pay out this party's credit from the market (payments, fees, refunds) and its unbonded stake once due."""
     from bahen.accounts import acting_party, collect
 
-    net = _network()
+    net = network()
     party = net.party(acting_party(net.keystore, name))
     paid = collect(net, party)
-    console.print(f"{party.name} ({party.address}) withdrew {_eth(paid.credited_wei)} ETH of credit and "
-                  f"{_eth(paid.unbonded_wei)} ETH of unbonded stake")
+    console.print(f"{party.name} ({party.address}) withdrew {eth(paid.credited_wei)} ETH of credit and "
+                  f"{eth(paid.unbonded_wei)} ETH of unbonded stake")
 
 
 def unbond(
@@ -79,11 +82,11 @@ def unbond(
     from bahen.accounts import acting_party, unbond as start_unbonding
 
     wei = _wei(amount)
-    net = _network()
+    net = network()
     party = net.party(acting_party(net.keystore, name))
     due = start_unbonding(net, party, wei)
     console.print(f"{party.name} is unbonding {amount} ETH; `bahen withdraw --as {party.name}` pays it out from "
-                  f"{_when(due)} (chain time)")
+                  f"{chain_time(due)} (chain time)")
 
 
 def order_cancel(
@@ -97,7 +100,7 @@ def order_cancel(
     """
     from bahen.orders import OrderBook, cancel_order
 
-    net = _network()
+    net = network()
     status = cancel_order(order_id, net, OrderBook(net.settings.orders_dir), reason=reason)
     console.print(f"order {order_id}: {status}")
 

@@ -430,6 +430,32 @@ class Bahen:
             anchor_block=d[5], resolve_by=d[6], closed_at=d[7], bond=d[8], counter_digest=_hex(d[9]), resolvers=list(d[10]),
         )
 
+    def dispute_votes(self, order_id: bytes, task: int) -> dict[str, bool]:
+        """The votes cast on the task's latest dispute, by resolver (True: uphold), from their events: those
+        since its resolvers were drawn (a later dispute's draw needs two blocks after it opens, so no vote of
+        an earlier dispute shares a block with it)."""
+        oid = _b32("order_id", order_id)
+        start = self._first_event_block(oid)
+        if start is None:
+            return {}
+        filters = {"orderId": oid, "task": task}
+        drawn = self.market.events.ResolversDrawn().get_logs(from_block=start, argument_filters=filters)
+        if not drawn:
+            return {}
+        voted = self.market.events.DisputeVoted().get_logs(from_block=drawn[-1]["blockNumber"], argument_filters=filters)
+        return {e["args"]["resolver"]: e["args"]["uphold"] for e in voted}
+
+    def disputes_to_resolve(self, resolver: str, *, from_block: int = 0) -> list[tuple[str, int]]:
+        """(order id, task) of every dispute that drew `resolver` among its resolvers, is open for votes and
+        has none from it yet, from the draws since `from_block`."""
+        address = _addr(resolver)
+        drawn = self.market.events.ResolversDrawn().get_logs(from_block=from_block)
+        cases = dict.fromkeys((bytes(e["args"]["orderId"]), e["args"]["task"]) for e in drawn
+                              if address in e["args"]["resolvers"])
+        return [(_hex(oid), task) for oid, task in cases
+                if (d := self.dispute(oid, task)).status == "voting" and address in d.resolvers
+                and address not in self.dispute_votes(oid, task)]
+
     # money
 
     def settle(self, acct: LocalAccount, *, order_id: bytes) -> Settlement:

@@ -76,6 +76,14 @@ class TaskView(BaseModel):
     disputes: int = Field(description="disputes opened on its verdict so far: the next draws 2^disputes times the "
                           "first panel of resolvers (at most 15), and bonds in proportion")
 
+    @property
+    def wasp_verdict(self) -> VerdictName:
+        """The verdict Wasp recorded (the one its reasons digest signs): the chain's, or its opposite once an
+        upheld dispute overturned it (a prover is set)."""
+        if int(self.prover, 16) == 0:
+            return self.verdict
+        return "rejected" if self.verdict == "accepted" else "accepted"
+
 
 class ValidatorView(BaseModel):
     validator: str = Field(description="the drawn validator (zero address until drawn)")

@@ -11,22 +11,31 @@ keys and inputs in it are the ones the chain and the client's signed manifest fi
 disputer's evidence fails and it votes to dismiss), re-runs the same verification, signs its report
 and votes: uphold when it contradicts the verdict. A majority closes the dispute on chain; who pays
 whom is the contract's rule (contracts/README.md).
+
+Every party acts from its own host, knowing only the order id and the task: the disputer reads the
+task's inputs from the case Wasp signed with its verdict (:func:`disputed_task`), names its
+counter-report and the case it hands over in its own folder of the store by the counter-report's
+digest on chain (:func:`counter_pointer`, :func:`handed_pointer`), and a drawn resolver finds the
+case there (:func:`handed_case`). ``bahen dispute`` is the command around these stages.
 """
 
-from contracts.errors import ContractRevert
+import time
+
+from contracts.errors import ChallengeNotReady, ContractRevert
 from privacy.errors import PrivacyError
 from privacy.identity import Identity, PublicIdentity
 from pydantic import BaseModel, Field
-from storage.errors import StorageError
+from storage.errors import MissingArtifactError, StorageError
 from storage.refs import ArtifactRef
 
 from bahen.artifacts import PROOF_ROLE, get_decrypted, get_signed, open_stored_grant, put_grant, put_signed
+from bahen.audit import reconstruct
 from bahen.errors import BahenError
 from bahen.network import Network
 from bahen.orders import OrderBook
-from bahen.records import Shard, Training, Upload
+from bahen.records import AuditCase, Shard, Training, Upload
 from bahen.spec import OrderSpec
-from tasks.inputs import InputMismatch, check_inputs, worker_evidence
+from tasks.inputs import InputMismatch, check_inputs, signed_inputs, worker_evidence
 from tasks.verify import REPORT_VERIFICATION, model_key, reexecute
 
 
@@ -84,6 +93,10 @@ def open_dispute(spec: OrderSpec, upload: Upload, shard: Shard, training: Traini
     if verdict == "none":
         raise DisputeError(f"task {training.task} of order {upload.order_id} has no verdict yet: dispute it once Wasp "
                            "has recorded one")
+    latest = net.market.dispute(oid, training.task)
+    if latest.status == "upheld":
+        raise DisputeError(f"a dispute has already overturned the verdict of task {training.task} of order "
+                           f"{upload.order_id}: it is final")
     if verdict == "accepted" and disputer.address == task.worker:
         raise DisputeError(f"{disputer.name} is the worker of task {training.task} of order {upload.order_id}: a worker "
                            "disputes a rejection of its work, never its acceptance (upheld, it would take the bounty of "
@@ -92,13 +105,9 @@ def open_dispute(spec: OrderSpec, upload: Upload, shard: Shard, training: Traini
         raise DisputeError(f"{disputer.name} is the verifier of order {upload.order_id} and attested its verification "
                            f"of task {training.task}: the chain takes no dispute of a verifier's own report (another "
                            "validator of the order or the task's worker may dispute it)")
-    latest = net.market.dispute(oid, training.task)
     if latest.status in ("drawing", "voting"):
         raise DisputeError(f"task {training.task} of order {upload.order_id} is under dispute by {latest.disputer}: if "
                            "its verdict stands when that dispute closes, dispute it within the window the close opens")
-    if latest.status == "upheld":
-        raise DisputeError(f"a dispute has already overturned the verdict of task {training.task} of order "
-                           f"{upload.order_id}: it is final")
     if latest.disputer == disputer.address:
         raise DisputeError(f"{disputer.name} disputed task {training.task} of order {upload.order_id} before: the chain "
                            "takes one dispute of a task from each member")
@@ -108,27 +117,38 @@ def open_dispute(spec: OrderSpec, upload: Upload, shard: Shard, training: Traini
                            "there is nothing to dispute")
     ref, doc = put_signed(net.store, disputer, report,
                           name=f"order {upload.order_id[:10]}/task {training.task}/counter-report by {disputer.name}")
+    net.store.put_pointer(disputer.address, counter_pointer(upload.order_id, training.task, doc.digest), ref)
     net.market.open_dispute(disputer.account, order_id=oid, task=training.task,
                             counter_digest=bytes.fromhex(doc.digest[2:]), bond=net.market.dispute_bond(oid, training.task))
     return DisputeCase(spec=spec, upload=upload, training=training, disputer=disputer.address,
                        counter_report=ref, counter_digest=doc.digest)
 
 
-def hand_over(case: DisputeCase, shard: Shard, disputer: Identity, net: Network) -> ArtifactRef:
-    """Draw the resolvers (once the seed block exists), wrap the train and model keys to each, and sign and
-    store the case with the grants: what each resolver is handed (:func:`resolve`)."""
+def hand_over(case: DisputeCase, shard: Shard, disputer: Identity, net: Network, *, poll_s: float = 2.0) -> ArtifactRef:
+    """Draw the resolvers, wrap the train and model keys to each, and sign and store the case with the grants:
+    what each resolver is handed (:func:`resolve`), named in the disputer's folder (:func:`handed_pointer`).
+
+    Waits for the seed block on a chain that mines on its own, and draws again from a fresh one when it
+    aged out; a case already handed over is returned as it was.
+    """
     order_id, task = case.upload.order_id, case.training.task
     oid = bytes.fromhex(order_id[2:])
+    name = handed_pointer(order_id, task, case.counter_digest)
     try:
-        resolvers = net.market.draw_resolvers(disputer.account, order_id=oid, task=task)
-    except ContractRevert as exc:
-        dispute = net.market.dispute(oid, task)
-        if exc.error != "NotDisputing" or dispute.status != "voting" or dispute.disputer != disputer.address:
-            raise
-        resolvers = dispute.resolvers  # anyone may draw: another party drew them first
-    if not resolvers:
-        raise DisputeError(f"the seed block of the dispute of order {order_id} task {task} aged out and the draw "
-                           "re-anchored: draw again after the next block")
+        return net.store.get_pointer(disputer.address, name)
+    except MissingArtifactError:
+        pass
+    resolvers: list[str] = []
+    while not resolvers:  # empty: the seed block aged out and the draw re-anchored on the next one
+        try:
+            resolvers = net.market.draw_resolvers(disputer.account, order_id=oid, task=task)
+        except ChallengeNotReady:
+            time.sleep(poll_s)
+        except ContractRevert as exc:
+            dispute = net.market.dispute(oid, task)
+            if exc.error != "NotDisputing" or dispute.status != "voting" or dispute.disputer != disputer.address:
+                raise
+            resolvers = dispute.resolvers  # anyone may draw: another party drew them first
     keys = disputer_keys(case.upload, shard, case.training, disputer, net)
     grants = {}
     for address in resolvers:
@@ -138,7 +158,77 @@ def hand_over(case: DisputeCase, shard: Shard, disputer: Identity, net: Network)
                            for role, key in keys.items()}
     ref, _ = put_signed(net.store, disputer, case.model_copy(update={"grants": grants}),
                         name=f"order {order_id[:10]}/task {task}/dispute case by {disputer.name}")
+    net.store.put_pointer(disputer.address, name, ref)
     return ref
+
+
+def counter_pointer(order_id: str, task: int, counter_digest: str) -> str:
+    """The store's name, in the disputer's folder, for its signed counter-report whose digest the chain records
+    with the dispute. Written before the dispute opens, so a disputer whose process stopped there goes on
+    (:func:`open_case`)."""
+    return f"orders/{order_id.lower()}/task-{task}/counter-{counter_digest.removeprefix('0x').lower()}"
+
+
+def handed_pointer(order_id: str, task: int, counter_digest: str) -> str:
+    """The store's name, in the disputer's folder, for the signed case it hands the resolvers of its dispute
+    with the counter-report of ``counter_digest``: a drawn resolver finds it from the chain alone (:func:`handed_case`)."""
+    return f"orders/{order_id.lower()}/task-{task}/dispute-{counter_digest.removeprefix('0x').lower()}"
+
+
+def disputed_task(order_id: str, task: int, net: Network) -> tuple[OrderSpec, AuditCase]:
+    """The order spec its client signed and the case Wasp signed with the task's verdict, read from the chain
+    and the store (``bahen.audit.reconstruct``): what a party that never saw the order's runs disputes."""
+    order_id = OrderBook.check_id(order_id)
+    tasks = len(net.market.order(bytes.fromhex(order_id[2:])).tasks)
+    if not 0 <= task < tasks:
+        raise DisputeError(f"order {order_id} has {tasks} task(s), numbered from 0: it has no task {task}")
+    judged = [case for case in reconstruct(order_id, net.store, net.market) if case.training.task == task]
+    if not judged:
+        raise DisputeError(f"task {task} of order {order_id} has no verdict yet: dispute it once Wasp has recorded one")
+    spec, _, _ = signed_inputs(judged[0].upload, task, net)
+    return spec, judged[0]
+
+
+def open_case(spec: OrderSpec, upload: Upload, training: Training, disputer: Identity, net: Network) -> DisputeCase | None:
+    """The dispute ``disputer`` has open on the task, rebuilt from the chain and its counter-report's name in
+    the store, for a disputer whose process stopped before it handed the case over; None when it has none open."""
+    oid = bytes.fromhex(upload.order_id[2:])
+    latest = net.market.dispute(oid, training.task)
+    if latest.disputer != disputer.address or latest.status not in ("drawing", "voting"):
+        return None
+    try:
+        ref = net.store.get_pointer(disputer.address, counter_pointer(upload.order_id, training.task,
+                                                                      latest.counter_digest))
+    except MissingArtifactError:
+        raise DisputeError(f"{disputer.name}'s open dispute of order {upload.order_id} task {training.task} names a "
+                           f"counter-report ({latest.counter_digest}) it never stored: it has no case to hand over. The "
+                           "resolvers will vote it down, or it expires and the verdict stands") from None
+    return DisputeCase(spec=spec, upload=upload, training=training, disputer=disputer.address, counter_report=ref,
+                       counter_digest=latest.counter_digest)
+
+
+def dispute(order_id: str, task: int, disputer: Identity, net: Network, *, poll_s: float = 2.0) -> tuple[DisputeCase, ArtifactRef]:
+    """Dispute task ``task`` of ``order_id`` as ``disputer`` from the chain and the store alone: re-verify it,
+    open the dispute with the bond and hand the case over; or, where ``disputer`` has one open already,
+    hand that one over. Returns the case and where it is stored."""
+    spec, judged = disputed_task(order_id, task, net)
+    case = (open_case(spec, judged.upload, judged.training, disputer, net)
+            or open_dispute(spec, judged.upload, judged.shard, judged.training, disputer, net))
+    return case, hand_over(case, judged.shard, disputer, net, poll_s=poll_s)
+
+
+def handed_case(order_id: str, task: int, net: Network) -> ArtifactRef:
+    """Where the disputer of the task's open dispute stored the case it handed its resolvers (:func:`hand_over`)."""
+    order_id = OrderBook.check_id(order_id)
+    latest = net.market.dispute(bytes.fromhex(order_id[2:]), task)
+    if latest.status != "voting":
+        raise DisputeError(f"task {task} of order {order_id} has no dispute to vote on (its latest: {latest.status})")
+    try:
+        return net.store.get_pointer(latest.disputer, handed_pointer(order_id, task, latest.counter_digest))
+    except MissingArtifactError:
+        raise DisputeError(f"the disputer {latest.disputer} has not handed over its case of order {order_id} task "
+                           f"{task} yet: try again later. A case that never comes leaves the verdict standing once "
+                           f"the dispute expires (chain time {latest.resolve_by})") from None
 
 
 class EvidenceGap(DisputeError):

@@ -72,7 +72,7 @@ def test_a_case_wasp_signed_with_a_verdict_the_chain_did_not_record_is_refused(s
     lying = case.model_copy(update={"verdict": case.verdict.model_copy(update={"accepted": False})})
     ref, _ = put_signed(net.store, net.party(WASP), lying, name="a case whose verdict is not the chain's")
     _named(monkeypatch, net.store, "/case-", ref)
-    with pytest.raises(BahenError, match="other than the chain's .*Wasp signed a case it did not record"):
+    with pytest.raises(BahenError, match="other than the one Wasp recorded on chain .*Wasp signed a case it did not record"):
         reconstruct(settled.order_id, net.store, net.market)
 
 

@@ -5,8 +5,12 @@ import pytest
 from contracts.errors import ContractRevert
 from privacy.identity import Identity
 from privacy.signing import digest
+from typer.testing import CliRunner
 
+from bahen import cli_dispute
 from bahen.artifacts import get_signed, open_stored_grant, put_grant, put_signed
+from bahen.audit import recheck, reconstruct
+from bahen.cli import app
 from bahen.devnet import PARAMS
 from bahen.network import connect
 from bahen.parties import validator_name, worker_name
@@ -14,7 +18,8 @@ from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 from tasks.audit import audit
 from tasks.deliver import NotDeliverable, deliver
-from tasks.dispute import DisputeCase, DisputeError, EvidenceGap, checked_keys, hand_over, open_dispute, resolve
+from tasks.dispute import (DisputeCase, DisputeError, EvidenceGap, checked_keys, hand_over, handed_case, open_dispute,
+                           resolve)
 from tasks.encrypt_upload import encrypt_upload
 from tasks.score import score
 from tasks.settle import settle
@@ -278,3 +283,109 @@ def test_settlement_draws_an_undrawn_dispute_and_expires_it_once_its_resolvers_a
     assert dispute.status == "expired" and len(dispute.resolvers) == PARAMS.resolver_count
     assert settled.payouts_wei[assignment.address] == assignment.payment_wei
     assert "bond returned" in _credits(net, upload.order_id, disputer.address)
+
+
+def _cli(*args):
+    return CliRunner().invoke(app, list(args))
+
+
+def _flat(output: str) -> str:
+    """A table's output with each run of spaces as one."""
+    return " ".join(output.split())
+
+
+def test_the_dispute_commands_carry_a_false_rejection_from_the_worker_to_a_vote_that_overturns_it(net, monkeypatch):
+    """Each party acts with its own identity and knows only the order id: the worker disputes, each drawn
+    resolver finds the case the chain and the store name and votes, anyone follows the dispute."""
+    monkeypatch.setattr(cli_dispute.console, "width", 250)  # the table whole, whatever the terminal
+    upload, plan, assignment, training = _stages(net, "0x" + "d7" * 32)
+    _lying_verification(net, upload, plan, assignment, training, says_passed=False)
+    score(SMALL, upload, plan, training, net)
+    assert not audit(upload, plan, assignment, training, net).accepted
+    order_id, oid = upload.order_id, bytes.fromhex(upload.order_id[2:])
+    worker = net.party_at(assignment.address, role="worker")
+    outsider = next(net.party(validator_name(i)) for i in range(6)
+                    if net.party(validator_name(i)).address not in {s.address for s in plan.validators})
+
+    refused = _cli("dispute", "open", order_id, "--as", outsider.name)
+    assert isinstance(refused.exception, DisputeError) and "neither a validator of order" in str(refused.exception)
+    refused = _cli("dispute", "open", order_id, "--task", "1", "--as", worker.name)
+    assert isinstance(refused.exception, DisputeError) and "has 1 task(s), numbered from 0" in str(refused.exception)
+    assert net.market.dispute(oid, 0).status == "none"
+
+    opened = _cli("dispute", "open", order_id, "--as", worker.name)
+    assert opened.exit_code == 0, opened.output
+    dispute = net.market.dispute(oid, 0)
+    assert dispute.status == "voting" and dispute.disputer == worker.address and dispute.claim_accepted
+    assert "disputed: the task should be accepted" in opened.output
+    assert all(resolver in opened.output for resolver in dispute.resolvers)
+
+    shown = _cli("dispute", "show", order_id)
+    assert shown.exit_code == 0, shown.output
+    assert f"│ 0 │ rejected │ voting │ {worker.address} │ accepted │ 0.100000 │" in _flat(shown.output)
+    for resolver in dispute.resolvers:
+        name = _validator(net, resolver).name
+        pending = _cli("dispute", "pending", "--as", name)
+        assert f"order {order_id} task 0: `bahen dispute resolve {order_id} --task 0 --as {name}`" in pending.output
+    assert "no dispute waits for a vote" in _cli("dispute", "pending", "--as", outsider.name).output \
+        or outsider.address in dispute.resolvers
+
+    first = _validator(net, dispute.resolvers[0])
+    voted = _cli("dispute", "resolve", order_id, "--as", first.name)
+    assert voted.exit_code == 0, voted.output
+    assert "voted to uphold (re-verification says accepted, the disputer claims accepted)" in voted.output
+    assert net.market.dispute_votes(oid, 0) == {first.address: True}
+    assert f"│ {first.address} │ uphold │" in _flat(_cli("dispute", "show", order_id).output)
+    assert "no dispute waits for a vote" in _cli("dispute", "pending", "--as", first.name).output
+    again = _cli("dispute", "resolve", order_id, "--as", first.name)
+    assert isinstance(again.exception, ContractRevert) and again.exception.error == "AlreadyVoted"
+    for resolver in dispute.resolvers[1:]:
+        if net.market.dispute(oid, 0).status == "voting":
+            assert _cli("dispute", "resolve", order_id, "--as", _validator(net, resolver).name).exit_code == 0
+
+    assert net.market.dispute(oid, 0).status == "upheld"
+    assert net.market.order(oid).tasks[0].verdict == "accepted"
+    [case] = reconstruct(order_id, net.store, net.market)  # an auditor's view: Wasp's case, the verdict overturned
+    assert not case.verdict.accepted and recheck(case, net.store, net.market) == []
+    final = _cli("dispute", "open", order_id, "--as", worker.name)
+    assert isinstance(final.exception, DisputeError) and "has already overturned the verdict" in str(final.exception)
+    assert settle(upload, net).payouts_wei[assignment.address] == assignment.payment_wei
+
+
+def test_a_disputer_interrupted_after_opening_hands_its_case_over_on_the_next_run_and_resolvers_wait_for_it(net):
+    upload, plan, assignment, training = _stages(net, "0x" + "d8" * 32)
+    _lying_verification(net, upload, plan, assignment, training, says_passed=False)
+    score(SMALL, upload, plan, training, net)
+    assert not audit(upload, plan, assignment, training, net).accepted
+    order_id, oid = upload.order_id, bytes.fromhex(upload.order_id[2:])
+    worker = net.party_at(assignment.address, role="worker")
+    opened = open_dispute(SMALL, upload, plan, training, worker, net)  # the process stops before the hand-over
+    net.market.draw_resolvers(worker.account, order_id=oid, task=0)
+
+    early = _cli("dispute", "resolve", order_id, "--as", _validator(net, net.market.dispute(oid, 0).resolvers[0]).name)
+    assert isinstance(early.exception, DisputeError)
+    assert f"the disputer {worker.address} has not handed over its case" in str(early.exception)
+    assert net.market.dispute_votes(oid, 0) == {}
+
+    resumed = _cli("dispute", "open", order_id, "--as", worker.name)
+    assert resumed.exit_code == 0, resumed.output
+    assert net.market.order(oid).tasks[0].disputes == 1  # the same dispute, handed over: not a second one
+    assert net.market.dispute(oid, 0).counter_digest == opened.counter_digest
+    case = handed_case(order_id, 0, net)
+    handed = get_signed(net.store, case, DisputeCase, expected_signer=worker.address)[0]
+    assert (handed.counter_report, handed.counter_digest) == (opened.counter_report, opened.counter_digest)
+    assert set(handed.grants) == set(net.market.dispute(oid, 0).resolvers)
+    assert _cli("dispute", "open", order_id, "--as", worker.name).exit_code == 0
+    assert handed_case(order_id, 0, net) == case  # a third run hands over the same case again
+    votes = _resolve_all(net, order_id, case)
+    assert votes and all(v.uphold for v in votes)
+
+
+def test_a_dispute_opened_without_a_stored_counter_report_cannot_be_handed_over_and_says_so(net):
+    upload, plan, assignment, training = _accepted(net, "0x" + "d9" * 32)
+    disputer = net.party_at(plan.validators[1].address, role="validator")
+    net.market.open_dispute(disputer.account, order_id=bytes.fromhex(upload.order_id[2:]), task=0,
+                            counter_digest=bytes(32), bond=net.market.params().dispute_bond)
+    result = _cli("dispute", "open", upload.order_id, "--as", disputer.name)
+    assert isinstance(result.exception, DisputeError)
+    assert "names a counter-report (0x" + "00" * 32 + ") it never stored" in str(result.exception)

@@ -83,7 +83,7 @@ def test_a_verdict_not_signed_by_wasp_or_not_the_chains_is_named(settled):
     record = settled.model_copy(update={"verdict": settled.verdict.model_copy(update={"verdict": forged})})
     problems = recheck(record, net.store, net.market)
     assert any("its digest is not the" in p for p in problems)
-    assert "verdict: it says rejected, the chain accepted" in problems
+    assert "verdict: it says rejected, Wasp's on chain accepted" in problems
     assert "verdict: it says rejected, the order's record accepted" in problems
 
 
