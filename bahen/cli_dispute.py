@@ -28,6 +28,10 @@ def dispute_open(
     order_id: Annotated[str, ORDER_ARG],
     task: Annotated[int, TASK_OPTION] = 0,
     name: Annotated[str | None, AS_OPTION] = None,
+    send: Annotated[bool | None, typer.Option(
+        "--send/--no-send", help="Start a `resolve` run in each resolver's work queue of the validators pool, which its "
+        "host's worker (`bahen validator start`) runs; by default when this home names a Prefect server "
+        "(prefect_api_url in config.yaml). Otherwise each resolver runs `bahen dispute resolve`")] = None,
 ) -> None:
     """Dispute a task's verdict, as a validator of the order or the task's worker, if your re-verification contradicts it.
 
@@ -37,6 +41,8 @@ def dispute_open(
     interruption: a dispute you opened is handed over, not opened twice.
     """
     from bahen.accounts import acting_party
+    from bahen.errors import BahenError
+    from bahen.settings import load_settings
     from tasks.dispute import dispute
 
     net = network()
@@ -48,6 +54,20 @@ def dispute_open(
     console.print(f"disputed: the task should be {claim}; bond {eth(opened.bond)} ETH; the case is handed to "
                   f"{len(opened.resolvers)} resolvers ({', '.join(opened.resolvers)}), who vote by "
                   f"{chain_time(opened.resolve_by)} (chain time). Follow it with `bahen dispute show {case.upload.order_id}`")
+    settings = load_settings()
+    if send is None:
+        send = settings.prefect_api_url is not None
+    if send:
+        if settings.prefect_api_url is None:
+            raise BahenError(f"the dispute is open and its case handed over, but {settings.home} names no Prefect server "
+                             "to send the resolvers' runs to: set prefect_api_url in config.yaml and run the command "
+                             "again, or have each resolver run `bahen dispute resolve`")
+        from bahen.runner import prefect_api
+        from tasks.dispatch import send_resolvers
+
+        with prefect_api(settings):
+            runs = send_resolvers(case.upload.order_id, task, case.counter_digest, opened.resolvers)
+        console.print(f"sent a resolve run to each resolver's worker: {', '.join(run.name for run in runs)}")
 
 
 @dispute_app.command("resolve")
@@ -56,15 +76,18 @@ def dispute_resolve(
     task: Annotated[int, TASK_OPTION] = 0,
     name: Annotated[str | None, AS_OPTION] = None,
 ) -> None:
-    """Re-verify a disputed task as a resolver the chain drew, from the case its disputer handed over, and vote."""
+    """Re-verify a disputed task as a resolver the chain drew, from the case its disputer handed over, and vote.
+
+    A case its disputer never handed over is voted down once half the resolution period since the draw has
+    passed; before that, the command says when to try again.
+    """
     from bahen.accounts import acting_party
-    from tasks.dispute import handed_case, resolve
+    from tasks.dispute import vote as cast_vote
 
     net = network()
     resolver = net.party(acting_party(net.keystore, name))
-    case = handed_case(order_id, task, net)
     console.print(f"{resolver.name} re-verifies task {task} of order {order_id} from its disputer's case…")
-    vote = resolve(order_id, task, case, resolver, net)
+    vote = cast_vote(order_id, task, resolver, net)
     after = net.market.dispute(bytes.fromhex(order_id.removeprefix("0x")), task)
     console.print(f"voted to {'uphold' if vote.uphold else 'dismiss'} ({vote.reason}); the dispute is {after.status}")
 

@@ -136,7 +136,7 @@ def start_deployment(spec: OrderSpec, salt: str, settings: Settings, client: Ide
     from prefect.exceptions import ObjectNotFound
 
     parameters = {"spec": spec.model_dump(mode="json"), "salt": salt, "signature": sign_submission(client, spec, salt)}
-    with _api(settings):
+    with prefect_api(settings):
         try:
             flow_run = run_deployment("order/order", parameters=parameters, timeout=0,
                                       work_queue_name=party_queue(client.address))
@@ -154,7 +154,7 @@ def wait_deployment(settings: Settings, flow_run_id: str, seconds: float, poll_s
     from prefect import get_client
 
     deadline = time.monotonic() + seconds
-    with _api(settings), get_client(sync_client=True) as client:
+    with prefect_api(settings), get_client(sync_client=True) as client:
         while True:
             try:
                 state = client.read_flow_run(flow_run_id).state
@@ -169,7 +169,8 @@ def wait_deployment(settings: Settings, flow_run_id: str, seconds: float, poll_s
 
 
 @contextmanager
-def _api(settings: Settings) -> Iterator[None]:
+def prefect_api(settings: Settings) -> Iterator[None]:
+    """Prefect's client, inside the block, talks to the server ``settings.prefect_api_url`` names."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}):

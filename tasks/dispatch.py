@@ -36,7 +36,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
-from prefect.exceptions import PrefectHTTPStatusError
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.states import Cancelled, Cancelling, Crashed
 from pydantic import BaseModel, Field
 from pydantic_core import to_json
@@ -206,6 +206,23 @@ def dispatch(deployment: str, parameters: dict, *, key: str, result: type[M], co
         f"{deployment} did not complete for {key} ({tried}): check that workers are polling its work pool "
         f"(`bahen worker start`), then submit the order again"
     )
+
+
+def send_resolvers(order_id: str, task: int, counter_digest: str, resolvers: list[str]) -> list[FlowRun]:
+    """A ``resolve`` run in each drawn resolver's own work queue of the ``validators`` pool, so its host's
+    worker re-verifies the disputed task and votes without anyone telling it. Keyed by the dispute (its
+    counter-report) and the resolver: sending again starts none twice."""
+    try:
+        return [start_run("resolve/resolve", {"order_id": order_id, "task": task, "resolver": resolver},
+                          key=f"resolve-{order_id}-{task}-{counter_digest}-{resolver.lower()}", queue=party_queue(resolver))
+                for resolver in resolvers]
+    except ObjectNotFound:
+        raise BahenError("the Prefect server has no resolve/resolve deployment: deploy this version of the project "
+                         "there (`prefect deploy --all`) and run the command again, or have each resolver run "
+                         f"`bahen dispute resolve {order_id} --task {task}`") from None
+    except httpx.HTTPError as exc:
+        raise BahenError(f"the Prefect server does not answer ({exc}): run the command again once it does, or have "
+                         f"each resolver run `bahen dispute resolve {order_id} --task {task}`") from None
 
 
 class Stages:

@@ -22,6 +22,9 @@ case there (:func:`handed_case`). ``bahen dispute`` is the command around these 
 import time
 
 from contracts.errors import ChallengeNotReady, ContractRevert
+from contracts.models import DisputeView
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 from privacy.errors import PrivacyError
 from privacy.identity import Identity, PublicIdentity
 from pydantic import BaseModel, Field
@@ -36,6 +39,7 @@ from bahen.orders import OrderBook
 from bahen.records import AuditCase, Shard, Training, Upload
 from bahen.spec import OrderSpec
 from tasks.inputs import InputMismatch, check_inputs, signed_inputs, worker_evidence
+from tasks.runtime import network
 from tasks.verify import REPORT_VERIFICATION, model_key, reexecute
 
 
@@ -217,6 +221,10 @@ def dispute(order_id: str, task: int, disputer: Identity, net: Network, *, poll_
     return case, hand_over(case, judged.shard, disputer, net, poll_s=poll_s)
 
 
+class CaseNotHanded(DisputeError):
+    """The disputer of an open dispute has not handed its resolvers the case (yet)."""
+
+
 def handed_case(order_id: str, task: int, net: Network) -> ArtifactRef:
     """Where the disputer of the task's open dispute stored the case it handed its resolvers (:func:`hand_over`)."""
     order_id = OrderBook.check_id(order_id)
@@ -226,9 +234,8 @@ def handed_case(order_id: str, task: int, net: Network) -> ArtifactRef:
     try:
         return net.store.get_pointer(latest.disputer, handed_pointer(order_id, task, latest.counter_digest))
     except MissingArtifactError:
-        raise DisputeError(f"the disputer {latest.disputer} has not handed over its case of order {order_id} task "
-                           f"{task} yet: try again later. A case that never comes leaves the verdict standing once "
-                           f"the dispute expires (chain time {latest.resolve_by})") from None
+        raise CaseNotHanded(f"the disputer {latest.disputer} has not handed over its case of order {order_id} task "
+                            f"{task} yet: try again later.") from None
 
 
 class EvidenceGap(DisputeError):
@@ -273,9 +280,7 @@ def resolve(order_id: str, task: int, case_ref: ArtifactRef, resolver: Identity,
     claim the chain recorded when the dispute opened (never the one the case states).
     """
     oid = bytes.fromhex(OrderBook.check_id(order_id)[2:])
-    dispute = net.market.dispute(oid, task)
-    if resolver.address not in dispute.resolvers:
-        raise DisputeError(f"{resolver.name} was not drawn to resolve the dispute of order {order_id} task {task}")
+    dispute = _awaiting(oid, task, resolver, net)
     try:
         case, _ = get_signed(net.store, case_ref, DisputeCase, expected_signer=dispute.disputer)
     except (PrivacyError, StorageError) as exc:
@@ -302,3 +307,44 @@ def resolve(order_id: str, task: int, case_ref: ArtifactRef, resolver: Identity,
     claimed = "accepted" if dispute.claim_accepted else "rejected"
     return Vote(resolver=resolver.address, uphold=uphold, report=ref,
                 reason=f"re-verification says {said}, the disputer claims {claimed}")
+
+
+def _awaiting(oid: bytes, task: int, resolver: Identity, net: Network) -> DisputeView:
+    """The task's dispute, once shown to have drawn ``resolver`` and to await its vote."""
+    dispute = net.market.dispute(oid, task)
+    if resolver.address not in dispute.resolvers:
+        raise DisputeError(f"{resolver.name} was not drawn to resolve the dispute of order 0x{oid.hex()} task {task}")
+    if resolver.address in net.market.dispute_votes(oid, task):
+        raise DisputeError(f"{resolver.name} has voted on the dispute of order 0x{oid.hex()} task {task} already: a "
+                           "resolver votes once")
+    return dispute
+
+
+def vote(order_id: str, task: int, resolver: Identity, net: Network) -> Vote:
+    """As a resolver the chain drew: vote on the case the disputer handed over (:func:`resolve`).
+
+    A disputer hands its case over as soon as the resolvers are drawn (:func:`dispute`); once half the
+    resolution period since the draw has passed without it, the resolver votes to dismiss. The burden
+    of proof lies with the disputer, and one that withholds its case would otherwise get its bond back
+    when the dispute expires unvoted.
+    """
+    try:
+        return resolve(order_id, task, handed_case(order_id, task, net), resolver, net)
+    except CaseNotHanded as missing:
+        oid = bytes.fromhex(order_id[2:])
+        dispute = _awaiting(oid, task, resolver, net)
+        period = net.market.params().resolution_period
+        due = dispute.resolve_by - period + period // 2
+        if net.chain.now() < due:
+            raise CaseNotHanded(f"{missing} From chain time {due}, half the resolution period after the draw, a "
+                                "resolver votes to dismiss a dispute whose case never came") from None
+    net.market.vote_dispute(resolver.account, order_id=oid, task=task, uphold=False, report_digest=bytes(32))
+    return Vote(resolver=resolver.address, uphold=False,
+                reason=f"its disputer handed over no case by chain time {due}, half the resolution period after the draw")
+
+
+@task(name="resolve", cache_policy=NO_CACHE)
+def resolve_task(order_id: str, index: int, resolver: str) -> Vote:
+    """Prefect task: as ``resolver``, a validator of this host the chain drew, vote on the dispute of task ``index``."""
+    net = network()
+    return vote(order_id, index, net.party_at(resolver, role="validator"), net)

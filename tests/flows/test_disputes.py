@@ -3,6 +3,11 @@ bond, and resolvers drawn among the other validators re-execute the challenge an
 
 import pytest
 from contracts.errors import ContractRevert
+from prefect import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+from prefect.exceptions import ObjectAlreadyExists
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from privacy.identity import Identity
 from privacy.signing import digest
 from typer.testing import CliRunner
@@ -12,14 +17,17 @@ from bahen.artifacts import get_signed, open_stored_grant, put_grant, put_signed
 from bahen.audit import recheck, reconstruct
 from bahen.cli import app
 from bahen.devnet import PARAMS
+from bahen.errors import BahenError
 from bahen.network import connect
 from bahen.parties import validator_name, worker_name
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
+from flows.resolve import resolve as resolve_flow
 from tasks.audit import audit
 from tasks.deliver import NotDeliverable, deliver
-from tasks.dispute import (DisputeCase, DisputeError, EvidenceGap, checked_keys, hand_over, handed_case, open_dispute,
-                           resolve)
+from tasks.dispatch import send_resolvers
+from tasks.dispute import (CaseNotHanded, DisputeCase, DisputeError, EvidenceGap, checked_keys, hand_over, handed_case,
+                           open_dispute, resolve)
 from tasks.encrypt_upload import encrypt_upload
 from tasks.score import score
 from tasks.settle import settle
@@ -307,13 +315,13 @@ def test_the_dispute_commands_carry_a_false_rejection_from_the_worker_to_a_vote_
     outsider = next(net.party(validator_name(i)) for i in range(6)
                     if net.party(validator_name(i)).address not in {s.address for s in plan.validators})
 
-    refused = _cli("dispute", "open", order_id, "--as", outsider.name)
+    refused = _cli("dispute", "open", order_id, "--no-send", "--as", outsider.name)
     assert isinstance(refused.exception, DisputeError) and "neither a validator of order" in str(refused.exception)
-    refused = _cli("dispute", "open", order_id, "--task", "1", "--as", worker.name)
+    refused = _cli("dispute", "open", order_id, "--task", "1", "--no-send", "--as", worker.name)
     assert isinstance(refused.exception, DisputeError) and "has 1 task(s), numbered from 0" in str(refused.exception)
     assert net.market.dispute(oid, 0).status == "none"
 
-    opened = _cli("dispute", "open", order_id, "--as", worker.name)
+    opened = _cli("dispute", "open", order_id, "--no-send", "--as", worker.name)
     assert opened.exit_code == 0, opened.output
     dispute = net.market.dispute(oid, 0)
     assert dispute.status == "voting" and dispute.disputer == worker.address and dispute.claim_accepted
@@ -338,7 +346,7 @@ def test_the_dispute_commands_carry_a_false_rejection_from_the_worker_to_a_vote_
     assert f"│ {first.address} │ uphold │" in _flat(_cli("dispute", "show", order_id).output)
     assert "no dispute waits for a vote" in _cli("dispute", "pending", "--as", first.name).output
     again = _cli("dispute", "resolve", order_id, "--as", first.name)
-    assert isinstance(again.exception, ContractRevert) and again.exception.error == "AlreadyVoted"
+    assert isinstance(again.exception, DisputeError) and "has voted on the dispute" in str(again.exception)
     for resolver in dispute.resolvers[1:]:
         if net.market.dispute(oid, 0).status == "voting":
             assert _cli("dispute", "resolve", order_id, "--as", _validator(net, resolver).name).exit_code == 0
@@ -347,7 +355,7 @@ def test_the_dispute_commands_carry_a_false_rejection_from_the_worker_to_a_vote_
     assert net.market.order(oid).tasks[0].verdict == "accepted"
     [case] = reconstruct(order_id, net.store, net.market)  # an auditor's view: Wasp's case, the verdict overturned
     assert not case.verdict.accepted and recheck(case, net.store, net.market) == []
-    final = _cli("dispute", "open", order_id, "--as", worker.name)
+    final = _cli("dispute", "open", order_id, "--no-send", "--as", worker.name)
     assert isinstance(final.exception, DisputeError) and "has already overturned the verdict" in str(final.exception)
     assert settle(upload, net).payouts_wei[assignment.address] == assignment.payment_wei
 
@@ -365,9 +373,10 @@ def test_a_disputer_interrupted_after_opening_hands_its_case_over_on_the_next_ru
     early = _cli("dispute", "resolve", order_id, "--as", _validator(net, net.market.dispute(oid, 0).resolvers[0]).name)
     assert isinstance(early.exception, DisputeError)
     assert f"the disputer {worker.address} has not handed over its case" in str(early.exception)
+    assert "a resolver votes to dismiss a dispute whose case never came" in str(early.exception)
     assert net.market.dispute_votes(oid, 0) == {}
 
-    resumed = _cli("dispute", "open", order_id, "--as", worker.name)
+    resumed = _cli("dispute", "open", order_id, "--no-send", "--as", worker.name)
     assert resumed.exit_code == 0, resumed.output
     assert net.market.order(oid).tasks[0].disputes == 1  # the same dispute, handed over: not a second one
     assert net.market.dispute(oid, 0).counter_digest == opened.counter_digest
@@ -375,8 +384,11 @@ def test_a_disputer_interrupted_after_opening_hands_its_case_over_on_the_next_ru
     handed = get_signed(net.store, case, DisputeCase, expected_signer=worker.address)[0]
     assert (handed.counter_report, handed.counter_digest) == (opened.counter_report, opened.counter_digest)
     assert set(handed.grants) == set(net.market.dispute(oid, 0).resolvers)
-    assert _cli("dispute", "open", order_id, "--as", worker.name).exit_code == 0
+    assert _cli("dispute", "open", order_id, "--no-send", "--as", worker.name).exit_code == 0
     assert handed_case(order_id, 0, net) == case  # a third run hands over the same case again
+    unsent = _cli("dispute", "open", order_id, "--send", "--as", worker.name)
+    assert isinstance(unsent.exception, BahenError) and "names no Prefect server to send the resolvers' runs to" in str(
+        unsent.exception)
     votes = _resolve_all(net, order_id, case)
     assert votes and all(v.uphold for v in votes)
 
@@ -386,6 +398,88 @@ def test_a_dispute_opened_without_a_stored_counter_report_cannot_be_handed_over_
     disputer = net.party_at(plan.validators[1].address, role="validator")
     net.market.open_dispute(disputer.account, order_id=bytes.fromhex(upload.order_id[2:]), task=0,
                             counter_digest=bytes(32), bond=net.market.params().dispute_bond)
-    result = _cli("dispute", "open", upload.order_id, "--as", disputer.name)
+    result = _cli("dispute", "open", upload.order_id, "--no-send", "--as", disputer.name)
     assert isinstance(result.exception, DisputeError)
     assert "names a counter-report (0x" + "00" * 32 + ") it never stored" in str(result.exception)
+
+
+def test_a_disputer_sends_each_drawn_resolver_a_resolve_run_on_its_own_queue_and_their_runs_overturn_the_verdict(
+        net, prefect, monkeypatch):
+    """On a network with a Prefect server, ``bahen dispute open`` starts one ``resolve`` run per resolver in
+    the resolver's own work queue of the validators pool, once however often it is run; each resolver's
+    host worker runs it (here: the flow, in this process, as each resolver's host would)."""
+    monkeypatch.setenv("BAHEN_PREFECT_API_URL", PREFECT_API_URL.value())  # the home names the server
+    with get_client(sync_client=True) as client:
+        try:
+            client.create_work_pool(WorkPoolCreate(name="validators", type="process"))
+        except ObjectAlreadyExists:
+            pass
+    upload, plan, assignment, training = _stages(net, "0x" + "da" * 32)
+    _lying_verification(net, upload, plan, assignment, training, says_passed=False)
+    score(SMALL, upload, plan, training, net)
+    assert not audit(upload, plan, assignment, training, net).accepted
+    order_id, oid = upload.order_id, bytes.fromhex(upload.order_id[2:])
+    worker = net.party_at(assignment.address, role="worker")
+    undeployed = _cli("dispute", "open", order_id, "--as", worker.name)  # a server without this version's deployments
+    assert isinstance(undeployed.exception, BahenError)
+    assert "has no resolve/resolve deployment: deploy this version" in str(undeployed.exception)
+    assert net.market.dispute(oid, 0).status == "voting"  # open and handed over: the next run only sends
+    resolve_flow.to_deployment(name="resolve", work_pool_name="validators").apply()
+
+    def sent():
+        with get_client(sync_client=True) as client:
+            deployment = client.read_deployment_by_name("resolve/resolve")
+            runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))
+        return {run.id: (run.work_queue_name, run.parameters) for run in runs if run.parameters["order_id"] == order_id}
+
+    opened = _cli("dispute", "open", order_id, "--as", worker.name)
+    assert opened.exit_code == 0 and "sent a resolve run to each resolver's worker" in opened.output, opened.output
+    resolvers = net.market.dispute(oid, 0).resolvers
+    runs = sent()
+    assert sorted(runs.values(), key=str) == sorted(
+        [(r.lower(), {"order_id": order_id, "task": 0, "resolver": r}) for r in resolvers], key=str)
+    assert _cli("dispute", "open", order_id, "--as", worker.name).exit_code == 0
+    assert sent() == runs  # run again: the same runs, none twice
+
+    for _, parameters in runs.values():
+        if net.market.dispute(oid, 0).status == "voting":
+            assert resolve_flow(**parameters).uphold
+    assert net.market.dispute(oid, 0).status == "upheld"
+    assert net.market.order(oid).tasks[0].verdict == "accepted"
+
+
+def test_a_resolver_votes_down_a_dispute_whose_case_never_came_once_half_the_resolution_period_passed(net, prefect):
+    upload, plan, assignment, training = _accepted(net, "0x" + "db" * 32)
+    order_id, oid = upload.order_id, bytes.fromhex(upload.order_id[2:])
+    disputer = net.party_at(plan.validators[1].address, role="validator")
+    net.market.open_dispute(disputer.account, order_id=oid, task=0, counter_digest=bytes(32),
+                            bond=net.market.params().dispute_bond)
+    resolvers = net.market.draw_resolvers(disputer.account, order_id=oid, task=0)  # and no case is ever handed over
+    period = net.market.params().resolution_period
+    due = net.market.dispute(oid, 0).resolve_by - period + period // 2
+    first = _validator(net, resolvers[0])
+
+    net.chain.increase_time(due - 1 - net.chain.now())
+    early = _cli("dispute", "resolve", order_id, "--as", first.name)
+    assert isinstance(early.exception, CaseNotHanded) and f"From chain time {due}, half the resolution" in str(
+        early.exception)
+    assert net.market.dispute_votes(oid, 0) == {}
+
+    net.chain.increase_time(1)
+    voted = _cli("dispute", "resolve", order_id, "--as", first.name)
+    assert voted.exit_code == 0, voted.output
+    assert f"voted to dismiss (its disputer handed over no case by chain time {due}" in voted.output
+    assert net.market.dispute_votes(oid, 0) == {first.address: False}
+    second = resolve_flow(order_id=order_id, task=0, resolver=resolvers[1])  # a host worker's run votes alike
+    assert not second.uphold and second.report is None
+    assert net.market.dispute(oid, 0).status == "dismissed"
+    settled = settle(upload, net)
+    assert settled.payouts_wei[assignment.address] == assignment.payment_wei
+    assert "bond forfeited" in _credits(net, order_id, assignment.address)
+
+
+def test_sending_the_resolvers_runs_to_a_prefect_server_that_does_not_answer_says_what_to_do_instead():
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}), pytest.raises(
+            BahenError, match=r"does not answer .* run the command again once it does, or have each resolver run "
+                              r"`bahen dispute resolve 0xab"):
+        send_resolvers("0x" + "ab" * 32, 0, "0x" + "cd" * 32, ["0x" + "11" * 20])

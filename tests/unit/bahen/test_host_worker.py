@@ -21,7 +21,8 @@ def test_only_the_runs_heartbeat_and_the_orders_dispatch_settings_pass():
 
 
 @pytest.mark.parametrize("pool, flows", [
-    ("control", {"order", "audit"}), ("gpu", {"train"}), ("validators", {"verify", "score", "deliver"}), ("wasp", {"wasp"}),
+    ("control", {"order", "audit"}), ("gpu", {"train"}), ("validators", {"verify", "score", "deliver", "resolve"}),
+    ("wasp", {"wasp"}),
 ])
 def test_each_pool_runs_its_own_flows_from_the_installed_package_and_no_other(pool, flows):
     for name in flows:
