@@ -33,7 +33,7 @@ def reconcile(record: OrderRecord, market: Bahen) -> OrderRecord:
     if view.status == "settled" and record.settled is None:
         settlement = market.settlement_of(oid)
         return record.model_copy(update={
-            "settled": Settled.from_chain(settlement, market.ledger(oid)),
+            "settled": Settled.from_chain(settlement, market.ledger(oid), view),
             "status": f"settled{decided} on chain; its run stopped before recording it, no model delivered yet",
         })
     if view.status == "cancelled" and not record.status.startswith("cancelled"):

@@ -6,7 +6,7 @@ and JSON-serialisable.
 
 from typing import Annotated
 
-from contracts.models import CreditEvent, Ledger, Settlement, SlashEvent
+from contracts.models import CreditEvent, Ledger, OrderView, Settlement, SlashEvent
 from proof.telemetry import TelemetrySample
 from proof.wasp import ModelReport
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
@@ -159,13 +159,17 @@ class Settled(BaseModel):
     tx_hash: str
     credits: list[CreditEvent] = Field(default_factory=list, description="Every credit of the order, from chain events")
     slashes: list[SlashEvent] = Field(default_factory=list, description="Every slash of the order, from chain events")
+    overturned: list[TaskIndex] = Field(
+        default_factory=list, description="Tasks whose verdict an upheld dispute overturned: the final verdict, which "
+        "settlement paid, is the opposite of Wasp's")
 
     @classmethod
-    def from_chain(cls, settlement: Settlement, ledger: Ledger) -> "Settled":
-        """The record of a settlement and the order's whole ledger, as the chain's events state them."""
+    def from_chain(cls, settlement: Settlement, ledger: Ledger, view: OrderView) -> "Settled":
+        """The record of a settlement, the order's whole ledger and the verdicts disputes overturned, as the
+        chain states them."""
         return cls(order_id=settlement.order_id, payouts_wei=settlement.payouts, slashed_wei=settlement.slashed,
                    refund_wei=settlement.refund, tx_hash=settlement.tx_hash, credits=ledger.credits,
-                   slashes=ledger.slashes)
+                   slashes=ledger.slashes, overturned=[t.task for t in view.tasks if t.verdict != t.wasp_verdict])
 
 
 class Delivery(BaseModel):
@@ -221,6 +225,22 @@ class OrderRecord(BaseModel):
     verdict: Verdict | None = None
     settled: Settled | None = None
     delivery: Delivery | None = None
+
+    @property
+    def overturned(self) -> bool:
+        """Whether an upheld dispute overturned Wasp's verdict (as settlement read it from the chain)."""
+        return self.verdict is not None and self.settled is not None and self.verdict.task in self.settled.overturned
+
+    @property
+    def work_verdict(self) -> str:
+        """The work verdict that pays or slashes: Wasp's, or its opposite once a dispute overturned it; as the
+        verdict line of a summary reads ("" before there is one)."""
+        if self.verdict is None:
+            return ""
+        wasp = "accepted" if self.verdict.accepted else "rejected"
+        if not self.overturned:
+            return wasp
+        return f"{'rejected' if self.verdict.accepted else 'accepted'}, overturned by a dispute (Wasp's: {wasp})"
 
     def artifacts(self) -> list[tuple[str, ArtifactRef]]:
         """The order's main artifacts with a label each, in pipeline order."""

@@ -25,8 +25,8 @@ def print_summary(record: OrderRecord, console: Console) -> None:
         scores = ", ".join(f"{k} {v:.4f}" for k, v in record.scores.accuracy.items())
         console.print(f"holdout accuracy: {scores} (median {record.scores.median_accuracy:.4f})")
     if record.verdict:
-        colour = "green" if record.verdict.accepted else "red"
-        console.print(f"[bold {colour}]work verdict: {'accepted' if record.verdict.accepted else 'rejected'}[/]"
+        colour = "green" if record.verdict.accepted != record.overturned else "red"
+        console.print(f"[bold {colour}]work verdict: {record.work_verdict}[/]"
                       " (the Proof of Train alone; it pays or slashes)")
         for reason in record.verdict.reasons:
             console.print(f"  {reason}", highlight=False)

@@ -78,7 +78,7 @@ def summary_markdown(record: OrderRecord) -> str:
              "| stage | seconds |", "|---|---:|"]
     lines += [f"| {t.stage} | {t.seconds:.2f} |" for t in record.timings]
     if record.verdict:
-        lines += ["", f"## Work verdict: {'accepted' if record.verdict.accepted else 'rejected'}", "",
+        lines += ["", f"## Work verdict: {record.work_verdict}", "",
                   "Decided by the Proof of Train, the signatures and the commitments alone; it alone pays or slashes.", ""]
         lines += [f"- {reason}" for reason in record.verdict.reasons]
         report = record.verdict.model_report

@@ -84,7 +84,7 @@ def settle(upload: Upload, net: Network) -> Settled:
         client = net.party(CLIENT).account
         wait_for_finality(net.market, client, oid)
         result = net.market.settle(client, order_id=oid)
-    return Settled.from_chain(result, net.market.ledger(oid))
+    return Settled.from_chain(result, net.market.ledger(oid), net.market.order(oid))
 
 
 @task(name="settle", cache_policy=NO_CACHE)

@@ -20,6 +20,7 @@ from bahen.devnet import PARAMS
 from bahen.errors import BahenError
 from bahen.network import connect
 from bahen.parties import validator_name, worker_name
+from bahen.records import OrderRecord
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 from flows.resolve import resolve as resolve_flow
@@ -29,6 +30,7 @@ from tasks.dispatch import send_resolvers
 from tasks.dispute import (CaseNotHanded, DisputeCase, DisputeError, EvidenceGap, checked_keys, hand_over, handed_case,
                            open_dispute, resolve)
 from tasks.encrypt_upload import encrypt_upload
+from tasks.report import summary_markdown
 from tasks.score import score
 from tasks.settle import settle
 from tasks.shard import shard
@@ -188,7 +190,8 @@ def test_an_honest_worker_overturns_a_false_rejection_and_is_paid(net):
     upload, plan, assignment, training = _stages(net, "0x" + "d4" * 32)
     _lying_verification(net, upload, plan, assignment, training, says_passed=False)
     score(SMALL, upload, plan, training, net)
-    assert not audit(upload, plan, assignment, training, net).accepted
+    verdict = audit(upload, plan, assignment, training, net)
+    assert not verdict.accepted
 
     worker = net.party_at(assignment.address, role="worker")
     opened = open_dispute(SMALL, upload, plan, training, worker, net)
@@ -222,10 +225,16 @@ def test_an_honest_worker_overturns_a_false_rejection_and_is_paid(net):
     assert net.market.order(oid).tasks[0].verdict == "accepted"
 
     settled = settle(upload, net)
-    assert settled.payouts_wei[assignment.address] == assignment.payment_wei
+    assert settled.payouts_wei[assignment.address] == assignment.payment_wei and settled.overturned == [0]
     assert {s.member for s in settled.slashes} == {plan.validators[0].address}
     assert {"task payment", "bounty", "bond returned"} <= set(_credits(net, upload.order_id, worker.address))
     assert deliver(upload, plan, training, net).validator == plan.validators[1].address
+    # the client's record shows the verdict that paid, beside Wasp's
+    record = OrderRecord(order_id=upload.order_id, spec=SMALL, status="settled", upload=upload, shard=plan,
+                         training=training, verdict=verdict, settled=settled)
+    assert record.work_verdict == "accepted, overturned by a dispute (Wasp's: rejected)"
+    assert "## Work verdict: accepted, overturned by a dispute (Wasp's: rejected)" in summary_markdown(record)
+    assert record.model_copy(update={"settled": None}).work_verdict == "rejected"  # until settlement reads the chain
 
 
 def test_a_dispute_of_honest_work_is_dismissed_and_its_bond_pays_the_worker(net):
@@ -272,7 +281,7 @@ def test_a_dispute_of_honest_work_is_dismissed_and_its_bond_pays_the_worker(net)
 
     settled = settle(upload, net)
     assert settled.payouts_wei[assignment.address] == assignment.payment_wei
-    assert settled.slashes == []
+    assert settled.slashes == [] and settled.overturned == []
     assert "bond forfeited" in _credits(net, upload.order_id, assignment.address)
     assert _credits(net, upload.order_id, disputer.address) == ["validator fee"]
     assert deliver(upload, plan, training, net).validator == plan.validators[0].address
