@@ -82,7 +82,7 @@ def dispute_resolve(
     passed; before that, the command says when to try again.
     """
     from bahen.accounts import acting_party
-    from tasks.dispute import vote as cast_vote
+    from tasks.dispute import cast_vote
 
     net = network()
     resolver = net.party(acting_party(net.keystore, name))

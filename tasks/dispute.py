@@ -320,7 +320,7 @@ def _awaiting(oid: bytes, task: int, resolver: Identity, net: Network) -> Disput
     return dispute
 
 
-def vote(order_id: str, task: int, resolver: Identity, net: Network) -> Vote:
+def cast_vote(order_id: str, task: int, resolver: Identity, net: Network) -> Vote:
     """As a resolver the chain drew: vote on the case the disputer handed over (:func:`resolve`).
 
     A disputer hands its case over as soon as the resolvers are drawn (:func:`dispute`); once half the
@@ -347,4 +347,4 @@ def vote(order_id: str, task: int, resolver: Identity, net: Network) -> Vote:
 def resolve_task(order_id: str, index: int, resolver: str) -> Vote:
     """Prefect task: as ``resolver``, a validator of this host the chain drew, vote on the dispute of task ``index``."""
     net = network()
-    return vote(order_id, index, net.party_at(resolver, role="validator"), net)
+    return cast_vote(order_id, index, net.party_at(resolver, role="validator"), net)
