@@ -366,24 +366,30 @@ def test_the_dispute_commands_carry_a_false_rejection_from_the_worker_to_a_vote_
     assert not case.verdict.accepted and recheck(case, net.store, net.market) == []
     final = _cli("dispute", "open", order_id, "--no-send", "--as", worker.name)
     assert isinstance(final.exception, DisputeError) and "has already overturned the verdict" in str(final.exception)
+    for late in set(dispute.resolvers) - set(net.market.dispute_votes(oid, 0)):
+        closed = _cli("dispute", "resolve", order_id, "--as", _validator(net, late).name)
+        assert isinstance(closed.exception, DisputeError)
+        assert "has no dispute to vote on (its latest: upheld)" in str(closed.exception)
     assert settle(upload, net).payouts_wei[assignment.address] == assignment.payment_wei
 
 
-def test_a_disputer_interrupted_after_opening_hands_its_case_over_on_the_next_run_and_resolvers_wait_for_it(net):
-    upload, plan, assignment, training = _stages(net, "0x" + "d8" * 32)
+@pytest.mark.parametrize("drawn", [False, True], ids=["before the draw", "after the draw"])
+def test_a_disputer_interrupted_after_opening_hands_its_case_over_on_the_next_run_and_resolvers_wait_for_it(net, drawn):
+    upload, plan, assignment, training = _stages(net, "0x" + ("d8" if drawn else "dd") * 32)
     _lying_verification(net, upload, plan, assignment, training, says_passed=False)
     score(SMALL, upload, plan, training, net)
     assert not audit(upload, plan, assignment, training, net).accepted
     order_id, oid = upload.order_id, bytes.fromhex(upload.order_id[2:])
     worker = net.party_at(assignment.address, role="worker")
     opened = open_dispute(SMALL, upload, plan, training, worker, net)  # the process stops before the hand-over
-    net.market.draw_resolvers(worker.account, order_id=oid, task=0)
-
-    early = _cli("dispute", "resolve", order_id, "--as", _validator(net, net.market.dispute(oid, 0).resolvers[0]).name)
-    assert isinstance(early.exception, DisputeError)
-    assert f"the disputer {worker.address} has not handed over its case" in str(early.exception)
-    assert "a resolver votes to dismiss a dispute whose case never came" in str(early.exception)
-    assert net.market.dispute_votes(oid, 0) == {}
+    if drawn:  # by anyone
+        net.market.draw_resolvers(worker.account, order_id=oid, task=0)
+        early = _cli("dispute", "resolve", order_id, "--as", _validator(net, net.market.dispute(oid, 0).resolvers[0]).name)
+        assert isinstance(early.exception, CaseNotHanded)
+        assert f"the disputer {worker.address} has not handed over its case" in str(early.exception)
+        assert "a resolver votes to dismiss a dispute whose case never came" in str(early.exception)
+        assert net.market.dispute_votes(oid, 0) == {}
+    assert net.market.dispute(oid, 0).status == ("voting" if drawn else "drawing")
 
     resumed = _cli("dispute", "open", order_id, "--no-send", "--as", worker.name)
     assert resumed.exit_code == 0, resumed.output
