@@ -183,14 +183,14 @@ def disputed_task(order_id: str, task: int, net: Network) -> tuple[OrderSpec, Au
     """The order spec its client signed and the case Wasp signed with the task's verdict, read from the chain
     and the store (``bahen.audit.reconstruct``): what a party that never saw the order's runs disputes."""
     order_id = OrderBook.check_id(order_id)
-    tasks = len(net.market.order(bytes.fromhex(order_id[2:])).tasks)
-    if not 0 <= task < tasks:
-        raise DisputeError(f"order {order_id} has {tasks} task(s), numbered from 0: it has no task {task}")
-    judged = [case for case in reconstruct(order_id, net.store, net.market) if case.training.task == task]
-    if not judged:
+    tasks = net.market.order(bytes.fromhex(order_id[2:])).tasks
+    if not 0 <= task < len(tasks):
+        raise DisputeError(f"order {order_id} has {len(tasks)} task(s), numbered from 0: it has no task {task}")
+    if tasks[task].verdict == "none":
         raise DisputeError(f"task {task} of order {order_id} has no verdict yet: dispute it once Wasp has recorded one")
-    spec, _, _ = signed_inputs(judged[0].upload, task, net)
-    return spec, judged[0]
+    [judged] = [case for case in reconstruct(order_id, net.store, net.market) if case.training.task == task]
+    spec, _, _ = signed_inputs(judged.upload, task, net)
+    return spec, judged
 
 
 def open_case(spec: OrderSpec, upload: Upload, training: Training, disputer: Identity, net: Network) -> DisputeCase | None:

@@ -318,9 +318,11 @@ def test_the_dispute_commands_carry_a_false_rejection_from_the_worker_to_a_vote_
     upload, plan, assignment, training = _stages(net, "0x" + "d7" * 32)
     _lying_verification(net, upload, plan, assignment, training, says_passed=False)
     score(SMALL, upload, plan, training, net)
-    assert not audit(upload, plan, assignment, training, net).accepted
     order_id, oid = upload.order_id, bytes.fromhex(upload.order_id[2:])
     worker = net.party_at(assignment.address, role="worker")
+    unjudged = _cli("dispute", "open", order_id, "--no-send", "--as", worker.name)
+    assert isinstance(unjudged.exception, DisputeError) and "has no verdict yet" in str(unjudged.exception)
+    assert not audit(upload, plan, assignment, training, net).accepted
     outsider = next(net.party(validator_name(i)) for i in range(6)
                     if net.party(validator_name(i)).address not in {s.address for s in plan.validators})
 
