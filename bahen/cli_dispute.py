@@ -53,7 +53,8 @@ def dispute_open(
     claim = "accepted" if opened.claim_accepted else "rejected"
     console.print(f"disputed: the task should be {claim}; bond {eth(opened.bond)} ETH; the case is handed to "
                   f"{len(opened.resolvers)} resolvers ({', '.join(opened.resolvers)}), who vote by "
-                  f"{chain_time(opened.resolve_by)} (chain time). Follow it with `bahen dispute show {case.upload.order_id}`")
+                  f"{chain_time(opened.resolve_by)} (chain time). Follow it with "
+                  f"`bahen dispute show {case.upload.order_id}`")
     settings = load_settings()
     if send is None:
         send = settings.prefect_api_url is not None

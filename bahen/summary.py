@@ -56,14 +56,20 @@ def print_summary(record: OrderRecord, console: Console) -> None:
 
 def print_chain_order(view: OrderView, ledger: Ledger, console: Console) -> None:
     """What anyone can read of an order from the chain alone: its client, escrow and deadline, each
-    task's drawn worker, commitment and verdict, each validator slot, and every credit and slash."""
+    task's drawn worker, commitment, verdict and disputes, each validator slot, and every credit and slash
+    (`bahen dispute show` has each dispute's panel and votes)."""
     console.print(f"\n[bold]order[/] {view.order_id}  [bold]status[/] {view.status} (on chain)")
     console.print(f"client {view.client}, spec hash {view.spec_hash}, escrow {view.escrow / ETH:.6f} ETH "
                   f"({view.allocated / ETH:.6f} allocated), deadline {view.deadline} (unix time), "
                   f"commit window {view.commit_window} s", highlight=False)
-    tasks = Table("task", "worker", "payment ETH", "committed root", "verdict", title="tasks (drawn by the chain)")
+    tasks = Table("task", "worker", "payment ETH", "committed root", "verdict", "disputes",
+                  title="tasks (drawn by the chain)")
     for t in view.tasks:
-        tasks.add_row(str(t.task), t.worker, f"{t.payment / ETH:.6f}", t.root if t.commit_block else "—", t.verdict)
+        verdict = t.verdict
+        if t.verdict != t.wasp_verdict:
+            verdict += f", overturned by a dispute (Wasp's: {t.wasp_verdict})"
+        tasks.add_row(str(t.task), t.worker, f"{t.payment / ETH:.6f}", t.root if t.commit_block else "—", verdict,
+                      str(t.disputes))
     console.print(tasks)
     slots = Table("validator", "fee ETH", "reported", "overturned", title="validators (drawn by the chain)")
     for v in view.validators:

@@ -211,7 +211,8 @@ def open_case(spec: OrderSpec, upload: Upload, training: Training, disputer: Ide
                        counter_digest=latest.counter_digest)
 
 
-def dispute(order_id: str, task: int, disputer: Identity, net: Network, *, poll_s: float = 2.0) -> tuple[DisputeCase, ArtifactRef]:
+def dispute(order_id: str, task: int, disputer: Identity, net: Network, *,
+            poll_s: float = 2.0) -> tuple[DisputeCase, ArtifactRef]:
     """Dispute task ``task`` of ``order_id`` as ``disputer`` from the chain and the store alone: re-verify it,
     open the dispute with the bond and hand the case over; or, where ``disputer`` has one open already,
     hand that one over. Returns the case and where it is stored."""

@@ -90,6 +90,16 @@ def _lying_verification(net, upload, plan, assignment, training, *, says_passed:
     publish(net, verifier, lie, kind=REPORT_VERIFICATION, name="lying report")
 
 
+def _falsely_rejected(net, salt):
+    """An honest order whose verifier signs a failed verification: Wasp rejects it."""
+    upload, plan, assignment, training = _stages(net, salt)
+    _lying_verification(net, upload, plan, assignment, training, says_passed=False)
+    score(SMALL, upload, plan, training, net)
+    verdict = audit(upload, plan, assignment, training, net)
+    assert not verdict.accepted
+    return upload, plan, assignment, training, verdict
+
+
 def _validator(net, address):
     return next(net.party(validator_name(i)) for i in range(6) if net.party(validator_name(i)).address == address)
 
@@ -187,11 +197,7 @@ def test_an_accomplice_that_disputes_accepted_fraud_first_and_withholds_the_case
 
 
 def test_an_honest_worker_overturns_a_false_rejection_and_is_paid(net):
-    upload, plan, assignment, training = _stages(net, "0x" + "d4" * 32)
-    _lying_verification(net, upload, plan, assignment, training, says_passed=False)
-    score(SMALL, upload, plan, training, net)
-    verdict = audit(upload, plan, assignment, training, net)
-    assert not verdict.accepted
+    upload, plan, assignment, training, verdict = _falsely_rejected(net, "0x" + "d4" * 32)
 
     worker = net.party_at(assignment.address, role="worker")
     opened = open_dispute(SMALL, upload, plan, training, worker, net)
@@ -377,16 +383,14 @@ def test_the_dispute_commands_carry_a_false_rejection_from_the_worker_to_a_vote_
 
 @pytest.mark.parametrize("drawn", [False, True], ids=["before the draw", "after the draw"])
 def test_a_disputer_interrupted_after_opening_hands_its_case_over_on_the_next_run_and_resolvers_wait_for_it(net, drawn):
-    upload, plan, assignment, training = _stages(net, "0x" + ("d8" if drawn else "dd") * 32)
-    _lying_verification(net, upload, plan, assignment, training, says_passed=False)
-    score(SMALL, upload, plan, training, net)
-    assert not audit(upload, plan, assignment, training, net).accepted
+    upload, plan, assignment, training, _ = _falsely_rejected(net, "0x" + ("d8" if drawn else "dd") * 32)
     order_id, oid = upload.order_id, bytes.fromhex(upload.order_id[2:])
     worker = net.party_at(assignment.address, role="worker")
     opened = open_dispute(SMALL, upload, plan, training, worker, net)  # the process stops before the hand-over
     if drawn:  # by anyone
         net.market.draw_resolvers(worker.account, order_id=oid, task=0)
-        early = _cli("dispute", "resolve", order_id, "--as", _validator(net, net.market.dispute(oid, 0).resolvers[0]).name)
+        first = _validator(net, net.market.dispute(oid, 0).resolvers[0])
+        early = _cli("dispute", "resolve", order_id, "--as", first.name)
         assert isinstance(early.exception, CaseNotHanded)
         assert f"the disputer {worker.address} has not handed over its case" in str(early.exception)
         assert "a resolver votes to dismiss a dispute whose case never came" in str(early.exception)
@@ -431,10 +435,7 @@ def test_a_disputer_sends_each_drawn_resolver_a_resolve_run_on_its_own_queue_and
             client.create_work_pool(WorkPoolCreate(name="validators", type="process"))
         except ObjectAlreadyExists:
             pass
-    upload, plan, assignment, training = _stages(net, "0x" + "da" * 32)
-    _lying_verification(net, upload, plan, assignment, training, says_passed=False)
-    score(SMALL, upload, plan, training, net)
-    assert not audit(upload, plan, assignment, training, net).accepted
+    upload, plan, assignment, training, _ = _falsely_rejected(net, "0x" + "da" * 32)
     order_id, oid = upload.order_id, bytes.fromhex(upload.order_id[2:])
     worker = net.party_at(assignment.address, role="worker")
     undeployed = _cli("dispute", "open", order_id, "--as", worker.name)  # a server without this version's deployments

@@ -339,7 +339,8 @@ def test_each_later_dispute_of_a_task_draws_twice_the_resolvers_and_bonds_in_pro
     _conserved(bahen, chain, parties, pool)
 
 
-def test_votes_and_the_disputes_awaiting_a_resolver_are_read_back_for_the_latest_dispute_only(bahen, chain, parties, pool):
+def test_votes_and_the_disputes_awaiting_a_resolver_are_read_back_for_the_latest_dispute_only(
+        bahen, chain, parties, pool):
     _judged(bahen, parties, pool, accepted=True)
     for i in range(POOL, POOL + 12):  # more validators outside the order: the second panel leaves some of the first out
         extra = account(f"resolver {i}")
