@@ -232,6 +232,7 @@ def test_an_honest_worker_overturns_a_false_rejection_and_is_paid(net):
 
     settled = settle(upload, net)
     assert settled.payouts_wei[assignment.address] == assignment.payment_wei and settled.overturned == [0]
+    assert settle(upload, net) == settled  # a run that settled before: read back from the chain, not settled twice
     assert {s.member for s in settled.slashes} == {plan.validators[0].address}
     assert {"task payment", "bounty", "bond returned"} <= set(_credits(net, upload.order_id, worker.address))
     assert deliver(upload, plan, training, net).validator == plan.validators[1].address
