@@ -22,7 +22,7 @@ case there (:func:`handed_case`). ``bahen dispute`` is the command around these 
 import time
 
 from contracts.errors import ChallengeNotReady, ContractRevert
-from contracts.models import DisputeView
+from contracts.models import DisputeView, TaskView
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from privacy.errors import PrivacyError
@@ -183,14 +183,19 @@ def disputed_task(order_id: str, task: int, net: Network) -> tuple[OrderSpec, Au
     """The order spec its client signed and the case Wasp signed with the task's verdict, read from the chain
     and the store (``bahen.audit.reconstruct``): what a party that never saw the order's runs disputes."""
     order_id = OrderBook.check_id(order_id)
-    tasks = net.market.order(bytes.fromhex(order_id[2:])).tasks
-    if not 0 <= task < len(tasks):
-        raise DisputeError(f"order {order_id} has {len(tasks)} task(s), numbered from 0: it has no task {task}")
-    if tasks[task].verdict == "none":
+    if _task_view(order_id, task, net).verdict == "none":
         raise DisputeError(f"task {task} of order {order_id} has no verdict yet: dispute it once Wasp has recorded one")
     [judged] = [case for case in reconstruct(order_id, net.store, net.market) if case.training.task == task]
     spec, _, _ = signed_inputs(judged.upload, task, net)
     return spec, judged
+
+
+def _task_view(order_id: str, task: int, net: Network) -> TaskView:
+    """Task ``task`` of the order as the chain holds it; an order the market does not hold is named as such."""
+    tasks = net.market.order(bytes.fromhex(order_id[2:])).tasks
+    if not 0 <= task < len(tasks):
+        raise DisputeError(f"order {order_id} has {len(tasks)} task(s), numbered from 0: it has no task {task}")
+    return tasks[task]
 
 
 def open_case(spec: OrderSpec, upload: Upload, training: Training, disputer: Identity, net: Network) -> DisputeCase | None:
@@ -229,6 +234,7 @@ class CaseNotHanded(DisputeError):
 def handed_case(order_id: str, task: int, net: Network) -> ArtifactRef:
     """Where the disputer of the task's open dispute stored the case it handed its resolvers (:func:`hand_over`)."""
     order_id = OrderBook.check_id(order_id)
+    _task_view(order_id, task, net)
     latest = net.market.dispute(bytes.fromhex(order_id[2:]), task)
     if latest.status != "voting":
         raise DisputeError(f"task {task} of order {order_id} has no dispute to vote on (its latest: {latest.status})")

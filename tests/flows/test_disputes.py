@@ -357,6 +357,10 @@ def test_the_dispute_commands_carry_a_false_rejection_from_the_worker_to_a_vote_
         or outsider.address in dispute.resolvers
 
     first = _validator(net, dispute.resolvers[0])
+    unknown = _cli("dispute", "resolve", "0x" + "ee" * 32, "--as", first.name)
+    assert f"order 0x{'ee' * 32} does not exist on market" in str(unknown.exception)
+    beyond = _cli("dispute", "resolve", order_id, "--task", "3", "--as", first.name)
+    assert "has 1 task(s), numbered from 0: it has no task 3" in str(beyond.exception)
     voted = _cli("dispute", "resolve", order_id, "--as", first.name)
     assert voted.exit_code == 0, voted.output
     assert "voted to uphold (re-verification says accepted, the disputer claims accepted)" in voted.output
