@@ -139,9 +139,21 @@ def hand_over(case: DisputeCase, shard: Shard, disputer: Identity, net: Network,
     oid = bytes.fromhex(order_id[2:])
     name = handed_pointer(order_id, task, case.counter_digest)
     try:
-        return net.store.get_pointer(disputer.address, name)
+        handed = net.store.get_pointer(disputer.address, name)
     except MissingArtifactError:
-        pass
+        handed = None
+    if handed is not None:
+        try:
+            own, _ = get_signed(net.store, handed, DisputeCase, expected_signer=disputer.address)
+        except (PrivacyError, StorageError):
+            own = None
+        if own is None or own.counter_digest != case.counter_digest:
+            raise DisputeError(f"the store's name for {disputer.name}'s case of order {order_id} task {task} already "
+                               "names an artifact it did not sign for this dispute: where every party writes to the "
+                               "store with one credential, another took the name first once the dispute was on chain. "
+                               "The resolvers find no case there: the dispute expires, the verdict stands and the bond "
+                               "returns") from None
+        return handed
     resolvers: list[str] = []
     while not resolvers:  # empty: the seed block aged out and the draw re-anchored on the next one
         try:

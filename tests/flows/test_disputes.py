@@ -28,7 +28,7 @@ from tasks.audit import audit
 from tasks.deliver import NotDeliverable, deliver
 from tasks.dispatch import send_resolvers
 from tasks.dispute import (CaseNotHanded, DisputeCase, DisputeError, EvidenceGap, checked_keys, hand_over, handed_case,
-                           open_dispute, resolve)
+                           handed_pointer, open_dispute, resolve)
 from tasks.encrypt_upload import encrypt_upload
 from tasks.report import summary_markdown
 from tasks.score import score
@@ -417,6 +417,19 @@ def test_a_disputer_interrupted_after_opening_hands_its_case_over_on_the_next_ru
         unsent.exception)
     votes = _resolve_all(net, order_id, case)
     assert votes and all(v.uphold for v in votes)
+
+
+def test_a_disputer_whose_case_name_a_stranger_took_first_is_told_so_rather_than_handing_over_nothing(net):
+    """Where every party writes to the store with one credential, the name of the disputer's case is known
+    once the dispute is on chain, and a stranger can write it first."""
+    upload, plan, assignment, training, _ = _falsely_rejected(net, "0x" + "de" * 32)
+    worker = net.party_at(assignment.address, role="worker")
+    opened = open_dispute(SMALL, upload, plan, training, worker, net)
+    junk, _ = put_signed(net.store, Identity.generate("squatter"), opened, name="a case the worker did not sign")
+    net.store.put_pointer(worker.address, handed_pointer(upload.order_id, 0, opened.counter_digest), junk)
+    taken = _cli("dispute", "open", upload.order_id, "--no-send", "--as", worker.name)
+    assert isinstance(taken.exception, DisputeError)
+    assert "already names an artifact it did not sign for this dispute" in str(taken.exception)
 
 
 def test_a_dispute_opened_without_a_stored_counter_report_cannot_be_handed_over_and_says_so(net):
