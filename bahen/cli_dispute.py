@@ -79,8 +79,9 @@ def dispute_resolve(
 ) -> None:
     """Re-verify a disputed task as a resolver the chain drew, from the case its disputer handed over, and vote.
 
-    A case its disputer never handed over is voted down once half the resolution period since the draw has
-    passed; before that, the command says when to try again.
+    Only the case whose digest the disputer recorded on chain counts. A dispute with none recorded once half
+    the resolution period since the draw has passed is voted down (before that, the command says when to try
+    again), and so is a recorded case the store does not hold or that does not hold the task's evidence.
     """
     from bahen.accounts import acting_party
     from tasks.dispute import cast_vote

@@ -6,7 +6,7 @@ order with ``tasks`` tasks and ``validators`` validator slots, has the chain dra
 (its first validator) submit a verification report per task and every validator a performance
 report per task, accepts all tasks but the last
 (which is rejected and slashed), waits out the dispute window, settles, and lets every payee
-withdraw. A dispute (open, draw the resolvers, two votes that close it) is measured on its own, and
+withdraw. A dispute (open, draw the resolvers, record the case, two votes that close it) is measured on its own, and
 so is how a draw's gas grows with the members that registered and left: a draw of one worker and
 one validator after ``abandoned`` workers and as many validators registered with the least stake and
 unbonded it, as a multiple of the same draw before any did.
@@ -206,6 +206,7 @@ def _dispute(chain: Chain, rec: _Recorder, b: Bahen, client, wasp, by_address, v
     chain.mine(1)
     drawn = rec(f"draw_resolvers ({PARAMS.resolver_count} of {len(validators) - 1})", b.draw_resolvers, client,
                 order_id=oid, task=0, lifecycle=False)
+    rec("hand_over", b.hand_over, disputer, order_id=oid, task=0, case_digest=keccak(text="case"), lifecycle=False)
     for name, address in zip(("vote_dispute", "vote_dispute (closes it)"), drawn):
         rec(name, b.vote_dispute, by_address[address], order_id=oid, task=0, uphold=True,
             report_digest=keccak(text=address), lifecycle=False)

@@ -411,6 +411,18 @@ class Bahen:
         drawn = self.market.events.ResolversDrawn().process_receipt(receipt, errors=DISCARD)
         return list(drawn[0]["args"]["resolvers"]) if drawn else []
 
+    def hand_over(self, acct: LocalAccount, *, order_id: bytes, task: int, case_digest: bytes) -> str:
+        """The disputer records the SHA-256 of the case it hands its drawn resolvers: once, within the first
+        half of the resolution period (:meth:`hand_by`)."""
+        fn = self.market.functions.handOver(_b32("order_id", order_id), task, _b32("case_digest", case_digest))
+        return self._send(acct, fn, "hand_over")
+
+    def hand_by(self, dispute: DisputeView) -> int:
+        """The last chain time at which the disputer of a drawn dispute may record its case: half the
+        resolution period after the draw. A resolver votes to dismiss a dispute with none from then on."""
+        period = self.params().resolution_period
+        return dispute.resolve_by - period + period // 2
+
     def vote_dispute(self, acct: LocalAccount, *, order_id: bytes, task: int, uphold: bool, report_digest: bytes) -> str:
         """A drawn resolver's vote: `uphold` when its re-verification contradicts the verdict."""
         fn = self.market.functions.voteDispute(
@@ -427,7 +439,8 @@ class Bahen:
         d = self.chain.call(self.market.functions.getDispute(_b32("order_id", order_id), task), "dispute")
         return DisputeView(
             disputer=d[0], status=DISPUTE_STATUSES[d[1]], claim_accepted=d[2], votes_uphold=d[3], votes_dismiss=d[4],
-            anchor_block=d[5], resolve_by=d[6], closed_at=d[7], bond=d[8], counter_digest=_hex(d[9]), resolvers=list(d[10]),
+            anchor_block=d[5], resolve_by=d[6], closed_at=d[7], bond=d[8], counter_digest=_hex(d[9]),
+            case_digest=_hex(d[10]), resolvers=list(d[11]),
         )
 
     def dispute_votes(self, order_id: bytes, task: int) -> dict[str, bool]:

@@ -115,6 +115,7 @@ class DisputeView(BaseModel):
                            "again, by another member, for a dispute window from here")
     bond: int
     counter_digest: str
+    case_digest: str = Field(description="SHA-256 of the case the disputer handed its resolvers (zeros until it does)")
     resolvers: list[str]
 
 

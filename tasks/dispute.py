@@ -14,9 +14,10 @@ whom is the contract's rule (contracts/README.md).
 
 Every party acts from its own host, knowing only the order id and the task: the disputer reads the
 task's inputs from the case Wasp signed with its verdict (:func:`disputed_task`), names its
-counter-report and the case it hands over in its own folder of the store by the counter-report's
-digest on chain (:func:`counter_pointer`, :func:`handed_pointer`), and a drawn resolver finds the
-case there (:func:`handed_case`). ``bahen dispute`` is the command around these stages.
+counter-report in its own folder of the store by the counter-report's digest on chain
+(:func:`counter_pointer`), and records on chain the SHA-256 of the case it hands over, stored first
+under a name that holds it (:func:`handed_pointer`); a drawn resolver finds the case from the chain
+alone (:func:`handed_case`) and takes no other. ``bahen dispute`` is the command around these stages.
 """
 
 import time
@@ -28,7 +29,7 @@ from prefect.cache_policies import NO_CACHE
 from privacy.errors import PrivacyError
 from privacy.identity import Identity, PublicIdentity
 from pydantic import BaseModel, Field
-from storage.errors import MissingArtifactError, StorageError
+from storage.errors import ArtifactError, MissingArtifactError
 from storage.refs import ArtifactRef
 
 from bahen.artifacts import PROOF_ROLE, get_decrypted, get_signed, open_stored_grant, put_grant, put_signed
@@ -41,6 +42,9 @@ from bahen.spec import OrderSpec
 from tasks.inputs import InputMismatch, check_inputs, signed_inputs, worker_evidence
 from tasks.runtime import network
 from tasks.verify import REPORT_VERIFICATION, model_key, reexecute
+
+
+_NO_CASE = "0x" + "00" * 32  # a dispute's case digest on chain until its disputer records one
 
 
 class DisputeError(BahenError):
@@ -129,31 +133,16 @@ def open_dispute(spec: OrderSpec, upload: Upload, shard: Shard, training: Traini
 
 
 def hand_over(case: DisputeCase, shard: Shard, disputer: Identity, net: Network, *, poll_s: float = 2.0) -> ArtifactRef:
-    """Draw the resolvers, wrap the train and model keys to each, and sign and store the case with the grants:
-    what each resolver is handed (:func:`resolve`), named in the disputer's folder (:func:`handed_pointer`).
+    """Draw the resolvers, wrap the train and model keys to each, sign and store the case with the grants,
+    and record its digest on chain: what each resolver is handed (:func:`handed_case`, :func:`resolve`).
 
     Waits for the seed block on a chain that mines on its own, and draws again from a fresh one when it
-    aged out; a case already handed over is returned as it was.
+    aged out; a case already recorded is returned as it was.
     """
     order_id, task = case.upload.order_id, case.training.task
     oid = bytes.fromhex(order_id[2:])
-    name = handed_pointer(order_id, task, case.counter_digest)
-    try:
-        handed = net.store.get_pointer(disputer.address, name)
-    except MissingArtifactError:
-        handed = None
-    if handed is not None:
-        try:
-            own, _ = get_signed(net.store, handed, DisputeCase, expected_signer=disputer.address)
-        except (PrivacyError, StorageError):
-            own = None
-        if own is None or own.counter_digest != case.counter_digest:
-            raise DisputeError(f"the store's name for {disputer.name}'s case of order {order_id} task {task} already "
-                               "names an artifact it did not sign for this dispute: where every party writes to the "
-                               "store with one credential, another took the name first once the dispute was on chain. "
-                               "The resolvers find no case there: the dispute expires, the verdict stands and the bond "
-                               "returns") from None
-        return handed
+    if net.market.dispute(oid, task).case_digest != _NO_CASE:
+        return handed_case(order_id, task, net)
     resolvers: list[str] = []
     while not resolvers:  # empty: the seed block aged out and the draw re-anchored on the next one
         try:
@@ -174,7 +163,17 @@ def hand_over(case: DisputeCase, shard: Shard, disputer: Identity, net: Network,
                            for role, key in keys.items()}
     ref, _ = put_signed(net.store, disputer, case.model_copy(update={"grants": grants}),
                         name=f"order {order_id[:10]}/task {task}/dispute case by {disputer.name}")
-    net.store.put_pointer(disputer.address, name, ref)
+    # Named in the store before its digest is public, so nobody can take the name first.
+    net.store.put_pointer(disputer.address, handed_pointer(order_id, task, ref.sha256), ref)
+    try:
+        net.market.hand_over(disputer.account, order_id=oid, task=task, case_digest=bytes.fromhex(ref.sha256))
+    except ContractRevert as exc:
+        hand_by = net.market.hand_by(net.market.dispute(oid, task))
+        if exc.error not in ("HandOverClosed", "RevertedWhenMined") or net.chain.now() <= hand_by:
+            raise
+        raise DisputeError(f"{disputer.name} handed over its case of order {order_id} task {task} after chain time "
+                           f"{hand_by}, half the resolution period after the draw: the chain no longer records it, and "
+                           "the resolvers vote the dispute down") from None
     return ref
 
 
@@ -185,10 +184,11 @@ def counter_pointer(order_id: str, task: int, counter_digest: str) -> str:
     return f"orders/{order_id.lower()}/task-{task}/counter-{counter_digest.removeprefix('0x').lower()}"
 
 
-def handed_pointer(order_id: str, task: int, counter_digest: str) -> str:
-    """The store's name, in the disputer's folder, for the signed case it hands the resolvers of its dispute
-    with the counter-report of ``counter_digest``: a drawn resolver finds it from the chain alone (:func:`handed_case`)."""
-    return f"orders/{order_id.lower()}/task-{task}/dispute-{counter_digest.removeprefix('0x').lower()}"
+def handed_pointer(order_id: str, task: int, case_digest: str) -> str:
+    """The store's name, in the disputer's folder, for the signed case whose SHA-256 the chain records at the
+    hand-over: a drawn resolver finds it from the chain alone (:func:`handed_case`), and nobody can write the
+    name before the disputer does, since it is not known before the case exists."""
+    return f"orders/{order_id.lower()}/task-{task}/dispute-case-{case_digest.removeprefix('0x').lower()}"
 
 
 def disputed_task(order_id: str, task: int, net: Network) -> tuple[OrderSpec, AuditCase]:
@@ -240,25 +240,34 @@ def dispute(order_id: str, task: int, disputer: Identity, net: Network, *,
 
 
 class CaseNotHanded(DisputeError):
-    """The disputer of an open dispute has not handed its resolvers the case (yet)."""
+    """The disputer of an open dispute has not recorded on chain the case it hands its resolvers (yet)."""
+
+
+class EvidenceGap(DisputeError):
+    """The case the disputer recorded is not in the store, or does not hold the task's own inputs, proof,
+    response and keys: it counts against the disputer."""
 
 
 def handed_case(order_id: str, task: int, net: Network) -> ArtifactRef:
-    """Where the disputer of the task's open dispute stored the case it handed its resolvers (:func:`hand_over`)."""
+    """The case the disputer of the task's open dispute handed its resolvers: the one whose digest it recorded
+    on chain (:func:`hand_over`), found under the name that digest gives in the disputer's folder."""
     order_id = OrderBook.check_id(order_id)
     _task_view(order_id, task, net)
     latest = net.market.dispute(bytes.fromhex(order_id[2:]), task)
     if latest.status != "voting":
         raise DisputeError(f"task {task} of order {order_id} has no dispute to vote on (its latest: {latest.status})")
-    try:
-        return net.store.get_pointer(latest.disputer, handed_pointer(order_id, task, latest.counter_digest))
-    except MissingArtifactError:
+    if latest.case_digest == _NO_CASE:
         raise CaseNotHanded(f"the disputer {latest.disputer} has not handed over its case of order {order_id} task "
-                            f"{task} yet: try again later.") from None
-
-
-class EvidenceGap(DisputeError):
-    """The disputer's case does not hold the task's own inputs, proof, response and keys."""
+                            f"{task} yet: try again later.")
+    try:
+        ref = net.store.get_pointer(latest.disputer, handed_pointer(order_id, task, latest.case_digest))
+    except ArtifactError as exc:
+        raise EvidenceGap(f"the disputer {latest.disputer} recorded case {latest.case_digest} on chain and the store "
+                          f"has it under no name of the disputer's: {exc}") from None
+    if ref.sha256 != latest.case_digest[2:]:
+        raise EvidenceGap(f"the disputer {latest.disputer}'s name for case {latest.case_digest} names another artifact "
+                          f"({ref.name}, SHA-256 {ref.sha256})")
+    return ref
 
 
 def checked_keys(case: DisputeCase, resolver: Identity, net: Network) -> dict[str, bytes]:
@@ -282,7 +291,7 @@ def checked_keys(case: DisputeCase, resolver: Identity, net: Network) -> dict[st
         get_decrypted(net.store, keys["train"], case.upload.train, order_id=order_id, role="train")
         if bundle.checkpoints:
             get_decrypted(net.store, keys["model"], bundle.checkpoints[0][1], order_id=order_id, role=PROOF_ROLE)
-    except (InputMismatch, PrivacyError, StorageError, ValueError) as exc:
+    except (InputMismatch, PrivacyError, ArtifactError, ValueError) as exc:
         raise EvidenceGap(f"the disputer's case does not hold the task's own evidence: {exc}") from None
     return keys
 
@@ -290,31 +299,33 @@ def checked_keys(case: DisputeCase, resolver: Identity, net: Network) -> dict[st
 def resolve(order_id: str, task: int, case_ref: ArtifactRef, resolver: Identity, net: Network) -> Vote:
     """Re-verify the disputed task as a drawn resolver and vote on chain.
 
-    The case must be signed by the disputer the chain names (:func:`hand_over`) for this dispute
-    (its order, task and counter-report), or the resolver casts no vote (:class:`DisputeError`):
-    anyone can hand a resolver a case, and one voted down would decide the dispute before the
-    disputer's own arrived. A case of the disputer's that
-    the resolver cannot check (see :func:`checked_keys`) is voted down: the burden of proof lies
-    with the disputer. Otherwise the vote follows the resolver's own re-verification, against the
-    claim the chain recorded when the dispute opened (never the one the case states).
+    The case must be the one whose digest the disputer recorded on chain (:func:`hand_over`), or the
+    resolver casts no vote (:class:`DisputeError`): anyone can hand a resolver a case, and one voted
+    down would decide the dispute before the disputer's own arrived. The recorded case is the
+    disputer's word: one that is not signed by it for this dispute (its order, task and
+    counter-report), or that the resolver cannot check (see :func:`checked_keys`), is voted down, as
+    the burden of proof lies with the disputer. Otherwise the vote follows the resolver's own
+    re-verification, against the claim the chain recorded when the dispute opened (never the one the
+    case states). A store that does not answer casts no vote: run it again.
     """
     oid = bytes.fromhex(OrderBook.check_id(order_id)[2:])
     dispute = _awaiting(oid, task, resolver, net)
+    if dispute.case_digest == _NO_CASE:
+        raise CaseNotHanded(f"the disputer {dispute.disputer} has not handed over its case of order {order_id} task "
+                            f"{task} yet: no vote was cast")
+    if "0x" + case_ref.sha256 != dispute.case_digest:
+        raise DisputeError(f"the case handed over for the dispute of order {order_id} task {task} ({case_ref.name}) "
+                           f"is not the one its disputer {dispute.disputer} recorded on chain ({dispute.case_digest}): "
+                           "no vote was cast. Vote on the recorded case (`bahen dispute resolve`)")
     try:
         case, _ = get_signed(net.store, case_ref, DisputeCase, expected_signer=dispute.disputer)
-    except (PrivacyError, StorageError) as exc:
-        raise DisputeError(f"the case handed over for the dispute of order {order_id} task {task} is not one its "
-                           f"disputer {dispute.disputer} signed ({exc}): no vote was cast. Wait for the disputer's case") from None
-    if (case.upload.order_id, case.training.task, case.disputer, case.counter_digest) != (
-            order_id, task, dispute.disputer, dispute.counter_digest):
-        raise DisputeError(f"the case handed over is its disputer's for order {case.upload.order_id} task "
-                           f"{case.training.task}, counter-report {case.counter_digest}, not this dispute's: no vote "
-                           "was cast. Wait for the disputer's case")
-    try:
+        if (case.upload.order_id, case.training.task, case.disputer, case.counter_digest) != (
+                order_id, task, dispute.disputer, dispute.counter_digest):
+            raise EvidenceGap(f"the recorded case is its disputer's for order {case.upload.order_id} task "
+                              f"{case.training.task}, counter-report {case.counter_digest}, not this dispute's")
         keys = checked_keys(case, resolver, net)
-    except EvidenceGap as gap:
-        net.market.vote_dispute(resolver.account, order_id=oid, task=task, uphold=False, report_digest=bytes(32))
-        return Vote(resolver=resolver.address, uphold=False, reason=str(gap))
+    except (EvidenceGap, PrivacyError, ArtifactError) as gap:
+        return _dismiss(oid, task, resolver, net, reason=str(gap))
     report = reexecute(case.spec, case.upload, case.training, net, train_key=keys["train"],
                        open_model_key=lambda: keys["model"])
     uphold = report.passed == dispute.claim_accepted
@@ -326,6 +337,12 @@ def resolve(order_id: str, task: int, case_ref: ArtifactRef, resolver: Identity,
     claimed = "accepted" if dispute.claim_accepted else "rejected"
     return Vote(resolver=resolver.address, uphold=uphold, report=ref,
                 reason=f"re-verification says {said}, the disputer claims {claimed}")
+
+
+def _dismiss(oid: bytes, task: int, resolver: Identity, net: Network, *, reason: str) -> Vote:
+    """Vote the dispute down for want of the disputer's evidence: no report of the resolver's stands behind it."""
+    net.market.vote_dispute(resolver.account, order_id=oid, task=task, uphold=False, report_digest=bytes(32))
+    return Vote(resolver=resolver.address, uphold=False, reason=reason)
 
 
 def _awaiting(oid: bytes, task: int, resolver: Identity, net: Network) -> DisputeView:
@@ -340,26 +357,30 @@ def _awaiting(oid: bytes, task: int, resolver: Identity, net: Network) -> Disput
 
 
 def cast_vote(order_id: str, task: int, resolver: Identity, net: Network) -> Vote:
-    """As a resolver the chain drew: vote on the case the disputer handed over (:func:`resolve`).
+    """As a resolver the chain drew: vote on the case the disputer recorded (:func:`resolve`).
 
-    A disputer hands its case over as soon as the resolvers are drawn (:func:`dispute`); once half the
-    resolution period since the draw has passed without it, the resolver votes to dismiss. The burden
-    of proof lies with the disputer, and one that withholds its case would otherwise get its bond back
-    when the dispute expires unvoted.
+    A disputer hands its case over as soon as the resolvers are drawn (:func:`dispute`), and the chain
+    records it only within half the resolution period from the draw; from then on, the resolver votes
+    to dismiss a dispute with none. The burden of proof lies with the disputer, and one that withholds
+    its case would otherwise get its bond back when the dispute expires unvoted. A recorded case
+    missing from the store is voted down at once.
     """
+    oid = bytes.fromhex(OrderBook.check_id(order_id)[2:])
     try:
         return resolve(order_id, task, handed_case(order_id, task, net), resolver, net)
+    except EvidenceGap as gap:
+        _awaiting(oid, task, resolver, net)
+        return _dismiss(oid, task, resolver, net, reason=str(gap))
     except CaseNotHanded as missing:
-        oid = bytes.fromhex(order_id[2:])
-        dispute = _awaiting(oid, task, resolver, net)
-        period = net.market.params().resolution_period
-        due = dispute.resolve_by - period + period // 2
-        if net.chain.now() < due:
-            raise CaseNotHanded(f"{missing} From chain time {due}, half the resolution period after the draw, a "
-                                "resolver votes to dismiss a dispute whose case never came") from None
-    net.market.vote_dispute(resolver.account, order_id=oid, task=task, uphold=False, report_digest=bytes(32))
-    return Vote(resolver=resolver.address, uphold=False,
-                reason=f"its disputer handed over no case by chain time {due}, half the resolution period after the draw")
+        hand_by = net.market.hand_by(_awaiting(oid, task, resolver, net))
+        if net.chain.now() <= hand_by:
+            raise CaseNotHanded(f"{missing} After chain time {hand_by}, half the resolution period after the draw, "
+                                "the chain records no case and a resolver votes to dismiss the dispute") from None
+        if net.market.dispute(oid, task).case_digest != _NO_CASE:  # the clock first: a case recorded in time is seen
+            return cast_vote(order_id, task, resolver, net)
+    return _dismiss(oid, task, resolver, net,
+                    reason=f"its disputer handed over no case by chain time {hand_by}, half the resolution period "
+                           "after the draw")
 
 
 @task(name="resolve", cache_policy=NO_CACHE)

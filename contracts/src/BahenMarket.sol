@@ -131,6 +131,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         uint64 closedAt; // a verdict left standing (dismissed, expired) may be disputed again for a window from here
         uint256 bond;
         bytes32 counterDigest;
+        bytes32 caseDigest; // SHA-256 of the case the disputer handed its resolvers (zero until it does)
         address[] resolvers;
     }
 
@@ -175,6 +176,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         bytes32 indexed orderId, uint256 indexed task, address indexed disputer, bool claimAccepted, uint256 bond,
         bytes32 counterDigest
     );
+    event CaseHandedOver(bytes32 indexed orderId, uint256 indexed task, bytes32 caseDigest);
     event ResolversDrawn(bytes32 indexed orderId, uint256 indexed task, address[] resolvers, uint64 resolveBy);
     /// @dev A draw that found no eligible validator outside the order; past `resolveBy` anyone may expire the dispute.
     event NoResolversFound(bytes32 indexed orderId, uint256 indexed task, uint64 resolveBy);
@@ -237,6 +239,9 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     error AlreadyVoted(address resolver);
     error VotingClosed(uint64 resolveBy, uint256 nowTime);
     error VotingOpen(uint64 resolveBy, uint256 nowTime);
+    error NotDisputer(address caller, address disputer);
+    error CaseRecorded(uint256 task);
+    error HandOverClosed(uint64 handBy, uint256 nowTime);
     error CannotCancel(bytes32 orderId);
     error NothingToWithdraw(address account);
     error UnexpectedSender(address sender);
@@ -705,6 +710,21 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         d.status = DisputeStatus.Voting;
         d.resolveBy = uint64(block.timestamp) + _params.resolutionPeriod;
         emit ResolversDrawn(orderId, task, d.resolvers, d.resolveBy);
+    }
+
+    /// @notice The disputer records the SHA-256 of the case it hands its drawn resolvers (stored
+    /// under a name that holds the digest), once, within the first half of the resolution period.
+    /// Resolvers take only the case whose digest the chain holds, so nobody can hand them another
+    /// first, and vote to dismiss a dispute whose case is not recorded by then, or not in the store.
+    function handOver(bytes32 orderId, uint256 task, bytes32 caseDigest) external {
+        Dispute storage d = _disputes[orderId][task];
+        if (d.status != DisputeStatus.Voting) revert NotDisputing(task, d.status);
+        if (msg.sender != d.disputer) revert NotDisputer(msg.sender, d.disputer);
+        if (d.caseDigest != 0) revert CaseRecorded(task);
+        uint64 handBy = d.resolveBy - _params.resolutionPeriod + _params.resolutionPeriod / 2;
+        if (block.timestamp > handBy) revert HandOverClosed(handBy, block.timestamp);
+        d.caseDigest = caseDigest;
+        emit CaseHandedOver(orderId, task, caseDigest);
     }
 
     /// @notice A drawn resolver's vote after re-verifying the task: `uphold` when its

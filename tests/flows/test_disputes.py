@@ -27,8 +27,8 @@ from flows.resolve import resolve as resolve_flow
 from tasks.audit import audit
 from tasks.deliver import NotDeliverable, deliver
 from tasks.dispatch import send_resolvers
-from tasks.dispute import (CaseNotHanded, DisputeCase, DisputeError, EvidenceGap, checked_keys, hand_over, handed_case,
-                           handed_pointer, open_dispute, resolve)
+from tasks.dispute import (CaseNotHanded, DisputeCase, DisputeError, EvidenceGap, cast_vote, checked_keys, disputer_keys,
+                           hand_over, handed_case, handed_pointer, open_dispute, resolve)
 from tasks.encrypt_upload import encrypt_upload
 from tasks.report import summary_markdown
 from tasks.score import score
@@ -207,23 +207,18 @@ def test_an_honest_worker_overturns_a_false_rejection_and_is_paid(net):
     case = hand_over(opened, plan, worker, net)
     assert net.market.dispute(oid, 0).claim_accepted
     assert set(get_signed(net.store, case, DisputeCase)[0].grants) == set(drawn)  # the case still reaches them all
-    # a stranger hands each resolver a hollow copy of the case first: no resolver votes on it
-    signed_case = get_signed(net.store, case, DisputeCase)[0]
-    hollow = signed_case.model_copy(update={"grants": {}})
-    copies = {
-        f"is not one its disputer {worker.address} signed": [
-            put_signed(net.store, Identity.generate("stranger"), hollow, name="a hollow case")[0],
-            put_signed(net.store, net.party_at(plan.validators[1].address, role="validator"), hollow,
-                       name="a hollow case")[0]],
-        # the disputer's own signed case of another dispute (here: another counter-report), replayed
-        "not this dispute's": [put_signed(net.store, worker, hollow.model_copy(
-            update={"counter_digest": "0x" + "00" * 32}), name="a case of another dispute")[0]],
-    }
-    for match, handed in copies.items():
-        for copy in handed:
-            for address in net.market.dispute(oid, 0).resolvers:
-                with pytest.raises(DisputeError, match=match):
-                    resolve(upload.order_id, 0, copy, _validator(net, address), net)
+    # others hand each resolver another case first: a hollow copy signed by a stranger, by a validator of the
+    # order, and by the disputer itself for another dispute. None is the case the chain records: no vote on it
+    hollow = get_signed(net.store, case, DisputeCase)[0].model_copy(update={"grants": {}})
+    copies = [put_signed(net.store, Identity.generate("stranger"), hollow, name="a hollow case")[0],
+              put_signed(net.store, net.party_at(plan.validators[1].address, role="validator"), hollow,
+                         name="a hollow case")[0],
+              put_signed(net.store, worker, hollow.model_copy(update={"counter_digest": "0x" + "00" * 32}),
+                         name="a case of another dispute")[0]]
+    for copy in copies:
+        for address in net.market.dispute(oid, 0).resolvers:
+            with pytest.raises(DisputeError, match=f"is not the one its disputer {worker.address} recorded on chain"):
+                resolve(upload.order_id, 0, copy, _validator(net, address), net)
     assert net.market.dispute(oid, 0).votes_dismiss == 0
     votes = _resolve_all(net, upload.order_id, case)
     assert votes and all(v.uphold for v in votes)
@@ -278,11 +273,9 @@ def test_a_dispute_of_honest_work_is_dismissed_and_its_bond_pays_the_worker(net)
             checked_keys(case, resolver, net)
     assert set(checked_keys(honest_case, resolver, net)) == {"train", "model"}
 
-    # the first resolver re-executes the honest case, the second is handed a forged one the disputer signed: both dismiss
-    changed, _ = put_signed(net.store, disputer, forged["a changed spec"], name="a case with a changed spec")
-    first, second = _resolve_all(net, upload.order_id, handed, changed)
-    assert not first.uphold and first.report is not None
-    assert not second.uphold and second.report is None and "spec hash" in second.reason
+    # the resolvers re-execute the case the disputer recorded, which holds the task's own evidence: they dismiss
+    votes = _resolve_all(net, upload.order_id, handed)
+    assert len(votes) == 2 and all(not v.uphold and v.report is not None for v in votes)
     assert net.market.dispute(oid, 0).status == "dismissed"
     assert net.market.order(oid).tasks[0].verdict == "accepted"
 
@@ -398,7 +391,7 @@ def test_a_disputer_interrupted_after_opening_hands_its_case_over_on_the_next_ru
         early = _cli("dispute", "resolve", order_id, "--as", first.name)
         assert isinstance(early.exception, CaseNotHanded)
         assert f"the disputer {worker.address} has not handed over its case" in str(early.exception)
-        assert "a resolver votes to dismiss a dispute whose case never came" in str(early.exception)
+        assert "the chain records no case and a resolver votes to dismiss the dispute" in str(early.exception)
         assert net.market.dispute_votes(oid, 0) == {}
     assert net.market.dispute(oid, 0).status == ("voting" if drawn else "drawing")
 
@@ -419,17 +412,65 @@ def test_a_disputer_interrupted_after_opening_hands_its_case_over_on_the_next_ru
     assert votes and all(v.uphold for v in votes)
 
 
-def test_a_disputer_whose_case_name_a_stranger_took_first_is_told_so_rather_than_handing_over_nothing(net):
-    """Where every party writes to the store with one credential, the name of the disputer's case is known
-    once the dispute is on chain, and a stranger can write it first."""
+def test_a_stranger_that_writes_every_name_it_can_know_in_advance_takes_no_disputers_case_away(net):
+    """Where every party writes to the store with one credential, a stranger watching the chain knows the
+    counter-report's digest once the dispute opens, and writes under each name it could give the case."""
     upload, plan, assignment, training, _ = _falsely_rejected(net, "0x" + "de" * 32)
+    order_id = upload.order_id
     worker = net.party_at(assignment.address, role="worker")
     opened = open_dispute(SMALL, upload, plan, training, worker, net)
     junk, _ = put_signed(net.store, Identity.generate("squatter"), opened, name="a case the worker did not sign")
-    net.store.put_pointer(worker.address, handed_pointer(upload.order_id, 0, opened.counter_digest), junk)
-    taken = _cli("dispute", "open", upload.order_id, "--no-send", "--as", worker.name)
-    assert isinstance(taken.exception, DisputeError)
-    assert "already names an artifact it did not sign for this dispute" in str(taken.exception)
+    for digest_known in (opened.counter_digest, "0x" + opened.counter_report.sha256, "0x" + "00" * 32):
+        net.store.put_pointer(worker.address, handed_pointer(order_id, 0, digest_known), junk)
+    case = hand_over(opened, plan, worker, net)  # named by its own digest, which nobody knew before it was written
+    assert handed_case(order_id, 0, net) == case
+    assert net.market.dispute(bytes.fromhex(order_id[2:]), 0).case_digest == "0x" + case.sha256
+    votes = [cast_vote(order_id, 0, _validator(net, address), net)
+             for address in net.market.dispute(bytes.fromhex(order_id[2:]), 0).resolvers[:2]]
+    assert all(v.uphold and v.report is not None for v in votes)
+    assert net.market.order(bytes.fromhex(order_id[2:])).tasks[0].verdict == "accepted"
+
+
+def test_a_dispute_whose_recorded_case_is_forged_or_not_in_the_store_is_voted_down_at_once(net):
+    upload, plan, assignment, training = _accepted(net, "0x" + "df" * 32)
+    order_id, oid = upload.order_id, bytes.fromhex(upload.order_id[2:])
+
+    def opened(disputer):
+        net.market.open_dispute(disputer.account, order_id=oid, task=0, counter_digest=digest({"by": disputer.address}),
+                                bond=net.market.dispute_bond(oid, 0))
+        return net.market.draw_resolvers(disputer.account, order_id=oid, task=0)
+
+    # a validator of the order records a case it signed with the order's spec changed: the evidence fails
+    disputer = net.party_at(plan.validators[1].address, role="validator")
+    resolvers = opened(disputer)
+    keys = disputer_keys(upload, plan, training, disputer, net)
+    forged = DisputeCase(spec=SMALL.model_copy(update={"epochs": 2}), upload=upload, training=training,
+                         disputer=disputer.address, counter_report=training.bundle,
+                         counter_digest=net.market.dispute(oid, 0).counter_digest,
+                         grants={a: {role: put_grant(net.store, key, _validator(net, a).public(), order_id=order_id,
+                                                     role=role) for role, key in keys.items()} for a in resolvers})
+    ref, _ = put_signed(net.store, disputer, forged, name="a forged case")
+    net.store.put_pointer(disputer.address, handed_pointer(order_id, 0, ref.sha256), ref)
+    net.market.hand_over(disputer.account, order_id=oid, task=0, case_digest=bytes.fromhex(ref.sha256))
+    votes = [cast_vote(order_id, 0, _validator(net, a), net) for a in resolvers[:2]]
+    assert all(not v.uphold and v.report is None and "spec hash" in v.reason for v in votes), votes
+    assert net.market.dispute(oid, 0).status == "dismissed"
+
+    # a member outside the order records a case digest the store holds under no name of its own, then one a
+    # stranger named with junk: each resolver votes it down, without waiting for half the resolution period
+    outsider = next(net.party(validator_name(i)) for i in OUTSIDERS
+                    if net.party(validator_name(i)).address not in {s.address for s in plan.validators})
+    resolvers = opened(outsider)
+    recorded = digest({"a case": "never stored"})
+    net.market.hand_over(outsider.account, order_id=oid, task=0, case_digest=recorded)
+    first = cast_vote(order_id, 0, _validator(net, resolvers[0]), net)
+    assert not first.uphold and "has it under no name of the disputer's" in first.reason
+    junk, _ = put_signed(net.store, Identity.generate("stranger"), forged, name="junk")
+    net.store.put_pointer(outsider.address, handed_pointer(order_id, 0, "0x" + recorded.hex()), junk)
+    second = cast_vote(order_id, 0, _validator(net, resolvers[1]), net)
+    assert not second.uphold and "names another artifact" in second.reason
+    assert net.market.dispute(oid, 0).status == "dismissed"
+    assert net.market.order(oid).tasks[0].verdict == "accepted"
 
 
 def test_a_dispute_opened_without_a_stored_counter_report_cannot_be_handed_over_and_says_so(net):
@@ -492,20 +533,24 @@ def test_a_resolver_votes_down_a_dispute_whose_case_never_came_once_half_the_res
                             bond=net.market.params().dispute_bond)
     resolvers = net.market.draw_resolvers(disputer.account, order_id=oid, task=0)  # and no case is ever handed over
     period = net.market.params().resolution_period
-    due = net.market.dispute(oid, 0).resolve_by - period + period // 2
+    hand_by = net.market.dispute(oid, 0).resolve_by - period + period // 2
     first = _validator(net, resolvers[0])
 
-    net.chain.increase_time(due - 1 - net.chain.now())
+    net.chain.increase_time(hand_by - net.chain.now())  # the disputer may still record its case at this time
     early = _cli("dispute", "resolve", order_id, "--as", first.name)
-    assert isinstance(early.exception, CaseNotHanded) and f"From chain time {due}, half the resolution" in str(
+    assert isinstance(early.exception, CaseNotHanded) and f"After chain time {hand_by}, half the resolution" in str(
         early.exception)
     assert net.market.dispute_votes(oid, 0) == {}
 
     net.chain.increase_time(1)
     voted = _cli("dispute", "resolve", order_id, "--as", first.name)
     assert voted.exit_code == 0, voted.output
-    assert f"voted to dismiss (its disputer handed over no case by chain time {due}" in voted.output
+    assert f"voted to dismiss (its disputer handed over no case by chain time {hand_by}" in voted.output
     assert net.market.dispute_votes(oid, 0) == {first.address: False}
+    late = DisputeCase(spec=SMALL, upload=upload, training=training, disputer=disputer.address,
+                       counter_report=training.bundle, counter_digest="0x" + "00" * 32)
+    with pytest.raises(DisputeError, match=f"after chain time {hand_by}, half the resolution period .* no longer records"):
+        hand_over(late, plan, disputer, net)  # the chain refuses a case the resolvers may have voted down already
     second = resolve_flow(order_id=order_id, task=0, resolver=resolvers[1])  # a host worker's run votes alike
     assert not second.uphold and second.report is None
     assert net.market.dispute(oid, 0).status == "dismissed"

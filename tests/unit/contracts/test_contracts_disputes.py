@@ -278,6 +278,40 @@ def test_dispute_reverts(bahen, chain, parties, pool):
     _revert(lambda: vote(pool[resolvers[0]]), "AlreadyVoted")
 
 
+def test_only_the_disputer_records_its_case_once_and_only_in_the_first_half_of_the_resolution_period(
+        bahen, chain, parties, pool):
+    _judged(bahen, parties, pool, accepted=True)
+    disputer = parties.validators[1]
+    hand = lambda sender=disputer, digest=b32("case"): bahen.hand_over(sender, order_id=OID, task=0, case_digest=digest)
+    bahen.open_dispute(disputer, order_id=OID, task=0, counter_digest=b32("c"), bond=bahen.dispute_bond(OID, 0))
+    _revert(hand, "NotDisputing", task=0)  # nobody to hand a case to before the draw
+    resolvers = bahen.draw_resolvers(parties.stranger, order_id=OID, task=0)
+    drawn = bahen.dispute(OID, 0)
+    hand_by = bahen.hand_by(drawn)
+    assert hand_by == drawn.resolve_by - PARAMS.resolution_period + PARAMS.resolution_period // 2
+    assert drawn.case_digest == "0x" + "00" * 32
+    for sender in (parties.stranger, pool[resolvers[0]], parties.workers[0]):
+        _revert(lambda: hand(sender=sender), "NotDisputer", caller=sender.address, disputer=disputer.address)
+    chain.increase_time(hand_by - chain.now() - 1)
+    hand()  # the last second it may (the transaction's block is one second later)
+    assert bahen.dispute(OID, 0).case_digest == "0x" + b32("case").hex()
+    logs = bahen.market.events.CaseHandedOver().get_logs(from_block=0)
+    assert [(bytes(e["args"]["orderId"]), e["args"]["task"], bytes(e["args"]["caseDigest"])) for e in logs] == [
+        (OID, 0, b32("case"))]
+    _revert(lambda: hand(digest=b32("another case")), "CaseRecorded", task=0)
+
+
+def test_a_case_handed_over_after_the_first_half_of_the_resolution_period_is_refused(bahen, chain, parties, pool):
+    _judged(bahen, parties, pool, accepted=True)
+    disputer = parties.validators[1]
+    _dispute(bahen, disputer)
+    hand_by = bahen.hand_by(bahen.dispute(OID, 0))
+    chain.increase_time(hand_by + 1 - chain.now())
+    _revert(lambda: bahen.hand_over(disputer, order_id=OID, task=0, case_digest=b32("late")), "HandOverClosed",
+            handBy=hand_by)
+    assert bahen.dispute(OID, 0).case_digest == "0x" + "00" * 32
+
+
 def test_a_withheld_case_takes_no_other_members_dispute_away(bahen, chain, parties, pool):
     """Accepted fraud: a cheat's accomplice disputes it first, withholds its case, and the resolvers vote
     it down. The verdict stands, and another member may dispute it for a window from that close (the
