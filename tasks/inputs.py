@@ -16,6 +16,10 @@ order and task is its evidence, and judged; anything else is the hander's, and r
 attested or recorded. A worker that withholds its own evidence therefore earns nothing (no report,
 no verdict: its payment returns to the client at settlement) but is not slashed, and no hander can
 get an honest worker's proof rejected.
+
+Only a missing or tampered artifact counts as a mismatch; a store that does not answer raises its
+own error (``StoreUnavailableError``), so an outage is never taken for evidence, by a resolver
+least of all (one that votes on it decides a dispute).
 """
 
 import re
@@ -29,7 +33,7 @@ from privacy.signing import digest
 from privacy.stream import key_id, read_header
 from proof.bundle import ProofBundle
 from proof.response import Response
-from storage.errors import StorageError
+from storage.errors import ArtifactError
 from storage.manifest import Manifest
 from storage.refs import ArtifactRef
 
@@ -137,7 +141,7 @@ def _client_manifest(upload: Upload, order: OrderView, net: Network) -> Manifest
     """The upload's dataset manifest, signed by the client the chain names for the order."""
     try:
         manifest, _ = get_signed(net.store, upload.manifest, Manifest, expected_signer=order.client)
-    except (PrivacyError, StorageError, ValueError) as exc:
+    except (PrivacyError, ArtifactError, ValueError) as exc:
         raise InputMismatch(f"the dataset manifest of order {upload.order_id} is not its client's: {exc}") from None
     return manifest
 
@@ -161,7 +165,7 @@ def worker_evidence(training: Training, order: OrderView, task: int, net: Networ
             if ref is None:
                 raise ValueError("none was handed over")
             document, _ = get_signed(net.store, ref, model, expected_signer=view.worker)
-        except (PrivacyError, StorageError, ValueError) as exc:
+        except (PrivacyError, ArtifactError, ValueError) as exc:
             raise InputMismatch(f"the {what} handed over for order {order_id} task {task} is not one its worker "
                                 f"{view.worker} signed ({exc}): nothing was judged. Hand over the worker's train "
                                 "result") from None
@@ -239,7 +243,7 @@ def _grant(net: Network, ref: ArtifactRef, order_id: str, recipient: str, x25519
     at its X25519 key ``x25519``."""
     try:
         grant = get_grant(net.store, ref)
-    except (PrivacyError, StorageError, ValueError) as exc:
+    except (PrivacyError, ArtifactError, ValueError) as exc:
         raise InputMismatch(f"{what} handed over for {recipient} in order {order_id} cannot be read ({exc}): "
                             "nothing was judged") from None
     if grant.order_id != order_id or grant.recipient.lower() != recipient.lower() or \
@@ -254,7 +258,7 @@ def sealed_under(bundle: ProofBundle, net: Network) -> str | None:
     the step log is withheld or broken (the worker's own, which the checks find)."""
     try:
         return read_header(net.store.get(bundle.step_log)).key_id
-    except (PrivacyError, StorageError):
+    except (PrivacyError, ArtifactError):
         return None
 
 
@@ -264,7 +268,7 @@ def proof_key(open_model_key: Callable[[], bytes], bundle: ProofBundle, order_id
     A step log that is missing or broken is the worker's own, and left to the checks."""
     try:
         model = open_model_key()
-    except (PrivacyError, StorageError) as exc:
+    except (PrivacyError, ArtifactError) as exc:
         raise InputMismatch(f"the model key of order {order_id} task {task} handed over does not open ({exc}): "
                             "nothing was judged. Hand over the worker's train result, whose grants the worker wrapped") from None
     if (sealed := sealed_under(bundle, net)) is None:

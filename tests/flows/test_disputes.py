@@ -10,6 +10,7 @@ from prefect.exceptions import ObjectAlreadyExists
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from privacy.identity import Identity
 from privacy.signing import digest
+from storage.errors import StoreUnavailableError
 from typer.testing import CliRunner
 
 from bahen import cli_dispute
@@ -412,7 +413,7 @@ def test_a_disputer_interrupted_after_opening_hands_its_case_over_on_the_next_ru
     assert votes and all(v.uphold for v in votes)
 
 
-def test_a_stranger_that_writes_every_name_it_can_know_in_advance_takes_no_disputers_case_away(net):
+def test_a_stranger_that_writes_every_name_it_can_know_in_advance_takes_no_disputers_case_away(net, monkeypatch):
     """Where every party writes to the store with one credential, a stranger watching the chain knows the
     counter-report's digest once the dispute opens, and writes under each name it could give the case."""
     upload, plan, assignment, training, _ = _falsely_rejected(net, "0x" + "de" * 32)
@@ -425,6 +426,19 @@ def test_a_stranger_that_writes_every_name_it_can_know_in_advance_takes_no_dispu
     case = hand_over(opened, plan, worker, net)  # named by its own digest, which nobody knew before it was written
     assert handed_case(order_id, 0, net) == case
     assert net.market.dispute(bytes.fromhex(order_id[2:]), 0).case_digest == "0x" + case.sha256
+    # a store that stops answering once the case is read costs the disputer no vote: none is cast
+    read = net.store.iter_chunks
+
+    def unanswered(ref, *args, **kwargs):
+        if ref != case:
+            raise StoreUnavailableError(f"{net.store.url} does not answer")
+        return read(ref, *args, **kwargs)
+
+    monkeypatch.setattr(net.store, "iter_chunks", unanswered)
+    with pytest.raises(StoreUnavailableError):
+        cast_vote(order_id, 0, _validator(net, net.market.dispute(bytes.fromhex(order_id[2:]), 0).resolvers[0]), net)
+    assert net.market.dispute_votes(bytes.fromhex(order_id[2:]), 0) == {}
+    monkeypatch.undo()
     votes = [cast_vote(order_id, 0, _validator(net, address), net)
              for address in net.market.dispute(bytes.fromhex(order_id[2:]), 0).resolvers[:2]]
     assert all(v.uphold and v.report is not None for v in votes)
@@ -434,42 +448,61 @@ def test_a_stranger_that_writes_every_name_it_can_know_in_advance_takes_no_dispu
 def test_a_dispute_whose_recorded_case_is_forged_or_not_in_the_store_is_voted_down_at_once(net):
     upload, plan, assignment, training = _accepted(net, "0x" + "df" * 32)
     order_id, oid = upload.order_id, bytes.fromhex(upload.order_id[2:])
+    parties = {s.address for s in plan.validators}
+    outside = [v for v in (net.party(validator_name(i)) for i in range(6)) if v.address not in parties]
 
     def opened(disputer):
         net.market.open_dispute(disputer.account, order_id=oid, task=0, counter_digest=digest({"by": disputer.address}),
                                 bond=net.market.dispute_bond(oid, 0))
         return net.market.draw_resolvers(disputer.account, order_id=oid, task=0)
 
+    def recorded(disputer, resolvers, **changes):
+        """The case ``disputer`` signs with ``changes`` (the task's keys wrapped to each resolver), stored under
+        its name and recorded on chain."""
+        case = DisputeCase(spec=SMALL, upload=upload, training=training, disputer=disputer.address,
+                           counter_report=training.bundle, counter_digest=net.market.dispute(oid, 0).counter_digest,
+                           grants={a: {role: put_grant(net.store, key, _validator(net, a).public(), order_id=order_id,
+                                                       role=role) for role, key in keys.items()} for a in resolvers})
+        ref, _ = put_signed(net.store, disputer, case.model_copy(update=changes), name="a forged case")
+        net.store.put_pointer(disputer.address, handed_pointer(order_id, 0, ref.sha256), ref)
+        net.market.hand_over(disputer.account, order_id=oid, task=0, case_digest=bytes.fromhex(ref.sha256))
+
+    def voted_down(resolvers, reason):
+        for address in resolvers:
+            if net.market.dispute(oid, 0).status == "voting":
+                vote = cast_vote(order_id, 0, _validator(net, address), net)
+                assert not vote.uphold and vote.report is None and reason in vote.reason, vote
+        assert net.market.dispute(oid, 0).status == "dismissed"
+
     # a validator of the order records a case it signed with the order's spec changed: the evidence fails
     disputer = net.party_at(plan.validators[1].address, role="validator")
-    resolvers = opened(disputer)
     keys = disputer_keys(upload, plan, training, disputer, net)
-    forged = DisputeCase(spec=SMALL.model_copy(update={"epochs": 2}), upload=upload, training=training,
-                         disputer=disputer.address, counter_report=training.bundle,
-                         counter_digest=net.market.dispute(oid, 0).counter_digest,
-                         grants={a: {role: put_grant(net.store, key, _validator(net, a).public(), order_id=order_id,
-                                                     role=role) for role, key in keys.items()} for a in resolvers})
-    ref, _ = put_signed(net.store, disputer, forged, name="a forged case")
-    net.store.put_pointer(disputer.address, handed_pointer(order_id, 0, ref.sha256), ref)
-    net.market.hand_over(disputer.account, order_id=oid, task=0, case_digest=bytes.fromhex(ref.sha256))
-    votes = [cast_vote(order_id, 0, _validator(net, a), net) for a in resolvers[:2]]
-    assert all(not v.uphold and v.report is None and "spec hash" in v.reason for v in votes), votes
-    assert net.market.dispute(oid, 0).status == "dismissed"
+    resolvers = opened(disputer)
+    recorded(disputer, resolvers, spec=SMALL.model_copy(update={"epochs": 2}))
+    voted_down(resolvers, "spec hash")
 
-    # a member outside the order records a case digest the store holds under no name of its own, then one a
-    # stranger named with junk: each resolver votes it down, without waiting for half the resolution period
-    outsider = next(net.party(validator_name(i)) for i in OUTSIDERS
-                    if net.party(validator_name(i)).address not in {s.address for s in plan.validators})
-    resolvers = opened(outsider)
-    recorded = digest({"a case": "never stored"})
-    net.market.hand_over(outsider.account, order_id=oid, task=0, case_digest=recorded)
+    # a member outside the order records a case it signed for another dispute (another counter-report)
+    resolvers = opened(outside[0])
+    recorded(outside[0], resolvers, counter_digest="0x" + "00" * 32)
+    voted_down(resolvers, "not this dispute's")
+
+    # another records a case digest the store holds under no name of its own, then one a stranger named
+    # with junk: each resolver votes it down, without waiting for half the resolution period
+    resolvers = opened(outside[1])
+    never_stored = digest({"a case": "never stored"})
+    net.market.hand_over(outside[1].account, order_id=oid, task=0, case_digest=never_stored)
     first = cast_vote(order_id, 0, _validator(net, resolvers[0]), net)
     assert not first.uphold and "has it under no name of the disputer's" in first.reason
-    junk, _ = put_signed(net.store, Identity.generate("stranger"), forged, name="junk")
-    net.store.put_pointer(outsider.address, handed_pointer(order_id, 0, "0x" + recorded.hex()), junk)
-    second = cast_vote(order_id, 0, _validator(net, resolvers[1]), net)
-    assert not second.uphold and "names another artifact" in second.reason
-    assert net.market.dispute(oid, 0).status == "dismissed"
+    junk, _ = put_signed(net.store, Identity.generate("stranger"), training, name="junk")
+    net.store.put_pointer(outside[1].address, handed_pointer(order_id, 0, "0x" + never_stored.hex()), junk)
+    voted_down(resolvers[1:], "names another artifact")
+
+    # a last one records, under its name, the digest of a case a stranger signed
+    resolvers = opened(outside[2])
+    signed_by_another, _ = put_signed(net.store, Identity.generate("stranger"), training, name="another's case")
+    net.store.put_pointer(outside[2].address, handed_pointer(order_id, 0, signed_by_another.sha256), signed_by_another)
+    net.market.hand_over(outside[2].account, order_id=oid, task=0, case_digest=bytes.fromhex(signed_by_another.sha256))
+    voted_down(resolvers, f"not by the expected {outside[2].address}")
     assert net.market.order(oid).tasks[0].verdict == "accepted"
 
 

@@ -61,6 +61,7 @@ class DisputeModel:
     resolve_by: int = 0
     closed_at: int = 0
     votes: dict[str, bool] = field(default_factory=dict)
+    case: bytes = bytes(32)  # the digest its disputer recorded with the hand-over
 
 
 @dataclass
@@ -411,6 +412,24 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
                 d.resolve_by = self.bahen.dispute(o.oid, index).resolve_by
                 self.locks.update(drawn)
             self._check_accounts()
+
+        @rule(t=st.integers(0, 50), who=st.integers(0, 2), case=st.integers(0, 3))
+        def hand_over(self, t, who, case):
+            """The disputer records its case's digest once, between the draw and half the resolution period."""
+            if not self._disputed(0, *ACTIVE, "upheld", "dismissed", "expired"):
+                return
+            o, index = self._disputed(t, *ACTIVE, "upheld", "dismissed", "expired")
+            d = o.tasks[index].dispute
+            sender = self.members.get(d.disputer, self.parties.stranger) if who == 0 else (
+                self.parties.stranger if who == 1 else self.members[(d.resolvers or [self.pool[0].address])[0]])
+            hand_by = d.resolve_by - MACHINE_PARAMS.resolution_period + MACHINE_PARAMS.resolution_period // 2
+            ok = (d.status == "voting" and sender.address == d.disputer and d.case == bytes(32)
+                  and self.chain.now() <= hand_by)
+            digest = b32(f"case {case}")
+            call = lambda: self.bahen.hand_over(sender, order_id=o.oid, task=index, case_digest=digest)
+            if _expect(ok, call, "hand_over"):
+                d.case = digest
+            assert self.bahen.dispute(o.oid, index).case_digest == "0x" + d.case.hex()
 
         @rule(t=st.integers(0, 50), r=st.integers(0, POOL), uphold=st.booleans())
         def vote(self, t, r, uphold):
