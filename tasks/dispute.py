@@ -310,9 +310,6 @@ def resolve(order_id: str, task: int, case_ref: ArtifactRef, resolver: Identity,
     """
     oid = bytes.fromhex(OrderBook.check_id(order_id)[2:])
     dispute = _awaiting(oid, task, resolver, net)
-    if dispute.case_digest == _NO_CASE:
-        raise CaseNotHanded(f"the disputer {dispute.disputer} has not handed over its case of order {order_id} task "
-                            f"{task} yet: no vote was cast")
     if "0x" + case_ref.sha256 != dispute.case_digest:
         raise DisputeError(f"the case handed over for the dispute of order {order_id} task {task} ({case_ref.name}) "
                            f"is not the one its disputer {dispute.disputer} recorded on chain ({dispute.case_digest}): "
