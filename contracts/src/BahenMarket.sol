@@ -748,13 +748,16 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     /// @notice Closes a dispute whose resolvers reached no majority in time, or whose draw found none
     /// (every eligible validator a party to the order) and found none again within the resolution
     /// period from then: the verdict stands, voters are paid their fee from the bond and the rest
-    /// returns to the disputer.
+    /// returns to the disputer. A dispute with resolvers whose disputer never recorded its case
+    /// closes as dismissed instead, the rest of the bond to the side that was right: withholding the
+    /// case buys nothing, whether or not its resolvers voted.
     function expireDispute(bytes32 orderId, uint256 task) external nonReentrant {
         _openOrder(orderId);
         Dispute storage d = _disputes[orderId][task];
         if (!_active(d.status)) revert NotDisputing(task, d.status);
         if (d.resolveBy == 0 || block.timestamp <= d.resolveBy) revert VotingOpen(d.resolveBy, block.timestamp);
-        _closeDispute(orderId, task, DisputeStatus.Expired);
+        bool withheld = d.status == DisputeStatus.Voting && d.caseDigest == 0;
+        _closeDispute(orderId, task, withheld ? DisputeStatus.Dismissed : DisputeStatus.Expired);
     }
 
     function getDispute(bytes32 orderId, uint256 task) external view returns (Dispute memory) {

@@ -288,7 +288,9 @@ def test_a_dispute_of_honest_work_is_dismissed_and_its_bond_pays_the_worker(net)
     assert deliver(upload, plan, training, net).validator == plan.validators[0].address
 
 
-def test_settlement_draws_an_undrawn_dispute_and_expires_it_once_its_resolvers_are_out_of_time(net):
+def test_settlement_draws_an_undrawn_dispute_and_closes_it_once_its_resolvers_are_out_of_time(net):
+    """The disputer never records its case and the resolvers never vote: expired, the dispute is
+    dismissed, and its bond pays the accused worker."""
     upload, plan, assignment, training = _accepted(net, "0x" + "d3" * 32)
     oid = bytes.fromhex(upload.order_id[2:])
     disputer = net.party_at(plan.validators[1].address, role="validator")
@@ -298,9 +300,11 @@ def test_settlement_draws_an_undrawn_dispute_and_expires_it_once_its_resolvers_a
     settled = settle(upload, net)  # the resolvers are drawn, then never vote
 
     dispute = net.market.dispute(oid, 0)
-    assert dispute.status == "expired" and len(dispute.resolvers) == PARAMS.resolver_count
+    assert dispute.status == "dismissed" and len(dispute.resolvers) == PARAMS.resolver_count
+    assert dispute.case_digest == "0x" + "00" * 32 and net.market.dispute_votes(oid, 0) == {}
     assert settled.payouts_wei[assignment.address] == assignment.payment_wei
-    assert "bond returned" in _credits(net, upload.order_id, disputer.address)
+    assert "bond forfeited" in _credits(net, upload.order_id, assignment.address)
+    assert _credits(net, upload.order_id, disputer.address) == ["validator fee"]
 
 
 def _cli(*args):

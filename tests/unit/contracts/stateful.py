@@ -463,14 +463,16 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
         @rule(t=st.integers(0, 50))
         def expire(self, t):
             """A dispute past its ``resolve_by``: voting without a majority, or drawing and finding no
-            resolver a resolution period after the first draw that found none."""
+            resolver a resolution period after the first draw that found none; dismissed instead when
+            drawn and its disputer recorded no case."""
             if not self._disputed(0, *ACTIVE):
                 return
             o, index = self._disputed(t, *ACTIVE)
-            resolve_by = o.tasks[index].dispute.resolve_by
-            ok = resolve_by != 0 and self.chain.now() > resolve_by
+            d = o.tasks[index].dispute
+            ok = d.resolve_by != 0 and self.chain.now() > d.resolve_by
             if _expect(ok, lambda: self.bahen.expire_dispute(self.parties.stranger, order_id=o.oid, task=index), "expire"):
-                self._close(o, index, "expired")
+                # drawn, and its disputer never recorded a case: dismissed, withholding buys nothing
+                self._close(o, index, "dismissed" if d.status == "voting" and d.case == bytes(32) else "expired")
             self._check_accounts()
 
         def _close(self, o: OrderModel, index: int, outcome: str) -> None:

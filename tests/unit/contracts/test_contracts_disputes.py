@@ -166,6 +166,7 @@ def test_a_dispute_without_a_majority_expires_and_the_verdict_stands(bahen, chai
     _judged(bahen, parties, pool, accepted=True)
     disputer = parties.validators[1]
     resolvers = _dispute(bahen, disputer)
+    bahen.hand_over(disputer, order_id=OID, task=0, case_digest=b32("case"))
     _vote(bahen, pool, resolvers, [True])
     _revert(lambda: bahen.expire_dispute(parties.stranger, order_id=OID, task=0), "VotingOpen")
     _revert(lambda: bahen.settle(parties.stranger, order_id=OID), "DisputeActive", task=0)
@@ -178,6 +179,30 @@ def test_a_dispute_without_a_majority_expires_and_the_verdict_stands(bahen, chai
     _revert(lambda: bahen.settle(parties.stranger, order_id=OID), "DisputeWindowOpen", task=0)
     chain.increase_time(WINDOW)
     bahen.settle(parties.stranger, order_id=OID)
+    _conserved(bahen, chain, parties, pool)
+
+
+@pytest.mark.parametrize("accepted", [True, False], ids=["of an acceptance", "of a rejection"])
+def test_a_dispute_whose_disputer_never_recorded_its_case_closes_dismissed_when_it_expires(
+        bahen, chain, parties, pool, accepted):
+    """Withholding the case from resolvers that never vote buys the disputer nothing: the bond goes to the
+    side that was right, and a resolver that voted to uphold a dispute with no case is not paid."""
+    _judged(bahen, parties, pool, accepted=accepted)
+    disputer = parties.validators[1]
+    resolvers = _dispute(bahen, disputer)
+    _vote(bahen, pool, resolvers, [True])
+    chain.increase_time(PARAMS.resolution_period + 1)
+    bahen.expire_dispute(parties.stranger, order_id=OID, task=0)
+    assert bahen.dispute(OID, 0).status == "dismissed"
+    assert bahen.order(OID).tasks[0].verdict == ("accepted" if accepted else "rejected")
+    assert bahen.pending(resolvers[0]) == 0 and bahen.pending(disputer.address) == 0
+    forfeited = [(c.account, c.amount) for c in bahen.ledger(OID).credits if c.kind == "bond forfeited"]
+    assert forfeited == ([] if accepted else [(parties.treasury.address, BOND)])
+    chain.increase_time(WINDOW)
+    s = bahen.settle(parties.stranger, order_id=OID)
+    if accepted:  # held until settlement, then the accused worker's
+        held = [(c.account, c.amount) for c in s.credits if c.kind == "bond forfeited"]
+        assert held == [(parties.workers[0].address, BOND)]
     _conserved(bahen, chain, parties, pool)
 
 
@@ -531,8 +556,8 @@ def test_the_settling_client_draws_and_expires_an_idle_dispute_then_waits_out_th
     _judged(bahen, parties, pool, accepted=True)
     bahen.open_dispute(parties.validators[1], order_id=OID, task=0, counter_digest=b32("c"), bond=BOND)
     settled_at = _finalised(bahen, parties.client)
-    d = bahen.dispute(OID, 0)
-    assert d.status == "expired" and len(d.resolvers) == PARAMS.resolver_count and d.closed_at > d.resolve_by
+    d = bahen.dispute(OID, 0)  # expired with no case recorded: dismissed
+    assert d.status == "dismissed" and len(d.resolvers) == PARAMS.resolver_count and d.closed_at > d.resolve_by
     assert d.closed_at + WINDOW <= settled_at <= d.closed_at + WINDOW + slack
 
 
@@ -575,8 +600,8 @@ def test_the_settling_client_goes_on_when_another_party_moves_the_dispute_along_
 
     monkeypatch.setattr(bahen, call, raced)
     settled_at = _finalised(bahen, parties.client)
-    d = bahen.dispute(OID, 0)
-    assert d.status == "expired" and d.closed_at + WINDOW <= settled_at <= d.closed_at + WINDOW + slack
+    d = bahen.dispute(OID, 0)  # expired with no case recorded: dismissed
+    assert d.status == "dismissed" and d.closed_at + WINDOW <= settled_at <= d.closed_at + WINDOW + slack
 
 
 @pytest.mark.parametrize("last", ["dispute window", "voting"])
@@ -591,6 +616,7 @@ def test_the_settling_client_does_not_act_on_the_last_second_of_a_dispute_window
         assert final <= _finalised(bahen, parties.client) <= final + slack
         return
     _dispute(bahen, parties.validators[1])
+    bahen.hand_over(parties.validators[1], order_id=OID, task=0, case_digest=b32("case"))
     chain.increase_time(bahen.dispute(OID, 0).resolve_by - chain.now())
     settled_at = _finalised(bahen, parties.client)
     d = bahen.dispute(OID, 0)
