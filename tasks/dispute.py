@@ -358,9 +358,9 @@ def cast_vote(order_id: str, task: int, resolver: Identity, net: Network) -> Vot
 
     A disputer hands its case over as soon as the resolvers are drawn (:func:`dispute`), and the chain
     records it only within half the resolution period from the draw; from then on, the resolver votes
-    to dismiss a dispute with none. The burden of proof lies with the disputer, and one that withholds
-    its case would otherwise get its bond back when the dispute expires unvoted. A recorded case
-    missing from the store is voted down at once.
+    to dismiss a dispute with none, closing it before it expires (an expired dispute with no case is
+    dismissed too, without the resolvers' fees). A recorded case missing from the store is voted down
+    at once: the burden of proof lies with the disputer.
     """
     oid = bytes.fromhex(OrderBook.check_id(order_id)[2:])
     try:
