@@ -12,6 +12,7 @@ from privacy.identity import Identity
 from privacy.stream import key_id, new_data_key
 from proof.bundle import ProofBundle
 from proof.response import Response
+from storage.errors import StoreUnavailableError
 from storage.manifest import Manifest
 from storage.refs import ArtifactRef
 
@@ -19,7 +20,7 @@ from bahen.artifacts import get_signed, open_stored_grant, put_signed
 from bahen.parties import CLIENT
 from bahen.spec import OrderSpec
 from tasks.encrypt_upload import encrypt_upload
-from tasks.inputs import InputMismatch, check_inputs, proof_key, signed_inputs, worker_evidence
+from tasks.inputs import InputMismatch, check_case_grants, check_inputs, proof_key, signed_inputs, worker_evidence
 from tasks.shard import shard
 from tasks.train import train
 
@@ -294,3 +295,30 @@ def test_a_step_log_the_worker_withheld_or_broke_is_left_to_the_checks(net, trai
     broken = (ArtifactRef(name="gone", md5="0" * 32, sha256="0" * 64, size=1) if step_log == "missing" else training.response)
     key = new_data_key()
     assert proof_key(lambda: key, bundle.model_copy(update={"step_log": broken}), upload.order_id, 0, net) == key
+
+
+@pytest.mark.parametrize("unanswered", ["dataset manifest", "grant", "proof manifest", "challenge response",
+                                        "model key", "step log"])
+def test_a_store_that_does_not_answer_is_never_taken_for_missing_or_forged_evidence(net, opened, trained, monkeypatch,
+                                                                                     unanswered):
+    """An outage raises the store's own error at every read of another party's artifact: none takes it for
+    a mismatch (the run judges nothing, and a dispute's resolver casts no vote on it)."""
+    upload, order, training, validator = trained
+    bundle, _ = worker_evidence(training, order, 0, net)
+    failing = {"dataset manifest": upload.manifest, "grant": upload.client_grants["train"],
+               "proof manifest": training.bundle, "challenge response": training.response,
+               "model key": training.model_grants[validator.address], "step log": bundle.step_log}[unanswered]
+    read = net.store.iter_chunks
+
+    def unanswered_read(ref, *args, **kwargs):
+        if ref == failing:
+            raise StoreUnavailableError(f"{net.store.url} does not answer")
+        return read(ref, *args, **kwargs)
+
+    monkeypatch.setattr(net.store, "iter_chunks", unanswered_read)
+    with pytest.raises(StoreUnavailableError):
+        check_inputs(SPEC, upload, 0, net)
+        worker_evidence(training, order, 0, net)
+        proof_key(lambda: open_stored_grant(net.store, training.model_grants[validator.address], validator,
+                                            order_id=upload.order_id), bundle, upload.order_id, 0, net)
+        check_case_grants(upload, opened[0][1], training, bundle, order, net)

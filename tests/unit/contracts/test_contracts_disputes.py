@@ -15,6 +15,7 @@ from tests.unit.contracts.fixtures import (
     account,
     b32,
     commit_all,
+    deploy_staked,
     expected_draw,
     open_assigned,
     order_of,
@@ -304,7 +305,9 @@ def test_dispute_reverts(bahen, chain, parties, pool):
 
 
 def test_only_the_disputer_records_its_case_once_and_only_in_the_first_half_of_the_resolution_period(
-        bahen, chain, parties, pool):
+        chain, parties, pool):
+    period = PARAMS.resolution_period + 1  # odd: half of it rounds down
+    bahen = deploy_staked(chain, parties, PARAMS.model_copy(update={"resolution_period": period}))
     _judged(bahen, parties, pool, accepted=True)
     disputer = parties.validators[1]
     hand = lambda sender=disputer, digest=b32("case"): bahen.hand_over(sender, order_id=OID, task=0, case_digest=digest)
@@ -313,7 +316,7 @@ def test_only_the_disputer_records_its_case_once_and_only_in_the_first_half_of_t
     resolvers = bahen.draw_resolvers(parties.stranger, order_id=OID, task=0)
     drawn = bahen.dispute(OID, 0)
     hand_by = bahen.hand_by(drawn)
-    assert hand_by == drawn.resolve_by - PARAMS.resolution_period + PARAMS.resolution_period // 2
+    assert hand_by == drawn.resolve_by - period + period // 2
     assert drawn.case_digest == "0x" + "00" * 32
     for sender in (parties.stranger, pool[resolvers[0]], parties.workers[0]):
         _revert(lambda: hand(sender=sender), "NotDisputer", caller=sender.address, disputer=disputer.address)
