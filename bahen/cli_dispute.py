@@ -111,20 +111,22 @@ def dispute_pending(name: Annotated[str | None, AS_OPTION] = None) -> None:
 
 @dispute_app.command("show")
 def dispute_show(order_id: Annotated[str, ORDER_ARG]) -> None:
-    """Show each task's verdict and its latest dispute: who disputed, the claim, the resolvers and their votes."""
+    """Show each task's verdict and its latest dispute: who disputed, the claim, the case it recorded, the resolvers
+    and their votes."""
     from bahen.orders import OrderBook
 
     net = network()
     oid = bytes.fromhex(OrderBook.check_id(order_id)[2:])
-    table = Table("task", "verdict", "dispute", "disputer", "claims", "bond (ETH)", "resolver", "vote", "vote by")
+    table = Table("task", "verdict", "dispute", "disputer", "claims", "bond (ETH)", "case", "resolver", "vote", "vote by")
     for task, view in enumerate(net.market.order(oid).tasks):
         latest = net.market.dispute(oid, task)
         if latest.status == "none":
-            table.add_row(str(task), view.verdict, "none", *[""] * 6)
+            table.add_row(str(task), view.verdict, "none", *[""] * 7)
             continue
         votes = net.market.dispute_votes(oid, task)
         claim = "accepted" if latest.claim_accepted else "rejected"
-        first = [str(task), view.verdict, latest.status, latest.disputer, claim, eth(latest.bond)]
+        case = "none" if int(latest.case_digest, 16) == 0 else f"{latest.case_digest[:10]}…"
+        first = [str(task), view.verdict, latest.status, latest.disputer, claim, eth(latest.bond), case]
         resolvers = latest.resolvers or [""]
         for i, resolver in enumerate(resolvers):
             vote = {True: "uphold", False: "dismiss", None: ""}[votes.get(resolver)]

@@ -346,7 +346,8 @@ def test_the_dispute_commands_carry_a_false_rejection_from_the_worker_to_a_vote_
 
     shown = _cli("dispute", "show", order_id)
     assert shown.exit_code == 0, shown.output
-    assert f"│ 0 │ rejected │ voting │ {worker.address} │ accepted │ 0.100000 │" in _flat(shown.output)
+    case = net.market.dispute(oid, 0).case_digest
+    assert f"│ 0 │ rejected │ voting │ {worker.address} │ accepted │ 0.100000 │ {case[:10]}… │" in _flat(shown.output)
     for resolver in dispute.resolvers:
         name = _validator(net, resolver).name
         pending = _cli("dispute", "pending", "--as", name)
@@ -562,13 +563,16 @@ def test_a_disputer_sends_each_drawn_resolver_a_resolve_run_on_its_own_queue_and
     assert net.market.order(oid).tasks[0].verdict == "accepted"
 
 
-def test_a_resolver_votes_down_a_dispute_whose_case_never_came_once_half_the_resolution_period_passed(net, prefect):
+def test_a_resolver_votes_down_a_dispute_whose_case_never_came_once_half_the_resolution_period_passed(
+        net, prefect, monkeypatch):
     upload, plan, assignment, training = _accepted(net, "0x" + "db" * 32)
     order_id, oid = upload.order_id, bytes.fromhex(upload.order_id[2:])
     disputer = net.party_at(plan.validators[1].address, role="validator")
     net.market.open_dispute(disputer.account, order_id=oid, task=0, counter_digest=bytes(32),
                             bond=net.market.params().dispute_bond)
     resolvers = net.market.draw_resolvers(disputer.account, order_id=oid, task=0)  # and no case is ever handed over
+    monkeypatch.setattr(cli_dispute.console, "width", 250)
+    assert f"│ voting │ {disputer.address} │ rejected │ 0.100000 │ none │" in _flat(_cli("dispute", "show", order_id).output)
     period = net.market.params().resolution_period
     hand_by = net.market.dispute(oid, 0).resolve_by - period + period // 2
     first = _validator(net, resolvers[0])
