@@ -72,12 +72,14 @@ def status() -> None:
 
 
 def _start(role: str, name: str | None, limit: int | None) -> None:
-    from bahen.devnet_up import join, start_command
+    from bahen.devnet_up import join, schedule_resolver, start_command
     from bahen.settings import load_settings
 
     settings = load_settings()
     identity, _ = join(settings, role, name=name)
     argv, env = start_command(settings, identity, role, limit)
+    if role == "validator":
+        schedule_resolver(env["PREFECT_API_URL"], identity.address, settings.resolve_every_minutes)
     console.print(f"{identity.name} ({identity.address}) is ready; polling {' '.join(argv[argv.index('--pool'):])}")
     os.execve(argv[0], argv, env)
 
@@ -122,7 +124,12 @@ def validator_start(
     name: Annotated[str | None, typer.Option(help=NAME_HELP.format(role="validator"))] = None,
     limit: Annotated[int | None, typer.Option(help="Most runs at once (verifying, scoring, delivering)")] = None,
 ) -> None:
-    """Join as a validator if needed, then run a Prefect worker taking this validator's runs from the validators pool."""
+    """Join as a validator if needed, then run a Prefect worker taking this validator's runs from the validators pool.
+
+    Also schedules, on this validator's own queue, a `resolve-pending` run every resolve_every_minutes (10 by
+    default): the worker then votes on every dispute the chain drew this validator to resolve, whether or not
+    its disputer sends it a run.
+    """
     _start("validator", name, limit)
 
 

@@ -9,6 +9,7 @@ what it had started, so nothing is left running without a ``devnet.json`` to fin
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
@@ -25,6 +26,7 @@ from bahen.devnet_services import (
     free_port, init_postgres, party_env, port_free, postgres_account, postgres_argv, postgres_binaries, save_state,
     service_env, settings_for, spawn, state_path, wait_healthy,
 )
+from bahen.host_worker import FLOWS_OF_POOL
 from bahen.network import Network, connect, keystore_of, save_addresses
 from bahen.parties import CLIENT, POOL_OF_ROLE, POOLS, WASP, party_queue, validator_name, worker_name
 from bahen.settings import Settings, load_settings
@@ -179,6 +181,26 @@ def own_results(api_url: str, settings: Settings) -> dict[str, str]:
     return {"PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK": f"{storage.get_block_type_slug()}/{name}"}
 
 
+def schedule_resolver(api_url: str, address: str, every_minutes: int) -> None:
+    """The deployment ``resolve-pending/<address>``: the ``resolve-pending`` flow for validator ``address``,
+    every ``every_minutes`` from then on, in its own queue of the validators pool, so its host's worker looks
+    for the disputes that drew it whether or not their disputers send it runs. Created or updated in place."""
+    from prefect.client.schemas.actions import DeploymentScheduleCreate
+    from prefect.client.schemas.schedules import IntervalSchedule
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    every = timedelta(minutes=every_minutes)
+    schedule = IntervalSchedule(interval=every, anchor_date=datetime.now(UTC) + every)
+    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        client.create_deployment(
+            flow_id=client.create_flow_from_name("resolve-pending"), name=address.lower(),
+            entrypoint=FLOWS_OF_POOL[POOL_OF_ROLE["validator"]]["resolve-pending"],
+            work_pool_name=POOL_OF_ROLE["validator"], work_queue_name=party_queue(address),
+            parameters={"resolver": address}, schedules=[DeploymentScheduleCreate(schedule=schedule)],
+            tags=["bahen", "validator"],
+        )
+
+
 def apply_deployments(state: DevnetState) -> None:
     """``prefect deploy --all`` on the project's ``prefect.yaml``."""
     if not (state.project_dir / "prefect.yaml").is_file():
@@ -219,6 +241,9 @@ def up(settings: Settings, *, prefect_port: int, anvil_port: int, project_dir: P
         create_pools(state.prefect_api_url)
         share_results(state.prefect_api_url, result_storage(settings_for(state, settings)))
         apply_deployments(state)
+        for party in state.parties:
+            if party.pool == POOL_OF_ROLE["validator"]:
+                schedule_resolver(state.prefect_api_url, party.address, settings.resolve_every_minutes)
         if start_workers:
             for party in state.parties:
                 argv, env = party_worker(state, party)

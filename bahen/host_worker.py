@@ -42,7 +42,8 @@ FLOWS_OF_POOL: dict[str, dict[str, str]] = {
     POOL_OF_ROLE["client"]: {"order": "flows.order:order", "audit": "flows.audit:audit"},
     POOL_OF_ROLE["worker"]: {"train": "flows.train:train"},
     POOL_OF_ROLE["validator"]: {"verify": "flows.verify:verify", "score": "flows.score:score",
-                                "deliver": "flows.deliver:deliver", "resolve": "flows.resolve:resolve"},
+                                "deliver": "flows.deliver:deliver", "resolve": "flows.resolve:resolve",
+                                "resolve-pending": "flows.resolve:resolve_pending"},
     POOL_OF_ROLE["wasp"]: {"wasp": "flows.wasp:wasp"},
 }
 RUN_ENV_NAMES = ("PREFECT_FLOWS_HEARTBEAT_FREQUENCY",)

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
         None, description="Prefect server of the network: `bahen order submit` runs the order through its `order` "
         "deployment, and this host's Prefect workers poll it (default: run the order in this process)"
     )
+    resolve_every_minutes: int = Field(
+        10, ge=1, le=1440, description="How often a validator's worker (`bahen validator start`) looks for disputes "
+        "the chain drew it to resolve that wait for its vote, and votes on them",
+    )
     accept_unsigned_orders: bool = Field(
         False, description="Run order runs that carry no signature of this host's client, as the Prefect UI's form "
         "makes them, on sample datasets only: anyone who can create runs on the Prefect server can then spend this "

@@ -17,7 +17,8 @@ task's inputs from the case Wasp signed with its verdict (:func:`disputed_task`)
 counter-report in its own folder of the store by the counter-report's digest on chain
 (:func:`counter_pointer`), and records on chain the SHA-256 of the case it hands over, stored first
 under a name that holds it (:func:`handed_pointer`); a drawn resolver finds the case from the chain
-alone (:func:`handed_case`) and takes no other. ``bahen dispute`` is the command around these stages.
+alone (:func:`handed_case`) and takes no other, when its disputer sends it a run or its own scheduled
+run looks (:func:`pending_votes`). ``bahen dispute`` is the command around these stages.
 """
 
 import time
@@ -380,8 +381,28 @@ def cast_vote(order_id: str, task: int, resolver: Identity, net: Network) -> Vot
                            "after the draw")
 
 
+def pending_votes(resolver: Identity, net: Network) -> list[Vote]:
+    """Vote as ``resolver`` on every dispute that drew it and waits for its vote, leaving for a later round
+    each whose case may still be recorded: what a validator's scheduled ``resolve-pending`` run does, so
+    a resolver looks whether or not its disputer sends it a run."""
+    votes = []
+    for order_id, task in net.market.disputes_to_resolve(resolver.address):
+        try:
+            votes.append(cast_vote(order_id, task, resolver, net))
+        except CaseNotHanded:
+            continue
+    return votes
+
+
 @task(name="resolve", cache_policy=NO_CACHE)
 def resolve_task(order_id: str, index: int, resolver: str) -> Vote:
     """Prefect task: as ``resolver``, a validator of this host the chain drew, vote on the dispute of task ``index``."""
     net = network()
     return cast_vote(order_id, index, net.party_at(resolver, role="validator"), net)
+
+
+@task(name="resolve pending", cache_policy=NO_CACHE)
+def resolve_pending_task(resolver: str) -> list[Vote]:
+    """Prefect task: as ``resolver``, a validator of this host, vote on every dispute that waits for its vote."""
+    net = network()
+    return pending_votes(net.party_at(resolver, role="validator"), net)

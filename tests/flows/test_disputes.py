@@ -1,6 +1,8 @@
 """Disputes end to end on the embedded chain: a validator of the order re-verifies, disputes with a
 bond, and resolvers drawn among the other validators re-execute the challenge and vote."""
 
+from datetime import timedelta
+
 import pytest
 from contracts.errors import ContractRevert
 from prefect import get_client
@@ -18,13 +20,15 @@ from bahen.artifacts import get_signed, open_stored_grant, put_grant, put_signed
 from bahen.audit import recheck, reconstruct
 from bahen.cli import app
 from bahen.devnet import PARAMS
+from bahen.devnet_up import schedule_resolver
 from bahen.errors import BahenError
 from bahen.network import connect
-from bahen.parties import validator_name, worker_name
+from bahen.parties import party_queue, validator_name, worker_name
 from bahen.records import OrderRecord
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 from flows.resolve import resolve as resolve_flow
+from flows.resolve import resolve_pending
 from tasks.audit import audit
 from tasks.deliver import NotDeliverable, deliver
 from tasks.dispatch import send_resolvers
@@ -563,6 +567,22 @@ def test_a_disputer_sends_each_drawn_resolver_a_resolve_run_on_its_own_queue_and
     assert net.market.order(oid).tasks[0].verdict == "accepted"
 
 
+def test_a_validator_host_schedules_its_own_resolve_pending_runs_on_its_own_queue(prefect):
+    with get_client(sync_client=True) as client:
+        try:
+            client.create_work_pool(WorkPoolCreate(name="validators", type="process"))
+        except ObjectAlreadyExists:
+            pass
+    address = Identity.generate("validator").address
+    for every in (10, 3):  # started again with another setting: the one schedule follows it
+        schedule_resolver(PREFECT_API_URL.value(), address, every)
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(f"resolve-pending/{address.lower()}")
+    assert (deployment.work_pool_name, deployment.work_queue_name) == ("validators", party_queue(address))
+    assert deployment.parameters == {"resolver": address} and deployment.entrypoint == "flows.resolve:resolve_pending"
+    assert [s.schedule.interval for s in deployment.schedules] == [timedelta(minutes=3)]
+
+
 def test_a_resolver_votes_down_a_dispute_whose_case_never_came_once_half_the_resolution_period_passed(
         net, prefect, monkeypatch):
     upload, plan, assignment, training = _accepted(net, "0x" + "db" * 32)
@@ -578,6 +598,7 @@ def test_a_resolver_votes_down_a_dispute_whose_case_never_came_once_half_the_res
     first = _validator(net, resolvers[0])
 
     net.chain.increase_time(hand_by - net.chain.now())  # the disputer may still record its case at this time
+    assert resolve_pending(resolver=first.address) == []  # its scheduled run leaves it for a later one
     early = _cli("dispute", "resolve", order_id, "--as", first.name)
     assert isinstance(early.exception, CaseNotHanded) and f"After chain time {hand_by}, half the resolution" in str(
         early.exception)
@@ -592,7 +613,7 @@ def test_a_resolver_votes_down_a_dispute_whose_case_never_came_once_half_the_res
                        counter_report=training.bundle, counter_digest="0x" + "00" * 32)
     with pytest.raises(DisputeError, match=f"after chain time {hand_by}, half the resolution period .* no longer records"):
         hand_over(late, plan, disputer, net)  # the chain refuses a case the resolvers may have voted down already
-    second = resolve_flow(order_id=order_id, task=0, resolver=resolvers[1])  # a host worker's run votes alike
+    [second] = resolve_pending(resolver=resolvers[1])  # a validator's scheduled run votes alike
     assert not second.uphold and second.report is None
     assert net.market.dispute(oid, 0).status == "dismissed"
     settled = settle(upload, net)

@@ -55,6 +55,15 @@ def test_every_party_home_holds_exactly_its_own_identity(devnet):
     assert keystore_of(load_settings(home=devnet.home)).names() == [OPERATOR]
 
 
+def test_each_validator_looks_for_disputes_that_drew_it_on_a_schedule_of_its_own_queue(devnet):
+    validators = [host for host in devnet.parties if host.pool == "validators"]
+    assert validators
+    for host in validators:
+        deployment = api(devnet, "GET", f"/deployments/name/resolve-pending/{host.address.lower()}")
+        assert (deployment["work_queue_name"], deployment["parameters"]) == (host.queue, {"resolver": host.address})
+        assert [s["schedule"]["interval"] for s in deployment["schedules"]] == [600.0]
+
+
 def test_order_from_the_ui_runs_each_stage_on_its_signers_worker_and_settles_once(devnet, finished_order):
     [record] = [r for r in _client_book(devnet).list() if r.settled]
     assert record.status == "settled (accepted), model delivered"
