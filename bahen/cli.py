@@ -26,14 +26,15 @@ console = Console()
 err = Console(stderr=True)
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     help="bahen: verifiable outsourced training. Clients pay only for training that was provably done, "
     "on data only the parties they chose can read.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-order_app = typer.Typer(help="Submit and inspect training orders.", no_args_is_help=True)
-model_app = typer.Typer(help="Fetch trained models.", no_args_is_help=True)
+order_app = typer.Typer(rich_markup_mode="markdown", help="Submit and inspect training orders.", no_args_is_help=True)
+model_app = typer.Typer(rich_markup_mode="markdown", help="Fetch trained models.", no_args_is_help=True)
 app.add_typer(order_app, name="order")
 app.add_typer(model_app, name="model")
 app.add_typer(keys_app, name="keys")

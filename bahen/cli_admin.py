@@ -15,11 +15,11 @@ from rich.console import Console
 console = Console()
 T = TypeVar("T")
 
-keys_app = typer.Typer(help="Identities: an Ethereum account and an X25519 key per party.", no_args_is_help=True)
-chain_app = typer.Typer(help="Contracts on the configured EVM chain.", no_args_is_help=True)
-audit_app = typer.Typer(help="Re-check orders from their pinned artifacts; re-execute them as an auditor the order names.",
+keys_app = typer.Typer(rich_markup_mode="markdown", help="Identities: an Ethereum account and an X25519 key per party.", no_args_is_help=True)
+chain_app = typer.Typer(rich_markup_mode="markdown", help="Contracts on the configured EVM chain.", no_args_is_help=True)
+audit_app = typer.Typer(rich_markup_mode="markdown", help="Re-check orders from their pinned artifacts; re-execute them as an auditor the order names.",
                          no_args_is_help=True)
-store_app = typer.Typer(help="The configured artifact store.", no_args_is_help=True)
+store_app = typer.Typer(rich_markup_mode="markdown", help="The configured artifact store.", no_args_is_help=True)
 
 BENCHMARKS = {
     "crypto": "bench.crypto",

@@ -11,10 +11,10 @@ from rich.table import Table
 
 console = Console()
 
-worker_app = typer.Typer(help="Run a GPU worker host on the network's gpu pool.", no_args_is_help=True)
-validator_app = typer.Typer(help="Run a validator host on the network's validators pool.", no_args_is_help=True)
-wasp_app = typer.Typer(help="Run Wasp, the auditor that records work verdicts, on the wasp pool.", no_args_is_help=True)
-client_app = typer.Typer(help="Run a client host's orders on the network's control pool.", no_args_is_help=True)
+worker_app = typer.Typer(rich_markup_mode="markdown", help="Run a GPU worker host on the network's gpu pool.", no_args_is_help=True)
+validator_app = typer.Typer(rich_markup_mode="markdown", help="Run a validator host on the network's validators pool.", no_args_is_help=True)
+wasp_app = typer.Typer(rich_markup_mode="markdown", help="Run Wasp, the auditor that records work verdicts, on the wasp pool.", no_args_is_help=True)
+client_app = typer.Typer(rich_markup_mode="markdown", help="Run a client host's orders on the network's control pool.", no_args_is_help=True)
 
 
 def up(

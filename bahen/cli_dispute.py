@@ -16,6 +16,7 @@ from bahen.cli_accounts import AS_OPTION, chain_time, eth, network
 console = Console()
 
 dispute_app = typer.Typer(
+    rich_markup_mode="markdown",
     help="Contest a task's verdict, vote on a dispute you were drawn to resolve, or follow one.",
     no_args_is_help=True,
 )

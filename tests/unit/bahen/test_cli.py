@@ -35,7 +35,7 @@ def test_every_command_explains_itself(command):
     assert result.exit_code == 0, result.output
     shown = " ".join(result.output.replace("│", " ").split())
     assert f"Usage: bahen {' '.join(command)}" in shown
-    assert " ".join(help_text.split("\n\n")[0].split())[:60] in shown
+    assert " ".join(help_text.split("\n\n")[0].replace("`", "").split())[:60] in shown  # code spans shown bare
 
 
 def test_the_version_is_the_installed_packages():
