@@ -419,7 +419,7 @@ class Bahen:
 
     def hand_by(self, dispute: DisputeView) -> int:
         """The last chain time at which the disputer of a drawn dispute may record its case: half the
-        resolution period after the draw. A resolver votes to dismiss a dispute with none from then on."""
+        resolution period after the draw. After it, a resolver votes to dismiss a dispute with none."""
         period = self.params().resolution_period
         return dispute.resolve_by - period + period // 2
 
