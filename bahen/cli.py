@@ -16,6 +16,7 @@ from bahen.cli_accounts import register as register_accounts
 from bahen.cli_admin import audit_app, bench, chain_app, keys_app, store_app
 from bahen.cli_devnet import register as register_devnet
 from bahen.cli_dispute import register as register_dispute
+from bahen.cli_groups import command_group
 from bahen.errors import user_errors
 
 # Prefect's ephemeral API: quiet analytics, patience on slow machines. Set before prefect imports.
@@ -25,16 +26,14 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 console = Console()
 err = Console(stderr=True)
 
-app = typer.Typer(
-    rich_markup_mode="markdown",
+app = command_group(
     help="bahen: verifiable outsourced training. Clients pay only for training that was provably done, "
     "on data only the parties they chose can read.",
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-order_app = typer.Typer(rich_markup_mode="markdown", help="Submit and inspect training orders.", no_args_is_help=True)
-model_app = typer.Typer(rich_markup_mode="markdown", help="Fetch trained models.", no_args_is_help=True)
+order_app = command_group("Submit and inspect training orders.")
+model_app = command_group("Fetch trained models.")
 app.add_typer(order_app, name="order")
 app.add_typer(model_app, name="model")
 app.add_typer(keys_app, name="keys")

@@ -12,14 +12,15 @@ from typing import Annotated, TypeVar
 import typer
 from rich.console import Console
 
+from bahen.cli_groups import command_group
+
 console = Console()
 T = TypeVar("T")
 
-keys_app = typer.Typer(rich_markup_mode="markdown", help="Identities: an Ethereum account and an X25519 key per party.", no_args_is_help=True)
-chain_app = typer.Typer(rich_markup_mode="markdown", help="Contracts on the configured EVM chain.", no_args_is_help=True)
-audit_app = typer.Typer(rich_markup_mode="markdown", help="Re-check orders from their pinned artifacts; re-execute them as an auditor the order names.",
-                         no_args_is_help=True)
-store_app = typer.Typer(rich_markup_mode="markdown", help="The configured artifact store.", no_args_is_help=True)
+keys_app = command_group("Identities: an Ethereum account and an X25519 key per party.")
+chain_app = command_group("Contracts on the configured EVM chain.")
+audit_app = command_group("Re-check orders from their pinned artifacts; re-execute them as an auditor the order names.")
+store_app = command_group("The configured artifact store.")
 
 BENCHMARKS = {
     "crypto": "bench.crypto",

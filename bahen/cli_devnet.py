@@ -9,12 +9,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bahen.cli_groups import command_group
+
 console = Console()
 
-worker_app = typer.Typer(rich_markup_mode="markdown", help="Run a GPU worker host on the network's gpu pool.", no_args_is_help=True)
-validator_app = typer.Typer(rich_markup_mode="markdown", help="Run a validator host on the network's validators pool.", no_args_is_help=True)
-wasp_app = typer.Typer(rich_markup_mode="markdown", help="Run Wasp, the auditor that records work verdicts, on the wasp pool.", no_args_is_help=True)
-client_app = typer.Typer(rich_markup_mode="markdown", help="Run a client host's orders on the network's control pool.", no_args_is_help=True)
+worker_app = command_group("Run a GPU worker host on the network's gpu pool.")
+validator_app = command_group("Run a validator host on the network's validators pool.")
+wasp_app = command_group("Run Wasp, the auditor that records work verdicts, on the wasp pool.")
+client_app = command_group("Run a client host's orders on the network's control pool.")
 
 
 def up(

@@ -12,14 +12,11 @@ from rich.console import Console
 from rich.table import Table
 
 from bahen.cli_accounts import AS_OPTION, chain_time, eth, network
+from bahen.cli_groups import command_group
 
 console = Console()
 
-dispute_app = typer.Typer(
-    rich_markup_mode="markdown",
-    help="Contest a task's verdict, vote on a dispute you were drawn to resolve, or follow one.",
-    no_args_is_help=True,
-)
+dispute_app = command_group("Contest a task's verdict, vote on a dispute you were drawn to resolve, or follow one.")
 ORDER_ARG = typer.Argument(help="Order id (0x…)")
 TASK_OPTION = typer.Option("--task", min=0, help="The order's task, numbered from 0")
 
