@@ -123,7 +123,7 @@ def dispute_show(order_id: Annotated[str, ORDER_ARG]) -> None:
             continue
         votes = net.market.dispute_votes(oid, task)
         claim = "accepted" if latest.claim_accepted else "rejected"
-        case = "none" if int(latest.case_digest, 16) == 0 else f"{latest.case_digest[:10]}…"
+        case = "none" if not latest.case_recorded else f"{latest.case_digest[:10]}…"
         first = [str(task), view.verdict, latest.status, latest.disputer, claim, eth(latest.bond), case]
         resolvers = latest.resolvers or [""]
         for i, resolver in enumerate(resolvers):

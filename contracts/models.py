@@ -118,6 +118,11 @@ class DisputeView(BaseModel):
     case_digest: str = Field(description="SHA-256 of the case the disputer handed its resolvers (zeros until it does)")
     resolvers: list[str]
 
+    @property
+    def case_recorded(self) -> bool:
+        """Whether the disputer has recorded the case it hands its resolvers."""
+        return int(self.case_digest, 16) != 0
+
 
 class CreditEvent(BaseModel):
     """One credit of an order (a `Credited` event)."""

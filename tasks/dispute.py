@@ -45,9 +45,6 @@ from tasks.runtime import network
 from tasks.verify import REPORT_VERIFICATION, model_key, reexecute
 
 
-_NO_CASE = "0x" + "00" * 32  # a dispute's case digest on chain until its disputer records one
-
-
 class DisputeError(BahenError):
     """A dispute that cannot be opened or voted on, with what to do instead."""
 
@@ -142,7 +139,7 @@ def hand_over(case: DisputeCase, shard: Shard, disputer: Identity, net: Network,
     """
     order_id, task = case.upload.order_id, case.training.task
     oid = bytes.fromhex(order_id[2:])
-    if net.market.dispute(oid, task).case_digest != _NO_CASE:
+    if net.market.dispute(oid, task).case_recorded:
         return handed_case(order_id, task, net)
     resolvers: list[str] = []
     while not resolvers:  # empty: the seed block aged out and the draw re-anchored on the next one
@@ -257,7 +254,7 @@ def handed_case(order_id: str, task: int, net: Network) -> ArtifactRef:
     latest = net.market.dispute(bytes.fromhex(order_id[2:]), task)
     if latest.status != "voting":
         raise DisputeError(f"task {task} of order {order_id} has no dispute to vote on (its latest: {latest.status})")
-    if latest.case_digest == _NO_CASE:
+    if not latest.case_recorded:
         raise CaseNotHanded(f"the disputer {latest.disputer} has not handed over its case of order {order_id} task "
                             f"{task} yet: try again later.")
     try:
@@ -374,7 +371,7 @@ def cast_vote(order_id: str, task: int, resolver: Identity, net: Network) -> Vot
         if net.chain.now() <= hand_by:
             raise CaseNotHanded(f"{missing} After chain time {hand_by}, half the resolution period after the draw, "
                                 "the chain records no case and a resolver votes to dismiss the dispute") from None
-        if net.market.dispute(oid, task).case_digest != _NO_CASE:  # the clock first: a case recorded in time is seen
+        if net.market.dispute(oid, task).case_recorded:  # the clock first: a case recorded in time is seen
             return cast_vote(order_id, task, resolver, net)
     return _dismiss(oid, task, resolver, net,
                     reason=f"its disputer handed over no case by chain time {hand_by}, half the resolution period "
