@@ -147,8 +147,8 @@ class OrderSpec(BaseModel):
     deadline_hours: int = Field(24, ge=1, le=24 * 30, description="Hours until the order may be cancelled")
     commit_minutes: int = Field(
         120, ge=1, lt=24 * 30 * 60,
-        description="Minutes a drawn worker has to train and commit its proof; past them anyone may have the chain "
-        "replace it by the next draw",
+        description="Minutes a drawn worker has to train and commit its proof, and then the order's verifier to verify "
+        "it; past them anyone may have the chain replace the one that stalls by the next draw",
     )
     auditors: list[str] = Field(
         default_factory=list, max_length=MAX_AUDITORS,

@@ -221,10 +221,12 @@ class Bahen:
             reanchored=len(events.DrawReanchored().process_receipt(receipt, errors=DISCARD)),
         )
 
-    def replace_worker(self, acct: LocalAccount, *, order_id: bytes, task: int) -> str:
-        """Re-opens a task whose worker has not committed its proof by the task's ``commit_by`` (any
-        sender); the worker is released unslashed and :meth:`draw` picks the next one."""
-        return self._send(acct, self.market.functions.replaceWorker(_b32("order_id", order_id), task), "replace_worker")
+    def replace_stalled(self, acct: LocalAccount, *, order_id: bytes, task: int) -> str:
+        """Replaces whoever stalls a task (any sender): its worker when it has not committed its proof by
+        the task's ``commit_by``, else the order's verifier when the committed task has no verification
+        on chain by its ``verify_by``. Neither is slashed; each stays bound until the order closes, and
+        :meth:`draw` picks the next one."""
+        return self._send(acct, self.market.functions.replaceStalled(_b32("order_id", order_id), task), "replace_stalled")
 
     def cancel_order(self, acct: LocalAccount, *, order_id: bytes) -> str:
         """Credits the whole escrow back to the client.
@@ -276,6 +278,8 @@ class Bahen:
             draw_block=t[8],
             commit_by=t[9],
             disputes=t[10],
+            verifier=t[11],
+            verify_by=t[12],
         )
 
     # proofs, reports, verdicts

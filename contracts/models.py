@@ -75,6 +75,9 @@ class TaskView(BaseModel):
     commit_by: int = Field(description="timestamp past which an uncommitted worker may be replaced (0 undrawn)")
     disputes: int = Field(description="disputes opened on its verdict so far: the next draws 2^disputes times the "
                           "first panel of resolvers (at most 15), and bonds in proportion")
+    verifier: str = Field(description="the validator whose verification of the task is on chain (zero address before it)")
+    verify_by: int = Field(description="timestamp past which the committed task, still unverified, may have the order's "
+                           "verifier replaced (0 before the commitment)")
 
     @property
     def wasp_verdict(self) -> VerdictName:
@@ -150,7 +153,7 @@ class OrderView(BaseModel):
     escrow: int
     allocated: int
     deadline: int
-    commit_window: int = Field(description="seconds a drawn worker has to commit its proof")
+    commit_window: int = Field(description="seconds a drawn worker has to commit its proof, and the verifier to verify it")
     status: OrderStatus
     commits: int
     verdicts: int

@@ -59,7 +59,7 @@ def gather(upload: Upload, shard: Shard, assignment: Assignment, training: Train
            verification: Verification, scores: Scores, net: Network) -> Evidence:
     """Collect the evidence of one task, checking every signature and on-chain digest.
 
-    The verification report counts only if the order's verifier (its first validator on chain) signed
+    The verification report counts only if the task's verifier (``tasks.verify.verifier_of``) signed
     it and attested its digest on chain for this task's challenge and committed root.
     """
     oid = bytes.fromhex(upload.order_id[2:])
@@ -78,7 +78,7 @@ def gather(upload: Upload, shard: Shard, assignment: Assignment, training: Train
         # a report counts only for the task it checked: this order and task, the chain's challenge, the committed root
         bound = (report.order_id, report.task, report.challenge_seed, report.merkle_root) == (
             upload.order_id, assignment.task, _seed(net, oid, assignment.task), committed)
-        attested = bound and doc.signer == verifier_of(order) and _attested(
+        attested = bound and doc.signer == verifier_of(order, assignment.task) and _attested(
             net, oid, assignment.task, REPORT_VERIFICATION, doc.signer, doc.digest)
     except UNTRUSTED:
         pass
@@ -136,7 +136,7 @@ def attested_evidence(upload: Upload, shard: Shard, task: int, order: OrderView,
     does (a performance report attested but not readable counts as none): the worker is not to
     blame, and a run started before the validators finished cannot sign a poorer model report.
     """
-    order_id, verifier = upload.order_id, verifier_of(order)
+    order_id, verifier = upload.order_id, verifier_of(order, task)
     try:
         verified = attested_report(net, order_id, task, REPORT_VERIFICATION, verifier, VerificationReport)
     except UNTRUSTED as exc:

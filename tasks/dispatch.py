@@ -13,7 +13,9 @@ The dispatcher waits for the child and checks its final state: a failed or crash
 running one whose heartbeats stopped (its worker died), is retried under a new key; a child no
 worker starts in time is not retried on that party. A train run that does not finish has its worker
 replaced on chain by the next draw once the worker's commit window passed without a commitment,
-and the successor trains (``replacements`` times at most). When the attempts are spent or the
+and the successor trains; a verify run that does not finish has the order's verifier replaced the
+same way once the committed task's window passed without a verification on chain, and the successor
+verifies (``replacements`` times at most, each). When the attempts are spent or the
 stage's time is up, the order ends cleanly: the child is cancelled and the
 escrow refunded on chain (:func:`end_order`). Either way the client records each result in its own
 order book, and a retried order passes through the stages its record holds.
@@ -22,6 +24,7 @@ order book, and a retried order passes through the stages its record holds.
 import json
 import random
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -55,7 +58,7 @@ from tasks.deliver import NotDeliverable, deliver_task, deliverer
 from tasks.report import checks_markdown
 from tasks.runtime import network, order_book, recorded
 from tasks.score import SignedScore, gathered, score_task
-from tasks.shard import NotReplaceable, replace_task
+from tasks.shard import NotReplaceable, replace_verifier_task, replace_worker_task
 from tasks.train import train_task
 from tasks.verify import verify_task
 
@@ -80,8 +83,9 @@ class DispatchConfig(BaseSettings):
         "its host is not polling. A worker that does not start is replaced by the chain's next draw"
     )
     replacements: int = Field(
-        2, ge=0, le=10, description="Times a task's worker that does not finish training is replaced by the chain's "
-        "next draw (once its commit window passed without a commitment) before the order is ended"
+        2, ge=0, le=10, description="Times a task's worker that does not finish training (once its commit window "
+        "passed without a commitment), and the order's verifier that does not verify it (once the window passed again "
+        "without a verification on chain), is replaced by the chain's next draw before the order is ended"
     )
     stale_after_s: float = Field(
         0, ge=0, description="A running child silent (no heartbeat) this long is treated as crashed; 0 disables. "
@@ -255,36 +259,53 @@ class Stages:
         self._record(upload.order_id, "train", started, "committed", training=training)
         return shard, assignment, training
 
-    def _train_on_pools(self, spec: OrderSpec, upload: Upload, shard: Shard, assignment: Assignment
-                        ) -> tuple[Shard, Assignment, Training]:
-        """Train on the drawn worker's queue; replace a worker that does not finish, up to ``replacements`` times."""
+    def _replacing(self, shard: Shard, attempt: Callable[[Shard], M], replace: Callable[..., Shard]) -> tuple[Shard, M]:
+        """``attempt`` the stage with the shard as it stands; when the party it runs on does not finish,
+        ``replace`` it on chain by the next draw and attempt again with the successor, up to
+        ``replacements`` times. Returns the shard as it stands and the stage's result."""
         replaced = 0
         while True:
             try:
-                training = self._dispatch("train/train", {"spec": spec, "upload": upload, "assignment": assignment},
-                                          f"{upload.order_id}-train-{assignment.task}-{assignment.address.lower()}",
-                                          Training, party_queue(assignment.address))
-                return shard, assignment, training
+                return shard, attempt(shard)
             except StageNotDone:
                 if replaced == self.config.replacements:
                     raise
             replaced += 1
-            until = time.monotonic() + self.config.stage_timeout_s
             try:
-                shard = replace_task(upload, shard, assignment.task, until=until, poll_s=self.config.poll_s)
+                shard = replace(shard, until=time.monotonic() + self.config.stage_timeout_s, poll_s=self.config.poll_s)
             except NotReplaceable as exc:
                 raise StageNotDone(str(exc)) from None
-            assignment = next(a for a in shard.assignments if a.task == assignment.task)
 
-    def verify(self, spec: OrderSpec, upload: Upload, shard: Shard, assignment: Assignment, training: Training) -> Verification:
-        """The order's first validator checks the proof; the checks are published as a Markdown table."""
+    def _train_on_pools(self, spec: OrderSpec, upload: Upload, shard: Shard, assignment: Assignment
+                        ) -> tuple[Shard, Assignment, Training]:
+        """Train on the drawn worker's queue; replace a worker that does not finish, up to ``replacements`` times."""
+        task = assignment.task
+
+        def attempt(shard: Shard) -> Training:
+            drawn = next(a for a in shard.assignments if a.task == task)
+            return self._dispatch("train/train", {"spec": spec, "upload": upload, "assignment": drawn},
+                                  f"{upload.order_id}-train-{task}-{drawn.address.lower()}", Training, party_queue(drawn.address))
+
+        shard, training = self._replacing(shard, attempt, partial(replace_worker_task, upload, task=task))
+        return shard, next(a for a in shard.assignments if a.task == task), training
+
+    def verify(self, spec: OrderSpec, upload: Upload, shard: Shard, assignment: Assignment, training: Training
+               ) -> tuple[Shard, Verification]:
+        """The order's verifier, its first validator, checks the proof; the checks are published as a
+        Markdown table. On the pools, a verifier that does not finish is replaced by the chain's next
+        draw once the task's verify window passed with no verification on chain, and the successor
+        verifies; returns the order's shard as it stands, with the verification."""
         if (done := recorded(upload.order_id, "verification")) is not None:
-            return done
+            return order_book().load(upload.order_id).shard, done
         started = time.perf_counter()
         if self.pools:
-            params = {"spec": spec, "upload": upload, "shard": shard, "assignment": assignment, "training": training}
-            verification = self._dispatch("verify/verify", params, f"{upload.order_id}-verify-{assignment.task}",
-                                          Verification, party_queue(shard.validators[0].address))
+            def attempt(shard: Shard) -> Verification:
+                verifier = shard.validators[0].address
+                params = {"spec": spec, "upload": upload, "shard": shard, "assignment": assignment, "training": training}
+                return self._dispatch("verify/verify", params, f"{upload.order_id}-verify-{assignment.task}-{verifier.lower()}",
+                                      Verification, party_queue(verifier))
+
+            shard, verification = self._replacing(shard, attempt, partial(replace_verifier_task, upload, task=assignment.task))
         else:
             verification = verify_task(spec, upload, shard, assignment, training)
         self._record(upload.order_id, "verify", started, "verified", verification=verification)
@@ -293,7 +314,7 @@ class Stages:
             markdown=checks_markdown(verification.checks, order_id=upload.order_id, task=assignment.task),
             description=f"Proof-of-Train checks of order {upload.order_id}, task {assignment.task}",
         )
-        return verification
+        return shard, verification
 
     def score(self, spec: OrderSpec, upload: Upload, shard: Shard, training: Training) -> Scores:
         """Each validator of the order scores the final model in its own run; the scores are aggregated.

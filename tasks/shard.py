@@ -10,11 +10,12 @@ train and holdout keys. The model key is the worker's own
 """
 
 import time
+from collections.abc import Callable
 from contextlib import suppress
 
 from contracts.client import ZERO_ADDRESS, UnknownOrderError
 from contracts.errors import ChainError, ChallengeNotReady, ContractRevert
-from contracts.models import MemberView, OrderView
+from contracts.models import MemberView, OrderView, TaskView
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from privacy.identity import PublicIdentity
@@ -152,51 +153,103 @@ def drawn(net: Network, oid: bytes, *, poll_s: float = 2.0) -> OrderView:
 
 
 class NotReplaceable(BahenError):
-    """The task's worker cannot be replaced: it committed its proof, or its commit window did not pass in time."""
+    """Nobody stalls the task on chain (its worker committed, its verifier verified it), or the window for the
+    stalled party did not pass in time."""
 
 
-def replace_stalled(upload: Upload, shard: Shard, task: int, net: Network, *, until: float, poll_s: float = 2.0) -> Shard:
-    """As the client: once the task's worker may be replaced on chain (its commit window passed with no
-    commitment), replace it, have the chain draw the next worker and grant it the task's keys. Returns
-    the shard with the task's new assignment.
-
-    Waits for the window until ``until`` (``time.monotonic()``). Resumable: a replacement already on
-    chain is not made twice.
-    """
+def _replaced_on_chain(net: Network, oid: bytes, task: int, stalled: str, *, holds: Callable[[OrderView], str],
+                       window: Callable[[TaskView], int], until: float, poll_s: float) -> OrderView:
+    """As the client: once ``stalled`` (still ``holds`` its place in the order) may be replaced on chain, past
+    ``window`` of the task (which raises :class:`NotReplaceable` when it never will be), replace it and have the
+    chain draw the next member; returns the order as drawn. Waits until ``until`` (``time.monotonic()``).
+    Resumable: a replacement already on chain is not made twice."""
     client = net.party(CLIENT)
-    oid = bytes.fromhex(upload.order_id[2:])
-    stalled = next(a for a in shard.assignments if a.task == task)
-    while (t := net.market.order(oid).tasks[task]).worker.lower() == stalled.address.lower():
-        if t.commit_block:
-            raise NotReplaceable(f"{stalled.worker} ({stalled.address}) committed task {task}'s proof: only its own host "
-                                 "can answer the challenge; `bahen worker start` there")
-        if net.chain.now() > t.commit_by:
-            net.market.replace_worker(client.account, order_id=oid, task=task)
+    while holds(view := net.market.order(oid)).lower() == stalled.lower():
+        by = window(view.tasks[task])
+        if net.chain.now() > by:
+            net.market.replace_stalled(client.account, order_id=oid, task=task)
             continue
         if time.monotonic() >= until:
-            raise NotReplaceable(f"{stalled.worker} ({stalled.address}) may commit task {task} until {t.commit_by} "
-                                 "(unix time) and the stage ran out of time first")
+            raise NotReplaceable(f"{stalled} may do its part of task {task} until {by} (unix time) and the stage ran "
+                                 "out of time first")
         time.sleep(poll_s)
         with suppress(ChainError):  # a devnet mines only on transactions: a block brings its clock to now
             net.chain.mine(1)
-    view = drawn(net, oid)
+    return drawn(net, oid)
+
+
+def _client_keys(net: Network, upload: Upload, roles: tuple[str, ...]) -> dict[str, bytes]:
+    """The order's keys of ``roles``, opened from their grants to the client."""
+    client = net.party(CLIENT)
+    return {role: open_stored_grant(net.store, upload.client_grants[role], client, order_id=upload.order_id)
+            for role in roles}
+
+
+def replace_worker(upload: Upload, shard: Shard, task: int, net: Network, *, until: float, poll_s: float = 2.0) -> Shard:
+    """As the client: once the task's worker may be replaced on chain (its commit window passed with no
+    commitment), replace it, have the chain draw the next worker and grant it the task's keys. Returns
+    the shard with the task's new assignment. Waits for the window until ``until`` (``time.monotonic()``)."""
+    stalled = next(a for a in shard.assignments if a.task == task)
+
+    def window(t: TaskView) -> int:
+        if t.commit_block:
+            raise NotReplaceable(f"{stalled.worker} ({stalled.address}) committed task {task}'s proof: only its own host "
+                                 "can answer the challenge; `bahen worker start` there")
+        return t.commit_by
+
+    view = _replaced_on_chain(net, bytes.fromhex(upload.order_id[2:]), task, stalled.address,
+                              holds=lambda v: v.tasks[task].worker, window=window, until=until, poll_s=poll_s)
     name, public = _member(net.market.members("worker"), "worker", view.tasks[task].worker)
-    keys = {role: open_stored_grant(net.store, upload.client_grants[role], client, order_id=upload.order_id)
-            for role in WORKER_KEYS}
-    grants = _granted(net, keys, public, upload.order_id, WORKER_KEYS)
+    grants = _granted(net, _client_keys(net, upload, WORKER_KEYS), public, upload.order_id, WORKER_KEYS)
     successor = Assignment(task=task, worker=name, address=public.address, payment_wei=stalled.payment_wei, grants=grants)
     return shard.model_copy(update={"assignments": [successor if a.task == task else a for a in shard.assignments]})
 
 
-@task(name="replace_worker", cache_policy=NO_CACHE)
-def replace_task(upload: Upload, shard: Shard, task: int, *, until: float, poll_s: float) -> Shard:
-    """Prefect task: replace a stalled worker as the client and record the order's new shard."""
-    replaced = replace_stalled(upload, shard, task, network(), until=until, poll_s=poll_s)
+def replace_verifier(upload: Upload, shard: Shard, task: int, net: Network, *, until: float, poll_s: float = 2.0) -> Shard:
+    """As the client: once the order's verifier may be replaced on chain (the committed task has no
+    verification on chain past its window), replace it, have the chain draw the next validator into the
+    first slot and grant it the validators' keys. Returns the shard with the new verifier first. Waits
+    for the window until ``until`` (``time.monotonic()``)."""
+    stalled = shard.validators[0]
+
+    def window(t: TaskView) -> int:
+        if int(t.verifier, 16) or t.verdict != "none":
+            raise NotReplaceable(f"{stalled.name} ({stalled.address}) verified task {task} on chain: Wasp's audit is "
+                                 "next, not another verifier")
+        return t.verify_by
+
+    view = _replaced_on_chain(net, bytes.fromhex(upload.order_id[2:]), task, stalled.address,
+                              holds=lambda v: v.validators[0].validator, window=window, until=until, poll_s=poll_s)
+    name, public = _member(net.market.members("validator"), "validator", view.validators[0].validator)
+    grants = _granted(net, _client_keys(net, upload, VALIDATOR_KEYS), public, upload.order_id, VALIDATOR_KEYS)
+    successor = ValidatorSlot(name=name, address=public.address, fee_wei=stalled.fee_wei, grants=grants)
+    return shard.model_copy(update={"validators": [successor, *shard.validators[1:]]})
+
+
+def _recorded_shard(upload: Upload, replaced: Shard) -> None:
     book = order_book()
     book.save(book.load(upload.order_id).model_copy(update={"shard": replaced}))
+
+
+@task(name="replace_worker", cache_policy=NO_CACHE)
+def replace_worker_task(upload: Upload, shard: Shard, task: int, *, until: float, poll_s: float) -> Shard:
+    """Prefect task: replace a stalled worker as the client and record the order's new shard."""
+    replaced = replace_worker(upload, shard, task, network(), until=until, poll_s=poll_s)
+    _recorded_shard(upload, replaced)
     new = next(a for a in replaced.assignments if a.task == task)
     get_run_logger().warning("task %d of order %s: the stalled worker was replaced; the chain drew %s (%s)",
                              task, upload.order_id, new.worker, new.address)
+    return replaced
+
+
+@task(name="replace_verifier", cache_policy=NO_CACHE)
+def replace_verifier_task(upload: Upload, shard: Shard, task: int, *, until: float, poll_s: float) -> Shard:
+    """Prefect task: replace a stalled verifier as the client and record the order's new shard."""
+    replaced = replace_verifier(upload, shard, task, network(), until=until, poll_s=poll_s)
+    _recorded_shard(upload, replaced)
+    new = replaced.validators[0]
+    get_run_logger().warning("task %d of order %s: the stalled verifier was replaced; the chain drew %s (%s)",
+                             task, upload.order_id, new.name, new.address)
     return replaced
 
 

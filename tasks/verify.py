@@ -72,7 +72,7 @@ def verify(spec: OrderSpec, upload: Upload, shard: Shard, assignment: Assignment
     if assignment.task != task:
         raise InputMismatch(f"the assignment handed over is of task {assignment.task}, the training of task {task}: "
                             "nothing was judged")
-    if slot.address != (first := verifier_of(chain_order(upload, task, net))):
+    if slot.address != (first := verifier_of(chain_order(upload, task, net), task)):
         raise InputMismatch(f"the shard handed over for order {order_id} names {slot.address} first, not the order's "
                             f"verifier, its first validator on chain ({first}): nothing was judged")
     verifier = net.party_at(slot.address, role="validator")
@@ -93,8 +93,12 @@ def slot_grant(slot: ValidatorSlot, role: str, order_id: str) -> ArtifactRef:
     return slot.grants[role]
 
 
-def verifier_of(order: OrderView) -> str | None:
-    """The order's verifier: its first validator slot on chain (drawn by the chain, so nobody picks it)."""
+def verifier_of(order: OrderView, task: int) -> str | None:
+    """The verifier of the order's ``task``: the validator whose verification of it is on chain, else the
+    order's verifier, its first validator slot on chain (drawn by the chain, so nobody picks it, and drawn
+    again when it leaves a committed task unverified past its window)."""
+    if int(order.tasks[task].verifier, 16):
+        return order.tasks[task].verifier
     return order.validators[0].validator if order.validators else None
 
 

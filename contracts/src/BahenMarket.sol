@@ -15,7 +15,8 @@ import {StakingRegistry} from "./StakingRegistry.sol";
 /// did not exist when the slot was opened), so no client picks its workers or validators. Workers
 /// commit proof roots, a worker that does not commit in time is replaced by the next draw,
 /// validators' signed report digests are recorded (a task's verification only from the order's
-/// verifier, the validator of its first slot), the Wasp role records work verdicts.
+/// verifier, the validator of its first slot, itself replaced by the next draw when it leaves a
+/// committed task unverified past its window), the Wasp role records work verdicts.
 /// A verdict becomes final once its dispute window has passed: within it, a staked member may
 /// dispute it with a bond, and validators drawn on chain re-verify and vote; a dispute that leaves
 /// it standing opens the window again for the members that have not disputed it. Settlement credits
@@ -95,7 +96,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         bytes32 specHash;
         uint256 escrow;
         uint256 allocated;
-        uint64 commitWindow; // seconds a drawn worker has to commit its proof
+        uint64 commitWindow; // seconds a drawn worker has to commit its proof, and the verifier to verify it
     }
 
     struct Task {
@@ -110,6 +111,8 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         uint64 drawBlock; // the worker derives from the hash of the block after it
         uint64 commitBy; // past it, an uncommitted worker may be replaced by the next draw
         uint8 disputes; // opened on its verdict so far: the n-th (from 0) draws (and bonds) 2^n times the first, up to 15 resolvers
+        address verifier; // the validator whose verification of the task is on chain (zero before it)
+        uint64 verifyBy; // past it, with the task committed and unverified, the verifier may be replaced by the next draw
     }
 
     struct ValidatorSlot {
@@ -153,7 +156,8 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     // bonds of dismissed disputes of an acceptance: the worker's at settlement if its work is still accepted
     mapping(bytes32 => mapping(uint256 => uint256)) private _held;
     mapping(bytes32 => mapping(address => bool)) private _drawn; // every member drawn for the order, replaced ones too
-    mapping(bytes32 => address[]) private _replaced; // the order's replaced workers, which its draws leave out
+    // the order's replaced workers and verifiers: its draws leave them out, their stake bound until it closes
+    mapping(bytes32 => address[]) private _replaced;
     mapping(bytes32 => uint256) private _drawCursor; // the task a draw starts at: where the last one ran out of tries
     mapping(bytes32 => mapping(uint256 => mapping(address => bytes32))) private _deliveries;
     mapping(address => uint256) public pending;
@@ -166,6 +170,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     event TaskAssigned(bytes32 indexed orderId, uint256 indexed task, address indexed worker, uint256 payment);
     event ValidatorAssigned(bytes32 indexed orderId, address indexed validator, uint256 fee);
     event WorkerReplaced(bytes32 indexed orderId, uint256 indexed task, address indexed worker, uint64 drawBlock);
+    event VerifierReplaced(bytes32 indexed orderId, uint256 indexed task, address indexed verifier, uint64 drawBlock);
     event ProofCommitted(bytes32 indexed orderId, uint256 indexed task, address indexed worker, bytes32 root);
     event ReportSubmitted(
         bytes32 indexed orderId, uint256 indexed task, address indexed validator, uint8 kind, bytes32 digest
@@ -208,7 +213,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     error NothingToDraw(bytes32 orderId);
     error NoEligibleMember(uint8 role, uint256 index);
     error NoWorker(uint256 task);
-    error NotReplaceable(uint256 task, uint64 commitBy);
+    error NotReplaceable(uint256 task, uint64 until);
     error NotTaskWorker(address caller, address worker);
     error AlreadyCommitted(uint256 task);
     error NotCommitted(uint256 task);
@@ -402,29 +407,53 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
             _validatorSlot[orderId][validator] = j + 1;
             _drawn[orderId][validator] = true;
             staking.lock(validator);
+            if (j == 0) _restartVerification(orderId, o);
             emit ValidatorAssigned(orderId, validator, slots[j].fee);
         }
         if (!any) revert NothingToDraw(orderId);
     }
 
-    /// @notice Replaces a task's worker that has not committed its proof by its `commitBy`: the
-    /// worker's stake is released (it is not slashed: nothing it signed was wrong), it may not be
-    /// drawn again for this order, and the task is re-opened for the next draw from the current
-    /// block. Callable by anyone.
-    function replaceWorker(bytes32 orderId, uint256 task) external {
+    /// @notice Replaces whoever stalls task `task`. Its worker, when it has not committed its proof by
+    /// `commitBy`: its stake is released (it is not slashed: nothing it signed was wrong) and the task
+    /// is re-opened for the next draw from the current block. Else the order's verifier, when the
+    /// committed task has neither a verification on chain nor a verdict by `verifyBy` (the commit
+    /// window from the commitment, or from the verifier's draw if later): it may no longer report for
+    /// the order, earns no fee, and its stake stays bound until the order closes (a verification it
+    /// signed of another task may still be overturned); the first validator slot, fee and all, is
+    /// re-opened for the next draw. Neither is drawn for the order again. Callable by anyone.
+    function replaceStalled(bytes32 orderId, uint256 task) external {
         Order storage o = _openOrder(orderId);
         Task storage t = _task(orderId, o, task);
         if (t.worker == address(0)) revert NoWorker(task);
-        if (t.commitBlock != 0 || t.verdict != Verdict.None || block.timestamp <= t.commitBy) {
-            revert NotReplaceable(task, t.commitBy);
+        bool committed = t.commitBlock != 0;
+        uint64 until = committed ? t.verifyBy : t.commitBy;
+        ValidatorSlot[] storage slots = _validators[orderId];
+        if (
+            t.verdict != Verdict.None || block.timestamp <= until
+                || (committed && (t.verifier != address(0) || slots.length == 0 || slots[0].validator == address(0)))
+        ) revert NotReplaceable(task, until);
+        if (!committed) {
+            address worker = t.worker;
+            _replaced[orderId].push(worker);
+            t.worker = address(0);
+            t.commitBy = 0;
+            t.drawBlock = uint64(block.number);
+            emit WorkerReplaced(orderId, task, worker, t.drawBlock);
+            return;
         }
-        address worker = t.worker;
-        _replaced[orderId].push(worker);
-        staking.unlock(worker);
-        t.worker = address(0);
-        t.commitBy = 0;
-        t.drawBlock = uint64(block.number);
-        emit WorkerReplaced(orderId, task, worker, t.drawBlock);
+        address verifier = slots[0].validator;
+        _replaced[orderId].push(verifier);
+        delete _validatorSlot[orderId][verifier];
+        slots[0] = ValidatorSlot(address(0), false, false, slots[0].fee, uint64(block.number));
+        emit VerifierReplaced(orderId, task, verifier, uint64(block.number));
+    }
+
+    /// @dev The verifier just drawn has the commit window from now for every committed task still unverified.
+    function _restartVerification(bytes32 orderId, Order storage o) private {
+        for (uint256 i = 0; i < o.taskCount; i++) {
+            Task storage t = _tasks[orderId][i];
+            if (t.commitBlock != 0 && t.verifier == address(0)) t.verifyBy = uint64(block.timestamp) + o.commitWindow;
+        }
     }
 
     /// @dev keccak256(abi.encode(hash of the block after `drawBlock`, order id, role, index)); not
@@ -439,8 +468,8 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         return (true, uint256(keccak256(abi.encode(hash, orderId, role, index))));
     }
 
-    /// @dev Leaves the order's parties that hold weight in `role`'s tree out of the draw: its client
-    /// and, for workers, every worker drawn for it (replaced or not), for validators its validators.
+    /// @dev Leaves the order's parties that hold weight in `role`'s tree out of the draw: its client,
+    /// the members drawn for it in `role` (its workers, or its validators) and every member replaced on it.
     function _leaveOutParties(bytes32 orderId, Order storage o, StakingRegistry.Role role) private {
         staking.leaveOut(role, o.client);
         if (role == StakingRegistry.Role.Worker) {
@@ -448,15 +477,15 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
                 address worker = _tasks[orderId][i].worker;
                 if (worker != address(0)) staking.leaveOut(role, worker);
             }
-            address[] storage replaced = _replaced[orderId];
-            for (uint256 k = 0; k < replaced.length; k++) {
-                staking.leaveOut(role, replaced[k]);
-            }
         } else {
             ValidatorSlot[] storage slots = _validators[orderId];
             for (uint256 j = 0; j < slots.length; j++) {
                 if (slots[j].validator != address(0)) staking.leaveOut(role, slots[j].validator);
             }
+        }
+        address[] storage replaced = _replaced[orderId];
+        for (uint256 k = 0; k < replaced.length; k++) {
+            staking.leaveOut(role, replaced[k]); // no effect on a member of the other role
         }
     }
 
@@ -526,6 +555,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         if (t.commitBlock != 0) revert AlreadyCommitted(task);
         if (t.verdict != Verdict.None) revert VerdictAlreadyRecorded(task);
         t.commitBlock = uint64(block.number);
+        t.verifyBy = uint64(block.timestamp) + o.commitWindow;
         t.root = root;
         o.commits += 1;
         emit ProofCommitted(orderId, task, msg.sender, root);
@@ -555,6 +585,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         if (_digestUsed[signer][digest]) revert ReportReplayed(signer, digest);
         _digestUsed[signer][digest] = true;
         _reports[orderId][task][kind][signer] = digest;
+        if (kind == VERIFICATION) t.verifier = signer;
         _validators[orderId][slot - 1].reported = true;
         emit ReportSubmitted(orderId, task, signer, kind, digest);
     }
@@ -804,12 +835,13 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         emit DisputeClosed(orderId, task, outcome, t.verdict == Verdict.Accepted);
     }
 
-    /// @dev A verdict overturned by re-verification: the order's verifier (never the disputer, see
-    /// `openDispute`) signed a verification of the task that the resolvers could not reproduce.
+    /// @dev A verdict overturned by re-verification: the task's verifier (never the disputer, see
+    /// `openDispute`) signed a verification of the task that the resolvers could not reproduce. Still
+    /// the order's verifier, it forfeits its fee; replaced, it had none to forfeit.
     function _slashOverturnedVerifier(bytes32 orderId, uint256 task, address disputer) private {
         address verifier = _verifierOf(orderId, task);
         if (verifier == address(0)) return;
-        _validators[orderId][0].overturned = true;
+        if (_validatorSlot[orderId][verifier] != 0) _validators[orderId][0].overturned = true;
         _slash(orderId, verifier, disputer);
     }
 
@@ -821,12 +853,9 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         return (stood ? d.closedAt : _tasks[orderId][task].verdictAt) + _params.disputeWindow;
     }
 
-    /// @dev The order's verifier (its first validator slot's) when its verification of `task` is on
-    /// chain, else address 0.
+    /// @dev The validator whose verification of `task` is on chain, else address 0.
     function _verifierOf(bytes32 orderId, uint256 task) private view returns (address) {
-        if (_validators[orderId].length == 0) return address(0);
-        address verifier = _validators[orderId][0].validator;
-        return _reports[orderId][task][VERIFICATION][verifier] == bytes32(0) ? address(0) : verifier;
+        return _tasks[orderId][task].verifier;
     }
 
     /// @notice The wei the next dispute of the task locks: `disputeBond` in proportion to its panel.
@@ -940,9 +969,13 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         emit Slashed(orderId, member, amount, bounty, toTreasury);
     }
 
-    /// @dev Unlocks validators' stake; unless cancelling, credits those that reported and whose
-    /// verification no dispute overturned.
+    /// @dev Unlocks the stake of validators and of every member replaced on the order; unless cancelling,
+    /// credits the validators that reported and whose verification no dispute overturned.
     function _settleValidators(bytes32 orderId, bool cancelling) private returns (uint256 paid) {
+        address[] storage replaced = _replaced[orderId];
+        for (uint256 k = 0; k < replaced.length; k++) {
+            staking.unlock(replaced[k]);
+        }
         ValidatorSlot[] storage slots = _validators[orderId];
         for (uint256 i = 0; i < slots.length; i++) {
             if (slots[i].validator == address(0)) continue; // never drawn: its fee returns to the client

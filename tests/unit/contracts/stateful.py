@@ -70,6 +70,8 @@ class TaskModel:
     worker: str | None = None  # None until drawn, and after a replacement
     commit_by: int = 0
     committed: bool = False
+    verify_by: int = 0  # past it, committed and unverified, its order's verifier may be replaced
+    verifier: str | None = None  # the validator whose verification of it is on chain
     verdict: str = "none"
     verdict_at: int = 0
     prover: str | None = None
@@ -88,8 +90,10 @@ class OrderModel:
     allocated: int = 0
     tasks: list[TaskModel] = field(default_factory=list)
     validators: dict[str, list] = field(default_factory=dict)  # address -> [fee, reported, overturned], in slot order
-    undrawn_fees: list[int] = field(default_factory=list)  # validator slots added, not yet drawn
-    drawn: set[str] = field(default_factory=set)  # every member drawn for the order, replaced workers too
+    undrawn_fees: list[int] = field(default_factory=list)  # validator slots not drawn, in slot order
+    first_undrawn: bool = False  # the first slot re-opened by a verifier's replacement, the first of `undrawn_fees`
+    drawn: set[str] = field(default_factory=set)  # every member drawn for the order, replaced ones too
+    replaced: list[str] = field(default_factory=list)  # its replaced workers and verifiers: bound until it closes
     credited: int = 0  # every credit made for this order
     slashed: int = 0  # stake slashed for this order
     bonds: int = 0  # dispute bonds locked for this order
@@ -247,31 +251,61 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
                 view = self.bahen.order(o.oid)
                 for index, worker in result.workers.items():
                     o.tasks[index].worker, o.tasks[index].commit_by = worker, view.tasks[index].commit_by
-                for validator, fee in zip(result.validators, o.undrawn_fees):
-                    o.validators[validator] = [fee, False, False]
-                o.undrawn_fees = []
+                slots = {validator: [fee, False, False] for validator, fee in zip(result.validators, o.undrawn_fees)}
+                if result.validators and (o.first_undrawn or not o.validators):  # a verifier drawn: its window restarts
+                    for k, task in enumerate(o.tasks):
+                        if task.committed and task.verifier is None:
+                            task.verify_by = self._last_block_time() + COMMIT_WINDOW
+                            assert view.tasks[k].verify_by == task.verify_by
+                if o.first_undrawn:
+                    first = next(iter(slots))
+                    o.validators = {first: slots.pop(first)} | o.validators
+                o.validators |= slots
+                o.undrawn_fees, o.first_undrawn = [], False
                 o.drawn |= set(result.workers.values()) | set(result.validators)
                 self.locks.update(list(result.workers.values()) + result.validators)
             self._check_accounts()
 
+        def _last_block_time(self) -> int:
+            return self.chain.w3.eth.get_block("latest")["timestamp"]
+
+        def _first(self, o: OrderModel) -> str | None:
+            """The order's verifier: the validator of its first slot, while it has one."""
+            return None if o.first_undrawn else next(iter(o.validators), None)
+
         @rule(i=st.integers(0, 50), t=st.integers(0, 50))
         def replace(self, i, t):
+            """Whoever stalls a task: its worker before the commitment, else the order's verifier."""
             if not any(t.worker for o in self.orders for t in o.tasks):
                 return
-            o, index = self._pick_task(i, t, lambda task: task.worker is not None and not task.committed)
+            o, index = self._pick_task(i, t, lambda task: task.worker is not None and task.verdict == "none")
             task = o.tasks[index]
-            ok = (
-                o.status == "open"
-                and task.worker is not None
-                and not task.committed
-                and task.verdict == "none"
-                and self.chain.now() > task.commit_by
-            )
-            call = lambda: self.bahen.replace_worker(self.parties.stranger, order_id=o.oid, task=index)
-            if _expect(ok, call, "replace"):
-                self.locks[task.worker] -= 1
-                task.worker, task.commit_by = None, 0
+            verifier = self._first(o)
+            stalled_worker = not task.committed and self.chain.now() > task.commit_by
+            stalled_verifier = (task.committed and task.verifier is None and verifier is not None
+                                and self.chain.now() > task.verify_by)
+            ok = o.status == "open" and task.worker is not None and task.verdict == "none" and (
+                stalled_worker or stalled_verifier)
+            call = lambda: self.bahen.replace_stalled(self.parties.stranger, order_id=o.oid, task=index)
+            if _expect(ok, call, "replace worker" if stalled_worker else "replace verifier"):
+                if stalled_worker:
+                    o.replaced.append(task.worker)
+                    task.worker, task.commit_by = None, 0
+                else:
+                    o.replaced.append(verifier)
+                    o.undrawn_fees.insert(0, o.validators.pop(verifier)[0])
+                    o.first_undrawn = True
             self._check_accounts()
+
+        @precondition(lambda self: any(o.tasks for o in self.orders))
+        @rule(i=st.integers(0, 50), t=st.integers(0, 50))
+        def verifier_stalls(self, i, t):
+            """A task committed and left unverified past its window, the one who stalls replaced and the
+            next drawn, in one step: random sequences then often reach a replaced verifier, and what follows."""
+            self.commit(i, t)
+            self.chain.increase_time(COMMIT_WINDOW + 1)
+            self.replace(i, t)
+            self.draw(i)
 
         def _pick_task(self, i: int, t: int, prefer: Callable[[TaskModel], bool]) -> tuple[OrderModel, int]:
             """An (order, task) pair: mostly one of an open order where `prefer` holds, else any."""
@@ -296,6 +330,8 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             call = lambda: self.bahen.commit_proof(sender, order_id=o.oid, task=index, root=b32(f"r{t}"))
             if _expect(ok, call, "commit"):
                 task.committed = True
+                task.verify_by = self._last_block_time() + COMMIT_WINDOW
+                assert self.bahen.order(o.oid).tasks[index].verify_by == task.verify_by
 
         @rule(i=st.integers(0, 50), t=st.integers(0, 50), v=st.integers(0, 6), kind=st.integers(0, 1))
         def report(self, i, t, v, kind):
@@ -311,7 +347,7 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
                 and o.tasks[index].committed
                 and signer.address in o.validators
                 # a verification: the first slot's alone, before the verdict
-                and (kind == 1 or (signer.address == next(iter(o.validators)) and o.tasks[index].verdict == "none"))
+                and (kind == 1 or (signer.address == self._first(o) and o.tasks[index].verdict == "none"))
                 and key not in self.reports
             )
             call = lambda: self.bahen.submit_report(
@@ -325,6 +361,9 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             if _expect(ok, call, "report"):
                 self.reports.add(key)
                 o.validators[signer.address][1] = True
+                if kind == 0:
+                    o.tasks[index].verifier = signer.address
+            assert self.bahen.order(o.oid).tasks[index].verifier == (o.tasks[index].verifier or ZERO_ADDRESS)
 
         @precondition(lambda self: any(o.tasks for o in self.orders))
         @rule(i=st.integers(0, 50), t=st.integers(0, 50), accepted=st.booleans(), as_wasp=st.integers(0, 3))
@@ -374,7 +413,7 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
                 and bool(exact)
                 and disputer.address != o.client.address
                 and not (disputer.address == task.worker and task.verdict == "accepted")  # not its own acceptance
-                and disputer.address != self._verifier(o, index)  # not the verifier of the task, against its own report
+                and disputer.address != task.verifier  # not the verifier of the task, against its own report
                 and staked
             )
             call = lambda: self.bahen.open_dispute(disputer, order_id=o.oid, task=index, counter_digest=b32(f"c{t}"), bond=bond)
@@ -496,9 +535,10 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             if outcome == "upheld":
                 task.prover = d.disputer
                 task.verdict = "accepted" if d.claim_accepted else "rejected"
-                verifier = self._verifier(o, index)
+                verifier = task.verifier
                 if verifier:
-                    o.validators[verifier][2] = True
+                    if verifier in o.validators:  # still the order's verifier: it forfeits its fee
+                        o.validators[verifier][2] = True
                     self._slash(o, verifier, d.disputer)
             assert self.bahen.order(o.oid).tasks[index].verdict == task.verdict
 
@@ -560,15 +600,10 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             self._credit(o, self.parties.treasury.address, amount - bounty)
             return amount
 
-        def _verifier(self, o: OrderModel, index: int) -> str | None:
-            """The order's verifier (its first validator) when its verification of the task is on chain."""
-            first = next(iter(o.validators), None)
-            return first if (o.oid, index, 0, first) in self.reports else None
-
         def _settle_model(self, o: OrderModel):
             o.status = "settled"
             payouts, slashed = Counter(), Counter()
-            for index, t in enumerate(o.tasks):
+            for t in o.tasks:
                 if t.worker is None:  # never drawn: its payment returns to the client
                     continue
                 self.locks[t.worker] -= 1
@@ -577,7 +612,8 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
                 if t.verdict == "accepted":
                     payouts[t.worker] += t.payment
                 elif t.verdict == "rejected":
-                    slashed[t.worker] += self._slash(o, t.worker, t.prover or self._verifier(o, index))
+                    slashed[t.worker] += self._slash(o, t.worker, t.prover or t.verifier)
+            self.locks.subtract(o.replaced)
             for v, (fee, reported, overturned) in o.validators.items():
                 self.locks[v] -= 1
                 if reported and not overturned:
@@ -596,7 +632,7 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             ok = o.status == "open" and not verdicts and (not commits or self._past(o))
             if _expect(ok, lambda: self.bahen.cancel_order(o.client, order_id=o.oid), "cancel"):
                 o.status = "cancelled"
-                self.locks.subtract([t.worker for t in o.tasks if t.worker] + list(o.validators))
+                self.locks.subtract([t.worker for t in o.tasks if t.worker] + list(o.validators) + o.replaced)
                 self._credit(o, o.client.address, o.escrow)
             self._check_accounts()
 

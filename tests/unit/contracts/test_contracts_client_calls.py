@@ -55,7 +55,7 @@ def test_a_32_byte_field_of_another_length_is_named_before_anything_is_sent(bahe
 # each call the contracts refuse for an order nobody opened, and the error they refuse it with
 REFUSED = {name: "UnknownOrder" for name in (
     "add_task", "add_validator", "cancel_order", "commit_proof", "draw_resolvers", "expire_dispute", "open_dispute",
-    "replace_worker", "submit_report", "vote_dispute")} | {
+    "replace_stalled", "submit_report", "vote_dispute")} | {
     "record_delivery": "OrderNotSettled", "settle": "OrderNotOpen", "record_verdict": "AccessControlUnauthorizedAccount"}
 
 

@@ -510,7 +510,7 @@ def test_the_ledger_finds_a_disputes_credits_after_another_tasks_worker_was_repl
     _vote(bahen, pool, resolvers, [False, False])  # the rejection stands: the bond goes to the treasury now
     dispute_block = chain.block_number()
     chain.increase_time(601)
-    bahen.replace_worker(parties.stranger, order_id=OID, task=1)
+    bahen.replace_stalled(parties.stranger, order_id=OID, task=1)
     assert bahen.order(OID).tasks[1].draw_block > dispute_block
 
     ledger = bahen.ledger(OID)
@@ -644,3 +644,35 @@ def test_on_a_chain_whose_clock_cannot_be_moved_the_settling_client_sleeps_a_min
     final = bahen.order(OID).tasks[0].verdict_at + WINDOW
     assert final <= _finalised(bahen, parties.client) <= final + slack
     assert slept[0] == 60 and all(0 < s <= 60 for s in slept)
+
+
+def test_a_replaced_verifier_stays_liable_for_the_verifications_it_signed(bahen, chain, parties, pool):
+    """The verifier verifies task 0 and stalls on task 1, so the chain replaces it; the acceptance it
+    signed is then overturned: it is slashed, though no longer the order's verifier, and its successor
+    keeps the fee of the verification it did."""
+    _opened(bahen, parties, pool, tasks=2)
+    commit_all(bahen, parties, OID, tasks=2)
+    stalled = parties.validators[0]
+    report(bahen, parties.stranger, stalled, OID, task=0)
+    chain.increase_time(601)  # the order's commit window, past task 1's commitment
+    bahen.replace_stalled(parties.stranger, order_id=OID, task=1)
+    [successor] = bahen.draw(parties.stranger, order_id=OID).validators
+    validators = {**pool, parties.validators[1].address: parties.validators[1]}
+    report(bahen, parties.stranger, validators[successor], OID, task=1)
+    for task in range(2):  # task 0 on the replaced verifier's verification
+        bahen.record_verdict(parties.wasp, order_id=OID, task=task, accepted=True, reasons_digest=b32("why"))
+    assert bahen.member(stalled.address).locks == 1  # still bound: its verification of task 0 may be disputed
+
+    resolvers = _dispute(bahen, parties.workers[2])
+    assert stalled.address not in resolvers and successor not in resolvers  # parties to the order, both
+    _vote(bahen, validators, resolvers, [True, True])
+    slashed = PARAMS.min_validator_stake * PARAMS.slash_bps // 10_000
+    assert bahen.stake_of(stalled.address) == PARAMS.min_validator_stake - slashed
+    assert not bahen.order(OID).validators[0].overturned  # the successor's slot: its verification stands
+    chain.increase_time(WINDOW)
+    s = bahen.settle(parties.stranger, order_id=OID)
+    worker_slash = WORKER_STAKE * PARAMS.slash_bps // 10_000
+    assert s.payouts == {parties.workers[1].address: PAYMENT, successor: FEE}
+    assert s.slashed == {parties.workers[0].address: worker_slash}
+    assert bahen.member(stalled.address).locks == 0
+    _conserved(bahen, chain, parties, pool)

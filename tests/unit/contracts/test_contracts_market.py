@@ -146,14 +146,14 @@ def test_a_draw_with_no_eligible_member_reverts(bahen, parties):
 def test_a_worker_that_does_not_commit_in_time_is_replaced_by_the_next_draw(bahen, chain, parties):
     oid = open_assigned(bahen, parties, SALT, tasks=1, validators=1, commit_window=100)
     stalled = parties.workers[0]
-    replace = partial(bahen.replace_worker, parties.stranger, order_id=oid, task=0)
+    replace = partial(bahen.replace_stalled, parties.stranger, order_id=oid, task=0)
     commit_by = bahen.order(oid).tasks[0].commit_by
-    _revert(replace, "NotReplaceable", task=0, commitBy=commit_by)
+    _revert(replace, "NotReplaceable", task=0, until=commit_by)
     chain.increase_time(101)
-    bahen.replace_worker(parties.stranger, order_id=oid, task=0)  # anyone may, once the window passed
+    bahen.replace_stalled(parties.stranger, order_id=oid, task=0)  # anyone may, once the window passed
     task = bahen.order(oid).tasks[0]
     assert (task.worker, task.commit_by) == (ZERO_ADDRESS, 0)
-    assert bahen.member(stalled.address).locks == 0  # released, and not slashed
+    assert bahen.member(stalled.address).locks == 1  # bound until the order closes, and not slashed
     assert bahen.stake_of(stalled.address) == WORKER_STAKE
     _revert(replace, "NoWorker", task=0)
     _revert(lambda: bahen.commit_proof(stalled, order_id=oid, task=0, root=b32("late")), "NotTaskWorker")
@@ -165,26 +165,81 @@ def test_a_worker_that_does_not_commit_in_time_is_replaced_by_the_next_draw(bahe
                                                                           parties.validators[0].address}, ETHER // 4)
     renumber(parties.workers, [successor])
     bahen.commit_proof(parties.workers[0], order_id=oid, task=0, root=b32("root"))
-    chain.increase_time(101)
-    _revert(replace, "NotReplaceable")  # a committed worker stays
     report(bahen, parties.stranger, parties.validators[0], oid, 0)
+    chain.increase_time(101)
+    _revert(replace, "NotReplaceable")  # a committed worker stays, and so does the verifier that verified it
     bahen.record_verdict(parties.wasp, order_id=oid, task=0, accepted=True, reasons_digest=b32("why"))
     chain.increase_time(WINDOW)
     s = bahen.settle(parties.stranger, order_id=oid)
     assert s.payouts == {successor: ETHER // 4, parties.validators[0].address: ETHER // 20}
     assert stalled.address not in s.payouts and s.slashed == {}
+    assert bahen.member(stalled.address).locks == 0 and bahen.stake_of(stalled.address) == WORKER_STAKE
 
 
 def test_a_replaced_worker_never_drawn_again_leaves_its_pay_to_the_client(bahen, chain, parties):
     oid = open_assigned(bahen, parties, SALT, tasks=1, validators=0, commit_window=100, ttl=300)
     chain.increase_time(101)
-    bahen.replace_worker(parties.stranger, order_id=oid, task=0)
+    bahen.replace_stalled(parties.stranger, order_id=oid, task=0)
     _revert(lambda: bahen.record_verdict(parties.wasp, order_id=oid, task=0, accepted=False, reasons_digest=b32("w")),
             "NoWorker", task=0)
     chain.increase_time(300)
     s = bahen.settle(parties.stranger, order_id=oid)
     assert (s.payouts, s.slashed, s.refund) == ({}, {}, ETHER)
     assert all(bahen.member(w.address).locks == 0 for w in parties.workers)
+
+
+def test_a_verifier_that_leaves_a_committed_task_unverified_is_replaced_by_the_next_draw(bahen, chain, parties):
+    oid = open_assigned(bahen, parties, SALT, tasks=2, validators=1, commit_window=100)
+    stalled, successor = parties.validators[0], parties.validators[1]
+    replace = partial(bahen.replace_stalled, parties.stranger, order_id=oid, task=1)
+    commit_all(bahen, parties, oid)
+    verify_by = bahen.order(oid).tasks[1].verify_by
+    assert verify_by == chain.now() + 100  # the commit window again, from the commitment
+    report(bahen, parties.stranger, stalled, oid, task=0)  # it verifies task 0, then stalls on task 1
+    _revert(replace, "NotReplaceable", task=1, until=verify_by)
+    chain.increase_time(101)
+    _revert(partial(bahen.replace_stalled, parties.stranger, order_id=oid, task=0), "NotReplaceable")  # verified
+    bahen.replace_stalled(parties.stranger, order_id=oid, task=1)  # anyone may, once the window passed
+    view = bahen.order(oid)
+    first = view.validators[0]
+    assert (first.validator, first.fee, first.reported) == (ZERO_ADDRESS, ETHER // 20, False)
+    assert view.tasks[0].verifier == stalled.address and view.tasks[1].verifier == ZERO_ADDRESS
+    assert bahen.member(stalled.address).locks == 1  # bound until the order closes: task 0's verification may be disputed
+    _revert(replace, "NotReplaceable")  # nobody to replace until the next draw
+    _revert(lambda: report(bahen, parties.stranger, stalled, oid, task=1), "NotAssignedValidator")  # it reports no more
+    drawn = bahen.draw(parties.stranger, order_id=oid)
+    assert (drawn.validators, drawn.workers) == ([successor.address], {})
+    assert bahen.order(oid).tasks[1].verify_by == chain.now() + 100  # the successor's window starts at its draw
+    chain.increase_time(50)
+    _revert(replace, "NotReplaceable")
+    report(bahen, parties.stranger, successor, oid, task=1)
+    assert bahen.order(oid).tasks[1].verifier == successor.address
+    chain.increase_time(101)
+    _revert(replace, "NotReplaceable")  # verified: the successor stays
+    for task in range(2):
+        bahen.record_verdict(parties.wasp, order_id=oid, task=task, accepted=True, reasons_digest=b32("why"))
+    chain.increase_time(WINDOW)
+    s = bahen.settle(parties.stranger, order_id=oid)
+    w0, w1 = parties.workers[:2]
+    assert s.payouts == {w0.address: ETHER // 4, w1.address: ETHER // 4, successor.address: ETHER // 20}
+    assert s.slashed == {} and s.refund == ETHER - ETHER // 2 - ETHER // 20  # the stalled verifier earns nothing
+    assert all(bahen.member(m.address).locks == 0 for m in (stalled, successor, w0, w1))
+
+
+def test_a_replaced_verifier_is_never_drawn_for_the_order_again(bahen, chain, parties):
+    oid = open_assigned(bahen, parties, SALT, tasks=1, validators=1, commit_window=100, ttl=1_000)
+    bahen.commit_proof(parties.workers[0], order_id=oid, task=0, root=b32("root"))
+    chain.increase_time(101)
+    bahen.replace_stalled(parties.stranger, order_id=oid, task=0)
+    assert bahen.draw(parties.stranger, order_id=oid).validators == [parties.validators[1].address]
+    chain.increase_time(101)  # the successor stalls too
+    bahen.replace_stalled(parties.stranger, order_id=oid, task=0)
+    # both staked validators were replaced on this order: neither is drawn for it again
+    _revert(lambda: bahen.draw(parties.stranger, order_id=oid), "NoEligibleMember", role=1, index=0)
+    chain.increase_time(1_000)
+    s = bahen.settle(parties.stranger, order_id=oid)  # past the deadline, the unverified task has no verdict
+    assert (s.payouts, s.slashed, s.refund) == ({}, {}, ETHER)
+    assert all(bahen.member(m.address).locks == 0 for m in parties.validators + parties.workers)
 
 
 def test_commit_proof(bahen, chain, parties):
