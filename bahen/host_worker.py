@@ -40,7 +40,7 @@ from bahen.parties import POOL_OF_ROLE
 # The flows a party's worker runs, by its pool: prefect.yaml's deployments, by flow name.
 FLOWS_OF_POOL: dict[str, dict[str, str]] = {
     POOL_OF_ROLE["client"]: {"order": "flows.order:order", "audit": "flows.audit:audit"},
-    POOL_OF_ROLE["worker"]: {"train": "flows.train:train"},
+    POOL_OF_ROLE["worker"]: {"train": "flows.train:train", "grant-model": "flows.train:grant_model"},
     POOL_OF_ROLE["validator"]: {"verify": "flows.verify:verify", "score": "flows.score:score",
                                 "deliver": "flows.deliver:deliver", "resolve": "flows.resolve:resolve",
                                 "resolve-pending": "flows.resolve:resolve_pending"},

@@ -78,6 +78,12 @@ class OrderBook:
             raise UnknownOrderError(order_id, self.directory)
         return OrderRecord.model_validate_json(path.read_text())
 
+    def update(self, order_id: str, **fields) -> OrderRecord:
+        """Set ``fields`` on the order's record, and return it."""
+        record = self.load(order_id).model_copy(update=fields)
+        self.save(record)
+        return record
+
     def list(self) -> list[OrderRecord]:
         """Every order, newest first."""
         paths = sorted(self.directory.glob("0x*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
@@ -141,7 +147,7 @@ def cancel_order(order_id: str, net: Network, book: OrderBook, *, reason: str) -
     net.market.cancel_order(client.account, order_id=oid)
     status = f"cancelled, escrow refunded: {reason}"
     try:
-        book.save(book.load(order_id).model_copy(update={"status": status}))
+        book.update(order_id, status=status)
     except UnknownOrderError:
         pass  # the client placed it from another home: the chain holds all there is
     return status

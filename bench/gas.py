@@ -163,6 +163,7 @@ def _lifecycle(chain: Chain, rec: _Recorder, tasks: int, validators: int) -> tup
         rec("withdraw", b.withdraw, acct)
     _side_calls(chain, rec, b, client, workers[0])
     _dispute(chain, rec, b, client, wasp, by_address, checkers)
+    _replacements(chain, rec, b, client, by_address)
     return b, client
 
 
@@ -210,6 +211,23 @@ def _dispute(chain: Chain, rec: _Recorder, b: Bahen, client, wasp, by_address, v
     for name, address in zip(("vote_dispute", "vote_dispute (closes it)"), drawn):
         rec(name, b.vote_dispute, by_address[address], order_id=oid, task=0, uphold=True,
             report_digest=keccak(text=address), lifecycle=False)
+
+
+def _replacements(chain: Chain, rec: _Recorder, b: Bahen, client, by_address) -> None:
+    """A worker that never commits and then a verifier that never verifies, each replaced by anyone."""
+    oid = b.open_order(client, salt=keccak(text="gas bench stalled order"), spec_hash=keccak(text="spec"),
+                       escrow=ETHER, deadline=chain.now() + 3_600, commit_window=600)
+    b.add_task(client, order_id=oid, payment=ETHER // 8)
+    b.add_validator(client, order_id=oid, fee=ETHER // 40)
+    chain.mine(1)
+    b.draw(client, order_id=oid)
+    chain.increase_time(601)
+    rec("replace_stalled (a worker)", b.replace_stalled, client, order_id=oid, task=0, lifecycle=False)
+    chain.mine(1)
+    worker = by_address[b.draw(client, order_id=oid).workers[0]]
+    b.commit_proof(worker, order_id=oid, task=0, root=keccak(text="root"))
+    chain.increase_time(601)
+    rec("replace_stalled (the verifier)", b.replace_stalled, client, order_id=oid, task=0, lifecycle=False)
 
 
 def _side_calls(chain: Chain, rec: _Recorder, b: Bahen, client, worker) -> None:

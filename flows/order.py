@@ -39,7 +39,7 @@ def order(spec: OrderSpec = OrderSpec(), salt: Salt = "", signature: Signature =
     with ending_on_failure(upload):
         for assignment in shard.assignments:
             shard, assignment, training = stages.train(spec, upload, shard, assignment)
-            shard, _ = stages.verify(spec, upload, shard, assignment, training)
+            shard, training, _ = stages.verify(spec, upload, shard, assignment, training)
             stages.score(spec, upload, shard, training)
             stages.audit(upload, shard, assignment, training)
             trainings.append(training)

@@ -289,32 +289,53 @@ class Stages:
         shard, training = self._replacing(shard, attempt, partial(replace_worker_task, upload, task=task))
         return shard, next(a for a in shard.assignments if a.task == task), training
 
+    def _verify_on_pools(self, spec: OrderSpec, upload: Upload, shard: Shard, assignment: Assignment, training: Training
+                         ) -> tuple[Shard, Training, Verification]:
+        """Verify on the verifier's queue; replace a verifier that does not finish, up to ``replacements``
+        times, each successor granted the model key by the worker on its own queue."""
+        task = assignment.task
+
+        def attempt(shard: Shard) -> Verification:
+            verifier = shard.validators[0].address
+            params = {"spec": spec, "upload": upload, "shard": shard, "assignment": assignment, "training": training}
+            return self._dispatch("verify/verify", params, f"{upload.order_id}-verify-{task}-{verifier.lower()}",
+                                  Verification, party_queue(verifier))
+
+        def replace(shard: Shard, **waiting) -> Shard:
+            nonlocal training
+            shard = replace_verifier_task(upload, shard, task=task, **waiting)
+            successor = shard.validators[0].address
+            training = self._dispatch("grant-model/grant-model", {"upload": upload, "training": training},
+                                      f"{upload.order_id}-grant-model-{task}-{successor.lower()}", Training,
+                                      party_queue(assignment.address))
+            order_book().update(upload.order_id, training=training)  # a retried order goes on with the successor's grant
+            return shard
+
+        shard, verification = self._replacing(shard, attempt, replace)
+        return shard, training, verification
+
     def verify(self, spec: OrderSpec, upload: Upload, shard: Shard, assignment: Assignment, training: Training
-               ) -> tuple[Shard, Verification]:
+               ) -> tuple[Shard, Training, Verification]:
         """The order's verifier, its first validator, checks the proof; the checks are published as a
         Markdown table. On the pools, a verifier that does not finish is replaced by the chain's next
-        draw once the task's verify window passed with no verification on chain, and the successor
-        verifies; returns the order's shard as it stands, with the verification."""
+        draw once the task's verify window passed with no verification on chain, the worker wraps its
+        model key to the successor, and the successor verifies. Returns the order's shard and the
+        task's training as they stand (the successor's grant in it), with the verification."""
         if (done := recorded(upload.order_id, "verification")) is not None:
-            return order_book().load(upload.order_id).shard, done
+            record = order_book().load(upload.order_id)
+            return record.shard, record.training, done
         started = time.perf_counter()
         if self.pools:
-            def attempt(shard: Shard) -> Verification:
-                verifier = shard.validators[0].address
-                params = {"spec": spec, "upload": upload, "shard": shard, "assignment": assignment, "training": training}
-                return self._dispatch("verify/verify", params, f"{upload.order_id}-verify-{assignment.task}-{verifier.lower()}",
-                                      Verification, party_queue(verifier))
-
-            shard, verification = self._replacing(shard, attempt, partial(replace_verifier_task, upload, task=assignment.task))
+            shard, training, verification = self._verify_on_pools(spec, upload, shard, assignment, training)
         else:
             verification = verify_task(spec, upload, shard, assignment, training)
-        self._record(upload.order_id, "verify", started, "verified", verification=verification)
+        self._record(upload.order_id, "verify", started, "verified", verification=verification, training=training)
         create_markdown_artifact(
             key=f"checks-{upload.order_id[2:14]}",
             markdown=checks_markdown(verification.checks, order_id=upload.order_id, task=assignment.task),
             description=f"Proof-of-Train checks of order {upload.order_id}, task {assignment.task}",
         )
-        return shard, verification
+        return shard, training, verification
 
     def score(self, spec: OrderSpec, upload: Upload, shard: Shard, training: Training) -> Scores:
         """Each validator of the order scores the final model in its own run; the scores are aggregated.
@@ -394,7 +415,7 @@ def end_order(order_id: str, net: Network, book: OrderBook, *, reason: str) -> s
         return cancel_order(order_id, net, book, reason=reason)
     except (NotCancellableError, ContractRevert) as exc:
         status = f"ended without settlement ({exc}); cancel after the deadline to refund: {reason}"
-    book.save(book.load(order_id).model_copy(update={"status": status}))
+    book.update(order_id, status=status)
     return status
 
 

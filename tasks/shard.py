@@ -226,16 +226,11 @@ def replace_verifier(upload: Upload, shard: Shard, task: int, net: Network, *, u
     return shard.model_copy(update={"validators": [successor, *shard.validators[1:]]})
 
 
-def _recorded_shard(upload: Upload, replaced: Shard) -> None:
-    book = order_book()
-    book.save(book.load(upload.order_id).model_copy(update={"shard": replaced}))
-
-
 @task(name="replace_worker", cache_policy=NO_CACHE)
 def replace_worker_task(upload: Upload, shard: Shard, task: int, *, until: float, poll_s: float) -> Shard:
     """Prefect task: replace a stalled worker as the client and record the order's new shard."""
     replaced = replace_worker(upload, shard, task, network(), until=until, poll_s=poll_s)
-    _recorded_shard(upload, replaced)
+    order_book().update(upload.order_id, shard=replaced)
     new = next(a for a in replaced.assignments if a.task == task)
     get_run_logger().warning("task %d of order %s: the stalled worker was replaced; the chain drew %s (%s)",
                              task, upload.order_id, new.worker, new.address)
@@ -246,7 +241,7 @@ def replace_worker_task(upload: Upload, shard: Shard, task: int, *, until: float
 def replace_verifier_task(upload: Upload, shard: Shard, task: int, *, until: float, poll_s: float) -> Shard:
     """Prefect task: replace a stalled verifier as the client and record the order's new shard."""
     replaced = replace_verifier(upload, shard, task, network(), until=until, poll_s=poll_s)
-    _recorded_shard(upload, replaced)
+    order_book().update(upload.order_id, shard=replaced)
     new = replaced.validators[0]
     get_run_logger().warning("task %d of order %s: the stalled verifier was replaced; the chain drew %s (%s)",
                              task, upload.order_id, new.name, new.address)

@@ -310,3 +310,34 @@ def train_task(spec: OrderSpec, upload: Upload, assignment: Assignment) -> Train
         get_run_logger().info("task %d of order %s trained data-parallel on %d processes (torch.distributed)",
                               assignment.task, upload.order_id, training.processes)
     return training
+
+
+def grant_model(upload: Upload, training: Training, net: Network) -> Training:
+    """As the task's worker: the training with its model key granted to the order's validators as the chain
+    lists them now: wrapped anew, from the worker's own grant, to each it holds none of (a verifier the chain
+    drew after replacing a stalled one), and no longer to a validator the chain replaced. The validators come
+    from the chain, never from the caller, so nobody can have the key wrapped to anyone else. Refuses a task
+    the chain does not assign to this worker."""
+    worker = net.party_at(training.worker, role="worker")
+    order_id, task = upload.order_id, training.task
+    if training.order_id != order_id:
+        raise BahenError(f"the training handed over is of order {training.order_id}, not {order_id}: no key was granted")
+    _check_assignment(net.market.order(bytes.fromhex(order_id[2:])), task, worker.address)
+    own = training.model_grants.get(worker.address)
+    if own is None:
+        raise BahenError(f"the training handed over for task {task} of order {order_id} holds no grant of the model key "
+                         f"to its worker {worker.address}: hand over the training the worker returned")
+    model_key = open_stored_grant(net.store, own, worker, order_id=order_id)
+    grants = {v.address: training.model_grants.get(v.address) or put_grant(
+        net.store, model_key, v, order_id=order_id, role=f"task {task} model") for v in order_validators(net, order_id)}
+    return training.model_copy(update={"model_grants": {**grants, worker.address: own}})
+
+
+@task(name="grant_model", cache_policy=NO_CACHE)
+def grant_model_task(upload: Upload, training: Training) -> Training:
+    """Prefect task: grant the model key to the order's validators that lack it, as the task's worker."""
+    granted = grant_model(upload, training, network())
+    if added := sorted(set(granted.model_grants) - set(training.model_grants)):
+        get_run_logger().info("task %d of order %s: the model key wrapped to %s", training.task, upload.order_id,
+                              ", ".join(added))
+    return granted

@@ -39,3 +39,30 @@ def cheating_worker():
             held.enter_context(host_settings(worker_attack=attack, worker_attack_intensity=intensity))
 
         yield configure
+
+
+@pytest.fixture
+def staked_net(bahen_home):
+    """The embedded network with three more validators staked (six in all, so the chain can draw an order's
+    validators and, apart from them, its resolvers or a stalled verifier's successor); every member is
+    restaked afterwards."""
+    from bahen.devnet import PARAMS
+    from bahen.network import connect
+    from bahen.parties import validator_name, worker_name
+    from bahen.settings import load_settings
+
+    net = connect(load_settings())
+    for i in range(3, 6):
+        validator = net.party(validator_name(i))
+        if net.market.member(validator.address).role == "none":
+            net.chain.fund(validator.address, 10 * 10**18)
+            net.market.register_validator(validator.account, x25519_public=validator.x25519_public,
+                                          stake=PARAMS.min_validator_stake)
+    yield net
+    for name in [worker_name(i) for i in range(2)] + [validator_name(i) for i in range(6)]:
+        party = net.party(name)
+        member = net.market.member(party.address)
+        floor = (net.market.required_stake(member.declared_gflops) if member.role == "worker"
+                 else PARAMS.min_validator_stake)
+        if member.role != "none" and member.stake < floor:
+            net.market.add_stake(party.account, amount=floor - member.stake)

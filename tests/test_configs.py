@@ -15,7 +15,7 @@ from prefect.utilities.callables import parameter_schema
 ROOT = Path(__file__).resolve().parents[1]
 PREFECT_YAML = yaml.safe_load((ROOT / "prefect.yaml").read_text())
 DEPLOYMENTS = {d["name"]: d for d in PREFECT_YAML["deployments"]}
-POOLS = {"order": "control", "train": "gpu", "verify": "validators", "score": "validators", "deliver": "validators",
+POOLS = {"order": "control", "train": "gpu", "grant-model": "gpu", "verify": "validators", "score": "validators", "deliver": "validators",
          "resolve": "validators", "resolve-pending": "validators", "wasp": "wasp", "audit": "control"}
 
 
@@ -28,7 +28,7 @@ def test_each_deployment_goes_to_the_pool_of_the_party_that_signs_it():
     from bahen.parties import POOL_OF_ROLE
 
     assert {name: d["work_pool"]["name"] for name, d in DEPLOYMENTS.items()} == POOLS
-    signer = {"order": "client", "audit": "client", "train": "worker", "verify": "validator", "score": "validator",
+    signer = {"order": "client", "audit": "client", "train": "worker", "grant-model": "worker", "verify": "validator", "score": "validator",
               "deliver": "validator", "resolve": "validator", "resolve-pending": "validator", "wasp": "wasp"}
     assert {name: POOL_OF_ROLE[signer[name]] for name in DEPLOYMENTS} == POOLS  # the pools the devnet provisions
 

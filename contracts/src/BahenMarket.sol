@@ -104,6 +104,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         Verdict verdict;
         uint64 commitBlock;
         uint64 verdictAt;
+        address verifier; // the validator whose verification of the task is on chain (zero before it)
         uint256 payment;
         bytes32 root;
         bytes32 reasonsDigest;
@@ -111,7 +112,6 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         uint64 drawBlock; // the worker derives from the hash of the block after it
         uint64 commitBy; // past it, an uncommitted worker may be replaced by the next draw
         uint8 disputes; // opened on its verdict so far: the n-th (from 0) draws (and bonds) 2^n times the first, up to 15 resolvers
-        address verifier; // the validator whose verification of the task is on chain (zero before it)
         uint64 verifyBy; // past it, with the task committed and unverified, the verifier may be replaced by the next draw
     }
 

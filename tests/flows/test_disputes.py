@@ -22,10 +22,8 @@ from bahen.cli import app
 from bahen.devnet import PARAMS
 from bahen.devnet_up import schedule_resolver
 from bahen.errors import BahenError
-from bahen.network import connect
 from bahen.parties import party_queue, validator_name, worker_name
 from bahen.records import OrderRecord
-from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 from flows.resolve import resolve as resolve_flow
 from flows.resolve import resolve_pending
@@ -43,27 +41,11 @@ from tasks.train import train
 from tasks.verify import REPORT_VERIFICATION, model_key, publish, reexecute, verify
 
 SMALL = OrderSpec(dataset="digits", model="mlp", epochs=1, checkpoint_every=8, batch_size=32)
-OUTSIDERS = range(3, 6)  # three more validators: the chain draws orders' validators and resolvers among all six
 
 
 @pytest.fixture
-def net(bahen_home):
-    """The embedded network with three more validators staked, every member restaked afterwards."""
-    net = connect(load_settings())
-    for i in OUTSIDERS:
-        validator = net.party(validator_name(i))
-        if net.market.member(validator.address).role == "none":
-            net.chain.fund(validator.address, 10 * 10**18)
-            net.market.register_validator(validator.account, x25519_public=validator.x25519_public,
-                                          stake=PARAMS.min_validator_stake)
-    yield net
-    for name in [worker_name(i) for i in range(2)] + [validator_name(i) for i in range(6)]:
-        party = net.party(name)
-        member = net.market.member(party.address)
-        floor = (net.market.required_stake(member.declared_gflops) if member.role == "worker"
-                 else PARAMS.min_validator_stake)
-        if member.role != "none" and member.stake < floor:
-            net.market.add_stake(party.account, amount=floor - member.stake)
+def net(staked_net):
+    return staked_net
 
 
 def _stages(net, salt, *, attack=None):

@@ -335,6 +335,57 @@ def test_a_drawn_worker_that_never_starts_is_replaced_by_the_next_draw_and_the_o
     assert market.member(stalled_address).locks == 0
 
 
+def test_a_drawn_verifier_that_never_starts_is_replaced_by_the_next_draw_and_the_honest_worker_is_paid(devnet):
+    """Neither validator polls when the order (one validator) opens; once the worker has committed, only the
+    validator the chain did not draw comes back. The verifier's run is never started, the task's window
+    passes with no verification on chain, the client replaces the verifier, the worker wraps its model key
+    to the next draw (the other validator), which verifies, scores and delivers; the worker is paid, the
+    stalled verifier is released unslashed and unpaid."""
+    market, book = _market(devnet), _client_book(devnet)
+    validators = [p for p in devnet.parties if p.pool == "validators"]
+    for host in validators:
+        stop(next(s for s in devnet.services if s.name == host.name))
+    before = {r.order_id for r in book.list()}
+    spec = OrderSpec(dataset="digits", model="mlp", epochs=1, batch_size=32, checkpoint_every=8, validators=1,
+                     commit_minutes=1, deadline_hours=1)
+    flow_run = submit_order(devnet, spec, env={"BAHEN_DISPATCH_MODE": "pools", "BAHEN_DISPATCH_START_TIMEOUT_S": "15"})
+    deadline = time.monotonic() + 300
+    while not (trained := [r for r in book.list() if r.order_id not in before and r.training is not None]):
+        assert time.monotonic() < deadline, "the task was never trained"
+        time.sleep(0.5)
+    [record] = trained
+    stalled = next(p for p in validators if p.queue == party_queue(record.shard.validators[0].address))
+    [successor] = [p for p in validators if p is not stalled]
+    # anvil keeps wall-clock time: move it past the window rather than wait the minute out
+    market.chain.increase_time(spec.commit_minutes * 60)
+    back = spawn(f"{successor.name}-back", "worker", *party_worker(devnet, successor), devnet.home)
+    try:
+        run = wait_final(devnet, flow_run, timeout=400)
+    finally:
+        stop(back)
+        for host in validators:  # the devnet as it was, for whatever runs next
+            devnet.services.append(spawn(f"{host.name}-again", "worker", *party_worker(devnet, host), devnet.home))
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+
+    record = book.load(record.order_id)
+    assert record.status == "settled (accepted), model delivered"
+    assert [s.address.lower() for s in record.shard.validators] == [successor.queue]
+    verifies = [r for r in runs_of(devnet, "verify/verify") if r["parameters"]["upload"]["order_id"] == record.order_id]
+    assert [(r["work_queue_name"], r["state"]["type"]) for r in verifies] == [(stalled.queue, "CANCELLED"),
+                                                                               (successor.queue, "COMPLETED")]
+    [grant] = [r for r in runs_of(devnet, "grant-model/grant-model")
+               if r["parameters"]["upload"]["order_id"] == record.order_id]
+    assert (grant["work_queue_name"], grant["state"]["type"]) == (party_queue(record.training.worker), "COMPLETED")
+    view = market.order(bytes.fromhex(record.order_id[2:]))
+    assert view.status == "settled" and view.tasks[0].verifier.lower() == successor.queue
+    stalled_address = keystore_of(load_settings(home=stalled.home)).public(stalled.name).address
+    worker = record.shard.assignments[0]
+    assert record.settled.payouts_wei == {worker.address: worker.payment_wei,
+                                          record.shard.validators[0].address: record.shard.validators[0].fee_wei}
+    assert stalled_address not in record.settled.payouts_wei and record.settled.slashed_wei == {}
+    assert market.member(stalled_address).locks == 0
+
+
 def test_an_order_goes_on_through_a_restart_of_the_prefect_server_and_settles_once(devnet):
     """The server stops while the worker trains and comes back 15 s later, on the same port and
     PostgreSQL database: every party's process (the order, the train run, the Prefect workers) waits

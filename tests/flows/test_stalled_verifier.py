@@ -1,0 +1,66 @@
+"""A verifier that stalls on the embedded chain: the client has the chain replace it once the committed
+task's window passed unverified, the worker wraps its model key to the successor the chain drew, and
+the successor verifies; the honest worker is paid, the stalled verifier is not."""
+
+import time
+
+import pytest
+
+from bahen.errors import BahenError
+from bahen.spec import OrderSpec
+from tasks.audit import audit
+from tasks.encrypt_upload import encrypt_upload
+from tasks.inputs import InputMismatch
+from tasks.score import score
+from tasks.settle import settle
+from tasks.shard import NotReplaceable, replace_verifier, shard
+from tasks.train import grant_model, train
+from tasks.verify import verify
+
+SPEC = OrderSpec(dataset="digits", model="mlp", epochs=1, checkpoint_every=8, batch_size=32, commit_minutes=5)
+
+
+def test_a_stalled_verifier_is_replaced_and_the_successor_verifies_with_the_key_the_worker_grants_it(staked_net):
+    net = staked_net
+    upload = encrypt_upload(SPEC, net, salt="0x" + "e1" * 32)
+    plan = shard(SPEC, upload, net)
+    [assignment] = plan.assignments
+    training = train(SPEC, upload, assignment, net)
+    stalled = plan.validators[0]
+    oid = bytes.fromhex(upload.order_id[2:])
+
+    # within the window the verifier keeps its place, whatever the client's patience
+    with pytest.raises(NotReplaceable, match=f"{stalled.address} may do its part of task 0 until "
+                                             f"{net.market.order(oid).tasks[0].verify_by}"):
+        replace_verifier(upload, plan, 0, net, until=time.monotonic(), poll_s=0)
+    net.chain.increase_time(SPEC.commit_minutes * 60 + 1)
+    replaced = replace_verifier(upload, plan, 0, net, until=time.monotonic() + 60, poll_s=0.01)
+    successor = replaced.validators[0]
+    assert successor.address not in {s.address for s in plan.validators}
+    assert replaced.validators[1:] == plan.validators[1:] and set(successor.grants) == {"train", "holdout"}
+    # run again (a client that died after the replacement), it replaces nobody else
+    assert replace_verifier(upload, plan, 0, net, until=0, poll_s=0).validators[0].address == successor.address
+    # the stalled verifier may verify no more; the successor cannot read the proof before the worker grants it the key
+    with pytest.raises(InputMismatch, match="not the order's verifier"):
+        verify(SPEC, upload, plan, assignment, training, net)
+    with pytest.raises(InputMismatch, match=f"the worker wrapped none to .* \\({successor.address}\\)"):
+        verify(SPEC, upload, replaced, assignment, training, net)
+
+    with pytest.raises(BahenError, match="is of order"):
+        grant_model(upload, training.model_copy(update={"order_id": "0x" + "00" * 32}), net)
+    granted = grant_model(upload, training, net)
+    assert set(granted.model_grants) == set(training.model_grants) - {stalled.address} | {successor.address}
+    assert granted.model_grants[plan.validators[1].address] == training.model_grants[plan.validators[1].address]
+    assert grant_model(upload, granted, net) == granted  # every validator on chain holds a grant: nothing more
+
+    verification = verify(SPEC, upload, replaced, assignment, granted, net)
+    assert verification.verifier == successor.address
+    assert net.market.order(oid).tasks[0].verifier == successor.address
+    score(SPEC, upload, replaced, granted, net)
+    assert audit(upload, replaced, assignment, granted, net).accepted
+
+    settled = settle(upload, net)
+    assert settled.payouts_wei == {assignment.address: assignment.payment_wei,
+                                   **{s.address: s.fee_wei for s in replaced.validators}}
+    assert stalled.address not in settled.payouts_wei and settled.slashes == []
+    assert net.market.member(stalled.address).locks == 0
