@@ -322,7 +322,10 @@ def grant_model(upload: Upload, training: Training, net: Network) -> Training:
     order_id, task = upload.order_id, training.task
     if training.order_id != order_id:
         raise BahenError(f"the training handed over is of order {training.order_id}, not {order_id}: no key was granted")
-    _check_assignment(net.market.order(bytes.fromhex(order_id[2:])), task, worker.address)
+    order = net.market.order(bytes.fromhex(order_id[2:]))
+    if order.status != "open" or order.tasks[task].worker.lower() != worker.address.lower():
+        raise BahenError(f"task {task} of order {order_id} is not an open task of {worker.address} on chain (the order "
+                         f"is {order.status}): no key was granted")
     own = training.model_grants.get(worker.address)
     if own is None:
         raise BahenError(f"the training handed over for task {task} of order {order_id} holds no grant of the model key "

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from bahen.errors import BahenError
+from bahen.parties import worker_name
 from bahen.spec import OrderSpec
 from tasks.audit import audit
 from tasks.encrypt_upload import encrypt_upload
@@ -15,7 +16,7 @@ from tasks.score import score
 from tasks.settle import settle
 from tasks.shard import NotReplaceable, replace_verifier, shard
 from tasks.train import grant_model, train
-from tasks.verify import verify
+from tasks.verify import verifier_of, verify
 
 SPEC = OrderSpec(dataset="digits", model="mlp", epochs=1, checkpoint_every=8, batch_size=32, commit_minutes=5)
 
@@ -38,6 +39,11 @@ def test_a_stalled_verifier_is_replaced_and_the_successor_verifies_with_the_key_
     successor = replaced.validators[0]
     assert successor.address not in {s.address for s in plan.validators}
     assert replaced.validators[1:] == plan.validators[1:] and set(successor.grants) == {"train", "holdout"}
+    # who verified a task is the chain's record of it, whoever holds the first slot since
+    view = net.market.order(oid)
+    assert verifier_of(view, 0) == successor.address
+    signed = view.model_copy(update={"tasks": [view.tasks[0].model_copy(update={"verifier": stalled.address})]})
+    assert verifier_of(signed, 0) == stalled.address
     # run again (a client that died after the replacement), it replaces nobody else
     assert replace_verifier(upload, plan, 0, net, until=0, poll_s=0).validators[0].address == successor.address
     # the stalled verifier may verify no more; the successor cannot read the proof before the worker grants it the key
@@ -48,6 +54,9 @@ def test_a_stalled_verifier_is_replaced_and_the_successor_verifies_with_the_key_
 
     with pytest.raises(BahenError, match="is of order"):
         grant_model(upload, training.model_copy(update={"order_id": "0x" + "00" * 32}), net)
+    other = next(net.party(worker_name(i)) for i in range(2) if net.party(worker_name(i)).address != assignment.address)
+    with pytest.raises(BahenError, match=f"not an open task of {other.address}"):  # only the task's own worker grants
+        grant_model(upload, training.model_copy(update={"worker": other.address}), net)
     granted = grant_model(upload, training, net)
     assert set(granted.model_grants) == set(training.model_grants) - {stalled.address} | {successor.address}
     assert granted.model_grants[plan.validators[1].address] == training.model_grants[plan.validators[1].address]
@@ -56,6 +65,9 @@ def test_a_stalled_verifier_is_replaced_and_the_successor_verifies_with_the_key_
     verification = verify(SPEC, upload, replaced, assignment, granted, net)
     assert verification.verifier == successor.address
     assert net.market.order(oid).tasks[0].verifier == successor.address
+    net.chain.increase_time(SPEC.commit_minutes * 60 + 1)
+    with pytest.raises(NotReplaceable, match="verified task 0 on chain"):  # a verified task keeps its verifier
+        replace_verifier(upload, replaced, 0, net, until=time.monotonic() + 60, poll_s=0.01)
     score(SPEC, upload, replaced, granted, net)
     assert audit(upload, replaced, assignment, granted, net).accepted
 
@@ -64,3 +76,5 @@ def test_a_stalled_verifier_is_replaced_and_the_successor_verifies_with_the_key_
                                    **{s.address: s.fee_wei for s in replaced.validators}}
     assert stalled.address not in settled.payouts_wei and settled.slashes == []
     assert net.market.member(stalled.address).locks == 0
+    with pytest.raises(BahenError, match=r"not an open task of .* \(the order is settled\)"):  # nothing to grant for any more
+        grant_model(upload, granted, net)

@@ -4,6 +4,7 @@ runs each stage on its signer's worker; the client submits from its own home wit
 worker's host dies mid-training."""
 
 import json
+from collections.abc import Callable
 import os
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from bahen.devnet_services import postgres_binaries, save_state, settings_for, s
 from bahen.devnet_up import party_worker
 from bahen.network import connect, keystore_of
 from bahen.orders import OrderBook, order_id_for, salt_of_run
+from bahen.records import OrderRecord
 from bahen.parties import CLIENT, OPERATOR, WASP, party_queue
 from bahen.runner import STAGES
 from bahen.settings import load_settings
@@ -292,37 +294,51 @@ def test_a_worker_killed_mid_training_is_replaced_and_the_order_paid_once(devnet
     assert view.status == "settled"
 
 
+def _stalled_pool(devnet, pool: str, spec: OrderSpec, *, reached: Callable[[OrderRecord], bool], what: str):
+    """Stop every party's Prefect worker of ``pool``, submit ``spec`` to run on the pools, and wait until its
+    record has ``reached`` a stage; returns the pool's hosts, the record then and the order's flow run."""
+    book = _client_book(devnet)
+    hosts = [p for p in devnet.parties if p.pool == pool]
+    for host in hosts:
+        stop(next(s for s in devnet.services if s.name == host.name))
+    before = {r.order_id for r in book.list()}
+    flow_run = submit_order(devnet, spec, env={"BAHEN_DISPATCH_MODE": "pools", "BAHEN_DISPATCH_START_TIMEOUT_S": "15"})
+    deadline = time.monotonic() + 300
+    while not (found := [r for r in book.list() if r.order_id not in before and reached(r)]):
+        assert time.monotonic() < deadline, f"the order was never {what}"
+        time.sleep(0.5)
+    return hosts, found[0], flow_run
+
+
+def _only_back(devnet, hosts, successor, flow_run: str) -> dict:
+    """Start ``successor``'s Prefect worker alone and wait for the order's run; then every host's again, the
+    devnet as it was for whatever runs next."""
+    back = spawn(f"{successor.name}-back", "worker", *party_worker(devnet, successor), devnet.home)
+    try:
+        return wait_final(devnet, flow_run, timeout=400)
+    finally:
+        stop(back)
+        for host in hosts:
+            devnet.services.append(spawn(f"{host.name}-again", "worker", *party_worker(devnet, host), devnet.home))
+
+
 def test_a_drawn_worker_that_never_starts_is_replaced_by_the_next_draw_and_the_order_settles(devnet):
     """Neither worker polls when the order opens; once the chain has drawn one, only the other comes
     back. The drawn worker's run is never started, its commit window passes, the client replaces it
     on chain, and the next draw (the only eligible worker left) trains; the stalled one is released
     unslashed and unpaid."""
     market, book = _market(devnet), _client_book(devnet)
-    workers = [p for p in devnet.parties if p.pool == "gpu"]
-    for host in workers:
-        stop(next(s for s in devnet.services if s.name == host.name))
-    before = {r.order_id for r in book.list()}
     spec = OrderSpec(dataset="digits", model="mlp", epochs=1, batch_size=32, checkpoint_every=8, validators=2,
                      commit_minutes=1, deadline_hours=1)
-    flow_run = submit_order(devnet, spec, env={"BAHEN_DISPATCH_MODE": "pools", "BAHEN_DISPATCH_START_TIMEOUT_S": "15"})
-    deadline = time.monotonic() + 120
-    while not (opened := [r for r in book.list() if r.order_id not in before and r.shard is not None]):
-        assert time.monotonic() < deadline, "the order was never drawn"
-        time.sleep(0.5)
-    stalled = next(p for p in workers if p.queue == party_queue(opened[0].shard.assignments[0].address))
+    workers, opened, flow_run = _stalled_pool(devnet, "gpu", spec, reached=lambda r: r.shard is not None, what="drawn")
+    stalled = next(p for p in workers if p.queue == party_queue(opened.shard.assignments[0].address))
     [successor] = [p for p in workers if p is not stalled]
     # anvil keeps wall-clock time: move it past the commit window rather than wait the minute out
     market.chain.increase_time(spec.commit_minutes * 60)
-    back = spawn(f"{successor.name}-back", "worker", *party_worker(devnet, successor), devnet.home)
-    try:
-        run = wait_final(devnet, flow_run, timeout=400)
-    finally:
-        stop(back)
-        for host in workers:  # the devnet as it was, for whatever runs next
-            devnet.services.append(spawn(f"{host.name}-again", "worker", *party_worker(devnet, host), devnet.home))
+    run = _only_back(devnet, workers, successor, flow_run)
     assert run["state"]["type"] == "COMPLETED", run["state"]
 
-    record = book.load(opened[0].order_id)
+    record = book.load(opened.order_id)
     assert record.status == "settled (accepted), model delivered"
     assert record.shard.assignments[0].address.lower() == successor.queue
     trains = [r for r in runs_of(devnet, "train/train") if r["parameters"]["upload"]["order_id"] == record.order_id]
@@ -342,29 +358,14 @@ def test_a_drawn_verifier_that_never_starts_is_replaced_by_the_next_draw_and_the
     to the next draw (the other validator), which verifies, scores and delivers; the worker is paid, the
     stalled verifier is released unslashed and unpaid."""
     market, book = _market(devnet), _client_book(devnet)
-    validators = [p for p in devnet.parties if p.pool == "validators"]
-    for host in validators:
-        stop(next(s for s in devnet.services if s.name == host.name))
-    before = {r.order_id for r in book.list()}
     spec = OrderSpec(dataset="digits", model="mlp", epochs=1, batch_size=32, checkpoint_every=8, validators=1,
                      commit_minutes=1, deadline_hours=1)
-    flow_run = submit_order(devnet, spec, env={"BAHEN_DISPATCH_MODE": "pools", "BAHEN_DISPATCH_START_TIMEOUT_S": "15"})
-    deadline = time.monotonic() + 300
-    while not (trained := [r for r in book.list() if r.order_id not in before and r.training is not None]):
-        assert time.monotonic() < deadline, "the task was never trained"
-        time.sleep(0.5)
-    [record] = trained
+    validators, record, flow_run = _stalled_pool(devnet, "validators", spec, reached=lambda r: r.training is not None,
+                                                 what="trained")
     stalled = next(p for p in validators if p.queue == party_queue(record.shard.validators[0].address))
     [successor] = [p for p in validators if p is not stalled]
-    # anvil keeps wall-clock time: move it past the window rather than wait the minute out
-    market.chain.increase_time(spec.commit_minutes * 60)
-    back = spawn(f"{successor.name}-back", "worker", *party_worker(devnet, successor), devnet.home)
-    try:
-        run = wait_final(devnet, flow_run, timeout=400)
-    finally:
-        stop(back)
-        for host in validators:  # the devnet as it was, for whatever runs next
-            devnet.services.append(spawn(f"{host.name}-again", "worker", *party_worker(devnet, host), devnet.home))
+    market.chain.increase_time(spec.commit_minutes * 60)  # past the task's window, from its commitment
+    run = _only_back(devnet, validators, successor, flow_run)
     assert run["state"]["type"] == "COMPLETED", run["state"]
 
     record = book.load(record.order_id)

@@ -676,3 +676,21 @@ def test_a_replaced_verifier_stays_liable_for_the_verifications_it_signed(bahen,
     assert s.slashed == {parties.workers[0].address: worker_slash}
     assert bahen.member(stalled.address).locks == 0
     _conserved(bahen, chain, parties, pool)
+
+
+def test_a_replaced_verifier_is_left_out_of_its_orders_panels(bahen, chain, parties, pool):
+    """A panel's draw stops at the first member it may not take, so the order's replaced verifier must be
+    left out before it starts: here it holds nearly all validator stake, and a draw that met it would
+    find nobody."""
+    _opened(bahen, parties, pool)
+    stalled = parties.validators[0]
+    bahen.add_stake(stalled, amount=50 * ETHER)
+    commit_all(bahen, parties, OID, tasks=1)
+    chain.increase_time(601)
+    bahen.replace_stalled(parties.stranger, order_id=OID, task=0)
+    [successor] = bahen.draw(parties.stranger, order_id=OID).validators
+    validators = {**pool, parties.validators[1].address: parties.validators[1]}
+    report(bahen, parties.stranger, validators[successor], OID, task=0)
+    bahen.record_verdict(parties.wasp, order_id=OID, task=0, accepted=True, reasons_digest=b32("why"))
+    resolvers = _dispute(bahen, parties.workers[1])
+    assert len(resolvers) == PARAMS.resolver_count and not {stalled.address, successor} & set(resolvers)

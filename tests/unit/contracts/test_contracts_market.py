@@ -242,6 +242,16 @@ def test_a_replaced_verifier_is_never_drawn_for_the_order_again(bahen, chain, pa
     assert all(bahen.member(m.address).locks == 0 for m in parties.validators + parties.workers)
 
 
+def test_a_task_with_a_verdict_has_nobody_replaced(bahen, chain, parties):
+    oid = open_assigned(bahen, parties, SALT, tasks=2, validators=1, commit_window=100)
+    bahen.commit_proof(parties.workers[1], order_id=oid, task=1, root=b32("root"))
+    for task in range(2):  # task 0 rejected uncommitted, task 1 rejected with no verification on chain
+        bahen.record_verdict(parties.wasp, order_id=oid, task=task, accepted=False, reasons_digest=b32("why"))
+    chain.increase_time(101)
+    for task in range(2):
+        _revert(lambda: bahen.replace_stalled(parties.stranger, order_id=oid, task=task), "NotReplaceable", task=task)
+
+
 def test_commit_proof(bahen, chain, parties):
     open_assigned(bahen, parties, SALT, tasks=2, validators=0)
     w0, w1 = parties.workers[:2]
