@@ -414,13 +414,13 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     }
 
     /// @notice Replaces whoever stalls task `task`. Its worker, when it has not committed its proof by
-    /// `commitBy`: its stake is released (it is not slashed: nothing it signed was wrong) and the task
-    /// is re-opened for the next draw from the current block. Else the order's verifier, when the
-    /// committed task has neither a verification on chain nor a verdict by `verifyBy` (the commit
-    /// window from the commitment, or from the verifier's draw if later): it may no longer report for
-    /// the order, earns no fee, and its stake stays bound until the order closes (a verification it
-    /// signed of another task may still be overturned); the first validator slot, fee and all, is
-    /// re-opened for the next draw. Neither is drawn for the order again. Callable by anyone.
+    /// `commitBy`: the task is re-opened for the next draw from the current block. Else the order's
+    /// verifier, when the committed task has neither a verification on chain nor a verdict by
+    /// `verifyBy` (the commit window from the commitment, or from the verifier's draw if later): it may
+    /// no longer report for the order and earns no fee, and the first validator slot, fee and all, is
+    /// re-opened for the next draw. Neither is slashed (nothing it signed was wrong) nor drawn for the
+    /// order again; each stays bound until the order closes (a verification the verifier signed of
+    /// another task may still be overturned). Callable by anyone.
     function replaceStalled(bytes32 orderId, uint256 task) external {
         Order storage o = _openOrder(orderId);
         Task storage t = _task(orderId, o, task);
