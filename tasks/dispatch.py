@@ -41,6 +41,7 @@ from prefect.deployments import run_deployment
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.states import Cancelled, Cancelling, Crashed
+from proof.wasp import score_quorum
 from pydantic import BaseModel, Field
 from pydantic_core import to_json
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -342,6 +343,8 @@ class Stages:
 
         On the pools every validator's first run starts before the dispatcher waits on any: they score
         at once, each on its own host (a run's key makes the dispatcher's own start of it return that run).
+        A validator whose run does not finish is left out (it reported nothing: no fee) as long as the
+        others make the majority Wasp judges with (``proof.wasp.score_quorum``); fewer end the stage.
         """
         if (done := recorded(upload.order_id, "scores")) is not None:
             return done
@@ -352,7 +355,18 @@ class Stages:
                     for slot in shard.validators]
             for params, key, queue in runs:
                 start_run("score/score", params, key=key, queue=queue)
-            scored = [self._dispatch("score/score", params, key, SignedScore, queue) for params, key, queue in runs]
+            scored, silent = [], []
+            for (params, key, queue), slot in zip(runs, shard.validators, strict=True):
+                try:
+                    scored.append(self._dispatch("score/score", params, key, SignedScore, queue))
+                except StageNotDone as exc:
+                    silent.append(f"{slot.name} ({slot.address}): {exc}")
+            if len(scored) < (quorum := score_quorum(len(shard.validators))):
+                raise StageNotDone(f"{len(scored)} of the order's {len(shard.validators)} validators scored task "
+                                   f"{training.task}, and Wasp judges once {quorum} have; " + "; ".join(silent))
+            if silent:
+                get_run_logger().warning("task %d of order %s goes on with the scores of a majority, without %s",
+                                         training.task, upload.order_id, "; ".join(silent))
         else:
             scored = [score_task(spec, upload, training, slot) for slot in shard.validators]
         scores = gathered(upload.order_id, scored)

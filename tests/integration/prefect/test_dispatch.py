@@ -1,8 +1,13 @@
 """The dispatcher's choices and the clean end of an order, on the in-process chain (no servers)."""
 
+import logging
+from types import SimpleNamespace
+
 import httpx
 import pytest
 from prefect.exceptions import PrefectHTTPStatusError
+from proof.scoring import PerformanceReport
+from storage.refs import ArtifactRef
 
 from bahen.network import connect
 from bahen.orders import OrderBook, salt_of_run
@@ -11,7 +16,9 @@ from bahen.records import OrderRecord
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 from tasks import dispatch
-from tasks.dispatch import START_TRIES, DispatchConfig, RunRefused, Stages, end_order, start_run, use_pools
+from tasks.dispatch import (START_TRIES, DispatchConfig, RunRefused, Stages, StageNotDone, end_order, start_run,
+                            use_pools)
+from tasks.score import SignedScore
 
 ESCROW = 10**17
 
@@ -113,3 +120,34 @@ def test_an_order_run_is_the_clients_only_from_its_own_queue():
     for queue in ("default", party_queue("0x" + "cd" * 20), client):  # the queue is the lowercased address
         with pytest.raises(dispatch.ForeignOrderRun, match=f"work queue '{queue}' of the control pool, not client"):
             dispatch.check_own_queue(queue, client)
+
+
+def test_the_score_stage_goes_on_without_a_silent_validator_while_the_others_make_a_majority(monkeypatch):
+    slots = [SimpleNamespace(name=f"validator-{i}", address=f"0x{i + 1:040x}") for i in range(3)]
+    upload, shard, training = SimpleNamespace(order_id="0x" + "ab" * 32), SimpleNamespace(validators=slots), \
+        SimpleNamespace(task=0)
+    stages = Stages(DispatchConfig(mode="pools"))
+    silent, started = set(), []
+    monkeypatch.setattr(dispatch, "recorded", lambda *args: None)
+    monkeypatch.setattr(dispatch, "start_run", lambda deployment, params, key, queue: started.append(queue))
+    monkeypatch.setattr(dispatch, "get_run_logger", lambda: logging.getLogger("order"))
+    monkeypatch.setattr(stages, "_record", lambda *args, **kwargs: None)
+
+    def dispatched(deployment, params, key, result, queue):
+        if queue in silent:
+            raise StageNotDone(f"no worker of work queue {queue} started it")
+        slot = params["slot"]
+        return SignedScore(validator=slot.name, ref=ArtifactRef(name="score", md5="0" * 32, sha256="0" * 64, size=1),
+                           report=PerformanceReport(order_id=upload.order_id, task=0, validator=slot.address,
+                                                    model_sha256="aa", holdout_sha256="bb", samples=100, accuracy=0.9,
+                                                    loss=0.3))
+
+    monkeypatch.setattr(stages, "_dispatch", dispatched)
+    silent.add(party_queue(slots[1].address))
+    scores = stages.score(None, upload, shard, training)
+    assert set(scores.reports) == {"validator-0", "validator-2"} and scores.median_accuracy == 0.9
+    assert started == [party_queue(s.address) for s in slots]  # every validator was asked at once
+    silent.add(party_queue(slots[2].address))
+    with pytest.raises(StageNotDone, match="1 of the order's 3 validators scored task 0, and Wasp judges once 2 have; "
+                                           f"validator-1 \\({slots[1].address}\\): no worker"):
+        stages.score(None, upload, shard, training)
