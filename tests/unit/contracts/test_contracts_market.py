@@ -207,9 +207,11 @@ def test_a_verifier_that_leaves_a_committed_task_unverified_is_replaced_by_the_n
     assert bahen.member(stalled.address).locks == 1  # bound until the order closes: task 0's verification may be disputed
     _revert(replace, "NotReplaceable")  # nobody to replace until the next draw
     _revert(lambda: report(bahen, parties.stranger, stalled, oid, task=1), "NotAssignedValidator")  # it reports no more
+    verified_by = bahen.order(oid).tasks[0].verify_by
     drawn = bahen.draw(parties.stranger, order_id=oid)
     assert (drawn.validators, drawn.workers) == ([successor.address], {})
     assert bahen.order(oid).tasks[1].verify_by == chain.now() + 100  # the successor's window starts at its draw
+    assert bahen.order(oid).tasks[0].verify_by == verified_by  # a verified task's stays as it was
     chain.increase_time(50)
     _revert(replace, "NotReplaceable")
     report(bahen, parties.stranger, successor, oid, task=1)
