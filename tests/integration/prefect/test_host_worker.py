@@ -47,7 +47,7 @@ def test_a_strangers_deployment_runs_no_pull_step_and_no_flow_outside_the_worker
     order_on_gpu = _deployment(devnet, "order", "gpu", worker.queue, _touch(pulled))
     run = _run(devnet, order_on_gpu, worker.queue, {"spec": OrderSpec().model_dump(mode="json")})
     assert run["state"]["type"] == "FAILED"
-    assert "a worker of the 'gpu' pool runs only the flows ['train'], not 'order'" in run["state"]["message"]
+    assert "a worker of the 'gpu' pool runs only the flows ['grant-model', 'train'], not 'order'" in run["state"]["message"]
 
     client = party(devnet, CLIENT)
     audit_with_pull = _deployment(devnet, "audit", "control", client.queue, _touch(pulled))
