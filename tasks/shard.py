@@ -113,7 +113,7 @@ def shard(spec: OrderSpec, upload: Upload, net: Network, *, pricing: Pricing = P
     for _ in range(len(view.validators), spec.validators):
         net.market.add_validator(client.account, order_id=oid, fee=validator_fee)
     view = drawn(net, oid)
-    keys = {role: open_stored_grant(net.store, ref, client, order_id=order_id) for role, ref in upload.client_grants.items()}
+    keys = _client_keys(net, upload, tuple(upload.client_grants))
     workers, validators = net.market.members("worker"), net.market.members("validator")  # the registry, read once
     assignments = []
     for t in view.tasks:
