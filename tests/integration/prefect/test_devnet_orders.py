@@ -299,102 +299,75 @@ def _locks(devnet, market) -> dict[str, int]:
     return {p.address: market.member(p.address).locks for p in devnet.parties if p.pool in ("gpu", "validators")}
 
 
-def _stalled_pool(devnet, pool: str, spec: OrderSpec, *, reached: Callable[[OrderRecord], bool], what: str):
-    """Stop every party's Prefect worker of ``pool``, submit ``spec`` to run on the pools, and wait until its
-    record has ``reached`` a stage; returns the pool's hosts, the record then and the order's flow run.
+def test_a_drawn_worker_and_verifier_that_never_start_are_each_replaced_by_the_next_draw_and_the_worker_paid(devnet):
+    """No worker and no validator polls when the order (one validator) opens; once the chain has drawn them,
+    only the worker and the validator it did not draw come back. The drawn worker's run is never started,
+    its commit window passes, the client replaces it on chain and the next draw (the only eligible worker
+    left) trains. Then the verifier's run is never started, the task's window passes with no verification on
+    chain, the client replaces the verifier, the worker wraps its model key to the next draw (the other
+    validator), which verifies, scores and delivers. The worker is paid; the stalled worker and verifier are
+    released unslashed and unpaid.
 
     A run no worker starts within 45 s is the stalled party's: a party that polls starts a run in a few
     seconds, and in about 20 while the whole suite loads the machine."""
-    book = _client_book(devnet)
-    hosts = [p for p in devnet.parties if p.pool == pool]
+    market, book = _market(devnet), _client_book(devnet)
+    locks = _locks(devnet, market)
+    hosts = [p for p in devnet.parties if p.pool in ("gpu", "validators")]
     for host in hosts:
         stop(next(s for s in devnet.services if s.name == host.name))
     before = {r.order_id for r in book.list()}
+    spec = OrderSpec(dataset="digits", model="mlp", epochs=1, batch_size=32, checkpoint_every=8, validators=1,
+                     commit_minutes=1, deadline_hours=1)
     flow_run = submit_order(devnet, spec, env={"BAHEN_DISPATCH_MODE": "pools", "BAHEN_DISPATCH_START_TIMEOUT_S": "45"})
+    opened = _record_once(book, before, lambda r: r.shard is not None, "drawn")
+    stalled = [next(p for p in hosts if p.queue == party_queue(address))
+               for address in (opened.shard.assignments[0].address, opened.shard.validators[0].address)]
+    successors = {p.pool: p for p in hosts if p not in stalled}
+    # anvil keeps wall-clock time: move it past each window rather than wait the minute out
+    market.chain.increase_time(spec.commit_minutes * 60)  # the drawn worker's, from the draw
+    back = [spawn(f"{p.name}-back", "worker", *party_worker(devnet, p), devnet.home) for p in successors.values()]
+    try:
+        _record_once(book, before, lambda r: r.training is not None, "trained")
+        market.chain.increase_time(spec.commit_minutes * 60)  # the task's verify window, from its commitment
+        run = wait_final(devnet, flow_run, timeout=400)
+    finally:
+        for service in back:
+            stop(service)
+        for host in hosts:
+            devnet.services.append(spawn(f"{host.name}-again", "worker", *party_worker(devnet, host), devnet.home))
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+
+    record = book.load(opened.order_id)
+    worker, verifier = successors["gpu"].queue, successors["validators"].queue
+    assert record.status == "settled (accepted), model delivered"
+    assert record.shard.assignments[0].address.lower() == worker
+    assert [s.address.lower() for s in record.shard.validators] == [verifier]
+    for deployment, stalled_queue, queue in (("train/train", stalled[0].queue, worker),
+                                              ("verify/verify", stalled[1].queue, verifier)):
+        runs = [r for r in runs_of(devnet, deployment) if r["parameters"]["upload"]["order_id"] == record.order_id]
+        assert [(r["work_queue_name"], r["state"]["type"]) for r in runs] == [(stalled_queue, "CANCELLED"),
+                                                                             (queue, "COMPLETED")]
+    [grant] = [r for r in runs_of(devnet, "grant-model/grant-model")
+               if r["parameters"]["upload"]["order_id"] == record.order_id]
+    assert (grant["work_queue_name"], grant["state"]["type"]) == (worker, "COMPLETED")
+    view = market.order(bytes.fromhex(record.order_id[2:]))
+    assert view.status == "settled" and (view.tasks[0].worker.lower(), view.tasks[0].verifier.lower()) == (worker, verifier)
+    paid = record.shard.assignments[0], record.shard.validators[0]
+    assert record.settled.payouts_wei == {paid[0].address: paid[0].payment_wei, paid[1].address: paid[1].fee_wei}
+    assert record.settled.slashed_wei == {}
+    for host in stalled:
+        address = keystore_of(load_settings(home=host.home)).public(host.name).address
+        assert address not in record.settled.payouts_wei
+        assert market.member(address).locks == locks[address]  # bound until the order closed, no longer
+
+
+def _record_once(book: OrderBook, before: set[str], reached: Callable[[OrderRecord], bool], what: str) -> OrderRecord:
+    """The record of the order placed since ``before`` once it has ``reached`` a stage."""
     deadline = time.monotonic() + 300
     while not (found := [r for r in book.list() if r.order_id not in before and reached(r)]):
         assert time.monotonic() < deadline, f"the order was never {what}"
         time.sleep(0.5)
-    return hosts, found[0], flow_run
-
-
-def _only_back(devnet, hosts, successor, flow_run: str) -> dict:
-    """Start ``successor``'s Prefect worker alone and wait for the order's run; then every host's again, the
-    devnet as it was for whatever runs next."""
-    back = spawn(f"{successor.name}-back", "worker", *party_worker(devnet, successor), devnet.home)
-    try:
-        return wait_final(devnet, flow_run, timeout=400)
-    finally:
-        stop(back)
-        for host in hosts:
-            devnet.services.append(spawn(f"{host.name}-again", "worker", *party_worker(devnet, host), devnet.home))
-
-
-def test_a_drawn_worker_that_never_starts_is_replaced_by_the_next_draw_and_the_order_settles(devnet):
-    """Neither worker polls when the order opens; once the chain has drawn one, only the other comes
-    back. The drawn worker's run is never started, its commit window passes, the client replaces it
-    on chain, and the next draw (the only eligible worker left) trains; the stalled one is released
-    unslashed and unpaid."""
-    market, book = _market(devnet), _client_book(devnet)
-    locks = _locks(devnet, market)
-    spec = OrderSpec(dataset="digits", model="mlp", epochs=1, batch_size=32, checkpoint_every=8, validators=2,
-                     commit_minutes=1, deadline_hours=1)
-    workers, opened, flow_run = _stalled_pool(devnet, "gpu", spec, reached=lambda r: r.shard is not None, what="drawn")
-    stalled = next(p for p in workers if p.queue == party_queue(opened.shard.assignments[0].address))
-    [successor] = [p for p in workers if p is not stalled]
-    # anvil keeps wall-clock time: move it past the commit window rather than wait the minute out
-    market.chain.increase_time(spec.commit_minutes * 60)
-    run = _only_back(devnet, workers, successor, flow_run)
-    assert run["state"]["type"] == "COMPLETED", run["state"]
-
-    record = book.load(opened.order_id)
-    assert record.status == "settled (accepted), model delivered"
-    assert record.shard.assignments[0].address.lower() == successor.queue
-    trains = [r for r in runs_of(devnet, "train/train") if r["parameters"]["upload"]["order_id"] == record.order_id]
-    assert [(r["work_queue_name"], r["state"]["type"]) for r in trains] == [(stalled.queue, "CANCELLED"),
-                                                                             (successor.queue, "COMPLETED")]
-    view = market.order(bytes.fromhex(record.order_id[2:]))
-    assert view.status == "settled" and view.tasks[0].worker.lower() == successor.queue
-    stalled_address = keystore_of(load_settings(home=stalled.home)).public(stalled.name).address
-    assert stalled_address not in record.settled.payouts_wei and record.settled.slashed_wei == {}
-    assert market.member(stalled_address).locks == locks[stalled_address]  # bound until the order closed, no longer
-
-
-def test_a_drawn_verifier_that_never_starts_is_replaced_by_the_next_draw_and_the_honest_worker_is_paid(devnet):
-    """Neither validator polls when the order (one validator) opens; once the worker has committed, only the
-    validator the chain did not draw comes back. The verifier's run is never started, the task's window
-    passes with no verification on chain, the client replaces the verifier, the worker wraps its model key
-    to the next draw (the other validator), which verifies, scores and delivers; the worker is paid, the
-    stalled verifier is released unslashed and unpaid."""
-    market, book = _market(devnet), _client_book(devnet)
-    locks = _locks(devnet, market)
-    spec = OrderSpec(dataset="digits", model="mlp", epochs=1, batch_size=32, checkpoint_every=8, validators=1,
-                     commit_minutes=1, deadline_hours=1)
-    validators, record, flow_run = _stalled_pool(devnet, "validators", spec, reached=lambda r: r.training is not None,
-                                                 what="trained")
-    stalled = next(p for p in validators if p.queue == party_queue(record.shard.validators[0].address))
-    [successor] = [p for p in validators if p is not stalled]
-    market.chain.increase_time(spec.commit_minutes * 60)  # past the task's window, from its commitment
-    run = _only_back(devnet, validators, successor, flow_run)
-    assert run["state"]["type"] == "COMPLETED", run["state"]
-
-    record = book.load(record.order_id)
-    assert record.status == "settled (accepted), model delivered"
-    assert [s.address.lower() for s in record.shard.validators] == [successor.queue]
-    verifies = [r for r in runs_of(devnet, "verify/verify") if r["parameters"]["upload"]["order_id"] == record.order_id]
-    assert [(r["work_queue_name"], r["state"]["type"]) for r in verifies] == [(stalled.queue, "CANCELLED"),
-                                                                               (successor.queue, "COMPLETED")]
-    [grant] = [r for r in runs_of(devnet, "grant-model/grant-model")
-               if r["parameters"]["upload"]["order_id"] == record.order_id]
-    assert (grant["work_queue_name"], grant["state"]["type"]) == (party_queue(record.training.worker), "COMPLETED")
-    view = market.order(bytes.fromhex(record.order_id[2:]))
-    assert view.status == "settled" and view.tasks[0].verifier.lower() == successor.queue
-    stalled_address = keystore_of(load_settings(home=stalled.home)).public(stalled.name).address
-    worker = record.shard.assignments[0]
-    assert record.settled.payouts_wei == {worker.address: worker.payment_wei,
-                                          record.shard.validators[0].address: record.shard.validators[0].fee_wei}
-    assert stalled_address not in record.settled.payouts_wei and record.settled.slashed_wei == {}
-    assert market.member(stalled_address).locks == locks[stalled_address]  # bound until the order closed, no longer
+    return found[0]
 
 
 def test_an_order_goes_on_through_a_restart_of_the_prefect_server_and_settles_once(devnet):

@@ -5,7 +5,7 @@ Each conftest imports these; the integration conftest overrides `chain` with an 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -17,7 +17,7 @@ from eth_utils import keccak
 from contracts.chain import Chain
 from contracts.client import Bahen, order_id_of
 from contracts.economics import chain_params
-from contracts.models import ChainParams
+from contracts.models import Addresses, ChainParams
 
 ETHER = 10**18
 # The deployment's economics with a test-sized clock and stakes.
@@ -209,9 +209,26 @@ def expected_member(
     return member
 
 
-@pytest.fixture
-def chain():
+@pytest.fixture(scope="module")
+def node() -> Chain:
+    """The chain a module's tests share: the in-process EVM (the integration conftest's is anvil)."""
     return Chain.in_process()
+
+
+@pytest.fixture(scope="module")
+def deployment(node) -> Addresses:
+    """The contracts a module's tests share, deployed once, every test account funded and staked."""
+    return deploy_staked(node, make_parties(node)).addresses
+
+
+@pytest.fixture
+def chain(node, deployment) -> Iterator[Chain]:
+    """The module's chain as :func:`deployment` left it: what a test does is undone after it (a snapshot of
+    the node), so each starts from fresh contracts and funded accounts."""
+    snapshot = node.w3.provider.make_request("evm_snapshot", [])["result"]
+    yield node
+    reverted = node.w3.provider.make_request("evm_revert", [snapshot])
+    assert "error" not in reverted and reverted["result"] is not False, f"the node did not undo the test: {reverted}"
 
 
 @pytest.fixture
@@ -220,5 +237,5 @@ def parties(chain) -> Parties:
 
 
 @pytest.fixture
-def bahen(chain, parties) -> Bahen:
-    return deploy_staked(chain, parties)
+def bahen(chain, deployment) -> Bahen:
+    return Bahen.attach(chain, deployment)
