@@ -141,6 +141,10 @@ class Chain:
     def block_hash(self, number: int) -> bytes:
         return bytes(self._rpc(lambda: self.w3.eth.get_block(number)["hash"]))
 
+    def block_time(self, number: int) -> int:
+        """Timestamp of block ``number``."""
+        return self._rpc(lambda: self.w3.eth.get_block(number)["timestamp"])
+
     def call(self, fn: ContractFunction, action: str) -> Any:
         """Runs a view function; a revert becomes a decoded ContractRevert."""
         try:

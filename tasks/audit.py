@@ -13,8 +13,10 @@ chain and the store alone (``bahen.audit.reconstruct``).
 
 import math
 import os
+import time
+from contextlib import suppress
 
-from contracts.errors import ChallengeNotReady
+from contracts.errors import ChainError, ChallengeNotReady
 from contracts.models import OrderView
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -133,8 +135,11 @@ def attested_evidence(upload: Upload, shard: Shard, task: int, order: OrderView,
 
     Raises :class:`InputMismatch`, and nothing is judged, while the verifier has attested no
     verification report the store holds whole, or fewer than a majority of the validators a score it
-    does (a performance report attested but not readable counts as none): the worker is not to
-    blame, and a run started before the validators finished cannot sign a poorer model report.
+    does (a performance report attested but not readable counts as none) and the scoring window is
+    open (:func:`scoring_closes`): the worker is not to blame, and a run started before the
+    validators finished cannot sign a poorer model report. Once the window closed, the scores attested
+    by then are judged however few: they weigh in no decisive rule, and a silent validator (no fee)
+    cannot keep an honest worker from its pay.
     """
     order_id, verifier = upload.order_id, verifier_of(order, task)
     try:
@@ -153,11 +158,40 @@ def attested_evidence(upload: Upload, shard: Shard, task: int, order: OrderView,
             continue
         if found is not None:
             scored.append(SignedScore(validator=slot.name, report=found[0], ref=found[1]))
-    if len(scored) < (quorum := score_quorum(len(order.validators))):
+    quorum = score_quorum(len(order.validators))
+    if len(scored) < quorum and ((closes := scoring_closes(order, task, net)) is None or net.chain.now() <= closes):
         raise InputMismatch(f"{len(scored)} of the {len(order.validators)} validators of order {order_id} have published "
-                            f"a score of task {task} they attested on chain, and Wasp judges once {quorum} have: nothing "
-                            "was judged. Wait for the score stage")
+                            f"a score of task {task} they attested on chain: Wasp judges once {quorum} have, or with "
+                            f"those that have after chain time {closes} (the order's commit window after the "
+                            "verification): nothing was judged. Wait for the score stage")
     return verification_of(verifier, *verified), gathered(order_id, scored)
+
+
+def scoring_closes(order: OrderView, task: int, net: Network) -> int | None:
+    """The chain time after which Wasp judges ``task`` with the scores attested by then, however few: the
+    order's commit window (the time its worker had to train, and its verifier to verify) after the
+    verification went on chain. None while the task has no verification on chain. A validator that
+    scores later still earns its fee (it reported), but its score is in no verdict."""
+    verifier = order.tasks[task].verifier
+    if not int(verifier, 16):
+        return None
+    verified_at = net.market.reported_at(bytes.fromhex(order.order_id[2:]), task, REPORT_VERIFICATION, verifier)
+    return None if verified_at is None else verified_at + order.commit_window
+
+
+def wait_for_scoring(upload: Upload, task: int, net: Network, *, until: float, poll_s: float) -> int | None:
+    """As anyone: wait until the scoring window of ``task`` closed on chain (:func:`scoring_closes`), or until
+    ``until`` (``time.monotonic()``). Returns the time it closed at, or None when ``until`` came first."""
+    oid = bytes.fromhex(upload.order_id[2:])
+    while True:
+        closes = scoring_closes(net.market.order(oid), task, net)
+        if closes is not None and net.chain.now() > closes:
+            return closes
+        if time.monotonic() >= until:
+            return None
+        time.sleep(poll_s)
+        with suppress(ChainError):  # a devnet mines only on transactions: a block brings its clock to now
+            net.chain.mine(1)
 
 
 def audit(upload: Upload, shard: Shard, assignment: Assignment, training: Training, net: Network) -> Verdict:
@@ -194,6 +228,12 @@ def audit(upload: Upload, shard: Shard, assignment: Assignment, training: Traini
 def explain(reasons: list[Reason]) -> list[str]:
     """One line per rule: a mark, its name and what it found."""
     return [f"{'✓' if r.passed else '✗'} {r.rule}: {r.detail}" for r in reasons]
+
+
+@task(name="wait_for_scoring", cache_policy=NO_CACHE)
+def wait_for_scoring_task(upload: Upload, task: int, *, until: float, poll_s: float) -> int | None:
+    """Prefect task: wait for the scoring window of a task to close (:func:`wait_for_scoring`)."""
+    return wait_for_scoring(upload, task, network(), until=until, poll_s=poll_s)
 
 
 @task(name="audit", cache_policy=NO_CACHE)

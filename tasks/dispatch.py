@@ -54,7 +54,7 @@ from bahen.records import Assignment, Delivery, Scores, Shard, Training, Upload,
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 from bahen.submission import check_submission
-from tasks.audit import audit_task
+from tasks.audit import audit_task, wait_for_scoring_task
 from tasks.deliver import NotDeliverable, deliver_task, deliverer
 from tasks.report import checks_markdown
 from tasks.runtime import network, order_book, recorded
@@ -343,8 +343,9 @@ class Stages:
 
         On the pools every validator's first run starts before the dispatcher waits on any: they score
         at once, each on its own host (a run's key makes the dispatcher's own start of it return that run).
-        A validator whose run does not finish is left out (it reported nothing: no fee) as long as the
-        others make the majority Wasp judges with (``proof.wasp.score_quorum``); fewer end the stage.
+        A validator whose run does not finish is left out (it reported nothing: no fee). When the others
+        make no majority (``proof.wasp.score_quorum``), the stage waits for the task's scoring window to
+        close on chain (``tasks.audit.scoring_closes``), after which Wasp judges with the scores there are.
         """
         if (done := recorded(upload.order_id, "scores")) is not None:
             return done
@@ -362,9 +363,16 @@ class Stages:
                 except StageNotDone as exc:
                     silent.append(f"{slot.name} ({slot.address}): {exc}")
             if len(scored) < (quorum := score_quorum(len(shard.validators))):
-                raise StageNotDone(f"{len(scored)} of the order's {len(shard.validators)} validators scored task "
-                                   f"{training.task}, and Wasp judges once {quorum} have; " + "; ".join(silent))
-            if silent:
+                closed = wait_for_scoring_task(upload, training.task, until=time.monotonic() + self.config.stage_timeout_s,
+                                               poll_s=self.config.poll_s)
+                if closed is None:
+                    raise StageNotDone(f"{len(scored)} of the order's {len(shard.validators)} validators scored task "
+                                       f"{training.task}, and Wasp judges once {quorum} have, or once the task's scoring "
+                                       "window closed on chain, which the stage ran out of time before; " + "; ".join(silent))
+                get_run_logger().warning("task %d of order %s goes on with %d of %d scores, its scoring window closed at "
+                                         "chain time %d, without %s", training.task, upload.order_id, len(scored),
+                                         len(shard.validators), closed, "; ".join(silent))
+            elif silent:
                 get_run_logger().warning("task %d of order %s goes on with the scores of a majority, without %s",
                                          training.task, upload.order_id, "; ".join(silent))
         else:

@@ -1,6 +1,7 @@
-"""A verifier that stalls on the embedded chain: the client has the chain replace it once the committed
-task's window passed unverified, the worker wraps its model key to the successor the chain drew, and
-the successor verifies; the honest worker is paid, the stalled verifier is not."""
+"""Validators that stall on the embedded chain. A verifier: the client has the chain replace it once the
+committed task's window passed unverified, the worker wraps its model key to the successor the chain
+drew, and the successor verifies; the honest worker is paid, the stalled verifier is not. A scorer:
+Wasp judges with the scores there are once the task's scoring window closed."""
 
 import time
 
@@ -9,14 +10,14 @@ import pytest
 from bahen.errors import BahenError
 from bahen.parties import worker_name
 from bahen.spec import OrderSpec
-from tasks.audit import audit
+from tasks.audit import audit, scoring_closes, wait_for_scoring
 from tasks.encrypt_upload import encrypt_upload
 from tasks.inputs import InputMismatch
-from tasks.score import score
+from tasks.score import score, score_as
 from tasks.settle import settle
 from tasks.shard import NotReplaceable, replace_verifier, shard
 from tasks.train import grant_model, train
-from tasks.verify import verifier_of, verify
+from tasks.verify import REPORT_VERIFICATION, verifier_of, verify
 
 SPEC = OrderSpec(dataset="digits", model="mlp", epochs=1, checkpoint_every=8, batch_size=32, commit_minutes=5)
 
@@ -79,3 +80,36 @@ def test_a_stalled_verifier_is_replaced_and_the_successor_verifies_with_the_key_
     assert net.market.member(stalled.address).locks == locks - 1  # bound until the order closed, no longer
     with pytest.raises(BahenError, match=r"not an open task of .* \(the order is settled\)"):  # nothing to grant for any more
         grant_model(upload, granted, net)
+
+
+def test_a_silent_scorer_keeps_no_honest_worker_from_its_pay_once_the_scoring_window_closed(staked_net):
+    net = staked_net
+    upload = encrypt_upload(SPEC, net, salt="0x" + "e2" * 32)
+    plan = shard(SPEC, upload, net)
+    [assignment] = plan.assignments
+    training = train(SPEC, upload, assignment, net)
+    oid = bytes.fromhex(upload.order_id[2:])
+    assert scoring_closes(net.market.order(oid), 0, net) is None  # no verification on chain: no window yet
+    verify(SPEC, upload, plan, assignment, training, net)
+    verifier, silent = plan.validators
+    score_as(SPEC, upload, training, verifier, net)  # the other validator never scores
+    closes = scoring_closes(net.market.order(oid), 0, net)
+    assert closes == net.market.reported_at(oid, 0, REPORT_VERIFICATION, verifier.address) + SPEC.commit_minutes * 60
+
+    # up to the window's last second Wasp waits for a majority of the scores
+    net.chain.increase_time(closes - net.chain.now())
+    assert net.chain.now() == closes
+    with pytest.raises(InputMismatch, match=f"1 of the 2 validators .* Wasp judges once 2 have, or with those that "
+                                            f"have after chain time {closes}"):
+        audit(upload, plan, assignment, training, net)
+    assert wait_for_scoring(upload, 0, net, until=time.monotonic(), poll_s=0) is None
+    net.chain.increase_time(1)
+    assert wait_for_scoring(upload, 0, net, until=time.monotonic(), poll_s=0) == closes
+    verdict = audit(upload, plan, assignment, training, net)
+    [quorum] = [f for f in verdict.model_report.findings if f.rule == "score-quorum"]
+    assert verdict.accepted and (quorum.passed, quorum.detail) == (False, "1 attested scores, quorum 2 of 2")
+    assert verdict.model_report.median_accuracy > verdict.model_report.chance_accuracy  # the one score there is
+
+    settled = settle(upload, net)
+    assert settled.payouts_wei == {assignment.address: assignment.payment_wei, verifier.address: verifier.fee_wei}
+    assert silent.address not in settled.payouts_wei and settled.slashes == []

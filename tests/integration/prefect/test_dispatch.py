@@ -122,7 +122,7 @@ def test_an_order_run_is_the_clients_only_from_its_own_queue():
             dispatch.check_own_queue(queue, client)
 
 
-def test_the_score_stage_goes_on_without_a_silent_validator_while_the_others_make_a_majority(monkeypatch):
+def test_the_score_stage_goes_on_without_silent_validators_with_a_majority_or_once_the_scoring_window_closed(monkeypatch):
     slots = [SimpleNamespace(name=f"validator-{i}", address=f"0x{i + 1:040x}") for i in range(3)]
     upload, shard, training = SimpleNamespace(order_id="0x" + "ab" * 32), SimpleNamespace(validators=slots), \
         SimpleNamespace(task=0)
@@ -147,7 +147,12 @@ def test_the_score_stage_goes_on_without_a_silent_validator_while_the_others_mak
     scores = stages.score(None, upload, shard, training)
     assert set(scores.reports) == {"validator-0", "validator-2"} and scores.median_accuracy == 0.9
     assert started == [party_queue(s.address) for s in slots]  # every validator was asked at once
+    # fewer than a majority: the stage waits for the task's scoring window to close on chain, then goes on
     silent.add(party_queue(slots[2].address))
-    with pytest.raises(StageNotDone, match="1 of the order's 3 validators scored task 0, and Wasp judges once 2 have; "
-                                           f"validator-1 \\({slots[1].address}\\): no worker"):
+    closes: list[int | None] = [1_000, None]
+    monkeypatch.setattr(dispatch, "wait_for_scoring_task", lambda upload, task, until, poll_s: closes.pop(0))
+    assert set(stages.score(None, upload, shard, training).reports) == {"validator-0"}
+    with pytest.raises(StageNotDone, match="1 of the order's 3 validators scored task 0, and Wasp judges once 2 have, "
+                                           "or once the task's scoring window closed on chain, which the stage ran out "
+                                           f"of time before; validator-1 \\({slots[1].address}\\): no worker"):
         stages.score(None, upload, shard, training)
