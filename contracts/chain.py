@@ -145,6 +145,18 @@ class Chain:
         """Timestamp of block ``number``."""
         return self._rpc(lambda: self.w3.eth.get_block(number)["timestamp"])
 
+    def first_block_since(self, timestamp: int) -> int:
+        """The first block whose timestamp is ``timestamp`` or later (the next block to be mined when none
+        is yet), found by bisection: a few dozen reads however long the chain."""
+        low, high = 0, self.block_number() + 1
+        while low < high:
+            middle = (low + high) // 2
+            if self.block_time(middle) < timestamp:
+                low = middle + 1
+            else:
+                high = middle
+        return low
+
     def call(self, fn: ContractFunction, action: str) -> Any:
         """Runs a view function; a revert becomes a decoded ContractRevert."""
         try:

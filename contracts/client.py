@@ -476,11 +476,14 @@ class Bahen:
         voted = self.market.events.DisputeVoted().get_logs(from_block=drawn[-1]["blockNumber"], argument_filters=filters)
         return {e["args"]["resolver"]: e["args"]["uphold"] for e in voted}
 
-    def disputes_to_resolve(self, resolver: str, *, from_block: int = 0) -> list[tuple[str, int]]:
+    def disputes_to_resolve(self, resolver: str) -> list[tuple[str, int]]:
         """(order id, task) of every dispute that drew `resolver` among its resolvers, is open for votes and
-        has none from it yet, from the draws since `from_block`."""
+        has none from it yet. Only the draws of the last resolution period are read: a draw's voting
+        closes a resolution period after its block, so a validator's scheduled look costs the same
+        however long the chain."""
         address = _addr(resolver)
-        drawn = self.market.events.ResolversDrawn().get_logs(from_block=from_block)
+        since = self.chain.first_block_since(self.chain.now() - self.params().resolution_period)
+        drawn = self.market.events.ResolversDrawn().get_logs(from_block=since)
         cases = dict.fromkeys((bytes(e["args"]["orderId"]), e["args"]["task"]) for e in drawn
                               if address in e["args"]["resolvers"])
         return [(_hex(oid), task) for oid, task in cases

@@ -84,7 +84,7 @@ def test_a_stalled_verifier_is_replaced_and_the_successor_verifies_with_the_key_
 
 def test_a_silent_scorer_keeps_no_honest_worker_from_its_pay_once_the_scoring_window_closed(staked_net):
     net = staked_net
-    upload = encrypt_upload(SPEC, net, salt="0x" + "e2" * 32)
+    upload = encrypt_upload(SPEC, net, salt="0x" + "b8" * 32)
     plan = shard(SPEC, upload, net)
     [assignment] = plan.assignments
     training = train(SPEC, upload, assignment, net)

@@ -402,7 +402,7 @@ def test_each_later_dispute_of_a_task_draws_twice_the_resolvers_and_bonds_in_pro
 
 
 def test_votes_and_the_disputes_awaiting_a_resolver_are_read_back_for_the_latest_dispute_only(
-        bahen, chain, parties, pool):
+        bahen, chain, parties, pool, slack):
     _judged(bahen, parties, pool, accepted=True)
     order = ("0x" + OID.hex(), 0)
     assert bahen.dispute_votes(OID, 0) == {} and all(bahen.disputes_to_resolve(a) == [] for a in pool)
@@ -424,6 +424,12 @@ def test_votes_and_the_disputes_awaiting_a_resolver_are_read_back_for_the_latest
     _vote(bahen, pool, second[:1], [True])
     assert bahen.dispute_votes(OID, 0) == {second[0]: True}
     assert bahen.dispute_votes(b32("no such order"), 0) == {}
+    # until the last second of its voting, and no longer, the dispute awaits the resolvers that have not voted
+    chain.increase_time(bahen.dispute(OID, 0).resolve_by - chain.now() - slack)
+    assert chain.now() <= bahen.dispute(OID, 0).resolve_by
+    assert all(bahen.disputes_to_resolve(a) == ([order] if a in second[1:] else []) for a in pool)
+    chain.increase_time(slack + 1)
+    assert bahen.dispute(OID, 0).status == "voting" and all(bahen.disputes_to_resolve(a) == [] for a in pool)
 
 
 def test_a_dispute_after_the_window_reverts(bahen, chain, parties, pool):

@@ -302,6 +302,18 @@ def test_reports_are_checked_against_assigned_validators(bahen, chain, parties):
         bad(relay, order_id=OID, task=0, kind=2, digest=digest, signature=sig)
 
 
+def test_the_first_block_since_a_time_is_found_by_bisection(chain):
+    mined = []
+    for gap in (5, 1, 30, 2, 1):
+        chain.increase_time(gap)
+        mined.append((chain.block_number(), chain.now()))
+    for number, time in mined:
+        assert chain.block_time(number) == time
+        assert chain.first_block_since(time) == number and chain.first_block_since(time + 1) == number + 1
+    assert chain.first_block_since(mined[0][1] - 1) == mined[0][0]  # the block before is older
+    assert chain.first_block_since(0) == 0 and chain.first_block_since(mined[-1][1] + 60) == chain.block_number() + 1
+
+
 def test_the_time_of_a_report_is_read_from_its_event_for_its_order_task_kind_and_validator_alone(bahen, chain, parties):
     open_assigned(bahen, parties, SALT, tasks=2, validators=2)
     commit_all(bahen, parties, OID, tasks=2)
