@@ -22,12 +22,17 @@ from tasks.verify import REPORT_VERIFICATION, verifier_of, verify
 SPEC = OrderSpec(dataset="digits", model="mlp", epochs=1, checkpoint_every=8, batch_size=32, commit_minutes=5)
 
 
-def test_a_stalled_verifier_is_replaced_and_the_successor_verifies_with_the_key_the_worker_grants_it(staked_net):
-    net = staked_net
-    upload = encrypt_upload(SPEC, net, salt="0x" + "e1" * 32)
+def _trained(net, salt: str):
+    """An order of SPEC, drawn and trained by its worker, with its commitment on chain."""
+    upload = encrypt_upload(SPEC, net, salt="0x" + salt * 32)
     plan = shard(SPEC, upload, net)
     [assignment] = plan.assignments
-    training = train(SPEC, upload, assignment, net)
+    return upload, plan, assignment, train(SPEC, upload, assignment, net)
+
+
+def test_a_stalled_verifier_is_replaced_and_the_successor_verifies_with_the_key_the_worker_grants_it(staked_net):
+    net = staked_net
+    upload, plan, assignment, training = _trained(net, "e1")
     stalled = plan.validators[0]
     oid = bytes.fromhex(upload.order_id[2:])
     locks = net.market.member(stalled.address).locks  # this order's, and any other unsettled order's of the home
@@ -84,10 +89,7 @@ def test_a_stalled_verifier_is_replaced_and_the_successor_verifies_with_the_key_
 
 def test_a_silent_scorer_keeps_no_honest_worker_from_its_pay_once_the_scoring_window_closed(staked_net):
     net = staked_net
-    upload = encrypt_upload(SPEC, net, salt="0x" + "b8" * 32)
-    plan = shard(SPEC, upload, net)
-    [assignment] = plan.assignments
-    training = train(SPEC, upload, assignment, net)
+    upload, plan, assignment, training = _trained(net, "b8")
     oid = bytes.fromhex(upload.order_id[2:])
     assert scoring_closes(net.market.order(oid), 0, net) is None  # no verification on chain: no window yet
     verify(SPEC, upload, plan, assignment, training, net)
