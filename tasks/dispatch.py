@@ -363,6 +363,10 @@ class Stages:
                 except StageNotDone as exc:
                     silent.append(f"{slot.name} ({slot.address}): {exc}")
             if len(scored) < (quorum := score_quorum(len(shard.validators))):
+                get_run_logger().warning("task %d of order %s: %d of %d validators scored, and Wasp judges once %d have; "
+                                         "waiting for its scoring window (the order's commit window after the "
+                                         "verification) to close on chain, when Wasp judges with those there are",
+                                         training.task, upload.order_id, len(scored), len(shard.validators), quorum)
                 closed = wait_for_scoring_task(upload, training.task, until=time.monotonic() + self.config.stage_timeout_s,
                                                poll_s=self.config.poll_s)
                 if closed is None:

@@ -122,7 +122,8 @@ def test_an_order_run_is_the_clients_only_from_its_own_queue():
             dispatch.check_own_queue(queue, client)
 
 
-def test_the_score_stage_goes_on_without_silent_validators_with_a_majority_or_once_the_scoring_window_closed(monkeypatch):
+def test_the_score_stage_goes_on_without_silent_validators_with_a_majority_or_once_the_scoring_window_closed(
+        monkeypatch, caplog):
     slots = [SimpleNamespace(name=f"validator-{i}", address=f"0x{i + 1:040x}") for i in range(3)]
     upload, shard, training = SimpleNamespace(order_id="0x" + "ab" * 32), SimpleNamespace(validators=slots), \
         SimpleNamespace(task=0)
@@ -151,7 +152,16 @@ def test_the_score_stage_goes_on_without_silent_validators_with_a_majority_or_on
     silent.add(party_queue(slots[2].address))
     closes: list[int | None] = [1_000, None]
     monkeypatch.setattr(dispatch, "wait_for_scoring_task", lambda upload, task, until, poll_s: closes.pop(0))
-    assert set(stages.score(None, upload, shard, training).reports) == {"validator-0"}
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="order"):
+        assert set(stages.score(None, upload, shard, training).reports) == {"validator-0"}
+    assert [r.getMessage() for r in caplog.records] == [
+        f"task 0 of order {upload.order_id}: 1 of 3 validators scored, and Wasp judges once 2 have; waiting for its "
+        "scoring window (the order's commit window after the verification) to close on chain, when Wasp judges with "
+        "those there are",
+        f"task 0 of order {upload.order_id} goes on with 1 of 3 scores, its scoring window closed at chain time 1000, "
+        f"without validator-1 ({slots[1].address}): no worker of work queue {party_queue(slots[1].address)} started it; "
+        f"validator-2 ({slots[2].address}): no worker of work queue {party_queue(slots[2].address)} started it"]
     with pytest.raises(StageNotDone, match="1 of the order's 3 validators scored task 0, and Wasp judges once 2 have, "
                                            "or once the task's scoring window closed on chain, which the stage ran out "
                                            f"of time before; validator-1 \\({slots[1].address}\\): no worker"):
