@@ -182,9 +182,10 @@ def scoring_closes(order: OrderView, task: int, net: Network) -> int | None:
 def wait_for_scoring(upload: Upload, task: int, net: Network, *, until: float, poll_s: float) -> int | None:
     """As anyone: wait until the scoring window of ``task`` closed on chain (:func:`scoring_closes`), or until
     ``until`` (``time.monotonic()``). Returns the time it closed at, or None when ``until`` came first."""
-    oid = bytes.fromhex(upload.order_id[2:])
+    oid, closes = bytes.fromhex(upload.order_id[2:]), None
     while True:
-        closes = scoring_closes(net.market.order(oid), task, net)
+        if closes is None:  # once the verification is on chain, its window stays where it is
+            closes = scoring_closes(net.market.order(oid), task, net)
         if closes is not None and net.chain.now() > closes:
             return closes
         if time.monotonic() >= until:
