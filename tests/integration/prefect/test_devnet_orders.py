@@ -361,6 +361,46 @@ def test_a_drawn_worker_and_verifier_that_never_start_are_each_replaced_by_the_n
         assert market.member(address).locks == locks[address]  # bound until the order closed, no longer
 
 
+def test_a_validator_that_never_scores_leaves_the_order_to_wait_out_its_scoring_window_and_the_worker_paid(devnet):
+    """No validator polls when the order (two validators: Wasp judges once both scored) opens; once the chain
+    has drawn them, only the verifier comes back. It verifies and scores; the other's score run is never
+    started, so the score stage waits for the task's scoring window (the commit window after the
+    verification) to close on chain, and Wasp judges with the one score there is. The worker is paid, the
+    silent validator earns no fee and is not slashed."""
+    market, book = _market(devnet), _client_book(devnet)
+    validators = [p for p in devnet.parties if p.pool == "validators"]
+    for host in validators:
+        stop(next(s for s in devnet.services if s.name == host.name))
+    before = {r.order_id for r in book.list()}
+    spec = OrderSpec(dataset="digits", model="mlp", epochs=1, batch_size=32, checkpoint_every=8, validators=2,
+                     commit_minutes=1, deadline_hours=1)
+    flow_run = submit_order(devnet, spec, env={"BAHEN_DISPATCH_MODE": "pools", "BAHEN_DISPATCH_START_TIMEOUT_S": "45"})
+    opened = _record_once(book, before, lambda r: r.shard is not None, "drawn")
+    verifier, silent = (next(p for p in validators if p.queue == party_queue(s.address)) for s in opened.shard.validators)
+    back = spawn(f"{verifier.name}-back", "worker", *party_worker(devnet, verifier), devnet.home)
+    try:
+        _record_once(book, before, lambda r: r.verification is not None, "verified")
+        market.chain.increase_time(spec.commit_minutes * 60)  # anvil keeps wall-clock time: past the scoring window
+        run = wait_final(devnet, flow_run, timeout=400)
+    finally:
+        stop(back)
+        for host in validators:
+            devnet.services.append(spawn(f"{host.name}-again", "worker", *party_worker(devnet, host), devnet.home))
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+
+    record = book.load(opened.order_id)
+    assert record.status == "settled (accepted), model delivered"
+    scores = [r for r in runs_of(devnet, "score/score") if r["parameters"]["upload"]["order_id"] == record.order_id]
+    assert sorted((r["work_queue_name"], r["state"]["type"]) for r in scores) == sorted(
+        [(verifier.queue, "COMPLETED"), (silent.queue, "CANCELLED")])
+    [quorum] = [f for f in record.verdict.model_report.findings if f.rule == "score-quorum"]
+    assert (quorum.passed, quorum.detail) == (False, "1 attested scores, quorum 2 of 2")
+    worker, paid = record.shard.assignments[0], record.shard.validators[0]
+    assert paid.address.lower() == verifier.queue
+    assert record.settled.payouts_wei == {worker.address: worker.payment_wei, paid.address: paid.fee_wei}
+    assert record.settled.slashed_wei == {}
+
+
 def _record_once(book: OrderBook, before: set[str], reached: Callable[[OrderRecord], bool], what: str) -> OrderRecord:
     """The record of the order placed since ``before`` once it has ``reached`` a stage."""
     deadline = time.monotonic() + 300
