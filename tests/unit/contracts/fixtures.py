@@ -1,6 +1,6 @@
 """Fixtures and helpers shared by the contract tests on both backends.
 
-Each conftest imports these; the integration conftest overrides `chain` with an anvil connection.
+Each conftest imports these; the integration conftest overrides `node` with an anvil connection.
 """
 
 from __future__ import annotations
