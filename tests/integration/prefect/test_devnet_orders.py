@@ -299,6 +299,15 @@ def _locks(devnet, market) -> dict[str, int]:
     return {p.address: market.member(p.address).locks for p in devnet.parties if p.pool in ("gpu", "validators")}
 
 
+def _stop_hosts(devnet, hosts) -> None:
+    """Stop the Prefect worker of each of ``hosts``, whichever of its services runs it now (the first, or one
+    an earlier test started again)."""
+    for host in hosts:
+        for service in devnet.services:
+            if service.kind == "worker" and (service.name == host.name or service.name.startswith(f"{host.name}-")):
+                stop(service)
+
+
 def test_a_drawn_worker_and_verifier_that_never_start_are_each_replaced_by_the_next_draw_and_the_worker_paid(devnet):
     """No worker and no validator polls when the order (one validator) opens; once the chain has drawn them,
     only the worker and the validator it did not draw come back. The drawn worker's run is never started,
@@ -313,8 +322,7 @@ def test_a_drawn_worker_and_verifier_that_never_start_are_each_replaced_by_the_n
     market, book = _market(devnet), _client_book(devnet)
     locks = _locks(devnet, market)
     hosts = [p for p in devnet.parties if p.pool in ("gpu", "validators")]
-    for host in hosts:
-        stop(next(s for s in devnet.services if s.name == host.name))
+    _stop_hosts(devnet, hosts)
     before = {r.order_id for r in book.list()}
     spec = OrderSpec(dataset="digits", model="mlp", epochs=1, batch_size=32, checkpoint_every=8, validators=1,
                      commit_minutes=1, deadline_hours=1)
@@ -369,8 +377,7 @@ def test_a_validator_that_never_scores_leaves_the_order_to_wait_out_its_scoring_
     silent validator earns no fee and is not slashed."""
     market, book = _market(devnet), _client_book(devnet)
     validators = [p for p in devnet.parties if p.pool == "validators"]
-    for host in validators:
-        stop(next(s for s in devnet.services if s.name == host.name))
+    _stop_hosts(devnet, validators)
     before = {r.order_id for r in book.list()}
     spec = OrderSpec(dataset="digits", model="mlp", epochs=1, batch_size=32, checkpoint_every=8, validators=2,
                      commit_minutes=1, deadline_hours=1)

@@ -225,6 +225,9 @@ def deployment(node) -> Addresses:
 def chain(node, deployment) -> Iterator[Chain]:
     """The module's chain as :func:`deployment` left it: what a test does is undone after it (a snapshot of
     the node), so each starts from fresh contracts and funded accounts."""
+    # after a revert the in-process EVM dates its next block by the wall clock, however far the latest lags:
+    # a block now brings the chain's clock up to it, so the test's first move of the clock goes forward
+    node.mine(1)
     snapshot = node.w3.provider.make_request("evm_snapshot", [])["result"]
     yield node
     reverted = node.w3.provider.make_request("evm_revert", [snapshot])
