@@ -9,7 +9,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from typing import Any
 
 import requests
@@ -116,6 +116,14 @@ class Chain:
                 self._tester.mine_blocks(blocks)
         else:
             self._devnet_rpc("anvil_mine", [blocks])
+
+    def pause(self, seconds: float) -> None:
+        """Sleeps ``seconds``, then has a devnet mine a block: it mines only on transactions, so its latest
+        block's clock, which a caller waiting for a chain time reads, would stand still. A real chain's
+        blocks come by themselves."""
+        time.sleep(seconds)
+        with suppress(ChainError):
+            self.mine(1)
 
     def increase_time(self, seconds: int) -> None:
         """Moves the clock forward and mines a block carrying the new time (`seconds` after the latest)."""

@@ -14,9 +14,8 @@ chain and the store alone (``bahen.audit.reconstruct``).
 import math
 import os
 import time
-from contextlib import suppress
 
-from contracts.errors import ChainError, ChallengeNotReady
+from contracts.errors import ChallengeNotReady
 from contracts.models import OrderView
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -190,9 +189,7 @@ def wait_for_scoring(upload: Upload, task: int, net: Network, *, until: float, p
             return closes
         if time.monotonic() >= until:
             return None
-        time.sleep(poll_s)
-        with suppress(ChainError):  # a devnet mines only on transactions: a block brings its clock to now
-            net.chain.mine(1)
+        net.chain.pause(poll_s)
 
 
 def audit(upload: Upload, shard: Shard, assignment: Assignment, training: Training, net: Network) -> Verdict:

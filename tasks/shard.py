@@ -11,10 +11,9 @@ train and holdout keys. The model key is the worker's own
 
 import time
 from collections.abc import Callable
-from contextlib import suppress
 
 from contracts.client import ZERO_ADDRESS, UnknownOrderError
-from contracts.errors import ChainError, ChallengeNotReady, ContractRevert
+from contracts.errors import ChallengeNotReady, ContractRevert
 from contracts.models import MemberView, OrderView, TaskView
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -172,9 +171,7 @@ def _replaced_on_chain(net: Network, oid: bytes, task: int, stalled: str, *, hol
         if time.monotonic() >= until:
             raise NotReplaceable(f"{stalled} may do its part of task {task} until {by} (unix time) and the stage ran "
                                  "out of time first")
-        time.sleep(poll_s)
-        with suppress(ChainError):  # a devnet mines only on transactions: a block brings its clock to now
-            net.chain.mine(1)
+        net.chain.pause(poll_s)
     return drawn(net, oid)
 
 

@@ -302,6 +302,12 @@ def test_reports_are_checked_against_assigned_validators(bahen, chain, parties):
         bad(relay, order_id=OID, task=0, kind=2, digest=digest, signature=sig)
 
 
+def test_a_pause_has_a_devnet_mine_a_block(chain):
+    number = chain.block_number()
+    chain.pause(0)  # the new block carries the devnet's clock: the wall clock on anvil, a second on, on eth-tester
+    assert chain.block_number() == number + 1
+
+
 def test_the_first_block_since_a_time_is_found_by_bisection(chain):
     mined = []
     for gap in (5, 1, 30, 2, 1):
