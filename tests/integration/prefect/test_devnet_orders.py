@@ -39,6 +39,9 @@ DVC = str(Path(sys.executable).with_name("dvc"))
 
 pytestmark = pytest.mark.integration
 
+# a small order whose parties stall: anyone may replace one a minute after its part was due
+STALLED_SPEC = OrderSpec(dataset="digits", model="mlp", epochs=1, batch_size=32, checkpoint_every=8, commit_minutes=1,
+                         deadline_hours=1)
 # long enough that the worker is still training when it is killed
 LONG_SPEC = OrderSpec(dataset="digits", model="mlp", epochs=12, batch_size=16, checkpoint_every=60, validators=2)
 
@@ -308,6 +311,21 @@ def _stop_hosts(devnet, hosts) -> None:
                 stop(service)
 
 
+def _start_hosts(devnet, hosts) -> None:
+    """Start each of ``hosts``' Prefect worker again, the devnet as it was for whatever runs next."""
+    for host in hosts:
+        devnet.services.append(spawn(f"{host.name}-again", "worker", *party_worker(devnet, host), devnet.home))
+
+
+def _drawn_while_down(devnet, book: OrderBook, hosts, spec: OrderSpec) -> tuple[str, set[str], OrderRecord]:
+    """Stop ``hosts``' Prefect workers, submit ``spec`` to run on the pools, and wait for the chain to draw its
+    parties: the order's flow run, the client's orders before it, and its record once drawn."""
+    _stop_hosts(devnet, hosts)
+    before = {r.order_id for r in book.list()}
+    flow_run = submit_order(devnet, spec, env={"BAHEN_DISPATCH_MODE": "pools", "BAHEN_DISPATCH_START_TIMEOUT_S": "45"})
+    return flow_run, before, _record_once(book, before, lambda r: r.shard is not None, "drawn")
+
+
 def test_a_drawn_worker_and_verifier_that_never_start_are_each_replaced_by_the_next_draw_and_the_worker_paid(devnet):
     """No worker and no validator polls when the order (one validator) opens; once the chain has drawn them,
     only the worker and the validator it did not draw come back. The drawn worker's run is never started,
@@ -322,12 +340,8 @@ def test_a_drawn_worker_and_verifier_that_never_start_are_each_replaced_by_the_n
     market, book = _market(devnet), _client_book(devnet)
     locks = _locks(devnet, market)
     hosts = [p for p in devnet.parties if p.pool in ("gpu", "validators")]
-    _stop_hosts(devnet, hosts)
-    before = {r.order_id for r in book.list()}
-    spec = OrderSpec(dataset="digits", model="mlp", epochs=1, batch_size=32, checkpoint_every=8, validators=1,
-                     commit_minutes=1, deadline_hours=1)
-    flow_run = submit_order(devnet, spec, env={"BAHEN_DISPATCH_MODE": "pools", "BAHEN_DISPATCH_START_TIMEOUT_S": "45"})
-    opened = _record_once(book, before, lambda r: r.shard is not None, "drawn")
+    spec = STALLED_SPEC.model_copy(update={"validators": 1})
+    flow_run, before, opened = _drawn_while_down(devnet, book, hosts, spec)
     stalled = [next(p for p in hosts if p.queue == party_queue(address))
                for address in (opened.shard.assignments[0].address, opened.shard.validators[0].address)]
     successors = {p.pool: p for p in hosts if p not in stalled}
@@ -341,8 +355,7 @@ def test_a_drawn_worker_and_verifier_that_never_start_are_each_replaced_by_the_n
     finally:
         for service in back:
             stop(service)
-        for host in hosts:
-            devnet.services.append(spawn(f"{host.name}-again", "worker", *party_worker(devnet, host), devnet.home))
+        _start_hosts(devnet, hosts)
     assert run["state"]["type"] == "COMPLETED", run["state"]
 
     record = book.load(opened.order_id)
@@ -377,12 +390,8 @@ def test_a_validator_that_never_scores_leaves_the_order_to_wait_out_its_scoring_
     silent validator earns no fee and is not slashed."""
     market, book = _market(devnet), _client_book(devnet)
     validators = [p for p in devnet.parties if p.pool == "validators"]
-    _stop_hosts(devnet, validators)
-    before = {r.order_id for r in book.list()}
-    spec = OrderSpec(dataset="digits", model="mlp", epochs=1, batch_size=32, checkpoint_every=8, validators=2,
-                     commit_minutes=1, deadline_hours=1)
-    flow_run = submit_order(devnet, spec, env={"BAHEN_DISPATCH_MODE": "pools", "BAHEN_DISPATCH_START_TIMEOUT_S": "45"})
-    opened = _record_once(book, before, lambda r: r.shard is not None, "drawn")
+    spec = STALLED_SPEC.model_copy(update={"validators": 2})
+    flow_run, before, opened = _drawn_while_down(devnet, book, validators, spec)
     verifier, silent = (next(p for p in validators if p.queue == party_queue(s.address)) for s in opened.shard.validators)
     back = spawn(f"{verifier.name}-back", "worker", *party_worker(devnet, verifier), devnet.home)
     try:
@@ -391,8 +400,7 @@ def test_a_validator_that_never_scores_leaves_the_order_to_wait_out_its_scoring_
         run = wait_final(devnet, flow_run, timeout=400)
     finally:
         stop(back)
-        for host in validators:
-            devnet.services.append(spawn(f"{host.name}-again", "worker", *party_worker(devnet, host), devnet.home))
+        _start_hosts(devnet, validators)
     assert run["state"]["type"] == "COMPLETED", run["state"]
 
     record = book.load(opened.order_id)
