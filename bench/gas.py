@@ -163,7 +163,7 @@ def _lifecycle(chain: Chain, rec: _Recorder, tasks: int, validators: int) -> tup
         rec("withdraw", b.withdraw, acct)
     _side_calls(chain, rec, b, client, workers[0])
     _dispute(chain, rec, b, client, wasp, by_address, checkers)
-    _replacements(chain, rec, b, client, by_address)
+    _replacements(chain, rec, b, client, wasp, by_address)
     return b, client
 
 
@@ -213,8 +213,9 @@ def _dispute(chain: Chain, rec: _Recorder, b: Bahen, client, wasp, by_address, v
             report_digest=keccak(text=address), lifecycle=False)
 
 
-def _replacements(chain: Chain, rec: _Recorder, b: Bahen, client, by_address) -> None:
-    """A worker that never commits and then a verifier that never verifies, each replaced by anyone."""
+def _replacements(chain: Chain, rec: _Recorder, b: Bahen, client, wasp, by_address) -> None:
+    """A worker that never commits and then a verifier that never verifies, each replaced by anyone; the next
+    verifier's verification voided by Wasp past its scoring window."""
     oid = b.open_order(client, salt=keccak(text="gas bench stalled order"), spec_hash=keccak(text="spec"),
                        escrow=ETHER, deadline=chain.now() + 3_600, commit_window=600)
     b.add_task(client, order_id=oid, payment=ETHER // 8)
@@ -228,6 +229,13 @@ def _replacements(chain: Chain, rec: _Recorder, b: Bahen, client, by_address) ->
     b.commit_proof(worker, order_id=oid, task=0, root=keccak(text="root"))
     chain.increase_time(601)
     rec("replace_stalled (the verifier)", b.replace_stalled, client, order_id=oid, task=0, lifecycle=False)
+    chain.mine(1)
+    verifier = by_address[b.draw(client, order_id=oid).validators[0]]
+    digest = keccak(text="withheld report")
+    b.submit_report(verifier, order_id=oid, task=0, kind=0, digest=digest,
+                    signature=b.sign_report(verifier, order_id=oid, task=0, kind=0, digest=digest))
+    chain.increase_time(601)
+    rec("void_verification", b.void_verification, wasp, order_id=oid, task=0, lifecycle=False)
 
 
 def _side_calls(chain: Chain, rec: _Recorder, b: Bahen, client, worker) -> None:

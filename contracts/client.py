@@ -381,10 +381,20 @@ class Bahen:
             from_block=start, argument_filters={"orderId": oid, "task": task})
         return None if not logs else self.chain.receipt(logs[0]["transactionHash"])["from"]
 
+    def void_verification(self, acct: LocalAccount, *, order_id: bytes, task: int) -> str:
+        """Voids, as Wasp, the task's verification it cannot judge with (attested, but its report not stored
+        whole or of another task), past the task's ``verify_by`` with no verdict: the task is unverified again
+        and a verifier still in the first slot replaced as a stalled one is; :meth:`draw` picks the next."""
+        return self._send(acct, self.market.functions.voidVerification(_b32("order_id", order_id), task),
+                          "void_verification")
+
     def is_wasp(self, address: str) -> bool:
         """Whether `address` holds the Wasp role (the only writer of verdicts)."""
-        role = self.chain.call(self.market.functions.WASP_ROLE(), "is_wasp")
-        return self.chain.call(self.market.functions.hasRole(role, _addr(address)), "is_wasp")
+        return self.chain.call(self.market.functions.isWasp(_addr(address)), "is_wasp")
+
+    def set_wasp(self, acct: LocalAccount, *, account: str, holds: bool) -> str:
+        """Lets ``account`` record verdicts, or stops it (the market's owner only)."""
+        return self._send(acct, self.market.functions.setWasp(_addr(account), holds), "set_wasp")
 
     # disputes
 

@@ -77,7 +77,8 @@ class TaskView(BaseModel):
                           "first panel of resolvers (at most 15), and bonds in proportion")
     verifier: str = Field(description="the validator whose verification of the task is on chain (zero address before it)")
     verify_by: int = Field(description="timestamp past which the committed task, still unverified, may have the order's "
-                           "verifier replaced (0 before the commitment)")
+                           "verifier replaced (0 before the commitment); once verified, the end of its scoring window, "
+                           "past which Wasp may void a verification it cannot judge with")
 
     @property
     def wasp_verdict(self) -> VerdictName:

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
@@ -16,15 +16,15 @@ import {StakingRegistry} from "./StakingRegistry.sol";
 /// commit proof roots, a worker that does not commit in time is replaced by the next draw,
 /// validators' signed report digests are recorded (a task's verification only from the order's
 /// verifier, the validator of its first slot, itself replaced by the next draw when it leaves a
-/// committed task unverified past its window), the Wasp role records work verdicts.
+/// committed task unverified past its window), the Wasp role (accounts the owner sets) records work
+/// verdicts, and voids a verification it cannot judge with, which has the verifier replaced the same way.
 /// A verdict becomes final once its dispute window has passed: within it, a staked member may
 /// dispute it with a bond, and validators drawn on chain re-verify and vote; a dispute that leaves
 /// it standing opens the window again for the members that have not disputed it. Settlement credits
 /// pull payments: accepted work and reporting validators are paid, rejected workers are slashed
 /// (a bounty to whoever proved the fraud, the rest to the treasury; never to the client), and the
 /// rest of the escrow returns to the client.
-contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
-    bytes32 public constant WASP_ROLE = keccak256("WASP_ROLE");
+contract BahenMarket is Ownable, ReentrancyGuard, EIP712 {
     bytes32 public constant REPORT_TYPEHASH = keccak256("Report(bytes32 orderId,uint256 task,uint8 kind,bytes32 digest)");
     uint256 public constant MAX_TASKS = 64;
     uint256 public constant MAX_VALIDATORS = 32;
@@ -161,6 +161,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     mapping(bytes32 => uint256) private _drawCursor; // the task a draw starts at: where the last one ran out of tries
     mapping(bytes32 => mapping(uint256 => mapping(address => bytes32))) private _deliveries;
     mapping(address => uint256) public pending;
+    mapping(address => bool) public isWasp; // the accounts that record verdicts, set by the owner
     uint256 public bonded; // dispute bonds held, not yet credited
 
     event OrderOpened(bytes32 indexed orderId, address indexed client, bytes32 specHash, uint256 escrow, uint64 deadline);
@@ -194,6 +195,7 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     event OrderSettled(bytes32 indexed orderId, uint256 refund);
     event OrderCancelled(bytes32 indexed orderId, uint256 refund);
     event Withdrawn(address indexed account, uint256 amount);
+    event WaspSet(address indexed account, bool holds);
 
     error InvalidParams(string reason);
     error OrderExists(bytes32 orderId);
@@ -250,8 +252,10 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
     error CannotCancel(bytes32 orderId);
     error NothingToWithdraw(address account);
     error UnexpectedSender(address sender);
+    error NotWasp(address caller);
 
     constructor(StakingRegistry staking_, address wasp, address treasury_, Params memory params_, address admin)
+        Ownable(admin)
         EIP712("BahenMarket", "1")
     {
         if (params_.slashBps > 10_000 || params_.bountyBps > 10_000) revert InvalidParams("bps above 10000");
@@ -269,13 +273,24 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         staking = staking_;
         treasury = treasury_;
         _params = params_;
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
-        _grantRole(WASP_ROLE, wasp);
+        isWasp[wasp] = true;
+        emit WaspSet(wasp, true);
     }
 
     /// @dev Slashed stake arrives from the registry; nothing else may pay in.
     receive() external payable {
         if (msg.sender != address(staking)) revert UnexpectedSender(msg.sender);
+    }
+
+    modifier onlyWasp() {
+        if (!isWasp[msg.sender]) revert NotWasp(msg.sender);
+        _;
+    }
+
+    /// @notice The owner (the market's admin) lets `account` record verdicts, or stops it.
+    function setWasp(address account, bool holds) external onlyOwner {
+        isWasp[account] = holds;
+        emit WaspSet(account, holds);
     }
 
     function params() external view returns (Params memory) {
@@ -441,6 +456,30 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
             emit WorkerReplaced(orderId, task, worker, t.drawBlock);
             return;
         }
+        _replaceVerifier(orderId, task, slots);
+    }
+
+    /// @notice Wasp voids the verification of task `task` that it cannot judge with: attested on chain, but
+    /// the signed report its digest names is not in the store whole, or checked another order, task,
+    /// challenge or root. Only with no verdict and past `verifyBy` (the commit window from the
+    /// verification, which an honest verifier, publishing before it attests, never needs). The task is
+    /// unverified again; a verifier still in the first slot is replaced as a stalled one is (no fee, not
+    /// slashed, bound until the order closes), else the slot's validator has the commit window from now.
+    function voidVerification(bytes32 orderId, uint256 task) external onlyWasp {
+        Order storage o = _openOrder(orderId);
+        Task storage t = _task(orderId, o, task);
+        address verifier = t.verifier;
+        if (verifier == address(0) || t.verdict != Verdict.None || block.timestamp <= t.verifyBy) {
+            revert NotReplaceable(task, t.verifyBy);
+        }
+        t.verifier = address(0);
+        t.verifyBy = uint64(block.timestamp) + o.commitWindow;
+        ValidatorSlot[] storage slots = _validators[orderId];
+        if (slots[0].validator == verifier) _replaceVerifier(orderId, task, slots);
+    }
+
+    /// @dev Re-opens the first validator slot, fee and all, for the next draw; its validator may no longer report.
+    function _replaceVerifier(bytes32 orderId, uint256 task, ValidatorSlot[] storage slots) private {
         address verifier = slots[0].validator;
         _replaced[orderId].push(verifier);
         delete _validatorSlot[orderId][verifier];
@@ -585,14 +624,17 @@ contract BahenMarket is AccessControl, ReentrancyGuard, EIP712 {
         if (_digestUsed[signer][digest]) revert ReportReplayed(signer, digest);
         _digestUsed[signer][digest] = true;
         _reports[orderId][task][kind][signer] = digest;
-        if (kind == VERIFICATION) t.verifier = signer;
+        if (kind == VERIFICATION) {
+            t.verifier = signer;
+            t.verifyBy = uint64(block.timestamp) + o.commitWindow; // the validators' scoring window
+        }
         _validators[orderId][slot - 1].reported = true;
         emit ReportSubmitted(orderId, task, signer, kind, digest);
     }
 
     function recordVerdict(bytes32 orderId, uint256 task, bool accepted, bytes32 reasonsDigest)
         external
-        onlyRole(WASP_ROLE)
+        onlyWasp
     {
         Order storage o = _openOrder(orderId);
         Task storage t = _task(orderId, o, task);

@@ -2,7 +2,7 @@ import pytest
 
 from contracts.chain import Chain
 from tests.anvil import anvil  # noqa: F401
-from tests.unit.contracts.fixtures import bahen, chain, deployment, parties  # noqa: F401
+from tests.unit.contracts.fixtures import bahen, chain, deployment, parties, slack  # noqa: F401
 
 
 @pytest.fixture(scope="module")

@@ -1,1 +1,1 @@
-from tests.unit.contracts.fixtures import bahen, chain, deployment, node, parties  # noqa: F401
+from tests.unit.contracts.fixtures import bahen, chain, deployment, node, parties, slack  # noqa: F401

@@ -70,7 +70,7 @@ class TaskModel:
     worker: str | None = None  # None until drawn, and after a replacement
     commit_by: int = 0
     committed: bool = False
-    verify_by: int = 0  # past it, committed and unverified, its order's verifier may be replaced
+    verify_by: int = 0  # past it, committed and unverified, its order's verifier may be replaced; verified, Wasp may void it
     verifier: str | None = None  # the validator whose verification of it is on chain
     verdict: str = "none"
     verdict_at: int = 0
@@ -339,7 +339,9 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
                 return
             o, index = self._pick_task(i, t, lambda task: task.committed)
             signers = [self.members[a] for a in o.validators] + self.parties.validators + self.pool
-            signer = signers[v % len(signers)]
+            self._report(o, index, signers[v % len(signers)], kind)
+
+        def _report(self, o: OrderModel, index: int, signer, kind: int) -> None:
             digest = b32(f"report {o.oid.hex()} {index} {kind} {signer.address}")
             key = (o.oid, index, kind, signer.address)
             ok = (
@@ -361,9 +363,47 @@ def make_machine(new_chain: Callable[[], Chain]) -> type[RuleBasedStateMachine]:
             if _expect(ok, call, "report"):
                 self.reports.add(key)
                 o.validators[signer.address][1] = True
-                if kind == 0:
+                if kind == 0:  # its scoring window, past which Wasp may void it
                     o.tasks[index].verifier = signer.address
-            assert self.bahen.order(o.oid).tasks[index].verifier == (o.tasks[index].verifier or ZERO_ADDRESS)
+                    o.tasks[index].verify_by = self._last_block_time() + COMMIT_WINDOW
+            view = self.bahen.order(o.oid).tasks[index]
+            assert (view.verifier, view.verify_by) == (o.tasks[index].verifier or ZERO_ADDRESS, o.tasks[index].verify_by)
+
+        @precondition(lambda self: any(o.tasks for o in self.orders))
+        @rule(i=st.integers(0, 50), t=st.integers(0, 50), as_wasp=st.integers(0, 3))
+        def void(self, i, t, as_wasp):
+            """Wasp voids a verification past its scoring window: the task unverified again, a verifier still in
+            the first slot replaced as a stalled one is; a quarter of the calls come from an intruder."""
+            o, index = self._pick_task(i, t, lambda task: task.verifier is not None and task.verdict == "none")
+            self._void(o, index, as_wasp=bool(as_wasp))
+
+        def _void(self, o: OrderModel, index: int, *, as_wasp: bool) -> None:
+            task = o.tasks[index]
+            sender = self.parties.wasp if as_wasp else o.client
+            ok = (as_wasp and o.status == "open" and task.verifier is not None and task.verdict == "none"
+                  and self.chain.now() > task.verify_by)
+            if _expect(ok, lambda: self.bahen.void_verification(sender, order_id=o.oid, task=index), "void"):
+                if self._first(o) == task.verifier:
+                    o.replaced.append(task.verifier)
+                    o.undrawn_fees.insert(0, o.validators.pop(task.verifier)[0])
+                    o.first_undrawn = True
+                task.verifier, task.verify_by = None, self._last_block_time() + COMMIT_WINDOW
+            view = self.bahen.order(o.oid).tasks[index]
+            assert (view.verifier, view.verify_by) == (task.verifier or ZERO_ADDRESS, task.verify_by)
+            self._check_accounts()
+
+        @precondition(lambda self: any(o.tasks for o in self.orders))
+        @rule(i=st.integers(0, 50), t=st.integers(0, 50))
+        def verification_voided(self, i, t):
+            """A task committed, verified by the order's verifier and voided by Wasp past its scoring window, the
+            next verifier drawn, in one step: random sequences then often reach a voided verification."""
+            self.commit(i, t)
+            o, index = self._pick_task(i, t, lambda task: task.committed and task.verifier is None)
+            if (first := self._first(o)) is not None:
+                self._report(o, index, self.members[first], 0)
+            self.chain.increase_time(COMMIT_WINDOW + 1)
+            self._void(o, index, as_wasp=True)
+            self.draw(i)
 
         @precondition(lambda self: any(o.tasks for o in self.orders))
         @rule(i=st.integers(0, 50), t=st.integers(0, 50), accepted=st.booleans(), as_wasp=st.integers(0, 3))

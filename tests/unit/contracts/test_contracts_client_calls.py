@@ -56,7 +56,7 @@ def test_a_32_byte_field_of_another_length_is_named_before_anything_is_sent(bahe
 REFUSED = {name: "UnknownOrder" for name in (
     "add_task", "add_validator", "cancel_order", "commit_proof", "draw_resolvers", "expire_dispute", "open_dispute",
     "replace_stalled", "submit_report", "vote_dispute")} | {
-    "record_delivery": "OrderNotSettled", "settle": "OrderNotOpen", "record_verdict": "AccessControlUnauthorizedAccount"}
+    "record_delivery": "OrderNotSettled", "settle": "OrderNotOpen", "record_verdict": "NotWasp", "void_verification": "NotWasp"}
 
 
 @pytest.mark.parametrize("name", REFUSED)

@@ -524,13 +524,6 @@ def test_the_ledger_finds_a_disputes_credits_after_another_tasks_worker_was_repl
     assert bahen.settlement_of(OID) is None
 
 
-@pytest.fixture
-def slack(chain) -> int:
-    """Seconds a chain's clock may run past where a test moved it: none on the in-process EVM, whose clock
-    moves only when told; on anvil, whose clock follows the wall clock between blocks, the few a test takes."""
-    return 0 if chain.label == "in-process EVM" else 10
-
-
 def _finalised(bahen, client) -> int:
     """The chain time at which the settling client's wait for finality returned; the order settles then."""
     wait_for_finality(bahen, client, OID)

@@ -244,6 +244,75 @@ def test_a_replaced_verifier_is_never_drawn_for_the_order_again(bahen, chain, pa
     assert all(bahen.member(m.address).locks == 0 for m in parties.validators + parties.workers)
 
 
+def test_wasp_voids_a_verification_past_its_scoring_window_and_the_verifier_is_replaced_unpaid_unslashed(
+        bahen, chain, parties, slack):
+    oid = open_assigned(bahen, parties, SALT, tasks=2, validators=1, commit_window=100)
+    withholding, successor = parties.validators[0], parties.validators[1]
+    void = partial(bahen.void_verification, parties.wasp, order_id=oid)
+    commit_all(bahen, parties, oid)
+    unverified_by = bahen.order(oid).tasks[1].verify_by
+    chain.increase_time(30)
+    report(bahen, parties.stranger, withholding, oid, task=0)
+    closes = bahen.order(oid).tasks[0].verify_by
+    assert closes == chain.now() + 100 and closes > unverified_by  # a verification opens its own scoring window
+    _revert(lambda: bahen.void_verification(parties.stranger, order_id=oid, task=0), "NotWasp",
+            caller=parties.stranger.address)
+    _revert(lambda: void(task=1), "NotReplaceable", task=1, until=unverified_by)  # nothing verified to void
+    chain.increase_time(closes - chain.now() - slack)
+    _revert(lambda: void(task=0), "NotReplaceable", task=0, until=closes)  # up to the window's last second
+    chain.increase_time(slack + 1)
+    void(task=0)
+    view = bahen.order(oid)
+    first = view.validators[0]
+    assert (first.validator, first.fee, first.reported) == (ZERO_ADDRESS, ETHER // 20, False)
+    assert view.tasks[0].verifier == ZERO_ADDRESS and view.tasks[0].verify_by == chain.now() + 100
+    assert bahen.member(withholding.address).locks == 1  # bound until the order closes
+    _revert(lambda: void(task=0), "NotReplaceable", task=0)  # unverified now
+    _revert(lambda: report(bahen, parties.stranger, withholding, oid, task=1), "NotAssignedValidator")
+    assert bahen.draw(parties.stranger, order_id=oid).validators == [successor.address]
+    for task in range(2):
+        report(bahen, parties.stranger, successor, oid, task=task)
+        bahen.record_verdict(parties.wasp, order_id=oid, task=task, accepted=True, reasons_digest=b32("why"))
+    chain.increase_time(101)
+    _revert(lambda: void(task=0), "NotReplaceable", task=0)  # judged: a verdict stands or falls by disputes alone
+    chain.increase_time(WINDOW)
+    s = bahen.settle(parties.stranger, order_id=oid)
+    w0, w1 = parties.workers[:2]
+    assert s.payouts == {w0.address: ETHER // 4, w1.address: ETHER // 4, successor.address: ETHER // 20}
+    assert s.slashed == {} and s.refund == ETHER - ETHER // 2 - ETHER // 20  # the voided verifier earns nothing
+    assert all(bahen.member(m.address).locks == 0 for m in (withholding, successor, w0, w1))
+
+
+def test_a_voided_verification_of_a_verifier_replaced_before_leaves_its_successor_in_place(bahen, chain, parties):
+    oid = open_assigned(bahen, parties, SALT, tasks=2, validators=1, commit_window=100)
+    first, successor = parties.validators[0], parties.validators[1]
+    commit_all(bahen, parties, oid)
+    report(bahen, parties.stranger, first, oid, task=0)  # verifies task 0, then stalls on task 1
+    chain.increase_time(101)
+    bahen.replace_stalled(parties.stranger, order_id=oid, task=1)
+    bahen.draw(parties.stranger, order_id=oid)
+    bahen.void_verification(parties.wasp, order_id=oid, task=0)  # task 0's report, of the replaced verifier
+    view = bahen.order(oid)
+    assert view.validators[0].validator == successor.address  # nobody innocent replaced
+    assert view.tasks[0].verifier == ZERO_ADDRESS and view.tasks[0].verify_by == chain.now() + 100
+    chain.increase_time(100)
+    _revert(lambda: bahen.replace_stalled(parties.stranger, order_id=oid, task=0), "NotReplaceable")  # its window
+    report(bahen, parties.stranger, successor, oid, task=0)
+    assert bahen.order(oid).tasks[0].verifier == successor.address
+
+
+def test_the_owner_alone_sets_who_holds_the_wasp_role(bahen, parties):
+    second = parties.workers[1]
+    _revert(lambda: bahen.set_wasp(parties.stranger, account=second.address, holds=True), "OwnableUnauthorizedAccount",
+            account=parties.stranger.address)
+    bahen.set_wasp(parties.deployer, account=second.address, holds=True)
+    assert bahen.is_wasp(second.address) and bahen.is_wasp(parties.wasp.address)
+    bahen.set_wasp(parties.deployer, account=second.address, holds=False)
+    assert not bahen.is_wasp(second.address)
+    _revert(lambda: bahen.record_verdict(second, order_id=OID, task=0, accepted=True, reasons_digest=b32("why")),
+            "NotWasp", caller=second.address)
+
+
 def test_a_task_with_a_verdict_has_nobody_replaced(bahen, chain, parties):
     oid = open_assigned(bahen, parties, SALT, tasks=2, validators=1, commit_window=100)
     bahen.commit_proof(parties.workers[1], order_id=oid, task=1, root=b32("root"))
@@ -378,7 +447,7 @@ def test_only_the_wasp_records_verdicts(bahen, parties):
         return bahen.record_verdict(sender, order_id=OID, task=task, accepted=accepted, reasons_digest=b32("why"))
 
     for intruder in (parties.client, parties.workers[0], parties.deployer):
-        _revert(partial(verdict, intruder), "AccessControlUnauthorizedAccount", account=intruder.address)
+        _revert(partial(verdict, intruder), "NotWasp", caller=intruder.address)
     _revert(lambda: verdict(parties.wasp, task=1), "NotCommitted", task=1)
     verdict(parties.wasp, task=1, accepted=False)  # a worker that never committed can be rejected
     verdict(parties.wasp)
@@ -395,9 +464,8 @@ def test_the_account_that_recorded_a_verdict_is_read_from_its_event(bahen, chain
     open_assigned(bahen, parties, SALT, tasks=2, validators=0)
     bahen.commit_proof(parties.workers[0], order_id=OID, task=0, root=b32("r"))
     assert bahen.verdict_recorder(OID, 0) is None and bahen.verdict_recorder(b32("missing"), 0) is None
-    second = parties.workers[1]  # a second holder of the Wasp role, granted by the market's admin
-    role = bahen.market.functions.WASP_ROLE().call()
-    chain.transact(parties.deployer, bahen.market.functions.grantRole(role, second.address), "grant_wasp")
+    second = parties.workers[1]  # a second holder of the Wasp role, set by the market's owner
+    bahen.set_wasp(parties.deployer, account=second.address, holds=True)
     bahen.record_verdict(parties.wasp, order_id=OID, task=0, accepted=True, reasons_digest=b32("why"))
     bahen.record_verdict(second, order_id=OID, task=1, accepted=False, reasons_digest=b32("absent"))
     assert bahen.verdict_recorder(OID, 0) == parties.wasp.address
