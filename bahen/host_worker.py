@@ -44,7 +44,7 @@ FLOWS_OF_POOL: dict[str, dict[str, str]] = {
     POOL_OF_ROLE["validator"]: {"verify": "flows.verify:verify", "score": "flows.score:score",
                                 "deliver": "flows.deliver:deliver", "resolve": "flows.resolve:resolve",
                                 "resolve-pending": "flows.resolve:resolve_pending"},
-    POOL_OF_ROLE["wasp"]: {"wasp": "flows.wasp:wasp"},
+    POOL_OF_ROLE["wasp"]: {"wasp": "flows.wasp:wasp", "void-verification": "flows.wasp:void_verification"},
 }
 RUN_ENV_NAMES = ("PREFECT_FLOWS_HEARTBEAT_FREQUENCY",)
 RUN_ENV_PREFIXES = ("BAHEN_DISPATCH_",)

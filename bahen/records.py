@@ -149,6 +149,16 @@ class Verdict(BaseModel):
     digest: str
 
 
+class VoidedVerification(BaseModel):
+    """void-verification: Wasp voided on chain a verification nobody could judge with; its verifier was replaced."""
+
+    order_id: OrderId
+    task: TaskIndex
+    verifier: str = Field(description="The verifier whose attested verification was voided (replaced on chain)")
+    reason: str = Field(description="Why nobody could judge with it: its report not in the store whole, or another task's")
+    tx_hash: str
+
+
 class Settled(BaseModel):
     """settle: what the contract paid, slashed and refunded."""
 

@@ -15,7 +15,6 @@ import math
 import os
 import time
 
-from contracts.errors import ChallengeNotReady
 from contracts.models import OrderView
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -30,11 +29,29 @@ from storage.errors import StorageError
 from bahen.artifacts import get_signed, signed
 from bahen.audit import case_pointer
 from bahen.network import Network
-from bahen.records import Assignment, AuditCase, Scores, Shard, Training, Upload, Verdict, Verification
+from bahen.records import (
+    Assignment,
+    AuditCase,
+    Scores,
+    Shard,
+    Training,
+    Upload,
+    Verdict,
+    Verification,
+    VoidedVerification,
+)
 from tasks.inputs import InputMismatch, check_case_grants, check_validators, signed_inputs, worker_evidence
 from tasks.runtime import network
 from tasks.score import REPORT_PERFORMANCE, SignedScore, gathered
-from tasks.verify import REPORT_VERIFICATION, attested_report, verification_of, verifier_of
+from tasks.verify import (
+    REPORT_VERIFICATION,
+    UnusableVerification,
+    attested_report,
+    seed_on_chain,
+    usable_verification,
+    verification_of,
+    verifier_of,
+)
 
 UNTRUSTED = (PrivacyError, StorageError, ValueError)
 
@@ -46,14 +63,6 @@ def _attested(net: Network, oid: bytes, task: int, kind: int, signer: str, doc_d
 def _claimed_loss(report: VerificationReport) -> float:
     """The worker's last logged loss, as the verifier read it from the step log into its report."""
     return math.nan if report.claimed_final_loss is None else report.claimed_final_loss
-
-
-def _seed(net: Network, oid: bytes, task: int) -> str | None:
-    """The chain's challenge seed of the task (hex), None while there is none (no commitment)."""
-    try:
-        return net.market.challenge_seed(oid, task).hex()
-    except ChallengeNotReady:
-        return None
 
 
 def gather(upload: Upload, shard: Shard, assignment: Assignment, training: Training,
@@ -78,7 +87,7 @@ def gather(upload: Upload, shard: Shard, assignment: Assignment, training: Train
         report, doc = get_signed(net.store, verification.report, VerificationReport)
         # a report counts only for the task it checked: this order and task, the chain's challenge, the committed root
         bound = (report.order_id, report.task, report.challenge_seed, report.merkle_root) == (
-            upload.order_id, assignment.task, _seed(net, oid, assignment.task), committed)
+            upload.order_id, assignment.task, seed_on_chain(net, oid, assignment.task), committed)
         attested = bound and doc.signer == verifier_of(order, assignment.task) and _attested(
             net, oid, assignment.task, REPORT_VERIFICATION, doc.signer, doc.digest)
     except UNTRUSTED:
@@ -133,19 +142,22 @@ def attested_evidence(upload: Upload, shard: Shard, task: int, order: OrderView,
     order's verifier and every performance report of the task.
 
     Raises :class:`InputMismatch`, and nothing is judged, while the verifier has attested no
-    verification report the store holds whole, or fewer than a majority of the validators a score it
-    does (a performance report attested but not readable counts as none) and the scoring window is
-    open (:func:`scoring_closes`): the worker is not to blame, and a run started before the
-    validators finished cannot sign a poorer model report. Once the window closed, the scores attested
-    by then are judged however few: they weigh in no decisive rule, and a silent validator (no fee)
-    cannot keep an honest worker from its pay.
+    verification report, or fewer than a majority of the validators a score the store holds whole (a
+    performance report attested but not readable counts as none) and the scoring window is open
+    (:func:`scoring_closes`): the worker is not to blame, and a run started before the validators
+    finished cannot sign a poorer model report. Once the window closed, the scores attested by then are
+    judged however few: they weigh in no decisive rule, and a silent validator (no fee) cannot keep an
+    honest worker from its pay. A verification nobody can judge with (``tasks.verify.usable_verification``)
+    raises :class:`UnusableVerification`: the worker is not to blame for it either, and past the window
+    Wasp voids it (:func:`void_verification`).
     """
     order_id, verifier = upload.order_id, verifier_of(order, task)
     try:
-        verified = attested_report(net, order_id, task, REPORT_VERIFICATION, verifier, VerificationReport)
-    except UNTRUSTED as exc:
-        raise InputMismatch(f"the verification report that {verifier}, the verifier of order {order_id}, attested for "
-                            f"task {task} cannot be read ({exc}): nothing was judged") from None
+        verified = usable_verification(net, order_id, task, order)
+    except UnusableVerification as exc:
+        raise UnusableVerification(f"{exc}: nothing was judged; after chain time {order.tasks[task].verify_by} (the "
+                                   "order's commit window after the verification) Wasp voids it, and the next verifier "
+                                   "drawn verifies") from None
     if verified is None:
         raise InputMismatch(f"{verifier}, the verifier of order {order_id}, has attested no verification report of "
                             f"task {task} on chain: nothing was judged. Wait for the verify stage")
@@ -164,6 +176,47 @@ def attested_evidence(upload: Upload, shard: Shard, task: int, order: OrderView,
                             f"those that have after chain time {closes} (the order's commit window after the "
                             "verification): nothing was judged. Wait for the score stage")
     return verification_of(verifier, *verified), gathered(order_id, scored)
+
+
+def void_verification(upload: Upload, task: int, net: Network) -> VoidedVerification:
+    """As Wasp: void on chain the task's verification nobody can judge with (``tasks.verify.usable_verification``)
+    once its scoring window closed (the order's commit window after the verification: an honest verifier
+    stores its report before it attests it), with no verdict. The task is unverified again and the
+    verifier, still the order's, replaced as a stalled one is: no fee, not slashed, never drawn for the
+    order again; the client's order has the chain draw the next, which verifies.
+
+    Anyone may start the run: it acts on the upload its client signed (``tasks.inputs.signed_inputs``) and on
+    what the chain and the store hold, never on what it was handed. Raises :class:`InputMismatch`, and
+    nothing is voided, while the verification can be judged, is not on chain, or its window is open.
+    """
+    order_id = upload.order_id
+    _, _, order = signed_inputs(upload, task, net)
+    verifier = verifier_of(order, task)
+    try:
+        if usable_verification(net, order_id, task, order) is None:
+            raise InputMismatch(f"{verifier}, the verifier of order {order_id}, has attested no verification of task "
+                                f"{task} on chain: nothing to void")
+    except UnusableVerification as exc:
+        if order.tasks[task].verdict != "none":
+            raise InputMismatch(f"{exc}, but the task has its verdict, which stands or falls by disputes alone: "
+                                "nothing was voided") from None
+        if net.chain.now() <= (closes := order.tasks[task].verify_by):
+            raise InputMismatch(f"{exc}: Wasp voids it after chain time {closes} (the order's commit window after the "
+                                "verification), not before: nothing was voided") from None
+        tx = net.market.void_verification(net.wasp().account, order_id=bytes.fromhex(order_id[2:]), task=task)
+        return VoidedVerification(order_id=order_id, task=task, verifier=verifier, reason=str(exc), tx_hash=tx)
+    raise InputMismatch(f"the verification of task {task} of order {order_id} that {verifier} attested is in the store "
+                        "whole and checked this task: Wasp judges with it (the wasp run) and voids nothing")
+
+
+def unusable_verification(upload: Upload, task: int, net: Network) -> str | None:
+    """Why nobody can judge with the task's verification on chain (``tasks.verify.usable_verification``); None
+    when it can be judged, or there is none yet."""
+    try:
+        usable_verification(net, upload.order_id, task, net.market.order(bytes.fromhex(upload.order_id[2:])))
+    except UnusableVerification as exc:
+        return str(exc)
+    return None
 
 
 def scoring_closes(order: OrderView, task: int, net: Network) -> int | None:
@@ -232,6 +285,18 @@ def explain(reasons: list[Reason]) -> list[str]:
 def wait_for_scoring_task(upload: Upload, task: int, *, until: float, poll_s: float) -> int | None:
     """Prefect task: wait for the scoring window of a task to close (:func:`wait_for_scoring`)."""
     return wait_for_scoring(upload, task, network(), until=until, poll_s=poll_s)
+
+
+@task(name="unusable_verification", cache_policy=NO_CACHE)
+def unusable_verification_task(upload: Upload, task: int) -> str | None:
+    """Prefect task: why nobody can judge with the task's verification on chain, if so (:func:`unusable_verification`)."""
+    return unusable_verification(upload, task, network())
+
+
+@task(name="void_verification", cache_policy=NO_CACHE)
+def void_verification_task(upload: Upload, task: int) -> VoidedVerification:
+    """Prefect task: void, as Wasp, a verification nobody can judge with (:func:`void_verification`)."""
+    return void_verification(upload, task, network())
 
 
 @task(name="audit", cache_policy=NO_CACHE)

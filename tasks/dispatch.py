@@ -15,7 +15,9 @@ worker starts in time is not retried on that party. A train run that does not fi
 replaced on chain by the next draw once the worker's commit window passed without a commitment,
 and the successor trains; a verify run that does not finish has the order's verifier replaced the
 same way once the committed task's window passed without a verification on chain, and the successor
-verifies (``replacements`` times at most, each). When the attempts are spent or the
+verifies; so does the successor of a verifier whose verification nobody can judge with (its report
+withheld, or another task's), which Wasp voids on chain once the task's scoring window closed
+(``replacements`` times at most, each). When the attempts are spent or the
 stage's time is up, the order ends cleanly: the child is cancelled and the
 escrow refunded on chain (:func:`end_order`). Either way the client records each result in its own
 order book, and a retried order passes through the stages its record holds.
@@ -50,11 +52,11 @@ from bahen.errors import BahenError
 from bahen.network import Network, connect
 from bahen.orders import NotCancellableError, OrderBook, cancel_order, order_id_for
 from bahen.parties import CLIENT, party_queue
-from bahen.records import Assignment, Delivery, Scores, Shard, Training, Upload, Verdict, Verification
+from bahen.records import Assignment, Delivery, Scores, Shard, Training, Upload, Verdict, Verification, VoidedVerification
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 from bahen.submission import check_submission
-from tasks.audit import audit_task, wait_for_scoring_task
+from tasks.audit import audit_task, unusable_verification_task, wait_for_scoring_task
 from tasks.deliver import NotDeliverable, deliver_task, deliverer
 from tasks.report import checks_markdown
 from tasks.runtime import network, order_book, recorded
@@ -268,14 +270,15 @@ class Stages:
         while True:
             try:
                 return shard, attempt(shard)
-            except StageNotDone:
+            except StageNotDone as exc:
                 if replaced == self.config.replacements:
                     raise
+                failed = exc
             replaced += 1
             try:
                 shard = replace(shard, until=time.monotonic() + self.config.stage_timeout_s, poll_s=self.config.poll_s)
             except NotReplaceable as exc:
-                raise StageNotDone(str(exc)) from None
+                raise StageNotDone(f"{failed}; {exc}") from None
 
     def _train_on_pools(self, spec: OrderSpec, upload: Upload, shard: Shard, assignment: Assignment
                         ) -> tuple[Shard, Assignment, Training]:
@@ -299,8 +302,11 @@ class Stages:
         def attempt(shard: Shard) -> Verification:
             verifier = shard.validators[0].address
             params = {"spec": spec, "upload": upload, "shard": shard, "assignment": assignment, "training": training}
-            return self._dispatch("verify/verify", params, f"{upload.order_id}-verify-{task}-{verifier.lower()}",
-                                  Verification, party_queue(verifier))
+            verification = self._dispatch("verify/verify", params, f"{upload.order_id}-verify-{task}-{verifier.lower()}",
+                                          Verification, party_queue(verifier))
+            if (unusable := unusable_verification_task(upload, task)) is not None:
+                self._void(upload, task, verifier, unusable)
+            return verification
 
         def replace(shard: Shard, **waiting) -> Shard:
             nonlocal training
@@ -315,12 +321,30 @@ class Stages:
         shard, verification = self._replacing(shard, attempt, replace)
         return shard, training, verification
 
+    def _void(self, upload: Upload, task: int, verifier: str, unusable: str) -> None:
+        """Have Wasp void the verification ``verifier`` attested of ``task``, which nobody can judge with
+        (``unusable`` says why), once the task's scoring window closed on chain; raises :class:`StageNotDone`
+        either way: the verifier is replaced, or the stage ran out of time first."""
+        logger = get_run_logger()
+        logger.warning("task %d of order %s: %s; waiting for its scoring window (the order's commit window after the "
+                       "verification) to close on chain, when Wasp voids it and the next verifier drawn verifies",
+                       task, upload.order_id, unusable)
+        if wait_for_scoring_task(upload, task, until=time.monotonic() + self.config.stage_timeout_s,
+                                 poll_s=self.config.poll_s) is None:
+            raise StageNotDone(f"{unusable}; its scoring window did not close before the stage ran out of time")
+        voided = self._dispatch("void-verification/void-verification", {"upload": upload, "task": task},
+                                f"{upload.order_id}-void-verification-{task}-{verifier.lower()}", VoidedVerification)
+        logger.warning("task %d of order %s: Wasp voided the verification of %s on chain (%s)", task, upload.order_id,
+                       verifier, voided.tx_hash)
+        raise StageNotDone(f"Wasp voided {verifier}'s verification of task {task}: {voided.reason}")
+
     def verify(self, spec: OrderSpec, upload: Upload, shard: Shard, assignment: Assignment, training: Training
                ) -> tuple[Shard, Training, Verification]:
         """The order's verifier, its first validator, checks the proof; the checks are published as a
         Markdown table. On the pools, a verifier that does not finish is replaced by the chain's next
-        draw once the task's verify window passed with no verification on chain, the worker wraps its
-        model key to the successor, and the successor verifies. Returns the order's shard and the
+        draw once the task's verify window passed with no verification on chain, and so is one whose
+        verification nobody can judge with once Wasp voided it past the scoring window; the worker wraps
+        its model key to the successor, and the successor verifies. Returns the order's shard and the
         task's training as they stand (the successor's grant in it), with the verification."""
         if (done := recorded(upload.order_id, "verification")) is not None:
             record = order_book().load(upload.order_id)

@@ -12,16 +12,17 @@ import os
 from collections.abc import Callable
 from typing import TypeVar
 
+from contracts.errors import ChallengeNotReady
 from contracts.models import OrderView
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from privacy.errors import WrongKeyError
+from privacy.errors import PrivacyError, WrongKeyError
 from privacy.identity import Identity
 from privacy.signing import SignedDocument
 from proof.report import VerificationReport
 from proof.verifier import verify_proof
 from pydantic import BaseModel
-from storage.errors import IntegrityError
+from storage.errors import IntegrityError, StorageError, StoreUnavailableError
 from storage.refs import ArtifactRef
 
 from bahen.artifacts import PROOF_ROLE, get_decrypted, get_signed, open_stored_grant, signed
@@ -139,6 +140,48 @@ def attested_report(net: Network, order_id: str, task: int, kind: int, validator
         raise IntegrityError(f"the report {validator} named for its attestation of order {order_id} task {task}",
                              f"its digest is {doc.digest}, the chain records {recorded}")
     return report, ref, doc
+
+
+def seed_on_chain(net: Network, oid: bytes, task: int) -> str | None:
+    """The chain's challenge seed of the task (hex), None while there is none (no commitment)."""
+    try:
+        return net.market.challenge_seed(oid, task).hex()
+    except ChallengeNotReady:
+        return None
+
+
+class UnusableVerification(InputMismatch):
+    """The task's verifier attested on chain a verification report nobody can judge with: not in the store
+    whole or not its own, or the check of another order, task, challenge or root. Nothing was judged; past
+    the task's scoring window Wasp voids it on chain and the next verifier drawn verifies
+    (``tasks.audit.void_verification``)."""
+
+
+def usable_verification(net: Network, order_id: str, task: int, order: OrderView
+                        ) -> tuple[VerificationReport, ArtifactRef, SignedDocument] | None:
+    """The verification report that the task's verifier (:func:`verifier_of`) attested on chain, read from the
+    store, its signer and digest checked (:func:`attested_report`) and bound to the task: this order and task,
+    the chain's challenge seed, the committed root. None while it attested none.
+
+    Raises :class:`UnusableVerification` when the report is not in the store whole, or another's, or of
+    another task; a store that cannot be reached raises its own error, which says nothing of the verifier.
+    """
+    verifier = verifier_of(order, task)
+    named = f"the verification report that {verifier}, the verifier of order {order_id}, attested for task {task}"
+    try:
+        found = attested_report(net, order_id, task, REPORT_VERIFICATION, verifier, VerificationReport)
+    except StoreUnavailableError:
+        raise
+    except (PrivacyError, StorageError, ValueError) as exc:
+        raise UnusableVerification(f"{named} cannot be read ({exc})") from None
+    if found is None:
+        return None
+    report = found[0]
+    task_of = (order_id, task, seed_on_chain(net, bytes.fromhex(order_id[2:]), task), order.tasks[task].root.removeprefix("0x"))
+    if (report.order_id, report.task, report.challenge_seed, report.merkle_root) != task_of:
+        raise UnusableVerification(f"{named} checked another task: order {report.order_id} task {report.task}, "
+                                   f"challenge seed {report.challenge_seed}, root {report.merkle_root}")
+    return found
 
 
 def attest(net: Network, validator: Identity, order_id: str, task: int, kind: int, doc_digest: str) -> None:

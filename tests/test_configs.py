@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PREFECT_YAML = yaml.safe_load((ROOT / "prefect.yaml").read_text())
 DEPLOYMENTS = {d["name"]: d for d in PREFECT_YAML["deployments"]}
 POOLS = {"order": "control", "train": "gpu", "grant-model": "gpu", "verify": "validators", "score": "validators", "deliver": "validators",
-         "resolve": "validators", "resolve-pending": "validators", "wasp": "wasp", "audit": "control"}
+         "resolve": "validators", "resolve-pending": "validators", "wasp": "wasp", "void-verification": "wasp", "audit": "control"}
 
 
 def load_entrypoint(entrypoint: str) -> Flow:
@@ -29,7 +29,8 @@ def test_each_deployment_goes_to_the_pool_of_the_party_that_signs_it():
 
     assert {name: d["work_pool"]["name"] for name, d in DEPLOYMENTS.items()} == POOLS
     signer = {"order": "client", "audit": "client", "train": "worker", "grant-model": "worker", "verify": "validator", "score": "validator",
-              "deliver": "validator", "resolve": "validator", "resolve-pending": "validator", "wasp": "wasp"}
+              "deliver": "validator", "resolve": "validator", "resolve-pending": "validator", "wasp": "wasp",
+              "void-verification": "wasp"}
     assert {name: POOL_OF_ROLE[signer[name]] for name in DEPLOYMENTS} == POOLS  # the pools the devnet provisions
 
 

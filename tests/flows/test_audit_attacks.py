@@ -2,6 +2,7 @@
 worker, client or Wasp, or a stranger who writes any name into the shared store."""
 
 import math
+import time
 
 import pytest
 from privacy.identity import Identity
@@ -17,14 +18,14 @@ from bahen.parties import CLIENT, WASP
 from bahen.records import Delivery
 from bahen.settings import load_settings
 from tasks.audit import audit as wasp_audit
-from tasks.audit import gather
+from tasks.audit import gather, void_verification
 from tasks.encrypt_upload import encrypt_upload
 from tasks.inputs import InputMismatch, signed_inputs
 from tasks.reaudit import ReauditDisagreesError, reaudit_task, reverify
 from tasks.score import score
-from tasks.shard import shard
-from tasks.train import train
-from tasks.verify import REPORT_VERIFICATION, attest, verify
+from tasks.shard import replace_verifier, shard
+from tasks.train import grant_model, train
+from tasks.verify import REPORT_VERIFICATION, UnusableVerification, attest, verify
 from tests.flows.test_reaudit import SMALL, _as_auditor, _stranger, auditor_keys, settled  # noqa: F401
 
 
@@ -173,8 +174,8 @@ def test_a_manifest_without_the_orders_signed_spec_is_named(settled, auditor_key
         signed_inputs(upload, settled.training.task, net)
 
 
-def test_wasp_does_not_accept_a_report_of_another_order(settled, prefect):
-    net = connect(load_settings())
+def test_wasp_judges_no_worker_by_a_report_of_another_order_and_voids_it_once_its_window_closed(settled, staked_net):
+    net = staked_net
     upload, plan, assignment, training = _until_scored(net, "0x" + "e6" * 32)
     passing, _ = get_signed(net.store, settled.verification.report, VerificationReport)  # of another order
     # a copy with one timing changed: the chain refuses a digest a validator already attested (ReportReplayed)
@@ -186,10 +187,19 @@ def test_wasp_does_not_accept_a_report_of_another_order(settled, prefect):
     net.store.put(data, name=ref.name)
     attest(net, verifier, upload.order_id, 0, REPORT_VERIFICATION, doc.digest)
     score(SMALL, upload, plan, training, net)
-    assert not wasp_audit(upload, plan, assignment, training, net).accepted
+    with pytest.raises(UnusableVerification, match=f"{verifier.address}, .* checked another task: order "
+                                                   f"{settled.order_id} task 0"):
+        wasp_audit(upload, plan, assignment, training, net)  # the worker is not to blame for its verifier's report
+    net.chain.increase_time(SMALL.commit_minutes * 60 + 1)
+    assert void_verification(upload, 0, net).verifier == verifier.address
+    replaced = replace_verifier(upload, plan, 0, net, until=time.monotonic() + 60, poll_s=0.01)
+    training = grant_model(upload, training, net)
+    verify(SMALL, upload, replaced, assignment, training, net)
+    score(SMALL, upload, replaced, training, net)
+    assert wasp_audit(upload, replaced, assignment, training, net).accepted  # the honest work, judged by the next verifier
     [case] = reconstruct(upload.order_id, net.store, net.market)
     [check] = reaudit_task(case)
-    assert check.agrees and not check.accepted
+    assert check.agrees and check.accepted
 
 
 

@@ -12,13 +12,14 @@ from storage.refs import ArtifactRef
 from bahen.network import connect
 from bahen.orders import OrderBook, salt_of_run
 from bahen.parties import CLIENT, party_queue
-from bahen.records import OrderRecord
+from bahen.records import OrderRecord, VoidedVerification
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 from tasks import dispatch
 from tasks.dispatch import (START_TRIES, DispatchConfig, RunRefused, Stages, StageNotDone, end_order, start_run,
                             use_pools)
 from tasks.score import SignedScore
+from tasks.shard import NotReplaceable
 
 ESCROW = 10**17
 
@@ -166,3 +167,60 @@ def test_the_score_stage_goes_on_without_silent_validators_with_a_majority_or_on
                                            "or once the task's scoring window closed on chain, which the stage ran out "
                                            f"of time before; validator-1 \\({slots[1].address}\\): no worker"):
         stages.score(None, upload, shard, training)
+
+
+def test_the_verify_stage_has_wasp_void_a_verification_nobody_can_judge_with_and_the_next_verifier_verify(
+        monkeypatch, caplog):
+    order_id = "0x" + "cd" * 32
+    withholding, scorer, successor = (SimpleNamespace(name=f"validator-{i}", address=f"0x{i + 1:040x}") for i in range(3))
+    upload, training, assignment = SimpleNamespace(order_id=order_id), SimpleNamespace(task=0), SimpleNamespace(
+        task=0, address="0x" + "ee" * 20)
+    stages = Stages(DispatchConfig(mode="pools", replacements=1))
+    runs, unusable, closes = [], [], []
+    monkeypatch.setattr(dispatch, "recorded", lambda *args: None)
+    monkeypatch.setattr(dispatch, "get_run_logger", lambda: logging.getLogger("order"))
+    monkeypatch.setattr(dispatch, "create_markdown_artifact", lambda **kwargs: None)
+    monkeypatch.setattr(dispatch, "order_book", lambda: SimpleNamespace(update=lambda *args, **kwargs: None))
+    monkeypatch.setattr(stages, "_record", lambda *args, **kwargs: None)
+    monkeypatch.setattr(dispatch, "unusable_verification_task", lambda upload, task: unusable.pop(0))
+    monkeypatch.setattr(dispatch, "wait_for_scoring_task", lambda upload, task, until, poll_s: closes.pop(0))
+    monkeypatch.setattr(dispatch, "replace_verifier_task", lambda upload, shard, task, until, poll_s: SimpleNamespace(
+        validators=[successor, *shard.validators[1:]]))
+
+    def dispatched(deployment, params, key, result, queue=None):
+        runs.append((deployment, key))
+        if deployment == "verify/verify":
+            return SimpleNamespace(verifier=params["shard"].validators[0].address, checks=[])
+        if deployment == "void-verification/void-verification":
+            return VoidedVerification(order_id=order_id, task=0, verifier=withholding.address, reason="withheld",
+                                      tx_hash="0x" + "12" * 32)
+        return training  # the worker's grant of its model key to the successor
+
+    monkeypatch.setattr(stages, "_dispatch", dispatched)
+    why = f"the verification report that {withholding.address} attested for task 0 cannot be read"
+    unusable[:], closes[:] = [why, None], [1_000]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="order"):
+        shard, _, verification = stages.verify(None, upload, SimpleNamespace(validators=[withholding, scorer]),
+                                               assignment, training)
+    assert verification.verifier == successor.address and shard.validators == [successor, scorer]
+    assert runs == [("verify/verify", f"{order_id}-verify-0-{withholding.address}"),
+                    ("void-verification/void-verification", f"{order_id}-void-verification-0-{withholding.address}"),
+                    ("grant-model/grant-model", f"{order_id}-grant-model-0-{successor.address}"),
+                    ("verify/verify", f"{order_id}-verify-0-{successor.address}")]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"task 0 of order {order_id}: {why}; waiting for its scoring window (the order's commit window after the "
+        "verification) to close on chain, when Wasp voids it and the next verifier drawn verifies",
+        f"task 0 of order {order_id}: Wasp voided the verification of {withholding.address} on chain (0x{'12' * 32})"]
+    # the window not closed in the stage's time: nobody is voided or replaced, and the order's end says why
+    runs.clear()
+    unusable[:], closes[:] = [why], [None]
+
+    def verified(*args, **kwargs):
+        raise NotReplaceable(f"{withholding.address} verified task 0 on chain")
+
+    monkeypatch.setattr(dispatch, "replace_verifier_task", verified)
+    with pytest.raises(StageNotDone, match=f"^{why}; its scoring window did not close before the stage ran out of "
+                                           f"time; {withholding.address} verified task 0 on chain$"):
+        stages.verify(None, upload, SimpleNamespace(validators=[withholding, scorer]), assignment, training)
+    assert runs == [("verify/verify", f"{order_id}-verify-0-{withholding.address}")]

@@ -23,13 +23,13 @@ def test_only_the_runs_heartbeat_and_the_orders_dispatch_settings_pass():
 @pytest.mark.parametrize("pool, flows", [
     ("control", {"order", "audit"}), ("gpu", {"train", "grant-model"}),
     ("validators", {"verify", "score", "deliver", "resolve", "resolve-pending"}),
-    ("wasp", {"wasp"}),
+    ("wasp", {"wasp", "void-verification"}),
 ])
 def test_each_pool_runs_its_own_flows_from_the_installed_package_and_no_other(pool, flows):
     for name in flows:
         flow = local_flow(pool, name)
         assert isinstance(flow, Flow) and flow.name == name
-    for name in {"order", "audit", "train", "grant-model", "verify", "score", "deliver", "resolve-pending", "wasp", "reverify",
+    for name in {"order", "audit", "train", "grant-model", "verify", "score", "deliver", "resolve-pending", "wasp", "void-verification", "reverify",
                  "stranger"} - flows:
         with pytest.raises(ForeignFlow, match=re.escape(f"a worker of the '{pool}' pool runs only the flows "
                                                         f"{sorted(flows)}, not '{name}'")):
