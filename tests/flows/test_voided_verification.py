@@ -10,7 +10,10 @@ import pytest
 
 from contracts.client import ZERO_ADDRESS
 from proof.report import VerificationCost, VerificationReport
+from storage.errors import StoreUnavailableError
+
 from bahen.spec import OrderSpec
+from flows.wasp import void_verification as void_flow
 from tasks.audit import audit, scoring_closes, unusable_verification, void_verification
 from tasks.encrypt_upload import encrypt_upload
 from tasks.inputs import InputMismatch
@@ -20,11 +23,16 @@ from tasks.shard import replace_verifier, shard
 from tasks.train import grant_model, train
 from tasks.verify import REPORT_VERIFICATION, UnusableVerification, attest, publish, verify
 
+
+def _unreachable():
+    raise StoreUnavailableError("the store does not answer")
+
+
 SPEC = OrderSpec(dataset="digits", model="mlp", epochs=1, checkpoint_every=8, batch_size=32, commit_minutes=5)
 
 
 def test_a_verification_nobody_can_judge_with_is_voided_past_its_scoring_window_and_the_next_verifier_verifies(
-        staked_net):
+        staked_net, prefect, monkeypatch):
     net = staked_net
     upload = encrypt_upload(SPEC, net, salt="0x" + "c9" * 32)
     plan = shard(SPEC, upload, net)
@@ -51,6 +59,12 @@ def test_a_verification_nobody_can_judge_with_is_voided_past_its_scoring_window_
     with pytest.raises(InputMismatch, match=f"Wasp voids it after chain time {closes} .*not before: nothing was voided"):
         void_verification(upload, 0, net)
     net.chain.increase_time(1)
+    with monkeypatch.context() as outage:  # a store nobody can reach says nothing of the verifier: nothing is voided
+        outage.setattr(type(net.store), "get_pointer", lambda *args: _unreachable())
+        for judge in (unusable_verification, void_verification):
+            with pytest.raises(StoreUnavailableError, match="the store does not answer"):
+                judge(upload, 0, net)
+    assert net.market.order(oid).tasks[0].verifier == withholding.address
     voided = void_verification(upload, 0, net)
     assert (voided.order_id, voided.task, voided.verifier, voided.reason) == (upload.order_id, 0, withholding.address, why)
     view = net.market.order(oid)
@@ -74,7 +88,7 @@ def test_a_verification_nobody_can_judge_with_is_voided_past_its_scoring_window_
                                                    f"{upload.order_id} task 0, challenge seed {'00' * 32}"):
         audit(upload, second_plan, assignment, training, net)
     net.chain.increase_time(SPEC.commit_minutes * 60 + 1)
-    assert void_verification(upload, 0, net).verifier == second.address
+    assert void_flow(upload, 0).verifier == second.address  # Wasp's run, as its pool runs it
 
     third_plan = replace_verifier(upload, second_plan, 0, net, until=time.monotonic() + 60, poll_s=0.01)
     third = third_plan.validators[0]
