@@ -336,20 +336,6 @@ class Bahen:
         fn = self.market.functions.reportOf(_b32("order_id", order_id), task, kind, _addr(validator))
         return bytes(self.chain.call(fn, "report_of"))
 
-    def reported_at(self, order_id: bytes, task: int, kind: int, validator: str) -> int | None:
-        """The chain time (its block's timestamp) at which a validator's report of (task, kind) was submitted,
-        read from the report's event; None while it has submitted none."""
-        if kind not in REPORT_KINDS:
-            raise ChainError(f"report kind {kind} is unknown: use 0 (verification) or 1 (performance)")
-        oid = _b32("order_id", order_id)
-        start = self._first_event_block(oid)
-        if start is None:
-            return None
-        logs = self.market.events.ReportSubmitted().get_logs(
-            from_block=start, argument_filters={"orderId": oid, "task": task, "validator": _addr(validator)})
-        blocks = [log["blockNumber"] for log in logs if log["args"]["kind"] == kind]
-        return self.chain.block_time(blocks[0]) if blocks else None
-
     def record_verdict(
         self, acct: LocalAccount, *, order_id: bytes, task: int, accepted: bool, reasons_digest: bytes
     ) -> str:

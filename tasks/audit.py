@@ -155,7 +155,7 @@ def attested_evidence(upload: Upload, shard: Shard, task: int, order: OrderView,
     try:
         verified = usable_verification(net, order_id, task, order)
     except UnusableVerification as exc:
-        raise UnusableVerification(f"{exc}: nothing was judged; after chain time {order.tasks[task].verify_by} (the "
+        raise UnusableVerification(f"{exc}: nothing was judged; after chain time {scoring_closes(order, task)} (the "
                                    "order's commit window after the verification) Wasp voids it, and the next verifier "
                                    "drawn verifies") from None
     if verified is None:
@@ -170,7 +170,7 @@ def attested_evidence(upload: Upload, shard: Shard, task: int, order: OrderView,
         if found is not None:
             scored.append(SignedScore(validator=slot.name, report=found[0], ref=found[1]))
     quorum = score_quorum(len(order.validators))
-    if len(scored) < quorum and ((closes := scoring_closes(order, task, net)) is None or net.chain.now() <= closes):
+    if len(scored) < quorum and ((closes := scoring_closes(order, task)) is None or net.chain.now() <= closes):
         raise InputMismatch(f"{len(scored)} of the {len(order.validators)} validators of order {order_id} have published "
                             f"a score of task {task} they attested on chain: Wasp judges once {quorum} have, or with "
                             f"those that have after chain time {closes} (the order's commit window after the "
@@ -200,7 +200,7 @@ def void_verification(upload: Upload, task: int, net: Network) -> VoidedVerifica
         if order.tasks[task].verdict != "none":
             raise InputMismatch(f"{exc}, but the task has its verdict, which stands or falls by disputes alone: "
                                 "nothing was voided") from None
-        if net.chain.now() <= (closes := order.tasks[task].verify_by):
+        if net.chain.now() <= (closes := scoring_closes(order, task)):
             raise InputMismatch(f"{exc}: Wasp voids it after chain time {closes} (the order's commit window after the "
                                 "verification), not before: nothing was voided") from None
         tx = net.market.void_verification(net.wasp().account, order_id=bytes.fromhex(order_id[2:]), task=task)
@@ -219,16 +219,13 @@ def unusable_verification(upload: Upload, task: int, net: Network) -> str | None
     return None
 
 
-def scoring_closes(order: OrderView, task: int, net: Network) -> int | None:
-    """The chain time after which Wasp judges ``task`` with the scores attested by then, however few: the
-    order's commit window (the time its worker had to train, and its verifier to verify) after the
-    verification went on chain. None while the task has no verification on chain. A validator that
-    scores later still earns its fee (it reported), but its score is in no verdict."""
-    verifier = order.tasks[task].verifier
-    if not int(verifier, 16):
-        return None
-    verified_at = net.market.reported_at(bytes.fromhex(order.order_id[2:]), task, REPORT_VERIFICATION, verifier)
-    return None if verified_at is None else verified_at + order.commit_window
+def scoring_closes(order: OrderView, task: int) -> int | None:
+    """The chain time after which Wasp judges ``task`` with the scores attested by then, however few, and voids
+    a verification nobody can judge with: the order's commit window (the time its worker had to train, and
+    its verifier to verify) after the verification went on chain, which the chain records as the task's
+    ``verify_by``. None while the task has no verification on chain. A validator that scores later still
+    earns its fee (it reported), but its score is in no verdict."""
+    return order.tasks[task].verify_by if int(order.tasks[task].verifier, 16) else None
 
 
 def wait_for_scoring(upload: Upload, task: int, net: Network, *, until: float, poll_s: float) -> int | None:
@@ -237,7 +234,7 @@ def wait_for_scoring(upload: Upload, task: int, net: Network, *, until: float, p
     oid, closes = bytes.fromhex(upload.order_id[2:]), None
     while True:
         if closes is None:  # once the verification is on chain, its window stays where it is
-            closes = scoring_closes(net.market.order(oid), task, net)
+            closes = scoring_closes(net.market.order(oid), task)
         if closes is not None and net.chain.now() > closes:
             return closes
         if time.monotonic() >= until:

@@ -17,7 +17,7 @@ from tasks.score import score, score_as
 from tasks.settle import settle
 from tasks.shard import NotReplaceable, replace_verifier, shard
 from tasks.train import grant_model, train
-from tasks.verify import REPORT_VERIFICATION, verifier_of, verify
+from tasks.verify import verifier_of, verify
 
 SPEC = OrderSpec(dataset="digits", model="mlp", epochs=1, checkpoint_every=8, batch_size=32, commit_minutes=5)
 
@@ -91,12 +91,13 @@ def test_a_silent_scorer_keeps_no_honest_worker_from_its_pay_once_the_scoring_wi
     net = staked_net
     upload, plan, assignment, training = _trained(net, "b8")
     oid = bytes.fromhex(upload.order_id[2:])
-    assert scoring_closes(net.market.order(oid), 0, net) is None  # no verification on chain: no window yet
+    assert scoring_closes(net.market.order(oid), 0) is None  # no verification on chain: no window yet
     verify(SPEC, upload, plan, assignment, training, net)
+    verified_at = net.chain.now()  # the attestation is the verification's last transaction
     verifier, silent = plan.validators
     score_as(SPEC, upload, training, verifier, net)  # the other validator never scores
-    closes = scoring_closes(net.market.order(oid), 0, net)
-    assert closes == net.market.reported_at(oid, 0, REPORT_VERIFICATION, verifier.address) + SPEC.commit_minutes * 60
+    closes = scoring_closes(net.market.order(oid), 0)
+    assert closes == verified_at + SPEC.commit_minutes * 60
 
     # up to the window's last second Wasp waits for a majority of the scores
     net.chain.increase_time(closes - net.chain.now())

@@ -389,24 +389,6 @@ def test_the_first_block_since_a_time_is_found_by_bisection(chain):
     assert chain.first_block_since(0) == 0 and chain.first_block_since(mined[-1][1] + 60) == chain.block_number() + 1
 
 
-def test_the_time_of_a_report_is_read_from_its_event_for_its_order_task_kind_and_validator_alone(bahen, chain, parties):
-    open_assigned(bahen, parties, SALT, tasks=2, validators=2)
-    commit_all(bahen, parties, OID, tasks=2)
-    v0, v1, relay = parties.validators[0], parties.validators[1], parties.stranger
-    assert bahen.reported_at(OID, 0, 0, v0.address) is None and bahen.reported_at(b"\x01" * 32, 0, 0, v0.address) is None
-    at = {}
-    for validator, task, kind in ((v1, 0, 1), (v0, 1, 0), (v0, 0, 1), (v0, 0, 0)):
-        chain.increase_time(100)
-        report(bahen, relay, validator, OID, task, kind=kind)
-        at[validator.address, task, kind] = chain.now()  # the report's own block
-    assert len(set(at.values())) == 4
-    for (validator, task, kind), time in at.items():
-        assert bahen.reported_at(OID, task, kind, validator) == time
-    assert bahen.reported_at(OID, 0, 0, v1.address) is None and bahen.reported_at(OID, 1, 1, v0.address) is None
-    with pytest.raises(ChainError, match="report kind 2 is unknown"):
-        bahen.reported_at(OID, 0, 2, v0.address)
-
-
 def test_an_attestation_counts_for_its_order_task_kind_chain_and_contract_only(bahen, chain, parties):
     open_assigned(bahen, parties, SALT, tasks=2, validators=1)
     commit_all(bahen, parties, OID, tasks=2)
