@@ -188,6 +188,17 @@ def test_a_replaced_worker_never_drawn_again_leaves_its_pay_to_the_client(bahen,
     assert all(bahen.member(w.address).locks == 0 for w in parties.workers)
 
 
+def _settled_paying_the_successor(bahen, chain, parties, oid, replaced, successor) -> None:
+    """Settle the two-task order both of whose tasks were accepted once its dispute windows passed: the workers
+    and the successor paid, the replaced verifier not (its fee back to the client), nobody slashed or bound."""
+    chain.increase_time(WINDOW)
+    s = bahen.settle(parties.stranger, order_id=oid)
+    w0, w1 = parties.workers[:2]
+    assert s.payouts == {w0.address: ETHER // 4, w1.address: ETHER // 4, successor.address: ETHER // 20}
+    assert s.slashed == {} and s.refund == ETHER - ETHER // 2 - ETHER // 20
+    assert all(bahen.member(m.address).locks == 0 for m in (replaced, successor, w0, w1))
+
+
 def test_a_verifier_that_leaves_a_committed_task_unverified_is_replaced_by_the_next_draw(bahen, chain, parties):
     oid = open_assigned(bahen, parties, SALT, tasks=2, validators=1, commit_window=100)
     stalled, successor = parties.validators[0], parties.validators[1]
@@ -220,12 +231,7 @@ def test_a_verifier_that_leaves_a_committed_task_unverified_is_replaced_by_the_n
     _revert(replace, "NotReplaceable")  # verified: the successor stays
     for task in range(2):
         bahen.record_verdict(parties.wasp, order_id=oid, task=task, accepted=True, reasons_digest=b32("why"))
-    chain.increase_time(WINDOW)
-    s = bahen.settle(parties.stranger, order_id=oid)
-    w0, w1 = parties.workers[:2]
-    assert s.payouts == {w0.address: ETHER // 4, w1.address: ETHER // 4, successor.address: ETHER // 20}
-    assert s.slashed == {} and s.refund == ETHER - ETHER // 2 - ETHER // 20  # the stalled verifier earns nothing
-    assert all(bahen.member(m.address).locks == 0 for m in (stalled, successor, w0, w1))
+    _settled_paying_the_successor(bahen, chain, parties, oid, stalled, successor)
 
 
 def test_a_replaced_verifier_is_never_drawn_for_the_order_again(bahen, chain, parties):
@@ -275,12 +281,7 @@ def test_wasp_voids_a_verification_past_its_scoring_window_and_the_verifier_is_r
         bahen.record_verdict(parties.wasp, order_id=oid, task=task, accepted=True, reasons_digest=b32("why"))
     chain.increase_time(101)
     _revert(lambda: void(task=0), "NotReplaceable", task=0)  # judged: a verdict stands or falls by disputes alone
-    chain.increase_time(WINDOW)
-    s = bahen.settle(parties.stranger, order_id=oid)
-    w0, w1 = parties.workers[:2]
-    assert s.payouts == {w0.address: ETHER // 4, w1.address: ETHER // 4, successor.address: ETHER // 20}
-    assert s.slashed == {} and s.refund == ETHER - ETHER // 2 - ETHER // 20  # the voided verifier earns nothing
-    assert all(bahen.member(m.address).locks == 0 for m in (withholding, successor, w0, w1))
+    _settled_paying_the_successor(bahen, chain, parties, oid, withholding, successor)
 
 
 def test_a_voided_verification_of_a_verifier_replaced_before_leaves_its_successor_in_place(bahen, chain, parties):
