@@ -47,7 +47,7 @@ from tasks.verify import (
     REPORT_VERIFICATION,
     UnusableVerification,
     attested_report,
-    seed_on_chain,
+    checked_task,
     usable_verification,
     verification_of,
     verifier_of,
@@ -86,9 +86,7 @@ def gather(upload: Upload, shard: Shard, assignment: Assignment, training: Train
     try:
         report, doc = get_signed(net.store, verification.report, VerificationReport)
         # a report counts only for the task it checked: this order and task, the chain's challenge, the committed root
-        bound = (report.order_id, report.task, report.challenge_seed, report.merkle_root) == (
-            upload.order_id, assignment.task, seed_on_chain(net, oid, assignment.task), committed)
-        attested = bound and doc.signer == verifier_of(order, assignment.task) and _attested(
+        attested = checked_task(net, report, upload.order_id, assignment.task, order) and doc.signer == verifier_of(order, assignment.task) and _attested(
             net, oid, assignment.task, REPORT_VERIFICATION, doc.signer, doc.digest)
     except UNTRUSTED:
         pass
@@ -193,9 +191,7 @@ def void_verification(upload: Upload, task: int, net: Network) -> VoidedVerifica
     _, _, order = signed_inputs(upload, task, net)
     verifier = verifier_of(order, task)
     try:
-        if usable_verification(net, order_id, task, order) is None:
-            raise InputMismatch(f"{verifier}, the verifier of order {order_id}, has attested no verification of task "
-                                f"{task} on chain: nothing to void")
+        usable = usable_verification(net, order_id, task, order)
     except UnusableVerification as exc:
         if order.tasks[task].verdict != "none":
             raise InputMismatch(f"{exc}, but the task has its verdict, which stands or falls by disputes alone: "
@@ -205,6 +201,9 @@ def void_verification(upload: Upload, task: int, net: Network) -> VoidedVerifica
                                 "verification), not before: nothing was voided") from None
         tx = net.market.void_verification(net.wasp().account, order_id=bytes.fromhex(order_id[2:]), task=task)
         return VoidedVerification(order_id=order_id, task=task, verifier=verifier, reason=str(exc), tx_hash=tx)
+    if usable is None:
+        raise InputMismatch(f"{verifier}, the verifier of order {order_id}, has attested no verification of task {task} "
+                            "on chain: nothing to void")
     raise InputMismatch(f"the verification of task {task} of order {order_id} that {verifier} attested is in the store "
                         "whole and checked this task: Wasp judges with it (the wasp run) and voids nothing")
 

@@ -142,12 +142,15 @@ def attested_report(net: Network, order_id: str, task: int, kind: int, validator
     return report, ref, doc
 
 
-def seed_on_chain(net: Network, oid: bytes, task: int) -> str | None:
-    """The chain's challenge seed of the task (hex), None while there is none (no commitment)."""
+def checked_task(net: Network, report: VerificationReport, order_id: str, task: int, order: OrderView) -> bool:
+    """Whether ``report`` checked the order's ``task`` as the chain fixes it: this order and task, the chain's
+    challenge seed (none before the commitment), the committed root."""
     try:
-        return net.market.challenge_seed(oid, task).hex()
+        seed = net.market.challenge_seed(bytes.fromhex(order_id[2:]), task).hex()
     except ChallengeNotReady:
-        return None
+        seed = None
+    return (report.order_id, report.task, report.challenge_seed, report.merkle_root) == (
+        order_id, task, seed, order.tasks[task].root.removeprefix("0x"))
 
 
 class UnusableVerification(InputMismatch):
@@ -177,8 +180,7 @@ def usable_verification(net: Network, order_id: str, task: int, order: OrderView
     if found is None:
         return None
     report = found[0]
-    task_of = (order_id, task, seed_on_chain(net, bytes.fromhex(order_id[2:]), task), order.tasks[task].root.removeprefix("0x"))
-    if (report.order_id, report.task, report.challenge_seed, report.merkle_root) != task_of:
+    if not checked_task(net, report, order_id, task, order):
         raise UnusableVerification(f"{named} checked another task: order {report.order_id} task {report.task}, "
                                    f"challenge seed {report.challenge_seed}, root {report.merkle_root}")
     return found
