@@ -112,7 +112,9 @@ contract BahenMarket is Ownable, ReentrancyGuard, EIP712 {
         uint64 drawBlock; // the worker derives from the hash of the block after it
         uint64 commitBy; // past it, an uncommitted worker may be replaced by the next draw
         uint8 disputes; // opened on its verdict so far: the n-th (from 0) draws (and bonds) 2^n times the first, up to 15 resolvers
-        uint64 verifyBy; // past it, with the task committed and unverified, the verifier may be replaced by the next draw
+        // past it, with the task committed and unverified, the verifier may be replaced by the next draw; once
+        // verified, the end of its scoring window, past which Wasp may void a verification it cannot judge with
+        uint64 verifyBy;
     }
 
     struct ValidatorSlot {
