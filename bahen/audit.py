@@ -3,8 +3,10 @@
 An order's public documents (manifests, grants, signed reports, the verdict) name every other
 artifact, so the export walks them: the dataset manifest, the worker's signed proof manifest (its
 checkpoints, step log and telemetry), its signed challenge response and the states it revealed,
-the verification and performance reports and the verdict. :func:`recheck` re-hashes every one of
-them and recomputes every commitment against the chain.
+the verification and performance reports and the verdict. Each belongs to the stage of the order
+that made it (:data:`AUDIT_STAGES`, :func:`stage_artifacts`); :func:`recheck` re-hashes every one of
+a stage's and recomputes the stage's commitments against the chain, and an exported workspace's
+``dvc.yaml`` re-checks the order stage by stage (:func:`export_order`).
 
 The client's home keeps the order's record; any other host starts from the chain: for every task
 with a verdict there, Wasp signed the case it judged (``AuditCase``) and named it in the store by
@@ -194,25 +196,41 @@ def audited(order_id: str, settings: Settings, workspace: Path | None = None) ->
         return reconstruct(order_id, net.store, net.market)
 
 
-def pinned_artifacts(record: Audited, store: ArtifactStore) -> dict[str, ArtifactRef]:
-    """Workspace path -> artifact, for everything the order's records and proof pin."""
+AUDIT_STAGES = ("validate", "encrypt", "train", "verify", "score", "audit")
+"""The stages an auditor re-checks, in the order's order; each owns the artifacts and commitments it made."""
+
+
+def staged_artifacts(record: Audited, store: ArtifactStore) -> dict[str, dict[str, ArtifactRef]]:
+    """Stage of :data:`AUDIT_STAGES` -> workspace path -> artifact, for everything the order's records and
+    proof pin, each under the stage that made it (:func:`stage_artifacts`)."""
+    return {stage: stage_artifacts(record, store, stage) for stage in AUDIT_STAGES}
+
+
+def stage_artifacts(record: Audited, store: ArtifactStore, stage: str) -> dict[str, ArtifactRef]:
+    """Workspace path -> artifact, for what ``stage`` of the order pinned: ``validate`` the client's signed
+    dataset manifest; ``encrypt`` the sealed splits (and starting weights) and every data-key grant;
+    ``train`` the worker's proof, challenge response, revealed states and model-key grants; ``verify``
+    the verification report; ``score`` the performance reports; ``audit`` the verdict and the model
+    key's delivery. Only ``train`` reads a document (the proof manifest and response name the rest)."""
     if record.upload is None:
         raise BahenError(f"order {record.order_id} stored nothing yet (status: {record.status})")
-    pins = {
-        "data/train.enc": record.upload.train,
-        "data/holdout.enc": record.upload.holdout,
-        "data/manifest.json": record.upload.manifest,
-        **{f"grants/client-{role}.json": ref for role, ref in record.upload.client_grants.items()},
-        **{f"grants/auditor-{address}-train.json": ref for address, ref in record.upload.auditor_grants.items()},
-    }
-    if record.shard:
-        for a in record.shard.assignments:
+    upload, pins = record.upload, {}
+    if stage == "validate":
+        pins["data/manifest.json"] = upload.manifest
+    elif stage == "encrypt":
+        pins.update({"data/train.enc": upload.train, "data/holdout.enc": upload.holdout})
+        if upload.weights is not None:
+            pins["data/weights.enc"] = upload.weights
+        pins.update({f"grants/client-{role}.json": ref for role, ref in upload.client_grants.items()})
+        pins.update({f"grants/auditor-{address}-train.json": ref for address, ref in upload.auditor_grants.items()})
+        for a in record.shard.assignments if record.shard else []:
             pins.update({f"grants/task{a.task}-{a.worker}-{role}.json": ref for role, ref in a.grants.items()})
-        for v in record.shard.validators:
+        for v in record.shard.validators if record.shard else []:
             pins.update({f"grants/{v.name}-{role}.json": ref for role, ref in v.grants.items()})
-    if record.training:
+    elif stage == "train" and record.training:
         task = record.training.task
-        pins.update({f"grants/task{task}-model-{address}.json": ref for address, ref in record.training.model_grants.items()})
+        pins.update({f"grants/task{task}-model-{address}.json": ref
+                     for address, ref in record.training.model_grants.items()})
         pins[f"proof/task{task}/manifest.json"] = record.training.bundle
         bundle, _ = get_signed(store, record.training.bundle, ProofBundle)
         pins.update({f"proof/task{task}/checkpoint-{step:07d}.enc": ref for step, ref in bundle.checkpoints})
@@ -222,54 +240,66 @@ def pinned_artifacts(record: Audited, store: ArtifactStore) -> dict[str, Artifac
             pins[f"proof/task{task}/response.json"] = record.training.response
             response, _ = get_signed(store, record.training.response, Response)
             pins.update({f"proof/task{task}/state-{step:07d}.enc": ref for step, ref in response.states})
-    if record.verification:
+    elif stage == "verify" and record.verification:
         pins[f"reports/task{record.verification.task}-verification.json"] = record.verification.report
-    if record.scores:
+    elif stage == "score" and record.scores:
         pins.update({f"reports/score-{name}.json": ref for name, ref in record.scores.reports.items()})
-    if record.verdict:
-        pins[f"reports/task{record.verdict.task}-verdict.json"] = record.verdict.verdict
-    if record.delivery:
-        task = record.delivery.task
-        pins[f"grants/task{task}-model-client.json"] = record.delivery.grant
-        pins.update({f"grants/task{task}-model-auditor-{address}.json": ref
-                     for address, ref in record.delivery.auditor_grants.items()})
+    elif stage == "audit":
+        if record.verdict:
+            pins[f"reports/task{record.verdict.task}-verdict.json"] = record.verdict.verdict
+        if record.delivery:
+            task = record.delivery.task
+            pins[f"grants/task{task}-model-client.json"] = record.delivery.grant
+            pins.update({f"grants/task{task}-model-auditor-{address}.json": ref
+                         for address, ref in record.delivery.auditor_grants.items()})
     return pins
 
 
-def recheck(record: Audited, store: ArtifactStore, market: Bahen) -> list[str]:
-    """What does not hold when every pinned artifact is re-hashed and every commitment recomputed.
+def pinned_artifacts(record: Audited, store: ArtifactStore) -> dict[str, ArtifactRef]:
+    """Workspace path -> artifact, for everything the order's records and proof pin (every stage's: :func:`staged_artifacts`)."""
+    return {path: ref for staged in staged_artifacts(record, store).values() for path, ref in staged.items()}
 
-    Each artifact is read back in full and hashed against its reference; the worker and the
-    validators named must be those the chain drew; the proof manifest and the challenge response
-    must be signed by the order's worker; the Merkle root is recomputed from
-    the manifest's artifacts and must be the root committed on chain, which the response must answer
-    with the chain's challenge seed; the stored verdict must be signed by Wasp's role, and its
+
+def recheck(record: Audited, store: ArtifactStore, market: Bahen, stages: tuple[str, ...] = AUDIT_STAGES) -> list[str]:
+    """What does not hold of ``stages`` when every artifact they pinned is re-hashed and every commitment
+    they made recomputed.
+
+    Each artifact is read back in full and hashed against its reference. ``train``: the workers named must
+    be those the chain drew; the proof manifest and the challenge response must be signed by the task's
+    worker; the Merkle root is recomputed from the manifest's artifacts and must be the root committed on
+    chain, which the response must answer with the chain's challenge seed. ``score``: the validators named
+    must be those the chain drew. ``audit``: the stored verdict must be signed by Wasp's role, and its
     digest and decision must be what the chain recorded. Empty when everything holds.
     """
-    try:
-        pins = pinned_artifacts(record, store)
-    except user_errors() as exc:
-        return [f"the order's documents cannot be read: {exc}"]
     problems = []
-    for path, ref in pins.items():
+    for stage in stages:
         try:
-            store.verify(ref)
+            pins = stage_artifacts(record, store, stage)
         except user_errors() as exc:
-            problems.append(f"{path}: {exc}")
+            problems.append(f"the order's documents cannot be read: {exc}")
+            continue
+        for path, ref in pins.items():
+            try:
+                store.verify(ref)
+            except user_errors() as exc:
+                problems.append(f"{path}: {exc}")
     oid = bytes.fromhex(record.order_id[2:])
     try:
-        problems += _recheck_members(record, market, oid)
-        if record.training is not None:
-            problems += _recheck_proof(record, store, market, oid)
-        if record.verdict is not None:
+        if "train" in stages:
+            problems += _recheck_workers(record, market, oid)
+            if record.training is not None:
+                problems += _recheck_proof(record, store, market, oid)
+        if "score" in stages:
+            problems += _recheck_validators(record, market, oid)
+        if "audit" in stages and record.verdict is not None:
             problems += _recheck_verdict(record, store, market, oid)
     except user_errors() as exc:  # the chain does not know the order, or cannot be asked
         problems.append(f"chain: {exc}")
     return problems
 
 
-def _recheck_members(record: Audited, market: Bahen, oid: bytes) -> list[str]:
-    """The workers and validators the record names must be the ones the chain drew for the order."""
+def _recheck_workers(record: Audited, market: Bahen, oid: bytes) -> list[str]:
+    """The workers the record names must be the ones the chain drew for the order's tasks."""
     if record.shard is None:
         return []
     view = market.order(oid)
@@ -283,11 +313,18 @@ def _recheck_members(record: Audited, market: Bahen, oid: bytes) -> list[str]:
             record.training.worker.lower() != view.tasks[record.training.task].worker.lower():
         problems.append(f"task {record.training.task}: the proof names worker {record.training.worker}, the chain drew "
                         f"{view.tasks[record.training.task].worker}")
-    named = sorted(v.address.lower() for v in record.shard.validators)
-    drawn = sorted(v.validator.lower() for v in view.validators)
-    if named != drawn:
-        problems.append(f"the record names validators {', '.join(named)}; the chain drew {', '.join(drawn)}")
     return problems
+
+
+def _recheck_validators(record: Audited, market: Bahen, oid: bytes) -> list[str]:
+    """The validators the record names must be the ones the chain drew for the order."""
+    if record.shard is None:
+        return []
+    named = sorted(v.address.lower() for v in record.shard.validators)
+    drawn = sorted(v.validator.lower() for v in market.order(oid).validators)
+    if named != drawn:
+        return [f"the record names validators {', '.join(named)}; the chain drew {', '.join(drawn)}"]
+    return []
 
 
 def _recheck_proof(record: Audited, store: ArtifactStore, market: Bahen, oid: bytes) -> list[str]:
@@ -339,16 +376,20 @@ def export_order(order_id: str, directory: Path) -> tuple[Path, int]:
 
     From the client's record where this home keeps it, else from the audit case the chain and the
     store hold. Once the order has a verdict, the workspace also pins Wasp's signed audit case of
-    each task (and the signed delivery of its model key) and its ``dvc.yaml`` has an ``audit`` stage:
-    ``dvc pull && dvc repro`` there re-audits the order from the pulled artifacts (``bahen audit check
-    --workspace``) and writes ``audit.json``. When the order names auditors, a ``verify`` stage first
-    re-executes the verification as this host's auditor (``bahen audit verify --workspace``) and writes
-    ``verify.json``.
+    each task (and the signed delivery of its model key) and its ``dvc.yaml`` holds the order's
+    pipeline: one stage per stage of the order, ``validate``, ``encrypt``, ``train``, ``verify`` and
+    ``score``, each re-checking the artifacts it pinned and the commitments it made (``bahen audit check
+    --workspace --stage``, writing ``checks/STAGE.json``) after the one before it, then ``audit``, which
+    re-runs Wasp's rules on the whole (``bahen audit check --workspace``, writing ``audit.json``).
+    ``dvc pull && dvc repro`` there stops at the first stage that does not re-check, naming what did not
+    hold. When the order names auditors, a ``reexecute`` stage before ``audit`` re-executes the
+    verification as this host's auditor (``bahen audit verify --workspace``) and writes ``verify.json``.
     """
     settings = load_settings()
     record = audited(order_id, settings)[0]
     store = store_of(settings)
-    pins = pinned_artifacts(record, store)
+    staged = staged_artifacts(record, store)
+    pins = {path: ref for paths in staged.values() for path, ref in paths.items()}
     params = {"order_id": order_id, "status": record.status}
     if isinstance(record, OrderRecord):
         params["spec"] = record.spec.model_dump(mode="json")
@@ -364,11 +405,17 @@ def export_order(order_id: str, directory: Path) -> tuple[Path, int]:
         if record.delivery:
             pins[delivery_path(task)] = store.get_pointer(
                 record.delivery.validator, delivery_pointer(order_id, task, "0x" + digest(record.delivery).hex()))
-        stages = {}
+        stages, before = {}, []
+        for stage in AUDIT_STAGES[:-1]:
+            stages[stage] = {"cmd": f"bahen audit check {order_id} --workspace . --stage {stage}",
+                             "deps": [*sorted([case_path(task), *staged[stage]]), *before],
+                             "metrics": [{f"checks/{stage}.json": {"cache": False}}]}
+            before = [f"checks/{stage}.json"]
         if record.upload.auditor_grants:
-            stages["verify"] = {"cmd": f"bahen audit verify {order_id} --workspace .", "deps": sorted(pins),
-                                "metrics": [{"verify.json": {"cache": False}}]}
-        stages["audit"] = {"cmd": f"bahen audit check {order_id} --workspace .", "deps": sorted(pins),
+            stages["reexecute"] = {"cmd": f"bahen audit verify {order_id} --workspace .", "deps": [*sorted(pins), *before],
+                                   "metrics": [{"verify.json": {"cache": False}}]}
+            before = ["verify.json"]
+        stages["audit"] = {"cmd": f"bahen audit check {order_id} --workspace .", "deps": [*sorted(pins), *before],
                            "metrics": [{"audit.json": {"cache": False}}]}
     path = export_dvc_workspace(
         settings.resolved_store_url, pins, directory, endpoint_url=settings.s3_endpoint_url, params=params,

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -126,7 +127,10 @@ def audit_check(
     order_id: Annotated[str, typer.Argument(help="Order id (0x…) of an order with a verdict")],
     workspace: Annotated[Path | None, typer.Option(
         help="An exported workspace (`bahen audit export`, then `dvc pull`): re-audit its pulled artifacts, "
-        "read from its DVC cache, and write its audit.json")] = None,
+        "read from its DVC cache, and write its audit.json (checks/STAGE.json with --stage)")] = None,
+    stage: Annotated[str | None, typer.Option(
+        help="Re-check one stage only, its artifacts and commitments, with no Wasp rules: validate, encrypt, "
+        "train, verify, score or audit (a workspace's `dvc repro` runs each in turn)")] = None,
 ) -> None:
     """Re-hash every artifact the order pins, recompute every commitment against the chain, re-run Wasp's rules.
 
@@ -134,6 +138,13 @@ def audit_check(
     store: the case Wasp signed with each verdict. Exits non-zero, naming each artifact or
     commitment that did not hold, when the re-audit disagrees with the recorded verdict.
     """
+    if stage is not None:
+        from tasks.reaudit import check_stage
+
+        for checked in _audited(partial(check_stage, stage=stage), order_id, workspace, f"checks/{stage}.json"):
+            console.print(f"task {checked.task}: the {stage} stage re-checks: {checked.artifacts} artifacts re-hashed, "
+                          "its commitments recomputed against the chain")
+        return
     from flows.audit import audit
 
     for check in _audited(audit, order_id, workspace, "audit.json"):
@@ -181,6 +192,7 @@ def _audited(flow: Callable[..., list[T]], order_id: str, workspace: Path | None
     workspace = workspace.resolve()
     workspace_store(workspace)  # no DVC cache: say so before a flow runs
     checks = flow(order_id, workspace=str(workspace))
+    (workspace / metrics).parent.mkdir(exist_ok=True)
     (workspace / metrics).write_text(json.dumps(
         {"order_id": order_id, "tasks": [c.model_dump(mode="json") for c in checks]}, indent=2) + "\n")
     return checks

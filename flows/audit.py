@@ -3,10 +3,10 @@ re-verify it, as an auditor the order names: its verification re-executed.
 
 Anyone can run it: the client from its record, any other host from the chain and the store (the
 audit case Wasp signed with each verdict). Every artifact the order pins is re-hashed and every
-commitment recomputed against the chain (``bahen.audit.recheck``), the evidence is gathered again
-from the store and the chain (every signature and digest re-checked), Wasp's rules decide again,
-and the new decision is compared with the stored signed verdict, which must be the one the chain
-recorded. Nothing is written on chain; a re-audit that disagrees ends the run Failed.
+commitment recomputed against the chain, stage by stage (``tasks.reaudit.rechecked``), the evidence
+is gathered again from the store and the chain (every signature and digest re-checked), Wasp's
+rules decide again, and the new decision is compared with the stored signed verdict, which must be
+the one the chain recorded. Nothing is written on chain; a re-audit that disagrees ends the run Failed.
 """
 
 from prefect import flow

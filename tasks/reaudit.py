@@ -3,8 +3,10 @@ order names re-executes its verification.
 
 The order comes from the client's record on the client's host, and from the chain and the store
 everywhere else (the audit case Wasp signed with each verdict: ``bahen.audit.reconstruct``).
-Every artifact the order pins is re-hashed and every commitment recomputed against the chain
-(``bahen.audit.recheck``), the evidence is gathered again from the store and the chain (every
+Every stage of the order is re-checked (:func:`stage_problems`): the artifacts it pinned re-hashed,
+the commitments it made recomputed against the chain, the documents it signed or attested shown to
+be its party's; an exported workspace runs each stage on its own, in the order's order
+(:func:`check_stage`). The evidence is then gathered again from the store and the chain (every
 signature and digest re-checked), Wasp's rules decide again, and the new decision is compared with
 the stored signed verdict, which must be the one the chain recorded. Nothing is written on chain.
 
@@ -32,7 +34,7 @@ from storage.refs import ArtifactRef
 from training.tolerance import replay_tolerance
 
 from bahen.artifacts import get_signed, open_stored_grant
-from bahen.audit import Audited, audited, recheck, workspace_store
+from bahen.audit import AUDIT_STAGES, Audited, audited, recheck, staged_artifacts, workspace_store
 from bahen.errors import BahenError, user_errors
 from bahen.network import Network
 from bahen.records import Assignment, Upload
@@ -40,7 +42,7 @@ from bahen.settings import load_settings
 from tasks.audit import explain, gather
 from tasks.inputs import signed_inputs
 from tasks.runtime import network
-from tasks.verify import reexecute
+from tasks.verify import reexecute, verifier_of
 
 
 class AuditCheck(BaseModel):
@@ -53,6 +55,15 @@ class AuditCheck(BaseModel):
     agrees: bool
     reasons: list[str]
     problems: list[str] = Field(description="Artifacts or commitments that did not re-check; empty when all held")
+
+
+class StageCheck(BaseModel):
+    """One stage of one task re-checked on its own: the artifacts it pinned re-hashed, its commitments recomputed."""
+
+    order_id: str
+    task: int
+    stage: str
+    artifacts: int = Field(description="Artifacts of the stage re-hashed")
 
 
 class IncompleteOrderError(BahenError):
@@ -81,7 +92,7 @@ def reaudit_task(record: Audited, workspace: str | None = None) -> list[AuditChe
     net = network()
     if workspace is not None:
         net = dataclasses.replace(net, store=workspace_store(Path(workspace)))
-    problems = recheck(record, net.store, net.market)
+    problems = rechecked(record, net)
     assignment = assignment_of(record)
     evidence = gather(record.upload, record.shard, assignment, record.training, record.verification, record.scores, net)
     decision = decide(evidence)
@@ -135,6 +146,63 @@ class ReverifyCheck(BaseModel):
     agrees: bool
     problems: list[str] = Field(description="Where the re-execution and the recorded reports or verdict differ")
     report: VerificationReport = Field(description="The auditor's own verification report")
+
+
+def stage_problems(record: Audited, stage: str, net: Network) -> list[str]:
+    """What does not hold of one of the record's stages (``bahen.audit.AUDIT_STAGES``): the artifacts it pinned
+    re-hashed and the commitments it made recomputed (``bahen.audit.recheck``); and for ``validate``, the
+    upload shown to be the one its client signed into the dataset manifest and the chain fixes
+    (``tasks.inputs.signed_inputs``); for ``verify``, the verification report shown to be signed by the task's
+    verifier and attested on chain for this order, task, challenge seed and committed root; for ``score``,
+    every performance report signed by its validator, attested on chain and of the proof's final model."""
+    problems = recheck(record, net.store, net.market, (stage,))
+    judged = None not in (record.shard, record.training, record.verification, record.scores)
+    try:
+        if stage == "validate" and record.upload is not None:
+            signed_inputs(record.upload, record.training.task if record.training else 0, net)
+        elif stage in ("verify", "score") and judged:
+            evidence = gather(record.upload, record.shard, assignment_of(record), record.training,
+                              record.verification, record.scores, net)
+            task = record.training.task
+            if stage == "verify" and not evidence.verification_attested:
+                verifier = verifier_of(net.market.order(bytes.fromhex(record.order_id[2:])), task)
+                problems.append(f"verify: the verification report is not one that task {task}'s verifier {verifier} "
+                                "signed and attested on chain for this order, task, challenge seed and committed root")
+            unattested = len(record.scores.reports) - evidence.performance_attested
+            if stage == "score" and unattested:
+                problems.append(f"score: {unattested} of {len(record.scores.reports)} performance reports are not signed "
+                                "by their validator, attested on chain for this task and of the proof's final model")
+    except user_errors() as exc:
+        problems.append(f"{stage}: {exc}")
+    return problems
+
+
+def rechecked(record: Audited, net: Network) -> list[str]:
+    """What does not hold of any of the record's stages (:func:`stage_problems`), stage by stage."""
+    return [problem for stage in AUDIT_STAGES for problem in stage_problems(record, stage, net)]
+
+
+def check_stage(order_id: str, stage: str, workspace: str | None = None) -> list[StageCheck]:
+    """Re-check ``stage`` of every task of ``order_id`` this host can audit (on the artifacts an exported
+    ``workspace`` pulled, when given); raise :class:`ReauditDisagreesError` naming what did not hold.
+
+    Reads the chain and the store (or the workspace) only, and runs no Prefect flow: a workspace's
+    ``dvc repro`` runs it once per stage, in the order's order, before the whole re-audit.
+    """
+    if stage not in AUDIT_STAGES:
+        raise BahenError(f"{stage!r} is no stage of an order: one of {', '.join(AUDIT_STAGES)}")
+    net = network()
+    if workspace is not None:
+        net = dataclasses.replace(net, store=workspace_store(Path(workspace)))
+    checks = []
+    for record in audited(order_id, load_settings(), None if workspace is None else Path(workspace)):
+        task = record.training.task if record.training else 0
+        if problems := stage_problems(record, stage, net):
+            raise ReauditDisagreesError(f"the {stage} stage of order {order_id} task {task} does not re-check: "
+                                        + "; ".join(problems))
+        checks.append(StageCheck(order_id=order_id, task=task, stage=stage,
+                                 artifacts=len(staged_artifacts(record, net.store)[stage])))
+    return checks
 
 
 def assignment_of(record: Audited) -> Assignment:
@@ -211,7 +279,7 @@ def reverify(record: Audited, net: Network) -> ReverifyCheck:
     # The auditor vouches for its own report; whether the validator's was attested is `bahen audit check`'s question.
     accepted = decide(evidence.model_copy(update={"verification": report, "verification_attested": True})).accepted
     checks, problems = _compare(report, recorded, exact=replay_tolerance(spec.profile).step == 0)
-    problems += recheck(record, net.store, net.market)
+    problems += rechecked(record, net)
     if accepted != record.verdict.accepted:
         problems.append(f"Wasp's rules on the re-executed report decide {'accepted' if accepted else 'rejected'}, "
                         f"the recorded verdict {'accepted' if record.verdict.accepted else 'rejected'}")

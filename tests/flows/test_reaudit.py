@@ -5,7 +5,15 @@ from proof.wasp import Decision
 from storage.store import object_key
 
 from bahen.artifacts import PROOF_ROLE, get_decrypted, get_signed, open_stored_grant, put_grant, put_signed
-from bahen.audit import NoVerdictError, pinned_artifacts, recheck, reconstruct
+from bahen.audit import (
+    AUDIT_STAGES,
+    NoVerdictError,
+    pinned_artifacts,
+    recheck,
+    reconstruct,
+    stage_artifacts,
+    staged_artifacts,
+)
 from bahen.errors import BahenError
 from bahen.network import connect
 from bahen.parties import CLIENT, WASP
@@ -13,14 +21,16 @@ from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 from flows.audit import audit
 from flows.order import order
-from tasks.reaudit import ReauditDisagreesError
+from tasks.reaudit import ReauditDisagreesError, stage_problems
 
 SMALL = OrderSpec(dataset="digits", model="mlp", epochs=1, checkpoint_every=8, batch_size=32)
 # One artifact of every kind an order pins, by the start of its workspace path.
-KINDS = ["data/train.enc", "data/manifest.json", "grants/client-train.json", "proof/task0/manifest.json",
-         "proof/task0/checkpoint-", "proof/task0/step-log.enc", "proof/task0/telemetry.enc",
-         "proof/task0/response.json", "proof/task0/state-", "reports/task0-verification.json", "reports/score-",
-         "reports/task0-verdict.json"]
+# The stage that made each kind, the first an auditor's `dvc repro` finds broken when the kind is.
+STAGE_OF = {"data/train.enc": "encrypt", "data/manifest.json": "validate", "grants/client-train.json": "encrypt",
+            "proof/task0/manifest.json": "train", "proof/task0/checkpoint-": "train", "proof/task0/step-log.enc": "train",
+            "proof/task0/telemetry.enc": "train", "proof/task0/response.json": "train", "proof/task0/state-": "train",
+            "reports/task0-verification.json": "verify", "reports/score-": "score", "reports/task0-verdict.json": "audit"}
+KINDS = list(STAGE_OF)
 
 
 @pytest.fixture(scope="module")
@@ -61,14 +71,66 @@ def test_one_flipped_byte_in_any_pinned_artifact_disagrees_naming_it(settled, ki
     stored.chmod(0o644)
     stored.write_bytes(original[:len(original) // 2] + bytes([original[len(original) // 2] ^ 0x10])
                        + original[len(original) // 2 + 1:])
+    net = connect(load_settings())
     try:
         with pytest.raises(ReauditDisagreesError, match="disagrees") as disagreement:
             audit(settled.order_id)
+        problems = {stage: stage_problems(settled, stage, net) for stage in AUDIT_STAGES}
     finally:
         stored.write_bytes(original)
         stored.chmod(0o444)
     named = str(disagreement.value)
     assert path in named or f"artifact {ref.name} is tampered" in named
+    [first, *_] = [stage for stage, found in problems.items() if found]
+    assert first == STAGE_OF[kind]
+    assert any(p.startswith(f"{path}: ") or f"artifact {ref.name} is tampered" in p for p in problems[first]), problems[first]
+
+
+def test_every_stage_of_an_untouched_order_re_checks_on_its_own(settled):
+    net = connect(load_settings())
+    assert {stage: stage_problems(settled, stage, net) for stage in AUDIT_STAGES} == {s: [] for s in AUDIT_STAGES}
+    staged = staged_artifacts(settled, net.store)
+    assert {path: ref for paths in staged.values() for path, ref in paths.items()} == pinned_artifacts(settled, net.store)
+    assert sum(map(len, staged.values())) == len(pinned_artifacts(settled, net.store))  # each under one stage
+    # a fine-tuning order's starting weights are sealed at upload, beside the splits
+    tuned = settled.model_copy(update={"upload": settled.upload.model_copy(update={"weights": settled.upload.holdout})})
+    assert stage_artifacts(tuned, net.store, "encrypt") == {**staged["encrypt"], "data/weights.enc": settled.upload.holdout}
+
+
+def test_a_manifest_or_report_its_party_did_not_sign_and_attest_fails_its_stage_naming_it(settled):
+    from proof.report import VerificationReport
+    from proof.scoring import PerformanceReport
+    from storage.manifest import Manifest
+
+    net = connect(load_settings())
+    client, wasp = net.party(CLIENT), net.party(WASP)
+    manifest, _ = get_signed(net.store, settled.upload.manifest, Manifest)
+    resigned, _ = put_signed(net.store, wasp, manifest, name="the dataset manifest, signed by another")
+    record = settled.model_copy(update={"upload": settled.upload.model_copy(update={"manifest": resigned})})
+    [problem] = stage_problems(record, "validate", net)
+    assert problem.startswith("validate: ") and "dataset manifest" in problem
+    assert stage_problems(record, "encrypt", net) == []
+
+    report, _ = get_signed(net.store, settled.verification.report, VerificationReport)
+    forged, _ = put_signed(net.store, client, report, name="the verification report, signed by the client")
+    record = settled.model_copy(update={"verification": settled.verification.model_copy(update={"report": forged})})
+    assert stage_problems(record, "verify", net) == [
+        f"verify: the verification report is not one that task 0's verifier {settled.verification.verifier} signed "
+        "and attested on chain for this order, task, challenge seed and committed root"]
+    assert stage_problems(record, "score", net) == []
+
+    name, ref = next(iter(settled.scores.reports.items()))
+    slot = next(v for v in settled.shard.validators if v.name == name)
+    score, _ = get_signed(net.store, ref, PerformanceReport)
+    unattested, _ = put_signed(net.store, net.party_at(slot.address, role="validator"),
+                               score.model_copy(update={"loss": score.loss + 1}),
+                               name="a performance report its validator never attested")
+    record = settled.model_copy(update={"scores": settled.scores.model_copy(
+        update={"reports": {**settled.scores.reports, name: unattested}})})
+    assert stage_problems(record, "score", net) == [
+        f"score: 1 of {len(settled.scores.reports)} performance reports are not signed by their validator, attested "
+        "on chain for this task and of the proof's final model"]
+    assert stage_problems(record, "verify", net) == []
 
 
 def test_a_verdict_not_signed_by_wasp_or_not_the_chains_is_named(settled):
@@ -102,6 +164,12 @@ def test_the_cli_reports_agreement(settled):
     result = CliRunner().invoke(app, ["audit", "check", settled.order_id])
     assert result.exit_code == 0, result.output
     assert "task 0: agrees with the recorded verdict (accepted)" in result.output
+    count = len(staged_artifacts(settled, connect(load_settings()).store)["train"])
+    result = CliRunner().invoke(app, ["audit", "check", settled.order_id, "--stage", "train"])
+    assert result.exit_code == 0, result.output
+    assert f"task 0: the train stage re-checks: {count} artifacts re-hashed" in result.output
+    result = CliRunner().invoke(app, ["audit", "check", settled.order_id, "--stage", "shard"])
+    assert "'shard' is no stage of an order: one of validate, encrypt, train, verify, score, audit" in str(result.exception)
 
 
 def test_an_order_the_chain_does_not_know_is_named_not_raised(settled):
@@ -207,7 +275,8 @@ def test_a_validator_report_the_re_execution_contradicts_disagrees_naming_the_ch
     check = reverify(record, _as_auditor(net, auditor_keys))
     assert not check.agrees
     assert check.problems == [f"check {first.name}: passes on re-execution, failed in the validator's report",
-                              "the verification passes on re-execution and failed in the validator's report"]
+                              "the verification passes on re-execution and failed in the validator's report",
+                              *stage_problems(record, "verify", net)]  # and it is not the report the verifier attested
 
 
 def test_a_tampered_checkpoint_fails_the_re_execution_of_an_accepted_task(settled, auditor_keys):
@@ -321,7 +390,8 @@ def test_a_validator_report_naming_a_check_twice_cannot_hide_its_failure(settled
     ref, _ = put_signed(net.store, validator, doubled, name="a report with a check twice")
     record = settled.model_copy(update={"verification": settled.verification.model_copy(update={"report": ref})})
     check = reverify(record, _as_auditor(net, auditor_keys))
-    assert check.problems == [f"check {first.name}: the validator's report has it 2 times"]
+    assert check.problems == [f"check {first.name}: the validator's report has it 2 times",
+                              *stage_problems(record, "verify", net)]  # and it is not the report the verifier attested
 
 
 def test_the_cli_tells_a_host_the_order_does_not_name_who_may_re_verify(settled):

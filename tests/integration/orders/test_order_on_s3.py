@@ -14,7 +14,16 @@ import yaml
 from typer.testing import CliRunner
 from privacy.signing import digest
 
-from bahen.audit import case_path, case_pointer, delivery_path, delivery_pointer, export_order, pinned_artifacts
+from bahen.audit import (
+    AUDIT_STAGES,
+    case_path,
+    case_pointer,
+    delivery_path,
+    delivery_pointer,
+    export_order,
+    pinned_artifacts,
+    staged_artifacts,
+)
 from bahen.cli import app
 from bahen.network import connect
 from bahen.runner import STAGES
@@ -50,9 +59,22 @@ def test_s3_order_is_pulled_by_stock_dvc_with_verify(prefect, s3_server, tmp_pat
     assert len(pins) == count > 20
     for path, ref in pins.items():
         assert (workspace / path).read_bytes() == store.get(ref), path
-    assert set(yaml.safe_load((workspace / "dvc.yaml").read_text())["stages"]["audit"]["deps"]) == set(pins)
+    # its pipeline is the order's: each stage re-checks what it pinned after the stage before; audit, the whole
+    stages = yaml.safe_load((workspace / "dvc.yaml").read_text())["stages"]
+    assert list(stages) == list(AUDIT_STAGES)
+    staged = staged_artifacts(record, store)
+    for before, stage in zip(AUDIT_STAGES, AUDIT_STAGES[1:-1], strict=False):
+        assert stages[stage]["deps"] == [*sorted([case_path(0), *staged[stage]]), f"checks/{before}.json"]
+    assert stages["audit"]["deps"] == [*sorted(pins), "checks/score.json"]
+    dag = subprocess.run([DVC, "dag", "--dot"], cwd=workspace, env=env, capture_output=True, text=True, timeout=120)
+    assert dag.returncode == 0, dag.stderr
+    assert all(f'"{a}" -> "{b}"' in dag.stdout for a, b in zip(AUDIT_STAGES, AUDIT_STAGES[1:], strict=False)), dag.stdout
+    for stage in AUDIT_STAGES[:-1]:  # as `dvc repro` runs them, on the pulled copies read from DVC's cache
+        result = CliRunner().invoke(app, ["audit", "check", record.order_id, "--workspace", str(workspace), "--stage", stage])
+        assert result.exit_code == 0, result.output
+        [task] = json.loads((workspace / "checks" / f"{stage}.json").read_text())["tasks"]
+        assert (task["stage"], task["artifacts"]) == (stage, len(staged[stage]))
 
-    # the workspace's audit stage re-audits the pulled copies, read from DVC's cache
     result = CliRunner().invoke(app, ["audit", "check", record.order_id, "--workspace", str(workspace)])
     assert result.exit_code == 0, result.output
     assert "task 0: agrees with the recorded verdict (accepted)" in result.output
@@ -67,6 +89,10 @@ def test_s3_order_is_pulled_by_stock_dvc_with_verify(prefect, s3_server, tmp_pat
     result = CliRunner().invoke(app, ["audit", "check", record.order_id, "--workspace", str(workspace)])
     assert isinstance(result.exception, ReauditDisagreesError), result.output
     assert "reports/task0-verification.json" in str(result.exception)
+    for stage, named in (("score", False), ("verify", True)):  # the pipeline stops at the stage that pinned it
+        args = ["audit", "check", record.order_id, "--workspace", str(workspace), "--stage", stage]
+        result = CliRunner().invoke(app, args)
+        assert (result.exit_code != 0) is named and ("reports/task0-verification.json" in str(result.exception)) is named
 
 
 def test_an_order_goes_on_through_an_s3_outage_at_every_stage_and_leaves_no_staging(

@@ -20,6 +20,7 @@ from contracts.errors import ContractRevert
 from privacy.identity import Identity
 from privacy.signing import sign_digest
 
+from bahen.audit import AUDIT_STAGES
 from bahen.client import Client, Order, _NetworkRun
 from bahen.devnet_services import postgres_binaries, save_state, settings_for, spawn, stop, wait_healthy
 from bahen.devnet_up import party_worker
@@ -184,22 +185,22 @@ def test_orders_the_client_submits_at_once_from_its_own_home_settle_once_and_the
     assert "holds no record of this order" in shown.stderr
     assert "status settled (on chain)" in shown.stdout and address in shown.stdout and "task payment" in shown.stdout
 
-    # the auditor's home never saw the order: it re-audits it from the chain and the store alone, and
-    # re-executes its verification with the keys the client and the delivering validator granted it
-    audited = subprocess.run([sys.executable, "-m", "bahen.cli", "audit", "check", record.order_id], env=as_auditor,
-                             capture_output=True, text=True, timeout=180, check=False)
-    assert audited.returncode == 0, audited.stdout + audited.stderr
-    assert "task 0: agrees with the recorded verdict (accepted)" in audited.stdout
-    verified = subprocess.run([sys.executable, "-m", "bahen.cli", "audit", "verify", record.order_id], env=as_auditor,
-                              capture_output=True, text=True, timeout=300, check=False)
-    assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert "task 0: re-executed by auditor" in verified.stdout and "Wasp's rules decide accepted, as recorded" in verified.stdout
-    # and so does stock DVC in the workspace it exports: pull verifies every object, repro re-executes and re-audits
+    # the auditor's home never saw the order: it exports it from the chain and the store alone, and stock DVC
+    # there pulls every object, verified, and reproduces the order's pipeline: each stage re-checks what it
+    # pinned, the auditor re-executes the verification with the keys the client and the delivering validator
+    # granted it, and Wasp's rules decide again
     workspace = auditor / "workspace"
     for argv, cwd in (([sys.executable, "-m", "bahen.cli", "audit", "export", record.order_id, str(workspace)], auditor),
                       ([DVC, "pull"], workspace), ([DVC, "repro"], workspace)):
         done = subprocess.run(argv, cwd=cwd, env=as_auditor, capture_output=True, text=True, timeout=300, check=False)
         assert done.returncode == 0, " ".join(argv) + done.stdout[-2000:] + done.stderr[-2000:]
+    assert list(yaml.safe_load((workspace / "dvc.yaml").read_text())["stages"]) == [
+        *AUDIT_STAGES[:-1], "reexecute", "audit"]
+    assert "task 0: agrees with the recorded verdict (accepted)" in done.stdout
+    assert "task 0: re-executed by auditor" in done.stdout and "Wasp's rules decide accepted, as recorded" in done.stdout
+    for stage in AUDIT_STAGES[:-1]:
+        [task] = json.loads((workspace / "checks" / f"{stage}.json").read_text())["tasks"]
+        assert task["stage"] == stage and task["artifacts"] >= 1
     [task] = json.loads((workspace / "audit.json").read_text())["tasks"]
     assert task["agrees"] and task["accepted"] and task["problems"] == []
     [task] = json.loads((workspace / "verify.json").read_text())["tasks"]
