@@ -28,13 +28,13 @@ from privacy.header import key_id, read_header
 from privacy.identity import Identity
 from proof.bundle import ProofBundle
 from proof.report import MEASURED, VerificationReport
-from proof.wasp import decide
+from proof.wasp import Evidence, decide
 from pydantic import BaseModel, Field
 from storage.refs import ArtifactRef
 from training.tolerance import replay_tolerance
 
 from bahen.artifacts import get_signed, open_stored_grant
-from bahen.audit import AUDIT_STAGES, Audited, audited, recheck, staged_artifacts, workspace_store
+from bahen.audit import AUDIT_STAGES, Audited, audited, recheck, stage_artifacts, workspace_store
 from bahen.errors import BahenError, user_errors
 from bahen.network import Network
 from bahen.records import Assignment, Upload
@@ -93,11 +93,9 @@ def reaudit_task(record: Audited, workspace: str | None = None) -> list[AuditChe
     if workspace is not None:
         net = dataclasses.replace(net, store=workspace_store(Path(workspace)))
     problems = rechecked(record, net)
-    assignment = assignment_of(record)
-    evidence = gather(record.upload, record.shard, assignment, record.training, record.verification, record.scores, net)
-    decision = decide(evidence)
+    decision = decide(_gathered(record, net))
     checks = [AuditCheck(
-        order_id=record.order_id, task=assignment.task, accepted=decision.accepted,
+        order_id=record.order_id, task=assignment_of(record).task, accepted=decision.accepted,
         recorded_accepted=record.verdict.accepted, reasons=explain(decision.reasons), problems=problems,
         agrees=not problems and decision.accepted == record.verdict.accepted,
     )]
@@ -157,24 +155,33 @@ def stage_problems(record: Audited, stage: str, net: Network) -> list[str]:
     every performance report signed by its validator, attested on chain and of the proof's final model."""
     problems = recheck(record, net.store, net.market, (stage,))
     judged = None not in (record.shard, record.training, record.verification, record.scores)
+    task = _task_of(record)
     try:
         if stage == "validate" and record.upload is not None:
-            signed_inputs(record.upload, record.training.task if record.training else 0, net)
-        elif stage in ("verify", "score") and judged:
-            evidence = gather(record.upload, record.shard, assignment_of(record), record.training,
-                              record.verification, record.scores, net)
-            task = record.training.task
-            if stage == "verify" and not evidence.verification_attested:
+            signed_inputs(record.upload, task, net)
+        elif stage == "verify" and judged:
+            if not _gathered(record, net).verification_attested:
                 verifier = verifier_of(net.market.order(bytes.fromhex(record.order_id[2:])), task)
                 problems.append(f"verify: the verification report is not one that task {task}'s verifier {verifier} "
                                 "signed and attested on chain for this order, task, challenge seed and committed root")
-            unattested = len(record.scores.reports) - evidence.performance_attested
-            if stage == "score" and unattested:
+        elif stage == "score" and judged:
+            if unattested := len(record.scores.reports) - _gathered(record, net).performance_attested:
                 problems.append(f"score: {unattested} of {len(record.scores.reports)} performance reports are not signed "
                                 "by their validator, attested on chain for this task and of the proof's final model")
     except user_errors() as exc:
         problems.append(f"{stage}: {exc}")
     return problems
+
+
+def _gathered(record: Audited, net: Network) -> Evidence:
+    """Wasp's evidence of the record's task, gathered again from the store and the chain (``tasks.audit.gather``)."""
+    return gather(record.upload, record.shard, assignment_of(record), record.training, record.verification,
+                  record.scores, net)
+
+
+def _task_of(record: Audited) -> int:
+    """The task the record is of (the first, before any was trained)."""
+    return record.training.task if record.training else 0
 
 
 def rechecked(record: Audited, net: Network) -> list[str]:
@@ -196,12 +203,12 @@ def check_stage(order_id: str, stage: str, workspace: str | None = None) -> list
         net = dataclasses.replace(net, store=workspace_store(Path(workspace)))
     checks = []
     for record in audited(order_id, load_settings(), None if workspace is None else Path(workspace)):
-        task = record.training.task if record.training else 0
+        task = _task_of(record)
         if problems := stage_problems(record, stage, net):
             raise ReauditDisagreesError(f"the {stage} stage of order {order_id} task {task} does not re-check: "
                                         + "; ".join(problems))
         checks.append(StageCheck(order_id=order_id, task=task, stage=stage,
-                                 artifacts=len(staged_artifacts(record, net.store)[stage])))
+                                 artifacts=len(stage_artifacts(record, net.store, stage))))
     return checks
 
 
@@ -274,9 +281,8 @@ def reverify(record: Audited, net: Network) -> ReverifyCheck:
                        open_model_key=lambda: model_key)
     recorded, _ = get_signed(net.store, record.verification.report, VerificationReport,
                              expected_signer=record.verification.verifier)
-    assignment = assignment_of(record)
-    evidence = gather(record.upload, record.shard, assignment, record.training, record.verification, record.scores, net)
-    # The auditor vouches for its own report; whether the validator's was attested is `bahen audit check`'s question.
+    evidence = _gathered(record, net)
+    # The auditor vouches for its own report; whether the validator's was attested is the verify stage's question.
     accepted = decide(evidence.model_copy(update={"verification": report, "verification_attested": True})).accepted
     checks, problems = _compare(report, recorded, exact=replay_tolerance(spec.profile).step == 0)
     problems += rechecked(record, net)
