@@ -115,7 +115,10 @@ def audit_export(
 ) -> None:
     """Write a DVC workspace pinning every artifact of the order; `dvc pull` there fetches them, verified.
 
-    On a host without the order's record, the artifacts come from the case Wasp signed with its verdict."""
+    Once the order has a verdict, the workspace's dvc.yaml is the order's pipeline (`dvc dag`): validate,
+    encrypt, train, verify and score each re-check what that stage pinned and committed, then audit
+    re-runs Wasp's rules; `dvc repro` stops at the first stage that does not hold. On a host without the
+    order's record, the artifacts come from the case Wasp signed with its verdict."""
     from bahen.audit import export_order
 
     path, count = export_order(order_id, directory)
