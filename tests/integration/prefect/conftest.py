@@ -13,7 +13,7 @@ from bahen.devnet_services import (
 )
 from bahen.devnet_up import up
 from bahen.settings import load_settings
-from tests.integration.prefect.devnet import UI_SPEC, submit_order, wait_final
+from tests.integration.prefect.devnet import RESOLVE_EVERY_MINUTES, UI_SPEC, submit_order, wait_final
 
 
 @pytest.fixture(scope="package")
@@ -31,7 +31,8 @@ def devnet(tmp_path_factory):
             postgres_binaries()
         except DevnetError as exc:
             pytest.skip(str(exc))
-        state = up(load_settings(), prefect_port=free_port(), anvil_port=free_port(), workers=2, validators=2, postgres=True)
+        state = up(load_settings(resolve_every_minutes=RESOLVE_EVERY_MINUTES), prefect_port=free_port(),
+                   anvil_port=free_port(), workers=2, validators=2, postgres=True)
         try:
             yield state
         finally:

@@ -13,6 +13,8 @@ from bahen.spec import OrderSpec
 
 UI_SPEC = OrderSpec(dataset="digits", model="mlp", epochs=1, batch_size=32, checkpoint_every=8, validators=2)
 ORDER_TIMEOUT_S = 360
+# How often each validator's worker looks for disputes: short enough that the schedule fires while the package runs.
+RESOLVE_EVERY_MINUTES = 5
 API_TRIES = 5
 
 

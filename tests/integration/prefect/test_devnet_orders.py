@@ -33,7 +33,7 @@ from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 from bahen.submission import check_submission, submission_digest
 from tests.integration.prefect.devnet import (
-    ORDER_TIMEOUT_S, UI_SPEC, api, party, runs_of, submit_order, wait_events, wait_final,
+    ORDER_TIMEOUT_S, RESOLVE_EVERY_MINUTES, UI_SPEC, api, party, runs_of, submit_order, wait_events, wait_final,
 )
 
 DVC = str(Path(sys.executable).with_name("dvc"))
@@ -67,7 +67,7 @@ def test_each_validator_looks_for_disputes_that_drew_it_on_a_schedule_of_its_own
     for host in validators:
         deployment = api(devnet, "GET", f"/deployments/name/resolve-pending/{host.address.lower()}")
         assert (deployment["work_queue_name"], deployment["parameters"]) == (host.queue, {"resolver": host.address})
-        assert [s["schedule"]["interval"] for s in deployment["schedules"]] == [600.0]
+        assert [s["schedule"]["interval"] for s in deployment["schedules"]] == [RESOLVE_EVERY_MINUTES * 60.0]
 
 
 def test_order_from_the_ui_runs_each_stage_on_its_signers_worker_and_settles_once(devnet, finished_order):
@@ -454,3 +454,18 @@ def test_an_order_goes_on_through_a_restart_of_the_prefect_server_and_settles_on
     assert sorted((r["name"].split("-")[0], r["state"]["type"]) for r in children) == sorted(
         (stage, "COMPLETED") for stage in ("train", "verify", "score", "score", "wasp", "deliver"))
     assert _market(devnet).order(bytes.fromhex(record.order_id[2:])).status == "settled"
+
+
+def test_each_validators_schedule_fires_in_its_own_queue_and_its_own_worker_runs_the_look(devnet):
+    """Minutes after the devnet came up (the package's other tests ran meanwhile), the server has started each
+    validator's `resolve-pending` from its schedule, in that validator's own queue, which only its host's
+    worker polls, and the look completed: it voted on every dispute that drew it (none on this devnet)."""
+    for host in (h for h in devnet.parties if h.pool == "validators"):
+        deployment = f"resolve-pending/{host.address.lower()}"
+        deadline = time.monotonic() + RESOLVE_EVERY_MINUTES * 60 + 240  # the first is due one interval after `up`
+        while not (done := [r for r in runs_of(devnet, deployment) if r["state"]["type"] == "COMPLETED"]):
+            assert time.monotonic() < deadline, f"no scheduled look of {host.name} completed"
+            time.sleep(5)
+        assert {(r["auto_scheduled"], r["work_queue_name"], r["parameters"]["resolver"]) for r in done} == {
+            (True, host.queue, host.address)}
+        assert [r["name"] for r in runs_of(devnet, deployment) if r["state"]["type"] == "FAILED"] == []
