@@ -267,9 +267,11 @@ def recheck(record: Audited, store: ArtifactStore, market: Bahen, stages: tuple[
     Each artifact is read back in full and hashed against its reference. ``train``: the workers named must
     be those the chain drew; the proof manifest and the challenge response must be signed by the task's
     worker; the Merkle root is recomputed from the manifest's artifacts and must be the root committed on
-    chain, which the response must answer with the chain's challenge seed. ``score``: the validators named
-    must be those the chain drew. ``audit``: the stored verdict must be signed by Wasp's role, and its
-    digest and decision must be what the chain recorded. Empty when everything holds.
+    chain (and the one the record names), which the response must answer with the chain's challenge seed.
+    ``score``: the validators named must be those the chain drew. ``audit``: the stored verdict must be
+    signed by Wasp's role, and its digest (the record's too) and decision must be what the chain recorded;
+    the delivery must be the delivering validator's, whose digest it recorded on chain. Empty when
+    everything holds.
     """
     problems = []
     for stage in stages:
@@ -293,6 +295,8 @@ def recheck(record: Audited, store: ArtifactStore, market: Bahen, stages: tuple[
             problems += _recheck_validators(record, market, oid)
         if "audit" in stages and record.verdict is not None:
             problems += _recheck_verdict(record, store, market, oid)
+        if "audit" in stages and record.delivery is not None and record.shard is not None:
+            problems += _recheck_delivery(record, market, oid)
     except user_errors() as exc:  # the chain does not know the order, or cannot be asked
         problems.append(f"chain: {exc}")
     return problems
@@ -303,9 +307,11 @@ def _recheck_workers(record: Audited, market: Bahen, oid: bytes) -> list[str]:
     if record.shard is None:
         return []
     view = market.order(oid)
-    problems = [f"task {a.task}: the record names worker {a.address}, the chain drew {view.tasks[a.task].worker}"
-                for a in record.shard.assignments
-                if a.task >= len(view.tasks) or a.address.lower() != view.tasks[a.task].worker.lower()]
+    problems = [f"task {a.task}: the record names worker {a.address} for a task the order does not have"
+                for a in record.shard.assignments if a.task >= len(view.tasks)]
+    problems += [f"task {a.task}: the record names worker {a.address}, the chain drew {view.tasks[a.task].worker}"
+                 for a in record.shard.assignments
+                 if a.task < len(view.tasks) and a.address.lower() != view.tasks[a.task].worker.lower()]
     assigned = [a.task for a in record.shard.assignments]
     problems += [f"task {t.task}: the record names no worker, or several, for it; the chain drew {t.worker}"
                  for t in view.tasks if assigned.count(t.task) != 1]
@@ -328,8 +334,10 @@ def _recheck_validators(record: Audited, market: Bahen, oid: bytes) -> list[str]
 
 
 def _recheck_proof(record: Audited, store: ArtifactStore, market: Bahen, oid: bytes) -> list[str]:
-    training = record.training
-    committed = market.order(oid).tasks[training.task].root.removeprefix("0x")
+    training, view = record.training, market.order(oid)
+    if training.task >= len(view.tasks):
+        return [f"task {training.task}: the record's training is of a task order {record.order_id} does not have"]
+    committed = view.tasks[training.task].root.removeprefix("0x")
     try:
         bundle, _ = get_signed(store, training.bundle, ProofBundle, expected_signer=training.worker)
         check_bundle(bundle)
@@ -338,6 +346,8 @@ def _recheck_proof(record: Audited, store: ArtifactStore, market: Bahen, oid: by
     problems = []
     if bundle.merkle_root != committed:
         problems.append(f"proof manifest: its root {bundle.merkle_root} is not the root {committed} committed on chain")
+    if training.merkle_root != committed:
+        problems.append(f"the order's record names the root {training.merkle_root}, the chain's is {committed}")
     if training.final_model != bundle.checkpoints[-1][1]:
         problems.append("the order's final model is not the proof's last checkpoint")
     if training.response is not None:
@@ -352,12 +362,18 @@ def _recheck_proof(record: Audited, store: ArtifactStore, market: Bahen, oid: by
 
 
 def _recheck_verdict(record: Audited, store: ArtifactStore, market: Bahen, oid: bytes) -> list[str]:
-    view = market.order(oid).tasks[record.verdict.task]
+    order = market.order(oid)
+    if record.verdict.task >= len(order.tasks):
+        return [f"task {record.verdict.task}: the record's verdict is of a task order {record.order_id} does not have"]
+    view = order.tasks[record.verdict.task]
     try:
         decision, doc = get_signed(store, record.verdict.verdict, Decision)
     except user_errors() as exc:
         return [f"verdict: {exc}"]
     problems = []
+    if record.verdict.digest.lower() != doc.digest.lower():
+        problems.append(f"verdict: the order's record names the digest {record.verdict.digest}, the stored verdict's is "
+                        f"{doc.digest}")
     if decision.accepted != record.verdict.accepted:
         problems.append(f"verdict: it says {'accepted' if decision.accepted else 'rejected'}, the order's record "
                         f"{'accepted' if record.verdict.accepted else 'rejected'}")
@@ -369,6 +385,19 @@ def _recheck_verdict(record: Audited, store: ArtifactStore, market: Bahen, oid: 
         problems.append(f"verdict: it says {'accepted' if decision.accepted else 'rejected'}, Wasp's on chain "
                         f"{view.wasp_verdict}")
     return problems
+
+
+def _recheck_delivery(record: Audited, market: Bahen, oid: bytes) -> list[str]:
+    """The delivery the record holds must be the one the order's delivering validator recorded on chain."""
+    delivery = record.delivery
+    deliverer = delivering_validator(record.shard, market.order(oid))
+    if deliverer is None or delivery.validator.lower() != deliverer.address.lower():
+        return [f"delivery: by {delivery.validator}, not the validator that delivers the order's model key "
+                f"({deliverer.address if deliverer else 'none: every verification was overturned'})"]
+    recorded = market.delivery_of(oid, delivery.task, deliverer.address)
+    if digest(delivery) != recorded:
+        return [f"delivery: its digest is not the 0x{recorded.hex()} {deliverer.address} recorded on chain"]
+    return []
 
 
 def export_order(order_id: str, directory: Path) -> tuple[Path, int]:

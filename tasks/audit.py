@@ -19,7 +19,7 @@ from contracts.models import OrderView
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from privacy.errors import PrivacyError
-from privacy.signing import digest
+from privacy.signing import SignedDocument, digest
 from proof.bundle import ProofBundle
 from proof.report import VerificationReport
 from proof.scoring import PerformanceReport
@@ -65,6 +65,14 @@ def _claimed_loss(report: VerificationReport) -> float:
     return math.nan if report.claimed_final_loss is None else report.claimed_final_loss
 
 
+def verification_attested(net: Network, report: VerificationReport, doc: SignedDocument, order: OrderView, task: int) -> bool:
+    """Whether ``report`` (signed as ``doc``) is the verification the task's verifier attested on chain: signed by
+    it, its digest the one attested, and the check of this order and task, the chain's challenge and the
+    committed root (a report counts only for the task it checked)."""
+    return checked_task(net, report, order.order_id, task, order) and doc.signer == verifier_of(order, task) and \
+        _attested(net, bytes.fromhex(order.order_id[2:]), task, REPORT_VERIFICATION, doc.signer, doc.digest)
+
+
 def gather(upload: Upload, shard: Shard, assignment: Assignment, training: Training,
            verification: Verification, scores: Scores, net: Network) -> Evidence:
     """Collect the evidence of one task, checking every signature and on-chain digest.
@@ -85,9 +93,7 @@ def gather(upload: Upload, shard: Shard, assignment: Assignment, training: Train
     report, attested = None, False
     try:
         report, doc = get_signed(net.store, verification.report, VerificationReport)
-        # a report counts only for the task it checked: this order and task, the chain's challenge, the committed root
-        attested = checked_task(net, report, upload.order_id, assignment.task, order) and doc.signer == verifier_of(order, assignment.task) and _attested(
-            net, oid, assignment.task, REPORT_VERIFICATION, doc.signer, doc.digest)
+        attested = verification_attested(net, report, doc, order, assignment.task)
     except UNTRUSTED:
         pass
     performance, performance_attested = [], 0

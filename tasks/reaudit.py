@@ -39,10 +39,10 @@ from bahen.errors import BahenError, user_errors
 from bahen.network import Network
 from bahen.records import Assignment, Upload
 from bahen.settings import load_settings
-from tasks.audit import explain, gather
+from tasks.audit import check_case, explain, gather, verification_attested
 from tasks.inputs import signed_inputs
 from tasks.runtime import network
-from tasks.verify import reexecute, verifier_of
+from tasks.verify import reexecute, verification_of, verifier_of
 
 
 class AuditCheck(BaseModel):
@@ -148,22 +148,34 @@ class ReverifyCheck(BaseModel):
 
 def stage_problems(record: Audited, stage: str, net: Network) -> list[str]:
     """What does not hold of one of the record's stages (``bahen.audit.AUDIT_STAGES``): the artifacts it pinned
-    re-hashed and the commitments it made recomputed (``bahen.audit.recheck``); and for ``validate``, the
-    upload shown to be the one its client signed into the dataset manifest and the chain fixes
-    (``tasks.inputs.signed_inputs``); for ``verify``, the verification report shown to be signed by the task's
-    verifier and attested on chain for this order, task, challenge seed and committed root; for ``score``,
-    every performance report signed by its validator, attested on chain and of the proof's final model."""
+    re-hashed and the commitments it made recomputed (``bahen.audit.recheck``); and for ``validate``, every
+    part of the record shown to be of its order, and the upload the one its client signed into the dataset
+    manifest and the chain fixes (``tasks.inputs.signed_inputs``); for ``train``, the case shown to be the
+    task's own as Wasp checks it before it judges (``tasks.audit.check_case``: the worker the chain drew, its
+    signed and committed proof and challenge response, the validators in the chain's slot order, every
+    grant wrapped for this order to the party it is filed under); for ``verify``, the verification report
+    signed by the task's verifier and attested on chain for this order, task, challenge seed and committed
+    root, and the record's account of it the report's own; for ``score``, every performance report signed by
+    its validator, attested on chain and of the proof's final model. A record with a verdict must hold
+    every stage's result."""
     problems = recheck(record, net.store, net.market, (stage,))
+    task, oid = _task_of(record), bytes.fromhex(record.order_id[2:])
+    part = {"train": "training", "verify": "verification", "score": "scores"}.get(stage)
     judged = None not in (record.shard, record.training, record.verification, record.scores)
-    task = _task_of(record)
     try:
+        if task >= len(net.market.order(oid).tasks):
+            return [*problems, f"{stage}: the record is of task {task}, which order {record.order_id} does not have"]
+        if part and record.verdict is not None and None in (record.shard, getattr(record, part)):
+            return [*problems, f"{stage}: the record holds a verdict but no {part if record.shard else 'shard'}"]
         if stage == "validate" and record.upload is not None:
+            problems += [f"validate: the record's {name} is of order {other.order_id}"
+                         for name in ("upload", "shard", "training", "verification", "scores", "verdict", "delivery")
+                         if (other := getattr(record, name)) is not None and other.order_id.lower() != record.order_id.lower()]
             signed_inputs(record.upload, task, net)
-        elif stage == "verify" and judged:
-            if not _gathered(record, net).verification_attested:
-                verifier = verifier_of(net.market.order(bytes.fromhex(record.order_id[2:])), task)
-                problems.append(f"verify: the verification report is not one that task {task}'s verifier {verifier} "
-                                "signed and attested on chain for this order, task, challenge seed and committed root")
+        elif stage == "train" and record.training is not None and record.shard is not None:
+            check_case(record.upload, record.shard, assignment_of(record), record.training, net)
+        elif stage == "verify" and record.verification is not None:
+            problems += _verify_problems(record, net, task)
         elif stage == "score" and judged:
             if unattested := len(record.scores.reports) - _gathered(record, net).performance_attested:
                 problems.append(f"score: {unattested} of {len(record.scores.reports)} performance reports are not signed "
@@ -173,8 +185,28 @@ def stage_problems(record: Audited, stage: str, net: Network) -> list[str]:
     return problems
 
 
+def _verify_problems(record: Audited, net: Network, task: int) -> list[str]:
+    """The verify stage's: the report the record names attested by the task's verifier
+    (``tasks.audit.verification_attested``), and the record's account of it the report's own."""
+    order = net.market.order(bytes.fromhex(record.order_id[2:]))
+    verifier = verifier_of(order, task)
+    report, doc = get_signed(net.store, record.verification.report, VerificationReport)
+    if not verification_attested(net, report, doc, order, task):
+        return [f"verify: the verification report is not one that task {task}'s verifier {verifier} signed and "
+                "attested on chain for this order, task, challenge seed and committed root"]
+    told, signed = record.verification, verification_of(verifier, report, record.verification.report, doc)
+    fields = ("order_id", "task", "verifier", "digest", "passed")
+    if any(str(getattr(told, f)).lower() != str(getattr(signed, f)).lower() for f in fields):
+        return [f"verify: the record's account of the verification ({', '.join(f'{f} {getattr(told, f)}' for f in fields)}) "
+                "is not the signed report's"]
+    return []
+
+
 def _gathered(record: Audited, net: Network) -> Evidence:
     """Wasp's evidence of the record's task, gathered again from the store and the chain (``tasks.audit.gather``)."""
+    if _task_of(record) >= len(net.market.order(bytes.fromhex(record.order_id[2:])).tasks):
+        raise ReauditDisagreesError(f"the record of order {record.order_id} is of task {_task_of(record)}, which the "
+                                    "order does not have: nothing can be re-checked")
     return gather(record.upload, record.shard, assignment_of(record), record.training, record.verification,
                   record.scores, net)
 

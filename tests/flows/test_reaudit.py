@@ -137,6 +137,66 @@ def test_a_manifest_or_report_its_party_did_not_sign_and_attest_fails_its_stage_
     assert stage_problems(record, "verify", net) == []
 
 
+def _lie(settled, net, lie: str):
+    """``settled``'s record with one lie an auditor must not accept, told as a record could tell it."""
+    from bahen.records import Delivery
+    from privacy.stream import new_data_key
+    from proof.report import VerificationReport
+
+    if lie == "a verification the report does not say":
+        return settled.model_copy(update={"verification": settled.verification.model_copy(update={"passed": False})})
+    if lie == "a forged verification, the scores left out":
+        report, _ = get_signed(net.store, settled.verification.report, VerificationReport)
+        forged, _ = put_signed(net.store, net.party(CLIENT), report.model_copy(update={"passed": False}), name="forged")
+        return settled.model_copy(update={"scores": None, "verification": settled.verification.model_copy(
+            update={"report": forged})})
+    if lie == "the challenge response hidden":
+        return settled.model_copy(update={"training": settled.training.model_copy(update={"response": None})})
+    if lie == "another root":
+        return settled.model_copy(update={"training": settled.training.model_copy(update={"merkle_root": "ab" * 32})})
+    if lie == "the validators' grants swapped for the client's":
+        own = settled.upload.client_grants
+        return settled.model_copy(update={"shard": settled.shard.model_copy(update={"validators": [
+            v.model_copy(update={"grants": {r: own[r] for r in v.grants}}) for v in settled.shard.validators]})})
+    if lie == "the validators in another order":
+        return settled.model_copy(update={"shard": settled.shard.model_copy(
+            update={"validators": settled.shard.validators[::-1]})})
+    if lie == "a delivery by the client":
+        grant = put_grant(net.store, new_data_key(), net.party(CLIENT).public(), order_id=settled.order_id, role="model")
+        return settled.model_copy(update={"delivery": Delivery(order_id=settled.order_id, task=0,
+                                                               validator=net.party(CLIENT).address, grant=grant)})
+    if lie == "another verdict digest":
+        return settled.model_copy(update={"verdict": settled.verdict.model_copy(update={"digest": "0x" + "ab" * 32})})
+    if lie == "a task the order does not have":
+        shard = settled.shard.model_copy(update={"assignments": [
+            a.model_copy(update={"task": 5}) for a in settled.shard.assignments]})
+        return settled.model_copy(update={"shard": shard, "training": settled.training.model_copy(update={"task": 5}),
+                                          "verdict": settled.verdict.model_copy(update={"task": 5})})
+    assert lie == "another order's upload"
+    return settled.model_copy(update={"upload": settled.upload.model_copy(update={"order_id": "0x" + "77" * 32})})
+
+
+@pytest.mark.parametrize(("lie", "stage", "named"), [
+    ("a verification the report does not say", "verify", "the record's account of the verification"),
+    ("a forged verification, the scores left out", "verify", "is not one that task 0's verifier"),
+    ("a forged verification, the scores left out", "score", "the record holds a verdict but no scores"),
+    ("the challenge response hidden", "train", "challenge response handed over"),
+    ("another root", "train", "the order's record names the root abab"),
+    ("the validators' grants swapped for the client's", "train", "grant"),
+    ("the validators in another order", "train", "in its slot order"),
+    ("a delivery by the client", "audit", "not the validator that delivers the order's model key"),
+    ("another verdict digest", "audit", "the order's record names the digest 0xabab"),
+    ("a task the order does not have", "train", "the record is of task 5, which order"),
+    ("a task the order does not have", "audit", "task 5: the record's verdict is of a task"),
+    ("another order's upload", "validate", "the record's upload is of order 0x7777"),
+])
+def test_a_record_that_lies_is_named_by_the_stage_it_lies_about(settled, lie, stage, named):
+    net = connect(load_settings())
+    record = type(settled).model_validate_json(_lie(settled, net, lie).model_dump_json())  # as a record on disk
+    problems = {s: stage_problems(record, s, net) for s in AUDIT_STAGES}  # each a list, never a raise
+    assert any(named in p for p in problems[stage]), problems
+
+
 def test_a_verdict_not_signed_by_wasp_or_not_the_chains_is_named(settled):
     net = connect(load_settings())
     decision, _ = get_signed(net.store, settled.verdict.verdict, Decision)
