@@ -181,9 +181,9 @@ def audit_verify(
             console.print(f"  {'✓' if c.passed else '✗'} {c.name}: {c.observed:.4g} (validator: {c.recorded_observed:.4g})")
 
 
-def _audited(flow: Callable[..., list[T]], order_id: str, workspace: Path | None, metrics: str) -> list[T]:
-    """Run an audit ``flow`` on ``order_id`` as this host sees it, or on an exported workspace's pulled
-    artifacts, writing its ``metrics`` file (one entry per task) there."""
+def _audited(check: Callable[..., list[T]], order_id: str, workspace: Path | None, metrics: str) -> list[T]:
+    """Run an audit ``check`` (a flow, or one stage's check) on ``order_id`` as this host sees it, or on an
+    exported workspace's pulled artifacts, writing its ``metrics`` file (one entry per task) there."""
     import json
 
     from bahen.audit import workspace_store
@@ -191,10 +191,10 @@ def _audited(flow: Callable[..., list[T]], order_id: str, workspace: Path | None
 
     quiet_user_error_tracebacks()
     if workspace is None:
-        return flow(order_id)
+        return check(order_id)
     workspace = workspace.resolve()
-    workspace_store(workspace)  # no DVC cache: say so before a flow runs
-    checks = flow(order_id, workspace=str(workspace))
+    workspace_store(workspace)  # no DVC cache: say so before a check runs
+    checks = check(order_id, workspace=str(workspace))
     (workspace / metrics).parent.mkdir(exist_ok=True)
     (workspace / metrics).write_text(json.dumps(
         {"order_id": order_id, "tasks": [c.model_dump(mode="json") for c in checks]}, indent=2) + "\n")
