@@ -75,11 +75,26 @@ def reconstruct(order_id: str, store: ArtifactStore, market: Bahen) -> list[Audi
     view = _judged(order_id, market)
     cases = []
     for t in (t for t in view.tasks if t.verdict != "none"):
-        case = _case(store, store.get_pointer(_recorder(market, order_id, t.task),
-                                              case_pointer(order_id, t.task, t.reasons_digest)), view, t.task, market)
-        cases.append(_delivered(case, store, view, market, lambda deliverer, digest, task=t.task: store.get_pointer(
-            deliverer, delivery_pointer(order_id, task, digest))))
+        cases.append(_delivered(_signed_case(store, view, t.task, market), store, view, market,
+                                lambda deliverer, digest, task=t.task: store.get_pointer(
+                                    deliverer, delivery_pointer(order_id, task, digest))))
     return cases
+
+
+def judged_case(order_id: str, task: int, store: ArtifactStore, market: Bahen) -> AuditCase:
+    """The audit case Wasp signed with its verdict of ``order_id``'s task ``task``, found and checked as
+    :func:`reconstruct` finds and checks it (without the task's delivery): what Wasp judged, whatever
+    another party's record of the order holds."""
+    view = _judged(order_id, market)
+    if task >= len(view.tasks) or view.tasks[task].verdict == "none":
+        raise NoVerdictError(f"order {order_id} has no verdict of task {task} on chain")
+    return _signed_case(store, view, task, market)
+
+
+def _signed_case(store: ArtifactStore, view: OrderView, task: int, market: Bahen) -> AuditCase:
+    """The audit case named by the task's verdict digest on chain in its recorder's store folder (:func:`_case`)."""
+    pointer = case_pointer(view.order_id, task, view.tasks[task].reasons_digest)
+    return _case(store, store.get_pointer(_recorder(market, view.order_id, task), pointer), view, task, market)
 
 
 def workspace_cases(order_id: str, workspace: Path, store: ArtifactStore, market: Bahen) -> list[AuditCase]:
@@ -285,28 +300,27 @@ def recheck(record: Audited, store: ArtifactStore, market: Bahen, stages: tuple[
                 store.verify(ref)
             except user_errors() as exc:
                 problems.append(f"{path}: {exc}")
-    oid = bytes.fromhex(record.order_id[2:])
     try:
+        view = market.order(bytes.fromhex(record.order_id[2:]))
         if "train" in stages:
-            problems += _recheck_workers(record, market, oid)
+            problems += _recheck_workers(record, view)
             if record.training is not None:
-                problems += _recheck_proof(record, store, market, oid)
+                problems += _recheck_proof(record, store, market, view)
         if "score" in stages:
-            problems += _recheck_validators(record, market, oid)
+            problems += _recheck_validators(record, view)
         if "audit" in stages and record.verdict is not None:
-            problems += _recheck_verdict(record, store, market, oid)
+            problems += _recheck_verdict(record, store, market, view)
         if "audit" in stages and record.delivery is not None and record.shard is not None:
-            problems += _recheck_delivery(record, market, oid)
+            problems += _recheck_delivery(record, market, view)
     except user_errors() as exc:  # the chain does not know the order, or cannot be asked
         problems.append(f"chain: {exc}")
     return problems
 
 
-def _recheck_workers(record: Audited, market: Bahen, oid: bytes) -> list[str]:
+def _recheck_workers(record: Audited, view: OrderView) -> list[str]:
     """The workers the record names must be the ones the chain drew for the order's tasks."""
     if record.shard is None:
         return []
-    view = market.order(oid)
     problems = [f"task {a.task}: the record names worker {a.address} for a task the order does not have"
                 for a in record.shard.assignments if a.task >= len(view.tasks)]
     problems += [f"task {a.task}: the record names worker {a.address}, the chain drew {view.tasks[a.task].worker}"
@@ -322,19 +336,19 @@ def _recheck_workers(record: Audited, market: Bahen, oid: bytes) -> list[str]:
     return problems
 
 
-def _recheck_validators(record: Audited, market: Bahen, oid: bytes) -> list[str]:
+def _recheck_validators(record: Audited, view: OrderView) -> list[str]:
     """The validators the record names must be the ones the chain drew for the order."""
     if record.shard is None:
         return []
     named = sorted(v.address.lower() for v in record.shard.validators)
-    drawn = sorted(v.validator.lower() for v in market.order(oid).validators)
+    drawn = sorted(v.validator.lower() for v in view.validators)
     if named != drawn:
         return [f"the record names validators {', '.join(named)}; the chain drew {', '.join(drawn)}"]
     return []
 
 
-def _recheck_proof(record: Audited, store: ArtifactStore, market: Bahen, oid: bytes) -> list[str]:
-    training, view = record.training, market.order(oid)
+def _recheck_proof(record: Audited, store: ArtifactStore, market: Bahen, view: OrderView) -> list[str]:
+    training = record.training
     if training.task >= len(view.tasks):
         return [f"task {training.task}: the record's training is of a task order {record.order_id} does not have"]
     committed = view.tasks[training.task].root.removeprefix("0x")
@@ -353,7 +367,7 @@ def _recheck_proof(record: Audited, store: ArtifactStore, market: Bahen, oid: by
     if training.response is not None:
         try:
             response, _ = get_signed(store, training.response, Response, expected_signer=training.worker)
-            seed = market.challenge_seed(oid, training.task).hex()
+            seed = market.challenge_seed(bytes.fromhex(view.order_id[2:]), training.task).hex()
         except user_errors() as exc:
             return [*problems, f"challenge response: {exc}"]
         if (response.merkle_root, response.challenge_seed) != (committed, seed):
@@ -361,8 +375,7 @@ def _recheck_proof(record: Audited, store: ArtifactStore, market: Bahen, oid: by
     return problems
 
 
-def _recheck_verdict(record: Audited, store: ArtifactStore, market: Bahen, oid: bytes) -> list[str]:
-    order = market.order(oid)
+def _recheck_verdict(record: Audited, store: ArtifactStore, market: Bahen, order: OrderView) -> list[str]:
     if record.verdict.task >= len(order.tasks):
         return [f"task {record.verdict.task}: the record's verdict is of a task order {record.order_id} does not have"]
     view = order.tasks[record.verdict.task]
@@ -387,14 +400,14 @@ def _recheck_verdict(record: Audited, store: ArtifactStore, market: Bahen, oid: 
     return problems
 
 
-def _recheck_delivery(record: Audited, market: Bahen, oid: bytes) -> list[str]:
+def _recheck_delivery(record: Audited, market: Bahen, view: OrderView) -> list[str]:
     """The delivery the record holds must be the one the order's delivering validator recorded on chain."""
     delivery = record.delivery
-    deliverer = delivering_validator(record.shard, market.order(oid))
+    deliverer = delivering_validator(record.shard, view)
     if deliverer is None or delivery.validator.lower() != deliverer.address.lower():
         return [f"delivery: by {delivery.validator}, not the validator that delivers the order's model key "
                 f"({deliverer.address if deliverer else 'none: every verification was overturned'})"]
-    recorded = market.delivery_of(oid, delivery.task, deliverer.address)
+    recorded = market.delivery_of(bytes.fromhex(view.order_id[2:]), delivery.task, deliverer.address)
     if digest(delivery) != recorded:
         return [f"delivery: its digest is not the 0x{recorded.hex()} {deliverer.address} recorded on chain"]
     return []

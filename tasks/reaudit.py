@@ -18,30 +18,36 @@ rules decide on its own report in place of the validator's.
 """
 
 import dataclasses
+import itertools
+import json
 import math
 from pathlib import Path
 
+from contracts.models import OrderView
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from privacy.header import key_id, read_header
 from privacy.identity import Identity
+from privacy.signing import digest
 from proof.bundle import ProofBundle
 from proof.report import MEASURED, VerificationReport
-from proof.wasp import Evidence, decide
+from proof.scoring import PerformanceReport
+from proof.wasp import Decision, Evidence, decide
 from pydantic import BaseModel, Field
 from storage.refs import ArtifactRef
 from training.tolerance import replay_tolerance
 
 from bahen.artifacts import get_signed, open_stored_grant
-from bahen.audit import AUDIT_STAGES, Audited, audited, recheck, stage_artifacts, workspace_store
+from bahen.audit import AUDIT_STAGES, Audited, audited, judged_case, recheck, stage_artifacts, workspace_store
 from bahen.errors import BahenError, user_errors
 from bahen.network import Network
-from bahen.records import Assignment, Upload
+from bahen.records import Assignment, AuditCase, Upload
 from bahen.settings import load_settings
 from tasks.audit import check_case, explain, gather, verification_attested
 from tasks.inputs import signed_inputs
 from tasks.runtime import network
+from tasks.score import SignedScore, gathered
 from tasks.verify import reexecute, verification_of, verifier_of
 
 
@@ -156,14 +162,17 @@ def stage_problems(record: Audited, stage: str, net: Network) -> list[str]:
     grant wrapped for this order to the party it is filed under); for ``verify``, the verification report
     signed by the task's verifier and attested on chain for this order, task, challenge seed and committed
     root, and the record's account of it the report's own; for ``score``, every performance report signed by
-    its validator, attested on chain and of the proof's final model. A record with a verdict must hold
+    its validator, attested on chain and of the proof's final model, and the record's figures the ones those
+    reports give; for ``audit``, Wasp's rules re-run on the case Wasp signed reaching the very decision it
+    signed, and the record's account of the verdict that decision's. A record with a verdict must hold
     every stage's result."""
     problems = recheck(record, net.store, net.market, (stage,))
-    task, oid = _task_of(record), bytes.fromhex(record.order_id[2:])
+    task = _task_of(record)
     part = {"train": "training", "verify": "verification", "score": "scores"}.get(stage)
     judged = None not in (record.shard, record.training, record.verification, record.scores)
     try:
-        if task >= len(net.market.order(oid).tasks):
+        order = net.market.order(bytes.fromhex(record.order_id[2:]))
+        if task >= len(order.tasks):
             return [*problems, f"{stage}: the record is of task {task}, which order {record.order_id} does not have"]
         if part and record.verdict is not None and None in (record.shard, getattr(record, part)):
             return [*problems, f"{stage}: the record holds a verdict but no {part if record.shard else 'shard'}"]
@@ -175,20 +184,81 @@ def stage_problems(record: Audited, stage: str, net: Network) -> list[str]:
         elif stage == "train" and record.training is not None and record.shard is not None:
             check_case(record.upload, record.shard, assignment_of(record), record.training, net)
         elif stage == "verify" and record.verification is not None:
-            problems += _verify_problems(record, net, task)
+            problems += _verify_problems(record, net, order, task)
         elif stage == "score" and judged:
-            if unattested := len(record.scores.reports) - _gathered(record, net).performance_attested:
-                problems.append(f"score: {unattested} of {len(record.scores.reports)} performance reports are not signed "
-                                "by their validator, attested on chain for this task and of the proof's final model")
+            problems += _score_problems(record, net)
+        elif stage == "audit" and judged and record.verdict is not None:
+            problems += _audit_problems(record, net)
     except user_errors() as exc:
         problems.append(f"{stage}: {exc}")
     return problems
 
 
-def _verify_problems(record: Audited, net: Network, task: int) -> list[str]:
+def _score_problems(record: Audited, net: Network) -> list[str]:
+    """The score stage's: every performance report the record names signed by its validator, attested on chain
+    for this task and of the proof's final model (``tasks.audit.gather``), and the record's figures (each
+    validator's accuracy and loss, their median, the outliers) the ones those reports give
+    (``tasks.score.gathered``, which made them)."""
+    reports = record.scores.reports
+    if unattested := len(reports) - _gathered(record, net).performance_attested:
+        return [f"score: {unattested} of {len(reports)} performance reports are not signed by their validator, attested "
+                "on chain for this task and of the proof's final model"]
+    scored = [SignedScore(validator=name, report=get_signed(net.store, ref, PerformanceReport)[0], ref=ref)
+              for name, ref in reports.items()]
+    told, signed = _plain(record.scores), _plain(gathered(record.order_id, scored))
+    return [f"score: the record's {field} {told[field]} is not the {signed[field]} its signed performance reports give"
+            for field in told if told[field] != signed[field]]
+
+
+def _audit_problems(record: Audited, net: Network) -> list[str]:
+    """The audit stage's: Wasp's rules, re-run on the case Wasp signed (the record when it is that case, else the
+    one found by the verdict on chain: ``bahen.audit.judged_case``), reach the very decision Wasp signed, its
+    reasons and model report included, and the record's account of the verdict is that decision's.
+
+    Exact: the rules are a function of the case's evidence, which the chain and the store hold as Wasp read it
+    (a report is attested once, a verification only before the verdict), so an honest Wasp's decision is
+    reached again bit for bit, while one that signed reasons or figures its evidence does not give, or a case
+    that holds other evidence than Wasp judged (a score left out), is named."""
+    case = record if isinstance(record, AuditCase) else judged_case(record.order_id, _task_of(record), net.store,
+                                                                    net.market)
+    signed, _ = get_signed(net.store, case.verdict.verdict, Decision)
+    again = decide(_gathered(case, net)).model_copy(update={"nonce": signed.nonce})
+    problems = [f"audit: Wasp's rules, re-run on the case Wasp signed, {found}" for found in _differences(again, signed)]
+    told = record.verdict
+    if (told.accepted, told.reasons, _plain(told.model_report)) != \
+            (signed.accepted, explain(signed.reasons), _plain(signed.model_report)):
+        problems.append("audit: the record's account of the verdict (its decision, reasons or model report) is not the "
+                        "decision Wasp signed")
+    return problems
+
+
+def _differences(again: Decision, signed: Decision) -> list[str]:
+    """How the decision the rules reach again differs from the one Wasp signed, in words; empty when they are the same."""
+    if digest(again) == digest(signed):
+        return []
+    found = []
+    if again.accepted != signed.accepted:
+        found.append(f"decide {'accepted' if again.accepted else 'rejected'} where Wasp signed "
+                     f"{'accepted' if signed.accepted else 'rejected'}")
+    for ours, theirs in itertools.zip_longest([*again.reasons, *again.model_report.findings],
+                                              [*signed.reasons, *signed.model_report.findings]):
+        if ours != theirs:
+            found.append(f"find {ours.rule + ': ' + ours.detail if ours else 'nothing'} where Wasp signed "
+                         f"{theirs.rule + ': ' + theirs.detail if theirs else 'nothing'}")
+    ours, theirs = _plain(again.model_report), _plain(signed.model_report)
+    found += [f"measure {field} {ours[field]} where Wasp signed {theirs[field]}" for field in ours
+              if field != "findings" and ours[field] != theirs[field]]
+    return found or ["do not reach the decision Wasp signed"]
+
+
+def _plain(model: BaseModel) -> dict:
+    """``model`` as the JSON it is signed and stored as, where a NaN (a figure nobody could measure) equals itself."""
+    return json.loads(model.model_dump_json())
+
+
+def _verify_problems(record: Audited, net: Network, order: OrderView, task: int) -> list[str]:
     """The verify stage's: the report the record names attested by the task's verifier
     (``tasks.audit.verification_attested``), and the record's account of it the report's own."""
-    order = net.market.order(bytes.fromhex(record.order_id[2:]))
     verifier = verifier_of(order, task)
     report, doc = get_signed(net.store, record.verification.report, VerificationReport)
     if not verification_attested(net, report, doc, order, task):

@@ -165,6 +165,18 @@ def _lie(settled, net, lie: str):
         grant = put_grant(net.store, new_data_key(), net.party(CLIENT).public(), order_id=settled.order_id, role="model")
         return settled.model_copy(update={"delivery": Delivery(order_id=settled.order_id, task=0,
                                                                validator=net.party(CLIENT).address, grant=grant)})
+    if lie == "a median accuracy the reports do not give":
+        return settled.model_copy(update={"scores": settled.scores.model_copy(update={"median_accuracy": 0.999})})
+    if lie == "a validator's loss lowered":
+        name = next(iter(settled.scores.loss))
+        return settled.model_copy(update={"scores": settled.scores.model_copy(
+            update={"loss": {**settled.scores.loss, name: 0.0}})})
+    if lie == "the verdict's reasons reworded":
+        return settled.model_copy(update={"verdict": settled.verdict.model_copy(
+            update={"reasons": [r.replace("✗", "✓") for r in settled.verdict.reasons] + ["✓ above-chance: 0.99"]})})
+    if lie == "a model report the validators did not measure":
+        report = settled.verdict.model_report.model_copy(update={"median_accuracy": 0.999})
+        return settled.model_copy(update={"verdict": settled.verdict.model_copy(update={"model_report": report})})
     if lie == "another verdict digest":
         return settled.model_copy(update={"verdict": settled.verdict.model_copy(update={"digest": "0x" + "ab" * 32})})
     if lie == "a task the order does not have":
@@ -186,6 +198,10 @@ def _lie(settled, net, lie: str):
     ("the validators in another order", "train", "in its slot order"),
     ("a delivery by the client", "audit", "not the validator that delivers the order's model key"),
     ("another verdict digest", "audit", "the order's record names the digest 0xabab"),
+    ("a median accuracy the reports do not give", "score", "the record's median_accuracy 0.999 is not the"),
+    ("a validator's loss lowered", "score", "the record's loss {"),
+    ("the verdict's reasons reworded", "audit", "the record's account of the verdict"),
+    ("a model report the validators did not measure", "audit", "the record's account of the verdict"),
     ("a task the order does not have", "train", "the record is of task 5, which order"),
     ("a task the order does not have", "audit", "task 5: the record's verdict is of a task"),
     ("another order's upload", "validate", "the record's upload is of order 0x7777"),
@@ -211,6 +227,46 @@ def test_a_verdict_not_signed_by_wasp_or_not_the_chains_is_named(settled):
     assert any("its digest is not the" in p for p in problems)
     assert "verdict: it says rejected, Wasp's on chain accepted" in problems
     assert "verdict: it says rejected, the order's record accepted" in problems
+
+
+def test_a_case_holding_other_evidence_than_wasp_judged_or_a_decision_its_rules_do_not_reach_is_named(settled):
+    net = connect(load_settings())
+    [case] = reconstruct(settled.order_id, net.store, net.market)
+    assert stage_problems(case, "audit", net) == []  # an honest Wasp's decision, reached again bit for bit
+    # a score left out of the case, its figures made up again from the rest: only what Wasp decided tells
+    kept = dict(list(case.scores.reports.items())[1:])
+    from proof.scoring import PerformanceReport
+    from tasks.score import SignedScore, gathered
+
+    fewer = gathered(case.order_id, [SignedScore(validator=n, report=get_signed(net.store, r, PerformanceReport)[0], ref=r)
+                                     for n, r in kept.items()])
+    left_out = case.model_copy(update={"scores": fewer})
+    assert stage_problems(left_out, "score", net) == []
+    [quorum] = [p for p in stage_problems(left_out, "audit", net) if "score-quorum" in p]
+    assert quorum.startswith("audit: Wasp's rules, re-run on the case Wasp signed, find score-quorum: 1 attested scores")
+    assert "where Wasp signed score-quorum: 2 attested scores, quorum 2 of 2" in quorum
+    # the client's record may hold fewer scores than Wasp judged (a validator's run that never came back):
+    # Wasp is judged on its own case, so that blames nobody
+    assert {s: stage_problems(settled.model_copy(update={"scores": fewer}), s, net) for s in ("score", "audit")} == \
+        {"score": [], "audit": []}
+    # a decision Wasp signed whose figures, or whose outcome, its evidence does not give
+    decision, _ = get_signed(net.store, case.verdict.verdict, Decision)
+    for update, named in (({"model_report": decision.model_report.model_copy(update={"median_accuracy": 0.25})},
+                           f"measure median_accuracy {decision.model_report.median_accuracy} where Wasp signed 0.25"),
+                          ({"accepted": False}, "decide accepted where Wasp signed rejected")):
+        forged, _ = put_signed(net.store, net.party(WASP), decision.model_copy(update=update), name="a verdict")
+        signed = case.model_copy(update={"verdict": case.verdict.model_copy(update={"verdict": forged})})
+        problems = stage_problems(signed, "audit", net)
+        assert f"audit: Wasp's rules, re-run on the case Wasp signed, {named}" in problems, problems
+        assert "audit: the record's account of the verdict (its decision, reasons or model report) is not the decision " \
+               "Wasp signed" in problems
+    # figures nobody could measure (NaN) are the same figures on both sides: only the one that differs is named
+    unmeasured = decision.model_report.model_copy(update={"median_loss": float("nan"), "perplexity": float("nan")})
+    forged, _ = put_signed(net.store, net.party(WASP), decision.model_copy(update={"model_report": unmeasured}), name="v")
+    signed = case.model_copy(update={"verdict": case.verdict.model_copy(update={"verdict": forged, "model_report": unmeasured})})
+    assert [p for p in stage_problems(signed, "audit", net) if p.startswith("audit: ")] == [
+        f"audit: Wasp's rules, re-run on the case Wasp signed, measure {field} {getattr(decision.model_report, field)} "
+        "where Wasp signed NaN" for field in ("median_loss", "perplexity")]
 
 
 def test_a_record_pointing_at_another_final_model_is_named(settled):
