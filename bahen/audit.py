@@ -85,16 +85,15 @@ def judged_case(order_id: str, task: int, store: ArtifactStore, market: Bahen) -
     """The audit case Wasp signed with its verdict of ``order_id``'s task ``task``, found and checked as
     :func:`reconstruct` finds and checks it (without the task's delivery): what Wasp judged, whatever
     another party's record of the order holds."""
-    view = _judged(order_id, market)
-    if task >= len(view.tasks) or view.tasks[task].verdict == "none":
-        raise NoVerdictError(f"order {order_id} has no verdict of task {task} on chain")
-    return _signed_case(store, view, task, market)
+    return _signed_case(store, _judged(order_id, market), task, market)
 
 
 def _signed_case(store: ArtifactStore, view: OrderView, task: int, market: Bahen) -> AuditCase:
-    """The audit case named by the task's verdict digest on chain in its recorder's store folder (:func:`_case`)."""
+    """The audit case named by the task's verdict digest on chain in its recorder's store folder (:func:`_case`);
+    :class:`NoVerdictError` when the task has no verdict, or the order no such task."""
+    recorder = _recorder(market, view.order_id, task)
     pointer = case_pointer(view.order_id, task, view.tasks[task].reasons_digest)
-    return _case(store, store.get_pointer(_recorder(market, view.order_id, task), pointer), view, task, market)
+    return _case(store, store.get_pointer(recorder, pointer), view, task, market)
 
 
 def workspace_cases(order_id: str, workspace: Path, store: ArtifactStore, market: Bahen) -> list[AuditCase]:

@@ -8,6 +8,7 @@ from bahen.artifacts import PROOF_ROLE, get_decrypted, get_signed, open_stored_g
 from bahen.audit import (
     AUDIT_STAGES,
     NoVerdictError,
+    judged_case,
     pinned_artifacts,
     recheck,
     reconstruct,
@@ -232,6 +233,9 @@ def test_a_verdict_not_signed_by_wasp_or_not_the_chains_is_named(settled):
 def test_a_case_holding_other_evidence_than_wasp_judged_or_a_decision_its_rules_do_not_reach_is_named(settled):
     net = connect(load_settings())
     [case] = reconstruct(settled.order_id, net.store, net.market)
+    assert judged_case(settled.order_id, 0, net.store, net.market) == case.model_copy(update={"delivery": None})
+    with pytest.raises(NoVerdictError, match=f"order {settled.order_id} task 5 has no verdict on chain"):
+        judged_case(settled.order_id, 5, net.store, net.market)
     assert stage_problems(case, "audit", net) == []  # an honest Wasp's decision, reached again bit for bit
     # a score left out of the case, its figures made up again from the rest: only what Wasp decided tells
     kept = dict(list(case.scores.reports.items())[1:])
