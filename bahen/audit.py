@@ -228,7 +228,7 @@ def stage_artifacts(record: Audited, store: ArtifactStore, stage: str) -> dict[s
     key's delivery. Only ``train`` reads a document (the proof manifest and response name the rest)."""
     if record.upload is None:
         raise BahenError(f"order {record.order_id} stored nothing yet (status: {record.status})")
-    upload, pins = record.upload, {}
+    upload, pins = record.upload, _Pins()
     if stage == "validate":
         pins["data/manifest.json"] = upload.manifest
     elif stage == "encrypt":
@@ -266,12 +266,35 @@ def stage_artifacts(record: Audited, store: ArtifactStore, stage: str) -> dict[s
             pins[f"grants/task{task}-model-client.json"] = record.delivery.grant
             pins.update({f"grants/task{task}-model-auditor-{address}.json": ref
                          for address, ref in record.delivery.auditor_grants.items()})
-    return pins
+    return dict(pins)
+
+
+def _union(staged: dict[str, dict[str, ArtifactRef]]) -> dict[str, ArtifactRef]:
+    """Every stage's artifacts under their workspace paths, where a path still names one artifact only."""
+    pins = _Pins()
+    for paths in staged.values():
+        pins.update(paths)
+    return dict(pins)
+
+
+class _Pins(dict):
+    """Workspace path -> artifact, where a path names one artifact only: the record's labels (a worker's,
+    a validator's) are part of the paths, and a label chosen to make two paths one would hide an artifact."""
+
+    def __setitem__(self, path: str, ref: ArtifactRef) -> None:
+        if path in self and self[path] != ref:
+            raise BahenError(f"the record names two artifacts at {path} ({self[path].name} and {ref.name}): a label "
+                             "it gives a member makes one party's file name another's")
+        super().__setitem__(path, ref)
+
+    def update(self, pins: dict[str, ArtifactRef]) -> None:
+        for path, ref in pins.items():
+            self[path] = ref
 
 
 def pinned_artifacts(record: Audited, store: ArtifactStore) -> dict[str, ArtifactRef]:
     """Workspace path -> artifact, for everything the order's records and proof pin (every stage's: :func:`staged_artifacts`)."""
-    return {path: ref for staged in staged_artifacts(record, store).values() for path, ref in staged.items()}
+    return _union(staged_artifacts(record, store))
 
 
 def recheck(record: Audited, store: ArtifactStore, market: Bahen, stages: tuple[str, ...] = AUDIT_STAGES) -> list[str]:
@@ -292,7 +315,7 @@ def recheck(record: Audited, store: ArtifactStore, market: Bahen, stages: tuple[
         try:
             pins = stage_artifacts(record, store, stage)
         except user_errors() as exc:
-            problems.append(f"the order's documents cannot be read: {exc}")
+            problems.append(f"{stage}: {exc}")
             continue
         for path, ref in pins.items():
             try:
@@ -430,7 +453,7 @@ def export_order(order_id: str, directory: Path) -> tuple[Path, int]:
     record = audited(order_id, settings)[0]
     store = store_of(settings)
     staged = staged_artifacts(record, store)
-    pins = {path: ref for paths in staged.values() for path, ref in paths.items()}
+    pins = _union(staged)
     params = {"order_id": order_id, "status": record.status}
     if isinstance(record, OrderRecord):
         params["spec"] = record.spec.model_dump(mode="json")

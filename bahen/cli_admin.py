@@ -132,8 +132,9 @@ def audit_check(
         help="An exported workspace (`bahen audit export`, then `dvc pull`): re-audit its pulled artifacts, "
         "read from its DVC cache, and write its audit.json (checks/STAGE.json with --stage)")] = None,
     stage: Annotated[str | None, typer.Option(
-        help="Re-check one stage only, its artifacts and commitments, with no Wasp rules: validate, encrypt, "
-        "train, verify, score or audit (a workspace's `dvc repro` runs each in turn)")] = None,
+        help="Re-check one stage only, the artifacts it pinned and the commitments it made: validate, encrypt, "
+        "train, verify, score (the record's figures made again from the signed reports) or audit (Wasp's signed "
+        "decision reached again by its rules); a workspace's `dvc repro` runs each in turn")] = None,
 ) -> None:
     """Re-hash every artifact the order pins, recompute every commitment against the chain, re-run Wasp's rules.
 

@@ -39,7 +39,8 @@ class Upload(BaseModel):
     train_rows: int
     holdout_rows: int
     input_shape: list[int]
-    num_classes: int
+    num_classes: int = Field(ge=1, description="Classes of the label (a language model's vocabulary): at least one, "
+                             "so every party's figures against chance are defined")
     expectations: int = Field(description="Expectations evaluated (all passed)")
     train: ArtifactRef
     holdout: ArtifactRef

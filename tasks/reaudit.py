@@ -47,7 +47,7 @@ from bahen.settings import load_settings
 from tasks.audit import check_case, explain, gather, verification_attested
 from tasks.inputs import signed_inputs
 from tasks.runtime import network
-from tasks.score import SignedScore, gathered
+from tasks.score import REPORT_PERFORMANCE, SignedScore, gathered
 from tasks.verify import reexecute, verification_of, verifier_of
 
 
@@ -162,10 +162,10 @@ def stage_problems(record: Audited, stage: str, net: Network) -> list[str]:
     grant wrapped for this order to the party it is filed under); for ``verify``, the verification report
     signed by the task's verifier and attested on chain for this order, task, challenge seed and committed
     root, and the record's account of it the report's own; for ``score``, every performance report signed by
-    its validator, attested on chain and of the proof's final model, and the record's figures the ones those
-    reports give; for ``audit``, Wasp's rules re-run on the case Wasp signed reaching the very decision it
-    signed, and the record's account of the verdict that decision's. A record with a verdict must hold
-    every stage's result."""
+    the validator of its slot and attested on chain for this task, and the record's figures the ones those
+    reports give; for ``audit``, a verdict the chain records held by the record, Wasp's rules re-run on the
+    case Wasp signed reaching the very decision it signed, and the record's account of the verdict that
+    decision's. A record with a verdict must hold every stage's result."""
     problems = recheck(record, net.store, net.market, (stage,))
     task = _task_of(record)
     part = {"train": "training", "verify": "verification", "score": "scores"}.get(stage)
@@ -185,8 +185,12 @@ def stage_problems(record: Audited, stage: str, net: Network) -> list[str]:
             check_case(record.upload, record.shard, assignment_of(record), record.training, net)
         elif stage == "verify" and record.verification is not None:
             problems += _verify_problems(record, net, order, task)
-        elif stage == "score" and judged:
-            problems += _score_problems(record, net)
+        elif stage == "score" and record.scores is not None and record.shard is not None:
+            problems += _score_problems(record, net, task)
+        elif stage == "audit" and record.verdict is None and order.tasks[task].verdict != "none":
+            problems.append(f"audit: Wasp recorded a verdict of task {task} on chain ({order.tasks[task].wasp_verdict}), "
+                            "the record holds none: one written before it (`bahen order show` brings it up to date) "
+                            "or one that leaves it out")
         elif stage == "audit" and judged and record.verdict is not None:
             problems += _audit_problems(record, net)
     except user_errors() as exc:
@@ -194,17 +198,29 @@ def stage_problems(record: Audited, stage: str, net: Network) -> list[str]:
     return problems
 
 
-def _score_problems(record: Audited, net: Network) -> list[str]:
-    """The score stage's: every performance report the record names signed by its validator, attested on chain
-    for this task and of the proof's final model (``tasks.audit.gather``), and the record's figures (each
-    validator's accuracy and loss, their median, the outliers) the ones those reports give
-    (``tasks.score.gathered``, which made them)."""
-    reports = record.scores.reports
-    if unattested := len(reports) - _gathered(record, net).performance_attested:
-        return [f"score: {unattested} of {len(reports)} performance reports are not signed by their validator, attested "
-                "on chain for this task and of the proof's final model"]
-    scored = [SignedScore(validator=name, report=get_signed(net.store, ref, PerformanceReport)[0], ref=ref)
-              for name, ref in reports.items()]
+def _score_problems(record: Audited, net: Network, task: int) -> list[str]:
+    """The score stage's: every performance report the record names signed by the validator of the slot it is
+    named under and attested on chain for this task, and the record's figures (each validator's accuracy and
+    loss, their median, the outliers) the ones those reports give (``tasks.score.gathered``, which made them).
+
+    A report of another model than the proof's final one is its validator's doing, not the record's: the
+    record carries what was attested, and Wasp's evidence leaves it out (``tasks.audit.gather``)."""
+    slots, oid, reports = {s.name: s for s in record.shard.validators}, bytes.fromhex(record.order_id[2:]), record.scores.reports
+    scored, unattested = [], []
+    for name, ref in reports.items():
+        try:
+            report, doc = get_signed(net.store, ref, PerformanceReport, expected_signer=slots[name].address)
+            attested = net.market.report_of(oid, task, REPORT_PERFORMANCE, slots[name].address) == \
+                bytes.fromhex(doc.digest[2:])
+        except (KeyError, *user_errors()):
+            attested = False
+        if attested:
+            scored.append(SignedScore(validator=name, report=report, ref=ref))
+        else:
+            unattested.append(name)
+    if unattested:
+        return [f"score: {len(unattested)} of {len(reports)} performance reports ({', '.join(unattested)}) are not signed "
+                "by the validator of the slot they are named under and attested on chain for this task"]
     told, signed = _plain(record.scores), _plain(gathered(record.order_id, scored))
     return [f"score: the record's {field} {told[field]} is not the {signed[field]} its signed performance reports give"
             for field in told if told[field] != signed[field]]

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from bahen import cli_dispute
 from bahen.artifacts import get_signed, open_stored_grant, put_grant, put_signed
-from bahen.audit import recheck, reconstruct
+from bahen.audit import reconstruct
 from bahen.cli import app
 from bahen.devnet import PARAMS
 from bahen.devnet_up import schedule_resolver
@@ -33,6 +33,7 @@ from tasks.dispatch import send_resolvers
 from tasks.dispute import (CaseNotHanded, DisputeCase, DisputeError, EvidenceGap, cast_vote, checked_keys, disputer_keys,
                            hand_over, handed_case, handed_pointer, open_dispute, resolve)
 from tasks.encrypt_upload import encrypt_upload
+from tasks.reaudit import rechecked
 from tasks.report import summary_markdown
 from tasks.score import score
 from tasks.settle import settle
@@ -361,7 +362,7 @@ def test_the_dispute_commands_carry_a_false_rejection_from_the_worker_to_a_vote_
     assert net.market.dispute(oid, 0).status == "upheld"
     assert net.market.order(oid).tasks[0].verdict == "accepted"
     [case] = reconstruct(order_id, net.store, net.market)  # an auditor's view: Wasp's case, the verdict overturned
-    assert not case.verdict.accepted and recheck(case, net.store, net.market) == []
+    assert not case.verdict.accepted and rechecked(case, net) == []  # every stage, Wasp's decision reached again
     final = _cli("dispute", "open", order_id, "--no-send", "--as", worker.name)
     assert isinstance(final.exception, DisputeError) and "has already overturned the verdict" in str(final.exception)
     for late in set(dispute.resolvers) - set(net.market.dispute_votes(oid, 0)):

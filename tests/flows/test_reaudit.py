@@ -133,8 +133,8 @@ def test_a_manifest_or_report_its_party_did_not_sign_and_attest_fails_its_stage_
     record = settled.model_copy(update={"scores": settled.scores.model_copy(
         update={"reports": {**settled.scores.reports, name: unattested}})})
     assert stage_problems(record, "score", net) == [
-        f"score: 1 of {len(settled.scores.reports)} performance reports are not signed by their validator, attested "
-        "on chain for this task and of the proof's final model"]
+        f"score: 1 of {len(settled.scores.reports)} performance reports ({name}) are not signed by the validator of "
+        "the slot they are named under and attested on chain for this task"]
     assert stage_problems(record, "verify", net) == []
 
 
@@ -178,6 +178,14 @@ def _lie(settled, net, lie: str):
     if lie == "a model report the validators did not measure":
         report = settled.verdict.model_report.model_copy(update={"median_accuracy": 0.999})
         return settled.model_copy(update={"verdict": settled.verdict.model_copy(update={"model_report": report})})
+    if lie == "the verdict left out":
+        return settled.model_copy(update={"verdict": None})
+    if lie == "scores made up, the verdict and the training left out":
+        return settled.model_copy(update={"verdict": None, "training": None, "scores": settled.scores.model_copy(
+            update={"median_accuracy": 0.999})})
+    if lie == "a validator labelled as the client's grants":
+        return settled.model_copy(update={"shard": settled.shard.model_copy(update={"validators": [
+            settled.shard.validators[0].model_copy(update={"name": "client"}), *settled.shard.validators[1:]]})})
     if lie == "another verdict digest":
         return settled.model_copy(update={"verdict": settled.verdict.model_copy(update={"digest": "0x" + "ab" * 32})})
     if lie == "a task the order does not have":
@@ -200,6 +208,10 @@ def _lie(settled, net, lie: str):
     ("a delivery by the client", "audit", "not the validator that delivers the order's model key"),
     ("another verdict digest", "audit", "the order's record names the digest 0xabab"),
     ("a median accuracy the reports do not give", "score", "the record's median_accuracy 0.999 is not the"),
+    ("the verdict left out", "audit", "Wasp recorded a verdict of task 0 on chain (accepted), the record holds none"),
+    ("scores made up, the verdict and the training left out", "score", "the record's median_accuracy 0.999 is not"),
+    ("a validator labelled as the client's grants", "encrypt", "encrypt: the record names two artifacts at "
+     "grants/client-train.json"),
     ("a validator's loss lowered", "score", "the record's loss {"),
     ("the verdict's reasons reworded", "audit", "the record's account of the verdict"),
     ("a model report the validators did not measure", "audit", "the record's account of the verdict"),
@@ -271,6 +283,50 @@ def test_a_case_holding_other_evidence_than_wasp_judged_or_a_decision_its_rules_
     assert [p for p in stage_problems(signed, "audit", net) if p.startswith("audit: ")] == [
         f"audit: Wasp's rules, re-run on the case Wasp signed, measure {field} {getattr(decision.model_report, field)} "
         "where Wasp signed NaN" for field in ("median_loss", "perplexity")]
+
+
+def test_a_validator_that_attests_a_score_of_another_model_costs_no_re_audit_its_agreement(prefect):
+    """The record and Wasp's case carry what the validator attested; Wasp's evidence leaves it out. Neither is
+    to blame, so the re-audit of either agrees, every stage with it."""
+    from proof.scoring import PerformanceReport
+    from tasks.audit import audit as judge
+    from tasks.encrypt_upload import encrypt_upload
+    from tasks.reaudit import rechecked
+    from tasks.score import REPORT_PERFORMANCE, gathered, score_as, score_one
+    from tasks.shard import shard
+    from tasks.train import train
+    from tasks.verify import publish, verify
+
+    net = connect(load_settings())
+    upload = encrypt_upload(SMALL, net, salt="0x" + "e3" * 32)
+    plan = shard(SMALL, upload, net)
+    [assignment] = plan.assignments
+    training = train(SMALL, upload, assignment, net)
+    verify(SMALL, upload, plan, assignment, training, net)
+    honest, other = plan.validators
+    elsewhere = score_one(SMALL, upload, training, other, net).model_copy(update={"model_sha256": "00" * 32})
+    publish(net, net.party_at(other.address, role="validator"), elsewhere, kind=REPORT_PERFORMANCE, name="elsewhere")
+    scored = [score_as(SMALL, upload, training, slot, net) for slot in (honest, other)]
+    assert scored[1].report.model_sha256 == "00" * 32  # the score it attested
+    verdict = judge(upload, plan, assignment, training, net)
+    assert verdict.accepted and "1 attested scores, quorum 2 of 2" in verdict.model_report.findings[0].detail
+    [case] = reconstruct(upload.order_id, net.store, net.market)
+    assert set(case.scores.reports) == {honest.name, other.name}
+    assert rechecked(case, net) == []
+    record = case.model_copy(update={"scores": gathered(upload.order_id, scored)})  # the client's, as it gathered them
+    assert get_signed(net.store, record.scores.reports[other.name], PerformanceReport)[0].model_sha256 == "00" * 32
+    assert rechecked(record, net) == []
+
+
+def test_an_upload_of_no_classes_is_no_record(settled):
+    """Every party's figures against chance divide by the classes: a record of none does not load."""
+    from pydantic import ValidationError
+
+    from bahen.records import Upload
+
+    assert Upload.model_validate({**settled.upload.model_dump(), "num_classes": 1}).num_classes == 1
+    with pytest.raises(ValidationError, match="num_classes"):
+        Upload.model_validate({**settled.upload.model_dump(), "num_classes": 0})
 
 
 def test_a_record_pointing_at_another_final_model_is_named(settled):
