@@ -42,7 +42,7 @@ from bahen.artifacts import get_signed, open_stored_grant
 from bahen.audit import AUDIT_STAGES, Audited, audited, judged_case, recheck, stage_artifacts, workspace_store
 from bahen.errors import BahenError, user_errors
 from bahen.network import Network
-from bahen.records import Assignment, AuditCase, Upload
+from bahen.records import Assignment, AuditCase, OrderRecord, Settled, Upload
 from bahen.settings import load_settings
 from tasks.audit import check_case, explain, gather, verification_attested
 from tasks.inputs import signed_inputs
@@ -164,8 +164,8 @@ def stage_problems(record: Audited, stage: str, net: Network) -> list[str]:
     root, and the record's account of it the report's own; for ``score``, every performance report signed by
     the validator of its slot and attested on chain for this task, and the record's figures the ones those
     reports give; for ``audit``, a verdict the chain records held by the record, Wasp's rules re-run on the
-    case Wasp signed reaching the very decision it signed, and the record's account of the verdict that
-    decision's. A record with a verdict must hold every stage's result."""
+    case Wasp signed reaching the very decision it signed, the record's account of the verdict that
+    decision's, and a client's record of the settlement the chain's. A record with a verdict must hold every stage's result."""
     problems = recheck(record, net.store, net.market, (stage,))
     task = _task_of(record)
     part = {"train": "training", "verify": "verification", "score": "scores"}.get(stage)
@@ -193,6 +193,8 @@ def stage_problems(record: Audited, stage: str, net: Network) -> list[str]:
                             "or one that leaves it out")
         elif stage == "audit" and judged and record.verdict is not None:
             problems += _audit_problems(record, net)
+        if stage == "audit" and getattr(record, "settled", None) is not None:
+            problems += _settled_problems(record, net, order)
     except user_errors() as exc:
         problems.append(f"{stage}: {exc}")
     return problems
@@ -246,6 +248,19 @@ def _audit_problems(record: Audited, net: Network) -> list[str]:
         problems.append("audit: the record's account of the verdict (its decision, reasons or model report) is not the "
                         "decision Wasp signed")
     return problems
+
+
+def _settled_problems(record: OrderRecord, net: Network, order: OrderView) -> list[str]:
+    """The client's record of the settlement against the chain's (``bahen.records.Settled.from_chain``, which made it):
+    what was paid, slashed and refunded, every credit and slash of the order and the verdicts disputes overturned.
+    Nothing of the order moves once it is settled, so the two are the same."""
+    oid = bytes.fromhex(record.order_id[2:])
+    if (settlement := net.market.settlement_of(oid)) is None:
+        return [f"audit: the record holds a settlement of order {record.order_id}, which the chain has not settled"]
+    told, chain = _plain(record.settled), _plain(Settled.from_chain(settlement, net.market.ledger(oid), order))
+    if wrong := [field for field in told if told[field] != chain[field]]:
+        return [f"audit: the record's settlement is not the chain's in {', '.join(wrong)}"]
+    return []
 
 
 def _differences(again: Decision, signed: Decision) -> list[str]:

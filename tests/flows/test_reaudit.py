@@ -178,6 +178,9 @@ def _lie(settled, net, lie: str):
     if lie == "a model report the validators did not measure":
         report = settled.verdict.model_report.model_copy(update={"median_accuracy": 0.999})
         return settled.model_copy(update={"verdict": settled.verdict.model_copy(update={"model_report": report})})
+    if lie == "a payout raised":
+        paid = {address: wei + 1 for address, wei in settled.settled.payouts_wei.items()}
+        return settled.model_copy(update={"settled": settled.settled.model_copy(update={"payouts_wei": paid})})
     if lie == "the verdict left out":
         return settled.model_copy(update={"verdict": None})
     if lie == "scores made up, the verdict and the training left out":
@@ -208,6 +211,7 @@ def _lie(settled, net, lie: str):
     ("a delivery by the client", "audit", "not the validator that delivers the order's model key"),
     ("another verdict digest", "audit", "the order's record names the digest 0xabab"),
     ("a median accuracy the reports do not give", "score", "the record's median_accuracy 0.999 is not the"),
+    ("a payout raised", "audit", "audit: the record's settlement is not the chain's in payouts_wei"),
     ("the verdict left out", "audit", "Wasp recorded a verdict of task 0 on chain (accepted), the record holds none"),
     ("scores made up, the verdict and the training left out", "score", "the record's median_accuracy 0.999 is not"),
     ("a validator labelled as the client's grants", "encrypt", "encrypt: the record names two artifacts at "
@@ -395,7 +399,7 @@ def test_a_case_not_signed_by_wasp_or_of_another_order_is_refused(settled, monke
         reconstruct(settled.order_id, net.store, net.market)
 
 
-def test_an_order_without_a_verdict_on_chain_has_nothing_to_reconstruct(prefect):
+def test_an_order_without_a_verdict_on_chain_has_nothing_to_reconstruct(settled):
     from tasks.encrypt_upload import encrypt_upload
     from tasks.shard import shard
 
@@ -404,6 +408,10 @@ def test_an_order_without_a_verdict_on_chain_has_nothing_to_reconstruct(prefect)
     shard(SMALL, upload, net)
     with pytest.raises(NoVerdictError, match=f"order {upload.order_id} has no verdict on chain yet"):
         reconstruct(upload.order_id, net.store, net.market)
+    # nor a settlement: a record that holds one is named
+    told = settled.model_copy(update={"order_id": upload.order_id, "verdict": None, "delivery": None})
+    assert stage_problems(told, "audit", net) == [
+        f"audit: the record holds a settlement of order {upload.order_id}, which the chain has not settled"]
 
 
 def test_members_other_than_the_chain_drew_are_named(settled):
