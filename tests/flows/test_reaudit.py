@@ -289,24 +289,32 @@ def test_a_case_holding_other_evidence_than_wasp_judged_or_a_decision_its_rules_
         "where Wasp signed NaN" for field in ("median_loss", "perplexity")]
 
 
+def _verified(net, salt: str):
+    """A fresh order of its own, trained and verified, not yet scored: its upload, shard, assignment and training."""
+    from tasks.encrypt_upload import encrypt_upload
+    from tasks.shard import shard
+    from tasks.train import train
+    from tasks.verify import verify
+
+    upload = encrypt_upload(SMALL, net, salt=salt)
+    plan = shard(SMALL, upload, net)
+    [assignment] = plan.assignments
+    training = train(SMALL, upload, assignment, net)
+    verify(SMALL, upload, plan, assignment, training, net)
+    return upload, plan, assignment, training
+
+
 def test_a_validator_that_attests_a_score_of_another_model_costs_no_re_audit_its_agreement(prefect):
     """The record and Wasp's case carry what the validator attested; Wasp's evidence leaves it out. Neither is
     to blame, so the re-audit of either agrees, every stage with it."""
     from proof.scoring import PerformanceReport
     from tasks.audit import audit as judge
-    from tasks.encrypt_upload import encrypt_upload
     from tasks.reaudit import rechecked
     from tasks.score import REPORT_PERFORMANCE, gathered, score_as, score_one
-    from tasks.shard import shard
-    from tasks.train import train
-    from tasks.verify import publish, verify
+    from tasks.verify import publish
 
     net = connect(load_settings())
-    upload = encrypt_upload(SMALL, net, salt="0x" + "e3" * 32)
-    plan = shard(SMALL, upload, net)
-    [assignment] = plan.assignments
-    training = train(SMALL, upload, assignment, net)
-    verify(SMALL, upload, plan, assignment, training, net)
+    upload, plan, assignment, training = _verified(net, "0x" + "e3" * 32)
     honest, other = plan.validators
     elsewhere = score_one(SMALL, upload, training, other, net).model_copy(update={"model_sha256": "00" * 32})
     publish(net, net.party_at(other.address, role="validator"), elsewhere, kind=REPORT_PERFORMANCE, name="elsewhere")
@@ -532,19 +540,11 @@ def test_names_taken_before_wasp_and_the_validator_cost_neither_the_verdict_nor_
 
     from tasks.audit import audit as wasp_audit
     from tasks.deliver import deliver
-    from tasks.encrypt_upload import encrypt_upload
     from tasks.score import score
     from tasks.settle import settle
-    from tasks.shard import shard
-    from tasks.train import train
-    from tasks.verify import verify
 
     net = connect(load_settings())
-    upload = encrypt_upload(SMALL, net, salt="0x" + "5b" * 32)
-    plan = shard(SMALL, upload, net)
-    [assignment] = plan.assignments
-    training = train(SMALL, upload, assignment, net)
-    verify(SMALL, upload, plan, assignment, training, net)
+    upload, plan, assignment, training = _verified(net, "0x" + "5b" * 32)
     score(SMALL, upload, plan, training, net)
     # a stranger who reads the order on chain takes every name it can know before Wasp and the validators write,
     # in their folders (a store without per-party policies lets it)
