@@ -165,7 +165,8 @@ def stage_problems(record: Audited, stage: str, net: Network) -> list[str]:
     the validator of its slot and attested on chain for this task, and the record's figures the ones those
     reports give; for ``audit``, a verdict the chain records held by the record, Wasp's rules re-run on the
     case Wasp signed reaching the very decision it signed, the record's account of the verdict that
-    decision's, and a client's record of the settlement the chain's. A record with a verdict must hold every stage's result."""
+    decision's, and a client's record of the settlement the chain's. A record with a verdict must hold
+    every stage's result."""
     problems = recheck(record, net.store, net.market, (stage,))
     task = _task_of(record)
     part = {"train": "training", "verify": "verification", "score": "scores"}.get(stage)
@@ -229,9 +230,11 @@ def _score_problems(record: Audited, net: Network, task: int) -> list[str]:
 
 
 def _audit_problems(record: Audited, net: Network) -> list[str]:
-    """The audit stage's: Wasp's rules, re-run on the case Wasp signed (the record when it is that case, else the
-    one found by the verdict on chain: ``bahen.audit.judged_case``), reach the very decision Wasp signed, its
-    reasons and model report included, and the record's account of the verdict is that decision's.
+    """The audit stage's: Wasp's rules, re-run on the case Wasp signed (the record when it is that case, which
+    ``bahen.audit.audited`` returns only once it is shown to be signed by Wasp's role and of the chain's
+    verdict; else the one found by the verdict on chain: ``bahen.audit.judged_case``), reach the very decision
+    Wasp signed, its reasons and model report included, and the record's account of the verdict is that
+    decision's.
 
     Exact: the rules are a function of the case's evidence, which the chain and the store hold as Wasp read it
     (a report is attested once, a verification only before the verdict), so an honest Wasp's decision is
