@@ -302,10 +302,11 @@ def recheck(record: Audited, store: ArtifactStore, market: Bahen, stages: tuple[
     they made recomputed.
 
     Each artifact is read back in full and hashed against its reference. ``train``: the workers named must
-    be those the chain drew; the proof manifest and the challenge response must be signed by the task's
-    worker; the Merkle root is recomputed from the manifest's artifacts and must be the root committed on
-    chain (and the one the record names), which the response must answer with the chain's challenge seed.
-    ``score``: the validators named must be those the chain drew. ``audit``: the stored verdict must be
+    be those the chain drew, paid what it pays them, under the chain's escrow and deadline; the proof
+    manifest and the challenge response must be signed by the task's worker; the Merkle root is recomputed
+    from the manifest's artifacts and must be the root committed on chain (and the one the record names,
+    in the block it names), which the response must answer with the chain's challenge seed. ``score``: the
+    validators named must be those the chain drew, with the fees it holds for them. ``audit``: the stored verdict must be
     signed by Wasp's role, and its digest (the record's too) and decision must be what the chain recorded;
     the delivery must be the delivering validator's, whose digest it recorded on chain. Empty when
     everything holds.
@@ -348,6 +349,11 @@ def _recheck_workers(record: Audited, view: OrderView) -> list[str]:
     problems += [f"task {a.task}: the record names worker {a.address}, the chain drew {view.tasks[a.task].worker}"
                  for a in record.shard.assignments
                  if a.task < len(view.tasks) and a.address.lower() != view.tasks[a.task].worker.lower()]
+    problems += [f"task {a.task}: the record pays its worker {a.payment_wei} wei, the chain {view.tasks[a.task].payment}"
+                 for a in record.shard.assignments if a.task < len(view.tasks) and a.payment_wei != view.tasks[a.task].payment]
+    if (record.shard.escrow_wei, record.shard.deadline) != (view.escrow, view.deadline):
+        problems.append(f"the record's shard holds an escrow of {record.shard.escrow_wei} wei and the deadline "
+                        f"{record.shard.deadline}, the chain {view.escrow} wei and {view.deadline}")
     assigned = [a.task for a in record.shard.assignments]
     problems += [f"task {t.task}: the record names no worker, or several, for it; the chain drew {t.worker}"
                  for t in view.tasks if assigned.count(t.task) != 1]
@@ -366,7 +372,9 @@ def _recheck_validators(record: Audited, view: OrderView) -> list[str]:
     drawn = sorted(v.validator.lower() for v in view.validators)
     if named != drawn:
         return [f"the record names validators {', '.join(named)}; the chain drew {', '.join(drawn)}"]
-    return []
+    fees = {v.validator.lower(): v.fee for v in view.validators}
+    return [f"the record pays validator {v.address} a fee of {v.fee_wei} wei, the chain {fees[v.address.lower()]}"
+            for v in record.shard.validators if v.fee_wei != fees[v.address.lower()]]
 
 
 def _recheck_proof(record: Audited, store: ArtifactStore, market: Bahen, view: OrderView) -> list[str]:
@@ -384,6 +392,9 @@ def _recheck_proof(record: Audited, store: ArtifactStore, market: Bahen, view: O
         problems.append(f"proof manifest: its root {bundle.merkle_root} is not the root {committed} committed on chain")
     if training.merkle_root != committed:
         problems.append(f"the order's record names the root {training.merkle_root}, the chain's is {committed}")
+    if training.commit_block != view.tasks[training.task].commit_block:
+        problems.append(f"task {training.task}: the record's commitment block {training.commit_block} is not the "
+                        f"chain's {view.tasks[training.task].commit_block}")
     if training.final_model != bundle.checkpoints[-1][1]:
         problems.append("the order's final model is not the proof's last checkpoint")
     if training.response is not None:

@@ -24,7 +24,8 @@ class PerformanceReport(BaseModel):
     validator: str
     model_sha256: str
     holdout_sha256: str
-    samples: int
+    samples: int = Field(ge=0, le=2**53, description="Holdout samples scored: a count, which every party's "
+                         "figures against chance divide by")
     accuracy: float
     loss: float
     input_blind_loss: float | None = Field(

@@ -86,7 +86,7 @@ def gather(upload: Upload, shard: Shard, assignment: Assignment, training: Train
     try:
         bundle, _ = get_signed(net.store, training.bundle, ProofBundle, expected_signer=assignment.address)
         manifest_signed, root_committed = True, bundle.merkle_root == committed
-        final_model = bundle.checkpoints[-1][1].sha256
+        final_model = bundle.checkpoints[-1][1].sha256 if bundle.checkpoints else None  # a proof of nothing scores nothing
     except UNTRUSTED:
         manifest_signed = root_committed = False
         final_model = None

@@ -39,7 +39,16 @@ from storage.refs import ArtifactRef
 from training.tolerance import replay_tolerance
 
 from bahen.artifacts import get_signed, open_stored_grant
-from bahen.audit import AUDIT_STAGES, Audited, audited, judged_case, recheck, stage_artifacts, workspace_store
+from bahen.audit import (
+    AUDIT_STAGES,
+    Audited,
+    audited,
+    delivering_validator,
+    judged_case,
+    recheck,
+    stage_artifacts,
+    workspace_store,
+)
 from bahen.errors import BahenError, user_errors
 from bahen.network import Network
 from bahen.records import Assignment, AuditCase, OrderRecord, Settled, Upload
@@ -49,6 +58,9 @@ from tasks.inputs import signed_inputs
 from tasks.runtime import network
 from tasks.score import REPORT_PERFORMANCE, SignedScore, gathered
 from tasks.verify import reexecute, verification_of, verifier_of
+
+
+STALE = "a record written before it, or one that leaves it out"  # what a record without a fact on chain is
 
 
 class AuditCheck(BaseModel):
@@ -190,12 +202,13 @@ def stage_problems(record: Audited, stage: str, net: Network) -> list[str]:
             problems += _score_problems(record, net, task)
         elif stage == "audit" and record.verdict is None and order.tasks[task].verdict != "none":
             problems.append(f"audit: Wasp recorded a verdict of task {task} on chain ({order.tasks[task].wasp_verdict}), "
-                            "the record holds none: one written before it (`bahen order show` brings it up to date) "
-                            "or one that leaves it out")
+                            f"the record holds none: {STALE}")
         elif stage == "audit" and judged and record.verdict is not None:
             problems += _audit_problems(record, net)
-        if stage == "audit" and getattr(record, "settled", None) is not None:
-            problems += _settled_problems(record, net, order)
+        if stage == "audit" and isinstance(record, OrderRecord):
+            problems += _settled_problems(record, net, order) + _delivered_problems(record, net, order, task)
+        if stage == "validate" and isinstance(record, OrderRecord) and order.spec_hash != "0x" + digest(record.spec).hex():
+            problems.append(f"validate: the record's spec does not hash to the spec hash {order.spec_hash} on chain")
     except user_errors() as exc:
         problems.append(f"{stage}: {exc}")
     return problems
@@ -256,14 +269,29 @@ def _audit_problems(record: Audited, net: Network) -> list[str]:
 def _settled_problems(record: OrderRecord, net: Network, order: OrderView) -> list[str]:
     """The client's record of the settlement against the chain's (``bahen.records.Settled.from_chain``, which made it):
     what was paid, slashed and refunded, every credit and slash of the order and the verdicts disputes overturned.
-    Nothing of the order moves once it is settled, so the two are the same."""
+    Nothing of the order moves once it is settled, so the two are the same; a record without one of an order the
+    chain settled is named as one that leaves a verdict out is."""
     oid = bytes.fromhex(record.order_id[2:])
-    if (settlement := net.market.settlement_of(oid)) is None:
+    settlement = net.market.settlement_of(oid)
+    if record.settled is None:
+        return [] if settlement is None else [f"audit: the chain settled order {record.order_id}, the record holds no "
+                                              f"settlement: {STALE}"]
+    if settlement is None:
         return [f"audit: the record holds a settlement of order {record.order_id}, which the chain has not settled"]
     told, chain = _plain(record.settled), _plain(Settled.from_chain(settlement, net.market.ledger(oid), order))
     if wrong := [field for field in told if told[field] != chain[field]]:
         return [f"audit: the record's settlement is not the chain's in {', '.join(wrong)}"]
     return []
+
+
+def _delivered_problems(record: OrderRecord, net: Network, order: OrderView, task: int) -> list[str]:
+    """A client's record without the delivery of a task's model key that its delivering validator recorded on
+    chain. (A workspace exported before the delivery rightly pins none, so only the client's record is held to it.)"""
+    deliverer = delivering_validator(record.shard, order) if record.delivery is None and record.shard else None
+    if deliverer is None or not any(net.market.delivery_of(bytes.fromhex(record.order_id[2:]), task, deliverer.address)):
+        return []
+    return [f"audit: {deliverer.address} recorded on chain the delivery of task {task}'s model key, the record holds "
+            f"none: {STALE}"]
 
 
 def _differences(again: Decision, signed: Decision) -> list[str]:
@@ -298,11 +326,12 @@ def _verify_problems(record: Audited, net: Network, order: OrderView, task: int)
     if not verification_attested(net, report, doc, order, task):
         return [f"verify: the verification report is not one that task {task}'s verifier {verifier} signed and "
                 "attested on chain for this order, task, challenge seed and committed root"]
-    told, signed = record.verification, verification_of(verifier, report, record.verification.report, doc)
-    fields = ("order_id", "task", "verifier", "digest", "passed")
-    if any(str(getattr(told, f)).lower() != str(getattr(signed, f)).lower() for f in fields):
-        return [f"verify: the record's account of the verification ({', '.join(f'{f} {getattr(told, f)}' for f in fields)}) "
-                "is not the signed report's"]
+    told, signed = (_plain(v) for v in (record.verification,
+                                        verification_of(verifier, report, record.verification.report, doc)))
+    for account in (told, signed):  # addresses and digests in any letter case
+        account.update({f: account[f].lower() for f in ("order_id", "verifier", "digest")})
+    if wrong := [field for field in told if told[field] != signed[field]]:
+        return [f"verify: the record's account of the verification is not the signed report's in {', '.join(wrong)}"]
     return []
 
 

@@ -181,6 +181,23 @@ def _lie(settled, net, lie: str):
     if lie == "a payout raised":
         paid = {address: wei + 1 for address, wei in settled.settled.payouts_wei.items()}
         return settled.model_copy(update={"settled": settled.settled.model_copy(update={"payouts_wei": paid})})
+    if lie == "the settlement left out":
+        return settled.model_copy(update={"settled": None})
+    if lie == "the delivery left out":
+        return settled.model_copy(update={"delivery": None})
+    if lie == "another spec":
+        return settled.model_copy(update={"spec": settled.spec.model_copy(update={"epochs": 7})})
+    if lie == "the verification's checks and cost told otherwise":
+        checks = [dict(c, passed=not c["passed"]) for c in settled.verification.checks]
+        return settled.model_copy(update={"verification": settled.verification.model_copy(
+            update={"checks": checks, "cost_fraction": 9.0})})
+    if lie == "another commitment block, escrow, deadline and pay":
+        shard = settled.shard.model_copy(update={
+            "escrow_wei": 1, "deadline": 0, "assignments": [a.model_copy(update={"payment_wei": a.payment_wei + 1})
+                                                            for a in settled.shard.assignments],
+            "validators": [v.model_copy(update={"fee_wei": 1}) for v in settled.shard.validators]})
+        return settled.model_copy(update={"shard": shard, "training": settled.training.model_copy(
+            update={"commit_block": settled.training.commit_block + 1})})
     if lie == "the verdict left out":
         return settled.model_copy(update={"verdict": None})
     if lie == "scores made up, the verdict and the training left out":
@@ -213,6 +230,11 @@ def _lie(settled, net, lie: str):
     ("a median accuracy the reports do not give", "score", "the record's median_accuracy 0.999 is not the"),
     ("a payout raised", "audit", "audit: the record's settlement is not the chain's in payouts_wei"),
     ("the verdict left out", "audit", "Wasp recorded a verdict of task 0 on chain (accepted), the record holds none"),
+    ("the settlement left out", "audit", "the record holds no settlement: a record written before it"),
+    ("the delivery left out", "audit", "recorded on chain the delivery of task 0's model key, the record holds none"),
+    ("another spec", "validate", "the record's spec does not hash to the spec hash"),
+    ("the verification's checks and cost told otherwise", "verify", "the signed report's in checks, cost_fraction"),
+    ("another commitment block, escrow, deadline and pay", "train", "the record's commitment block"),
     ("scores made up, the verdict and the training left out", "score", "the record's median_accuracy 0.999 is not"),
     ("a validator labelled as the client's grants", "encrypt", "encrypt: the record names two artifacts at "
      "grants/client-train.json"),
@@ -280,6 +302,15 @@ def test_a_case_holding_other_evidence_than_wasp_judged_or_a_decision_its_rules_
         assert f"audit: Wasp's rules, re-run on the case Wasp signed, {named}" in problems, problems
         assert "audit: the record's account of the verdict (its decision, reasons or model report) is not the decision " \
                "Wasp signed" in problems
+    # a proof of nothing its worker signed (no checkpoints): the rules re-run on it say so, and nothing raises
+    from proof.bundle import ProofBundle
+
+    bundle, _ = get_signed(net.store, case.training.bundle, ProofBundle)
+    empty, _ = put_signed(net.store, net.party_at(case.training.worker, role="worker"),
+                          bundle.model_copy(update={"checkpoints": []}), name="a proof of nothing")
+    nothing = case.model_copy(update={"training": case.training.model_copy(update={"bundle": empty})})
+    assert "audit: Wasp's rules, re-run on the case Wasp signed, find score-quorum: 0 attested scores, quorum 2 of 2 " \
+           "where Wasp signed score-quorum: 2 attested scores, quorum 2 of 2" in stage_problems(nothing, "audit", net)
     # figures nobody could measure (NaN) are the same figures on both sides: only the one that differs is named
     unmeasured = decision.model_report.model_copy(update={"median_loss": float("nan"), "perplexity": float("nan")})
     forged, _ = put_signed(net.store, net.party(WASP), decision.model_copy(update={"model_report": unmeasured}), name="v")

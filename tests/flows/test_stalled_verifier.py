@@ -116,3 +116,25 @@ def test_a_silent_scorer_keeps_no_honest_worker_from_its_pay_once_the_scoring_wi
     settled = settle(upload, net)
     assert settled.payouts_wei == {assignment.address: assignment.payment_wei, verifier.address: verifier.fee_wei}
     assert silent.address not in settled.payouts_wei and settled.slashes == []
+
+
+def test_a_scorer_that_attests_a_score_no_figure_can_be_made_of_keeps_no_honest_worker_from_its_pay(staked_net):
+    """A validator signs and attests, with its own key, a score of a negative number of samples (Wasp's figures
+    against chance divide by it): the report is no score, and Wasp judges with the scores there are."""
+    from tasks.score import REPORT_PERFORMANCE, score_one
+    from tasks.verify import publish
+
+    net = staked_net
+    upload, plan, assignment, training = _trained(net, "b9")
+    oid = bytes.fromhex(upload.order_id[2:])
+    verify(SPEC, upload, plan, assignment, training, net)
+    verifier, junk = plan.validators
+    score_as(SPEC, upload, training, verifier, net)
+    none = score_one(SPEC, upload, training, junk, net).model_copy(update={"samples": -1})
+    publish(net, net.party_at(junk.address, role="validator"), none, kind=REPORT_PERFORMANCE, name="no score")
+    assert any(net.market.report_of(oid, 0, REPORT_PERFORMANCE, junk.address))  # attested on chain
+    net.chain.increase_time(scoring_closes(net.market.order(oid), 0) - net.chain.now() + 1)
+    verdict = audit(upload, plan, assignment, training, net)
+    [quorum] = [f for f in verdict.model_report.findings if f.rule == "score-quorum"]
+    assert verdict.accepted and quorum.detail == "1 attested scores, quorum 2 of 2"
+    assert settle(upload, net).payouts_wei[assignment.address] == assignment.payment_wei
