@@ -235,6 +235,9 @@ def _lie(settled, net, lie: str):
     ("another spec", "validate", "the record's spec does not hash to the spec hash"),
     ("the verification's checks and cost told otherwise", "verify", "the signed report's in checks, cost_fraction"),
     ("another commitment block, escrow, deadline and pay", "train", "the record's commitment block"),
+    ("another commitment block, escrow, deadline and pay", "train", "task 0: the record pays its worker"),
+    ("another commitment block, escrow, deadline and pay", "train", "the record's shard holds an escrow of 1 wei"),
+    ("another commitment block, escrow, deadline and pay", "score", "a fee of 1 wei, the chain"),
     ("scores made up, the verdict and the training left out", "score", "the record's median_accuracy 0.999 is not"),
     ("a validator labelled as the client's grants", "encrypt", "encrypt: the record names two artifacts at "
      "grants/client-train.json"),
