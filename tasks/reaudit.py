@@ -194,7 +194,7 @@ def stage_problems(record: Audited, stage: str, net: Network) -> list[str]:
                          for name in ("upload", "shard", "training", "verification", "scores", "verdict", "delivery")
                          if (other := getattr(record, name)) is not None and other.order_id.lower() != record.order_id.lower()]
             signed_inputs(record.upload, task, net)
-        elif stage == "train" and record.training is not None and record.shard is not None:
+        elif stage == "train" and None not in (record.upload, record.training, record.shard):
             check_case(record.upload, record.shard, assignment_of(record), record.training, net)
         elif stage == "verify" and record.verification is not None:
             problems += _verify_problems(record, net, order, task)

@@ -181,6 +181,8 @@ def _lie(settled, net, lie: str):
     if lie == "a payout raised":
         paid = {address: wei + 1 for address, wei in settled.settled.payouts_wei.items()}
         return settled.model_copy(update={"settled": settled.settled.model_copy(update={"payouts_wei": paid})})
+    if lie == "the upload left out":
+        return settled.model_copy(update={"upload": None})
     if lie == "the settlement left out":
         return settled.model_copy(update={"settled": None})
     if lie == "the delivery left out":
@@ -230,6 +232,7 @@ def _lie(settled, net, lie: str):
     ("a median accuracy the reports do not give", "score", "the record's median_accuracy 0.999 is not the"),
     ("a payout raised", "audit", "audit: the record's settlement is not the chain's in payouts_wei"),
     ("the verdict left out", "audit", "Wasp recorded a verdict of task 0 on chain (accepted), the record holds none"),
+    ("the upload left out", "train", "train: order 0x"),
     ("the settlement left out", "audit", "the record holds no settlement: a record written before it"),
     ("the delivery left out", "audit", "recorded on chain the delivery of task 0's model key, the record holds none"),
     ("another spec", "validate", "the record's spec does not hash to the spec hash"),
