@@ -1,7 +1,8 @@
 """Validators that stall on the embedded chain. A verifier: the client has the chain replace it once the
 committed task's window passed unverified, the worker wraps its model key to the successor the chain
-drew, and the successor verifies; the honest worker is paid, the stalled verifier is not. A scorer:
-Wasp judges with the scores there are once the task's scoring window closed."""
+drew, and the successor verifies; the honest worker is paid, the stalled verifier is not. A scorer that
+is silent, or attests a score no figure can be made of: Wasp judges with the scores there are once the
+task's scoring window closed."""
 
 import time
 
