@@ -39,8 +39,8 @@ class Upload(BaseModel):
     train_rows: int
     holdout_rows: int
     input_shape: list[int]
-    num_classes: int = Field(ge=1, description="Classes of the label (a language model's vocabulary): at least one, "
-                             "so every party's figures against chance are defined")
+    num_classes: int = Field(ge=1, le=2**53, description="Classes of the label (a language model's vocabulary): at "
+                             "least one and a count a float holds, so every party's figures against chance are defined")
     expectations: int = Field(description="Expectations evaluated (all passed)")
     train: ArtifactRef
     holdout: ArtifactRef
@@ -77,8 +77,10 @@ class ValidatorSlot(BaseModel):
 class Shard(BaseModel):
     """shard: the order opened on chain with its escrow, tasks assigned."""
 
+    model_config = ConfigDict(ser_json_inf_nan="strings")  # read back whole from a signed case, whatever was handed over
+
     order_id: OrderId
-    train_gflops: float
+    train_gflops: Measure
     fee_wei: int
     escrow_wei: int
     deadline: int
@@ -115,6 +117,8 @@ class Training(BaseModel):
 class Verification(BaseModel):
     """verify: the signed verification report of one task."""
 
+    model_config = ConfigDict(ser_json_inf_nan="strings")  # its verifier's figures, read back whole from a signed case
+
     order_id: OrderId
     task: TaskIndex
     verifier: str
@@ -122,7 +126,7 @@ class Verification(BaseModel):
     digest: str
     passed: bool
     checks: list[dict]
-    cost_fraction: float
+    cost_fraction: Measure
 
 
 class Scores(BaseModel):

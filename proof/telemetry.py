@@ -11,11 +11,13 @@ import time
 from typing import Literal
 
 import psutil
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class TelemetrySample(BaseModel):
     """One reading of one device. GPU fields are None for OS samples and the reverse."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")  # whatever a reading held, signed and read back the same
 
     time: float = Field(description="Unix time of the reading, seconds")
     source: Literal["nvml", "os"]

@@ -367,6 +367,26 @@ def test_a_validator_that_attests_a_score_of_another_model_costs_no_re_audit_its
     assert rechecked(record, net) == []
 
 
+def test_a_case_holding_figures_no_number_writes_is_read_back_whole(settled):
+    """Whatever figures Wasp was handed or read (a verifier's cost, a client's GFLOP, a worker's telemetry), the case
+    it signs reads back the same: an unreadable case would leave the verdict with nothing to re-audit or dispute."""
+    from bahen.records import AuditCase
+
+    net = connect(load_settings())
+    [case] = reconstruct(settled.order_id, net.store, net.market)
+    inf = float("inf")
+    odd = case.model_copy(update={
+        "verification": case.verification.model_copy(update={"cost_fraction": inf}),
+        "shard": case.shard.model_copy(update={"train_gflops": inf}),
+        "training": case.training.model_copy(update={"telemetry": [
+            case.training.telemetry[0].model_copy(update={"utilization_pct": inf, "power_w": -inf})]}),
+    })
+    ref, _ = put_signed(net.store, net.party(WASP), odd, name="a case of odd figures")
+    back, _ = get_signed(net.store, ref, AuditCase)
+    assert back.model_dump_json() == odd.model_dump_json()
+    assert back.verification.cost_fraction == back.shard.train_gflops == back.training.telemetry[0].utilization_pct == inf
+
+
 def test_an_upload_of_no_classes_is_no_record(settled):
     """Every party's figures against chance divide by the classes: a record of none does not load."""
     from pydantic import ValidationError
@@ -374,8 +394,9 @@ def test_an_upload_of_no_classes_is_no_record(settled):
     from bahen.records import Upload
 
     assert Upload.model_validate({**settled.upload.model_dump(), "num_classes": 1}).num_classes == 1
-    with pytest.raises(ValidationError, match="num_classes"):
-        Upload.model_validate({**settled.upload.model_dump(), "num_classes": 0})
+    for none in (0, 2**1024):  # figures against chance divide by it, as a float
+        with pytest.raises(ValidationError, match="num_classes"):
+            Upload.model_validate({**settled.upload.model_dump(), "num_classes": none})
 
 
 def test_a_record_pointing_at_another_final_model_is_named(settled):
