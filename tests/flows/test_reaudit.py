@@ -275,6 +275,10 @@ def test_a_verdict_not_signed_by_wasp_or_not_the_chains_is_named(settled):
 
 
 def test_a_case_holding_other_evidence_than_wasp_judged_or_a_decision_its_rules_do_not_reach_is_named(settled):
+    from proof.bundle import ProofBundle
+    from proof.scoring import PerformanceReport
+    from tasks.score import SignedScore, gathered
+
     net = connect(load_settings())
     [case] = reconstruct(settled.order_id, net.store, net.market)
     assert judged_case(settled.order_id, 0, net.store, net.market) == case.model_copy(update={"delivery": None})
@@ -283,9 +287,6 @@ def test_a_case_holding_other_evidence_than_wasp_judged_or_a_decision_its_rules_
     assert stage_problems(case, "audit", net) == []  # an honest Wasp's decision, reached again bit for bit
     # a score left out of the case, its figures made up again from the rest: only what Wasp decided tells
     kept = dict(list(case.scores.reports.items())[1:])
-    from proof.scoring import PerformanceReport
-    from tasks.score import SignedScore, gathered
-
     fewer = gathered(case.order_id, [SignedScore(validator=n, report=get_signed(net.store, r, PerformanceReport)[0], ref=r)
                                      for n, r in kept.items()])
     left_out = case.model_copy(update={"scores": fewer})
@@ -309,8 +310,6 @@ def test_a_case_holding_other_evidence_than_wasp_judged_or_a_decision_its_rules_
         assert "audit: the record's account of the verdict (its decision, reasons or model report) is not the decision " \
                "Wasp signed" in problems
     # a proof of nothing its worker signed (no checkpoints): the rules re-run on it say so, and nothing raises
-    from proof.bundle import ProofBundle
-
     bundle, _ = get_signed(net.store, case.training.bundle, ProofBundle)
     empty, _ = put_signed(net.store, net.party_at(case.training.worker, role="worker"),
                           bundle.model_copy(update={"checkpoints": []}), name="a proof of nothing")
@@ -394,9 +393,9 @@ def test_an_upload_of_no_classes_is_no_record(settled):
     from bahen.records import Upload
 
     assert Upload.model_validate({**settled.upload.model_dump(), "num_classes": 1}).num_classes == 1
-    for none in (0, 2**1024):  # figures against chance divide by it, as a float
+    for count in (0, 2**1024):  # figures against chance divide by it, as a float
         with pytest.raises(ValidationError, match="num_classes"):
-            Upload.model_validate({**settled.upload.model_dump(), "num_classes": none})
+            Upload.model_validate({**settled.upload.model_dump(), "num_classes": count})
 
 
 def test_a_record_pointing_at_another_final_model_is_named(settled):
