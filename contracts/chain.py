@@ -131,8 +131,8 @@ class Chain:
             with self._lock:
                 # eth-tester mines the travelled-to block one second before the time it is given.
                 self._tester.time_travel(self.now() + seconds + 1)
-        else:
-            self._devnet_rpc("evm_increaseTime", [seconds])
+        else:  # the block's time itself: a span added to anvil's clock would take in any second its wall clock ticked
+            self._devnet_rpc("evm_setNextBlockTimestamp", [self.now() + seconds])
             self._devnet_rpc("evm_mine", [])
 
     def now(self) -> int:
