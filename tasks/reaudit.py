@@ -54,7 +54,7 @@ from bahen.network import Network
 from bahen.records import Assignment, AuditCase, OrderRecord, Settled, Upload
 from bahen.settings import load_settings
 from tasks.audit import check_case, explain, gather, verification_attested
-from tasks.inputs import signed_inputs
+from tasks.inputs import check_inputs, signed_inputs
 from tasks.runtime import network
 from tasks.score import REPORT_PERFORMANCE, SignedScore, gathered
 from tasks.verify import reexecute, verification_of, verifier_of
@@ -194,6 +194,8 @@ def stage_problems(record: Audited, stage: str, net: Network) -> list[str]:
                          for name in ("upload", "shard", "training", "verification", "scores", "verdict", "delivery")
                          if (other := getattr(record, name)) is not None and other.order_id.lower() != record.order_id.lower()]
             signed_inputs(record.upload, task, net)
+            if isinstance(record, OrderRecord):  # the client's record keeps its spec: the one the chain fixes
+                check_inputs(record.spec, record.upload, task, net)
         elif stage == "train" and None not in (record.upload, record.training, record.shard):
             check_case(record.upload, record.shard, assignment_of(record), record.training, net)
         elif stage == "verify" and record.verification is not None:
@@ -207,8 +209,6 @@ def stage_problems(record: Audited, stage: str, net: Network) -> list[str]:
             problems += _audit_problems(record, net)
         if stage == "audit" and isinstance(record, OrderRecord):
             problems += _settled_problems(record, net, order) + _delivered_problems(record, net, order, task)
-        if stage == "validate" and isinstance(record, OrderRecord) and order.spec_hash != "0x" + digest(record.spec).hex():
-            problems.append(f"validate: the record's spec does not hash to the spec hash {order.spec_hash} on chain")
     except user_errors() as exc:
         problems.append(f"{stage}: {exc}")
     return problems
@@ -287,8 +287,9 @@ def _settled_problems(record: OrderRecord, net: Network, order: OrderView) -> li
 def _delivered_problems(record: OrderRecord, net: Network, order: OrderView, task: int) -> list[str]:
     """A client's record without the delivery of a task's model key that its delivering validator recorded on
     chain. (A workspace exported before the delivery rightly pins none, so only the client's record is held to it.)"""
-    deliverer = delivering_validator(record.shard, order) if record.delivery is None and record.shard else None
-    if deliverer is None or not any(net.market.delivery_of(bytes.fromhex(record.order_id[2:]), task, deliverer.address)):
+    if record.delivery is not None or record.shard is None or (deliverer := delivering_validator(record.shard, order)) is None:
+        return []
+    if not any(net.market.delivery_of(bytes.fromhex(record.order_id[2:]), task, deliverer.address)):
         return []
     return [f"audit: {deliverer.address} recorded on chain the delivery of task {task}'s model key, the record holds "
             f"none: {STALE}"]

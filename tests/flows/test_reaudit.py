@@ -235,7 +235,7 @@ def _lie(settled, net, lie: str):
     ("the upload left out", "train", "train: order 0x"),
     ("the settlement left out", "audit", "the record holds no settlement: a record written before it"),
     ("the delivery left out", "audit", "recorded on chain the delivery of task 0's model key, the record holds none"),
-    ("another spec", "validate", "the record's spec does not hash to the spec hash"),
+    ("another spec", "validate", "validate: the order spec handed over does not hash to order"),
     ("the verification's checks and cost told otherwise", "verify", "the signed report's in checks, cost_fraction"),
     ("another commitment block, escrow, deadline and pay", "train", "the record's commitment block"),
     ("another commitment block, escrow, deadline and pay", "train", "task 0: the record pays its worker"),
