@@ -395,7 +395,7 @@ def _recheck_proof(record: Audited, store: ArtifactStore, market: Bahen, view: O
     if training.commit_block != view.tasks[training.task].commit_block:
         problems.append(f"task {training.task}: the record's commitment block {training.commit_block} is not the "
                         f"chain's {view.tasks[training.task].commit_block}")
-    if training.final_model != bundle.checkpoints[-1][1]:
+    if bundle.checkpoints and training.final_model != bundle.checkpoints[-1][1]:  # a proof of none fails verification
         problems.append("the order's final model is not the proof's last checkpoint")
     if training.response is not None:
         try:

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from bahen.cli_accounts import register as register_accounts
 from bahen.cli_admin import audit_app, bench, chain_app, keys_app, store_app
@@ -23,8 +24,8 @@ from bahen.errors import user_errors
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
-console = Console()
-err = Console(stderr=True)
+console = Console(markup=False)  # what the CLI prints holds other parties' words: never read as markup
+err = Console(stderr=True, markup=False)
 
 app = command_group(
     help="bahen: verifiable outsourced training. Clients pay only for training that was provably done, "
@@ -64,7 +65,7 @@ def main(
 
 def _print_warnings(caught: list) -> None:
     for warning in caught:
-        err.print(f"[yellow]warning:[/] {warning.message}", highlight=False)
+        err.print(Text.assemble(("warning:", "yellow"), f" {warning.message}"), highlight=False)
 
 
 def run() -> None:
@@ -72,7 +73,7 @@ def run() -> None:
     try:
         app()
     except user_errors() as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(Text.assemble(("error:", "bold red"), f" {exc}"), highlight=False)
         sys.exit(1)
 
 

@@ -7,10 +7,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 from rich.table import Table
 
-console = Console()
-err = Console(stderr=True)
+console = Console(markup=False)
+err = Console(stderr=True, markup=False)
 
 AS_OPTION = typer.Option("--as", help="Identity in this host's keystore to act as (needed when it holds several)")
 EPHEMERAL = ("the in-process chain lives only as long as this command: balances start afresh every time. "
@@ -44,7 +45,7 @@ def network():
 
     settings = load_settings()
     if settings.chain_rpc_url is None:
-        err.print(f"[yellow]note:[/] {EPHEMERAL}", highlight=False)
+        err.print(Text.assemble(("note:", "yellow"), f" {EPHEMERAL}"), highlight=False)
     return connect(settings)
 
 

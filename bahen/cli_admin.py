@@ -15,7 +15,7 @@ from rich.console import Console
 
 from bahen.cli_groups import command_group
 
-console = Console()
+console = Console(markup=False)
 T = TypeVar("T")
 
 keys_app = command_group("Identities: an Ethereum account and an X25519 key per party.")

@@ -7,11 +7,12 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 from rich.table import Table
 
 from bahen.cli_groups import command_group
 
-console = Console()
+console = Console(markup=False)
 
 worker_app = command_group("Run a GPU worker host on the network's gpu pool.")
 validator_app = command_group("Run a validator host on the network's validators pool.")
@@ -40,7 +41,7 @@ def up(
         state = start(load_settings(), prefect_port=prefect_port, anvil_port=anvil_port,
                       project_dir=project_dir or PROJECT_DIR, workers=workers, validators=validators,
                       start_workers=start_workers, postgres=postgres)
-    console.print(f"[bold green]devnet up[/] from {state.home}")
+    console.print(Text.assemble(("devnet up", "bold green"), f" from {state.home}"))
     console.print(f"  Prefect UI   {state.ui_url}  (submit an order: Deployments → order → Run → Custom run)")
     console.print(f"  chain        {state.chain_rpc_url}")
     console.print(f"  store        {state.store_url}")
@@ -67,7 +68,7 @@ def status() -> None:
     table = Table("service", "healthy", "detail")
     report = check(load_settings().home)
     for health in report:
-        table.add_row(health.name, "yes" if health.healthy else "[red]no[/]", health.detail)
+        table.add_row(health.name, "yes" if health.healthy else Text("no", style="red"), health.detail)
     console.print(table)
     if not all(h.healthy for h in report):
         raise typer.Exit(1)

@@ -14,7 +14,7 @@ from rich.table import Table
 from bahen.cli_accounts import AS_OPTION, chain_time, eth, network
 from bahen.cli_groups import command_group
 
-console = Console()
+console = Console(markup=False)
 
 dispute_app = command_group("Contest a task's verdict, vote on a dispute you were drawn to resolve, or follow one.")
 ORDER_ARG = typer.Argument(help="Order id (0x…)")

@@ -190,7 +190,7 @@ class Order:
         """Stages, verdict, payments and artifact hashes as text (what ``bahen order show`` prints)."""
         from bahen.summary import print_summary
 
-        out = Console(file=io.StringIO(), width=120, record=True)
+        out = Console(file=io.StringIO(), width=120, record=True, markup=False)
         print_summary(self._require(), out)
         return out.export_text()
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
+from privacy.grants import accepts_grants
 from privacy.identity import PublicIdentity
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -25,10 +26,14 @@ def auditor_identity(key: str) -> PublicIdentity:
     """An auditor named as '<address>:<X25519 public key hex>'."""
     address, _, x25519 = str(key).partition(":")
     try:
-        return PublicIdentity(name=f"auditor {address[:10]}", address=address, x25519_public=x25519)
+        auditor = PublicIdentity(name=f"auditor {address[:10]}", address=address, x25519_public=x25519)
     except ValidationError:
         raise ValueError(f"auditor {_SHORT.repr(key)} is not '<address>:<X25519 public key, 64 hex digits>' "
                          "as `bahen keys new` prints it") from None
+    if not accepts_grants(auditor):
+        raise ValueError(f"auditor {auditor.address} names X25519 key {x25519[:16]}…, to which no key can be wrapped "
+                         "(a low-order point): ask the auditor for the key `bahen keys new` printed")
+    return auditor
 
 
 def _bounds(field: dict) -> str:

@@ -42,6 +42,17 @@ class KeyGrant(BaseModel):
         return f"key grant of order {self.order_id} for {self.recipient}"
 
 
+def accepts_grants(recipient: PublicIdentity) -> bool:
+    """Whether a key can be wrapped to ``recipient``'s published X25519 key. A low-order point (all zeros,
+    for one) gives every sender the same shared secret, which ``cryptography`` refuses: a member that
+    publishes one can be granted nothing, and a party that must wrap keys to many goes on without it."""
+    try:
+        X25519PrivateKey.generate().exchange(X25519PublicKey.from_public_bytes(recipient.x25519_public_bytes()))
+    except ValueError:
+        return False
+    return True
+
+
 def grant_key(data_key: bytes, recipient: PublicIdentity, *, order_id: str) -> KeyGrant:
     """Wrap ``data_key`` so that only ``recipient`` can open it, for order ``order_id`` only."""
     check_key(data_key)

@@ -6,6 +6,7 @@ deviations, with a floor so identical honest scores do not make every rounding a
 flagged: one lying or broken validator cannot move the outcome.
 """
 
+import math
 import statistics
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -43,9 +44,16 @@ class Aggregate(BaseModel):
     outliers: list[str]
 
 
+def scored(report: PerformanceReport) -> bool:
+    """Whether ``report`` holds a score: no error, an accuracy that is a share (0 to 1) and a loss that is a finite,
+    non-negative number. Anything else, a NaN above all (a median over it means nothing), counts as no score."""
+    return report.error is None and 0 <= report.accuracy <= 1 and math.isfinite(report.loss) and report.loss >= 0
+
+
 def aggregate(reports: list[PerformanceReport], *, k: float = 3.0, floor: float = 0.01) -> Aggregate:
-    """Median accuracy and loss over the reports without errors; flag outlying validators."""
-    valid = [r for r in reports if r.error is None]
+    """Median accuracy and loss over the reports that hold a score (:func:`scored`); flag outlying validators,
+    and every validator whose report holds none."""
+    valid = [r for r in reports if scored(r)]
     if not valid:
         return Aggregate(median_accuracy=float("nan"), median_loss=float("nan"), median_input_blind_loss=None, valid=0,
                          outliers=[r.validator for r in reports])
@@ -53,8 +61,9 @@ def aggregate(reports: list[PerformanceReport], *, k: float = 3.0, floor: float 
     median = statistics.median(accuracies)
     spread = max(MAD_SCALE * statistics.median(abs(a - median) for a in accuracies), floor)
     outliers = [r.validator for r in valid if abs(r.accuracy - median) > k * spread]
-    outliers += [r.validator for r in reports if r.error is not None]
-    blind = [r.input_blind_loss for r in valid if r.input_blind_loss is not None]
+    outliers += [r.validator for r in reports if not scored(r)]
+    blind = [r.input_blind_loss for r in valid
+             if r.input_blind_loss is not None and math.isfinite(r.input_blind_loss) and r.input_blind_loss >= 0]
     return Aggregate(
         median_accuracy=median, median_loss=statistics.median(r.loss for r in valid),
         median_input_blind_loss=statistics.median(blind) if blind else None, valid=len(valid), outliers=outliers,

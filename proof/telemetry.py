@@ -21,10 +21,10 @@ class TelemetrySample(BaseModel):
 
     time: float = Field(description="Unix time of the reading, seconds")
     source: Literal["nvml", "os"]
-    device: int = Field(description="GPU index for NVML, 0 for the host")
+    device: int = Field(ge=-2**63, lt=2**63, description="GPU index for NVML, 0 for the host")
     utilization_pct: float = Field(description="GPU utilisation (NVML) or CPU utilisation (OS)")
-    memory_used_bytes: int
-    memory_total_bytes: int
+    memory_used_bytes: int = Field(ge=-2**63, lt=2**63, description="Bytes in use: an int64, as the proof's Parquet stores it")
+    memory_total_bytes: int = Field(ge=-2**63, lt=2**63, description="Bytes in all: an int64, as the proof's Parquet stores it")
     power_w: float | None = None
     temperature_c: float | None = None
     sm_clock_mhz: float | None = None

@@ -17,7 +17,7 @@ import math
 from pydantic import BaseModel, ConfigDict, Field
 
 from proof.report import VerificationReport
-from proof.scoring import PerformanceReport, aggregate
+from proof.scoring import PerformanceReport, aggregate, scored
 
 LOSS_GAP = 3.0  # holdout loss above LOSS_GAP × claimed training loss + 0.5 is flagged
 CHANCE_Z = 3.0  # standard errors of a chance-level holdout score that "above chance" must clear
@@ -111,7 +111,7 @@ def model_report(ev: Evidence) -> ModelReport:
     chance = 1.0 / ev.num_classes
     # A model that learned nothing scores chance plus binomial noise on n holdout samples: "above
     # chance" must clear that noise, one-sided at CHANCE_Z standard errors (false finding ~1e-3).
-    samples = min((r.samples for r in ev.performance if r.error is None), default=0)
+    samples = min((r.samples for r in ev.performance if scored(r)), default=0)
     clears = chance + CHANCE_Z * math.sqrt(chance * (1 - chance) / samples) if samples else math.inf
     loss_bound = LOSS_GAP * ev.claimed_final_loss + 0.5
     contradicts = not math.isnan(agg.median_loss) and agg.median_loss > loss_bound

@@ -102,8 +102,9 @@ def gather(upload: Upload, shard: Shard, assignment: Assignment, training: Train
             perf, doc = get_signed(net.store, scores.reports[slot.name], PerformanceReport, expected_signer=slot.address)
         except (*UNTRUSTED, KeyError):
             continue
-        if perf.model_sha256 != final_model:
-            continue  # a score of some other model says nothing about this one
+        if (perf.order_id, perf.task, perf.validator.lower(), perf.model_sha256) != (
+                upload.order_id, assignment.task, slot.address.lower(), final_model):
+            continue  # a score of some other order, task or model, or under another's name, says nothing of this one
         performance.append(perf)
         performance_attested += _attested(net, oid, assignment.task, REPORT_PERFORMANCE, slot.address, doc.digest)
     return Evidence(
@@ -214,14 +215,13 @@ def void_verification(upload: Upload, task: int, net: Network) -> VoidedVerifica
                         "whole and checked this task: Wasp judges with it (the wasp run) and voids nothing")
 
 
-def unusable_verification(upload: Upload, task: int, net: Network) -> str | None:
-    """Why nobody can judge with the task's verification on chain (``tasks.verify.usable_verification``); None
-    when it can be judged, or there is none yet."""
-    try:
-        usable_verification(net, upload.order_id, task, net.market.order(bytes.fromhex(upload.order_id[2:])))
-    except UnusableVerification as exc:
-        return str(exc)
-    return None
+def attested_verification(upload: Upload, task: int, net: Network) -> Verification | None:
+    """The record of the verification its verifier attested on chain for the task, made from the signed report
+    itself (``tasks.verify.usable_verification``), never from what the verifier's run returned; None while
+    none is attested. :class:`UnusableVerification` when nobody can judge with it."""
+    order = net.market.order(bytes.fromhex(upload.order_id[2:]))
+    found = usable_verification(net, upload.order_id, task, order)
+    return None if found is None else verification_of(verifier_of(order, task), *found)
 
 
 def scoring_closes(order: OrderView, task: int) -> int | None:
@@ -289,10 +289,10 @@ def wait_for_scoring_task(upload: Upload, task: int, *, until: float, poll_s: fl
     return wait_for_scoring(upload, task, network(), until=until, poll_s=poll_s)
 
 
-@task(name="unusable_verification", cache_policy=NO_CACHE)
-def unusable_verification_task(upload: Upload, task: int) -> str | None:
-    """Prefect task: why nobody can judge with the task's verification on chain, if so (:func:`unusable_verification`)."""
-    return unusable_verification(upload, task, network())
+@task(name="attested_verification", cache_policy=NO_CACHE)
+def attested_verification_task(upload: Upload, task: int) -> Verification | None:
+    """Prefect task: the task's verification as its verifier attested it on chain (:func:`attested_verification`)."""
+    return attested_verification(upload, task, network())
 
 
 @task(name="void_verification", cache_policy=NO_CACHE)

@@ -43,10 +43,12 @@ from prefect.deployments import run_deployment
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.states import Cancelled, Cancelling, Crashed
+from privacy.errors import PrivacyError
 from proof.wasp import score_quorum
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from pydantic_core import to_json
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from storage.errors import ArtifactError
 
 from bahen.errors import BahenError
 from bahen.network import Network, connect
@@ -56,14 +58,14 @@ from bahen.records import Assignment, Delivery, Scores, Shard, Training, Upload,
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 from bahen.submission import check_submission
-from tasks.audit import audit_task, unusable_verification_task, wait_for_scoring_task
+from tasks.audit import attested_verification_task, audit_task, wait_for_scoring_task
 from tasks.deliver import NotDeliverable, deliver_task, deliverer
 from tasks.report import checks_markdown
 from tasks.runtime import network, order_book, recorded
-from tasks.score import SignedScore, gathered, score_task
+from tasks.score import SignedScore, attested_score_task, gathered, score_task
 from tasks.shard import NotReplaceable, replace_verifier_task, replace_worker_task
 from tasks.train import train_task
-from tasks.verify import verify_task
+from tasks.verify import UnusableVerification, verify_task
 
 M = TypeVar("M", bound=BaseModel)
 HEARTBEAT_EVENT = "prefect.flow-run.heartbeat"
@@ -205,7 +207,11 @@ def dispatch(deployment: str, parameters: dict, *, key: str, result: type[M], co
         if outcome.state == "COMPLETED":
             with get_client(sync_client=True) as client:
                 state = client.read_flow_run(run.id).state
-            return result.model_validate(state.result())
+            try:
+                return result.model_validate(state.result())
+            except ValidationError as exc:  # another party's run: what it returns is its word, and may be anything
+                raise StageNotDone(f"{deployment} completed for {key} ({run.id}), but its result is no "
+                                   f"{result.__name__}: {str(exc)[:300]}") from None
         if outcome.state in ("TIMED_OUT", "NOT_STARTED"):
             break
     tried = ", ".join(f"{o.flow_run_id} {o.state.lower()}" for o in outcomes)
@@ -302,10 +308,19 @@ class Stages:
         def attempt(shard: Shard) -> Verification:
             verifier = shard.validators[0].address
             params = {"spec": spec, "upload": upload, "shard": shard, "assignment": assignment, "training": training}
-            verification = self._dispatch("verify/verify", params, f"{upload.order_id}-verify-{task}-{verifier.lower()}",
-                                          Verification, party_queue(verifier))
-            if (unusable := unusable_verification_task(upload, task)) is not None:
-                self._void(upload, task, verifier, unusable)
+            try:
+                self._dispatch("verify/verify", params, f"{upload.order_id}-verify-{task}-{verifier.lower()}",
+                               Verification, party_queue(verifier))
+                unfinished = None
+            except StageNotDone as exc:
+                unfinished = exc
+            try:  # what the run returned is the verifier's word; the record takes what it attested on chain
+                verification = attested_verification_task(upload, task)
+            except UnusableVerification as exc:
+                self._void(upload, task, verifier, str(exc))
+            if verification is None:
+                raise unfinished or StageNotDone(f"{verifier}'s verify run completed with no verification of task "
+                                                 f"{task} on chain")
             return verification
 
         def replace(shard: Shard, **waiting) -> Shard:
@@ -383,9 +398,18 @@ class Stages:
             scored, silent = [], []
             for (params, key, queue), slot in zip(runs, shard.validators, strict=True):
                 try:
-                    scored.append(self._dispatch("score/score", params, key, SignedScore, queue))
+                    self._dispatch("score/score", params, key, SignedScore, queue)
+                    unfinished = "its score run completed with no score on chain"
                 except StageNotDone as exc:
-                    silent.append(f"{slot.name} ({slot.address}): {exc}")
+                    unfinished = str(exc)
+                try:  # what the run returned is the validator's word; the record takes what it attested on chain
+                    found = attested_score_task(upload, training.task, slot)
+                except (PrivacyError, ArtifactError, ValueError) as exc:
+                    found, unfinished = None, f"the score it attested on chain cannot be read ({exc})"
+                if found is None:
+                    silent.append(f"{slot.name} ({slot.address}): {unfinished}")
+                else:
+                    scored.append(found)
             if len(scored) < (quorum := score_quorum(len(shard.validators))):
                 get_run_logger().warning("task %d of order %s: %d of %d validators scored, and Wasp judges once %d have; "
                                          "waiting for its scoring window (the order's commit window after the "

@@ -28,6 +28,7 @@ from contracts.models import DisputeView, TaskView
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from privacy.errors import PrivacyError
+from privacy.grants import accepts_grants
 from privacy.identity import Identity, PublicIdentity
 from pydantic import BaseModel, Field
 from storage.errors import ArtifactError, MissingArtifactError
@@ -157,6 +158,8 @@ def hand_over(case: DisputeCase, shard: Shard, disputer: Identity, net: Network,
     for address in resolvers:
         public = PublicIdentity(name=f"resolver {address[:10]}", address=address,
                                 x25519_public=net.market.member(address).x25519_public)
+        if not accepts_grants(public):
+            continue  # a key nothing can be wrapped to: that resolver cannot re-verify, the others decide
         grants[address] = {role: put_grant(net.store, key, public, order_id=order_id, role=f"task {task} {role} (dispute)")
                            for role, key in keys.items()}
     ref, _ = put_signed(net.store, disputer, case.model_copy(update={"grants": grants}),

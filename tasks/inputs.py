@@ -28,7 +28,8 @@ from collections.abc import Callable
 from contracts.errors import ChainError
 from contracts.models import OrderView
 from privacy.errors import PrivacyError
-from privacy.grants import KeyGrant
+from privacy.grants import KeyGrant, accepts_grants
+from privacy.identity import PublicIdentity
 from privacy.signing import digest
 from privacy.stream import key_id, read_header
 from proof.bundle import ProofBundle
@@ -109,9 +110,20 @@ def _check_upload(upload: Upload, manifest: Manifest, order: OrderView) -> None:
         salted = None
     if salted != order.order_id:
         wrong.append("salt")
+    if "client_x25519" not in wrong and not _deliverable_to(upload):
+        wrong.append("client_x25519 (a key to which nothing can be wrapped, so its model could never be delivered)")
     if wrong:
         raise InputMismatch(f"the upload of order {upload.order_id} differs from its client-signed manifest and the "
                             f"chain in {', '.join(wrong)}")
+
+
+def _deliverable_to(upload: Upload) -> bool:
+    """Whether the client's X25519 key, where the model key is delivered, is one a key can be wrapped to."""
+    try:
+        client = PublicIdentity(name="the client", address=upload.client, x25519_public=upload.client_x25519)
+    except ValueError:
+        return False
+    return accepts_grants(client)
 
 
 def _fixed_upload(manifest: Manifest, ref: ArtifactRef, order: OrderView) -> dict:

@@ -7,6 +7,7 @@ them without serving files.
 import base64
 import io
 import math
+from collections.abc import Callable
 
 from matplotlib.figure import Figure
 from prefect import task
@@ -100,16 +101,25 @@ def summary_markdown(record: OrderRecord) -> str:
     for label, ref in record.artifacts():
         lines.append(f"- {label}: `{ref.sha256}` ({ref.size:,} bytes)")
     if record.training and record.training.losses:
-        png = loss_plot_png(record.training.losses, title="training and holdout loss",
-                            holdout=record.verdict.model_report if record.verdict else None)
-        lines += ["", "## Loss", "", f"![loss curve](data:image/png;base64,{base64.b64encode(png).decode()})"]
+        lines += ["", "## Loss", "", _embedded("loss curve", lambda: loss_plot_png(
+            record.training.losses, title="training and holdout loss",
+            holdout=record.verdict.model_report if record.verdict else None))]
     if record.training and record.training.telemetry:
         samples = record.training.telemetry
-        png = telemetry_plot_png(samples, title="hardware during training")
         source = "NVML, per GPU" if samples[0].source == "nvml" else "the OS: the whole host's CPU and memory, no GPU seen"
         lines += ["", "## Telemetry", "", f"Sampled by the worker through {source}; the proof holds every sample.", "",
-                  f"![telemetry plot](data:image/png;base64,{base64.b64encode(png).decode()})"]
+                  _embedded("telemetry plot", lambda: telemetry_plot_png(samples, title="hardware during training"))]
     return "\n".join(lines)
+
+
+def _embedded(alt: str, draw: Callable[[], bytes]) -> str:
+    """The plot ``draw`` makes, as a Markdown image; the worker reported the figures drawn, and figures no axis
+    can hold (a loss of 1e308 beside -1e308) leave the plot out, never the summary."""
+    try:
+        png = draw()
+    except (ValueError, ArithmeticError) as exc:
+        return f"(no {alt}: the worker's figures cannot be drawn: {exc})"
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
 def checks_markdown(checks: list[dict], *, order_id: str, task: int) -> str:

@@ -4,8 +4,10 @@ Each validator, in its own process with its own key, checks that the inputs it w
 order's (``tasks.inputs``), decrypts the holdout split and the final checkpoint with its own grants
 (the client's for the split, the worker's for the model), evaluates, signs a performance report,
 names it in its own folder of the store by its digest and records that digest on chain. A
-validator that cannot read or load the model reports the error instead of a score, so one broken
-artifact cannot stall the order.
+validator that cannot read or load the model, or finds the holdout not the split the client's
+manifest declares (``tasks.train.check_split``), reports the error instead of a score, so one
+broken artifact cannot stall the order, and a client that uploads a broken holdout still pays the
+validators that found it broken their fees.
 """
 
 import math
@@ -18,7 +20,7 @@ from pydantic import BaseModel, Field
 from storage.errors import StorageError
 from storage.refs import ArtifactRef
 from training.checkpoint import Checkpoint
-from training.errors import TrainingError
+from training.errors import DatasetError, TrainingError
 from training.trainer import evaluate, input_blind_loss
 
 from bahen.artifacts import PROOF_ROLE, get_decrypted, open_stored_grant
@@ -41,14 +43,17 @@ def score_one(spec: OrderSpec, upload: Upload, training: Training, slot: Validat
     validator = net.party_at(slot.address, role="validator")
     order_id = upload.order_id
     model = proof_key(lambda: model_key(net, training, validator), bundle, order_id, training.task, net)
-    holdout_key = open_stored_grant(net.store, slot_grant(slot, "holdout", order_id), validator, order_id=order_id)
-    X, y = load_split(net.store, holdout_key, upload, "holdout")
-    base = dict(
-        order_id=order_id, task=training.task, validator=validator.address, model_sha256=training.final_model.sha256,
-        holdout_sha256=upload.holdout.sha256, samples=len(y),
-    )
     tspec = train_spec(spec, upload, training.task, net)
-    base["input_blind_loss"] = input_blind_loss(tspec, X, y)
+    holdout_key = open_stored_grant(net.store, slot_grant(slot, "holdout", order_id), validator, order_id=order_id)
+    base = dict(order_id=order_id, task=training.task, validator=validator.address,
+                model_sha256=training.final_model.sha256, holdout_sha256=upload.holdout.sha256)
+    try:
+        # Decrypted, the split is the client's (its manifest pins the ciphertext, the key authenticates
+        # it): a split that is not what the manifest declares is the client's doing, and reported.
+        X, y = load_split(net.store, holdout_key, upload, "holdout", tokens=spec.model == "gpt")
+    except DatasetError as exc:
+        return PerformanceReport(**base, samples=0, accuracy=math.nan, loss=math.nan, error=f"DatasetError: {exc}")
+    base.update(samples=len(y), input_blind_loss=input_blind_loss(tspec, X, y))
     try:
         check_model_size(training.final_model, tspec, upload)
         plain = get_decrypted(net.store, model, training.final_model, order_id=order_id, role=PROOF_ROLE)
@@ -82,6 +87,14 @@ def score_as(spec: OrderSpec, upload: Upload, training: Training, slot: Validato
     return SignedScore(validator=slot.name, report=report, ref=ref)
 
 
+def attested_score(upload: Upload, task: int, slot: ValidatorSlot, net: Network) -> SignedScore | None:
+    """The score the validator of ``slot`` attested on chain for the task, read from the store
+    (``tasks.verify.attested_report``) under the order's own label for that validator, never from what its run
+    returned; None while it attested none."""
+    found = attested_report(net, upload.order_id, task, REPORT_PERFORMANCE, slot.address, PerformanceReport)
+    return None if found is None else SignedScore(validator=slot.name, report=found[0], ref=found[1])
+
+
 def gathered(order_id: str, scored: list[SignedScore]) -> Scores:
     """The validators' scores of one task and their robust aggregate."""
     agg = aggregate([s.report for s in scored])
@@ -101,3 +114,9 @@ def score(spec: OrderSpec, upload: Upload, shard: Shard, training: Training, net
 def score_task(spec: OrderSpec, upload: Upload, training: Training, slot: ValidatorSlot) -> SignedScore:
     """Prefect task: score as one validator of the order."""
     return score_as(spec, upload, training, slot, network())
+
+
+@task(name="attested_score", cache_policy=NO_CACHE)
+def attested_score_task(upload: Upload, task: int, slot: ValidatorSlot) -> SignedScore | None:
+    """Prefect task: the score a validator of the order attested on chain for the task (:func:`attested_score`)."""
+    return attested_score(upload, task, slot, network())

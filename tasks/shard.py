@@ -17,6 +17,7 @@ from contracts.errors import ChallengeNotReady, ContractRevert
 from contracts.models import MemberView, OrderView, TaskView
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from privacy.grants import accepts_grants
 from privacy.identity import PublicIdentity
 from pydantic import BaseModel
 from training.models import GPTConfig, flops_per_sample
@@ -246,7 +247,11 @@ def replace_verifier_task(upload: Upload, shard: Shard, task: int, *, until: flo
 
 
 def _granted(net: Network, keys: dict[str, bytes], member: PublicIdentity, order_id: str, roles: tuple[str, ...]) -> dict:
-    """The order's keys of ``roles`` wrapped to a drawn member's published X25519 key, stored."""
+    """The order's keys of ``roles`` wrapped to a drawn member's published X25519 key, stored; none to a member
+    whose key nothing can be wrapped to (``privacy.grants.accepts_grants``): it cannot take part, and is
+    replaced as a member that stalls is, while the order goes on."""
+    if not accepts_grants(member):
+        return {}
     return {role: put_grant(net.store, keys[role], member, order_id=order_id, role=role) for role in roles}
 
 

@@ -16,11 +16,13 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 
+import numpy as np
 import torch
 from contracts.errors import ChainError, ChallengeNotReady
 from contracts.models import OrderView
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from privacy.grants import accepts_grants
 from privacy.identity import Identity, PublicIdentity
 from privacy.stream import new_data_key
 from proof.attacks import run_worker, worker_challenge
@@ -33,7 +35,7 @@ from proof.verifier import VerifyConfig
 from storage.refs import ArtifactRef
 from storage.store import ArtifactStore
 from training.datasets import read_split
-from training.errors import CheckpointError
+from training.errors import CheckpointError, DatasetError
 from training.launch import data_parallel
 from training.models import load_weights
 from training.trainer import TrainSpec, state_form
@@ -45,7 +47,7 @@ from bahen.records import Assignment, Training, Upload
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 from bahen.worker_runs import WorkerRunBook, WorkerRunNote
-from tasks.inputs import check_inputs
+from tasks.inputs import InputMismatch, check_inputs
 from tasks.observe import TrainingProgress
 from tasks.runtime import network
 from tasks.shard import architecture
@@ -102,11 +104,37 @@ def challenge_seed(net: Network, order_id: bytes, task: int) -> bytes:
     return net.market.challenge_seed(order_id, task)
 
 
-def load_split(store: ArtifactStore, key: bytes, upload: Upload, role: str):
-    """Decrypt a split into (X, y) in memory; plaintext never touches disk."""
+def load_split(store: ArtifactStore, key: bytes, upload: Upload, role: str, *, tokens: bool):
+    """Decrypt a split into (X, y) in memory, plaintext never on disk, once shown to be the split the
+    client's signed manifest declares (:func:`check_split`); ``tokens`` for a language model's windows."""
     ref = upload.train if role == "train" else upload.holdout
     X, y, _ = read_split(get_decrypted(store, key, ref, order_id=upload.order_id, role=role), name=ref.name)
+    check_split(X, y, upload, role, tokens=tokens)
     return X, y
+
+
+def check_split(X: np.ndarray, y: np.ndarray, upload: Upload, role: str, *, tokens: bool) -> None:
+    """:class:`DatasetError` unless the split holds the rows and input shape the client's signed manifest
+    declares, labels of its classes and finite features (for a language model, ``tokens``, bytes of its
+    vocabulary). The client signs the split's hash, not its contents: a split that breaks them would make
+    a worker train into a crash or into weights that are not numbers, and a validator score nothing."""
+    ref, rows = (upload.train, upload.train_rows) if role == "train" else (upload.holdout, upload.holdout_rows)
+    classes = upload.num_classes
+    wrong = []
+    if len(y) != rows:
+        wrong.append(f"{len(y):,} rows where the manifest declares {rows:,}")
+    if list(X.shape[1:]) != upload.input_shape:
+        wrong.append(f"inputs of shape {list(X.shape[1:])} where the manifest declares {upload.input_shape}")
+    if len(y) and not (0 <= y.min() and y.max() < classes):
+        wrong.append(f"labels from {y.min()} to {y.max()}, outside the {classes:,} classes it declares (0 to {classes - 1:,})")
+    if not np.isfinite(X).all():
+        wrong.append("features that are not finite numbers")
+    elif tokens and X.size and not (0 <= X.min() and X.max() < classes and (X == np.floor(X)).all()):
+        wrong.append(f"inputs that are not tokens of its {classes:,}-token vocabulary")
+    if wrong:
+        raise DatasetError(f"the {role} split {ref.name} is not the one its client's signed manifest declares: "
+                           f"{'; '.join(wrong)}. Nothing was trained or scored on it; the client must upload its "
+                           "dataset again")
 
 
 def check_model_size(ref: ArtifactRef, tspec: TrainSpec, upload: Upload) -> None:
@@ -193,8 +221,13 @@ def train(
     if committed and (note is None or note.bundle is None):
         raise TaskCommittedError(f"task {task} of order {order_id} was committed on chain at block {committed}, "
                                  "by no unfinished run of this host: its proof is final, there is nothing to train")
+    if "train" not in assignment.grants:
+        raise InputMismatch(f"the assignment handed over for task {task} of order {order_id} holds no grant of the train "
+                            f"split to {worker.address}: nothing was trained. A client wraps none to a worker whose X25519 key on chain "
+                            "nothing can be wrapped to (such a worker is replaced as a stalled one is); otherwise hand "
+                            "over the order's shard")
     train_key = open_stored_grant(net.store, assignment.grants["train"], worker, order_id=order_id)
-    X, y = load_split(net.store, train_key, upload, "train")
+    X, y = load_split(net.store, train_key, upload, "train", tokens=spec.model == "gpt")
     tspec = train_spec(spec, upload, task, net)
     initial = load_initial(net.store, train_key, upload, tspec)
     if note is None:
@@ -248,9 +281,11 @@ def train(
 
 def _model_grants(net: Network, model_key: bytes, order_id: str, task: int, own: ArtifactRef,
                   worker: str) -> dict[str, ArtifactRef]:
-    """The model key wrapped to each of the order's validators, and the worker's own (to dispute a rejection)."""
+    """The model key wrapped to each of the order's validators that can be granted a key (``accepts_grants``: one
+    that publishes a key nothing can be wrapped to cannot cost the worker its proof), and the worker's own
+    (to dispute a rejection)."""
     return {**{v.address: put_grant(net.store, model_key, v, order_id=order_id, role=f"task {task} model")
-               for v in order_validators(net, order_id)}, worker: own}
+               for v in order_validators(net, order_id) if accepts_grants(v)}, worker: own}
 
 
 def _answer_committed(spec: OrderSpec, note: WorkerRunNote, model_key: bytes, X, y, tspec: TrainSpec, worker: Identity,
@@ -332,7 +367,8 @@ def grant_model(upload: Upload, training: Training, net: Network) -> Training:
                          f"to its worker {worker.address}: hand over the training the worker returned")
     model_key = open_stored_grant(net.store, own, worker, order_id=order_id)
     grants = {v.address: training.model_grants.get(v.address) or put_grant(
-        net.store, model_key, v, order_id=order_id, role=f"task {task} model") for v in order_validators(net, order_id)}
+        net.store, model_key, v, order_id=order_id, role=f"task {task} model")
+        for v in order_validators(net, order_id) if accepts_grants(v)}
     return training.model_copy(update={"model_grants": {**grants, worker.address: own}})
 
 

@@ -227,6 +227,29 @@ def test_an_honest_worker_overturns_a_false_rejection_and_is_paid(net):
     assert record.model_copy(update={"settled": None}).work_verdict == "rejected"  # until settlement reads the chain
 
 
+def test_a_resolver_that_published_a_key_nothing_can_be_wrapped_to_cannot_sink_a_dispute(net):
+    """A validator registered with a low-order X25519 key (all zeros) and drawn as a resolver: the disputer hands
+    the case to the others, who uphold it, instead of failing before the case is recorded and losing its bond."""
+    upload, plan, assignment, training, _ = _falsely_rejected(net, "0x" + "d6" * 32)
+    hostile = Identity.generate("hostile")
+    stake = 1000 * PARAMS.min_validator_stake  # outweighs every other validator: drawn but for a ~1e-7 chance
+    net.chain.fund(hostile.address, stake + 10**18)
+    net.market.register_validator(hostile.account, x25519_public=bytes(32), stake=stake)
+    try:
+        worker = net.party_at(assignment.address, role="worker")
+        case = hand_over(open_dispute(SMALL, upload, plan, training, worker, net), plan, worker, net)
+        oid = bytes.fromhex(upload.order_id[2:])
+        resolvers = net.market.dispute(oid, 0).resolvers
+        assert hostile.address in resolvers
+        assert set(get_signed(net.store, case, DisputeCase)[0].grants) == set(resolvers) - {hostile.address}
+        votes = [resolve(upload.order_id, 0, case, _validator(net, r), net) for r in resolvers if r != hostile.address]
+        assert all(v.uphold for v in votes) and net.market.order(oid).tasks[0].verdict == "accepted"
+        assert "bond returned" in _credits(net, upload.order_id, worker.address)
+    finally:
+        if net.market.member(hostile.address).locks == 0:
+            net.market.request_unbond(hostile.account, amount=stake)  # drawn by no later test
+
+
 def test_a_dispute_of_honest_work_is_dismissed_and_its_bond_pays_the_worker(net):
     upload, plan, assignment, training = _accepted(net, "0x" + "d2" * 32)
 

@@ -316,6 +316,7 @@ def test_a_case_holding_other_evidence_than_wasp_judged_or_a_decision_its_rules_
     nothing = case.model_copy(update={"training": case.training.model_copy(update={"bundle": empty})})
     assert "audit: Wasp's rules, re-run on the case Wasp signed, find score-quorum: 0 attested scores, quorum 2 of 2 " \
            "where Wasp signed score-quorum: 2 attested scores, quorum 2 of 2" in stage_problems(nothing, "audit", net)
+    assert not [p for p in stage_problems(nothing, "train", net) if "final model" in p]  # nothing to compare it with
     # figures nobody could measure (NaN) are the same figures on both sides: only the one that differs is named
     unmeasured = decision.model_report.model_copy(update={"median_loss": float("nan"), "perplexity": float("nan")})
     forged, _ = put_signed(net.store, net.party(WASP), decision.model_copy(update={"model_report": unmeasured}), name="v")
@@ -340,29 +341,38 @@ def _verified(net, salt: str):
     return upload, plan, assignment, training
 
 
-def test_a_validator_that_attests_a_score_of_another_model_costs_no_re_audit_its_agreement(prefect):
-    """The record and Wasp's case carry what the validator attested; Wasp's evidence leaves it out. Neither is
-    to blame, so the re-audit of either agrees, every stage with it."""
+@pytest.mark.parametrize(("salt", "field", "value"), [("e3", "model_sha256", "00" * 32), ("e7", "validator", "[/] another"),
+                                                      ("e8", "task", 1)])
+def test_a_validator_that_attests_a_score_of_another_model_costs_no_re_audit_its_agreement(prefect, salt, field, value):
+    """A score of another model or task, or under another name than its signer's: the record and Wasp's case carry
+    what the validator attested; Wasp's evidence leaves it out. Neither is to blame, so the re-audit of either
+    agrees, every stage with it."""
     from proof.scoring import PerformanceReport
     from tasks.audit import audit as judge
     from tasks.reaudit import rechecked
     from tasks.score import REPORT_PERFORMANCE, gathered, score_as, score_one
-    from tasks.verify import publish
+    from bahen.artifacts import signed
+    from bahen.audit import report_pointer
+    from tasks.verify import attest
 
     net = connect(load_settings())
-    upload, plan, assignment, training = _verified(net, "0x" + "e3" * 32)
+    upload, plan, assignment, training = _verified(net, "0x" + salt * 32)
     honest, other = plan.validators
-    elsewhere = score_one(SMALL, upload, training, other, net).model_copy(update={"model_sha256": "00" * 32})
-    publish(net, net.party_at(other.address, role="validator"), elsewhere, kind=REPORT_PERFORMANCE, name="elsewhere")
+    elsewhere = score_one(SMALL, upload, training, other, net).model_copy(update={field: value})
+    validator = net.party_at(other.address, role="validator")
+    data, ref, doc = signed(validator, elsewhere, name="elsewhere")  # attested for task 0, whatever it says
+    net.store.put_pointer(other.address, report_pointer(upload.order_id, 0, REPORT_PERFORMANCE, doc.digest), ref)
+    net.store.put(data, name="elsewhere")
+    attest(net, validator, upload.order_id, 0, REPORT_PERFORMANCE, doc.digest)
     scored = [score_as(SMALL, upload, training, slot, net) for slot in (honest, other)]
-    assert scored[1].report.model_sha256 == "00" * 32  # the score it attested
+    assert getattr(scored[1].report, field) == value  # the score it attested
     verdict = judge(upload, plan, assignment, training, net)
     assert verdict.accepted and "1 attested scores, quorum 2 of 2" in verdict.model_report.findings[0].detail
     [case] = reconstruct(upload.order_id, net.store, net.market)
     assert set(case.scores.reports) == {honest.name, other.name}
     assert rechecked(case, net) == []
     record = case.model_copy(update={"scores": gathered(upload.order_id, scored)})  # the client's, as it gathered them
-    assert get_signed(net.store, record.scores.reports[other.name], PerformanceReport)[0].model_sha256 == "00" * 32
+    assert getattr(get_signed(net.store, record.scores.reports[other.name], PerformanceReport)[0], field) == value
     assert rechecked(record, net) == []
 
 

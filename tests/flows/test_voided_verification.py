@@ -14,7 +14,7 @@ from storage.errors import StoreUnavailableError
 
 from bahen.spec import OrderSpec
 from flows.wasp import void_verification as void_flow
-from tasks.audit import audit, scoring_closes, unusable_verification, void_verification
+from tasks.audit import attested_verification, audit, scoring_closes, void_verification
 from tasks.encrypt_upload import encrypt_upload
 from tasks.inputs import InputMismatch
 from tasks.score import score
@@ -51,7 +51,9 @@ def test_a_verification_nobody_can_judge_with_is_voided_past_its_scoring_window_
     score(SPEC, upload, plan, training, net)
     closes = scoring_closes(net.market.order(oid), 0)
     assert closes == attested_at + SPEC.commit_minutes * 60
-    why = unusable_verification(upload, 0, net)
+    with pytest.raises(UnusableVerification) as unusable:
+        attested_verification(upload, 0, net)
+    why = str(unusable.value)
     assert why.startswith(f"the verification report that {withholding.address}, the verifier of order "
                           f"{upload.order_id}, attested for task 0 cannot be read (")
     with pytest.raises(UnusableVerification, match=f"cannot be read .*: nothing was judged; after chain time {closes} "):
@@ -62,7 +64,7 @@ def test_a_verification_nobody_can_judge_with_is_voided_past_its_scoring_window_
     net.chain.increase_time(1)
     with monkeypatch.context() as outage:  # a store nobody can reach says nothing of the verifier: nothing is voided
         outage.setattr(type(net.store), "get_pointer", lambda *args: _unreachable())
-        for judge in (unusable_verification, void_verification):
+        for judge in (attested_verification, void_verification):
             with pytest.raises(StoreUnavailableError, match="the store does not answer"):
                 judge(upload, 0, net)
     assert net.market.order(oid).tasks[0].verifier == withholding.address
@@ -70,7 +72,7 @@ def test_a_verification_nobody_can_judge_with_is_voided_past_its_scoring_window_
     assert (voided.order_id, voided.task, voided.verifier, voided.reason) == (upload.order_id, 0, withholding.address, why)
     view = net.market.order(oid)
     assert (view.tasks[0].verifier, view.validators[0].validator) == (ZERO_ADDRESS, ZERO_ADDRESS)
-    assert unusable_verification(upload, 0, net) is None  # nothing on chain to judge with any more
+    assert attested_verification(upload, 0, net) is None  # nothing on chain to judge with any more
     with pytest.raises(InputMismatch, match="not the order's verifier"):  # the voided verifier verifies no more
         verify(SPEC, upload, plan, assignment, training, net)
 
@@ -95,7 +97,9 @@ def test_a_verification_nobody_can_judge_with_is_voided_past_its_scoring_window_
     third = third_plan.validators[0]
     assert third.address not in {withholding.address, scorer.address, second.address}
     training = grant_model(upload, training, net)
-    assert verify(SPEC, upload, third_plan, assignment, training, net).verifier == third.address
+    verification = verify(SPEC, upload, third_plan, assignment, training, net)
+    assert verification.verifier == third.address
+    assert attested_verification(upload, 0, net) == verification  # the client's record, made from the chain's
     with pytest.raises(InputMismatch, match="is in the store whole and checked this task: Wasp judges with it"):
         void_verification(upload, 0, net)
     score(SPEC, upload, third_plan, training, net)

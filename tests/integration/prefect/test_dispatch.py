@@ -20,6 +20,7 @@ from tasks.dispatch import (START_TRIES, DispatchConfig, RunRefused, Stages, Sta
                             use_pools)
 from tasks.score import SignedScore
 from tasks.shard import NotReplaceable
+from tasks.verify import UnusableVerification
 
 ESCROW = 10**17
 
@@ -138,17 +139,34 @@ def test_the_score_stage_goes_on_without_silent_validators_with_a_majority_or_on
     def dispatched(deployment, params, key, result, queue):
         if queue in silent:
             raise StageNotDone(f"no worker of work queue {queue} started it")
-        slot = params["slot"]
+        return SimpleNamespace(validator="[/] what the run returns, which the record does not take")
+
+    def on_chain(upload, task, slot):
+        if party_queue(slot.address) in silent - attested_anyway or slot.address in unattested:
+            return None
         return SignedScore(validator=slot.name, ref=ArtifactRef(name="score", md5="0" * 32, sha256="0" * 64, size=1),
                            report=PerformanceReport(order_id=upload.order_id, task=0, validator=slot.address,
                                                     model_sha256="aa", holdout_sha256="bb", samples=100, accuracy=0.9,
                                                     loss=0.3))
 
+    unattested, attested_anyway = set(), set()
     monkeypatch.setattr(stages, "_dispatch", dispatched)
+    monkeypatch.setattr(dispatch, "attested_score_task", on_chain)
     silent.add(party_queue(slots[1].address))
     scores = stages.score(None, upload, shard, training)
     assert set(scores.reports) == {"validator-0", "validator-2"} and scores.median_accuracy == 0.9
     assert started == [party_queue(s.address) for s in slots]  # every validator was asked at once
+    # a run that failed after its validator attested its score has scored; one that completed with none has not
+    attested_anyway.add(party_queue(slots[1].address))
+    unattested.add(slots[2].address)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="order"):
+        assert set(stages.score(None, upload, shard, training).reports) == {"validator-0", "validator-1"}
+    assert [r.getMessage() for r in caplog.records] == [
+        f"task 0 of order {upload.order_id} goes on with the scores of a majority, without validator-2 "
+        f"({slots[2].address}): its score run completed with no score on chain"]
+    attested_anyway.clear()
+    unattested.clear()
     # fewer than a majority: the stage waits for the task's scoring window to close on chain, then goes on
     silent.add(party_queue(slots[2].address))
     closes: list[int | None] = [1_000, None]
@@ -169,6 +187,47 @@ def test_the_score_stage_goes_on_without_silent_validators_with_a_majority_or_on
         stages.score(None, upload, shard, training)
 
 
+def _found(outcome):
+    """What the chain holds of a verification, as the stage reads it: a record, none, or an unusable one."""
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def test_the_verify_stage_records_the_verification_attested_on_chain_whatever_the_verifiers_run_returned(monkeypatch):
+    order_id = "0x" + "cd" * 32
+    verifier, scorer, successor = (SimpleNamespace(name=f"validator-{i}", address=f"0x{i + 1:040x}") for i in range(3))
+    upload, training, assignment = SimpleNamespace(order_id=order_id), SimpleNamespace(task=0), SimpleNamespace(
+        task=0, address="0x" + "ee" * 20)
+    stages = Stages(DispatchConfig(mode="pools", replacements=1))
+    monkeypatch.setattr(dispatch, "recorded", lambda *args: None)
+    monkeypatch.setattr(dispatch, "create_markdown_artifact", lambda **kwargs: None)
+    monkeypatch.setattr(dispatch, "order_book", lambda: SimpleNamespace(update=lambda *args, **kwargs: None))
+    monkeypatch.setattr(stages, "_record", lambda *args, **kwargs: None)
+    attested = SimpleNamespace(verifier=verifier.address, checks=[])
+    on_chain, runs = [], []
+    monkeypatch.setattr(dispatch, "attested_verification_task", lambda upload, task: _found(on_chain.pop(0)))
+    monkeypatch.setattr(dispatch, "replace_verifier_task", lambda upload, shard, task, until, poll_s: SimpleNamespace(
+        validators=[successor, *shard.validators[1:]]))
+
+    def dispatched(deployment, params, key, result, queue=None):
+        runs.append(deployment)
+        if deployment == "verify/verify" and len(runs) == 1:
+            raise StageNotDone("verify/verify completed, but its result is no Verification: checks.0.name missing")
+        return training if deployment == "grant-model/grant-model" else SimpleNamespace(checks=[{"name": "x"}])
+
+    monkeypatch.setattr(stages, "_dispatch", dispatched)
+    on_chain[:] = [attested]  # its run returned junk, after it attested its verification: the order goes on with it
+    assert stages.verify(None, upload, SimpleNamespace(validators=[verifier, scorer]), assignment, training)[2] is attested
+    assert runs == ["verify/verify"]
+    runs.clear()
+    on_chain[:] = [None, SimpleNamespace(verifier=successor.address, checks=[])]  # nothing attested: replaced
+    shard, _, verification = stages.verify(None, upload, SimpleNamespace(validators=[verifier, scorer]), assignment,
+                                           training)
+    assert verification.verifier == successor.address and shard.validators == [successor, scorer]
+    assert runs == ["verify/verify", "grant-model/grant-model", "verify/verify"]
+
+
 def test_the_verify_stage_has_wasp_void_a_verification_nobody_can_judge_with_and_the_next_verifier_verify(
         monkeypatch, caplog):
     order_id = "0x" + "cd" * 32
@@ -176,13 +235,13 @@ def test_the_verify_stage_has_wasp_void_a_verification_nobody_can_judge_with_and
     upload, training, assignment = SimpleNamespace(order_id=order_id), SimpleNamespace(task=0), SimpleNamespace(
         task=0, address="0x" + "ee" * 20)
     stages = Stages(DispatchConfig(mode="pools", replacements=1))
-    runs, unusable, closes = [], [], []
+    runs, on_chain, closes = [], [], []
     monkeypatch.setattr(dispatch, "recorded", lambda *args: None)
     monkeypatch.setattr(dispatch, "get_run_logger", lambda: logging.getLogger("order"))
     monkeypatch.setattr(dispatch, "create_markdown_artifact", lambda **kwargs: None)
     monkeypatch.setattr(dispatch, "order_book", lambda: SimpleNamespace(update=lambda *args, **kwargs: None))
     monkeypatch.setattr(stages, "_record", lambda *args, **kwargs: None)
-    monkeypatch.setattr(dispatch, "unusable_verification_task", lambda upload, task: unusable.pop(0))
+    monkeypatch.setattr(dispatch, "attested_verification_task", lambda upload, task: _found(on_chain.pop(0)))
     monkeypatch.setattr(dispatch, "wait_for_scoring_task", lambda upload, task, until, poll_s: closes.pop(0))
     monkeypatch.setattr(dispatch, "replace_verifier_task", lambda upload, shard, task, until, poll_s: SimpleNamespace(
         validators=[successor, *shard.validators[1:]]))
@@ -190,7 +249,7 @@ def test_the_verify_stage_has_wasp_void_a_verification_nobody_can_judge_with_and
     def dispatched(deployment, params, key, result, queue=None):
         runs.append((deployment, key))
         if deployment == "verify/verify":
-            return SimpleNamespace(verifier=params["shard"].validators[0].address, checks=[])
+            return SimpleNamespace(verifier="what the run returns, which the record does not take", checks=[{}])
         if deployment == "void-verification/void-verification":
             return VoidedVerification(order_id=order_id, task=0, verifier=withholding.address, reason="withheld",
                                       tx_hash="0x" + "12" * 32)
@@ -198,7 +257,7 @@ def test_the_verify_stage_has_wasp_void_a_verification_nobody_can_judge_with_and
 
     monkeypatch.setattr(stages, "_dispatch", dispatched)
     why = f"the verification report that {withholding.address} attested for task 0 cannot be read"
-    unusable[:], closes[:] = [why, None], [1_000]
+    on_chain[:], closes[:] = [UnusableVerification(why), SimpleNamespace(verifier=successor.address, checks=[])], [1_000]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="order"):
         shard, _, verification = stages.verify(None, upload, SimpleNamespace(validators=[withholding, scorer]),
@@ -214,7 +273,7 @@ def test_the_verify_stage_has_wasp_void_a_verification_nobody_can_judge_with_and
         f"task 0 of order {order_id}: Wasp voided the verification of {withholding.address} on chain (0x{'12' * 32})"]
     # the window not closed in the stage's time: nobody is voided or replaced, and the order's end says why
     runs.clear()
-    unusable[:], closes[:] = [why], [None]
+    on_chain[:], closes[:] = [UnusableVerification(why)], [None]
 
     def verified(*args, **kwargs):
         raise NotReplaceable(f"{withholding.address} verified task 0 on chain")

@@ -30,6 +30,33 @@ def test_identical_scores_have_no_outlier_and_errors_are_outliers():
     assert agg.valid == 2
 
 
+@pytest.mark.parametrize(("accuracy", "loss", "blind"), [
+    (math.nan, 0.3, None), (0.7, math.nan, None), (math.inf, 0.3, None), (0.7, -math.inf, None), (1.5, 0.3, None),
+    (-0.1, 0.3, None), (0.7, -1.0, None), (0.7, 1e308 * 10, None),
+])
+def test_a_score_that_is_no_share_or_no_loss_counts_as_none_and_moves_no_median(accuracy, loss, blind):
+    """One validator's figures that are not numbers, or not an accuracy and a loss, with no error named: counted
+    as no score, so the honest validators' median stands and the liar is named."""
+    agg = aggregate([report("honest", 0.75, blind=2.0), report("liar", accuracy, loss, blind=blind),
+                     report("other", 0.77, blind=2.2)])
+    assert (agg.median_accuracy, agg.median_loss, agg.median_input_blind_loss) == (0.76, 0.3, 2.1)
+    assert agg.valid == 2 and agg.outliers == ["liar"]
+
+
+@pytest.mark.parametrize("blind", [math.nan, math.inf, -1.0])
+def test_an_input_blind_loss_that_is_no_loss_is_left_out(blind):
+    agg = aggregate([report("a", 0.75, blind=2.0), report("b", 0.76, blind=blind)])
+    assert agg.median_input_blind_loss == 2.0 and agg.valid == 2
+
+
+def test_the_chance_bound_counts_the_samples_of_the_scores_only():
+    """A report with no score does not shrink the sample count the chance bound divides by."""
+    honest = [report(v, 0.9) for v in "ab"]
+    tiny = report("c", math.nan).model_copy(update={"samples": 1})
+    findings = {f.rule: f for f in decide(evidence(performance=[*honest, tiny], validators_assigned=3)).model_report.findings}
+    assert "on 100 samples" in findings["above-chance"].detail and findings["above-chance"].passed
+
+
 def test_no_valid_report():
     agg = aggregate([report("a", math.nan, error="x")])
     assert math.isnan(agg.median_accuracy) and agg.valid == 0

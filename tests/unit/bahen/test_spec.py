@@ -257,6 +257,12 @@ def test_a_malformed_auditor_is_named_with_the_form_it_must_take(bad):
     assert "  auditors:" in str(refused.value) and "'<address>:<X25519 public key, 64 hex digits>'" in str(refused.value)
 
 
+def test_an_auditor_whose_key_nothing_can_be_wrapped_to_is_refused():
+    with pytest.raises(SpecError, match=r"auditor 0xABaBaBaB\S* names X25519 key 0000000000000000…, to which no key can "
+                                        r"be wrapped \(a low-order point\)"):
+        parse_spec({"auditors": ["0x" + "ab" * 20 + ":" + "00" * 32]})
+
+
 def test_an_auditor_named_twice_or_too_many_auditors_are_refused():
     twice = "0x" + "ab" * 20 + ":" + "ef" * 32
     with pytest.raises(SpecError, match="an auditor is named twice"):

@@ -7,7 +7,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from privacy.errors import ContextMismatchError, PrivacyError, TamperedError, WrongKeyError
-from privacy.grants import KeyGrant, grant_key, open_grant
+from privacy.grants import KeyGrant, accepts_grants, grant_key, open_grant
 from privacy.identity import Identity
 from privacy.signing import canonical_json
 from privacy.stream import key_id, new_data_key
@@ -150,6 +150,23 @@ def test_a_grant_to_an_invalid_x25519_key_is_refused_with_what_to_do():
         grant_key(new_data_key(), invalid, order_id=ORDER)
     assert str(caught.value) == (f"worker-1 ({WORKER.address}) publishes an invalid X25519 key; they must publish a "
                                  "new one before data can be granted to them")
+
+
+LOW_ORDER = ["00" * 32, "01" + "00" * 31, "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+             "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157", "ec" + "ff" * 30 + "7f",
+             "ed" + "ff" * 30 + "7f", "ee" + "ff" * 30 + "7f"]  # 0, 1, the points of order 8, p - 1, p, p + 1
+
+
+@pytest.mark.parametrize("point", LOW_ORDER)
+def test_nothing_can_be_wrapped_to_a_low_order_point(point):
+    published = WORKER.public().model_copy(update={"x25519_public": point})
+    assert not accepts_grants(published)
+    with pytest.raises(PrivacyError, match="publishes an invalid X25519 key"):
+        grant_key(new_data_key(), published, order_id=ORDER)
+
+
+def test_a_generated_key_accepts_grants():
+    assert accepts_grants(WORKER.public()) and accepts_grants(VALIDATOR.public())
 
 
 def test_a_grant_uses_a_96_bit_nonce():
