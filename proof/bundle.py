@@ -9,7 +9,7 @@ artifacts' SHA-256 commitments (of the stored bytes) in this order: the checkpoi
 
 import io
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -40,6 +40,10 @@ MAX_TABLE_BYTES = 1 << 30  # decoded bytes a step log or telemetry table may dec
 R = TypeVar("R", bound=BaseModel)
 
 
+Step = Annotated[int, Field(ge=0, lt=2**63, description="A step of the run: an int64, as the step log stores it")]
+Digest = Annotated[str, Field(pattern="^[0-9a-f]{64}$", description="A SHA-256 in lowercase hex")]
+
+
 class ProofBundle(BaseModel):
     """The worker's proof, minus the signature; ``leaves`` are in :func:`artifacts` order."""
 
@@ -49,12 +53,12 @@ class ProofBundle(BaseModel):
     profile: ProfileInfo
     step_log: ArtifactRef
     telemetry: ArtifactRef
-    checkpoints: list[tuple[int, ArtifactRef]]
+    checkpoints: list[tuple[Step, ArtifactRef]]
     checkpoint_sha256: list[str] = Field(default_factory=list, description="Plaintext SHA-256 per checkpoint")
     epoch_digests: list[str]
-    resumes: list[int]
-    merkle_root: str
-    leaves: list[str]
+    resumes: list[Step]
+    merkle_root: Digest
+    leaves: list[Digest]
 
 
 def _parquet(rows: list[BaseModel], schema: pa.Schema) -> bytes:
@@ -65,14 +69,19 @@ def _parquet(rows: list[BaseModel], schema: pa.Schema) -> bytes:
     return buffer.getvalue()
 
 
-def _read(data: bytes, schema: pa.Schema, model: type[R], what: str) -> list[R]:
-    """Rows of a table written by :func:`_parquet`; :class:`BundleError` for anything else, named ``what``."""
+def _read(data: bytes, schema: pa.Schema, model: type[R], what: str, max_rows: int | None) -> list[R]:
+    """Rows of a table written by :func:`_parquet`; :class:`BundleError` for anything else, named ``what``, and
+    for a table that declares more than ``max_rows`` rows (dictionary-encoded, millions of rows fit in a few
+    kilobytes that declare as few, and every row becomes an object)."""
     try:
         file = pq.ParquetFile(pa.BufferReader(data))
         declared = sum(file.metadata.row_group(i).total_byte_size for i in range(file.metadata.num_row_groups))
         if declared > MAX_TABLE_BYTES:
             raise BundleError(f"the {what} declares {declared:,} bytes of data, over the {MAX_TABLE_BYTES:,} a "
                               "verifier reads; reject the proof")
+        if max_rows is not None and file.metadata.num_rows > max_rows:
+            raise BundleError(f"the {what} declares {file.metadata.num_rows:,} rows, over the {max_rows:,} the order "
+                              "allows; reject the proof")
         table = file.read(use_threads=False)  # Arrow's reader threads can abort the interpreter at exit
         names = table.column_names  # pyarrow decodes the names as UTF-8 only when asked
     except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
@@ -97,9 +106,9 @@ def write_step_log(steps: list[StepRecord]) -> bytes:
     return _parquet(steps, STEP_LOG_SCHEMA)
 
 
-def read_step_log(data: bytes) -> list[StepRecord]:
-    """Parse a step log written by :func:`write_step_log`."""
-    return _read(data, STEP_LOG_SCHEMA, StepRecord, "step log")
+def read_step_log(data: bytes, *, max_rows: int | None = None) -> list[StepRecord]:
+    """Parse a step log written by :func:`write_step_log`: at most ``max_rows`` rows, when given."""
+    return _read(data, STEP_LOG_SCHEMA, StepRecord, "step log", max_rows)
 
 
 def write_telemetry(samples: list[TelemetrySample]) -> bytes:
@@ -109,7 +118,7 @@ def write_telemetry(samples: list[TelemetrySample]) -> bytes:
 
 def read_telemetry(data: bytes) -> list[TelemetrySample]:
     """Parse telemetry written by :func:`write_telemetry`."""
-    return _read(data, TELEMETRY_SCHEMA, TelemetrySample, "telemetry")
+    return _read(data, TELEMETRY_SCHEMA, TelemetrySample, "telemetry", None)
 
 
 def build_bundle(

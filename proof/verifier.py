@@ -10,6 +10,7 @@ import hashlib
 import math
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
@@ -61,7 +62,10 @@ class VerifyConfig(BaseModel, frozen=True):
 def load_evidence(ctx: CheckContext, fetch: Callable[[ArtifactRef], bytes]) -> None:
     """Fetch and parse every artifact of the bundle into ``ctx``; record each failure by name."""
     b = ctx.bundle
-    readers = [(b.step_log, "steps", read_step_log), (b.telemetry, "telemetry", read_telemetry)]
+    # The step log holds one row per step of the order; a telemetry trace, one per device per sample over
+    # however long training took, which the verifier cannot know before it reads it.
+    readers = [(b.step_log, "steps", partial(read_step_log, max_rows=ctx.form.total)),
+               (b.telemetry, "telemetry", read_telemetry)]
     for ref, attr, reader in readers:
         data = _fetch(ctx, ref, fetch, MAX_TABLE_BYTES)
         if data is not None:
@@ -69,11 +73,12 @@ def load_evidence(ctx: CheckContext, fetch: Callable[[ArtifactRef], bytes]) -> N
                 setattr(ctx, attr, reader(data))
             except Exception as exc:  # any parse failure of worker-supplied bytes is evidence
                 ctx.problems[ref.name] = f"unreadable ({exc})"
-    if len(b.checkpoints) != len(ctx.scheduled_checkpoints):
-        # Each is fetched and parsed below: a bundle listing more than the order schedules would
-        # make the validator pay for every one. The integrity check names the schedule.
-        ctx.problems["checkpoints"] = (f"the proof lists {len(b.checkpoints):,} checkpoints where the order schedules "
-                                       f"{len(ctx.scheduled_checkpoints):,}; none was fetched")
+    if [step for step, _ in b.checkpoints] != ctx.scheduled_checkpoints:
+        # Each is fetched and parsed below, and the checks replay between them: checkpoints at other steps
+        # than the order schedules would make the validator pay for each, or replay the whole run in one
+        # segment. The integrity check names the schedule.
+        ctx.problems["checkpoints"] = (f"the proof lists {len(b.checkpoints):,} checkpoints at other steps than the "
+                                       f"{len(ctx.scheduled_checkpoints):,} the order schedules; none was fetched")
         return
     if len(b.checkpoint_sha256) != len(b.checkpoints):
         ctx.problems["checkpoints"] = (f"the proof lists {len(b.checkpoint_sha256):,} plaintext digests for "

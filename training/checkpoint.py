@@ -17,6 +17,10 @@ import torch
 from training.errors import CheckpointError
 
 FORMAT = "bahen.checkpoint.v1"
+TENSOR_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.int16,
+                 torch.int8, torch.uint8, torch.bool)  # every dtype a state of training holds
+MAX_DEPTH = 16  # containers within containers: a state dict nests three deep, its spec a few more
+MAX_VALUES = 1 << 18  # values met walking a checkpoint: a model of a thousand tensors, its optimizer and spec
 
 
 @dataclass
@@ -57,18 +61,43 @@ class Checkpoint:
         return checkpoint
 
     def check_types(self, name: str) -> None:
-        """Refuse a parsed checkpoint whose fields have other types than training writes (names ``name``)."""
+        """Refuse a parsed checkpoint whose fields have other types than training writes (names ``name``), or
+        whose values no training writes (:func:`_values_fault`)."""
+        slots = self.optimizer_state.get("state") if isinstance(self.optimizer_state, dict) else None
         wrong = [field for field, ok in (
             ("step", type(self.step) is int), ("epoch", type(self.epoch) is int),
             ("model_state", isinstance(self.model_state, dict) and all(
                 isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in self.model_state.items())),
-            ("optimizer_state", isinstance(self.optimizer_state, dict)),
+            ("optimizer_state", isinstance(slots, dict) and all(isinstance(v, dict) for v in slots.values())),
             ("rng_state", isinstance(self.rng_state, torch.Tensor)),
             ("spec", isinstance(self.spec, dict)),
         ) if not ok]
         if wrong:
             raise CheckpointError(f"{name} holds fields of the wrong type ({', '.join(wrong)}); "
                                   "it was not written by this bahen")
+        if (fault := _values_fault(self.__dict__)) is not None:
+            raise CheckpointError(f"{name} holds {fault}, which training never writes; it was not written by this bahen")
+
+
+def _values_fault(state: Any) -> str | None:
+    """Why ``state`` holds what no training writes, or None: a tensor that is not a dense CPU tensor of one of
+    :data:`TENSOR_DTYPES` (a quantized one crashes the interpreter in ``torch.cat``), containers nested deeper
+    than :data:`MAX_DEPTH`, or more than :data:`MAX_VALUES` values to walk (a pickle that stores one container
+    under many names loads small and walks as a tree of exponential size). Walked without recursion."""
+    stack, met = [(state, 0)], 0
+    while stack:
+        value, depth = stack.pop()
+        met += 1
+        if met > MAX_VALUES:
+            return f"more than {MAX_VALUES:,} values"
+        if isinstance(value, torch.Tensor):
+            if value.layout is not torch.strided or value.device.type != "cpu" or value.dtype not in TENSOR_DTYPES:
+                return f"a {value.layout} {value.dtype} tensor on {value.device.type}"
+        elif isinstance(value, (dict, list, tuple)):
+            if depth == MAX_DEPTH:
+                return f"values nested more than {MAX_DEPTH} deep"
+            stack.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
+    return None
 
 
 def _check_stored(data: bytes, name: str) -> None:

@@ -23,14 +23,11 @@ import numpy as np
 import torch
 from pydantic_core import from_json
 
-from training.checkpoint import Checkpoint
+from training.checkpoint import TENSOR_DTYPES, Checkpoint
 from training.errors import CheckpointError
 
 MAGIC = b"bahen.state.v1\n"
-_DTYPES = {str(t).removeprefix("torch."): t for t in (
-    torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.int16,
-    torch.int8, torch.uint8, torch.bool,
-)}
+_DTYPES = {str(t).removeprefix("torch."): t for t in TENSOR_DTYPES}
 
 
 @dataclass
@@ -341,7 +338,7 @@ def decode_state(data: bytes, *, name: str = "state") -> Checkpoint:
             step=header["step"], epoch=header["epoch"], model_state=layout["model"],
             optimizer_state=layout["optimizer"], rng_state=layout["rng"], spec=header["spec"],
         )
-    except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
+    except (ValueError, KeyError, TypeError, RuntimeError, IndexError, OverflowError) as exc:
         raise CheckpointError(f"{name} is not a readable bahen state ({exc}); reveal the state the worker recorded") from exc
     checkpoint.check_types(name)
     return checkpoint

@@ -23,7 +23,7 @@ class StepRecord(BaseModel):
     lr: float
     grad_norm: float
     update_norm: float = Field(default=0.0, description="L2 distance between the weights before and after this step")
-    seconds: float
+    seconds: float = Field(ge=0, allow_inf_nan=False, description="Wall time the step took: a duration")
     state_sha256: str = Field(default="", description="SHA-256 of the training state after this step")
 
 

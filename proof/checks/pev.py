@@ -84,5 +84,7 @@ class PevCheck(Check):
         se = spread / math.sqrt(len(chunks))
         claimed = [logged.get(s, math.nan) for s in range(epoch * per_epoch, c)]
         logged_mean = float(np.mean(claimed))
+        if math.isinf(logged_mean):  # a loss logged as infinite, or past any float, would make the allowance infinite
+            return math.inf, len(picks)
         eps = ctx.config.pev_z * se + ctx.config.pev_margin * abs(logged_mean)
         return sample_loss - logged_mean - eps, len(picks)

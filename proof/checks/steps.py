@@ -79,7 +79,7 @@ class StateChainCheck(Check):
             form_fault = ctx.form.fault(checkpoint)
             if form_fault is not None:
                 faults.append(f"{ctx.checkpoint_name(step)} {form_fault}")
-            if step == 0:
+            if step == 0 or form_fault is not None:  # a state of no form of this order's has no digest to compare
                 continue
             digest = hashlib.sha256(checkpoint_state(checkpoint).to_bytes()).hexdigest()
             if digest != committed_digest(ctx, step):
@@ -228,7 +228,8 @@ class UpdateSizeCheck(Check):
         faults = [f"step {t} claims an update of {n!r}" for t, n in enumerate(claims) if not (math.isfinite(n) and n >= 0)]
         steps = ctx.checkpoint_steps
         for a, b in zip(steps, steps[1:]):
-            if a not in ctx.checkpoints or b not in ctx.checkpoints or ctx.form.fault(ctx.checkpoints[b]):
+            if a not in ctx.checkpoints or b not in ctx.checkpoints or ctx.form.fault(ctx.checkpoints[a]) \
+                    or ctx.form.fault(ctx.checkpoints[b]):
                 continue  # the artifacts and state-chain checks name what is missing or malformed
             moved = weight_distance(ctx.checkpoints[a].model_state, ctx.checkpoints[b].model_state, ctx.form.trainable)
             claimed = math.fsum(claims[a:b])

@@ -15,6 +15,8 @@ count as one violation where the training logged since the last resume should ha
 at ``telemetry_interval_s`` (the trace was withheld).
 """
 
+import math
+
 import numpy as np
 
 from proof.checks.base import Check, CheckContext
@@ -26,8 +28,8 @@ def telemetry_violations(samples, train_seconds: float, config) -> list[str]:
     times = np.array([s.time for s in samples])
     util = np.array([s.utilization_pct for s in samples])
     broken = []
-    if np.any(np.diff(times) <= 0):
-        broken.append("timestamps do not strictly increase")
+    if not np.all(np.isfinite(times)) or np.any(np.diff(times) <= 0):
+        broken.append("timestamps are not finite and strictly increasing")
     if times[-1] - times[0] < 0.5 * train_seconds:
         broken.append(f"trace spans {times[-1] - times[0]:.1f}s of {train_seconds:.1f}s of logged training")
     share = float(np.mean(util > util.mean()))
@@ -58,8 +60,9 @@ class TelemetryCheck(Check):
         if len(samples) < ctx.config.telemetry_min_samples:
             # A resumed worker samples only since its last resume.
             since = max(ctx.bundle.resumes, default=0)
-            sampled = sum(r.seconds for r in ctx.steps or [] if r.step >= since)
-            owed = int(sampled / ctx.config.telemetry_interval_s)
+            sampled = math.fsum(r.seconds for r in ctx.steps or [] if r.step >= since)
+            owed = sampled / ctx.config.telemetry_interval_s
+            owed = math.floor(owed) if math.isfinite(owed) else owed  # finite durations may sum past any float
             if owed >= ctx.config.telemetry_min_samples:
                 return self.result(threshold=0.0, observed=1.0, detail=(
                     f"{len(samples)} samples over {sampled:.1f}s of logged training, where one every "

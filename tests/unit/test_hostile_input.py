@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -205,3 +206,80 @@ def test_a_checkpoint_whose_member_inflates_is_refused_before_torch_reads_it():
     assert len(bomb.getvalue()) < 1_000_000
     with pytest.raises(CheckpointError, match="holds compressed members"):
         targets()["checkpoint"].parse(bomb.getvalue())
+
+
+def _checkpoint(**change) -> bytes:
+    """The sample checkpoint with fields changed, saved as torch.save saves one."""
+    from training.checkpoint import FORMAT, Checkpoint
+
+    checkpoint = Checkpoint.from_bytes(targets()["checkpoint"].sample)
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **{**checkpoint.__dict__, **change}}, buffer)
+    return buffer.getvalue()
+
+
+def _weights(tensor) -> dict:
+    from training.checkpoint import Checkpoint
+
+    state = dict(Checkpoint.from_bytes(targets()["checkpoint"].sample).model_state)
+    return {**state, next(iter(state)): tensor}
+
+
+@pytest.mark.parametrize(("tensor", "named"), [
+    (lambda: torch.quantize_per_tensor(torch.ones(4), 0.1, 0, torch.qint8), "a torch.strided torch.qint8 tensor on cpu"),
+    (lambda: torch.ones(4).to_sparse(), "a torch.sparse_coo torch.float32 tensor on cpu"),
+    (lambda: torch.ones(4, device="meta"), "a torch.strided torch.float32 tensor on meta"),
+    (lambda: torch.ones(4, dtype=torch.complex64), "a torch.strided torch.complex64 tensor on cpu"),
+])
+def test_a_checkpoint_holding_a_tensor_no_training_writes_is_refused(tensor, named):
+    """A quantized weight loads under weights_only and crashed the interpreter in torch.cat, in the state digest."""
+    with pytest.raises(CheckpointError, match=f"checkpoint holds {named}, which training never writes"):
+        targets()["checkpoint"].parse(_checkpoint(model_state=_weights(tensor())))
+
+
+def test_a_checkpoint_nested_deep_or_walking_as_a_huge_tree_is_refused():
+    from training.checkpoint import MAX_DEPTH, MAX_VALUES
+
+    deep: list = []
+    for _ in range(MAX_DEPTH + 1):
+        deep = [deep]
+    with pytest.raises(CheckpointError, match=f"values nested more than {MAX_DEPTH} deep"):
+        targets()["checkpoint"].parse(_checkpoint(spec={"deep": deep}))
+    shared: list = [0]
+    for _ in range(12):  # twelve levels, each naming the one below four times: 4^12 = 16.8M values to walk
+        shared = [shared] * 4
+    data = _checkpoint(spec={"wide": shared})
+    assert len(data) < len(targets()["checkpoint"].sample) + 1_000  # pickle stores each level once
+    with pytest.raises(CheckpointError, match=f"more than {MAX_VALUES:,} values"):
+        targets()["checkpoint"].parse(data)
+
+
+def test_a_checkpoint_whose_optimizer_state_is_not_per_parameter_dicts_is_refused():
+    with pytest.raises(CheckpointError, match="wrong type \\(optimizer_state\\)"):
+        targets()["checkpoint"].parse(_checkpoint(optimizer_state={"state": {0: 5}, "param_groups": []}))
+
+
+def test_a_step_log_of_more_rows_than_the_order_has_steps_is_refused_before_it_is_decoded():
+    data = _table(STEP_LOG_SCHEMA, _step_log_columns())
+    assert len(read_step_log(data, max_rows=1)) == 1
+    with pytest.raises(BundleError, match="the step log declares 1 rows, over the 0 the order allows"):
+        read_step_log(data, max_rows=0)
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), float("inf"), -1.0])
+def test_a_step_log_whose_step_took_no_duration_is_refused(seconds):
+    with pytest.raises(BundleError, match="holds values of the wrong type or out of range"):
+        read_step_log(_table(STEP_LOG_SCHEMA, _step_log_columns(seconds=[seconds])))
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"checkpoints": 2**63}, "checkpoints.0.0"), ({"checkpoints": -1}, "checkpoints.0.0"), ({"resumes": [2**64 + 1]}, "resumes.0"),
+    ({"leaves": ["zz" * 32]}, "leaves.0"), ({"merkle_root": "AB" * 32}, "merkle_root"),
+])
+def test_a_proof_manifest_of_steps_past_an_int64_or_digests_not_in_hex_is_refused(change, field):
+    """A step of 2**64 + 1 made the challenge's sampling loop forever; a leaf not in hex raised in the integrity check."""
+    fields = json.loads(targets()["signed-payload"].sample)
+    for key, value in change.items():
+        fields[key] = [[value, ref] for _, ref in fields[key]] if key == "checkpoints" else value
+    with pytest.raises(DocumentError, match=field.replace(".", r"\.")):
+        targets()["signed-payload"].parse(json.dumps(fields).encode())

@@ -1,5 +1,6 @@
 """The order summary's telemetry: thinned per device for the record, plotted in the summary."""
 
+import io
 import math
 
 from proof.telemetry import TelemetrySample
@@ -56,3 +57,26 @@ def test_a_training_that_logged_no_step_keeps_its_nan_loss_in_the_order_record(t
     assert '"final_loss":"NaN"' in (tmp_path / f"{record.order_id}.json").read_text().replace(" ", "")
     loaded = book.load(record.order_id).training
     assert math.isnan(loaded.final_loss) and loaded.losses[:2] == [math.inf, -math.inf] and math.isnan(loaded.losses[2])
+
+
+def test_figures_no_axis_can_hold_leave_out_their_plot_not_the_summary():
+    record = _record(_samples(5))
+    wild = record.model_copy(update={"training": record.training.model_copy(update={"losses": [1e308, -1e308]})})
+    summary = summary_markdown(wild)
+    assert "(no loss curve: the worker's figures cannot be drawn: " in summary
+    assert "![telemetry plot](data:image/png;base64," in summary  # the other plot stands
+
+
+def test_a_summary_prints_other_parties_words_as_they_are_never_as_markup():
+    from rich.console import Console
+
+    from bahen.records import Scores
+    from bahen.summary import print_summary
+
+    record = _record([]).model_copy(update={"status": "settled [/] [bold]", "scores": Scores(
+        order_id="0x" + "ab" * 32, reports={}, accuracy={"[/]": 0.9}, loss={"[/]": 0.3}, median_accuracy=0.9,
+        outliers=[])})
+    out = Console(file=io.StringIO(), width=200, record=True)  # a console that reads markup
+    print_summary(record, out)
+    text = out.export_text()
+    assert "status settled [/] [bold]" in text and "holdout accuracy: [/] 0.9000" in text

@@ -1,6 +1,7 @@
 """verify_proof end to end on a tiny honest task: the report, its cost, and tampered storage."""
 
 import dataclasses
+import math
 
 import pytest
 
@@ -218,8 +219,34 @@ def test_a_proof_listing_more_checkpoints_than_the_order_schedules_costs_no_fetc
     padded = run.bundle.checkpoints + [(step, run.bundle.checkpoints[-1][1]) for step in range(10_000, 10_500)]
     report, fetched = _verify_counting_fetches(job, padded)
     artifacts = next(c for c in report.checks if c.name == "artifacts")
-    assert not report.passed and "the proof lists 505 checkpoints where the order schedules 5" in artifacts.detail
+    assert not report.passed and "the proof lists 505 checkpoints at other steps than the 5 the order schedules" in artifacts.detail
     assert not any("checkpoint" in name for name in fetched)
+
+
+def test_a_proof_listing_its_checkpoints_at_other_steps_than_the_order_schedules_costs_no_fetch(job):
+    """As many checkpoints as scheduled, at other steps ([0, T, T + 1, ...]): the largest-update replay would
+    have re-executed the whole run in one segment, and one at step -1 broke the loss check's data order."""
+    spec, X, y, store, run = job
+    cps = run.bundle.checkpoints
+    total = cps[-1][0]
+    for steps in ([0, total, *range(total + 1, total + len(cps) - 1)], [-1, *[s for s, _ in cps[1:]]]):
+        report, fetched = _verify_counting_fetches(job, [(s, ref) for s, (_, ref) in zip(steps, cps, strict=True)])
+        artifacts = next(c for c in report.checks if c.name == "artifacts")
+        assert not report.passed and f"at other steps than the {len(cps)} the order schedules" in artifacts.detail
+        assert not any("checkpoint" in name for name in fetched)
+        assert all(c.detail.startswith("cannot check") for c in report.checks if c.name.startswith("replay"))
+
+
+def test_a_loss_logged_as_infinite_fails_the_epochs_pev(job):
+    """One loss past any float made the epoch's allowance infinite, and the epoch passed whatever else it logged."""
+    from proof.bundle import write_step_log
+
+    spec, X, y, store, run = job
+    steps = read_step_log(store.fetch(run.bundle.step_log))
+    steps[3] = steps[3].model_copy(update={"loss": math.inf})
+    forged = run.bundle.model_copy(update={"step_log": store.put("step-log.parquet", write_step_log(steps))})
+    pev = next(c for c in _verify(job, bundle=forged).checks if c.name == "pev")
+    assert not pev.passed and pev.observed == math.inf and "e0=+inf" in pev.detail
 
 
 def _without(bundle, store, kind):

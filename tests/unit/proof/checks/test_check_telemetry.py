@@ -1,3 +1,5 @@
+import math
+
 from proof.checks.telemetry import TelemetryCheck, telemetry_violations
 from proof.telemetry import TelemetrySample
 from proof.verifier import VerifyConfig
@@ -73,7 +75,10 @@ def _at(times, utils=PLAUSIBLE):
 def test_each_rule_at_its_edge_and_in_its_own_words():
     config = VerifyConfig()
     assert telemetry_violations(_at([100, 101, 102, 102, 104, 105, 106, 107, 108, 109]), 9.0, config) == [
-        "timestamps do not strictly increase"]
+        "timestamps are not finite and strictly increasing"]
+    for odd in (math.nan, math.inf):  # a comparison with NaN is false either way: it must not pass for increasing
+        assert telemetry_violations(_at([100, 101, 102, odd, 104, 105, 106, 107, 108, 109]), 9.0, config)[0] == \
+            "timestamps are not finite and strictly increasing"
     late = _at(range(100, 110))  # spans 9 s
     assert telemetry_violations(late, 18.0, config) == []  # exactly half of the logged training
     assert telemetry_violations(late, 18.2, config) == ["trace spans 9.0s of 18.2s of logged training"]
@@ -109,7 +114,7 @@ def test_the_check_reads_the_first_devices_trace_against_the_logged_training_tim
     assert (result.passed, result.observed) == (False, 1.0)
     assert result.detail == "trace spans 4.0s of 9.0s of logged training"
     ctx.telemetry = _at([0, 0, 1, 2, 3, 4, 5, 6, 7, 8], [99.0] * 10)  # two rules at once, in order
-    assert TelemetryCheck().run(ctx).detail == ("timestamps do not strictly increase; "
+    assert TelemetryCheck().run(ctx).detail == ("timestamps are not finite and strictly increasing; "
                                                 "only 0% of utilization samples lie above the mean")
     other = [s.model_copy(update={"device": 1}) for s in _trace(PLAUSIBLE)]
     ctx.telemetry = [_trace([50.0])[0], *other]  # device 0 sampled once: device 1's trace is not its
