@@ -341,7 +341,7 @@ def _verified(net, salt: str):
     return upload, plan, assignment, training
 
 
-@pytest.mark.parametrize(("salt", "field", "value"), [("e3", "model_sha256", "00" * 32), ("e7", "validator", "[/] another"),
+@pytest.mark.parametrize(("salt", "field", "value"), [("e9", "model_sha256", "00" * 32), ("e7", "validator", "[/] another"),
                                                       ("e8", "task", 1)])
 def test_a_validator_that_attests_a_score_of_another_model_costs_no_re_audit_its_agreement(prefect, salt, field, value):
     """A score of another model or task, or under another name than its signer's: the record and Wasp's case carry

@@ -28,7 +28,7 @@ SMALL = OrderSpec(dataset="digits", model="mlp", epochs=1, checkpoint_every=8, b
 def test_a_drawn_validator_whose_key_takes_no_grant_is_granted_nothing_and_the_order_goes_on(staked_net):
     net = staked_net
     hostile = Identity.generate("hostile")
-    stake = 1000 * PARAMS.min_validator_stake  # outweighs every other validator: drawn but for a ~1e-5 chance
+    stake = 1000 * PARAMS.min_validator_stake  # outweighs every other validator: drawn but for a ~3e-5 chance
     net.chain.fund(hostile.address, stake + 10**18)
     net.market.register_validator(hostile.account, x25519_public=bytes(32), stake=stake)
     upload = encrypt_upload(SMALL, net, salt="0x" + "e4" * 32)
