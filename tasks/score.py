@@ -50,7 +50,7 @@ def score_one(spec: OrderSpec, upload: Upload, training: Training, slot: Validat
     try:
         # Decrypted, the split is the client's (its manifest pins the ciphertext, the key authenticates
         # it): a split that is not what the manifest declares is the client's doing, and reported.
-        X, y = load_split(net.store, holdout_key, upload, "holdout", tokens=spec.model == "gpt")
+        X, y = load_split(net.store, holdout_key, upload, "holdout", spec)
     except DatasetError as exc:
         return PerformanceReport(**base, samples=0, accuracy=math.nan, loss=math.nan, error=f"DatasetError: {exc}")
     base.update(samples=len(y), input_blind_loss=input_blind_loss(tspec, X, y))

@@ -104,25 +104,30 @@ def challenge_seed(net: Network, order_id: bytes, task: int) -> bytes:
     return net.market.challenge_seed(order_id, task)
 
 
-def load_split(store: ArtifactStore, key: bytes, upload: Upload, role: str, *, tokens: bool):
+def load_split(store: ArtifactStore, key: bytes, upload: Upload, role: str, spec: OrderSpec):
     """Decrypt a split into (X, y) in memory, plaintext never on disk, once shown to be the split the
-    client's signed manifest declares (:func:`check_split`); ``tokens`` for a language model's windows."""
+    client's signed manifest declares and ``spec`` can train on (:func:`check_split`)."""
     ref = upload.train if role == "train" else upload.holdout
     X, y, _ = read_split(get_decrypted(store, key, ref, order_id=upload.order_id, role=role), name=ref.name)
-    check_split(X, y, upload, role, tokens=tokens)
+    check_split(X, y, upload, role, tokens=spec.model == "gpt", batch_size=spec.batch_size)
     return X, y
 
 
-def check_split(X: np.ndarray, y: np.ndarray, upload: Upload, role: str, *, tokens: bool) -> None:
+def check_split(X: np.ndarray, y: np.ndarray, upload: Upload, role: str, *, tokens: bool, batch_size: int) -> None:
     """:class:`DatasetError` unless the split holds the rows and input shape the client's signed manifest
-    declares, labels of its classes and finite features (for a language model, ``tokens``, bytes of its
-    vocabulary). The client signs the split's hash, not its contents: a split that breaks them would make
-    a worker train into a crash or into weights that are not numbers, and a validator score nothing."""
+    declares, labels of its classes and the features the client's own expectations admit: from 0 to 1, or
+    for a language model (``tokens``) bytes of its vocabulary; a train split at least one batch of
+    ``batch_size`` rows, a holdout at least a row. The client signs the split's hash, not its contents: a
+    split that breaks them would make a worker train into a crash or into weights that are not numbers
+    (features of 1e10 did, and the honest worker was slashed), and a validator score nothing."""
     ref, rows = (upload.train, upload.train_rows) if role == "train" else (upload.holdout, upload.holdout_rows)
     classes = upload.num_classes
     wrong = []
     if len(y) != rows:
         wrong.append(f"{len(y):,} rows where the manifest declares {rows:,}")
+    least = batch_size if role == "train" else 1
+    if len(y) < least:
+        wrong.append(f"{len(y):,} rows, fewer than the {least:,} {'a batch of the order takes' if role == 'train' else 'a score needs'}")
     if list(X.shape[1:]) != upload.input_shape:
         wrong.append(f"inputs of shape {list(X.shape[1:])} where the manifest declares {upload.input_shape}")
     if len(y) and not (0 <= y.min() and y.max() < classes):
@@ -131,6 +136,8 @@ def check_split(X: np.ndarray, y: np.ndarray, upload: Upload, role: str, *, toke
         wrong.append("features that are not finite numbers")
     elif tokens and X.size and not (0 <= X.min() and X.max() < classes and (X == np.floor(X)).all()):
         wrong.append(f"inputs that are not tokens of its {classes:,}-token vocabulary")
+    elif not tokens and X.size and not (0 <= X.min() and X.max() <= 1):
+        wrong.append(f"features from {X.min():g} to {X.max():g}, outside the 0 to 1 its expectations admit")
     if wrong:
         raise DatasetError(f"the {role} split {ref.name} is not the one its client's signed manifest declares: "
                            f"{'; '.join(wrong)}. Nothing was trained or scored on it; the client must upload its "
@@ -227,7 +234,7 @@ def train(
                             "nothing can be wrapped to (such a worker is replaced as a stalled one is); otherwise hand "
                             "over the order's shard")
     train_key = open_stored_grant(net.store, assignment.grants["train"], worker, order_id=order_id)
-    X, y = load_split(net.store, train_key, upload, "train", tokens=spec.model == "gpt")
+    X, y = load_split(net.store, train_key, upload, "train", spec)
     tspec = train_spec(spec, upload, task, net)
     initial = load_initial(net.store, train_key, upload, tspec)
     if note is None:

@@ -54,7 +54,7 @@ def reexecute(spec: OrderSpec, upload: Upload, training: Training, net: Network,
     committed = order.tasks[task].root.removeprefix("0x")
     seed = challenge_seed(net, bytes.fromhex(order_id[2:]), task)
     model = proof_key(open_model_key, bundle, order_id, task, net)
-    X, y = load_split(net.store, train_key, upload, "train", tokens=spec.model == "gpt")
+    X, y = load_split(net.store, train_key, upload, "train", spec)
     tspec = train_spec(spec, upload, task, net)
     return verify_proof(
         bundle, committed_root=committed, challenge_seed=seed, X=X, y=y, initial=load_initial(net.store, train_key, upload, tspec),

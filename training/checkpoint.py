@@ -75,15 +75,18 @@ class Checkpoint:
         if wrong:
             raise CheckpointError(f"{name} holds fields of the wrong type ({', '.join(wrong)}); "
                                   "it was not written by this bahen")
-        if (fault := _values_fault(self.__dict__)) is not None:
+        fault = _values_fault(self.__dict__) or _values_fault(self.spec, tensors=False)
+        if fault is not None:
             raise CheckpointError(f"{name} holds {fault}, which training never writes; it was not written by this bahen")
 
 
-def _values_fault(state: Any) -> str | None:
-    """Why ``state`` holds what no training writes, or None: a tensor that is not a dense CPU tensor of one of
-    :data:`TENSOR_DTYPES` (a quantized one crashes the interpreter in ``torch.cat``), containers nested deeper
-    than :data:`MAX_DEPTH`, or more than :data:`MAX_VALUES` values to walk (a pickle that stores one container
-    under many names loads small and walks as a tree of exponential size). Walked without recursion."""
+def _values_fault(state: Any, *, tensors: bool = True) -> str | None:
+    """Why ``state`` holds what no training writes, or None: a tensor where ``tensors`` is False (the spec is
+    JSON), or one that is not a dense, contiguous CPU tensor of one of :data:`TENSOR_DTYPES` (a quantized one
+    crashes the interpreter in ``torch.cat``; a stride-0 view of a few bytes declares terabytes), containers
+    nested deeper than :data:`MAX_DEPTH`, or more than :data:`MAX_VALUES` values to walk (a pickle that stores
+    one container under many names loads small and walks as a tree of exponential size). Walked without
+    recursion."""
     stack, met = [(state, 0)], 0
     while stack:
         value, depth = stack.pop()
@@ -91,8 +94,12 @@ def _values_fault(state: Any) -> str | None:
         if met > MAX_VALUES:
             return f"more than {MAX_VALUES:,} values"
         if isinstance(value, torch.Tensor):
+            if not tensors:
+                return "a tensor in its spec"
             if value.layout is not torch.strided or value.device.type != "cpu" or value.dtype not in TENSOR_DTYPES:
                 return f"a {value.layout} {value.dtype} tensor on {value.device.type}"
+            if not value.is_contiguous():
+                return f"a view of strides {value.stride()} over a tensor of shape {tuple(value.shape)}"
         elif isinstance(value, (dict, list, tuple)):
             if depth == MAX_DEPTH:
                 return f"values nested more than {MAX_DEPTH} deep"

@@ -34,34 +34,39 @@ def _upload(**declared) -> Upload:
 
 
 def _split(rows=4, shape=(1, 2), labels=(0, 1, 2, 0)):
-    X = np.arange(rows * int(np.prod(shape)), dtype=np.float32).reshape(rows, *shape) % 3
+    X = np.arange(rows * int(np.prod(shape)), dtype=np.float32).reshape(rows, *shape) % 2
     return X, np.array(labels, dtype=np.int64)[:rows]
 
 
 def test_a_split_as_its_manifest_declares_it_passes():
-    check_split(*_split(), _upload(), "train", tokens=False)
-    check_split(*_split(), _upload(), "holdout", tokens=True)  # features 0..2: tokens of a 3-token vocabulary
+    check_split(*_split(), _upload(), "train", tokens=False, batch_size=4)
+    check_split(*_split(), _upload(), "holdout", tokens=True, batch_size=4)  # features 0 and 1: tokens of three
 
 
-@pytest.mark.parametrize(("change", "words"), [
-    (lambda X, y: (X[:3], y[:3]), "3 rows where the manifest declares 4"),
-    (lambda X, y: (X.reshape(4, 2, 1), y), r"inputs of shape \[2, 1\] where the manifest declares \[1, 2\]"),
-    (lambda X, y: (X, np.array([0, 1, 3, 0])), "labels from 0 to 3, outside the 3 classes it declares"),
-    (lambda X, y: (X, np.array([0, -1, 2, 0])), "labels from -1 to 2, outside the 3 classes"),
-    (lambda X, y: (np.where(X == 1, np.nan, X), y), "features that are not finite numbers"),
-    (lambda X, y: (np.where(X == 1, np.inf, X), y), "features that are not finite numbers"),
+@pytest.mark.parametrize(("change", "words", "role", "batch"), [
+    (lambda X, y: (X[:3], y[:3]), "3 rows where the manifest declares 4", "train", 1),
+    (lambda X, y: (X.reshape(4, 2, 1), y), r"inputs of shape \[2, 1\] where the manifest declares \[1, 2\]", "train", 1),
+    (lambda X, y: (X, np.array([0, 1, 3, 0])), "labels from 0 to 3, outside the 3 classes it declares", "train", 1),
+    (lambda X, y: (X, np.array([0, -1, 2, 0])), "labels from -1 to 2, outside the 3 classes", "train", 1),
+    (lambda X, y: (np.where(X == 1, np.nan, X), y), "features that are not finite numbers", "train", 1),
+    (lambda X, y: (np.where(X == 1, np.inf, X), y), "features that are not finite numbers", "train", 1),
+    (lambda X, y: (X * 1e10, y), "features from 0 to 1e\\+10, outside the 0 to 1 its expectations admit", "train", 1),
+    (lambda X, y: (X - 0.5, y), "features from -0.5 to 0.5, outside the 0 to 1", "train", 1),
+    (lambda X, y: (X, y), "4 rows, fewer than the 5 a batch of the order takes", "train", 5),
+    (lambda X, y: (X[:0], y[:0]), "0 rows, fewer than the 1 a score needs", "holdout", 1),
 ])
-def test_a_split_its_manifest_misdescribes_is_named(change, words):
-    with pytest.raises(DatasetError, match=rf"the train split train\.parquet\.enc is not the one its client's signed "
+def test_a_split_its_manifest_misdescribes_is_named(change, words, role, batch):
+    declared = _upload(holdout_rows=0) if role == "holdout" else _upload()
+    with pytest.raises(DatasetError, match=rf"the {role} split train\.parquet\.enc is not the one its client's signed "
                                            rf"manifest declares: .*{words}.*the client must upload its dataset again"):
-        check_split(*change(*_split()), _upload(), "train", tokens=False)
+        check_split(*change(*_split()), declared, role, tokens=False, batch_size=batch)
 
 
-@pytest.mark.parametrize("X", [np.full((4, 1, 2), 3.0), np.full((4, 1, 2), -1.0), np.full((4, 1, 2), 0.5)])
-def test_a_language_model_split_holds_tokens_of_its_vocabulary(X):
-    check_split(X, _split()[1], _upload(), "holdout", tokens=False)  # as features, any finite number
+@pytest.mark.parametrize("value", [3.0, -1.0, 0.5])
+def test_a_language_model_split_holds_tokens_of_its_vocabulary(value):
+    X = np.full((4, 1, 2), value)
     with pytest.raises(DatasetError, match="inputs that are not tokens of its 3-token vocabulary"):
-        check_split(X, _split()[1], _upload(), "holdout", tokens=True)
+        check_split(X, _split()[1], _upload(), "holdout", tokens=True, batch_size=1)
 
 
 def _broken(role: str, label: int, monkeypatch):

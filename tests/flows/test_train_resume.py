@@ -47,7 +47,7 @@ def _order(net, byte: str):
 def _uninterrupted(net, upload, assignment):
     """The checkpoints' plaintext hashes of the same task trained in one go, outside the pipeline."""
     key = open_stored_grant(net.store, assignment.grants["train"], net.party_at(assignment.address, role="worker"), order_id=upload.order_id)
-    X, y = load_split(net.store, key, upload, "train", tokens=False)
+    X, y = load_split(net.store, key, upload, "train", SMALL)
     return run_worker(None, train_spec(SMALL, upload, assignment.task, net), X, y, MemoryStore().put).recorded
 
 

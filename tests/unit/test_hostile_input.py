@@ -230,6 +230,8 @@ def _weights(tensor) -> dict:
     (lambda: torch.ones(4).to_sparse(), "a torch.sparse_coo torch.float32 tensor on cpu"),
     (lambda: torch.ones(4, device="meta"), "a torch.strided torch.float32 tensor on meta"),
     (lambda: torch.ones(4, dtype=torch.complex64), "a torch.strided torch.complex64 tensor on cpu"),
+    (lambda: torch.ones(1).expand(2**40), r"a view of strides \(0,\) over a tensor of shape \(1099511627776,\)"),
+    (lambda: torch.ones(8)[::2], r"a view of strides \(2,\) over a tensor of shape \(4,\)"),
 ])
 def test_a_checkpoint_holding_a_tensor_no_training_writes_is_refused(tensor, named):
     """A quantized weight loads under weights_only and crashed the interpreter in torch.cat, in the state digest."""
@@ -254,6 +256,15 @@ def test_a_checkpoint_nested_deep_or_walking_as_a_huge_tree_is_refused():
         targets()["checkpoint"].parse(data)
 
 
+def test_a_checkpoint_whose_spec_holds_a_tensor_is_refused():
+    """Compared with the order's spec, a tensor in it raised "Boolean value of Tensor ... is ambiguous"."""
+    from training.checkpoint import Checkpoint
+
+    spec = Checkpoint.from_bytes(targets()["checkpoint"].sample).spec
+    with pytest.raises(CheckpointError, match="checkpoint holds a tensor in its spec"):
+        targets()["checkpoint"].parse(_checkpoint(spec={**spec, "lr": [torch.ones(2)]}))
+
+
 def test_a_checkpoint_whose_optimizer_state_is_not_per_parameter_dicts_is_refused():
     with pytest.raises(CheckpointError, match="wrong type \\(optimizer_state\\)"):
         targets()["checkpoint"].parse(_checkpoint(optimizer_state={"state": {0: 5}, "param_groups": []}))
@@ -264,6 +275,33 @@ def test_a_step_log_of_more_rows_than_the_order_has_steps_is_refused_before_it_i
     assert len(read_step_log(data, max_rows=1)) == 1
     with pytest.raises(BundleError, match="the step log declares 1 rows, over the 0 the order allows"):
         read_step_log(data, max_rows=0)
+
+
+def test_a_step_log_whose_footer_understates_its_rows_is_refused_by_its_row_groups():
+    """The file's row count and its row groups' are written apart; the reader decodes the groups'."""
+    buffer = io.BytesIO()
+    rows = 1_000
+    columns = {name: values * rows for name, values in _step_log_columns().items()}
+    pq.write_table(pa.table(columns, schema=STEP_LOG_SCHEMA), buffer, row_group_size=rows // 2)
+    data = bytearray(buffer.getvalue())
+    size = int.from_bytes(data[-8:-4], "little")
+    footer = bytes(data[-8 - size:-8])
+    declared = b"\x16" + _varint(2 * rows)  # field 3 of FileMetaData (num_rows, i64, zigzag varint)
+    assert footer.count(declared) == 1
+    forged_footer = footer.replace(declared, b"\x16" + _varint(2 * 10))
+    forged = bytes(data[:-8 - size]) + forged_footer + len(forged_footer).to_bytes(4, "little") + b"PAR1"
+    assert pq.ParquetFile(pa.BufferReader(forged)).metadata.num_rows == 10
+    with pytest.raises(BundleError, match=f"the step log declares {rows:,} rows, over the 36 the order allows"):
+        read_step_log(forged, max_rows=36)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | 0x80 if n else byte)
+        if not n:
+            return bytes(out)
 
 
 @pytest.mark.parametrize("seconds", [float("nan"), float("inf"), -1.0])

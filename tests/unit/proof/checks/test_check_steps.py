@@ -148,6 +148,15 @@ def test_a_segment_that_moves_farther_than_its_claims_is_named(context):
     assert "step 0 claims an update of nan" in result.detail and f"from step {a} to {b}; its steps claim" in result.detail
 
 
+def test_claims_that_sum_past_any_float_bound_their_segment_by_infinity_without_raising(context):
+    """Each claim finite, their sum not: math.fsum raised OverflowError inside the verifier."""
+    ctx = context()
+    a, b = ctx.checkpoint_steps[:2]
+    for t in range(a, b):
+        ctx.steps[t] = ctx.steps[t].model_copy(update={"update_norm": 1e308})
+    assert UpdateSizeCheck().run(ctx).passed  # a segment moves no farther than an infinite claim
+
+
 def test_oversized_steps_are_caught_by_their_size_whatever_the_uniform_sample(spec, data, store, context):
     none = VerifyConfig(spot_steps=0, largest_steps=0, suspicious_steps=0, replay_segments=0, largest_update_segments=0)
     cheat = run_worker("oversized-steps", spec, data[0], data[1], store.put, 0.05, seed=1)

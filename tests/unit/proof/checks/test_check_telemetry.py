@@ -68,6 +68,14 @@ def test_a_resumed_worker_owes_samples_only_since_its_resume(context):
     assert "inconclusive" in TelemetryCheck().run(ctx).detail
 
 
+def test_durations_summing_past_any_float_owe_an_infinite_trace_without_raising(context):
+    ctx = context()
+    ctx.telemetry = []
+    ctx.steps = [r.model_copy(update={"seconds": 1e308}) for r in ctx.steps]
+    result = TelemetryCheck().run(ctx)
+    assert result.observed == 1.0 and "over infs of logged training, where one every 1s makes inf" in result.detail
+
+
 def _at(times, utils=PLAUSIBLE):
     return [s.model_copy(update={"time": float(t)}) for s, t in zip(_trace(utils), times)]
 
