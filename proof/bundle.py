@@ -79,13 +79,13 @@ def _read(data: bytes, schema: pa.Schema, model: type[R], what: str, max_rows: i
         if declared > MAX_TABLE_BYTES:
             raise BundleError(f"the {what} declares {declared:,} bytes of data, over the {MAX_TABLE_BYTES:,} a "
                               "verifier reads; reject the proof")
-        # The file's row count and its row groups' are written apart, and the reader trusts the groups':
-        # either over the bound refuses; the table as decoded is counted again before any row becomes an object.
+        # The file's row count and its row groups' are written apart, and the reader decodes the groups':
+        # either over the bound refuses.
         rows = max(file.metadata.num_rows, sum(file.metadata.row_group(i).num_rows
                                                for i in range(file.metadata.num_row_groups)))
-        _check_rows(rows, max_rows, what)
+        if max_rows is not None and rows > max_rows:
+            raise BundleError(f"the {what} declares {rows:,} rows, over the {max_rows:,} the order allows; reject the proof")
         table = file.read(use_threads=False)  # Arrow's reader threads can abort the interpreter at exit
-        _check_rows(table.num_rows, max_rows, what)
         names = table.column_names  # pyarrow decodes the names as UTF-8 only when asked
     except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
         raise BundleError(f"the {what} is not a Parquet file ({exc}); fetch it again or reject the proof") from exc
@@ -102,11 +102,6 @@ def _read(data: bytes, schema: pa.Schema, model: type[R], what: str, max_rows: i
     except (pa.ArrowException, UnicodeDecodeError, ValidationError) as exc:
         raise BundleError(f"the {what} holds values of the wrong type or out of range "
                           f"({type(exc).__name__}: {str(exc)[:200]}); reject the proof") from exc
-
-
-def _check_rows(rows: int, max_rows: int | None, what: str) -> None:
-    if max_rows is not None and rows > max_rows:
-        raise BundleError(f"the {what} declares {rows:,} rows, over the {max_rows:,} the order allows; reject the proof")
 
 
 def write_step_log(steps: list[StepRecord]) -> bytes:

@@ -1,6 +1,7 @@
 """The dispatcher's choices and the clean end of an order, on the in-process chain (no servers)."""
 
 import logging
+from contextlib import nullcontext
 from types import SimpleNamespace
 
 import httpx
@@ -12,7 +13,7 @@ from storage.refs import ArtifactRef
 from bahen.network import connect
 from bahen.orders import OrderBook, salt_of_run
 from bahen.parties import CLIENT, party_queue
-from bahen.records import OrderRecord, VoidedVerification
+from bahen.records import OrderRecord, Verification, VoidedVerification
 from bahen.settings import load_settings
 from bahen.spec import OrderSpec
 from tasks import dispatch
@@ -86,6 +87,23 @@ def test_starting_a_run_gives_up_on_other_refusals_at_once_and_on_conflicts_afte
         f"the Prefect server refused a run of train/train ({schema}): a record handed to the run is not one this bahen "
         "makes, or the deployment's parameter schema is another version's: deploy the project again from this version "
         "(`prefect deploy --all`)")
+
+
+def test_a_completed_run_whose_result_is_not_the_stages_record_is_a_stage_not_done(monkeypatch):
+    """Another party's run returns what it likes: a result that does not validate ends the attempt as any
+    unfinished stage does (replaced, or the order ended), not as a crash of the client's flow."""
+    from uuid import uuid4
+
+    run_id = uuid4()
+    result = SimpleNamespace(result=lambda: {"verifier": "0x1", "checks": "not a list"})
+    client = SimpleNamespace(read_flow_run=lambda flow_run_id: SimpleNamespace(state=result))
+    monkeypatch.setattr(dispatch, "start_run", lambda deployment, parameters, key, queue: SimpleNamespace(id=run_id))
+    monkeypatch.setattr(dispatch, "wait_for", lambda flow_run_id, deadline, config: dispatch.ChildOutcome(
+        flow_run_id=flow_run_id, state="COMPLETED"))
+    monkeypatch.setattr(dispatch, "get_client", lambda sync_client: nullcontext(client))
+    with pytest.raises(StageNotDone, match=f"^verify/verify completed for k \\({run_id}\\), but its result is no "
+                                           "Verification: "):
+        dispatch.dispatch("verify/verify", {}, key="k", result=Verification, config=DispatchConfig(mode="pools"))
 
 
 @pytest.fixture(scope="module")
