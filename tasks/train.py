@@ -125,13 +125,14 @@ def check_split(X: np.ndarray, y: np.ndarray, upload: Upload, role: str, *, toke
     wrong = []
     if len(y) != rows:
         wrong.append(f"{len(y):,} rows where the manifest declares {rows:,}")
-    least = batch_size if role == "train" else 1
+    least, needs = (batch_size, "a batch of the order takes") if role == "train" else (1, "a score needs")
     if len(y) < least:
-        wrong.append(f"{len(y):,} rows, fewer than the {least:,} {'a batch of the order takes' if role == 'train' else 'a score needs'}")
+        wrong.append(f"{len(y):,} rows, fewer than the {least:,} {needs}")
     if list(X.shape[1:]) != upload.input_shape:
         wrong.append(f"inputs of shape {list(X.shape[1:])} where the manifest declares {upload.input_shape}")
     if len(y) and not (0 <= y.min() and y.max() < classes):
-        wrong.append(f"labels from {y.min()} to {y.max()}, outside the {classes:,} classes it declares (0 to {classes - 1:,})")
+        wrong.append(f"labels from {y.min()} to {y.max()}, outside the {classes:,} classes it declares "
+                     f"(0 to {classes - 1:,})")
     if not np.isfinite(X).all():
         wrong.append("features that are not finite numbers")
     elif tokens and X.size and not (0 <= X.min() and X.max() < classes and (X == np.floor(X)).all()):
@@ -229,10 +230,10 @@ def train(
         raise TaskCommittedError(f"task {task} of order {order_id} was committed on chain at block {committed}, "
                                  "by no unfinished run of this host: its proof is final, there is nothing to train")
     if "train" not in assignment.grants:
-        raise InputMismatch(f"the assignment handed over for task {task} of order {order_id} holds no grant of the train "
-                            f"split to {worker.address}: nothing was trained. A client wraps none to a worker whose X25519 key on chain "
-                            "nothing can be wrapped to (such a worker is replaced as a stalled one is); otherwise hand "
-                            "over the order's shard")
+        raise InputMismatch(f"the assignment handed over for task {task} of order {order_id} holds no grant of the "
+                            f"train split to {worker.address}: nothing was trained. A client wraps none to a worker whose "
+                            "X25519 key on chain nothing can be wrapped to (such a worker is replaced as a stalled one "
+                            "is); otherwise hand over the order's shard")
     train_key = open_stored_grant(net.store, assignment.grants["train"], worker, order_id=order_id)
     X, y = load_split(net.store, train_key, upload, "train", spec)
     tspec = train_spec(spec, upload, task, net)
