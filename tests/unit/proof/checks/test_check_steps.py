@@ -1,6 +1,8 @@
 """The state chain, the one-step spot check and the update-size bound: honest proofs pass; forged
 steps, withheld or mismatched states, forged checkpoints and oversized moves fail, naming the step."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -146,6 +148,22 @@ def test_a_segment_that_moves_farther_than_its_claims_is_named(context):
     result = UpdateSizeCheck().run(ctx)
     assert not result.passed and result.observed == 3  # the NaN claim leaves its own segment no bound either
     assert "step 0 claims an update of nan" in result.detail and f"from step {a} to {b}; its steps claim" in result.detail
+
+
+def test_a_checkpoint_of_no_form_of_the_orders_is_named_not_hashed_nor_measured(context):
+    """Its form fault is the finding: hashing it met values no state encodes (bytes in an optimizer group raised
+    TypeError), and measuring a segment from it met weights it lacks (KeyError)."""
+    ctx = context()
+    a = ctx.checkpoint_steps[1]
+    start = ctx.checkpoints[a]
+    groups = [{**g, "lr": b"x"} for g in start.optimizer_state["param_groups"]]
+    ctx.checkpoints[a] = dataclasses.replace(start, optimizer_state={**start.optimizer_state, "param_groups": groups})
+    chain = StateChainCheck().run(ctx)
+    assert (chain.observed, chain.detail) == (1.0, f"{ctx.checkpoint_name(a)} sets the optimizer's 'lr' to b'x' where "
+                                                   f"the order implies {ctx.spec.lr}")
+    ctx.checkpoints[a] = dataclasses.replace(start, model_state=dict(list(start.model_state.items())[1:]))
+    assert UpdateSizeCheck().run(ctx).passed  # the segment from it is the state-chain check's to name
+    assert "holds model state" in StateChainCheck().run(ctx).detail
 
 
 def test_claims_that_sum_past_any_float_bound_their_segment_by_infinity_without_raising(context):
