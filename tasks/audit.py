@@ -56,7 +56,8 @@ from tasks.verify import (
 UNTRUSTED = (PrivacyError, StorageError, ValueError)
 
 
-def _attested(net: Network, oid: bytes, task: int, kind: int, signer: str, doc_digest: str) -> bool:
+def attested_on_chain(net: Network, oid: bytes, task: int, kind: int, signer: str, doc_digest: str) -> bool:
+    """Whether ``signer`` attested on chain, for the task and report kind, the signed document of digest ``doc_digest``."""
     return net.market.report_of(oid, task, kind, signer) == bytes.fromhex(doc_digest[2:])
 
 
@@ -70,7 +71,7 @@ def verification_attested(net: Network, report: VerificationReport, doc: SignedD
     it, its digest the one attested, and the check of this order and task, the chain's challenge and the
     committed root (a report counts only for the task it checked)."""
     return checked_task(net, report, order.order_id, task, order) and doc.signer == verifier_of(order, task) and \
-        _attested(net, bytes.fromhex(order.order_id[2:]), task, REPORT_VERIFICATION, doc.signer, doc.digest)
+        attested_on_chain(net, bytes.fromhex(order.order_id[2:]), task, REPORT_VERIFICATION, doc.signer, doc.digest)
 
 
 def gather(upload: Upload, shard: Shard, assignment: Assignment, training: Training,
@@ -106,7 +107,7 @@ def gather(upload: Upload, shard: Shard, assignment: Assignment, training: Train
                 upload.order_id, assignment.task, slot.address.lower(), final_model):
             continue  # a score of some other order, task or model, or under another's name, says nothing of this one
         performance.append(perf)
-        performance_attested += _attested(net, oid, assignment.task, REPORT_PERFORMANCE, slot.address, doc.digest)
+        performance_attested += attested_on_chain(net, oid, assignment.task, REPORT_PERFORMANCE, slot.address, doc.digest)
     return Evidence(
         order_id=upload.order_id, task=assignment.task, num_classes=upload.num_classes,
         validators_assigned=len(shard.validators), manifest_signed=manifest_signed, root_committed=root_committed,

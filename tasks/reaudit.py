@@ -53,7 +53,7 @@ from bahen.errors import BahenError, user_errors
 from bahen.network import Network
 from bahen.records import Assignment, AuditCase, OrderRecord, Settled, Upload
 from bahen.settings import load_settings
-from tasks.audit import check_case, explain, gather, verification_attested
+from tasks.audit import attested_on_chain, check_case, explain, gather, verification_attested
 from tasks.inputs import check_inputs, signed_inputs
 from tasks.runtime import network
 from tasks.score import REPORT_PERFORMANCE, SignedScore, gathered
@@ -226,11 +226,10 @@ def _score_problems(record: Audited, net: Network, task: int) -> list[str]:
     for name, ref in reports.items():
         try:
             report, doc = get_signed(net.store, ref, PerformanceReport, expected_signer=slots[name].address)
-            attested = net.market.report_of(oid, task, REPORT_PERFORMANCE, slots[name].address) == \
-                bytes.fromhex(doc.digest[2:])
+            signed = attested_on_chain(net, oid, task, REPORT_PERFORMANCE, slots[name].address, doc.digest)
         except (KeyError, *user_errors()):
-            attested = False
-        if attested:
+            signed = False
+        if signed:
             scored.append(SignedScore(validator=name, report=report, ref=ref))
         else:
             unattested.append(name)

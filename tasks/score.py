@@ -79,11 +79,10 @@ def score_as(spec: OrderSpec, upload: Upload, training: Training, slot: Validato
     Run again, it returns the score the validator attested."""
     validator = net.party_at(slot.address, role="validator")
     chain_order(upload, training.task, net)  # before the chain is asked for a report of this task
-    done = attested_report(net, upload.order_id, training.task, REPORT_PERFORMANCE, validator.address, PerformanceReport)
-    if done is None:
-        done = publish(net, validator, score_one(spec, upload, training, slot, net), kind=REPORT_PERFORMANCE,
-                       name=f"order {upload.order_id[:10]}/task {training.task}/score by {validator.address}")
-    report, ref, _ = done
+    if (done := attested_score(upload, training.task, slot, net)) is not None:
+        return done
+    report, ref, _ = publish(net, validator, score_one(spec, upload, training, slot, net), kind=REPORT_PERFORMANCE,
+                             name=f"order {upload.order_id[:10]}/task {training.task}/score by {validator.address}")
     return SignedScore(validator=slot.name, report=report, ref=ref)
 
 

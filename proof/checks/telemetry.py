@@ -60,7 +60,7 @@ class TelemetryCheck(Check):
         if len(samples) < ctx.config.telemetry_min_samples:
             # A resumed worker samples only since its last resume.
             since = max(ctx.bundle.resumes, default=0)
-            sampled = sum(r.seconds for r in ctx.steps or [] if r.step >= since)  # past any float: inf, not a raise
+            sampled = sum(r.seconds for r in ctx.steps or [] if r.step >= since)
             owed = sampled / ctx.config.telemetry_interval_s
             owed = math.floor(owed) if math.isfinite(owed) else owed  # finite durations may sum past any float
             if owed >= ctx.config.telemetry_min_samples:
